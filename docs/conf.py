@@ -1,0 +1,35 @@
+"""Sphinx configuration (MyST Markdown pages, autodoc for the reference)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+project = "paradigm-trio"
+author = "paradigm-trio developers"
+copyright = "2026, paradigm-trio developers"
+release = importlib.metadata.version("paradigm-trio")
+version = release
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+exclude_patterns = ["_build"]
+templates_path: list[str] = []
+html_theme = "furo"
+html_static_path = ["_static"]
+html_title = "paradigm-trio"
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_typehints_format = "short"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+
+nitpicky = False

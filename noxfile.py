@@ -1,0 +1,70 @@
+"""Developer tasks.  ``nox`` with no arguments runs what a contributor should run."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHON = os.environ.get("NOX_PYTHON") or None
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    session.install("-e", ".[mock]")
+    for group in groups:
+        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit, integration and (quick profile) property tests."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs, env={"HYPOTHESIS_PROFILE": "quick"})
+
+
+@nox.session(python=PYTHON)
+def property(session: nox.Session) -> None:
+    """Property tests with many more examples (fixed seed so failures reproduce)."""
+    _install(session, "test")
+    session.run(
+        "pytest",
+        "tests/property",
+        "--hypothesis-seed=20261127",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "thorough"},
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on both packages."""
+    _install(session, "typecheck")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs with warnings as errors."""
+    _install(session, "docs")
+    session.run("sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not tests): prints tables, see docs/performance.md."""
+    _install(session, "test")
+    session.run("python", "-m", "benchmarks", *session.posargs)

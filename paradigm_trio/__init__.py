@@ -1,0 +1,95 @@
+"""paradigm-trio: a trio-native batch client for LightOn's Paradigm API.
+
+Everything public is re-exported here; the ``_*`` modules are private.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ._client import Client, ClientState
+from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    ParadigmError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+)
+from ._events import (
+    Attempt,
+    AttemptFailed,
+    AttemptStarted,
+    ClientStatistics,
+    Event,
+    RateLimited,
+    RequestFinished,
+    RetryScheduled,
+)
+from ._models import ChatCompletion, ChatRequest, Choice, Message, ModelInfo, Usage
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Attempt",
+    "AttemptFailed",
+    "AttemptStarted",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatCompletion",
+    "ChatRequest",
+    "Choice",
+    "Client",
+    "ClientState",
+    "ClientStatistics",
+    "ConfigurationError",
+    "ConflictError",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
+    "Event",
+    "InternalServerError",
+    "Limits",
+    "Message",
+    "ModelInfo",
+    "NotFoundError",
+    "ParadigmError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RateLimited",
+    "RequestFinished",
+    "RetryPolicy",
+    "RetryScheduled",
+    "Timeouts",
+    "UnprocessableEntityError",
+    "Usage",
+    "__version__",
+]
+
+
+def _fix_module_names() -> None:
+    # Show ``paradigm_trio.Client`` rather than ``paradigm_trio._client.Client`` in
+    # reprs, tracebacks and the docs (as trio does).
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("paradigm_trio._"):
+            with contextlib.suppress(AttributeError, TypeError):  # e.g. type aliases
+                obj.__module__ = __name__
+
+
+_fix_module_names()
+del _fix_module_names

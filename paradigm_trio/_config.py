@@ -1,0 +1,219 @@
+"""Configuration value objects: :class:`RetryPolicy`, :class:`Timeouts`, :class:`Limits`.
+
+All three are frozen, keyword-only and validated at construction: a bad value raises
+:class:`ValueError` naming the field.  Derive variants with :func:`dataclasses.replace`
+or the ``replace`` method of each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Self
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
+    "Limits",
+    "RetryPolicy",
+    "Timeouts",
+]
+
+DEFAULT_BASE_URL = "https://paradigm.lighton.ai/api/v2"
+"""The Paradigm API, used when neither ``base_url=`` nor ``PARADIGM_BASE_URL`` is given."""
+
+DEFAULT_MODEL = "alfred-4.2"
+"""The model used when a request names none."""
+
+DEFAULT_RETRY_STATUSES = frozenset({408, 409, 429})
+"""Statuses below 500 that are retried (every 5xx is retried as well)."""
+
+
+def _check_number(
+    owner: str,
+    name: str,
+    value: object,
+    *,
+    minimum: float = 0.0,
+    allow_none: bool = False,
+    strict: bool = False,
+) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{owner}.{name} must be a number, got {value!r}")
+    if math.isnan(value) or (strict and value <= minimum) or value < minimum:
+        bound = f"greater than {minimum}" if strict else f"at least {minimum}"
+        raise ValueError(f"{owner}.{name} must be {bound}, got {value!r}")
+
+
+def _check_int(owner: str, name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{owner}.{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}.{name} must be at least {minimum}, got {value!r}")
+
+
+class _Replace:
+    __slots__ = ()
+
+    def replace(self, **changes: object) -> Self:
+        """A copy with some fields changed (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryPolicy(_Replace):
+    """When and how a failed attempt is retried.
+
+    An attempt is retried when all of these hold:
+
+    * it failed with a retryable cause: a status in :attr:`retry_statuses` or any 5xx,
+      a connection error or timeout (:attr:`retry_connection_errors`), or a 2xx with an
+      invalid body (:attr:`retry_invalid_responses`).  A response header
+      ``x-should-retry: true`` or ``false`` overrides the status rule either way;
+    * fewer than :attr:`attempts` attempts have been made;
+    * the wait fits in the request's remaining time (:attr:`Timeouts.total`, or a batch
+      deadline): a retry that could not finish in time is not started, and the last error
+      is raised instead;
+    * a wait the server asks for is at most :attr:`max_retry_after`.
+
+    The wait before retry number ``n`` (1 for the first retry) is the server's, when the
+    response carries ``retry-after-ms`` (milliseconds), or ``Retry-After`` (seconds, or an
+    HTTP date).  Otherwise it is exponential backoff with jitter::
+
+        wait(n) = min(max_delay, initial_delay * multiplier ** (n - 1)) * (1 - jitter * U)
+
+    with ``U`` uniform in ``[0, 1)``.  ``jitter=0`` gives fixed waits, ``jitter=1`` is
+    "full jitter".  With the defaults the waits are about 0.5, 1, 2 seconds (each between
+    half and all of that).
+
+    A server-requested wait longer than :attr:`max_retry_after` is not slept through: the
+    request fails at once with the server's error (usually a
+    :class:`~paradigm_trio.RateLimitError`), whose attempt history shows the wait asked for.
+
+    Attributes:
+        attempts: total attempts, the first included (``1`` disables retries).
+        initial_delay: backoff before the first retry, seconds.
+        multiplier: growth factor of the backoff.
+        max_delay: cap on a computed backoff, seconds.
+        jitter: fraction of the backoff that is randomised, in ``[0, 1]``.
+        max_retry_after: longest server-requested wait honoured, seconds.
+        retry_statuses: statuses below 500 that are retried (5xx always are).
+        retry_connection_errors: retry connection failures and timeouts.
+        retry_invalid_responses: retry 2xx responses whose body is not a valid completion.
+            Chat completions have no side effects besides their cost, so this is on.
+    """
+
+    attempts: int = 4
+    initial_delay: float = 0.5
+    multiplier: float = 2.0
+    max_delay: float = 30.0
+    jitter: float = 0.5
+    max_retry_after: float = 60.0
+    retry_statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
+    retry_connection_errors: bool = True
+    retry_invalid_responses: bool = True
+
+    def __post_init__(self) -> None:
+        owner = "RetryPolicy"
+        _check_int(owner, "attempts", self.attempts, minimum=1)
+        _check_number(owner, "initial_delay", self.initial_delay)
+        _check_number(owner, "multiplier", self.multiplier, minimum=1.0)
+        _check_number(owner, "max_delay", self.max_delay)
+        _check_number(owner, "jitter", self.jitter)
+        if self.jitter > 1:
+            raise ValueError(f"{owner}.jitter must be at most 1, got {self.jitter!r}")
+        _check_number(owner, "max_retry_after", self.max_retry_after)
+        statuses = frozenset(self.retry_statuses)
+        for status in statuses:
+            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status < 600:
+                raise ValueError(f"{owner}.retry_statuses holds {status!r}, not an HTTP status")
+        object.__setattr__(self, "retry_statuses", statuses)
+
+    @classmethod
+    def no_retries(cls) -> RetryPolicy:
+        """A policy that makes exactly one attempt."""
+        return cls(attempts=1)
+
+    def is_retryable_status(self, status: int) -> bool:
+        """Whether a response with this status is retried (before ``x-should-retry``)."""
+        return status in self.retry_statuses or 500 <= status < 600
+
+    def backoff(self, retry_number: int, u: float) -> float:
+        """The computed wait before retry ``retry_number`` (1-based) for a uniform draw ``u``."""
+        base = min(self.max_delay, self.initial_delay * self.multiplier ** (retry_number - 1))
+        return base * (1.0 - self.jitter * u)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timeouts(_Replace):
+    """How long each phase of a request may take, in seconds (``None``: no limit).
+
+    ``connect``, ``read`` and ``write`` are enforced by the HTTP layer: ``read`` is an
+    *inactivity* timeout (no byte received for that long), not a cap on the whole response.
+    ``attempt`` and ``total`` are trio cancel scopes on trio's clock: ``attempt`` bounds one
+    HTTP exchange, ``total`` bounds the whole logical request, retries and backoff waits
+    included.  ``first_token`` bounds, for a streamed request, the time until the first
+    chunk arrives; after that ``read`` bounds the silence between chunks.
+
+    Every timeout raises :class:`~paradigm_trio.APITimeoutError` with ``.which`` naming it.
+    Timeouts of one attempt are retried like connection errors; ``total`` is not.
+
+    Attributes:
+        connect: establishing the TCP/TLS connection.
+        read: silence while waiting for response bytes.
+        write: sending the request.
+        attempt: one attempt, from sending to the last byte of the response.
+        total: the logical request, every attempt and wait included.
+        first_token: a streamed request, until its first chunk.
+    """
+
+    connect: float | None = 10.0
+    read: float | None = 120.0
+    write: float | None = 30.0
+    attempt: float | None = 180.0
+    total: float | None = None
+    first_token: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "write", "attempt", "total", "first_token"):
+            _check_number("Timeouts", name, getattr(self, name), allow_none=True, strict=True)
+
+    @classmethod
+    def none(cls) -> Timeouts:
+        """No timeout at all (use with care: a hung server then hangs the request)."""
+        return cls(connect=None, read=None, write=None, attempt=None, total=None, first_token=None)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits(_Replace):
+    """How much the client may send at once.
+
+    Attributes:
+        concurrency: requests in flight at once, client-wide (a :class:`trio.CapacityLimiter`;
+            the HTTP connection pool is sized to match, so requests wait on the limiter and
+            never on a pool timeout).
+        requests_per_minute: client-side request rate limit, or ``None``.
+        tokens_per_minute: client-side token rate limit (prompt estimate plus
+            ``max_tokens``), or ``None``.
+        adaptive: let the server's 429s and ``x-ratelimit-*`` headers lower the effective
+            concurrency and rate (and let clean successes raise them back).
+    """
+
+    concurrency: int = 64
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    adaptive: bool = True
+
+    def __post_init__(self) -> None:
+        _check_int("Limits", "concurrency", self.concurrency, minimum=1)
+        _check_number(
+            "Limits", "requests_per_minute", self.requests_per_minute, allow_none=True, strict=True
+        )
+        _check_number(
+            "Limits", "tokens_per_minute", self.tokens_per_minute, allow_none=True, strict=True
+        )
+        if not isinstance(self.adaptive, bool):
+            raise ValueError(f"Limits.adaptive must be True or False, got {self.adaptive!r}")

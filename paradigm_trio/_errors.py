@@ -1,0 +1,260 @@
+"""The exceptions paradigm-trio raises.
+
+One root, with the names the OpenAI SDK uses so that users recognise them::
+
+    ParadigmError                      anything this library raises on purpose
+    ├── ConfigurationError             bad arguments or environment (also a ValueError)
+    └── APIError                       a request to the API did not produce a completion
+        ├── APIStatusError             the server answered with a non-2xx status
+        │   ├── BadRequestError            400
+        │   ├── AuthenticationError        401
+        │   ├── PermissionDeniedError      403
+        │   ├── NotFoundError              404
+        │   ├── ConflictError              409
+        │   ├── UnprocessableEntityError   422
+        │   ├── RateLimitError             429
+        │   └── InternalServerError        5xx
+        ├── APIConnectionError         no usable response: connect/read/protocol errors
+        │   └── APITimeoutError            a timeout fired (``.which`` says which one)
+        └── APIResponseValidationError a 2xx whose body is not what the API promises
+
+Every :class:`APIError` carries keyword-only context: the HTTP ``status_code`` (when there
+was a response), the server's ``request_id`` (``x-request-id``), the parsed ``body``, and
+``attempts``, the full history of attempts (one :class:`~paradigm_trio.Attempt` each) that
+led to it.  Low-level ``httpx2`` exceptions are translated exactly once, at the transport
+boundary, and chained with ``raise ... from exc``.
+
+The API key never appears in an exception's message, body or repr: text that came from the
+server is scrubbed of it before the exception is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ._events import Attempt
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "ParadigmError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UnprocessableEntityError",
+]
+
+TimeoutKind = Literal[
+    "connect", "read", "write", "pool", "attempt", "total", "first_token", "stream"
+]
+
+
+class ParadigmError(Exception):
+    """Root of every exception raised on purpose by paradigm-trio."""
+
+
+class ConfigurationError(ParadigmError, ValueError):
+    """Invalid configuration: a missing API key, a bad base URL, conflicting arguments."""
+
+
+class APIError(ParadigmError):
+    """A request to the API failed.
+
+    Attributes:
+        message: what went wrong, in words.
+        status_code: the HTTP status of the last response, or ``None`` if there was none.
+        request_id: the server's ``x-request-id`` for the last response, if any.
+        body: the parsed error body of the last response (JSON), or its text, or ``None``.
+        attempts: every attempt made for this logical request, oldest first.
+        custom_id: the ``custom_id`` of the :class:`~paradigm_trio.ChatRequest`, if any.
+    """
+
+    status_code: int | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        body: object = None,
+        attempts: tuple[Attempt, ...] = (),
+        custom_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        self.request_id = request_id
+        self.body = body
+        self.attempts = attempts
+        self.custom_id = custom_id
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.request_id:
+            text += f" (request id {self.request_id})"
+        if len(self.attempts) > 1:
+            text += f" after {len(self.attempts)} attempts"
+        return text
+
+    def __repr__(self) -> str:
+        parts = [repr(self.message)]
+        if self.status_code is not None:
+            parts.append(f"status_code={self.status_code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id!r}")
+        if self.attempts:
+            parts.append(f"attempts={len(self.attempts)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _with_attempts(self, attempts: tuple[Attempt, ...]) -> APIError:
+        self.attempts = attempts
+        return self
+
+
+class APIStatusError(APIError):
+    """The server answered with a status that is not 2xx.
+
+    Attributes:
+        code: the envelope's ``error.code`` (e.g. ``"rate_limit_exceeded"``), if any.
+        type: the envelope's ``error.type``, if any.
+        param: the envelope's ``error.param``, if any.
+        headers: the response headers (``Authorization`` is a request header and never here).
+    """
+
+    status_code: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        request_id: str | None = None,
+        body: object = None,
+        attempts: tuple[Attempt, ...] = (),
+        custom_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            request_id=request_id,
+            body=body,
+            attempts=attempts,
+            custom_id=custom_id,
+        )
+        self.headers: Mapping[str, str] = dict(headers or {})
+        self.code = code
+        self.type = type
+        self.param = param
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was malformed. Never retried."""
+
+    status_code = 400
+
+
+class AuthenticationError(APIStatusError):
+    """401: missing or wrong API key. Never retried."""
+
+    status_code = 401
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this. Never retried."""
+
+    status_code = 403
+
+
+class NotFoundError(APIStatusError):
+    """404: no such endpoint or model. Never retried."""
+
+    status_code = 404
+
+
+class ConflictError(APIStatusError):
+    """409: a conflicting request is in progress. Retried."""
+
+    status_code = 409
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: well-formed but unprocessable. Never retried."""
+
+    status_code = 422
+
+
+class RateLimitError(APIStatusError):
+    """429: a rate limit or quota was hit. Retried, honouring ``Retry-After``."""
+
+    status_code = 429
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the server failed. Retried."""
+
+
+class APIConnectionError(APIError):
+    """No usable response: the connection failed, was reset or closed, or broke the protocol."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A timeout fired.
+
+    Attributes:
+        which: which timeout: ``"connect"``, ``"read"`` (no bytes for that long),
+            ``"write"``, ``"pool"``, ``"attempt"`` (:attr:`Timeouts.attempt`), ``"total"``
+            (:attr:`Timeouts.total`, the whole request with its retries),
+            ``"first_token"`` or ``"stream"`` (streaming inactivity).
+    """
+
+    def __init__(self, message: str, *, which: TimeoutKind, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.which: TimeoutKind = which
+
+
+class APIResponseValidationError(APIError):
+    """A 2xx response whose body is not a valid answer (bad JSON, missing fields).
+
+    Attributes:
+        raw: the response text as received (possibly truncated to 64 KiB).
+    """
+
+    def __init__(self, message: str, *, raw: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.raw = raw
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int) -> type[APIStatusError]:
+    """The exception class for an HTTP status (``APIStatusError`` for the unnamed ones)."""
+    if status in _STATUS_ERRORS:
+        return _STATUS_ERRORS[status]
+    if 500 <= status < 600:
+        return InternalServerError
+    return APIStatusError

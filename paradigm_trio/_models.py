@@ -1,0 +1,333 @@
+"""Requests and responses: :class:`ChatRequest`, :class:`ChatCompletion` and their parts.
+
+Plain frozen dataclasses with ``slots`` (no validation library): parsing a completion costs
+microseconds, which matters at a hundred thousand requests.  Every parsed object keeps the
+JSON it came from in ``raw`` so that fields this library does not model are still there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import APIResponseValidationError
+
+__all__ = [
+    "ChatCompletion",
+    "ChatRequest",
+    "Choice",
+    "Message",
+    "ModelInfo",
+    "Usage",
+]
+
+VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+# Keys of the request body that ChatRequest models itself; ``extra`` may not override them.
+_MODELLED = frozenset(
+    {
+        "model",
+        "messages",
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "n",
+        "stream",
+    }
+)
+
+
+def _validate_messages(messages: object) -> tuple[Mapping[str, Any], ...]:
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise ValueError(
+            f"messages must be a list of {{'role': ..., 'content': ...}} dicts, "
+            f"got {type(messages).__name__}"
+        )
+    if not messages:
+        raise ValueError("messages must not be empty")
+    checked: list[Mapping[str, Any]] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise ValueError(f"messages[{i}] must be a dict, got {type(message).__name__}")
+        role = message.get("role")
+        if role is None:
+            raise ValueError(f"messages[{i}] has no 'role'")
+        if role not in VALID_ROLES:
+            raise ValueError(
+                f"messages[{i}] has unknown role {role!r} "
+                f"(expected one of {', '.join(sorted(VALID_ROLES))})"
+            )
+        if "content" not in message:
+            if not (role == "assistant" and message.get("tool_calls")):
+                raise ValueError(f"messages[{i}] ({role}) has no 'content'")
+        else:
+            content = message["content"]
+            if content is None and not (role == "assistant" and message.get("tool_calls")):
+                raise ValueError(f"messages[{i}] ({role}) has content None")
+            if content is not None and not isinstance(content, str | list):
+                raise ValueError(
+                    f"messages[{i}].content must be a string or a list of parts, "
+                    f"got {type(content).__name__}"
+                )
+        checked.append(dict(message))
+    return tuple(checked)
+
+
+def _check_float(name: str, value: object, lo: float, hi: float) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if math.isnan(value) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChatRequest:
+    """One logical chat-completion request.
+
+    Validated at construction (a :class:`ValueError` says what is wrong), so a bad request
+    is refused before anything is sent.  ``model=None`` means the client's default model.
+
+    Attributes:
+        messages: the conversation, OpenAI format (``role`` and ``content`` each).
+        model: model name, or ``None`` for the client's default.
+        temperature, max_tokens, top_p, stop, seed, presence_penalty, frequency_penalty:
+            the usual sampling parameters; ``None`` leaves them to the server.
+        extra: more body fields passed through as they are (e.g. ``guided_json``,
+            ``response_format``, ``tools``).  May not override the fields above.
+        custom_id: a stable id for this logical request.  It is echoed on results and
+            errors and derives the ``Idempotency-Key`` header, so the same ``custom_id``
+            is the same request to the server across retries and resumed runs.
+    """
+
+    messages: tuple[Mapping[str, Any], ...]
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: str | tuple[str, ...] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    custom_id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "messages", _validate_messages(self.messages))
+        if self.model is not None and (not isinstance(self.model, str) or not self.model):
+            raise ValueError(f"model must be a non-empty string, got {self.model!r}")
+        _check_float("temperature", self.temperature, 0.0, 2.0)
+        _check_float("top_p", self.top_p, 0.0, 1.0)
+        _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        _check_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or self.max_tokens < 1
+        ):
+            raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        stop: object = self.stop
+        if isinstance(stop, list):
+            object.__setattr__(self, "stop", tuple(stop))
+        if (
+            self.stop is not None
+            and not isinstance(self.stop, str)
+            and not all(isinstance(s, str) for s in self.stop)
+        ):
+            raise ValueError(f"stop must be a string or a list of strings, got {self.stop!r}")
+        if not isinstance(self.extra, Mapping):
+            raise ValueError(f"extra must be a dict, got {type(self.extra).__name__}")
+        clash = _MODELLED.intersection(self.extra)
+        if clash:
+            raise ValueError(
+                f"extra may not set {', '.join(sorted(clash))}: use the keyword arguments"
+            )
+        object.__setattr__(self, "extra", dict(self.extra))
+        if self.custom_id is not None and (
+            not isinstance(self.custom_id, str) or not self.custom_id
+        ):
+            raise ValueError(f"custom_id must be a non-empty string, got {self.custom_id!r}")
+
+    def to_body(self, default_model: str) -> dict[str, Any]:
+        """The JSON body sent to ``/chat/completions``."""
+        body: dict[str, Any] = {
+            "model": self.model or default_model,
+            "messages": [dict(m) for m in self.messages],
+        }
+        for name in (
+            "temperature",
+            "max_tokens",
+            "top_p",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if self.stop is not None:
+            body["stop"] = self.stop if isinstance(self.stop, str) else list(self.stop)
+        body.update(self.extra)
+        return body
+
+    def estimated_tokens(self) -> int:
+        """A cheap upper-ish estimate of the tokens this request costs (for rate limits).
+
+        About four characters a token for the prompt, four tokens of overhead per message,
+        plus ``max_tokens`` (or 256 when unset) for the answer.
+        """
+        chars = 0
+        for m in self.messages:
+            content = m.get("content")
+            if isinstance(content, str):
+                chars += len(content)
+            elif isinstance(content, list):
+                for part in content:
+                    if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                        chars += len(part["text"])
+        prompt = (chars + 3) // 4 + 4 * len(self.messages)
+        return prompt + (self.max_tokens if self.max_tokens is not None else 256)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts the server reported for one completion."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """The assistant's message in a choice."""
+
+    role: str
+    content: str | None
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One choice of a completion."""
+
+    index: int
+    message: Message
+    finish_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletion:
+    """A chat completion as returned by the API.
+
+    Attributes:
+        id, model, created: as in the response.
+        choices: the choices, usually one.
+        usage: the reported token usage (zeros if the server sent none).
+        request_id: the server's ``x-request-id``, if it sent one.
+        raw: the whole response JSON.
+    """
+
+    id: str
+    model: str
+    created: int
+    choices: tuple[Choice, ...]
+    usage: Usage
+    request_id: str | None = None
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The first choice's content (``""`` when it has none)."""
+        if not self.choices:
+            return ""
+        return self.choices[0].message.content or ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        """The first choice's ``finish_reason``."""
+        return self.choices[0].finish_reason if self.choices else None
+
+    @classmethod
+    def from_json(cls, data: object, request_id: str | None = None) -> ChatCompletion:
+        """Parse a response body; raises :class:`APIResponseValidationError` if it is not one."""
+        try:
+            return cls._parse(data, request_id)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise APIResponseValidationError(
+                f"the response is not a valid chat completion: {exc}",
+                request_id=request_id,
+                body=data,
+            ) from exc
+
+    @classmethod
+    def _parse(cls, data: object, request_id: str | None) -> ChatCompletion:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        raw_choices = data["choices"]
+        if not isinstance(raw_choices, list) or not raw_choices:
+            raise ValueError("'choices' must be a non-empty list")
+        choices = []
+        for i, c in enumerate(raw_choices):
+            msg = c["message"]
+            if not isinstance(msg, dict):
+                raise TypeError(f"choices[{i}].message must be an object")
+            content = msg.get("content")
+            if content is not None and not isinstance(content, str):
+                raise TypeError(f"choices[{i}].message.content must be a string or null")
+            choices.append(
+                Choice(
+                    index=int(c.get("index", i)),
+                    message=Message(
+                        role=str(msg.get("role", "assistant")), content=content, raw=msg
+                    ),
+                    finish_reason=c.get("finish_reason"),
+                )
+            )
+        usage = _parse_usage(data.get("usage"))
+        return cls(
+            id=str(data.get("id", "")),
+            model=str(data.get("model", "")),
+            created=int(data.get("created", 0)),
+            choices=tuple(choices),
+            usage=usage,
+            request_id=request_id,
+            raw=data,
+        )
+
+
+def _parse_usage(raw: object) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+    prompt = int(raw.get("prompt_tokens") or 0)
+    completion = int(raw.get("completion_tokens") or 0)
+    total = int(raw.get("total_tokens") or (prompt + completion))
+    return Usage(prompt, completion, total)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model the API offers (from ``GET /models``)."""
+
+    id: str
+    owned_by: str | None = None
+    created: int | None = None
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
