@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+from ._batch import BatchResult, BatchResults, BatchStatistics, BatchStream
 from ._client import Client, ClientState
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
 from ._errors import (
@@ -17,6 +18,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchError,
     ConfigurationError,
     ConflictError,
     InternalServerError,
@@ -24,6 +26,8 @@ from ._errors import (
     ParadigmError,
     PermissionDeniedError,
     RateLimitError,
+    RequestCancelled,
+    ServerUnreachableError,
     UnprocessableEntityError,
 )
 from ._events import (
@@ -51,6 +55,11 @@ __all__ = [
     "AttemptStarted",
     "AuthenticationError",
     "BadRequestError",
+    "BatchError",
+    "BatchResult",
+    "BatchResults",
+    "BatchStatistics",
+    "BatchStream",
     "ChatCompletion",
     "ChatRequest",
     "Choice",
@@ -71,9 +80,11 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimited",
+    "RequestCancelled",
     "RequestFinished",
     "RetryPolicy",
     "RetryScheduled",
+    "ServerUnreachableError",
     "Timeouts",
     "UnprocessableEntityError",
     "Usage",

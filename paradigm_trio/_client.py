@@ -23,14 +23,28 @@ import math
 import os
 import random
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 import httpx2
 import trio
 
+from . import _batch
+from ._batch import (
+    DEFAULT_CIRCUIT_BREAKER,
+    DEFAULT_RETRY_BUDGET,
+    DEFAULT_UNREACHABLE_AFTER,
+    BatchControl,
+    BatchInput,
+    BatchResult,
+    BatchResults,
+    BatchStatistics,
+    BatchStream,
+    OnError,
+)
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
@@ -38,7 +52,9 @@ from ._errors import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    BatchError,
     ConfigurationError,
+    RequestCancelled,
     TimeoutKind,
     status_error_class,
 )
@@ -56,6 +72,7 @@ from ._events import (
     frozen_counts,
 )
 from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage
+from ._ratelimit import AdaptiveController, RateLimiter
 from ._retry import parse_retry_after, parse_should_retry
 
 __all__ = ["Client", "ClientState"]
@@ -83,6 +100,23 @@ def _idempotency_key(custom_id: str | None) -> str:
     if custom_id is None:
         return f"pt-{uuid.uuid4().hex}"
     return "pt-" + hashlib.sha256(custom_id.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange(Generic[T]):
+    """What every attempt of one logical request sends, and how to read the answer."""
+
+    method: str
+    url: str
+    body: bytes | None
+    headers: dict[str, str]
+    http_timeout: httpx2.Timeout
+    timeouts: Timeouts
+    retry: RetryPolicy
+    key: str
+    custom_id: str | None
+    parse: Callable[[object, str | None], T]
+    tokens: int
 
 
 @dataclass(slots=True)
@@ -179,6 +213,13 @@ class Client:
             )
         self._http = http_client
         self._limiter = trio.CapacityLimiter(self.limits.concurrency)
+        self._rates = RateLimiter(self.limits.requests_per_minute, self.limits.tokens_per_minute)
+        self._adaptive = AdaptiveController(
+            self._limiter,
+            maximum=self.limits.concurrency,
+            rates=self._rates,
+            enabled=self.limits.adaptive,
+        )
         self._random = random.Random()
         self._state = ClientState.UNOPENED
         # statistics
@@ -378,11 +419,24 @@ class Client:
         """Send a prepared :class:`ChatRequest` (what :meth:`chat` does after validation).
 
         ``deadline`` is an absolute ``trio.current_time()`` past which nothing is sent and no
-        retry is started (a batch deadline); the request then fails with
-        :class:`APITimeoutError` (``which="total"``).
+        retry is started; an attempt under way then is interrupted.  The request then fails
+        with :class:`RequestCancelled` (``reason="deadline"``).
         """
+        return await self._send(request, retry=retry, timeouts=timeouts, deadline=deadline)
+
+    async def _send(
+        self,
+        request: ChatRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        deadline: float = math.inf,
+        control: BatchControl | None = None,
+        history: list[Attempt] | None = None,
+    ) -> ChatCompletion:
         self._check_open()
         body = json.dumps(request.to_body(self.model), separators=(",", ":")).encode()
+        estimate = request.estimated_tokens()
         completion = await self._call(
             "POST",
             "/chat/completions",
@@ -392,10 +446,138 @@ class Client:
             timeouts=timeouts or self.timeouts,
             deadline=deadline,
             parse=ChatCompletion.from_json,
+            tokens=estimate,
+            control=control,
+            history=history,
         )
+        if completion.usage.total_tokens:
+            self._rates.reconcile(estimate, completion.usage.total_tokens)
         self._prompt_tokens += completion.usage.prompt_tokens
         self._completion_tokens += completion.usage.completion_tokens
         return completion
+
+    def stream_batch(
+        self,
+        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        on_error: OnError = "collect",
+        deadline: float | None = None,
+        on_progress: Callable[[BatchStatistics], object] | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        retry_budget: float | None = DEFAULT_RETRY_BUDGET,
+        circuit_breaker: int | None = DEFAULT_CIRCUIT_BREAKER,
+        unreachable_after: float = DEFAULT_UNREACHABLE_AFTER,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> AbstractAsyncContextManager[BatchStream]:
+        """Send many requests concurrently; get results as they finish.
+
+        ::
+
+            async with client.stream_batch(requests) as results:
+                async for result in results:   # completion order
+                    ...
+
+        ``requests`` is any iterable or async iterable of :class:`ChatRequest` or bare
+        message lists, read lazily: memory is bounded by ``Limits.concurrency``, not by the
+        batch size.  Every item yields exactly one :class:`BatchResult` (its ``index`` is
+        its input position).  The sampling keywords (``model``, ``temperature``, ...) fill
+        the fields an item leaves unset.
+
+        Args:
+            on_error: ``"collect"`` (failures are results) or ``"raise"`` (the first failure
+                cancels the rest; iteration then raises :class:`BatchError`).
+            deadline: an absolute ``trio.current_time()``; at the deadline requests in
+                flight are interrupted and the rest of the input is reported, unsent, as
+                :class:`RequestCancelled`.  (Your own cancel scope instead cancels the whole
+                batch and raises ``Cancelled``.)
+            on_progress: called with a :class:`BatchStatistics` after every result.
+            retry, timeouts: per-request policies instead of the client's.
+            retry_budget: the batch may retry at most ``10 + retry_budget * started`` times;
+                ``None`` for no budget.
+            circuit_breaker: consecutive connection failures that open the breaker;
+                ``None`` to disable.  See :class:`BatchControl`.
+            unreachable_after: seconds of nothing but connection failures after which the
+                batch fails its remaining items with :class:`ServerUnreachableError`.
+
+        Leaving the ``async with`` block early cancels what is still running.
+        """
+        return _batch.stream_batch(
+            self,
+            requests,
+            on_error=on_error,
+            deadline=deadline,
+            on_progress=on_progress,
+            retry=retry,
+            timeouts=timeouts,
+            retry_budget=retry_budget,
+            circuit_breaker=circuit_breaker,
+            unreachable_after=unreachable_after,
+            defaults={
+                "model": model,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "top_p": top_p,
+                "seed": seed,
+            },
+        )
+
+    async def chat_batch(
+        self,
+        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        on_error: OnError = "collect",
+        deadline: float | None = None,
+        on_progress: Callable[[BatchStatistics], object] | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        retry_budget: float | None = DEFAULT_RETRY_BUDGET,
+        circuit_breaker: int | None = DEFAULT_CIRCUIT_BREAKER,
+        unreachable_after: float = DEFAULT_UNREACHABLE_AFTER,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> BatchResults:
+        """Send many requests concurrently; return every result, in input order.
+
+        Takes the same arguments as :meth:`stream_batch` and returns a :class:`BatchResults`
+        (a list of :class:`BatchResult`, one per input item, with ``.statistics``).  With
+        ``on_error="raise"`` it raises :class:`BatchError` whose ``results`` hold the
+        results finished before the failure.
+        """
+        finished: dict[int, BatchResult] = {}
+        try:
+            async with self.stream_batch(
+                requests,
+                on_error=on_error,
+                deadline=deadline,
+                on_progress=on_progress,
+                retry=retry,
+                timeouts=timeouts,
+                retry_budget=retry_budget,
+                circuit_breaker=circuit_breaker,
+                unreachable_after=unreachable_after,
+                model=model,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                top_p=top_p,
+                seed=seed,
+            ) as results:
+                async for result in results:
+                    finished[result.index] = result
+                statistics = results.statistics()
+        except BatchError as exc:
+            exc.results = tuple(finished[i] for i in sorted(finished))
+            raise
+        ordered = BatchResults(finished[i] for i in range(len(finished)))
+        ordered.statistics = statistics
+        return ordered
 
     async def models(self) -> list[ModelInfo]:
         """The models the API offers (``GET /models``), with the client's retry policy."""
@@ -409,6 +591,8 @@ class Client:
             timeouts=self.timeouts,
             deadline=math.inf,
             parse=_parse_models,
+            tokens=0,
+            control=None,
         )
 
     # ------------------------------------------------------------------ the retry loop
@@ -431,63 +615,60 @@ class Client:
         timeouts: Timeouts,
         deadline: float,
         parse: Callable[[object, str | None], T],
+        tokens: int,
+        control: BatchControl | None,
+        history: list[Attempt] | None = None,
     ) -> T:
+        """The retry loop of one logical request (see :class:`RetryPolicy`)."""
         key = _idempotency_key(custom_id)
         headers = dict(self._headers)
         headers["Idempotency-Key"] = key
         if body is None:
             del headers["Content-Type"]
-        url = self._base_url + path
-        http_timeout = self._http_timeout(timeouts)
+        ex = _Exchange(
+            method, self._base_url + path, body, headers, self._http_timeout(timeouts),
+            timeouts, retry, key, custom_id, parse, tokens,
+        )  # fmt: skip
         start = trio.current_time()
-        if timeouts.total is not None:
-            deadline = min(deadline, start + timeouts.total)
-        history: list[Attempt] = []
+        total_deadline = start + timeouts.total if timeouts.total is not None else math.inf
+        caller_deadline = deadline
+        deadline = min(caller_deadline, total_deadline)
+        if history is None:
+            history = []
         self._started += 1
         outcome: ChatCompletion | APIError | None = None  # None: cancelled from outside
         in_progress: float | None = None  # start time of the attempt under way
         try:
-            with trio.move_on_at(deadline) as total_scope:
+            with trio.move_on_at(deadline):
                 while True:
                     number = len(history) + 1
+                    if control is not None:
+                        await control.before_attempt()
                     in_progress = trio.current_time()
-                    result, failure, status, request_id = await self._attempt(
-                        method,
-                        url,
-                        body,
-                        headers,
-                        http_timeout,
-                        timeouts,
-                        retry,
-                        key,
-                        custom_id,
-                        number,
-                        parse,
-                    )
+                    result, failure, status, request_id = await self._attempt(ex, number)
                     now = trio.current_time()
-                    elapsed_attempt = now - in_progress
+                    if control is not None:
+                        control.after_attempt(failure.cause if failure else None, status)
                     if failure is None:
                         history.append(
-                            Attempt(
-                                number, in_progress, elapsed_attempt, status, request_id=request_id
-                            )
+                            Attempt(number, in_progress, now - in_progress, status,
+                                    request_id=request_id)
+                        )  # fmt: skip
+                        if number == 1:
+                            self._adaptive.on_clean_success()
+                        outcome = (
+                            result if isinstance(result, ChatCompletion) else _NOT_A_COMPLETION
                         )
-                        if isinstance(result, ChatCompletion):
-                            outcome = result
-                        else:
-                            outcome = _NOT_A_COMPLETION
-                        return result  # type: ignore[return-value]
+                        return cast(T, result)
                     delay, stop_reason = self._retry_delay(failure, number, retry, now, deadline)
+                    if delay is not None and control is not None:
+                        stop_reason = control.spend_retry()
+                        if stop_reason is not None:
+                            delay = None
                     attempt = Attempt(
-                        number,
-                        in_progress,
-                        elapsed_attempt,
-                        status,
-                        failure.cause,
-                        _one_line(failure.error),
-                        delay,
-                        request_id,
-                    )
+                        number, in_progress, now - in_progress, status, failure.cause,
+                        _one_line(failure.error), delay, request_id,
+                    )  # fmt: skip
                     in_progress = None
                     history.append(attempt)
                     self._emit(AttemptFailed(custom_id, key, attempt, delay is not None))
@@ -496,49 +677,36 @@ class Client:
                             failure.error.add_note(stop_reason)
                         raise failure.error
                     self._retries += 1
-                    self._retries_by_cause[failure.cause] = (
-                        self._retries_by_cause.get(failure.cause, 0) + 1
-                    )
+                    cause = failure.cause
+                    self._retries_by_cause[cause] = self._retries_by_cause.get(cause, 0) + 1
                     self._emit(
-                        RetryScheduled(
-                            custom_id,
-                            key,
-                            number,
-                            failure.cause,
-                            delay,
-                            failure.retry_after is not None,
-                        )
-                    )
+                        RetryScheduled(custom_id, key, number, cause, delay,
+                                       failure.retry_after is not None)
+                    )  # fmt: skip
                     logger.debug(
                         "attempt %d (%s) failed with %s; retrying in %.3fs",
-                        number,
-                        key,
-                        failure.cause,
-                        delay,
-                    )
+                        number, key, cause, delay,
+                    )  # fmt: skip
                     await trio.sleep(delay)
-            # Only reached when the deadline fired (the loop exits by return or raise).
-            assert total_scope.cancelled_caught
+            # Only reached when the deadline fired: the loop exits by return or raise.
             now = trio.current_time()
             if in_progress is not None:
                 history.append(
-                    Attempt(
-                        len(history) + 1,
-                        in_progress,
-                        now - in_progress,
-                        None,
-                        "timeout",
-                        "APITimeoutError: interrupted by the request's deadline",
-                    )
+                    Attempt(len(history) + 1, in_progress, now - in_progress, None, "timeout",
+                            "interrupted by the deadline")
+                )  # fmt: skip
+            if total_deadline <= caller_deadline:
+                raise APITimeoutError(
+                    f"request timed out: Timeouts.total={timeouts.total:g}s passed after "
+                    f"{len(history)} attempt(s)",
+                    which="total",
                 )
-            limit = (
-                f"Timeouts.total={timeouts.total:g}s"
-                if timeouts.total is not None and deadline == start + timeouts.total
-                else "the deadline"
-            )
-            raise APITimeoutError(
-                f"request timed out: {limit} passed after {len(history)} attempt(s)",
-                which="total",
+            raise RequestCancelled(
+                f"cancelled: the deadline passed after {len(history)} attempt(s)"
+                if history
+                else "cancelled: the deadline passed before it was sent",
+                reason="deadline",
+                sent=bool(history),
             )
         except APIError as exc:
             outcome = exc
@@ -559,7 +727,10 @@ class Client:
         if outcome is None:
             self._cancelled += 1
         elif isinstance(outcome, APIError):
-            self._failed += 1
+            if isinstance(outcome, RequestCancelled):
+                self._cancelled += 1
+            else:
+                self._failed += 1
             self._emit(
                 RequestFinished(custom_id, key, False, attempts, elapsed, 0, _one_line(outcome))
             )
@@ -598,31 +769,26 @@ class Client:
         return delay, None
 
     async def _attempt(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        headers: dict[str, str],
-        http_timeout: httpx2.Timeout,
-        timeouts: Timeouts,
-        retry: RetryPolicy,
-        key: str,
-        custom_id: str | None,
-        number: int,
-        parse: Callable[[object, str | None], T],
-    ) -> tuple[T | None, _Failure | None, int | None, str | None]:
+        self, ex: _Exchange[Any], number: int
+    ) -> tuple[Any, _Failure | None, int | None, str | None]:
         """One HTTP exchange, holding a concurrency slot.  Never raises ``APIError``."""
+        retry, timeouts = ex.retry, ex.timeouts
         async with self._limiter:
+            await self._rates.acquire(ex.tokens)
             self._attempts += 1
             self._in_flight += 1
-            self._emit(AttemptStarted(custom_id, key, number, trio.current_time()))
+            self._emit(AttemptStarted(ex.custom_id, ex.key, number, trio.current_time()))
             try:
                 with trio.move_on_after(
                     timeouts.attempt if timeouts.attempt is not None else math.inf
                 ) as scope:
                     try:
                         response = await self._http.request(
-                            method, url, content=body, headers=headers, timeout=http_timeout
+                            ex.method,
+                            ex.url,
+                            content=ex.body,
+                            headers=ex.headers,
+                            timeout=ex.http_timeout,
                         )
                     except httpx2.TimeoutException as exc:
                         return None, _timeout_failure(exc, retry), None, None
@@ -651,7 +817,7 @@ class Client:
                     )
             finally:
                 self._in_flight -= 1
-        return self._handle_response(response, retry, key, custom_id, parse)
+        return self._handle_response(response, retry, ex.key, ex.custom_id, ex.parse)
 
     def _handle_response(
         self,
@@ -663,6 +829,7 @@ class Client:
     ) -> tuple[T | None, _Failure | None, int | None, str | None]:
         status = response.status_code
         request_id = response.headers.get("x-request-id")
+        self._adaptive.on_headers(response.headers)
         if 200 <= status < 300:
             try:
                 data = json.loads(response.content)
@@ -696,7 +863,9 @@ class Client:
         retryable = should if should is not None else retry.is_retryable_status(status)
         retry_after = parse_retry_after(response.headers)
         if status == 429:
-            self._emit(RateLimited(custom_id, key, retry_after, _ratelimit_headers(response)))
+            rl_headers = _ratelimit_headers(response)
+            self._adaptive.on_rate_limited(retry_after, rl_headers)
+            self._emit(RateLimited(custom_id, key, retry_after, rl_headers))
         return None, _Failure(error, str(status), retryable, retry_after), status, request_id
 
     def _redact(self, text: str) -> str:

@@ -15,8 +15,11 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
         │   ├── RateLimitError             429
         │   └── InternalServerError        5xx
         ├── APIConnectionError         no usable response: connect/read/protocol errors
-        │   └── APITimeoutError            a timeout fired (``.which`` says which one)
-        └── APIResponseValidationError a 2xx whose body is not what the API promises
+        │   ├── APITimeoutError            a timeout fired (``.which`` says which one)
+        │   └── ServerUnreachableError     a batch's circuit breaker gave up on the server
+        ├── APIResponseValidationError a 2xx whose body is not what the API promises
+        └── RequestCancelled           stopped by a deadline or a fail-fast batch
+    BatchError                         a batch with ``on_error="raise"`` hit a failure
 
 Every :class:`APIError` carries keyword-only context: the HTTP ``status_code`` (when there
 was a response), the server's ``request_id`` (``x-request-id``), the parsed ``body``, and
@@ -44,6 +47,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchError",
     "ConfigurationError",
     "ConflictError",
     "InternalServerError",
@@ -51,6 +55,8 @@ __all__ = [
     "ParadigmError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestCancelled",
+    "ServerUnreachableError",
     "UnprocessableEntityError",
 ]
 
@@ -226,6 +232,44 @@ class APITimeoutError(APIConnectionError):
     def __init__(self, message: str, *, which: TimeoutKind, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.which: TimeoutKind = which
+
+
+class ServerUnreachableError(APIConnectionError):
+    """A batch's circuit breaker opened: the server failed to answer many times in a row.
+
+    Requests of that batch not yet finished fail with this error without being sent.
+    """
+
+
+class RequestCancelled(APIError):
+    """The request was stopped before it finished, by a deadline or a fail-fast batch.
+
+    Attributes:
+        reason: ``"deadline"`` (a ``deadline=`` passed) or ``"fail_fast"`` (another request
+            of an ``on_error="raise"`` batch failed).
+        sent: whether any attempt of it was sent.
+    """
+
+    def __init__(self, message: str, *, reason: str, sent: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason
+        self.sent = sent
+
+
+class BatchError(ParadigmError):
+    """A batch run with ``on_error="raise"`` stopped at its first failure.
+
+    Attributes:
+        error: the first failure (also this exception's ``__cause__``).
+        results: the results finished before the batch stopped, in input order
+            (from :meth:`Client.chat_batch`; empty from ``stream_batch``, whose results
+            were already handed to you).
+    """
+
+    def __init__(self, error: BaseException, results: tuple[Any, ...] = ()) -> None:
+        super().__init__(f"batch stopped at the first failure: {error}")
+        self.error = error
+        self.results = results
 
 
 class APIResponseValidationError(APIError):

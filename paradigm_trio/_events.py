@@ -122,8 +122,9 @@ class ClientStatistics:
         concurrency: the current effective concurrency limit.
         started: logical requests started.
         succeeded: logical requests that returned a completion.
-        failed: logical requests that raised an :class:`APIError`.
-        cancelled: logical requests cancelled from outside.
+        failed: logical requests that raised any other :class:`APIError`.
+        cancelled: logical requests cancelled from outside (no event) or stopped by a
+            deadline (:class:`RequestCancelled`).
         attempts: HTTP attempts made.
         retries: retries made (attempts beyond the first).
         retries_by_cause: retries counted by cause (``"429"``, ``"connection"``, ...).

@@ -1,0 +1,302 @@
+"""Client-side rate limits and the adaptive controller, all on trio's clock.
+
+* :class:`TokenBucket`: a continuous token bucket (``per_minute`` tokens a minute, holding
+  at most a minute's worth).  A request larger than the whole bucket waits for a full
+  bucket and then goes, leaving the bucket in debt: it is never refused and never
+  deadlocks.
+* :class:`RateLimiter`: the requests-per-minute and tokens-per-minute buckets of a client,
+  plus a *pause* set by the server's ``Retry-After``.  Waiters are served first come, first
+  served (a :class:`trio.Lock` is fair).
+* :class:`AdaptiveController`: additive-increase / multiplicative-decrease of the
+  client's :class:`trio.CapacityLimiter` (its ``total_tokens`` is resized; there is no
+  second limiter).  A 429 halves the concurrency (at most once per cool-down) and pauses
+  sending for the ``Retry-After``; a *clean* success (first attempt, no retry) adds
+  ``1/concurrency``, so the limit grows by one per round of clean successes.  When the
+  server sends ``x-ratelimit-limit-requests`` / ``-tokens`` headers, their rates become
+  client-side buckets, so the client paces itself below the quota instead of probing it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import trio
+
+__all__ = [
+    "AdaptiveController",
+    "RateLimiter",
+    "RateLimiterStatistics",
+    "TokenBucket",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """Parse an OpenAI-style duration (``"1s"``, ``"6m0s"``, ``"250ms"``, ``"0.5"``)."""
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    total = 0.0
+    pos = 0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNIT[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) and pos > 0 else None
+
+
+class TokenBucket:
+    """A continuous token bucket refilled at ``per_minute / 60`` tokens a second.
+
+    ``level`` may go negative (debt) after a request larger than the capacity.
+    """
+
+    __slots__ = ("capacity", "level", "rate", "updated")
+
+    def __init__(self, per_minute: float, *, level: float | None = None, now: float) -> None:
+        if not per_minute > 0:
+            raise ValueError(f"per_minute must be positive, got {per_minute!r}")
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self.level = self.capacity if level is None else min(float(level), self.capacity)
+        self.updated = now
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def delay(self, amount: float, now: float) -> float:
+        """Seconds until ``amount`` can be taken (a full bucket for oversized amounts)."""
+        self.refill(now)
+        need = min(amount, self.capacity)
+        if self.level >= need:
+            return 0.0
+        return (need - self.level) / self.rate
+
+    def take(self, amount: float, now: float) -> None:
+        self.refill(now)
+        self.level -= amount
+
+    def adjust(self, delta: float, now: float) -> None:
+        """Give back (``delta > 0``) or charge (``delta < 0``) tokens after the fact."""
+        self.refill(now)
+        self.level = min(self.capacity, self.level + delta)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterStatistics:
+    """What the rate limiter is doing (part of the client's instrumentation).
+
+    Attributes:
+        requests_per_minute: the request rate in force (user's or learnt), or ``None``.
+        tokens_per_minute: the token rate in force, or ``None``.
+        paused_until: ``trio.current_time()`` until which sending is paused, or ``None``.
+        waiting: tasks waiting for rate.
+    """
+
+    requests_per_minute: float | None
+    tokens_per_minute: float | None
+    paused_until: float | None
+    waiting: int
+
+
+class RateLimiter:
+    """The requests/tokens-per-minute limits of one client (shared by all its calls)."""
+
+    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
+        self._user_rpm = requests_per_minute
+        self._user_tpm = tokens_per_minute
+        self._rpm: TokenBucket | None = None
+        self._tpm: TokenBucket | None = None
+        self._pause_until = -math.inf
+        self._lock = trio.Lock()
+        self._waiting = 0
+        self._started = False
+
+    def _start(self, now: float) -> None:
+        self._started = True
+        if self._user_rpm is not None:
+            self._rpm = TokenBucket(self._user_rpm, now=now)
+        if self._user_tpm is not None:
+            self._tpm = TokenBucket(self._user_tpm, now=now)
+
+    @property
+    def active(self) -> bool:
+        """Whether acquiring can ever wait (a fast path skips the lock otherwise)."""
+        return (
+            self._rpm is not None
+            or self._tpm is not None
+            or self._user_rpm is not None
+            or self._user_tpm is not None
+            or self._pause_until > -math.inf
+        )
+
+    async def acquire(self, tokens: int) -> None:
+        """Wait until one request of ``tokens`` tokens may be sent, then account for it."""
+        if not self._started:
+            self._start(trio.current_time())
+        if not self.active:
+            await trio.lowlevel.checkpoint()
+            return
+        self._waiting += 1
+        try:
+            async with self._lock:
+                while True:
+                    now = trio.current_time()
+                    wait = self._pause_until - now
+                    if self._rpm is not None:
+                        wait = max(wait, self._rpm.delay(1, now))
+                    if self._tpm is not None:
+                        wait = max(wait, self._tpm.delay(tokens, now))
+                    if wait <= 0:
+                        break
+                    await trio.sleep(wait)
+                if self._rpm is not None:
+                    self._rpm.take(1, now)
+                if self._tpm is not None:
+                    self._tpm.take(tokens, now)
+        finally:
+            self._waiting -= 1
+
+    def reconcile(self, estimated: int, actual: int) -> None:
+        """Correct the token charge of a finished request (refund or extra charge)."""
+        if self._tpm is not None and estimated != actual:
+            self._tpm.adjust(estimated - actual, trio.current_time())
+
+    def pause(self, until: float) -> None:
+        """Send nothing before ``until`` (trio time)."""
+        self._pause_until = max(self._pause_until, until)
+
+    def drain(self) -> None:
+        """The server says its quota is spent: empty the buckets."""
+        now = trio.current_time()
+        for bucket in (self._rpm, self._tpm):
+            if bucket is not None:
+                bucket.refill(now)
+                bucket.level = min(bucket.level, 0.0)
+
+    def learn(self, headers: Mapping[str, str]) -> None:
+        """Adopt the server's advertised quotas (``x-ratelimit-limit-*``) as buckets."""
+        now = trio.current_time()
+        for kind in ("requests", "tokens"):
+            limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
+            if limit is None or limit <= 0:
+                continue
+            user = self._user_rpm if kind == "requests" else self._user_tpm
+            rate = limit if user is None else min(user, limit)
+            bucket = self._rpm if kind == "requests" else self._tpm
+            if bucket is not None and bucket.capacity == rate:
+                continue
+            remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
+            if bucket is None:
+                level = remaining if remaining is not None else rate
+                bucket = TokenBucket(rate, level=level, now=now)
+            else:
+                bucket.refill(now)
+                bucket.rate = rate / 60.0
+                bucket.capacity = rate
+                bucket.level = min(bucket.level, rate)
+            if kind == "requests":
+                self._rpm = bucket
+            else:
+                self._tpm = bucket
+
+    def statistics(self) -> RateLimiterStatistics:
+        now = trio.current_time() if self._started else 0.0
+        return RateLimiterStatistics(
+            requests_per_minute=self._rpm.capacity if self._rpm else self._user_rpm,
+            tokens_per_minute=self._tpm.capacity if self._tpm else self._user_tpm,
+            paused_until=self._pause_until if self._pause_until > now else None,
+            waiting=self._waiting,
+        )
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class AdaptiveController:
+    """AIMD on a :class:`trio.CapacityLimiter`, driven by 429s and clean successes.
+
+    Args:
+        limiter: the client's limiter; its ``total_tokens`` is resized.
+        maximum: the ceiling (``Limits.concurrency``).
+        rates: the client's :class:`RateLimiter` (paused on ``Retry-After``).
+        enabled: ``Limits.adaptive``; when off, every method does nothing.
+        decrease: the factor applied on a 429.
+        cooldown: the minimum seconds between two decreases (one burst of 429s is one
+            signal, not many).
+    """
+
+    def __init__(
+        self,
+        limiter: trio.CapacityLimiter,
+        *,
+        maximum: int,
+        rates: RateLimiter,
+        enabled: bool,
+        decrease: float = 0.5,
+        cooldown: float = 1.0,
+    ) -> None:
+        self._limiter = limiter
+        self._maximum = maximum
+        self._rates = rates
+        self.enabled = enabled
+        self._decrease = decrease
+        self._cooldown = cooldown
+        self._next_decrease = -math.inf
+        self._credit = 0.0
+        self.decreases = 0
+
+    @property
+    def limit(self) -> int:
+        return int(self._limiter.total_tokens)
+
+    def on_rate_limited(self, retry_after: float | None, headers: Mapping[str, str]) -> None:
+        if not self.enabled:
+            return
+        now = trio.current_time()
+        self._rates.learn(headers)
+        self._rates.drain()
+        if retry_after is not None and retry_after > 0:
+            self._rates.pause(now + retry_after)
+        if now >= self._next_decrease:
+            new = max(1, int(self.limit * self._decrease))
+            if new != self.limit:
+                self._limiter.total_tokens = new
+            self.decreases += 1
+            self._credit = 0.0
+            self._next_decrease = now + max(self._cooldown, retry_after or 0.0)
+
+    def on_headers(self, headers: Mapping[str, str]) -> None:
+        if self.enabled and (
+            "x-ratelimit-limit-requests" in headers or "x-ratelimit-limit-tokens" in headers
+        ):
+            self._rates.learn(headers)
+
+    def on_clean_success(self) -> None:
+        if not self.enabled:
+            return
+        limit = self.limit
+        if limit >= self._maximum:
+            return
+        self._credit += 1.0 / limit
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            self._limiter.total_tokens = limit + 1
