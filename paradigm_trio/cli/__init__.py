@@ -1,0 +1,183 @@
+"""The ``paradigm-trio`` command line: ``batch``, ``speed-test`` and ``mock``.
+
+Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage or unreadable
+input, 130 interrupted (Ctrl-C; rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paradigm-trio",
+        description=(
+            "Batch chat completions against LightOn's Paradigm API (or any OpenAI-compatible "
+            "API), with retries, rate limits and resume; or run the bundled mock server."
+        ),
+        epilog=(
+            "The API key is read from PARADIGM_API_KEY and the URL from PARADIGM_BASE_URL "
+            "(default https://paradigm.lighton.ai/api/v2). --mock needs neither."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    batch = sub.add_parser(
+        "batch",
+        help="run a JSONL file of requests, resumably",
+        description=(
+            "Send every request of a JSONL file (OpenAI Batch input format, or short lines "
+            '{"custom_id", "messages", ...}) and append one result per line to the output '
+            "(OpenAI Batch output format, plus attempts and elapsed), in completion order. "
+            "Rerun the same command after a crash or Ctrl-C to resume."
+        ),
+    )
+    batch.add_argument("input", metavar="IN.jsonl", help="the requests, one JSON object a line")
+    batch.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.jsonl",
+        required=True,
+        help="where results are appended (and read back on resume)",
+    )
+    batch.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="requests in flight at once (default 32)",
+    )
+    batch.add_argument(
+        "--rpm", type=_positive_float, metavar="N", help="at most N requests a minute"
+    )
+    batch.add_argument(
+        "--tpm",
+        type=_positive_float,
+        metavar="N",
+        help="at most N tokens a minute (prompt estimate + max_tokens)",
+    )
+    batch.add_argument("--model", metavar="M", help="model for lines that name none")
+    batch.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        help="seconds one attempt may take (default 180)",
+    )
+    batch.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        metavar="N",
+        help="attempts per request, the first included (default 4)",
+    )
+    batch.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="on resume, run the requests that failed before again",
+    )
+    batch.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse the whole file, sending nothing, if any line is invalid",
+    )
+    batch.add_argument("--report", metavar="REPORT.json", help="write the summary as JSON")
+    batch.add_argument(
+        "--mock",
+        action="store_true",
+        help="run against an embedded mock server (no key, no network)",
+    )
+    batch.add_argument("--base-url", metavar="URL", help="the API root (else PARADIGM_BASE_URL)")
+    batch.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    speed = sub.add_parser(
+        "speed-test",
+        help="sequential vs concurrent: the improvement factor",
+        description=(
+            "Send the same welcome prompts one by one, then concurrently, and report both "
+            "times, the improvement factor and the ideal factor for the observed latency."
+        ),
+    )
+    speed.add_argument(
+        "--mock",
+        action="store_true",
+        help="run against an embedded mock with ~0.5 s latency (no key, no network)",
+    )
+    speed.add_argument(
+        "-n", type=_positive_int, default=20, metavar="N", help="number of prompts (default 20)"
+    )
+    speed.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="requests in flight at once in the concurrent run (default 64)",
+    )
+    speed.add_argument("--model", metavar="M", default=None, help="model (default alfred-4.2)")
+    speed.add_argument("--base-url", metavar="URL", help="the API root (else PARADIGM_BASE_URL)")
+    speed.add_argument("--seed", type=int, default=0, help="mock seed (with --mock)")
+    speed.add_argument("--no-replies", action="store_true", help="do not print the replies")
+
+    sub.add_parser(
+        "mock",
+        help="run the mock Paradigm API server (see 'paradigm-trio mock --help')",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["mock"]:
+        try:
+            import mock_server
+        except ImportError as exc:
+            print(
+                f"paradigm-trio mock needs the mock extra: pip install 'paradigm-trio[mock]' "
+                f"({exc})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        return mock_server.main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "batch":
+        from ._run_batch import run_batch
+
+        return run_batch(args)
+    from ._speedtest import run_speed_test
+
+    return run_speed_test(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

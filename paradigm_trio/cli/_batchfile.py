@@ -1,0 +1,274 @@
+"""JSONL batch files: reading requests lazily, writing results, resuming.
+
+Input lines are either the OpenAI Batch format::
+
+    {"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
+
+or a short form::
+
+    {"custom_id": "r1", "messages": [...], "temperature": 0.2}
+
+(``custom_id`` optional in the short form: ``line-N`` is used).  Output lines follow the
+OpenAI Batch output format, plus ``attempts`` and ``elapsed``::
+
+    {"id": "batch_req_...", "custom_id": "r1",
+     "response": {"status_code": 200, "request_id": "...", "body": {...}} | null,
+     "error": null | {"code": "...", "message": "..."},
+     "attempts": 1, "elapsed": 0.52}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .._errors import APIStatusError, RequestCancelled
+from .._models import ChatRequest
+
+__all__ = [
+    "InputLine",
+    "Manifest",
+    "read_input",
+    "read_done",
+    "result_record",
+    "invalid_record",
+]
+
+_CHAT_URLS = ("/v1/chat/completions", "/chat/completions", "/api/v2/chat/completions")
+_REQUEST_FIELDS = frozenset(
+    {"model", "messages", "temperature", "max_tokens", "top_p", "stop", "seed",
+     "presence_penalty", "frequency_penalty"}
+)  # fmt: skip
+
+
+class InputError(Exception):
+    """The input file as a whole cannot be used (exit code 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputLine:
+    """One line of the input: a request, or why the line is not one."""
+
+    line: int
+    custom_id: str
+    request: ChatRequest | None
+    problem: str | None = None
+
+
+def _request_from(obj: Mapping[str, Any], custom_id: str) -> ChatRequest:
+    if "body" in obj or "method" in obj or "url" in obj:
+        method = obj.get("method", "POST")
+        if method != "POST":
+            raise ValueError(f"method must be POST, got {method!r}")
+        url = obj.get("url", "/v1/chat/completions")
+        if url not in _CHAT_URLS:
+            raise ValueError(f"url must be one of {', '.join(_CHAT_URLS)}, got {url!r}")
+        body = obj.get("body")
+        if not isinstance(body, Mapping):
+            raise ValueError("'body' must be a JSON object")
+    else:
+        body = {k: v for k, v in obj.items() if k != "custom_id"}
+    if "messages" not in body:
+        raise ValueError("no 'messages'")
+    if body.get("stream"):
+        raise ValueError("'stream' is not supported in batch files")
+    fields = {k: v for k, v in body.items() if k in _REQUEST_FIELDS}
+    extra = {k: v for k, v in body.items() if k not in _REQUEST_FIELDS and k != "stream"}
+    messages = fields.pop("messages")
+    if not isinstance(messages, list):
+        raise ValueError("'messages' must be a list")
+    if isinstance(fields.get("stop"), list):
+        fields["stop"] = tuple(fields["stop"])
+    return ChatRequest(messages=tuple(messages), extra=extra, custom_id=custom_id, **fields)
+
+
+def read_input(path: Path) -> Iterator[InputLine]:
+    """Yield every non-blank line of ``path`` as an :class:`InputLine`, lazily.
+
+    Duplicate ``custom_id``s (the later ones) and invalid lines come back with a
+    ``problem``.  Only the ids are kept in memory, not the requests.
+    """
+    seen: set[str] = set()
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            fallback = f"line-{number}"
+            try:
+                obj = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                yield InputLine(number, fallback, None, f"invalid JSON: {exc}")
+                continue
+            if not isinstance(obj, dict):
+                yield InputLine(number, fallback, None, "not a JSON object")
+                continue
+            custom_id = obj.get("custom_id", fallback)
+            if not isinstance(custom_id, str) or not custom_id:
+                yield InputLine(number, fallback, None, "custom_id must be a non-empty string")
+                continue
+            if custom_id in seen:
+                yield InputLine(
+                    number, f"{custom_id}#line-{number}", None,
+                    f"duplicate custom_id {custom_id!r}",
+                )  # fmt: skip
+                continue
+            seen.add(custom_id)
+            try:
+                request = _request_from(obj, custom_id)
+            except (ValueError, TypeError) as exc:
+                yield InputLine(number, custom_id, None, f"invalid request: {exc}")
+                continue
+            yield InputLine(number, custom_id, request)
+
+
+def read_done(path: Path, *, keep_failed: bool) -> tuple[set[str], int]:
+    """The ``custom_id``s already in an output file, repairing it for a resume.
+
+    A half-written last line (a crash mid-write) is cut off.  With ``keep_failed=False``
+    (``--retry-failed``) the failed records are removed from the file (rewritten
+    atomically) so that they are run again.  Returns the ids kept and how many records were
+    dropped.
+    """
+    if not path.exists():
+        return set(), 0
+    done: set[str] = set()
+    dropped = 0
+    needs_rewrite = False
+
+    def records() -> Iterator[tuple[bytes, str | None, bool]]:
+        # (line, custom_id or None when unusable, failed); streams, never loads the file.
+        with path.open("rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    yield line, None, False  # a half-written last line
+                    continue
+                try:
+                    rec = json.loads(line)
+                    custom_id = rec["custom_id"]
+                    failed = rec.get("error") is not None
+                except (ValueError, KeyError, TypeError):
+                    yield line, None, False
+                    continue
+                yield line, str(custom_id), failed
+
+    for _line, custom_id, failed in records():
+        if custom_id is None or (failed and not keep_failed):
+            needs_rewrite = True
+            dropped += custom_id is not None
+            continue
+        done.add(custom_id)
+    if needs_rewrite:
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as out:
+            for line, custom_id, failed in records():
+                if custom_id is not None and not (failed and not keep_failed):
+                    out.write(line)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    return done, dropped
+
+
+def _record_id(custom_id: str) -> str:
+    return "batch_req_" + hashlib.sha256(custom_id.encode()).hexdigest()[:24]
+
+
+def result_record(custom_id: str, completion: Any, error: BaseException | None,
+                  attempts: int, elapsed: float) -> dict[str, Any]:  # fmt: skip
+    """One output record for a finished request."""
+    response: dict[str, Any] | None = None
+    err: dict[str, Any] | None = None
+    if completion is not None:
+        response = {
+            "status_code": 200,
+            "request_id": completion.request_id,
+            "body": dict(completion.raw),
+        }
+    elif error is not None:
+        if isinstance(error, APIStatusError):
+            response = {
+                "status_code": error.status_code,
+                "request_id": error.request_id,
+                "body": error.body,
+            }
+        code = (
+            "cancelled" if isinstance(error, RequestCancelled)
+            else getattr(error, "code", None) or type(error).__name__
+        )  # fmt: skip
+        message = str(error)
+        notes = getattr(error, "__notes__", None)
+        if notes:
+            message += " (" + "; ".join(notes) + ")"
+        err = {"code": code, "message": message}
+    return {
+        "id": _record_id(custom_id),
+        "custom_id": custom_id,
+        "response": response,
+        "error": err,
+        "attempts": attempts,
+        "elapsed": round(elapsed, 4),
+    }
+
+
+def invalid_record(item: InputLine) -> dict[str, Any]:
+    """The output record of an input line that is not a valid request."""
+    return {
+        "id": _record_id(item.custom_id),
+        "custom_id": item.custom_id,
+        "response": None,
+        "error": {"code": "invalid_request", "message": f"line {item.line}: {item.problem}"},
+        "attempts": 0,
+        "elapsed": 0.0,
+    }
+
+
+def write_record(out: IO[bytes], record: Mapping[str, Any]) -> None:
+    """Append one record as a single write, flushed (a crash leaves at most a partial line)."""
+    out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+    out.flush()
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a resume must match: the input's hash and the settings that shape the output."""
+
+    input_sha256: str
+    input_name: str
+    settings: Mapping[str, Any]
+
+    @staticmethod
+    def path_for(output: Path) -> Path:
+        return output.with_name(output.name + ".manifest.json")
+
+    def save(self, output: Path) -> None:
+        data = {"input_sha256": self.input_sha256, "input": self.input_name,
+                "settings": dict(self.settings), "version": 1}  # fmt: skip
+        tmp = self.path_for(output).with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, self.path_for(output))
+
+    @classmethod
+    def load(cls, output: Path) -> Manifest | None:
+        path = cls.path_for(output)
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            return cls(data["input_sha256"], data.get("input", ""), data.get("settings", {}))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"the manifest {path} is unreadable ({exc}); delete it to start over"
+            ) from None

@@ -1,0 +1,26 @@
+"""The embedded mock server behind ``--mock`` (the one place the CLI joins the two packages)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+MOCK_API_KEY = "mock-key-not-secret"
+
+
+@asynccontextmanager
+async def embedded_mock(*, latency: str, seed: int = 0, **config: Any) -> AsyncIterator[str]:
+    """Serve the mock on 127.0.0.1 (a free port) for the duration; yields its base URL.
+
+    ``latency`` is in the mock's notation (``"lognormal:0.5,0.3"``: median 0.5 s).
+    """
+    try:
+        import mock_server
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise SystemExit(
+            f"--mock needs the mock extra: pip install 'paradigm-trio[mock]' ({exc})"
+        ) from None
+    cfg = mock_server.MockConfig(latency=mock_server.Latency.parse(latency), seed=seed, **config)
+    async with mock_server.serve(cfg) as server:
+        yield server.url

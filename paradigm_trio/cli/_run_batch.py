@@ -1,0 +1,334 @@
+"""``paradigm-trio batch``: run a JSONL file, resumably.
+
+Resume: the output is append-only and each record is written whole and flushed, so after
+a crash, ``kill -9`` or Ctrl-C the file holds complete records (plus at most one partial
+last line, cut off on the next run).  Rerunning the same command skips every ``custom_id``
+already in the output; ``--retry-failed`` also removes the failed records first so they
+run again.  A manifest (``OUT.jsonl.manifest.json``) records the input's SHA-256 and the
+settings; a resume with a different input is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import IO, Any
+
+import trio
+
+from .._batch import BatchStatistics, BatchStream
+from .._client import Client
+from .._config import Limits, RetryPolicy, Timeouts
+from .._errors import ConfigurationError
+from .._events import AttemptStarted, Event, RetryScheduled
+from .._models import ChatRequest
+from ._batchfile import (
+    InputError,
+    InputLine,
+    Manifest,
+    file_digest,
+    invalid_record,
+    read_done,
+    read_input,
+    result_record,
+    write_record,
+)
+
+MOCK_LATENCY = "lognormal:0.2,0.3"
+
+
+def _fail(message: str) -> int:
+    print(f"paradigm-trio batch: {message}", file=sys.stderr)
+    return 2
+
+
+def _scan(path: Path) -> tuple[str, int]:
+    """SHA-256 and number of non-blank lines, in one streaming pass."""
+    lines = 0
+    with path.open("rb") as f:
+        for raw in f:
+            if raw.strip():
+                lines += 1
+    return file_digest(path), lines
+
+
+class _Progress:
+    """A redrawn status line on a terminal, plain periodic lines otherwise."""
+
+    def __init__(self, total: int, already: int, stream: IO[str], quiet: bool) -> None:
+        self.total = total
+        self.already = already
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self.retrying = 0
+        self.interval = 0.2 if self.tty else 10.0
+        self._last = -math.inf
+        self._stats: BatchStatistics | None = None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, RetryScheduled):
+            self.retrying += 1
+        elif isinstance(event, AttemptStarted) and event.attempt > 1:
+            self.retrying = max(0, self.retrying - 1)
+
+    def update(self, stats: BatchStatistics, *, force: bool = False) -> None:
+        self._stats = stats
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        done = self.already + stats.done
+        rate = stats.done / stats.elapsed if stats.elapsed > 0 else 0.0
+        remaining = max(self.total - done, 0)
+        eta = f"{remaining / rate:.0f}s" if rate > 0 and remaining else "-"
+        pct = f"{done / self.total:.0%}" if self.total else "100%"
+        line = (
+            f"{done}/{self.total} {pct} | ok {stats.succeeded} failed {stats.failed}"
+            f" | in flight {stats.in_flight} retrying {self.retrying}"
+            f" | {rate * 60:.0f} req/min | ETA {eta}"
+        )
+        if self.tty:
+            width = 30
+            filled = int(width * done / self.total) if self.total else width
+            bar = "#" * filled + "-" * (width - filled)
+            self.stream.write(f"\r[{bar}] {line}\x1b[K")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _summary(
+    stats: BatchStatistics, skipped: int, invalid: int, failures_total: int
+) -> dict[str, Any]:
+    return {
+        "succeeded": stats.succeeded,
+        "failed": stats.failed,
+        "cancelled": stats.cancelled,
+        "invalid_lines": invalid,
+        "skipped_already_done": skipped,
+        "failed_in_output": failures_total,
+        "retries": stats.retries,
+        "retries_by_cause": dict(stats.retries_by_cause),
+        "latency_seconds": {
+            "p50": stats.latency_p50,
+            "p90": stats.latency_p90,
+            "p99": stats.latency_p99,
+        },
+        "tokens": {
+            "prompt": stats.prompt_tokens,
+            "completion": stats.completion_tokens,
+            "total": stats.total_tokens,
+        },
+        "elapsed_seconds": round(stats.elapsed, 3),
+        "effective_requests_per_minute": round(stats.requests_per_minute, 1),
+        "effective_tokens_per_minute": round(stats.tokens_per_minute, 1),
+    }
+
+
+def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> None:
+    p = sys.stderr
+    lat = summary["latency_seconds"]
+
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}s"
+
+    print(
+        f"{'Interrupted' if interrupted else 'Done'}: {summary['succeeded']} succeeded, "
+        f"{summary['failed']} failed, {summary['cancelled']} cancelled, "
+        f"{summary['invalid_lines']} invalid line(s), "
+        f"{summary['skipped_already_done']} already done (skipped)",
+        file=p,
+    )
+    causes = ", ".join(f"{k}: {v}" for k, v in summary["retries_by_cause"].items()) or "none"
+    print(f"Retries: {summary['retries']} ({causes})", file=p)
+    print(f"Latency: p50 {fmt(lat['p50'])}, p90 {fmt(lat['p90'])}, p99 {fmt(lat['p99'])}", file=p)
+    print(
+        f"Tokens: {summary['tokens']['total']} ({summary['tokens']['prompt']} prompt, "
+        f"{summary['tokens']['completion']} completion); "
+        f"{summary['effective_requests_per_minute']:.0f} req/min, "
+        f"{summary['effective_tokens_per_minute']:.0f} tokens/min "
+        f"over {summary['elapsed_seconds']:.1f}s",
+        file=p,
+    )
+    print(f"Results: {output}", file=p)
+    if interrupted:
+        print("Rerun the same command to resume where it stopped.", file=p)
+    elif summary["failed_in_output"]:
+        print(
+            f"{summary['failed_in_output']} request(s) in the output failed; rerun with "
+            "--retry-failed to try them again.",
+            file=p,
+        )
+
+
+def _count_failures(path: Path) -> int:
+    failures = 0
+    with path.open("rb") as f:
+        for line in f:
+            try:
+                if json.loads(line).get("error") is not None:
+                    failures += 1
+            except (ValueError, AttributeError):
+                continue
+    return failures
+
+
+async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,
+               done: set[str]) -> tuple[dict[str, Any], bool]:  # fmt: skip
+    progress = _Progress(total, len(done), sys.stderr, args.quiet)
+    stream: BatchStream
+    invalid = 0
+    skipped = 0
+    interrupted = False
+
+    with output.open("ab") as out:
+
+        def requests() -> Iterator[ChatRequest]:
+            nonlocal invalid, skipped
+            item: InputLine
+            for item in read_input(input_path):
+                if item.custom_id in done:
+                    skipped += 1
+                    continue
+                if item.request is None:
+                    invalid += 1
+                    progress.already += 1
+                    print(f"line {item.line}: {item.problem} (not sent)", file=sys.stderr)
+                    write_record(out, invalid_record(item))
+                    continue
+                yield item.request
+
+        async with AsyncExitStack() as stack:
+            api_key = None
+            base_url = args.base_url
+            if args.mock:
+                from ._embedded import MOCK_API_KEY, embedded_mock
+
+                base_url = await stack.enter_async_context(embedded_mock(latency=MOCK_LATENCY))
+                api_key = MOCK_API_KEY
+            retry = RetryPolicy(attempts=args.max_attempts) if args.max_attempts else None
+            timeouts = Timeouts(attempt=args.timeout) if args.timeout else None
+            client = await stack.enter_async_context(
+                Client(
+                    api_key=api_key,
+                    base_url=base_url,
+                    retry=retry,
+                    timeouts=timeouts,
+                    limits=Limits(
+                        concurrency=args.concurrency,
+                        requests_per_minute=args.rpm,
+                        tokens_per_minute=args.tpm,
+                    ),
+                    on_event=progress.on_event,
+                    **({"model": args.model} if args.model else {}),
+                )
+            )
+            async with trio.open_nursery() as nursery:
+                batch_scope = trio.CancelScope()
+
+                async def watch_signals() -> None:
+                    nonlocal interrupted
+                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for _ in signals:
+                            interrupted = True
+                            batch_scope.cancel()
+                            return
+
+                nursery.start_soon(watch_signals)
+                with batch_scope:
+                    async with client.stream_batch(
+                        requests(), on_progress=progress.update
+                    ) as results:
+                        stream = results
+                        async for result in results:
+                            custom_id = result.custom_id or f"index-{result.index}"
+                            write_record(
+                                out,
+                                result_record(custom_id, result.completion, result.error,
+                                              result.attempts, result.elapsed),
+                            )  # fmt: skip
+                stats = stream.statistics()
+                progress.update(stats, force=True)
+                nursery.cancel_scope.cancel()
+    progress.close()
+    failures = _count_failures(output)
+    summary = _summary(stats, skipped, invalid, failures)
+    summary["interrupted"] = interrupted
+    return summary, interrupted
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    input_path = Path(args.input)
+    output = Path(args.output)
+    if not input_path.is_file():
+        return _fail(f"cannot read {input_path}: no such file")
+    if output.resolve() == input_path.resolve():
+        return _fail("the output must not be the input file")
+    if not output.parent.is_dir():
+        return _fail(f"cannot write {output}: folder {output.parent} does not exist")
+    try:
+        digest, total = _scan(input_path)
+    except OSError as exc:
+        return _fail(f"cannot read {input_path}: {exc.strerror or exc}")
+    settings = {"model": args.model, "mock": bool(args.mock)}
+    try:
+        manifest = Manifest.load(output)
+    except InputError as exc:
+        return _fail(str(exc))
+    if manifest is not None and manifest.input_sha256 != digest:
+        return _fail(
+            f"{output} holds results of a different input ({manifest.input_name}, "
+            f"sha256 {manifest.input_sha256[:12]}...) than {input_path} "
+            f"(sha256 {digest[:12]}...); choose another -o, or delete {output} and "
+            f"{Manifest.path_for(output)} to start over"
+        )
+    if manifest is None and output.exists() and output.stat().st_size > 0:
+        return _fail(
+            f"{output} exists but has no manifest ({Manifest.path_for(output).name}): it was "
+            "not written by this command; refusing to append to it"
+        )
+    if args.strict:
+        problems = [item for item in read_input(input_path) if item.problem is not None]
+        if problems:
+            for item in problems[:50]:
+                print(f"line {item.line}: {item.problem}", file=sys.stderr)
+            return _fail(f"--strict: {len(problems)} invalid line(s); nothing was sent")
+    Manifest(digest, str(input_path), settings).save(output)
+    try:
+        done, dropped = read_done(output, keep_failed=not args.retry_failed)
+    except OSError as exc:
+        return _fail(f"cannot read {output}: {exc.strerror or exc}")
+    if done:
+        print(f"Resuming: {len(done)} request(s) already in {output}", file=sys.stderr)
+    if dropped:
+        print(f"--retry-failed: {dropped} failed request(s) will run again", file=sys.stderr)
+    try:
+        summary, interrupted = trio.run(_run, args, input_path, output, total, done)
+    except ConfigurationError as exc:
+        return _fail(f"{exc} (or use --mock)")
+    except KeyboardInterrupt:
+        print("Interrupted before the batch started; rerun the same command.", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        return _fail(f"I/O error: {exc}")
+    _print_summary(summary, output, interrupted)
+    if args.report:
+        Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
+    if interrupted:
+        return 130
+    return 1 if summary["failed_in_output"] else 0

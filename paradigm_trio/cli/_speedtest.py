@@ -1,0 +1,112 @@
+"""``paradigm-trio speed-test``: the reference page's comparison, done right.
+
+The same welcome prompts are sent one by one, then concurrently through one client; the
+report gives both wall times, the improvement factor, and the *ideal* factor for the
+latencies observed (sequential time divided by the slowest single request), so you can see
+how close to ideal the concurrent run came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import AsyncExitStack
+
+import trio
+
+from .._client import Client
+from .._config import Limits
+from .._errors import ConfigurationError, ParadigmError
+
+NAMES = [
+    "Alice", "Bob", "Charlie", "David", "Emma", "Frank", "Grace", "Hannah", "Ian", "Jessica",
+    "Kevin", "Linda", "Michael", "Nancy", "Olivia", "Peter", "Quincy", "Rachel", "Samuel",
+    "Tiffany",
+]  # fmt: skip
+
+PROMPT = (
+    "Say hello to the new user on Paradigm! Give a short one-sentence highly personalized "
+    "welcome to: {name}"
+)
+
+MOCK_LATENCY = "lognormal:0.5,0.25"
+
+
+def prompts(n: int) -> list[list[dict[str, str]]]:
+    names = [NAMES[i % len(NAMES)] + ("" if i < len(NAMES) else f" {i // len(NAMES) + 1}")
+             for i in range(n)]  # fmt: skip
+    return [[{"role": "user", "content": PROMPT.format(name=name)}] for name in names]
+
+
+async def _speed_test(args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        api_key = None
+        base_url = args.base_url
+        if args.mock:
+            from ._embedded import MOCK_API_KEY, embedded_mock
+
+            base_url = await stack.enter_async_context(
+                embedded_mock(latency=MOCK_LATENCY, seed=args.seed)
+            )
+            api_key = MOCK_API_KEY
+            print(f"Embedded mock server at {base_url} (latency {MOCK_LATENCY}: median 0.5 s)")
+        client = await stack.enter_async_context(
+            Client(
+                api_key=api_key,
+                base_url=base_url,
+                limits=Limits(concurrency=args.concurrency),
+                **({"model": args.model} if args.model else {}),
+            )
+        )
+        batch = prompts(args.n)
+        print(f"Sending {len(batch)} requests one by one...")
+        t0 = trio.current_time()
+        latencies = []
+        for messages in batch:
+            t = trio.current_time()
+            await client.chat(messages, temperature=0.4, max_tokens=150)
+            latencies.append(trio.current_time() - t)
+        sequential = trio.current_time() - t0
+        print(f"Synchronous execution took {sequential:.2f} seconds.")
+
+        print(f"Sending {len(batch)} requests concurrently (concurrency {args.concurrency})...")
+        t0 = trio.current_time()
+        results = await client.chat_batch(batch, temperature=0.4, max_tokens=150)
+        concurrent = trio.current_time() - t0
+        print(f"Asynchronous execution took {concurrent:.2f} seconds.")
+        failed = [r for r in results if not r.ok]
+        # The floor for the concurrent run: its slowest request, once per wave.
+        waves = -(-len(batch) // args.concurrency)
+        slowest = max(r.elapsed for r in results)
+        ideal_time = slowest * waves
+        print(f"Improvement factor: {sequential / concurrent:.2f}")
+        print(
+            f"Ideal factor: {sequential / ideal_time:.2f} (the slowest concurrent request took "
+            f"{slowest:.2f} s; {waves} wave(s) of {args.concurrency})"
+        )
+        print(f"Overhead over ideal: {concurrent / ideal_time - 1:+.1%}")
+        if not args.no_replies:
+            print()
+            for r in results:
+                if r.completion is not None:
+                    print(f"- {r.completion.text}")
+        if failed:
+            print(f"{len(failed)} request(s) failed:", file=sys.stderr)
+            for r in failed:
+                print(f"  #{r.index}: {r.error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def run_speed_test(args: argparse.Namespace) -> int:
+    try:
+        return trio.run(_speed_test, args)
+    except ConfigurationError as exc:
+        print(f"paradigm-trio speed-test: {exc} (or use --mock)", file=sys.stderr)
+        return 2
+    except ParadigmError as exc:
+        print(f"paradigm-trio speed-test: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
