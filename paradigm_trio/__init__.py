@@ -41,6 +41,7 @@ from ._events import (
     RetryScheduled,
 )
 from ._models import ChatCompletion, ChatRequest, Choice, Message, ModelInfo, Usage
+from ._streaming import ChatCompletionChunk, ChatStream, IncompleteStreamError
 
 __version__ = "0.1.0.dev0"
 
@@ -61,7 +62,9 @@ __all__ = [
     "BatchStatistics",
     "BatchStream",
     "ChatCompletion",
+    "ChatCompletionChunk",
     "ChatRequest",
+    "ChatStream",
     "Choice",
     "Client",
     "ClientState",
@@ -71,6 +74,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "Event",
+    "IncompleteStreamError",
     "InternalServerError",
     "Limits",
     "Message",

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from ._config import RetryPolicy, Timeouts
 
 __all__ = [
-    "BatchControl",
     "BatchResult",
     "BatchResults",
     "BatchStatistics",

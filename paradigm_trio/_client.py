@@ -27,7 +27,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, cast
 
 import httpx2
 import trio
@@ -73,6 +73,9 @@ from ._events import (
 )
 from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage
 from ._ratelimit import AdaptiveController, RateLimiter
+
+if TYPE_CHECKING:
+    from ._streaming import ChatStream
 from ._retry import parse_retry_after, parse_should_retry
 
 __all__ = ["Client", "ClientState"]
@@ -292,13 +295,11 @@ class Client:
             if self._owns_http:
                 with trio.CancelScope(shield=True):
                     await self._http.aclose()
-                return
         await trio.lowlevel.checkpoint()
 
     def _check_open(self) -> None:
         if self._state is ClientState.CLOSED:
             raise RuntimeError("this Client is closed; create a new one")
-        self._state = ClientState.OPENED
 
     # ------------------------------------------------------------------ statistics
 
@@ -360,7 +361,7 @@ class Client:
             given["extra"] = extra
         if isinstance(messages, ChatRequest):
             return replace(messages, **given) if given else messages
-        return ChatRequest(messages=tuple(messages), **given)
+        return ChatRequest(messages=messages, **given)
 
     async def chat(
         self,
@@ -595,6 +596,51 @@ class Client:
             control=None,
         )
 
+    def chat_stream(
+        self,
+        messages: ChatRequest | Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        include_usage: bool = True,
+    ) -> ChatStream:
+        """Stream one chat completion over Server-Sent Events.
+
+        ``async with client.chat_stream(messages) as stream: async for chunk in stream``
+        yields :class:`ChatCompletionChunk` objects; afterwards ``stream.completion`` is the
+        assembled :class:`ChatCompletion`.  Entering the block sends the request and waits
+        for the first chunk, retrying per the policy; once a chunk has arrived nothing is
+        retried.  See :class:`ChatStream` for timeouts (``Timeouts.first_token``, then
+        ``Timeouts.read`` between chunks) and cancellation.
+
+        Takes the arguments of :meth:`chat`, plus ``include_usage`` (ask for the final
+        usage chunk, ``stream_options.include_usage``).
+        """
+        from ._streaming import ChatStream
+
+        request = self.make_request(
+            messages,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            extra=extra,
+            custom_id=custom_id,
+        )
+        return ChatStream(
+            self, request, retry=retry, timeouts=timeouts, include_usage=include_usage
+        )
+
     # ------------------------------------------------------------------ the retry loop
 
     @staticmethod
@@ -636,17 +682,19 @@ class Client:
         if history is None:
             history = []
         self._started += 1
-        outcome: ChatCompletion | APIError | None = None  # None: cancelled from outside
-        in_progress: float | None = None  # start time of the attempt under way
+        outcome: ChatCompletion | Exception | None = None  # None: cancelled from outside
+        clock: list[float] = []  # holds the start of the attempt under way, once it is sent
         try:
             with trio.move_on_at(deadline):
                 while True:
                     number = len(history) + 1
                     if control is not None:
                         await control.before_attempt()
-                    in_progress = trio.current_time()
-                    result, failure, status, request_id = await self._attempt(ex, number)
+                    clock.clear()
+                    result, failure, status, request_id = await self._attempt(ex, number, clock)
                     now = trio.current_time()
+                    in_progress = clock[0]
+                    clock.clear()
                     if control is not None:
                         control.after_attempt(failure.cause if failure else None, status)
                     if failure is None:
@@ -669,7 +717,6 @@ class Client:
                         number, in_progress, now - in_progress, status, failure.cause,
                         _one_line(failure.error), delay, request_id,
                     )  # fmt: skip
-                    in_progress = None
                     history.append(attempt)
                     self._emit(AttemptFailed(custom_id, key, attempt, delay is not None))
                     if delay is None:
@@ -690,9 +737,9 @@ class Client:
                     await trio.sleep(delay)
             # Only reached when the deadline fired: the loop exits by return or raise.
             now = trio.current_time()
-            if in_progress is not None:
+            if clock:
                 history.append(
-                    Attempt(len(history) + 1, in_progress, now - in_progress, None, "timeout",
+                    Attempt(len(history) + 1, clock[0], now - clock[0], None, "timeout",
                             "interrupted by the deadline")
                 )  # fmt: skip
             if total_deadline <= caller_deadline:
@@ -713,12 +760,15 @@ class Client:
             exc.attempts = tuple(history)
             exc.custom_id = custom_id
             raise
+        except Exception as exc:  # a bug or an event hook raising: a failure, not a cancel
+            outcome = exc
+            raise
         finally:
             self._finish(outcome, custom_id, key, len(history), trio.current_time() - start)
 
     def _finish(
         self,
-        outcome: ChatCompletion | APIError | None,
+        outcome: ChatCompletion | Exception | None,
         custom_id: str | None,
         key: str,
         attempts: int,
@@ -734,6 +784,8 @@ class Client:
             self._emit(
                 RequestFinished(custom_id, key, False, attempts, elapsed, 0, _one_line(outcome))
             )
+        elif isinstance(outcome, Exception):
+            self._failed += 1  # no event: the hook may be what raised
         else:
             self._succeeded += 1
             self._latency.add(elapsed)
@@ -769,7 +821,7 @@ class Client:
         return delay, None
 
     async def _attempt(
-        self, ex: _Exchange[Any], number: int
+        self, ex: _Exchange[Any], number: int, clock: list[float]
     ) -> tuple[Any, _Failure | None, int | None, str | None]:
         """One HTTP exchange, holding a concurrency slot.  Never raises ``APIError``."""
         retry, timeouts = ex.retry, ex.timeouts
@@ -777,8 +829,9 @@ class Client:
             await self._rates.acquire(ex.tokens)
             self._attempts += 1
             self._in_flight += 1
-            self._emit(AttemptStarted(ex.custom_id, ex.key, number, trio.current_time()))
+            clock.append(trio.current_time())
             try:
+                self._emit(AttemptStarted(ex.custom_id, ex.key, number, clock[0]))
                 with trio.move_on_after(
                     timeouts.attempt if timeouts.attempt is not None else math.inf
                 ) as scope:
@@ -793,7 +846,7 @@ class Client:
                     except httpx2.TimeoutException as exc:
                         return None, _timeout_failure(exc, retry), None, None
                     except httpx2.TransportError as exc:
-                        return None, _connection_failure(exc, retry), None, None
+                        return None, _connection_failure(exc, retry, self._redact), None, None
                     except httpx2.HTTPError as exc:  # e.g. a content decoding error
                         invalid = APIResponseValidationError(
                             f"could not read the response: {self._redact(str(exc))}"
@@ -852,6 +905,8 @@ class Client:
             except APIResponseValidationError as err:
                 err.status_code = status
                 err.raw = self._redact(response.text[:_RAW_LIMIT])
+                if self._api_key in response.text:
+                    err.body = err.raw
                 return (
                     None,
                     _Failure(err, "invalid_response", retry.retry_invalid_responses),
@@ -864,7 +919,10 @@ class Client:
         retry_after = parse_retry_after(response.headers)
         if status == 429:
             rl_headers = _ratelimit_headers(response)
-            self._adaptive.on_rate_limited(retry_after, rl_headers)
+            honoured = (
+                retry_after if retry_after is None or retry_after <= retry.max_retry_after else None
+            )
+            self._adaptive.on_rate_limited(honoured, rl_headers)
             self._emit(RateLimited(custom_id, key, retry_after, rl_headers))
         return None, _Failure(error, str(status), retryable, retry_after), status, request_id
 
@@ -948,8 +1006,10 @@ def _timeout_failure(exc: httpx2.TimeoutException, retry: RetryPolicy) -> _Failu
     return _Failure(err, "timeout", retry.retry_connection_errors)
 
 
-def _connection_failure(exc: httpx2.TransportError, retry: RetryPolicy) -> _Failure:
-    detail = str(exc) or type(exc).__name__
+def _connection_failure(
+    exc: httpx2.TransportError, retry: RetryPolicy, redact: Callable[[str], str]
+) -> _Failure:
+    detail = redact(str(exc)) or type(exc).__name__
     err = APIConnectionError(f"connection error: {type(exc).__name__}: {detail}")
     err.__cause__ = exc
     return _Failure(err, "connection", retry.retry_connection_errors)

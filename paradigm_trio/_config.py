@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -112,7 +113,7 @@ class RetryPolicy(_Replace):
     max_delay: float = 30.0
     jitter: float = 0.5
     max_retry_after: float = 60.0
-    retry_statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
+    retry_statuses: AbstractSet[int] = field(default=DEFAULT_RETRY_STATUSES)
     retry_connection_errors: bool = True
     retry_invalid_responses: bool = True
 
@@ -131,6 +132,11 @@ class RetryPolicy(_Replace):
             if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status < 600:
                 raise ValueError(f"{owner}.retry_statuses holds {status!r}, not an HTTP status")
         object.__setattr__(self, "retry_statuses", statuses)
+        for name in ("retry_connection_errors", "retry_invalid_responses"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{owner}.{name} must be True or False, got {getattr(self, name)!r}"
+                )
 
     @classmethod
     def no_retries(cls) -> RetryPolicy:

@@ -107,12 +107,12 @@ class ChatRequest:
             is the same request to the server across retries and resumed runs.
     """
 
-    messages: tuple[Mapping[str, Any], ...]
+    messages: Sequence[Mapping[str, Any]]
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
     top_p: float | None = None
-    stop: str | tuple[str, ...] | None = None
+    stop: str | Sequence[str] | None = None
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None

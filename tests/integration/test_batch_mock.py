@@ -1,0 +1,236 @@
+"""The client and the batch engine judged from the mock server's side (real sockets, 127.0.0.1)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+import mock_server as ms
+import paradigm_trio as pt
+
+pytestmark = pytest.mark.anyio
+
+FAST_RETRY = pt.RetryPolicy(attempts=6, initial_delay=0.01, max_delay=0.05, jitter=0.5)
+
+
+def key_of(custom_id: str) -> str:
+    """The Idempotency-Key the client derives from a custom_id (documented as stable)."""
+    return "pt-" + hashlib.sha256(custom_id.encode()).hexdigest()[:32]
+
+
+def requests(n: int, prefix: str = "r") -> list[pt.ChatRequest]:
+    return [
+        pt.ChatRequest(
+            messages=({"role": "user", "content": f"Hello number {i}"},),
+            custom_id=f"{prefix}{i}",
+            max_tokens=20,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ms.MockServer]:
+    async with ms.serve(ms.MockConfig(seed=7)) as srv:
+        yield srv
+
+
+def client_for(server: ms.MockServer, **kwargs: object) -> pt.Client:
+    return pt.Client(api_key="test-key", base_url=server.url, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_chat_against_the_mock(server: ms.MockServer) -> None:
+    async with client_for(server) as client:
+        completion = await client.chat(
+            [{"role": "user", "content": "Say hello. Welcome to: Alice"}], max_tokens=50
+        )
+        models = await client.models()
+    assert "Alice" in completion.text
+    assert completion.usage.total_tokens == (
+        completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+    assert completion.request_id
+    assert models
+    assert all(m.id for m in models)
+
+
+async def test_scripted_retries_seen_by_the_server(server: ms.MockServer) -> None:
+    server.script(key_of("s1"), ["503", "rate_limit", "ok"])
+    server.script(key_of("s2"), ["400"])
+    server.configure(retry_after=0.05)
+    async with client_for(server, retry=FAST_RETRY) as client:
+        ok = await client.chat([{"role": "user", "content": "x"}], custom_id="s1")
+        with pytest.raises(pt.BadRequestError) as info:
+            await client.chat([{"role": "user", "content": "y"}], custom_id="s2")
+    assert ok.text
+    log = server.requests()
+    s1 = [r for r in log if r.key == key_of("s1")]
+    s2 = [r for r in log if r.key == key_of("s2")]
+    assert [r.outcome for r in s1] == ["503", "rate_limit", "ok"] or [r.status for r in s1] == [
+        503,
+        429,
+        200,
+    ]
+    assert len(s2) == 1  # a 400 is never retried
+    assert len(info.value.attempts) == 1
+    # the wait after the 429 honoured its Retry-After (0.05 s)
+    assert s1[2].arrival - s1[1].finish >= 0.05 - 0.005
+
+
+async def test_batch_complete_and_ordered_under_faults(server: ms.MockServer) -> None:
+    server.configure(
+        faults=ms.FaultRates(
+            rate_limit=0.05,
+            server_error=0.1,
+            reset=0.03,
+            close=0.03,
+            malformed=0.03,
+            truncated=0.03,
+        ),
+        retry_after=0.02,
+    )
+    batch = requests(200)
+    async with client_for(server, retry=FAST_RETRY, limits=pt.Limits(concurrency=16)) as client:
+        results = await client.chat_batch(batch, retry_budget=None, circuit_breaker=None)
+    assert [r.index for r in results] == list(range(200))
+    assert [r.custom_id for r in results] == [f"r{i}" for i in range(200)]
+    assert all((r.completion is None) != (r.error is None) for r in results)
+    assert sum(r.ok for r in results) >= 190
+    # Nothing lost, nothing duplicated: the server saw exactly the attempts each result reports.
+    seen: dict[str, int] = {}
+    for record in server.requests():
+        seen[record.key] = seen.get(record.key, 0) + 1
+    for r in results:
+        assert seen[key_of(r.custom_id or "")] == r.attempts, r
+    assert results.statistics.done == 200
+
+
+async def test_server_observed_concurrency_never_exceeds_the_limit(
+    server: ms.MockServer,
+) -> None:
+    server.configure(latency=ms.Latency.fixed(0.05))
+    async with client_for(server, limits=pt.Limits(concurrency=7)) as client:
+        results = await client.chat_batch(requests(60))
+    assert all(r.ok for r in results)
+    assert server.stats().max_in_flight == 7
+
+
+async def test_cancelled_requests_do_not_leak_pool_slots(server: ms.MockServer) -> None:
+    """1,000 requests cancelled mid-flight, then the client still runs at full concurrency."""
+    server.configure(latency=ms.Latency.fixed(5.0))
+    concurrency = 50
+    async with client_for(server, limits=pt.Limits(concurrency=concurrency)) as client:
+        for _ in range(1000 // concurrency):
+            with trio.move_on_after(0.15):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(concurrency):
+                        nursery.start_soon(client.chat, [{"role": "user", "content": "x"}])
+        assert client.statistics().cancelled == 1000
+        assert client.statistics().in_flight == 0
+        with trio.fail_after(10):
+            while server.stats().in_flight:  # the server notices the disconnects
+                await trio.sleep(0.05)
+        assert server.stats().disconnects >= 900
+        server.reset()
+        server.configure(latency=ms.Latency.fixed(0.3))
+        with trio.fail_after(20):
+            results = await client.chat_batch(requests(2 * concurrency, prefix="after"))
+    assert all(r.ok for r in results)
+    assert server.stats().max_in_flight == concurrency
+
+
+async def test_fail_fast_cancels_the_rest(server: ms.MockServer) -> None:
+    server.configure(latency=ms.Latency.fixed(0.5))
+    server.script(key_of("r3"), [ms.Fault("400", latency=0.05)])
+    async with client_for(server, limits=pt.Limits(concurrency=10)) as client:
+        with pytest.raises(pt.BatchError) as info:
+            await client.chat_batch(requests(40), on_error="raise")
+        assert client.statistics().in_flight == 0
+    assert isinstance(info.value.error, pt.BadRequestError)
+    assert [r.custom_id for r in info.value.results] == ["r3"]
+    with trio.fail_after(5):
+        while server.stats().in_flight:
+            await trio.sleep(0.02)
+    # the nine others in flight were cut off: the server saw them go
+    assert server.stats().disconnects == 9
+    assert server.stats().total == 10  # nothing was sent after the failure
+
+
+async def test_deadline_reports_every_item(server: ms.MockServer) -> None:
+    server.configure(latency=ms.Latency.fixed(0.2))
+    async with client_for(server, limits=pt.Limits(concurrency=5)) as client:
+        start = trio.current_time()
+        results = await client.chat_batch(requests(50), deadline=start + 0.5)
+        elapsed = trio.current_time() - start
+    assert len(results) == 50
+    assert [r.index for r in results] == list(range(50))
+    ok = [r for r in results if r.ok]
+    cancelled = [r for r in results if r.cancelled]
+    assert len(ok) + len(cancelled) == 50
+    assert 5 <= len(ok) <= 15
+    assert elapsed < 2.0
+    # nothing was sent after the deadline
+    assert all(rec.arrival <= start + 0.5 + 0.01 for rec in server.requests())
+    assert len(server.requests()) == len(ok) + sum(r.attempts for r in cancelled)
+
+
+async def test_outside_cancellation_leaves_nothing_running(server: ms.MockServer) -> None:
+    server.configure(latency=ms.Latency.fixed(1.0))
+    async with client_for(server, limits=pt.Limits(concurrency=8)) as client:
+        with trio.move_on_after(0.2) as scope:
+            await client.chat_batch(requests(100))
+        assert scope.cancelled_caught
+        assert client.statistics().in_flight == 0
+        with trio.fail_after(5):
+            while server.stats().in_flight:
+                await trio.sleep(0.02)
+        # the client still works
+        server.configure(latency=ms.Latency.fixed(0.0))
+        assert (await client.chat([{"role": "user", "content": "again"}])).text
+    assert server.stats().disconnects == 8
+
+
+async def test_dead_server_trips_the_breaker() -> None:
+    # a port nobody listens on: bind, note it, close
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    async with pt.Client(
+        api_key="k",
+        base_url=f"http://127.0.0.1:{port}/api/v2",
+        retry=pt.RetryPolicy(attempts=1000, initial_delay=0.01, max_delay=0.1),
+        limits=pt.Limits(concurrency=4),
+    ) as client:
+        with trio.fail_after(15):
+            results = await client.chat_batch(
+                requests(500), circuit_breaker=5, unreachable_after=1.0, retry_budget=None
+            )
+    assert len(results) == 500
+    assert all(isinstance(r.error, pt.APIConnectionError) for r in results)
+    assert sum(isinstance(r.error, pt.ServerUnreachableError) for r in results) >= 490
+
+
+async def test_adapts_to_a_server_quota(server: ms.MockServer) -> None:
+    """Quota Q=120/min (2/s, a burst of 120): few 429s, throughput near Q."""
+    q = 120
+    server.configure(rpm=q, latency=ms.Latency.fixed(0.02), retry_after=0.5)
+    n = q + 20  # the burst, then 10 s at the quota's rate
+    async with client_for(server, limits=pt.Limits(concurrency=32)) as client:
+        start = trio.current_time()
+        results = await client.chat_batch(requests(n), retry_budget=None)
+        elapsed = trio.current_time() - start
+    assert all(r.ok for r in results)
+    log = server.requests()
+    limited = sum(1 for rec in log if rec.status == 429)
+    # goodput after the burst: the 20 paced requests over the time they took
+    ideal = (n - q) / (q / 60)
+    rate_429 = limited / len(log)
+    goodput = ideal / max(elapsed, 1e-9)
+    print(f"quota {q}/min: {len(log)} sent, {limited} 429s ({rate_429:.1%}), "
+          f"{elapsed:.1f}s for {n} (ideal {ideal:.1f}s), goodput {goodput:.0%} of Q")  # fmt: skip
+    assert rate_429 < 0.10
+    assert goodput > 0.80

@@ -1,0 +1,108 @@
+"""Keep ``paradigm_trio.__all__`` honest: sorted, complete, every name real, tidy ``__module__``.
+
+The public API lives in private modules (``_client.py``, ``_errors.py``, ...) and is
+re-exported from ``paradigm_trio/__init__.py``.  Every name a private module lists in its own
+``__all__`` must be re-exported, unless it is listed in :data:`INTERNAL` below: names that
+other private modules import but that users should not (parsers, machinery).  Adding to
+``INTERNAL`` is a decision about the public API; make it on purpose.
+"""
+
+from __future__ import annotations
+import __future__
+
+import importlib
+import importlib.metadata
+import pkgutil
+import types
+
+import pytest
+
+import paradigm_trio
+
+INTERNAL: dict[str, frozenset[str]] = {
+    # Header parsers used by the retry loop of ``_client.py``.
+    "paradigm_trio._retry": frozenset({"parse_retry_after", "parse_should_retry"}),
+    # Rate-limit machinery behind ``Limits``; users configure it through ``Limits``.
+    "paradigm_trio._ratelimit": frozenset(
+        {
+            "AdaptiveController",
+            "RateLimiter",
+            "RateLimiterStatistics",
+            "TokenBucket",
+            "parse_duration",
+        }
+    ),
+    # The implementation of ``Client.stream_batch``.
+    "paradigm_trio._batch": frozenset({"stream_batch"}),
+    # SSE parsing behind ``Client.chat_stream`` (``SSEDecodeError`` never escapes it).
+    "paradigm_trio._streaming": frozenset(
+        {"SSEDecodeError", "SSEDecoder", "ServerSentEvent", "stream_completion"}
+    ),
+}
+
+
+def _private_modules() -> list[str]:
+    return sorted(
+        f"paradigm_trio.{info.name}"
+        for info in pkgutil.iter_modules(paradigm_trio.__path__)
+        if info.name.startswith("_") and not info.name.startswith("__")
+    )
+
+
+PRIVATE_MODULES = _private_modules()
+
+
+def test_all_is_sorted() -> None:
+    assert paradigm_trio.__all__ == sorted(paradigm_trio.__all__)
+
+
+def test_all_has_no_duplicates() -> None:
+    assert len(paradigm_trio.__all__) == len(set(paradigm_trio.__all__))
+
+
+def test_every_name_in_all_exists() -> None:
+    missing = [name for name in paradigm_trio.__all__ if not hasattr(paradigm_trio, name)]
+    assert missing == []
+
+
+def test_private_modules_are_found() -> None:
+    for name in ("_client", "_config", "_errors", "_events", "_models", "_retry"):
+        assert f"paradigm_trio.{name}" in PRIVATE_MODULES
+
+
+@pytest.mark.parametrize("module_name", PRIVATE_MODULES)
+def test_private_module_exports_are_reexported(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{module_name} has no __all__"
+    assert list(exported) == sorted(exported), f"{module_name}.__all__ is not sorted"
+    internal = INTERNAL.get(module_name, frozenset())
+    assert internal <= set(exported), f"stale INTERNAL entries for {module_name}"
+    missing = sorted(set(exported) - internal - set(paradigm_trio.__all__))
+    assert missing == [], f"{module_name} exports names paradigm_trio does not re-export"
+    for name in set(exported) - internal:
+        assert getattr(paradigm_trio, name, None) is getattr(module, name), name
+
+
+def test_no_public_name_is_left_out_of_all() -> None:
+    public = {
+        name
+        for name, value in vars(paradigm_trio).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType | __future__._Feature)
+    }
+    assert sorted(public - set(paradigm_trio.__all__)) == []
+
+
+def test_public_classes_claim_the_package_as_their_module() -> None:
+    wrong = {
+        name: obj.__module__
+        for name in paradigm_trio.__all__
+        if isinstance(obj := getattr(paradigm_trio, name), type | types.FunctionType)
+        and obj.__module__ != "paradigm_trio"
+    }
+    assert wrong == {}
+
+
+def test_version_matches_the_distribution() -> None:
+    assert paradigm_trio.__version__ == importlib.metadata.version("paradigm-trio")
