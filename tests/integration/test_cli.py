@@ -1,0 +1,204 @@
+"""End-to-end tests of the ``paradigm-trio`` command, run as subprocesses against the mock."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai.types.chat import ChatCompletion
+
+CLI = [sys.executable, "-m", "paradigm_trio"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+@pytest.fixture
+def mock_url() -> Iterator[str]:
+    """A mock server process with faults and latency; stopped (SIGINT) by the test."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mock_server", "--port", "0", "--seed", "3",
+         "--latency", "fixed:0.05", "--fault", "server_error=0.1", "--fault", "reset=0.03",
+         "--fault", "rate_limit=0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/api/v2)", line)
+        assert match, line
+        yield match.group(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def env_for(url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PARADIGM_BASE_URL"] = url
+    env["PARADIGM_API_KEY"] = "sk-test-not-a-real-key"
+    return env
+
+
+def write_input(path: Path, n: int, *, extra_lines: tuple[str, ...] = ()) -> None:
+    with path.open("w") as f:
+        for i in range(n):
+            f.write(json.dumps({
+                "custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "alfred-4.2", "max_tokens": 16,
+                         "messages": [{"role": "user", "content": f"Hello {i}"}]},
+            }) + "\n")  # fmt: skip
+        for line in extra_lines:
+            f.write(line + "\n")
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def check_output_format(recs: list[dict[str, object]]) -> None:
+    for rec in recs:
+        assert set(rec) >= {"id", "custom_id", "response", "error", "attempts", "elapsed"}
+        if rec["error"] is None:
+            response = rec["response"]
+            assert isinstance(response, dict)
+            assert response["status_code"] == 200
+            ChatCompletion.model_validate(response["body"])
+
+
+def test_batch_with_faults_gives_one_record_per_input(tmp_path: Path, mock_url: str) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 60, extra_lines=("{not json", json.dumps({"messages": []})))
+    proc = run_cli("batch", str(src), "-o", str(out), "--concurrency", "8",
+                   "--report", str(tmp_path / "report.json"), env=env_for(mock_url))  # fmt: skip
+    recs = records(out)
+    ids = [r["custom_id"] for r in recs]
+    assert len(ids) == len(set(ids)) == 62
+    assert {f"req-{i}" for i in range(60)} <= set(ids)
+    check_output_format(recs)
+    invalid = [r for r in recs if r["error"] and r["error"]["code"] == "invalid_request"]  # type: ignore[index]
+    assert len(invalid) == 2
+    assert "line 61" in proc.stderr
+    assert "line 62" in proc.stderr
+    assert proc.returncode == 1  # the invalid lines are failures
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["invalid_lines"] == 2
+    assert report["succeeded"] == sum(1 for r in recs if r["error"] is None)
+    assert "sk-test-not-a-real-key" not in proc.stderr + proc.stdout + out.read_text()
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path: Path, mock_url: str) -> None:
+    src = tmp_path / "in.jsonl"
+    write_input(src, 150)
+    env = env_for(mock_url)
+    full = tmp_path / "full.jsonl"
+    assert run_cli("batch", str(src), "-o", str(full), "--concurrency", "4", "-q",
+                   env=env).returncode in (0, 1)  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen([*CLI, "batch", str(src), "-o", str(out), "--concurrency", "4", "-q"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 4000):
+        time.sleep(0.05)
+    proc.kill()  # kill -9
+    proc.wait()
+    partial = len(out.read_text().splitlines())
+    assert 0 < partial < 150
+    resumed = run_cli("batch", str(src), "-o", str(out), "--concurrency", "8", env=env)
+    assert "Resuming" in resumed.stderr
+    got, want = records(out), records(full)
+    assert sorted(r["custom_id"] for r in got) == sorted(r["custom_id"] for r in want)  # type: ignore[type-var]
+    assert len(got) == 150
+    check_output_format(got)
+    # the mock is deterministic per custom_id: the same requests succeed in both runs
+    assert {r["custom_id"] for r in got if r["error"] is None} == {
+        r["custom_id"] for r in want if r["error"] is None
+    }
+
+
+def test_sigint_leaves_a_consistent_file_and_resumes(tmp_path: Path, mock_url: str) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 150)
+    env = env_for(mock_url)
+    proc = subprocess.Popen([*CLI, "batch", str(src), "-o", str(out), "--concurrency", "4"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 4000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Rerun the same command to resume" in err
+    recs = records(out)  # every line is whole JSON
+    assert 0 < len(recs) < 150
+    assert run_cli("batch", str(src), "-o", str(out), env=env).returncode in (0, 1)
+    assert sorted(r["custom_id"] for r in records(out)) == sorted(f"req-{i}" for i in range(150))  # type: ignore[type-var]
+
+
+def test_retry_failed_reruns_only_the_failures(tmp_path: Path, mock_url: str) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 40)
+    env = env_for(mock_url)
+    run_cli("batch", str(src), "-o", str(out), "--max-attempts", "1", "-q", env=env)
+    before = records(out)
+    failed = {r["custom_id"] for r in before if r["error"] is not None}
+    assert failed  # 10 % 5xx + resets + 429s with one attempt each
+    proc = run_cli("batch", str(src), "-o", str(out), "--retry-failed", env=env)
+    after = records(out)
+    assert len(after) == 40
+    assert sorted(r["custom_id"] for r in after) == sorted(f"req-{i}" for i in range(40))  # type: ignore[type-var]
+    assert f"{len(failed)} failed request(s) will run again" in proc.stderr
+
+
+def test_bad_usage_and_inputs_exit_2(tmp_path: Path) -> None:
+    assert run_cli("batch", str(tmp_path / "missing.jsonl"), "-o", "x.jsonl").returncode == 2
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 3, extra_lines=("[1, 2]",))
+    strict = run_cli("batch", str(src), "-o", str(out), "--strict", "--mock")
+    assert strict.returncode == 2
+    assert "line 4" in strict.stderr
+    assert not out.exists() or not out.read_text()
+    assert run_cli("batch", str(src), "-o", str(out), "--mock", "-q").returncode == 1
+    other = tmp_path / "other.jsonl"
+    write_input(other, 5)
+    refused = run_cli("batch", str(other), "-o", str(out), "--mock")
+    assert refused.returncode == 2
+    assert "different input" in refused.stderr
+    no_key = run_cli("batch", str(other), "-o", str(tmp_path / "o2.jsonl"),
+                     env={k: v for k, v in os.environ.items() if k != "PARADIGM_API_KEY"})  # fmt: skip
+    assert no_key.returncode == 2
+    assert "PARADIGM_API_KEY" in no_key.stderr
+    assert run_cli("batch", str(src)).returncode == 2  # -o is required
+    assert run_cli("batch", str(src), "-o", str(out), "--concurrency", "0").returncode == 2
+
+
+def test_speed_test_mock() -> None:
+    proc = run_cli("speed-test", "--mock", "-n", "5", "--no-replies")
+    assert proc.returncode == 0, proc.stderr
+    assert "Improvement factor" in proc.stdout
+    assert "Ideal factor" in proc.stdout
+
+
+def test_help_reads_well() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for command in ("batch", "speed-test", "mock"):
+        assert command in proc.stdout
