@@ -94,6 +94,7 @@ DRAIN_GRACE: Final = 1.0
 _DONE: Final = "[DONE]"
 _EOL = re.compile(rb"\r\n|\r|\n")
 _BOM: Final = "\ufeff"
+_BOM_BYTES: Final = _BOM.encode()
 
 
 # --------------------------------------------------------------------------- SSE parsing
@@ -160,6 +161,8 @@ class SSEDecoder:
     @property
     def mid_event(self) -> bool:
         """Whether the bytes fed so far stop inside an event (or an unterminated line)."""
+        if not self._started and _BOM_BYTES.startswith(self._buffer):
+            return False  # nothing, or (part of) the byte order mark
         return bool(self._buffer) or self._in_event
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:

@@ -29,11 +29,27 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
 def mock_url() -> Iterator[str]:
     """A mock server process with faults and latency; stopped (SIGINT) by the test."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mock_server", "--port", "0", "--seed", "3",
-         "--latency", "fixed:0.05", "--fault", "server_error=0.1", "--fault", "reset=0.03",
-         "--fault", "rate_limit=0.05"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mock_server",
+            "--port",
+            "0",
+            "--seed",
+            "3",
+            "--latency",
+            "fixed:0.05",
+            "--fault",
+            "server_error=0.1",
+            "--fault",
+            "reset=0.03",
+            "--fault",
+            "rate_limit=0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -61,11 +77,21 @@ def env_for(url: str) -> dict[str, str]:
 def write_input(path: Path, n: int, *, extra_lines: tuple[str, ...] = ()) -> None:
     with path.open("w") as f:
         for i in range(n):
-            f.write(json.dumps({
-                "custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-                "body": {"model": "alfred-4.2", "max_tokens": 16,
-                         "messages": [{"role": "user", "content": f"Hello {i}"}]},
-            }) + "\n")  # fmt: skip
+            f.write(
+                json.dumps(
+                    {
+                        "custom_id": f"req-{i}",
+                        "method": "POST",
+                        "url": "/v1/chat/completions",
+                        "body": {
+                            "model": "alfred-4.2",
+                            "max_tokens": 16,
+                            "messages": [{"role": "user", "content": f"Hello {i}"}],
+                        },
+                    }
+                )
+                + "\n"
+            )
         for line in extra_lines:
             f.write(line + "\n")
 
@@ -87,8 +113,17 @@ def check_output_format(recs: list[dict[str, object]]) -> None:
 def test_batch_with_faults_gives_one_record_per_input(tmp_path: Path, mock_url: str) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 60, extra_lines=("{not json", json.dumps({"messages": []})))
-    proc = run_cli("batch", str(src), "-o", str(out), "--concurrency", "8",
-                   "--report", str(tmp_path / "report.json"), env=env_for(mock_url))  # fmt: skip
+    proc = run_cli(
+        "batch",
+        str(src),
+        "-o",
+        str(out),
+        "--concurrency",
+        "8",
+        "--report",
+        str(tmp_path / "report.json"),
+        env=env_for(mock_url),
+    )
     recs = records(out)
     ids = [r["custom_id"] for r in recs]
     assert len(ids) == len(set(ids)) == 62
@@ -110,11 +145,16 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path: Path, mock_ur
     write_input(src, 150)
     env = env_for(mock_url)
     full = tmp_path / "full.jsonl"
-    assert run_cli("batch", str(src), "-o", str(full), "--concurrency", "4", "-q",
-                   env=env).returncode in (0, 1)  # fmt: skip
+    assert run_cli(
+        "batch", str(src), "-o", str(full), "--concurrency", "4", "-q", env=env
+    ).returncode in (0, 1)
     out = tmp_path / "out.jsonl"
-    proc = subprocess.Popen([*CLI, "batch", str(src), "-o", str(out), "--concurrency", "4", "-q"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [*CLI, "batch", str(src), "-o", str(out), "--concurrency", "4", "-q"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 4000):
         time.sleep(0.05)
@@ -138,8 +178,13 @@ def test_sigint_leaves_a_consistent_file_and_resumes(tmp_path: Path, mock_url: s
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 150)
     env = env_for(mock_url)
-    proc = subprocess.Popen([*CLI, "batch", str(src), "-o", str(out), "--concurrency", "4"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*CLI, "batch", str(src), "-o", str(out), "--concurrency", "4"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 4000):
         time.sleep(0.05)
@@ -182,8 +227,13 @@ def test_bad_usage_and_inputs_exit_2(tmp_path: Path) -> None:
     refused = run_cli("batch", str(other), "-o", str(out), "--mock")
     assert refused.returncode == 2
     assert "different input" in refused.stderr
-    no_key = run_cli("batch", str(other), "-o", str(tmp_path / "o2.jsonl"),
-                     env={k: v for k, v in os.environ.items() if k != "PARADIGM_API_KEY"})  # fmt: skip
+    no_key = run_cli(
+        "batch",
+        str(other),
+        "-o",
+        str(tmp_path / "o2.jsonl"),
+        env={k: v for k, v in os.environ.items() if k != "PARADIGM_API_KEY"},
+    )
     assert no_key.returncode == 2
     assert "PARADIGM_API_KEY" in no_key.stderr
     assert run_cli("batch", str(src)).returncode == 2  # -o is required
