@@ -1,0 +1,165 @@
+"""Process mode: ``python -m mock_server`` (and ``paradigm-trio mock``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._config import FAULT_KINDS, MockConfig
+from ._server import serve
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+#: Environment variable read when ``--api-key`` is not given.
+API_KEY_ENV = "MOCK_API_KEY"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m mock_server``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mock_server",
+        description="Fault-injecting mock of the Paradigm (OpenAI-compatible) chat completions "
+        "API. Prints 'Mock Paradigm API listening on URL' once bound; stops on SIGINT/SIGTERM.",
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    add("--port", type=int, default=8000, help="port to bind, 0 = any free (default: 8000)")
+    add("--config", metavar="FILE", help="TOML or JSON file of MockConfig fields (flags override)")
+    add("--seed", type=int, help="seed of every deterministic choice (default 0)")
+    add("--latency", help="fixed:S | uniform:LOW,HIGH | lognormal:MEDIAN,SIGMA[,CAP] (default 0)")
+    add("--ttft", help="streaming: extra delay before the first chunk (same syntax as --latency)")
+    add("--token-delay", type=float, metavar="S", help="streaming: seconds between chunks")
+    add("--load-latency", type=float, metavar="S", help="seconds added per request in flight")
+    add(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=P",
+        help=f"fault probability, repeatable; KIND in {', '.join(FAULT_KINDS)}",
+    )
+    add("--retry-after", type=float, metavar="S", help="Retry-After of rate_limit faults")
+    add("--rpm", type=int, help="requests-per-minute quota")
+    add("--tpm", type=int, help="tokens-per-minute quota")
+    add(
+        "--api-key",
+        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV} if set)",
+    )
+    add("--models", metavar="A,B", help="accepted models (default: any model)")
+    add("--max-body-bytes", type=int, metavar="N", help="largest accepted body (default 1 MiB)")
+    return parser
+
+
+def _load_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    raw = file.read_bytes()
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(raw)
+        elif suffix == ".toml":
+            data = tomllib.loads(raw.decode())
+        else:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = tomllib.loads(raw.decode())
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"--config {path}: cannot parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a table/object of MockConfig fields")
+    return data
+
+
+def config_from_args(args: argparse.Namespace) -> MockConfig:
+    """The :class:`MockConfig` described by parsed arguments (file, then env, then flags)."""
+    data: dict[str, Any] = _load_file(args.config) if args.config else {}
+    env_key = os.environ.get(API_KEY_ENV)
+    if env_key:
+        data["api_key"] = env_key
+    for flag, name in (
+        ("seed", "seed"),
+        ("latency", "latency"),
+        ("ttft", "ttft"),
+        ("token_delay", "token_delay"),
+        ("load_latency", "load_latency"),
+        ("retry_after", "retry_after"),
+        ("rpm", "rpm"),
+        ("tpm", "tpm"),
+        ("api_key", "api_key"),
+        ("models", "models"),
+        ("max_body_bytes", "max_body_bytes"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            data[name] = value
+    if args.fault:
+        faults = dict(data.get("faults") or {})
+        for item in args.fault:
+            kind, sep, rate = item.partition("=")
+            kind = kind.strip()
+            if not sep or kind not in FAULT_KINDS:
+                raise ValueError(
+                    f"--fault {item!r}: expected KIND=P with KIND in {', '.join(FAULT_KINDS)}"
+                )
+            try:
+                faults[kind] = float(rate)
+            except ValueError:
+                raise ValueError(f"--fault {item!r}: {rate!r} is not a number") from None
+        data["faults"] = faults
+    return MockConfig.from_mapping(data)
+
+
+async def _serve_until_signal(config: MockConfig, host: str, port: int) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with serve(config, host=host, port=port) as server:
+            print(f"Mock Paradigm API listening on {server.url}", flush=True)
+            async for _ in signals:
+                break
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the mock server as a process; return the exit status (0, or 2 on bad config)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage error (or --help)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        config = config_from_args(args)
+        if not 0 <= args.port <= 65535:
+            raise ValueError(f"--port: expected 0..65535, got {args.port}")
+    except (ValueError, OSError) as exc:
+        print(f"mock_server: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_serve_until_signal, config, args.host, args.port)
+    except Exception as exc:
+        error = _find_os_error(exc)
+        if error is None:
+            raise
+        print(
+            f"mock_server: error: cannot serve on {args.host}:{args.port}: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _find_os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_os_error(inner)
+            if found is not None:
+                return found
+    return None
