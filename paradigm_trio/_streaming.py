@@ -990,7 +990,7 @@ class ChatStream:
             if response is not None:
                 with trio.CancelScope(shield=True):
                     if parts is not None:
-                        await parts.aclose()
+                        await _unwind(parts)
                     await response.aclose()
         finally:
             if self._counted:
@@ -1015,6 +1015,27 @@ class ChatStream:
             len(self._history),
             trio.current_time() - self._start,
         )
+
+
+async def _unwind(parts: AsyncGenerator[bytes, None]) -> None:
+    """Finish a body iterator that may be suspended mid-body, leaving no generator behind.
+
+    ``aclose()`` is not enough: httpx2 wraps httpcore2's body generator in another one that
+    does not close it, so it would be garbage collected unfinished (a ``ResourceWarning``
+    from trio).  Resuming the chain inside a cancelled scope makes the innermost read raise
+    ``Cancelled``, which unwinds every generator of the chain; httpcore2 then closes the
+    connection (the server sees the disconnect).
+    """
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            while True:
+                await parts.__anext__()  # buffered data comes out without a checkpoint
+        except StopAsyncIteration:
+            pass
+        except Exception:  # a broken body: we are closing it anyway
+            pass
+    await parts.aclose()
 
 
 def _as_status(value: object) -> int | None:

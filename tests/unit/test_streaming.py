@@ -281,7 +281,8 @@ async def test_stream_completion_helper() -> None:
 
 @pytest.mark.anyio
 async def test_leaving_early_closes_the_response_at_once() -> None:
-    response, body = sse(*answer("a", "b", "c"))
+    paced = [p for event in answer("a", "b", "c") for p in (0.5, event)]  # tokens take time
+    response, body = sse(*paced)
     async with make_client(Script(response)) as client:
         async with client.chat_stream(MESSAGES) as stream:
             async for c in stream:
@@ -757,3 +758,30 @@ async def test_the_api_key_is_not_in_stream_errors() -> None:
                 await consume(stream)
     assert API_KEY not in str(info.value)
     assert API_KEY not in repr(info.value)
+
+
+class _WrappingStream(httpx2.AsyncByteStream):
+    """Like httpx2's transport stream: an outer generator that never closes the inner one."""
+
+    def __init__(self, body: Body) -> None:
+        self.body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self.body:  # the inner generator is not closed on GeneratorExit
+            yield part
+
+
+@pytest.mark.anyio
+async def test_leaving_early_leaves_no_unfinished_generator_behind() -> None:
+    # Warnings are errors: trio's ResourceWarning for a collected, unfinished async generator
+    # (the inner one here, httpcore2's in real life) would fail this test.
+    body = Body(chunk("a"), 1.0, chunk("b"), DONE)  # the pause: a read that would wait
+    response = httpx2.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=_WrappingStream(body)
+    )
+    async with make_client(Script(response)) as client:
+        async with client.chat_stream(MESSAGES) as stream:
+            async for _ in stream:
+                break
+        assert body.closed
+        assert not body.finished
