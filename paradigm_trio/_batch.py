@@ -18,10 +18,12 @@ scope) propagates :class:`trio.Cancelled` after every task and connection is cle
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Mapping,
@@ -356,6 +358,7 @@ async def stream_batch(
     circuit_breaker: int | None = DEFAULT_CIRCUIT_BREAKER,
     unreachable_after: float = DEFAULT_UNREACHABLE_AFTER,
     defaults: Mapping[str, Any] | None = None,
+    stream: bool = False,
 ) -> AsyncIterator[BatchStream]:
     """The engine behind :meth:`Client.stream_batch` (documented there)."""
     if on_error not in ("collect", "raise"):
@@ -365,6 +368,11 @@ async def stream_batch(
     if circuit_breaker is not None and circuit_breaker < 1:
         raise ValueError(f"circuit_breaker must be >= 1 or None, got {circuit_breaker!r}")
     client._check_open()
+    send_one: Callable[..., Awaitable[ChatCompletion]] = client._send
+    if stream:
+        from ._streaming import stream_completion  # _streaming imports _client imports us
+
+        send_one = functools.partial(stream_completion, client)
     stop_at = math.inf if deadline is None else deadline
     params = {k: v for k, v in (defaults or {}).items() if v is not None}
     control = BatchControl(
@@ -373,7 +381,7 @@ async def stream_batch(
     tracker = _Tracker(start=trio.current_time())
     width = client.limits.concurrency
     send, receive = trio.open_memory_channel[BatchResult](width)
-    stream = BatchStream(receive, tracker, control)
+    results = BatchStream(receive, tracker, control)
     inputs: AsyncIterable[Any] = (
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )
@@ -394,7 +402,7 @@ async def stream_batch(
         completion: ChatCompletion | None = None
         error: APIError | None = None
         try:
-            completion = await client._send(
+            completion = await send_one(
                 request, retry=retry, timeouts=timeouts, deadline=stop_at, control=control,
                 history=history,
             )  # fmt: skip
@@ -418,8 +426,8 @@ async def stream_batch(
                 elapsed=trio.current_time() - start,
             )
         )
-        if error is not None and on_error == "raise" and stream._error is None:
-            stream._error = error
+        if error is not None and on_error == "raise" and results._error is None:
+            results._error = error
             fail_fast.cancel()
 
     async def feed() -> None:
@@ -442,14 +450,14 @@ async def stream_batch(
                         except ValueError as exc:
                             slot.release()
                             await deliver(BatchResult(index, _custom_id_of(item), None, error=exc))
-                            if on_error == "raise" and stream._error is None:
-                                stream._error = exc
+                            if on_error == "raise" and results._error is None:
+                                results._error = exc
                                 workers.cancel_scope.cancel()
                                 return
                         else:
                             workers.start_soon(work, index, request, slot, workers.cancel_scope)
                         index += 1
-            if on_error == "raise" and stream._error is not None:
+            if on_error == "raise" and results._error is not None:
                 return
             # The deadline passed: report every item not yet read, without sending it.
             async for item in iterator:  # pragma: no branch
@@ -469,7 +477,7 @@ async def stream_batch(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(feed)
             try:
-                yield stream
+                yield results
             finally:
                 # Leaving the block early (break, an exception) stops the batch.
                 nursery.cancel_scope.cancel()

@@ -474,6 +474,7 @@ class Client:
         max_tokens: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        stream: bool = False,
     ) -> AbstractAsyncContextManager[BatchStream]:
         """Send many requests concurrently; get results as they finish.
 
@@ -504,6 +505,9 @@ class Client:
                 ``None`` to disable.  See :class:`BatchControl`.
             unreachable_after: seconds of nothing but connection failures after which the
                 batch fails its remaining items with :class:`ServerUnreachableError`.
+            stream: send each request as a stream (:meth:`chat_stream`) and assemble it,
+                so that ``Timeouts.first_token`` and the inactivity timeout apply to every
+                item; results are the same completions.
 
         Leaving the ``async with`` block early cancels what is still running.
         """
@@ -525,6 +529,7 @@ class Client:
                 "top_p": top_p,
                 "seed": seed,
             },
+            stream=stream,
         )
 
     async def chat_batch(
@@ -544,6 +549,7 @@ class Client:
         max_tokens: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        stream: bool = False,
     ) -> BatchResults:
         """Send many requests concurrently; return every result, in input order.
 
@@ -569,6 +575,7 @@ class Client:
                 max_tokens=max_tokens,
                 top_p=top_p,
                 seed=seed,
+                stream=stream,
             ) as results:
                 async for result in results:
                     finished[result.index] = result

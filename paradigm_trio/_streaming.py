@@ -1066,17 +1066,62 @@ async def stream_completion(
 
     What a batch uses for ``stream=True`` (same arguments as ``Client._send``): the answer
     is the same as :meth:`Client.send`'s, but ``Timeouts.first_token`` and the inactivity
-    timeout apply.
+    timeout apply.  Since nothing is handed to a caller chunk by chunk here, a stream that
+    breaks *after* its first chunk (cut, missing ``[DONE]``, inactivity timeout, a
+    retryable error event) is retried as a whole too, per the same policy and with the same
+    ``Idempotency-Key``; the attempt history spans every try.
     """
-    async with ChatStream(
-        client,
-        request,
-        retry=retry,
-        timeouts=timeouts,
-        deadline=deadline,
-        control=control,
-        history=history,
-    ) as stream:
-        async for _ in stream:
-            pass
-    return stream.completion
+    policy = retry or client.retry
+    if history is None:
+        history = []
+    while True:
+        stream = ChatStream(
+            client,
+            request,
+            retry=retry,
+            timeouts=timeouts,
+            deadline=deadline,
+            control=control,
+            history=history,
+        )
+        try:
+            async with stream:
+                async for _ in stream:
+                    pass
+            return stream.completion
+        except APIError as exc:
+            if not stream.chunks_received or not _retryable_mid_stream(exc, policy):
+                raise
+            now = trio.current_time()
+            number = len(history)
+            reason: str | None = None
+            if number >= policy.attempts:
+                reason = (
+                    f"gave up after {number} attempt(s) (RetryPolicy.attempts={policy.attempts})"
+                )
+            delay = policy.backoff(number, client._random.random())
+            if reason is None and now + delay >= deadline:
+                reason = "not retried: the wait would pass the request's deadline"
+            if reason is None and control is not None:
+                reason = control.spend_retry()
+            notes = getattr(exc, "__notes__", [])
+            notes[:] = [n for n in notes if "already delivered chunks" not in n]
+            if reason is not None:
+                exc.add_note(reason)
+                raise
+            # One logical request, not two: undo what the broken stream counted as a
+            # finished failure, and count a retry instead.
+            client._started -= 1
+            client._failed -= 1
+            client._retries += 1
+            cause = "stream_broken"
+            client._retries_by_cause[cause] = client._retries_by_cause.get(cause, 0) + 1
+            await trio.sleep(delay)
+
+
+def _retryable_mid_stream(exc: APIError, policy: RetryPolicy) -> bool:
+    if isinstance(exc, APIStatusError):
+        return policy.is_retryable_status(exc.status_code)
+    if isinstance(exc, IncompleteStreamError | APITimeoutError):
+        return policy.retry_connection_errors
+    return type(exc) is APIError  # an error event without a status: transient by nature

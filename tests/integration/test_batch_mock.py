@@ -234,3 +234,34 @@ async def test_adapts_to_a_server_quota(server: ms.MockServer) -> None:
           f"{elapsed:.1f}s for {n} (ideal {ideal:.1f}s), goodput {goodput:.0%} of Q")  # fmt: skip
     assert rate_429 < 0.10
     assert goodput > 0.80
+
+
+async def test_streamed_batch_retries_broken_streams_and_applies_first_token(
+    server: ms.MockServer,
+) -> None:
+    server.configure(ttft=ms.Latency.fixed(0.01), token_delay=0.0005)
+    server.script(key_of("r1"), ["stream_cut", "stream_error", "ok"])
+    server.script(key_of("r2"), ["stream_no_done"] * 3)
+    server.script(key_of("r3"), [ms.Fault("ok", latency=5.0), "ok"])  # slow first token
+    policy = pt.RetryPolicy(attempts=3, initial_delay=0.01, jitter=0)
+    timeouts = pt.Timeouts(first_token=0.3)
+    async with client_for(server, retry=policy, timeouts=timeouts) as client:
+        results = await client.chat_batch(requests(5), stream=True)
+        stats = client.statistics()
+    by_id = {r.custom_id: r for r in results}
+    assert by_id["r0"].ok
+    assert by_id["r0"].attempts == 1
+    assert by_id["r1"].ok
+    assert by_id["r1"].attempts == 3
+    assert isinstance(by_id["r2"].error, pt.IncompleteStreamError)
+    assert by_id["r2"].attempts == 3
+    assert by_id["r3"].ok
+    assert by_id["r3"].attempts == 2
+    # the server saw streamed requests, and exactly the attempts reported
+    log = server.requests()
+    assert all(rec.stream for rec in log)
+    for r in results:
+        assert sum(1 for rec in log if rec.key == key_of(r.custom_id or "")) == r.attempts
+    assert stats.started == 5
+    assert stats.succeeded == 4
+    assert stats.failed == 1
