@@ -43,10 +43,3 @@ nitpick_ignore_regex = [
     ("py:class", r"(collections\.abc|contextlib|enum|types|typing|trio|httpx2)\..*"),
 ]
 
-# Two private names that public docstrings and signatures mention but that have no page:
-# the type of ``Client(on_event=...)`` and the class named by ``Client.stream_batch``'s
-# ``circuit_breaker`` argument.
-nitpick_ignore = [
-    ("py:class", "EventHook"),
-    ("py:class", "BatchControl"),
-]

@@ -23,10 +23,10 @@ __all__ = ["build_parser", "config_from_args", "main"]
 API_KEY_ENV = "MOCK_API_KEY"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m mock_server``."""
+def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser:
+    """The argument parser of ``python -m mock_server`` (``prog`` names it in usage lines)."""
     parser = argparse.ArgumentParser(
-        prog="python -m mock_server",
+        prog=prog,
         description="Fault-injecting mock of the Paradigm (OpenAI-compatible) chat completions "
         "API. Prints 'Mock Paradigm API listening on URL' once bound; stops on SIGINT/SIGTERM.",
     )
@@ -126,9 +126,9 @@ async def _serve_until_signal(config: MockConfig, host: str, port: int) -> None:
                 break
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m mock_server") -> int:
     """Run the mock server as a process; return the exit status (0, or 2 on bad config)."""
-    parser = build_parser()
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error (or --help)

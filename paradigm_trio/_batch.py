@@ -82,7 +82,8 @@ class BatchResult:
         error: why it failed: an :class:`APIError` (:class:`RequestCancelled` when a
             deadline or fail-fast stopped it) or a :class:`ValueError` for an invalid item.
         attempts: HTTP attempts made (0 when nothing was sent).
-        elapsed: seconds from the start of its first attempt to its outcome.
+        elapsed: seconds from when the batch started working on it (waits for a
+            concurrency slot and for the rate limits included) to its outcome.
     """
 
     index: int
@@ -183,21 +184,27 @@ class BatchControl:
         self.dead = False
 
     async def before_attempt(self) -> None:
-        if self.threshold is not None and self._consecutive >= self.threshold:
+        waited = False
+        while self.threshold is not None and self._consecutive >= self.threshold:
             now = trio.current_time()
-            if self._failing_since is not None and now - self._failing_since >= (
-                self.unreachable_after
-            ):
+            since = self._failing_since
+            if since is not None and now - since >= self.unreachable_after:
                 self.dead = True
             if self.dead:
                 raise ServerUnreachableError(
                     f"the server is unreachable: {self._consecutive} connection failures in "
-                    f"a row for {now - (self._failing_since or now):.1f}s; not sent"
+                    f"a row for {now - (since if since is not None else now):.1f}s; not sent"
                 )
-            if now < self._open_until:
-                await trio.sleep_until(self._open_until)
-                return
-        await trio.lowlevel.checkpoint()
+            if now >= self._open_until:
+                break
+            # Wait for the next probe, but no later than the moment to give up.
+            wake = self._open_until
+            if since is not None:
+                wake = min(wake, since + self.unreachable_after)
+            await trio.sleep_until(wake)
+            waited = True
+        if not waited:
+            await trio.lowlevel.checkpoint()
 
     def after_attempt(self, cause: str | None, status: int | None) -> None:
         if status is not None or cause is None:
@@ -213,7 +220,16 @@ class BatchControl:
                 self._open_until = now + self.cooldown
 
     def spend_retry(self, cause: str = "") -> str | None:
-        """Count a retry; return why it may not happen, or ``None``."""
+        """Count a retry; return why it may not happen, or ``None``.
+
+        While the breaker is open, connection failures are its business, not the budget's:
+        they are retried (paced by the breaker) until the server answers or
+        ``unreachable_after`` passes.
+        """
+        breaker_open = self.threshold is not None and self._consecutive >= self.threshold
+        if breaker_open and cause in ("connection", "timeout"):
+            self.retries += 1
+            return None
         if self.retry_budget is not None:
             allowed = 10 + self.retry_budget * self.started
             if self.retries >= allowed:
@@ -388,47 +404,52 @@ async def stream_batch(
 
     async def deliver(result: BatchResult) -> None:
         tracker.add(result)
-        await send.send(result)
         if on_progress is not None:
+            # Before the send: calls come one per result, in order, with ``done`` increasing.
             on_progress(tracker.snapshot(control))
+        await send.send(result)
 
     async def work(
         index: int, request: ChatRequest, slot: trio.Semaphore, fail_fast: trio.CancelScope
     ) -> None:
-        start = trio.current_time()
-        history: list[Attempt] = []
-        tracker.in_flight += 1
-        control.started += 1
-        completion: ChatCompletion | None = None
-        error: APIError | None = None
+        # The slot is held until the result is delivered: a slow consumer stops the feeder,
+        # so finished results never pile up (memory stays bounded by the concurrency).
         try:
-            completion = await send_one(
-                request, retry=retry, timeouts=timeouts, deadline=stop_at, control=control,
-                history=history,
-            )  # fmt: skip
-        except APIError as exc:
-            error = exc
-        finally:
-            tracker.in_flight -= 1
-            slot.release()
-        for attempt in history:
-            if attempt.delay is not None and attempt.cause is not None:
-                by_cause = control.retries_by_cause
-                by_cause[attempt.cause] = by_cause.get(attempt.cause, 0) + 1
-        await deliver(
-            BatchResult(
-                index,
-                request.custom_id,
-                request,
-                completion=completion,
-                error=error,
-                attempts=len(history),
-                elapsed=trio.current_time() - start,
+            start = trio.current_time()
+            history: list[Attempt] = []
+            tracker.in_flight += 1
+            control.started += 1
+            completion: ChatCompletion | None = None
+            error: APIError | None = None
+            try:
+                completion = await send_one(
+                    request, retry=retry, timeouts=timeouts, deadline=stop_at,
+                    control=control, history=history,
+                )  # fmt: skip
+            except APIError as exc:
+                error = exc
+            finally:
+                tracker.in_flight -= 1
+            by_cause = control.retries_by_cause
+            for attempt in history:
+                if attempt.delay is not None and attempt.cause is not None:
+                    by_cause[attempt.cause] = by_cause.get(attempt.cause, 0) + 1
+            await deliver(
+                BatchResult(
+                    index,
+                    request.custom_id,
+                    request,
+                    completion=completion,
+                    error=error,
+                    attempts=len(history),
+                    elapsed=trio.current_time() - start,
+                )
             )
-        )
-        if error is not None and on_error == "raise" and results._error is None:
-            results._error = error
-            fail_fast.cancel()
+            if error is not None and on_error == "raise" and results._error is None:
+                results._error = error
+                fail_fast.cancel()
+        finally:
+            slot.release()
 
     async def feed() -> None:
         async with send:
@@ -436,41 +457,49 @@ async def stream_batch(
             index = 0
             iterator = inputs.__aiter__()
             async with trio.open_nursery() as workers:
-                with trio.move_on_at(stop_at):
-                    while True:
+                while True:
+                    # Only the wait for a slot is cut by the deadline: an item being read
+                    # from the input is never lost half-way.  (An item read after the
+                    # deadline is not sent: its worker reports it cancelled.)
+                    with trio.move_on_at(stop_at) as waiting:
                         await slot.acquire()
-                        try:
-                            item = await iterator.__anext__()
-                        except StopAsyncIteration:
-                            slot.release()
-                            return
-                        tracker.submitted += 1
-                        try:
-                            request = _to_request(client, item, params, index)
-                        except ValueError as exc:
-                            slot.release()
-                            await deliver(BatchResult(index, _custom_id_of(item), None, error=exc))
-                            if on_error == "raise" and results._error is None:
-                                results._error = exc
-                                workers.cancel_scope.cancel()
-                                return
-                        else:
-                            workers.start_soon(work, index, request, slot, workers.cancel_scope)
-                        index += 1
-            if on_error == "raise" and results._error is not None:
+                    if waiting.cancelled_caught:
+                        break
+                    try:
+                        item = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        slot.release()
+                        return
+                    tracker.submitted += 1
+                    try:
+                        request = _to_request(client, item, params, index)
+                    except ValueError as exc:
+                        slot.release()
+                        await deliver(BatchResult(index, _custom_id_of(item), None, error=exc))
+                        if on_error == "raise" and results._error is None:
+                            results._error = exc
+                            workers.cancel_scope.cancel()
+                    else:
+                        workers.start_soon(work, index, request, slot, workers.cancel_scope)
+                    index += 1
+            if results._error is not None and on_error == "raise":
                 return
             # The deadline passed: report every item not yet read, without sending it.
-            async for item in iterator:  # pragma: no branch
+            async for item in iterator:
                 tracker.submitted += 1
-                await deliver(
-                    BatchResult(
-                        index, _custom_id_of(item), item if isinstance(item, ChatRequest) else None,
-                        error=RequestCancelled(
-                            "cancelled: the batch deadline passed before it was sent",
-                            reason="deadline", custom_id=_custom_id_of(item),
-                        ),
+                unsent: ChatRequest | None = None
+                error: Exception
+                try:
+                    unsent = _to_request(client, item, params, index)
+                except ValueError as exc:
+                    error = exc
+                else:
+                    error = RequestCancelled(
+                        "cancelled: the batch deadline passed before it was sent",
+                        reason="deadline",
+                        custom_id=unsent.custom_id,
                     )
-                )  # fmt: skip
+                await deliver(BatchResult(index, _custom_id_of(item), unsent, error=error))
                 index += 1
 
     try:

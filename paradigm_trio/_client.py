@@ -64,7 +64,6 @@ from ._events import (
     AttemptStarted,
     ClientStatistics,
     Event,
-    EventHook,
     LatencyHistogram,
     RateLimited,
     RequestFinished,
@@ -171,7 +170,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         http_client: httpx2.AsyncClient | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
-        on_event: EventHook | None = None,
+        on_event: Callable[[Event], object] | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key:
@@ -501,8 +500,10 @@ class Client:
             retry, timeouts: per-request policies instead of the client's.
             retry_budget: the batch may retry at most ``10 + retry_budget * started`` times;
                 ``None`` for no budget.
-            circuit_breaker: consecutive connection failures that open the breaker;
-                ``None`` to disable.  See :class:`BatchControl`.
+            circuit_breaker: consecutive connection failures (no HTTP response at all; any
+                response resets the count) that open the breaker; ``None`` to disable.  While
+                it is open, attempts wait a second between probes and connection failures
+                do not spend the retry budget.
             unreachable_after: seconds of nothing but connection failures after which the
                 batch fails its remaining items with :class:`ServerUnreachableError`.
             stream: send each request as a stream (:meth:`chat_stream`) and assemble it,
@@ -717,7 +718,7 @@ class Client:
                         return cast(T, result)
                     delay, stop_reason = self._retry_delay(failure, number, retry, now, deadline)
                     if delay is not None and control is not None:
-                        stop_reason = control.spend_retry()
+                        stop_reason = control.spend_retry(failure.cause)
                         if stop_reason is not None:
                             delay = None
                     attempt = Attempt(

@@ -18,7 +18,7 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
         │   ├── APITimeoutError            a timeout fired (``.which`` says which one)
         │   └── ServerUnreachableError     a batch's circuit breaker gave up on the server
         ├── APIResponseValidationError a 2xx whose body is not what the API promises
-        └── RequestCancelled           stopped by a deadline or a fail-fast batch
+        └── RequestCancelled           stopped by a deadline
     BatchError                         a batch with ``on_error="raise"`` hit a failure
 
 Every :class:`APIError` carries keyword-only context: the HTTP ``status_code`` (when there
@@ -242,11 +242,14 @@ class ServerUnreachableError(APIConnectionError):
 
 
 class RequestCancelled(APIError):
-    """The request was stopped before it finished, by a deadline or a fail-fast batch.
+    """The request was stopped by a deadline before it finished.
+
+    (The requests that a fail-fast batch, ``on_error="raise"``, cancels get no result: the
+    batch raises :class:`BatchError` instead.)
 
     Attributes:
-        reason: ``"deadline"`` (a ``deadline=`` passed) or ``"fail_fast"`` (another request
-            of an ``on_error="raise"`` batch failed).
+        reason: ``"deadline"``: a ``deadline=`` (of :meth:`Client.send` or of a batch)
+            passed before it finished.
         sent: whether any attempt of it was sent.
     """
 

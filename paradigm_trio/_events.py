@@ -39,8 +39,7 @@ class Attempt:
         cause: ``None`` for a success; otherwise why it failed: the status as a string
             (``"429"``, ``"503"``), ``"connection"``, ``"timeout"``,
             ``"invalid_response"`` or, for streams, ``"stream_error"`` (an error event
-            without a status).  In statistics, ``"stream_broken"`` counts whole-stream
-            retries of a batch with ``stream=True``.
+            without a status).
         error: a one-line description of the failure (never the API key).
         delay: the wait before the next attempt, or ``None`` if there was none.
         request_id: the server's ``x-request-id``, if any.

@@ -10,8 +10,8 @@
 * :class:`AdaptiveController`: additive-increase / multiplicative-decrease of the
   client's :class:`trio.CapacityLimiter` (its ``total_tokens`` is resized; there is no
   second limiter).  A 429 halves the concurrency (at most once per cool-down) and pauses
-  sending for the ``Retry-After``; a *clean* success (first attempt, no retry) adds
-  ``1/concurrency``, so the limit grows by one per round of clean successes.  When the
+  sending for the ``Retry-After``; every ``limit`` *clean* successes (first attempt, no
+  retry) raise the limit by one, so it grows by one per round of clean successes.  When the
   server sends ``x-ratelimit-limit-requests`` / ``-tokens`` headers, their rates become
   client-side buckets, so the client paces itself below the quota instead of probing it.
 """
@@ -79,7 +79,9 @@ class TokenBucket:
         """Seconds until ``amount`` can be taken (a full bucket for oversized amounts)."""
         self.refill(now)
         need = min(amount, self.capacity)
-        if self.level >= need:
+        # A shortfall of float dust would ask for a sleep too short to move the clock
+        # (and spin forever under a MockClock): treat it as none.
+        if self.level >= need - 1e-9:
             return 0.0
         return (need - self.level) / self.rate
 
@@ -261,7 +263,7 @@ class AdaptiveController:
         self._decrease = decrease
         self._cooldown = cooldown
         self._next_decrease = -math.inf
-        self._credit = 0.0
+        self._clean = 0  # clean successes since the limit last changed
         self.decreases = 0
 
     @property
@@ -281,7 +283,7 @@ class AdaptiveController:
             if new != self.limit:
                 self._limiter.total_tokens = new
             self.decreases += 1
-            self._credit = 0.0
+            self._clean = 0
             self._next_decrease = now + max(self._cooldown, retry_after or 0.0)
 
     def on_headers(self, headers: Mapping[str, str]) -> None:
@@ -296,7 +298,7 @@ class AdaptiveController:
         limit = self.limit
         if limit >= self._maximum:
             return
-        self._credit += 1.0 / limit
-        if self._credit >= 1.0:
-            self._credit -= 1.0
+        self._clean += 1
+        if self._clean >= limit:
+            self._clean = 0
             self._limiter.total_tokens = limit + 1

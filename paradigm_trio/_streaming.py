@@ -8,27 +8,6 @@ an async context manager and async iterator of :class:`ChatCompletionChunk`::
             print(chunk.delta, end="")
     print(stream.completion.usage)
 
-Where things can block or be cancelled:
-
-* **Entering** the block waits for a concurrency slot, sends the request and waits for the
-  *first chunk*, retrying per the :class:`~paradigm_trio.RetryPolicy` (same
-  ``Idempotency-Key``) when an attempt fails before then: connection errors, retryable
-  statuses, ``Timeouts.first_token``, a stream that breaks before its first chunk.  Between
-  attempts it sleeps without holding the slot.
-* **Iterating** waits for the next chunk.  Once the first chunk has been received nothing
-  is retried: a failure is raised from ``async for``, and what arrived is never reported as
-  a complete answer.  ``Timeouts.read`` bounds the silence while waiting for each chunk
-  (``APITimeoutError`` with ``which="stream"``).
-* **Leaving** the block closes the HTTP response at once (the server sees the disconnect)
-  and gives the slot back.  Leaving early (``break``, an exception, cancellation) counts the
-  request as cancelled in :meth:`Client.statistics <paradigm_trio.Client.statistics>`.
-
-Timeouts are cancel scopes on trio's clock.  Before the first chunk the earliest of
-``Timeouts.first_token`` (``Timeouts.read`` when ``first_token`` is ``None``),
-``Timeouts.attempt`` and the request's deadline (``Timeouts.total``) applies; after it,
-``Timeouts.read`` per chunk and the request's deadline.  ``Timeouts.attempt`` does not cap a
-stream once it has started, so that a long answer is not cut for being long.
-
 The SSE parser is our own (:class:`SSEDecoder`): it works on bytes, so events may be split
 anywhere, even inside a multi-byte UTF-8 character, and it knows when the stream ended in
 the middle of an event, which ``httpx2.EventSource`` silently drops.
@@ -37,6 +16,7 @@ the middle of an event, which ``httpx2.EventSource`` silently drops.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import json
 import math
@@ -351,9 +331,29 @@ class _State(enum.Enum):
 class ChatStream:
     """A streamed chat completion: an async context manager and async iterator of chunks.
 
-    Made by :meth:`Client.chat_stream <paradigm_trio.Client.chat_stream>`; see the module
-    documentation for where it blocks, and how timeouts and retries behave before and after
-    the first chunk.  Enter it once; iterate it once.
+    Made by :meth:`Client.chat_stream <paradigm_trio.Client.chat_stream>`.  Enter it once;
+    iterate it once.
+
+    Where things can block or be cancelled:
+
+    * **Entering** the block waits for a concurrency slot, sends the request and waits for the
+      *first chunk*, retrying per the :class:`~paradigm_trio.RetryPolicy` (same
+      ``Idempotency-Key``) when an attempt fails before then: connection errors, retryable
+      statuses, ``Timeouts.first_token``, a stream that breaks before its first chunk.  Between
+      attempts it sleeps without holding the slot.
+    * **Iterating** waits for the next chunk.  Once the first chunk has been received nothing
+      is retried: a failure is raised from ``async for``, and what arrived is never reported as
+      a complete answer.  ``Timeouts.read`` bounds the silence while waiting for each chunk
+      (``APITimeoutError`` with ``which="stream"``).
+    * **Leaving** the block closes the HTTP response at once (the server sees the disconnect)
+      and gives the slot back.  Leaving early (``break``, an exception, cancellation) counts the
+      request as cancelled in :meth:`Client.statistics <paradigm_trio.Client.statistics>`.
+
+    Timeouts are cancel scopes on trio's clock.  Before the first chunk the earliest of
+    ``Timeouts.first_token`` (``Timeouts.read`` when ``first_token`` is ``None``),
+    ``Timeouts.attempt`` and the request's deadline (``Timeouts.total``) applies; after it,
+    ``Timeouts.read`` per chunk and the request's deadline.  ``Timeouts.attempt`` does not cap a
+    stream once it has started, so that a long answer is not cut for being long.
 
     Attributes:
         request: the :class:`~paradigm_trio.ChatRequest` streamed.
@@ -1114,7 +1114,9 @@ async def stream_completion(
             client._started -= 1
             client._failed -= 1
             client._retries += 1
-            cause = "stream_broken"
+            # Record the wait on the broken attempt, as the retry loop does for its own.
+            history[-1] = dataclasses.replace(history[-1], delay=delay)
+            cause = history[-1].cause or "stream_broken"
             client._retries_by_cause[cause] = client._retries_by_cause.get(cause, 0) + 1
             await trio.sleep(delay)
 

@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        return mock_server.main(args_list[1:])
+        return mock_server.main(args_list[1:], prog="paradigm-trio mock")
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "batch":

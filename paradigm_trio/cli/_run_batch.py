@@ -169,23 +169,34 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
     if interrupted:
         print("Rerun the same command to resume where it stopped.", file=p)
     elif summary["failed_in_output"]:
-        print(
-            f"{summary['failed_in_output']} request(s) in the output failed; rerun with "
-            "--retry-failed to try them again.",
-            file=p,
-        )
+        retryable = summary["failed_in_output"] - summary["invalid_in_output"]
+        if retryable:
+            print(
+                f"{retryable} request(s) in the output failed; rerun with --retry-failed to "
+                "try them again.",
+                file=p,
+            )
+        if summary["invalid_in_output"]:
+            print(
+                f"{summary['invalid_in_output']} input line(s) are invalid (see the errors "
+                "above); fix them in a new input file.",
+                file=p,
+            )
 
 
-def _count_failures(path: Path) -> int:
-    failures = 0
+def _count_failures(path: Path) -> tuple[int, int]:
+    """Failed records in the output, and how many of them are invalid input lines."""
+    failures = invalid = 0
     with path.open("rb") as f:
         for line in f:
             try:
-                if json.loads(line).get("error") is not None:
-                    failures += 1
+                error = json.loads(line).get("error")
             except (ValueError, AttributeError):
                 continue
-    return failures
+            if error is not None:
+                failures += 1
+                invalid += isinstance(error, dict) and error.get("code") == "invalid_request"
+    return failures, invalid
 
 
 async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,
@@ -266,8 +277,9 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
                 progress.update(stats, force=True)
                 nursery.cancel_scope.cancel()
     progress.close()
-    failures = _count_failures(output)
+    failures, invalid_in_output = _count_failures(output)
     summary = _summary(stats, skipped, invalid, failures)
+    summary["invalid_in_output"] = invalid_in_output
     summary["interrupted"] = interrupted
     return summary, interrupted
 
@@ -297,6 +309,11 @@ def run_batch(args: argparse.Namespace) -> int:
             f"(sha256 {digest[:12]}...); choose another -o, or delete {output} and "
             f"{Manifest.path_for(output)} to start over"
         )
+    if manifest is not None and manifest.settings.get("model") != settings["model"]:
+        return _fail(
+            f"{output} was started with --model {manifest.settings.get('model')!r}, not "
+            f"{settings['model']!r}; resume with the same --model, or choose another -o"
+        )
     if manifest is None and output.exists() and output.stat().st_size > 0:
         return _fail(
             f"{output} exists but has no manifest ({Manifest.path_for(output).name}): it was "
@@ -308,7 +325,8 @@ def run_batch(args: argparse.Namespace) -> int:
             for item in problems[:50]:
                 print(f"line {item.line}: {item.problem}", file=sys.stderr)
             return _fail(f"--strict: {len(problems)} invalid line(s); nothing was sent")
-    Manifest(digest, str(input_path), settings).save(output)
+    if manifest is None:
+        Manifest(digest, str(input_path), settings).save(output)
     try:
         done, dropped = read_done(output, keep_failed=not args.retry_failed)
     except OSError as exc:

@@ -265,3 +265,21 @@ async def test_streamed_batch_retries_broken_streams_and_applies_first_token(
     assert stats.started == 5
     assert stats.succeeded == 4
     assert stats.failed == 1
+
+
+async def test_dead_server_is_reported_unreachable_with_default_budget() -> None:
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    async with pt.Client(
+        api_key="k",
+        base_url=f"http://127.0.0.1:{port}/api/v2",
+        retry=pt.RetryPolicy(attempts=50, initial_delay=0.01, max_delay=0.1),
+        limits=pt.Limits(concurrency=8),
+    ) as client:
+        with trio.fail_after(15):
+            results = await client.chat_batch(requests(300), unreachable_after=1.0)
+    assert len(results) == 300
+    unreachable = sum(isinstance(r.error, pt.ServerUnreachableError) for r in results)
+    assert unreachable >= 250, unreachable

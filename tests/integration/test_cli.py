@@ -252,3 +252,13 @@ def test_help_reads_well() -> None:
     assert proc.returncode == 0
     for command in ("batch", "speed-test", "mock"):
         assert command in proc.stdout
+
+
+def test_resume_with_another_model_is_refused(tmp_path: Path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 3)
+    assert run_cli("batch", str(src), "-o", str(out), "--mock", "-q").returncode == 0
+    refused = run_cli("batch", str(src), "-o", str(out), "--mock", "--model", "other-model")
+    assert refused.returncode == 2
+    assert "--model" in refused.stderr
+    assert len(records(out)) == 3
