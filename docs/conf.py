@@ -42,4 +42,3 @@ nitpicky = False
 nitpick_ignore_regex = [
     ("py:class", r"(collections\.abc|contextlib|enum|types|typing|trio|httpx2)\..*"),
 ]
-
