@@ -71,7 +71,7 @@ from ._events import (
     frozen_counts,
 )
 from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage
-from ._ratelimit import AdaptiveController, RateLimiter
+from ._ratelimit import AdaptiveController, RateLimiter, SendMark
 
 if TYPE_CHECKING:
     from ._streaming import ChatStream
@@ -834,7 +834,7 @@ class Client:
         """One HTTP exchange, holding a concurrency slot.  Never raises ``APIError``."""
         retry, timeouts = ex.retry, ex.timeouts
         async with self._limiter:
-            await self._rates.acquire(ex.tokens)
+            mark = await self._rates.acquire(ex.tokens)
             self._attempts += 1
             self._in_flight += 1
             clock.append(trio.current_time())
@@ -878,7 +878,7 @@ class Client:
                     )
             finally:
                 self._in_flight -= 1
-        return self._handle_response(response, retry, ex.key, ex.custom_id, ex.parse)
+        return self._handle_response(response, retry, ex.key, ex.custom_id, ex.parse, mark)
 
     def _handle_response(
         self,
@@ -887,10 +887,11 @@ class Client:
         key: str,
         custom_id: str | None,
         parse: Callable[[object, str | None], T],
+        mark: SendMark | None = None,
     ) -> tuple[T | None, _Failure | None, int | None, str | None]:
         status = response.status_code
         request_id = response.headers.get("x-request-id")
-        self._adaptive.on_headers(response.headers)
+        self._adaptive.on_headers(response.headers, mark)
         if 200 <= status < 300:
             try:
                 data = json.loads(response.content)

@@ -29,6 +29,7 @@ __all__ = [
     "AdaptiveController",
     "RateLimiter",
     "RateLimiterStatistics",
+    "SendMark",
     "TokenBucket",
     "parse_duration",
 ]
@@ -112,8 +113,24 @@ class RateLimiterStatistics:
     waiting: int
 
 
+@dataclass(frozen=True, slots=True)
+class SendMark:
+    """When a request was let through, and the totals sent up to and including it."""
+
+    time: float
+    requests: int
+    tokens: int
+
+
 class RateLimiter:
-    """The requests/tokens-per-minute limits of one client (shared by all its calls)."""
+    """The requests/tokens-per-minute limits of one client (shared by all its calls).
+
+    Besides pacing, it counts what it lets through, so that a server's
+    ``x-ratelimit-remaining-*`` header (which describes the quota when *that* request
+    arrived) can be brought forward to now: ``remaining - sent since + refill since``.
+    When that estimate is below the client's own bucket (someone else is spending the same
+    quota), the bucket is lowered to it.
+    """
 
     def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
         self._user_rpm = requests_per_minute
@@ -124,6 +141,8 @@ class RateLimiter:
         self._lock = trio.Lock()
         self._waiting = 0
         self._started = False
+        self._sent_requests = 0
+        self._sent_tokens = 0
 
     def _start(self, now: float) -> None:
         self._started = True
@@ -143,13 +162,18 @@ class RateLimiter:
             or self._pause_until > -math.inf
         )
 
-    async def acquire(self, tokens: int) -> None:
+    def _mark(self, tokens: int) -> SendMark:
+        self._sent_requests += 1
+        self._sent_tokens += tokens
+        return SendMark(trio.current_time(), self._sent_requests, self._sent_tokens)
+
+    async def acquire(self, tokens: int) -> SendMark:
         """Wait until one request of ``tokens`` tokens may be sent, then account for it."""
         if not self._started:
             self._start(trio.current_time())
         if not self.active:
             await trio.lowlevel.checkpoint()
-            return
+            return self._mark(tokens)
         self._waiting += 1
         try:
             async with self._lock:
@@ -169,6 +193,7 @@ class RateLimiter:
                     self._tpm.take(tokens, now)
         finally:
             self._waiting -= 1
+        return self._mark(tokens)
 
     def reconcile(self, estimated: int, actual: int) -> None:
         """Correct the token charge of a finished request (refund or extra charge)."""
@@ -187,8 +212,12 @@ class RateLimiter:
                 bucket.refill(now)
                 bucket.level = min(bucket.level, 0.0)
 
-    def learn(self, headers: Mapping[str, str]) -> None:
-        """Adopt the server's advertised quotas (``x-ratelimit-limit-*``) as buckets."""
+    def learn(self, headers: Mapping[str, str], mark: SendMark | None = None) -> None:
+        """Adopt the server's advertised quotas (``x-ratelimit-limit-*``) as buckets.
+
+        With the :class:`SendMark` of the request the headers answer, also lower a bucket
+        to the server's ``x-ratelimit-remaining-*``, brought forward to now.
+        """
         now = trio.current_time()
         for kind in ("requests", "tokens"):
             limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
@@ -197,9 +226,19 @@ class RateLimiter:
             user = self._user_rpm if kind == "requests" else self._user_tpm
             rate = limit if user is None else min(user, limit)
             bucket = self._rpm if kind == "requests" else self._tpm
-            if bucket is not None and bucket.capacity == rate:
-                continue
             remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
+            if bucket is not None and bucket.capacity == rate:
+                if remaining is not None and mark is not None:
+                    since = (
+                        self._sent_requests - mark.requests
+                        if kind == "requests"
+                        else self._sent_tokens - mark.tokens
+                    )
+                    estimate = remaining - since + bucket.rate * max(0.0, now - mark.time)
+                    bucket.refill(now)
+                    if estimate < bucket.level - 1.0:
+                        bucket.level = estimate
+                continue
             if bucket is None:
                 level = remaining if remaining is not None else rate
                 bucket = TokenBucket(rate, level=level, now=now)
@@ -286,11 +325,11 @@ class AdaptiveController:
             self._clean = 0
             self._next_decrease = now + max(self._cooldown, retry_after or 0.0)
 
-    def on_headers(self, headers: Mapping[str, str]) -> None:
+    def on_headers(self, headers: Mapping[str, str], mark: SendMark | None = None) -> None:
         if self.enabled and (
             "x-ratelimit-limit-requests" in headers or "x-ratelimit-limit-tokens" in headers
         ):
-            self._rates.learn(headers)
+            self._rates.learn(headers, mark)
 
     def on_clean_success(self) -> None:
         if not self.enabled:

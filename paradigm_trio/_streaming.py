@@ -50,6 +50,7 @@ from ._errors import (
 )
 from ._events import Attempt, AttemptFailed, AttemptStarted, RetryScheduled
 from ._models import ChatCompletion, ChatRequest, Choice, Message, Usage, _parse_usage
+from ._ratelimit import SendMark
 
 if TYPE_CHECKING:
     from ._batch import BatchControl
@@ -382,6 +383,7 @@ class ChatStream:
         self._deadline = deadline
         self._control = control
         self._tokens = request.estimated_tokens()
+        self._mark: SendMark | None = None
         self._key = _idempotency_key(request.custom_id)
         body = request.to_body(client.model)
         body["stream"] = True
@@ -606,7 +608,7 @@ class ChatStream:
         await client._limiter.acquire_on_behalf_of(self)
         self._holding = True
         try:
-            await client._rates.acquire(self._tokens)
+            self._mark = await client._rates.acquire(self._tokens)
         except BaseException:
             await self._release()
             raise
@@ -708,11 +710,16 @@ class ChatStream:
             except httpx2.HTTPError as exc:
                 raise _Broken(self._broken(exc)) from None
             _, failure, _, _ = client._handle_response(
-                response, retry, self._key, self.request.custom_id, ChatCompletion.from_json
+                response,
+                retry,
+                self._key,
+                self.request.custom_id,
+                ChatCompletion.from_json,
+                self._mark,
             )
             assert failure is not None
             raise _Broken(failure)
-        client._adaptive.on_headers(response.headers)
+        client._adaptive.on_headers(response.headers, self._mark)
         content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if content_type != "text/event-stream":
             raise _Broken(
