@@ -67,6 +67,10 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks (not tests): prints tables, see docs/performance.md."""
-    _install(session, "test")
+    """Benchmarks against the peers (not tests): prints tables, rewrites docs/performance.md.
+
+    ``nox -s bench`` is the full run (about 15 minutes); ``nox -s bench -- --quick`` takes
+    about 3; ``nox -s bench -- scaling memory`` runs some scenarios (printed only).
+    """
+    _install(session, "bench")
     session.run("python", "-m", "benchmarks", *session.posargs)
