@@ -42,6 +42,17 @@ def property(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The soak: 100,000 requests through a mock process with 10 % faults (not in the default run).
+
+    ``PARADIGM_SOAK_REQUESTS=10000 nox -s soak`` for a shorter run; ``PARADIGM_SOAK_TIMEOUT``
+    (default 1200 s) bounds it.
+    """
+    _install(session, "test")
+    session.run("pytest", "tests/soak", "-s", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
