@@ -834,7 +834,7 @@ class Client:
         """One HTTP exchange, holding a concurrency slot.  Never raises ``APIError``."""
         retry, timeouts = ex.retry, ex.timeouts
         async with self._limiter:
-            mark = await self._rates.acquire(ex.tokens)
+            mark = self._rates.try_acquire(ex.tokens) or await self._rates.acquire(ex.tokens)
             self._attempts += 1
             self._in_flight += 1
             clock.append(trio.current_time())
