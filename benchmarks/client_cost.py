@@ -1,0 +1,107 @@
+"""Scenario 2: client cost, the CPU time each peer spends per request.
+
+The server is ``benchmarks._rawserver`` (asyncio, no framework, no latency) in its own
+process, so its CPU is not counted and it is never the bottleneck.  Each peer runs in a
+fresh process: it first opens its connections with a warm-up of ``2 x concurrency``
+requests, then sends ``N`` requests at concurrency 64; the figure is the client process's
+``time.process_time()`` over those ``N`` requests, divided by ``N``.  Each peer is measured
+``ROUNDS`` times and the lowest figure kept (the usual way to discount noise from the
+other process sharing the machine).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._common import PEER_LABELS, PEERS, Section, Table, Target, raw_server, run_worker
+from ._profile import profile
+
+CONCURRENCY = 64
+
+
+def run(quick: bool) -> Section:
+    n = 3_000 if quick else 8_000
+    rounds = 1 if quick else 2
+    section = Section(
+        "cost",
+        "2. Client cost: CPU time per request",
+        f"{n:,} requests at concurrency {CONCURRENCY} against the raw server (no latency, "
+        f"out of process), after a warm-up of {2 * CONCURRENCY} requests; best of {rounds} "
+        "round(s), each in a fresh process.  *server ms/request* is the server process's "
+        "CPU over the whole run (warm-up included) divided by the requests it answered: "
+        "it stays far below the clients', so the clients are measured, not the server.",
+    )
+    table = Table(
+        f"CPU per request, {n:,} requests at concurrency {CONCURRENCY}",
+        ["client", "client CPU ms/request", "vs paradigm-trio", "requests/s", "wall s",
+         "server ms/request", "errors"],
+    )  # fmt: skip
+    cpu: dict[str, float] = {}
+    rows: dict[str, list[Any]] = {}
+    with raw_server(0.0) as server:
+        for peer in PEERS:
+            best: dict[str, Any] | None = None
+            server_ms = None
+            for _ in range(rounds):
+                before = server.cpu_seconds()
+                result = run_worker(
+                    {"kind": "drive", "peer": peer, "url": server.url, "n": n,
+                     "concurrency": CONCURRENCY, "warmup": 2 * CONCURRENCY, "limit": 120},
+                    timeout=240,
+                )  # fmt: skip
+                after = server.cpu_seconds()
+                if "failed" in result:
+                    best = result
+                    break
+                if best is None or result["cpu"] < best["cpu"]:
+                    best = result
+                    if before is not None and after is not None:
+                        server_ms = (after - before) / (n + 2 * CONCURRENCY) * 1000
+            assert best is not None
+            if "failed" in best:
+                rows[peer] = [PEER_LABELS[peer], None, None, None, None, None, best["failed"]]
+                continue
+            done = best["ok"] + best["errors"]
+            cpu[peer] = best["cpu"] / max(done, 1) * 1000
+            rows[peer] = [
+                PEER_LABELS[peer], cpu[peer], None, done / best["wall"], best["wall"],
+                server_ms, best["errors"] + best["unfinished"],
+            ]  # fmt: skip
+    base = cpu.get("paradigm-trio")
+    for peer in PEERS:
+        if base and peer in cpu:
+            rows[peer][2] = f"{cpu[peer] / base:.2f}x"
+        table.rows.append(rows[peer])
+    section.tables.append(table)
+
+    openai_cpu = cpu.get("openai")
+    if base is not None and openai_cpu is not None:
+        met = base <= openai_cpu / 2
+        section.targets.append(
+            Target(
+                "CPU per request <= half of the openai client's",
+                f"<= {openai_cpu / 2:.3f} ms (openai: {openai_cpu:.3f} ms)",
+                f"{base:.3f} ms ({base / openai_cpu:.0%} of openai)",
+                met,
+            )
+        )
+        if not met:
+            section.profile = (
+                "(quick mode: no profile; the full run profiles the miss)"
+                if quick
+                else _profile_cost(n)
+            )
+    else:
+        section.targets.append(
+            Target("CPU per request <= half of the openai client's", "-", "not measured", None)
+        )
+    return section
+
+
+def _profile_cost(n: int) -> str:
+    with raw_server(0.0) as server:
+        return profile(
+            {"kind": "drive", "peer": "paradigm-trio", "url": server.url, "n": n,
+             "concurrency": CONCURRENCY, "warmup": 2 * CONCURRENCY, "limit": 120},
+            timeout=300,
+        )  # fmt: skip
