@@ -40,5 +40,5 @@ nitpicky = False
 # The build runs offline (no intersphinx), so references into the standard library and
 # into trio/httpx2 cannot resolve; ignore exactly those, and nothing of our own.
 nitpick_ignore_regex = [
-    ("py:class", r"(collections\.abc|contextlib|enum|types|typing|trio|httpx2)\..*"),
+    ("py:class", r"(collections\.abc|contextlib|enum|ssl|types|typing|trio|httpx2)\..*"),
 ]

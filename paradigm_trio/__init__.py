@@ -42,6 +42,7 @@ from ._events import (
 )
 from ._models import ChatCompletion, ChatRequest, Choice, Message, ModelInfo, Usage
 from ._streaming import ChatCompletionChunk, ChatStream, IncompleteStreamError
+from ._transport import TrioTransport
 
 __version__ = "0.1.0.dev0"
 
@@ -90,6 +91,7 @@ __all__ = [
     "RetryScheduled",
     "ServerUnreachableError",
     "Timeouts",
+    "TrioTransport",
     "UnprocessableEntityError",
     "Usage",
     "__version__",

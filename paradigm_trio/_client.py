@@ -76,6 +76,7 @@ from ._ratelimit import AdaptiveController, RateLimiter, SendMark
 if TYPE_CHECKING:
     from ._streaming import ChatStream
 from ._retry import parse_retry_after, parse_should_retry
+from ._transport import TrioTransport
 
 __all__ = ["Client", "ClientState"]
 
@@ -204,6 +205,8 @@ class Client:
         }
         self._owns_http = http_client is None
         if http_client is None:
+            if transport is None:
+                transport = TrioTransport(max_keepalive=self.limits.concurrency)
             http_client = httpx2.AsyncClient(
                 transport=transport,
                 limits=httpx2.Limits(

@@ -28,6 +28,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "AdaptiveController",
             "RateLimiter",
             "RateLimiterStatistics",
+            "SendMark",
             "TokenBucket",
             "parse_duration",
         }

@@ -1,0 +1,323 @@
+"""The default HTTP transport: HTTP/1.1 over trio and h11, with an O(1) keep-alive pool.
+
+Why not httpx2's own transport: its connection pool (httpcore2) walks every connection, and
+asks each idle one whether its socket is readable, whenever a request enters the pool and
+whenever a response closes.  At a few thousand connections that scan is most of the
+client's CPU time (see ``docs/performance.md``).  This transport keeps idle connections in
+a stack per origin: taking one, checking it and putting it back cost the same at 10 or 10,000
+connections.
+
+What it does: HTTP/1.1 (h11), keep-alive, TLS through :class:`trio.SSLStream` with
+``httpx2.create_ssl_context()``, the ``connect``/``read``/``write`` timeouts of the request
+(``request.extensions["timeout"]``), and httpx2's exception classes, so everything above it
+(the client's error mapping, retries) is unchanged.  What it does not do: HTTP/2, proxies,
+Unix sockets.  For those, pass your own ``httpx2.AsyncClient`` to :class:`Client`.
+
+How many connections: one per request in flight; the client's
+:class:`trio.CapacityLimiter` bounds requests, so it bounds connections.  At most
+``max_keepalive`` idle connections are kept, each for ``keepalive_expiry`` seconds.
+
+Cancellation: a request cancelled at any point closes its connection, which is never
+reused: there is no slot to leak.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import h11
+import httpx2
+import trio
+
+__all__ = ["TrioTransport"]
+
+_READ_SIZE = 65536
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]
+
+
+class _Connection:
+    __slots__ = ("h11", "idle_since", "origin", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
+        self.stream = stream
+        self.origin = origin
+        self.h11 = h11.Connection(our_role=h11.CLIENT)
+        self.idle_since = 0.0
+
+    def socket_readable(self) -> bool:
+        """Whether the idle socket has something to read: for an idle connection, EOF."""
+        stream: Any = self.stream
+        if isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        sock = getattr(stream, "socket", None)
+        return sock is None or bool(sock.is_readable())
+
+    async def close(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+    def close_nowait(self) -> None:
+        """Close the socket at once (for an idle connection: nothing to flush)."""
+        stream: Any = self.stream
+        if isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            sock.close()
+
+
+def _timeout(timeouts: Mapping[str, Any], name: str) -> float:
+    value = timeouts.get(name)
+    return float("inf") if value is None else float(value)
+
+
+class TrioTransport(httpx2.AsyncBaseTransport):
+    """HTTP/1.1 over trio and h11 with a constant-time keep-alive pool.
+
+    Args:
+        max_keepalive: idle connections kept for reuse, over all origins.
+        keepalive_expiry: seconds an idle connection is kept (below the usual 5 s of
+            servers, so that the server's close and our reuse rarely cross).
+        ssl_context: for ``https``; ``httpx2.create_ssl_context()`` by default.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_keepalive: int = 100,
+        keepalive_expiry: float = 4.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._max_keepalive = max_keepalive
+        self._keepalive_expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle_count = 0
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle = [conn for conns in self._idle.values() for conn in conns]
+        self._idle.clear()
+        self._idle_count = 0
+        for conn in idle:
+            await conn.close()
+        await trio.lowlevel.checkpoint()
+
+    # ---------------------------------------------------------------- the pool
+
+    def _checkout(self, origin: Origin) -> _Connection | None:
+        stack = self._idle.get(origin)
+        now = trio.current_time()
+        while stack:
+            conn = stack.pop()
+            self._idle_count -= 1
+            if now - conn.idle_since < self._keepalive_expiry and not conn.socket_readable():
+                return conn
+            # expired, or the server closed it: drop it (closing needs no wait)
+            conn.close_nowait()
+        return None
+
+    def _checkin(self, conn: _Connection) -> bool:
+        """Keep a connection whose exchange completed cleanly; ``False`` if not kept."""
+        if self._closed or self._idle_count >= self._max_keepalive:
+            return False
+        try:
+            conn.h11.start_next_cycle()
+        except h11.LocalProtocolError:
+            return False
+        conn.idle_since = trio.current_time()
+        self._idle.setdefault(conn.origin, []).append(conn)
+        self._idle_count += 1
+        return True
+
+    async def _connect(self, origin: Origin, timeouts: Mapping[str, Any]) -> _Connection:
+        scheme, host, port = origin
+        try:
+            with trio.fail_after(_timeout(timeouts, "connect")):
+                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                if scheme == "https":
+                    if self._ssl_context is None:
+                        self._ssl_context = httpx2.create_ssl_context()
+                    ssl_stream = trio.SSLStream(
+                        stream, self._ssl_context, server_hostname=host, https_compatible=True
+                    )
+                    try:
+                        await ssl_stream.do_handshake()
+                    except BaseException:
+                        await trio.aclose_forcefully(ssl_stream)
+                        raise
+                    stream = ssl_stream
+        except trio.TooSlowError:
+            raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+            raise httpx2.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        return _Connection(stream, origin)
+
+    # ---------------------------------------------------------------- one exchange
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        url = request.url
+        scheme = url.scheme
+        if scheme not in _DEFAULT_PORTS:
+            raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+        origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
+        timeouts = request.extensions.get("timeout", {})
+        conn = self._checkout(origin)
+        if conn is None:
+            conn = await self._connect(origin, timeouts)
+        else:
+            await trio.lowlevel.checkpoint()
+        try:
+            await self._send_request(conn, request, timeouts)
+            event = await _next_event(conn, _timeout(timeouts, "read"))
+            while isinstance(event, h11.InformationalResponse):
+                event = await _next_event(conn, _timeout(timeouts, "read"))
+            if not isinstance(event, h11.Response):
+                raise httpx2.RemoteProtocolError(
+                    "the server closed the connection without sending a response"
+                )
+        except BaseException:
+            await conn.close()
+            raise
+        return httpx2.Response(
+            status_code=event.status_code,
+            headers=event.headers.raw_items(),
+            stream=_ResponseStream(self, conn, _timeout(timeouts, "read")),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": bytes(event.reason),
+            },
+        )
+
+    async def _send_request(
+        self, conn: _Connection, request: httpx2.Request, timeouts: Mapping[str, Any]
+    ) -> None:
+        target = url_target(request.url)
+        headers = list(request.headers.raw)
+        try:
+            data = conn.h11.send(h11.Request(method=request.method, target=target, headers=headers))
+            parts = [data] if data else []
+            try:
+                content: bytes | None = request.content
+            except httpx2.RequestNotRead:
+                content = None
+            if content is not None:
+                if content:
+                    parts.append(conn.h11.send(h11.Data(data=content)) or b"")
+            else:
+                stream: Any = request.stream
+                async for chunk in stream:
+                    if chunk:
+                        parts.append(conn.h11.send(h11.Data(data=chunk)) or b"")
+            parts.append(conn.h11.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError as exc:
+            raise httpx2.LocalProtocolError(str(exc)) from exc
+        try:
+            with trio.fail_after(_timeout(timeouts, "write")):
+                await conn.stream.send_all(b"".join(parts))
+        except trio.TooSlowError:
+            raise httpx2.WriteTimeout("sending the request timed out") from None
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
+
+
+def url_target(url: httpx2.URL) -> bytes:
+    """The request target: the path and query, as bytes."""
+    return url.raw_path
+
+
+async def _next_event(conn: _Connection, read_timeout: float) -> Any:
+    """The next h11 event, reading from the socket as needed."""
+    while True:
+        try:
+            event = conn.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx2.RemoteProtocolError(str(exc)) from exc
+        if event is not h11.NEED_DATA:
+            return event
+        try:
+            with trio.fail_after(read_timeout):
+                data = await conn.stream.receive_some(_READ_SIZE)
+        except trio.TooSlowError:
+            raise httpx2.ReadTimeout("no data from the server within the read timeout") from None
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
+        if not data and conn.h11.their_state is h11.SEND_RESPONSE:
+            raise httpx2.RemoteProtocolError(
+                "the server closed the connection without sending a response"
+            )
+        try:
+            conn.h11.receive_data(data if isinstance(data, bytes) else bytes(data))
+        except h11.RemoteProtocolError as exc:
+            raise httpx2.RemoteProtocolError(str(exc)) from exc
+
+
+class _ResponseStream(httpx2.AsyncByteStream):
+    """The body of one response; gives the connection back to the pool when complete.
+
+    An iterator object rather than an async generator, so that leaving a body half-read
+    leaves no generator to finalise.
+    """
+
+    def __init__(self, transport: TrioTransport, conn: _Connection, read_timeout: float) -> None:
+        self._transport = transport
+        self._conn: _Connection | None = conn
+        self._read_timeout = read_timeout
+        self._complete = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self._conn
+        if conn is None or self._complete:
+            raise StopAsyncIteration
+        while True:
+            try:
+                event = await _next_event(conn, self._read_timeout)
+            except BaseException:
+                await self.aclose()
+                raise
+            if isinstance(event, h11.Data):
+                return bytes(event.data)
+            if isinstance(event, h11.EndOfMessage):
+                self._complete = True
+                raise StopAsyncIteration
+            if isinstance(event, h11.ConnectionClosed):
+                await self.aclose()
+                raise httpx2.RemoteProtocolError(
+                    "the server closed the connection before the end of the body"
+                )
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            await trio.lowlevel.checkpoint()
+            return
+        if (
+            self._complete
+            and conn.h11.our_state is h11.DONE
+            and conn.h11.their_state is h11.DONE
+            and self._transport._checkin(conn)
+        ):
+            await trio.lowlevel.checkpoint()
+            return
+        await conn.close()
