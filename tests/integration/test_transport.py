@@ -111,7 +111,8 @@ async def test_concurrent_requests_open_one_connection_each_then_reuse() -> None
 async def test_connection_close_and_close_delimited_and_chunked_bodies() -> None:
     answers = iter(
         [
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nfgh",
             b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
         ]
