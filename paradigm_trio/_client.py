@@ -114,6 +114,7 @@ class _Exchange(Generic[T]):
     body: bytes | None
     headers: dict[str, str]
     http_timeout: httpx2.Timeout
+    extensions: dict[str, Any]
     timeouts: Timeouts
     retry: RetryPolicy
     key: str
@@ -204,9 +205,13 @@ class Client:
             **(headers or {}),
         }
         self._owns_http = http_client is None
+        # With a client of our own, requests go straight to the transport: the client layer
+        # (cookies, auth, redirects, hooks) has nothing to do for us and costs ~30 us each.
+        self._direct: httpx2.AsyncBaseTransport | None = None
         if http_client is None:
             if transport is None:
                 transport = TrioTransport(max_keepalive=self.limits.concurrency)
+            self._direct = transport
             http_client = httpx2.AsyncClient(
                 transport=transport,
                 limits=httpx2.Limits(
@@ -678,13 +683,14 @@ class Client:
     ) -> T:
         """The retry loop of one logical request (see :class:`RetryPolicy`)."""
         key = _idempotency_key(custom_id)
+        http_timeout = self._http_timeout(timeouts)
         headers = dict(self._headers)
         headers["Idempotency-Key"] = key
         if body is None:
             del headers["Content-Type"]
         ex = _Exchange(
-            method, self._base_url + path, body, headers, self._http_timeout(timeouts),
-            timeouts, retry, key, custom_id, parse, tokens,
+            method, self._base_url + path, body, headers, http_timeout,
+            {"timeout": http_timeout.as_dict()}, timeouts, retry, key, custom_id, parse, tokens,
         )  # fmt: skip
         start = trio.current_time()
         total_deadline = start + timeouts.total if timeouts.total is not None else math.inf
@@ -847,13 +853,7 @@ class Client:
                     timeouts.attempt if timeouts.attempt is not None else math.inf
                 ) as scope:
                     try:
-                        response = await self._http.request(
-                            ex.method,
-                            ex.url,
-                            content=ex.body,
-                            headers=ex.headers,
-                            timeout=ex.http_timeout,
-                        )
+                        response = await self._exchange(ex)
                     except httpx2.TimeoutException as exc:
                         return None, _timeout_failure(exc, retry), None, None
                     except httpx2.TransportError as exc:
@@ -882,6 +882,22 @@ class Client:
             finally:
                 self._in_flight -= 1
         return self._handle_response(response, retry, ex.key, ex.custom_id, ex.parse, mark)
+
+    async def _exchange(self, ex: _Exchange[Any]) -> httpx2.Response:
+        """Send one request and read its whole response."""
+        if self._direct is None:
+            return await self._http.request(
+                ex.method, ex.url, content=ex.body, headers=ex.headers, timeout=ex.http_timeout
+            )
+        request = httpx2.Request(
+            ex.method, ex.url, content=ex.body, headers=ex.headers, extensions=ex.extensions
+        )
+        response = await self._direct.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     def _handle_response(
         self,
