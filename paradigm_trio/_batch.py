@@ -325,7 +325,10 @@ class BatchStream:
 
 
 class _SyncInputs:
-    """Iterate a plain iterable from async code, checkpointing per item."""
+    """Iterate a plain iterable from async code.
+
+    No checkpoint of its own: the feeder checkpoints per item already (waiting for a slot).
+    """
 
     def __init__(self, items: Iterable[Any]) -> None:
         self._it = iter(items)
@@ -334,7 +337,6 @@ class _SyncInputs:
         return self
 
     async def __anext__(self) -> Any:
-        await trio.lowlevel.checkpoint()
         try:
             return next(self._it)
         except StopIteration:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -99,9 +100,18 @@ class ClientState(enum.Enum):
     CLOSED = 3
 
 
+_KEY_PREFIX = uuid.uuid4().hex[:20]
+_key_counter = itertools.count()
+
+
 def _idempotency_key(custom_id: str | None) -> str:
+    """``Idempotency-Key`` of a logical request: stable for a ``custom_id``, else unique.
+
+    Without a ``custom_id``: a random per-process prefix and a counter (unique, and no
+    system call per request as ``uuid4`` would make).
+    """
     if custom_id is None:
-        return f"pt-{uuid.uuid4().hex}"
+        return f"pt-{_KEY_PREFIX}{next(_key_counter):012x}"
     return "pt-" + hashlib.sha256(custom_id.encode("utf-8")).hexdigest()[:32]
 
 
