@@ -180,11 +180,12 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
         origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
         timeouts = request.extensions.get("timeout", {})
+        # Checkpoint before taking a pooled connection: nothing may be cancelled between
+        # taking it and the ``try`` that closes it on failure.
+        await trio.lowlevel.checkpoint()
         conn = self._checkout(origin)
         if conn is None:
             conn = await self._connect(origin, timeouts)
-        else:
-            await trio.lowlevel.checkpoint()
         try:
             await self._send_request(conn, request, timeouts)
             event = await _next_event(conn, _timeout(timeouts, "read"))

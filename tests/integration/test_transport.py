@@ -212,3 +212,21 @@ async def test_https_with_a_trusted_certificate() -> None:
             async with httpx2.AsyncClient(transport=transport) as client:
                 with pytest.raises(httpx2.ConnectError):
                     await client.get(f"https://127.0.0.1:{port}/")
+
+
+async def test_cancelled_before_sending_keeps_the_pooled_connection() -> None:
+    """Regression: a cancellation between taking a pooled connection and using it leaked it."""
+    async with raw_server(answer_ok) as (server, port), pt.TrioTransport() as transport:
+        url = f"http://127.0.0.1:{port}/"
+        response = await transport.handle_async_request(httpx2.Request("GET", url))
+        await response.aread()
+        await response.aclose()
+        assert transport._idle_count == 1
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await transport.handle_async_request(httpx2.Request("GET", url))
+        assert transport._idle_count == 1  # still pooled, not taken and dropped
+        response = await transport.handle_async_request(httpx2.Request("GET", url))
+        await response.aread()
+        await response.aclose()
+    assert server.connections == 1
