@@ -154,9 +154,11 @@ async def test_fail_fast_cancels_the_rest(server: ms.MockServer) -> None:
     with trio.fail_after(5):
         while server.stats().in_flight:
             await trio.sleep(0.02)
-    # the nine others in flight were cut off: the server saw them go
-    assert server.stats().disconnects == 9
-    assert server.stats().total == 10  # nothing was sent after the failure
+    # Nothing was sent after the failure (at most the first ten), and the others in flight
+    # were cut off: the server saw every one of them go.
+    stats = server.stats()
+    assert stats.total <= 10
+    assert stats.disconnects == stats.total - 1
 
 
 async def test_deadline_reports_every_item(server: ms.MockServer) -> None:
@@ -201,7 +203,9 @@ async def test_outside_cancellation_leaves_nothing_running(server: ms.MockServer
         # the client still works
         server.configure(latency=ms.Latency.fixed(0.0))
         assert (await client.chat([{"role": "user", "content": "again"}])).text
-    assert server.stats().disconnects == 8
+    stats = server.stats()
+    assert 1 <= stats.disconnects <= 8  # every request in flight at the cancel went away
+    assert stats.disconnects == stats.total - 1  # all but the "again" request
 
 
 async def test_dead_server_trips_the_breaker() -> None:
