@@ -208,18 +208,22 @@ async def test_outside_cancellation_leaves_nothing_running(server: ms.MockServer
     assert stats.disconnects == stats.total - 1  # all but the "again" request
 
 
-async def test_dead_server_trips_the_breaker() -> None:
-    # a port nobody listens on: bind, note it, close
+async def dead_server_client(*, attempts: int, concurrency: int) -> pt.Client:
+    """A client of a port nobody listens on (bound to find a free one, then closed)."""
     sock = trio.socket.socket()
     await sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    async with pt.Client(
+    return pt.Client(
         api_key="k",
         base_url=f"http://127.0.0.1:{port}/api/v2",
-        retry=pt.RetryPolicy(attempts=1000, initial_delay=0.01, max_delay=0.1),
-        limits=pt.Limits(concurrency=4),
-    ) as client:
+        retry=pt.RetryPolicy(attempts=attempts, initial_delay=0.01, max_delay=0.1),
+        limits=pt.Limits(concurrency=concurrency),
+    )
+
+
+async def test_dead_server_trips_the_breaker() -> None:
+    async with await dead_server_client(attempts=1000, concurrency=4) as client:
         with trio.fail_after(15):
             results = await client.chat_batch(
                 requests(500), circuit_breaker=5, unreachable_after=1.0, retry_budget=None
@@ -286,16 +290,7 @@ async def test_streamed_batch_retries_broken_streams_and_applies_first_token(
 
 
 async def test_dead_server_is_reported_unreachable_with_default_budget() -> None:
-    sock = trio.socket.socket()
-    await sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    async with pt.Client(
-        api_key="k",
-        base_url=f"http://127.0.0.1:{port}/api/v2",
-        retry=pt.RetryPolicy(attempts=50, initial_delay=0.01, max_delay=0.1),
-        limits=pt.Limits(concurrency=8),
-    ) as client:
+    async with await dead_server_client(attempts=50, concurrency=8) as client:
         with trio.fail_after(15):
             results = await client.chat_batch(requests(300), unreachable_after=1.0)
     assert len(results) == 300
