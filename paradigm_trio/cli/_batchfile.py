@@ -91,33 +91,49 @@ def read_input(path: Path) -> Iterator[InputLine]:
     """Yield every non-blank line of ``path`` as an :class:`InputLine`, lazily.
 
     Duplicate ``custom_id``s (the later ones) and invalid lines come back with a
-    ``problem``.  Only the ids are kept in memory, not the requests.
+    ``problem``.  Every line gets an id unique in the file: lines without a usable one get
+    ``line-N`` (``~`` appended while that is taken) and duplicates ``ID#line-N``, so the
+    output holds exactly one record per line and a resume skips exactly the lines done.
+    Only the ids are kept in memory, not the requests.
     """
     seen: set[str] = set()
+
+    def fresh(candidate: str) -> str:
+        # An id for a line without a usable one, unlike every id given so far.
+        while candidate in seen:
+            candidate += "~"
+        seen.add(candidate)
+        return candidate
+
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
-            fallback = f"line-{number}"
             try:
                 obj = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
-                yield InputLine(number, fallback, None, f"invalid JSON: {exc}")
+                yield InputLine(number, fresh(f"line-{number}"), None, f"invalid JSON: {exc}")
                 continue
             if not isinstance(obj, dict):
-                yield InputLine(number, fallback, None, "not a JSON object")
+                yield InputLine(number, fresh(f"line-{number}"), None, "not a JSON object")
                 continue
-            custom_id = obj.get("custom_id", fallback)
-            if not isinstance(custom_id, str) or not custom_id:
-                yield InputLine(number, fallback, None, "custom_id must be a non-empty string")
-                continue
-            if custom_id in seen:
+            custom_id = obj.get("custom_id")
+            if custom_id is None:
+                custom_id = fresh(f"line-{number}")
+            elif not isinstance(custom_id, str) or not custom_id:
                 yield InputLine(
-                    number, f"{custom_id}#line-{number}", None,
-                    f"duplicate custom_id {custom_id!r}",
+                    number, fresh(f"line-{number}"), None, "custom_id must be a non-empty string"
+                )
+                continue
+            elif custom_id in seen:
+                yield InputLine(
+                    number, fresh(f"{custom_id}#line-{number}"), None,
+                    f"duplicate custom_id {custom_id!r} (an earlier line has it, or it is "
+                    "the id given to an earlier line without one)",
                 )  # fmt: skip
                 continue
-            seen.add(custom_id)
+            else:
+                seen.add(custom_id)
             try:
                 request = _request_from(obj, custom_id)
             except (ValueError, TypeError) as exc:

@@ -253,12 +253,15 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
                 batch_scope = trio.CancelScope()
 
                 async def watch_signals() -> None:
+                    # Until the batch is over: a second Ctrl-C must not interrupt the
+                    # clean stop that the first one started.
                     nonlocal interrupted
                     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                         async for _ in signals:
+                            if interrupted:
+                                print("Stopping; the output is being closed.", file=sys.stderr)
                             interrupted = True
                             batch_scope.cancel()
-                            return
 
                 nursery.start_soon(watch_signals)
                 with batch_scope:
@@ -340,7 +343,7 @@ def run_batch(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         return _fail(f"{exc} (or use --mock)")
     except KeyboardInterrupt:
-        print("Interrupted before the batch started; rerun the same command.", file=sys.stderr)
+        print("Interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
     except OSError as exc:
         return _fail(f"I/O error: {exc}")
