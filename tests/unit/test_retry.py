@@ -94,19 +94,22 @@ def test_parse_should_retry(value: str | None, expected: bool | None) -> None:
 
 # ============================================================================ which statuses
 
+# The statuses retried by default, with the error class each finally raises.
+RETRYABLE_STATUSES = [
+    (408, pt.APIStatusError),
+    (409, pt.ConflictError),
+    (429, pt.RateLimitError),
+    (500, pt.InternalServerError),
+    (502, pt.InternalServerError),
+    (503, pt.InternalServerError),
+    (504, pt.InternalServerError),
+]
+
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("code", "cls"),
-    [
-        (408, pt.APIStatusError),
-        (409, pt.ConflictError),
-        (429, pt.RateLimitError),
-        (500, pt.InternalServerError),
-        (502, pt.InternalServerError),
-        (503, pt.InternalServerError),
-        (504, pt.InternalServerError),
-    ],
+    RETRYABLE_STATUSES,
 )
 async def test_retryable_status_is_retried_then_succeeds(code: int, cls: type) -> None:
     script = Script(status(code), status(code), ok())
@@ -120,15 +123,7 @@ async def test_retryable_status_is_retried_then_succeeds(code: int, cls: type) -
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("code", "cls"),
-    [
-        (408, pt.APIStatusError),
-        (409, pt.ConflictError),
-        (429, pt.RateLimitError),
-        (500, pt.InternalServerError),
-        (502, pt.InternalServerError),
-        (503, pt.InternalServerError),
-        (504, pt.InternalServerError),
-    ],
+    RETRYABLE_STATUSES,
 )
 async def test_retryable_status_exhausts_attempts(code: int, cls: type) -> None:
     script = Script(default=lambda r: status(code))
