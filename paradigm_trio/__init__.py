@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 
-from ._batch import BatchResult, BatchResults, BatchStatistics, BatchStream
+from ._batch import BatchResult, BatchResults, BatchStream
+from ._batch_options import BatchOptions, BatchStatistics
 from ._client import Client, ClientState
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
 from ._errors import (
@@ -21,6 +22,7 @@ from ._errors import (
     BatchError,
     ConfigurationError,
     ConflictError,
+    IncompleteStreamError,
     InternalServerError,
     NotFoundError,
     ParadigmError,
@@ -40,11 +42,18 @@ from ._events import (
     RequestFinished,
     RetryScheduled,
 )
-from ._models import ChatCompletion, ChatRequest, Choice, Message, ModelInfo, Usage
-from ._streaming import ChatCompletionChunk, ChatStream, IncompleteStreamError
+from ._models import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Choice,
+    Message,
+    ModelInfo,
+    Usage,
+)
+from ._streaming import ChatStream
 from ._transport import TrioTransport
-
-__version__ = "0.1.0.dev0"
+from ._version import __version__
 
 __all__ = [
     "APIConnectionError",
@@ -58,6 +67,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
+    "BatchOptions",
     "BatchResult",
     "BatchResults",
     "BatchStatistics",

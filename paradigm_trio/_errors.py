@@ -16,6 +16,7 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
         │   └── InternalServerError        5xx
         ├── APIConnectionError         no usable response: connect/read/protocol errors
         │   ├── APITimeoutError            a timeout fired (``.which`` says which one)
+        │   ├── IncompleteStreamError      a stream broke or ended before it was complete
         │   └── ServerUnreachableError     a batch's circuit breaker gave up on the server
         ├── APIResponseValidationError a 2xx whose body is not what the API promises
         └── RequestCancelled           stopped by a deadline
@@ -50,6 +51,7 @@ __all__ = [
     "BatchError",
     "ConfigurationError",
     "ConflictError",
+    "IncompleteStreamError",
     "InternalServerError",
     "NotFoundError",
     "ParadigmError",
@@ -241,6 +243,24 @@ class ServerUnreachableError(APIConnectionError):
     """
 
 
+class IncompleteStreamError(APIConnectionError):
+    """A stream ended or broke before it was complete: what arrived is not a whole answer.
+
+    Attributes:
+        chunks: chunks received before it broke.
+        characters: characters of content received.
+        text: the content received (a partial answer).
+    """
+
+    def __init__(
+        self, message: str, *, chunks: int = 0, characters: int = 0, text: str = "", **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.chunks = chunks
+        self.characters = characters
+        self.text = text
+
+
 class RequestCancelled(APIError):
     """The request was stopped by a deadline before it finished.
 
@@ -305,3 +325,37 @@ def status_error_class(status: int) -> type[APIStatusError]:
     if 500 <= status < 600:
         return InternalServerError
     return APIStatusError
+
+
+class AttemptFailure(Exception):
+    """Internal: one attempt failed, classified for the retry decision.
+
+    Raised by an attempt function (``_http``, ``_streaming``) and caught by the attempt
+    engine (``_attempts``), which records it and decides whether to retry.  Never escapes the
+    library: the engine raises :attr:`error` instead.
+
+    Attributes:
+        error: the :class:`APIError` the request fails with if this is its last attempt.
+        cause: ``"429"``, ``"503"``, ``"connection"``, ``"timeout"``, ``"invalid_response"``,
+            ``"stream_error"``: the key of ``retries_by_cause``.
+        retryable: whether the policy allows another attempt after it.
+        retry_after: the wait the server asked for, in seconds, if any.
+        rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers
+            (the adaptive controller reads them); ``None`` otherwise.
+    """
+
+    def __init__(
+        self,
+        error: APIError,
+        cause: str,
+        retryable: bool,
+        *,
+        retry_after: float | None = None,
+        rate_limit: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.cause = cause
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.rate_limit = rate_limit

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._errors import APIResponseValidationError
 
 __all__ = [
     "ChatCompletion",
+    "ChatCompletionChunk",
     "ChatRequest",
     "Choice",
     "Message",
     "ModelInfo",
     "Usage",
+    "make_request",
 ]
 
 VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -200,6 +202,21 @@ class ChatRequest:
         return prompt + (self.max_tokens if self.max_tokens is not None else 256)
 
 
+def make_request(messages: ChatRequest | Sequence[Mapping[str, Any]], **params: Any) -> ChatRequest:
+    """A :class:`ChatRequest` from messages and keyword fields (``None`` means "not given").
+
+    When ``messages`` is already a :class:`ChatRequest`, the keywords given override its
+    fields.  Raises :class:`ValueError` when the result is not a valid request.
+    """
+    stop = params.get("stop")
+    if stop is not None and not isinstance(stop, str):
+        params["stop"] = tuple(stop)
+    given = {k: v for k, v in params.items() if v is not None}
+    if isinstance(messages, ChatRequest):
+        return replace(messages, **given) if given else messages
+    return ChatRequest(messages=messages, **given)
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts the server reported for one completion."""
@@ -331,3 +348,102 @@ class ModelInfo:
     owned_by: str | None = None
     created: int | None = None
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def list_from_json(cls, data: object, request_id: str | None = None) -> list[ModelInfo]:
+        """Parse a ``/models`` answer; raises :class:`APIResponseValidationError` if not one."""
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise APIResponseValidationError(
+                "the /models response has no 'data' list", body=data, request_id=request_id
+            )
+        models = []
+        for item in data["data"]:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise APIResponseValidationError(
+                    f"a /models entry has no 'id': {item!r}"[:300], body=data, request_id=request_id
+                )
+            created = item.get("created")
+            models.append(
+                cls(
+                    id=item["id"],
+                    owned_by=None if item.get("owned_by") is None else str(item["owned_by"]),
+                    created=created if isinstance(created, int) else None,
+                    raw=item,
+                )
+            )
+        return models
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletionChunk:
+    """One piece of a streamed chat completion (an OpenAI ``chat.completion.chunk``).
+
+    Only the first choice is modelled (``n`` is always 1 here); ``raw`` holds the whole
+    JSON, tool-call deltas included.
+
+    Attributes:
+        id, model, created: as in the chunk.
+        delta: the text this chunk adds (``""`` when it adds none).
+        role: the role, on the first chunk of a message (usually ``"assistant"``).
+        finish_reason: why the answer ended, on its last content chunk.
+        usage: the token usage, on the final usage chunk (``include_usage=True``);
+            ``None`` on every other chunk.
+        raw: the chunk's JSON.
+    """
+
+    id: str
+    model: str
+    created: int
+    delta: str
+    role: str | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: object, request_id: str | None = None) -> ChatCompletionChunk:
+        """Parse a chunk; raises :class:`APIResponseValidationError` if it is not one."""
+        try:
+            return cls._parse(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise APIResponseValidationError(
+                f"a stream event is not a valid chat completion chunk: {exc}",
+                request_id=request_id,
+                body=data,
+            ) from exc
+
+    @classmethod
+    def _parse(cls, data: object) -> ChatCompletionChunk:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        choices = data.get("choices") or []
+        if not isinstance(choices, list):
+            raise TypeError("'choices' must be a list")
+        content: object = None
+        role: object = None
+        finish: object = None
+        if choices:
+            choice = next(
+                (c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), choices[0]
+            )
+            if not isinstance(choice, dict):
+                raise TypeError("a choice must be an object")
+            delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise TypeError("'delta' must be an object")
+            content = delta.get("content")
+            role = delta.get("role")
+            finish = choice.get("finish_reason")
+            if content is not None and not isinstance(content, str):
+                raise TypeError("'delta.content' must be a string or null")
+        raw_usage = data.get("usage")
+        return cls(
+            id=str(data.get("id") or ""),
+            model=str(data.get("model") or ""),
+            created=int(data.get("created") or 0),
+            delta=content if isinstance(content, str) else "",
+            role=None if role is None else str(role),
+            finish_reason=None if finish is None else str(finish),
+            usage=_parse_usage(raw_usage) if isinstance(raw_usage, dict) else None,
+            raw=data,
+        )

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .._errors import APIStatusError, RequestCancelled
-from .._models import ChatRequest
+import paradigm_trio as pt
 
 __all__ = [
     "InputLine",
@@ -56,11 +55,11 @@ class InputLine:
 
     line: int
     custom_id: str
-    request: ChatRequest | None
+    request: pt.ChatRequest | None
     problem: str | None = None
 
 
-def _request_from(obj: Mapping[str, Any], custom_id: str) -> ChatRequest:
+def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest:
     if "body" in obj or "method" in obj or "url" in obj:
         method = obj.get("method", "POST")
         if method != "POST":
@@ -84,7 +83,7 @@ def _request_from(obj: Mapping[str, Any], custom_id: str) -> ChatRequest:
         raise ValueError("'messages' must be a list")
     if isinstance(fields.get("stop"), list):
         fields["stop"] = tuple(fields["stop"])
-    return ChatRequest(messages=tuple(messages), extra=extra, custom_id=custom_id, **fields)
+    return pt.ChatRequest(messages=tuple(messages), extra=extra, custom_id=custom_id, **fields)
 
 
 def read_input(path: Path) -> Iterator[InputLine]:
@@ -206,14 +205,14 @@ def result_record(custom_id: str, completion: Any, error: BaseException | None,
             "body": dict(completion.raw),
         }
     elif error is not None:
-        if isinstance(error, APIStatusError):
+        if isinstance(error, pt.APIStatusError):
             response = {
                 "status_code": error.status_code,
                 "request_id": error.request_id,
                 "body": error.body,
             }
         code = (
-            "cancelled" if isinstance(error, RequestCancelled)
+            "cancelled" if isinstance(error, pt.RequestCancelled)
             else getattr(error, "code", None) or type(error).__name__
         )  # fmt: skip
         message = str(error)

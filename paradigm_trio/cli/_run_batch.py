@@ -23,12 +23,8 @@ from typing import IO, Any
 
 import trio
 
-from .._batch import BatchStatistics, BatchStream
-from .._client import Client
-from .._config import Limits, RetryPolicy, Timeouts
-from .._errors import ConfigurationError
-from .._events import AttemptStarted, Event, RetryScheduled
-from .._models import ChatRequest
+import paradigm_trio as pt
+
 from ._batchfile import (
     InputError,
     InputLine,
@@ -71,15 +67,15 @@ class _Progress:
         self.retrying = 0
         self.interval = 0.2 if self.tty else 10.0
         self._last = -math.inf
-        self._stats: BatchStatistics | None = None
+        self._stats: pt.BatchStatistics | None = None
 
-    def on_event(self, event: Event) -> None:
-        if isinstance(event, RetryScheduled):
+    def on_event(self, event: pt.Event) -> None:
+        if isinstance(event, pt.RetryScheduled):
             self.retrying += 1
-        elif isinstance(event, AttemptStarted) and event.attempt > 1:
+        elif isinstance(event, pt.AttemptStarted) and event.attempt > 1:
             self.retrying = max(0, self.retrying - 1)
 
-    def update(self, stats: BatchStatistics, *, force: bool = False) -> None:
+    def update(self, stats: pt.BatchStatistics, *, force: bool = False) -> None:
         self._stats = stats
         if self.quiet:
             return
@@ -113,7 +109,7 @@ class _Progress:
 
 
 def _summary(
-    stats: BatchStatistics, skipped: int, invalid: int, failures_total: int
+    stats: pt.BatchStatistics, skipped: int, invalid: int, failures_total: int
 ) -> dict[str, Any]:
     return {
         "succeeded": stats.succeeded,
@@ -202,14 +198,14 @@ def _count_failures(path: Path) -> tuple[int, int]:
 async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,
                done: set[str]) -> tuple[dict[str, Any], bool]:  # fmt: skip
     progress = _Progress(total, len(done), sys.stderr, args.quiet)
-    stream: BatchStream
+    stream: pt.BatchStream
     invalid = 0
     skipped = 0
     interrupted = False
 
     with output.open("ab") as out:
 
-        def requests() -> Iterator[ChatRequest]:
+        def requests() -> Iterator[pt.ChatRequest]:
             nonlocal invalid, skipped
             item: InputLine
             for item in read_input(input_path):
@@ -232,15 +228,15 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
 
                 base_url = await stack.enter_async_context(embedded_mock(latency=MOCK_LATENCY))
                 api_key = MOCK_API_KEY
-            retry = RetryPolicy(attempts=args.max_attempts) if args.max_attempts else None
-            timeouts = Timeouts(attempt=args.timeout) if args.timeout else None
+            retry = pt.RetryPolicy(attempts=args.max_attempts) if args.max_attempts else None
+            timeouts = pt.Timeouts(attempt=args.timeout) if args.timeout else None
             client = await stack.enter_async_context(
-                Client(
+                pt.Client(
                     api_key=api_key,
                     base_url=base_url,
                     retry=retry,
                     timeouts=timeouts,
-                    limits=Limits(
+                    limits=pt.Limits(
                         concurrency=args.concurrency,
                         requests_per_minute=args.rpm,
                         tokens_per_minute=args.tpm,
@@ -340,7 +336,7 @@ def run_batch(args: argparse.Namespace) -> int:
         print(f"--retry-failed: {dropped} failed request(s) will run again", file=sys.stderr)
     try:
         summary, interrupted = trio.run(_run, args, input_path, output, total, done)
-    except ConfigurationError as exc:
+    except pt.ConfigurationError as exc:
         return _fail(f"{exc} (or use --mock)")
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)

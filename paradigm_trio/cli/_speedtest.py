@@ -14,9 +14,7 @@ from contextlib import AsyncExitStack
 
 import trio
 
-from .._client import Client
-from .._config import Limits
-from .._errors import ConfigurationError, ParadigmError
+import paradigm_trio as pt
 
 NAMES = [
     "Alice", "Bob", "Charlie", "David", "Emma", "Frank", "Grace", "Hannah", "Ian", "Jessica",
@@ -51,10 +49,10 @@ async def _speed_test(args: argparse.Namespace) -> int:
             api_key = MOCK_API_KEY
             print(f"Embedded mock server at {base_url} (latency {MOCK_LATENCY}: median 0.5 s)")
         client = await stack.enter_async_context(
-            Client(
+            pt.Client(
                 api_key=api_key,
                 base_url=base_url,
-                limits=Limits(concurrency=args.concurrency),
+                limits=pt.Limits(concurrency=args.concurrency),
                 **({"model": args.model} if args.model else {}),
             )
         )
@@ -101,10 +99,10 @@ async def _speed_test(args: argparse.Namespace) -> int:
 def run_speed_test(args: argparse.Namespace) -> int:
     try:
         return trio.run(_speed_test, args)
-    except ConfigurationError as exc:
+    except pt.ConfigurationError as exc:
         print(f"paradigm-trio speed-test: {exc} (or use --mock)", file=sys.stderr)
         return 2
-    except ParadigmError as exc:
+    except pt.ParadigmError as exc:
         print(f"paradigm-trio speed-test: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

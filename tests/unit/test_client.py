@@ -219,7 +219,7 @@ async def test_own_http_client_is_closed() -> None:
     client = make_client(Script())
     async with client:
         pass
-    assert client._http.is_closed
+    assert client._httpx.is_closed
 
 
 # ============================================================================ checkpoints

@@ -18,7 +18,8 @@ import pytest
 import trio
 
 import paradigm_trio as pt
-from paradigm_trio._streaming import DRAIN_GRACE, ChatStream, stream_completion
+from paradigm_trio._chunks import DRAIN_GRACE
+from paradigm_trio._streaming import ChatStream
 
 from .helpers import API_KEY, MESSAGES, Events, Script, fixed, make_client, status
 
@@ -269,11 +270,13 @@ async def test_a_server_that_hangs_after_done_costs_only_the_drain_grace() -> No
 
 
 @pytest.mark.anyio
-async def test_stream_completion_helper() -> None:
+async def test_a_streamed_batch_item_assembles_the_completion() -> None:
     script = Script(sse(*answer("one", "two"))[0])
     async with make_client(script) as client:
-        completion = await stream_completion(client, client.make_request(MESSAGES))
-    assert completion.text == "onetwo"
+        [result] = await client.chat_batch([MESSAGES], stream=True)
+    assert result.completion is not None
+    assert result.completion.text == "onetwo"
+    assert result.attempts == 1
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -731,8 +734,10 @@ async def test_a_caller_deadline_cancels_the_request() -> None:
     script = Script(sse(chunk("a"), 10.0, chunk("b"), DONE)[0])
     async with make_client(script) as client:
         request = client.make_request(MESSAGES)
+        plan = client._plan(request, None, None, trio.current_time() + 4, stream=True)
+        ex = client._streamer.prepare(request, plan.key, plan.timeouts)
         with pytest.raises(pt.RequestCancelled) as info:
-            async with ChatStream(client, request, deadline=trio.current_time() + 4) as stream:
+            async with ChatStream(client._streamer, request, plan, ex) as stream:
                 await consume(stream)
         assert info.value.reason == "deadline"
         assert info.value.sent

@@ -1,0 +1,268 @@
+"""One streamed response: its bytes in, chunks and the assembled answer out.
+
+A :class:`StreamReader` reads the body of one attempt's ``text/event-stream`` response,
+parses it with :class:`~paradigm_trio._sse.SSEDecoder`, turns events into
+:class:`~paradigm_trio.ChatCompletionChunk` objects and assembles the completion.  Every
+failure is an :class:`~paradigm_trio._errors.AttemptFailure` (built with the HTTP layer's
+error builder); nothing here retries, counts or emits events: that is the attempt engine's
+business (``_attempts``), driven by ``_streaming``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections import deque
+from collections.abc import AsyncGenerator
+from typing import Any, Final
+
+import httpx2
+import trio
+
+from ._config import RetryPolicy
+from ._errors import (
+    APIResponseValidationError,
+    APITimeoutError,
+    AttemptFailure,
+    IncompleteStreamError,
+)
+from ._http import HTTP
+from ._models import ChatCompletion, ChatCompletionChunk, Choice, Message, Usage
+from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
+
+__all__ = ["DRAIN_GRACE", "StreamReader"]
+
+DRAIN_GRACE: Final = 1.0
+"""Seconds allowed, after ``[DONE]``, for the rest of the body (so the connection is reused)."""
+
+_DONE: Final = "[DONE]"
+
+
+class StreamReader:
+    """One attempt's streamed response: its bytes in, chunks and the assembled answer out.
+
+    Every method that fails raises :class:`AttemptFailure`; nothing here retries or counts.
+    """
+
+    def __init__(self, http: HTTP, retry: RetryPolicy, response: httpx2.Response) -> None:
+        self._http = http
+        self._retry = retry
+        self.response = response
+        self.status = response.status_code
+        self.request_id = response.headers.get("x-request-id")
+        self._bytes: AsyncGenerator[bytes, None] | None = response.aiter_bytes()
+        self.decoder = SSEDecoder()
+        self.queue: deque[ChatCompletionChunk] = deque()
+        self.done = False
+        self.chunks = 0
+        self.characters = 0
+        self._parts: list[str] = []
+        self._id = ""
+        self._model = ""
+        self._created = 0
+        self._role = "assistant"
+        self._finish_reason: str | None = None
+        self._usage: Usage | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def progress(self) -> str:
+        return (
+            f"{self.chunks} chunk(s), {self.characters} character(s) of content "
+            f"({self.decoder.bytes_received} bytes)"
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    async def receive(self) -> None:
+        """Read one piece of the body and parse it."""
+        if self._bytes is None:
+            raise self._incomplete(f"the stream ended without [DONE] after {self.progress()}")
+        try:
+            data = await self._bytes.__anext__()
+        except StopAsyncIteration:
+            self._bytes = None
+            if not self.done:
+                what = (
+                    "the stream was cut in the middle of an event"
+                    if self.decoder.mid_event
+                    else "the stream ended without [DONE]"
+                )
+                raise self._incomplete(f"{what} after {self.progress()}") from None
+            return
+        except httpx2.HTTPError as exc:
+            self._bytes = None
+            detail = self._http.redact(str(exc)) or type(exc).__name__
+            failure = self._incomplete(
+                f"the connection broke after {self.progress()}: {type(exc).__name__}: {detail}"
+            )
+            failure.error.__cause__ = exc
+            raise failure from None
+        try:
+            events = self.decoder.feed(data)
+        except SSEDecodeError as exc:
+            raise self.invalid(str(exc)) from None
+        for event in events:
+            self._on_event(event)
+
+    async def next_chunk(self) -> None:
+        """Read until a chunk is queued or the stream has ended."""
+        while not self.queue and not self.done:
+            await self.receive()
+
+    async def read_to_end(self, read_timeout: float | None) -> None:
+        """Read the whole stream, with at most ``read_timeout`` of silence between chunks."""
+        while not self.done:
+            self.queue.clear()
+            with trio.move_on_after(math.inf if read_timeout is None else read_timeout) as scope:
+                await self.next_chunk()
+            if scope.cancelled_caught:
+                raise self.silent(read_timeout)
+        self.queue.clear()
+
+    def silent(self, read: float | None) -> AttemptFailure:
+        error = APITimeoutError(
+            f"the stream went silent for Timeouts.read={read:g}s after {self.progress()}",
+            which="stream",
+        )
+        return AttemptFailure(error, "timeout", self._retry.retry_connection_errors)
+
+    def _on_event(self, event: ServerSentEvent) -> None:
+        if self.done:
+            return  # nothing counts after [DONE]
+        if event.event == "error":
+            payload: object = event.data
+            with contextlib.suppress(ValueError):
+                payload = json.loads(event.data)
+            raise self._error_event(payload)
+        if event.event != "message":
+            return  # e.g. "ping": not part of the answer
+        data = event.data.strip()
+        if data == _DONE:
+            self.done = True
+            return
+        if not data:
+            return
+        try:
+            payload = json.loads(data)
+        except ValueError as exc:
+            raise self.invalid(f"a stream event is not JSON ({exc}): {data[:200]!r}") from None
+        if isinstance(payload, dict) and payload.get("error") is not None:
+            raise self._error_event(payload)
+        try:
+            chunk = ChatCompletionChunk.from_json(payload, self.request_id)
+        except APIResponseValidationError as err:
+            err.status_code = self.status
+            err.raw = self._http.redact(data[:65536])
+            raise AttemptFailure(
+                err, "invalid_response", self._retry.retry_invalid_responses
+            ) from None
+        self._absorb(chunk)
+        self.queue.append(chunk)
+
+    def _absorb(self, chunk: ChatCompletionChunk) -> None:
+        self.chunks += 1
+        self._id = self._id or chunk.id
+        self._model = self._model or chunk.model
+        self._created = self._created or chunk.created
+        if chunk.role:
+            self._role = chunk.role
+        if chunk.delta:
+            self._parts.append(chunk.delta)
+            self.characters += len(chunk.delta)
+        if chunk.finish_reason is not None:
+            self._finish_reason = chunk.finish_reason
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+
+    # ------------------------------------------------------------------ failures
+
+    def _incomplete(self, message: str) -> AttemptFailure:
+        error = IncompleteStreamError(
+            message,
+            chunks=self.chunks,
+            characters=self.characters,
+            text=self.text,
+            status_code=self.status,
+            request_id=self.request_id,
+        )
+        return AttemptFailure(error, "connection", self._retry.retry_connection_errors)
+
+    def invalid(self, message: str) -> AttemptFailure:
+        return self._http.invalid(
+            message, self._retry, status=self.status, request_id=self.request_id
+        )
+
+    def _error_event(self, payload: object) -> AttemptFailure:
+        return self._http.error_event_failure(
+            payload, self._retry, response=self.response, suffix=f" (after {self.progress()})"
+        )
+
+    # ------------------------------------------------------------------ the end
+
+    def completion(self) -> ChatCompletion:
+        usage = self._usage or Usage()
+        message = {"role": self._role, "content": self.text}
+        raw: dict[str, Any] = {
+            "id": self._id,
+            "object": "chat.completion",
+            "created": self._created,
+            "model": self._model,
+            "choices": [{"index": 0, "message": message, "finish_reason": self._finish_reason}],
+        }
+        if self._usage is not None:
+            raw["usage"] = {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+            }
+        return ChatCompletion(
+            id=self._id,
+            model=self._model,
+            created=self._created,
+            choices=(Choice(0, Message(self._role, self.text, message), self._finish_reason),),
+            usage=usage,
+            request_id=self.request_id,
+            raw=raw,
+        )
+
+    async def drain(self) -> None:
+        """Read what follows ``[DONE]`` (usually nothing) so the connection can be reused."""
+        with trio.move_on_after(DRAIN_GRACE):
+            while self._bytes is not None:
+                try:
+                    await self._bytes.__anext__()
+                except (StopAsyncIteration, httpx2.HTTPError):
+                    self._bytes = None
+
+    async def close(self) -> None:
+        """Close the response at once (shielded: closing must not be cancelled half-way)."""
+        parts, self._bytes = self._bytes, None
+        with trio.CancelScope(shield=True):
+            if parts is not None:
+                await _unwind(parts)
+            await self.response.aclose()
+
+
+async def _unwind(parts: AsyncGenerator[bytes, None]) -> None:
+    """Finish a body iterator that may be suspended mid-body, leaving no generator behind.
+
+    ``aclose()`` is not enough: httpx2 wraps httpcore2's body generator in another one that
+    does not close it, so it would be garbage collected unfinished (a ``ResourceWarning``
+    from trio).  Resuming the chain inside a cancelled scope makes the innermost read raise
+    ``Cancelled``, which unwinds every generator of the chain; the connection is then closed
+    (the server sees the disconnect).
+    """
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            while True:
+                await parts.__anext__()  # buffered data comes out without a checkpoint
+        except StopAsyncIteration:
+            pass
+        except Exception:  # a broken body: we are closing it anyway
+            pass
+    await parts.aclose()

@@ -1,0 +1,415 @@
+"""The HTTP layer: one path to the transport, one mapping of its exceptions, one error builder.
+
+Everything that turns an HTTP exchange into "a result or a classified failure" is here, so
+that the attempt engine (``_attempts``) never sees HTTP and the request kinds above it
+(chat, streams, models) never see ``httpx2`` exceptions:
+
+* :meth:`HTTP.send` is the only call into the transport (plain and streamed requests alike).
+  With a client-owned transport it goes straight to ``handle_async_request`` (the
+  ``httpx2.AsyncClient`` layer has nothing to do for us and costs ~30 us a request); with a
+  user's ``httpx2.AsyncClient`` it goes through that client.
+* :meth:`HTTP.transport_failure` maps ``httpx2`` exceptions to failures, once.
+* :meth:`HTTP.status_failure` (a non-2xx response) and :meth:`HTTP.error_event_failure`
+  (an error reported inside an event stream) build status errors with one builder.
+
+Failures are :class:`~paradigm_trio._errors.AttemptFailure`: the error to raise if this is
+the last attempt, its cause and whether the policy allows a retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx2
+
+from ._config import RetryPolicy, Timeouts
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APITimeoutError,
+    AttemptFailure,
+    TimeoutKind,
+    status_error_class,
+)
+
+__all__ = ["HTTP", "RAW_LIMIT", "Exchange", "parse_retry_after", "parse_should_retry"]
+
+T = TypeVar("T")
+
+RAW_LIMIT = 64 * 1024
+"""How much of a response body an error keeps (``.raw``, ``.body``), in characters."""
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """The wait in seconds the server asks for, or ``None`` if it asks for none.
+
+    ``retry-after-ms`` (milliseconds, possibly fractional) wins over ``Retry-After``, which
+    is either a number of seconds or an HTTP date (compared with the wall clock ``now``,
+    ``time.time()`` by default: an HTTP date is wall-clock time by nature).  Negative waits
+    become 0; unparseable values are ignored.
+    """
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(value):
+                return max(0.0, value / 1000.0)
+    ra = headers.get("retry-after")
+    if ra is None:
+        return None
+    ra = ra.strip()
+    try:
+        value = float(ra)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, value) if math.isfinite(value) else None
+    try:
+        when = email.utils.parsedate_to_datetime(ra)
+    except (TypeError, ValueError, IndexError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def parse_should_retry(headers: Mapping[str, str]) -> bool | None:
+    """``x-should-retry: true|false`` as a bool, ``None`` when absent or unrecognised."""
+    value = headers.get("x-should-retry")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None
+
+
+def _ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower().startswith("x-ratelimit-") or k.lower() in ("retry-after", "retry-after-ms")
+    }
+
+
+def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() != "set-cookie"}
+
+
+# --------------------------------------------------------------------------- sending
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What every attempt of one logical request sends (prepared once, before the first)."""
+
+    method: str
+    url: str
+    body: bytes | None
+    headers: dict[str, str]
+    timeout: httpx2.Timeout
+    extensions: dict[str, Any]
+
+
+_TIMEOUT_KINDS: tuple[tuple[type[httpx2.TimeoutException], TimeoutKind], ...] = (
+    (httpx2.ConnectTimeout, "connect"),
+    (httpx2.ReadTimeout, "read"),
+    (httpx2.WriteTimeout, "write"),
+    (httpx2.PoolTimeout, "pool"),
+)
+
+
+class HTTP:
+    """Sends exchanges and classifies what comes back.  One per :class:`Client`.
+
+    Args:
+        base_url: the API root every path is appended to.
+        headers: headers of every request (``Authorization`` included).
+        http_client: the ``httpx2.AsyncClient`` used when there is no ``direct`` transport.
+        direct: the client's own transport, called directly.
+        redact: removes the API key from text that came from the server.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        http_client: httpx2.AsyncClient,
+        direct: httpx2.AsyncBaseTransport | None,
+        redact: Callable[[str], str],
+    ) -> None:
+        self.base_url = base_url
+        self.headers = dict(headers)
+        self._http = http_client
+        self._direct = direct
+        self.redact = redact
+
+    @staticmethod
+    def http_timeout(timeouts: Timeouts, *, read: bool = True) -> httpx2.Timeout:
+        """The ``httpx2`` timeouts of :class:`Timeouts` (``pool=None``: the limiter waits)."""
+        return httpx2.Timeout(
+            connect=timeouts.connect,
+            read=timeouts.read if read else None,
+            write=timeouts.write,
+            pool=None,
+        )
+
+    def prepare(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None,
+        key: str,
+        timeouts: Timeouts,
+        stream: bool = False,
+    ) -> Exchange:
+        """The exchange of one logical request; ``key`` is its ``Idempotency-Key``.
+
+        For a stream the HTTP read timeout is off: the stream enforces ``first_token`` and
+        the inactivity timeout itself, as cancel scopes.
+        """
+        headers = dict(self.headers)
+        headers["Idempotency-Key"] = key
+        if body is None:
+            del headers["Content-Type"]
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        timeout = self.http_timeout(timeouts, read=not stream)
+        return Exchange(
+            method, self.base_url + path, body, headers, timeout, {"timeout": timeout.as_dict()}
+        )
+
+    async def send(self, ex: Exchange, retry: RetryPolicy, *, stream: bool) -> httpx2.Response:
+        """Send one attempt of ``ex``: the whole response, or (``stream``) its head.
+
+        A streamed response is open: the caller reads and closes it.
+
+        Raises:
+            AttemptFailure: the transport failed (mapped by :meth:`transport_failure`).
+        """
+        try:
+            if self._direct is None:
+                request = self._http.build_request(
+                    ex.method, ex.url, content=ex.body, headers=ex.headers, timeout=ex.timeout
+                )
+                response = await self._http.send(request, stream=True)
+            else:
+                request = httpx2.Request(
+                    ex.method, ex.url, content=ex.body, headers=ex.headers, extensions=ex.extensions
+                )
+                response = await self._direct.handle_async_request(request)
+            if not stream:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        except httpx2.HTTPError as exc:
+            raise self.transport_failure(exc, retry) from None
+        return response
+
+    async def fetch_json(
+        self,
+        ex: Exchange,
+        retry: RetryPolicy,
+        parse: Callable[[object, str | None], T],
+        responded: Callable[[int, str | None, Mapping[str, str]], None],
+    ) -> T:
+        """One attempt of a plain JSON exchange: the parsed answer, or raise its failure.
+
+        ``responded`` is told the status, request id and headers of the response.
+        """
+        response = await self.send(ex, retry, stream=False)
+        status = response.status_code
+        responded(status, response.headers.get("x-request-id"), response.headers)
+        if 200 <= status < 300:
+            return self.parse(response, parse, retry)
+        raise self.status_failure(response, retry)
+
+    # ------------------------------------------------------------------ failures
+
+    def transport_failure(self, exc: httpx2.HTTPError, retry: RetryPolicy) -> AttemptFailure:
+        """The failure of an ``httpx2`` exception raised before a response was read."""
+        error: APIError
+        if isinstance(exc, httpx2.TimeoutException):
+            which: TimeoutKind = next(
+                (kind for cls, kind in _TIMEOUT_KINDS if isinstance(exc, cls)), "read"
+            )
+            error = APITimeoutError(f"{which} timeout ({type(exc).__name__})", which=which)
+            cause, retryable = "timeout", retry.retry_connection_errors
+        elif isinstance(exc, httpx2.TransportError):
+            detail = self.redact(str(exc)) or type(exc).__name__
+            error = APIConnectionError(f"connection error: {type(exc).__name__}: {detail}")
+            cause, retryable = "connection", retry.retry_connection_errors
+        else:  # e.g. a content decoding error
+            error = APIResponseValidationError(
+                f"could not read the response: {self.redact(str(exc))}"
+            )
+            cause, retryable = "invalid_response", retry.retry_invalid_responses
+        error.__cause__ = exc
+        return AttemptFailure(error, cause, retryable)
+
+    def invalid(
+        self, message: str, retry: RetryPolicy, *, status: int | None, request_id: str | None
+    ) -> AttemptFailure:
+        """A 2xx whose content is not what the API promises."""
+        error = APIResponseValidationError(
+            self.redact(message), status_code=status, request_id=request_id
+        )
+        return AttemptFailure(error, "invalid_response", retry.retry_invalid_responses)
+
+    def parse(
+        self,
+        response: httpx2.Response,
+        parse: Callable[[object, str | None], T],
+        retry: RetryPolicy,
+    ) -> T:
+        """The parsed body of a whole 2xx response, or raise its failure."""
+        status = response.status_code
+        request_id = response.headers.get("x-request-id")
+        try:
+            data = json.loads(response.content)
+        except ValueError as exc:
+            raw = self.redact(response.content[:RAW_LIMIT].decode("utf-8", "replace"))
+            err = APIResponseValidationError(
+                f"the response (status {status}) is not valid JSON: {exc}",
+                raw=raw,
+                status_code=status,
+                request_id=request_id,
+            )
+            raise AttemptFailure(err, "invalid_response", retry.retry_invalid_responses) from None
+        try:
+            return parse(data, request_id)
+        except APIResponseValidationError as err:
+            err.status_code = status
+            err.raw = self.redact(response.text[:RAW_LIMIT])
+            if err.raw != response.text[:RAW_LIMIT]:
+                err.body = err.raw  # the parsed body held the key
+            raise AttemptFailure(err, "invalid_response", retry.retry_invalid_responses) from None
+
+    def status_failure(self, response: httpx2.Response, retry: RetryPolicy) -> AttemptFailure:
+        """The failure of a non-2xx response (whose body has been read)."""
+        status = response.status_code
+        headers = response.headers
+        text = self.redact(response.text[:RAW_LIMIT])
+        body: object = text
+        with contextlib.suppress(ValueError):
+            body = json.loads(text)
+        message, fields = _envelope(body)
+        if message is None:
+            message = text.strip()[:500] or response.reason_phrase or "no body"
+        error = _status_error(
+            status, f"Error code: {status} - {message}", body, fields,
+            headers, headers.get("x-request-id"),
+        )  # fmt: skip
+        should = parse_should_retry(headers)
+        return AttemptFailure(
+            error,
+            str(status),
+            should if should is not None else retry.is_retryable_status(status),
+            retry_after=parse_retry_after(headers),
+            rate_limit=_ratelimit_headers(headers) if status == 429 else None,
+        )
+
+    def error_event_failure(
+        self,
+        payload: object,
+        retry: RetryPolicy,
+        *,
+        response: httpx2.Response,
+        suffix: str,
+    ) -> AttemptFailure:
+        """An error the server reported inside an event stream (``event: error`` or
+        ``{"error": ...}``); ``suffix`` says how far the stream had got."""
+        message, fields = _envelope(payload)
+        if message is None:
+            message = json.dumps(payload)[:500] if not isinstance(payload, str) else payload
+        text = self.redact(message or "no message")
+        status = next(
+            (s for s in map(_as_status, (fields.get("status_code"), fields.get("status"))) if s),
+            None,
+        ) or _as_status(fields.get("code"))
+        request_id = response.headers.get("x-request-id")
+        if status is None:
+            error = APIError(
+                f"the server reported an error in the stream: {text}{suffix}",
+                status_code=response.status_code,
+                request_id=request_id,
+                body=payload,
+            )
+            return AttemptFailure(error, "stream_error", retry.is_retryable_status(500))
+        status_error = _status_error(
+            status, f"Error code: {status} - {text}{suffix}", payload, fields,
+            response.headers, request_id,
+        )  # fmt: skip
+        return AttemptFailure(status_error, str(status), retry.is_retryable_status(status))
+
+
+def _envelope(body: object) -> tuple[str | None, Mapping[str, Any]]:
+    """The message of an error body and the object holding its fields.
+
+    Understands the OpenAI envelope ``{"error": {"message", "code", "type", "param"}}``,
+    ``{"error": "text"}``, FastAPI's ``{"detail": ...}``, a bare ``{"message": ...}``
+    object, and (in streams) the error object itself.
+    """
+    if not isinstance(body, dict):
+        return (body if isinstance(body, str) and body else None), {}
+    err = body.get("error")
+    if isinstance(err, str):
+        return err, {}
+    if "detail" in body and not isinstance(err, dict):
+        detail = body["detail"]
+        return (detail if isinstance(detail, str) else json.dumps(detail)), {}
+    fields: Mapping[str, Any] = err if isinstance(err, dict) else body
+    message = fields.get("message")
+    return (str(message) if message not in (None, "") else None), fields
+
+
+def _status_error(
+    status: int,
+    message: str,
+    body: object,
+    fields: Mapping[str, Any],
+    headers: Mapping[str, str],
+    request_id: str | None,
+) -> APIError:
+    return status_error_class(status)(
+        message,
+        status_code=status,
+        request_id=request_id,
+        body=body,
+        headers=_kept_headers(headers),
+        code=_as_str(fields.get("code")),
+        type=_as_str(fields.get("type")),
+        param=_as_str(fields.get("param")),
+    )
+
+
+def _as_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _as_status(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and 400 <= value < 600:
+        return value
+    return None

@@ -1,0 +1,125 @@
+"""The ledger: a client's counters and its event hook, the only place either changes.
+
+The attempt engine (``_attempts``) reports to it; :meth:`Client.statistics
+<paradigm_trio.Client.statistics>` reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from ._errors import APIError, AttemptFailure, RequestCancelled
+from ._events import (
+    AttemptStarted,
+    ClientStatistics,
+    Event,
+    LatencyHistogram,
+    RequestFinished,
+    RetryScheduled,
+    frozen_counts,
+)
+from ._models import Usage
+
+__all__ = ["CANCELLED", "Ledger", "one_line"]
+
+CANCELLED: Final[Any] = object()
+"""The outcome of a request cancelled from outside (or left early): no result, no error."""
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: message``, first line, at most 300 characters (for records and events)."""
+    return f"{type(error).__name__}: {error}".splitlines()[0][:300]
+
+
+class Ledger:
+    """The client's counters and its event hook: the only place either changes.
+
+    Args:
+        on_event: the user's callback, called synchronously with each event.
+    """
+
+    def __init__(self, on_event: Callable[[Event], object] | None) -> None:
+        self._on_event = on_event
+        self.in_flight = 0
+        self.started = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.attempts = 0
+        self.retries = 0
+        self.retries_by_cause: dict[str, int] = {}
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.latency = LatencyHistogram()
+
+    def emit(self, event: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def attempt_started(self, custom_id: str | None, key: str, number: int, now: float) -> None:
+        self.attempts += 1
+        self.in_flight += 1
+        self.emit(AttemptStarted(custom_id, key, number, now))
+
+    def retry_scheduled(
+        self, custom_id: str | None, key: str, failure: AttemptFailure, number: int, delay: float
+    ) -> None:
+        self.retries += 1
+        cause = failure.cause
+        self.retries_by_cause[cause] = self.retries_by_cause.get(cause, 0) + 1
+        self.emit(
+            RetryScheduled(custom_id, key, number, cause, delay, failure.retry_after is not None)
+        )
+
+    def finished(
+        self,
+        outcome: object,
+        custom_id: str | None,
+        key: str,
+        attempts: int,
+        elapsed: float,
+        usage: Usage | None,
+    ) -> None:
+        """Count a logical request once: ``outcome`` is its result, its error, or
+        :data:`CANCELLED`."""
+        if outcome is CANCELLED:
+            self.cancelled += 1
+        elif isinstance(outcome, APIError):
+            if isinstance(outcome, RequestCancelled):
+                self.cancelled += 1
+            else:
+                self.failed += 1
+            self.emit(
+                RequestFinished(custom_id, key, False, attempts, elapsed, 0, one_line(outcome))
+            )
+        elif isinstance(outcome, BaseException):
+            self.failed += 1  # no event: the hook may be what raised
+        else:
+            self.succeeded += 1
+            self.latency.add(elapsed)
+            tokens = 0
+            if usage is not None:
+                self.prompt_tokens += usage.prompt_tokens
+                self.completion_tokens += usage.completion_tokens
+                tokens = usage.total_tokens
+            self.emit(RequestFinished(custom_id, key, True, attempts, elapsed, tokens))
+
+    def statistics(self, concurrency: int) -> ClientStatistics:
+        return ClientStatistics(
+            in_flight=self.in_flight,
+            concurrency=concurrency,
+            started=self.started,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            attempts=self.attempts,
+            retries=self.retries,
+            retries_by_cause=frozen_counts(self.retries_by_cause),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.prompt_tokens + self.completion_tokens,
+            latency_p50=self.latency.percentile(50),
+            latency_p90=self.latency.percentile(90),
+            latency_p99=self.latency.percentile(99),
+        )
