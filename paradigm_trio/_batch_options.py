@@ -14,11 +14,11 @@ from ._budget import DEFAULT_UNREACHABLE_AFTER
 from ._config import RetryPolicy, Timeouts, _check_int, _check_number, _Replace
 
 __all__ = [
-    "DEFAULT_CIRCUIT_BREAKER",
-    "DEFAULT_RETRY_BUDGET",
     "BatchKeywords",
     "BatchOptions",
     "BatchStatistics",
+    "DEFAULT_CIRCUIT_BREAKER",
+    "DEFAULT_RETRY_BUDGET",
     "OnError",
 ]
 

@@ -12,7 +12,7 @@ import trio
 
 from ._errors import ServerUnreachableError
 
-__all__ = ["DEFAULT_UNREACHABLE_AFTER", "BatchControl"]
+__all__ = ["BatchControl", "DEFAULT_UNREACHABLE_AFTER"]
 
 DEFAULT_UNREACHABLE_AFTER = 10.0
 """Seconds of nothing but connection failures after which a batch gives up on the server."""

@@ -46,6 +46,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AttemptFailure",
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
@@ -125,10 +126,6 @@ class APIError(ParadigmError):
         if self.attempts:
             parts.append(f"attempts={len(self.attempts)}")
         return f"{type(self).__name__}({', '.join(parts)})"
-
-    def _with_attempts(self, attempts: tuple[Attempt, ...]) -> APIError:
-        self.attempts = attempts
-        return self
 
 
 class APIStatusError(APIError):

@@ -11,7 +11,7 @@ None of these objects holds the API key or any request header.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -111,7 +111,6 @@ class RequestFinished:
 
 
 Event = AttemptStarted | AttemptFailed | RetryScheduled | RateLimited | RequestFinished
-EventHook = Callable[[Event], object]
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from ._errors import (
     status_error_class,
 )
 
-__all__ = ["HTTP", "RAW_LIMIT", "Exchange", "parse_retry_after", "parse_should_retry"]
+__all__ = ["Exchange", "HTTP", "RAW_LIMIT", "parse_retry_after", "parse_should_retry"]
 
 T = TypeVar("T")
 

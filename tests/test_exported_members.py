@@ -20,8 +20,16 @@ import pytest
 import paradigm_trio
 
 INTERNAL: dict[str, frozenset[str]] = {
-    # Header parsers used by the retry loop of ``_client.py``.
-    "paradigm_trio._retry": frozenset({"parse_retry_after", "parse_should_retry"}),
+    # The attempt engine and its parts: what every request kind runs on.
+    "paradigm_trio._attempts": frozenset(
+        {"Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"}
+    ),
+    "paradigm_trio._ledger": frozenset({"CANCELLED", "Ledger", "one_line"}),
+    "paradigm_trio._budget": frozenset({"DEFAULT_UNREACHABLE_AFTER", "BatchControl"}),
+    # The HTTP layer: one send path, one exception mapping, one error builder.
+    "paradigm_trio._http": frozenset(
+        {"HTTP", "RAW_LIMIT", "Exchange", "parse_retry_after", "parse_should_retry"}
+    ),
     # Rate-limit machinery behind ``Limits``; users configure it through ``Limits``.
     "paradigm_trio._ratelimit": frozenset(
         {
@@ -33,12 +41,22 @@ INTERNAL: dict[str, frozenset[str]] = {
             "parse_duration",
         }
     ),
-    # The implementation of ``Client.stream_batch``.
-    "paradigm_trio._batch": frozenset({"stream_batch"}),
-    # SSE parsing behind ``Client.chat_stream`` (``SSEDecodeError`` never escapes it).
-    "paradigm_trio._streaming": frozenset(
-        {"SSEDecodeError", "SSEDecoder", "ServerSentEvent", "stream_completion"}
+    # The implementation of ``Client.stream_batch``; its options' defaults and types.
+    "paradigm_trio._batch": frozenset({"SendOne", "stream_batch"}),
+    "paradigm_trio._batch_options": frozenset(
+        {"DEFAULT_CIRCUIT_BREAKER", "DEFAULT_RETRY_BUDGET", "BatchKeywords", "OnError"}
     ),
+    # SSE parsing and stream reading behind ``Client.chat_stream`` (``SSEDecodeError``
+    # never escapes them).
+    "paradigm_trio._sse": frozenset(
+        {"DEFAULT_MAX_EVENT_SIZE", "SSEDecodeError", "SSEDecoder", "ServerSentEvent"}
+    ),
+    "paradigm_trio._chunks": frozenset({"DRAIN_GRACE", "StreamReader"}),
+    "paradigm_trio._streaming": frozenset({"Streamer"}),
+    # ``make_request`` is ``Client.make_request`` without a client.
+    "paradigm_trio._models": frozenset({"make_request"}),
+    # Raised by attempt functions, caught by the engine: never escapes the library.
+    "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }
 
 
@@ -67,7 +85,7 @@ def test_every_name_in_all_exists() -> None:
 
 
 def test_private_modules_are_found() -> None:
-    for name in ("_client", "_config", "_errors", "_events", "_models", "_retry"):
+    for name in ("_attempts", "_client", "_config", "_errors", "_events", "_http", "_models"):
         assert f"paradigm_trio.{name}" in PRIVATE_MODULES
 
 

@@ -51,7 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_batch_parser(sub)
+    _add_speed_test_parser(sub)
+    _add_mock_parser(sub)
+    return parser
 
+
+def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``batch`` subcommand: files, then throughput and retry limits, then run options."""
     batch = sub.add_parser(
         "batch",
         help="run a JSONL file of requests, resumably",
@@ -70,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="where results are appended (and read back on resume)",
     )
+    _add_batch_limit_arguments(batch)
+    _add_batch_run_arguments(batch)
+
+
+def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
+    """``batch`` options for concurrency, rate limits, model, timeout and attempts."""
     batch.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -99,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="attempts per request, the first included (default 4)",
     )
+
+
+def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:
+    """``batch`` options for resume, validation, report, server and output."""
     batch.add_argument(
         "--retry-failed",
         action="store_true",
@@ -118,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--base-url", metavar="URL", help="the API root (else PARADIGM_BASE_URL)")
     batch.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
+
+def _add_speed_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``speed-test`` subcommand."""
     speed = sub.add_parser(
         "speed-test",
         help="sequential vs concurrent: the improvement factor",
@@ -146,12 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--seed", type=int, default=0, help="mock seed (with --mock)")
     speed.add_argument("--no-replies", action="store_true", help="do not print the replies")
 
+
+def _add_mock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``mock`` subcommand: a placeholder for the help; main() hands its arguments on."""
     sub.add_parser(
         "mock",
         help="run the mock Paradigm API server (see 'paradigm-trio mock --help')",
         add_help=False,
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -195,145 +195,228 @@ def _count_failures(path: Path) -> tuple[int, int]:
     return failures, invalid
 
 
+class _Requests:
+    """The input's requests still to send; skips those done, records the invalid ones."""
+
+    def __init__(
+        self, input_path: Path, done: set[str], out: IO[bytes], progress: _Progress
+    ) -> None:
+        self.input_path = input_path
+        self.done = done
+        self.out = out
+        self.progress = progress
+        self.invalid = 0
+        self.skipped = 0
+
+    def requests(self) -> Iterator[pt.ChatRequest]:
+        item: InputLine
+        for item in read_input(self.input_path):
+            if item.custom_id in self.done:
+                self.skipped += 1
+                continue
+            if item.request is None:
+                self.invalid += 1
+                self.progress.already += 1
+                print(f"line {item.line}: {item.problem} (not sent)", file=sys.stderr)
+                write_record(self.out, invalid_record(item))
+                continue
+            yield item.request
+
+
+class _Interrupt:
+    """SIGINT and SIGTERM cancel ``batch_scope``: a clean stop that closes the output."""
+
+    def __init__(self) -> None:
+        self.batch_scope = trio.CancelScope()
+        self.interrupted = False
+
+    async def watch(self) -> None:
+        """Wait for signals, forever: blocks until cancelled (when the batch is over)."""
+        # Until the batch is over: a second Ctrl-C must not interrupt the
+        # clean stop that the first one started.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if self.interrupted:
+                    print("Stopping; the output is being closed.", file=sys.stderr)
+                self.interrupted = True
+                self.batch_scope.cancel()
+
+
+async def _open_client(
+    stack: AsyncExitStack, args: argparse.Namespace, progress: _Progress
+) -> pt.Client:
+    """Start the embedded mock if ``--mock``, then open the client; ``stack`` closes both.
+
+    Blocks while the mock server starts.
+    """
+    api_key = None
+    base_url = args.base_url
+    if args.mock:
+        from ._embedded import MOCK_API_KEY, embedded_mock
+
+        base_url = await stack.enter_async_context(embedded_mock(latency=MOCK_LATENCY))
+        api_key = MOCK_API_KEY
+    retry = pt.RetryPolicy(attempts=args.max_attempts) if args.max_attempts else None
+    timeouts = pt.Timeouts(attempt=args.timeout) if args.timeout else None
+    return await stack.enter_async_context(
+        pt.Client(
+            api_key=api_key,
+            base_url=base_url,
+            retry=retry,
+            timeouts=timeouts,
+            limits=pt.Limits(
+                concurrency=args.concurrency,
+                requests_per_minute=args.rpm,
+                tokens_per_minute=args.tpm,
+            ),
+            on_event=progress.on_event,
+            **({"model": args.model} if args.model else {}),
+        )
+    )
+
+
+async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress: _Progress,
+                out: IO[bytes], batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
+    """Send the batch, appending each result to ``out`` as it completes.
+
+    Blocks until every request is done, or until ``batch_scope`` is cancelled (on a
+    signal), which stops the batch; either way returns the statistics so far.
+    """
+    stream: pt.BatchStream
+    with batch_scope:
+        async with client.stream_batch(requests, on_progress=progress.update) as results:
+            stream = results
+            async for result in results:
+                custom_id = result.custom_id or f"index-{result.index}"
+                write_record(
+                    out,
+                    result_record(custom_id, result.completion, result.error,
+                                  result.attempts, result.elapsed),
+                )  # fmt: skip
+    return stream.statistics()
+
+
 async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,
                done: set[str]) -> tuple[dict[str, Any], bool]:  # fmt: skip
+    """Run the batch into ``output``; blocks until it is over or stopped by a signal."""
     progress = _Progress(total, len(done), sys.stderr, args.quiet)
-    stream: pt.BatchStream
-    invalid = 0
-    skipped = 0
-    interrupted = False
-
+    interrupt = _Interrupt()
     with output.open("ab") as out:
-
-        def requests() -> Iterator[pt.ChatRequest]:
-            nonlocal invalid, skipped
-            item: InputLine
-            for item in read_input(input_path):
-                if item.custom_id in done:
-                    skipped += 1
-                    continue
-                if item.request is None:
-                    invalid += 1
-                    progress.already += 1
-                    print(f"line {item.line}: {item.problem} (not sent)", file=sys.stderr)
-                    write_record(out, invalid_record(item))
-                    continue
-                yield item.request
-
+        pending = _Requests(input_path, done, out, progress)
         async with AsyncExitStack() as stack:
-            api_key = None
-            base_url = args.base_url
-            if args.mock:
-                from ._embedded import MOCK_API_KEY, embedded_mock
-
-                base_url = await stack.enter_async_context(embedded_mock(latency=MOCK_LATENCY))
-                api_key = MOCK_API_KEY
-            retry = pt.RetryPolicy(attempts=args.max_attempts) if args.max_attempts else None
-            timeouts = pt.Timeouts(attempt=args.timeout) if args.timeout else None
-            client = await stack.enter_async_context(
-                pt.Client(
-                    api_key=api_key,
-                    base_url=base_url,
-                    retry=retry,
-                    timeouts=timeouts,
-                    limits=pt.Limits(
-                        concurrency=args.concurrency,
-                        requests_per_minute=args.rpm,
-                        tokens_per_minute=args.tpm,
-                    ),
-                    on_event=progress.on_event,
-                    **({"model": args.model} if args.model else {}),
-                )
-            )
+            client = await _open_client(stack, args, progress)
             async with trio.open_nursery() as nursery:
-                batch_scope = trio.CancelScope()
-
-                async def watch_signals() -> None:
-                    # Until the batch is over: a second Ctrl-C must not interrupt the
-                    # clean stop that the first one started.
-                    nonlocal interrupted
-                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for _ in signals:
-                            if interrupted:
-                                print("Stopping; the output is being closed.", file=sys.stderr)
-                            interrupted = True
-                            batch_scope.cancel()
-
-                nursery.start_soon(watch_signals)
-                with batch_scope:
-                    async with client.stream_batch(
-                        requests(), on_progress=progress.update
-                    ) as results:
-                        stream = results
-                        async for result in results:
-                            custom_id = result.custom_id or f"index-{result.index}"
-                            write_record(
-                                out,
-                                result_record(custom_id, result.completion, result.error,
-                                              result.attempts, result.elapsed),
-                            )  # fmt: skip
-                stats = stream.statistics()
+                nursery.start_soon(interrupt.watch)
+                stats = await _send(
+                    client, pending.requests(), progress, out, interrupt.batch_scope
+                )
                 progress.update(stats, force=True)
                 nursery.cancel_scope.cancel()
     progress.close()
     failures, invalid_in_output = _count_failures(output)
-    summary = _summary(stats, skipped, invalid, failures)
+    summary = _summary(stats, pending.skipped, pending.invalid, failures)
     summary["invalid_in_output"] = invalid_in_output
-    summary["interrupted"] = interrupted
-    return summary, interrupted
+    summary["interrupted"] = interrupt.interrupted
+    return summary, interrupt.interrupted
 
 
-def run_batch(args: argparse.Namespace) -> int:
-    input_path = Path(args.input)
-    output = Path(args.output)
+class _Refused(Exception):
+    """A reason not to run: ``paradigm-trio batch: <reason>`` on stderr, exit code 2."""
+
+
+def _check_paths(input_path: Path, output: Path) -> None:
     if not input_path.is_file():
-        return _fail(f"cannot read {input_path}: no such file")
+        raise _Refused(f"cannot read {input_path}: no such file")
     if output.resolve() == input_path.resolve():
-        return _fail("the output must not be the input file")
+        raise _Refused("the output must not be the input file")
     if not output.parent.is_dir():
-        return _fail(f"cannot write {output}: folder {output.parent} does not exist")
-    try:
-        digest, total = _scan(input_path)
-    except OSError as exc:
-        return _fail(f"cannot read {input_path}: {exc.strerror or exc}")
-    settings = {"model": args.model, "mock": bool(args.mock)}
+        raise _Refused(f"cannot write {output}: folder {output.parent} does not exist")
+
+
+def _load_manifest(
+    output: Path, input_path: Path, digest: str, settings: dict[str, Any]
+) -> Manifest | None:
+    """The output's manifest, if any, checked against this input and these settings."""
     try:
         manifest = Manifest.load(output)
     except InputError as exc:
-        return _fail(str(exc))
+        raise _Refused(str(exc)) from None
     if manifest is not None and manifest.input_sha256 != digest:
-        return _fail(
+        raise _Refused(
             f"{output} holds results of a different input ({manifest.input_name}, "
             f"sha256 {manifest.input_sha256[:12]}...) than {input_path} "
             f"(sha256 {digest[:12]}...); choose another -o, or delete {output} and "
             f"{Manifest.path_for(output)} to start over"
         )
     if manifest is not None and manifest.settings.get("model") != settings["model"]:
-        return _fail(
+        raise _Refused(
             f"{output} was started with --model {manifest.settings.get('model')!r}, not "
             f"{settings['model']!r}; resume with the same --model, or choose another -o"
         )
     if manifest is None and output.exists() and output.stat().st_size > 0:
-        return _fail(
+        raise _Refused(
             f"{output} exists but has no manifest ({Manifest.path_for(output).name}): it was "
             "not written by this command; refusing to append to it"
         )
-    if args.strict:
-        problems = [item for item in read_input(input_path) if item.problem is not None]
-        if problems:
-            for item in problems[:50]:
-                print(f"line {item.line}: {item.problem}", file=sys.stderr)
-            return _fail(f"--strict: {len(problems)} invalid line(s); nothing was sent")
-    if manifest is None:
-        Manifest(digest, str(input_path), settings).save(output)
+    return manifest
+
+
+def _check_strict(input_path: Path) -> None:
+    """``--strict``: print the first invalid lines and refuse if there is any."""
+    problems = [item for item in read_input(input_path) if item.problem is not None]
+    if problems:
+        for item in problems[:50]:
+            print(f"line {item.line}: {item.problem}", file=sys.stderr)
+        raise _Refused(f"--strict: {len(problems)} invalid line(s); nothing was sent")
+
+
+def _read_done(output: Path, retry_failed: bool) -> set[str]:
+    """The ``custom_id`` values already in the output (less the failed, to retry them)."""
     try:
-        done, dropped = read_done(output, keep_failed=not args.retry_failed)
+        done, dropped = read_done(output, keep_failed=not retry_failed)
     except OSError as exc:
-        return _fail(f"cannot read {output}: {exc.strerror or exc}")
+        raise _Refused(f"cannot read {output}: {exc.strerror or exc}") from None
     if done:
         print(f"Resuming: {len(done)} request(s) already in {output}", file=sys.stderr)
     if dropped:
         print(f"--retry-failed: {dropped} failed request(s) will run again", file=sys.stderr)
+    return done
+
+
+def _prepare(args: argparse.Namespace, input_path: Path, output: Path) -> tuple[int, set[str]]:
+    """Check everything before sending anything; the number of lines and the ids done."""
+    _check_paths(input_path, output)
+    try:
+        digest, total = _scan(input_path)
+    except OSError as exc:
+        raise _Refused(f"cannot read {input_path}: {exc.strerror or exc}") from None
+    settings = {"model": args.model, "mock": bool(args.mock)}
+    manifest = _load_manifest(output, input_path, digest, settings)
+    if args.strict:
+        _check_strict(input_path)
+    if manifest is None:
+        Manifest(digest, str(input_path), settings).save(output)
+    return total, _read_done(output, args.retry_failed)
+
+
+def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
+            interrupted: bool) -> int:  # fmt: skip
+    """Print the summary, write the report; the exit code."""
+    _print_summary(summary, output, interrupted)
+    if args.report:
+        Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
+    if interrupted:
+        return 130
+    return 1 if summary["failed_in_output"] else 0
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    input_path = Path(args.input)
+    output = Path(args.output)
+    try:
+        total, done = _prepare(args, input_path, output)
+    except _Refused as exc:
+        return _fail(str(exc))
     try:
         summary, interrupted = trio.run(_run, args, input_path, output, total, done)
     except pt.ConfigurationError as exc:
@@ -343,9 +426,4 @@ def run_batch(args: argparse.Namespace) -> int:
         return 130
     except OSError as exc:
         return _fail(f"I/O error: {exc}")
-    _print_summary(summary, output, interrupted)
-    if args.report:
-        Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
-    if interrupted:
-        return 130
-    return 1 if summary["failed_in_output"] else 0
+    return _finish(args, summary, output, interrupted)

@@ -36,64 +36,97 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": PROMPT.format(name=name)}] for name in names]
 
 
-async def _speed_test(args: argparse.Namespace) -> int:
-    async with AsyncExitStack() as stack:
-        api_key = None
-        base_url = args.base_url
-        if args.mock:
-            from ._embedded import MOCK_API_KEY, embedded_mock
+async def _open_client(stack: AsyncExitStack, args: argparse.Namespace) -> pt.Client:
+    """Start the embedded mock if ``--mock``, then open the client; ``stack`` closes both.
 
-            base_url = await stack.enter_async_context(
-                embedded_mock(latency=MOCK_LATENCY, seed=args.seed)
-            )
-            api_key = MOCK_API_KEY
-            print(f"Embedded mock server at {base_url} (latency {MOCK_LATENCY}: median 0.5 s)")
-        client = await stack.enter_async_context(
-            pt.Client(
-                api_key=api_key,
-                base_url=base_url,
-                limits=pt.Limits(concurrency=args.concurrency),
-                **({"model": args.model} if args.model else {}),
-            )
-        )
-        batch = prompts(args.n)
-        print(f"Sending {len(batch)} requests one by one...")
-        t0 = trio.current_time()
-        latencies = []
-        for messages in batch:
-            t = trio.current_time()
-            await client.chat(messages, temperature=0.4, max_tokens=150)
-            latencies.append(trio.current_time() - t)
-        sequential = trio.current_time() - t0
-        print(f"Synchronous execution took {sequential:.2f} seconds.")
+    Blocks while the mock server starts.
+    """
+    api_key = None
+    base_url = args.base_url
+    if args.mock:
+        from ._embedded import MOCK_API_KEY, embedded_mock
 
-        print(f"Sending {len(batch)} requests concurrently (concurrency {args.concurrency})...")
-        t0 = trio.current_time()
-        results = await client.chat_batch(batch, temperature=0.4, max_tokens=150)
-        concurrent = trio.current_time() - t0
-        print(f"Asynchronous execution took {concurrent:.2f} seconds.")
-        failed = [r for r in results if not r.ok]
-        # The floor for the concurrent run: its slowest request, once per wave.
-        waves = -(-len(batch) // args.concurrency)
-        slowest = max(r.elapsed for r in results)
-        ideal_time = slowest * waves
-        print(f"Improvement factor: {sequential / concurrent:.2f}")
-        print(
-            f"Ideal factor: {sequential / ideal_time:.2f} (the slowest concurrent request took "
-            f"{slowest:.2f} s; {waves} wave(s) of {args.concurrency})"
+        base_url = await stack.enter_async_context(
+            embedded_mock(latency=MOCK_LATENCY, seed=args.seed)
         )
-        print(f"Overhead over ideal: {concurrent / ideal_time - 1:+.1%}")
-        if not args.no_replies:
-            print()
-            for r in results:
-                if r.completion is not None:
-                    print(f"- {r.completion.text}")
-        if failed:
-            print(f"{len(failed)} request(s) failed:", file=sys.stderr)
-            for r in failed:
-                print(f"  #{r.index}: {r.error}", file=sys.stderr)
-            return 1
+        api_key = MOCK_API_KEY
+        print(f"Embedded mock server at {base_url} (latency {MOCK_LATENCY}: median 0.5 s)")
+    return await stack.enter_async_context(
+        pt.Client(
+            api_key=api_key,
+            base_url=base_url,
+            limits=pt.Limits(concurrency=args.concurrency),
+            **({"model": args.model} if args.model else {}),
+        )
+    )
+
+
+async def _time_sequential(client: pt.Client, batch: list[list[dict[str, str]]]) -> float:
+    """Send the prompts one by one; blocks for each in turn. The wall time."""
+    print(f"Sending {len(batch)} requests one by one...")
+    t0 = trio.current_time()
+    for messages in batch:
+        await client.chat(messages, temperature=0.4, max_tokens=150)
+    sequential = trio.current_time() - t0
+    print(f"Synchronous execution took {sequential:.2f} seconds.")
+    return sequential
+
+
+async def _time_concurrent(client: pt.Client, batch: list[list[dict[str, str]]],
+                           concurrency: int) -> tuple[pt.BatchResults, float]:  # fmt: skip
+    """Send the prompts concurrently; blocks until all are done. The results and wall time."""
+    print(f"Sending {len(batch)} requests concurrently (concurrency {concurrency})...")
+    t0 = trio.current_time()
+    results = await client.chat_batch(batch, temperature=0.4, max_tokens=150)
+    concurrent = trio.current_time() - t0
+    print(f"Asynchronous execution took {concurrent:.2f} seconds.")
+    return results, concurrent
+
+
+def _print_factors(results: list[pt.BatchResult], size: int, concurrency: int,
+                   sequential: float, concurrent: float) -> None:  # fmt: skip
+    """The improvement factor, and the ideal one for the latencies observed."""
+    # The floor for the concurrent run: its slowest request, once per wave.
+    waves = -(-size // concurrency)
+    slowest = max(r.elapsed for r in results)
+    ideal_time = slowest * waves
+    print(f"Improvement factor: {sequential / concurrent:.2f}")
+    print(
+        f"Ideal factor: {sequential / ideal_time:.2f} (the slowest concurrent request took "
+        f"{slowest:.2f} s; {waves} wave(s) of {concurrency})"
+    )
+    print(f"Overhead over ideal: {concurrent / ideal_time - 1:+.1%}")
+
+
+def _print_replies(results: list[pt.BatchResult]) -> None:
+    print()
+    for r in results:
+        if r.completion is not None:
+            print(f"- {r.completion.text}")
+
+
+def _report_failures(results: list[pt.BatchResult]) -> int:
+    """List the failed requests on stderr; the exit code."""
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} request(s) failed:", file=sys.stderr)
+        for r in failed:
+            print(f"  #{r.index}: {r.error}", file=sys.stderr)
+        return 1
     return 0
+
+
+async def _speed_test(args: argparse.Namespace) -> int:
+    """Both runs through one client; blocks until both are over."""
+    async with AsyncExitStack() as stack:
+        client = await _open_client(stack, args)
+        batch = prompts(args.n)
+        sequential = await _time_sequential(client, batch)
+        results, concurrent = await _time_concurrent(client, batch, args.concurrency)
+        _print_factors(results, len(batch), args.concurrency, sequential, concurrent)
+        if not args.no_replies:
+            _print_replies(results)
+        return _report_failures(results)
 
 
 def run_speed_test(args: argparse.Namespace) -> int:
