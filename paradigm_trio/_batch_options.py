@@ -98,7 +98,7 @@ class BatchOptions(_Replace):
         model, temperature, max_tokens, top_p, seed: fill the fields an item leaves unset.
     """
 
-    on_error: OnError = "collect"
+    on_error: Literal["collect", "raise"] = "collect"
     deadline: float | None = None
     on_progress: Callable[[BatchStatistics], object] | None = None
     retry: RetryPolicy | None = None
