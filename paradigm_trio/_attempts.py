@@ -367,8 +367,8 @@ class Call:
 
     def deadline_error(self) -> APIError:
         """The error of a request whose deadline passed (``Timeouts.total`` or the caller's)."""
-        attempts = f"{len(self.history)} attempt(s)"
         current = self._current
+        attempts = f"{len(self.history) + (current is not None)} attempt(s)"
         progress = current.progress if current is not None else None
         got = f"; {progress()} received" if progress is not None else ""
         if self._total_deadline <= self.plan.deadline:
@@ -389,9 +389,10 @@ class Call:
     # ------------------------------------------------------------------ the outcome
 
     def succeed(self, result: object, usage: Usage | None) -> None:
-        """The attempt under way produced the whole answer."""
+        """The attempt under way produced the whole answer (ignored once finished)."""
         current = self._current
-        assert current is not None
+        if current is None or self._done:
+            return
         plan, engine = self.plan, self.engine
         now = trio.current_time()
         self._release(current)
@@ -405,9 +406,14 @@ class Call:
         self._finish(result, usage)
 
     def fail(self, failure: AttemptFailure, note: str | None = None) -> APIError:
-        """The held attempt failed after its result was handed out: final, never retried."""
+        """The held attempt failed after its result was handed out: final, never retried.
+
+        Returns the error to raise (recorded and counted only if the request was not
+        finished already, e.g. abandoned by another task).
+        """
         current = self._current
-        assert current is not None
+        if current is None or self._done:
+            return failure.error
         self._release(current)
         self._record(current, trio.current_time(), failure)
         failure.error.__suppress_context__ = True  # the AttemptFailure is internal

@@ -45,6 +45,7 @@ class BatchControl:
         self.cooldown = cooldown
         self.started = 0
         self.retries = 0
+        self.spent = 0  # retries charged to the budget (those of an open breaker are not)
         self.retries_by_cause: dict[str, int] = {}
         self._consecutive = 0
         self._failing_since: float | None = None
@@ -96,13 +97,15 @@ class BatchControl:
     def spend_retry(self, cause: str) -> str | None:
         """Count a retry of ``cause``; return why it may not happen, or ``None``."""
         exempt = self.breaker_open and cause in ("connection", "timeout")
-        if not exempt and self.retry_budget is not None:
-            allowed = 10 + self.retry_budget * self.started
-            if self.retries >= allowed:
-                return (
-                    f"not retried: the batch's retry budget is spent ({self.retries} retries "
-                    f"for {self.started} requests; retry_budget={self.retry_budget:g})"
-                )
+        if not exempt:
+            if self.retry_budget is not None:
+                allowed = 10 + self.retry_budget * self.started
+                if self.spent >= allowed:
+                    return (
+                        f"not retried: the batch's retry budget is spent ({self.spent} retries "
+                        f"for {self.started} requests; retry_budget={self.retry_budget:g})"
+                    )
+            self.spent += 1
         self.retries += 1
         self.retries_by_cause[cause] = self.retries_by_cause.get(cause, 0) + 1
         return None
