@@ -88,7 +88,7 @@ class Engine:
         return Call(self, plan, history)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     """The rules of one logical request.
 
@@ -245,6 +245,11 @@ class Call:
             await plan.control.before_attempt()
         lease = await Lease.take(engine, plan.tokens)
         now = trio.current_time()
+        if now >= self.deadline:
+            # Woken late (a busy machine): the deadline passed while waiting.  Start
+            # nothing; the deadline's cancel scope ends the request at the next checkpoint.
+            lease.release()
+            await trio.sleep_forever()
         current = self._current = Attempting(self, len(self.history) + 1, lease, now)
         kept = False
         try:

@@ -114,7 +114,7 @@ def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
 # --------------------------------------------------------------------------- sending
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Exchange:
     """What every attempt of one logical request sends (prepared once, before the first)."""
 
@@ -159,6 +159,8 @@ class HTTP:
         self._http = http_client
         self._direct = direct
         self.redact = redact
+        # (Timeouts, stream) -> (httpx2.Timeout, extensions): built once, not per request.
+        self._timeouts: dict[tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any]]] = {}
 
     @staticmethod
     def http_timeout(timeouts: Timeouts, *, read: bool = True) -> httpx2.Timeout:
@@ -191,15 +193,18 @@ class HTTP:
             del headers["Content-Type"]
         if stream:
             headers["Accept"] = "text/event-stream"
-        timeout = self.http_timeout(timeouts, read=not stream)
-        return Exchange(
-            method, self.base_url + path, body, headers, timeout, {"timeout": timeout.as_dict()}
-        )
+        cached = self._timeouts.get((timeouts, stream))
+        if cached is None:
+            if len(self._timeouts) >= 64:  # many one-off Timeouts: keep the cache small
+                self._timeouts.clear()
+            timeout = self.http_timeout(timeouts, read=not stream)
+            cached = self._timeouts[timeouts, stream] = (timeout, {"timeout": timeout.as_dict()})
+        return Exchange(method, self.base_url + path, body, headers, *cached)
 
-    async def send(self, ex: Exchange, retry: RetryPolicy, *, stream: bool) -> httpx2.Response:
-        """Send one attempt of ``ex``: the whole response, or (``stream``) its head.
+    async def send(self, ex: Exchange, retry: RetryPolicy) -> httpx2.Response:
+        """Send one attempt of ``ex`` and return the response as soon as its head arrives.
 
-        A streamed response is open: the caller reads and closes it.
+        The response is open: the caller reads its body and closes it.
 
         Raises:
             AttemptFailure: the transport failed (mapped by :meth:`transport_failure`).
@@ -215,11 +220,6 @@ class HTTP:
                     ex.method, ex.url, content=ex.body, headers=ex.headers, extensions=ex.extensions
                 )
                 response = await self._direct.handle_async_request(request)
-            if not stream:
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
         except httpx2.HTTPError as exc:
             raise self.transport_failure(exc, retry) from None
         return response
@@ -233,14 +233,25 @@ class HTTP:
     ) -> T:
         """One attempt of a plain JSON exchange: the parsed answer, or raise its failure.
 
-        ``responded`` is told the status, request id and headers of the response.
+        ``responded`` is told the status, request id and headers of the response as soon as
+        its head arrives: a body that then breaks is a failure *with* a response.
         """
-        response = await self.send(ex, retry, stream=False)
+        response = await self.send(ex, retry)
         status = response.status_code
         responded(status, response.headers.get("x-request-id"), response.headers)
+        await self.read(response, retry)
         if 200 <= status < 300:
             return self.parse(response, parse, retry)
         raise self.status_failure(response, retry)
+
+    async def read(self, response: httpx2.Response, retry: RetryPolicy) -> None:
+        """Read the whole body of ``response`` and close it."""
+        try:
+            await response.aread()
+        except httpx2.HTTPError as exc:
+            raise self.transport_failure(exc, retry) from None
+        finally:
+            await response.aclose()
 
     # ------------------------------------------------------------------ failures
 

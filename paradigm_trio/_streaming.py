@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Final, Self
 
-import httpx2
 import trio
 
 from ._attempts import Attempting, Call, Engine, Plan
@@ -89,16 +88,11 @@ class Streamer:
 
     async def _start(self, ex: Exchange, retry: RetryPolicy, current: Attempting) -> StreamReader:
         http = self.http
-        response = await http.send(ex, retry, stream=True)
+        response = await http.send(ex, retry)
         status = response.status_code
         current.responded(status, response.headers.get("x-request-id"), response.headers)
         if not 200 <= status < 300:
-            try:
-                await response.aread()
-            except httpx2.HTTPError as exc:
-                raise http.transport_failure(exc, retry) from None
-            finally:
-                await response.aclose()
+            await http.read(response, retry)
             raise http.status_failure(response, retry)
         reader = StreamReader(http, retry, response)
         current.progress = reader.progress

@@ -20,11 +20,13 @@ answering).  Timescales are milliseconds so that an example costs milliseconds t
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import trio
+from hypothesis import settings
 from hypothesis import strategies as st
 
 import mock_server as ms
@@ -32,14 +34,19 @@ import paradigm_trio as pt
 
 __all__ = [
     "API_KEY",
+    "NO_STORM_CONTROL",
     "Schedule",
     "Step",
+    "examples",
+    "expected_outcome",
     "key_of",
     "limits",
     "mock_and_client",
+    "records_by_key",
     "retry_policies",
     "run_trio",
     "schedules",
+    "settle",
     "steps",
     "timeouts",
 ]
@@ -221,9 +228,6 @@ class Schedule:
                 yield index, next(requests)
 
 
-_ms = st.integers(min_value=0, max_value=40)
-
-
 @st.composite
 def steps(
     draw: st.DrawFn,
@@ -231,8 +235,10 @@ def steps(
     stream: bool = False,
     kinds: Sequence[str] | None = None,
     max_latency_ms: int = 15,
+    max_retry_after_ms: int = 40,
 ) -> Step:
     """One scripted attempt.  ``kinds`` restricts the kinds drawn."""
+    _ms = st.integers(min_value=0, max_value=max_retry_after_ms)
     if kinds is None:
         # Duplicates weight the draw: mostly statuses, some connection and body faults.
         kinds = [
@@ -259,6 +265,7 @@ def schedules(
     *,
     min_requests: int = 1,
     max_requests: int = 8,
+    min_steps: int = 0,
     max_steps: int = 5,
     invalid: bool = False,
     step: st.SearchStrategy[Step] | None = None,
@@ -266,7 +273,9 @@ def schedules(
     """A batch of ``r0..rN`` with a script each (possibly empty: plain success)."""
     n = draw(st.integers(min_requests, max_requests))
     step = step if step is not None else steps()
-    scripts = {f"r{i}": draw(st.lists(step, max_size=max_steps)) for i in range(n)}
+    scripts = {
+        f"r{i}": draw(st.lists(step, min_size=min_steps, max_size=max_steps)) for i in range(n)
+    }
     bad: tuple[int, ...] = ()
     if invalid:
         positions = draw(st.sets(st.integers(0, n), max_size=2))
@@ -277,19 +286,22 @@ def schedules(
 # --------------------------------------------------------------------------- policies
 
 
-_delay = st.integers(0, 20).map(lambda ms: ms / 1000)
+def _seconds(max_ms: int) -> st.SearchStrategy[float]:
+    return st.integers(0, max_ms).map(lambda ms: ms / 1000)
 
 
 @st.composite
-def retry_policies(draw: st.DrawFn, *, max_attempts: int = 5) -> pt.RetryPolicy:
-    """A :class:`pt.RetryPolicy` on a millisecond timescale."""
+def retry_policies(
+    draw: st.DrawFn, *, min_attempts: int = 1, max_attempts: int = 5, max_wait_ms: int = 40
+) -> pt.RetryPolicy:
+    """A :class:`pt.RetryPolicy` on a millisecond timescale (waits up to ``max_wait_ms``)."""
     return pt.RetryPolicy(
-        attempts=draw(st.integers(1, max_attempts)),
-        initial_delay=draw(_delay),
+        attempts=draw(st.integers(min_attempts, max_attempts)),
+        initial_delay=draw(_seconds(min(20, max_wait_ms))),
         multiplier=draw(st.sampled_from([1.0, 1.5, 2.0, 3.0])),
-        max_delay=draw(st.integers(0, 40).map(lambda ms: ms / 1000)),
+        max_delay=draw(_seconds(max_wait_ms)),
         jitter=draw(st.sampled_from([0.0, 0.25, 0.5, 1.0])),
-        max_retry_after=draw(st.integers(0, 40).map(lambda ms: ms / 1000)),
+        max_retry_after=draw(_seconds(max_wait_ms)),
         retry_statuses=draw(
             st.sets(st.sampled_from([408, 409, 429, 400, 404, 422])).map(frozenset)
             | st.just(frozenset({408, 409, 429}))
@@ -320,6 +332,40 @@ def limits(draw: st.DrawFn, *, max_concurrency: int = 8) -> pt.Limits:
 
 
 # --------------------------------------------------------------------------- harness
+
+
+# Batches that the oracle judges without its storm-control model turn the budget and the
+# breaker off (``predict`` ignores them; ``predict_batch`` models them, sequentially).
+NO_STORM_CONTROL: dict[str, Any] = {"retry_budget": None, "circuit_breaker": None}
+
+
+def examples(fraction: float) -> int:
+    """``fraction`` of the profile's ``max_examples`` (at least 1): for costly properties."""
+    return max(1, round(settings.default.max_examples * fraction))
+
+
+def records_by_key(server: ms.MockServer) -> dict[str, list[ms.RequestRecord]]:
+    """The server's request log by ``Idempotency-Key``, each key's attempts in order."""
+    by_key: dict[str, list[ms.RequestRecord]] = defaultdict(list)
+    for record in server.requests():
+        by_key[record.key].append(record)
+    for records in by_key.values():
+        records.sort(key=lambda r: r.attempt)
+    return by_key
+
+
+def expected_outcome(kind: str, *, stream: bool) -> str:
+    """The ``outcome`` the server logs for a scripted kind."""
+    if kind.startswith("stream_") and not stream:
+        return "ok"
+    return kind
+
+
+async def settle(server: ms.MockServer, *, within: float = 3.0) -> None:
+    """Wait until the server has no request in flight (it saw every disconnect)."""
+    with trio.fail_after(within):
+        while server.stats().in_flight:
+            await trio.sleep(0.01)
 
 
 def run_trio(fn: Callable[[], Awaitable[T]], *, limit: float = 60.0) -> T:

@@ -6,8 +6,10 @@ scripts, so that outcomes depend on the schedule and the policy, never on timing
 failing example prints as a replayable ``Schedule({...})`` plus the policies drawn.
 
 1. exactly one result per input; ``chat_batch`` keeps input order;
-2. outcomes and attempt counts equal the oracle's (plain and streamed requests);
-3. nothing non-retryable is ever retried (server log);
+2. outcomes and attempt counts equal the oracle's (plain requests and ``chat_stream``;
+   batches with ``stream=True`` in ``test_batch_oracle.py``);
+3. nothing non-retryable is ever retried (server log; plain, ``chat_stream`` and
+   ``stream=True`` batch items);
 4. waits honour ``Retry-After`` and the backoff bounds (server arrival times);
 5. the server never sees more than ``Limits.concurrency`` requests at once, and a client
    rate limit of R requests/minute never lets more than ``R + R * t / 60`` requests
@@ -16,7 +18,9 @@ failing example prints as a replayable ``Schedule({...})`` plus the policies dra
 7. after cancellation at a random moment: no task left, no request left open at the
    server, and the client still works.
 
-Property 8 (kill and resume the CLI) is in ``test_cli_resume.py``.
+Property 8 (kill and resume the CLI) is in ``test_cli_resume.py``.  The batch's storm
+control (retry budget, circuit breaker) and streamed batch items are judged against the
+oracle in ``test_batch_oracle.py``.
 """
 
 from __future__ import annotations
@@ -37,53 +41,33 @@ from hypothesis import strategies as st
 import mock_server as ms
 import paradigm_trio as pt
 
-from .oracle import error_class, predict, retryable, wait_bounds
+from .oracle import Mode, error_class, predict, retryable, wait_bounds
 from .strategies import (
     API_KEY,
     CONNECTION_KINDS,
+    NO_STORM_CONTROL,
     STATUS_KINDS,
     Schedule,
+    expected_outcome,
     key_of,
     limits,
     mock_and_client,
+    records_by_key,
     retry_policies,
     run_trio,
     schedules,
+    settle,
     steps,
     timeouts,
 )
 
-# Batches in these tests turn the batch-wide storm controls off: the oracle does not model
-# them (they have their own unit and integration tests).
-NO_STORM_CONTROL: dict[str, Any] = {"retry_budget": None, "circuit_breaker": None}
+# Batches in these tests turn the batch-wide storm controls off (``NO_STORM_CONTROL``): the
+# oracle models them for a sequential batch only, in ``test_batch_oracle.py``.
 
 # Time the machine may add to a wait (scheduling, the loopback round trip), in seconds.
 # Generous: these tests share two cores with whatever else runs.
 SLACK = 0.25
 LOOP_SLACK = 0.5
-
-
-def records_by_key(server: ms.MockServer) -> dict[str, list[ms.RequestRecord]]:
-    by_key: dict[str, list[ms.RequestRecord]] = defaultdict(list)
-    for record in server.requests():
-        by_key[record.key].append(record)
-    for records in by_key.values():
-        records.sort(key=lambda r: r.attempt)
-    return by_key
-
-
-def expected_outcome(kind: str, *, stream: bool) -> str:
-    """The ``outcome`` the server logs for a scripted kind."""
-    if kind.startswith("stream_") and not stream:
-        return "ok"
-    return kind
-
-
-async def settle(server: ms.MockServer, *, within: float = 3.0) -> None:
-    """Wait until the server has no request in flight (it saw every disconnect)."""
-    with trio.fail_after(within):
-        while server.stats().in_flight:
-            await trio.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- property 1
@@ -174,7 +158,7 @@ def test_stream_outcomes_and_attempts_match_the_oracle(
     schedule: Schedule, policy: pt.RetryPolicy, timeouts_: pt.Timeouts
 ) -> None:
     """Streams are retried before their first chunk only; after it a failure is final."""
-    predictions = predict(schedule, policy, stream=True)
+    predictions = predict(schedule, policy, mode="chat_stream")
     outcomes: dict[str, tuple[bool, type[BaseException] | None, int]] = {}
 
     async def one(client: pt.Client, request: pt.ChatRequest) -> None:
@@ -222,27 +206,28 @@ def test_stream_outcomes_and_attempts_match_the_oracle(
     policy=retry_policies(),
     timeouts_=timeouts(),
     limits_=limits(),
-    stream=st.booleans(),
+    mode=st.sampled_from(["plain", "chat_stream", "batch_stream"]),
 )
 def test_nothing_non_retryable_is_retried(
     schedule: Schedule,
     policy: pt.RetryPolicy,
     timeouts_: pt.Timeouts,
     limits_: pt.Limits,
-    stream: bool,
+    mode: Mode,
 ) -> None:
     """From the server log alone: every attempt but a request's last was retryable."""
+    stream = mode != "plain"
 
     async def example() -> None:
         async with mock_and_client(
             schedule=schedule, retry=policy, timeouts=timeouts_, limits=limits_
         ) as (server, client):
-            if stream:
+            if mode == "chat_stream":
                 async with trio.open_nursery() as nursery:
                     for item in schedule.items():
                         nursery.start_soon(drain_stream, client, item)
             else:
-                await client.chat_batch(schedule.items(), **NO_STORM_CONTROL)
+                await client.chat_batch(schedule.items(), stream=stream, **NO_STORM_CONTROL)
             await settle(server)
         seen = records_by_key(server)
         for cid in schedule.custom_ids:
@@ -254,7 +239,7 @@ def test_nothing_non_retryable_is_retried(
                 assert record.outcome == expected_outcome(step.kind, stream=stream), (cid, record)
             for record in records[:-1]:
                 step = schedule.step(cid, record.attempt)
-                assert retryable(step, policy, stream=stream), (
+                assert retryable(step, policy, mode=mode), (
                     f"{cid} attempt {record.attempt} ({step}) is not retryable under the "
                     f"policy, yet attempt {record.attempt + 1} was sent"
                 )
