@@ -191,6 +191,7 @@ class Call:
         self.deadline = plan.deadline
         self._total_deadline = math.inf
         self._current: Attempting | None = None
+        self._retry_of: str | None = None  # the cause of the retry scheduled, if any
         self._done = False
 
     # ------------------------------------------------------------------ the loop
@@ -253,7 +254,10 @@ class Call:
         current = self._current = Attempting(self, len(self.history) + 1, lease, now)
         kept = False
         try:
-            engine.ledger.attempt_started(plan.custom_id, plan.key, current.number, now)
+            retry_of, self._retry_of = self._retry_of, None
+            if retry_of is not None and plan.control is not None:
+                plan.control.retried(retry_of)
+            engine.ledger.attempt_started(plan.custom_id, plan.key, current.number, now, retry_of)
             limit = plan.timeouts.attempt if plan.attempt_timeout else None
             if limit is None:
                 result = await attempt(current)
@@ -301,6 +305,7 @@ class Call:
                 failure.error.add_note(stop_reason)
             raise failure.error  # its __cause__ is the transport's exception, if any
         engine.ledger.retry_scheduled(plan.custom_id, plan.key, failure, current.number, delay)
+        self._retry_of = failure.cause
         return delay
 
     def _retry_delay(

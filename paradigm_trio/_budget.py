@@ -95,7 +95,8 @@ class BatchControl:
                 self._open_until = now + self.cooldown
 
     def spend_retry(self, cause: str) -> str | None:
-        """Count a retry of ``cause``; return why it may not happen, or ``None``."""
+        """Charge a scheduled retry of ``cause`` to the budget; return why it may not
+        happen, or ``None``.  (Counted in ``retries`` only once made: :meth:`retried`.)"""
         exempt = self.breaker_open and cause in ("connection", "timeout")
         if not exempt:
             if self.retry_budget is not None:
@@ -106,6 +107,9 @@ class BatchControl:
                         f"for {self.started} requests; retry_budget={self.retry_budget:g})"
                     )
             self.spent += 1
+        return None
+
+    def retried(self, cause: str) -> None:
+        """A retry of ``cause`` was made (its attempt started): the batch's statistics."""
         self.retries += 1
         self.retries_by_cause[cause] = self.retries_by_cause.get(cause, 0) + 1
-        return None

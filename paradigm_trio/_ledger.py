@@ -57,17 +57,22 @@ class Ledger:
         if self._on_event is not None:
             self._on_event(event)
 
-    def attempt_started(self, custom_id: str | None, key: str, number: int, now: float) -> None:
+    def attempt_started(
+        self, custom_id: str | None, key: str, number: int, now: float, retry_of: str | None
+    ) -> None:
+        """An attempt holds its lease and starts; ``retry_of`` is the cause it retries (a
+        retry is counted when it is made, not when it is scheduled)."""
         self.attempts += 1
         self.in_flight += 1
+        if retry_of is not None:
+            self.retries += 1
+            self.retries_by_cause[retry_of] = self.retries_by_cause.get(retry_of, 0) + 1
         self.emit(AttemptStarted(custom_id, key, number, now))
 
     def retry_scheduled(
         self, custom_id: str | None, key: str, failure: AttemptFailure, number: int, delay: float
     ) -> None:
-        self.retries += 1
         cause = failure.cause
-        self.retries_by_cause[cause] = self.retries_by_cause.get(cause, 0) + 1
         self.emit(
             RetryScheduled(custom_id, key, number, cause, delay, failure.retry_after is not None)
         )

@@ -160,13 +160,11 @@ def cause(step: Step, *, mode: Mode = "plain") -> str | None:
 # (Kept as a flag: the client used to count it as no response; the oracle found it.)
 TRUNCATED_BODY_IS_NO_RESPONSE = False
 
-# The other one.  ``ClientStatistics.retries`` is documented as "retries made (attempts
-# beyond the first)", ``BatchStatistics.retries`` as "retries made by this batch".  The
-# client counts a retry when it schedules it, so a retry the breaker stops during its wait
-# (the request then fails with ServerUnreachableError) is counted, in both and in
-# ``retries_by_cause``, but never sent.  Reported as a discrepancy; modelled as the client
-# behaves.  ``BatchPrediction.sent_retries`` is what the server receives either way.
-RETRY_COUNTED_WHEN_SCHEDULED = True
+# ``ClientStatistics.retries`` is documented as "retries made (attempts beyond the first)",
+# ``BatchStatistics.retries`` as "retries made by this batch": a retry the breaker stops
+# during its wait is never made, so it is not counted.  (Kept as a flag: the client used to
+# count a retry when it scheduled it; the oracle found it.)
+RETRY_COUNTED_WHEN_SCHEDULED = False
 
 
 def no_response(step: Step, *, mode: Mode = "plain") -> bool:
