@@ -153,10 +153,30 @@ class Attempting:
     ``progress``, a short description of what arrived, used in deadline errors.
     """
 
-    __slots__ = ("_call", "lease", "number", "progress", "request_id", "started", "status")
+    __slots__ = (
+        "_adaptive",
+        "deadline",
+        "lease",
+        "number",
+        "progress",
+        "request_id",
+        "started",
+        "status",
+    )
 
-    def __init__(self, call: Call, number: int, lease: Lease, started: float) -> None:
-        self._call = call
+    def __init__(
+        self,
+        adaptive: AdaptiveController,
+        deadline: float,
+        number: int,
+        lease: Lease,
+        started: float,
+    ) -> None:
+        # No reference back to the Call: no reference cycle, so each request's objects are
+        # freed by reference counting as soon as it ends (not by the cyclic GC).
+        self._adaptive = adaptive
+        self.deadline = deadline
+        """The request's deadline (trio time)."""
         self.number = number
         self.lease = lease
         self.started = started
@@ -164,15 +184,10 @@ class Attempting:
         self.request_id: str | None = None
         self.progress: Callable[[], str] | None = None
 
-    @property
-    def deadline(self) -> float:
-        """The request's deadline (trio time)."""
-        return self._call.deadline
-
     def responded(self, status: int, request_id: str | None, headers: Mapping[str, str]) -> None:
         self.status = status
         self.request_id = request_id
-        self._call.engine.adaptive.on_headers(headers, self.lease.mark)
+        self._adaptive.on_headers(headers, self.lease.mark)
 
 
 class Call:
@@ -182,6 +197,18 @@ class Call:
     success keeps the lease and leaves the request open: the reader then ends it with
     :meth:`succeed`, :meth:`fail` or :meth:`abandon`, exactly once.
     """
+
+    __slots__ = (
+        "_current",
+        "_done",
+        "_retry_of",
+        "_total_deadline",
+        "deadline",
+        "engine",
+        "history",
+        "plan",
+        "start",
+    )
 
     def __init__(self, engine: Engine, plan: Plan, history: list[Attempt] | None = None) -> None:
         self.engine = engine
@@ -251,7 +278,9 @@ class Call:
             # nothing; the deadline's cancel scope ends the request at the next checkpoint.
             lease.release()
             await trio.sleep_forever()
-        current = self._current = Attempting(self, len(self.history) + 1, lease, now)
+        current = self._current = Attempting(
+            engine.adaptive, self.deadline, len(self.history) + 1, lease, now
+        )
         kept = False
         try:
             retry_of, self._retry_of = self._retry_of, None

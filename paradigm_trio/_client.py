@@ -19,6 +19,7 @@ Where things can block or be cancelled:
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 import os
@@ -364,11 +365,8 @@ class Client:
         history: list[Attempt] | None = None,
     ) -> T:
         """Run a plain JSON exchange on the attempt engine."""
-        http = self._http
-        return await self._engine.call(plan, history).run(
-            lambda current: http.fetch_json(ex, plan.retry, parse, current.responded),
-            usage=usage,
-        )
+        attempt = functools.partial(self._http.fetch_json, ex, plan.retry, parse)
+        return await self._engine.call(plan, history).run(attempt, usage=usage)
 
     def stream_batch(
         self,

@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx2
 
@@ -40,7 +40,7 @@ from ._errors import (
     status_error_class,
 )
 
-__all__ = ["Exchange", "HTTP", "RAW_LIMIT", "parse_retry_after", "parse_should_retry"]
+__all__ = ["Exchange", "HTTP", "RAW_LIMIT", "Responder", "parse_retry_after", "parse_should_retry"]
 
 T = TypeVar("T")
 
@@ -124,6 +124,14 @@ class Exchange:
     headers: dict[str, str]
     timeout: httpx2.Timeout
     extensions: dict[str, Any]
+
+
+class Responder(Protocol):
+    """What an attempt function tells about a response (the engine's ``Attempting``)."""
+
+    def responded(
+        self, status: int, request_id: str | None, headers: Mapping[str, str]
+    ) -> None: ...
 
 
 _TIMEOUT_KINDS: tuple[tuple[type[httpx2.TimeoutException], TimeoutKind], ...] = (
@@ -229,16 +237,17 @@ class HTTP:
         ex: Exchange,
         retry: RetryPolicy,
         parse: Callable[[object, str | None], T],
-        responded: Callable[[int, str | None, Mapping[str, str]], None],
+        current: Responder,
     ) -> T:
         """One attempt of a plain JSON exchange: the parsed answer, or raise its failure.
 
-        ``responded`` is told the status, request id and headers of the response as soon as
-        its head arrives: a body that then breaks is a failure *with* a response.
+        ``current`` (the attempt under way) is told the status, request id and headers of
+        the response as soon as its head arrives: a body that then breaks is a failure
+        *with* a response.
         """
         response = await self.send(ex, retry)
         status = response.status_code
-        responded(status, response.headers.get("x-request-id"), response.headers)
+        current.responded(status, response.headers.get("x-request-id"), response.headers)
         await self.read(response, retry)
         if 200 <= status < 300:
             return self.parse(response, parse, retry)

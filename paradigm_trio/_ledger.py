@@ -67,7 +67,8 @@ class Ledger:
         if retry_of is not None:
             self.retries += 1
             self.retries_by_cause[retry_of] = self.retries_by_cause.get(retry_of, 0) + 1
-        self.emit(AttemptStarted(custom_id, key, number, now))
+        if self._on_event is not None:  # (no event object at all without a hook)
+            self._on_event(AttemptStarted(custom_id, key, number, now))
 
     def retry_scheduled(
         self, custom_id: str | None, key: str, failure: AttemptFailure, number: int, delay: float
@@ -108,7 +109,8 @@ class Ledger:
                 self.prompt_tokens += usage.prompt_tokens
                 self.completion_tokens += usage.completion_tokens
                 tokens = usage.total_tokens
-            self.emit(RequestFinished(custom_id, key, True, attempts, elapsed, tokens))
+            if self._on_event is not None:
+                self._on_event(RequestFinished(custom_id, key, True, attempts, elapsed, tokens))
 
     def statistics(self, concurrency: int) -> ClientStatistics:
         return ClientStatistics(

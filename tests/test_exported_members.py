@@ -28,7 +28,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._budget": frozenset({"DEFAULT_UNREACHABLE_AFTER", "BatchControl"}),
     # The HTTP layer: one send path, one exception mapping, one error builder.
     "paradigm_trio._http": frozenset(
-        {"HTTP", "RAW_LIMIT", "Exchange", "parse_retry_after", "parse_should_retry"}
+        {"HTTP", "RAW_LIMIT", "Exchange", "Responder", "parse_retry_after", "parse_should_retry"}
     ),
     # Rate-limit machinery behind ``Limits``; users configure it through ``Limits``.
     "paradigm_trio._ratelimit": frozenset(
