@@ -202,6 +202,7 @@ class Call:
         "_current",
         "_done",
         "_retry_of",
+        "_ticket",
         "_total_deadline",
         "deadline",
         "engine",
@@ -219,6 +220,7 @@ class Call:
         self._total_deadline = math.inf
         self._current: Attempting | None = None
         self._retry_of: str | None = None  # the cause of the retry scheduled, if any
+        self._ticket: int | None = None  # its place in the batch's retry budget
         self._done = False
 
     # ------------------------------------------------------------------ the loop
@@ -271,6 +273,8 @@ class Call:
         plan, engine = self.plan, self.engine
         if plan.control is not None:
             await plan.control.before_attempt()
+            ticket, self._ticket = self._ticket, None
+            await plan.control.wait_for_token(ticket)
         lease = await Lease.take(engine, plan.tokens)
         now = trio.current_time()
         if now >= self.deadline:
@@ -324,9 +328,15 @@ class Call:
         now = trio.current_time()
         delay, stop_reason = self._retry_delay(failure, current.number, now)
         if delay is not None and plan.control is not None:
-            stop_reason = plan.control.spend_retry(failure.cause)
-            if stop_reason is not None:
+            ticket, wait = plan.control.spend_retry(failure.cause, now)
+            if now + max(delay, wait) >= self.deadline:
+                plan.control.refund(ticket)
                 delay = None
+                stop_reason = (
+                    f"not retried: the batch's retry budget could hold it {wait:.3g}s, past "
+                    f"the request's deadline ({max(0.0, self.deadline - now):.3g}s left)"
+                )
+            self._ticket = ticket
         self._record(current, now, failure, delay)
         failure.error.__suppress_context__ = True  # the AttemptFailure is internal
         if delay is None:

@@ -229,6 +229,7 @@ class _Run:
             retry_budget=options.retry_budget,
             threshold=options.circuit_breaker,
             unreachable_after=options.unreachable_after,
+            reserve=width,
         )
         self.tracker = _Tracker(start=trio.current_time())
         self.send, receive = trio.open_memory_channel[BatchResult](width)

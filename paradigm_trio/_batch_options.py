@@ -24,8 +24,8 @@ __all__ = [
 
 OnError = Literal["collect", "raise"]
 
-DEFAULT_RETRY_BUDGET = 0.25
-"""Retries a batch may make, as a fraction of the requests it has started (plus 10)."""
+DEFAULT_RETRY_BUDGET = 1.0
+"""Retries each success of a batch earns (see :class:`BatchOptions`)."""
 
 DEFAULT_CIRCUIT_BREAKER = 20
 """Consecutive connection failures after which a batch stops trusting the server."""
@@ -84,8 +84,11 @@ class BatchOptions(_Replace):
             batch and raises ``Cancelled``.)
         on_progress: called with a :class:`BatchStatistics` after every result.
         retry, timeouts: per-request policies instead of the client's.
-        retry_budget: the batch may retry at most ``10 + retry_budget * started`` times;
-            ``None`` for no budget.
+        retry_budget: retries each success earns, in a budget that paces retries (never
+            refuses them while the server answers): a reserve of at least the concurrency,
+            ``retry_budget`` tokens per success and 10 a second whatever happens; a retry
+            without a token waits for one.  ``None``: no budget.  See the rate-limits
+            how-to for the formula.
         circuit_breaker: consecutive connection failures (no HTTP response at all; any
             response resets the count) that open the breaker; ``None`` to disable.  While it
             is open, attempts wait a second between probes and connection failures do not

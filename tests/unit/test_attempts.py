@@ -792,28 +792,42 @@ async def test_a_second_succeed_or_fail_after_abandon_is_ignored(second: str) ->
 # ============================================================================ batch control
 
 
-async def test_the_retry_budget_is_spent_by_cause_then_failures_are_final() -> None:
+async def test_the_retry_budget_paces_retries_past_its_reserve_and_counts_them_by_cause() -> None:
     rig = make_rig()
-    control = BatchControl(retry_budget=0.0, threshold=None)  # 10 retries for the batch
-    retry = policy(attempts=20, multiplier=1.0)
+    control = BatchControl(retry_budget=0.0, threshold=None)  # a reserve of 10, no earnings
+    retry = policy(attempts=20, initial_delay=0.01, multiplier=1.0)
+    t0 = trio.current_time()
+    script = Script(*[fail()] * 7, *[fail(429)] * 7, ok())
 
-    await rig.call(make_plan(retry=retry, control=control)).run(Script(*[fail()] * 7, ok()))
-    await rig.call(make_plan(retry=retry, control=control)).run(Script(*[fail(429)] * 3, ok()))
-    assert control.retries == 10
-    assert control.retries_by_cause == {"503": 7, "429": 3}
+    assert await rig.call(make_plan(retry=retry, control=control)).run(script) == "done"
+
+    assert control.retries == 14 == rig.ledger.retries
+    assert control.retries_by_cause == {"503": 7, "429": 7}
+    gaps = [b - a for a, b in itertools.pairwise(script.starts)]
+    # The first retries wait only their backoff; past the reserve of 10 tokens, retries
+    # wait for the floor's tokens (10 a second): retry k needs 10 + 10 * t >= k, so the
+    # 14th goes no sooner than 0.4 s (0.14 s without the budget).  Never refused.
+    assert gaps[:5] == pytest.approx([0.01] * 5)
+    assert script.starts[-1] - t0 == pytest.approx(0.4, abs=0.011)
+
+
+async def test_a_retry_the_budget_would_hold_past_the_deadline_is_final() -> None:
+    rig = make_rig()
+    control = BatchControl(retry_budget=0.0, threshold=None)
+    retry = policy(attempts=50, initial_delay=0.01, multiplier=1.0)
+    control.spend_retry("503", trio.current_time())  # someone else holds 30 tokens of debt
+    for _ in range(29):
+        control.spend_retry("503", trio.current_time())
 
     script = Script(fail(), ok())
-    call = rig.call(make_plan(retry=retry, control=control))
+    call = rig.call(make_plan(retry=retry, control=control, timeouts=Timeouts(total=1.0)))
     with pytest.raises(pt.InternalServerError) as info:
         await call.run(script)
 
     assert len(script.starts) == 1
-    assert any("retry budget" in note for note in notes(info.value)), notes(info.value)
-    assert "retry_budget=0" in notes(info.value)[0]
-    assert control.retries == 10
+    assert any("retry budget could hold it" in n for n in notes(info.value)), notes(info.value)
     assert call.history[0].delay is None
     assert not rig.of(AttemptFailed)[-1].will_retry
-    assert rig.ledger.retries == 10
 
 
 async def test_connection_retries_with_the_breaker_open_spend_no_budget() -> None:
@@ -824,7 +838,8 @@ async def test_connection_retries_with_the_breaker_open_spend_no_budget() -> Non
 
     assert await rig.call(make_plan(retry=retry, control=control)).run(script) == "done"
 
-    # 15 retries, more than the budget's 10: all exempt, because the breaker was open.
+    # 15 retries, more than the budget's reserve of 10, all without waiting for a token:
+    # exempt, because the breaker was open.
     assert len(script.starts) == 16
     assert control.retries_by_cause == {"connection": 15}
     assert not control.breaker_open  # the success closed it
@@ -838,13 +853,13 @@ async def test_breaker_exempt_retries_leave_the_budget_to_other_failures() -> No
     retry = policy(attempts=20, initial_delay=0.25, multiplier=1.0)
     await rig.call(make_plan(retry=retry, control=control)).run(Script(*[refused()] * 15, ok()))
 
-    # The outage is over.  Its exempt retries spent none of the budget (10 retries), so a
-    # 503 may still be retried.  (``BatchControl.spend_retry`` counts exempt retries in
-    # ``retries``, the very number it compares with the budget.)
+    # The outage is over.  Its exempt retries took no token, so a 503 is retried after its
+    # backoff alone, without waiting for the floor.
     script = Script(fail(), ok())
     call = rig.call(make_plan(retry=retry, control=control))
     assert await call.run(script) == "done"
     assert len(script.starts) == 2
+    assert script.starts[1] - script.starts[0] == pytest.approx(0.25)
 
 
 async def test_a_dead_server_fails_with_server_unreachable() -> None:

@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 import paradigm_trio as pt
+from paradigm_trio._budget import RETRY_FLOOR
 
 from .helpers import MESSAGES, Script, after, fixed, make_client, ok, status
 
@@ -758,40 +759,42 @@ async def test_retry_elapsed_and_attempts_are_per_item() -> None:
 # ============================================================================ retry budget
 
 
-async def test_zero_retry_budget_allows_ten_retries_per_batch() -> None:
+async def test_a_zero_retry_budget_paces_retries_beyond_the_reserve() -> None:
+    # Every attempt fails: 30 requests at concurrency 5, 3 retries each (attempts=4).  The
+    # reserve is 10 tokens (at least the concurrency); with no tokens per success the other
+    # 80 retries come at the floor rate, 10 a second, in order: paced, never refused.
     echo = Echo(fail=lambda text, n: status(503))
     async with make_client(
-        echo, retry=fixed(attempts=4, initial_delay=0.5), limits=pt.Limits(concurrency=5)
+        echo, retry=fixed(attempts=4, initial_delay=0.01), limits=pt.Limits(concurrency=5)
     ) as client:
+        start = trio.current_time()
         results = await client.chat_batch([msgs(i) for i in range(30)], retry_budget=0)
-    assert echo.calls == 30 + 10
-    assert results.statistics.retries == 10
-    assert dict(results.statistics.retries_by_cause) == {"503": 10}
-    assert all(isinstance(r.error, pt.InternalServerError) for r in results)
-    spent = [
-        r
-        for r in results
-        if any("retry budget is spent" in note for note in getattr(r.error, "__notes__", []))
-    ]
-    gave_up = [
-        r
-        for r in results
-        if any("gave up after 4" in note for note in getattr(r.error, "__notes__", []))
-    ]
-    assert len(spent) + len(gave_up) == 30
-    assert len(spent) >= 30 - 10 // 3
-    assert sum(r.attempts for r in results) == 40
+        elapsed = trio.current_time() - start
+    assert echo.calls == 30 * 4
+    assert results.statistics.retries == 90
+    assert dict(results.statistics.retries_by_cause) == {"503": 90}
+    assert all(r.attempts == 4 for r in results)
+    assert all(any("gave up after 4" in n for n in _notes(r)) for r in results)
+    assert elapsed >= (90 - 10) / RETRY_FLOOR - 0.05  # the budget set the pace
 
 
-async def test_retry_budget_scales_with_the_requests_started() -> None:
-    echo = Echo(fail=lambda text, n: status(500) if n == 0 else None)
+async def test_successes_earn_retries_so_a_blip_costs_no_wait() -> None:
+    # Every request fails once, then succeeds: with the default budget (one token per
+    # success) and a reserve of at least the concurrency, no retry ever waits for a token.
+    echo = Echo(fail=lambda text, n: status(503) if n == 0 else None)
     async with make_client(
-        echo, retry=fixed(initial_delay=0.5), limits=pt.Limits(concurrency=1)
+        echo, retry=fixed(initial_delay=0.5), limits=pt.Limits(concurrency=20)
     ) as client:
-        results = await client.chat_batch([msgs(i) for i in range(40)], retry_budget=0.5)
-    # one at a time: item k may retry while the retries so far < 10 + 0.5 * (k + 1)
-    assert [r.attempts for r in results] == [2] * 21 + [1, 2] * 9 + [1]
-    assert results.statistics.retries == 30 == 10 + 0.5 * 40
+        start = trio.current_time()
+        results = await client.chat_batch([msgs(i) for i in range(200)])
+        elapsed = trio.current_time() - start
+    assert all(r.ok and r.attempts == 2 for r in results)
+    assert results.statistics.retries == 200
+    assert elapsed == pytest.approx(10 * 0.5)  # 10 waves of 20, each waiting only its backoff
+
+
+def _notes(result: pt.BatchResult) -> list[str]:
+    return list(getattr(result.error, "__notes__", []))
 
 
 async def test_no_retry_budget_retries_everything() -> None:
@@ -804,17 +807,21 @@ async def test_no_retry_budget_retries_everything() -> None:
     assert results.statistics.retries == 90
 
 
-async def test_budget_spent_failure_is_final_and_says_so() -> None:
-    echo = Echo(fail=lambda text, n: status(429, headers={"retry-after": "1"}))
+async def test_a_retry_the_budget_would_hold_past_the_deadline_is_final() -> None:
+    echo = Echo(fail=lambda text, n: status(503))
     async with make_client(
-        echo, retry=fixed(attempts=2), limits=pt.Limits(concurrency=1, adaptive=False)
+        echo,
+        retry=fixed(attempts=4, initial_delay=0.01),
+        timeouts=pt.Timeouts(total=1.0),
+        limits=pt.Limits(concurrency=40),
     ) as client:
-        results = await client.chat_batch([msgs(i) for i in range(15)], retry_budget=0)
-    notes = [getattr(r.error, "__notes__", []) for r in results]
-    assert [r.attempts for r in results] == [2] * 10 + [1] * 5
-    for note in notes[10:]:
-        assert any("retry_budget=0" in n and "10 retries" in n for n in note), note
-    assert all(isinstance(r.error, pt.RateLimitError) for r in results)
+        results = await client.chat_batch([msgs(i) for i in range(40)], retry_budget=0)
+    # A reserve of 40 tokens pays the first round of retries; the second round's 40 come
+    # at 10 a second: those that would wait past the 1 s deadline are final, and say why.
+    held = [r for r in results if any("retry budget could hold" in n for n in _notes(r))]
+    assert held
+    assert all(isinstance(r.error, pt.InternalServerError) for r in results)
+    assert all(r.elapsed <= 1.0 for r in results)
 
 
 # ============================================================================ circuit breaker

@@ -231,15 +231,18 @@ async def test_the_budget_is_charged_by_cause_plain_or_streamed(stream: bool) ->
     items = [[{"role": "user", "content": f"q{i}"}] for i in range(4)]
     async with make_client(handler, limits=pt.Limits(concurrency=1)) as client:
         results = await client.chat_batch(
-            items, stream=stream, retry_budget=0.0, retry=fixed(attempts=4)
+            items,
+            stream=stream,
+            retry_budget=0.0,
+            retry=fixed(attempts=4, initial_delay=0.01),
+            timeouts=pt.Timeouts(total=0.6),
         )
-    # 10 retries allowed by the budget: 3 + 3 + 3 + 1, then the rest are final.
-    assert results.statistics.retries == 10
-    assert dict(results.statistics.retries_by_cause) == {"503": 10}
-    assert [r.attempts for r in results] == [4, 4, 4, 2]
-    last = results[-1].error
-    assert last is not None
-    assert any("retry budget" in note for note in last.__notes__)
+    # The reserve of 10 tokens pays 3 + 3 + 3 + 1 retries; the 4th item's next retry must
+    # wait for the floor's token, counted by cause the same way whether streamed or not.
+    assert results.statistics.retries >= 10
+    assert set(results.statistics.retries_by_cause) == {"503"}
+    assert [r.attempts for r in results][:3] == [4, 4, 4]
+    assert sum(results.statistics.retries_by_cause.values()) == results.statistics.retries
 
 
 @pytest.mark.anyio
