@@ -323,7 +323,7 @@ class Call:
         if failure.rate_limit is not None:
             asked = failure.retry_after
             honoured = asked if asked is None or asked <= plan.retry.max_retry_after else None
-            engine.adaptive.on_rate_limited(honoured, failure.rate_limit)
+            engine.adaptive.on_rate_limited(honoured, failure.rate_limit, quota=failure.quota)
             engine.ledger.emit(RateLimited(plan.custom_id, plan.key, asked, failure.rate_limit))
         now = trio.current_time()
         delay, stop_reason = self._retry_delay(failure, current.number, now)

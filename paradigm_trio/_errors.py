@@ -339,6 +339,7 @@ class AttemptFailure(Exception):
         retry_after: the wait the server asked for, in seconds, if any.
         rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers
             (the adaptive controller reads them); ``None`` otherwise.
+        quota: for a 429, whether its body says a quota is spent (not one replica's noise).
     """
 
     def __init__(
@@ -349,6 +350,7 @@ class AttemptFailure(Exception):
         *,
         retry_after: float | None = None,
         rate_limit: Mapping[str, str] | None = None,
+        quota: bool = False,
     ) -> None:
         super().__init__(error.message)
         self.error = error
@@ -356,3 +358,4 @@ class AttemptFailure(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.rate_limit = rate_limit
+        self.quota = quota

@@ -345,6 +345,7 @@ class HTTP:
             should if should is not None else retry.is_retryable_status(status),
             retry_after=parse_retry_after(headers),
             rate_limit=_ratelimit_headers(headers) if status == 429 else None,
+            quota=status == 429 and _says_quota(message, fields),
         )
 
     def error_event_failure(
@@ -399,6 +400,12 @@ def _envelope(body: object) -> tuple[str | None, Mapping[str, Any]]:
     fields: Mapping[str, Any] = err if isinstance(err, dict) else body
     message = fields.get("message")
     return (str(message) if message not in (None, "") else None), fields
+
+
+def _says_quota(message: str, fields: Mapping[str, Any]) -> bool:
+    """Whether an error body says a quota is spent (``insufficient_quota``, "quota ...")."""
+    words = (message, fields.get("code"), fields.get("type"))
+    return any(isinstance(w, str) and "quota" in w.lower() for w in words)
 
 
 def _status_error(

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import trio
 
 __all__ = [
+    "CLUSTER_HALF_LIFE",
+    "CLUSTER_MIN",
+    "CLUSTER_SHARE",
     "AdaptiveController",
     "RateLimiter",
     "RateLimiterStatistics",
@@ -283,8 +286,30 @@ def _number(value: str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
+CLUSTER_HALF_LIFE = 2.0
+"""Seconds over which the 429 share of recent responses halves its weight."""
+
+CLUSTER_MIN = 3.0
+"""Recent 429s (decayed) below which 429s never count as clustering."""
+
+CLUSTER_SHARE = 0.5
+"""The share of recent responses that must be 429s for them to count as clustering."""
+
+
 class AdaptiveController:
-    """AIMD on a :class:`trio.CapacityLimiter`, driven by 429s and clean successes.
+    """AIMD on a :class:`trio.CapacityLimiter`, driven by quota 429s and clean successes.
+
+    A 429 is either *noise* (one overloaded replica, an injected fault) or *quota* (the
+    shared quota is spent).  Only the request that got a noise 429 waits (its
+    ``Retry-After``, in the retry loop).  On evidence that the quota is spent, the whole
+    client backs off: the rate buckets are drained, sending pauses for the ``Retry-After``,
+    and the concurrency is halved (at most once per cool-down).  The evidence is any of:
+
+    * the 429 says so: ``x-ratelimit-remaining-requests`` or ``-tokens`` at 0, or an error
+      ``code``, ``type`` or message about a quota (``quota=True``, decided by ``_http``);
+    * 429s cluster beyond what noise explains: at least ``CLUSTER_MIN`` recent 429s making
+      more than ``CLUSTER_SHARE`` of recent responses (both decayed with a half-life of
+      ``CLUSTER_HALF_LIFE`` seconds).
 
     Args:
         limiter: the client's limiter; its ``total_tokens`` is resized.
@@ -315,16 +340,44 @@ class AdaptiveController:
         self._next_decrease = -math.inf
         self._clean = 0  # clean successes since the limit last changed
         self.decreases = 0
+        # Recent responses and 429s, exponentially decayed (for the clustering evidence).
+        self._seen = 0.0
+        self._limited = 0.0
+        self._decayed_at = -math.inf
 
     @property
     def limit(self) -> int:
         return int(self._limiter.total_tokens)
 
-    def on_rate_limited(self, retry_after: float | None, headers: Mapping[str, str]) -> None:
+    def _decay(self, now: float) -> None:
+        if now > self._decayed_at:
+            weight = 0.5 ** ((now - self._decayed_at) / CLUSTER_HALF_LIFE)
+            self._seen *= weight
+            self._limited *= weight
+            self._decayed_at = now
+
+    def quota_spent(self, headers: Mapping[str, str], *, quota: bool = False) -> bool:
+        """Whether a 429 (already counted) is evidence that the shared quota is spent."""
+        if quota or any(
+            _number(headers.get(f"x-ratelimit-remaining-{kind}")) == 0
+            for kind in ("requests", "tokens")
+        ):
+            return True
+        return self._limited >= CLUSTER_MIN and self._limited > CLUSTER_SHARE * self._seen
+
+    def on_rate_limited(
+        self, retry_after: float | None, headers: Mapping[str, str], *, quota: bool = False
+    ) -> bool:
+        """A 429 arrived; returns whether it was taken as a spent quota (see the class)."""
         if not self.enabled:
-            return
+            return False
         now = trio.current_time()
+        self._decay(now)
+        self._limited += 1
+        self._seen = max(self._seen, self._limited)
         self._rates.learn(headers)
+        if not self.quota_spent(headers, quota=quota):
+            return False  # noise: only the request that got it waits
         self._rates.drain()
         if retry_after is not None and retry_after > 0:
             self._rates.pause(now + retry_after)
@@ -335,11 +388,15 @@ class AdaptiveController:
             self.decreases += 1
             self._clean = 0
             self._next_decrease = now + max(self._cooldown, retry_after or 0.0)
+        return True
 
     def on_headers(self, headers: Mapping[str, str], mark: SendMark | None = None) -> None:
-        if self.enabled and (
-            "x-ratelimit-limit-requests" in headers or "x-ratelimit-limit-tokens" in headers
-        ):
+        """A response arrived (any status): count it, and learn advertised quotas."""
+        if not self.enabled:
+            return
+        self._decay(trio.current_time())
+        self._seen += 1
+        if "x-ratelimit-limit-requests" in headers or "x-ratelimit-limit-tokens" in headers:
             self._rates.learn(headers, mark)
 
     def on_clean_success(self) -> None:

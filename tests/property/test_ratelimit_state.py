@@ -185,7 +185,7 @@ class AdaptiveMachine(RuleBasedStateMachine):
     def rate_limited(self, retry_after: float | None) -> None:
         before = self.controller.limit
         decreases = self.controller.decreases
-        self._run(lambda: self.controller.on_rate_limited(retry_after, {}))
+        self._run(lambda: self.controller.on_rate_limited(retry_after, {}, quota=True))
         after = self.controller.limit
         in_cooldown = self.now < self.last_decrease + self.last_window
         if in_cooldown:

@@ -920,7 +920,7 @@ async def test_a_bug_in_the_attempt_function_propagates_and_counts_as_failed() -
 async def test_a_429_with_rate_limit_headers_halves_the_adaptive_limit(adaptive: bool) -> None:
     rig = make_rig(concurrency=8, adaptive=adaptive)
     t0 = trio.current_time()
-    headers = {"retry-after": "2"}
+    headers = {"retry-after": "2", "x-ratelimit-remaining-requests": "0"}  # a spent quota
     script = Script(fail(429, retry_after=2.0, rate_limit=headers), ok())
 
     await rig.call().run(script)

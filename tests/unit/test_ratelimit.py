@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx2
 import pytest
@@ -503,7 +504,7 @@ def _controller(
 @pytest.mark.anyio
 async def test_429_halves_the_capacity_limiter_and_pauses() -> None:
     controller, limiter, rates = _controller(16)
-    controller.on_rate_limited(2.0, {})
+    controller.on_rate_limited(2.0, {}, quota=True)
     assert limiter.total_tokens == 8
     assert controller.limit == 8
     assert controller.decreases == 1
@@ -517,13 +518,13 @@ async def test_429_halves_the_capacity_limiter_and_pauses() -> None:
 async def test_a_burst_of_429s_is_one_decrease_per_cooldown() -> None:
     controller, limiter, _ = _controller(16)
     for _ in range(10):
-        controller.on_rate_limited(None, {})
+        controller.on_rate_limited(None, {}, quota=True)
     assert limiter.total_tokens == 8
     await trio.sleep(0.99)
-    controller.on_rate_limited(None, {})
+    controller.on_rate_limited(None, {}, quota=True)
     assert limiter.total_tokens == 8  # still in the 1 s cooldown
     await trio.sleep(0.01)
-    controller.on_rate_limited(None, {})
+    controller.on_rate_limited(None, {}, quota=True)
     assert limiter.total_tokens == 4
     assert controller.decreases == 2
 
@@ -531,12 +532,12 @@ async def test_a_burst_of_429s_is_one_decrease_per_cooldown() -> None:
 @pytest.mark.anyio
 async def test_cooldown_stretches_to_the_retry_after() -> None:
     controller, limiter, _ = _controller(16)
-    controller.on_rate_limited(5.0, {})
+    controller.on_rate_limited(5.0, {}, quota=True)
     await trio.sleep(4.0)
     controller.on_rate_limited(5.0, {})  # the same storm
     assert limiter.total_tokens == 8
     await trio.sleep(1.0)
-    controller.on_rate_limited(5.0, {})
+    controller.on_rate_limited(5.0, {}, quota=True)
     assert limiter.total_tokens == 4
 
 
@@ -545,7 +546,7 @@ async def test_concurrency_never_goes_below_one() -> None:
     controller, limiter, _ = _controller(5)
     seen = []
     for _ in range(10):
-        controller.on_rate_limited(None, {})
+        controller.on_rate_limited(None, {}, quota=True)
         seen.append(limiter.total_tokens)
         await trio.sleep(1.0)
     assert seen == [2, 1, 1, 1, 1, 1, 1, 1, 1, 1]
@@ -554,7 +555,7 @@ async def test_concurrency_never_goes_below_one() -> None:
 @pytest.mark.anyio
 async def test_clean_successes_grow_by_one_per_round() -> None:
     controller, limiter, _ = _controller(16)
-    controller.on_rate_limited(None, {})
+    controller.on_rate_limited(None, {}, quota=True)
     assert limiter.total_tokens == 8
     for _ in range(7):
         controller.on_clean_success()
@@ -586,7 +587,7 @@ async def test_growth_stops_at_limits_concurrency() -> None:
     for _ in range(1_000):
         controller.on_clean_success()
     assert limiter.total_tokens == 4
-    controller.on_rate_limited(None, {})
+    controller.on_rate_limited(None, {}, quota=True)
     assert limiter.total_tokens == 2
     for _ in range(1_000):
         controller.on_clean_success()
@@ -596,11 +597,11 @@ async def test_growth_stops_at_limits_concurrency() -> None:
 @pytest.mark.anyio
 async def test_a_429_forfeits_the_growth_credit() -> None:
     controller, limiter, _ = _controller(16)
-    controller.on_rate_limited(None, {})  # 8
+    controller.on_rate_limited(None, {}, quota=True)  # 8
     for _ in range(7):
         controller.on_clean_success()
     await trio.sleep(1)
-    controller.on_rate_limited(None, {})  # 4, credit lost
+    controller.on_rate_limited(None, {}, quota=True)  # 4, credit lost
     for _ in range(3):
         controller.on_clean_success()
     assert limiter.total_tokens == 4
@@ -613,7 +614,7 @@ async def test_429_learns_and_drains_the_rate_buckets() -> None:
     rates = RateLimiter(None, None)
     await rates.acquire(1)
     controller, _, _ = _controller(8, rates=rates)
-    controller.on_rate_limited(None, {"x-ratelimit-limit-requests": "60"})
+    controller.on_rate_limited(None, {"x-ratelimit-limit-requests": "60"}, quota=True)
     assert rates.statistics().requests_per_minute == 60
     await rates.acquire(1)  # the server says the quota is spent: wait for a token
     assert trio.current_time() == approx(1.0)
@@ -636,7 +637,7 @@ async def test_disabled_controller_changes_nothing() -> None:
     controller, limiter, _ = _controller(8, enabled=False, rates=rates)
     limiter.total_tokens = 4
     for _ in range(5):
-        controller.on_rate_limited(30.0, {"x-ratelimit-limit-requests": "6"})
+        controller.on_rate_limited(30.0, {"x-ratelimit-limit-requests": "6"}, quota=True)
         await trio.sleep(2)
     for _ in range(100):
         controller.on_clean_success()
@@ -655,7 +656,75 @@ async def test_disabled_controller_changes_nothing() -> None:
 
 
 def _rate_limited(retry_after: str = "1") -> httpx2.Response:
+    """A 429 of a spent quota (its remaining requests at 0)."""
+    return status(429, headers={"retry-after": retry_after, "x-ratelimit-remaining-requests": "0"})
+
+
+def _noise(retry_after: str = "1") -> httpx2.Response:
+    """A 429 with nothing saying the quota is spent: an overloaded replica."""
     return status(429, headers={"retry-after": retry_after})
+
+
+@pytest.mark.anyio
+async def test_a_noise_429_makes_only_its_request_wait() -> None:
+    script = Script(_noise("5"), default=lambda r: ok())
+    async with make_client(script, retry=fixed(), limits=pt.Limits(concurrency=4)) as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.chat, MESSAGES)
+
+            async def later() -> None:
+                await trio.sleep(1)
+                await client.chat(MESSAGES)
+
+            nursery.start_soon(later)
+        assert client.statistics().concurrency == 4  # no decrease
+    assert script.times == [0.0, 1.0, 5.0]  # the other request was not paused
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}},
+        {"error": {"message": "Monthly quota exhausted", "type": "requests"}},
+    ],
+)
+@pytest.mark.anyio
+async def test_a_429_whose_body_says_quota_pauses_the_client(body: dict[str, Any]) -> None:
+    script = Script(status(429, body, headers={"retry-after": "5"}), default=lambda r: ok())
+    async with make_client(script, retry=fixed(), limits=pt.Limits(concurrency=4)) as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.chat, MESSAGES)
+
+            async def later() -> None:
+                await trio.sleep(1)
+                await client.chat(MESSAGES)
+
+            nursery.start_soon(later)
+        assert client.statistics().concurrency == 2
+    assert script.times == [0.0, 5.0, 5.0]
+
+
+@pytest.mark.anyio
+async def test_clustering_429s_are_taken_for_a_spent_quota() -> None:
+    # Random 429s at 10 %: noise, never a pause.  Then every answer a 429: a quota.
+    calls = itertools.count()
+    storm = 50
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        n = next(calls)
+        if n < storm:
+            return _noise("0.1") if n % 10 == 9 else ok()
+        return _noise("0.1") if n < storm + 6 else ok()
+
+    async with make_client(
+        handler, retry=fixed(attempts=10), limits=pt.Limits(concurrency=8)
+    ) as client:
+        for _ in range(storm - 5):
+            await client.chat(MESSAGES)
+        assert client.statistics().concurrency == 8  # 10 % of 429s: noise
+        await trio.sleep(10)  # the recent past fades (half-life CLUSTER_HALF_LIFE)
+        await client.chat(MESSAGES)  # six 429s in a row, then a success
+        assert client.statistics().concurrency < 8
 
 
 @pytest.mark.anyio

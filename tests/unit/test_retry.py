@@ -592,7 +592,10 @@ async def test_attempt_timeout_exhausted() -> None:
 
 @pytest.mark.anyio
 async def test_honoured_retry_after_also_paces_other_requests() -> None:
-    script = Script(status(429, headers={"Retry-After": "3"}), default=lambda r: ok())
+    script = Script(
+        status(429, headers={"Retry-After": "3", "x-ratelimit-remaining-requests": "0"}),
+        default=lambda r: ok(),
+    )
     async with make_client(script, retry=fixed()) as client, trio.open_nursery() as nursery:
         nursery.start_soon(client.chat, MESSAGES)
         await trio.sleep(1)
