@@ -25,7 +25,9 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"}
     ),
     "paradigm_trio._ledger": frozenset({"CANCELLED", "Ledger", "one_line"}),
-    "paradigm_trio._budget": frozenset({"DEFAULT_UNREACHABLE_AFTER", "BatchControl"}),
+    "paradigm_trio._budget": frozenset(
+        {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
+    ),
     # The HTTP layer: one send path, one exception mapping, one error builder.
     "paradigm_trio._http": frozenset(
         {"HTTP", "RAW_LIMIT", "Exchange", "Responder", "parse_retry_after", "parse_should_retry"}
