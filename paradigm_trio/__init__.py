@@ -41,6 +41,7 @@ from ._events import (
     RateLimited,
     RequestFinished,
     RetryScheduled,
+    StreamEndedWithoutDone,
 )
 from ._models import (
     ChatCompletion,
@@ -100,6 +101,7 @@ __all__ = [
     "RetryPolicy",
     "RetryScheduled",
     "ServerUnreachableError",
+    "StreamEndedWithoutDone",
     "Timeouts",
     "TrioTransport",
     "UnprocessableEntityError",

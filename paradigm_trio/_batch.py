@@ -73,9 +73,9 @@ class BatchResult:
         return isinstance(self.error, RequestCancelled)
 
     @property
-    def usage(self) -> Usage:
-        """Token usage (zeros when it failed)."""
-        return self.completion.usage if self.completion is not None else Usage()
+    def usage(self) -> Usage | None:
+        """Token usage; ``None`` when it failed or the server reported no usage."""
+        return self.completion.usage if self.completion is not None else None
 
 
 class BatchResults(list[BatchResult]):
@@ -107,13 +107,18 @@ class _Tracker:
     in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    unknown_usage: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def add(self, result: BatchResult) -> None:
         if result.completion is not None:
             self.succeeded += 1
-            self.prompt_tokens += result.completion.usage.prompt_tokens
-            self.completion_tokens += result.completion.usage.completion_tokens
+            usage = result.completion.usage
+            if usage is None:
+                self.unknown_usage += 1  # unknown, not zero: left out of the sums
+            else:
+                self.prompt_tokens += usage.prompt_tokens
+                self.completion_tokens += usage.completion_tokens
             self.latency.add(result.elapsed)
         elif result.cancelled:
             self.cancelled += 1
@@ -142,6 +147,7 @@ class _Tracker:
             elapsed=elapsed,
             requests_per_minute=self.succeeded / minutes if minutes > 0 else 0.0,
             tokens_per_minute=total / minutes if minutes > 0 else 0.0,
+            unknown_usage=self.unknown_usage,
         )
 
 

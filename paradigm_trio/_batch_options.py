@@ -43,10 +43,14 @@ class BatchStatistics:
         succeeded, failed, cancelled: results by kind.
         in_flight: items being worked on.
         retries: retries made by this batch; ``retries_by_cause`` splits them by cause.
-        prompt_tokens, completion_tokens, total_tokens: summed usage of the successes.
+        prompt_tokens, completion_tokens, total_tokens: summed usage of the successes
+            whose usage is known (``unknown_usage`` counts the others).
         latency_p50, latency_p90, latency_p99: seconds per successful item (within 2 %).
         elapsed: seconds since the batch started.
-        requests_per_minute, tokens_per_minute: effective throughput of the successes.
+        requests_per_minute, tokens_per_minute: effective throughput of the successes
+            (tokens: of those whose usage is known).
+        unknown_usage: successes whose server reported no usage (``usage`` is ``None``);
+            the token sums leave them out, so they are lower bounds when this is not 0.
     """
 
     submitted: int
@@ -66,6 +70,7 @@ class BatchStatistics:
     elapsed: float
     requests_per_minute: float
     tokens_per_minute: float
+    unknown_usage: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -6,6 +6,12 @@ parses it with :class:`~paradigm_trio._sse.SSEDecoder`, turns events into
 failure is an :class:`~paradigm_trio._errors.AttemptFailure` (built with the HTTP layer's
 error builder); nothing here retries, counts or emits events: that is the attempt engine's
 business (``_attempts``), driven by ``_streaming``.
+
+A stream is complete at ``data: [DONE]``, or when its body ends cleanly after every choice
+it mentioned has a ``finish_reason`` (some OpenAI-compatible servers never send
+``[DONE]``; the openai SDK accepts such a stream too): then :attr:`StreamReader.no_done`
+is true, for the caller to report.  A body that ends before that is an
+:class:`IncompleteStreamError`.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ class StreamReader:
         self.decoder = SSEDecoder()
         self.queue: deque[ChatCompletionChunk] = deque()
         self.done = False
+        self.no_done = False
+        """Whether the stream ended complete, but without ``[DONE]``."""
         self.chunks = 0
         self.characters = 0
         self._parts: list[str] = []
@@ -64,6 +72,8 @@ class StreamReader:
         self._role = "assistant"
         self._finish_reason: str | None = None
         self._usage: Usage | None = None
+        self._choices: set[object] = set()  # choice indices seen in the chunks
+        self._finished: set[object] = set()  # ... and those that had a finish_reason
 
     @property
     def text(self) -> str:
@@ -85,13 +95,7 @@ class StreamReader:
             data = await self._bytes.__anext__()
         except StopAsyncIteration:
             self._bytes = None
-            if not self.done:
-                what = (
-                    "the stream was cut in the middle of an event"
-                    if self.decoder.mid_event
-                    else "the stream ended without [DONE]"
-                )
-                raise self._incomplete(f"{what} after {self.progress()}") from None
+            self._ended()
             return
         except httpx2.HTTPError as exc:
             self._bytes = None
@@ -107,6 +111,24 @@ class StreamReader:
             raise self.invalid(str(exc)) from None
         for event in events:
             self._on_event(event)
+
+    def _ended(self) -> None:
+        """The body ended cleanly: complete at ``[DONE]`` or once every choice finished."""
+        if self.done:
+            return
+        if self._choices and self._finished >= self._choices:
+            # Complete without [DONE]; a partial last event (the usage chunk, or "[DONE]"
+            # without its blank line) is dropped, as the SSE standard says.
+            self.done = self.no_done = True
+            return
+        if self.decoder.mid_event:
+            what = "the stream was cut in the middle of an event"
+        elif not self._finished:
+            what = "the stream ended without [DONE] or a finish_reason"
+        else:
+            unfinished = ", ".join(sorted(map(str, self._choices - self._finished)))
+            what = f"the stream ended without [DONE] before choice(s) {unfinished} finished"
+        raise self._incomplete(f"{what} after {self.progress()}") from None
 
     async def next_chunk(self) -> None:
         """Read until a chunk is queued or the stream has ended."""
@@ -161,7 +183,23 @@ class StreamReader:
                 err, "invalid_response", self._retry.retry_invalid_responses
             ) from None
         self._absorb(chunk)
+        self._track_choices(payload)
         self.queue.append(chunk)
+
+    def _track_choices(self, payload: object) -> None:
+        """Note the choices a chunk mentions and those it finishes (all, not only 0)."""
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        if not isinstance(choices, list):
+            return
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            if not isinstance(index, int | str):
+                index = repr(index)
+            self._choices.add(index)
+            if choice.get("finish_reason") is not None:
+                self._finished.add(index)
 
     def _absorb(self, chunk: ChatCompletionChunk) -> None:
         self.chunks += 1
@@ -204,7 +242,7 @@ class StreamReader:
     # ------------------------------------------------------------------ the end
 
     def completion(self) -> ChatCompletion:
-        usage = self._usage or Usage()
+        usage = self._usage
         message = {"role": self._role, "content": self.text}
         raw: dict[str, Any] = {
             "id": self._id,
@@ -213,7 +251,7 @@ class StreamReader:
             "model": self._model,
             "choices": [{"index": 0, "message": message, "finish_reason": self._finish_reason}],
         }
-        if self._usage is not None:
+        if usage is not None:
             raw["usage"] = {
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
@@ -230,7 +268,10 @@ class StreamReader:
         )
 
     async def drain(self) -> None:
-        """Read what follows ``[DONE]`` (usually nothing) so the connection can be reused."""
+        """Read what follows ``[DONE]`` (usually nothing) so the connection can be reused.
+
+        (Nothing to read when the body has ended already, e.g. without ``[DONE]``.)
+        """
         with trio.move_on_after(DRAIN_GRACE):
             while self._bytes is not None:
                 try:

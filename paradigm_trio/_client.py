@@ -503,8 +503,8 @@ def _check_key(key: object) -> str:
     return key
 
 
-def _usage(completion: ChatCompletion) -> Usage:
-    return completion.usage
+def _usage(completion: ChatCompletion) -> Usage | None:
+    return completion.usage  # None when the server reported none: the estimate stands
 
 
 def _no_usage(_: object) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "RateLimited",
     "RequestFinished",
     "RetryScheduled",
+    "StreamEndedWithoutDone",
 ]
 
 
@@ -98,19 +99,45 @@ class RateLimited:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamEndedWithoutDone:
+    """A stream ended complete but without ``data: [DONE]``: accepted, not an error.
+
+    The body ended cleanly after every choice had its ``finish_reason`` (some
+    OpenAI-compatible servers never send ``[DONE]``).  Emitted once, by the attempt that
+    read the stream, before :class:`RequestFinished`.  If the usage chunk was missing too,
+    the completion's ``usage`` is ``None``.
+    """
+
+    custom_id: str | None
+    idempotency_key: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFinished:
-    """A logical request is over: ``ok`` and its attempts, elapsed time and token usage."""
+    """A logical request is over: ``ok`` and its attempts, elapsed time and token usage.
+
+    ``total_tokens`` is ``None`` when the server reported no usage: always for a failure,
+    and for a completion without ``usage`` (unknown, not zero).
+    """
 
     custom_id: str | None
     idempotency_key: str
     ok: bool
     attempts: int
     elapsed: float
-    total_tokens: int
+    total_tokens: int | None
     error: str | None = None
 
 
-Event = AttemptStarted | AttemptFailed | RetryScheduled | RateLimited | RequestFinished
+Event = (
+    AttemptStarted
+    | AttemptFailed
+    | RetryScheduled
+    | RateLimited
+    | StreamEndedWithoutDone
+    | RequestFinished
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +155,12 @@ class ClientStatistics:
         attempts: HTTP attempts made.
         retries: retries made (attempts beyond the first).
         retries_by_cause: retries counted by cause (``"429"``, ``"connection"``, ...).
-        prompt_tokens, completion_tokens, total_tokens: usage summed over successes.
+        prompt_tokens, completion_tokens, total_tokens: usage summed over the successful
+            completions whose usage is known (``unknown_usage`` counts the others).
         latency_p50, latency_p90, latency_p99: seconds per successful logical request
             (retries included), within 2 %; ``None`` before the first success.
+        unknown_usage: successful completions whose server reported no usage; the token
+            sums leave them out, so they are lower bounds when this is not 0.
     """
 
     in_flight: int
@@ -148,6 +178,7 @@ class ClientStatistics:
     latency_p50: float | None
     latency_p90: float | None
     latency_p99: float | None
+    unknown_usage: int = 0
 
 
 class LatencyHistogram:

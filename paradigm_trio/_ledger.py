@@ -17,9 +17,10 @@ from ._events import (
     LatencyHistogram,
     RequestFinished,
     RetryScheduled,
+    StreamEndedWithoutDone,
     frozen_counts,
 )
-from ._models import Usage
+from ._models import ChatCompletion, Usage
 
 __all__ = ["CANCELLED", "Ledger", "one_line"]
 
@@ -51,6 +52,7 @@ class Ledger:
         self.retries_by_cause: dict[str, int] = {}
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.unknown_usage = 0
         self.latency = LatencyHistogram()
 
     def emit(self, event: Event) -> None:
@@ -78,6 +80,11 @@ class Ledger:
             RetryScheduled(custom_id, key, number, cause, delay, failure.retry_after is not None)
         )
 
+    def stream_ended_without_done(self, custom_id: str | None, key: str, attempt: int) -> None:
+        """A stream ended complete, but without ``[DONE]``: worth an event, not a failure."""
+        if self._on_event is not None:
+            self._on_event(StreamEndedWithoutDone(custom_id, key, attempt))
+
     def finished(
         self,
         outcome: object,
@@ -97,18 +104,20 @@ class Ledger:
             else:
                 self.failed += 1
             self.emit(
-                RequestFinished(custom_id, key, False, attempts, elapsed, 0, one_line(outcome))
+                RequestFinished(custom_id, key, False, attempts, elapsed, None, one_line(outcome))
             )
         elif isinstance(outcome, BaseException):
             self.failed += 1  # no event: the hook may be what raised
         else:
             self.succeeded += 1
             self.latency.add(elapsed)
-            tokens = 0
+            tokens: int | None = None
             if usage is not None:
                 self.prompt_tokens += usage.prompt_tokens
                 self.completion_tokens += usage.completion_tokens
                 tokens = usage.total_tokens
+            elif isinstance(outcome, ChatCompletion):
+                self.unknown_usage += 1  # the server reported none: unknown, not zero
             if self._on_event is not None:
                 self._on_event(RequestFinished(custom_id, key, True, attempts, elapsed, tokens))
 
@@ -129,4 +138,5 @@ class Ledger:
             latency_p50=self.latency.percentile(50),
             latency_p90=self.latency.percentile(90),
             latency_p99=self.latency.percentile(99),
+            unknown_usage=self.unknown_usage,
         )

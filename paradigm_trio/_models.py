@@ -219,7 +219,11 @@ def make_request(messages: ChatRequest | Sequence[Mapping[str, Any]], **params: 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts the server reported for one completion."""
+    """Token counts the server reported for one completion.
+
+    A completion whose server reported no usage has ``usage=None`` (unknown), not a
+    ``Usage`` of zeros: zeros are kept only when the server sent them.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -258,7 +262,9 @@ class ChatCompletion:
     Attributes:
         id, model, created: as in the response.
         choices: the choices, usually one.
-        usage: the reported token usage (zeros if the server sent none).
+        usage: the token usage the server reported, or ``None`` when it reported none
+            (a response without ``usage``, or a stream whose server ignored
+            ``stream_options.include_usage``): unknown, not zero.
         request_id: the server's ``x-request-id``, if it sent one.
         raw: the whole response JSON.
     """
@@ -267,7 +273,7 @@ class ChatCompletion:
     model: str
     created: int
     choices: tuple[Choice, ...]
-    usage: Usage
+    usage: Usage | None
     request_id: str | None = None
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
@@ -331,9 +337,17 @@ class ChatCompletion:
         )
 
 
-def _parse_usage(raw: object) -> Usage:
-    if not isinstance(raw, dict):
-        return Usage()
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _parse_usage(raw: object) -> Usage | None:
+    """The ``usage`` object as a :class:`Usage`; ``None`` (unknown) when there is none.
+
+    ``null``, a missing ``usage`` or one without any token count is unknown usage; counts
+    the server sent, zeros included, are kept.
+    """
+    if not isinstance(raw, dict) or all(raw.get(name) is None for name in _USAGE_FIELDS):
+        return None
     prompt = int(raw.get("prompt_tokens") or 0)
     completion = int(raw.get("completion_tokens") or 0)
     total = int(raw.get("total_tokens") or (prompt + completion))
@@ -436,7 +450,6 @@ class ChatCompletionChunk:
             finish = choice.get("finish_reason")
             if content is not None and not isinstance(content, str):
                 raise TypeError("'delta.content' must be a string or null")
-        raw_usage = data.get("usage")
         return cls(
             id=str(data.get("id") or ""),
             model=str(data.get("model") or ""),
@@ -444,6 +457,6 @@ class ChatCompletionChunk:
             delta=content if isinstance(content, str) else "",
             role=None if role is None else str(role),
             finish_reason=None if finish is None else str(finish),
-            usage=_parse_usage(raw_usage) if isinstance(raw_usage, dict) else None,
+            usage=_parse_usage(data.get("usage")),
             raw=data,
         )

@@ -126,14 +126,18 @@ class Streamer:
                 await reader.drain()
             finally:
                 await reader.close()
+            if reader.no_done:
+                self.engine.ledger.stream_ended_without_done(
+                    plan.custom_id, plan.key, current.number
+                )
             return reader.completion()
 
         call = self.engine.call(plan, history)
         return await call.run(attempt, usage=_usage)
 
 
-def _usage(completion: ChatCompletion) -> Usage:
-    return completion.usage
+def _usage(completion: ChatCompletion) -> Usage | None:
+    return completion.usage  # None when the server reported none: the estimate stands
 
 
 def _first_deadline(t: Timeouts, start: float) -> tuple[float, TimeoutKind]:
@@ -224,6 +228,7 @@ class ChatStream:
         self._state = _State.NEW
         self._reader: StreamReader | None = None
         self._completion: ChatCompletion | None = None
+        self._attempt = 0  # the number of the attempt that is streaming
 
     def _move(self, state: _State) -> None:
         if state not in _MOVES.get(self._state, ()):
@@ -248,7 +253,8 @@ class ChatStream:
         """The assembled :class:`~paradigm_trio.ChatCompletion`, once the stream has ended.
 
         Raises:
-            RuntimeError: the stream has not been read to its end (``[DONE]``).
+            RuntimeError: the stream has not been read to its end (``[DONE]``, or the end
+                of the body once every choice has finished).
         """
         if self._completion is None:
             raise RuntimeError(
@@ -279,6 +285,7 @@ class ChatStream:
         streamer, plan, ex = self._streamer, self._plan, self._ex
 
         async def attempt(current: Attempting) -> StreamReader:
+            self._attempt = current.number
             return await streamer.open(ex, plan, current)
 
         try:
@@ -359,6 +366,11 @@ class ChatStream:
         self._completion = completion
         self._move(_State.FINISHED)
         try:
+            if reader.no_done:  # (inside the try: a hook that raises must not leak the lease)
+                plan = self._plan
+                self._streamer.engine.ledger.stream_ended_without_done(
+                    plan.custom_id, plan.key, self._attempt
+                )
             await reader.drain()
         finally:
             try:

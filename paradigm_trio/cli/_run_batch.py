@@ -129,6 +129,7 @@ def _summary(
             "prompt": stats.prompt_tokens,
             "completion": stats.completion_tokens,
             "total": stats.total_tokens,
+            "unknown_usage": stats.unknown_usage,
         },
         "elapsed_seconds": round(stats.elapsed, 3),
         "effective_requests_per_minute": round(stats.requests_per_minute, 1),
@@ -153,9 +154,15 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
     causes = ", ".join(f"{k}: {v}" for k, v in summary["retries_by_cause"].items()) or "none"
     print(f"Retries: {summary['retries']} ({causes})", file=p)
     print(f"Latency: p50 {fmt(lat['p50'])}, p90 {fmt(lat['p90'])}, p99 {fmt(lat['p99'])}", file=p)
+    tokens = summary["tokens"]
+    unknown = (
+        f"; {tokens['unknown_usage']} success(es) without usage, not counted"
+        if tokens["unknown_usage"]
+        else ""
+    )
     print(
-        f"Tokens: {summary['tokens']['total']} ({summary['tokens']['prompt']} prompt, "
-        f"{summary['tokens']['completion']} completion); "
+        f"Tokens: {tokens['total']} ({tokens['prompt']} prompt, "
+        f"{tokens['completion']} completion{unknown}); "
         f"{summary['effective_requests_per_minute']:.0f} req/min, "
         f"{summary['effective_tokens_per_minute']:.0f} tokens/min "
         f"over {summary['elapsed_seconds']:.1f}s",

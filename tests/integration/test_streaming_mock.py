@@ -110,7 +110,6 @@ async def test_concurrent_streams_respect_the_concurrency_limit(server: ms.MockS
     ("fault", "error", "match"),
     [
         ("stream_cut", pt.IncompleteStreamError, "chunk"),
-        ("stream_no_done", pt.IncompleteStreamError, "ended without \\[DONE\\]"),
         ("stream_error", pt.APIError, "injected by mock_server"),
         ("malformed", pt.APIResponseValidationError, "not JSON"),
     ],
@@ -132,6 +131,38 @@ async def test_stream_faults_after_the_first_chunk_are_raised_not_retried(
     if isinstance(info.value, pt.IncompleteStreamError):
         assert info.value.text == "".join(deltas)
         assert info.value.chunks == len(deltas)
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+async def test_a_complete_stream_without_done_succeeds_with_an_event(
+    server: ms.MockServer, include_usage: bool
+) -> None:
+    # The mock's stream_no_done sends every chunk, the finish chunk (and the usage chunk,
+    # if asked) included, then ends the body cleanly without [DONE].
+    server.script(key_of("nd"), ["stream_no_done"])
+    events: list[pt.Event] = []
+    deltas: list[str] = []
+    async with client_for(server, retry=FAST_RETRY, on_event=events.append) as client:
+        stream = client.chat_stream(MESSAGES, custom_id="nd", include_usage=include_usage)
+        await read_all(stream, deltas)
+        stats = client.statistics()
+    completion = stream.completion
+    assert completion.text == "".join(deltas)
+    assert completion.finish_reason in ("stop", "length")
+    if include_usage:
+        assert completion.usage is not None
+        assert completion.usage.completion_tokens == sum(1 for d in deltas if d)
+    else:
+        assert completion.usage is None
+    assert (stats.succeeded, stats.failed, stats.retries) == (1, 0, 0)
+    assert stats.unknown_usage == (0 if include_usage else 1)
+    ended = [e for e in events if isinstance(e, pt.StreamEndedWithoutDone)]
+    assert ended == [pt.StreamEndedWithoutDone("nd", key_of("nd"), 1)]
+    assert isinstance(events[-1], pt.RequestFinished)
+    assert events[-1].ok
+    (record,) = await finished_records(server, 1)
+    assert record.outcome == "stream_no_done"
+    assert not record.disconnected  # read to its end, not cut
 
 
 @pytest.mark.parametrize("fault", ["reset", "close", "503", "rate_limit"])

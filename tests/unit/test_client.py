@@ -856,7 +856,7 @@ async def test_events_for_a_failed_request() -> None:
     assert finished.custom_id is None
     assert finished.ok is False
     assert finished.attempts == 2
-    assert finished.total_tokens == 0
+    assert finished.total_tokens is None  # a failure reports no usage
     assert finished.error is not None
     assert finished.error.startswith("AuthenticationError: Error code: 401")
 
@@ -1027,6 +1027,67 @@ async def test_statistics_are_a_frozen_snapshot() -> None:
         after_.succeeded = 5  # type: ignore[misc]
     with pytest.raises(TypeError):
         after_.retries_by_cause["x"] = 1  # type: ignore[index]
+
+
+# ============================================================================ unknown usage
+
+
+def ok_without_usage(text: str = "Hello there") -> httpx2.Response:
+    """A 200 whose completion has no ``usage`` (a server that does not report it)."""
+    body = completion_json(text)
+    del body["usage"]
+    return httpx2.Response(200, json=body)
+
+
+@pytest.mark.anyio
+async def test_a_completion_without_usage_is_unknown_not_zero() -> None:
+    events = Events()
+    script = Script(ok_without_usage(), ok(prompt_tokens=3, completion_tokens=4))
+    async with make_client(script, on_event=events) as client:
+        unknown = await client.chat(MESSAGES)
+        known = await client.chat(MESSAGES)
+        stats = client.statistics()
+    assert unknown.usage is None
+    assert known.usage == pt.Usage(3, 4, 7)
+    assert [f.total_tokens for f in events.of(pt.RequestFinished)] == [None, 7]
+    assert stats.succeeded == 2
+    assert stats.unknown_usage == 1
+    assert (stats.prompt_tokens, stats.completion_tokens, stats.total_tokens) == (3, 4, 7)
+
+
+@pytest.mark.anyio
+async def test_usage_of_zeros_sent_by_the_server_is_known() -> None:
+    events = Events()
+    script = Script(ok(prompt_tokens=0, completion_tokens=0))
+    async with make_client(script, on_event=events) as client:
+        c = await client.chat(MESSAGES)
+        stats = client.statistics()
+    assert c.usage == pt.Usage(0, 0, 0)
+    assert stats.unknown_usage == 0
+    assert events.of(pt.RequestFinished)[0].total_tokens == 0
+
+
+@pytest.mark.anyio
+async def test_models_and_failures_are_not_counted_as_unknown_usage() -> None:
+    body = {"object": "list", "data": [{"id": "m"}]}
+    script = Script(httpx2.Response(200, json=body), status(400))
+    async with make_client(script) as client:
+        await client.models()
+        with pytest.raises(pt.BadRequestError):
+            await client.chat(MESSAGES)
+        stats = client.statistics()
+    assert (stats.succeeded, stats.failed, stats.unknown_usage) == (1, 1, 0)
+
+
+@pytest.mark.anyio
+async def test_the_rate_limiter_keeps_its_estimate_when_usage_is_unknown() -> None:
+    # estimate: 1 message "Hi" = 1 + 4 prompt, + max_tokens 595 = 600: the whole budget.
+    # With no usage reported nothing is refunded: the next request waits for a full refill.
+    script = Script(default=lambda r: ok_without_usage())
+    async with make_client(script, limits=pt.Limits(tokens_per_minute=600)) as client:
+        for _ in range(2):
+            await client.chat(MESSAGES, max_tokens=595)
+    assert script.times == pytest.approx([0.0, 60.0])
 
 
 # ============================================================================ models()

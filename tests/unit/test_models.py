@@ -197,8 +197,25 @@ def test_parse_without_usage_or_content() -> None:
     del data["usage"]
     data["choices"][0]["message"]["content"] = None
     c = pt.ChatCompletion.from_json(data)
-    assert c.usage == pt.Usage(0, 0, 0)
+    assert c.usage is None  # unknown, not zero
     assert c.text == ""
+
+
+@pytest.mark.parametrize(
+    "usage", [None, {}, {"prompt_tokens": None, "completion_tokens": None}, "n/a"]
+)
+def test_usage_without_token_counts_is_unknown(usage: object) -> None:
+    data = completion_json()
+    data["usage"] = usage
+    assert pt.ChatCompletion.from_json(data).usage is None
+
+
+def test_usage_of_zeros_sent_by_the_server_is_kept() -> None:
+    data = completion_json()
+    data["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    assert pt.ChatCompletion.from_json(data).usage == pt.Usage(0, 0, 0)
+    data["usage"] = {"completion_tokens": 0}
+    assert pt.ChatCompletion.from_json(data).usage == pt.Usage(0, 0, 0)
 
 
 def test_usage_total_is_computed_when_missing() -> None:
@@ -255,3 +272,11 @@ def test_completion_is_frozen() -> None:
 def test_model_info_defaults() -> None:
     info = pt.ModelInfo("alfred-4.2")
     assert (info.id, info.owned_by, info.created, info.raw) == ("alfred-4.2", None, None, {})
+
+
+def test_chunk_usage_is_none_unless_the_server_sent_counts() -> None:
+    base = {"id": "c", "choices": [{"index": 0, "delta": {"content": "x"}}]}
+    assert pt.ChatCompletionChunk.from_json({**base, "usage": None}).usage is None
+    assert pt.ChatCompletionChunk.from_json({**base, "usage": {}}).usage is None
+    zeros = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    assert pt.ChatCompletionChunk.from_json({**base, "usage": zeros}).usage == pt.Usage()

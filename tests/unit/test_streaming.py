@@ -198,8 +198,10 @@ async def test_include_usage_false_and_a_chat_request() -> None:
         async with client.chat_stream(request, include_usage=False, model="m2") as stream:
             chunks = await consume(stream)
         assert all(c.usage is None for c in chunks)
-        assert stream.completion.usage == pt.Usage()
+        assert stream.completion.usage is None  # unknown, not zero
         assert "usage" not in stream.completion.raw
+        stats = client.statistics()
+        assert (stats.succeeded, stats.unknown_usage, stats.total_tokens) == (1, 1, 0)
         assert stream.request.model == "m2"
     sent = script.bodies()[0]
     assert "stream_options" not in sent
@@ -394,12 +396,137 @@ async def test_the_concurrency_slot_is_held_while_the_stream_is_open() -> None:
         assert client.statistics().succeeded == 2
 
 
+# --------------------------------------------------------------------------- no [DONE]
+
+
+def choices_chunk(*choices: tuple[int, str | None, str | None]) -> bytes:
+    """One chunk with several choices, each ``(index, content, finish_reason)``."""
+    body = {
+        "id": "chatcmpl-n",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "alfred-4.2",
+        "choices": [
+            {"index": i, "delta": {} if text is None else {"content": text}, "finish_reason": f}
+            for i, text, f in choices
+        ],
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+@pytest.mark.anyio
+async def test_a_complete_stream_without_done_is_accepted_with_an_event() -> None:
+    response, body = sse(*answer("ab", "cde")[:-1])  # finish and usage, but no [DONE]
+    events = Events()
+    async with make_client(Script(response), on_event=events) as client:
+        received: list[str] = []
+        stream = await collect(client.chat_stream(MESSAGES, custom_id="nd"), received)
+        stats = client.statistics()
+    assert received == ["", "ab", "cde", "", ""]
+    completion = stream.completion
+    assert (completion.text, completion.finish_reason) == ("abcde", "stop")
+    assert completion.usage == pt.Usage(5, 3, 8)
+    assert (stats.succeeded, stats.failed, stats.total_tokens, stats.in_flight) == (1, 0, 8, 0)
+    assert events.kinds() == ["AttemptStarted", "StreamEndedWithoutDone", "RequestFinished"]
+    (ended,) = events.of(pt.StreamEndedWithoutDone)
+    key = events.of(pt.AttemptStarted)[0].idempotency_key
+    assert ended == pt.StreamEndedWithoutDone("nd", key, 1)
+    assert events.of(pt.RequestFinished)[0].total_tokens == 8
+    assert body.finished
+    assert len(body.closed) == 1
+
+
+@pytest.mark.anyio
+async def test_a_hook_raising_on_the_no_done_event_still_ends_the_request() -> None:
+    def hook(event: pt.Event) -> None:
+        if isinstance(event, pt.StreamEndedWithoutDone):
+            raise RuntimeError("hook failed")
+
+    response, body = sse(*answer("ab")[:-1])
+    async with make_client(Script(response), on_event=hook) as client:
+        with pytest.raises(RuntimeError, match="hook failed"):
+            await collect(client.chat_stream(MESSAGES))
+        stats = client.statistics()
+    assert (stats.in_flight, stats.succeeded) == (0, 1)  # the lease was given back
+    assert len(body.closed) == 1
+
+
+@pytest.mark.anyio
+async def test_a_stream_ending_after_its_finish_but_before_usage_has_unknown_usage() -> None:
+    response, _ = sse(*answer("ab", "cde")[:-2])  # the finish chunk, then the end
+    events = Events()
+    async with make_client(Script(response), on_event=events) as client:
+        stream = await collect(client.chat_stream(MESSAGES))
+        stats = client.statistics()
+    assert stream.completion.text == "abcde"
+    assert stream.completion.usage is None
+    assert "usage" not in stream.completion.raw
+    assert (stats.succeeded, stats.unknown_usage, stats.total_tokens) == (1, 1, 0)
+    assert events.kinds()[-2:] == ["StreamEndedWithoutDone", "RequestFinished"]
+    assert events.of(pt.RequestFinished)[0].total_tokens is None
+
+
+@pytest.mark.anyio
+async def test_a_usage_chunk_cut_after_the_finish_is_dropped_not_an_error() -> None:
+    partial = chunk(usage=(5, 3))[:30]  # the body ends inside the usage event
+    response, _ = sse(chunk("a", role="assistant"), chunk(finish="stop"), partial)
+    async with make_client(Script(response)) as client:
+        stream = await collect(client.chat_stream(MESSAGES))
+    assert (stream.completion.text, stream.completion.usage) == ("a", None)
+
+
+@pytest.mark.anyio
+async def test_every_choice_must_finish_for_a_stream_without_done() -> None:
+    both = sse(choices_chunk((0, "x", None), (1, "y", None)), choices_chunk((0, None, "stop")))
+    script = Script(both[0])
+    async with make_client(script) as client:
+        with pytest.raises(pt.IncompleteStreamError, match=r"before choice\(s\) 1 finished"):
+            await collect(client.chat_stream(MESSAGES))
+    finished = sse(
+        choices_chunk((0, "x", None), (1, "y", None)),
+        choices_chunk((1, None, "length")),
+        choices_chunk((0, None, "stop")),
+    )
+    events = Events()
+    async with make_client(Script(finished[0]), on_event=events) as client:
+        stream = await collect(client.chat_stream(MESSAGES))
+    assert stream.completion.text == "x"  # only the first choice is assembled
+    assert "StreamEndedWithoutDone" in events.kinds()
+
+
+@pytest.mark.anyio
+async def test_a_stream_with_only_a_usage_chunk_and_no_done_is_incomplete() -> None:
+    script = Script(sse(chunk(usage=(5, 3)))[0])
+    async with make_client(script) as client:
+        with pytest.raises(pt.IncompleteStreamError, match="or a finish_reason"):
+            await collect(client.chat_stream(MESSAGES))
+
+
+@pytest.mark.anyio
+async def test_a_streamed_batch_item_without_done_is_accepted_with_an_event() -> None:
+    cut = sse(*answer("a", "b")[:-3])[0]  # no finish: an incomplete attempt, retried
+    complete = sse(*answer("a", "b")[:-1])[0]  # complete, but no [DONE]
+    events = Events()
+    async with make_client(Script(cut, complete), retry=fixed(), on_event=events) as client:
+        [result] = await client.chat_batch(
+            [pt.ChatRequest(messages=MESSAGES, custom_id="b1")], stream=True
+        )
+    assert result.completion is not None
+    assert (result.completion.text, result.attempts) == ("ab", 2)
+    assert result.usage == pt.Usage(5, 3, 8)
+    assert result.error is None
+    (ended,) = events.of(pt.StreamEndedWithoutDone)
+    assert (ended.custom_id, ended.attempt) == ("b1", 2)
+    assert events.kinds()[-2:] == ["StreamEndedWithoutDone", "RequestFinished"]
+    assert events.of(pt.AttemptFailed)[0].attempt.cause == "connection"
+
+
 # --------------------------------------------------------------------------- broken streams
 
 
 @pytest.mark.anyio
-async def test_missing_done_is_an_error_that_says_how_much_arrived() -> None:
-    response, _ = sse(*answer("ab", "cde")[:-1])
+async def test_an_end_before_any_finish_reason_is_an_error_that_says_how_much_arrived() -> None:
+    response, _ = sse(*answer("ab", "cde")[:-3])  # no finish chunk, no usage, no [DONE]
     script = Script(response, default=sse(*answer("x"))[0])
     events = Events()
     async with make_client(script, on_event=events) as client:
@@ -409,10 +536,10 @@ async def test_missing_done_is_an_error_that_says_how_much_arrived() -> None:
             await collect(stream, received)
         err = info.value
         assert isinstance(err, pt.APIConnectionError)
-        assert "ended without [DONE]" in str(err)
-        assert "5 chunk(s), 5 character(s)" in str(err)
-        assert (err.chunks, err.characters, err.text) == (5, 5, "abcde")
-        assert received == ["", "ab", "cde", "", ""]
+        assert "ended without [DONE] or a finish_reason" in str(err)
+        assert "3 chunk(s), 5 character(s)" in str(err)
+        assert (err.chunks, err.characters, err.text) == (3, 5, "abcde")
+        assert received == ["", "ab", "cde"]
         assert script.calls == 1  # never restarted after chunks were delivered
         assert [a.cause for a in err.attempts] == ["connection"]
         assert any("not retried" in note for note in err.__notes__)
