@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import trio
 
 __all__ = [
+    "AdaptiveController",
     "CLUSTER_HALF_LIFE",
     "CLUSTER_MIN",
     "CLUSTER_SHARE",
-    "AdaptiveController",
     "RateLimiter",
     "RateLimiterStatistics",
     "SendMark",

@@ -36,6 +36,9 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._ratelimit": frozenset(
         {
             "AdaptiveController",
+            "CLUSTER_HALF_LIFE",
+            "CLUSTER_MIN",
+            "CLUSTER_SHARE",
             "RateLimiter",
             "RateLimiterStatistics",
             "SendMark",

@@ -31,14 +31,15 @@ Three kinds of request, the :data:`Mode`:
 
 The batch's storm control (:func:`predict_batch`), as documented for ``BatchOptions``:
 
-* retry budget: the batch makes at most ``10 + retry_budget * started`` retries, ``started``
-  the requests it has started so far; past that a failure the policy would retry is final,
-  its error noted "not retried: the batch's retry budget is spent";
+* retry budget: it *paces* retries (a token bucket: a reserve, ``retry_budget`` tokens per
+  success, a floor of 10 a second) and never refuses one while the server answers, unless
+  the wait would pass the request's deadline (no deadline here): so it changes when
+  retries are sent, never which;
 * circuit breaker: ``circuit_breaker`` connection failures in a row open it (attempts
   that got no HTTP response: the connection failed or timed out; any response, even an
   error status, resets the count; for a plain ``truncated`` body see
   :data:`TRUNCATED_BODY_IS_NO_RESPONSE`).  While it is open, connection and timeout
-  retries do not spend the budget; each new attempt first waits a second (the cooldown)
+  retries take no token of the budget; each new attempt first waits a second (the cooldown)
   for its probe, and once the connection failures have lasted ``unreachable_after``
   seconds every attempt not yet sent fails with :class:`~paradigm_trio.ServerUnreachableError`.
 
@@ -46,10 +47,7 @@ The batch model is exact for a *sequential* batch (``Limits.concurrency=1``: one
 a time, in input order, so the order of failures and retries is known) whose
 ``unreachable_after`` is below the cooldown: then the attempt after the breaker opens
 always waits past ``unreachable_after`` before its probe, so the breaker, once open, fails
-everything that is left.  A retry spends the budget when it is scheduled (one the open
-breaker exempts spends nothing, as documented; in this regime nothing is retried after it
-anyway: ``test_batch_oracle.py`` checks it across a probe with one example);
-for the statistics see :data:`RETRY_COUNTED_WHEN_SCHEDULED`.
+everything that is left.  For the statistics see :data:`RETRY_COUNTED_WHEN_SCHEDULED`.
 
 What the oracle does *not* model: the budget and breaker of a concurrent batch (the order of
 failures depends on timing: the properties either turn them off, or bound the outcome),
@@ -104,10 +102,11 @@ _STATUS_CLASSES: dict[int, type[pt.APIStatusError]] = {
 
 # For a streamed request, what a step that breaks the stream after its first chunk gives
 # (on a stream the mock sends the role chunk, then half the answer, then the fault).
+# ``stream_no_done`` is not here: the mock sends every chunk, the finish reason included,
+# and only leaves out ``[DONE]``: a stream whose every choice finished is complete.
 _STREAM_BREAKS: dict[str, type[pt.APIError]] = {
     "stream_cut": pt.IncompleteStreamError,
     "truncated": pt.IncompleteStreamError,  # on a stream the mock cuts it the same way
-    "stream_no_done": pt.IncompleteStreamError,
     "malformed": pt.APIResponseValidationError,  # one broken ``data:`` line mid-stream
     "stream_error": pt.APIError,  # an ``event: error`` without a status
 }
@@ -126,6 +125,8 @@ def error_class(step: Step, *, mode: Mode = "plain") -> type[pt.APIError] | None
         return pt.APITimeoutError
     if step.kind in ("reset", "close"):
         return pt.APIConnectionError
+    if step.kind == "stream_no_done":
+        return None  # complete by its finish reasons (served normally when not streamed)
     if mode != "plain":
         return _STREAM_BREAKS[step.kind]
     if step.kind == "malformed":
@@ -328,14 +329,15 @@ def predict_batch(
     assert mode != "chat_stream", "a batch item is plain or read whole"
     assert circuit_breaker is None or unreachable_after < BREAKER_COOLDOWN
     items: dict[str, Prediction] = {}
-    spent = retries = sent = in_a_row = 0  # spent: of the budget; retries: as counted
+    retries = sent = in_a_row = 0  # retries: as counted
     opened = False
     by_cause: Counter[str] = Counter()
 
     def breaker_open() -> bool:
         return circuit_breaker is not None and in_a_row >= circuit_breaker
 
-    for started, cid in enumerate(schedule.custom_ids, start=1):
+    del retry_budget  # pacing only: see the module docstring
+    for cid in schedule.custom_ids:
         script = schedule.script_of(cid)
         waits: list[Wait] = []
         attempts = 0
@@ -362,11 +364,7 @@ def predict_batch(
                 break
             why = cause(step, mode=mode)
             assert why is not None
-            exempt = breaker_open() and why in ("connection", "timeout")
-            if not exempt and retry_budget is not None and spent >= 10 + retry_budget * started:
-                items[cid] = Prediction(False, attempts, error, tuple(waits), budget_spent=True)
-                break
-            spent += not exempt  # the breaker paces it: it spends nothing
+            # The budget paces this retry at worst: it never makes a failure final here.
             retries += 1
             by_cause[why] += 1
             waits.append(wait_bounds(step, policy, attempts))

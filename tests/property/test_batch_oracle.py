@@ -51,8 +51,9 @@ from .strategies import (
     timeouts,
 )
 
-# Time the machine may add to a bound in real time (a loaded two-core machine), in seconds.
-LOOP_SLACK = 0.5
+# Time the machine may add to a bound in real time (a loaded two-core machine, the mock and
+# the client sharing one trio loop), in seconds.
+LOOP_SLACK = 2.0
 
 # Timeouts that no step of the budget and breaker schedules comes near (they draw no hang).
 ROOMY = pt.Timeouts(connect=5.0, read=5.0, write=5.0, attempt=2.0, first_token=2.0)
@@ -278,10 +279,10 @@ BUDGET_KINDS = [
 )
 @given(
     schedule=schedules(
-        min_requests=8,
-        max_requests=20,
+        min_requests=4,
+        max_requests=8,  # the budget paces retries past its reserve at 10 a second
         min_steps=1,
-        max_steps=4,
+        max_steps=3,
         step=steps(kinds=BUDGET_KINDS, max_retry_after_ms=5, max_latency_ms=3),
     ),
     policy=retry_policies(min_attempts=2, max_wait_ms=5),
@@ -489,11 +490,11 @@ def test_the_oracle_models_the_documented_rules() -> None:
         circuit_breaker=None,
         unreachable_after=0.1,
     )
+    # The budget paces retries past its reserve; it never makes one final (no deadline).
     assert [(p.ok, p.attempts, p.budget_spent) for p in spent.items.values()] == [
-        *[(True, 3, False)] * 5,
-        *[(False, 1, True)] * 2,
-    ]
-    assert (spent.retries, spent.retries_by_cause, spent.sent_retries) == (10, {"503": 10}, 10)
+        (True, 3, False)
+    ] * 7
+    assert (spent.retries, spent.retries_by_cause, spent.sent_retries) == (14, {"503": 14}, 14)
 
     exempt = predict_batch(
         Schedule(
@@ -510,13 +511,13 @@ def test_the_oracle_models_the_documented_rules() -> None:
         unreachable_after=0.05,
     )
     items = exempt.items
-    assert (items["r5"].error, items["r5"].budget_spent) == (pt.APIError, True)
+    assert (items["r5"].ok, items["r5"].attempts, items["r5"].budget_spent) == (True, 3, False)
     assert (items["r6"].error, items["r6"].attempts) == (pt.ServerUnreachableError, 1)
     assert (items["r7"].error, items["r7"].attempts) == (pt.ServerUnreachableError, 0)
     # r6's connection retry is scheduled (exempt from the budget: the breaker is open) but
     # the breaker gives up during its wait: never made, so not counted.
-    assert exempt.retries_by_cause == {"stream_error": 10}
-    assert (exempt.retries, exempt.sent_retries, exempt.breaker_opened) == (10, 10, True)
+    assert exempt.retries_by_cause == {"stream_error": 12}
+    assert (exempt.retries, exempt.sent_retries, exempt.breaker_opened) == (12, 12, True)
 
 
 # --------------------------------------------------------------------------- the breaker's probe
