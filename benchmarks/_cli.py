@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._common import ROOT, Section, Table, Target, busy_seconds, cpu_model, machine_lines
 
-SCENARIOS = ("speed", "cost", "scaling", "memory", "ratelimit", "mock")
+SCENARIOS = ("speed", "cost", "scaling", "memory", "ratelimit", "mock", "goodput")
 DEFAULT_OUTPUT = ROOT / "docs" / "performance.md"
 
 
@@ -30,6 +30,8 @@ def _runner(name: str) -> Callable[[bool], Section]:
         from .memory import run
     elif name == "ratelimit":
         from .rate_limit import run
+    elif name == "goodput":
+        from .goodput import run
     else:
         run = _mock_throughput
     return run
@@ -98,14 +100,15 @@ def render(sections: list[Section], command: str, quick: bool, started: str, sec
         "same machine, in the same run, against the same local servers (127.0.0.1 only).  "
         "The peers: the reference page's recipe (aiohttp + `asyncio.gather`), the official "
         "`openai` client (`AsyncOpenAI`, under trio), plain httpx 0.28 and plain httpx2 "
-        "(under trio), and paradigm-trio.",
+        "(under trio), LiteLLM (`litellm.acompletion`, under asyncio, in scenario 7 only), "
+        "and paradigm-trio.",
         "",
         "## Reproduce",
         "",
         "```console",
-        "$ nox -s bench                  # the full run (about 15 minutes), rewrites this page",
-        "$ nox -s bench -- --quick       # smaller sizes (about 3 minutes)",
-        "$ python -m benchmarks scaling  # one scenario: speed cost scaling memory ratelimit mock",
+        "$ nox -s bench                  # the full run (about 20 minutes), rewrites this page",
+        "$ nox -s bench -- --quick       # smaller sizes (about 5 minutes)",
+        "$ python -m benchmarks scaling  # one scenario: " + " ".join(SCENARIOS),
         "```",
         "",
         "Every measurement runs in a fresh child process; every server is a child process "
@@ -168,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scenarios", nargs="*", metavar="scenario",
         help=f"scenarios to run, any of: {', '.join(SCENARIOS)} (default: all)",
     )  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 5 minutes)")
     parser.add_argument(
         "--output", type=Path, default=None,
         help="write the results page there (default: docs/performance.md when every "

@@ -44,7 +44,7 @@ PEER_LABELS = {
     "paradigm-trio": "**paradigm-trio**",
 }
 PACKAGES = ("paradigm-trio", "trio", "httpx2", "httpcore2", "httpx", "httpcore", "aiohttp",
-            "openai", "hypercorn", "quart-trio", "h11", "anyio", "py-spy")  # fmt: skip
+            "openai", "litellm", "hypercorn", "quart-trio", "h11", "anyio", "py-spy")  # fmt: skip
 
 
 def messages(i: int) -> list[dict[str, str]]:

@@ -27,6 +27,10 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
         from .rate_limit import client_run
 
         return client_run(task)
+    if kind == "goodput":
+        from .goodput import client_run as goodput_run
+
+        return goodput_run(task)
     raise ValueError(f"unknown task kind {kind!r}")
 
 
