@@ -82,8 +82,8 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against the peers (not tests): prints tables, rewrites docs/performance.md.
 
-    ``nox -s bench`` is the full run (about 15 minutes); ``nox -s bench -- --quick`` takes
-    about 3; ``nox -s bench -- scaling memory`` runs some scenarios (printed only).
+    ``nox -s bench`` is the full run (about 20 minutes); ``nox -s bench -- --quick`` takes
+    about 5; ``nox -s bench -- scaling memory`` runs some scenarios (printed only).
     """
     _install(session, "bench")
     session.run("python", "-m", "benchmarks", *session.posargs)
