@@ -665,10 +665,14 @@ def _noise(retry_after: str = "1") -> httpx2.Response:
     return status(429, headers={"retry-after": retry_after})
 
 
-@pytest.mark.anyio
-async def test_a_noise_429_makes_only_its_request_wait() -> None:
-    script = Script(_noise("5"), default=lambda r: ok())
-    async with make_client(script, retry=fixed(), limits=pt.Limits(concurrency=4)) as client:
+async def _two_requests(
+    first: httpx2.Response, *, adaptive: bool = True
+) -> tuple[list[float], int]:
+    """A request answered ``first`` (then ok) at t=0, another at t=1, concurrency 4: when
+    the server saw each attempt, and the concurrency after."""
+    script = Script(first, default=lambda r: ok())
+    limits = pt.Limits(concurrency=4, adaptive=adaptive)
+    async with make_client(script, retry=fixed(), limits=limits) as client:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.chat, MESSAGES)
 
@@ -677,8 +681,14 @@ async def test_a_noise_429_makes_only_its_request_wait() -> None:
                 await client.chat(MESSAGES)
 
             nursery.start_soon(later)
-        assert client.statistics().concurrency == 4  # no decrease
-    assert script.times == [0.0, 1.0, 5.0]  # the other request was not paused
+        return sorted(script.times), client.statistics().concurrency
+
+
+@pytest.mark.anyio
+async def test_a_noise_429_makes_only_its_request_wait() -> None:
+    times, concurrency = await _two_requests(_noise("5"))
+    assert concurrency == 4  # no decrease
+    assert times == [0.0, 1.0, 5.0]  # the other request was not paused
 
 
 @pytest.mark.parametrize(
@@ -690,18 +700,9 @@ async def test_a_noise_429_makes_only_its_request_wait() -> None:
 )
 @pytest.mark.anyio
 async def test_a_429_whose_body_says_quota_pauses_the_client(body: dict[str, Any]) -> None:
-    script = Script(status(429, body, headers={"retry-after": "5"}), default=lambda r: ok())
-    async with make_client(script, retry=fixed(), limits=pt.Limits(concurrency=4)) as client:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.chat, MESSAGES)
-
-            async def later() -> None:
-                await trio.sleep(1)
-                await client.chat(MESSAGES)
-
-            nursery.start_soon(later)
-        assert client.statistics().concurrency == 2
-    assert script.times == [0.0, 5.0, 5.0]
+    times, concurrency = await _two_requests(status(429, body, headers={"retry-after": "5"}))
+    assert concurrency == 2
+    assert times == [0.0, 5.0, 5.0]
 
 
 @pytest.mark.anyio
@@ -757,35 +758,16 @@ async def test_client_shrinks_on_a_429_storm_and_grows_back() -> None:
 
 @pytest.mark.anyio
 async def test_client_pauses_every_sender_for_retry_after() -> None:
-    script = Script(_rate_limited("5"), default=lambda r: ok())
-    async with make_client(script, retry=fixed(), limits=pt.Limits(concurrency=4)) as client:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.chat, MESSAGES)
-
-            async def later() -> None:
-                await trio.sleep(1)
-                await client.chat(MESSAGES)
-
-            nursery.start_soon(later)
-        assert client.statistics().concurrency == 2
-    assert script.times == [0.0, 5.0, 5.0]
+    times, concurrency = await _two_requests(_rate_limited("5"))
+    assert concurrency == 2
+    assert times == [0.0, 5.0, 5.0]
 
 
 @pytest.mark.anyio
 async def test_client_with_adaptive_off_neither_shrinks_nor_pauses() -> None:
-    script = Script(_rate_limited("5"), default=lambda r: ok())
-    limits = pt.Limits(concurrency=4, adaptive=False)
-    async with make_client(script, retry=fixed(), limits=limits) as client:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.chat, MESSAGES)
-
-            async def later() -> None:
-                await trio.sleep(1)
-                await client.chat(MESSAGES)
-
-            nursery.start_soon(later)
-        assert client.statistics().concurrency == 4
-    assert sorted(script.times) == [0.0, 1.0, 5.0]  # only the 429'd request waits
+    times, concurrency = await _two_requests(_rate_limited("5"), adaptive=False)
+    assert concurrency == 4
+    assert times == [0.0, 1.0, 5.0]  # only the 429'd request waits
 
 
 @pytest.mark.anyio
