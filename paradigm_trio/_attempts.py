@@ -336,8 +336,9 @@ class Call:
                     f"not retried: the batch's retry budget could hold it {wait:.3g}s, past "
                     f"the request's deadline ({max(0.0, self.deadline - now):.3g}s left)"
                 )
-            self._ticket = ticket
-        self._record(current, now, failure, delay)
+            else:
+                self._ticket = ticket
+        self._record_failure(current, now, failure, delay)
         failure.error.__suppress_context__ = True  # the AttemptFailure is internal
         if delay is None:
             if stop_reason:
@@ -379,39 +380,31 @@ class Call:
         self,
         current: Attempting,
         now: float,
-        failure: AttemptFailure | None,
-        delay: float | None = None,
-        *,
+        cause: str | None = None,
         error: str | None = None,
-    ) -> None:
+        delay: float | None = None,
+    ) -> Attempt:
+        """Close the attempt under way: its :class:`Attempt` joins the history."""
         record = Attempt(
-            current.number,
-            current.started,
-            now - current.started,
-            current.status,
-            None if failure is None else failure.cause,
-            error if failure is None else one_line(failure.error),
-            delay,
-            current.request_id,
-        )
+            current.number, current.started, now - current.started, current.status,
+            cause, error, delay, current.request_id,
+        )  # fmt: skip
         self.history.append(record)
         self._current = None
-        if failure is not None:
-            plan = self.plan
-            self.engine.ledger.emit(
-                AttemptFailed(plan.custom_id, plan.key, record, delay is not None)
-            )
+        return record
+
+    def _record_failure(
+        self, current: Attempting, now: float, failure: AttemptFailure, delay: float | None
+    ) -> None:
+        record = self._record(current, now, failure.cause, one_line(failure.error), delay)
+        plan = self.plan
+        self.engine.ledger.emit(AttemptFailed(plan.custom_id, plan.key, record, delay is not None))
 
     def _interrupted(self) -> None:
-        """The deadline or a cancellation interrupted the attempt under way: record it."""
+        """The deadline interrupted the attempt under way, if any: record it."""
         current = self._current
         if current is not None:
-            now = trio.current_time()
-            self.history.append(
-                Attempt(current.number, current.started, now - current.started, current.status,
-                        "timeout", "interrupted by the deadline", None, current.request_id)
-            )  # fmt: skip
-            self._current = None
+            self._record(current, trio.current_time(), "timeout", "interrupted by the deadline")
             self._release(current)
 
     def deadline_error(self) -> APIError:
@@ -447,7 +440,7 @@ class Call:
         self._release(current)
         if plan.control is not None:
             plan.control.after_attempt(None, current.status)
-        self._record(current, now, None)
+        self._record(current, now)
         if len(self.history) == 1:
             engine.adaptive.on_clean_success()
         if usage is not None and usage.total_tokens:
@@ -464,7 +457,7 @@ class Call:
         if current is None or self._done:
             return failure.error
         self._release(current)
-        self._record(current, trio.current_time(), failure)
+        self._record_failure(current, trio.current_time(), failure, None)
         failure.error.__suppress_context__ = True  # the AttemptFailure is internal
         if note:
             failure.error.add_note(note)
