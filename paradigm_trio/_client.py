@@ -41,7 +41,7 @@ from ._errors import BatchError, ConfigurationError
 from ._events import Attempt, ClientStatistics, Event
 from ._http import HTTP, Exchange
 from ._ledger import Ledger
-from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage, make_request
+from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage, make_request, usage_of
 from ._ratelimit import AdaptiveController, RateLimiter
 from ._streaming import ChatStream, Streamer
 from ._transport import TrioTransport
@@ -354,17 +354,17 @@ class Client:
         ex = self._http.prepare(
             "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
         )
-        return await self._fetch(ex, plan, ChatCompletion.from_json, _usage, history)
+        return await self._fetch(ex, plan, ChatCompletion.from_json, usage_of, history)
 
     async def _fetch(
         self,
         ex: Exchange,
         plan: Plan,
         parse: Callable[[object, str | None], T],
-        usage: Callable[[T], Usage | None],
+        usage: Callable[[T], Usage | None] = lambda _: None,
         history: list[Attempt] | None = None,
     ) -> T:
-        """Run a plain JSON exchange on the attempt engine."""
+        """Run a plain JSON exchange on the attempt engine (``usage``: what it cost)."""
         attempt = functools.partial(self._http.fetch_json, ex, plan.retry, parse)
         return await self._engine.call(plan, history).run(attempt, usage=usage)
 
@@ -450,7 +450,7 @@ class Client:
         """The models the API offers (``GET /models``), with the client's retry policy."""
         plan = self._plan(None, None, None)
         ex = self._http.prepare("GET", "/models", body=None, key=plan.key, timeouts=plan.timeouts)
-        return await self._fetch(ex, plan, ModelInfo.list_from_json, _no_usage)
+        return await self._fetch(ex, plan, ModelInfo.list_from_json)
 
     def chat_stream(
         self,
@@ -501,11 +501,3 @@ def _check_key(key: object) -> str:
             "trailing newline?)"
         )
     return key
-
-
-def _usage(completion: ChatCompletion) -> Usage | None:
-    return completion.usage  # None when the server reported none: the estimate stands
-
-
-def _no_usage(_: object) -> None:
-    return None

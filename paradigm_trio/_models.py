@@ -23,6 +23,7 @@ __all__ = [
     "ModelInfo",
     "Usage",
     "make_request",
+    "usage_of",
 ]
 
 VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -215,6 +216,12 @@ def make_request(messages: ChatRequest | Sequence[Mapping[str, Any]], **params: 
     if isinstance(messages, ChatRequest):
         return replace(messages, **given) if given else messages
     return ChatRequest(messages=messages, **given)
+
+
+def usage_of(completion: ChatCompletion) -> Usage | None:
+    """A completion's usage, for the engine's token accounting (``None``: the estimate
+    stands)."""
+    return completion.usage
 
 
 @dataclass(frozen=True, slots=True)

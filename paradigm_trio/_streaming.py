@@ -38,7 +38,7 @@ from ._errors import (
 )
 from ._events import Attempt
 from ._http import HTTP, Exchange
-from ._models import ChatCompletion, ChatCompletionChunk, ChatRequest, Usage
+from ._models import ChatCompletion, ChatCompletionChunk, ChatRequest, usage_of
 
 __all__ = ["ChatStream", "Streamer"]
 
@@ -133,11 +133,7 @@ class Streamer:
             return reader.completion()
 
         call = self.engine.call(plan, history)
-        return await call.run(attempt, usage=_usage)
-
-
-def _usage(completion: ChatCompletion) -> Usage | None:
-    return completion.usage  # None when the server reported none: the estimate stands
+        return await call.run(attempt, usage=usage_of)
 
 
 def _first_deadline(t: Timeouts, start: float) -> tuple[float, TimeoutKind]:

@@ -59,7 +59,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._chunks": frozenset({"DRAIN_GRACE", "StreamReader"}),
     "paradigm_trio._streaming": frozenset({"Streamer"}),
     # ``make_request`` is ``Client.make_request`` without a client.
-    "paradigm_trio._models": frozenset({"make_request"}),
+    "paradigm_trio._models": frozenset({"make_request", "usage_of"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }
