@@ -44,7 +44,7 @@ from ._errors import APIError, APITimeoutError, AttemptFailure, RequestCancelled
 from ._events import Attempt, AttemptFailed, RateLimited
 from ._ledger import CANCELLED, Ledger, one_line
 from ._models import Usage
-from ._ratelimit import AdaptiveController, RateLimiter, SendMark
+from ._ratelimit import AdaptiveController, RateLimiter, RecentShare, SendMark
 
 __all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]
 
@@ -65,8 +65,17 @@ def idempotency_key(custom_id: str | None) -> str:
     return "pt-" + hashlib.sha256(custom_id.encode("utf-8")).hexdigest()[:32]
 
 
+HEALTH_HALF_LIFE = 2.0
+"""Seconds over which an attempt's weight in the server's recent failure share halves."""
+
+FULL_BACKOFF_SHARE = 0.5
+"""The recent failure share from which the whole computed backoff is waited."""
+
+
 class Engine:
-    """What every request of one client shares: slots, rates, the controller, the ledger."""
+    """What every request of one client shares: slots, rates, the controller, the ledger,
+    and the server's recent health (the share of recent attempts that failed retryably,
+    which scales the backoff: see :class:`~paradigm_trio.RetryPolicy`)."""
 
     def __init__(
         self,
@@ -81,6 +90,11 @@ class Engine:
         self.adaptive = adaptive
         self.ledger = ledger
         self.random = random.Random()
+        self.health = RecentShare(HEALTH_HALF_LIFE)
+
+    def backoff_factor(self, floor: float) -> float:
+        """The fraction of a computed backoff to wait, given the server's recent health."""
+        return min(1.0, max(floor, self.health.share / FULL_BACKOFF_SHARE))
 
     def call(self, plan: Plan, history: list[Attempt] | None = None) -> Call:
         """A new logical request (not started until :meth:`Call.run`); its attempt records
@@ -326,6 +340,7 @@ class Call:
             engine.adaptive.on_rate_limited(honoured, failure.rate_limit, quota=failure.quota)
             engine.ledger.emit(RateLimited(plan.custom_id, plan.key, asked, failure.rate_limit))
         now = trio.current_time()
+        engine.health.event(now, hit=failure.retryable)
         delay, stop_reason = self._retry_delay(failure, current.number, now)
         if delay is not None and plan.control is not None:
             ticket, wait = plan.control.spend_retry(failure.cause, now)
@@ -368,7 +383,9 @@ class Call:
                 )
             delay = failure.retry_after
         else:
-            delay = retry.backoff(number, self.engine.random.random())
+            engine = self.engine
+            delay = retry.backoff(number, engine.random.random())
+            delay *= engine.backoff_factor(retry.min_backoff_factor)
         if now + delay >= self.deadline:
             return None, (
                 f"not retried: the wait of {delay:.3g}s would pass the request's deadline "
@@ -438,6 +455,7 @@ class Call:
         plan, engine = self.plan, self.engine
         now = trio.current_time()
         self._release(current)
+        engine.health.event(now)
         if plan.control is not None:
             plan.control.after_attempt(None, current.status)
         self._record(current, now)
@@ -457,7 +475,9 @@ class Call:
         if current is None or self._done:
             return failure.error
         self._release(current)
-        self._record_failure(current, trio.current_time(), failure, None)
+        now = trio.current_time()
+        self.engine.health.event(now, hit=failure.retryable)
+        self._record_failure(current, now, failure, None)
         failure.error.__suppress_context__ = True  # the AttemptFailure is internal
         if note:
             failure.error.add_note(note)

@@ -90,6 +90,19 @@ class RetryPolicy(_Replace):
     "full jitter".  With the defaults the waits are about 0.5, 1, 2 seconds (each between
     half and all of that).
 
+    That wait is then scaled by how the server is doing, seen from this client: the share
+    ``f`` of its recent attempts (weights halving every 2 seconds) that failed in a way
+    that is retried::
+
+        wait(n) * min(1, max(min_backoff_factor, f / 0.5))
+
+    While half or more of the recent attempts fail (a blip, an outage, an overload), the
+    full backoff applies.  When failures are rare (one replica's hiccup on a server that
+    answers almost everything), a retry goes out sooner: with ``f = 0.1``, after a fifth of
+    the backoff, and never sooner than ``min_backoff_factor`` of it.  The batch retry
+    budget (``retry_budget``, :class:`BatchOptions`) still bounds how many retries are sent.
+    ``min_backoff_factor=1`` turns the scaling off.
+
     A server-requested wait longer than :attr:`max_retry_after` is not slept through: the
     request fails at once with the server's error (usually a
     :class:`~paradigm_trio.RateLimitError`), whose attempt history shows the wait asked for.
@@ -101,6 +114,8 @@ class RetryPolicy(_Replace):
         max_delay: cap on a computed backoff, seconds.
         jitter: fraction of the backoff that is randomised, in ``[0, 1]``.
         max_retry_after: longest server-requested wait honoured, seconds.
+        min_backoff_factor: the smallest fraction of the computed backoff waited when
+            failures are rare, in ``[0, 1]`` (see above).
         retry_statuses: statuses below 500 that are retried (5xx always are).
         retry_connection_errors: retry connection failures and timeouts.
         retry_invalid_responses: retry 2xx responses whose body is not a valid completion.
@@ -113,6 +128,7 @@ class RetryPolicy(_Replace):
     max_delay: float = 30.0
     jitter: float = 0.5
     max_retry_after: float = 60.0
+    min_backoff_factor: float = 0.1
     retry_statuses: AbstractSet[int] = field(default=DEFAULT_RETRY_STATUSES)
     retry_connection_errors: bool = True
     retry_invalid_responses: bool = True
@@ -127,6 +143,11 @@ class RetryPolicy(_Replace):
         if self.jitter > 1:
             raise ValueError(f"{owner}.jitter must be at most 1, got {self.jitter!r}")
         _check_number(owner, "max_retry_after", self.max_retry_after)
+        _check_number(owner, "min_backoff_factor", self.min_backoff_factor)
+        if self.min_backoff_factor > 1:
+            raise ValueError(
+                f"{owner}.min_backoff_factor must be at most 1, got {self.min_backoff_factor!r}"
+            )
         statuses = frozenset(self.retry_statuses)
         for status in statuses:
             if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status < 600:

@@ -32,6 +32,7 @@ __all__ = [
     "CLUSTER_SHARE",
     "RateLimiter",
     "RateLimiterStatistics",
+    "RecentShare",
     "SendMark",
     "TokenBucket",
     "parse_duration",
@@ -289,6 +290,48 @@ def _number(value: str | None) -> float | None:
 CLUSTER_HALF_LIFE = 2.0
 """Seconds over which the 429 share of recent responses halves its weight."""
 
+
+class RecentShare:
+    """How many recent events were *hits*, both counts decayed exponentially.
+
+    Each event and each hit weighs ``0.5 ** (age / half_life)``: after ``half_life``
+    seconds an event counts half.  :attr:`share` is the hits' share of the events.
+    """
+
+    __slots__ = ("_at", "events", "half_life", "hits")
+
+    def __init__(self, half_life: float) -> None:
+        self.half_life = half_life
+        self.events = 0.0
+        self.hits = 0.0
+        self._at = -math.inf
+
+    def _decay(self, now: float) -> None:
+        if now > self._at:
+            weight = 0.5 ** ((now - self._at) / self.half_life)
+            self.events *= weight
+            self.hits *= weight
+            self._at = now
+
+    def event(self, now: float, *, hit: bool = False) -> None:
+        """Count an event at trio time ``now`` (a hit too, when ``hit``)."""
+        self._decay(now)
+        self.events += 1.0
+        if hit:
+            self.hits += 1.0
+
+    def hit(self, now: float) -> None:
+        """Count a hit whose event was already counted (never more hits than events)."""
+        self._decay(now)
+        self.hits += 1.0
+        self.events = max(self.events, self.hits)
+
+    @property
+    def share(self) -> float:
+        """Hits over events, decayed as of the last count (0 before any event)."""
+        return self.hits / self.events if self.events else 0.0
+
+
 CLUSTER_MIN = 3.0
 """Recent 429s (decayed) below which 429s never count as clustering."""
 
@@ -340,21 +383,12 @@ class AdaptiveController:
         self._next_decrease = -math.inf
         self._clean = 0  # clean successes since the limit last changed
         self.decreases = 0
-        # Recent responses and 429s, exponentially decayed (for the clustering evidence).
-        self._seen = 0.0
-        self._limited = 0.0
-        self._decayed_at = -math.inf
+        # Recent responses and the 429s among them (for the clustering evidence).
+        self._recent = RecentShare(CLUSTER_HALF_LIFE)
 
     @property
     def limit(self) -> int:
         return int(self._limiter.total_tokens)
-
-    def _decay(self, now: float) -> None:
-        if now > self._decayed_at:
-            weight = 0.5 ** ((now - self._decayed_at) / CLUSTER_HALF_LIFE)
-            self._seen *= weight
-            self._limited *= weight
-            self._decayed_at = now
 
     def quota_spent(self, headers: Mapping[str, str], *, quota: bool = False) -> bool:
         """Whether a 429 (already counted) is evidence that the shared quota is spent."""
@@ -363,7 +397,8 @@ class AdaptiveController:
             for kind in ("requests", "tokens")
         ):
             return True
-        return self._limited >= CLUSTER_MIN and self._limited > CLUSTER_SHARE * self._seen
+        recent = self._recent
+        return recent.hits >= CLUSTER_MIN and recent.share > CLUSTER_SHARE
 
     def on_rate_limited(
         self, retry_after: float | None, headers: Mapping[str, str], *, quota: bool = False
@@ -372,9 +407,7 @@ class AdaptiveController:
         if not self.enabled:
             return False
         now = trio.current_time()
-        self._decay(now)
-        self._limited += 1
-        self._seen = max(self._seen, self._limited)
+        self._recent.hit(now)
         self._rates.learn(headers)
         if not self.quota_spent(headers, quota=quota):
             return False  # noise: only the request that got it waits
@@ -394,8 +427,7 @@ class AdaptiveController:
         """A response arrived (any status): count it, and learn advertised quotas."""
         if not self.enabled:
             return
-        self._decay(trio.current_time())
-        self._seen += 1
+        self._recent.event(trio.current_time())
         if "x-ratelimit-limit-requests" in headers or "x-ratelimit-limit-tokens" in headers:
             self._rates.learn(headers, mark)
 

@@ -13,7 +13,9 @@ be.  The rules, as documented:
 * a server-requested wait (``retry-after-ms`` / ``Retry-After``) longer than
   ``max_retry_after`` is not slept through: the request fails at once with that error;
 * the wait is the server's when it asks for one, else
-  ``min(max_delay, initial_delay * multiplier ** (n - 1)) * (1 - jitter * U)``, U in [0, 1).
+  ``min(max_delay, initial_delay * multiplier ** (n - 1)) * (1 - jitter * U)``, U in [0, 1),
+  scaled by the server's recent health: a factor between ``min_backoff_factor`` and 1 (the
+  factor itself is timing-dependent; unit tests pin it down on MockClock).
 
 Three kinds of request, the :data:`Mode`:
 
@@ -249,7 +251,7 @@ def wait_bounds(step: Step, policy: pt.RetryPolicy, retry_number: int) -> Wait:
     if step.retry_after is not None:
         return Wait(step.retry_after, step.retry_after, True)
     base = min(policy.max_delay, policy.initial_delay * policy.multiplier ** (retry_number - 1))
-    return Wait(base * (1 - policy.jitter), base, False)
+    return Wait(base * (1 - policy.jitter) * policy.min_backoff_factor, base, False)
 
 
 def _step(script: tuple[Step, ...], attempt: int) -> Step:

@@ -266,6 +266,88 @@ async def test_computed_backoff_is_capped_by_max_delay() -> None:
     assert [t - t0 for t in script.starts] == [0.0, 1.0, 6.0, 11.0]
 
 
+# ---------------------------------------------------------------- backoff scaled by health
+
+
+async def succeed_times(rig: Rig, n: int) -> None:
+    for _ in range(n):
+        await rig.call().run(Script(ok()))
+
+
+async def test_backoff_is_scaled_down_when_failures_are_rare() -> None:
+    rig = make_rig()
+    await succeed_times(rig, 9)
+    t0 = trio.current_time()
+    script = Script(fail(), fail(), ok())
+    call = rig.call()
+    await call.run(script)
+    # First failure: 1 failed of 10 recent attempts, f = 0.1: a fifth of the 1 s backoff.
+    first = call.history[0].delay
+    assert first == pytest.approx(0.2)
+    # Second failure, 0.2 s later: both counts decayed by 0.5 ** (0.2 / 2), then counted.
+    weight = 0.5 ** (0.2 / 2.0)
+    share = (1 * weight + 1) / (10 * weight + 1)
+    assert call.history[1].delay == pytest.approx(2.0 * share / 0.5)
+    assert script.starts[1] - t0 == pytest.approx(0.2)
+
+
+async def test_backoff_is_never_scaled_below_min_backoff_factor() -> None:
+    rig = make_rig()
+    await succeed_times(rig, 99)
+    call = rig.call(make_plan(retry=policy(min_backoff_factor=0.25)))
+    await call.run(Script(fail(), ok()))
+    # f = 0.01 would give 2 % of the backoff; the floor is a quarter of it.
+    assert call.history[0].delay == pytest.approx(0.25)
+
+
+async def test_min_backoff_factor_one_always_waits_the_whole_backoff() -> None:
+    rig = make_rig()
+    await succeed_times(rig, 99)
+    call = rig.call(make_plan(retry=policy(min_backoff_factor=1.0)))
+    await call.run(Script(fail(), fail(), ok()))
+    assert [r.delay for r in call.history] == [1.0, 2.0, None]
+
+
+async def test_the_whole_backoff_while_half_of_recent_attempts_fail() -> None:
+    rig = make_rig()
+    await succeed_times(rig, 1)
+    call = rig.call()
+    await call.run(Script(fail(), ok()))
+    # 1 failed of 2: f = 0.5, the full backoff (a blip at the start of a batch).
+    assert call.history[0].delay == 1.0
+
+
+async def test_old_failures_fade_from_the_health_share() -> None:
+    rig = make_rig()
+    for _ in range(10):  # an outage: ten requests failing with no retry
+        with pytest.raises(pt.APIError):
+            await rig.call(make_plan(retry=policy(attempts=1))).run(Script(fail()))
+    await trio.sleep(20.0)  # ten half-lives: the outage weighs 1/1024 now
+    await succeed_times(rig, 10)
+    call = rig.call()
+    await call.run(Script(fail(), ok()))
+    share = (10 / 1024 + 1) / (10 / 1024 + 10 + 1)
+    assert call.history[0].delay == pytest.approx(share / 0.5)
+
+
+async def test_non_retryable_failures_do_not_count_as_server_trouble() -> None:
+    rig = make_rig()
+    for _ in range(9):  # the server answered: a 400 is the caller's mistake
+        with pytest.raises(pt.APIError):
+            await rig.call().run(Script(fail(400, retryable=False)))
+    call = rig.call()
+    await call.run(Script(fail(), ok()))
+    assert call.history[0].delay == pytest.approx(0.2)
+
+
+async def test_a_server_requested_wait_is_never_scaled() -> None:
+    rig = make_rig()
+    await succeed_times(rig, 99)
+    call = rig.call()
+    await call.run(Script(fail(retry_after=3.0), ok()))
+    assert call.history[0].delay == 3.0
+
+
 async def test_the_lease_is_held_during_an_attempt_and_given_back_while_waiting() -> None:
     rig = make_rig(concurrency=1)
     t0 = trio.current_time()

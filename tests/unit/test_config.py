@@ -21,6 +21,7 @@ def test_retry_policy_defaults() -> None:
     assert policy.max_delay == 30.0
     assert policy.jitter == 0.5
     assert policy.max_retry_after == 60.0
+    assert policy.min_backoff_factor == 0.1
     assert policy.retry_statuses == frozenset({408, 409, 429})
     assert policy.retry_connection_errors is True
     assert policy.retry_invalid_responses is True
@@ -81,6 +82,9 @@ BAD_RETRY: list[tuple[str, Any]] = [
     ("jitter", math.nan),
     ("max_retry_after", -5),
     ("max_retry_after", None),
+    ("min_backoff_factor", -0.1),
+    ("min_backoff_factor", 1.5),
+    ("min_backoff_factor", math.nan),
     ("retry_statuses", [99]),
     ("retry_statuses", [600]),
     ("retry_statuses", ["429"]),
