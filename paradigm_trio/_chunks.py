@@ -7,11 +7,11 @@ failure is an :class:`~paradigm_trio._errors.AttemptFailure` (built with the HTT
 error builder); nothing here retries, counts or emits events: that is the attempt engine's
 business (``_attempts``), driven by ``_streaming``.
 
-A stream is complete at ``data: [DONE]``, or when its body ends cleanly after every choice
-it mentioned has a ``finish_reason`` (some OpenAI-compatible servers never send
-``[DONE]``; the openai SDK accepts such a stream too): then :attr:`StreamReader.no_done`
-is true, for the caller to report.  A body that ends before that is an
-:class:`IncompleteStreamError`.
+A stream is complete at ``data: [DONE]``, or when its body ends (cleanly, or by a broken
+connection: :attr:`StreamReader.broken`) after every choice it mentioned has a
+``finish_reason`` (some OpenAI-compatible servers never send ``[DONE]``; the openai SDK
+accepts such a stream too): then :attr:`StreamReader.no_done` is true, for the caller to
+report.  A body that ends before that is an :class:`IncompleteStreamError`.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class StreamReader:
         self.done = False
         self.no_done = False
         """Whether the stream ended complete, but without ``[DONE]``."""
+        self.broken: str | None = None
+        """What broke the connection, when it broke after every choice had finished."""
         self.chunks = 0
         self.characters = 0
         self._parts: list[str] = []
@@ -100,6 +102,11 @@ class StreamReader:
         except httpx2.HTTPError as exc:
             self._bytes = None
             detail = self._http.redact(str(exc)) or type(exc).__name__
+            if not self.done and self._all_finished():
+                # The answer is whole: what was lost is at most the usage chunk or [DONE].
+                self.done = self.no_done = True
+                self.broken = f"{type(exc).__name__}: {detail}"
+                return
             failure = self._incomplete(
                 f"the connection broke after {self.progress()}: {type(exc).__name__}: {detail}"
             )
@@ -116,7 +123,7 @@ class StreamReader:
         """The body ended cleanly: complete at ``[DONE]`` or once every choice finished."""
         if self.done:
             return
-        if self._choices and self._finished >= self._choices:
+        if self._all_finished():
             # Complete without [DONE]; a partial last event (the usage chunk, or "[DONE]"
             # without its blank line) is dropped, as the SSE standard says.
             self.done = self.no_done = True
@@ -129,6 +136,10 @@ class StreamReader:
             unfinished = ", ".join(sorted(map(str, self._choices - self._finished)))
             what = f"the stream ended without [DONE] before choice(s) {unfinished} finished"
         raise self._incomplete(f"{what} after {self.progress()}") from None
+
+    def _all_finished(self) -> bool:
+        """Whether choices were seen and every one of them had its ``finish_reason``."""
+        return bool(self._choices) and self._finished >= self._choices
 
     async def next_chunk(self) -> None:
         """Read until a chunk is queued or the stream has ended."""

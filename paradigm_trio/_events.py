@@ -102,15 +102,17 @@ class RateLimited:
 class StreamEndedWithoutDone:
     """A stream ended complete but without ``data: [DONE]``: accepted, not an error.
 
-    The body ended cleanly after every choice had its ``finish_reason`` (some
-    OpenAI-compatible servers never send ``[DONE]``).  Emitted once, by the attempt that
-    read the stream, before :class:`RequestFinished`.  If the usage chunk was missing too,
-    the completion's ``usage`` is ``None``.
+    The body ended after every choice had its ``finish_reason`` (some OpenAI-compatible
+    servers never send ``[DONE]``): cleanly, or with the connection breaking (then
+    ``connection_error`` says how; the answer was whole, so it is not resent).  Emitted
+    once, by the attempt that read the stream, before :class:`RequestFinished`.  If the
+    usage chunk was missing too, the completion's ``usage`` is ``None``.
     """
 
     custom_id: str | None
     idempotency_key: str
     attempt: int
+    connection_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,10 +80,12 @@ class Ledger:
             RetryScheduled(custom_id, key, number, cause, delay, failure.retry_after is not None)
         )
 
-    def stream_ended_without_done(self, custom_id: str | None, key: str, attempt: int) -> None:
+    def stream_ended_without_done(
+        self, custom_id: str | None, key: str, attempt: int, broken: str | None
+    ) -> None:
         """A stream ended complete, but without ``[DONE]``: worth an event, not a failure."""
         if self._on_event is not None:
-            self._on_event(StreamEndedWithoutDone(custom_id, key, attempt))
+            self._on_event(StreamEndedWithoutDone(custom_id, key, attempt, broken))
 
     def finished(
         self,

@@ -128,7 +128,7 @@ class Streamer:
                 await reader.close()
             if reader.no_done:
                 self.engine.ledger.stream_ended_without_done(
-                    plan.custom_id, plan.key, current.number
+                    plan.custom_id, plan.key, current.number, reader.broken
                 )
             return reader.completion()
 
@@ -365,7 +365,7 @@ class ChatStream:
             if reader.no_done:  # (inside the try: a hook that raises must not leak the lease)
                 plan = self._plan
                 self._streamer.engine.ledger.stream_ended_without_done(
-                    plan.custom_id, plan.key, self._attempt
+                    plan.custom_id, plan.key, self._attempt, reader.broken
                 )
             await reader.drain()
         finally:

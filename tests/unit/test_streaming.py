@@ -430,7 +430,7 @@ async def test_a_complete_stream_without_done_is_accepted_with_an_event() -> Non
     assert events.kinds() == ["AttemptStarted", "StreamEndedWithoutDone", "RequestFinished"]
     (ended,) = events.of(pt.StreamEndedWithoutDone)
     key = events.of(pt.AttemptStarted)[0].idempotency_key
-    assert ended == pt.StreamEndedWithoutDone("nd", key, 1)
+    assert ended == pt.StreamEndedWithoutDone("nd", key, 1, connection_error=None)
     assert events.of(pt.RequestFinished)[0].total_tokens == 8
     assert body.finished
     assert len(body.closed) == 1
@@ -574,6 +574,49 @@ async def test_a_connection_that_breaks_mid_stream() -> None:
                 await consume(stream)
     assert isinstance(info.value.__cause__, httpx2.RemoteProtocolError)
     assert info.value.text == "ab"
+
+
+@pytest.mark.anyio
+async def test_a_connection_that_breaks_after_every_choice_finished_is_a_whole_answer() -> None:
+    response, body = sse(*answer("ab", "cde")[:-2], cut_error())  # finish, then it broke
+    events = Events()
+    async with make_client(Script(response), on_event=events) as client:
+        stream = await collect(client.chat_stream(MESSAGES, custom_id="br"))
+        stats = client.statistics()
+    assert (stream.completion.text, stream.completion.finish_reason) == ("abcde", "stop")
+    assert stream.completion.usage is None  # the usage chunk never came
+    assert (stats.succeeded, stats.failed, stats.retries) == (1, 0, 0)
+    (ended,) = events.of(pt.StreamEndedWithoutDone)
+    assert ended.connection_error is not None
+    assert ended.connection_error.startswith("RemoteProtocolError: peer closed connection")
+    assert events.kinds() == ["AttemptStarted", "StreamEndedWithoutDone", "RequestFinished"]
+    assert len(body.closed) == 1
+
+
+@pytest.mark.anyio
+async def test_a_streamed_batch_item_broken_after_its_finish_is_not_resent() -> None:
+    broken = sse(*answer("a", "b")[:-1], cut_error())[0]  # finish and usage, then it broke
+    script = Script(broken, default=sse(*answer("never"))[0])
+    events = Events()
+    async with make_client(script, retry=fixed(), on_event=events) as client:
+        [result] = await client.chat_batch(
+            [pt.ChatRequest(messages=MESSAGES, custom_id="b2")], stream=True
+        )
+    assert result.completion is not None
+    assert (result.completion.text, result.attempts, script.calls) == ("ab", 1, 1)
+    assert result.usage == pt.Usage(5, 3, 8)
+    (ended,) = events.of(pt.StreamEndedWithoutDone)
+    assert (ended.custom_id, ended.attempt) == ("b2", 1)
+    assert ended.connection_error is not None
+
+
+@pytest.mark.anyio
+async def test_a_connection_broken_before_every_choice_finished_is_still_incomplete() -> None:
+    both = choices_chunk((0, "x", None), (1, "y", None))
+    script = Script(sse(both, choices_chunk((0, None, "stop")), cut_error())[0])
+    async with make_client(script) as client:
+        with pytest.raises(pt.IncompleteStreamError, match="connection broke after 2 chunk"):
+            await collect(client.chat_stream(MESSAGES))
 
 
 @pytest.mark.anyio
