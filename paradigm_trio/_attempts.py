@@ -287,8 +287,8 @@ class Call:
         plan, engine = self.plan, self.engine
         if plan.control is not None:
             await plan.control.before_attempt()
-            ticket, self._ticket = self._ticket, None
-            await plan.control.wait_for_token(ticket)
+            await plan.control.wait_for_token(self._ticket)
+            self._ticket = None  # (kept until here: a request ending first refunds it)
         lease = await Lease.take(engine, plan.tokens)
         now = trio.current_time()
         if now >= self.deadline:
@@ -496,6 +496,9 @@ class Call:
             return
         self._done = True
         plan = self.plan
+        if self._ticket is not None and plan.control is not None:
+            plan.control.refund(self._ticket)  # a retry scheduled but never made
+            self._ticket = None
         if isinstance(outcome, APIError):
             outcome.attempts = tuple(self.history)
             outcome.custom_id = plan.custom_id

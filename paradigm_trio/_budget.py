@@ -154,9 +154,15 @@ class BatchControl:
         return self._issued, max(0.0, (self._issued - self._supplied) / RETRY_FLOOR)
 
     def refund(self, ticket: int | None) -> None:
-        """Give back the token of a retry that will not be made (its wait passed the deadline)."""
-        if ticket is not None and ticket == self._issued:
+        """Give back the token of a retry that will not be made (its wait would pass the
+        deadline, or its request ended first: cancelled, deadline, breaker)."""
+        if ticket is None:
+            return
+        if ticket == self._issued:
             self._issued -= 1
+        else:  # later tickets are out: the token goes to the next retry in line
+            self._supplied += 1.0
+            self._waiters.unpark_all()
 
     async def wait_for_token(self, ticket: int | None) -> None:
         """Wait until the retry holding ``ticket`` may go (retries go in ticket order)."""

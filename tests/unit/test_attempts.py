@@ -912,6 +912,25 @@ async def test_a_retry_the_budget_would_hold_past_the_deadline_is_final() -> Non
     assert not rig.of(AttemptFailed)[-1].will_retry
 
 
+async def test_a_retry_cancelled_before_it_is_made_gives_its_budget_token_back() -> None:
+    rig = make_rig(concurrency=20)
+    control = BatchControl(retry_budget=0.0, threshold=None)  # a reserve of 10, no earnings
+    retry = policy(attempts=20, initial_delay=0.01, multiplier=1.0)
+    with trio.move_on_after(0.005):  # ten requests cancelled while waiting to retry
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                call = rig.call(make_plan(retry=retry, control=control))
+                nursery.start_soon(call.run, Script(fail(), ok()))
+    assert rig.ledger.cancelled == 10
+    t0 = trio.current_time()
+    script = Script(*[fail()] * 10, ok())
+    await rig.call(make_plan(retry=retry, control=control)).run(script)
+    # The ten tokens came back: ten retries at their backoff, none held by the budget
+    # (without the refunds, the floor's 10 a second would stretch them to about 1 s).
+    assert script.starts[-1] - t0 == pytest.approx(0.1)
+    assert control.retries == 10
+
+
 async def test_connection_retries_with_the_breaker_open_spend_no_budget() -> None:
     rig = make_rig()
     control = BatchControl(retry_budget=0.0, threshold=1, unreachable_after=100.0)
