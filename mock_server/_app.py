@@ -19,6 +19,7 @@ from ._content import (
     ChatRequest,
     Reply,
     RequestError,
+    check_text,
     chunk_body,
     completion_body,
     make_reply,
@@ -441,9 +442,11 @@ class _Handlers:
         if too_large:
             raise RequestError("Request body too large.", code="request_too_large", status=413)
         try:
-            return json.loads(body)
+            data = json.loads(body)
         except (ValueError, RecursionError):
             raise RequestError("The body is not valid JSON.", code="invalid_json") from None
+        check_text(data)
+        return data
 
     async def admin_config(self) -> Response:
         if request.method == "POST":
