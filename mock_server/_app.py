@@ -26,6 +26,7 @@ from ._content import (
     parse_chat_request,
 )
 from ._determinism import body_key, digest, unit
+from ._guard import Denial, admin_denial, body_denial
 from ._state import MockState, _Entry, retry_after_headers
 from ._transport import CONNECTION_KEY, Connection, ConnectionMiddleware
 
@@ -42,6 +43,7 @@ _LINGER: Final = 2.0
 _MODELS_CREATED: Final = 1_700_000_000
 _JSON: Final = "application/json"
 _SSE_DONE: Final = b"data: [DONE]\n\n"
+_ADMIN_PREFIX: Final = "/_mock/"
 
 
 def _dumps(value: Any) -> bytes:
@@ -67,6 +69,12 @@ def _error_response(
         type_ = "server_error" if status >= 500 else "invalid_request_error"
     envelope = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return _json_response(envelope, status, headers)
+
+
+def _denial_response(denial: Denial) -> Response:
+    return _error_response(
+        denial.status, denial.message, code=denial.code, headers=dict(denial.headers)
+    )
 
 
 def _status_code_name(status: int) -> str:
@@ -430,6 +438,17 @@ class _Handlers:
 
     # -- admin routes -------------------------------------------------------------------------
 
+    async def admin_guard(self) -> Response | None:
+        """Before every request: refuse an admin request a browser or a stranger made."""
+        if not request.path.startswith(_ADMIN_PREFIX):
+            return None
+        denial = admin_denial(
+            {name.lower(): value for name, value in request.headers.items()},
+            method=request.method,
+            admin_token=self.state.config.admin_token,
+        )
+        return None if denial is None else _denial_response(denial)
+
     async def admin_stats(self) -> Response:
         return _json_response(self.state.stats().to_dict())
 
@@ -441,6 +460,9 @@ class _Handlers:
         body, too_large = await _read_body(self.state.config.max_body_bytes)
         if too_large:
             raise RequestError("Request body too large.", code="request_too_large", status=413)
+        denial = body_denial(request.headers.get("Content-Type"), has_body=bool(body))
+        if denial is not None:
+            raise RequestError(denial.message, code=denial.code, status=denial.status)
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
@@ -511,6 +533,7 @@ def create_app(config: MockConfig | None = None) -> QuartTrio:
     app.add_url_rule("/_mock/reset", "admin_reset", handlers.admin_reset, methods=["POST"])
     app.add_url_rule("/_mock/script", "admin_script", handlers.admin_script, methods=["POST"])
     app.add_url_rule("/metrics", "metrics", handlers.metrics, methods=["GET"])
+    app.before_request(handlers.admin_guard)
 
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500

@@ -72,6 +72,11 @@ def _check_number(name: str, value: object, *, minimum: float = 0.0) -> float:
     return number
 
 
+def _header_token(value: object) -> bool:
+    """A non-empty string that an HTTP header can carry as is (visible ASCII)."""
+    return isinstance(value, str) and bool(value) and all("!" <= c <= "~" for c in value)
+
+
 def _check_optional_int(name: str, value: object, *, minimum: int) -> int | None:
     if value is None:
         return None
@@ -416,6 +421,11 @@ class MockConfig:
         api_key: When set, chat and model requests need ``Authorization: Bearer
             <api_key>`` (else 401).  Masked in ``repr``, never logged.  Default
             ``None`` (no auth).
+        admin_token: When set, the admin routes (``/_mock/*``) need ``Authorization:
+            Bearer <admin_token>`` or ``X-Mock-Admin-Token: <admin_token>`` (else 401);
+            the API key does not open them.  Visible ASCII, no spaces.  Masked in
+            ``repr``.  Default ``None``: no token on loopback; :func:`serve` on any
+            other address generates one.
         models: When set, the accepted models (others get 400
             ``model_not_found``) and the ``GET /models`` list.  Default ``None``:
             any model is accepted and :data:`DEFAULT_MODELS` are listed.
@@ -439,6 +449,7 @@ class MockConfig:
     tpm: int | None = None
     default_max_tokens: int = 64
     api_key: str | None = None
+    admin_token: str | None = None
     models: tuple[str, ...] | None = None
     reply_tokens: tuple[int, int] = (10, 60)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -460,6 +471,11 @@ class MockConfig:
             raise ValueError("default_max_tokens: expected an integer, got None")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise ValueError("api_key: expected a non-empty string or None")
+        if self.admin_token is not None and not _header_token(self.admin_token):
+            raise ValueError(
+                "admin_token: expected a non-empty string of visible ASCII characters "
+                "(no spaces), or None"
+            )
         if self.models is not None:
             models: Any = self.models
             if isinstance(models, str) or not isinstance(models, Iterable):
@@ -488,8 +504,8 @@ class MockConfig:
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "api_key" and value is not None:
-                parts.append("api_key='***'")
+            if f.name in _SECRETS and value is not None:
+                parts.append(f"{f.name}='***'")
             else:
                 parts.append(f"{f.name}={value!r}")
         return f"MockConfig({', '.join(parts)})"
@@ -523,6 +539,7 @@ class MockConfig:
             "tpm": self.tpm,
             "default_max_tokens": self.default_max_tokens,
             "api_key": None if self.api_key is None else "***",
+            "admin_token": None if self.admin_token is None else "***",
             "models": None if self.models is None else list(self.models),
             "reply_tokens": list(self.reply_tokens),
             "max_body_bytes": self.max_body_bytes,
@@ -530,6 +547,7 @@ class MockConfig:
         }
 
 
+_SECRETS: Final = frozenset({"api_key", "admin_token"})
 _FIELD_NAMES: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(MockConfig))
 
 
