@@ -53,6 +53,12 @@ def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser
         metavar="KIND=P",
         help=f"fault probability, repeatable; KIND in {', '.join(FAULT_KINDS)}",
     )
+    add(
+        "--stall-after",
+        type=int,
+        metavar="N",
+        help="chunks a stream_stall fault sends before it stalls (default: half the stream)",
+    )
     add("--retry-after", type=float, metavar="S", help="Retry-After of rate_limit faults")
     add("--rpm", type=int, help="requests-per-minute quota")
     add("--tpm", type=int, help="tokens-per-minute quota")
@@ -113,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         ("admin_token", "admin_token"),
         ("models", "models"),
         ("max_body_bytes", "max_body_bytes"),
+        ("stall_after", "stall_after"),
     ):
         value = getattr(args, flag)
         if value is not None:

@@ -44,12 +44,13 @@ FAULT_KINDS: Final[tuple[str, ...]] = (
     "stream_cut",
     "stream_error",
     "stream_no_done",
+    "stream_stall",
 )
 
 #: Faults that only make sense for a streamed (``"stream": true``) request.  A
 #: non-streamed request that draws one of them is served normally.
 STREAM_FAULT_KINDS: Final[frozenset[str]] = frozenset(
-    {"stream_cut", "stream_error", "stream_no_done"}
+    {"stream_cut", "stream_error", "stream_no_done", "stream_stall"}
 )
 
 #: Models listed by ``GET /models`` when :attr:`MockConfig.models` is ``None``.
@@ -255,6 +256,9 @@ class FaultRates:
             OpenAI error envelope as ``data``, then ends the response cleanly.
         stream_no_done: Streams every chunk but omits ``data: [DONE]``, then ends
             the response cleanly.
+        stream_stall: Streams :attr:`MockConfig.stall_after` chunks (or a script's
+            ``Fault.stall_after``), then sends nothing more and keeps the connection
+            open (no ``[DONE]``) until the client goes away or the server stops.
     """
 
     rate_limit: float = 0.0
@@ -267,6 +271,7 @@ class FaultRates:
     stream_cut: float = 0.0
     stream_error: float = 0.0
     stream_no_done: float = 0.0
+    stream_stall: float = 0.0
 
     def __post_init__(self) -> None:
         total = 0.0
@@ -336,12 +341,15 @@ class Fault:
             ``"true"``), or ``None`` (default) for the kind's usual behaviour.
         latency: Fixed delay in seconds before acting, replacing the sampled
             :attr:`MockConfig.latency`; ``None`` (default) keeps the sampled one.
+        stall_after: For ``"stream_stall"`` only: the chunks sent before the stall,
+            replacing :attr:`MockConfig.stall_after`; ``None`` (default) keeps it.
     """
 
     kind: str
     retry_after: float | None = field(default=None, kw_only=True)
     should_retry: bool | None = field(default=None, kw_only=True)
     latency: float | None = field(default=None, kw_only=True)
+    stall_after: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str):
@@ -363,6 +371,9 @@ class Fault:
             raise ValueError(f"should_retry: expected a bool or None, got {self.should_retry!r}")
         if self.latency is not None:
             _check_number("latency", self.latency)
+        _check_optional_int("stall_after", self.stall_after, minimum=0)
+        if self.stall_after is not None and kind != "stream_stall":
+            raise ValueError(f"stall_after: only for kind 'stream_stall', not {kind!r}")
 
 
 #: What ``MockServer.script`` accepts per attempt: ``"ok"``, a fault kind, a status
@@ -433,6 +444,10 @@ class MockConfig:
             per request from the hash.  Default ``(10, 60)``.
         max_body_bytes: Largest accepted request body; larger ones get 413.
             Default ``1048576`` (1 MiB).
+        stall_after: Chunks a ``stream_stall`` fault sends before it stalls (the
+            role chunk counts as one; more than the stream has sends every chunk
+            but ``[DONE]``), or ``None`` for the same point as ``stream_cut``: the
+            role chunk and half the content chunks.  Default ``None``.
         max_log: How many :class:`RequestRecord` entries are kept (oldest are
             dropped first; counters in ``stats()`` are not affected).  Default
             ``100000``.
@@ -453,6 +468,7 @@ class MockConfig:
     models: tuple[str, ...] | None = None
     reply_tokens: tuple[int, int] = (10, 60)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    stall_after: int | None = None
     max_log: int = 100_000
 
     def __post_init__(self) -> None:
@@ -497,6 +513,7 @@ class MockConfig:
         object.__setattr__(self, "reply_tokens", reply)
         if _check_optional_int("max_body_bytes", self.max_body_bytes, minimum=1) is None:
             raise ValueError("max_body_bytes: expected an integer, got None")
+        _check_optional_int("stall_after", self.stall_after, minimum=0)
         if _check_optional_int("max_log", self.max_log, minimum=0) is None:
             raise ValueError("max_log: expected an integer, got None")
 
@@ -543,6 +560,7 @@ class MockConfig:
             "models": None if self.models is None else list(self.models),
             "reply_tokens": list(self.reply_tokens),
             "max_body_bytes": self.max_body_bytes,
+            "stall_after": self.stall_after,
             "max_log": self.max_log,
         }
 
