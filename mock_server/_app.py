@@ -19,12 +19,14 @@ from ._content import (
     ChatRequest,
     Reply,
     RequestError,
+    check_text,
     chunk_body,
     completion_body,
     make_reply,
     parse_chat_request,
 )
 from ._determinism import body_key, digest, unit
+from ._guard import Denial, admin_denial, body_denial
 from ._state import MockState, _Entry, retry_after_headers
 from ._transport import CONNECTION_KEY, Connection, ConnectionMiddleware
 
@@ -41,6 +43,16 @@ _LINGER: Final = 2.0
 _MODELS_CREATED: Final = 1_700_000_000
 _JSON: Final = "application/json"
 _SSE_DONE: Final = b"data: [DONE]\n\n"
+_ADMIN_PREFIX: Final = "/_mock/"
+_STREAM_ERROR: Final = {
+    "error": {
+        "message": "The server had an error while streaming the response "
+        "(injected by mock_server).",
+        "type": "server_error",
+        "param": None,
+        "code": "stream_error",
+    }
+}
 
 
 def _dumps(value: Any) -> bytes:
@@ -68,6 +80,12 @@ def _error_response(
     return _json_response(envelope, status, headers)
 
 
+def _denial_response(denial: Denial) -> Response:
+    return _error_response(
+        denial.status, denial.message, code=denial.code, headers=dict(denial.headers)
+    )
+
+
 def _status_code_name(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
@@ -82,6 +100,62 @@ def _sse(value: Any) -> bytes:
 async def _linger() -> None:
     """After aborting a connection, wait for Hypercorn to notice and cancel us."""
     await trio.sleep(_LINGER)
+
+
+def _status_of(kind: str, draw: int) -> int | None:
+    """The HTTP status of an outcome: ``None`` for no response; ``draw`` picks a 5xx."""
+    if kind == "server_error":
+        return _SERVER_ERRORS[draw % len(_SERVER_ERRORS)]
+    if kind == "rate_limit":
+        return 429
+    if kind.isdigit():
+        return int(kind)
+    return None if kind in ("hang", "reset", "close") else 200
+
+
+def _stream_events(
+    chat: ChatRequest, reply: Reply, completion_id: str, created: int
+) -> list[bytes]:
+    """The SSE events of a healthy stream: role, one per piece, finish, [usage], [DONE]."""
+
+    def chunk(delta: dict[str, Any] | None, **extra: Any) -> bytes:
+        return _sse(
+            chunk_body(
+                completion_id=completion_id, created=created, request=chat, delta=delta, **extra
+            )
+        )
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": piece}) for piece in reply.pieces]
+    events.append(chunk({}, finish_reason=reply.finish_reason))
+    if chat.include_usage:
+        events.append(chunk(None, usage=(chat.prompt_tokens, reply.completion_tokens)))
+    events.append(_SSE_DONE)
+    return events
+
+
+def _inject_stream_fault(
+    kind: str, events: list[bytes], reply: Reply, stall_after: int | None, completion_id: str
+) -> tuple[list[bytes], int, str]:
+    """``(events to send, content pieces among them, ending)`` of a stream drawing ``kind``.
+
+    The ending is ``"end"`` (a clean end of the response), ``"close"`` (the connection
+    is closed after the events) or ``"stall"`` (nothing more is sent, ever).
+    """
+    cut = 1 + len(reply.pieces) // 2  # events[:cut] = role chunk + half the pieces
+    if kind in ("stream_cut", "truncated"):
+        return events[:cut], cut - 1, "close"
+    if kind == "stream_error":
+        return [*events[:cut], b"event: error\n" + _sse(_STREAM_ERROR)], cut - 1, "end"
+    if kind == "stream_no_done":
+        return events[:-1], reply.completion_tokens, "end"
+    if kind == "stream_stall":
+        sent = min(cut if stall_after is None else stall_after, len(events) - 1)
+        return events[:sent], max(0, min(sent - 1, reply.completion_tokens)), "stall"
+    if kind == "malformed":
+        broken = b'data: {"id": "' + completion_id.encode() + b'", "choices": [\n\n'
+        return [*events[:cut], broken, *events[cut:]], reply.completion_tokens, "end"
+    return events, reply.completion_tokens, "end"
 
 
 def get_state(app: QuartTrio) -> MockState:
@@ -264,18 +338,7 @@ class _Handlers:
         entry = conn.entry
         assert entry is not None
         seed, key, attempt = config.seed, entry.key, entry.attempt
-
-        status: int | None
-        if kind == "server_error":
-            status = _SERVER_ERRORS[digest(seed, key, attempt, "status")[0] % len(_SERVER_ERRORS)]
-        elif kind == "rate_limit":
-            status = 429
-        elif kind.isdigit():
-            status = int(kind)
-        elif kind in ("hang", "reset", "close"):
-            status = None
-        else:
-            status = 200
+        status = _status_of(kind, digest(seed, key, attempt, "status")[0])
         outcome = kind if status is None or status == 200 else str(status)
         state.decide(entry, outcome, status)
 
@@ -295,7 +358,11 @@ class _Handlers:
         completion_id = "chatcmpl-" + digest(seed, "id", key, attempt).hex()[:29]
         created = int(time.time())
         if chat.stream:
-            return self._stream(conn, config, chat, reply, kind, completion_id, created, headers)
+            stall_after = config.stall_after
+            if fault is not None and fault.stall_after is not None:
+                stall_after = fault.stall_after
+            ids = (completion_id, created)
+            return self._stream(conn, config, chat, reply, kind, ids, headers, stall_after)
         entry.completion_tokens = reply.completion_tokens
         payload = _dumps(
             completion_body(completion_id=completion_id, created=created, request=chat, reply=reply)
@@ -361,53 +428,17 @@ class _Handlers:
         chat: ChatRequest,
         reply: Reply,
         kind: str,
-        completion_id: str,
-        created: int,
+        ids: tuple[str, int],
         headers: dict[str, str],
+        stall_after: int | None,
     ) -> Response:
         entry = conn.entry
         assert entry is not None
-
-        def chunk(delta: dict[str, Any] | None, **extra: Any) -> bytes:
-            return _sse(
-                chunk_body(
-                    completion_id=completion_id,
-                    created=created,
-                    request=chat,
-                    delta=delta,
-                    **extra,
-                )
-            )
-
-        events = [chunk({"role": "assistant", "content": ""})]
-        events += [chunk({"content": piece}) for piece in reply.pieces]
-        events.append(chunk({}, finish_reason=reply.finish_reason))
-        if chat.include_usage:
-            events.append(chunk(None, usage=(chat.prompt_tokens, reply.completion_tokens)))
-        events.append(_SSE_DONE)
-        sent_pieces = reply.completion_tokens
-        cut = 1 + len(reply.pieces) // 2  # events[:cut] = role chunk + half the pieces
-        abort = False
-        if kind in ("stream_cut", "truncated"):
-            events, abort = events[:cut], True
-            sent_pieces = cut - 1
-        elif kind == "stream_error":
-            error = {
-                "error": {
-                    "message": "The server had an error while streaming the response "
-                    "(injected by mock_server).",
-                    "type": "server_error",
-                    "param": None,
-                    "code": "stream_error",
-                }
-            }
-            events = [*events[:cut], b"event: error\n" + _sse(error)]
-            sent_pieces = cut - 1
-        elif kind == "stream_no_done":
-            events = events[:-1]
-        elif kind == "malformed":
-            events.insert(cut, b'data: {"id": "' + completion_id.encode() + b'", "choices": [\n\n')
-        entry.completion_tokens = sent_pieces
+        completion_id, created = ids
+        events = _stream_events(chat, reply, completion_id, created)
+        events, entry.completion_tokens, ending = _inject_stream_fault(
+            kind, events, reply, stall_after, completion_id
+        )
         ttft = config.ttft.sample(unit(config.seed, entry.key, entry.attempt, "ttft"))
         token_delay = config.token_delay
 
@@ -418,9 +449,11 @@ class _Handlers:
                 if index and token_delay > 0:
                     await trio.sleep(token_delay)
                 yield event
-            if abort:
+            if ending == "close":
                 conn.close()
                 await _linger()
+            elif ending == "stall":
+                await trio.sleep_forever()
 
         response = Response(body(), headers=headers, content_type="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
@@ -428,6 +461,17 @@ class _Handlers:
         return response
 
     # -- admin routes -------------------------------------------------------------------------
+
+    async def admin_guard(self) -> Response | None:
+        """Before every request: refuse an admin request a browser or a stranger made."""
+        if not request.path.startswith(_ADMIN_PREFIX):
+            return None
+        denial = admin_denial(
+            {name.lower(): value for name, value in request.headers.items()},
+            method=request.method,
+            admin_token=self.state.config.admin_token,
+        )
+        return None if denial is None else _denial_response(denial)
 
     async def admin_stats(self) -> Response:
         return _json_response(self.state.stats().to_dict())
@@ -440,10 +484,15 @@ class _Handlers:
         body, too_large = await _read_body(self.state.config.max_body_bytes)
         if too_large:
             raise RequestError("Request body too large.", code="request_too_large", status=413)
+        denial = body_denial(request.headers.get("Content-Type"), has_body=bool(body))
+        if denial is not None:
+            raise RequestError(denial.message, code=denial.code, status=denial.status)
         try:
-            return json.loads(body)
+            data = json.loads(body)
         except (ValueError, RecursionError):
             raise RequestError("The body is not valid JSON.", code="invalid_json") from None
+        check_text(data)
+        return data
 
     async def admin_config(self) -> Response:
         if request.method == "POST":
@@ -508,6 +557,7 @@ def create_app(config: MockConfig | None = None) -> QuartTrio:
     app.add_url_rule("/_mock/reset", "admin_reset", handlers.admin_reset, methods=["POST"])
     app.add_url_rule("/_mock/script", "admin_script", handlers.admin_script, methods=["POST"])
     app.add_url_rule("/metrics", "metrics", handlers.metrics, methods=["GET"])
+    app.before_request(handlers.admin_guard)
 
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500

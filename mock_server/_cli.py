@@ -21,6 +21,8 @@ __all__ = ["build_parser", "config_from_args", "main"]
 
 #: Environment variable read when ``--api-key`` is not given.
 API_KEY_ENV = "MOCK_API_KEY"
+#: Environment variable read when ``--admin-token`` is not given.
+ADMIN_TOKEN_ENV = "MOCK_ADMIN_TOKEN"
 
 
 def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser:
@@ -31,7 +33,12 @@ def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser
         "API. Prints 'Mock Paradigm API listening on URL' once bound; stops on SIGINT/SIGTERM.",
     )
     add = parser.add_argument
-    add("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    add(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default: %(default)s); beyond loopback the admin routes "
+        "always need an admin token (one is generated and printed if none is given)",
+    )
     add("--port", type=int, default=8000, help="port to bind, 0 = any free (default: 8000)")
     add("--config", metavar="FILE", help="TOML or JSON file of MockConfig fields (flags override)")
     add("--seed", type=int, help="seed of every deterministic choice (default 0)")
@@ -46,12 +53,25 @@ def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser
         metavar="KIND=P",
         help=f"fault probability, repeatable; KIND in {', '.join(FAULT_KINDS)}",
     )
+    add(
+        "--stall-after",
+        type=int,
+        metavar="N",
+        help="chunks a stream_stall fault sends before it stalls (default: half the stream)",
+    )
     add("--retry-after", type=float, metavar="S", help="Retry-After of rate_limit faults")
     add("--rpm", type=int, help="requests-per-minute quota")
     add("--tpm", type=int, help="tokens-per-minute quota")
     add(
         "--api-key",
         help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV} if set)",
+    )
+    add(
+        "--admin-token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' or 'X-Mock-Admin-Token: TOKEN' on the "
+        f"/_mock/* admin routes (default: ${ADMIN_TOKEN_ENV} if set; prefer it, a flag is "
+        "visible to other users in the process list)",
     )
     add("--models", metavar="A,B", help="accepted models (default: any model)")
     add("--max-body-bytes", type=int, metavar="N", help="largest accepted body (default 1 MiB)")
@@ -82,9 +102,10 @@ def _load_file(path: str) -> dict[str, Any]:
 def config_from_args(args: argparse.Namespace) -> MockConfig:
     """The :class:`MockConfig` described by parsed arguments (file, then env, then flags)."""
     data: dict[str, Any] = _load_file(args.config) if args.config else {}
-    env_key = os.environ.get(API_KEY_ENV)
-    if env_key:
-        data["api_key"] = env_key
+    for env, name in ((API_KEY_ENV, "api_key"), (ADMIN_TOKEN_ENV, "admin_token")):
+        value = os.environ.get(env)
+        if value:
+            data[name] = value
     for flag, name in (
         ("seed", "seed"),
         ("latency", "latency"),
@@ -95,8 +116,10 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         ("rpm", "rpm"),
         ("tpm", "tpm"),
         ("api_key", "api_key"),
+        ("admin_token", "admin_token"),
         ("models", "models"),
         ("max_body_bytes", "max_body_bytes"),
+        ("stall_after", "stall_after"),
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -118,9 +141,33 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     return MockConfig.from_mapping(data)
 
 
+def _warn_beyond_loopback(host: str, config: MockConfig, token: str | None) -> None:
+    """On stderr: the mock is reachable from other machines; a generated admin token."""
+    api = (
+        "its API needs the API key"
+        if config.api_key is not None
+        else f"its API needs NO key (set --api-key or ${API_KEY_ENV})"
+    )
+    print(
+        f"mock_server: warning: listening on {host}, beyond loopback: other machines can "
+        f"reach the mock; {api}; its /_mock/* admin routes need the admin token.",
+        file=sys.stderr,
+        flush=True,
+    )
+    if config.admin_token is None and token is not None:
+        print(
+            f"mock_server: admin token: {token} (generated; send 'Authorization: Bearer "
+            f"TOKEN' or 'X-Mock-Admin-Token: TOKEN'; choose one with ${ADMIN_TOKEN_ENV})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 async def _serve_until_signal(config: MockConfig, host: str, port: int) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with serve(config, host=host, port=port) as server:
+            if server.state.admin_token_required:
+                _warn_beyond_loopback(host, config, server.admin_token)
             print(f"Mock Paradigm API listening on {server.url}", flush=True)
             async for _ in signals:
                 break

@@ -44,12 +44,13 @@ FAULT_KINDS: Final[tuple[str, ...]] = (
     "stream_cut",
     "stream_error",
     "stream_no_done",
+    "stream_stall",
 )
 
 #: Faults that only make sense for a streamed (``"stream": true``) request.  A
 #: non-streamed request that draws one of them is served normally.
 STREAM_FAULT_KINDS: Final[frozenset[str]] = frozenset(
-    {"stream_cut", "stream_error", "stream_no_done"}
+    {"stream_cut", "stream_error", "stream_no_done", "stream_stall"}
 )
 
 #: Models listed by ``GET /models`` when :attr:`MockConfig.models` is ``None``.
@@ -70,6 +71,11 @@ def _check_number(name: str, value: object, *, minimum: float = 0.0) -> float:
     if not math.isfinite(number) or number < minimum:
         raise ValueError(f"{name}: must be a finite number >= {minimum:g}, got {value!r}")
     return number
+
+
+def _header_token(value: object) -> bool:
+    """A non-empty string that an HTTP header can carry as is (visible ASCII)."""
+    return isinstance(value, str) and bool(value) and all("!" <= c <= "~" for c in value)
 
 
 def _check_optional_int(name: str, value: object, *, minimum: int) -> int | None:
@@ -250,6 +256,9 @@ class FaultRates:
             OpenAI error envelope as ``data``, then ends the response cleanly.
         stream_no_done: Streams every chunk but omits ``data: [DONE]``, then ends
             the response cleanly.
+        stream_stall: Streams :attr:`MockConfig.stall_after` chunks (or a script's
+            ``Fault.stall_after``), then sends nothing more and keeps the connection
+            open (no ``[DONE]``) until the client goes away or the server stops.
     """
 
     rate_limit: float = 0.0
@@ -262,6 +271,7 @@ class FaultRates:
     stream_cut: float = 0.0
     stream_error: float = 0.0
     stream_no_done: float = 0.0
+    stream_stall: float = 0.0
 
     def __post_init__(self) -> None:
         total = 0.0
@@ -331,12 +341,15 @@ class Fault:
             ``"true"``), or ``None`` (default) for the kind's usual behaviour.
         latency: Fixed delay in seconds before acting, replacing the sampled
             :attr:`MockConfig.latency`; ``None`` (default) keeps the sampled one.
+        stall_after: For ``"stream_stall"`` only: the chunks sent before the stall,
+            replacing :attr:`MockConfig.stall_after`; ``None`` (default) keeps it.
     """
 
     kind: str
     retry_after: float | None = field(default=None, kw_only=True)
     should_retry: bool | None = field(default=None, kw_only=True)
     latency: float | None = field(default=None, kw_only=True)
+    stall_after: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str):
@@ -358,6 +371,9 @@ class Fault:
             raise ValueError(f"should_retry: expected a bool or None, got {self.should_retry!r}")
         if self.latency is not None:
             _check_number("latency", self.latency)
+        _check_optional_int("stall_after", self.stall_after, minimum=0)
+        if self.stall_after is not None and kind != "stream_stall":
+            raise ValueError(f"stall_after: only for kind 'stream_stall', not {kind!r}")
 
 
 #: What ``MockServer.script`` accepts per attempt: ``"ok"``, a fault kind, a status
@@ -416,6 +432,11 @@ class MockConfig:
         api_key: When set, chat and model requests need ``Authorization: Bearer
             <api_key>`` (else 401).  Masked in ``repr``, never logged.  Default
             ``None`` (no auth).
+        admin_token: When set, the admin routes (``/_mock/*``) need ``Authorization:
+            Bearer <admin_token>`` or ``X-Mock-Admin-Token: <admin_token>`` (else 401);
+            the API key does not open them.  Visible ASCII, no spaces.  Masked in
+            ``repr``.  Default ``None``: no token on loopback; :func:`serve` on any
+            other address generates one.
         models: When set, the accepted models (others get 400
             ``model_not_found``) and the ``GET /models`` list.  Default ``None``:
             any model is accepted and :data:`DEFAULT_MODELS` are listed.
@@ -423,6 +444,10 @@ class MockConfig:
             per request from the hash.  Default ``(10, 60)``.
         max_body_bytes: Largest accepted request body; larger ones get 413.
             Default ``1048576`` (1 MiB).
+        stall_after: Chunks a ``stream_stall`` fault sends before it stalls (the
+            role chunk counts as one; more than the stream has sends every chunk
+            but ``[DONE]``), or ``None`` for the same point as ``stream_cut``: the
+            role chunk and half the content chunks.  Default ``None``.
         max_log: How many :class:`RequestRecord` entries are kept (oldest are
             dropped first; counters in ``stats()`` are not affected).  Default
             ``100000``.
@@ -439,9 +464,11 @@ class MockConfig:
     tpm: int | None = None
     default_max_tokens: int = 64
     api_key: str | None = None
+    admin_token: str | None = None
     models: tuple[str, ...] | None = None
     reply_tokens: tuple[int, int] = (10, 60)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    stall_after: int | None = None
     max_log: int = 100_000
 
     def __post_init__(self) -> None:
@@ -460,6 +487,11 @@ class MockConfig:
             raise ValueError("default_max_tokens: expected an integer, got None")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise ValueError("api_key: expected a non-empty string or None")
+        if self.admin_token is not None and not _header_token(self.admin_token):
+            raise ValueError(
+                "admin_token: expected a non-empty string of visible ASCII characters "
+                "(no spaces), or None"
+            )
         if self.models is not None:
             models: Any = self.models
             if isinstance(models, str) or not isinstance(models, Iterable):
@@ -481,6 +513,7 @@ class MockConfig:
         object.__setattr__(self, "reply_tokens", reply)
         if _check_optional_int("max_body_bytes", self.max_body_bytes, minimum=1) is None:
             raise ValueError("max_body_bytes: expected an integer, got None")
+        _check_optional_int("stall_after", self.stall_after, minimum=0)
         if _check_optional_int("max_log", self.max_log, minimum=0) is None:
             raise ValueError("max_log: expected an integer, got None")
 
@@ -488,8 +521,8 @@ class MockConfig:
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "api_key" and value is not None:
-                parts.append("api_key='***'")
+            if f.name in _SECRETS and value is not None:
+                parts.append(f"{f.name}='***'")
             else:
                 parts.append(f"{f.name}={value!r}")
         return f"MockConfig({', '.join(parts)})"
@@ -523,13 +556,16 @@ class MockConfig:
             "tpm": self.tpm,
             "default_max_tokens": self.default_max_tokens,
             "api_key": None if self.api_key is None else "***",
+            "admin_token": None if self.admin_token is None else "***",
             "models": None if self.models is None else list(self.models),
             "reply_tokens": list(self.reply_tokens),
             "max_body_bytes": self.max_body_bytes,
+            "stall_after": self.stall_after,
             "max_log": self.max_log,
         }
 
 
+_SECRETS: Final = frozenset({"api_key", "admin_token"})
 _FIELD_NAMES: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(MockConfig))
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "ChatRequest",
     "Reply",
     "RequestError",
+    "check_text",
     "chunk_body",
     "completion_body",
     "count_prompt_tokens",
@@ -60,6 +61,7 @@ _FILLER: Final[tuple[str, ...]] = (
     "That is all the mock has to say about it.",
 )
 _QUOTE_WORDS: Final = 12
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 class RequestError(ValueError):
@@ -106,6 +108,42 @@ class Reply:
     @property
     def completion_tokens(self) -> int:
         return len(self.pieces)
+
+
+def _lone_surrogate(text: str) -> str | None:
+    match = _SURROGATE.search(text)
+    return None if match is None else f"U+{ord(match.group()):04X}"
+
+
+def check_text(data: object) -> None:
+    """Refuse a parsed JSON value holding a lone surrogate, in any string or key.
+
+    Python's ``json`` accepts ``"\\ud800"`` escapes and the surrogate's own UTF-8-like
+    bytes, but such a string is not text: it cannot be encoded, echoed or hashed as
+    UTF-8.  Raise a 400 :class:`RequestError` (``invalid_unicode``) naming where it is.
+    """
+    stack: list[tuple[str | None, object]] = [(None, data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            found = _lone_surrogate(value)
+        elif isinstance(value, dict):
+            found = next(filter(None, map(_lone_surrogate, value)), None)
+            stack += [(f"{path}.{k}" if path else k, v) for k, v in reversed(value.items())]
+        elif isinstance(value, list):
+            found = None
+            stack += [(f"{path or ''}[{i}]", v) for i, v in reversed(list(enumerate(value)))]
+        else:
+            continue
+        if found is not None:
+            where = f"'{path}'" if path else "the request body"
+            raise RequestError(
+                f"Invalid Unicode in {where}: it holds a lone surrogate ({found}), which is "
+                "not valid text. Send well-formed UTF-8 (a \\uD800-\\uDFFF escape is only "
+                "valid as half of a pair).",
+                param=path,
+                code="invalid_unicode",
+            )
 
 
 def message_text(content: object) -> str:
@@ -241,6 +279,7 @@ def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRe
             "payload, but what was sent was not valid JSON.)",
             code="invalid_json",
         ) from None
+    check_text(data)
     if not isinstance(data, dict):
         raise RequestError(
             f"The request body must be a JSON object, but got {_type_name(data)}.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
@@ -16,10 +17,27 @@ from ._app import create_app, get_state
 from ._config import MockConfig, ScriptEntry
 from ._state import MockState, MockStats, RequestRecord
 
-__all__ = ["API_PREFIX", "MockServer", "hypercorn_config", "serve"]
+__all__ = ["API_PREFIX", "MockServer", "hypercorn_config", "is_loopback", "serve"]
 
 #: Path prefix of the Paradigm API (``MockServer.url`` ends with it).
 API_PREFIX = "/api/v2"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the mock on this machine.
+
+    True for a loopback address (``127.0.0.0/8``, ``::1``) or ``localhost``; false for
+    anything else, including ``0.0.0.0``, ``::``, ``""`` and other host names.
+    """
+    name = host.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def hypercorn_config(host: str = "127.0.0.1", port: int = 0) -> hypercorn.config.Config:
@@ -62,6 +80,11 @@ class MockServer:
         """The current config."""
         return self._state.config
 
+    @property
+    def admin_token(self) -> str | None:
+        """The token the admin routes need (``config.admin_token``), or ``None`` for none."""
+        return self._state.config.admin_token
+
     def configure(self, config: MockConfig | None = None, /, **changes: Any) -> MockConfig:
         """Change the config live: ``configure(new_config)`` and/or ``configure(field=value)``."""
         return self._state.configure(config, **changes)
@@ -101,11 +124,17 @@ async def serve(
 
     ``app`` serves an app from :func:`create_app` instead of a new one (then
     ``config``, if given, replaces its config).
+
+    On a ``host`` beyond loopback (see :func:`is_loopback`) the admin routes always
+    need a token: ``config.admin_token``, or one generated here and readable as
+    :attr:`MockServer.admin_token`.  Then the config can no longer drop it.
     """
     if app is None:
         app = create_app(config)
     elif config is not None:
         get_state(app).configure(config)
+    if not is_loopback(host):
+        get_state(app).require_admin_token()
     hcfg = hypercorn_config(host, port)
     body_error: BaseException | None = None
     try:

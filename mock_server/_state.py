@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
@@ -39,7 +40,8 @@ class RequestRecord:
         outcome: ``"ok"``, a status code (``"400"``, ``"401"``, ``"413"``,
             ``"429"``, ``"500"``...), ``"quota"`` (429 from a quota), a fault kind
             (``"hang"``, ``"reset"``, ``"close"``, ``"malformed"``, ``"truncated"``,
-            ``"stream_cut"``, ``"stream_error"``, ``"stream_no_done"``), or
+            ``"stream_cut"``, ``"stream_error"``, ``"stream_no_done"``,
+            ``"stream_stall"``), or
             ``"pending"`` before it is decided.
         status: The HTTP status sent (or being sent); ``None`` when no status line
             is ever sent (hang, reset, close) or not yet decided.
@@ -171,6 +173,7 @@ class MockState:
         self._generation = 0
         self._rpm: TokenBucket | None = None
         self._tpm: TokenBucket | None = None
+        self._admin_token_required = False
 
     # -- control --------------------------------------------------------------------------
 
@@ -184,12 +187,19 @@ class MockState:
 
         Takes effect for requests arriving afterwards.  Changing ``rpm``/``tpm``
         refills the corresponding bucket; the log, counters and attempts are kept.
+        Once :meth:`require_admin_token` was called, a config without
+        ``admin_token`` raises :class:`ValueError`.
         """
         new = config if config is not None else self._config
         if not isinstance(new, MockConfig):
             raise TypeError(f"configure() expects a MockConfig, got {type(new).__name__}")
         if changes:
             new = new.replace(**changes)
+        if self._admin_token_required and new.admin_token is None:
+            raise ValueError(
+                "admin_token: required while the mock listens beyond loopback; "
+                "give another token instead of None"
+            )
         old, self._config = self._config, new
         if new.rpm != old.rpm:
             self._rpm = None
@@ -198,6 +208,23 @@ class MockState:
         if new.max_log != old.max_log:
             self._log = collections.deque(self._log, maxlen=new.max_log)
         return new
+
+    @property
+    def admin_token_required(self) -> bool:
+        """Whether the config must keep an ``admin_token`` (see :meth:`require_admin_token`)."""
+        return self._admin_token_required
+
+    def require_admin_token(self) -> str:
+        """From now on the admin routes always need a token; return it.
+
+        Generates one (``secrets.token_urlsafe(32)``) if the config has none.
+        :func:`serve` calls this before binding an address beyond loopback.
+        """
+        if self._config.admin_token is None:
+            self._config = self._config.replace(admin_token=secrets.token_urlsafe(32))
+        self._admin_token_required = True
+        assert self._config.admin_token is not None
+        return self._config.admin_token
 
     def reset(self) -> None:
         """Clear the log, counters, attempt numbers, scripts and quota buckets.

@@ -49,7 +49,9 @@ async def test_config_endpoint_changes_behaviour_live() -> None:
         invalid = await client.post("/_mock/config", json={"faults": {"hang": 2}})
         unknown = await client.post("/_mock/config", json={"colour": "red"})
         not_object = await client.post("/_mock/config", json=[1])
-        garbage = await client.post("/_mock/config", content=b"{")
+        garbage = await client.post(
+            "/_mock/config", content=b"{", headers={"Content-Type": "application/json"}
+        )
     assert before["faults"]["server_error"] == 0.0
     assert changed.status_code == 200
     assert changed.json()["faults"]["server_error"] == 1.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx2
@@ -266,5 +266,143 @@ async def test_random_json_bodies_never_crash_the_server(bodies: list[Any]) -> N
                 assert data["object"] == "chat.completion"
         ok = await client.post("/chat/completions", json=chat_body())
     assert ok.status_code == 200
+    assert server.stats().in_flight == 0
+    assert set(server.stats().by_outcome) <= {"ok", "400"}
+
+
+LONE = "\ud800"
+
+
+def _escaped(body: object) -> bytes:
+    """JSON with ``\\ud800`` escapes, as ``json.dumps`` writes a lone surrogate."""
+    return json.dumps(body).encode()
+
+
+def _raw(body: object) -> bytes:
+    """UTF-8 with the surrogate's own three bytes (``ED A0 80``), which Python's json accepts."""
+    return json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+SURROGATE_BODIES: list[tuple[str, object, str]] = [
+    ("content", chat_body(f"Hi {LONE} there"), "messages[0].content"),
+    ("low surrogate", chat_body("\udc00"), "messages[0].content"),
+    ("streamed", chat_body(f"Hi {LONE}", stream=True), "messages[0].content"),
+    (
+        "content part",
+        {
+            "model": "alfred-4.2",
+            "messages": [
+                {"role": "system", "content": "ok"},
+                {"role": "user", "content": [{"type": "text", "text": f"x{LONE}"}]},
+            ],
+        },
+        "messages[1].content[0].text",
+    ),
+    ("model", chat_body(model=f"alfred{LONE}"), "model"),
+    ("role", {"model": "m", "messages": [{"role": LONE, "content": "x"}]}, "messages[0].role"),
+    ("other field", chat_body(user=f"u{LONE}"), "user"),
+    ("object key", chat_body(metadata={f"k{LONE}": 1}), "metadata"),
+]
+
+
+@pytest.mark.parametrize("encode", [_escaped, _raw])
+@pytest.mark.parametrize(("name", "body", "param"), SURROGATE_BODIES)
+async def test_a_lone_surrogate_gets_a_400_not_a_500(
+    name: str, body: object, param: str, encode: Callable[[object], bytes]
+) -> None:
+    async with (
+        ms.serve(ms.MockConfig(models=("alfred-4.2", "m"))) as server,
+        httpx2.AsyncClient(base_url=server.url) as client,
+    ):
+        response = await client.post(
+            "/chat/completions", content=encode(body), headers={"Content-Type": "application/json"}
+        )
+        ok = await client.post("/chat/completions", json=chat_body(stream=True))
+    error = assert_error_envelope(response, 400, "invalid_unicode")
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param, name
+    assert param in error["message"]
+    assert "surrogate" in error["message"]
+    assert "U+D800" in error["message"] or "U+DC00" in error["message"]
+    assert ok.status_code == 200
+    assert [r.outcome for r in server.requests()] == ["400", "ok"]
+
+
+async def test_admin_routes_refuse_lone_surrogates_and_keep_working() -> None:
+    async with ms.serve() as server, httpx2.AsyncClient(base_url=server.root_url) as client:
+        headers = {"Content-Type": "application/json"}
+        script = await client.post(
+            "/_mock/script", content=_escaped({"key": LONE, "outcomes": ["503"]}), headers=headers
+        )
+        models = await client.post(
+            "/_mock/config", content=_raw({"models": [f"m{LONE}"]}), headers=headers
+        )
+        unknown_field = await client.post(
+            "/_mock/config", content=_escaped({f"x{LONE}": 1}), headers=headers
+        )
+        listing = await client.get("/api/v2/models")
+        config = await client.get("/_mock/config")
+    for response in (script, models, unknown_field):
+        assert "surrogate" in assert_error_envelope(response, 400, "invalid_unicode")["message"]
+    assert listing.status_code == 200
+    assert config.json()["models"] is None
+
+
+texts_with_surrogates = st.text(
+    alphabet=st.characters(codec=None, categories=["Cs", "L", "Zs"]), max_size=12
+)
+surrogate_values = st.recursive(
+    st.none() | st.integers() | texts_with_surrogates,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(texts_with_surrogates, children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _has_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, list):
+        return any(_has_surrogate(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    return False
+
+
+@given(
+    bodies=st.lists(
+        st.tuples(
+            st.fixed_dictionaries(
+                {
+                    "model": st.sampled_from(["alfred-4.2"]) | texts_with_surrogates,
+                    "messages": st.lists(
+                        st.fixed_dictionaries(
+                            {"role": st.just("user"), "content": texts_with_surrogates}
+                        ),
+                        min_size=1,
+                        max_size=2,
+                    ),
+                    "stream": st.booleans(),
+                },
+                optional={"extra": surrogate_values},
+            ),
+            st.sampled_from([_escaped, _raw]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+async def test_random_text_with_surrogates_never_gets_a_500(
+    bodies: list[tuple[dict[str, Any], Callable[[object], bytes]]],
+) -> None:
+    async with ms.serve() as server, httpx2.AsyncClient(base_url=server.url) as client:
+        for body, encode in bodies:
+            response = await client.post("/chat/completions", content=encode(body))
+            if _has_surrogate(body):
+                assert_error_envelope(response, 400, "invalid_unicode")
+            elif body["model"]:
+                assert response.status_code == 200, response.text
     assert server.stats().in_flight == 0
     assert set(server.stats().by_outcome) <= {"ok", "400"}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import mock_server as ms
+from mock_server._cli import build_parser, config_from_args
 from mock_server._content import RequestError, count_prompt_tokens, make_reply, parse_chat_request
 from mock_server._determinism import unit
 from mock_server._quota import TokenBucket, format_duration
@@ -248,3 +249,33 @@ def test_parse_errors_name_the_parameter() -> None:
     with pytest.raises(RequestError) as info:
         parse_chat_request(_request("x"), models=("other",))
     assert info.value.code == "model_not_found"
+
+
+def test_stream_stall_kind_and_its_chunk_count() -> None:
+    assert ms.FAULT_KINDS[-1] == "stream_stall"  # appended: earlier kinds draw as before
+    assert "stream_stall" in ms.STREAM_FAULT_KINDS
+    assert ms.FaultRates(stream_stall=0.25).items()["stream_stall"] == 0.25
+    assert ms.MockConfig().stall_after is None
+    assert ms.MockConfig(stall_after=0).stall_after == 0
+    assert ms.MockConfig.from_mapping({"stall_after": 4}).to_dict()["stall_after"] == 4
+    with pytest.raises(ValueError, match=r"^stall_after"):
+        ms.MockConfig(stall_after=-1)
+    with pytest.raises(ValueError, match=r"^stall_after"):
+        ms.MockConfig(stall_after=1.5)  # type: ignore[arg-type]
+    assert ms.Fault("stream_stall", stall_after=2).stall_after == 2
+    assert ms.Fault("stream_stall").stall_after is None
+    with pytest.raises(ValueError, match=r"^stall_after: .*stream_stall"):
+        ms.Fault("503", stall_after=2)
+    with pytest.raises(ValueError, match=r"^stall_after"):
+        ms.Fault("stream_stall", stall_after=-2)
+    state = ms.MockState()
+    state.script("k", [{"kind": "stream_stall", "stall_after": 3}])
+    assert state.pop_script("k") == ms.Fault("stream_stall", stall_after=3)
+
+
+def test_cli_flags_for_the_stall_fault() -> None:
+    args = build_parser().parse_args(["--fault", "stream_stall=0.5", "--stall-after", "3"])
+    config = config_from_args(args)
+    assert config.faults.stream_stall == 0.5
+    assert config.stall_after == 3
+    assert config_from_args(build_parser().parse_args([])).stall_after is None

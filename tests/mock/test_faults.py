@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from typing import Any
 
 import httpx2
 import pytest
@@ -420,3 +421,119 @@ async def test_connection_faults_leave_the_listener_healthy() -> None:
     assert stats.in_flight == 0
     assert stats.total == 61
     assert {"reset", "close"} <= set(seen.values())
+
+
+async def _stalled_events(
+    server: ms.MockServer, key: str, count: int, *, body: dict[str, object] = STREAM_BODY
+) -> list[tuple[str | None, str]]:
+    """Read a stream until ``count`` events, check that nothing more comes, then leave."""
+    received = bytearray()
+    async with (
+        httpx2.AsyncClient(base_url=server.url, timeout=10) as client,
+        client.stream("POST", "/chat/completions", json=body, headers=keyed(key)) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.aiter_raw()
+        with trio.fail_after(5):
+            while received.count(b"\n\n") < count:
+                received += await chunks.__anext__()
+        with trio.move_on_after(0.5) as quiet:
+            received += await chunks.__anext__()  # the stall: this never returns
+        assert quiet.cancelled_caught, bytes(received)
+        [record] = [r for r in server.requests() if r.key == key]
+        assert record.finish is None  # the server holds the connection open
+        assert server.stats().in_flight == 1
+    await wait_until(lambda: server.stats().in_flight == 0)
+    return parse_sse(received.decode())
+
+
+async def test_stream_stall_sends_n_chunks_then_nothing_until_the_client_leaves() -> None:
+    async with ms.serve(ms.MockConfig(token_delay=0.01)) as server:
+        server.script("st", [ms.Fault("stream_stall", stall_after=3)])
+        events = await _stalled_events(server, "st", 3)
+        [record] = server.requests()
+        stats = server.stats()
+    chunks = [json.loads(data) for _, data in events]
+    assert len(chunks) == 3
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks)
+    assert (record.outcome, record.status, record.disconnected) == ("stream_stall", 200, True)
+    assert record.completion_tokens == 2
+    assert record.finish is not None
+    assert stats.by_outcome == {"stream_stall": 1}
+    assert stats.disconnects == 1
+
+
+async def test_stream_stall_defaults_to_half_the_stream_like_stream_cut() -> None:
+    async with ms.serve() as server:
+        server.script("cut", ["stream_no_done"])
+        server.script("st", ["stream_stall"])
+        async with httpx2.AsyncClient(base_url=server.url) as client:
+            full = await client.post("/chat/completions", json=STREAM_BODY, headers=keyed("cut"))
+        pieces = len(stream_chunks(full.text)) - 2  # role and finish chunks
+        expected = 1 + pieces // 2
+        events = await _stalled_events(server, "st", expected)
+    assert len(events) == expected
+    assert [json.loads(d)["choices"] for _, d in events] == [
+        c["choices"] for c in stream_chunks(full.text)[:expected]
+    ]
+
+
+async def test_stream_stall_after_every_chunk_or_before_any() -> None:
+    body = chat_body("Tell me a story", stream=True, stream_options={"include_usage": True})
+    async with ms.serve() as server:
+        server.script("all", [ms.Fault("stream_stall", stall_after=10_000)])
+        server.script("none", [{"kind": "stream_stall", "stall_after": 0}])
+        async with httpx2.AsyncClient(base_url=server.url) as client:
+            full = await client.post("/chat/completions", json=body)
+        everything = await _stalled_events(server, "all", len(stream_chunks(full.text)), body=body)
+        nothing = await _stalled_events(server, "none", 0, body=body)
+
+    def content(chunks: list[dict[str, Any]]) -> list[tuple[object, object]]:
+        return [(c["choices"], c["usage"]) for c in chunks]
+
+    assert content([json.loads(data) for _, data in everything]) == content(
+        stream_chunks(full.text)
+    )
+    assert everything[-1][1] != "[DONE]"  # every chunk, the usage one included, but [DONE]
+    assert nothing == []
+
+
+async def test_stream_stall_by_rate_uses_the_configured_count_and_spares_plain_requests() -> None:
+    config = ms.MockConfig(faults=ms.FaultRates(stream_stall=1.0), stall_after=2)
+    async with ms.serve(config) as server:
+        events = await _stalled_events(server, "rated", 2)
+        async with httpx2.AsyncClient(base_url=server.url, timeout=0.3) as client:
+            plain = await client.post("/chat/completions", json=chat_body(), headers=keyed("p"))
+            with pytest.raises(httpx2.ReadTimeout):  # what a client with a read timeout sees
+                await client.post("/chat/completions", json=STREAM_BODY, headers=keyed("t"))
+    assert len(events) == 2
+    assert plain.status_code == 200
+    assert [r.outcome for r in server.requests()] == ["stream_stall", "ok", "stream_stall"]
+
+
+async def test_stopping_the_server_ends_a_stalled_stream_promptly() -> None:
+    errors: list[Exception] = []
+    first = trio.Event()
+    async with httpx2.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
+        async with ms.serve() as server:
+            server.script("st", [ms.Fault("stream_stall", stall_after=1)])
+
+            async def read() -> None:
+                async with client.stream(
+                    "POST", server.url + "/chat/completions", json=STREAM_BODY, headers=keyed("st")
+                ) as response:
+                    try:
+                        async for _ in response.aiter_raw():
+                            first.set()
+                    except httpx2.TransportError as exc:
+                        errors.append(exc)
+
+            nursery.start_soon(read)
+            with trio.fail_after(5):
+                await first.wait()
+            stopping = trio.current_time()
+        stopped = trio.current_time() - stopping
+    assert stopped < 0.5
+    assert len(errors) == 1  # the client saw the stream end without its last chunk
+    assert server.stats().in_flight == 0
