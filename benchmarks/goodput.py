@@ -12,8 +12,8 @@ latency and a fixed seed.  Four fault mixes, each replayed identically for every
   bad requests (400 on every attempt, so nobody can answer them);
 * **streamed**: every client streams (``stream=True``) while the mock cuts streams
   midway, inserts a malformed chunk, ends streams with an error event, and stalls a few
-  requests (``hang``: the mock has no fault that stalls *after* some chunks, so a stall
-  is a request that never gets its first byte).
+  streams (``stream_stall``: the role chunk and half the content, then silence on an
+  open connection).
 
 Every request carries the ``Idempotency-Key`` paradigm-trio derives from its
 ``custom_id`` (the other clients send the same header with ``extra_headers``), so the
@@ -103,7 +103,7 @@ class Mix:
     script: Callable[[int], list[Any]] | None = None  # request number -> outcomes
     answerable: Callable[[int], bool] = lambda i: True
     #: Time limit of a run, seconds: quick mode, full run.  The streamed mix's stalls take
-    #: every client its timeout (at least 60 s), which quick mode does not wait for.
+    #: every client its read timeout (120 s or more), which quick mode does not wait for.
     limits: tuple[float, float] = (30.0, 150.0)
 
 
@@ -143,7 +143,7 @@ MIXES = (
     Mix(
         "streamed",
         "streamed: per attempt 4 % cut, 4 % malformed chunk, 2 % error event, 1 % stall",
-        faults={"stream_cut": 0.04, "malformed": 0.04, "stream_error": 0.02, "hang": 0.01},
+        faults={"stream_cut": 0.04, "malformed": 0.04, "stream_error": 0.02, "stream_stall": 0.01},
         stream=True,
         limits=(10.0, 150.0),
     ),
@@ -410,10 +410,10 @@ def _time_to(result: dict[str, Any], answers: int) -> float | None:
     return times[answers - 1] if len(times) >= answers else None
 
 
-def _first_token() -> str:
+def _read_timeout() -> str:
     import paradigm_trio as pt
 
-    seconds = pt.Timeouts().first_token
+    seconds = pt.Timeouts().read
     return "no limit" if seconds is None else f"{seconds:g} s"
 
 
@@ -436,10 +436,10 @@ def run(quick: bool) -> Section:
         "meets exactly the same faults.  *answers* are replies whose text is exactly the "
         "mock's reply (a truncated one is a failure); *unfinished* were still running at the "
         "run's time limit (then *wall s* is the limit); *sent* is what the server saw, "
-        "retries included.  A *stall* is the mock's `hang` (no byte at all: the mock has no "
-        "fault that stalls after some chunks); recovering from one takes a client its "
-        f"timeout (paradigm-trio: {_first_token()} to the first chunk; openai and "
-        "LiteLLM: 600 s)" + (", longer than quick mode's limits." if quick else "."),
+        "retries included.  A *stall* is the mock's `stream_stall` (some chunks, then "
+        "silence on an open connection); recovering from one takes a client its read "
+        f"timeout (paradigm-trio: {_read_timeout()} of silence; openai and LiteLLM: 600 s)"
+        + (", longer than quick mode's limits." if quick else "."),
     )
     table = Table(
         f"{n} requests per mix, concurrency {CONCURRENCY}, time limit per run "
