@@ -7,13 +7,16 @@ the rate limits and the retry loop) and puts exactly one :class:`BatchResult` in
 memory channel.  The consumer reads that channel.  Memory therefore grows with the
 concurrency, never with the size of the batch.
 
-Every input item yields exactly one result: a completion, an error (invalid input, an
-:class:`APIError` after retries, :class:`ServerUnreachableError` once the circuit breaker
-gives up) or, when a ``deadline`` passes, :class:`RequestCancelled`: items that were in
-flight are interrupted and items not yet sent are read from the input and reported without
-being sent.  The exceptions: ``on_error="raise"`` stops at the first failure (the rest are
-cancelled and not reported), and cancelling the whole batch from outside (your cancel
-scope) propagates :class:`trio.Cancelled` after every task and connection is cleaned up.
+Every input item yields exactly one result: a completion, an error (an invalid item, as
+:class:`InvalidRequestError`, whatever is wrong with it; an :class:`APIError` after retries,
+:class:`ServerUnreachableError` once the circuit breaker gives up) or, when a ``deadline``
+passes, :class:`RequestCancelled`: items that were in flight are interrupted and items not
+yet sent are read from the input and reported without being sent.  One bad item never stops
+the others.  What does: ``on_error="raise"`` stops at the first failure (the rest are
+cancelled and not reported), an exception raised by the input iterable itself (or by
+``on_progress``) ends the batch with that exception, and cancelling the whole batch from
+outside (your cancel scope) propagates :class:`trio.Cancelled` after every task and
+connection is cleaned up.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import trio
 
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
-from ._errors import APIError, BatchError, RequestCancelled
+from ._errors import BatchError, InvalidRequestError, RequestCancelled
 from ._events import Attempt, LatencyHistogram
 from ._models import ChatCompletion, ChatRequest, Usage, make_request
 
@@ -45,10 +48,14 @@ class BatchResult:
     Attributes:
         index: the item's position in the input (0-based).
         custom_id: the request's ``custom_id``, if it has one.
-        request: the request sent, or ``None`` when the item was not a valid request.
+        request: the item as a :class:`ChatRequest`, or ``None`` when it is not a valid one.
         completion: the completion, when it succeeded.
         error: why it failed: an :class:`APIError` (:class:`RequestCancelled` when a
-            deadline or fail-fast stopped it) or a :class:`ValueError` for an invalid item.
+            deadline or fail-fast stopped it), or :class:`InvalidRequestError` (a
+            ``ValueError``) for an item that cannot be sent (not a request, invalid Unicode,
+            a value JSON cannot hold): nothing of it was sent.  Any other exception raised
+            while preparing or sending one item (a bug, an event hook raising) is that
+            item's error too; it never stops the batch.
         attempts: HTTP attempts made (0 when nothing was sent).
         elapsed: seconds from when the batch started working on it (waits for a
             concurrency slot and for the rate limits included) to its outcome.
@@ -206,17 +213,33 @@ class _SyncInputs:
 
 
 def _to_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRequest:
-    """An input item as a validated request; batch keywords fill the fields left unset."""
+    """An input item as a validated request; batch keywords fill the fields left unset.
+
+    Raises :class:`InvalidRequestError` for anything wrong with it, even an unexpected
+    exception while reading it (a message whose lookups raise, say): it is the item's
+    result, never the batch's end.
+    """
+    try:
+        return _checked_request(item, defaults, index)
+    except InvalidRequestError:
+        raise
+    except Exception as exc:
+        raise InvalidRequestError(
+            f"item {index} is not a valid request: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _checked_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRequest:
     if isinstance(item, ChatRequest):
         missing = {k: v for k, v in defaults.items() if getattr(item, k) is None}
         return replace(item, **missing) if missing else item
     if isinstance(item, Mapping):
-        raise ValueError(
+        raise InvalidRequestError(
             f"item {index} is a dict; pass a list of messages or a ChatRequest"
             " (a single message must still be inside a list)"
         )
     if not isinstance(item, Sequence) or isinstance(item, str | bytes):
-        raise ValueError(
+        raise InvalidRequestError(
             f"item {index} is a {type(item).__name__}; pass a list of messages or a ChatRequest"
         )
     return make_request(item, **defaults)
@@ -269,13 +292,13 @@ class _Run:
             tracker.in_flight += 1
             control.started += 1
             completion: ChatCompletion | None = None
-            error: APIError | None = None
+            error: Exception | None = None
             try:
                 completion = await self.send_one(
                     request, deadline=self.stop_at, control=control, history=history
                 )
-            except APIError as exc:
-                error = exc
+            except Exception as exc:  # an APIError, or InvalidRequestError before sending
+                error = exc  # (or a bug, a hook raising): this item's result, not the batch's
             finally:
                 tracker.in_flight -= 1
             elapsed = trio.current_time() - start
@@ -289,11 +312,18 @@ class _Run:
             slot.release()
 
     async def feed(self, inputs: AsyncIterable[Any]) -> None:
-        """Read the input lazily and start a worker per item, ``width`` at most at once."""
-        async with self.send:
+        """Read the input lazily and start a worker per item, ``width`` at most at once.
+
+        Raises only what the input itself raises (no item to blame: the items under way
+        finish first), or a progress callback.  The channel is closed without a checkpoint,
+        so that such an exception is never replaced by the cancellation that the consumer's
+        exit sends back.
+        """
+        with self.send:
             slot = trio.Semaphore(self.width)
             index = 0
             iterator = inputs.__aiter__()
+            broken: Exception | None = None
             async with trio.open_nursery() as workers:
                 while True:
                     # Only the wait for a slot is cut by the deadline: an item being read
@@ -308,16 +338,22 @@ class _Run:
                     except StopAsyncIteration:
                         slot.release()
                         return
+                    except Exception as exc:
+                        slot.release()
+                        broken = exc
+                        break
                     self.tracker.submitted += 1
                     try:
                         request = _to_request(item, self.params, index)
-                    except ValueError as exc:
+                    except InvalidRequestError as exc:
                         slot.release()
                         await self.deliver(BatchResult(index, _custom_id_of(item), None, error=exc))
                         self.fail_fast(exc, workers.cancel_scope)
                     else:
                         workers.start_soon(self.work, index, request, slot, workers.cancel_scope)
                     index += 1
+            if broken is not None:
+                raise broken
             if self.results._error is None or self.options.on_error != "raise":
                 await self.report_unsent(iterator, index)
 
@@ -329,7 +365,7 @@ class _Run:
             error: Exception
             try:
                 unsent = _to_request(item, self.params, index)
-            except ValueError as exc:
+            except InvalidRequestError as exc:
                 error = exc
             else:
                 error = RequestCancelled(
@@ -368,8 +404,8 @@ async def stream_batch(
                 nursery.cancel_scope.cancel()
                 run.results._receive.close()
     except BaseExceptionGroup as group:
-        # Only the body can raise here (the feeder reports everything as results), so
-        # hand its exception back unwrapped, as if there were no nursery.
+        # Only the body or the input (the feeder reports every item as a result) can
+        # raise here: hand the exception back unwrapped, as if there were no nursery.
         if len(group.exceptions) == 1:
             exc = group.exceptions[0]
             raise exc from exc.__cause__

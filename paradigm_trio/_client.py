@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
 import math
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
@@ -296,7 +295,8 @@ class Client:
             timeouts: :class:`Timeouts` for this call instead of the client's.
 
         Raises:
-            ValueError: the request is invalid (nothing was sent).
+            InvalidRequestError: the request is invalid or cannot be encoded (a lone
+                surrogate, ``NaN``, an object JSON cannot hold); nothing was sent.
             APIStatusError: the server refused it (a subclass per status).
             APIConnectionError: no usable response (``APITimeoutError`` for timeouts).
             APIResponseValidationError: a 2xx whose body is not a completion.
@@ -350,7 +350,7 @@ class Client:
     async def _send(
         self, request: ChatRequest, plan: Plan, history: list[Attempt] | None = None
     ) -> ChatCompletion:
-        body = json.dumps(request.to_body(self.model), separators=(",", ":")).encode()
+        body = request.encode_body(request.to_body(self.model))
         ex = self._http.prepare(
             "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
         )

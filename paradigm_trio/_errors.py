@@ -4,6 +4,7 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
 
     ParadigmError                      anything this library raises on purpose
     ├── ConfigurationError             bad arguments or environment (also a ValueError)
+    ├── InvalidRequestError            a request that cannot be sent (also a ValueError)
     └── APIError                       a request to the API did not produce a completion
         ├── APIStatusError             the server answered with a non-2xx status
         │   ├── BadRequestError            400
@@ -54,6 +55,7 @@ __all__ = [
     "ConflictError",
     "IncompleteStreamError",
     "InternalServerError",
+    "InvalidRequestError",
     "NotFoundError",
     "ParadigmError",
     "PermissionDeniedError",
@@ -74,6 +76,28 @@ class ParadigmError(Exception):
 
 class ConfigurationError(ParadigmError, ValueError):
     """Invalid configuration: a missing API key, a bad base URL, conflicting arguments."""
+
+
+class InvalidRequestError(ParadigmError, ValueError):
+    """A request that cannot be sent as it is; nothing of it was sent.
+
+    Raised when a :class:`~paradigm_trio.ChatRequest` is built (a bad field, invalid Unicode
+    such as a lone surrogate, a value JSON cannot hold: ``NaN``, infinities, an object of
+    another type, a circular reference) and again before sending, should the request have
+    been changed since.  In a batch it is the item's result, and the other items run.
+
+    Attributes:
+        where: the part of the request at fault, e.g. ``"messages[0].content"``,
+            ``"custom_id"``, ``"extra.tools[0].name"`` (the message starts with it), or
+            ``None`` when the message names it.
+        code: ``"invalid_request"``, the code the command line writes for it.
+    """
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
 
 
 class APIError(ParadigmError):

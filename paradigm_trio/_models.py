@@ -7,12 +7,13 @@ JSON it came from in ``raw`` so that fields this library does not model are stil
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._errors import APIResponseValidationError
+from ._errors import APIResponseValidationError, InvalidRequestError
 
 __all__ = [
     "ChatCompletion",
@@ -48,33 +49,33 @@ _MODELLED = frozenset(
 
 def _validate_messages(messages: object) -> tuple[Mapping[str, Any], ...]:
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise ValueError(
+        raise InvalidRequestError(
             f"messages must be a list of {{'role': ..., 'content': ...}} dicts, "
             f"got {type(messages).__name__}"
         )
     if not messages:
-        raise ValueError("messages must not be empty")
+        raise InvalidRequestError("messages must not be empty")
     checked: list[Mapping[str, Any]] = []
     for i, message in enumerate(messages):
         if not isinstance(message, Mapping):
-            raise ValueError(f"messages[{i}] must be a dict, got {type(message).__name__}")
+            raise InvalidRequestError(f"messages[{i}] must be a dict, got {type(message).__name__}")
         role = message.get("role")
         if role is None:
-            raise ValueError(f"messages[{i}] has no 'role'")
-        if role not in VALID_ROLES:
-            raise ValueError(
+            raise InvalidRequestError(f"messages[{i}] has no 'role'")
+        if not isinstance(role, str) or role not in VALID_ROLES:
+            raise InvalidRequestError(
                 f"messages[{i}] has unknown role {role!r} "
                 f"(expected one of {', '.join(sorted(VALID_ROLES))})"
             )
         if "content" not in message:
             if not (role == "assistant" and message.get("tool_calls")):
-                raise ValueError(f"messages[{i}] ({role}) has no 'content'")
+                raise InvalidRequestError(f"messages[{i}] ({role}) has no 'content'")
         else:
             content = message["content"]
             if content is None and not (role == "assistant" and message.get("tool_calls")):
-                raise ValueError(f"messages[{i}] ({role}) has content None")
+                raise InvalidRequestError(f"messages[{i}] ({role}) has content None")
             if content is not None and not isinstance(content, str | list):
-                raise ValueError(
+                raise InvalidRequestError(
                     f"messages[{i}].content must be a string or a list of parts, "
                     f"got {type(content).__name__}"
                 )
@@ -86,17 +87,144 @@ def _check_float(name: str, value: object, lo: float, hi: float) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise InvalidRequestError(f"{name} must be a number, got {value!r}")
     if math.isnan(value) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value!r}")
+        raise InvalidRequestError(f"{name} must be between {lo} and {hi}, got {value!r}")
+
+
+def _dumps(value: object) -> bytes:
+    """``value`` as compact JSON in UTF-8: no ``NaN`` or infinities, and no lone surrogate
+    (which UTF-8 cannot hold; ``\\uXXXX`` escaping would only move the failure to the
+    server)."""
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+_JSON_ERRORS = (TypeError, ValueError, RecursionError)  # UnicodeEncodeError is a ValueError
+
+
+def _surrogate_at(text: str) -> int | None:
+    """Where ``text`` holds its first lone surrogate, if it holds one."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _surrogate_problem(text: str, what: str) -> str | None:
+    at = _surrogate_at(text)
+    if at is None:
+        return None
+    return (
+        f"{what}holds a lone surrogate {text[at]!a} at position {at}, which is not valid "
+        "Unicode and cannot be encoded as UTF-8 (half of an emoji cut in two, or text "
+        "decoded with errors='surrogateescape'?)"
+    )
+
+
+def _key_problem(key: object) -> str | None:
+    if isinstance(key, str):
+        return _surrogate_problem(key, f"the key {key!a} ")
+    if isinstance(key, float) and not math.isfinite(key):
+        return f"the key {key!r} is not a JSON number"
+    if key is None or isinstance(key, int | float):
+        return None
+    return f"a {type(key).__name__} key ({key!r:.60}) is not allowed: JSON keys are strings"
+
+
+def _leaf_problem(value: object) -> str | None:
+    """What JSON cannot hold in a value that is not a container (``None``: nothing)."""
+    if isinstance(value, str):
+        return _surrogate_problem(value, "")
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a JSON number (JSON has no NaN or Infinity)"
+    if value is None or isinstance(value, int | float):
+        return None
+    return (
+        f"a value of type {type(value).__name__} cannot be sent as JSON (only str, int, "
+        "float, bool, None, list and dict can)"
+    )
+
+
+def _child(where: str, key: object) -> str:
+    if isinstance(key, str) and key.isascii() and key.isidentifier():
+        return f"{where}.{key}" if where else key
+    return f"{where}[{json.dumps(key if isinstance(key, str) else str(key))}]"  # JSON keys are text
+
+
+def _find_problem(value: object, where: str) -> tuple[str, str] | None:
+    """The first part of ``value`` that JSON cannot hold, as ``(where, what)``.
+
+    Iterative (no recursion limit); a container inside itself is circular, one seen twice
+    elsewhere is not.
+    """
+    stack: list[tuple[object, str] | int] = [(value, where)]
+    inside: set[int] = set()  # the containers on the path to the current value
+    while stack:
+        top = stack.pop()
+        if isinstance(top, int):
+            inside.discard(top)  # leaving that container
+            continue
+        value, where = top
+        items: list[tuple[object, object]]
+        if isinstance(value, dict):
+            items = list(value.items())
+        elif isinstance(value, list | tuple):
+            items = list(enumerate(value))
+        else:
+            problem = _leaf_problem(value)
+            if problem is not None:
+                return where, problem
+            continue
+        if id(value) in inside:
+            return where, "a circular reference: it contains itself"
+        if isinstance(value, dict):
+            problem = next(filter(None, map(_key_problem, value)), None)
+            if problem is not None:
+                return where, problem
+        inside.add(id(value))
+        stack.append(id(value))
+        stack.extend(
+            (item, f"{where}[{key}]" if isinstance(value, list | tuple) else _child(where, key))
+            for key, item in reversed(items)
+        )
+    return None
+
+
+def _unsendable(parts: Mapping[str, object], exc: BaseException) -> InvalidRequestError:
+    """The error for parts of a request that JSON (or UTF-8) cannot hold, naming where."""
+    for name, value in parts.items():
+        found = _find_problem(value, name)
+        if found is not None:
+            return InvalidRequestError(found[1], where=found[0])
+    if isinstance(exc, RecursionError):
+        return InvalidRequestError("the request is nested too deeply to be encoded as JSON")
+    return InvalidRequestError(
+        f"the request cannot be encoded as JSON: {type(exc).__name__}: {exc}"
+    )
+
+
+def _checked_stop(stop: object) -> str | tuple[str, ...] | None:
+    """``stop`` as a string, a tuple of strings or ``None``."""
+    if stop is None or isinstance(stop, str):
+        return stop
+    if isinstance(stop, list | tuple) and all(isinstance(s, str) for s in stop):
+        return tuple(stop)
+    raise InvalidRequestError(f"stop must be a string or a list of strings, got {stop!r:.200}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ChatRequest:
     """One logical chat-completion request.
 
-    Validated at construction (a :class:`ValueError` says what is wrong), so a bad request
-    is refused before anything is sent.  ``model=None`` means the client's default model.
+    Validated at construction (an :class:`InvalidRequestError`, a ``ValueError``, says what
+    is wrong and where), so a bad request is refused before anything is sent: a bad field,
+    text that is not valid Unicode (a lone surrogate, anywhere, ``custom_id`` included) or
+    a value JSON cannot hold (``NaN``, infinities, other types, a circular reference).
+    ``model=None`` means the client's default model.
 
     Attributes:
         messages: the conversation, OpenAI format (``role`` and ``content`` each).
@@ -125,7 +253,7 @@ class ChatRequest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _validate_messages(self.messages))
         if self.model is not None and (not isinstance(self.model, str) or not self.model):
-            raise ValueError(f"model must be a non-empty string, got {self.model!r}")
+            raise InvalidRequestError(f"model must be a non-empty string, got {self.model!r}")
         _check_float("temperature", self.temperature, 0.0, 2.0)
         _check_float("top_p", self.top_p, 0.0, 1.0)
         _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
@@ -135,32 +263,57 @@ class ChatRequest:
             or not isinstance(self.max_tokens, int)
             or self.max_tokens < 1
         ):
-            raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+            raise InvalidRequestError(
+                f"max_tokens must be a positive integer, got {self.max_tokens!r}"
+            )
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        stop: object = self.stop
-        if isinstance(stop, list):
-            object.__setattr__(self, "stop", tuple(stop))
-        if (
-            self.stop is not None
-            and not isinstance(self.stop, str)
-            and not all(isinstance(s, str) for s in self.stop)
-        ):
-            raise ValueError(f"stop must be a string or a list of strings, got {self.stop!r}")
+            raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
+        object.__setattr__(self, "stop", _checked_stop(self.stop))
         if not isinstance(self.extra, Mapping):
-            raise ValueError(f"extra must be a dict, got {type(self.extra).__name__}")
+            raise InvalidRequestError(f"extra must be a dict, got {type(self.extra).__name__}")
         clash = _MODELLED.intersection(self.extra)
         if clash:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"extra may not set {', '.join(sorted(clash))}: use the keyword arguments"
             )
         object.__setattr__(self, "extra", dict(self.extra))
         if self.custom_id is not None and (
             not isinstance(self.custom_id, str) or not self.custom_id
         ):
-            raise ValueError(f"custom_id must be a non-empty string, got {self.custom_id!r}")
+            raise InvalidRequestError(
+                f"custom_id must be a non-empty string, got {self.custom_id!r}"
+            )
+        self._check_sendable()
+
+    def _parts(self) -> dict[str, object]:
+        return {
+            "custom_id": self.custom_id,
+            "model": self.model,
+            "messages": self.messages,
+            "stop": self.stop,
+            "extra": self.extra,
+        }
+
+    def _check_sendable(self) -> None:
+        """Refuse what JSON in UTF-8 cannot hold (naming where it is), before it is sent."""
+        try:
+            _dumps((self.custom_id, self.model, self.messages, self.stop, self.extra))
+        except _JSON_ERRORS as exc:
+            raise _unsendable(self._parts(), exc) from None
+
+    def encode_body(self, body: Mapping[str, Any]) -> bytes:
+        """``body`` (from :meth:`to_body`, perhaps with fields added) as UTF-8 JSON bytes.
+
+        Raises:
+            InvalidRequestError: a part of the request cannot be sent (changed since the
+                request was built: a lone surrogate, ``NaN``, an object JSON cannot hold).
+        """
+        try:
+            return _dumps(body)
+        except _JSON_ERRORS as exc:
+            raise _unsendable({**self._parts(), "": body}, exc) from None
 
     def to_body(self, default_model: str) -> dict[str, Any]:
         """The JSON body sent to ``/chat/completions``."""
@@ -207,10 +360,10 @@ def make_request(messages: ChatRequest | Sequence[Mapping[str, Any]], **params: 
     """A :class:`ChatRequest` from messages and keyword fields (``None`` means "not given").
 
     When ``messages`` is already a :class:`ChatRequest`, the keywords given override its
-    fields.  Raises :class:`ValueError` when the result is not a valid request.
+    fields.  Raises :class:`InvalidRequestError` when the result is not a valid request.
     """
     stop = params.get("stop")
-    if stop is not None and not isinstance(stop, str):
+    if isinstance(stop, Iterable) and not isinstance(stop, str | bytes | Mapping):
         params["stop"] = tuple(stop)
     given = {k: v for k, v in params.items() if v is not None}
     if isinstance(messages, ChatRequest):

@@ -19,7 +19,6 @@ bookkeeping), which parses them with ``_sse`` (no I/O at all).
 from __future__ import annotations
 
 import enum
-import json
 import math
 from collections.abc import Mapping
 from types import TracebackType
@@ -66,7 +65,7 @@ class Streamer:
                 **(options if isinstance(options, Mapping) else {}),
                 "include_usage": True,
             }
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = request.encode_body(body)
         return self.http.prepare(
             "POST", "/chat/completions", body=data, key=key, timeouts=timeouts, stream=True
         )

@@ -135,8 +135,12 @@ def read_input(path: Path) -> Iterator[InputLine]:
                 seen.add(custom_id)
             try:
                 request = _request_from(obj, custom_id)
-            except (ValueError, TypeError) as exc:
+            except ValueError as exc:  # InvalidRequestError among them
                 yield InputLine(number, custom_id, None, f"invalid request: {exc}")
+                continue
+            except Exception as exc:  # whatever else: this line's problem, not the run's
+                problem = f"invalid request: {type(exc).__name__}: {exc}"
+                yield InputLine(number, custom_id, None, problem)
                 continue
             yield InputLine(number, custom_id, request)
 
@@ -190,7 +194,11 @@ def read_done(path: Path, *, keep_failed: bool) -> tuple[set[str], int]:
 
 
 def _record_id(custom_id: str) -> str:
-    return "batch_req_" + hashlib.sha256(custom_id.encode()).hexdigest()[:24]
+    # ``surrogatepass``: an id holding a lone surrogate (from a ``\\ud800`` escape in the
+    # input) has a record too.
+    return (
+        "batch_req_" + hashlib.sha256(custom_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    )
 
 
 def result_record(custom_id: str, completion: Any, error: BaseException | None,
@@ -242,10 +250,52 @@ def invalid_record(item: InputLine) -> dict[str, Any]:
     }
 
 
-def write_record(out: IO[bytes], record: Mapping[str, Any]) -> None:
-    """Append one record as a single write, flushed (a crash leaves at most a partial line)."""
-    out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    """One record as a line of UTF-8 JSON.
+
+    Text is written as it is, except a lone surrogate (a ``custom_id`` or a message holding
+    one, from a ``\\ud800`` escape in the input or a server's answer), which UTF-8 cannot
+    hold: it is written as that JSON escape, which reads back as the same string, so a
+    resume recognises the id.
+    """
+    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    # In JSON text a surrogate can only stand inside a string, where ``\\udXXX`` (what
+    # ``backslashreplace`` writes for it) is its escape.
+    return text.encode("utf-8", "backslashreplace") + b"\n"
+
+
+def result_line(custom_id: str, completion: Any, error: BaseException | None,
+                attempts: int, elapsed: float) -> bytes:  # fmt: skip
+    """The output line of a finished request (:func:`result_record`, encoded).
+
+    A result that cannot be recorded as it is (a bug) still gets its line, an error record
+    saying so, which ``--retry-failed`` runs again: it never stops the run.
+    """
+    try:
+        return encode_record(result_record(custom_id, completion, error, attempts, elapsed))
+    except Exception as exc:
+        message = f"the result could not be recorded ({type(exc).__name__}: {exc})"
+        return encode_record(
+            {
+                "id": _record_id(custom_id),
+                "custom_id": custom_id,
+                "response": None,
+                "error": {"code": "record_error", "message": message},
+                "attempts": attempts,
+                "elapsed": round(elapsed, 4),
+            }
+        )
+
+
+def write_line(out: IO[bytes], line: bytes) -> None:
+    """Append one line as a single write, flushed (a crash leaves at most a partial line)."""
+    out.write(line)
     out.flush()
+
+
+def write_record(out: IO[bytes], record: Mapping[str, Any]) -> None:
+    """Append one record (see :func:`write_line`)."""
+    write_line(out, encode_record(record))
 
 
 def file_digest(path: Path) -> str:

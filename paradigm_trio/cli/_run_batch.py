@@ -33,7 +33,8 @@ from ._batchfile import (
     invalid_record,
     read_done,
     read_input,
-    result_record,
+    result_line,
+    write_line,
     write_record,
 )
 
@@ -295,10 +296,10 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress:
             stream = results
             async for result in results:
                 custom_id = result.custom_id or f"index-{result.index}"
-                write_record(
+                write_line(
                     out,
-                    result_record(custom_id, result.completion, result.error,
-                                  result.attempts, result.elapsed),
+                    result_line(custom_id, result.completion, result.error,
+                                result.attempts, result.elapsed),
                 )  # fmt: skip
     return stream.statistics()
 
@@ -312,13 +313,21 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
         pending = _Requests(input_path, done, out, progress)
         async with AsyncExitStack() as stack:
             client = await _open_client(stack, args, progress)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(interrupt.watch)
-                stats = await _send(
-                    client, pending.requests(), progress, out, interrupt.batch_scope
-                )
-                progress.update(stats, force=True)
-                nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(interrupt.watch)
+                    stats = await _send(
+                        client, pending.requests(), progress, out, interrupt.batch_scope
+                    )
+                    progress.update(stats, force=True)
+                    nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # What stopped the batch (the output broken, say), without the nursery's
+                # wrapping: run_batch reports it in one line.
+                if len(group.exceptions) == 1:
+                    exc = group.exceptions[0]
+                    raise exc from exc.__cause__
+                raise
     progress.close()
     failures, invalid_in_output = _count_failures(output)
     summary = _summary(stats, pending.skipped, pending.invalid, failures)
