@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
 import httpx2
+import sniffio
 import trio
 
 from . import _batch
@@ -87,9 +88,12 @@ class Client:
             client's own ``httpx2.AsyncClient``.  Not together with ``http_client``.
         on_event: a callback receiving every instrumentation event (see ``_events``).
 
+    The client runs under trio only: its methods called from asyncio (or another async
+    library) raise :class:`RuntimeError` saying so.
+
     Raises:
-        ConfigurationError: no API key, a malformed key or base URL, or both
-            ``http_client`` and ``transport``.
+        ConfigurationError: no API key, a malformed key or base URL, both ``http_client``
+            and ``transport``, or either of them from ``httpx`` rather than ``httpx2``.
     """
 
     def __init__(
@@ -113,6 +117,7 @@ class Client:
             raise ConfigurationError(f"model must be a non-empty string, got {model!r}")
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
+        _check_http(http_client, transport)
         self._api_key = key
         self.model = model
         self.retry = retry or RetryPolicy()
@@ -209,6 +214,7 @@ class Client:
                 "a Client can be opened once: it is already "
                 + ("open" if self._state is ClientState.OPENED else "closed")
             )
+        _check_trio()
         self._state = ClientState.OPENED
         await trio.lowlevel.checkpoint()
         return self
@@ -223,6 +229,7 @@ class Client:
 
     async def aclose(self) -> None:
         """Close the client and its connections (if it made them).  Idempotent."""
+        _check_trio()
         if self._state is not ClientState.CLOSED:
             self._state = ClientState.CLOSED
             if self._owns_http:
@@ -231,8 +238,10 @@ class Client:
         await trio.lowlevel.checkpoint()
 
     def _check_open(self) -> None:
+        """Refuse a call on a closed client, or from outside trio (every call checks)."""
         if self._state is ClientState.CLOSED:
             raise RuntimeError("this Client is closed; create a new one")
+        _check_trio()
 
     # ------------------------------------------------------------------ statistics
 
@@ -501,3 +510,49 @@ def _check_key(key: object) -> str:
             "trailing newline?)"
         )
     return key
+
+
+def _check_trio() -> None:
+    """Refuse a call made from asyncio (or another async library), naming the fix.
+
+    Under trio this is one lookup of the current task; ``sniffio`` is asked only when
+    there is none.  With no event loop at all it lets the call go on: trio's own error
+    then says that an async function was called outside of one.
+    """
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        try:
+            library = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            return
+        raise RuntimeError(
+            f"paradigm-trio runs under trio, but this was called from {library}: run your "
+            f"program with trio.run(main) instead of {library}.run(main) (to call it from "
+            "asyncio code, run trio in its own thread, or use trio's guest mode)"
+        ) from None
+
+
+def _check_http(http_client: object, transport: object) -> None:
+    """Refuse an ``http_client``/``transport`` that cannot work, naming the fix."""
+    for name, value, kind in (
+        ("http_client", http_client, "AsyncClient"),
+        ("transport", transport, "AsyncHTTPTransport"),
+    ):
+        if value is None:
+            continue
+        got = f"{type(value).__module__}.{type(value).__qualname__}"
+        if any(cls.__module__.partition(".")[0] == "httpx" for cls in type(value).__mro__):
+            kind = type(value).__name__ if hasattr(httpx2, type(value).__name__) else kind
+            raise ConfigurationError(
+                f"{name}= is an {got} from the httpx package; paradigm-trio uses httpx2, "
+                f"the maintained continuation of httpx with the same API: pass an "
+                f"httpx2.{kind}(...) instead (import httpx2)"
+            )
+        if name == "http_client" and not isinstance(value, httpx2.AsyncClient):
+            raise ConfigurationError(f"http_client= must be an httpx2.AsyncClient, got {got}")
+        if name == "transport" and not callable(getattr(value, "handle_async_request", None)):
+            raise ConfigurationError(
+                "transport= must be an httpx2.AsyncBaseTransport (such as "
+                f"httpx2.MockTransport or paradigm_trio.TrioTransport), got {got}"
+            )

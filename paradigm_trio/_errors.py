@@ -18,7 +18,8 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
         ├── APIConnectionError         no usable response: connect/read/protocol errors
         │   ├── APITimeoutError            a timeout fired (``.which`` says which one)
         │   ├── IncompleteStreamError      a stream broke or ended before it was complete
-        │   └── ServerUnreachableError     a batch's circuit breaker gave up on the server
+        │   ├── ServerUnreachableError     a batch's circuit breaker gave up on the server
+        │   └── CertificateVerificationError  the server's TLS certificate does not verify
         ├── APIResponseValidationError a 2xx whose body is not what the API promises
         └── RequestCancelled           stopped by a deadline
     BatchError                         a batch with ``on_error="raise"`` hit a failure
@@ -51,6 +52,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
+    "CertificateVerificationError",
     "ConfigurationError",
     "ConflictError",
     "IncompleteStreamError",
@@ -358,7 +360,7 @@ class AttemptFailure(Exception):
     Attributes:
         error: the :class:`APIError` the request fails with if this is its last attempt.
         cause: ``"429"``, ``"503"``, ``"connection"``, ``"timeout"``, ``"invalid_response"``,
-            ``"stream_error"``: the key of ``retries_by_cause``.
+            ``"stream_error"``, ``"tls"``: the key of ``retries_by_cause``.
         retryable: whether the policy allows another attempt after it.
         retry_after: the wait the server asked for, in seconds, if any.
         rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers
@@ -383,3 +385,21 @@ class AttemptFailure(Exception):
         self.retry_after = retry_after
         self.rate_limit = rate_limit
         self.quota = quota
+
+
+class CertificateVerificationError(APIConnectionError):
+    """The server's TLS certificate did not verify: a configuration problem, never retried.
+
+    The certificate is not signed by a CA the client trusts (a private or corporate CA, a
+    self-signed certificate), has expired, or was not issued for the host of the base URL.
+    The message says which, and how to trust a CA bundle.
+
+    Attributes:
+        host: ``host:port`` of the server.
+        reason: the TLS library's reason (e.g. ``"self-signed certificate"``).
+    """
+
+    def __init__(self, message: str, *, host: str, reason: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.host = host
+        self.reason = reason

@@ -22,6 +22,7 @@ import contextlib
 import email.utils
 import json
 import math
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from ._errors import (
     APIResponseValidationError,
     APITimeoutError,
     AttemptFailure,
+    CertificateVerificationError,
     TimeoutKind,
     status_error_class,
 )
@@ -265,9 +267,17 @@ class HTTP:
     # ------------------------------------------------------------------ failures
 
     def transport_failure(self, exc: httpx2.HTTPError, retry: RetryPolicy) -> AttemptFailure:
-        """The failure of an ``httpx2`` exception raised before a response was read."""
+        """The failure of an ``httpx2`` exception raised before a response was read.
+
+        A certificate that does not verify is a configuration problem: cause ``"tls"``,
+        never retried.
+        """
         error: APIError
-        if isinstance(exc, httpx2.TimeoutException):
+        certificate = _unverified_certificate(exc)
+        if certificate is not None:
+            error = self._certificate_error(certificate)
+            cause, retryable = "tls", False
+        elif isinstance(exc, httpx2.TimeoutException):
             which: TimeoutKind = next(
                 (kind for cls, kind in _TIMEOUT_KINDS if isinstance(exc, cls)), "read"
             )
@@ -284,6 +294,25 @@ class HTTP:
             cause, retryable = "invalid_response", retry.retry_invalid_responses
         error.__cause__ = exc
         return AttemptFailure(error, cause, retryable)
+
+    def _certificate_error(self, exc: ssl.SSLCertVerificationError) -> APIError:
+        url = httpx2.URL(self.base_url)
+        host = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        reason = str(exc.verify_message or exc.reason or exc).rstrip(".")
+        if exc.verify_code in _NAME_MISMATCH:
+            fix = "use a base URL with a host name the certificate was issued for"
+        else:
+            fix = (
+                "if the server's certificate comes from a private or corporate CA, trust "
+                "that CA: Client(transport=TrioTransport(ssl_context="
+                'ssl.create_default_context(cafile="ca-bundle.pem")))'
+            )
+        return CertificateVerificationError(
+            f"the TLS certificate of {host} does not verify: {reason}. This is a "
+            f"configuration problem, not retried; {fix}",
+            host=host,
+            reason=reason,
+        )
 
     def invalid(
         self, message: str, retry: RetryPolicy, *, status: int | None, request_id: str | None
@@ -380,6 +409,22 @@ class HTTP:
             response.headers, request_id,
         )  # fmt: skip
         return AttemptFailure(status_error, str(status), retry.is_retryable_status(status))
+
+
+_NAME_MISMATCH = frozenset({62, 64})
+"""OpenSSL's verify codes for a certificate of another host name or IP address."""
+
+
+def _unverified_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind ``exc`` (its causes), if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _envelope(body: object) -> tuple[str | None, Mapping[str, Any]]:

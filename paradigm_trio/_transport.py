@@ -13,6 +13,13 @@ What it does: HTTP/1.1 (h11), keep-alive, TLS through :class:`trio.SSLStream` wi
 (the client's error mapping, retries) is unchanged.  What it does not do: HTTP/2, proxies,
 Unix sockets.  For those, pass your own ``httpx2.AsyncClient`` to :class:`Client`.
 
+Early answers: a server may answer before it has read the whole request body (a 413 for
+a body too large, a 401, a 400), then close or reset the connection, or read on and
+discard.  That answer is the response: a body larger than 64 KiB is written in pieces
+while another task watches for it, and writing stops when it comes; a smaller body whose
+write fails is followed by a look for an answer already received.  A connection whose
+request body was not written whole is never reused.
+
 How many connections: one per request in flight; the client's
 :class:`trio.CapacityLimiter` bounds requests, so it bounds connections.  At most
 ``max_keepalive`` idle connections are kept, each for ``keepalive_expiry`` seconds.
@@ -23,6 +30,7 @@ reused: there is no slot to leak.
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
@@ -35,19 +43,25 @@ import trio
 __all__ = ["TrioTransport"]
 
 _READ_SIZE = 65536
+_INLINE_BODY = 64 * 1024
+"""A request up to this size is written at once; a larger one in pieces (see ``_Upload``)."""
+_UPLOAD_PIECE = 64 * 1024
+_STOP_GRACE = 0.5
+"""Once an early answer is in, how long the piece being written may take to finish (s)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
 
 
 class _Connection:
-    __slots__ = ("h11", "idle_since", "origin", "stream")
+    __slots__ = ("h11", "idle_since", "origin", "reusable", "stream")
 
     def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
         self.stream = stream
         self.origin = origin
         self.h11 = h11.Connection(our_role=h11.CLIENT)
         self.idle_since = 0.0
+        self.reusable = True  # False once a request body was not written whole
 
     def socket_readable(self) -> bool:
         """Whether the idle socket has something to read: for an idle connection, EOF."""
@@ -78,11 +92,15 @@ def _timeout(timeouts: Mapping[str, Any], name: str) -> float:
 class TrioTransport(httpx2.AsyncBaseTransport):
     """HTTP/1.1 over trio and h11 with a constant-time keep-alive pool.
 
+    A server's answer sent before it has read the whole request body (a 413 for a body
+    too large, a 401) is returned as the response, and the rest of the body is not sent.
+
     Args:
         max_keepalive: idle connections kept for reuse, over all origins.
         keepalive_expiry: seconds an idle connection is kept (below the usual 5 s of
             servers, so that the server's close and our reuse rarely cross).
-        ssl_context: for ``https``; ``httpx2.create_ssl_context()`` by default.
+        ssl_context: for ``https``; ``httpx2.create_ssl_context()`` by default.  To trust
+            a private or corporate CA: ``ssl.create_default_context(cafile="ca.pem")``.
     """
 
     def __init__(
@@ -135,7 +153,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
 
     def _checkin(self, conn: _Connection) -> bool:
         """Keep a connection whose exchange completed cleanly; ``False`` if not kept."""
-        if self._closed or self._idle_count >= self._max_keepalive:
+        if self._closed or not conn.reusable or self._idle_count >= self._max_keepalive:
             return False
         try:
             conn.h11.start_next_cycle()
@@ -166,7 +184,13 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         except trio.TooSlowError:
             raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            raise httpx2.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+            # trio wraps a TLS failure (an unverified certificate...) in a BrokenResourceError
+            # with no message of its own: the reason is its cause.
+            reason = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else None
+            reason = reason or exc
+            raise httpx2.ConnectError(
+                f"cannot connect to {host}:{port}: {str(reason) or type(reason).__name__}"
+            ) from reason
         return _Connection(stream, origin)
 
     # ---------------------------------------------------------------- one exchange
@@ -187,14 +211,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         if conn is None:
             conn = await self._connect(origin, timeouts)
         try:
-            await self._send_request(conn, request, timeouts)
-            event = await _next_event(conn, _timeout(timeouts, "read"))
-            while isinstance(event, h11.InformationalResponse):
-                event = await _next_event(conn, _timeout(timeouts, "read"))
-            if not isinstance(event, h11.Response):
-                raise httpx2.RemoteProtocolError(
-                    "the server closed the connection without sending a response"
-                )
+            event = await self._exchange(conn, request, timeouts)
         except BaseException:
             await conn.close()
             raise
@@ -208,36 +225,144 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             },
         )
 
-    async def _send_request(
+    async def _exchange(
         self, conn: _Connection, request: httpx2.Request, timeouts: Mapping[str, Any]
-    ) -> None:
-        target = url_target(request.url)
-        headers = list(request.headers.raw)
+    ) -> h11.Response:
+        """Send the request and read the response head, which may come before the body is
+        sent (see the module docstring)."""
+        data = await _request_bytes(conn, request)
+        write_timeout, read_timeout = _timeout(timeouts, "write"), _timeout(timeouts, "read")
+        if len(data) > _INLINE_BODY:
+            return await _Upload(conn, data).run(write_timeout, read_timeout)
         try:
-            data = conn.h11.send(h11.Request(method=request.method, target=target, headers=headers))
-            parts = [data] if data else []
+            await _write(conn, data, write_timeout)
+        except httpx2.WriteError as exc:
+            # Closed or reset while we wrote: the server may have answered first.
+            conn.reusable = False
             try:
-                content: bytes | None = request.content
-            except httpx2.RequestNotRead:
-                content = None
-            if content is not None:
-                if content:
-                    parts.append(conn.h11.send(h11.Data(data=content)) or b"")
-            else:
-                stream: Any = request.stream
-                async for chunk in stream:
-                    if chunk:
-                        parts.append(conn.h11.send(h11.Data(data=chunk)) or b"")
-            parts.append(conn.h11.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError as exc:
-            raise httpx2.LocalProtocolError(str(exc)) from exc
+                return await _response_head(conn, read_timeout)
+            except httpx2.TransportError:
+                raise exc from exc.__cause__
+        return await _response_head(conn, read_timeout)
+
+
+async def _request_bytes(conn: _Connection, request: httpx2.Request) -> bytes:
+    """The whole request (head and body) as h11 frames it."""
+    headers = list(request.headers.raw)
+    try:
+        data = conn.h11.send(
+            h11.Request(method=request.method, target=url_target(request.url), headers=headers)
+        )
+        parts = [data] if data else []
         try:
-            with trio.fail_after(_timeout(timeouts, "write")):
-                await conn.stream.send_all(b"".join(parts))
-        except trio.TooSlowError:
-            raise httpx2.WriteTimeout("sending the request timed out") from None
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
+            content: bytes | None = request.content
+        except httpx2.RequestNotRead:
+            content = None
+        if content is not None:
+            if content:
+                parts.append(conn.h11.send(h11.Data(data=content)) or b"")
+        else:
+            stream: Any = request.stream
+            async for chunk in stream:
+                if chunk:
+                    parts.append(conn.h11.send(h11.Data(data=chunk)) or b"")
+        parts.append(conn.h11.send(h11.EndOfMessage()) or b"")
+    except h11.LocalProtocolError as exc:
+        raise httpx2.LocalProtocolError(str(exc)) from exc
+    return b"".join(parts)
+
+
+async def _write(conn: _Connection, data: bytes | memoryview, write_timeout: float) -> None:
+    try:
+        with trio.fail_after(write_timeout):
+            await conn.stream.send_all(data)
+    except trio.TooSlowError:
+        raise httpx2.WriteTimeout("sending the request timed out") from None
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
+
+
+async def _response_head(conn: _Connection, read_timeout: float) -> h11.Response:
+    """The final response head (interim 1xx responses skipped)."""
+    event = await _next_event(conn, read_timeout)
+    while isinstance(event, h11.InformationalResponse):
+        event = await _next_event(conn, read_timeout)
+    if not isinstance(event, h11.Response):
+        raise httpx2.RemoteProtocolError(
+            "the server closed the connection without sending a response"
+        )
+    return event
+
+
+class _Upload:
+    """A large request body, written in pieces while a second task watches for the answer.
+
+    Written in one piece, a body the server refuses early is a broken pipe, or a write
+    timeout, and the answer explaining it is lost.  Here the answer stops the writing
+    (the piece under way may finish within ``_STOP_GRACE``) and is returned; after a
+    write failure, an answer the server sent before closing is returned too.
+    """
+
+    def __init__(self, conn: _Connection, data: bytes) -> None:
+        self._conn = conn
+        self._data = memoryview(data)
+        self._head: h11.Response | None = None
+        self._failure: httpx2.TransportError | None = None  # the watcher's
+        self._answered = trio.Event()  # set when the watcher is done, either way
+        self._writing = trio.CancelScope()
+
+    async def run(self, write_timeout: float, read_timeout: float) -> h11.Response:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch)
+                error = await self._write_all(write_timeout)
+                if not isinstance(error, httpx2.WriteTimeout):
+                    # Written, or closed or reset by the server: its answer may be coming.
+                    with trio.move_on_after(read_timeout):
+                        await self._answered.wait()
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # Both tasks keep their own failures: only cancellation (or a
+            # KeyboardInterrupt) gets here.  Raise it as one exception.
+            raise _one(group) from None
+        if self._head is not None:
+            return self._head
+        if error is not None:
+            raise error
+        if self._failure is not None:
+            raise self._failure
+        raise httpx2.ReadTimeout("no data from the server within the read timeout")
+
+    async def _write_all(self, write_timeout: float) -> httpx2.TransportError | None:
+        """Write the body until done or answered; the write failure, if any."""
+        data, sent = self._data, 0
+        try:
+            with self._writing:
+                while sent < len(data) and not self._answered.is_set():
+                    await _write(self._conn, data[sent : sent + _UPLOAD_PIECE], write_timeout)
+                    sent += _UPLOAD_PIECE
+        except (httpx2.WriteError, httpx2.WriteTimeout) as exc:
+            return exc
+        finally:
+            if sent < len(data):
+                self._conn.reusable = False
+        return None
+
+    async def _watch(self) -> None:
+        """Read the response head.  No read timeout while the body is being written: a
+        server may rightly say nothing until it has read all of it."""
+        try:
+            self._head = await _response_head(self._conn, math.inf)
+        except httpx2.TransportError as exc:
+            self._failure = exc
+        self._answered.set()
+        self._writing.deadline = min(self._writing.deadline, trio.current_time() + _STOP_GRACE)
+
+
+def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception to raise for a group: the first that is not ``Cancelled``, if any."""
+    leaves = group.exceptions
+    return next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
 
 
 def url_target(url: httpx2.URL) -> bytes:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from functools import partial
 
 import httpx2
 import pytest
@@ -14,72 +11,9 @@ import trustme
 
 import paradigm_trio as pt
 
+from .rawserver import OK, answer_ok, raw_server
+
 pytestmark = pytest.mark.anyio
-
-Handler = Callable[[trio.abc.Stream, bytes], Awaitable[bool]]
-"""Answers one request (its raw head); returns whether to keep the connection open."""
-
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-class RawServer:
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests = 0
-
-    async def serve(self, stream: trio.abc.Stream) -> None:
-        self.connections += 1
-        buffer = b""
-        try:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                while len(buffer) < length:
-                    buffer += await stream.receive_some(65536)
-                buffer = buffer[length:]
-                self.requests += 1
-                if not await self.handler(stream, head):
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        finally:
-            await trio.aclose_forcefully(stream)
-
-
-@asynccontextmanager
-async def raw_server(
-    handler: Handler, *, tls: ssl.SSLContext | None = None
-) -> AsyncIterator[tuple[RawServer, int]]:
-    server = RawServer(handler)
-
-    async def serve(stream: trio.abc.Stream) -> None:
-        if tls is not None:
-            stream = trio.SSLStream(stream, tls, server_side=True)
-            try:
-                await stream.do_handshake()
-            except (trio.BrokenResourceError, ssl.SSLError):
-                return
-        await server.serve(stream)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-        yield server, port
-        nursery.cancel_scope.cancel()
-
-
-async def answer_ok(stream: trio.abc.Stream, head: bytes) -> bool:
-    await stream.send_all(OK)
-    return True
 
 
 async def test_keep_alive_reuses_one_connection() -> None:
