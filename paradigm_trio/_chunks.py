@@ -33,7 +33,7 @@ from ._errors import (
     AttemptFailure,
     IncompleteStreamError,
 )
-from ._http import HTTP
+from ._http import HTTP, RAW_LIMIT
 from ._models import ChatCompletion, ChatCompletionChunk, Choice, Message, Usage
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
 
@@ -56,7 +56,7 @@ class StreamReader:
         self._retry = retry
         self.response = response
         self.status = response.status_code
-        self.request_id = response.headers.get("x-request-id")
+        self.request_id = http.request_id(response)
         self._bytes: AsyncGenerator[bytes, None] | None = response.aiter_bytes()
         self.decoder = SSEDecoder()
         self.queue: deque[ChatCompletionChunk] = deque()
@@ -110,7 +110,7 @@ class StreamReader:
             failure = self._incomplete(
                 f"the connection broke after {self.progress()}: {type(exc).__name__}: {detail}"
             )
-            failure.error.__cause__ = exc
+            self._http.chain(failure.error, exc)
             raise failure from None
         try:
             events = self.decoder.feed(data)
@@ -182,16 +182,19 @@ class StreamReader:
         try:
             payload = json.loads(data)
         except ValueError as exc:
-            raise self.invalid(f"a stream event is not JSON ({exc}): {data[:200]!r}") from None
+            shown = self._http.redactor.clip(data, 200)
+            raise self.invalid(f"a stream event is not JSON ({exc}): {shown!r}") from None
         if isinstance(payload, dict) and payload.get("error") is not None:
             raise self._error_event(payload)
         try:
             chunk = ChatCompletionChunk.from_json(payload, self.request_id)
         except APIResponseValidationError as err:
-            err.status_code = self.status
-            err.raw = self._http.redact(data[:65536])
+            parse = ChatCompletionChunk.from_json
+            clean = self._http.invalid_data(parse, payload, self.request_id, err)
+            clean.status_code = self.status
+            clean.raw = self._http.redactor.clip(data, RAW_LIMIT)
             raise AttemptFailure(
-                err, "invalid_response", self._retry.retry_invalid_responses
+                clean, "invalid_response", self._retry.retry_invalid_responses
             ) from None
         self._absorb(chunk)
         self._track_choices(payload)

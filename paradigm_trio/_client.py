@@ -43,6 +43,7 @@ from ._http import HTTP, Exchange
 from ._ledger import Ledger
 from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage, make_request, usage_of
 from ._ratelimit import AdaptiveController, RateLimiter
+from ._redact import Redactor, check_api_key, mask_bad_url, mask_credentials
 from ._streaming import ChatStream, Streamer
 from ._transport import TrioTransport
 from ._version import __version__
@@ -73,7 +74,11 @@ class Client:
     used without one, in which case call :meth:`aclose` when done.
 
     Args:
-        api_key: the API key; defaults to ``$PARADIGM_API_KEY``.  Required.
+        api_key: the API key; defaults to ``$PARADIGM_API_KEY``.  Required: at least 8
+            printable ASCII characters, without spaces.  It is sent only in the
+            ``Authorization`` header and never shown: it is removed from everything the
+            server sends back before an error, record or event is built from it (see
+            :doc:`/security`).
         base_url: the API root; defaults to ``$PARADIGM_BASE_URL``, then
             ``https://paradigm.lighton.ai/api/v2``.
         model: the model used by requests that name none.
@@ -110,7 +115,7 @@ class Client:
         transport: httpx2.AsyncBaseTransport | None = None,
         on_event: Callable[[Event], object] | None = None,
     ) -> None:
-        key = _check_key(api_key if api_key is not None else os.environ.get(API_KEY_ENV))
+        key = _check_key(api_key)
         url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = self._check_base_url(url)
         if not isinstance(model, str) or not model:
@@ -136,7 +141,7 @@ class Client:
             },
             http_client=self._httpx,
             direct=direct,
-            redact=self._redact,
+            redactor=Redactor(key),
         )
         self._limiter = trio.CapacityLimiter(self.limits.concurrency)
         rates = RateLimiter(self.limits.requests_per_minute, self.limits.tokens_per_minute)
@@ -180,22 +185,26 @@ class Client:
 
     @staticmethod
     def _check_base_url(url: str) -> str:
+        """The base URL, normalised; messages about it never show its password."""
         try:
             parsed = httpx2.URL(url)
         except Exception as exc:
-            raise ConfigurationError(f"base URL {url!r} is not a valid URL: {exc}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            shown = parsed.copy_with(username=None, password=None) if parsed.host else url
+            shown = mask_bad_url(url)
             raise ConfigurationError(
-                f"base URL {str(shown)!r} must be an absolute http:// or https:// URL "
+                f"base URL {shown!r} is not a valid URL: {_url_problem(shown, exc)}"
+            ) from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            shown = mask_credentials(str(parsed)) if parsed.host else mask_bad_url(url)
+            raise ConfigurationError(
+                f"base URL {shown!r} must be an absolute http:// or https:// URL "
                 f"(set it with base_url=... or {BASE_URL_ENV})"
             )
         return str(parsed).rstrip("/")
 
     @property
     def base_url(self) -> str:
-        """The API root every path is appended to."""
-        return self._base_url
+        """The API root every path is appended to (a password in it shows as ``***``)."""
+        return mask_credentials(self._base_url)
 
     @property
     def state(self) -> ClientState:
@@ -204,7 +213,7 @@ class Client:
 
     def __repr__(self) -> str:
         return (
-            f"<Client base_url={self._base_url!r} model={self.model!r} api_key='***' "
+            f"<Client base_url={self.base_url!r} model={self.model!r} api_key='***' "
             f"state={self._state.name} concurrency={self.limits.concurrency}>"
         )
 
@@ -248,9 +257,6 @@ class Client:
     def statistics(self) -> ClientStatistics:
         """A frozen snapshot of this client's counters."""
         return self._engine.ledger.statistics(int(self._limiter.total_tokens))
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key in text else text
 
     # ------------------------------------------------------------------ public calls
 
@@ -498,18 +504,28 @@ class Client:
         return ChatStream(self._streamer, request, plan, ex)
 
 
+def _url_problem(shown: str, exc: Exception) -> str:
+    """Why a URL does not parse, said without quoting its credentials (``shown``: masked)."""
+    if "@" not in shown:
+        return str(exc)  # no credentials in it
+    try:
+        httpx2.URL(shown)
+    except Exception as masked:
+        return str(masked)  # the same problem, outside the credentials
+    return "check its user:password@ part"
+
+
 def _check_key(key: object) -> str:
-    if not key:
+    """The key given, else ``$PARADIGM_API_KEY``, checked (see ``_redact.check_api_key``)."""
+    source = "api_key="
+    if key is None:
+        key, source = os.environ.get(API_KEY_ENV), f"${API_KEY_ENV}"
+    if key is None or key == "":
         raise ConfigurationError(
             f"no API key: pass api_key=... to Client() or set the {API_KEY_ENV} "
             "environment variable"
         )
-    if not isinstance(key, str) or any(ch in key for ch in "\r\n\0") or key != key.strip():
-        raise ConfigurationError(
-            "the API key contains whitespace or control characters (is it pasted with a "
-            "trailing newline?)"
-        )
-    return key
+    return check_api_key(key, source=source)
 
 
 def _check_trio() -> None:

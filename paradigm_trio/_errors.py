@@ -30,8 +30,10 @@ was a response), the server's ``request_id`` (``x-request-id``), the parsed ``bo
 led to it.  Low-level ``httpx2`` exceptions are translated exactly once, at the transport
 boundary, and chained with ``raise ... from exc``.
 
-The API key never appears in an exception's message, body or repr: text that came from the
-server is scrubbed of it before the exception is built.
+The API key never appears in an exception's message, body, headers, request id, repr or
+traceback: everything that came from the server or the network is scrubbed of it, in
+every form a server can echo it in (``_redact``), before the exception is built, and so
+are the messages of the exceptions chained to it.
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ class APIStatusError(APIError):
         code: the envelope's ``error.code`` (e.g. ``"rate_limit_exceeded"``), if any.
         type: the envelope's ``error.type``, if any.
         param: the envelope's ``error.param``, if any.
-        headers: the response headers (``Authorization`` is a request header and never here).
+        headers: the response headers (``Authorization`` is a request header and never
+            here; a header that echoes the key shows ``***`` instead).
     """
 
     status_code: int

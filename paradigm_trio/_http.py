@@ -25,7 +25,7 @@ import math
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import httpx2
@@ -41,6 +41,7 @@ from ._errors import (
     TimeoutKind,
     status_error_class,
 )
+from ._redact import Redactor
 
 __all__ = ["Exchange", "HTTP", "RAW_LIMIT", "Responder", "parse_retry_after", "parse_should_retry"]
 
@@ -123,7 +124,7 @@ class Exchange:
     method: str
     url: str
     body: bytes | None
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)  # ``Authorization`` holds the key
     timeout: httpx2.Timeout
     extensions: dict[str, Any]
 
@@ -152,7 +153,8 @@ class HTTP:
         headers: headers of every request (``Authorization`` included).
         http_client: the ``httpx2.AsyncClient`` used when there is no ``direct`` transport.
         direct: the client's own transport, called directly.
-        redact: removes the API key from text that came from the server.
+        redactor: removes the API key (and URL passwords) from what came from the server
+            or the network, before any error, record or event is built from it.
     """
 
     def __init__(
@@ -162,13 +164,14 @@ class HTTP:
         headers: Mapping[str, str],
         http_client: httpx2.AsyncClient,
         direct: httpx2.AsyncBaseTransport | None,
-        redact: Callable[[str], str],
+        redactor: Redactor,
     ) -> None:
         self.base_url = base_url
         self.headers = dict(headers)
         self._http = http_client
         self._direct = direct
-        self.redact = redact
+        self.redactor = redactor
+        self.redact = redactor.text
         # (Timeouts, stream) -> (httpx2.Timeout, extensions): built once, not per request.
         self._timeouts: dict[tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any]]] = {}
 
@@ -249,7 +252,7 @@ class HTTP:
         """
         response = await self.send(ex, retry)
         status = response.status_code
-        current.responded(status, response.headers.get("x-request-id"), response.headers)
+        current.responded(status, self.request_id(response), response.headers)
         await self.read(response, retry)
         if 200 <= status < 300:
             return self.parse(response, parse, retry)
@@ -265,6 +268,19 @@ class HTTP:
             await response.aclose()
 
     # ------------------------------------------------------------------ failures
+    #
+    # Everything below builds errors from what came from the server or the network; all of
+    # it goes through ``self.redactor`` first (bodies raw and parsed, headers, the request
+    # id, exception messages and their chains), so the key is in no error, record or event.
+
+    def request_id(self, response: httpx2.Response) -> str | None:
+        """The response's ``x-request-id`` (redacted: it is shown in errors and records)."""
+        return self.redactor.optional(response.headers.get("x-request-id"))
+
+    def chain(self, error: APIError, exc: BaseException) -> None:
+        """Chain ``exc`` as the cause of ``error``, its messages redacted; if one cannot be
+        cleaned, leave the chain out (a traceback shows every message of it)."""
+        error.__cause__ = exc if self.redactor.scrub_chain(exc) else None
 
     def transport_failure(self, exc: httpx2.HTTPError, retry: RetryPolicy) -> AttemptFailure:
         """The failure of an ``httpx2`` exception raised before a response was read.
@@ -292,7 +308,7 @@ class HTTP:
                 f"could not read the response: {self.redact(str(exc))}"
             )
             cause, retryable = "invalid_response", retry.retry_invalid_responses
-        error.__cause__ = exc
+        self.chain(error, exc)
         return AttemptFailure(error, cause, retryable)
 
     def _certificate_error(self, exc: ssl.SSLCertVerificationError) -> APIError:
@@ -331,14 +347,13 @@ class HTTP:
     ) -> T:
         """The parsed body of a whole 2xx response, or raise its failure."""
         status = response.status_code
-        request_id = response.headers.get("x-request-id")
+        request_id = self.request_id(response)
         try:
             data = json.loads(response.content)
         except ValueError as exc:
-            raw = self.redact(response.content[:RAW_LIMIT].decode("utf-8", "replace"))
             err = APIResponseValidationError(
                 f"the response (status {status}) is not valid JSON: {exc}",
-                raw=raw,
+                raw=self.redactor.clip(response.content.decode("utf-8", "replace"), RAW_LIMIT),
                 status_code=status,
                 request_id=request_id,
             )
@@ -346,34 +361,60 @@ class HTTP:
         try:
             return parse(data, request_id)
         except APIResponseValidationError as err:
-            err.status_code = status
-            err.raw = self.redact(response.text[:RAW_LIMIT])
-            if err.raw != response.text[:RAW_LIMIT]:
-                err.body = err.raw  # the parsed body held the key
-            raise AttemptFailure(err, "invalid_response", retry.retry_invalid_responses) from None
+            clean = self.invalid_data(parse, data, request_id, err)
+            clean.status_code = status
+            clean.raw = self.redactor.clip(response.text, RAW_LIMIT)
+            raise AttemptFailure(clean, "invalid_response", retry.retry_invalid_responses) from None
+
+    def invalid_data(
+        self,
+        parse: Callable[[object, str | None], object],
+        data: object,
+        request_id: str | None,
+        err: APIResponseValidationError,
+    ) -> APIResponseValidationError:
+        """``err``, the failure of ``parse(data)``, built again from the redacted data.
+
+        Parsing the redacted data again gives a message, body and cause that never held the
+        key, not even cut in half by a message's length limit.
+        """
+        try:
+            parse(self.redactor.value(data), request_id)
+        except APIResponseValidationError as clean:
+            return clean
+        # Only the key made it invalid: keep the error, redacted.
+        err.message = self.redactor.text(err.message)
+        err.args = (err.message,)
+        err.body = self.redactor.value(err.body)
+        err.__cause__ = None
+        return err
 
     def status_failure(self, response: httpx2.Response, retry: RetryPolicy) -> AttemptFailure:
         """The failure of a non-2xx response (whose body has been read)."""
         status = response.status_code
         headers = response.headers
-        text = self.redact(response.text[:RAW_LIMIT])
+        text = self.redactor.clip(response.text, RAW_LIMIT)
         body: object = text
-        with contextlib.suppress(ValueError):
-            body = json.loads(text)
+        with contextlib.suppress(ValueError, RecursionError):
+            # Parsed from what the server sent (redacting first could break an escape), then
+            # redacted string by string.
+            body = self.redactor.value(json.loads(response.text[:RAW_LIMIT]))
         message, fields = _envelope(body)
         if message is None:
-            message = text.strip()[:500] or response.reason_phrase or "no body"
+            reason = self.redactor.text(response.reason_phrase)
+            message = text.strip()[:500] or reason or "no body"
         error = _status_error(
             status, f"Error code: {status} - {message}", body, fields,
-            headers, headers.get("x-request-id"),
+            self.redactor.headers(headers), self.request_id(response),
         )  # fmt: skip
         should = parse_should_retry(headers)
+        limits = self.redactor.headers(_ratelimit_headers(headers)) if status == 429 else None
         return AttemptFailure(
             error,
             str(status),
             should if should is not None else retry.is_retryable_status(status),
             retry_after=parse_retry_after(headers),
-            rate_limit=_ratelimit_headers(headers) if status == 429 else None,
+            rate_limit=limits,
             quota=status == 429 and _says_quota(message, fields),
         )
 
@@ -387,15 +428,16 @@ class HTTP:
     ) -> AttemptFailure:
         """An error the server reported inside an event stream (``event: error`` or
         ``{"error": ...}``); ``suffix`` says how far the stream had got."""
+        payload = self.redactor.value(payload)
         message, fields = _envelope(payload)
         if message is None:
             message = json.dumps(payload)[:500] if not isinstance(payload, str) else payload
-        text = self.redact(message or "no message")
+        text = message or "no message"
         status = next(
             (s for s in map(_as_status, (fields.get("status_code"), fields.get("status"))) if s),
             None,
         ) or _as_status(fields.get("code"))
-        request_id = response.headers.get("x-request-id")
+        request_id = self.request_id(response)
         if status is None:
             error = APIError(
                 f"the server reported an error in the stream: {text}{suffix}",
@@ -406,7 +448,7 @@ class HTTP:
             return AttemptFailure(error, "stream_error", retry.is_retryable_status(500))
         status_error = _status_error(
             status, f"Error code: {status} - {text}{suffix}", payload, fields,
-            response.headers, request_id,
+            self.redactor.headers(response.headers), request_id,
         )  # fmt: skip
         return AttemptFailure(status_error, str(status), retry.is_retryable_status(status))
 

@@ -89,7 +89,7 @@ class Streamer:
         http = self.http
         response = await http.send(ex, retry)
         status = response.status_code
-        current.responded(status, response.headers.get("x-request-id"), response.headers)
+        current.responded(status, http.request_id(response), response.headers)
         if not 200 <= status < 300:
             await http.read(response, retry)
             raise http.status_failure(response, retry)

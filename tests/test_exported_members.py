@@ -57,6 +57,11 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"DEFAULT_MAX_EVENT_SIZE", "SSEDecodeError", "SSEDecoder", "ServerSentEvent"}
     ),
     "paradigm_trio._chunks": frozenset({"DRAIN_GRACE", "StreamReader"}),
+    # Keeping credentials out of what users see: the key's checks, redaction, URL masking
+    # (the rules and the minimum key length are documented in docs/security.md).
+    "paradigm_trio._redact": frozenset(
+        {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url", "mask_credentials"}
+    ),
     "paradigm_trio._streaming": frozenset({"Streamer"}),
     # ``make_request`` is ``Client.make_request`` without a client.
     "paradigm_trio._models": frozenset({"make_request", "usage_of"}),

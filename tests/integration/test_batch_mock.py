@@ -215,7 +215,7 @@ async def dead_server_client(*, attempts: int, concurrency: int) -> pt.Client:
     port = sock.getsockname()[1]
     sock.close()
     return pt.Client(
-        api_key="k",
+        api_key="test-key",
         base_url=f"http://127.0.0.1:{port}/api/v2",
         retry=pt.RetryPolicy(attempts=attempts, initial_delay=0.01, max_delay=0.1),
         limits=pt.Limits(concurrency=concurrency),

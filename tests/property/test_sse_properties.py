@@ -155,7 +155,7 @@ async def _stream_text(pieces: list[bytes]) -> str:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
 
     client = pt.Client(
-        api_key="k",
+        api_key="test-key",
         base_url="http://test/api/v2",
         transport=httpx2.MockTransport(handler),
         retry=pt.RetryPolicy.no_retries(),

@@ -166,7 +166,7 @@ async def soak(url: str) -> dict[str, Any]:
         start = trio.current_time()
         warm_at: float | None = None
         async with pt.Client(
-            api_key="sk-soak",
+            api_key="sk-soak-test",
             base_url=url,
             retry=POLICY,
             timeouts=TIMEOUTS,

@@ -34,7 +34,7 @@ async def test_slow_consumer_stops_the_feeder() -> None:
 
     concurrency = 4
     client = pt.Client(
-        api_key="k",
+        api_key="test-key",
         base_url="http://test/api/v2",
         transport=httpx2.MockTransport(handler),
         limits=pt.Limits(concurrency=concurrency),
