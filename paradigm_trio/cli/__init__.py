@@ -1,7 +1,8 @@
 """The ``paradigm-trio`` command line: ``batch``, ``speed-test`` and ``mock``.
 
 Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage or unreadable
-input, 130 interrupted (Ctrl-C; rerun the same command to resume).
+input, 130 interrupted (Ctrl-C; rerun the same command to resume).  A closed stdout or
+stderr changes none of it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
+from ._streams import tolerant_std_streams
 
 __all__ = ["main"]
 
@@ -68,6 +71,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "(OpenAI Batch output format, plus attempts and elapsed), in completion order. "
             "Rerun the same command after a crash or Ctrl-C to resume."
         ),
+        epilog="A closed stdout or stderr (| head -1) changes neither the run nor the exit code.",
     )
     batch.add_argument("input", metavar="IN.jsonl", help="the requests, one JSON object a line")
     batch.add_argument(
@@ -145,6 +149,11 @@ def _add_speed_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
             "Send the same welcome prompts one by one, then concurrently, and report both "
             "times, the improvement factor and the ideal factor for the observed latency."
         ),
+        epilog=(
+            "Exit codes: 0 every request succeeded, 1 some failed, 2 no API key (without "
+            "--mock), 130 interrupted. A closed stdout or stderr (| head -1) changes neither "
+            "the run nor the exit code."
+        ),
     )
     speed.add_argument(
         "--mock",
@@ -177,28 +186,37 @@ def _add_mock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    ``batch`` and ``speed-test`` run with stdout and stderr that a closed pipe cannot
+    break (``_streams``): what they do does not depend on whether anyone reads them.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["mock"]:
-        try:
-            import mock_server
-        except ImportError as exc:
-            print(
-                f"paradigm-trio mock needs the mock extra: pip install 'paradigm-trio[mock]' "
-                f"({exc})",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        return mock_server.main(args_list[1:], prog="paradigm-trio mock")
+        return _run_mock(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    if args.command == "batch":
-        from ._run_batch import run_batch
+    with tolerant_std_streams():
+        if args.command == "batch":
+            from ._run_batch import run_batch
 
-        return run_batch(args)
-    from ._speedtest import run_speed_test
+            return run_batch(args)
+        from ._speedtest import run_speed_test
 
-    return run_speed_test(args)
+        return run_speed_test(args)
+
+
+def _run_mock(argv: list[str]) -> int:
+    """``paradigm-trio mock``: the mock server's own command line."""
+    try:
+        import mock_server
+    except ImportError as exc:
+        print(
+            f"paradigm-trio mock needs the mock extra: pip install 'paradigm-trio[mock]' ({exc})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return mock_server.main(argv, prog="paradigm-trio mock")
 
 
 if __name__ == "__main__":  # pragma: no cover
