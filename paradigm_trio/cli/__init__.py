@@ -1,8 +1,8 @@
 """The ``paradigm-trio`` command line: ``batch``, ``speed-test`` and ``mock``.
 
-Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage or unreadable
-input, 130 interrupted (Ctrl-C; rerun the same command to resume).  A closed stdout or
-stderr changes none of it.
+Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage, unusable input
+or output paths, or an output in use by another run, 130 interrupted (Ctrl-C; rerun the
+same command to resume).  A closed stdout or stderr changes none of it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paradigm-trio",
@@ -71,7 +81,17 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "(OpenAI Batch output format, plus attempts and elapsed), in completion order. "
             "Rerun the same command after a crash or Ctrl-C to resume."
         ),
-        epilog="A closed stdout or stderr (| head -1) changes neither the run nor the exit code.",
+        epilog=(
+            "Before sending anything, it checks every path it will write (output, manifest, "
+            "lock file, report: folder exists and is writable, no directory in place of a "
+            "file; -o - is refused) and that the input is a JSONL file (a directory, binary "
+            "data or a first line that is not a JSON object is refused). Only one run at a "
+            "time may use an output: a run holds an exclusive lock (flock on OUT.jsonl.lock) "
+            "until it ends; another run on the same output exits with code 2, saying which "
+            "process holds it, unless --wait-for-lock. Exit codes: 0 every record is a "
+            "success, 1 some record is an error, 2 refused (nothing sent), 130 interrupted. "
+            "A closed stdout or stderr (| head -1) changes none of this."
+        ),
     )
     batch.add_argument("input", metavar="IN.jsonl", help="the requests, one JSON object a line")
     batch.add_argument(
@@ -79,7 +99,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--output",
         metavar="OUT.jsonl",
         required=True,
-        help="where results are appended (and read back on resume)",
+        help="where results are appended (and read back on resume); a file, not -",
     )
     _add_batch_limit_arguments(batch)
     _add_batch_run_arguments(batch)
@@ -130,7 +150,21 @@ def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse the whole file, sending nothing, if any line is invalid",
     )
-    batch.add_argument("--report", metavar="REPORT.json", help="write the summary as JSON")
+    batch.add_argument(
+        "--report", metavar="REPORT.json", help="write the summary as JSON (at the end)"
+    )
+    batch.add_argument(
+        "--wait-for-lock",
+        action="store_true",
+        help="if another run is using the output, wait for it to end instead of exiting",
+    )
+    batch.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        metavar="S",
+        help="wait for the output's lock at most S seconds, then exit with code 2 "
+        "(implies --wait-for-lock)",
+    )
     batch.add_argument(
         "--mock",
         action="store_true",
@@ -196,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_mock(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
+    args.command_line = args_list
     with tolerant_std_streams():
         if args.command == "batch":
             from ._run_batch import run_batch
