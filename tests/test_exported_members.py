@@ -41,6 +41,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "CLUSTER_SHARE",
             "RateLimiter",
             "RateLimiterStatistics",
+            "RecentShare",
             "SendMark",
             "TokenBucket",
             "parse_duration",

@@ -1,7 +1,8 @@
 """The ``paradigm-trio`` command line: ``batch``, ``speed-test`` and ``mock``.
 
-Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage or unreadable
-input, 130 interrupted (Ctrl-C; rerun the same command to resume).
+Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage, unusable input
+or output paths, or an output in use by another run, 130 interrupted (Ctrl-C; rerun the
+same command to resume).  A closed stdout or stderr changes none of it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
+from ._streams import tolerant_std_streams
 
 __all__ = ["main"]
 
@@ -35,6 +38,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -68,6 +81,17 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "(OpenAI Batch output format, plus attempts and elapsed), in completion order. "
             "Rerun the same command after a crash or Ctrl-C to resume."
         ),
+        epilog=(
+            "Before sending anything, it checks every path it will write (output, manifest, "
+            "lock file, report: folder exists and is writable, no directory in place of a "
+            "file; -o - is refused) and that the input is a JSONL file (a directory, binary "
+            "data or a first line that is not a JSON object is refused). Only one run at a "
+            "time may use an output: a run holds an exclusive lock (flock on OUT.jsonl.lock) "
+            "until it ends; another run on the same output exits with code 2, saying which "
+            "process holds it, unless --wait-for-lock. Exit codes: 0 every record is a "
+            "success, 1 some record is an error, 2 refused (nothing sent), 130 interrupted. "
+            "A closed stdout or stderr (| head -1) changes none of this."
+        ),
     )
     batch.add_argument("input", metavar="IN.jsonl", help="the requests, one JSON object a line")
     batch.add_argument(
@@ -75,7 +99,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--output",
         metavar="OUT.jsonl",
         required=True,
-        help="where results are appended (and read back on resume)",
+        help="where results are appended (and read back on resume); a file, not -",
     )
     _add_batch_limit_arguments(batch)
     _add_batch_run_arguments(batch)
@@ -126,7 +150,21 @@ def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse the whole file, sending nothing, if any line is invalid",
     )
-    batch.add_argument("--report", metavar="REPORT.json", help="write the summary as JSON")
+    batch.add_argument(
+        "--report", metavar="REPORT.json", help="write the summary as JSON (at the end)"
+    )
+    batch.add_argument(
+        "--wait-for-lock",
+        action="store_true",
+        help="if another run is using the output, wait for it to end instead of exiting",
+    )
+    batch.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        metavar="S",
+        help="wait for the output's lock at most S seconds, then exit with code 2 "
+        "(implies --wait-for-lock)",
+    )
     batch.add_argument(
         "--mock",
         action="store_true",
@@ -144,6 +182,11 @@ def _add_speed_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
         description=(
             "Send the same welcome prompts one by one, then concurrently, and report both "
             "times, the improvement factor and the ideal factor for the observed latency."
+        ),
+        epilog=(
+            "Exit codes: 0 every request succeeded, 1 some failed, 2 no API key (without "
+            "--mock), 130 interrupted. A closed stdout or stderr (| head -1) changes neither "
+            "the run nor the exit code."
         ),
     )
     speed.add_argument(
@@ -177,28 +220,38 @@ def _add_mock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    ``batch`` and ``speed-test`` run with stdout and stderr that a closed pipe cannot
+    break (``_streams``): what they do does not depend on whether anyone reads them.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["mock"]:
-        try:
-            import mock_server
-        except ImportError as exc:
-            print(
-                f"paradigm-trio mock needs the mock extra: pip install 'paradigm-trio[mock]' "
-                f"({exc})",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        return mock_server.main(args_list[1:], prog="paradigm-trio mock")
+        return _run_mock(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    if args.command == "batch":
-        from ._run_batch import run_batch
+    args.command_line = args_list
+    with tolerant_std_streams():
+        if args.command == "batch":
+            from ._run_batch import run_batch
 
-        return run_batch(args)
-    from ._speedtest import run_speed_test
+            return run_batch(args)
+        from ._speedtest import run_speed_test
 
-    return run_speed_test(args)
+        return run_speed_test(args)
+
+
+def _run_mock(argv: list[str]) -> int:
+    """``paradigm-trio mock``: the mock server's own command line."""
+    try:
+        import mock_server
+    except ImportError as exc:
+        print(
+            f"paradigm-trio mock needs the mock extra: pip install 'paradigm-trio[mock]' ({exc})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return mock_server.main(argv, prog="paradigm-trio mock")
 
 
 if __name__ == "__main__":  # pragma: no cover

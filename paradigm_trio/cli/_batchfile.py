@@ -29,6 +29,8 @@ from typing import IO, Any
 
 import paradigm_trio as pt
 
+from ._atomic import replacing
+
 __all__ = [
     "InputLine",
     "Manifest",
@@ -36,6 +38,7 @@ __all__ = [
     "read_done",
     "result_record",
     "invalid_record",
+    "scan_input",
 ]
 
 _CHAT_URLS = ("/v1/chat/completions", "/chat/completions", "/api/v2/chat/completions")
@@ -149,47 +152,74 @@ def read_done(path: Path, *, keep_failed: bool) -> tuple[set[str], int]:
     """The ``custom_id``s already in an output file, repairing it for a resume.
 
     A half-written last line (a crash mid-write) is cut off.  With ``keep_failed=False``
-    (``--retry-failed``) the failed records are removed from the file (rewritten
-    atomically) so that they are run again.  Returns the ids kept and how many records were
-    dropped.
+    (``--retry-failed``) the failed records are removed from the file so that they are
+    run again.  The file is rewritten atomically (see :func:`replacing`), and only if
+    it did not grow meanwhile (it cannot under the run's lock; another program writing
+    it gets :class:`InputError` rather than lost records).  Returns the ids kept and
+    how many records were dropped.
     """
     if not path.exists():
         return set(), 0
+    done, dropped, needs_rewrite = _usable(_records(path), keep_failed)
+    if needs_rewrite:
+        done, dropped = _rewrite(path, keep_failed)
+    return done, dropped
+
+
+def _usable(
+    records: Iterator[tuple[bytes, str | None, bool]], keep_failed: bool
+) -> tuple[set[str], int, bool]:
+    """The ids to keep, the records to drop, and whether any line is to go."""
     done: set[str] = set()
     dropped = 0
     needs_rewrite = False
-
-    def records() -> Iterator[tuple[bytes, str | None, bool]]:
-        # (line, custom_id or None when unusable, failed); streams, never loads the file.
-        with path.open("rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    yield line, None, False  # a half-written last line
-                    continue
-                try:
-                    rec = json.loads(line)
-                    custom_id = rec["custom_id"]
-                    failed = rec.get("error") is not None
-                except (ValueError, KeyError, TypeError):
-                    yield line, None, False
-                    continue
-                yield line, str(custom_id), failed
-
-    for _line, custom_id, failed in records():
+    for _line, custom_id, failed in records:
         if custom_id is None or (failed and not keep_failed):
             needs_rewrite = True
             dropped += custom_id is not None
             continue
         done.add(custom_id)
-    if needs_rewrite:
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as out:
-            for line, custom_id, failed in records():
-                if custom_id is not None and not (failed and not keep_failed):
-                    out.write(line)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+    return done, dropped, needs_rewrite
+
+
+def _records(path: Path) -> Iterator[tuple[bytes, str | None, bool]]:
+    """(line, custom_id or None when unusable, failed) of each line; streams the file."""
+    with path.open("rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                yield line, None, False  # a half-written last line
+                continue
+            try:
+                rec = json.loads(line)
+                custom_id = rec["custom_id"]
+                failed = rec.get("error") is not None
+            except (ValueError, KeyError, TypeError):
+                yield line, None, False
+                continue
+            yield line, str(custom_id), failed
+
+
+def _rewrite(path: Path, keep_failed: bool) -> tuple[set[str], int]:
+    """Replace ``path`` by its usable records (less the failed ones unless ``keep_failed``);
+    the ids kept and the records dropped."""
+    read = 0
+
+    def copied(out: IO[bytes]) -> Iterator[tuple[bytes, str | None, bool]]:
+        # Every record, passed on; the usable ones written to ``out``.
+        nonlocal read
+        for line, custom_id, failed in _records(path):
+            read += len(line)
+            if custom_id is not None and not (failed and not keep_failed):
+                out.write(line)
+            yield line, custom_id, failed
+
+    with replacing(path) as new:
+        done, dropped, _ = _usable(copied(new), keep_failed)
+        if path.stat().st_size != read:
+            raise InputError(
+                f"{path} changed while it was being rewritten (is another program writing "
+                "it?); it was left as it was"
+            )
     return done, dropped
 
 
@@ -298,12 +328,64 @@ def write_record(out: IO[bytes], record: Mapping[str, Any]) -> None:
     write_line(out, encode_record(record))
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
+def _is_binary(raw: bytes) -> bool:
+    """Whether a line holds a NUL byte or bytes that are not UTF-8 (as JSON decodes it)."""
+    if b"\0" in raw:
+        return True
+    try:
+        raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+_JSON_KINDS = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+
+
+def _first_line_problem(raw: bytes) -> str | None:
+    """Why the first non-blank line shows the file is not JSONL, if it does."""
+    if _is_binary(raw):
+        return "holds binary data (a NUL byte or bytes that are not UTF-8)"
+    try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        return f"is not JSON ({exc})"
+    if not isinstance(obj, dict):
+        return f"is {_JSON_KINDS.get(type(obj), 'a number')}, not a JSON object"
+    return None
+
+
+def scan_input(path: Path) -> tuple[str, int]:
+    """The input's SHA-256 and number of non-blank lines, in one streaming pass.
+
+    Raises :class:`InputError` if the file is not JSONL at all: its first non-blank line
+    is not a JSON object, or more than half of its non-blank lines hold binary data.  A
+    JSONL file with a few bad lines passes: they become error records one by one.
+    """
+    digest = hashlib.sha256()
+    lines = binary = 0
+    first: tuple[int, bytes] | None = None
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        for number, raw in enumerate(f, start=1):
+            digest.update(raw)
+            if not raw.strip():
+                continue
+            lines += 1
+            binary += _is_binary(raw)
+            if first is None:
+                first = number, raw
+    problem = None if first is None else _first_line_problem(first[1])
+    if first is not None and problem is not None:
+        raise InputError(
+            f"{path} is not a JSONL file of requests: its first line (line {first[0]}) "
+            f"{problem}; each line must be one JSON object"
+        )
+    if binary * 2 > lines:
+        raise InputError(
+            f"{path} is not a JSONL file of requests: {binary} of its {lines} lines hold "
+            "binary data (NUL bytes or bytes that are not UTF-8)"
+        )
+    return digest.hexdigest(), lines
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,10 @@ last line, cut off on the next run).  Rerunning the same command skips every ``c
 already in the output; ``--retry-failed`` also removes the failed records first so they
 run again.  A manifest (``OUT.jsonl.manifest.json``) records the input's SHA-256 and the
 settings; a resume with a different input is refused.
+
+One run per output: a run holds the output's lock (``OUT.jsonl.lock``, see ``_lock``) from
+before it reads the output until it has written its report, so no other run appends to
+the output, or rewrites it, meanwhile.  Every path is checked before (``_paths``).
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ from ._batchfile import (
     InputError,
     InputLine,
     Manifest,
-    file_digest,
     invalid_record,
     read_done,
     read_input,
     result_line,
+    scan_input,
     write_line,
     write_record,
 )
+from ._lock import LockUnavailable, OutputLock
+from ._paths import PathRefused, check_paths
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
 
@@ -44,16 +50,6 @@ MOCK_LATENCY = "lognormal:0.2,0.3"
 def _fail(message: str) -> int:
     print(f"paradigm-trio batch: {message}", file=sys.stderr)
     return 2
-
-
-def _scan(path: Path) -> tuple[str, int]:
-    """SHA-256 and number of non-blank lines, in one streaming pass."""
-    lines = 0
-    with path.open("rb") as f:
-        for raw in f:
-            if raw.strip():
-                lines += 1
-    return file_digest(path), lines
 
 
 class _Progress:
@@ -340,15 +336,6 @@ class _Refused(Exception):
     """A reason not to run: ``paradigm-trio batch: <reason>`` on stderr, exit code 2."""
 
 
-def _check_paths(input_path: Path, output: Path) -> None:
-    if not input_path.is_file():
-        raise _Refused(f"cannot read {input_path}: no such file")
-    if output.resolve() == input_path.resolve():
-        raise _Refused("the output must not be the input file")
-    if not output.parent.is_dir():
-        raise _Refused(f"cannot write {output}: folder {output.parent} does not exist")
-
-
 def _load_manifest(
     output: Path, input_path: Path, digest: str, settings: dict[str, Any]
 ) -> Manifest | None:
@@ -390,8 +377,10 @@ def _read_done(output: Path, retry_failed: bool) -> set[str]:
     """The ``custom_id`` values already in the output (less the failed, to retry them)."""
     try:
         done, dropped = read_done(output, keep_failed=not retry_failed)
+    except InputError as exc:
+        raise _Refused(str(exc)) from None
     except OSError as exc:
-        raise _Refused(f"cannot read {output}: {exc.strerror or exc}") from None
+        raise _Refused(f"cannot read or rewrite {output}: {exc.strerror or exc}") from None
     if done:
         print(f"Resuming: {len(done)} request(s) already in {output}", file=sys.stderr)
     if dropped:
@@ -400,10 +389,12 @@ def _read_done(output: Path, retry_failed: bool) -> set[str]:
 
 
 def _prepare(args: argparse.Namespace, input_path: Path, output: Path) -> tuple[int, set[str]]:
-    """Check everything before sending anything; the number of lines and the ids done."""
-    _check_paths(input_path, output)
+    """Check the input and the output's state before sending anything, under the output's
+    lock; the number of lines and the ids done."""
     try:
-        digest, total = _scan(input_path)
+        digest, total = scan_input(input_path)
+    except InputError as exc:
+        raise _Refused(str(exc)) from None
     except OSError as exc:
         raise _Refused(f"cannot read {input_path}: {exc.strerror or exc}") from None
     settings = {"model": args.model, "mock": bool(args.mock)}
@@ -419,22 +410,50 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
             interrupted: bool) -> int:  # fmt: skip
     """Print the summary, write the report; the exit code."""
     _print_summary(summary, output, interrupted)
+    code = 130 if interrupted else 1 if summary["failed_in_output"] else 0
     if args.report:
-        Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
-    if interrupted:
-        return 130
-    return 1 if summary["failed_in_output"] else 0
+        try:
+            Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:  # checked before the run: a full disk, say
+            _fail(f"cannot write the report {args.report}: {exc.strerror or exc} "
+                  f"(the results are in {output})")  # fmt: skip
+            return code or 2
+    return code
+
+
+def _wait_note(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    """``batch``: check the paths, take the output's lock, run; the exit code.
+
+    Blocks for the whole run (and while waiting for the lock, with ``--wait-for-lock``).
+    """
     input_path = Path(args.input)
     output = Path(args.output)
+    lock = OutputLock(output, getattr(args, "command_line", sys.argv[1:]))
+    wait = args.wait_for_lock or args.lock_timeout is not None
+    timeout = math.inf if args.lock_timeout is None else args.lock_timeout
+    try:
+        check_paths(input_path, output, Path(args.report) if args.report else None)
+        lock.acquire(wait=wait, timeout=timeout, on_wait=_wait_note)
+    except (PathRefused, LockUnavailable) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("Interrupted while waiting for the lock; nothing was sent.", file=sys.stderr)
+        return 130
+    with lock:
+        return _run_locked(args, input_path, output)
+
+
+def _run_locked(args: argparse.Namespace, input_path: Path, output: Path) -> int:
+    """Everything after the lock: resume checks, the run, the summary; the exit code."""
     try:
         total, done = _prepare(args, input_path, output)
+        summary, interrupted = trio.run(_run, args, input_path, output, total, done)
     except _Refused as exc:
         return _fail(str(exc))
-    try:
-        summary, interrupted = trio.run(_run, args, input_path, output, total, done)
     except pt.ConfigurationError as exc:
         return _fail(f"{exc} (or use --mock)")
     except KeyboardInterrupt:

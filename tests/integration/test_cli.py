@@ -262,3 +262,13 @@ def test_resume_with_another_model_is_refused(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "--model" in refused.stderr
     assert len(records(out)) == 3
+
+
+def test_batch_help_tells_about_checks_lock_and_pipes() -> None:
+    proc = run_cli("batch", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for phrase in ("--wait-for-lock", "--lock-timeout", "OUT.jsonl.lock", "which process holds",
+                   "-o - is refused", "not a JSON object", "| head -1"):  # fmt: skip
+        assert phrase in text, phrase
+    assert "| head -1" in " ".join(run_cli("speed-test", "--help").stdout.split())

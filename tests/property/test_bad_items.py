@@ -230,6 +230,11 @@ def test_the_cli_writes_one_record_per_line_whatever_the_lines_hold(lines: list[
         path = Path(folder) / "in.jsonl"
         out = Path(folder) / "out.jsonl"
         path.write_text("".join(json.dumps(value) + "\n" for value in lines))
+        if lines and not isinstance(lines[0], dict):
+            # Not a JSONL file of requests at all: refused once, before anything is sent.
+            assert run_cli(str(path), "-o", str(out)) == 2
+            assert not out.exists()
+            return
         assert run_cli(str(path), "-o", str(out)) in (0, 1)
         records = read_records(out)
         ids = [r["custom_id"] for r in records]
