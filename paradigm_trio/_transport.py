@@ -1,4 +1,4 @@
-"""The default HTTP transport: HTTP/1.1 over trio and h11, with an O(1) keep-alive pool.
+"""The default HTTP transport: HTTP/1.1 over trio, with an O(1) keep-alive pool.
 
 Why not httpx2's own transport: its connection pool (httpcore2) walks every connection, and
 asks each idle one whether its socket is readable, whenever a request enters the pool and
@@ -7,7 +7,8 @@ client's CPU time (see ``docs/performance.md``).  This transport keeps idle conn
 a stack per origin: taking one, checking it and putting it back cost the same at 10 or 10,000
 connections.
 
-What it does: HTTP/1.1 (h11), keep-alive, TLS through :class:`trio.SSLStream` with
+What it does: HTTP/1.1 (requests written by hand, responses parsed by llhttp through
+``httptools``: see ``_wire``), keep-alive, TLS through :class:`trio.SSLStream` with
 ``httpx2.create_ssl_context()``, the ``connect``/``read``/``write`` timeouts of the request
 (``request.extensions["timeout"]``), and httpx2's exception classes, so everything above it
 (the client's error mapping, retries) is unchanged.  What it does not do: HTTP/2, proxies,
@@ -36,11 +37,12 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-import h11
 import httpx2
 import trio
 
-__all__ = ["TrioTransport"]
+from ._wire import ProtocolError, ResponseReader, request_head
+
+__all__ = ["Origin", "TrioTransport", "WireTimeouts"]
 
 _READ_SIZE = 65536
 _INLINE_BODY = 64 * 1024
@@ -51,15 +53,17 @@ _STOP_GRACE = 0.5
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
+WireTimeouts = tuple[float, float, float]
+"""``(connect, read, write)`` in seconds, ``inf`` for none."""
 
 
 class _Connection:
-    __slots__ = ("h11", "idle_since", "origin", "reusable", "stream")
+    __slots__ = ("idle_since", "origin", "reader", "reusable", "stream")
 
     def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
         self.stream = stream
         self.origin = origin
-        self.h11 = h11.Connection(our_role=h11.CLIENT)
+        self.reader = ResponseReader()
         self.idle_since = 0.0
         self.reusable = True  # False once a request body was not written whole
 
@@ -86,11 +90,16 @@ class _Connection:
 
 def _timeout(timeouts: Mapping[str, Any], name: str) -> float:
     value = timeouts.get(name)
-    return float("inf") if value is None else float(value)
+    return math.inf if value is None else float(value)
+
+
+def wire_timeouts(timeouts: Mapping[str, Any]) -> WireTimeouts:
+    """``(connect, read, write)`` of an ``httpx2`` timeout extension."""
+    return _timeout(timeouts, "connect"), _timeout(timeouts, "read"), _timeout(timeouts, "write")
 
 
 class TrioTransport(httpx2.AsyncBaseTransport):
-    """HTTP/1.1 over trio and h11 with a constant-time keep-alive pool.
+    """HTTP/1.1 over trio (responses parsed by llhttp) with a constant-time keep-alive pool.
 
     A server's answer sent before it has read the whole request body (a 413 for a body
     too large, a 401) is returned as the response, and the rest of the body is not sent.
@@ -153,21 +162,22 @@ class TrioTransport(httpx2.AsyncBaseTransport):
 
     def _checkin(self, conn: _Connection) -> bool:
         """Keep a connection whose exchange completed cleanly; ``False`` if not kept."""
-        if self._closed or not conn.reusable or self._idle_count >= self._max_keepalive:
-            return False
-        try:
-            conn.h11.start_next_cycle()
-        except h11.LocalProtocolError:
+        if (
+            self._closed
+            or not conn.reusable
+            or not conn.reader.reusable
+            or self._idle_count >= self._max_keepalive
+        ):
             return False
         conn.idle_since = trio.current_time()
         self._idle.setdefault(conn.origin, []).append(conn)
         self._idle_count += 1
         return True
 
-    async def _connect(self, origin: Origin, timeouts: Mapping[str, Any]) -> _Connection:
+    async def _connect(self, origin: Origin, connect_timeout: float) -> _Connection:
         scheme, host, port = origin
         try:
-            with trio.fail_after(_timeout(timeouts, "connect")):
+            with trio.fail_after(connect_timeout):
                 stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
                 if scheme == "https":
                     if self._ssl_context is None:
@@ -203,73 +213,101 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         if scheme not in _DEFAULT_PORTS:
             raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
         origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
-        timeouts = request.extensions.get("timeout", {})
+        timeouts = wire_timeouts(request.extensions.get("timeout", {}))
+        data = await _request_bytes(request)
+        conn = await self._open(origin, timeouts[0])
+        try:
+            conn.reader.start(no_body=request.method == "HEAD")
+            await _exchange(conn, data, timeouts)
+        except BaseException:
+            await conn.close()
+            raise
+        reader = conn.reader
+        return httpx2.Response(
+            status_code=reader.status,
+            headers=reader.headers,
+            stream=_ResponseStream(self, conn, timeouts[1]),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reader.reason},
+        )
+
+    async def fetch(
+        self, origin: Origin, data: bytes, timeouts: WireTimeouts
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One whole exchange, without ``httpx2`` objects: the client's fast lane.
+
+        ``data`` is the whole request (:func:`~paradigm_trio._wire.request_head` and the
+        body); returns the status, the headers and the whole body.  Raises the same
+        ``httpx2`` exceptions as :meth:`handle_async_request`.
+        """
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        conn = await self._open(origin, timeouts[0])
+        reader = conn.reader
+        try:
+            reader.start()
+            await _exchange(conn, data, timeouts)
+            parts = [reader.take_body()]
+            while not reader.complete:
+                await _receive(conn, timeouts[1])
+                parts.append(reader.take_body())
+        except BaseException:
+            await conn.close()
+            raise
+        if not self._checkin(conn):
+            await conn.close()
+        return reader.status, reader.headers, parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _open(self, origin: Origin, connect_timeout: float) -> _Connection:
+        """A pooled connection to ``origin``, or a new one."""
         # Checkpoint before taking a pooled connection: nothing may be cancelled between
         # taking it and the ``try`` that closes it on failure.
         await trio.lowlevel.checkpoint()
         conn = self._checkout(origin)
         if conn is None:
-            conn = await self._connect(origin, timeouts)
-        try:
-            event = await self._exchange(conn, request, timeouts)
-        except BaseException:
-            await conn.close()
-            raise
-        return httpx2.Response(
-            status_code=event.status_code,
-            headers=event.headers.raw_items(),
-            stream=_ResponseStream(self, conn, _timeout(timeouts, "read")),
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": bytes(event.reason),
-            },
-        )
-
-    async def _exchange(
-        self, conn: _Connection, request: httpx2.Request, timeouts: Mapping[str, Any]
-    ) -> h11.Response:
-        """Send the request and read the response head, which may come before the body is
-        sent (see the module docstring)."""
-        data = await _request_bytes(conn, request)
-        write_timeout, read_timeout = _timeout(timeouts, "write"), _timeout(timeouts, "read")
-        if len(data) > _INLINE_BODY:
-            return await _Upload(conn, data).run(write_timeout, read_timeout)
-        try:
-            await _write(conn, data, write_timeout)
-        except httpx2.WriteError as exc:
-            # Closed or reset while we wrote: the server may have answered first.
-            conn.reusable = False
-            try:
-                return await _response_head(conn, read_timeout)
-            except httpx2.TransportError:
-                raise exc from exc.__cause__
-        return await _response_head(conn, read_timeout)
+            conn = await self._connect(origin, connect_timeout)
+        return conn
 
 
-async def _request_bytes(conn: _Connection, request: httpx2.Request) -> bytes:
-    """The whole request (head and body) as h11 frames it."""
-    headers = list(request.headers.raw)
+async def _exchange(conn: _Connection, data: bytes, timeouts: WireTimeouts) -> None:
+    """Send the request and read the response head, which may come before the body is
+    sent (see the module docstring)."""
+    _, read_timeout, write_timeout = timeouts
+    if len(data) > _INLINE_BODY:
+        await _Upload(conn, data).run(write_timeout, read_timeout)
+        return
     try:
-        data = conn.h11.send(
-            h11.Request(method=request.method, target=url_target(request.url), headers=headers)
-        )
-        parts = [data] if data else []
+        await _write(conn, data, write_timeout)
+    except httpx2.WriteError as exc:
+        # Closed or reset while we wrote: the server may have answered first.
+        conn.reusable = False
         try:
-            content: bytes | None = request.content
-        except httpx2.RequestNotRead:
-            content = None
-        if content is not None:
-            if content:
-                parts.append(conn.h11.send(h11.Data(data=content)) or b"")
-        else:
-            stream: Any = request.stream
-            async for chunk in stream:
-                if chunk:
-                    parts.append(conn.h11.send(h11.Data(data=chunk)) or b"")
-        parts.append(conn.h11.send(h11.EndOfMessage()) or b"")
-    except h11.LocalProtocolError as exc:
-        raise httpx2.LocalProtocolError(str(exc)) from exc
-    return b"".join(parts)
+            await _response_head(conn, read_timeout)
+        except httpx2.TransportError:
+            raise exc from exc.__cause__
+        return
+    await _response_head(conn, read_timeout)
+
+
+async def _request_bytes(request: httpx2.Request) -> bytes:
+    """The whole request (head and body) of an ``httpx2.Request``."""
+    try:
+        content: bytes | None = request.content
+    except httpx2.RequestNotRead:
+        content = None
+    headers = request.headers.raw
+    if content is None:  # a streamed body: sent whole, framed as the headers say
+        stream: Any = request.stream
+        content = b"".join([bytes(chunk) async for chunk in stream])
+        if any(n.lower() == b"transfer-encoding" for n, _ in headers):
+            content = (
+                (b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content)) if content else b"0\r\n\r\n"
+            )
+        elif not any(n.lower() == b"content-length" for n, _ in headers):
+            headers = [*headers, (b"Content-Length", str(len(content)).encode())]
+    try:
+        return request_head(request.method.encode(), url_target(request.url), headers) + content
+    except ProtocolError as exc:
+        raise httpx2.LocalProtocolError(str(exc)) from None
 
 
 async def _write(conn: _Connection, data: bytes | memoryview, write_timeout: float) -> None:
@@ -282,16 +320,11 @@ async def _write(conn: _Connection, data: bytes | memoryview, write_timeout: flo
         raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
 
 
-async def _response_head(conn: _Connection, read_timeout: float) -> h11.Response:
-    """The final response head (interim 1xx responses skipped)."""
-    event = await _next_event(conn, read_timeout)
-    while isinstance(event, h11.InformationalResponse):
-        event = await _next_event(conn, read_timeout)
-    if not isinstance(event, h11.Response):
-        raise httpx2.RemoteProtocolError(
-            "the server closed the connection without sending a response"
-        )
-    return event
+async def _response_head(conn: _Connection, read_timeout: float) -> None:
+    """Read until the final response head is in (interim 1xx responses skipped)."""
+    reader = conn.reader
+    while not reader.head:
+        await _receive(conn, read_timeout)
 
 
 class _Upload:
@@ -306,12 +339,12 @@ class _Upload:
     def __init__(self, conn: _Connection, data: bytes) -> None:
         self._conn = conn
         self._data = memoryview(data)
-        self._head: h11.Response | None = None
+        self._answered_head = False
         self._failure: httpx2.TransportError | None = None  # the watcher's
         self._answered = trio.Event()  # set when the watcher is done, either way
         self._writing = trio.CancelScope()
 
-    async def run(self, write_timeout: float, read_timeout: float) -> h11.Response:
+    async def run(self, write_timeout: float, read_timeout: float) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch)
@@ -325,8 +358,8 @@ class _Upload:
             # Both tasks keep their own failures: only cancellation (or a
             # KeyboardInterrupt) gets here.  Raise it as one exception.
             raise _one(group) from None
-        if self._head is not None:
-            return self._head
+        if self._answered_head:
+            return
         if error is not None:
             raise error
         if self._failure is not None:
@@ -352,7 +385,8 @@ class _Upload:
         """Read the response head.  No read timeout while the body is being written: a
         server may rightly say nothing until it has read all of it."""
         try:
-            self._head = await _response_head(self._conn, math.inf)
+            await _response_head(self._conn, math.inf)
+            self._answered_head = True
         except httpx2.TransportError as exc:
             self._failure = exc
         self._answered.set()
@@ -370,30 +404,22 @@ def url_target(url: httpx2.URL) -> bytes:
     return url.raw_path
 
 
-async def _next_event(conn: _Connection, read_timeout: float) -> Any:
-    """The next h11 event, reading from the socket as needed."""
-    while True:
-        try:
-            event = conn.h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise httpx2.RemoteProtocolError(str(exc)) from exc
-        if event is not h11.NEED_DATA:
-            return event
-        try:
-            with trio.fail_after(read_timeout):
-                data = await conn.stream.receive_some(_READ_SIZE)
-        except trio.TooSlowError:
-            raise httpx2.ReadTimeout("no data from the server within the read timeout") from None
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
-        if not data and conn.h11.their_state is h11.SEND_RESPONSE:
-            raise httpx2.RemoteProtocolError(
-                "the server closed the connection without sending a response"
-            )
-        try:
-            conn.h11.receive_data(data if isinstance(data, bytes) else bytes(data))
-        except h11.RemoteProtocolError as exc:
-            raise httpx2.RemoteProtocolError(str(exc)) from exc
+async def _receive(conn: _Connection, read_timeout: float) -> None:
+    """Receive what the server sent next and parse it (the close, too)."""
+    try:
+        with trio.fail_after(read_timeout):
+            data = await conn.stream.receive_some(_READ_SIZE)
+    except trio.TooSlowError:
+        raise httpx2.ReadTimeout("no data from the server within the read timeout") from None
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
+    try:
+        if data:
+            conn.reader.feed(data if isinstance(data, bytes) else bytes(data))
+        else:
+            conn.reader.feed_eof()
+    except ProtocolError as exc:
+        raise httpx2.RemoteProtocolError(str(exc)) from None
 
 
 class _ResponseStream(httpx2.AsyncByteStream):
@@ -416,34 +442,26 @@ class _ResponseStream(httpx2.AsyncByteStream):
         conn = self._conn
         if conn is None or self._complete:
             raise StopAsyncIteration
+        reader = conn.reader
         while True:
+            body = reader.take_body()
+            if body:
+                return body
+            if reader.complete:
+                self._complete = True
+                raise StopAsyncIteration
             try:
-                event = await _next_event(conn, self._read_timeout)
+                await _receive(conn, self._read_timeout)
             except BaseException:
                 await self.aclose()
                 raise
-            if isinstance(event, h11.Data):
-                return bytes(event.data)
-            if isinstance(event, h11.EndOfMessage):
-                self._complete = True
-                raise StopAsyncIteration
-            if isinstance(event, h11.ConnectionClosed):
-                await self.aclose()
-                raise httpx2.RemoteProtocolError(
-                    "the server closed the connection before the end of the body"
-                )
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             await trio.lowlevel.checkpoint()
             return
-        if (
-            self._complete
-            and conn.h11.our_state is h11.DONE
-            and conn.h11.their_state is h11.DONE
-            and self._transport._checkin(conn)
-        ):
+        if self._complete and self._transport._checkin(conn):
             await trio.lowlevel.checkpoint()
             return
         await conn.close()

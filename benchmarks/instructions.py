@@ -1,0 +1,99 @@
+"""Scenario 8: instructions per request, a figure that does not move with the machine's load.
+
+Wall-clock and CPU-time figures on a shared machine vary by a few percent from run to run.
+``valgrind --tool=callgrind`` counts the instructions the client process executes instead:
+the same binary, inputs and environment give the same count, whatever else the machine is
+doing.  Each client drives the raw server (out of process, not under valgrind) twice, with
+``N1`` and ``N2`` requests after the same warm-up; the difference of the two totals divided
+by ``N2 - N1`` is the cost of one request, without start-up, imports and warm-up.
+
+Run it alone with ``python -m benchmarks instructions``; it needs ``valgrind`` on the PATH
+(Debian's package) and takes a few minutes (a program under callgrind runs about 50 times
+slower).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from ._common import PYTHON, ROOT, Section, Table, child_env, raw_server
+
+CONCURRENCY = 64
+PEERS = ("aiohttp", "httpx2", "paradigm-trio")
+LABELS = {
+    "aiohttp": "seed recipe: aiohttp + asyncio.gather",
+    "httpx2": "httpx2 under trio",
+    "paradigm-trio": "**paradigm-trio**",
+}
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def count(task: dict[str, Any], timeout: float = 1800) -> int | str:
+    """The instructions a worker process executes for ``task``, or why it failed."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        PYTHON, "-m", "benchmarks._worker", json.dumps(task),
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=ROOT
+        )
+    except subprocess.TimeoutExpired:
+        return f"killed after {timeout:.0f} s"
+    match = _COLLECTED.search(done.stderr)
+    if done.returncode != 0 or match is None:
+        return f"exit {done.returncode}: {(done.stderr.strip().splitlines() or ['?'])[-1][:200]}"
+    result = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
+    if result.get("errors"):
+        return f"{result['errors']} request(s) failed"
+    return int(match.group(1))
+
+
+def per_request(url: str, peer: str, n1: int, n2: int) -> float | str:
+    totals = []
+    for n in (n1, n2):
+        task = {"kind": "drive", "peer": peer, "url": url, "n": n,
+                "concurrency": CONCURRENCY, "warmup": 2 * CONCURRENCY, "limit": 1200}  # fmt: skip
+        total = count(task)
+        if isinstance(total, str):
+            return total
+        totals.append(total)
+    return (totals[1] - totals[0]) / (n2 - n1)
+
+
+def run(quick: bool) -> Section:
+    n1, n2 = (300, 900) if quick else (500, 2500)
+    section = Section(
+        "instructions",
+        "8. Instructions per request (callgrind)",
+        "`benchmarks/instructions.py`: each client drives the raw server (no latency, out of "
+        f"process) at concurrency {CONCURRENCY} under `valgrind --tool=callgrind`, once with "
+        f"{n1:,} and once with {n2:,} requests after the same warm-up of "
+        f"{2 * CONCURRENCY} requests; *instructions/request* is the difference of the two "
+        f"totals divided by {n2 - n1:,}.  Unlike CPU time, the count does not change with the "
+        "machine's load: it is the figure each optimisation of the hot path is judged by.",
+    )
+    if shutil.which("valgrind") is None:
+        section.tables.append(Table("not measured: valgrind is not installed", ["-"]))
+        return section
+    table = Table(
+        f"instructions per request, concurrency {CONCURRENCY}",
+        ["client", "instructions/request", "vs aiohttp recipe"],
+        align="lrr",
+    )
+    with raw_server(0.0) as server:
+        figures = {peer: per_request(server.url, peer, n1, n2) for peer in PEERS}
+    base = figures["aiohttp"]
+    for peer in PEERS:
+        value = figures[peer]
+        if isinstance(value, str):
+            table.rows.append([LABELS[peer], value, None])
+            continue
+        ratio = f"{value / base:.2f}x" if isinstance(base, float) and base > 0 else None
+        table.rows.append([LABELS[peer], round(value), ratio])
+    section.tables.append(table)
+    return section
