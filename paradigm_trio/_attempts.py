@@ -260,16 +260,10 @@ class Call:
         self.deadline = min(plan.deadline, self._total_deadline)
         self.engine.ledger.started += 1
         try:
+            if self.deadline == math.inf:  # (no cancel scope to pay for)
+                return await self._loop(attempt, usage, hold)
             with trio.move_on_at(self.deadline):
-                while True:
-                    try:
-                        result = await self._attempt(attempt, hold)
-                    except AttemptFailure as failure:
-                        await trio.sleep(self._after_failure(failure))
-                        continue
-                    if not hold:
-                        self.succeed(result, usage(result))
-                    return result
+                return await self._loop(attempt, usage, hold)
             error = self.deadline_error()
             self._interrupted()
             raise error
@@ -282,6 +276,22 @@ class Call:
                 self._current = None
             self._finish(exc if isinstance(exc, Exception) else CANCELLED)
             raise
+
+    async def _loop(
+        self,
+        attempt: Callable[[Attempting], Awaitable[T]],
+        usage: Callable[[T], Usage | None],
+        hold: bool,
+    ) -> T:
+        while True:
+            try:
+                result = await self._attempt(attempt, hold)
+            except AttemptFailure as failure:
+                await trio.sleep(self._after_failure(failure))
+                continue
+            if not hold:
+                self.succeed(result, usage(result))
+            return result
 
     async def _attempt(self, attempt: Callable[[Attempting], Awaitable[T]], hold: bool) -> T:
         plan, engine = self.plan, self.engine

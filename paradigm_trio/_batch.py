@@ -329,10 +329,13 @@ class _Run:
                     # Only the wait for a slot is cut by the deadline: an item being read
                     # from the input is never lost half-way.  (An item read after the
                     # deadline is not sent: its worker reports it cancelled.)
-                    with trio.move_on_at(self.stop_at) as waiting:
+                    if self.stop_at == math.inf:
                         await slot.acquire()
-                    if waiting.cancelled_caught:
-                        break
+                    else:
+                        with trio.move_on_at(self.stop_at) as waiting:
+                            await slot.acquire()
+                        if waiting.cancelled_caught:
+                            break
                     try:
                         item = await iterator.__anext__()
                     except StopAsyncIteration:

@@ -42,6 +42,8 @@ from ._errors import (
     status_error_class,
 )
 from ._redact import Redactor
+from ._transport import Origin, TrioTransport, WireTimeouts
+from ._wire import ProtocolError, check_header
 
 __all__ = ["Exchange", "HTTP", "RAW_LIMIT", "Responder", "parse_retry_after", "parse_should_retry"]
 
@@ -110,6 +112,81 @@ def _ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Response headers by lower-case name (repeated ones joined, as ``httpx2`` does)."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+class _FastLane:
+    """The default transport's fast lane: requests written as bytes, once per request.
+
+    The request line's prefix, the host and the headers every request carries are checked
+    and encoded once, when the client opens; each request adds its path, its
+    ``Idempotency-Key``, its ``Content-Length`` and its body.  Requests carry the same
+    headers as through ``httpx2.Request``.
+    """
+
+    __slots__ = ("_common", "_common_no_body", "_prefix", "origin", "transport")
+
+    def __init__(
+        self, transport: TrioTransport, origin: Origin, prefix: str, common: list[tuple[str, str]]
+    ) -> None:
+        self.transport = transport
+        self.origin = origin
+        self._prefix = prefix
+        encoded = [(n.encode("ascii"), v.encode("ascii")) for n, v in common]
+        for name, value in encoded:
+            check_header(name, value)
+        self._common = b"".join(n + b": " + v + b"\r\n" for n, v in encoded)
+        self._common_no_body = b"".join(
+            n + b": " + v + b"\r\n" for n, v in encoded if n.lower() != b"content-type"
+        )
+
+    @classmethod
+    def of(cls, direct: object, base_url: str, headers: Mapping[str, str]) -> _FastLane | None:
+        """The lane for a client's own :class:`TrioTransport`, if it can have one."""
+        if type(direct) is not TrioTransport:  # a subclass may do anything
+            return None
+        try:
+            url = httpx2.URL(base_url)
+            port = url.port
+            scheme = url.scheme
+            if scheme not in ("http", "https") or url.query or url.fragment:
+                return None
+            host = url.host if port is None else f"{url.host}:{port}"
+            origin = (scheme, url.host, port or (443 if scheme == "https" else 80))
+            common = [("Host", host.encode("idna").decode("ascii")), *headers.items()]
+            return cls(direct, origin, url.raw_path.decode("ascii").rstrip("/"), common)
+        except (UnicodeError, ProtocolError, ValueError, httpx2.InvalidURL):
+            return None  # anything unusual takes the general path, which reports it
+
+    def request(self, method: str, url: str, body: bytes | None, key: str) -> bytes | None:
+        """The whole request, or ``None`` when it must take the general path."""
+        path = url.partition("://")[2].partition("/")[2]
+        try:
+            target = ("/" + path).encode("ascii")
+            idem = key.encode("ascii")
+        except UnicodeError:
+            return None
+        if b" " in target or b"\r" in target or b"\n" in target or b"\r" in idem or b"\n" in idem:
+            return None
+        if body is None:
+            return b"".join([
+                method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", self._common_no_body,
+                b"Idempotency-Key: ", idem, b"\r\n\r\n",
+            ])  # fmt: skip
+        return b"".join([
+            method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", self._common,
+            b"Idempotency-Key: ", idem, b"\r\nContent-Length: ", str(len(body)).encode(),
+            b"\r\n\r\n", body,
+        ])  # fmt: skip
+
+
 def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() != "set-cookie"}
 
@@ -127,6 +204,9 @@ class Exchange:
     headers: dict[str, str] = field(repr=False)  # ``Authorization`` holds the key
     timeout: httpx2.Timeout
     extensions: dict[str, Any]
+    wire: bytes | None = field(default=None, repr=False)
+    """The whole request for the default transport's fast lane (``None``: no fast lane)."""
+    wire_timeouts: WireTimeouts = (math.inf, math.inf, math.inf)
 
 
 class Responder(Protocol):
@@ -174,6 +254,17 @@ class HTTP:
         self.redact = redactor.text
         # (Timeouts, stream) -> (httpx2.Timeout, extensions): built once, not per request.
         self._timeouts: dict[tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any]]] = {}
+        self._lane = _FastLane.of(direct, base_url, self.headers)
+
+    def _prepare_wire(self, ex: Exchange, key: str, timeout: httpx2.Timeout) -> None:
+        lane = self._lane
+        if lane is not None:
+            ex.wire = lane.request(ex.method, ex.url, ex.body, key)
+            ex.wire_timeouts = (
+                math.inf if timeout.connect is None else timeout.connect,
+                math.inf if timeout.read is None else timeout.read,
+                math.inf if timeout.write is None else timeout.write,
+            )
 
     @staticmethod
     def http_timeout(timeouts: Timeouts, *, read: bool = True) -> httpx2.Timeout:
@@ -212,7 +303,10 @@ class HTTP:
                 self._timeouts.clear()
             timeout = self.http_timeout(timeouts, read=not stream)
             cached = self._timeouts[timeouts, stream] = (timeout, {"timeout": timeout.as_dict()})
-        return Exchange(method, self.base_url + path, body, headers, *cached)
+        ex = Exchange(method, self.base_url + path, body, headers, *cached)
+        if not stream:
+            self._prepare_wire(ex, key, cached[0])
+        return ex
 
     async def send(self, ex: Exchange, retry: RetryPolicy) -> httpx2.Response:
         """Send one attempt of ``ex`` and return the response as soon as its head arrives.
@@ -250,13 +344,54 @@ class HTTP:
         the response as soon as its head arrives: a body that then breaks is a failure
         *with* a response.
         """
+        if ex.wire is not None:
+            return await self._fetch_wire(ex, retry, parse, current)
         response = await self.send(ex, retry)
-        status = response.status_code
-        current.responded(status, self.request_id(response), response.headers)
+        current.responded(response.status_code, self.request_id(response), response.headers)
         await self.read(response, retry)
-        if 200 <= status < 300:
+        return self._answer(response, parse, retry)
+
+    def _answer(
+        self,
+        response: httpx2.Response,
+        parse: Callable[[object, str | None], T],
+        retry: RetryPolicy,
+    ) -> T:
+        if 200 <= response.status_code < 300:
             return self.parse(response, parse, retry)
         raise self.status_failure(response, retry)
+
+    async def _fetch_wire(
+        self,
+        ex: Exchange,
+        retry: RetryPolicy,
+        parse: Callable[[object, str | None], T],
+        current: Responder,
+    ) -> T:
+        """:meth:`fetch_json` on the default transport's fast lane: no ``httpx2`` objects
+        unless the answer is an error or an encoded body (then, as ``httpx2`` sees it)."""
+        lane = self._lane
+        assert lane is not None
+        assert ex.wire is not None
+        request_id: str | None = None
+
+        def on_head(status: int, raw: list[tuple[bytes, bytes]]) -> None:
+            nonlocal request_id
+            headers = _header_map(raw)
+            request_id = self.redactor.optional(headers.get("x-request-id"))
+            current.responded(status, request_id, headers)
+
+        try:
+            status, raw, content = await lane.transport.fetch(
+                lane.origin, ex.wire, ex.wire_timeouts, on_head
+            )
+        except httpx2.HTTPError as exc:
+            raise self.transport_failure(exc, retry) from None
+        if 200 <= status < 300 and not any(n.lower() == b"content-encoding" for n, _ in raw):
+            return self.parse_body(status, request_id, content, parse, retry)
+        response = httpx2.Response(status, headers=raw, stream=httpx2.ByteStream(content))
+        await self.read(response, retry)  # (decodes a compressed body)
+        return self._answer(response, parse, retry)
 
     async def read(self, response: httpx2.Response, retry: RetryPolicy) -> None:
         """Read the whole body of ``response`` and close it."""
@@ -346,14 +481,25 @@ class HTTP:
         retry: RetryPolicy,
     ) -> T:
         """The parsed body of a whole 2xx response, or raise its failure."""
-        status = response.status_code
-        request_id = self.request_id(response)
+        return self.parse_body(
+            response.status_code, self.request_id(response), response.content, parse, retry
+        )
+
+    def parse_body(
+        self,
+        status: int,
+        request_id: str | None,
+        content: bytes,
+        parse: Callable[[object, str | None], T],
+        retry: RetryPolicy,
+    ) -> T:
+        """The parsed ``content`` of a 2xx response, or raise its failure."""
         try:
-            data = json.loads(response.content)
+            data = json.loads(content)
         except ValueError as exc:
             err = APIResponseValidationError(
                 f"the response (status {status}) is not valid JSON: {exc}",
-                raw=self.redactor.clip(response.content.decode("utf-8", "replace"), RAW_LIMIT),
+                raw=self.redactor.clip(content.decode("utf-8", "replace"), RAW_LIMIT),
                 status_code=status,
                 request_id=request_id,
             )
@@ -363,7 +509,7 @@ class HTTP:
         except APIResponseValidationError as err:
             clean = self.invalid_data(parse, data, request_id, err)
             clean.status_code = status
-            clean.raw = self.redactor.clip(response.text, RAW_LIMIT)
+            clean.raw = self.redactor.clip(content.decode("utf-8", "replace"), RAW_LIMIT)
             raise AttemptFailure(clean, "invalid_response", retry.retry_invalid_responses) from None
 
     def invalid_data(

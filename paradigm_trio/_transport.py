@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -231,13 +231,19 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         )
 
     async def fetch(
-        self, origin: Origin, data: bytes, timeouts: WireTimeouts
+        self,
+        origin: Origin,
+        data: bytes,
+        timeouts: WireTimeouts,
+        on_head: Callable[[int, list[tuple[bytes, bytes]]], None],
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """One whole exchange, without ``httpx2`` objects: the client's fast lane.
 
         ``data`` is the whole request (:func:`~paradigm_trio._wire.request_head` and the
-        body); returns the status, the headers and the whole body.  Raises the same
-        ``httpx2`` exceptions as :meth:`handle_async_request`.
+        body).  ``on_head(status, headers)`` is called when the response head arrives (a
+        body that breaks afterwards still had a response); returns the status, the headers
+        and the whole body.  Raises the same ``httpx2`` exceptions as
+        :meth:`handle_async_request`.
         """
         if self._closed:
             raise RuntimeError("the transport is closed")
@@ -246,6 +252,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         try:
             reader.start()
             await _exchange(conn, data, timeouts)
+            on_head(reader.status, reader.headers)
             parts = [reader.take_body()]
             while not reader.complete:
                 await _receive(conn, timeouts[1])
@@ -311,13 +318,14 @@ async def _request_bytes(request: httpx2.Request) -> bytes:
 
 
 async def _write(conn: _Connection, data: bytes | memoryview, write_timeout: float) -> None:
+    # A bare CancelScope, not trio.fail_after: this is on every request's path.
     try:
-        with trio.fail_after(write_timeout):
+        with trio.CancelScope(deadline=trio.current_time() + write_timeout) as scope:
             await conn.stream.send_all(data)
-    except trio.TooSlowError:
-        raise httpx2.WriteTimeout("sending the request timed out") from None
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
+    if scope.cancelled_caught:
+        raise httpx2.WriteTimeout("sending the request timed out")
 
 
 async def _response_head(conn: _Connection, read_timeout: float) -> None:
@@ -406,13 +414,14 @@ def url_target(url: httpx2.URL) -> bytes:
 
 async def _receive(conn: _Connection, read_timeout: float) -> None:
     """Receive what the server sent next and parse it (the close, too)."""
+    data: bytes | bytearray = b""
     try:
-        with trio.fail_after(read_timeout):
+        with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
             data = await conn.stream.receive_some(_READ_SIZE)
-    except trio.TooSlowError:
-        raise httpx2.ReadTimeout("no data from the server within the read timeout") from None
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
+    if scope.cancelled_caught:
+        raise httpx2.ReadTimeout("no data from the server within the read timeout")
     try:
         if data:
             conn.reader.feed(data if isinstance(data, bytes) else bytes(data))
