@@ -295,10 +295,13 @@ class Call:
 
     async def _attempt(self, attempt: Callable[[Attempting], Awaitable[T]], hold: bool) -> T:
         plan, engine = self.plan, self.engine
-        if plan.control is not None:
-            await plan.control.before_attempt()
-            await plan.control.wait_for_token(self._ticket)
-            self._ticket = None  # (kept until here: a request ending first refunds it)
+        control = plan.control
+        if control is not None:
+            if control.breaker_open:  # (else nothing to wait for; Lease.take checkpoints)
+                await control.before_attempt()
+            if self._ticket is not None:
+                await control.wait_for_token(self._ticket)
+                self._ticket = None  # (kept until here: a request ending first refunds it)
         lease = await Lease.take(engine, plan.tokens)
         now = trio.current_time()
         if now >= self.deadline:

@@ -319,7 +319,7 @@ class ChatRequest:
         """The JSON body sent to ``/chat/completions``."""
         body: dict[str, Any] = {
             "model": self.model or default_model,
-            "messages": [dict(m) for m in self.messages],
+            "messages": list(self.messages),  # (the request's own copies, only serialised)
         }
         for name in (
             "temperature",
