@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from ._common import PYTHON, ROOT, Section, Table, child_env, raw_server
+from ._common import PYTHON, ROOT, Section, Table, Target, child_env, raw_server
 
 CONCURRENCY = 64
 PEERS = ("aiohttp", "httpx2", "paradigm-trio")
@@ -30,6 +30,31 @@ LABELS = {
     "paradigm-trio": "**paradigm-trio**",
 }
 _COLLECTED = re.compile(r"Collected : (\d+)")
+
+#: The hot path's history, each step measured with
+#: ``benchmarks.instructions.per_request(url, "paradigm-trio", 300, 900)`` on the 2-core
+#: Intel Xeon of docs/performance.md (CPython 3.11.7), on 2026-12-02; the aiohttp recipe
+#: measured 649,596 in the same way.
+HISTORY = (
+    "How the hot path got here (paradigm-trio, instructions per request, measured as above "
+    "with 300 and 900 requests; the aiohttp recipe: 649,596):",
+    "- 2,013,995: the first release's transport (h11) under `httpx2.Request`/`Response`;",
+    "- 1,577,966 (-22 %): responses parsed by llhttp (`httptools`), request heads written "
+    "by hand; h11 cost 69 us per request and response against 2.6 us for httptools in a "
+    "loop of both alone (`_wire`);",
+    "- 1,081,788 (-31 %): the fast lane: a plain request on the default transport is written "
+    "as bytes once (the common headers encoded when the client opens) and its answer read "
+    "without `httpx2` objects (`_http._FastLane`, `TrioTransport.fetch`); errors and "
+    "compressed bodies still become `httpx2.Response`s;",
+    "- 959,164 (-11 %): no cancel scope for an infinite deadline (the request's, a batch's "
+    "wait for a slot), bare `CancelScope`s instead of `trio.fail_after` for the write and "
+    "read timeouts (each scope costs two context managers inside trio);",
+    "- 931,101 (-3 %): no breaker or budget call when there is nothing to wait for; the body "
+    "shares the request's message copies.",
+    "Not adopted: `orjson`.  JSON encoding and decoding are 2-3 % of the client's profile "
+    "(py-spy and cProfile of scenario 2); a faster codec would save less than that, not "
+    "worth a dependency.",
+)
 
 
 def count(task: dict[str, Any], timeout: float = 1800) -> int | str:
@@ -95,5 +120,16 @@ def run(quick: bool) -> Section:
             continue
         ratio = f"{value / base:.2f}x" if isinstance(base, float) and base > 0 else None
         table.rows.append([LABELS[peer], round(value), ratio])
+    table.notes += HISTORY
     section.tables.append(table)
+    ours = figures["paradigm-trio"]
+    measured = (
+        f"{ours / base:.2f}x ({ours:,.0f} against {base:,.0f})"
+        if isinstance(ours, float) and isinstance(base, float)
+        else "not measured"
+    )
+    met = ours / base <= 1.5 if isinstance(ours, float) and isinstance(base, float) else None
+    section.targets.append(
+        Target("instructions per request <= 1.5x the aiohttp recipe's", "<= 1.50x", measured, met)
+    )
     return section
