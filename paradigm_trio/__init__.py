@@ -29,6 +29,7 @@ from ._errors import (
     NotFoundError,
     ParadigmError,
     PermissionDeniedError,
+    ProxyError,
     RateLimitError,
     RequestCancelled,
     ServerUnreachableError,
@@ -55,6 +56,7 @@ from ._models import (
     Usage,
 )
 from ._streaming import ChatStream
+from ._tls import system_trust_store
 from ._transport import TrioTransport
 from ._version import __version__
 
@@ -98,6 +100,7 @@ __all__ = [
     "NotFoundError",
     "ParadigmError",
     "PermissionDeniedError",
+    "ProxyError",
     "RateLimitError",
     "RateLimited",
     "RequestCancelled",
@@ -111,6 +114,7 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "system_trust_store",
 ]
 
 

@@ -38,9 +38,11 @@ from ._errors import (
     APITimeoutError,
     AttemptFailure,
     CertificateVerificationError,
+    ProxyError,
     TimeoutKind,
     status_error_class,
 )
+from ._transport import ProxyRefused, TLSConnectError
 
 __all__ = ["Exchange", "HTTP", "RAW_LIMIT", "Responder", "parse_retry_after", "parse_should_retry"]
 
@@ -274,9 +276,12 @@ class HTTP:
         """
         error: APIError
         certificate = _unverified_certificate(exc)
+        refused = _proxy_refusal(exc)
         if certificate is not None:
-            error = self._certificate_error(certificate)
+            error = self._certificate_error(certificate, exc)
             cause, retryable = "tls", False
+        elif refused is not None:
+            error, cause, retryable = refused, "proxy", False
         elif isinstance(exc, httpx2.TimeoutException):
             which: TimeoutKind = next(
                 (kind for cls, kind in _TIMEOUT_KINDS if isinstance(exc, cls)), "read"
@@ -295,20 +300,28 @@ class HTTP:
         error.__cause__ = exc
         return AttemptFailure(error, cause, retryable)
 
-    def _certificate_error(self, exc: ssl.SSLCertVerificationError) -> APIError:
+    def _certificate_error(
+        self, exc: ssl.SSLCertVerificationError, raised: httpx2.HTTPError
+    ) -> APIError:
+        """The error for a certificate that does not verify: the server's, or the proxy's
+        (our transport says whose, in a ``TLSConnectError``)."""
         url = httpx2.URL(self.base_url)
         host = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        whose = ""
+        if isinstance(raised, TLSConnectError):
+            host, whose = raised.peer, " (the proxy)" if raised.proxy else ""
         reason = str(exc.verify_message or exc.reason or exc).rstrip(".")
         if exc.verify_code in _NAME_MISMATCH:
-            fix = "use a base URL with a host name the certificate was issued for"
+            fix = f"use a {'proxy URL' if whose else 'base URL'} with a host name the "
+            fix += "certificate was issued for"
         else:
             fix = (
-                "if the server's certificate comes from a private or corporate CA, trust "
-                "that CA: Client(transport=TrioTransport(ssl_context="
-                'ssl.create_default_context(cafile="ca-bundle.pem")))'
+                "if the certificate comes from a private or corporate CA, trust that CA: "
+                'Client(verify="ca-bundle.pem"), or $SSL_CERT_FILE, or --ca-bundle on the '
+                "command line (or the system's trust store: verify=system_trust_store())"
             )
         return CertificateVerificationError(
-            f"the TLS certificate of {host} does not verify: {reason}. This is a "
+            f"the TLS certificate of {host}{whose} does not verify: {reason}. This is a "
             f"configuration problem, not retried; {fix}",
             host=host,
             reason=reason,
@@ -425,6 +438,33 @@ def _unverified_certificate(exc: BaseException) -> ssl.SSLCertVerificationError 
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+_PROXY_FIX = {
+    407: "the proxy wants credentials that were not given or are wrong: put them in the "
+    "proxy URL (http://user:password@proxy:3128, the password URL-encoded)",
+    403: "the proxy's policy forbids this destination: ask its administrators, or reach "
+    "the server without the proxy (NO_PROXY)",
+}
+
+
+def _proxy_refusal(exc: BaseException) -> ProxyError | None:
+    """The :class:`ProxyError` of a proxy's 4xx (ours, or httpx2's ``ProxyError``)."""
+    if isinstance(exc, ProxyRefused):
+        proxy, status, said = exc.proxy, exc.status, str(exc)
+    elif isinstance(exc, httpx2.ProxyError):  # httpx2's own transport: "407 Proxy Auth..."
+        head = str(exc).split(" ", 1)[0]
+        if not (head.isdigit() and 400 <= int(head) < 500):
+            return None
+        proxy, status, said = "the proxy", int(head), f"the proxy refused the request: {exc}"
+    else:
+        return None
+    fix = _PROXY_FIX.get(status, "check the proxy settings (proxy=, HTTPS_PROXY, NO_PROXY)")
+    return ProxyError(
+        f"{said}. This is a configuration problem, not retried; {fix}",
+        proxy=proxy,
+        proxy_status=status,
+    )
 
 
 def _envelope(body: object) -> tuple[str | None, Mapping[str, Any]]:

@@ -8,10 +8,19 @@ a stack per origin: taking one, checking it and putting it back cost the same at
 connections.
 
 What it does: HTTP/1.1 (h11), keep-alive, TLS through :class:`trio.SSLStream` with
-``httpx2.create_ssl_context()``, the ``connect``/``read``/``write`` timeouts of the request
+httpx2's ``verify=``/``cert=``/``trust_env`` (``_tls``), HTTP proxies with httpx2's rules
+(``_proxies``), the ``connect``/``read``/``write`` timeouts of the request
 (``request.extensions["timeout"]``), and httpx2's exception classes, so everything above it
-(the client's error mapping, retries) is unchanged.  What it does not do: HTTP/2, proxies,
-Unix sockets.  For those, pass your own ``httpx2.AsyncClient`` to :class:`Client`.
+(the client's error mapping, retries) is unchanged.  What it does not do: HTTP/2, SOCKS
+proxies, Unix sockets.  For those, pass your own ``httpx2.AsyncClient`` to :class:`Client`.
+
+Proxies: an ``https`` URL goes through a ``CONNECT`` tunnel, with TLS to the origin inside
+it; an ``http`` URL is sent to the proxy in absolute form (``GET http://host/path``).  An
+``https://`` proxy URL adds TLS to the proxy (TLS inside TLS for ``https`` URLs).  The
+proxy's credentials go to the proxy only (``Proxy-Authorization``), never to the origin.
+A tunnel is a connection like any other: kept alive and reused, so a batch opens as many
+tunnels as it has requests in flight, not one per request.  The pool is keyed by origin,
+and each origin always takes the same route, so it is in effect keyed by (proxy, origin).
 
 Early answers: a server may answer before it has read the whole request body (a 413 for
 a body too large, a 401, a 400), then close or reset the connection, or read on and
@@ -30,9 +39,11 @@ reused: there is no slot to leak.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -40,7 +51,13 @@ import h11
 import httpx2
 import trio
 
-__all__ = ["TrioTransport"]
+from ._errors import ConfigurationError
+from ._proxies import ProxyRoute, ProxyRules, ProxyTypes
+from ._tls import SSL_CERT_DIR, SSL_CERT_FILE, CertTypes, VerifyTypes, ssl_context
+
+__all__ = ["ProxyRefused", "TLSConnectError", "TrioTransport"]
+
+logger = logging.getLogger("paradigm_trio")
 
 _READ_SIZE = 65536
 _INLINE_BODY = 64 * 1024
@@ -51,24 +68,66 @@ _STOP_GRACE = 0.5
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
+Report = Callable[[str, str], object]
+"""Told each step of opening a connection as it completes: ``(step, detail)`` (``doctor``)."""
+
+
+class TLSConnectError(httpx2.ConnectError):
+    """A TLS handshake failed.
+
+    Attributes:
+        peer: ``host:port`` of the server whose handshake failed (the origin or the proxy).
+        proxy: whether that server is the proxy.
+    """
+
+    def __init__(self, message: str, *, peer: str, proxy: bool) -> None:
+        super().__init__(message)
+        self.peer = peer
+        self.proxy = proxy
+
+
+class ProxyRefused(httpx2.ProxyError):
+    """The proxy answered a ``CONNECT`` (or a forwarded request) with a 4xx: a 407 for
+    missing or wrong credentials, a 403 for a destination its policy forbids.
+
+    Attributes:
+        proxy: the proxy's URL, without credentials.
+        status: the proxy's status code.
+        target: ``host:port`` the request was for.
+    """
+
+    def __init__(self, message: str, *, proxy: str, status: int, target: str) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.status = status
+        self.target = target
+
+
+def _socket_of(stream: trio.abc.Stream) -> Any:
+    """The socket under ``stream`` (and under any TLS layers), or ``None``."""
+    inner: Any = stream
+    while isinstance(inner, trio.SSLStream):
+        inner = inner.transport_stream
+    return getattr(inner, "socket", None)
 
 
 class _Connection:
-    __slots__ = ("h11", "idle_since", "origin", "reusable", "stream")
+    __slots__ = ("forward", "h11", "hint", "idle_since", "origin", "reusable", "stream")
 
-    def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, origin: Origin, forward: ProxyRoute | None = None
+    ) -> None:
         self.stream = stream
         self.origin = origin
+        self.forward = forward  # the proxy that ``http`` requests are sent to, in absolute form
         self.h11 = h11.Connection(our_role=h11.CLIENT)
         self.idle_since = 0.0
         self.reusable = True  # False once a request body was not written whole
+        self.hint = ""  # said when the server closes it unanswered (see ``_connect``)
 
     def socket_readable(self) -> bool:
         """Whether the idle socket has something to read: for an idle connection, EOF."""
-        stream: Any = self.stream
-        if isinstance(stream, trio.SSLStream):
-            stream = stream.transport_stream
-        sock = getattr(stream, "socket", None)
+        sock = _socket_of(self.stream)
         return sock is None or bool(sock.is_readable())
 
     async def close(self) -> None:
@@ -76,10 +135,7 @@ class _Connection:
 
     def close_nowait(self) -> None:
         """Close the socket at once (for an idle connection: nothing to flush)."""
-        stream: Any = self.stream
-        if isinstance(stream, trio.SSLStream):
-            stream = stream.transport_stream
-        sock = getattr(stream, "socket", None)
+        sock = _socket_of(self.stream)
         if sock is not None:
             sock.close()
 
@@ -99,8 +155,26 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         max_keepalive: idle connections kept for reuse, over all origins.
         keepalive_expiry: seconds an idle connection is kept (below the usual 5 s of
             servers, so that the server's close and our reuse rarely cross).
-        ssl_context: for ``https``; ``httpx2.create_ssl_context()`` by default.  To trust
-            a private or corporate CA: ``ssl.create_default_context(cafile="ca.pem")``.
+        verify: which servers to trust, as in httpx2: ``True`` (the default CA
+            certificates, or ``$SSL_CERT_FILE``/``$SSL_CERT_DIR`` under ``trust_env``),
+            the path of a CA bundle (a PEM file, or a folder of hashed certificates), an
+            :class:`ssl.SSLContext` (such as :func:`system_trust_store`), or ``False``:
+            no verification, which logs a warning (logger ``paradigm_trio``).
+        cert: a client certificate for servers that require one (mutual TLS): a PEM
+            file holding the certificate and its key, ``(certificate, key)``, or
+            ``(certificate, key, password)``.
+        trust_env: read the proxy (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``,
+            ``NO_PROXY``) and CA (``SSL_CERT_FILE``, ``SSL_CERT_DIR``) environment
+            variables, as httpx2 does.
+        proxy: send every request through this proxy (``http://user:pass@host:3128``,
+            ``https://...`` for TLS to the proxy, or an ``httpx2.Proxy``); the
+            environment's proxy variables are then ignored.  An ``https://`` proxy is
+            verified with ``Proxy(ssl_context=...)`` if given, else with ``verify``.
+        ssl_context: the older name of ``verify=<ssl.SSLContext>``.
+
+    Raises:
+        ConfigurationError: a CA bundle or certificate that cannot be loaded, a proxy URL
+            that is not ``http://`` or ``https://``, or both ``verify`` and ``ssl_context``.
     """
 
     def __init__(
@@ -108,14 +182,53 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         *,
         max_keepalive: int = 100,
         keepalive_expiry: float = 4.0,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        proxy: ProxyTypes | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if ssl_context is not None:
+            if verify is not True:
+                raise ConfigurationError("pass verify= or ssl_context= (its older name), not both")
+            verify = ssl_context
         self._max_keepalive = max_keepalive
         self._keepalive_expiry = keepalive_expiry
-        self._ssl_context = ssl_context
+        self._tls_args = (verify, cert, trust_env)
+        self._ssl_context: ssl.SSLContext | None = None
+        if not _default_tls(verify, cert, trust_env):
+            self._ssl_context = self._context()  # a bad file is refused now
+        self._proxies = ProxyRules(proxy, trust_env=trust_env)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
         self._closed = False
+        if verify is False:
+            logger.warning(
+                "TLS certificate verification is OFF (verify=False): anyone on the network "
+                "path can read and change this client's traffic, its API key included. To "
+                "trust a private CA instead, pass verify='ca-bundle.pem'."
+            )
+
+    def __repr__(self) -> str:
+        verify = self._tls_args[0]
+        shown = verify if isinstance(verify, bool) else type(verify).__name__
+        if isinstance(verify, str | os.PathLike):
+            shown = os.fspath(verify)
+        return f"<TrioTransport verify={shown!r} proxies={self._proxies!r}>"
+
+    def _context(self) -> ssl.SSLContext:
+        """The SSL context for servers (built on first use for the default settings)."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl_context(*self._tls_args[:2], trust_env=self._tls_args[2])
+        return self._ssl_context
+
+    def explain_route(self, url: str | httpx2.URL) -> str:
+        """How a request to ``url`` would go: directly, or through which proxy and why.
+
+        For example ``"through the proxy http://proxy.example:3128 (from HTTPS_PROXY)"``
+        or ``"direct (NO_PROXY entry '.corp.example')"``.  Credentials are never shown.
+        """
+        return self._proxies.explain(url)
 
     async def __aenter__(self) -> Self:
         return self
@@ -160,38 +273,61 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         except h11.LocalProtocolError:
             return False
         conn.idle_since = trio.current_time()
+        conn.hint = ""
         self._idle.setdefault(conn.origin, []).append(conn)
         self._idle_count += 1
         return True
 
-    async def _connect(self, origin: Origin, timeouts: Mapping[str, Any]) -> _Connection:
+    async def _connect(
+        self, origin: Origin, timeouts: Mapping[str, Any], report: Report | None = None
+    ) -> _Connection:
+        """A new connection to ``origin``, directly or through its proxy.
+
+        Blocks for the TCP connection, then the ``CONNECT`` and the TLS handshakes, all
+        within the ``connect`` timeout.
+        """
         scheme, host, port = origin
+        route = self._proxies.route_for(scheme, host, port)
+        hop = f"{_authority(host, port)}" if route is None else f"the proxy {route.url}"
+        say = report or _quiet
         try:
             with trio.fail_after(_timeout(timeouts, "connect")):
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-                if scheme == "https":
-                    if self._ssl_context is None:
-                        self._ssl_context = httpx2.create_ssl_context()
-                    ssl_stream = trio.SSLStream(
-                        stream, self._ssl_context, server_hostname=host, https_compatible=True
-                    )
-                    try:
-                        await ssl_stream.do_handshake()
-                    except BaseException:
-                        await trio.aclose_forcefully(ssl_stream)
-                        raise
-                    stream = ssl_stream
+                if route is None:
+                    stream = await _open_tcp(host, port, None, say)
+                    if scheme == "https":
+                        stream = await _start_tls(stream, host, port, self._context(), None, say)
+                else:
+                    stream = await self._through(route, origin, say)
         except trio.TooSlowError:
-            raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
-        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            # trio wraps a TLS failure (an unverified certificate...) in a BrokenResourceError
-            # with no message of its own: the reason is its cause.
-            reason = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else None
-            reason = reason or exc
-            raise httpx2.ConnectError(
-                f"cannot connect to {host}:{port}: {str(reason) or type(reason).__name__}"
-            ) from reason
-        return _Connection(stream, origin)
+            raise httpx2.ConnectTimeout(f"connecting to {hop} timed out") from None
+        conn = _Connection(
+            stream, origin, route if route is not None and scheme == "http" else None
+        )
+        if scheme == "https" and self._tls_args[1] is None:
+            # A server requiring a client certificate checks it after a TLS 1.3 handshake
+            # has succeeded for us, then closes: say what it may mean.
+            conn.hint = (
+                " (just after the TLS handshake: if the server requires a client "
+                "certificate, give it with cert=, or --client-cert on the command line)"
+            )
+        return conn
+
+    async def _through(self, route: ProxyRoute, origin: Origin, say: Report) -> trio.abc.Stream:
+        """A stream to ``origin`` through the proxy of ``route``: to the proxy itself for
+        an ``http`` origin, a ``CONNECT`` tunnel with TLS inside for an ``https`` one."""
+        scheme, host, port = origin
+        stream = await _open_tcp(route.host, route.port, route, say)
+        try:
+            if route.tls:
+                context = route.ssl_context or self._context()
+                stream = await _start_tls(stream, route.host, route.port, context, route, say)
+            if scheme == "https":
+                await _tunnel(stream, route, host, port, say)
+                stream = await _start_tls(stream, host, port, self._context(), None, say)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return stream
 
     # ---------------------------------------------------------------- one exchange
 
@@ -212,6 +348,8 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             conn = await self._connect(origin, timeouts)
         try:
             event = await self._exchange(conn, request, timeouts)
+            if event.status_code == 407 and conn.forward is not None:
+                raise _refused(conn.forward, url)
         except BaseException:
             await conn.close()
             raise
@@ -249,10 +387,11 @@ class TrioTransport(httpx2.AsyncBaseTransport):
 async def _request_bytes(conn: _Connection, request: httpx2.Request) -> bytes:
     """The whole request (head and body) as h11 frames it."""
     headers = list(request.headers.raw)
+    if conn.forward is not None:
+        headers.extend(conn.forward.headers)
+    target = url_target(request.url, absolute=conn.forward is not None)
     try:
-        data = conn.h11.send(
-            h11.Request(method=request.method, target=url_target(request.url), headers=headers)
-        )
+        data = conn.h11.send(h11.Request(method=request.method, target=target, headers=headers))
         parts = [data] if data else []
         try:
             content: bytes | None = request.content
@@ -289,7 +428,7 @@ async def _response_head(conn: _Connection, read_timeout: float) -> h11.Response
         event = await _next_event(conn, read_timeout)
     if not isinstance(event, h11.Response):
         raise httpx2.RemoteProtocolError(
-            "the server closed the connection without sending a response"
+            "the server closed the connection without sending a response" + conn.hint
         )
     return event
 
@@ -365,9 +504,149 @@ def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
 
 
-def url_target(url: httpx2.URL) -> bytes:
-    """The request target: the path and query, as bytes."""
+def url_target(url: httpx2.URL, absolute: bool = False) -> bytes:
+    """The request target: the path and query, as bytes (with the scheme and host before
+    them, for a proxy: ``absolute``)."""
+    if absolute:
+        return url.scheme.encode("ascii") + b"://" + url.netloc + url.raw_path
     return url.raw_path
+
+
+def _refused(route: ProxyRoute, url: httpx2.URL) -> ProxyRefused:
+    target = _authority(url.host, url.port or _DEFAULT_PORTS[url.scheme])
+    return ProxyRefused(
+        f"the proxy {route.url} refused the request to {target}: 407 Proxy Authentication Required",
+        proxy=str(route.url),
+        status=407,
+        target=target,
+    )
+
+
+def _quiet(step: str, detail: str) -> None:
+    """The default :data:`Report`: tells no one."""
+
+
+def _default_tls(verify: VerifyTypes, cert: CertTypes | None, trust_env: bool) -> bool:
+    """Whether the TLS settings are the defaults (whose context is built on first use)."""
+    if verify is not True or cert is not None:
+        return False
+    return not (trust_env and (os.environ.get(SSL_CERT_FILE) or os.environ.get(SSL_CERT_DIR)))
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _failure_reason(exc: BaseException) -> BaseException:
+    """The exception that says why: trio wraps a TLS failure (an unverified certificate...)
+    in a ``BrokenResourceError`` with no message of its own, its cause is the reason."""
+    if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+async def _open_tcp(host: str, port: int, proxy: ProxyRoute | None, say: Report) -> trio.abc.Stream:
+    """A TCP connection to ``host:port`` (the origin, or the ``proxy``)."""
+    where = _authority(host, port)
+    try:
+        stream = await trio.open_tcp_stream(host, port)
+    except OSError as exc:
+        hop = where if proxy is None else f"the proxy {proxy.url}"
+        raise httpx2.ConnectError(f"cannot connect to {hop}: {_text(exc)}") from exc
+    say("connect", where if proxy is None else f"{where} (the proxy)")
+    return stream
+
+
+async def _start_tls(
+    stream: trio.abc.Stream,
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    proxy: ProxyRoute | None,
+    say: Report,
+) -> trio.SSLStream[trio.abc.Stream]:
+    """TLS over ``stream`` with ``host`` (the origin, or the ``proxy``); closes ``stream``
+    if the handshake fails."""
+    tls = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
+    try:
+        await tls.do_handshake()
+    except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+        await trio.aclose_forcefully(tls)
+        reason = _failure_reason(exc)
+        peer = _authority(host, port)
+        hop = peer if proxy is None else f"the proxy {proxy.url}"
+        raise TLSConnectError(
+            f"cannot connect to {hop}: {_text(reason)}", peer=peer, proxy=proxy is not None
+        ) from reason
+    except BaseException:
+        await trio.aclose_forcefully(tls)
+        raise
+    say("tls" if proxy is None else "proxy tls", _describe_tls(tls))
+    return tls
+
+
+def _describe_tls(tls: trio.SSLStream[trio.abc.Stream]) -> str:
+    """The TLS version and the certificate's subject and issuer, in words."""
+    version = tls.version() or "TLS"
+    cert = tls.getpeercert() or {}
+
+    def name(field: str) -> str:
+        parts = [value for rdn in cert.get(field, ()) for key, value in rdn if key == "commonName"]
+        return parts[0] if parts else "?"
+
+    if not cert:
+        return f"{version}, certificate not verified"
+    return f"{version}, certificate for {name('subject')}, issued by {name('issuer')}"
+
+
+async def _tunnel(
+    stream: trio.abc.Stream, route: ProxyRoute, host: str, port: int, say: Report
+) -> None:
+    """Ask the proxy for a tunnel to ``host:port`` (``CONNECT``), on ``stream``.
+
+    Raises:
+        ProxyRefused: a 4xx answer (407: credentials; 403: forbidden destination).
+        httpx2.ConnectError: another answer (a 502 or 504: the proxy cannot reach the
+            origin), or the proxy broke the exchange.
+    """
+    target = _authority(host, port).encode("ascii")
+    hop = _Connection(stream, ("http", route.host, route.port))
+    request = h11.Request(
+        method=b"CONNECT", target=target, headers=[(b"Host", target), *route.headers]
+    )
+    try:
+        data = (hop.h11.send(request) or b"") + (hop.h11.send(h11.EndOfMessage()) or b"")
+        await stream.send_all(data)
+        head = await _response_head(hop, math.inf)  # the connect timeout bounds it
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise httpx2.ConnectError(
+            f"the proxy {route.url} broke the CONNECT to {target.decode()}: {_text(exc)}"
+        ) from exc
+    except httpx2.TransportError as exc:
+        raise httpx2.ConnectError(
+            f"the proxy {route.url} broke the CONNECT to {target.decode()}: {exc}"
+        ) from exc
+    status, reason = head.status_code, head.reason.decode("latin-1")
+    if 200 <= status < 300:
+        if hop.h11.trailing_data[0]:
+            raise httpx2.ConnectError(f"the proxy {route.url} sent data before the tunnel's TLS")
+        say("tunnel", f"CONNECT {target.decode()}: {status} {reason}".rstrip())
+        return
+    answer = f"{status} {reason}".rstrip()
+    if 400 <= status < 500:
+        raise ProxyRefused(
+            f"the proxy {route.url} refused the CONNECT to {target.decode()}: {answer}",
+            proxy=str(route.url),
+            status=status,
+            target=target.decode(),
+        )
+    raise httpx2.ConnectError(
+        f"the proxy {route.url} could not open a tunnel to {target.decode()}: {answer}"
+    )
 
 
 async def _next_event(conn: _Connection, read_timeout: float) -> Any:
@@ -388,7 +667,7 @@ async def _next_event(conn: _Connection, read_timeout: float) -> Any:
             raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
         if not data and conn.h11.their_state is h11.SEND_RESPONSE:
             raise httpx2.RemoteProtocolError(
-                "the server closed the connection without sending a response"
+                "the server closed the connection without sending a response" + conn.hint
             )
         try:
             conn.h11.receive_data(data if isinstance(data, bytes) else bytes(data))

@@ -60,6 +60,12 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._streaming": frozenset({"Streamer"}),
     # ``make_request`` is ``Client.make_request`` without a client.
     "paradigm_trio._models": frozenset({"make_request", "usage_of"}),
+    # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
+    # the transport's own failures, which ``_http`` maps to ``ProxyError`` and
+    # ``CertificateVerificationError``.
+    "paradigm_trio._proxies": frozenset({"ProxyRoute", "ProxyRules", "ProxyTypes"}),
+    "paradigm_trio._tls": frozenset({"CertTypes", "VerifyTypes", "describe_verify", "ssl_context"}),
+    "paradigm_trio._transport": frozenset({"ProxyRefused", "TLSConnectError"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }
