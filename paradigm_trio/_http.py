@@ -472,11 +472,15 @@ def _envelope(body: object) -> tuple[str | None, Mapping[str, Any]]:
 
     Understands the OpenAI envelope ``{"error": {"message", "code", "type", "param"}}``,
     ``{"error": "text"}``, FastAPI's ``{"detail": ...}``, a bare ``{"message": ...}``
-    object, and (in streams) the error object itself.
+    object, Paradigm's maintenance answer ``{"error": "service_maintenance", "mode",
+    "reason", "started_at"}`` (its code ``service_maintenance``), and (in streams) the
+    error object itself.
     """
     if not isinstance(body, dict):
         return (body if isinstance(body, str) and body else None), {}
     err = body.get("error")
+    if err == _MAINTENANCE:
+        return _maintenance_message(body), {"code": _MAINTENANCE}
     if isinstance(err, str):
         return err, {}
     if "detail" in body and not isinstance(err, dict):
@@ -485,6 +489,18 @@ def _envelope(body: object) -> tuple[str | None, Mapping[str, Any]]:
     fields: Mapping[str, Any] = err if isinstance(err, dict) else body
     message = fields.get("message")
     return (str(message) if message not in (None, "") else None), fields
+
+
+_MAINTENANCE = "service_maintenance"
+
+
+def _maintenance_message(body: Mapping[str, Any]) -> str:
+    """``Paradigm is under maintenance (read_only) since 2026-...: database upgrade``."""
+    mode, since, reason = (body.get(k) for k in ("mode", "started_at", "reason"))
+    text = "Paradigm is under maintenance"
+    text += f" ({mode})" if mode not in (None, "") else ""
+    text += f" since {since}" if since not in (None, "") else ""
+    return text + (f": {reason}" if reason not in (None, "") else "")
 
 
 def _says_quota(message: str, fields: Mapping[str, Any]) -> bool:

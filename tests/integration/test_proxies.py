@@ -69,15 +69,18 @@ async def test_an_https_server_reachable_only_through_the_proxy(
     assert proxy.upstream() == [f"CONNECT {NAME}:{port}"]  # one tunnel, reused
 
 
-async def test_an_http_server_through_the_proxy_in_absolute_form(proxy: ForwardProxy) -> None:
+@pytest.mark.parametrize("root", ["/api/v2", "/v1"])
+async def test_an_http_server_through_the_proxy_in_absolute_form(
+    proxy: ForwardProxy, root: str
+) -> None:
     async with ms.serve(ms.MockConfig(api_key=KEY)) as server:
-        base = internal(server)
-        port = base.split(":")[2].split("/")[0]
+        authority = f"{NAME}:{server.root_url.rsplit(':', 1)[1]}"
+        base = f"http://{authority}{root}"
         async with pt.Client(api_key=KEY, base_url=base, proxy=proxy.url) as client:
             for _ in range(3):
                 assert "Hi" in (await client.chat(HI)).text
         assert server.stats().total == 3
-    assert proxy.upstream()[0] == f"POST {NAME}:{port}"
+    assert proxy.upstream()[0] == f"POST {authority}{root}/chat/completions"
 
 
 async def test_no_proxy_bypasses_it(
