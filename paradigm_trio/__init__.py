@@ -11,6 +11,7 @@ from ._batch import BatchResult, BatchResults, BatchStream
 from ._batch_options import BatchOptions, BatchStatistics
 from ._client import Client, ClientState
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from ._doctor import CheckStep, ConnectionCheck, check_connection
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -82,12 +83,14 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatRequest",
     "ChatStream",
+    "CheckStep",
     "Choice",
     "Client",
     "ClientState",
     "ClientStatistics",
     "ConfigurationError",
     "ConflictError",
+    "ConnectionCheck",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "Event",
@@ -114,6 +117,7 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "check_connection",
     "system_trust_store",
 ]
 

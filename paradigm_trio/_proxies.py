@@ -50,12 +50,12 @@ from ._errors import ConfigurationError
 
 __all__ = ["ProxyRoute", "ProxyRules", "ProxyTypes"]
 
-ProxyTypes: TypeAlias = "str | httpx2.URL | httpx2.Proxy"
+ProxyTypes: TypeAlias = str | httpx2.URL | httpx2.Proxy
 """What ``proxy=`` takes: a URL (``http://user:pass@proxy:3128``) or an ``httpx2.Proxy``."""
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-Network: TypeAlias = "ipaddress.IPv4Network | ipaddress.IPv6Network"
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, eq=False)

@@ -30,11 +30,11 @@ from ._errors import ConfigurationError
 
 __all__ = ["CertTypes", "VerifyTypes", "describe_verify", "ssl_context", "system_trust_store"]
 
-StrPath: TypeAlias = "str | os.PathLike[str]"
-VerifyTypes: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
+StrPath: TypeAlias = str | os.PathLike[str]
+VerifyTypes: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
 """What ``verify=`` takes: ``True``, ``False``, a CA bundle (file or folder), a context."""
 CertTypes: TypeAlias = (
-    "str | os.PathLike[str] | tuple[StrPath, StrPath] | tuple[StrPath, StrPath, str | None]"
+    str | os.PathLike[str] | tuple[StrPath, StrPath] | tuple[StrPath, StrPath, str | None]
 )
 """What ``cert=`` takes: a PEM file, ``(certificate, key)`` or ``(certificate, key, password)``."""
 

@@ -593,14 +593,18 @@ def _describe_tls(tls: trio.SSLStream[trio.abc.Stream]) -> str:
     """The TLS version and the certificate's subject and issuer, in words."""
     version = tls.version() or "TLS"
     cert = tls.getpeercert() or {}
-
-    def name(field: str) -> str:
-        parts = [value for rdn in cert.get(field, ()) for key, value in rdn if key == "commonName"]
-        return parts[0] if parts else "?"
-
     if not cert:
         return f"{version}, certificate not verified"
-    return f"{version}, certificate for {name('subject')}, issued by {name('issuer')}"
+    names = [value for _, value in cert.get("subjectAltName", ())]
+    name = tls.server_hostname if tls.server_hostname in names else None
+    name = name or (names[0] if names else _name(cert, "subject"))
+    return f"{version}, certificate for {name}, issued by {_name(cert, 'issuer')}"
+
+
+def _name(cert: Mapping[str, Any], field: str) -> str:
+    """The common name (else the organisation) of a certificate's subject or issuer."""
+    parts = dict(pair for rdn in cert.get(field, ()) for pair in rdn)
+    return str(parts.get("commonName") or parts.get("organizationName") or "?")
 
 
 async def _tunnel(

@@ -66,6 +66,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._proxies": frozenset({"ProxyRoute", "ProxyRules", "ProxyTypes"}),
     "paradigm_trio._tls": frozenset({"CertTypes", "VerifyTypes", "describe_verify", "ssl_context"}),
     "paradigm_trio._transport": frozenset({"ProxyRefused", "TLSConnectError"}),
+    "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }

@@ -37,6 +37,7 @@ from ._batchfile import (
     write_line,
     write_record,
 )
+from ._network import network_options
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
 
@@ -279,6 +280,7 @@ async def _open_client(
             ),
             on_event=progress.on_event,
             **({"model": args.model} if args.model else {}),
+            **network_options(args),
         )
     )
 
