@@ -138,11 +138,8 @@ class Client:
         self._base_url = self._check_base_url(url)
         if not isinstance(model, str) or not model:
             raise ConfigurationError(f"model must be a non-empty string, got {model!r}")
-        if http_client is not None and transport is not None:
-            raise ConfigurationError("pass http_client or transport, not both")
         _check_http(http_client, transport)
         network = {"proxy": proxy, "verify": verify, "cert": cert, "trust_env": trust_env}
-        _check_network(network, own=http_client is None and transport is None)
         self._api_key = key
         self.model = model
         self.retry = retry or RetryPolicy()
@@ -189,6 +186,7 @@ class Client:
 
         With a client of our own, requests go straight to its transport (see ``_http``).
         """
+        _check_network(network, own=http_client is None and transport is None)
         if http_client is not None:
             return http_client, None
         if transport is None:
@@ -576,6 +574,8 @@ def _check_network(network: Mapping[str, object], *, own: bool) -> None:
 
 def _check_http(http_client: object, transport: object) -> None:
     """Refuse an ``http_client``/``transport`` that cannot work, naming the fix."""
+    if http_client is not None and transport is not None:
+        raise ConfigurationError("pass http_client or transport, not both")
     for name, value, kind in (
         ("http_client", http_client, "AsyncClient"),
         ("transport", transport, "AsyncHTTPTransport"),

@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 import httpx2
 
 from ._config import RetryPolicy, Timeouts
+from ._dial import ProxyRefused, TLSConnectError
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -42,7 +43,6 @@ from ._errors import (
     TimeoutKind,
     status_error_class,
 )
-from ._transport import ProxyRefused, TLSConnectError
 
 __all__ = ["Exchange", "HTTP", "RAW_LIMIT", "Responder", "parse_retry_after", "parse_should_retry"]
 

@@ -28,7 +28,14 @@ import httpx2
 
 from ._errors import ConfigurationError
 
-__all__ = ["CertTypes", "VerifyTypes", "describe_verify", "ssl_context", "system_trust_store"]
+__all__ = [
+    "CertTypes",
+    "VerifyTypes",
+    "check_environment",
+    "describe_verify",
+    "ssl_context",
+    "system_trust_store",
+]
 
 StrPath: TypeAlias = str | os.PathLike[str]
 VerifyTypes: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
@@ -68,6 +75,18 @@ def ssl_context(
     if cert is not None:
         _load_cert(context, cert)
     return context
+
+
+def check_environment() -> None:
+    """Refuse an ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` that does not exist (a cheap check,
+    made when a client is built; the bundle itself is loaded at the first ``https``
+    connection)."""
+    for name in (SSL_CERT_FILE, SSL_CERT_DIR):
+        value = os.environ.get(name)
+        if value:
+            if not os.path.exists(value):
+                raise ConfigurationError(f"${name}={value!r}: no such CA bundle file or folder")
+            return
 
 
 def _default_context(trust_env: bool) -> ssl.SSLContext:

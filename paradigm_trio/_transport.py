@@ -43,7 +43,7 @@ import logging
 import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -51,11 +51,20 @@ import h11
 import httpx2
 import trio
 
+from ._dial import (
+    ProxyRefused,
+    Report,
+    authority,
+    open_tcp,
+    quiet,
+    start_tls,
+    tunnel,
+)
 from ._errors import ConfigurationError
 from ._proxies import ProxyRoute, ProxyRules, ProxyTypes
-from ._tls import SSL_CERT_DIR, SSL_CERT_FILE, CertTypes, VerifyTypes, ssl_context
+from ._tls import CertTypes, VerifyTypes, check_environment, ssl_context
 
-__all__ = ["ProxyRefused", "TLSConnectError", "TrioTransport"]
+__all__ = ["TrioTransport"]
 
 logger = logging.getLogger("paradigm_trio")
 
@@ -68,39 +77,6 @@ _STOP_GRACE = 0.5
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
-Report = Callable[[str, str], object]
-"""Told each step of opening a connection as it completes: ``(step, detail)`` (``doctor``)."""
-
-
-class TLSConnectError(httpx2.ConnectError):
-    """A TLS handshake failed.
-
-    Attributes:
-        peer: ``host:port`` of the server whose handshake failed (the origin or the proxy).
-        proxy: whether that server is the proxy.
-    """
-
-    def __init__(self, message: str, *, peer: str, proxy: bool) -> None:
-        super().__init__(message)
-        self.peer = peer
-        self.proxy = proxy
-
-
-class ProxyRefused(httpx2.ProxyError):
-    """The proxy answered a ``CONNECT`` (or a forwarded request) with a 4xx: a 407 for
-    missing or wrong credentials, a 403 for a destination its policy forbids.
-
-    Attributes:
-        proxy: the proxy's URL, without credentials.
-        status: the proxy's status code.
-        target: ``host:port`` the request was for.
-    """
-
-    def __init__(self, message: str, *, proxy: str, status: int, target: str) -> None:
-        super().__init__(message)
-        self.proxy = proxy
-        self.status = status
-        self.target = target
 
 
 def _socket_of(stream: trio.abc.Stream) -> Any:
@@ -196,8 +172,10 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         self._keepalive_expiry = keepalive_expiry
         self._tls_args = (verify, cert, trust_env)
         self._ssl_context: ssl.SSLContext | None = None
-        if not _default_tls(verify, cert, trust_env):
+        if verify is not True or cert is not None:
             self._ssl_context = self._context()  # a bad file is refused now
+        elif trust_env:
+            check_environment()  # the default context is built at the first https connection
         self._proxies = ProxyRules(proxy, trust_env=trust_env)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
@@ -288,14 +266,14 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         """
         scheme, host, port = origin
         route = self._proxies.route_for(scheme, host, port)
-        hop = f"{_authority(host, port)}" if route is None else f"the proxy {route.url}"
-        say = report or _quiet
+        hop = f"{authority(host, port)}" if route is None else f"the proxy {route.url}"
+        say = report or quiet
         try:
             with trio.fail_after(_timeout(timeouts, "connect")):
                 if route is None:
-                    stream = await _open_tcp(host, port, None, say)
+                    stream = await open_tcp(host, port, None, say)
                     if scheme == "https":
-                        stream = await _start_tls(stream, host, port, self._context(), None, say)
+                        stream = await start_tls(stream, host, port, self._context(), None, say)
                 else:
                     stream = await self._through(route, origin, say)
         except trio.TooSlowError:
@@ -316,14 +294,14 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         """A stream to ``origin`` through the proxy of ``route``: to the proxy itself for
         an ``http`` origin, a ``CONNECT`` tunnel with TLS inside for an ``https`` one."""
         scheme, host, port = origin
-        stream = await _open_tcp(route.host, route.port, route, say)
+        stream = await open_tcp(route.host, route.port, route, say)
         try:
             if route.tls:
                 context = route.ssl_context or self._context()
-                stream = await _start_tls(stream, route.host, route.port, context, route, say)
+                stream = await start_tls(stream, route.host, route.port, context, route, say)
             if scheme == "https":
-                await _tunnel(stream, route, host, port, say)
-                stream = await _start_tls(stream, host, port, self._context(), None, say)
+                await tunnel(stream, route, host, port, say)
+                stream = await start_tls(stream, host, port, self._context(), None, say)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
@@ -513,143 +491,12 @@ def url_target(url: httpx2.URL, absolute: bool = False) -> bytes:
 
 
 def _refused(route: ProxyRoute, url: httpx2.URL) -> ProxyRefused:
-    target = _authority(url.host, url.port or _DEFAULT_PORTS[url.scheme])
+    target = authority(url.host, url.port or _DEFAULT_PORTS[url.scheme])
     return ProxyRefused(
         f"the proxy {route.url} refused the request to {target}: 407 Proxy Authentication Required",
         proxy=str(route.url),
         status=407,
         target=target,
-    )
-
-
-def _quiet(step: str, detail: str) -> None:
-    """The default :data:`Report`: tells no one."""
-
-
-def _default_tls(verify: VerifyTypes, cert: CertTypes | None, trust_env: bool) -> bool:
-    """Whether the TLS settings are the defaults (whose context is built on first use)."""
-    if verify is not True or cert is not None:
-        return False
-    return not (trust_env and (os.environ.get(SSL_CERT_FILE) or os.environ.get(SSL_CERT_DIR)))
-
-
-def _authority(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _failure_reason(exc: BaseException) -> BaseException:
-    """The exception that says why: trio wraps a TLS failure (an unverified certificate...)
-    in a ``BrokenResourceError`` with no message of its own, its cause is the reason."""
-    if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
-        return exc.__cause__
-    return exc
-
-
-def _text(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
-async def _open_tcp(host: str, port: int, proxy: ProxyRoute | None, say: Report) -> trio.abc.Stream:
-    """A TCP connection to ``host:port`` (the origin, or the ``proxy``)."""
-    where = _authority(host, port)
-    try:
-        stream = await trio.open_tcp_stream(host, port)
-    except OSError as exc:
-        hop = where if proxy is None else f"the proxy {proxy.url}"
-        raise httpx2.ConnectError(f"cannot connect to {hop}: {_text(exc)}") from exc
-    say("connect", where if proxy is None else f"{where} (the proxy)")
-    return stream
-
-
-async def _start_tls(
-    stream: trio.abc.Stream,
-    host: str,
-    port: int,
-    context: ssl.SSLContext,
-    proxy: ProxyRoute | None,
-    say: Report,
-) -> trio.SSLStream[trio.abc.Stream]:
-    """TLS over ``stream`` with ``host`` (the origin, or the ``proxy``); closes ``stream``
-    if the handshake fails."""
-    tls = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
-    try:
-        await tls.do_handshake()
-    except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-        await trio.aclose_forcefully(tls)
-        reason = _failure_reason(exc)
-        peer = _authority(host, port)
-        hop = peer if proxy is None else f"the proxy {proxy.url}"
-        raise TLSConnectError(
-            f"cannot connect to {hop}: {_text(reason)}", peer=peer, proxy=proxy is not None
-        ) from reason
-    except BaseException:
-        await trio.aclose_forcefully(tls)
-        raise
-    say("tls" if proxy is None else "proxy tls", _describe_tls(tls))
-    return tls
-
-
-def _describe_tls(tls: trio.SSLStream[trio.abc.Stream]) -> str:
-    """The TLS version and the certificate's subject and issuer, in words."""
-    version = tls.version() or "TLS"
-    cert = tls.getpeercert() or {}
-    if not cert:
-        return f"{version}, certificate not verified"
-    names = [value for _, value in cert.get("subjectAltName", ())]
-    name = tls.server_hostname if tls.server_hostname in names else None
-    name = name or (names[0] if names else _name(cert, "subject"))
-    return f"{version}, certificate for {name}, issued by {_name(cert, 'issuer')}"
-
-
-def _name(cert: Mapping[str, Any], field: str) -> str:
-    """The common name (else the organisation) of a certificate's subject or issuer."""
-    parts = dict(pair for rdn in cert.get(field, ()) for pair in rdn)
-    return str(parts.get("commonName") or parts.get("organizationName") or "?")
-
-
-async def _tunnel(
-    stream: trio.abc.Stream, route: ProxyRoute, host: str, port: int, say: Report
-) -> None:
-    """Ask the proxy for a tunnel to ``host:port`` (``CONNECT``), on ``stream``.
-
-    Raises:
-        ProxyRefused: a 4xx answer (407: credentials; 403: forbidden destination).
-        httpx2.ConnectError: another answer (a 502 or 504: the proxy cannot reach the
-            origin), or the proxy broke the exchange.
-    """
-    target = _authority(host, port).encode("ascii")
-    hop = _Connection(stream, ("http", route.host, route.port))
-    request = h11.Request(
-        method=b"CONNECT", target=target, headers=[(b"Host", target), *route.headers]
-    )
-    try:
-        data = (hop.h11.send(request) or b"") + (hop.h11.send(h11.EndOfMessage()) or b"")
-        await stream.send_all(data)
-        head = await _response_head(hop, math.inf)  # the connect timeout bounds it
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise httpx2.ConnectError(
-            f"the proxy {route.url} broke the CONNECT to {target.decode()}: {_text(exc)}"
-        ) from exc
-    except httpx2.TransportError as exc:
-        raise httpx2.ConnectError(
-            f"the proxy {route.url} broke the CONNECT to {target.decode()}: {exc}"
-        ) from exc
-    status, reason = head.status_code, head.reason.decode("latin-1")
-    if 200 <= status < 300:
-        if hop.h11.trailing_data[0]:
-            raise httpx2.ConnectError(f"the proxy {route.url} sent data before the tunnel's TLS")
-        say("tunnel", f"CONNECT {target.decode()}: {status} {reason}".rstrip())
-        return
-    answer = f"{status} {reason}".rstrip()
-    if 400 <= status < 500:
-        raise ProxyRefused(
-            f"the proxy {route.url} refused the CONNECT to {target.decode()}: {answer}",
-            proxy=str(route.url),
-            status=status,
-            target=target.decode(),
-        )
-    raise httpx2.ConnectError(
-        f"the proxy {route.url} could not open a tunnel to {target.decode()}: {answer}"
     )
 
 

@@ -64,8 +64,12 @@ INTERNAL: dict[str, frozenset[str]] = {
     # the transport's own failures, which ``_http`` maps to ``ProxyError`` and
     # ``CertificateVerificationError``.
     "paradigm_trio._proxies": frozenset({"ProxyRoute", "ProxyRules", "ProxyTypes"}),
-    "paradigm_trio._tls": frozenset({"CertTypes", "VerifyTypes", "describe_verify", "ssl_context"}),
-    "paradigm_trio._transport": frozenset({"ProxyRefused", "TLSConnectError"}),
+    "paradigm_trio._tls": frozenset(
+        {"CertTypes", "VerifyTypes", "check_environment", "describe_verify", "ssl_context"}
+    ),
+    # One hop each (TCP, TLS, CONNECT) and the transport's own failures.
+    "paradigm_trio._dial": frozenset({"ProxyRefused", "Report", "TLSConnectError", "authority"})
+    | {"open_tcp", "quiet", "start_tls", "tunnel"},
     "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),

@@ -29,10 +29,9 @@ NAME = "paradigm.internal"
 
 
 @pytest.fixture(autouse=True)
-def _no_ambient_network_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+def _no_ambient_ca(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "trust" step names the CAs in use: not a developer's SSL_CERT_FILE."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
 
 

@@ -26,13 +26,6 @@ NAME = "paradigm.internal"
 ONE_ATTEMPT = pt.RetryPolicy(attempts=1)
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
 @pytest.fixture
 def tls(tmp_path: Path) -> ms.TLSFiles:
     return ms.throwaway_ca(tmp_path / "ca", [NAME, "127.0.0.1", "localhost"])
