@@ -362,7 +362,7 @@ class AttemptFailure(Exception):
     Attributes:
         error: the :class:`APIError` the request fails with if this is its last attempt.
         cause: ``"429"``, ``"503"``, ``"connection"``, ``"timeout"``, ``"invalid_response"``,
-            ``"stream_error"``, ``"tls"``: the key of ``retries_by_cause``.
+            ``"stream_error"``, ``"tls"``, ``"proxy"``: the key of ``retries_by_cause``.
         retryable: whether the policy allows another attempt after it.
         retry_after: the wait the server asked for, in seconds, if any.
         rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers
