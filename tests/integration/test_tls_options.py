@@ -9,6 +9,8 @@ the client is built.
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -168,3 +170,17 @@ def test_the_system_trust_store_without_truststore_says_what_to_install(
     monkeypatch.setitem(sys.modules, "truststore", None)
     with pytest.raises(pt.ConfigurationError, match=r"paradigm-trio\[truststore\]"):
         pt.system_trust_store()
+
+
+async def test_a_folder_of_hashed_cas_from_verify_or_ssl_cert_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    async with https_mock(tmp_path) as (server, files):
+        shutil.copy(files.ca, folder / "mock-ca.pem")
+        subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)
+        assert "Hi" in await answer(server, verify=str(folder))
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        monkeypatch.setenv("SSL_CERT_DIR", str(folder))
+        assert "Hi" in await answer(server)
