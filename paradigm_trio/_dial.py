@@ -78,6 +78,7 @@ def quiet(step: str, detail: str) -> None:
 
 
 def authority(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -161,7 +162,8 @@ async def tunnel(
         httpx2.ConnectError: another answer (a 502 or 504: the proxy cannot reach the
             origin), or the proxy broke the exchange.
     """
-    target = authority(host, port).encode("ascii")
+    ascii_host = host if host.isascii() else host.encode("idna").decode("ascii")
+    target = authority(ascii_host, port).encode("ascii")
     hop = h11.Connection(our_role=h11.CLIENT)
     request = h11.Request(
         method=b"CONNECT", target=target, headers=[(b"Host", target), *route.headers]

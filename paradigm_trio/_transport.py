@@ -266,7 +266,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         """
         scheme, host, port = origin
         route = self._proxies.route_for(scheme, host, port)
-        hop = f"{authority(host, port)}" if route is None else f"the proxy {route.url}"
+        hop = authority(host, port) + ("" if route is None else f" through the proxy {route.url}")
         say = report or quiet
         try:
             with trio.fail_after(_timeout(timeouts, "connect")):

@@ -87,7 +87,10 @@ async def test_a_silent_proxy_is_a_connect_timeout_naming_it() -> None:
         )  # fmt: skip
     assert isinstance(error, pt.APITimeoutError)
     assert error.which == "connect"
-    assert f"connecting to the proxy http://127.0.0.1:{port} timed out" in repr(error.__cause__)
+    assert (
+        f"connecting to paradigm.internal:443 through the proxy http://127.0.0.1:{port} "
+        "timed out" in repr(error.__cause__)
+    )
 
 
 async def test_data_before_the_tunnels_tls_is_refused() -> None:
@@ -162,3 +165,12 @@ async def test_httpx2s_own_proxy_407_is_a_proxy_error_too(tmp_path: Path) -> Non
     assert info.value.proxy_status == 407
     assert len(info.value.attempts) == 1
     assert "b4d-pw" not in str(info.value)
+
+
+async def test_an_international_host_name_is_sent_to_the_proxy_in_ascii() -> None:
+    heads: list[bytes] = []
+    answer = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+    async with serving(answering(answer, heads)) as port:  # type: ignore[arg-type]
+        error = await chat_error("https://bücher.example/api/v2", f"http://127.0.0.1:{port}")
+    assert isinstance(error, pt.ProxyError)
+    assert heads[0].split(b"\r\n")[0] == b"CONNECT xn--bcher-kva.example:443 HTTP/1.1"
