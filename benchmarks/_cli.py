@@ -16,7 +16,8 @@ from pathlib import Path
 from ._common import ROOT, Section, Table, Target, busy_seconds, cpu_model, machine_lines
 
 SCENARIOS = (
-    "speed", "cost", "scaling", "memory", "ratelimit", "mock", "goodput", "instructions"
+    "speed", "cost", "scaling", "memory", "ratelimit", "mock", "goodput", "instructions",
+    "proxy",
 )  # fmt: skip
 DEFAULT_OUTPUT = ROOT / "docs" / "performance.md"
 
@@ -36,6 +37,8 @@ def _runner(name: str) -> Callable[[bool], Section]:
         from .goodput import run
     elif name == "instructions":
         from .instructions import run
+    elif name == "proxy":
+        from .proxy_cost import run
     else:
         run = _mock_throughput
     return run

@@ -209,10 +209,10 @@ class ServerProcess:
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # the server prints its URL once bound
-        if "http://" not in line:
+        if "http://" not in line and "https://" not in line:
             self.stop()
             raise RuntimeError(f"{name} did not start (printed {line!r})")
-        self.url = line[line.index("http://") :].strip()
+        self.url = line[line.index("http") :].strip()
         self.root_url = self.url.removesuffix("/api/v2")
 
     def cpu_seconds(self) -> float | None:
@@ -234,12 +234,15 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def raw_server(latency: float = 0.0) -> Iterator[ServerProcess]:
-    """The minimal asyncio server (``benchmarks._rawserver``) in a child process."""
+def raw_server(latency: float = 0.0, *tls: str) -> Iterator[ServerProcess]:
+    """The minimal asyncio server (``benchmarks._rawserver``) in a child process; over
+    HTTPS with ``tls`` (its certificate file, then its key file)."""
+    flags = ["--certfile", tls[0], "--keyfile", tls[1]] if tls else []
     server = ServerProcess(
-        [PYTHON, "-m", "benchmarks._rawserver", "--port", "0", "--latency", repr(latency)],
+        [PYTHON, "-m", "benchmarks._rawserver", "--port", "0", "--latency", repr(latency),
+         *flags],
         "raw server",
-    )
+    )  # fmt: skip
     try:
         yield server
     finally:

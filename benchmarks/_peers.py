@@ -178,7 +178,10 @@ async def _trio_drive(task: dict[str, Any]) -> dict[str, Any]:
         import paradigm_trio as pt
 
         async with pt.Client(
-            api_key=API_KEY, base_url=task["url"], limits=pt.Limits(concurrency=c)
+            api_key=API_KEY,
+            base_url=task["url"],
+            limits=pt.Limits(concurrency=c),
+            **task.get("client", {}),  # proxy=, verify= (scenario 8)
         ) as client:
             if warmup:
                 await _pt_batch(client, task, n, warmup, Counts())

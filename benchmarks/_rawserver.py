@@ -8,10 +8,10 @@ test send.  It exists so that the *client* is what a benchmark measures: on this
 it answers tens of thousands of requests per second on one core, where the QuartTrio mock
 answers about 1,300.
 
-    python -m benchmarks._rawserver [--port 0] [--latency 0.1]
+    python -m benchmarks._rawserver [--port 0] [--latency 0.1] [--certfile PEM --keyfile PEM]
 
-prints ``raw server listening on http://127.0.0.1:PORT/api/v2`` once bound and serves
-until SIGTERM or SIGINT.  Only binds 127.0.0.1.
+prints ``raw server listening on http://127.0.0.1:PORT/api/v2`` (``https://`` with a
+certificate) once bound and serves until SIGTERM or SIGINT.  Only binds 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import asyncio
 import json
 import resource
 import signal
+import ssl
 
 COMPLETION = {
     "id": "chatcmpl-bench",
@@ -93,16 +94,17 @@ class _Http(asyncio.Protocol):
             self.transport.write(RESPONSE)
 
 
-async def serve(port: int, latency: float) -> None:
+async def serve(port: int, latency: float, tls: ssl.SSLContext | None = None) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: _Http(latency), "127.0.0.1", port, backlog=4096, reuse_address=True
+        lambda: _Http(latency), "127.0.0.1", port, backlog=4096, reuse_address=True, ssl=tls
     )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     bound = server.sockets[0].getsockname()[1]
-    print(f"raw server listening on http://127.0.0.1:{bound}/api/v2", flush=True)
+    scheme = "http" if tls is None else "https"
+    print(f"raw server listening on {scheme}://127.0.0.1:{bound}/api/v2", flush=True)
     async with server:
         await stop.wait()
         server.close()
@@ -112,11 +114,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--certfile", help="serve HTTPS with this certificate chain (PEM)")
+    parser.add_argument("--keyfile", help="the key of --certfile (PEM)")
     args = parser.parse_args()
+    tls = None
+    if args.certfile:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.certfile, args.keyfile)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(serve(args.port, args.latency))
+    asyncio.run(serve(args.port, args.latency, tls))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from ._config import (
 )
 from ._server import MockServer, serve
 from ._state import MockState, MockStats, RequestRecord
+from ._tls import TLSFiles, throwaway_ca
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -44,10 +45,12 @@ __all__ = [
     "RequestRecord",
     "STREAM_FAULT_KINDS",
     "ScriptEntry",
+    "TLSFiles",
     "create_app",
     "get_state",
     "main",
     "serve",
+    "throwaway_ca",
 ]
 
 for _name in __all__:

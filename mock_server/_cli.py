@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import trio
 
 from ._config import FAULT_KINDS, MockConfig
 from ._server import serve
+from ._tls import TLSFiles, throwaway_ca
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -73,9 +75,92 @@ def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser
         f"/_mock/* admin routes (default: ${ADMIN_TOKEN_ENV} if set; prefer it, a flag is "
         "visible to other users in the process list)",
     )
+    _add_tls_arguments(parser)
     add("--models", metavar="A,B", help="accepted models (default: any model)")
     add("--max-body-bytes", type=int, metavar="N", help="largest accepted body (default 1 MiB)")
     return parser
+
+
+def _add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """HTTPS: certificate files, or a throwaway CA; client certificates (mutual TLS)."""
+    tls = parser.add_argument_group("HTTPS (to rehearse a private-CA deployment)")
+    tls.add_argument("--certfile", metavar="PEM", help="serve HTTPS with this certificate chain")
+    tls.add_argument("--keyfile", metavar="PEM", help="the private key of --certfile")
+    tls.add_argument(
+        "--throwaway-ca",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="serve HTTPS with a certificate from a new CA made now (trustme), written to DIR "
+        "(default: a temporary folder removed on exit); prints the CA's path on stderr",
+    )
+    tls.add_argument(
+        "--tls-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --throwaway-ca: another host name for the certificate, repeatable "
+        "(it always holds localhost, 127.0.0.1, ::1 and --host)",
+    )
+    tls.add_argument(
+        "--client-ca",
+        metavar="PEM",
+        help="require a client certificate signed by this CA (mutual TLS; with "
+        "--throwaway-ca, use --require-client-cert instead)",
+    )
+    tls.add_argument(
+        "--require-client-cert",
+        action="store_true",
+        help="with --throwaway-ca: require a client certificate from the throwaway CA, and "
+        "write one as DIR/client.pem",
+    )
+
+
+def tls_from_args(args: argparse.Namespace, folder: str) -> TLSFiles | None:
+    """The :class:`TLSFiles` the arguments ask for (``folder``: the throwaway CA's, when
+    ``--throwaway-ca`` names none), or ``None`` for plain HTTP.
+
+    Raises:
+        ValueError: conflicting or incomplete options, or files that cannot be loaded.
+    """
+    if args.throwaway_ca is not None:
+        if args.certfile or args.keyfile or args.client_ca:
+            raise ValueError("--throwaway-ca makes its own files: not with --certfile, "
+                             "--keyfile or --client-ca")  # fmt: skip
+        names = dict.fromkeys(["localhost", "127.0.0.1", "::1", args.host, *args.tls_name])
+        return throwaway_ca(
+            args.throwaway_ca or folder,
+            [n.strip("[]") for n in names if n and n not in ("0.0.0.0", "::")],
+            client_certificates=args.require_client_cert,
+        )
+    if args.require_client_cert or args.tls_name:
+        raise ValueError("--require-client-cert and --tls-name go with --throwaway-ca")
+    if bool(args.certfile) != bool(args.keyfile):
+        raise ValueError("HTTPS needs both --certfile and --keyfile")
+    if not args.certfile:
+        if args.client_ca:
+            raise ValueError("--client-ca needs HTTPS: --certfile and --keyfile")
+        return None
+    tls = TLSFiles(certfile=args.certfile, keyfile=args.keyfile, client_ca=args.client_ca)
+    tls.check()
+    return tls
+
+
+def _print_tls(tls: TLSFiles) -> None:
+    """On stderr: which CA to trust, and the client certificate to present."""
+    lines = []
+    if tls.ca is not None:
+        lines.append(
+            f"throwaway CA: {tls.ca} (trust it: SSL_CERT_FILE={tls.ca}, "
+            f"--ca-bundle {tls.ca}, or verify={tls.ca!r})"
+        )
+    if tls.client_cert is not None:
+        lines.append(
+            f"client certificate required; one is in {tls.client_cert} "
+            f"(--client-cert {tls.client_cert}, or cert={tls.client_cert!r})"
+        )
+    for line in lines:
+        print(f"mock_server: {line}", file=sys.stderr, flush=True)
 
 
 def _load_file(path: str) -> dict[str, Any]:
@@ -163,9 +248,13 @@ def _warn_beyond_loopback(host: str, config: MockConfig, token: str | None) -> N
         )
 
 
-async def _serve_until_signal(config: MockConfig, host: str, port: int) -> None:
+async def _serve_until_signal(
+    config: MockConfig, host: str, port: int, tls: TLSFiles | None = None
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with serve(config, host=host, port=port) as server:
+        async with serve(config, host=host, port=port, tls=tls) as server:
+            if tls is not None:
+                _print_tls(tls)
             if server.state.admin_token_required:
                 _warn_beyond_loopback(host, config, server.admin_token)
             print(f"Mock Paradigm API listening on {server.url}", flush=True)
@@ -180,15 +269,21 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m mock_serve
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error (or --help)
         return exc.code if isinstance(exc.code, int) else 2
+    with tempfile.TemporaryDirectory(prefix="mock-ca-") as folder:
+        try:
+            config = config_from_args(args)
+            if not 0 <= args.port <= 65535:
+                raise ValueError(f"--port: expected 0..65535, got {args.port}")
+            tls = tls_from_args(args, folder)
+        except (ValueError, OSError) as exc:
+            print(f"mock_server: error: {exc}", file=sys.stderr)
+            return 2
+        return _run(config, args, tls)
+
+
+def _run(config: MockConfig, args: argparse.Namespace, tls: TLSFiles | None) -> int:
     try:
-        config = config_from_args(args)
-        if not 0 <= args.port <= 65535:
-            raise ValueError(f"--port: expected 0..65535, got {args.port}")
-    except (ValueError, OSError) as exc:
-        print(f"mock_server: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        trio.run(_serve_until_signal, config, args.host, args.port)
+        trio.run(_serve_until_signal, config, args.host, args.port, tls)
     except Exception as exc:
         error = _find_os_error(exc)
         if error is None:

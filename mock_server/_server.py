@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
@@ -16,6 +17,7 @@ from quart_trio import QuartTrio
 from ._app import create_app, get_state
 from ._config import MockConfig, ScriptEntry
 from ._state import MockState, MockStats, RequestRecord
+from ._tls import TLSFiles
 
 __all__ = ["API_PREFIX", "MockServer", "hypercorn_config", "is_loopback", "serve"]
 
@@ -40,9 +42,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def hypercorn_config(host: str = "127.0.0.1", port: int = 0) -> hypercorn.config.Config:
-    """The Hypercorn config used by :func:`serve`: quiet, no graceful period, large backlog."""
+def hypercorn_config(
+    host: str = "127.0.0.1", port: int = 0, tls: TLSFiles | None = None
+) -> hypercorn.config.Config:
+    """The Hypercorn config used by :func:`serve`: quiet, no graceful period, large backlog;
+    HTTPS with ``tls`` (requiring client certificates if ``tls.client_ca`` is set)."""
     config = hypercorn.config.Config()
+    if tls is not None:
+        config.certfile, config.keyfile = tls.certfile, tls.keyfile
+        if tls.client_ca is not None:
+            config.ca_certs = tls.client_ca
+            config.verify_mode = ssl.CERT_REQUIRED
     bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     config.bind = [f"{bind_host}:{port}"]
     config.accesslog = None
@@ -56,7 +66,8 @@ class MockServer:
     """A running mock server (yielded by :func:`serve`).
 
     Attributes:
-        url: Base URL for clients, ``http://127.0.0.1:PORT/api/v2``.
+        url: Base URL for clients, ``http://127.0.0.1:PORT/api/v2`` (``https://`` when
+            served with TLS).
         root_url: ``http://127.0.0.1:PORT`` (admin routes live under it).
         app: The ``QuartTrio`` app being served.
     """
@@ -113,6 +124,7 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     app: QuartTrio | None = None,
+    tls: TLSFiles | None = None,
 ) -> AsyncIterator[MockServer]:
     """Run the mock inside the current trio task; yield a :class:`MockServer`.
 
@@ -128,6 +140,9 @@ async def serve(
     On a ``host`` beyond loopback (see :func:`is_loopback`) the admin routes always
     need a token: ``config.admin_token``, or one generated here and readable as
     :attr:`MockServer.admin_token`.  Then the config can no longer drop it.
+
+    With ``tls`` (:class:`TLSFiles`, e.g. from :func:`throwaway_ca`) it serves HTTPS, and
+    :attr:`MockServer.url` starts with ``https://``.
     """
     if app is None:
         app = create_app(config)
@@ -135,7 +150,7 @@ async def serve(
         get_state(app).configure(config)
     if not is_loopback(host):
         get_state(app).require_admin_token()
-    hcfg = hypercorn_config(host, port)
+    hcfg = hypercorn_config(host, port, tls)
     body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:

@@ -11,6 +11,7 @@ from ._batch import BatchResult, BatchResults, BatchStream
 from ._batch_options import BatchOptions, BatchStatistics
 from ._client import Client, ClientState
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from ._doctor import CheckStep, ConnectionCheck, check_connection
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -29,6 +30,7 @@ from ._errors import (
     NotFoundError,
     ParadigmError,
     PermissionDeniedError,
+    ProxyError,
     RateLimitError,
     RequestCancelled,
     ServerUnreachableError,
@@ -55,6 +57,7 @@ from ._models import (
     Usage,
 )
 from ._streaming import ChatStream
+from ._tls import system_trust_store
 from ._transport import TrioTransport
 from ._version import __version__
 
@@ -80,12 +83,14 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatRequest",
     "ChatStream",
+    "CheckStep",
     "Choice",
     "Client",
     "ClientState",
     "ClientStatistics",
     "ConfigurationError",
     "ConflictError",
+    "ConnectionCheck",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "Event",
@@ -98,6 +103,7 @@ __all__ = [
     "NotFoundError",
     "ParadigmError",
     "PermissionDeniedError",
+    "ProxyError",
     "RateLimitError",
     "RateLimited",
     "RequestCancelled",
@@ -111,6 +117,8 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "check_connection",
+    "system_trust_store",
 ]
 
 

@@ -42,9 +42,11 @@ from ._events import Attempt, ClientStatistics, Event
 from ._http import HTTP, Exchange
 from ._ledger import Ledger
 from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage, make_request, usage_of
+from ._proxies import ProxyTypes
 from ._ratelimit import AdaptiveController, RateLimiter
 from ._redact import Redactor, check_api_key, mask_bad_url, mask_credentials
 from ._streaming import ChatStream, Streamer
+from ._tls import CertTypes, VerifyTypes
 from ._transport import TrioTransport
 from ._version import __version__
 
@@ -92,13 +94,30 @@ class Client:
         transport: an ``httpx2.AsyncBaseTransport`` (e.g. ``httpx2.MockTransport``) for the
             client's own ``httpx2.AsyncClient``.  Not together with ``http_client``.
         on_event: a callback receiving every instrumentation event (see ``_events``).
+        proxy: send every request through this proxy (``"http://user:pass@proxy:3128"``,
+            an ``https://`` URL for TLS to the proxy, or an ``httpx2.Proxy``), whatever the
+            environment says.  By default the proxy comes from ``HTTPS_PROXY``,
+            ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, as in httpx2.
+        verify: which servers to trust: ``True`` (the default CAs, or
+            ``$SSL_CERT_FILE``), a CA bundle path, an ``ssl.SSLContext`` (e.g.
+            :func:`system_trust_store`), or ``False`` (no verification; logs a warning).
+        cert: a client certificate for mutual TLS: a PEM file with the certificate and
+            key, ``(certificate, key)`` or ``(certificate, key, password)``.
+        trust_env: read the proxy and ``SSL_CERT_FILE``/``SSL_CERT_DIR`` environment
+            variables (default ``True``).
+
+    ``proxy``, ``verify``, ``cert`` and ``trust_env`` configure the client's own
+    :class:`TrioTransport`; with ``transport=`` or ``http_client=``, set them there.
+    See the how-to "Behind a corporate proxy or a private CA".
 
     The client runs under trio only: its methods called from asyncio (or another async
     library) raise :class:`RuntimeError` saying so.
 
     Raises:
         ConfigurationError: no API key, a malformed key or base URL, both ``http_client``
-            and ``transport``, or either of them from ``httpx`` rather than ``httpx2``.
+            and ``transport``, or either of them from ``httpx`` rather than ``httpx2``; a
+            proxy URL that is not ``http://`` or ``https://``; a CA bundle or client
+            certificate that cannot be loaded; network options with your own transport.
     """
 
     def __init__(
@@ -114,22 +133,25 @@ class Client:
         http_client: httpx2.AsyncClient | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         on_event: Callable[[Event], object] | None = None,
+        proxy: ProxyTypes | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
     ) -> None:
         key = _check_key(api_key)
         url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = self._check_base_url(url)
         if not isinstance(model, str) or not model:
             raise ConfigurationError(f"model must be a non-empty string, got {model!r}")
-        if http_client is not None and transport is not None:
-            raise ConfigurationError("pass http_client or transport, not both")
         _check_http(http_client, transport)
+        network = {"proxy": proxy, "verify": verify, "cert": cert, "trust_env": trust_env}
         self._api_key = key
         self.model = model
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
         self._owns_http = http_client is None
-        self._httpx, direct = self._http_client(http_client, transport)
+        self._httpx, direct = self._http_client(http_client, transport, network)
         self._http = HTTP(
             base_url=self._base_url,
             headers={
@@ -160,16 +182,20 @@ class Client:
         self._state = ClientState.UNOPENED
 
     def _http_client(
-        self, http_client: httpx2.AsyncClient | None, transport: httpx2.AsyncBaseTransport | None
+        self,
+        http_client: httpx2.AsyncClient | None,
+        transport: httpx2.AsyncBaseTransport | None,
+        network: dict[str, Any],
     ) -> tuple[httpx2.AsyncClient, httpx2.AsyncBaseTransport | None]:
         """The ``httpx2`` client to send with, and the transport to call directly, if ours.
 
         With a client of our own, requests go straight to its transport (see ``_http``).
         """
+        _check_network(network, own=http_client is None and transport is None)
         if http_client is not None:
             return http_client, None
         if transport is None:
-            transport = TrioTransport(max_keepalive=self.limits.concurrency)
+            transport = TrioTransport(max_keepalive=self.limits.concurrency, **network)
         own = httpx2.AsyncClient(
             transport=transport,
             limits=httpx2.Limits(
@@ -549,8 +575,23 @@ def _check_trio() -> None:
         ) from None
 
 
+def _check_network(network: Mapping[str, object], *, own: bool) -> None:
+    """Refuse network options that would be ignored (the client's transport is not ours)."""
+    defaults = {"proxy": None, "verify": True, "cert": None, "trust_env": True}
+    given = [name for name, value in network.items() if value is not defaults[name]]
+    if given and not own:
+        names = ", ".join(f"{name}=" for name in given)
+        raise ConfigurationError(
+            f"{names} configure the client's own transport: with transport= or "
+            "http_client=, set them there (TrioTransport(proxy=..., verify=...) or "
+            "httpx2.AsyncClient(proxy=..., verify=...))"
+        )
+
+
 def _check_http(http_client: object, transport: object) -> None:
     """Refuse an ``http_client``/``transport`` that cannot work, naming the fix."""
+    if http_client is not None and transport is not None:
+        raise ConfigurationError("pass http_client or transport, not both")
     for name, value, kind in (
         ("http_client", http_client, "AsyncClient"),
         ("transport", transport, "AsyncHTTPTransport"),

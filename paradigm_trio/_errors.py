@@ -19,7 +19,8 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
         │   ├── APITimeoutError            a timeout fired (``.which`` says which one)
         │   ├── IncompleteStreamError      a stream broke or ended before it was complete
         │   ├── ServerUnreachableError     a batch's circuit breaker gave up on the server
-        │   └── CertificateVerificationError  the server's TLS certificate does not verify
+        │   ├── CertificateVerificationError  the server's TLS certificate does not verify
+    │   └── ProxyError                 the proxy refused to carry the request (407, 403)
         ├── APIResponseValidationError a 2xx whose body is not what the API promises
         └── RequestCancelled           stopped by a deadline
     BatchError                         a batch with ``on_error="raise"`` hit a failure
@@ -63,6 +64,7 @@ __all__ = [
     "NotFoundError",
     "ParadigmError",
     "PermissionDeniedError",
+    "ProxyError",
     "RateLimitError",
     "RequestCancelled",
     "ServerUnreachableError",
@@ -363,7 +365,7 @@ class AttemptFailure(Exception):
     Attributes:
         error: the :class:`APIError` the request fails with if this is its last attempt.
         cause: ``"429"``, ``"503"``, ``"connection"``, ``"timeout"``, ``"invalid_response"``,
-            ``"stream_error"``, ``"tls"``: the key of ``retries_by_cause``.
+            ``"stream_error"``, ``"tls"``, ``"proxy"``: the key of ``retries_by_cause``.
         retryable: whether the policy allows another attempt after it.
         retry_after: the wait the server asked for, in seconds, if any.
         rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers
@@ -406,3 +408,23 @@ class CertificateVerificationError(APIConnectionError):
         super().__init__(message, **kwargs)
         self.host = host
         self.reason = reason
+
+
+class ProxyError(APIConnectionError):
+    """The proxy refused to carry the request: a configuration problem, never retried.
+
+    A ``407 Proxy Authentication Required`` means the proxy wants credentials that were not
+    given or are wrong (put them in the proxy URL: ``http://user:password@proxy:3128``); a
+    ``403`` means the proxy's policy forbids the destination.  A proxy that cannot reach the
+    server (a ``502`` or ``504`` to the ``CONNECT``) is an :class:`APIConnectionError`
+    instead, retried like any connection failure.
+
+    Attributes:
+        proxy: the proxy's URL, without its credentials.
+        proxy_status: the status the proxy answered with, e.g. 407.
+    """
+
+    def __init__(self, message: str, *, proxy: str, proxy_status: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.proxy = proxy
+        self.proxy_status = proxy_status

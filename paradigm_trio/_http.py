@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 import httpx2
 
 from ._config import RetryPolicy, Timeouts
+from ._dial import ProxyRefused, TLSConnectError
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -38,6 +39,7 @@ from ._errors import (
     APITimeoutError,
     AttemptFailure,
     CertificateVerificationError,
+    ProxyError,
     TimeoutKind,
     status_error_class,
 )
@@ -160,6 +162,8 @@ class _FastLane:
                 return None
             host = url.host if port is None else f"{url.host}:{port}"
             origin = (scheme, url.host, port or (443 if scheme == "https" else 80))
+            if scheme == "http" and direct.forwards(origin):
+                return None  # sent to a proxy in absolute form: the general path does it
             common = [("Host", host.encode("idna").decode("ascii")), *headers.items()]
             return cls(direct, origin, url.raw_path.decode("ascii").rstrip("/"), common)
         except (UnicodeError, ProtocolError, ValueError, httpx2.InvalidURL):
@@ -425,9 +429,12 @@ class HTTP:
         """
         error: APIError
         certificate = _unverified_certificate(exc)
+        refused = _proxy_refusal(exc)
         if certificate is not None:
-            error = self._certificate_error(certificate)
+            error = self._certificate_error(certificate, exc)
             cause, retryable = "tls", False
+        elif refused is not None:
+            error, cause, retryable = refused, "proxy", False
         elif isinstance(exc, httpx2.TimeoutException):
             which: TimeoutKind = next(
                 (kind for cls, kind in _TIMEOUT_KINDS if isinstance(exc, cls)), "read"
@@ -446,20 +453,28 @@ class HTTP:
         self.chain(error, exc)
         return AttemptFailure(error, cause, retryable)
 
-    def _certificate_error(self, exc: ssl.SSLCertVerificationError) -> APIError:
+    def _certificate_error(
+        self, exc: ssl.SSLCertVerificationError, raised: httpx2.HTTPError
+    ) -> APIError:
+        """The error for a certificate that does not verify: the server's, or the proxy's
+        (our transport says whose, in a ``TLSConnectError``)."""
         url = httpx2.URL(self.base_url)
         host = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        whose = ""
+        if isinstance(raised, TLSConnectError):
+            host, whose = raised.peer, " (the proxy)" if raised.proxy else ""
         reason = str(exc.verify_message or exc.reason or exc).rstrip(".")
         if exc.verify_code in _NAME_MISMATCH:
-            fix = "use a base URL with a host name the certificate was issued for"
+            fix = f"use a {'proxy URL' if whose else 'base URL'} with a host name the "
+            fix += "certificate was issued for"
         else:
             fix = (
-                "if the server's certificate comes from a private or corporate CA, trust "
-                "that CA: Client(transport=TrioTransport(ssl_context="
-                'ssl.create_default_context(cafile="ca-bundle.pem")))'
+                "if the certificate comes from a private or corporate CA, trust that CA: "
+                'Client(verify="ca-bundle.pem"), or $SSL_CERT_FILE, or --ca-bundle on the '
+                "command line (or the system's trust store: verify=system_trust_store())"
             )
         return CertificateVerificationError(
-            f"the TLS certificate of {host} does not verify: {reason}. This is a "
+            f"the TLS certificate of {host}{whose} does not verify: {reason}. This is a "
             f"configuration problem, not retried; {fix}",
             host=host,
             reason=reason,
@@ -615,16 +630,47 @@ def _unverified_certificate(exc: BaseException) -> ssl.SSLCertVerificationError 
     return None
 
 
+_PROXY_FIX = {
+    407: "the proxy wants credentials that were not given or are wrong: put them in the "
+    "proxy URL (http://user:password@proxy:3128, the password URL-encoded)",
+    403: "the proxy's policy forbids this destination: ask its administrators, or reach "
+    "the server without the proxy (NO_PROXY)",
+}
+
+
+def _proxy_refusal(exc: BaseException) -> ProxyError | None:
+    """The :class:`ProxyError` of a proxy's 4xx (ours, or httpx2's ``ProxyError``)."""
+    if isinstance(exc, ProxyRefused):
+        proxy, status, said = exc.proxy, exc.status, str(exc)
+    elif isinstance(exc, httpx2.ProxyError):  # httpx2's own transport: "407 Proxy Auth..."
+        head = str(exc).split(" ", 1)[0]
+        if not (head.isdigit() and 400 <= int(head) < 500):
+            return None
+        proxy, status, said = "the proxy", int(head), f"the proxy refused the request: {exc}"
+    else:
+        return None
+    fix = _PROXY_FIX.get(status, "check the proxy settings (proxy=, HTTPS_PROXY, NO_PROXY)")
+    return ProxyError(
+        f"{said}. This is a configuration problem, not retried; {fix}",
+        proxy=proxy,
+        proxy_status=status,
+    )
+
+
 def _envelope(body: object) -> tuple[str | None, Mapping[str, Any]]:
     """The message of an error body and the object holding its fields.
 
     Understands the OpenAI envelope ``{"error": {"message", "code", "type", "param"}}``,
     ``{"error": "text"}``, FastAPI's ``{"detail": ...}``, a bare ``{"message": ...}``
-    object, and (in streams) the error object itself.
+    object, Paradigm's maintenance answer ``{"error": "service_maintenance", "mode",
+    "reason", "started_at"}`` (its code ``service_maintenance``), and (in streams) the
+    error object itself.
     """
     if not isinstance(body, dict):
         return (body if isinstance(body, str) and body else None), {}
     err = body.get("error")
+    if err == _MAINTENANCE:
+        return _maintenance_message(body), {"code": _MAINTENANCE}
     if isinstance(err, str):
         return err, {}
     if "detail" in body and not isinstance(err, dict):
@@ -633,6 +679,18 @@ def _envelope(body: object) -> tuple[str | None, Mapping[str, Any]]:
     fields: Mapping[str, Any] = err if isinstance(err, dict) else body
     message = fields.get("message")
     return (str(message) if message not in (None, "") else None), fields
+
+
+_MAINTENANCE = "service_maintenance"
+
+
+def _maintenance_message(body: Mapping[str, Any]) -> str:
+    """``Paradigm is under maintenance (read_only) since 2026-...: database upgrade``."""
+    mode, since, reason = (body.get(k) for k in ("mode", "started_at", "reason"))
+    text = "Paradigm is under maintenance"
+    text += f" ({mode})" if mode not in (None, "") else ""
+    text += f" since {since}" if since not in (None, "") else ""
+    return text + (f": {reason}" if reason not in (None, "") else "")
 
 
 def _says_quota(message: str, fields: Mapping[str, Any]) -> bool:

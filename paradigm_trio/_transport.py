@@ -9,10 +9,19 @@ connections.
 
 What it does: HTTP/1.1 (requests written by hand, responses parsed by llhttp through
 ``httptools``: see ``_wire``), keep-alive, TLS through :class:`trio.SSLStream` with
-``httpx2.create_ssl_context()``, the ``connect``/``read``/``write`` timeouts of the request
+httpx2's ``verify=``/``cert=``/``trust_env`` (``_tls``), HTTP proxies with httpx2's rules
+(``_proxies``), the ``connect``/``read``/``write`` timeouts of the request
 (``request.extensions["timeout"]``), and httpx2's exception classes, so everything above it
-(the client's error mapping, retries) is unchanged.  What it does not do: HTTP/2, proxies,
-Unix sockets.  For those, pass your own ``httpx2.AsyncClient`` to :class:`Client`.
+(the client's error mapping, retries) is unchanged.  What it does not do: HTTP/2, SOCKS
+proxies, Unix sockets.  For those, pass your own ``httpx2.AsyncClient`` to :class:`Client`.
+
+Proxies: an ``https`` URL goes through a ``CONNECT`` tunnel, with TLS to the origin inside
+it; an ``http`` URL is sent to the proxy in absolute form (``GET http://host/path``).  An
+``https://`` proxy URL adds TLS to the proxy (TLS inside TLS for ``https`` URLs).  The
+proxy's credentials go to the proxy only (``Proxy-Authorization``), never to the origin.
+A tunnel is a connection like any other: kept alive and reused, so a batch opens as many
+tunnels as it has requests in flight, not one per request.  The pool is keyed by origin,
+and each origin always takes the same route, so it is in effect keyed by (proxy, origin).
 
 Early answers: a server may answer before it has read the whole request body (a 413 for
 a body too large, a 401, a 400), then close or reset the connection, or read on and
@@ -31,7 +40,9 @@ reused: there is no slot to leak.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
@@ -40,9 +51,23 @@ from typing import Any, Self
 import httpx2
 import trio
 
+from ._dial import (
+    ProxyRefused,
+    Report,
+    authority,
+    open_tcp,
+    quiet,
+    start_tls,
+    tunnel,
+)
+from ._errors import ConfigurationError
+from ._proxies import ProxyRoute, ProxyRules, ProxyTypes
+from ._tls import CertTypes, VerifyTypes, check_environment, ssl_context
 from ._wire import ProtocolError, ResponseReader, request_head
 
 __all__ = ["Origin", "TrioTransport", "WireTimeouts"]
+
+logger = logging.getLogger("paradigm_trio")
 
 _READ_SIZE = 65536
 _INLINE_BODY = 64 * 1024
@@ -57,22 +82,31 @@ WireTimeouts = tuple[float, float, float]
 """``(connect, read, write)`` in seconds, ``inf`` for none."""
 
 
-class _Connection:
-    __slots__ = ("idle_since", "origin", "reader", "reusable", "stream")
+def _socket_of(stream: trio.abc.Stream) -> Any:
+    """The socket under ``stream`` (and under any TLS layers), or ``None``."""
+    inner: Any = stream
+    while isinstance(inner, trio.SSLStream):
+        inner = inner.transport_stream
+    return getattr(inner, "socket", None)
 
-    def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
+
+class _Connection:
+    __slots__ = ("forward", "hint", "idle_since", "origin", "reader", "reusable", "stream")
+
+    def __init__(
+        self, stream: trio.abc.Stream, origin: Origin, forward: ProxyRoute | None = None
+    ) -> None:
         self.stream = stream
         self.origin = origin
+        self.forward = forward  # the proxy that ``http`` requests are sent to, in absolute form
         self.reader = ResponseReader()
         self.idle_since = 0.0
         self.reusable = True  # False once a request body was not written whole
+        self.hint = ""  # said when the server closes it unanswered (see ``_connect``)
 
     def socket_readable(self) -> bool:
         """Whether the idle socket has something to read: for an idle connection, EOF."""
-        stream: Any = self.stream
-        if isinstance(stream, trio.SSLStream):
-            stream = stream.transport_stream
-        sock = getattr(stream, "socket", None)
+        sock = _socket_of(self.stream)
         return sock is None or bool(sock.is_readable())
 
     async def close(self) -> None:
@@ -80,10 +114,7 @@ class _Connection:
 
     def close_nowait(self) -> None:
         """Close the socket at once (for an idle connection: nothing to flush)."""
-        stream: Any = self.stream
-        if isinstance(stream, trio.SSLStream):
-            stream = stream.transport_stream
-        sock = getattr(stream, "socket", None)
+        sock = _socket_of(self.stream)
         if sock is not None:
             sock.close()
 
@@ -108,8 +139,26 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         max_keepalive: idle connections kept for reuse, over all origins.
         keepalive_expiry: seconds an idle connection is kept (below the usual 5 s of
             servers, so that the server's close and our reuse rarely cross).
-        ssl_context: for ``https``; ``httpx2.create_ssl_context()`` by default.  To trust
-            a private or corporate CA: ``ssl.create_default_context(cafile="ca.pem")``.
+        verify: which servers to trust, as in httpx2: ``True`` (the default CA
+            certificates, or ``$SSL_CERT_FILE``/``$SSL_CERT_DIR`` under ``trust_env``),
+            the path of a CA bundle (a PEM file, or a folder of hashed certificates), an
+            :class:`ssl.SSLContext` (such as :func:`system_trust_store`), or ``False``:
+            no verification, which logs a warning (logger ``paradigm_trio``).
+        cert: a client certificate for servers that require one (mutual TLS): a PEM
+            file holding the certificate and its key, ``(certificate, key)``, or
+            ``(certificate, key, password)``.
+        trust_env: read the proxy (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``,
+            ``NO_PROXY``) and CA (``SSL_CERT_FILE``, ``SSL_CERT_DIR``) environment
+            variables, as httpx2 does.
+        proxy: send every request through this proxy (``http://user:pass@host:3128``,
+            ``https://...`` for TLS to the proxy, or an ``httpx2.Proxy``); the
+            environment's proxy variables are then ignored.  An ``https://`` proxy is
+            verified with ``Proxy(ssl_context=...)`` if given, else with ``verify``.
+        ssl_context: the older name of ``verify=<ssl.SSLContext>``.
+
+    Raises:
+        ConfigurationError: a CA bundle or certificate that cannot be loaded, a proxy URL
+            that is not ``http://`` or ``https://``, or both ``verify`` and ``ssl_context``.
     """
 
     def __init__(
@@ -117,14 +166,60 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         *,
         max_keepalive: int = 100,
         keepalive_expiry: float = 4.0,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        proxy: ProxyTypes | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if ssl_context is not None:
+            if verify is not True:
+                raise ConfigurationError("pass verify= or ssl_context= (its older name), not both")
+            verify = ssl_context
         self._max_keepalive = max_keepalive
         self._keepalive_expiry = keepalive_expiry
-        self._ssl_context = ssl_context
+        self._tls_args = (verify, cert, trust_env)
+        self._ssl_context: ssl.SSLContext | None = None
+        if verify is not True or cert is not None:
+            self._ssl_context = self._context()  # a bad file is refused now
+        elif trust_env:
+            check_environment()  # the default context is built at the first https connection
+        self._proxies = ProxyRules(proxy, trust_env=trust_env)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
         self._closed = False
+        if verify is False:
+            logger.warning(
+                "TLS certificate verification is OFF (verify=False): anyone on the network "
+                "path can read and change this client's traffic, its API key included. To "
+                "trust a private CA instead, pass verify='ca-bundle.pem'."
+            )
+
+    def __repr__(self) -> str:
+        verify = self._tls_args[0]
+        shown = verify if isinstance(verify, bool) else type(verify).__name__
+        if isinstance(verify, str | os.PathLike):
+            shown = os.fspath(verify)
+        return f"<TrioTransport verify={shown!r} proxies={self._proxies!r}>"
+
+    def _context(self) -> ssl.SSLContext:
+        """The SSL context for servers (built on first use for the default settings)."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl_context(*self._tls_args[:2], trust_env=self._tls_args[2])
+        return self._ssl_context
+
+    def forwards(self, origin: Origin) -> bool:
+        """Whether requests to ``origin`` go to a proxy (in absolute form, not tunnelled)."""
+        scheme, host, port = origin
+        return scheme == "http" and self._proxies.route_for(scheme, host, port) is not None
+
+    def explain_route(self, url: str | httpx2.URL) -> str:
+        """How a request to ``url`` would go: directly, or through which proxy and why.
+
+        For example ``"through the proxy http://proxy.example:3128 (from HTTPS_PROXY)"``
+        or ``"direct (NO_PROXY entry '.corp.example')"``.  Credentials are never shown.
+        """
+        return self._proxies.explain(url)
 
     async def __aenter__(self) -> Self:
         return self
@@ -170,38 +265,61 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         ):
             return False
         conn.idle_since = trio.current_time()
+        conn.hint = ""
         self._idle.setdefault(conn.origin, []).append(conn)
         self._idle_count += 1
         return True
 
-    async def _connect(self, origin: Origin, connect_timeout: float) -> _Connection:
+    async def _connect(
+        self, origin: Origin, connect_timeout: float, report: Report | None = None
+    ) -> _Connection:
+        """A new connection to ``origin``, directly or through its proxy.
+
+        Blocks for the TCP connection, then the ``CONNECT`` and the TLS handshakes, all
+        within the ``connect`` timeout.
+        """
         scheme, host, port = origin
+        route = self._proxies.route_for(scheme, host, port)
+        hop = authority(host, port) + ("" if route is None else f" through the proxy {route.url}")
+        say = report or quiet
         try:
             with trio.fail_after(connect_timeout):
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-                if scheme == "https":
-                    if self._ssl_context is None:
-                        self._ssl_context = httpx2.create_ssl_context()
-                    ssl_stream = trio.SSLStream(
-                        stream, self._ssl_context, server_hostname=host, https_compatible=True
-                    )
-                    try:
-                        await ssl_stream.do_handshake()
-                    except BaseException:
-                        await trio.aclose_forcefully(ssl_stream)
-                        raise
-                    stream = ssl_stream
+                if route is None:
+                    stream = await open_tcp(host, port, None, say)
+                    if scheme == "https":
+                        stream = await start_tls(stream, host, port, self._context(), None, say)
+                else:
+                    stream = await self._through(route, origin, say)
         except trio.TooSlowError:
-            raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
-        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            # trio wraps a TLS failure (an unverified certificate...) in a BrokenResourceError
-            # with no message of its own: the reason is its cause.
-            reason = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else None
-            reason = reason or exc
-            raise httpx2.ConnectError(
-                f"cannot connect to {host}:{port}: {str(reason) or type(reason).__name__}"
-            ) from reason
-        return _Connection(stream, origin)
+            raise httpx2.ConnectTimeout(f"connecting to {hop} timed out") from None
+        conn = _Connection(
+            stream, origin, route if route is not None and scheme == "http" else None
+        )
+        if scheme == "https" and self._tls_args[1] is None:
+            # A server requiring a client certificate checks it after a TLS 1.3 handshake
+            # has succeeded for us, then closes: say what it may mean.
+            conn.hint = (
+                " (just after the TLS handshake: if the server requires a client "
+                "certificate, give it with cert=, or --client-cert on the command line)"
+            )
+        return conn
+
+    async def _through(self, route: ProxyRoute, origin: Origin, say: Report) -> trio.abc.Stream:
+        """A stream to ``origin`` through the proxy of ``route``: to the proxy itself for
+        an ``http`` origin, a ``CONNECT`` tunnel with TLS inside for an ``https`` one."""
+        scheme, host, port = origin
+        stream = await open_tcp(route.host, route.port, route, say)
+        try:
+            if route.tls:
+                context = route.ssl_context or self._context()
+                stream = await start_tls(stream, route.host, route.port, context, route, say)
+            if scheme == "https":
+                await tunnel(stream, route, host, port, say)
+                stream = await start_tls(stream, host, port, self._context(), None, say)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return stream
 
     # ---------------------------------------------------------------- one exchange
 
@@ -214,11 +332,13 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
         origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
         timeouts = wire_timeouts(request.extensions.get("timeout", {}))
-        data = await _request_bytes(request)
         conn = await self._open(origin, timeouts[0])
         try:
+            data = await _request_bytes(conn, request)
             conn.reader.start(no_body=request.method == "HEAD")
             await _exchange(conn, data, timeouts)
+            if conn.reader.status == 407 and conn.forward is not None:
+                raise _refused(conn.forward, url)
         except BaseException:
             await conn.close()
             raise
@@ -239,11 +359,11 @@ class TrioTransport(httpx2.AsyncBaseTransport):
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """One whole exchange, without ``httpx2`` objects: the client's fast lane.
 
-        ``data`` is the whole request (:func:`~paradigm_trio._wire.request_head` and the
-        body).  ``on_head(status, headers)`` is called when the response head arrives (a
+        ``data`` is the whole request (its head, as ``_wire.request_head`` writes it, and
+        its body).  ``on_head(status, headers)`` is called when the response head arrives (a
         body that breaks afterwards still had a response); returns the status, the headers
         and the whole body.  Raises the same ``httpx2`` exceptions as
-        :meth:`handle_async_request`.
+        ``handle_async_request``.
         """
         if self._closed:
             raise RuntimeError("the transport is closed")
@@ -295,13 +415,17 @@ async def _exchange(conn: _Connection, data: bytes, timeouts: WireTimeouts) -> N
     await _response_head(conn, read_timeout)
 
 
-async def _request_bytes(request: httpx2.Request) -> bytes:
-    """The whole request (head and body) of an ``httpx2.Request``."""
+async def _request_bytes(conn: _Connection, request: httpx2.Request) -> bytes:
+    """The whole request (head and body) of an ``httpx2.Request`` (in absolute form, with
+    the proxy's headers, for a proxy that forwards ``http`` requests)."""
     try:
         content: bytes | None = request.content
     except httpx2.RequestNotRead:
         content = None
-    headers = request.headers.raw
+    headers = list(request.headers.raw)
+    if conn.forward is not None:
+        headers.extend(conn.forward.headers)
+    target = url_target(request.url, absolute=conn.forward is not None)
     if content is None:  # a streamed body: sent whole, framed as the headers say
         stream: Any = request.stream
         content = b"".join([bytes(chunk) async for chunk in stream])
@@ -310,9 +434,9 @@ async def _request_bytes(request: httpx2.Request) -> bytes:
                 (b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content)) if content else b"0\r\n\r\n"
             )
         elif not any(n.lower() == b"content-length" for n, _ in headers):
-            headers = [*headers, (b"Content-Length", str(len(content)).encode())]
+            headers.append((b"Content-Length", str(len(content)).encode()))
     try:
-        return request_head(request.method.encode(), url_target(request.url), headers) + content
+        return request_head(request.method.encode(), target, headers) + content
     except ProtocolError as exc:
         raise httpx2.LocalProtocolError(str(exc)) from None
 
@@ -407,9 +531,22 @@ def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
 
 
-def url_target(url: httpx2.URL) -> bytes:
-    """The request target: the path and query, as bytes."""
+def url_target(url: httpx2.URL, absolute: bool = False) -> bytes:
+    """The request target: the path and query, as bytes (with the scheme and host before
+    them, for a proxy: ``absolute``)."""
+    if absolute:
+        return url.scheme.encode("ascii") + b"://" + url.netloc + url.raw_path
     return url.raw_path
+
+
+def _refused(route: ProxyRoute, url: httpx2.URL) -> ProxyRefused:
+    target = authority(url.host, url.port or _DEFAULT_PORTS[url.scheme])
+    return ProxyRefused(
+        f"the proxy {route.url} refused the request to {target}: 407 Proxy Authentication Required",
+        proxy=str(route.url),
+        status=407,
+        target=target,
+    )
 
 
 async def _receive(conn: _Connection, read_timeout: float) -> None:
@@ -428,7 +565,8 @@ async def _receive(conn: _Connection, read_timeout: float) -> None:
         else:
             conn.reader.feed_eof()
     except ProtocolError as exc:
-        raise httpx2.RemoteProtocolError(str(exc)) from None
+        hint = "" if conn.reader.head else conn.hint
+        raise httpx2.RemoteProtocolError(str(exc) + hint) from None
 
 
 class _ResponseStream(httpx2.AsyncByteStream):

@@ -173,7 +173,9 @@ class ResponseReader:
             self.complete = True
 
     def on_body(self, body: bytes) -> None:
-        if not self._no_body:
+        if self._no_body:
+            self.extra = True  # (after a CONNECT's answer: the tunnel's first bytes)
+        else:
             self._body.append(body)
 
     def on_message_complete(self) -> None:

@@ -38,6 +38,10 @@ def anyio_backend() -> str:
 
 @pytest.fixture(autouse=True)
 def _no_ambient_paradigm_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never pick up a developer's real key or URL from the environment."""
+    """Tests never pick up a developer's real key or URL from the environment, nor a
+    proxy: the client reads ``HTTP(S)_PROXY``, and every test server is on 127.0.0.1."""
     monkeypatch.delenv("PARADIGM_API_KEY", raising=False)
     monkeypatch.delenv("PARADIGM_BASE_URL", raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)

@@ -66,6 +66,23 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._streaming": frozenset({"Streamer"}),
     # ``make_request`` is ``Client.make_request`` without a client.
     "paradigm_trio._models": frozenset({"make_request", "usage_of"}),
+    # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
+    # the transport's own failures, which ``_http`` maps to ``ProxyError`` and
+    # ``CertificateVerificationError``.
+    "paradigm_trio._proxies": frozenset({"ProxyRoute", "ProxyRules", "ProxyTypes"}),
+    "paradigm_trio._tls": frozenset(
+        {"CertTypes", "VerifyTypes", "check_environment", "describe_verify", "ssl_context"}
+    ),
+    # One hop each (TCP, TLS, CONNECT) and the transport's own failures.
+    "paradigm_trio._dial": frozenset({"ProxyRefused", "Report", "TLSConnectError", "authority"})
+    | {"open_tcp", "quiet", "start_tls", "tunnel"},
+    "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
+    # The fast lane's types (``_http`` writes requests for ``TrioTransport.fetch``).
+    "paradigm_trio._transport": frozenset({"Origin", "WireTimeouts"}),
+    # HTTP/1.1 messages for the transport and the proxy tunnel.
+    "paradigm_trio._wire": frozenset(
+        {"ProtocolError", "ResponseReader", "check_header", "request_head"}
+    ),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }

@@ -1,4 +1,4 @@
-"""The ``paradigm-trio`` command line: ``batch``, ``speed-test`` and ``mock``.
+"""The ``paradigm-trio`` command line: ``batch``, ``speed-test``, ``doctor`` and ``mock``.
 
 Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage, unusable input
 or output paths, or an output in use by another run, 130 interrupted (Ctrl-C; rerun the
@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._doctor_args import add_doctor_parser
+from ._network import add_network_arguments
 from ._streams import tolerant_std_streams
 
 __all__ = ["main"]
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_batch_parser(sub)
     _add_speed_test_parser(sub)
+    add_doctor_parser(sub, _positive_float)
     _add_mock_parser(sub)
     return parser
 
@@ -103,6 +106,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     _add_batch_limit_arguments(batch)
     _add_batch_run_arguments(batch)
+    add_network_arguments(batch)
 
 
 def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
@@ -208,6 +212,7 @@ def _add_speed_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
     speed.add_argument("--base-url", metavar="URL", help="the API root (else PARADIGM_BASE_URL)")
     speed.add_argument("--seed", type=int, default=0, help="mock seed (with --mock)")
     speed.add_argument("--no-replies", action="store_true", help="do not print the replies")
+    add_network_arguments(speed)
 
 
 def _add_mock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -236,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._run_batch import run_batch
 
             return run_batch(args)
+        if args.command == "doctor":
+            from ._doctor import run_doctor
+
+            return run_doctor(args)
         from ._speedtest import run_speed_test
 
         return run_speed_test(args)

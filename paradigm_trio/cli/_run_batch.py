@@ -42,6 +42,7 @@ from ._batchfile import (
     write_record,
 )
 from ._lock import LockUnavailable, OutputLock
+from ._network import network_options
 from ._paths import PathRefused, check_paths
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
@@ -275,6 +276,7 @@ async def _open_client(
             ),
             on_event=progress.on_event,
             **({"model": args.model} if args.model else {}),
+            **network_options(args),
         )
     )
 

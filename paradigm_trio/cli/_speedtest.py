@@ -16,6 +16,8 @@ import trio
 
 import paradigm_trio as pt
 
+from ._network import network_options
+
 NAMES = [
     "Alice", "Bob", "Charlie", "David", "Emma", "Frank", "Grace", "Hannah", "Ian", "Jessica",
     "Kevin", "Linda", "Michael", "Nancy", "Olivia", "Peter", "Quincy", "Rachel", "Samuel",
@@ -57,6 +59,7 @@ async def _open_client(stack: AsyncExitStack, args: argparse.Namespace) -> pt.Cl
             base_url=base_url,
             limits=pt.Limits(concurrency=args.concurrency),
             **({"model": args.model} if args.model else {}),
+            **network_options(args),
         )
     )
 

@@ -246,7 +246,7 @@ async def test_an_untrusted_certificate_is_a_configuration_error_not_retried(
     assert error.reason
     assert error.reason in message
     assert "configuration problem, not retried" in message
-    assert "ssl_context=ssl.create_default_context(cafile=" in message
+    assert 'Client(verify="ca-bundle.pem")' in message
     assert [attempt.cause for attempt in error.attempts] == ["tls"]
     assert counts["tcp"] == 1
     assert isinstance(error.__cause__, httpx2.ConnectError)

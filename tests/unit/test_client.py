@@ -4,6 +4,7 @@ statistics, security and checkpoints.  No sockets: ``httpx2.MockTransport`` + Mo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 from typing import Any
@@ -1230,3 +1231,41 @@ def test_configuration_errors_do_not_show_the_key() -> None:
     with pytest.raises(pt.ConfigurationError) as info:
         pt.Client(api_key=API_KEY + "\n")
     assert not _leaks(str(info.value))
+
+
+MAINTENANCE = {
+    "error": "service_maintenance",
+    "mode": "read_only",
+    "reason": "database upgrade",
+    "started_at": "2026-12-02T01:00:00Z",
+}
+
+
+@pytest.mark.anyio
+async def test_the_maintenance_answer_is_retried_after_its_retry_after_with_its_reason() -> None:
+    script = Script(
+        status(503, MAINTENANCE, headers={"Retry-After": "7"}),
+        status(503, MAINTENANCE, headers={"Retry-After": "7"}),
+        default=lambda request: status(503, MAINTENANCE, headers={"Retry-After": "7"}),
+    )
+    async with make_client(script, retry=fixed(attempts=3, initial_delay=0.1)) as client:
+        with pytest.raises(pt.InternalServerError) as info:
+            await client.chat(MESSAGES)
+    assert [round(b - a, 3) for a, b in itertools.pairwise(script.times)] == [7.0, 7.0]
+    error = info.value
+    assert error.message == (
+        "Error code: 503 - Paradigm is under maintenance (read_only) since "
+        "2026-12-02T01:00:00Z: database upgrade"
+    )
+    assert error.code == "service_maintenance"
+    assert error.body == MAINTENANCE
+    assert [a.cause for a in error.attempts] == ["503", "503", "503"]
+
+
+@pytest.mark.anyio
+async def test_a_maintenance_answer_with_fields_missing() -> None:
+    script = Script(status(503, {"error": "service_maintenance"}))
+    async with make_client(script, retry=fixed(attempts=1)) as client:
+        with pytest.raises(pt.InternalServerError) as info:
+            await client.chat(MESSAGES)
+    assert info.value.message == "Error code: 503 - Paradigm is under maintenance"

@@ -1,0 +1,192 @@
+"""``check_connection``: each step of a first request, tried in turn, with what failed and why.
+
+What ``paradigm-trio doctor`` prints.  The steps: the configuration (base URL, key, CA
+and certificate files), the route (direct, or which proxy and why), which CAs are
+trusted, then opening a connection as the client would (TCP to the server or the proxy,
+TLS to the proxy, the ``CONNECT`` tunnel, TLS to the server), then ``GET /models`` with
+the key.  The first step that fails ends the check; its ``detail`` is the error the
+client would raise, and ``fix`` what to do about it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import trio
+
+from ._client import API_KEY_ENV, Client
+from ._config import RetryPolicy, Timeouts
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    CertificateVerificationError,
+    ConfigurationError,
+    NotFoundError,
+    ProxyError,
+)
+from ._proxies import DEFAULT_PORTS, ProxyTypes
+from ._tls import CertTypes, VerifyTypes, describe_verify
+from ._transport import TrioTransport
+
+__all__ = ["CHECK_TIMEOUTS", "CheckStep", "ConnectionCheck", "check_connection"]
+
+CHECK_TIMEOUTS = Timeouts(connect=10.0, read=30.0, attempt=60.0)
+"""The default timeouts of :func:`check_connection`: a diagnosis should not wait long."""
+
+
+@dataclass(frozen=True)
+class CheckStep:
+    """One step of :func:`check_connection`.
+
+    Attributes:
+        name: ``"configuration"``, ``"route"``, ``"trust"``, ``"connect"``,
+            ``"proxy tls"``, ``"tunnel"``, ``"tls"`` or ``"models"``.
+        ok: whether it passed.
+        detail: what was found, or the error.
+        fix: for a failed step, what to do about it (``None`` when the error says it).
+    """
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """What :func:`check_connection` found: its steps, in order; the first failure is last."""
+
+    steps: tuple[CheckStep, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every step passed."""
+        return all(step.ok for step in self.steps)
+
+    def __str__(self) -> str:
+        lines = []
+        for step in self.steps:
+            lines.append(f"{'ok' if step.ok else 'FAILED':<8}{step.name:<15}{step.detail}")
+            if step.fix:
+                lines.append(f"{'':<23}fix: {step.fix}")
+        return "\n".join(lines)
+
+
+async def check_connection(
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    proxy: ProxyTypes | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    trust_env: bool = True,
+    timeouts: Timeouts | None = None,
+) -> ConnectionCheck:
+    """Try each step of a first request to the API and report on each.
+
+    Takes the network arguments of :class:`Client` (and its defaults: the key from
+    ``$PARADIGM_API_KEY``, the URL from ``$PARADIGM_BASE_URL``); ``timeouts`` bound the
+    network steps (default: 10 s to connect, 30 s to read, 60 s for the request).  Never
+    raises for a failed step: it is in the result.  Blocks for the connection and the
+    request; cancelling it closes what it opened.
+    """
+    steps: list[CheckStep] = []
+    try:
+        transport = TrioTransport(proxy=proxy, verify=verify, cert=cert, trust_env=trust_env)
+        retry = RetryPolicy(attempts=1)
+        timeouts = timeouts or CHECK_TIMEOUTS
+        client = Client(
+            api_key=api_key, base_url=base_url, transport=transport, retry=retry,
+            timeouts=timeouts,
+        )  # fmt: skip
+    except ConfigurationError as exc:
+        steps.append(CheckStep("configuration", False, str(exc)))
+        return ConnectionCheck(tuple(steps))
+    source = "given" if api_key is not None else f"from {API_KEY_ENV}"
+    steps.append(CheckStep("configuration", True, f"{client.base_url}, API key set ({source})"))
+    async with client:
+        await _check_route(steps, client, transport, verify, trust_env, timeouts.connect)
+        if steps[-1].ok:
+            steps.append(await _check_models(client))
+    return ConnectionCheck(tuple(steps))
+
+
+async def _check_route(
+    steps: list[CheckStep],
+    client: Client,
+    transport: TrioTransport,
+    verify: VerifyTypes,
+    trust_env: bool,
+    connect_timeout: float | None,
+) -> None:
+    """The route, the trusted CAs, then a connection opened step by step."""
+    url = httpx2.URL(client.base_url)
+    origin = (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme])
+    route = transport._proxies.route_for(*origin)
+    steps.append(CheckStep("route", True, transport.explain_route(url)))
+    if url.scheme == "https" or (route is not None and route.tls):
+        steps.append(CheckStep("trust", True, describe_verify(verify, trust_env=trust_env)))
+    expected = ["connect"]
+    expected += ["proxy tls"] if route is not None and route.tls else []
+    expected += ["tunnel"] if route is not None and url.scheme == "https" else []
+    expected += ["tls"] if url.scheme == "https" else []
+    done: list[str] = []
+
+    def report(step: str, detail: str) -> None:
+        done.append(step)
+        steps.append(CheckStep(step, True, detail))
+
+    try:
+        conn = await transport._connect(
+            origin, math.inf if connect_timeout is None else connect_timeout, report
+        )
+    except httpx2.HTTPError as exc:
+        failed = next((s for s in expected if s not in done), expected[-1])
+        error = client._http.transport_failure(exc, RetryPolicy()).error  # as it would be
+        steps.append(CheckStep(failed, False, error.message, _connect_fix(failed, error, route)))
+        return
+    await conn.close()
+
+
+def _connect_fix(step: str, error: APIError, route: Any) -> str | None:
+    """What to do when opening the connection failed at ``step``."""
+    if isinstance(error, CertificateVerificationError | ProxyError):
+        return None  # their message says it
+    if step == "connect" and route is None:
+        return (
+            "check the host and port of the base URL, and that the server is up; if it "
+            "is reached through a proxy, set HTTPS_PROXY or pass --proxy"
+        )
+    if step == "connect":
+        return "check the proxy's URL (host and port) and that the proxy is up"
+    if step == "tunnel":
+        return (
+            "the proxy cannot reach the server: check the base URL; if the server is on "
+            "your internal network, add its host to NO_PROXY (or use --no-env-proxy)"
+        )
+    if step == "tls" and "client certificate" not in error.message:
+        return "if the server requires a client certificate, pass --client-cert (cert=)"
+    return None
+
+
+async def _check_models(client: Client) -> CheckStep:
+    """``GET /models`` with the key, as the client sends it."""
+    try:
+        models = await client.models()
+    except AuthenticationError as exc:
+        key = "the API key" + ("" if os.environ.get(API_KEY_ENV) is None else f" (${API_KEY_ENV})")
+        return CheckStep("models", False, str(exc), f"check {key}: the server refused it")
+    except NotFoundError as exc:
+        return CheckStep(
+            "models", False, str(exc),
+            "the base URL must be the API root, such as https://paradigm.lighton.ai/api/v2",
+        )  # fmt: skip
+    except APIError as exc:
+        return CheckStep("models", False, str(exc))
+    await trio.lowlevel.checkpoint()
+    names = ", ".join(m.id for m in models[:3]) + (", ..." if len(models) > 3 else "")
+    return CheckStep("models", True, f"GET /models: 200, {len(models)} model(s) ({names})")

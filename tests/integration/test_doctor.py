@@ -1,0 +1,196 @@
+"""``check_connection`` / ``paradigm-trio doctor``, and the network options of the commands.
+
+Against the mock over HTTPS (a throwaway CA), directly and through a real forward proxy
+(``proxy.py``); the command line is run as a subprocess, the mock in the test's process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+import trustme
+
+import mock_server as ms
+import paradigm_trio as pt
+
+from .forwardproxy import forward_proxy
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-doctor-test-key-0123456789"
+NAME = "paradigm.internal"
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_ca(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "trust" step names the CAs in use: not a developer's SSL_CERT_FILE."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
+@pytest.fixture
+async def https(tmp_path: Path) -> AsyncIterator[tuple[ms.MockServer, ms.TLSFiles]]:
+    files = ms.throwaway_ca(tmp_path / "ca", [NAME, "127.0.0.1"])
+    async with ms.serve(ms.MockConfig(api_key=KEY), tls=files) as server:
+        yield server, files
+
+
+def names(check: pt.ConnectionCheck) -> list[str]:
+    return [step.name for step in check.steps]
+
+
+async def test_every_step_of_a_direct_https_connection(
+    https: tuple[ms.MockServer, ms.TLSFiles],
+) -> None:
+    server, files = https
+    check = await pt.check_connection(api_key=KEY, base_url=server.url, verify=files.ca)
+    assert check.ok, str(check)
+    assert names(check) == ["configuration", "route", "trust", "connect", "tls", "models"]
+    text = str(check)
+    assert "direct (no proxy configured for it)" in text
+    assert "certificate for 127.0.0.1, issued by mock_server throwaway CA" in text
+    assert "GET /models: 200, 3 model(s)" in text
+    assert KEY not in text
+
+
+async def test_every_step_through_a_proxy_and_the_failing_one(
+    https: tuple[ms.MockServer, ms.TLSFiles], tmp_path: Path
+) -> None:
+    server, files = https
+    base = server.url.replace("127.0.0.1", NAME)
+    async with forward_proxy(tmp_path / "proxy", basic_auth="alice:pw") as proxy:
+        good = proxy.url.replace("://", "://alice:pw@")
+        check = await pt.check_connection(api_key=KEY, base_url=base, verify=files.ca, proxy=good)
+        assert check.ok, str(check)
+        assert names(check) == [
+            "configuration", "route", "trust", "connect", "tunnel", "tls", "models",
+        ]  # fmt: skip
+        assert f"through the proxy {proxy.url} (from proxy=)" in str(check)
+        bad = proxy.url.replace("://", "://alice:nope@")
+        check = await pt.check_connection(api_key=KEY, base_url=base, verify=files.ca, proxy=bad)
+    assert not check.ok
+    failed = check.steps[-1]
+    assert (failed.name, failed.ok) == ("tunnel", False)
+    assert "407 Proxy Authentication Required" in failed.detail
+    assert "nope" not in str(check)
+
+
+async def test_the_failing_step_says_what_to_do(
+    https: tuple[ms.MockServer, ms.TLSFiles], tmp_path: Path
+) -> None:
+    server, files = https
+    other = tmp_path / "other.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    check = await pt.check_connection(api_key=KEY, base_url=server.url, verify=str(other))
+    assert (check.steps[-1].name, check.steps[-1].ok) == ("tls", False)
+    assert "unable to get local issuer certificate" in check.steps[-1].detail
+    check = await pt.check_connection(api_key="sk-wrong", base_url=server.url, verify=files.ca)
+    assert (check.steps[-1].name, check.steps[-1].ok) == ("models", False)
+    assert "check the API key" in str(check.steps[-1].fix)
+    root = server.url.removesuffix("/api/v2")
+    check = await pt.check_connection(api_key=KEY, base_url=root, verify=files.ca)
+    assert "the base URL must be the API root" in str(check.steps[-1].fix)
+    check = await pt.check_connection(api_key=KEY, base_url="https://127.0.0.1:1/api/v2")
+    assert (check.steps[-1].name, check.steps[-1].ok) == ("connect", False)
+    assert "set HTTPS_PROXY or pass --proxy" in str(check.steps[-1].fix)
+    check = await pt.check_connection(base_url=server.url)  # no key
+    assert names(check) == ["configuration"]
+    assert "no API key" in check.steps[0].detail
+
+
+async def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    environ = {**os.environ, **(env or {})}
+    return await trio.run_process(
+        [sys.executable, "-m", "paradigm_trio", *args],
+        capture_stdout=True, capture_stderr=True, check=False, env=environ,
+    )  # fmt: skip
+
+
+async def test_the_doctor_command(https: tuple[ms.MockServer, ms.TLSFiles], tmp_path: Path) -> None:
+    server, files = https
+    env = {"PARADIGM_API_KEY": KEY}
+    done = await run("doctor", "--base-url", server.url, "--ca-bundle", files.ca, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        ["ok", "configuration"], ["ok", "route"], ["ok", "trust"], ["ok", "connect"],
+        ["ok", "tls"], ["ok", "models"],
+    ]  # fmt: skip
+    done = await run("doctor", "--base-url", server.url, env=env)
+    assert done.returncode == 1
+    assert re.search(r"^FAILED +tls +the TLS certificate of", done.stdout.decode(), re.M)
+    done = await run("doctor", "--base-url", server.url, "--insecure", env=env)
+    assert done.returncode == 0
+    assert "WARNING: --insecure: TLS certificates are NOT verified" in done.stderr.decode()
+    done = await run("doctor", "--insecure", "--ca-bundle", files.ca, env=env)
+    assert done.returncode == 2
+    assert "--ca-bundle and --insecure contradict each other" in done.stderr.decode()
+
+
+async def test_batch_and_speed_test_take_the_network_options(tmp_path: Path) -> None:
+    files = ms.throwaway_ca(tmp_path / "ca", [NAME, "127.0.0.1"], client_certificates=True)
+    (tmp_path / "in.jsonl").write_text(
+        "".join(
+            f'{{"custom_id": "r{i}", "messages": [{{"role": "user", "content": "Hi"}}]}}\n'
+            for i in range(5)
+        )
+    )
+    async with (
+        ms.serve(ms.MockConfig(api_key=KEY), tls=files) as server,
+        forward_proxy(tmp_path / "proxy") as proxy,
+    ):
+        base = server.url.replace("127.0.0.1", NAME)
+        tls = ["--ca-bundle", files.ca, "--client-cert", str(files.client_cert)]
+        env = {"PARADIGM_API_KEY": KEY, "HTTPS_PROXY": proxy.url}
+        out = str(tmp_path / "out.jsonl")
+        done = await run("batch", str(tmp_path / "in.jsonl"), "-o", out, "--base-url", base,
+                         "-q", *tls, env=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        done = await run("speed-test", "-n", "3", "--no-replies", "--base-url", base, *tls,
+                         env=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        # Without the environment's proxy, the name does not resolve.
+        done = await run("speed-test", "-n", "1", "--base-url", base, "--no-env-proxy",
+                         *tls, env={**env, "SSL_CERT_FILE": files.ca})  # fmt: skip
+        assert done.returncode == 1
+        assert f"cannot connect to {NAME}" in done.stderr.decode()
+        assert server.stats().total == 5 + 6
+    assert {line.split()[0] for line in proxy.upstream()} == {"CONNECT"}
+
+
+async def test_the_mock_command_serves_https_with_a_throwaway_ca(tmp_path: Path) -> None:
+    folder = tmp_path / "mock-ca"
+    command = [sys.executable, "-m", "mock_server", "--port", "0", "--throwaway-ca",
+               str(folder), "--require-client-cert", "--api-key", KEY]  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            lambda task_status: trio.run_process(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False,
+                task_status=task_status,
+            )
+        )  # fmt: skip
+        line = await _read_line(process.stdout)
+        url = line.rsplit(" ", 1)[1]
+        assert url.startswith("https://127.0.0.1:")
+        assert f"throwaway CA: {folder / 'ca.pem'}" in await _read_line(process.stderr)
+        ca, client_pem = str(folder / "ca.pem"), str(folder / "client.pem")
+        async with pt.Client(api_key=KEY, base_url=url, verify=ca, cert=client_pem) as client:
+            assert (await client.models())[0].id
+        process.terminate()
+
+
+async def _read_line(stream: trio.abc.ReceiveStream) -> str:
+    data = b""
+    with trio.fail_after(30):
+        while not data.endswith(b"\n"):
+            chunk = await stream.receive_some(1)
+            assert chunk, data
+            data += chunk
+    return data.decode().strip()
