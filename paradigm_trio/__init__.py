@@ -10,7 +10,7 @@ import contextlib
 from ._batch import BatchResult, BatchResults, BatchStream
 from ._batch_options import BatchOptions, BatchStatistics
 from ._client import Client, ClientState
-from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -27,6 +27,7 @@ from ._errors import (
     NotFoundError,
     ParadigmError,
     PermissionDeniedError,
+    QuotaUnavailableError,
     RateLimitError,
     RequestCancelled,
     ServerUnreachableError,
@@ -41,6 +42,8 @@ from ._events import (
     RateLimited,
     RequestFinished,
     RetryScheduled,
+    SharedQuotaRestored,
+    SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
 from ._models import (
@@ -52,6 +55,7 @@ from ._models import (
     ModelInfo,
     Usage,
 )
+from ._redis_store import QuotaState, quota_state
 from ._streaming import ChatStream
 from ._transport import TrioTransport
 from ._version import __version__
@@ -94,19 +98,25 @@ __all__ = [
     "NotFoundError",
     "ParadigmError",
     "PermissionDeniedError",
+    "QuotaState",
+    "QuotaUnavailableError",
     "RateLimitError",
     "RateLimited",
+    "RedisQuota",
     "RequestCancelled",
     "RequestFinished",
     "RetryPolicy",
     "RetryScheduled",
     "ServerUnreachableError",
+    "SharedQuotaRestored",
+    "SharedQuotaUnavailable",
     "StreamEndedWithoutDone",
     "Timeouts",
     "TrioTransport",
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "quota_state",
 ]
 
 

@@ -24,7 +24,7 @@ import json
 import math
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
@@ -42,7 +42,8 @@ from ._events import Attempt, ClientStatistics, Event
 from ._http import HTTP, Exchange
 from ._ledger import Ledger
 from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage, make_request, usage_of
-from ._ratelimit import AdaptiveController, RateLimiter
+from ._ratelimit import AdaptiveController, RateLimiter, Rates
+from ._shared import SharedRateLimiter
 from ._streaming import ChatStream, Streamer
 from ._transport import TrioTransport
 from ._version import __version__
@@ -115,6 +116,7 @@ class Client:
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
         self._api_key = key
+        self._shared: SharedRateLimiter | None = None
         self.model = model
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
@@ -135,7 +137,8 @@ class Client:
             redact=self._redact,
         )
         self._limiter = trio.CapacityLimiter(self.limits.concurrency)
-        rates = RateLimiter(self.limits.requests_per_minute, self.limits.tokens_per_minute)
+        ledger = Ledger(on_event)
+        rates = self._rates(ledger)
         self._engine = Engine(
             limiter=self._limiter,
             rates=rates,
@@ -145,10 +148,21 @@ class Client:
                 rates=rates,
                 enabled=self.limits.adaptive,
             ),
-            ledger=Ledger(on_event),
+            ledger=ledger,
         )
         self._streamer = Streamer(self._engine, self._http, model)
         self._state = ClientState.UNOPENED
+        self._exit = AsyncExitStack()
+
+    def _rates(self, ledger: Ledger) -> Rates:
+        """This client's own buckets, or a shared quota's (opened in ``async with``)."""
+        limits = self.limits
+        if limits.shared is None:
+            return RateLimiter(limits.requests_per_minute, limits.tokens_per_minute)
+        self._shared = SharedRateLimiter(
+            limits.shared, limits.requests_per_minute, limits.tokens_per_minute, emit=ledger.emit
+        )
+        return self._shared
 
     def _http_client(
         self, http_client: httpx2.AsyncClient | None, transport: httpx2.AsyncBaseTransport | None
@@ -210,6 +224,8 @@ class Client:
                 "a Client can be opened once: it is already "
                 + ("open" if self._state is ClientState.OPENED else "closed")
             )
+        if self._shared is not None:
+            await self._exit.enter_async_context(self._shared.running())
         self._state = ClientState.OPENED
         await trio.lowlevel.checkpoint()
         return self
@@ -220,10 +236,17 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            await self._exit.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client and its connections (if it made them).  Idempotent."""
+        """Close the client and its connections (if it made them).  Idempotent.
+
+        A client with a shared quota leaves it in ``async with`` (its heartbeat is
+        removed, pending updates sent), not here.
+        """
         if self._state is not ClientState.CLOSED:
             self._state = ClientState.CLOSED
             if self._owns_http:
