@@ -1,4 +1,5 @@
-"""The ``paradigm-trio`` command line: ``batch``, ``speed-test`` and ``mock``.
+"""The ``paradigm-trio`` command line: ``batch``, ``merge``, ``quota-status``, ``speed-test``
+and ``mock``.
 
 Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage or unreadable
 input, 130 interrupted (Ctrl-C; rerun the same command to resume).
@@ -9,6 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
+from ._merge import add_merge_parser, run_merge
+from ._quota_status import add_quota_status_parser, run_quota_status
+from ._shard import add_worker_arguments
 
 __all__ = ["main"]
 
@@ -52,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_batch_parser(sub)
+    add_merge_parser(sub)
+    add_quota_status_parser(sub)
     _add_speed_test_parser(sub)
     _add_mock_parser(sub)
     return parser
@@ -79,6 +86,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     _add_batch_limit_arguments(batch)
     _add_batch_run_arguments(batch)
+    add_worker_arguments(batch)
 
 
 def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
@@ -196,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._run_batch import run_batch
 
         return run_batch(args)
+    if args.command == "merge":
+        return run_merge(args)
+    if args.command == "quota-status":
+        return run_quota_status(args)
     from ._speedtest import run_speed_test
 
     return run_speed_test(args)
