@@ -10,24 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2
 import pytest
 
 from paradigm_trio.cli import main
 from paradigm_trio.cli._shard import Shard, check_worker_args, shard_of
 
 from ..redis_helpers import RedisServer
+from .conftest import QUOTA
+from .conftest import mock_outcomes as _stats
 
 CLI = [sys.executable, "-m", "paradigm_trio"]
-QUOTA = 600  # requests a minute: 10 a second
 
 
 # ---------------------------------------------------------------- shards
@@ -147,28 +145,6 @@ def test_merge_refuses_to_overwrite_what_it_reads(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- processes
-
-
-@pytest.fixture
-def quota_mock() -> Iterator[str]:
-    """A mock process with a quota of QUOTA requests a minute; stopped by the test."""
-    argv = [sys.executable, "-m", "mock_server", "--port", "0", "--rpm", str(QUOTA),
-            "--latency", "fixed:0.05"]  # fmt: skip
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          text=True) as proc:  # fmt: skip
-        assert proc.stdout is not None
-        match = re.search(r"(http://127\.0\.0\.1:\d+/api/v2)", proc.stdout.readline())
-        assert match
-        try:
-            yield match.group(1)
-        finally:
-            proc.terminate()  # the mock stops on SIGTERM as on SIGINT
-            proc.wait(timeout=10)
-
-
-def _stats(url: str) -> dict[str, int]:
-    root = url.rsplit("/api/v2", 1)[0]
-    return dict(httpx2.get(f"{root}/_mock/stats", timeout=10).json()["by_outcome"])
 
 
 def _worker(i: int, src: Path, tmp: Path, url: str, redis: str | None) -> subprocess.Popen[str]:
