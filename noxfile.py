@@ -16,7 +16,7 @@ PYTHON = os.environ.get("NOX_PYTHON") or None
 
 
 def _install(session: nox.Session, *groups: str) -> None:
-    session.install("-e", ".[mock]")
+    session.install("-e", ".[mock,redis]")
     for group in groups:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 

@@ -10,7 +10,7 @@ import contextlib
 from ._batch import BatchResult, BatchResults, BatchStream
 from ._batch_options import BatchOptions, BatchStatistics
 from ._client import Client, ClientState
-from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._doctor import CheckStep, ConnectionCheck, check_connection
 from ._errors import (
     APIConnectionError,
@@ -31,6 +31,7 @@ from ._errors import (
     ParadigmError,
     PermissionDeniedError,
     ProxyError,
+    QuotaUnavailableError,
     RateLimitError,
     RequestCancelled,
     ServerUnreachableError,
@@ -45,6 +46,8 @@ from ._events import (
     RateLimited,
     RequestFinished,
     RetryScheduled,
+    SharedQuotaRestored,
+    SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
 from ._models import (
@@ -56,6 +59,7 @@ from ._models import (
     ModelInfo,
     Usage,
 )
+from ._redis_store import QuotaState, quota_state
 from ._streaming import ChatStream
 from ._tls import system_trust_store
 from ._transport import TrioTransport
@@ -104,13 +108,18 @@ __all__ = [
     "ParadigmError",
     "PermissionDeniedError",
     "ProxyError",
+    "QuotaState",
+    "QuotaUnavailableError",
     "RateLimitError",
     "RateLimited",
+    "RedisQuota",
     "RequestCancelled",
     "RequestFinished",
     "RetryPolicy",
     "RetryScheduled",
     "ServerUnreachableError",
+    "SharedQuotaRestored",
+    "SharedQuotaUnavailable",
     "StreamEndedWithoutDone",
     "Timeouts",
     "TrioTransport",
@@ -118,6 +127,7 @@ __all__ = [
     "Usage",
     "__version__",
     "check_connection",
+    "quota_state",
     "system_trust_store",
 ]
 

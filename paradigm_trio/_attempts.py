@@ -44,7 +44,7 @@ from ._errors import APIError, APITimeoutError, AttemptFailure, RequestCancelled
 from ._events import Attempt, AttemptFailed, RateLimited
 from ._ledger import CANCELLED, Ledger, one_line
 from ._models import Usage
-from ._ratelimit import AdaptiveController, RateLimiter, RecentShare, SendMark
+from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
 
 __all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]
 
@@ -81,7 +81,7 @@ class Engine:
         self,
         *,
         limiter: trio.CapacityLimiter,
-        rates: RateLimiter,
+        rates: Rates,
         adaptive: AdaptiveController,
         ledger: Ledger,
     ) -> None:

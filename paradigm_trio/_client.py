@@ -23,7 +23,7 @@ import functools
 import math
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
@@ -43,8 +43,9 @@ from ._http import HTTP, Exchange
 from ._ledger import Ledger
 from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage, make_request, usage_of
 from ._proxies import ProxyTypes
-from ._ratelimit import AdaptiveController, RateLimiter
+from ._ratelimit import AdaptiveController, RateLimiter, Rates
 from ._redact import Redactor, check_api_key, mask_bad_url, mask_credentials
+from ._shared import SharedRateLimiter
 from ._streaming import ChatStream, Streamer
 from ._tls import CertTypes, VerifyTypes
 from ._transport import TrioTransport
@@ -146,6 +147,7 @@ class Client:
         _check_http(http_client, transport)
         network = {"proxy": proxy, "verify": verify, "cert": cert, "trust_env": trust_env}
         self._api_key = key
+        self._shared: SharedRateLimiter | None = None
         self.model = model
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
@@ -166,7 +168,8 @@ class Client:
             redactor=Redactor(key),
         )
         self._limiter = trio.CapacityLimiter(self.limits.concurrency)
-        rates = RateLimiter(self.limits.requests_per_minute, self.limits.tokens_per_minute)
+        ledger = Ledger(on_event)
+        rates = self._rates(ledger)
         self._engine = Engine(
             limiter=self._limiter,
             rates=rates,
@@ -176,10 +179,21 @@ class Client:
                 rates=rates,
                 enabled=self.limits.adaptive,
             ),
-            ledger=Ledger(on_event),
+            ledger=ledger,
         )
         self._streamer = Streamer(self._engine, self._http, model)
         self._state = ClientState.UNOPENED
+        self._exit = AsyncExitStack()
+
+    def _rates(self, ledger: Ledger) -> Rates:
+        """This client's own buckets, or a shared quota's (opened in ``async with``)."""
+        limits = self.limits
+        if limits.shared is None:
+            return RateLimiter(limits.requests_per_minute, limits.tokens_per_minute)
+        self._shared = SharedRateLimiter(
+            limits.shared, limits.requests_per_minute, limits.tokens_per_minute, emit=ledger.emit
+        )
+        return self._shared
 
     def _http_client(
         self,
@@ -250,6 +264,8 @@ class Client:
                 + ("open" if self._state is ClientState.OPENED else "closed")
             )
         _check_trio()
+        if self._shared is not None:
+            await self._exit.enter_async_context(self._shared.running())
         self._state = ClientState.OPENED
         await trio.lowlevel.checkpoint()
         return self
@@ -260,10 +276,17 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            await self._exit.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client and its connections (if it made them).  Idempotent."""
+        """Close the client and its connections (if it made them).  Idempotent.
+
+        A client with a shared quota leaves it in ``async with`` (its heartbeat is
+        removed, pending updates sent), not here.
+        """
         _check_trio()
         if self._state is not ClientState.CLOSED:
             self._state = ClientState.CLOSED

@@ -1,6 +1,7 @@
-"""Configuration value objects: :class:`RetryPolicy`, :class:`Timeouts`, :class:`Limits`.
+"""Configuration value objects: :class:`RetryPolicy`, :class:`Timeouts`, :class:`Limits`,
+:class:`RedisQuota`.
 
-All three are frozen, keyword-only and validated at construction: a bad value raises
+All are frozen, keyword-only and validated at construction: a bad value raises
 :class:`ValueError` naming the field.  Derive variants with :func:`dataclasses.replace`
 or the ``replace`` method of each.
 """
@@ -10,13 +11,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
-from typing import Self
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "Limits",
+    "RedisQuota",
     "RetryPolicy",
     "Timeouts",
 ]
@@ -214,6 +217,104 @@ class Timeouts(_Replace):
         return cls(connect=None, read=None, write=None, attempt=None, total=None, first_token=None)
 
 
+@dataclass(frozen=True, slots=True)
+class RedisQuota(_Replace):
+    """A rate limit shared by every client that names the same quota in the same Redis.
+
+    Pass it as ``Limits(requests_per_minute=..., tokens_per_minute=...,
+    shared=RedisQuota(url, name=...))``: the limits are then one quota for all the
+    processes, on all the machines, whose clients use that ``url`` and ``name``, instead of
+    one quota each.  Give every worker the same rates (the quota's, in full: not a share
+    of it).  Needs the ``redis`` extra (``pip install 'paradigm-trio[redis]'``), imported
+    only when a client with a shared quota is opened.
+
+    Requests and tokens are taken together by one script run in Redis, on Redis's clock
+    (never the workers'), from two token buckets that hold at most a minute's worth.  A
+    quota Redis does not hold yet (first use, or Redis lost its data) starts *empty* and
+    fills at its rate: no worker assumes unspent quota it cannot prove.  A 429 that a
+    worker takes as a spent quota pauses every worker for its ``Retry-After``; the
+    server's ``x-ratelimit-*`` headers lower the shared buckets, as for a local limit.
+    Each worker writes a heartbeat; :func:`~paradigm_trio.quota_state` reads the quota
+    and its live workers.
+
+    When Redis does not answer within ``timeout`` (down, unreachable, too slow), the
+    client emits :class:`~paradigm_trio.SharedQuotaUnavailable` and, by ``on_unavailable``:
+
+    * ``"wait"`` (the default): requests wait, nothing is sent, and Redis is tried again
+      with backoff (0.05 s doubling to 1 s).  Nothing is lost and the quota is never
+      exceeded; the batch stalls while Redis is gone.
+    * ``"local"``: each worker goes on alone, with local buckets at the quota's rates
+      divided by the workers live when Redis was last seen (starting empty).  The quota
+      holds as long as no worker joins during the outage.
+
+    Either way :class:`~paradigm_trio.SharedQuotaRestored` follows when Redis answers
+    again, and the shared buckets are used again (after ``"local"``, they are emptied
+    first: what the workers sent alone is not known to Redis).
+
+    Attributes:
+        url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
+            ``unix:///path/to.sock``, as ``coredis.Redis.from_url`` reads it.
+        name: the quota's name: every worker of one API key uses the same, and two keys
+            sharing a Redis use two names.  Keys are ``{name}:quota``, ``{name}:workers``
+            and ``{name}:worker:<id>`` (one Redis Cluster slot).
+        on_unavailable: ``"wait"`` or ``"local"`` (see above).
+        timeout: seconds each Redis call may take before Redis counts as unavailable.
+        heartbeat: seconds between two heartbeats of a worker; it counts as live for
+            three heartbeats after its last.
+    """
+
+    url: str
+    _: KW_ONLY
+    name: str = "paradigm-trio"
+    on_unavailable: Literal["wait", "local"] = "wait"
+    timeout: float = 1.0
+    heartbeat: float = 2.0
+
+    def __post_init__(self) -> None:
+        owner = "RedisQuota"
+        if not isinstance(self.url, str) or urlsplit(self.url).scheme not in (
+            "redis",
+            "rediss",
+            "unix",
+        ):
+            raise ValueError(
+                f"{owner}.url must be a redis://, rediss:// or unix:// URL, got "
+                f"{_hide_password(self.url)!r}"
+            )
+        if not isinstance(self.name, str) or not self.name or set(self.name) & set("{}"):
+            raise ValueError(
+                f"{owner}.name must be a non-empty string without braces, got {self.name!r}"
+            )
+        if self.on_unavailable not in ("wait", "local"):
+            raise ValueError(
+                f"{owner}.on_unavailable must be 'wait' or 'local', got {self.on_unavailable!r}"
+            )
+        _check_number(owner, "timeout", self.timeout, strict=True)
+        _check_number(owner, "heartbeat", self.heartbeat, strict=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisQuota({_hide_password(self.url)!r}, name={self.name!r}, "
+            f"on_unavailable={self.on_unavailable!r}, timeout={self.timeout!r}, "
+            f"heartbeat={self.heartbeat!r})"
+        )
+
+
+def _hide_password(url: object) -> object:
+    """``url`` with its password, if any, shown as ``***``."""
+    if not isinstance(url, str):
+        return url
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return "<a malformed URL>"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Limits(_Replace):
     """How much the client may send at once.
@@ -227,12 +328,16 @@ class Limits(_Replace):
             ``max_tokens``), or ``None``.
         adaptive: let the server's 429s and ``x-ratelimit-*`` headers lower the effective
             concurrency and rate (and let clean successes raise them back).
+        shared: a :class:`RedisQuota`: the two rates are then one quota shared by every
+            client that names it (``None``: this client's own).  Such a client must be
+            opened with ``async with``.
     """
 
     concurrency: int = 64
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     adaptive: bool = True
+    shared: RedisQuota | None = None
 
     def __post_init__(self) -> None:
         _check_int("Limits", "concurrency", self.concurrency, minimum=1)
@@ -244,3 +349,5 @@ class Limits(_Replace):
         )
         if not isinstance(self.adaptive, bool):
             raise ValueError(f"Limits.adaptive must be True or False, got {self.adaptive!r}")
+        if self.shared is not None and not isinstance(self.shared, RedisQuota):
+            raise ValueError(f"Limits.shared must be a RedisQuota or None, got {self.shared!r}")

@@ -5,25 +5,26 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
     ParadigmError                      anything this library raises on purpose
     ├── ConfigurationError             bad arguments or environment (also a ValueError)
     ├── InvalidRequestError            a request that cannot be sent (also a ValueError)
-    └── APIError                       a request to the API did not produce a completion
-        ├── APIStatusError             the server answered with a non-2xx status
-        │   ├── BadRequestError            400
-        │   ├── AuthenticationError        401
-        │   ├── PermissionDeniedError      403
-        │   ├── NotFoundError              404
-        │   ├── ConflictError              409
-        │   ├── UnprocessableEntityError   422
-        │   ├── RateLimitError             429
-        │   └── InternalServerError        5xx
-        ├── APIConnectionError         no usable response: connect/read/protocol errors
-        │   ├── APITimeoutError            a timeout fired (``.which`` says which one)
-        │   ├── IncompleteStreamError      a stream broke or ended before it was complete
-        │   ├── ServerUnreachableError     a batch's circuit breaker gave up on the server
-        │   ├── CertificateVerificationError  the server's TLS certificate does not verify
-    │   └── ProxyError                 the proxy refused to carry the request (407, 403)
-        ├── APIResponseValidationError a 2xx whose body is not what the API promises
-        └── RequestCancelled           stopped by a deadline
-    BatchError                         a batch with ``on_error="raise"`` hit a failure
+    ├── APIError                       a request to the API did not produce a completion
+    │   ├── APIStatusError             the server answered with a non-2xx status
+    │   │   ├── BadRequestError            400
+    │   │   ├── AuthenticationError        401
+    │   │   ├── PermissionDeniedError      403
+    │   │   ├── NotFoundError              404
+    │   │   ├── ConflictError              409
+    │   │   ├── UnprocessableEntityError   422
+    │   │   ├── RateLimitError             429
+    │   │   └── InternalServerError        5xx
+    │   ├── APIConnectionError         no usable response: connect/read/protocol errors
+    │   │   ├── APITimeoutError            a timeout fired (``.which`` says which one)
+    │   │   ├── IncompleteStreamError      a stream broke or ended before it was complete
+    │   │   ├── ServerUnreachableError     a batch's circuit breaker gave up on the server
+    │   │   ├── CertificateVerificationError  the server's TLS certificate does not verify
+    │   │   └── ProxyError                 the proxy refused to carry the request (407, 403)
+    │   ├── APIResponseValidationError a 2xx whose body is not what the API promises
+    │   └── RequestCancelled           stopped by a deadline
+    ├── BatchError                     a batch with ``on_error="raise"`` hit a failure
+    └── QuotaUnavailableError          a shared quota's Redis did not answer (``quota_state``)
 
 Every :class:`APIError` carries keyword-only context: the HTTP ``status_code`` (when there
 was a response), the server's ``request_id`` (``x-request-id``), the parsed ``body``, and
@@ -65,6 +66,7 @@ __all__ = [
     "ParadigmError",
     "PermissionDeniedError",
     "ProxyError",
+    "QuotaUnavailableError",
     "RateLimitError",
     "RequestCancelled",
     "ServerUnreachableError",
@@ -321,6 +323,12 @@ class BatchError(ParadigmError):
         super().__init__(f"batch stopped at the first failure: {error}")
         self.error = error
         self.results = results
+
+
+class QuotaUnavailableError(ParadigmError):
+    """A shared quota's Redis did not answer within ``RedisQuota.timeout``, or answered
+    with an error (raised by :func:`~paradigm_trio.quota_state`; requests themselves wait
+    or fall back, as ``RedisQuota.on_unavailable`` says, and never raise it)."""
 
 
 class APIResponseValidationError(APIError):

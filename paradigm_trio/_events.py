@@ -24,6 +24,8 @@ __all__ = [
     "RateLimited",
     "RequestFinished",
     "RetryScheduled",
+    "SharedQuotaRestored",
+    "SharedQuotaUnavailable",
     "StreamEndedWithoutDone",
 ]
 
@@ -133,16 +135,6 @@ class RequestFinished:
     error: str | None = None
 
 
-Event = (
-    AttemptStarted
-    | AttemptFailed
-    | RetryScheduled
-    | RateLimited
-    | StreamEndedWithoutDone
-    | RequestFinished
-)
-
-
 @dataclass(frozen=True, slots=True)
 class ClientStatistics:
     """A snapshot of a client's counters (see :meth:`Client.statistics`).
@@ -215,3 +207,41 @@ class LatencyHistogram:
 
 def frozen_counts(counts: Mapping[str, int]) -> Mapping[str, int]:
     return MappingProxyType(dict(sorted(counts.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class SharedQuotaUnavailable:
+    """The Redis of a shared quota (:class:`~paradigm_trio.RedisQuota`) stopped answering.
+
+    Emitted once per outage, by the first request that needs the quota then.  ``fallback``
+    is what requests do until :class:`SharedQuotaRestored`: ``"wait"`` (nothing is sent)
+    or ``"local"`` (local buckets at the quota's rates divided by ``workers``, the live
+    workers when Redis was last seen).
+    """
+
+    name: str
+    error: str
+    fallback: str
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class SharedQuotaRestored:
+    """The Redis of a shared quota answers again; ``outage`` is how long it did not
+    (seconds, trio's clock).  Emitted by the first request to use it again."""
+
+    name: str
+    outage: float
+
+
+# Every event class above: the type of what ``on_event`` receives.
+Event = (
+    AttemptStarted
+    | AttemptFailed
+    | RetryScheduled
+    | RateLimited
+    | StreamEndedWithoutDone
+    | RequestFinished
+    | SharedQuotaUnavailable
+    | SharedQuotaRestored
+)

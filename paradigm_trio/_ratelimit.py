@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -32,6 +33,7 @@ __all__ = [
     "CLUSTER_SHARE",
     "RateLimiter",
     "RateLimiterStatistics",
+    "Rates",
     "RecentShare",
     "SendMark",
     "TokenBucket",
@@ -124,6 +126,25 @@ class SendMark:
     time: float
     requests: int
     tokens: int
+
+
+class Rates(Protocol):
+    """What the engine and the controller ask of rate limits: :class:`RateLimiter` (one
+    client's own buckets) and ``_shared.SharedRateLimiter`` (a quota shared in Redis)."""
+
+    def try_acquire(self, tokens: int) -> SendMark | None: ...
+
+    async def acquire(self, tokens: int) -> SendMark: ...
+
+    def reconcile(self, estimated: int, actual: int) -> None: ...
+
+    def pause(self, until: float) -> None: ...
+
+    def drain(self) -> None: ...
+
+    def learn(self, headers: Mapping[str, str], mark: SendMark | None = None) -> None: ...
+
+    def statistics(self) -> RateLimiterStatistics: ...
 
 
 class RateLimiter:
@@ -357,7 +378,7 @@ class AdaptiveController:
     Args:
         limiter: the client's limiter; its ``total_tokens`` is resized.
         maximum: the ceiling (``Limits.concurrency``).
-        rates: the client's :class:`RateLimiter` (paused on ``Retry-After``).
+        rates: the client's :class:`Rates` (paused on ``Retry-After``).
         enabled: ``Limits.adaptive``; when off, every method does nothing.
         decrease: the factor applied on a 429.
         cooldown: the minimum seconds between two decreases (one burst of 429s is one
@@ -369,7 +390,7 @@ class AdaptiveController:
         limiter: trio.CapacityLimiter,
         *,
         maximum: int,
-        rates: RateLimiter,
+        rates: Rates,
         enabled: bool,
         decrease: float = 0.5,
         cooldown: float = 1.0,

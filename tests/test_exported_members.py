@@ -41,11 +41,19 @@ INTERNAL: dict[str, frozenset[str]] = {
             "CLUSTER_SHARE",
             "RateLimiter",
             "RateLimiterStatistics",
+            "Rates",
             "RecentShare",
             "SendMark",
             "TokenBucket",
             "parse_duration",
         }
+    ),
+    # The shared quota's machinery behind ``Limits(shared=RedisQuota(...))``.
+    "paradigm_trio._redis_store": frozenset(
+        {"LUA", "Learnt", "Store", "Taken", "Update", "unwrapped"}
+    ),
+    "paradigm_trio._shared": frozenset(
+        {"BACKOFF_MAX", "BACKOFF_MIN", "FLUSH_DELAY", "SharedRateLimiter"}
     ),
     # The implementation of ``Client.stream_batch``; its options' defaults and types.
     "paradigm_trio._batch": frozenset({"SendOne", "stream_batch"}),

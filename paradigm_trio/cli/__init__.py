@@ -1,4 +1,5 @@
-"""The ``paradigm-trio`` command line: ``batch``, ``speed-test``, ``doctor`` and ``mock``.
+"""The ``paradigm-trio`` command line: ``batch``, ``merge``, ``quota-status``, ``doctor``,
+``speed-test`` and ``mock``.
 
 Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage, unusable input
 or output paths, or an output in use by another run, 130 interrupted (Ctrl-C; rerun the
@@ -12,7 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from ._doctor_args import add_doctor_parser
+from ._merge import add_merge_parser, run_merge
 from ._network import add_network_arguments
+from ._quota_status import add_quota_status_parser, run_quota_status
+from ._shard import add_worker_arguments
 from ._streams import tolerant_std_streams
 
 __all__ = ["main"]
@@ -67,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_batch_parser(sub)
+    add_merge_parser(sub)
+    add_quota_status_parser(sub)
     _add_speed_test_parser(sub)
     add_doctor_parser(sub, _positive_float)
     _add_mock_parser(sub)
@@ -107,6 +113,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _add_batch_limit_arguments(batch)
     _add_batch_run_arguments(batch)
     add_network_arguments(batch)
+    add_worker_arguments(batch)
 
 
 def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
@@ -241,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._run_batch import run_batch
 
             return run_batch(args)
+        if args.command == "merge":
+            return run_merge(args)
+        if args.command == "quota-status":
+            return run_quota_status(args)
         if args.command == "doctor":
             from ._doctor import run_doctor
 

@@ -44,6 +44,7 @@ from ._batchfile import (
 from ._lock import LockUnavailable, OutputLock
 from ._network import network_options
 from ._paths import PathRefused, check_paths
+from ._shard import Shard, check_worker_args, shard_total, sharded
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
 
@@ -204,8 +205,10 @@ class _Requests:
     """The input's requests still to send; skips those done, records the invalid ones."""
 
     def __init__(
-        self, input_path: Path, done: set[str], out: IO[bytes], progress: _Progress
-    ) -> None:
+        self, input_path: Path, done: set[str], out: IO[bytes], progress: _Progress,
+        shard: Shard | None = None,
+    ) -> None:  # fmt: skip
+        self.shard = shard
         self.input_path = input_path
         self.done = done
         self.out = out
@@ -215,7 +218,7 @@ class _Requests:
 
     def requests(self) -> Iterator[pt.ChatRequest]:
         item: InputLine
-        for item in read_input(self.input_path):
+        for item in sharded(read_input(self.input_path), self.shard):
             if item.custom_id in self.done:
                 self.skipped += 1
                 continue
@@ -273,6 +276,7 @@ async def _open_client(
                 concurrency=args.concurrency,
                 requests_per_minute=args.rpm,
                 tokens_per_minute=args.tpm,
+                shared=args.shared,
             ),
             on_event=progress.on_event,
             **({"model": args.model} if args.model else {}),
@@ -308,7 +312,7 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
     progress = _Progress(total, len(done), sys.stderr, args.quiet)
     interrupt = _Interrupt()
     with output.open("ab") as out:
-        pending = _Requests(input_path, done, out, progress)
+        pending = _Requests(input_path, done, out, progress, args.shard)
         async with AsyncExitStack() as stack:
             client = await _open_client(stack, args, progress)
             try:
@@ -399,7 +403,15 @@ def _prepare(args: argparse.Namespace, input_path: Path, output: Path) -> tuple[
         raise _Refused(str(exc)) from None
     except OSError as exc:
         raise _Refused(f"cannot read {input_path}: {exc.strerror or exc}") from None
+    try:
+        check_worker_args(args)
+    except ValueError as exc:
+        raise _Refused(str(exc)) from None
+    if args.shard is not None:
+        total = shard_total(input_path, args.shard)
     settings = {"model": args.model, "mock": bool(args.mock)}
+    if args.shard is not None:
+        settings["shard"] = str(args.shard)
     manifest = _load_manifest(output, input_path, digest, settings)
     if args.strict:
         _check_strict(input_path)
