@@ -9,7 +9,7 @@ import contextlib
 
 from ._batch import BatchResult, BatchResults, BatchStream
 from ._batch_options import BatchOptions, BatchStatistics
-from ._client import Client, ClientState
+from ._client import Client, ClientState, instrument
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
@@ -107,6 +107,7 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "instrument",
 ]
 
 

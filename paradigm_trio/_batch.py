@@ -31,6 +31,7 @@ from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
 from ._errors import APIError, BatchError, RequestCancelled
 from ._events import Attempt, LatencyHistogram
+from ._ledger import Observer
 from ._models import ChatCompletion, ChatRequest, Usage, make_request
 
 __all__ = ["BatchResult", "BatchResults", "BatchStream", "SendOne", "stream_batch"]
@@ -348,16 +349,36 @@ async def stream_batch(
     options: BatchOptions,
     *,
     width: int,
+    observers: Sequence[Observer] = (),
 ) -> AsyncIterator[BatchStream]:
     """The engine behind :meth:`Client.stream_batch` (documented there).
 
     ``send_one`` sends one request (through the client's attempt engine); ``width`` is the
-    most items worked on at once (the client's concurrency).
+    most items worked on at once (the client's concurrency); ``observers`` (the ledger's)
+    are told when the batch starts and ends.
     """
     run = _Run(send_one, options, width)
     inputs: AsyncIterable[Any] = (
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )
+    for observer in observers:
+        observer.batch_started(run.control)
+    error: BaseException | None = None
+    try:
+        async with _run_batch(run, inputs) as results:
+            yield results
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if observers:
+            statistics = run.results.statistics()
+            for observer in observers:
+                observer.batch_finished(run.control, statistics, error)
+
+
+@asynccontextmanager
+async def _run_batch(run: _Run, inputs: AsyncIterable[Any]) -> AsyncIterator[BatchStream]:
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run.feed, inputs)

@@ -147,6 +147,10 @@ class RateLimiter:
         self._started = False
         self._sent_requests = 0
         self._sent_tokens = 0
+        self.waits = 0
+        """Permits that had to wait (for a bucket or a pause)."""
+        self.waited = 0.0
+        """Seconds spent waiting for permits, summed over the waiters."""
 
     def _start(self, now: float) -> None:
         self._started = True
@@ -190,6 +194,7 @@ class RateLimiter:
             await trio.lowlevel.checkpoint()
             return self._mark(tokens)
         self._waiting += 1
+        began = trio.current_time()
         try:
             async with self._lock:
                 while True:
@@ -208,6 +213,10 @@ class RateLimiter:
                     self._tpm.take(tokens, now)
         finally:
             self._waiting -= 1
+            waited = trio.current_time() - began
+            if waited > 0:
+                self.waits += 1
+                self.waited += waited
         return self._mark(tokens)
 
     def reconcile(self, estimated: int, actual: int) -> None:

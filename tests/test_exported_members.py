@@ -24,7 +24,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._attempts": frozenset(
         {"Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"}
     ),
-    "paradigm_trio._ledger": frozenset({"CANCELLED", "Ledger", "one_line"}),
+    "paradigm_trio._ledger": frozenset({"CANCELLED", "Ledger", "Observer", "one_line"}),
     "paradigm_trio._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
     ),
@@ -41,6 +41,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "CLUSTER_SHARE",
             "RateLimiter",
             "RateLimiterStatistics",
+            "RecentShare",
             "SendMark",
             "TokenBucket",
             "parse_duration",
@@ -60,6 +61,8 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._streaming": frozenset({"Streamer"}),
     # ``make_request`` is ``Client.make_request`` without a client.
     "paradigm_trio._models": frozenset({"make_request", "usage_of"}),
+    # OpenTelemetry (``pt.instrument``): imported only when a client is instrumented.
+    "paradigm_trio._otel": frozenset({"DEFAULT_PROVIDER_NAME", "SCHEMA_URL", "Telemetry"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }
