@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import trio
 
+from . import _log
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
 from ._errors import APIError, BatchError, RequestCancelled
@@ -239,6 +240,7 @@ class _Run:
             reserve=width,
         )
         self.tracker = _Tracker(start=trio.current_time())
+        self.next_progress = self.tracker.start + _log.PROGRESS_INTERVAL
         self.send, receive = trio.open_memory_channel[BatchResult](width)
         self.results = BatchStream(receive, self.tracker, self.control)
 
@@ -247,7 +249,16 @@ class _Run:
         if self.options.on_progress is not None:
             # Before the send: calls come one per result, in order, with ``done`` increasing.
             self.options.on_progress(self.tracker.snapshot(self.control))
+        if _log.enabled(_log.INFO):
+            self.log_progress()
         await self.send.send(result)
+
+    def log_progress(self) -> None:
+        """A ``batch_progress`` message, at most every ``PROGRESS_INTERVAL`` seconds."""
+        now = trio.current_time()
+        if now >= self.next_progress:
+            self.next_progress = now + _log.PROGRESS_INTERVAL
+            _log.batch_statistics("batch_progress", self.tracker.snapshot(self.control))
 
     def fail_fast(self, error: Exception, workers: trio.CancelScope) -> None:
         """With ``on_error="raise"``, the first failure stops the batch."""
@@ -363,6 +374,7 @@ async def stream_batch(
     )
     for observer in observers:
         observer.batch_started(run.control)
+    _log.batch_started(width)
     error: BaseException | None = None
     try:
         async with _run_batch(run, inputs) as results:
@@ -371,10 +383,12 @@ async def stream_batch(
         error = exc
         raise
     finally:
-        if observers:
+        if observers or _log.enabled(_log.INFO):
             statistics = run.results.statistics()
             for observer in observers:
                 observer.batch_finished(run.control, statistics, error)
+            note = f" ({type(error).__name__})" if error is not None else ""
+            _log.batch_statistics("batch_finished", statistics, note)
 
 
 @asynccontextmanager

@@ -11,8 +11,10 @@ from typing import Any, Final, Protocol
 
 import trio
 
+from . import _log
 from ._errors import APIError, AttemptFailure, RequestCancelled
 from ._events import (
+    AttemptFailed,
     AttemptStarted,
     ClientStatistics,
     Event,
@@ -94,6 +96,12 @@ class Ledger:
             self._on_event(event)
         for observer in self.observers:
             observer.event(event)
+        if isinstance(event, AttemptFailed):
+            _log.attempt_failed(event)
+        elif isinstance(event, RetryScheduled):
+            _log.retry_scheduled(event)
+        elif isinstance(event, RateLimited):
+            _log.rate_limited(event)
 
     def rate_limited(
         self,
@@ -118,6 +126,8 @@ class Ledger:
             self.retries_by_cause[retry_of] = self.retries_by_cause.get(retry_of, 0) + 1
         if self._on_event is not None:  # (no event object at all without a hook)
             self._on_event(AttemptStarted(custom_id, key, number, now))
+        if _log.enabled(_log.DEBUG):
+            _log.attempt_started(custom_id, key, number, retry_of)
 
     def retry_scheduled(
         self, custom_id: str | None, key: str, failure: AttemptFailure, number: int, delay: float
@@ -148,6 +158,8 @@ class Ledger:
         :data:`CANCELLED`; ``call`` (the engine's ``Call``) is for the observers."""
         if outcome is CANCELLED:
             self.cancelled += 1
+            if _log.enabled(_log.DEBUG):
+                _log.request_finished(None, custom_id, key, attempts, elapsed, None, cancelled=True)
         elif isinstance(outcome, APIError):
             if isinstance(outcome, RequestCancelled):
                 self.cancelled += 1
@@ -156,6 +168,7 @@ class Ledger:
             self.emit(
                 RequestFinished(custom_id, key, False, attempts, elapsed, None, one_line(outcome))
             )
+            _log.request_finished(outcome, custom_id, key, attempts, elapsed, None)
         elif isinstance(outcome, BaseException):
             self.failed += 1  # no event: the hook may be what raised
         else:
@@ -170,6 +183,8 @@ class Ledger:
                 self.unknown_usage += 1  # the server reported none: unknown, not zero
             if self._on_event is not None:
                 self._on_event(RequestFinished(custom_id, key, True, attempts, elapsed, tokens))
+            if _log.enabled(_log.DEBUG):
+                _log.request_finished(outcome, custom_id, key, attempts, elapsed, tokens)
         if self.observers:
             end = trio.current_time()
             for observer in self.observers:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import trio
 
+from . import _log
+
 __all__ = [
     "AdaptiveController",
     "CLUSTER_HALF_LIFE",
@@ -426,6 +428,13 @@ class AdaptiveController:
         if now >= self._next_decrease:
             new = max(1, int(self.limit * self._decrease))
             if new != self.limit:
+                _log.say(
+                    _log.INFO, "concurrency_lowered",
+                    "the server's quota is spent (429): concurrency limit lowered from %d to %d"
+                    "%s", self.limit, new,
+                    f", sending paused {retry_after:.3g}s" if retry_after else "",
+                    concurrency=new, previous=self.limit, wait=retry_after,
+                )  # fmt: skip
                 self._limiter.total_tokens = new
             self.decreases += 1
             self._clean = 0
@@ -450,3 +459,7 @@ class AdaptiveController:
         if self._clean >= limit:
             self._clean = 0
             self._limiter.total_tokens = limit + 1
+            _log.say(
+                _log.DEBUG, "concurrency_raised", "concurrency limit raised from %d to %d",
+                limit, limit + 1, concurrency=limit + 1, previous=limit,
+            )  # fmt: skip

@@ -61,6 +61,8 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._streaming": frozenset({"Streamer"}),
     # ``make_request`` is ``Client.make_request`` without a client.
     "paradigm_trio._models": frozenset({"make_request", "usage_of"}),
+    # The ``paradigm_trio`` logger and its messages (documented in the reference).
+    "paradigm_trio._log": frozenset({"PROGRESS_INTERVAL", "logger", "say"}),
     # OpenTelemetry (``pt.instrument``): imported only when a client is instrumented.
     "paradigm_trio._otel": frozenset({"DEFAULT_PROVIDER_NAME", "SCHEMA_URL", "Telemetry"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
