@@ -18,8 +18,7 @@ MODES = (("off", False), ("on: spans and metrics (SDK)", True))
 
 
 def run(quick: bool) -> Section:
-    n = 3_000 if quick else 8_000
-    rounds = 2 if quick else 3
+    n, rounds = (3_000, 2) if quick else (8_000, 3)
     section = Section(
         "otel",
         "8. The cost of OpenTelemetry",
