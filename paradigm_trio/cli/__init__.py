@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._logging import add_logging_arguments
+
 __all__ = ["main"]
 
 EXIT_OK = 0
@@ -134,6 +136,7 @@ def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:
     )
     batch.add_argument("--base-url", metavar="URL", help="the API root (else PARADIGM_BASE_URL)")
     batch.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_logging_arguments(batch)
 
 
 def _add_speed_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

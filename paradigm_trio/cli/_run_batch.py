@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import signal
 import sys
@@ -36,6 +37,7 @@ from ._batchfile import (
     result_record,
     write_record,
 )
+from ._logging import LOGGER, configure_logging
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
 
@@ -418,6 +420,15 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    handler = configure_logging(args, sys.stderr)
+    try:
+        return _run_batch(args)
+    finally:
+        if handler is not None:
+            logging.getLogger(LOGGER).removeHandler(handler)
+
+
+def _run_batch(args: argparse.Namespace) -> int:
     input_path = Path(args.input)
     output = Path(args.output)
     try:
