@@ -1,4 +1,4 @@
-"""The ``paradigm-trio`` command line: ``batch``, ``speed-test`` and ``mock``.
+"""The ``paradigm-trio`` command line: ``batch``, ``report``, ``speed-test`` and ``mock``.
 
 Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage or unreadable
 input, 130 interrupted (Ctrl-C; rerun the same command to resume).
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from ._logging import add_logging_arguments
+from ._report import add_report_parser
 
 __all__ = ["main"]
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_batch_parser(sub)
+    add_report_parser(sub)
     _add_speed_test_parser(sub)
     _add_mock_parser(sub)
     return parser
@@ -128,7 +130,12 @@ def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse the whole file, sending nothing, if any line is invalid",
     )
-    batch.add_argument("--report", metavar="REPORT.json", help="write the summary as JSON")
+    batch.add_argument(
+        "--report",
+        metavar="REPORT",
+        help="at the end, write the summary as JSON; with a name ending in .html, the HTML "
+        "report of the output file instead (needs the report extra)",
+    )
     batch.add_argument(
         "--mock",
         action="store_true",
@@ -199,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._run_batch import run_batch
 
         return run_batch(args)
+    if args.command == "report":
+        from ._report import run_report
+
+        return run_report(args)
     from ._speedtest import run_speed_test
 
     return run_speed_test(args)

@@ -38,6 +38,7 @@ from ._batchfile import (
     write_record,
 )
 from ._logging import LOGGER, configure_logging
+from ._report import ReportError, RunRecorder, require_matplotlib, write_html
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
 
@@ -70,8 +71,10 @@ class _Progress:
         self.interval = 0.2 if self.tty else 10.0
         self._last = -math.inf
         self._stats: pt.BatchStatistics | None = None
+        self.recorder = RunRecorder()
 
     def on_event(self, event: pt.Event) -> None:
+        self.recorder.on_event(event)
         if isinstance(event, pt.RetryScheduled):
             self.retrying += 1
         elif isinstance(event, pt.AttemptStarted) and event.attempt > 1:
@@ -297,11 +300,10 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress:
             stream = results
             async for result in results:
                 custom_id = result.custom_id or f"index-{result.index}"
-                write_record(
-                    out,
-                    result_record(custom_id, result.completion, result.error,
-                                  result.attempts, result.elapsed),
-                )  # fmt: skip
+                record = result_record(custom_id, result.completion, result.error,
+                                       result.attempts, result.elapsed)  # fmt: skip
+                progress.recorder.annotate(record, result, client)
+                write_record(out, record)
     return stream.statistics()
 
 
@@ -412,7 +414,14 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
             interrupted: bool) -> int:  # fmt: skip
     """Print the summary, write the report; the exit code."""
     _print_summary(summary, output, interrupted)
-    if args.report:
+    if args.report and args.report.lower().endswith(".html"):
+        try:
+            write_html(output, Path(args.report))
+        except ReportError as exc:
+            print(f"paradigm-trio batch: {exc}", file=sys.stderr)
+            return 2
+        print(f"Report: {args.report}", file=sys.stderr)
+    elif args.report:
         Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
     if interrupted:
         return 130
@@ -432,8 +441,10 @@ def _run_batch(args: argparse.Namespace) -> int:
     input_path = Path(args.input)
     output = Path(args.output)
     try:
+        if args.report and args.report.lower().endswith(".html"):
+            require_matplotlib()  # before anything is sent
         total, done = _prepare(args, input_path, output)
-    except _Refused as exc:
+    except (_Refused, ReportError) as exc:
         return _fail(str(exc))
     try:
         summary, interrupted = trio.run(_run, args, input_path, output, total, done)
