@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -37,8 +35,9 @@ from ._batchfile import (
     result_record,
     write_record,
 )
+from ._live import Progress
 from ._logging import LOGGER, configure_logging
-from ._report import ReportError, RunRecorder, require_matplotlib, write_html
+from ._report import ReportError, require_matplotlib, write_html
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
 
@@ -56,61 +55,6 @@ def _scan(path: Path) -> tuple[str, int]:
             if raw.strip():
                 lines += 1
     return file_digest(path), lines
-
-
-class _Progress:
-    """A redrawn status line on a terminal, plain periodic lines otherwise."""
-
-    def __init__(self, total: int, already: int, stream: IO[str], quiet: bool) -> None:
-        self.total = total
-        self.already = already
-        self.stream = stream
-        self.quiet = quiet
-        self.tty = stream.isatty()
-        self.retrying = 0
-        self.interval = 0.2 if self.tty else 10.0
-        self._last = -math.inf
-        self._stats: pt.BatchStatistics | None = None
-        self.recorder = RunRecorder()
-
-    def on_event(self, event: pt.Event) -> None:
-        self.recorder.on_event(event)
-        if isinstance(event, pt.RetryScheduled):
-            self.retrying += 1
-        elif isinstance(event, pt.AttemptStarted) and event.attempt > 1:
-            self.retrying = max(0, self.retrying - 1)
-
-    def update(self, stats: pt.BatchStatistics, *, force: bool = False) -> None:
-        self._stats = stats
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < self.interval:
-            return
-        self._last = now
-        done = self.already + stats.done
-        rate = stats.done / stats.elapsed if stats.elapsed > 0 else 0.0
-        remaining = max(self.total - done, 0)
-        eta = f"{remaining / rate:.0f}s" if rate > 0 and remaining else "-"
-        pct = f"{done / self.total:.0%}" if self.total else "100%"
-        line = (
-            f"{done}/{self.total} {pct} | ok {stats.succeeded} failed {stats.failed}"
-            f" | in flight {stats.in_flight} retrying {self.retrying}"
-            f" | {rate * 60:.0f} req/min | ETA {eta}"
-        )
-        if self.tty:
-            width = 30
-            filled = int(width * done / self.total) if self.total else width
-            bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(f"\r[{bar}] {line}\x1b[K")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and not self.quiet:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _summary(
@@ -211,7 +155,7 @@ class _Requests:
     """The input's requests still to send; skips those done, records the invalid ones."""
 
     def __init__(
-        self, input_path: Path, done: set[str], out: IO[bytes], progress: _Progress
+        self, input_path: Path, done: set[str], out: IO[bytes], progress: Progress
     ) -> None:
         self.input_path = input_path
         self.done = done
@@ -255,7 +199,7 @@ class _Interrupt:
 
 
 async def _open_client(
-    stack: AsyncExitStack, args: argparse.Namespace, progress: _Progress
+    stack: AsyncExitStack, args: argparse.Namespace, progress: Progress
 ) -> pt.Client:
     """Start the embedded mock if ``--mock``, then open the client; ``stack`` closes both.
 
@@ -287,7 +231,7 @@ async def _open_client(
     )
 
 
-async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress: _Progress,
+async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress: Progress,
                 out: IO[bytes], batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
     """Send the batch, appending each result to ``out`` as it completes.
 
@@ -310,12 +254,12 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress:
 async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,
                done: set[str]) -> tuple[dict[str, Any], bool]:  # fmt: skip
     """Run the batch into ``output``; blocks until it is over or stopped by a signal."""
-    progress = _Progress(total, len(done), sys.stderr, args.quiet)
+    progress = Progress(total, len(done), sys.stderr, args.quiet, live=not args.verbose)
     interrupt = _Interrupt()
-    with output.open("ab") as out:
+    with output.open("ab") as out, progress:
         pending = _Requests(input_path, done, out, progress)
         async with AsyncExitStack() as stack:
-            client = await _open_client(stack, args, progress)
+            client = progress.client = await _open_client(stack, args, progress)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(interrupt.watch)
                 stats = await _send(
@@ -323,7 +267,6 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
                 )
                 progress.update(stats, force=True)
                 nursery.cancel_scope.cancel()
-    progress.close()
     failures, invalid_in_output = _count_failures(output)
     summary = _summary(stats, pending.skipped, pending.invalid, failures)
     summary["invalid_in_output"] = invalid_in_output
