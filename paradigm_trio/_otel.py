@@ -128,7 +128,8 @@ class Telemetry:
         if completion is not None and completion.model:
             attributes["gen_ai.response.model"] = completion.model
         instruments = self._instruments
-        instruments.duration.record(end - call.start, attributes)
+        if outcome is not CANCELLED:  # (left early or cancelled from outside: no operation)
+            instruments.duration.record(end - call.start, attributes)
         if usage is not None:
             for kind, tokens in (
                 ("input", usage.prompt_tokens),
@@ -307,8 +308,6 @@ def _batch_attributes(statistics: BatchStatistics) -> Iterator[tuple[str, Any]]:
 
 
 def _error_type(outcome: object) -> str | None:
-    if outcome is CANCELLED:
-        return "trio.Cancelled"
     if isinstance(outcome, BaseException):
         return _qualified_name(outcome)
     return None

@@ -202,6 +202,23 @@ async def test_a_stream_is_one_span_with_its_usage(telemetry: Telemetry) -> None
     assert telemetry.value("gen_ai.client.token.usage", **{"gen_ai.token.type": "output"}) == 2
 
 
+async def test_a_stream_left_early_is_a_cancelled_span_without_a_duration(
+    telemetry: Telemetry,
+) -> None:
+    response, _ = sse(*answer("Hello", " world", "again"))
+    async with telemetry.instrument(make_client(Script(response))) as client:
+        async with client.chat_stream(MESSAGES) as stream:
+            async for _chunk in stream:
+                break
+    (span,) = telemetry.spans("chat alfred-4.2")
+    attributes = _attributes(span)
+    assert attributes["paradigm_trio.outcome"] == "cancelled"
+    assert "error.type" not in attributes
+    assert span.status.status_code is StatusCode.UNSET
+    assert telemetry.points("gen_ai.client.operation.duration") == []
+    assert telemetry.value("paradigm_trio.finished", **{"paradigm_trio.outcome": "cancelled"}) == 1
+
+
 def _batch_script() -> Script:
     def answer(request: httpx2.Request) -> httpx2.Response:
         content = json.loads(request.content)["messages"][0]["content"]
