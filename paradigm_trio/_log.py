@@ -20,6 +20,7 @@ event                      level   extra fields
 ``request_succeeded``      DEBUG   custom_id, idempotency_key, attempts, elapsed, tokens
 ``request_cancelled``      DEBUG   custom_id, idempotency_key, attempts, elapsed, error
 ``request_failed``         WARNING custom_id, idempotency_key, attempts, elapsed, error, cause
+                                   (DEBUG for ``ServerUnreachableError``)
 ``batch_started``          INFO    concurrency
 ``batch_progress``         INFO    the batch's statistics (see below), every 10 s of a batch
 ``batch_finished``         INFO    the batch's statistics
@@ -40,7 +41,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
-from ._errors import APIError, RequestCancelled
+from ._errors import APIError, RequestCancelled, ServerUnreachableError
 from ._events import AttemptFailed, RateLimited, RetryScheduled
 
 __all__ = ["PROGRESS_INTERVAL", "logger", "say"]
@@ -150,8 +151,11 @@ def request_finished(
     else:
         history = outcome.attempts
         cause = history[-1].cause if history else None
+        # A dead server fails a batch's every remaining request: said once, as
+        # ``server_unreachable``, not once a request.
+        level = DEBUG if isinstance(outcome, ServerUnreachableError) else WARNING
         say(
-            WARNING, "request_failed", "request %s failed after %d attempt(s) in %.3gs: %s",
+            level, "request_failed", "request %s failed after %d attempt(s) in %.3gs: %s",
             name, attempts, elapsed, _one_line(outcome), error=_one_line(outcome), cause=cause,
             **fields,
         )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx2
 import pytest
 
 import paradigm_trio as pt
@@ -118,3 +119,42 @@ async def test_nothing_is_built_for_a_disabled_level(
         await client.chat(MESSAGES)
         await client.chat_batch([MESSAGES] * 3)
     assert caplog.records == []
+
+
+async def test_a_dead_server_is_said_once_not_once_a_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="paradigm_trio")
+    script = Script(default=httpx2.ConnectError)
+    async with make_client(
+        script, retry=pt.RetryPolicy.no_retries(), limits=pt.Limits(concurrency=1)
+    ) as client:
+        results = await client.chat_batch([MESSAGES] * 12, circuit_breaker=3, unreachable_after=5.5)
+    sent = script.calls
+    assert sent < 12
+    events = _events(caplog)
+    assert events.count("breaker_opened") == 1
+    assert events.count("server_unreachable") == 1
+    # The requests sent and failed are warnings; those the breaker gave up are not.
+    assert events.count("request_failed") == sent
+    (opened,) = _of(caplog, "breaker_opened")
+    assert (opened.levelno, opened.failures) == (logging.WARNING, 3)
+    (dead,) = _of(caplog, "server_unreachable")
+    assert dead.levelno == logging.ERROR
+    assert dead.seconds >= 5.5
+    assert len(results) == 12
+
+
+async def test_the_breaker_says_when_the_server_answers_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="paradigm_trio")
+    steps = [httpx2.ConnectError] * 3
+    script = Script(*steps, default=ok())
+    async with make_client(
+        script, retry=pt.RetryPolicy.no_retries(), limits=pt.Limits(concurrency=1)
+    ) as client:
+        await client.chat_batch([MESSAGES] * 5, circuit_breaker=3)
+    assert _events(caplog).count("breaker_opened") == 1
+    (closed,) = _of(caplog, "breaker_closed")
+    assert closed.getMessage() == "circuit breaker closed: the server answers"
