@@ -178,6 +178,7 @@ class Telemetry:
         end: float,
     ) -> None:
         plan = call.plan
+        attributes = {**attributes}  # (the metrics' own stay as they are: low cardinality)
         attributes.update(_request_attributes(request))
         attributes["paradigm_trio.attempts"] = len(call.history)
         attributes["paradigm_trio.stream"] = plan.stream
