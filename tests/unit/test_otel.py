@@ -3,6 +3,7 @@ exporter and metric reader, on trio's MockClock."""
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -368,3 +369,16 @@ def test_nothing_of_opentelemetry_is_imported_without_instrument() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+async def test_clients_on_one_meter_provider_are_summed(telemetry: Telemetry) -> None:
+    first = telemetry.instrument(make_client(Script(default=ok())))
+    second = telemetry.instrument(make_client(Script(default=ok())))
+    async with first, second:
+        await first.chat(MESSAGES)
+        await second.chat(MESSAGES)
+        await second.chat(MESSAGES)
+        assert telemetry.value("paradigm_trio.started") == 3
+    del first, second
+    gc.collect()  # a client no longer used is no longer observed
+    assert telemetry.value("paradigm_trio.started") is None
