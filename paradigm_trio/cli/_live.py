@@ -126,7 +126,8 @@ class _LiveView:
             f"{done}/{progress.total}", f"{done / total:.0%}",
             f"{rate * 60:.0f} req/min", f"ETA {eta}",
         )  # fmt: skip
-        causes = ", ".join(f"{k}: {v}" for k, v in stats.retries_by_cause.items()) or "none"
+        by_count = sorted(stats.retries_by_cause.items(), key=lambda kv: -kv[1])
+        causes = ", ".join(f"{k}: {v}" for k, v in by_count) or "none"
         body = Table.grid(padding=(0, 2))
         body.add_row(
             f"[green]ok {stats.succeeded}[/]", f"[red]failed {stats.failed}[/]",
