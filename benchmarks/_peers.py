@@ -168,6 +168,27 @@ async def _pt_batch(client: Any, task: dict[str, Any], start: int, n: int, count
                 counts.fail(result.error)
 
 
+def _instrument(client: Any) -> None:
+    """``pt.instrument`` with the OpenTelemetry SDK as a user would set it up: spans through
+    a ``BatchSpanProcessor`` (to an exporter that drops them: the export is not the
+    client's cost), metrics with a reader (collected at the end)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    import paradigm_trio as pt
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    pt.instrument(client, tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
 async def _trio_drive(task: dict[str, Any]) -> dict[str, Any]:
     peer, n, c = task["peer"], task["n"], task["concurrency"]
     sequential = task.get("mode") == "sequential"
@@ -183,6 +204,8 @@ async def _trio_drive(task: dict[str, Any]) -> dict[str, Any]:
             limits=pt.Limits(concurrency=c),
             **task.get("client", {}),  # proxy=, verify= (scenario 8)
         ) as client:
+            if task.get("otel"):
+                _instrument(client)
             if warmup:
                 await _pt_batch(client, task, n, warmup, Counts())
             wall0, cpu0 = time.perf_counter(), time.process_time()

@@ -9,7 +9,7 @@ import contextlib
 
 from ._batch import BatchResult, BatchResults, BatchStream
 from ._batch_options import BatchOptions, BatchStatistics
-from ._client import Client, ClientState
+from ._client import Client, ClientState, instrument
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._doctor import CheckStep, ConnectionCheck, check_connection
 from ._errors import (
@@ -127,6 +127,7 @@ __all__ = [
     "Usage",
     "__version__",
     "check_connection",
+    "instrument",
     "quota_state",
     "system_trust_store",
 ]

@@ -41,9 +41,9 @@ import trio
 from ._budget import BatchControl
 from ._config import RetryPolicy, Timeouts
 from ._errors import APIError, APITimeoutError, AttemptFailure, RequestCancelled
-from ._events import Attempt, AttemptFailed, RateLimited
+from ._events import Attempt, AttemptFailed
 from ._ledger import CANCELLED, Ledger, one_line
-from ._models import Usage
+from ._models import ChatRequest, Usage
 from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
 
 __all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]
@@ -115,6 +115,8 @@ class Plan:
         control: the batch's :class:`BatchControl`, for a batch item.
         attempt_timeout: whether the engine bounds each attempt by ``Timeouts.attempt``
             (a stream bounds only its wait for the first chunk, itself).
+        request: the :class:`ChatRequest` sent, if any (for telemetry: its model and
+            sampling parameters); ``stream`` whether it is sent as a stream.
     """
 
     custom_id: str | None
@@ -125,6 +127,8 @@ class Plan:
     deadline: float = math.inf
     control: BatchControl | None = None
     attempt_timeout: bool = True
+    request: ChatRequest | None = None
+    stream: bool = False
 
 
 class Lease:
@@ -351,7 +355,7 @@ class Call:
             asked = failure.retry_after
             honoured = asked if asked is None or asked <= plan.retry.max_retry_after else None
             engine.adaptive.on_rate_limited(honoured, failure.rate_limit, quota=failure.quota)
-            engine.ledger.emit(RateLimited(plan.custom_id, plan.key, asked, failure.rate_limit))
+            engine.ledger.rate_limited(plan.custom_id, plan.key, asked, failure.rate_limit)
         now = trio.current_time()
         engine.health.event(now, hit=failure.retryable)
         delay, stop_reason = self._retry_delay(failure, current.number, now)
@@ -517,7 +521,7 @@ class Call:
             outcome.custom_id = plan.custom_id
         self.engine.ledger.finished(
             outcome, plan.custom_id, plan.key, len(self.history),
-            trio.current_time() - self.start, usage,
+            trio.current_time() - self.start, usage, self,
         )  # fmt: skip
 
     @property

@@ -30,10 +30,12 @@ from typing import Any, Protocol
 
 import trio
 
+from . import _log
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
 from ._errors import BatchError, InvalidRequestError, RequestCancelled
 from ._events import Attempt, LatencyHistogram
+from ._ledger import Observer
 from ._models import ChatCompletion, ChatRequest, Usage, make_request
 
 __all__ = ["BatchResult", "BatchResults", "BatchStream", "SendOne", "stream_batch"]
@@ -261,6 +263,7 @@ class _Run:
             reserve=width,
         )
         self.tracker = _Tracker(start=trio.current_time())
+        self.next_progress = self.tracker.start + _log.PROGRESS_INTERVAL
         self.send, receive = trio.open_memory_channel[BatchResult](width)
         self.results = BatchStream(receive, self.tracker, self.control)
 
@@ -269,7 +272,16 @@ class _Run:
         if self.options.on_progress is not None:
             # Before the send: calls come one per result, in order, with ``done`` increasing.
             self.options.on_progress(self.tracker.snapshot(self.control))
+        if _log.enabled(_log.INFO):
+            self.log_progress()
         await self.send.send(result)
+
+    def log_progress(self) -> None:
+        """A ``batch_progress`` message, at most every ``PROGRESS_INTERVAL`` seconds."""
+        now = trio.current_time()
+        if now >= self.next_progress:
+            self.next_progress = now + _log.PROGRESS_INTERVAL
+            _log.batch_statistics("batch_progress", self.tracker.snapshot(self.control))
 
     def fail_fast(self, error: Exception, workers: trio.CancelScope) -> None:
         """With ``on_error="raise"``, the first failure stops the batch."""
@@ -387,16 +399,39 @@ async def stream_batch(
     options: BatchOptions,
     *,
     width: int,
+    observers: Sequence[Observer] = (),
 ) -> AsyncIterator[BatchStream]:
     """The engine behind :meth:`Client.stream_batch` (documented there).
 
     ``send_one`` sends one request (through the client's attempt engine); ``width`` is the
-    most items worked on at once (the client's concurrency).
+    most items worked on at once (the client's concurrency); ``observers`` (the ledger's)
+    are told when the batch starts and ends.
     """
     run = _Run(send_one, options, width)
     inputs: AsyncIterable[Any] = (
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )
+    for observer in observers:
+        observer.batch_started(run.control)
+    _log.batch_started(width)
+    error: BaseException | None = None
+    try:
+        async with _run_batch(run, inputs) as results:
+            yield results
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if observers or _log.enabled(_log.INFO):
+            statistics = run.results.statistics()
+            for observer in observers:
+                observer.batch_finished(run.control, statistics, error)
+            note = f" ({type(error).__name__})" if error is not None else ""
+            _log.batch_statistics("batch_finished", statistics, note)
+
+
+@asynccontextmanager
+async def _run_batch(run: _Run, inputs: AsyncIterable[Any]) -> AsyncIterator[BatchStream]:
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run.feed, inputs)

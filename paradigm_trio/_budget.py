@@ -10,6 +10,7 @@ import math
 
 import trio
 
+from . import _log
 from ._errors import ServerUnreachableError
 
 __all__ = ["BatchControl", "DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE"]
@@ -92,8 +93,13 @@ class BatchControl:
         while self.breaker_open:
             now = trio.current_time()
             since = self._failing_since
-            if since is not None and now - since >= self.unreachable_after:
+            if since is not None and now - since >= self.unreachable_after and not self.dead:
                 self.dead = True
+                _log.say(
+                    _log.ERROR, "server_unreachable",
+                    "the server is unreachable: nothing but connection failures for %.1fs; "
+                    "the batch's remaining requests fail", now - since, seconds=now - since,
+                )  # fmt: skip
             if self.dead:
                 raise ServerUnreachableError(
                     f"the server is unreachable: {self._consecutive} connection failures in "
@@ -115,6 +121,8 @@ class BatchControl:
         if cause is None:
             self._deposit()
         if status is not None or cause is None:
+            if self.breaker_open:
+                _log.say(_log.INFO, "breaker_closed", "circuit breaker closed: the server answers")
             self._consecutive = 0
             self._failing_since = None
             return
@@ -124,6 +132,12 @@ class BatchControl:
             if self._failing_since is None:
                 self._failing_since = now
             if self.breaker_open:
+                if self._consecutive == self.threshold:
+                    _log.say(
+                        _log.WARNING, "breaker_opened",
+                        "circuit breaker opened: %d connection failures in a row; probing "
+                        "every %gs", self._consecutive, self.cooldown, failures=self._consecutive,
+                    )  # fmt: skip
                 self._open_until = now + self.cooldown
 
     # ------------------------------------------------------------------ the budget

@@ -51,7 +51,7 @@ from ._tls import CertTypes, VerifyTypes
 from ._transport import TrioTransport
 from ._version import __version__
 
-__all__ = ["Client", "ClientState"]
+__all__ = ["Client", "ClientState", "instrument"]
 
 T = TypeVar("T")
 
@@ -409,6 +409,8 @@ class Client:
             deadline,
             control,
             attempt_timeout=not stream,
+            request=request,
+            stream=stream,
         )
 
     async def _send(
@@ -481,7 +483,13 @@ class Client:
                 return await self._streamer.complete(request, plan, history)
             return await self._send(request, plan, history)
 
-        return _batch.stream_batch(send_one, requests, opts, width=self.limits.concurrency)
+        return _batch.stream_batch(
+            send_one,
+            requests,
+            opts,
+            width=self.limits.concurrency,
+            observers=self._engine.ledger.observers,
+        )
 
     async def chat_batch(
         self,
@@ -562,6 +570,57 @@ def _url_problem(shown: str, exc: Exception) -> str:
     except Exception as masked:
         return str(masked)  # the same problem, outside the credentials
     return "check its user:password@ part"
+
+
+def instrument(
+    client: Client,
+    *,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    record_content: bool = False,
+    provider_name: str = "lighton",
+) -> None:
+    """Send a client's traces and metrics to OpenTelemetry (needs ``paradigm-trio[otel]``).
+
+    From then on, every chat request of ``client`` is a span ``chat {model}`` with a child
+    span per attempt, every batch a span ``chat_batch`` holding its items' spans and its
+    statistics, and the client's counters are metrics (see :doc:`/howto-observe` and the
+    reference).  Names follow the OpenTelemetry GenAI semantic conventions (1.37 to 1.41:
+    ``gen_ai.provider.name``).  Without this call nothing of OpenTelemetry is imported.
+
+    Args:
+        client: the client to instrument (once).
+        tracer_provider, meter_provider: OpenTelemetry providers; ``None`` for the global
+            ones (``opentelemetry.trace.set_tracer_provider`` ...).
+        record_content: also record the messages sent and the answers
+            (``gen_ai.input.messages``, ``gen_ai.output.messages``): off by default, as
+            they are your users' data.  Headers, so the API key, are never recorded.
+        provider_name: the value of ``gen_ai.provider.name``.
+
+    Raises:
+        ImportError: ``opentelemetry-api`` is not installed.
+        RuntimeError: the client is instrumented already.
+    """
+    from ._otel import Telemetry  # (imports opentelemetry: only here)
+
+    ledger = client._engine.ledger
+    if any(isinstance(o, Telemetry) for o in ledger.observers):
+        raise RuntimeError("this client is instrumented already")
+    url = httpx2.URL(client.base_url)
+    ledger.observe(
+        Telemetry(
+            ledger=ledger,
+            limiter=client._limiter,
+            rates=client._engine.rates,
+            model=client.model,
+            server_address=url.host,
+            server_port=url.port or (443 if url.scheme == "https" else 80),
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            record_content=record_content,
+            provider_name=provider_name,
+        )
+    )
 
 
 def _check_key(key: object) -> str:

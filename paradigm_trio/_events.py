@@ -156,6 +156,7 @@ class ClientStatistics:
             (retries included), within 2 %; ``None`` before the first success.
         unknown_usage: successful completions whose server reported no usage; the token
             sums leave them out, so they are lower bounds when this is not 0.
+        rate_limited: 429 answers received (each also a :class:`RateLimited` event).
     """
 
     in_flight: int
@@ -174,6 +175,7 @@ class ClientStatistics:
     latency_p90: float | None
     latency_p99: float | None
     unknown_usage: int = 0
+    rate_limited: int = 0
 
 
 class LatencyHistogram:

@@ -26,6 +26,8 @@ from typing import Protocol
 
 import trio
 
+from . import _log
+
 __all__ = [
     "AdaptiveController",
     "CLUSTER_HALF_LIFE",
@@ -130,7 +132,13 @@ class SendMark:
 
 class Rates(Protocol):
     """What the engine and the controller ask of rate limits: :class:`RateLimiter` (one
-    client's own buckets) and ``_shared.SharedRateLimiter`` (a quota shared in Redis)."""
+    client's own buckets) and ``_shared.SharedRateLimiter`` (a quota shared in Redis).
+
+    ``waits`` and ``waited``: how many acquisitions had to wait, and for how long in all
+    (seconds), as metrics report them."""
+
+    waits: int
+    waited: float
 
     def try_acquire(self, tokens: int) -> SendMark | None: ...
 
@@ -168,6 +176,10 @@ class RateLimiter:
         self._started = False
         self._sent_requests = 0
         self._sent_tokens = 0
+        self.waits = 0
+        """Permits that had to wait (for a bucket or a pause)."""
+        self.waited = 0.0
+        """Seconds spent waiting for permits, summed over the waiters."""
 
     def _start(self, now: float) -> None:
         self._started = True
@@ -211,6 +223,7 @@ class RateLimiter:
             await trio.lowlevel.checkpoint()
             return self._mark(tokens)
         self._waiting += 1
+        began = trio.current_time()
         try:
             async with self._lock:
                 while True:
@@ -229,6 +242,10 @@ class RateLimiter:
                     self._tpm.take(tokens, now)
         finally:
             self._waiting -= 1
+            waited = trio.current_time() - began
+            if waited > 0:
+                self.waits += 1
+                self.waited += waited
         return self._mark(tokens)
 
     def reconcile(self, estimated: int, actual: int) -> None:
@@ -438,6 +455,13 @@ class AdaptiveController:
         if now >= self._next_decrease:
             new = max(1, int(self.limit * self._decrease))
             if new != self.limit:
+                _log.say(
+                    _log.INFO, "concurrency_lowered",
+                    "the server's quota is spent (429): concurrency limit lowered from %d to %d"
+                    "%s", self.limit, new,
+                    f", sending paused {retry_after:.3g}s" if retry_after else "",
+                    concurrency=new, previous=self.limit, wait=retry_after,
+                )  # fmt: skip
                 self._limiter.total_tokens = new
             self.decreases += 1
             self._clean = 0
@@ -462,3 +486,7 @@ class AdaptiveController:
         if self._clean >= limit:
             self._clean = 0
             self._limiter.total_tokens = limit + 1
+            _log.say(
+                _log.DEBUG, "concurrency_raised", "concurrency limit raised from %d to %d",
+                limit, limit + 1, concurrency=limit + 1, previous=limit,
+            )  # fmt: skip

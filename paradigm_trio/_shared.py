@@ -76,6 +76,8 @@ class SharedRateLimiter:
         self._running = False
         self._lock = trio.Lock()
         self._waiting = 0
+        self.waits = 0
+        self.waited = 0.0
         self._pause_until = -math.inf
         self._pending = Update()
         self._dirty = trio.Event()
@@ -152,6 +154,7 @@ class SharedRateLimiter:
                 "`async with Client(...) as client:` before it sends anything"
             )
         self._waiting += 1
+        began = trio.current_time()
         try:
             async with self._lock:
                 while True:
@@ -160,6 +163,10 @@ class SharedRateLimiter:
                         return mark
         finally:
             self._waiting -= 1
+            waited = trio.current_time() - began
+            if waited > 0:
+                self.waits += 1
+                self.waited += waited
 
     async def _step(self, tokens: int) -> SendMark | None:
         """Wait out a known pause, then ask Redis (or the fallback) once."""

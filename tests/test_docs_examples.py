@@ -50,6 +50,7 @@ PAGES = (
     "howto-rate-limits.md",
     "howto-streaming.md",
     "howto-enterprise-networks.md",
+    "howto-observe.md",
 )
 
 _BLOCK = re.compile(

@@ -24,7 +24,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._attempts": frozenset(
         {"Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"}
     ),
-    "paradigm_trio._ledger": frozenset({"CANCELLED", "Ledger", "one_line"}),
+    "paradigm_trio._ledger": frozenset({"CANCELLED", "Ledger", "Observer", "one_line"}),
     "paradigm_trio._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
     ),
@@ -91,6 +91,10 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._wire": frozenset(
         {"ProtocolError", "ResponseReader", "check_header", "request_head"}
     ),
+    # The ``paradigm_trio`` logger and its messages (documented in the reference).
+    "paradigm_trio._log": frozenset({"PROGRESS_INTERVAL", "logger", "say"}),
+    # OpenTelemetry (``pt.instrument``): imported only when a client is instrumented.
+    "paradigm_trio._otel": frozenset({"DEFAULT_PROVIDER_NAME", "SCHEMA_URL", "Telemetry"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }

@@ -1,5 +1,5 @@
-"""The ``paradigm-trio`` command line: ``batch``, ``merge``, ``quota-status``, ``doctor``,
-``speed-test`` and ``mock``.
+"""The ``paradigm-trio`` command line: ``batch``, ``merge``, ``quota-status``, ``report``,
+``doctor``, ``speed-test`` and ``mock``.
 
 Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage, unusable input
 or output paths, or an output in use by another run, 130 interrupted (Ctrl-C; rerun the
@@ -13,9 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from ._doctor_args import add_doctor_parser
+from ._logging import add_logging_arguments
 from ._merge import add_merge_parser, run_merge
 from ._network import add_network_arguments
 from ._quota_status import add_quota_status_parser, run_quota_status
+from ._report import add_report_parser
 from ._shard import add_worker_arguments
 from ._streams import tolerant_std_streams
 
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_parser(sub)
     add_merge_parser(sub)
     add_quota_status_parser(sub)
+    add_report_parser(sub)
     _add_speed_test_parser(sub)
     add_doctor_parser(sub, _positive_float)
     _add_mock_parser(sub)
@@ -162,7 +165,10 @@ def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:
         help="refuse the whole file, sending nothing, if any line is invalid",
     )
     batch.add_argument(
-        "--report", metavar="REPORT.json", help="write the summary as JSON (at the end)"
+        "--report",
+        metavar="REPORT",
+        help="at the end, write the summary as JSON; with a name ending in .html, the HTML "
+        "report of the output file instead (needs the report extra)",
     )
     batch.add_argument(
         "--wait-for-lock",
@@ -183,6 +189,7 @@ def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:
     )
     batch.add_argument("--base-url", metavar="URL", help="the API root (else PARADIGM_BASE_URL)")
     batch.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_logging_arguments(batch)
 
 
 def _add_speed_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -252,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_merge(args)
         if args.command == "quota-status":
             return run_quota_status(args)
+        if args.command == "report":
+            from ._report import run_report
+
+            return run_report(args)
         if args.command == "doctor":
             from ._doctor import run_doctor
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -295,14 +295,19 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
 
 
 def result_line(custom_id: str, completion: Any, error: BaseException | None,
-                attempts: int, elapsed: float) -> bytes:  # fmt: skip
-    """The output line of a finished request (:func:`result_record`, encoded).
+                attempts: int, elapsed: float,
+                annotate: Callable[[dict[str, Any]], None] | None = None) -> bytes:  # fmt: skip
+    """The output line of a finished request (:func:`result_record`, then ``annotate``d
+    with the run's own fields, encoded).
 
     A result that cannot be recorded as it is (a bug) still gets its line, an error record
     saying so, which ``--retry-failed`` runs again: it never stops the run.
     """
     try:
-        return encode_record(result_record(custom_id, completion, error, attempts, elapsed))
+        record = result_record(custom_id, completion, error, attempts, elapsed)
+        if annotate is not None:
+            annotate(record)
+        return encode_record(record)
     except Exception as exc:
         message = f"the result could not be recorded ({type(exc).__name__}: {exc})"
         return encode_record(

@@ -15,11 +15,12 @@ the output, or rewrites it, meanwhile.  Every path is checked before (``_paths``
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 import math
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -41,9 +42,12 @@ from ._batchfile import (
     write_line,
     write_record,
 )
+from ._live import Progress
 from ._lock import LockUnavailable, OutputLock
+from ._logging import LOGGER, configure_logging
 from ._network import network_options
 from ._paths import PathRefused, check_paths
+from ._report import ReportError, require_matplotlib, write_html
 from ._shard import Shard, check_worker_args, shard_total, sharded
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
@@ -52,59 +56,6 @@ MOCK_LATENCY = "lognormal:0.2,0.3"
 def _fail(message: str) -> int:
     print(f"paradigm-trio batch: {message}", file=sys.stderr)
     return 2
-
-
-class _Progress:
-    """A redrawn status line on a terminal, plain periodic lines otherwise."""
-
-    def __init__(self, total: int, already: int, stream: IO[str], quiet: bool) -> None:
-        self.total = total
-        self.already = already
-        self.stream = stream
-        self.quiet = quiet
-        self.tty = stream.isatty()
-        self.retrying = 0
-        self.interval = 0.2 if self.tty else 10.0
-        self._last = -math.inf
-        self._stats: pt.BatchStatistics | None = None
-
-    def on_event(self, event: pt.Event) -> None:
-        if isinstance(event, pt.RetryScheduled):
-            self.retrying += 1
-        elif isinstance(event, pt.AttemptStarted) and event.attempt > 1:
-            self.retrying = max(0, self.retrying - 1)
-
-    def update(self, stats: pt.BatchStatistics, *, force: bool = False) -> None:
-        self._stats = stats
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < self.interval:
-            return
-        self._last = now
-        done = self.already + stats.done
-        rate = stats.done / stats.elapsed if stats.elapsed > 0 else 0.0
-        remaining = max(self.total - done, 0)
-        eta = f"{remaining / rate:.0f}s" if rate > 0 and remaining else "-"
-        pct = f"{done / self.total:.0%}" if self.total else "100%"
-        line = (
-            f"{done}/{self.total} {pct} | ok {stats.succeeded} failed {stats.failed}"
-            f" | in flight {stats.in_flight} retrying {self.retrying}"
-            f" | {rate * 60:.0f} req/min | ETA {eta}"
-        )
-        if self.tty:
-            width = 30
-            filled = int(width * done / self.total) if self.total else width
-            bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(f"\r[{bar}] {line}\x1b[K")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and not self.quiet:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _summary(
@@ -205,7 +156,7 @@ class _Requests:
     """The input's requests still to send; skips those done, records the invalid ones."""
 
     def __init__(
-        self, input_path: Path, done: set[str], out: IO[bytes], progress: _Progress,
+        self, input_path: Path, done: set[str], out: IO[bytes], progress: Progress,
         shard: Shard | None = None,
     ) -> None:  # fmt: skip
         self.shard = shard
@@ -251,7 +202,7 @@ class _Interrupt:
 
 
 async def _open_client(
-    stack: AsyncExitStack, args: argparse.Namespace, progress: _Progress
+    stack: AsyncExitStack, args: argparse.Namespace, progress: Progress
 ) -> pt.Client:
     """Start the embedded mock if ``--mock``, then open the client; ``stack`` closes both.
 
@@ -285,7 +236,7 @@ async def _open_client(
     )
 
 
-async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress: _Progress,
+async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress: Progress,
                 out: IO[bytes], batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
     """Send the batch, appending each result to ``out`` as it completes.
 
@@ -298,23 +249,24 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress:
             stream = results
             async for result in results:
                 custom_id = result.custom_id or f"index-{result.index}"
-                write_line(
-                    out,
-                    result_line(custom_id, result.completion, result.error,
-                                result.attempts, result.elapsed),
-                )  # fmt: skip
+                annotate = functools.partial(
+                    progress.recorder.annotate, result=result, client=client
+                )
+                write_line(out, result_line(custom_id, result.completion, result.error,
+                                            result.attempts, result.elapsed,
+                                            annotate=annotate))  # fmt: skip
     return stream.statistics()
 
 
 async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,
                done: set[str]) -> tuple[dict[str, Any], bool]:  # fmt: skip
     """Run the batch into ``output``; blocks until it is over or stopped by a signal."""
-    progress = _Progress(total, len(done), sys.stderr, args.quiet)
+    progress = Progress(total, len(done), sys.stderr, args.quiet, live=not args.verbose)
     interrupt = _Interrupt()
-    with output.open("ab") as out:
+    with output.open("ab") as out, progress:
         pending = _Requests(input_path, done, out, progress, args.shard)
         async with AsyncExitStack() as stack:
-            client = await _open_client(stack, args, progress)
+            client = progress.client = await _open_client(stack, args, progress)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(interrupt.watch)
@@ -330,7 +282,6 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
                     exc = group.exceptions[0]
                     raise exc from exc.__cause__
                 raise
-    progress.close()
     failures, invalid_in_output = _count_failures(output)
     summary = _summary(stats, pending.skipped, pending.invalid, failures)
     summary["invalid_in_output"] = invalid_in_output
@@ -425,7 +376,14 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
     """Print the summary, write the report; the exit code."""
     _print_summary(summary, output, interrupted)
     code = 130 if interrupted else 1 if summary["failed_in_output"] else 0
-    if args.report:
+    if args.report and args.report.lower().endswith(".html"):
+        try:
+            write_html(output, Path(args.report))
+        except (ReportError, OSError) as exc:
+            _fail(f"cannot write the report {args.report}: {exc} (the results are in {output})")
+            return code or 2
+        print(f"Report: {args.report}", file=sys.stderr)
+    elif args.report:
         try:
             Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
         except OSError as exc:  # checked before the run: a full disk, say
@@ -444,6 +402,15 @@ def run_batch(args: argparse.Namespace) -> int:
 
     Blocks for the whole run (and while waiting for the lock, with ``--wait-for-lock``).
     """
+    handler = configure_logging(args, sys.stderr)
+    try:
+        return _run_batch(args)
+    finally:
+        if handler is not None:
+            logging.getLogger(LOGGER).removeHandler(handler)
+
+
+def _run_batch(args: argparse.Namespace) -> int:
     input_path = Path(args.input)
     output = Path(args.output)
     lock = OutputLock(output, getattr(args, "command_line", sys.argv[1:]))
@@ -464,9 +431,11 @@ def run_batch(args: argparse.Namespace) -> int:
 def _run_locked(args: argparse.Namespace, input_path: Path, output: Path) -> int:
     """Everything after the lock: resume checks, the run, the summary; the exit code."""
     try:
+        if args.report and args.report.lower().endswith(".html"):
+            require_matplotlib()  # before anything is sent
         total, done = _prepare(args, input_path, output)
         summary, interrupted = trio.run(_run, args, input_path, output, total, done)
-    except _Refused as exc:
+    except (_Refused, ReportError) as exc:
         return _fail(str(exc))
     except pt.ConfigurationError as exc:
         return _fail(f"{exc} (or use --mock)")

@@ -1,0 +1,146 @@
+"""``batch``'s progress: a live view on a terminal (``rich``), plain periodic lines otherwise.
+
+On a terminal, with ``rich`` installed (the ``cli`` extra), the view is redrawn in place at
+most five times a second: a progress bar with the count, the rate and the ETA, then what
+the run is doing: successes and failures, requests in flight and waiting to retry, retries
+by cause, 429 answers and the client's concurrency limit (which the adaptive controller
+moves).  It draws from the task doing the work (no thread).  Otherwise (a pipe, a file,
+CI, no ``rich``, or ``-v``, whose log lines would tear the view) a plain line is printed
+after the first result, then every 10 seconds (2 on a terminal), and at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import IO, Any
+
+import paradigm_trio as pt
+
+from ._report import RunRecorder
+
+__all__ = ["Progress"]
+
+REDRAW = 0.2
+"""Seconds between two redraws of the live view."""
+
+
+class Progress:
+    """What ``batch`` shows while it runs (see the module's docstring).
+
+    Args:
+        total: the lines of the input; ``already``: those done by earlier runs.
+        stream: where to write (stderr).
+        quiet: show nothing (the summary is printed elsewhere).
+        live: allow the live view (``False`` with ``-v``).
+    """
+
+    def __init__(
+        self, total: int, already: int, stream: IO[str], quiet: bool, *, live: bool = True
+    ) -> None:
+        self.total, self.already = total, already
+        self.stream, self.quiet = stream, quiet
+        self.retrying = self.rate_limited = 0  # requests waiting to retry, 429 answers
+        self.recorder = RunRecorder()
+        self.client: pt.Client | None = None
+        tty = stream.isatty()
+        self._view = _LiveView.open(stream) if tty and live and not quiet else None
+        self.interval = REDRAW if self._view is not None else (2.0 if tty else 10.0)
+        self._last = -math.inf
+
+    def on_event(self, event: pt.Event) -> None:
+        """The client's ``on_event``."""
+        self.recorder.on_event(event)
+        if isinstance(event, pt.RetryScheduled):
+            self.retrying += 1
+        elif isinstance(event, pt.AttemptStarted) and event.attempt > 1:
+            self.retrying = max(0, self.retrying - 1)
+        elif isinstance(event, pt.RateLimited):
+            self.rate_limited += 1
+
+    def update(self, stats: pt.BatchStatistics, *, force: bool = False) -> None:
+        """A result arrived (``on_progress``): redraw or print, at most every interval."""
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        done = self.already + stats.done
+        rate = stats.done / stats.elapsed if stats.elapsed > 0 else 0.0
+        remaining = max(self.total - done, 0)
+        eta = f"{remaining / rate:.0f}s" if rate > 0 and remaining else "-"
+        limit = self.client.statistics().concurrency if self.client is not None else None
+        if self._view is not None:
+            self._view.draw(self, stats, done, rate, eta, limit)
+            return
+        pct = f"{done / self.total:.0%}" if self.total else "100%"
+        self.stream.write(
+            f"{done}/{self.total} {pct} | ok {stats.succeeded} failed {stats.failed}"
+            f" | in flight {stats.in_flight} retrying {self.retrying}"
+            f" | {rate * 60:.0f} req/min | ETA {eta}\n"
+        )
+        self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the live view (its last state stays on the screen).  Idempotent."""
+        if self._view is not None:
+            self._view.close()
+            self._view = None
+
+
+class _LiveView:
+    """The ``rich`` live view (``auto_refresh`` off: redrawn by :meth:`draw` only)."""
+
+    def __init__(self, live: Any) -> None:
+        self._live = live
+        self._started = False
+
+    @classmethod
+    def open(cls, stream: IO[str]) -> _LiveView | None:
+        try:
+            from rich.console import Console
+            from rich.live import Live
+        except ImportError:
+            return None
+        console = Console(file=stream, stderr=True)
+        return cls(Live(console=console, auto_refresh=False, transient=False))
+
+    def draw(self, progress: Progress, stats: pt.BatchStatistics, done: int, rate: float,
+             eta: str, limit: int | None) -> None:  # fmt: skip
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        total = max(progress.total, 1)
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            ProgressBar(total=total, completed=min(done, total), width=40),
+            f"{done}/{progress.total}", f"{done / total:.0%}",
+            f"{rate * 60:.0f} req/min", f"ETA {eta}",
+        )  # fmt: skip
+        by_count = sorted(stats.retries_by_cause.items(), key=lambda kv: -kv[1])
+        causes = ", ".join(f"{k}: {v}" for k, v in by_count) or "none"
+        body = Table.grid(padding=(0, 2))
+        body.add_row(
+            f"[green]ok {stats.succeeded}[/]", f"[red]failed {stats.failed}[/]",
+            f"in flight {stats.in_flight}", f"retrying {progress.retrying}",
+            f"429s {progress.rate_limited}",
+            f"concurrency limit {limit if limit is not None else '-'}",
+        )  # fmt: skip
+        retries = Text(f"retries {stats.retries} ({causes})")
+        if not self._started:
+            self._started = True
+            self._live.start()
+        self._live.update(Group(head, body, retries), refresh=True)
+
+    def close(self) -> None:
+        if self._started:
+            self._live.stop()

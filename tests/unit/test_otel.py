@@ -1,0 +1,384 @@
+"""``pt.instrument``: spans and metrics, read back from the OpenTelemetry SDK's in-memory
+exporter and metric reader, on trio's MockClock."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+import paradigm_trio as pt
+
+from .helpers import API_KEY, MESSAGES, Script, fixed, make_client, ok, status
+from .test_streaming import answer, sse
+
+pytestmark = pytest.mark.anyio
+
+
+class Telemetry:
+    """An SDK tracer and meter provider with in-memory exporter and reader."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def instrument(self, client: pt.Client, **kwargs: Any) -> pt.Client:
+        pt.instrument(
+            client,
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            **kwargs,
+        )
+        return client
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        spans = list(self.exporter.get_finished_spans())
+        return [s for s in spans if name is None or s.name == name]
+
+    def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
+        found = [
+            s
+            for s in self.spans()
+            if s.parent is not None and s.parent.span_id == parent.context.span_id
+        ]
+        return sorted(found, key=lambda s: s.start_time or 0)
+
+    def points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        assert data is not None
+        return [
+            point
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == name
+            for point in metric.data.data_points
+        ]
+
+    def value(self, name: str, **attributes: Any) -> Any:
+        """The value (or histogram sum) of the point of ``name`` with these attributes."""
+        for point in self.points(name):
+            if all(point.attributes.get(k) == v for k, v in attributes.items()):
+                return getattr(point, "value", None) if hasattr(point, "value") else point.sum
+        return None
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    t = Telemetry()
+    yield t
+    t.tracer_provider.shutdown()
+    t.meter_provider.shutdown()
+
+
+def _attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def _no_secret(spans: list[ReadableSpan]) -> None:
+    for span in spans:
+        for value in (span.attributes or {}).values():
+            assert API_KEY not in str(value)
+        assert API_KEY not in span.name
+
+
+async def test_a_chat_is_a_client_span_with_an_attempt_child(telemetry: Telemetry) -> None:
+    script = Script(ok(model="alfred-4.2-2026", id="chatcmpl-9", prompt_tokens=11))
+    async with telemetry.instrument(make_client(script)) as client:
+        await client.chat(MESSAGES, temperature=0.4, max_tokens=50, custom_id="c1")
+    (span,) = telemetry.spans("chat alfred-4.2")
+    assert span.kind is SpanKind.CLIENT
+    assert span.parent is None
+    attributes = _attributes(span)
+    assert attributes == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "lighton",
+        "gen_ai.request.model": "alfred-4.2",
+        "gen_ai.request.temperature": 0.4,
+        "gen_ai.request.max_tokens": 50,
+        "gen_ai.response.model": "alfred-4.2-2026",
+        "gen_ai.response.id": "chatcmpl-9",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 11,
+        "gen_ai.usage.output_tokens": 7,
+        "server.address": "test",
+        "server.port": 80,
+        "paradigm_trio.attempts": 1,
+        "paradigm_trio.custom_id": "c1",
+        "paradigm_trio.stream": False,
+    }
+    assert span.status.status_code is StatusCode.UNSET
+    (attempt,) = telemetry.children(span)
+    assert attempt.name == "POST"
+    assert attempt.kind is SpanKind.CLIENT
+    assert _attributes(attempt)["http.response.status_code"] == 200
+    assert "error.type" not in _attributes(attempt)
+    assert "gen_ai.input.messages" not in attributes  # content is opt-in
+    _no_secret(telemetry.spans())
+
+
+async def test_a_retried_request_has_one_child_per_attempt(telemetry: Telemetry) -> None:
+    script = Script(status(503), status(429, headers={"retry-after": "2"}), ok())
+    client = make_client(script, retry=fixed(attempts=4, initial_delay=1.0, min_backoff_factor=1.0))
+    async with telemetry.instrument(client):
+        completion = await client.chat(MESSAGES)
+    assert completion.text
+    (span,) = telemetry.spans("chat alfred-4.2")
+    first, second, third = telemetry.children(span)
+    assert [s.name for s in (first, second, third)] == ["POST"] * 3
+    a1, a2, a3 = map(_attributes, (first, second, third))
+    assert a1["http.response.status_code"] == 503
+    assert a1["error.type"] == "503"
+    assert a1["paradigm_trio.retry.cause"] == "503"
+    assert a1["paradigm_trio.retry.delay"] == pytest.approx(1.0)
+    assert "http.request.resend_count" not in a1
+    assert first.status.status_code is StatusCode.ERROR
+    assert a2["error.type"] == "429"
+    assert a2["paradigm_trio.retry.delay"] == pytest.approx(2.0)
+    assert a2["http.request.resend_count"] == 1
+    assert a3["http.response.status_code"] == 200
+    assert a3["http.request.resend_count"] == 2
+    assert "paradigm_trio.retry.cause" not in a3
+    assert _attributes(span)["paradigm_trio.attempts"] == 3
+    # The request span covers every attempt and wait, on trio's (virtual) clock.
+    assert span.start_time == first.start_time
+    assert span.end_time == third.end_time
+    assert second.start_time - first.end_time == pytest.approx(1e9, abs=1e3)
+    stats = client.statistics()
+    assert telemetry.value("paradigm_trio.retries", **{"paradigm_trio.retry.cause": "503"}) == 1
+    assert telemetry.value("paradigm_trio.retries", **{"paradigm_trio.retry.cause": "429"}) == 1
+    assert telemetry.value("paradigm_trio.rate_limited") == stats.rate_limited == 1
+    assert telemetry.value("paradigm_trio.attempts") == stats.attempts == 3
+    duration = telemetry.value("gen_ai.client.operation.duration")
+    assert duration == pytest.approx(3.0, abs=1e-6)  # 1 s backoff + 2 s Retry-After
+
+
+async def test_a_failure_is_an_error_span_and_an_error_metric(telemetry: Telemetry) -> None:
+    script = Script(status(400))
+    async with telemetry.instrument(make_client(script)) as client:
+        with pytest.raises(pt.BadRequestError):
+            await client.chat(MESSAGES)
+    (span,) = telemetry.spans("chat alfred-4.2")
+    assert span.status.status_code is StatusCode.ERROR
+    assert _attributes(span)["error.type"] == "paradigm_trio.BadRequestError"
+    (point,) = telemetry.points("gen_ai.client.operation.duration")
+    assert point.attributes["error.type"] == "paradigm_trio.BadRequestError"
+    assert telemetry.points("gen_ai.client.token.usage") == []
+
+
+async def test_a_stream_is_one_span_with_its_usage(telemetry: Telemetry) -> None:
+    response, _ = sse(*answer("Hello", " world", usage=(4, 2)))
+    async with telemetry.instrument(make_client(Script(status(503), response))) as client:
+        async with client.chat_stream(MESSAGES, retry=fixed(initial_delay=0.5)) as stream:
+            text = "".join([c.delta async for c in stream])
+    assert text == "Hello world"
+    (span,) = telemetry.spans("chat alfred-4.2")
+    attributes = _attributes(span)
+    assert attributes["paradigm_trio.stream"] is True
+    assert attributes["gen_ai.usage.input_tokens"] == 4
+    assert attributes["gen_ai.usage.output_tokens"] == 2
+    assert attributes["gen_ai.response.id"] == "chatcmpl-s1"
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    failed, streamed = telemetry.children(span)
+    assert _attributes(failed)["error.type"] == "503"
+    assert _attributes(streamed)["http.response.status_code"] == 200
+    assert _attributes(streamed)["paradigm_trio.server_request_id"] == "req-1"
+    assert telemetry.value("gen_ai.client.token.usage", **{"gen_ai.token.type": "input"}) == 4
+    assert telemetry.value("gen_ai.client.token.usage", **{"gen_ai.token.type": "output"}) == 2
+
+
+async def test_a_stream_left_early_is_a_cancelled_span_without_a_duration(
+    telemetry: Telemetry,
+) -> None:
+    response, _ = sse(*answer("Hello", " world", "again"))
+    async with telemetry.instrument(make_client(Script(response))) as client:
+        async with client.chat_stream(MESSAGES) as stream:
+            async for _chunk in stream:
+                break
+    (span,) = telemetry.spans("chat alfred-4.2")
+    attributes = _attributes(span)
+    assert attributes["paradigm_trio.outcome"] == "cancelled"
+    assert "error.type" not in attributes
+    assert span.status.status_code is StatusCode.UNSET
+    assert telemetry.points("gen_ai.client.operation.duration") == []
+    assert telemetry.value("paradigm_trio.finished", **{"paradigm_trio.outcome": "cancelled"}) == 1
+
+
+def _batch_script() -> Script:
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        content = json.loads(request.content)["messages"][0]["content"]
+        if content == "bad":
+            return status(400)
+        return ok(prompt_tokens=3, completion_tokens=len(content))
+
+    # The first request the server sees is a 429, then everything is answered.
+    return Script(status(429, headers={"retry-after": "1"}), default=answer)
+
+
+async def test_a_batch_span_holds_its_items_and_statistics(telemetry: Telemetry) -> None:
+    requests = [
+        pt.ChatRequest(messages=[{"role": "user", "content": text}], custom_id=f"r{i}")
+        for i, text in enumerate(["one", "two", "bad", "four"])
+    ]
+    client = make_client(_batch_script(), limits=pt.Limits(concurrency=1))
+    async with telemetry.instrument(client):
+        results = await client.chat_batch(requests)
+    assert [r.ok for r in results] == [True, True, False, True]
+    (batch,) = telemetry.spans("chat_batch")
+    assert batch.kind is SpanKind.INTERNAL
+    items = telemetry.children(batch)
+    assert sorted(_attributes(s)["paradigm_trio.custom_id"] for s in items) == [
+        "r0", "r1", "r2", "r3",
+    ]  # fmt: skip
+    attributes = _attributes(batch)
+    stats = results.statistics
+    assert attributes["paradigm_trio.batch.submitted"] == 4
+    assert attributes["paradigm_trio.batch.succeeded"] == stats.succeeded == 3
+    assert attributes["paradigm_trio.batch.failed"] == stats.failed == 1
+    assert attributes["paradigm_trio.batch.retries"] == 1
+    assert attributes["paradigm_trio.batch.retries_by_cause.429"] == 1
+    assert attributes["paradigm_trio.batch.prompt_tokens"] == stats.prompt_tokens == 9
+    assert batch.status.status_code is StatusCode.UNSET
+    (bad,) = [s for s in items if _attributes(s)["paradigm_trio.custom_id"] == "r2"]
+    assert bad.status.status_code is StatusCode.ERROR
+    (retried,) = [s for s in items if _attributes(s)["paradigm_trio.attempts"] == 2]
+    assert [_attributes(a).get("error.type") for a in telemetry.children(retried)] == [
+        "429", None,
+    ]  # fmt: skip
+    # Every span of the batch is in one trace.
+    assert {s.context.trace_id for s in telemetry.spans()} == {batch.context.trace_id}
+
+
+async def test_metrics_equal_the_client_statistics(telemetry: Telemetry) -> None:
+    requests = [[{"role": "user", "content": text}] for text in ["one", "two", "bad", "four"]]
+    client = make_client(_batch_script(), limits=pt.Limits(concurrency=2))
+    async with telemetry.instrument(client):
+        await client.chat_batch(requests)
+        stats = client.statistics()
+    v = telemetry.value
+    assert v("paradigm_trio.started") == stats.started == 4
+    assert v("paradigm_trio.finished", **{"paradigm_trio.outcome": "succeeded"}) == 3
+    assert v("paradigm_trio.finished", **{"paradigm_trio.outcome": "failed"}) == stats.failed
+    assert v("paradigm_trio.finished", **{"paradigm_trio.outcome": "cancelled"}) == 0
+    assert v("paradigm_trio.attempts") == stats.attempts == 5
+    assert v("paradigm_trio.retries", **{"paradigm_trio.retry.cause": "429"}) == 1
+    assert v("paradigm_trio.rate_limited") == stats.rate_limited == 1
+    assert v("paradigm_trio.tokens", **{"gen_ai.token.type": "input"}) == stats.prompt_tokens
+    assert v("paradigm_trio.tokens", **{"gen_ai.token.type": "output"}) == 3 + 3 + 4
+    assert v("paradigm_trio.in_flight") == stats.in_flight == 0
+    assert v("paradigm_trio.concurrency") == stats.concurrency
+    (histogram,) = [
+        p for p in telemetry.points("gen_ai.client.operation.duration") if "error.type" not in
+        p.attributes
+    ]  # fmt: skip
+    assert histogram.count == stats.succeeded
+    assert v("gen_ai.client.token.usage", **{"gen_ai.token.type": "input"}) == stats.prompt_tokens
+    point = telemetry.points("gen_ai.client.operation.duration")[0]
+    assert dict(point.attributes) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "lighton",
+        "gen_ai.request.model": "alfred-4.2",
+        "gen_ai.response.model": "alfred-4.2",
+        "server.address": "test",
+        "server.port": 80,
+    }  # low cardinality: no custom_id, no response id
+
+
+async def test_rate_limit_waits_are_a_metric(telemetry: Telemetry) -> None:
+    client = make_client(Script(default=ok()), limits=pt.Limits(requests_per_minute=60))
+    async with telemetry.instrument(client):
+        for _ in range(3):
+            await client.chat(MESSAGES)
+    # The bucket starts full (60): nothing waits.  Emptied, each request waits 1 s.
+    assert telemetry.value("paradigm_trio.rate_limit.waits") == 0
+    client2 = make_client(Script(default=ok()), limits=pt.Limits(requests_per_minute=1))
+    async with telemetry.instrument(client2):
+        await client2.chat(MESSAGES)
+        await client2.chat(MESSAGES)
+    assert telemetry.value("paradigm_trio.rate_limit.waits") == 1
+    assert telemetry.value("paradigm_trio.rate_limit.wait") == pytest.approx(60.0, abs=0.01)
+
+
+async def test_content_is_recorded_only_when_asked(telemetry: Telemetry) -> None:
+    client = make_client(Script(ok(text="Bonjour")))
+    async with telemetry.instrument(client, record_content=True):
+        await client.chat([{"role": "user", "content": "Salut"}])
+    (span,) = telemetry.spans()[-1:]
+    attributes = _attributes(span)
+    assert json.loads(attributes["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Salut"}]}
+    ]
+    assert json.loads(attributes["gen_ai.output.messages"]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "Bonjour"}],
+            "finish_reason": "stop",
+        }
+    ]
+
+
+async def test_a_client_is_instrumented_once(telemetry: Telemetry) -> None:
+    client = telemetry.instrument(make_client(Script()))
+    with pytest.raises(RuntimeError, match="instrumented already"):
+        telemetry.instrument(client)
+    await client.aclose()
+
+
+def test_nothing_of_opentelemetry_is_imported_without_instrument() -> None:
+    code = textwrap.dedent(
+        """
+        import sys, httpx2, trio
+        import paradigm_trio as pt
+
+        def answer(request):
+            return httpx2.Response(200, json={
+                "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+        async def main():
+            async with pt.Client(api_key="sk-no-otel-test", base_url="http://test",
+                                 transport=httpx2.MockTransport(answer)) as client:
+                await client.chat([{"role": "user", "content": "Hi"}])
+                await client.chat_batch([[{"role": "user", "content": "Hi"}]])
+
+        trio.run(main)
+        loaded = sorted(m for m in sys.modules
+                        if m.startswith("opentelemetry") or m == "paradigm_trio._otel")
+        print(loaded)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+async def test_clients_on_one_meter_provider_are_summed(telemetry: Telemetry) -> None:
+    first = telemetry.instrument(make_client(Script(default=ok())))
+    second = telemetry.instrument(make_client(Script(default=ok())))
+    async with first, second:
+        await first.chat(MESSAGES)
+        await second.chat(MESSAGES)
+        await second.chat(MESSAGES)
+        assert telemetry.value("paradigm_trio.started") == 3
+    del first, second
+    gc.collect()  # a client no longer used is no longer observed
+    assert telemetry.value("paradigm_trio.started") is None
