@@ -11,6 +11,16 @@ from ._batch import BatchResult, BatchResults, BatchStream
 from ._batch_options import BatchOptions, BatchStatistics
 from ._client import Client, ClientState
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from ._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
+from ._embeddings import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_PACK_INPUTS,
+    DEFAULT_PACK_TOKENS,
+    MAX_EMBEDDING_INPUTS,
+    Embedding,
+    EmbeddingRequest,
+    Embeddings,
+)
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -87,12 +97,22 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DEFAULT_BASE_URL",
+    "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_MODEL",
+    "DEFAULT_PACK_INPUTS",
+    "DEFAULT_PACK_TOKENS",
+    "Embedding",
+    "EmbeddingRequest",
+    "EmbeddingResult",
+    "EmbeddingResults",
+    "EmbeddingStream",
+    "Embeddings",
     "Event",
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidRequestError",
     "Limits",
+    "MAX_EMBEDDING_INPUTS",
     "Message",
     "ModelInfo",
     "NotFoundError",

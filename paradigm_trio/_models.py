@@ -23,6 +23,9 @@ __all__ = [
     "Message",
     "ModelInfo",
     "Usage",
+    "check_custom_id",
+    "check_model",
+    "checked_extra",
     "make_request",
     "usage_of",
 ]
@@ -216,6 +219,31 @@ def _checked_stop(stop: object) -> str | tuple[str, ...] | None:
     raise InvalidRequestError(f"stop must be a string or a list of strings, got {stop!r:.200}")
 
 
+def check_model(model: object) -> None:
+    """Refuse a ``model`` that is neither ``None`` nor a non-empty string."""
+    if model is not None and (not isinstance(model, str) or not model):
+        raise InvalidRequestError(f"model must be a non-empty string, got {model!r}")
+
+
+def check_custom_id(custom_id: object) -> None:
+    """Refuse a ``custom_id`` that is neither ``None`` nor a non-empty string."""
+    if custom_id is not None and (not isinstance(custom_id, str) or not custom_id):
+        raise InvalidRequestError(f"custom_id must be a non-empty string, got {custom_id!r}")
+
+
+def checked_extra(extra: object, modelled: frozenset[str]) -> dict[str, Any]:
+    """``extra`` as a new dict; refused when it is not a mapping or sets a ``modelled``
+    field (those have keyword arguments of their own)."""
+    if not isinstance(extra, Mapping):
+        raise InvalidRequestError(f"extra must be a dict, got {type(extra).__name__}")
+    clash = modelled.intersection(extra)
+    if clash:
+        raise InvalidRequestError(
+            f"extra may not set {', '.join(sorted(clash))}: use the keyword arguments"
+        )
+    return dict(extra)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ChatRequest:
     """One logical chat-completion request.
@@ -252,8 +280,7 @@ class ChatRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _validate_messages(self.messages))
-        if self.model is not None and (not isinstance(self.model, str) or not self.model):
-            raise InvalidRequestError(f"model must be a non-empty string, got {self.model!r}")
+        check_model(self.model)
         _check_float("temperature", self.temperature, 0.0, 2.0)
         _check_float("top_p", self.top_p, 0.0, 1.0)
         _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
@@ -271,20 +298,8 @@ class ChatRequest:
         ):
             raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
         object.__setattr__(self, "stop", _checked_stop(self.stop))
-        if not isinstance(self.extra, Mapping):
-            raise InvalidRequestError(f"extra must be a dict, got {type(self.extra).__name__}")
-        clash = _MODELLED.intersection(self.extra)
-        if clash:
-            raise InvalidRequestError(
-                f"extra may not set {', '.join(sorted(clash))}: use the keyword arguments"
-            )
-        object.__setattr__(self, "extra", dict(self.extra))
-        if self.custom_id is not None and (
-            not isinstance(self.custom_id, str) or not self.custom_id
-        ):
-            raise InvalidRequestError(
-                f"custom_id must be a non-empty string, got {self.custom_id!r}"
-            )
+        object.__setattr__(self, "extra", checked_extra(self.extra, _MODELLED))
+        check_custom_id(self.custom_id)
         self._check_sendable()
 
     def _parts(self) -> dict[str, object]:

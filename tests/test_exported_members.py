@@ -41,13 +41,32 @@ INTERNAL: dict[str, frozenset[str]] = {
             "CLUSTER_SHARE",
             "RateLimiter",
             "RateLimiterStatistics",
+            "RecentShare",
             "SendMark",
             "TokenBucket",
             "parse_duration",
         }
     ),
     # The implementation of ``Client.stream_batch``; its options' defaults and types.
-    "paradigm_trio._batch": frozenset({"SendOne", "stream_batch"}),
+    "paradigm_trio._batch": frozenset(
+        {
+            "ChatKind",
+            "Kind",
+            "Outcome",
+            "ResultStream",
+            "SendOne",
+            "outcome_of",
+            "run_batch",
+            "stream_batch",
+        }
+    ),
+    # Embeddings: the request kind behind ``Client.embed``/``embed_batch``, and packing.
+    "paradigm_trio._embedder": frozenset(
+        {"EmbedInput", "Embedder", "EmbeddingKind", "check_pack", "embedding_defaults"}
+    ),
+    "paradigm_trio._embeddings": frozenset(
+        {"EncodingFormat", "joins", "merge", "split", "usage_of_embeddings"}
+    ),
     "paradigm_trio._batch_options": frozenset(
         {"DEFAULT_CIRCUIT_BREAKER", "DEFAULT_RETRY_BUDGET", "BatchKeywords", "OnError"}
     ),
@@ -59,7 +78,9 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._chunks": frozenset({"DRAIN_GRACE", "StreamReader"}),
     "paradigm_trio._streaming": frozenset({"Streamer"}),
     # ``make_request`` is ``Client.make_request`` without a client.
-    "paradigm_trio._models": frozenset({"make_request", "usage_of"}),
+    "paradigm_trio._models": frozenset(
+        {"check_custom_id", "check_model", "checked_extra", "make_request", "usage_of"}
+    ),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }
