@@ -1,4 +1,5 @@
-"""A fault-injecting mock of the Paradigm (OpenAI-compatible) chat completions API.
+"""A fault-injecting mock of the Paradigm (OpenAI-compatible) API: chat completions,
+embeddings and the model list.
 
 Run it in-process inside a trio nursery::
 
@@ -28,10 +29,12 @@ from ._config import (
     MockConfig,
     ScriptEntry,
 )
+from ._embeddings import DEFAULT_EMBEDDING_DIMENSIONS, embedding_vector
 from ._server import MockServer, serve
 from ._state import MockState, MockStats, RequestRecord
 
 __all__ = [
+    "DEFAULT_EMBEDDING_DIMENSIONS",
     "DEFAULT_MODELS",
     "FAULT_KINDS",
     "Fault",
@@ -45,6 +48,7 @@ __all__ = [
     "STREAM_FAULT_KINDS",
     "ScriptEntry",
     "create_app",
+    "embedding_vector",
     "get_state",
     "main",
     "serve",

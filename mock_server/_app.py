@@ -6,7 +6,7 @@ import hmac
 import http
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import trio
@@ -26,6 +26,7 @@ from ._content import (
     parse_chat_request,
 )
 from ._determinism import body_key, digest, unit
+from ._embeddings import EmbeddingRequest, embeddings_body, parse_embedding_request
 from ._guard import Denial, admin_denial, body_denial
 from ._state import MockState, _Entry, retry_after_headers
 from ._transport import CONNECTION_KEY, Connection, ConnectionMiddleware
@@ -158,6 +159,15 @@ def _inject_stream_fault(
     return events, reply.completion_tokens, "end"
 
 
+def _charge(parsed: ChatRequest | EmbeddingRequest, config: MockConfig) -> int:
+    """Tokens a request takes from the ``tpm`` quota: its prompt, plus for a chat its
+    ``max_tokens`` (or ``default_max_tokens``)."""
+    if isinstance(parsed, EmbeddingRequest):
+        return parsed.prompt_tokens
+    limit = parsed.max_tokens if parsed.max_tokens is not None else config.default_max_tokens
+    return parsed.prompt_tokens + limit
+
+
 def get_state(app: QuartTrio) -> MockState:
     """The :class:`MockState` of an app made by :func:`create_app`."""
     state = app.extensions.get(STATE_KEY)
@@ -231,6 +241,13 @@ class _Handlers:
         return _json_response({"object": "list", "data": data})
 
     async def chat(self) -> Response:
+        return await self._api(parse_chat_request)
+
+    async def embeddings(self) -> Response:
+        return await self._api(parse_embedding_request)
+
+    async def _api(self, parse: Callable[..., ChatRequest | EmbeddingRequest]) -> Response:
+        """An API request (chat or embeddings): checks, quotas, faults, then the answer."""
         state = self.state
         config = state.config
         conn = _connection()
@@ -260,15 +277,16 @@ class _Handlers:
         if denied is not None:
             return reject(401, denied)
         try:
-            chat = parse_chat_request(body, models=config.models)
+            parsed = parse(body, models=config.models)
         except RequestError as exc:
             return reject(
                 exc.status,
                 _error_response(exc.status, exc.message, code=exc.code, param=exc.param),
             )
-        entry.model = chat.model
-        entry.stream = chat.stream
-        entry.prompt_tokens = chat.prompt_tokens
+        stream = isinstance(parsed, ChatRequest) and parsed.stream
+        entry.model = parsed.model
+        entry.stream = stream
+        entry.prompt_tokens = parsed.prompt_tokens
 
         headers: dict[str, str] = {}
         fault = state.pop_script(key)
@@ -278,17 +296,14 @@ class _Handlers:
                 headers = state.quota_headers()
         else:
             if quota_on:
-                charge = chat.prompt_tokens + (
-                    chat.max_tokens if chat.max_tokens is not None else config.default_max_tokens
-                )
-                decision = state.admit(charge)
+                decision = state.admit(_charge(parsed, config))
                 headers = decision.headers
                 if not decision.admitted:
                     return self._quota_rejection(
                         entry, decision.limited_by, decision.retry_after, headers
                     )
             kind = config.faults.pick(unit(config.seed, key, entry.attempt, "fault")) or "ok"
-        if kind in STREAM_FAULT_KINDS and not chat.stream:
+        if kind in STREAM_FAULT_KINDS and not stream:
             kind = "ok"
 
         if fault is not None and fault.latency is not None:
@@ -296,7 +311,7 @@ class _Handlers:
         else:
             delay = config.latency.sample(unit(config.seed, key, entry.attempt, "latency"))
             delay += config.load_latency * others_in_flight
-        return await self._respond(conn, config, chat, kind, fault, delay, headers)
+        return await self._respond(conn, config, parsed, kind, fault, delay, headers)
 
     def _quota_rejection(
         self,
@@ -328,7 +343,7 @@ class _Handlers:
         self,
         conn: Connection,
         config: MockConfig,
-        chat: ChatRequest,
+        parsed: ChatRequest | EmbeddingRequest,
         kind: str,
         fault: Fault | None,
         delay: float,
@@ -354,19 +369,30 @@ class _Handlers:
             await _linger()
             return Response(b"", status=500)
 
-        reply = make_reply(seed, chat, config.reply_tokens)
+        if isinstance(parsed, EmbeddingRequest):
+            entry.completion_tokens = 0
+            return self._payload(conn, kind, _dumps(embeddings_body(seed, parsed)), headers)
+        reply = make_reply(seed, parsed, config.reply_tokens)
         completion_id = "chatcmpl-" + digest(seed, "id", key, attempt).hex()[:29]
         created = int(time.time())
-        if chat.stream:
+        if parsed.stream:
             stall_after = config.stall_after
             if fault is not None and fault.stall_after is not None:
                 stall_after = fault.stall_after
             ids = (completion_id, created)
-            return self._stream(conn, config, chat, reply, kind, ids, headers, stall_after)
+            return self._stream(conn, config, parsed, reply, kind, ids, headers, stall_after)
         entry.completion_tokens = reply.completion_tokens
         payload = _dumps(
-            completion_body(completion_id=completion_id, created=created, request=chat, reply=reply)
+            completion_body(
+                completion_id=completion_id, created=created, request=parsed, reply=reply
+            )
         )
+        return self._payload(conn, kind, payload, headers)
+
+    def _payload(
+        self, conn: Connection, kind: str, payload: bytes, headers: dict[str, str]
+    ) -> Response:
+        """A JSON answer, unless the fault drawn breaks it (malformed, truncated)."""
         if kind == "malformed":
             return Response(payload[: len(payload) // 2], headers=headers, content_type=_JSON)
         if kind == "truncated":
@@ -549,6 +575,9 @@ def create_app(config: MockConfig | None = None) -> QuartTrio:
             f"{prefix}/chat/completions", f"chat_{name}", handlers.chat, methods=["POST"]
         )
         app.add_url_rule(f"{prefix}/models", f"models_{name}", handlers.models, methods=["GET"])
+        app.add_url_rule(
+            f"{prefix}/embeddings", f"embeddings_{name}", handlers.embeddings, methods=["POST"]
+        )
     app.add_url_rule("/_mock/stats", "admin_stats", handlers.admin_stats, methods=["GET"])
     app.add_url_rule("/_mock/requests", "admin_requests", handlers.admin_requests, methods=["GET"])
     app.add_url_rule(

@@ -54,7 +54,12 @@ STREAM_FAULT_KINDS: Final[frozenset[str]] = frozenset(
 )
 
 #: Models listed by ``GET /models`` when :attr:`MockConfig.models` is ``None``.
-DEFAULT_MODELS: Final[tuple[str, ...]] = ("alfred-4.2", "alfred-4", "llama-3-8b")
+DEFAULT_MODELS: Final[tuple[str, ...]] = (
+    "alfred-4.2",
+    "alfred-4",
+    "llama-3-8b",
+    "multilingual-e5-large",
+)
 
 #: Default for :attr:`MockConfig.max_body_bytes` (1 MiB).
 DEFAULT_MAX_BODY_BYTES: Final[int] = 1 << 20

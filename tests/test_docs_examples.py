@@ -49,6 +49,7 @@ PAGES = (
     "howto-retries-timeouts.md",
     "howto-rate-limits.md",
     "howto-streaming.md",
+    "howto-embeddings.md",
 )
 
 _BLOCK = re.compile(
