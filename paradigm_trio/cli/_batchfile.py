@@ -1,12 +1,14 @@
 """JSONL batch files: reading requests lazily, writing results, resuming.
 
-Input lines are either the OpenAI Batch format::
+Input lines are either the OpenAI Batch format, for chat completions or embeddings::
 
     {"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
+    {"custom_id": "e1", "method": "POST", "url": "/v1/embeddings", "body": {"input": ...}}
 
 or a short form::
 
     {"custom_id": "r1", "messages": [...], "temperature": 0.2}
+    {"custom_id": "e1", "input": "a text to embed"}
 
 (``custom_id`` optional in the short form: ``line-N`` is used).  Output lines follow the
 OpenAI Batch output format, plus ``attempts`` and ``elapsed``::
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 _CHAT_URLS = ("/v1/chat/completions", "/chat/completions", "/api/v2/chat/completions")
+_EMBEDDING_URLS = ("/v1/embeddings", "/embeddings", "/api/v2/embeddings")
+_EMBEDDING_FIELDS = frozenset({"model", "dimensions", "encoding_format"})
 _REQUEST_FIELDS = frozenset(
     {"model", "messages", "temperature", "max_tokens", "top_p", "stop", "seed",
      "presence_penalty", "frequency_penalty"}
@@ -55,23 +59,29 @@ class InputLine:
 
     line: int
     custom_id: str
-    request: pt.ChatRequest | None
+    request: pt.ChatRequest | pt.EmbeddingRequest | None
     problem: str | None = None
 
 
-def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest:
+def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest | pt.EmbeddingRequest:
     if "body" in obj or "method" in obj or "url" in obj:
         method = obj.get("method", "POST")
         if method != "POST":
             raise ValueError(f"method must be POST, got {method!r}")
         url = obj.get("url", "/v1/chat/completions")
-        if url not in _CHAT_URLS:
-            raise ValueError(f"url must be one of {', '.join(_CHAT_URLS)}, got {url!r}")
+        if url not in _CHAT_URLS + _EMBEDDING_URLS:
+            raise ValueError(
+                f"url must be one of {', '.join(_CHAT_URLS + _EMBEDDING_URLS)}, got {url!r}"
+            )
         body = obj.get("body")
         if not isinstance(body, Mapping):
             raise ValueError("'body' must be a JSON object")
+        if url in _EMBEDDING_URLS:
+            return _embedding_request(body, custom_id)
     else:
         body = {k: v for k, v in obj.items() if k != "custom_id"}
+        if "input" in body and "messages" not in body:
+            return _embedding_request(body, custom_id)
     if "messages" not in body:
         raise ValueError("no 'messages'")
     if body.get("stream"):
@@ -84,6 +94,14 @@ def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest:
     if isinstance(fields.get("stop"), list):
         fields["stop"] = tuple(fields["stop"])
     return pt.ChatRequest(messages=tuple(messages), extra=extra, custom_id=custom_id, **fields)
+
+
+def _embedding_request(body: Mapping[str, Any], custom_id: str) -> pt.EmbeddingRequest:
+    if "input" not in body:
+        raise ValueError("no 'input'")
+    fields = {k: v for k, v in body.items() if k in _EMBEDDING_FIELDS}
+    extra = {k: v for k, v in body.items() if k not in _EMBEDDING_FIELDS and k != "input"}
+    return pt.EmbeddingRequest(inputs=body["input"], extra=extra, custom_id=custom_id, **fields)
 
 
 def read_input(path: Path) -> Iterator[InputLine]:
@@ -201,16 +219,33 @@ def _record_id(custom_id: str) -> str:
     )
 
 
+def response_body(answer: Any, request: Any = None) -> dict[str, Any]:
+    """The body of a success record: the answer as the server sent it (for a request
+    packed with others, its part).
+
+    The client receives embeddings as base64; a line that did not ask for base64 gets
+    JSON numbers, as the API would have sent it.
+    """
+    body = dict(answer.raw)
+    if isinstance(answer, pt.Embeddings):
+        base64 = isinstance(request, pt.EmbeddingRequest) and request.encoding_format == "base64"
+        if not base64:
+            body["data"] = [{**e.raw, "embedding": list(e.vector)} for e in answer.data]
+    return body
+
+
 def result_record(custom_id: str, completion: Any, error: BaseException | None,
-                  attempts: int, elapsed: float) -> dict[str, Any]:  # fmt: skip
-    """One output record for a finished request."""
+                  attempts: int, elapsed: float,
+                  request: Any = None) -> dict[str, Any]:  # fmt: skip
+    """One output record for a finished request (``completion``: its answer, a chat
+    completion or embeddings)."""
     response: dict[str, Any] | None = None
     err: dict[str, Any] | None = None
     if completion is not None:
         response = {
             "status_code": 200,
             "request_id": completion.request_id,
-            "body": dict(completion.raw),
+            "body": response_body(completion, request),
         }
     elif error is not None:
         if isinstance(error, pt.APIStatusError):
@@ -265,14 +300,16 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
 
 
 def result_line(custom_id: str, completion: Any, error: BaseException | None,
-                attempts: int, elapsed: float) -> bytes:  # fmt: skip
+                attempts: int, elapsed: float, request: Any = None) -> bytes:  # fmt: skip
     """The output line of a finished request (:func:`result_record`, encoded).
 
     A result that cannot be recorded as it is (a bug) still gets its line, an error record
     saying so, which ``--retry-failed`` runs again: it never stops the run.
     """
     try:
-        return encode_record(result_record(custom_id, completion, error, attempts, elapsed))
+        return encode_record(
+            result_record(custom_id, completion, error, attempts, elapsed, request)
+        )
     except Exception as exc:
         message = f"the result could not be recorded ({type(exc).__name__}: {exc})"
         return encode_record(

@@ -11,12 +11,13 @@ settings; a resume with a different input is refused.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -69,6 +70,16 @@ class _Progress:
         self.interval = 0.2 if self.tty else 10.0
         self._last = -math.inf
         self._stats: pt.BatchStatistics | None = None
+        self._parts: dict[str, pt.BatchStatistics] = {}
+
+    def updater(self, kind: str) -> Callable[[pt.BatchStatistics], None]:
+        """The ``on_progress`` of one of the batches (chat, embeddings) of a run."""
+
+        def update(stats: pt.BatchStatistics) -> None:
+            self._parts[kind] = stats
+            self.update(_combined(list(self._parts.values())))
+
+        return update
 
     def on_event(self, event: pt.Event) -> None:
         if isinstance(event, pt.RetryScheduled):
@@ -216,7 +227,7 @@ class _Requests:
         self.invalid = 0
         self.skipped = 0
 
-    def requests(self) -> Iterator[pt.ChatRequest]:
+    def requests(self) -> Iterator[pt.ChatRequest | pt.EmbeddingRequest]:
         item: InputLine
         for item in read_input(self.input_path):
             if item.custom_id in self.done:
@@ -283,25 +294,88 @@ async def _open_client(
     )
 
 
-async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress: _Progress,
-                out: IO[bytes], batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
+async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.EmbeddingRequest],
+                progress: _Progress, out: IO[bytes],
+                batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
     """Send the batch, appending each result to ``out`` as it completes.
 
-    Blocks until every request is done, or until ``batch_scope`` is cancelled (on a
-    signal), which stops the batch; either way returns the statistics so far.
+    Chat lines and embeddings lines run as two batches at once, on the same client (its
+    limits hold for both), fed from one reading of the input.  Blocks until every request
+    is done, or until ``batch_scope`` is cancelled (on a signal), which stops the batch;
+    either way returns the statistics so far (of both batches together).
     """
-    stream: pt.BatchStream
-    with batch_scope:
-        async with client.stream_batch(requests, on_progress=progress.update) as results:
-            stream = results
+    chat_send, chat_receive = trio.open_memory_channel[pt.ChatRequest](0)
+    embed_send, embed_receive = trio.open_memory_channel[pt.EmbeddingRequest](0)
+    streams: dict[str, pt.BatchStream | pt.EmbeddingStream] = {}
+
+    async def dispatch() -> None:
+        async with chat_send, embed_send:
+            for request in requests:
+                if isinstance(request, pt.EmbeddingRequest):
+                    await embed_send.send(request)
+                else:
+                    await chat_send.send(request)
+
+    async def record(kind: str, batch: Any) -> None:
+        async with batch as results:
+            streams[kind] = results
             async for result in results:
                 custom_id = result.custom_id or f"index-{result.index}"
+                answer = result.completion if kind == "chat" else result.embeddings
                 write_line(
                     out,
-                    result_line(custom_id, result.completion, result.error,
-                                result.attempts, result.elapsed),
+                    result_line(custom_id, answer, result.error, result.attempts,
+                                result.elapsed, result.request),
                 )  # fmt: skip
-    return stream.statistics()
+
+    with batch_scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(dispatch)
+            nursery.start_soon(
+                record, "chat",
+                client.stream_batch(chat_receive, on_progress=progress.updater("chat")),
+            )  # fmt: skip
+            nursery.start_soon(
+                record, "embeddings",
+                client.stream_embed_batch(
+                    embed_receive, on_progress=progress.updater("embeddings")
+                ),
+            )  # fmt: skip
+    return _combined([stream.statistics() for stream in streams.values()])
+
+
+def _combined(parts: list[pt.BatchStatistics]) -> pt.BatchStatistics:
+    """The statistics of the chat and embeddings batches as one: counts, tokens and rates
+    added up; the latency percentiles are those of the batch with more successes."""
+    if not parts:
+        return _EMPTY
+    if len(parts) == 1:
+        return parts[0]
+    main = max(parts, key=lambda s: s.succeeded)
+    causes: dict[str, int] = {}
+    for part in parts:
+        for cause, count in part.retries_by_cause.items():
+            causes[cause] = causes.get(cause, 0) + count
+    summed = {
+        name: sum(getattr(part, name) for part in parts)
+        for name in ("submitted", "done", "succeeded", "failed", "cancelled", "in_flight",
+                     "retries", "prompt_tokens", "completion_tokens", "total_tokens",
+                     "requests_per_minute", "tokens_per_minute", "unknown_usage")
+    }  # fmt: skip
+    return dataclasses.replace(
+        main,
+        retries_by_cause=causes,
+        elapsed=max(part.elapsed for part in parts),
+        **summed,
+    )
+
+
+_EMPTY = pt.BatchStatistics(
+    submitted=0, done=0, succeeded=0, failed=0, cancelled=0, in_flight=0, retries=0,
+    retries_by_cause={}, prompt_tokens=0, completion_tokens=0, total_tokens=0,
+    latency_p50=None, latency_p90=None, latency_p99=None, elapsed=0.0,
+    requests_per_minute=0.0, tokens_per_minute=0.0,
+)  # fmt: skip
 
 
 async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from paradigm_trio.cli._batchfile import read_input
+import paradigm_trio as pt
+from paradigm_trio.cli._batchfile import read_input, result_record
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -41,3 +42,56 @@ def test_ids_are_unique_even_when_real_ids_look_made_up(tmp_path: Path) -> None:
     assert by_line[9].custom_id == "line-9"
     # the same file gives the same ids (a resume relies on it)
     assert [item.custom_id for item in read_input(path)] == ids
+
+
+def test_embeddings_lines_in_both_forms(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    lines = [
+        {"custom_id": "chat", "url": "/v1/chat/completions", "body": {"messages": MESSAGES}},
+        {
+            "custom_id": "e1",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "e5", "input": ["a", "b"], "dimensions": 8, "user": "u"},
+        },
+        {"custom_id": "e2", "input": "short form", "encoding_format": "base64"},
+        {"custom_id": "e3", "url": "/api/v2/embeddings", "body": {"input": ""}},
+        {"custom_id": "e4", "url": "/v1/embeddings", "body": {"model": "e5"}},
+        {"custom_id": "e5", "url": "/v1/embeddings", "body": {"input": [[1, 2]]}},
+        {"custom_id": "x", "url": "/v1/completions", "body": {"prompt": "x"}},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    items = {item.custom_id: item for item in read_input(path)}
+    assert isinstance(items["chat"].request, pt.ChatRequest)
+    e1 = items["e1"].request
+    assert isinstance(e1, pt.EmbeddingRequest)
+    assert (e1.inputs, e1.model, e1.dimensions, e1.extra) == (("a", "b"), "e5", 8, {"user": "u"})
+    assert e1.custom_id == "e1"
+    e2 = items["e2"].request
+    assert isinstance(e2, pt.EmbeddingRequest)
+    assert (e2.inputs, e2.encoding_format) == (("short form",), "base64")
+    assert "input[0] is empty" in (items["e3"].problem or "")
+    assert "no 'input'" in (items["e4"].problem or "")
+    assert "token arrays" in (items["e5"].problem or "")
+    assert "/v1/embeddings" in (items["x"].problem or "")
+
+
+def test_an_embeddings_record_carries_floats_unless_base64_was_asked() -> None:
+    answer = pt.Embeddings.from_json(
+        {
+            "object": "list",
+            "model": "e5",
+            "data": [{"object": "embedding", "index": 0, "embedding": "AACAPwAAAEA="}],
+            "usage": {"prompt_tokens": 2, "total_tokens": 2},
+        },
+        "req_1",
+    )
+    plain = pt.EmbeddingRequest(inputs="x")
+    record = result_record("e", answer, None, 1, 0.5, plain)
+    assert record["response"]["body"]["data"] == [
+        {"object": "embedding", "index": 0, "embedding": [1.0, 2.0]}
+    ]
+    assert record["response"]["request_id"] == "req_1"
+    asked = pt.EmbeddingRequest(inputs="x", encoding_format="base64")
+    body = result_record("e", answer, None, 1, 0.5, asked)["response"]["body"]
+    assert body["data"][0]["embedding"] == "AACAPwAAAEA="
