@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from openai.types.chat import ChatCompletion
 
 import mock_server as ms
 
-from .test_cli import CLI, env_for, mock_url, records, run_cli
+from .test_cli import env_for, kill_9_after, mock_url, records, run_cli
 
 __all__ = ["mock_url"]  # the fixture, imported for the tests below
 
@@ -72,17 +70,7 @@ def test_mixed_chat_and_embeddings_killed_and_resumed(tmp_path: Path, mock_url: 
     asked = write_mixed(src, chats=80, embeddings=240)
     env = env_for(mock_url)
     out = tmp_path / "out.jsonl"
-    proc = subprocess.Popen(
-        [*CLI, "batch", str(src), "-o", str(out), "--concurrency", "4", "-q"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 6000):
-        time.sleep(0.02)
-    proc.kill()  # kill -9
-    proc.wait()
+    kill_9_after(["batch", str(src), "-o", str(out), "--concurrency", "4", "-q"], env, out, 6000)
     whole = out.read_text().split("\n")[:-1]  # a cut last line aside
     assert 0 < len(whole) < 320
     resumed = run_cli("batch", str(src), "-o", str(out), "--concurrency", "8", env=env)
