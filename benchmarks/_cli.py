@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._common import ROOT, Section, Table, Target, busy_seconds, cpu_model, machine_lines
 
-SCENARIOS = ("speed", "cost", "scaling", "memory", "ratelimit", "mock", "goodput")
+SCENARIOS = ("speed", "cost", "scaling", "memory", "ratelimit", "mock", "goodput", "embeddings")
 DEFAULT_OUTPUT = ROOT / "docs" / "performance.md"
 
 
@@ -32,6 +32,8 @@ def _runner(name: str) -> Callable[[bool], Section]:
         from .rate_limit import run
     elif name == "goodput":
         from .goodput import run
+    elif name == "embeddings":
+        from .embeddings import run
     else:
         run = _mock_throughput
     return run
