@@ -42,6 +42,7 @@ from ._errors import (
     RateLimitError,
     RequestCancelled,
     ServerUnreachableError,
+    StructuredOutputError,
     UnprocessableEntityError,
 )
 from ._events import (
@@ -55,6 +56,7 @@ from ._events import (
     RetryScheduled,
     StreamEndedWithoutDone,
 )
+from ._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from ._models import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -65,6 +67,8 @@ from ._models import (
     Usage,
 )
 from ._streaming import ChatStream
+from ._structured import OutputSchema
+from ._tools import FunctionCall, ToolCall, function_tool
 from ._transport import TrioTransport
 from ._version import __version__
 
@@ -91,6 +95,7 @@ __all__ = [
     "ChatRequest",
     "ChatStream",
     "Choice",
+    "ChoiceLogprobs",
     "Client",
     "ClientState",
     "ClientStatistics",
@@ -108,6 +113,7 @@ __all__ = [
     "EmbeddingStream",
     "Embeddings",
     "Event",
+    "FunctionCall",
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidRequestError",
@@ -116,6 +122,7 @@ __all__ = [
     "Message",
     "ModelInfo",
     "NotFoundError",
+    "OutputSchema",
     "ParadigmError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -126,11 +133,16 @@ __all__ = [
     "RetryScheduled",
     "ServerUnreachableError",
     "StreamEndedWithoutDone",
+    "StructuredOutputError",
     "Timeouts",
+    "TokenLogprob",
+    "ToolCall",
+    "TopLogprob",
     "TrioTransport",
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "function_tool",
 ]
 
 

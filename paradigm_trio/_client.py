@@ -59,7 +59,16 @@ from ._errors import BatchError, ConfigurationError
 from ._events import Attempt, ClientStatistics, Event
 from ._http import HTTP, Exchange
 from ._ledger import Ledger
-from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage, make_request, usage_of
+from ._models import (
+    ChatCompletion,
+    ChatOptions,
+    ChatRequest,
+    ModelInfo,
+    Usage,
+    completion_parser,
+    make_request,
+    usage_of,
+)
 from ._ratelimit import AdaptiveController, RateLimiter
 from ._streaming import ChatStream, Streamer
 from ._transport import TrioTransport
@@ -288,15 +297,17 @@ class Client:
         seed: int | None = None,
         extra: Mapping[str, Any] | None = None,
         custom_id: str | None = None,
+        **options: Unpack[ChatOptions],
     ) -> ChatRequest:
         """Build a :class:`ChatRequest` from messages and keywords (validated).
 
         When ``messages`` is already a :class:`ChatRequest`, the keywords given override its
-        fields.
+        fields.  ``options`` are the other fields of :class:`ChatRequest` (``output``,
+        ``tools``, ``n``...).
         """
         return make_request(
             messages, model=model, temperature=temperature, max_tokens=max_tokens,
-            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id,
+            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip
 
     async def chat(
@@ -313,6 +324,7 @@ class Client:
         custom_id: str | None = None,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
+        **options: Unpack[ChatOptions],
     ) -> ChatCompletion:
         """Send one chat completion and return it, retrying per the policy.
 
@@ -320,10 +332,16 @@ class Client:
             messages: the conversation (a list of ``{"role", "content"}`` dicts) or a
                 :class:`ChatRequest`.  Keywords override a ``ChatRequest``'s fields.
             model, temperature, max_tokens, top_p, stop, seed: sampling parameters.
-            extra: more body fields, passed through (``guided_json``, ``tools``, ...).
+            extra: more body fields, passed through.
             custom_id: a stable id for this logical request (see :class:`ChatRequest`).
             retry: a :class:`RetryPolicy` for this call instead of the client's.
             timeouts: :class:`Timeouts` for this call instead of the client's.
+
+        The other keywords are the fields of :class:`ChatRequest` of the same names:
+        ``output`` (a JSON Schema or a pydantic model: the answer is parsed and validated
+        into ``completion.parsed``), ``response_format``, ``guided_json``,
+        ``guided_choice``, ``guided_regex``, ``tools``, ``tool_choice``, ``n``,
+        ``logprobs``, ``top_logprobs``.
 
         Raises:
             InvalidRequestError: the request is invalid or cannot be encoded (a lone
@@ -331,11 +349,13 @@ class Client:
             APIStatusError: the server refused it (a subclass per status).
             APIConnectionError: no usable response (``APITimeoutError`` for timeouts).
             APIResponseValidationError: a 2xx whose body is not a completion.
+            StructuredOutputError: with ``output=``, the answer does not parse or
+                validate (after ``RetryPolicy.invalid_output_retries`` resends).
             RuntimeError: the client is closed.
         """
         request = make_request(
             messages, model=model, temperature=temperature, max_tokens=max_tokens,
-            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id,
+            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip
         return await self.send(request, retry=retry, timeouts=timeouts)
 
@@ -385,7 +405,8 @@ class Client:
         ex = self._http.prepare(
             "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
         )
-        return await self._fetch(ex, plan, ChatCompletion.from_json, usage_of, history)
+        parse = completion_parser(request.output, plan.retry.invalid_output_retries)
+        return await self._fetch(ex, plan, parse, usage_of, history)
 
     async def _fetch(
         self,
@@ -626,6 +647,7 @@ class Client:
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         include_usage: bool = True,
+        **options: Unpack[ChatOptions],
     ) -> ChatStream:
         """Stream one chat completion over Server-Sent Events.
 
@@ -637,11 +659,15 @@ class Client:
         ``Timeouts.read`` between chunks) and cancellation.
 
         Takes the arguments of :meth:`chat`, plus ``include_usage`` (ask for the final
-        usage chunk, ``stream_options.include_usage``).
+        usage chunk, ``stream_options.include_usage``).  Tool calls arrive in pieces
+        (``chunk.tool_calls``); ``stream.completion`` has them whole.  With ``output=``,
+        ``stream.completion.parsed`` is the parsed answer, and an answer that does not
+        match raises :class:`StructuredOutputError` at the end of the iteration (never
+        retried: the chunks were handed out).
         """
         request = make_request(
             messages, model=model, temperature=temperature, max_tokens=max_tokens,
-            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id,
+            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip
         plan = self._plan(request, retry, timeouts, stream=True)
         ex = self._streamer.prepare(request, plan.key, plan.timeouts, include_usage=include_usage)

@@ -79,8 +79,30 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._streaming": frozenset({"Streamer"}),
     # ``make_request`` is ``Client.make_request`` without a client.
     "paradigm_trio._models": frozenset(
-        {"check_custom_id", "check_model", "checked_extra", "make_request", "usage_of"}
+        {
+            "ChatOptions",
+            "check_custom_id",
+            "check_model",
+            "checked_extra",
+            "checked_output",
+            "completion_parser",
+            "make_request",
+            "usage_of",
+        }
     ),
+    # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.
+    "paradigm_trio._tools": frozenset(
+        {
+            "ToolCallAssembler",
+            "checked_tool_choice",
+            "checked_tools",
+            "json_schema_of",
+            "parse_tool_calls",
+        }
+    ),
+    "paradigm_trio._structured": frozenset({"InvalidOutputs", "OutputForm"}),
+    "paradigm_trio._logprobs": frozenset({"parse_logprobs"}),
+    "paradigm_trio._assembly": frozenset({"CompletionAssembler"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }
