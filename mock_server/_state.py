@@ -42,7 +42,7 @@ class RequestRecord:
             ``"429"``, ``"500"``...), ``"quota"`` (429 from a quota), a fault kind
             (``"hang"``, ``"reset"``, ``"close"``, ``"malformed"``, ``"truncated"``,
             ``"stream_cut"``, ``"stream_error"``, ``"stream_no_done"``,
-            ``"stream_stall"``), or
+            ``"stream_stall"``, ``"invalid_output"``, ``"tool_call_malformed"``), or
             ``"pending"`` before it is decided.
         status: The HTTP status sent (or being sent); ``None`` when no status line
             is ever sent (hang, reset, close) or not yet decided.
