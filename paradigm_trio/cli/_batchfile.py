@@ -45,8 +45,9 @@ _EMBEDDING_URLS = ("/v1/embeddings", "/embeddings", "/api/v2/embeddings")
 _EMBEDDING_FIELDS = frozenset({"model", "dimensions", "encoding_format"})
 _REQUEST_FIELDS = frozenset(
     {"model", "messages", "temperature", "max_tokens", "top_p", "stop", "seed",
-     "presence_penalty", "frequency_penalty"}
+     "presence_penalty", "frequency_penalty", "n"}
 )  # fmt: skip
+_JSON_SCHEMA_KEYS = frozenset({"name", "schema", "strict"})
 
 
 class InputError(Exception):
@@ -93,7 +94,35 @@ def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest | pt
         raise ValueError("'messages' must be a list")
     if isinstance(fields.get("stop"), list):
         fields["stop"] = tuple(fields["stop"])
-    return pt.ChatRequest(messages=tuple(messages), extra=extra, custom_id=custom_id, **fields)
+    output = _output_of(extra)
+    return pt.ChatRequest(
+        messages=tuple(messages), extra=extra, custom_id=custom_id, output=output, **fields
+    )
+
+
+def _output_of(extra: dict[str, Any]) -> pt.OutputSchema | None:
+    """The structured output a body asks for (``response_format`` with a JSON Schema, or
+    ``guided_json``), taken out of ``extra`` so that the answer is validated and parsed;
+    ``None`` when it asks for none, or in a form sent as it is."""
+    response_format = extra.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        if (
+            "guided_json" not in extra
+            and set(response_format) == {"type", "json_schema"}
+            and isinstance(spec, Mapping)
+            and isinstance(spec.get("schema"), Mapping)
+            and set(spec) <= _JSON_SCHEMA_KEYS
+        ):
+            del extra["response_format"]
+            return pt.OutputSchema(
+                spec["schema"], name=spec.get("name") or "", strict=spec.get("strict")
+            )
+    guided = extra.get("guided_json")
+    if isinstance(guided, Mapping) and "response_format" not in extra:
+        del extra["guided_json"]
+        return pt.OutputSchema(guided, form="guided_json")
+    return None
 
 
 def _embedding_request(body: Mapping[str, Any], custom_id: str) -> pt.EmbeddingRequest:
@@ -241,18 +270,27 @@ def result_record(custom_id: str, completion: Any, error: BaseException | None,
     completion or embeddings)."""
     response: dict[str, Any] | None = None
     err: dict[str, Any] | None = None
+    parsed: dict[str, Any] = {}
     if completion is not None:
         response = {
             "status_code": 200,
             "request_id": completion.request_id,
             "body": response_body(completion, request),
         }
+        if getattr(request, "output", None) is not None:
+            parsed["parsed"] = completion.parsed
     elif error is not None:
         if isinstance(error, pt.APIStatusError):
             response = {
                 "status_code": error.status_code,
                 "request_id": error.request_id,
                 "body": error.body,
+            }
+        elif isinstance(error, pt.StructuredOutputError) and error.completion is not None:
+            response = {
+                "status_code": 200,
+                "request_id": error.request_id,
+                "body": dict(error.completion.raw),
             }
         code = (
             "cancelled" if isinstance(error, pt.RequestCancelled)
@@ -267,6 +305,7 @@ def result_record(custom_id: str, completion: Any, error: BaseException | None,
         "id": _record_id(custom_id),
         "custom_id": custom_id,
         "response": response,
+        **parsed,
         "error": err,
         "attempts": attempts,
         "elapsed": round(elapsed, 4),

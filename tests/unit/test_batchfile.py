@@ -95,3 +95,37 @@ def test_an_embeddings_record_carries_floats_unless_base64_was_asked() -> None:
     asked = pt.EmbeddingRequest(inputs="x", encoding_format="base64")
     body = result_record("e", answer, None, 1, 0.5, asked)["response"]["body"]
     assert body["data"][0]["embedding"] == "AACAPwAAAEA="
+
+
+def test_structured_lines_ask_for_output_and_failures_keep_the_answer(tmp_path: Path) -> None:
+    schema = {"type": "object", "required": ["a"]}
+    path = tmp_path / "in.jsonl"
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": True}}
+    unusual = {"type": "json_schema", "json_schema": {"schema": schema, "description": "d"}}
+    lines = [
+        {"custom_id": "a", "messages": MESSAGES, "response_format": fmt},
+        {"custom_id": "b", "messages": MESSAGES, "guided_json": schema},
+        {"custom_id": "c", "messages": MESSAGES, "response_format": unusual},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    a, b, c = (item.request for item in read_input(path))
+    assert isinstance(a, pt.ChatRequest)
+    assert isinstance(b, pt.ChatRequest)
+    assert isinstance(c, pt.ChatRequest)
+    assert a.output is not None
+    assert (a.output.name, a.output.strict, a.output.form) == ("x", True, "response_format")
+    assert a.to_body("m")["response_format"] == fmt  # sent as the line had it
+    assert b.output is not None
+    assert b.output.form == "guided_json"
+    assert c.output is None  # a form paradigm-trio would not send as is: passed through
+    assert c.to_body("m")["response_format"] == unusual
+    completion = pt.ChatCompletion.from_json(
+        {"choices": [{"message": {"role": "assistant", "content": "{}"}}]}, "req_9"
+    )
+    error = pt.StructuredOutputError("no", raw="{}", errors=("$: 'a' is required",),
+                                     completion=completion, request_id="req_9")  # fmt: skip
+    record = result_record("a", None, error, 1, 0.1, a)
+    assert record["error"]["code"] == "StructuredOutputError"
+    assert record["response"]["body"]["choices"][0]["message"]["content"] == "{}"
+    ok = result_record("a", completion.with_parsed(pt.OutputSchema({})), None, 1, 0.1, a)
+    assert ok["parsed"] == {}

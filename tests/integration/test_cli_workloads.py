@@ -84,3 +84,38 @@ def test_mixed_chat_and_embeddings_killed_and_resumed(tmp_path: Path, mock_url: 
     check_records(got, asked)  # type: ignore[arg-type]
     embedded = [rec for rec in got if str(rec["custom_id"]).startswith("emb-")]
     assert sum(rec["error"] is None for rec in embedded) >= 230  # faults are retried
+
+
+def test_structured_lines_get_their_parsed_object(tmp_path: Path) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "year": {"type": "integer"}},
+        "required": ["title", "year"],
+    }
+    lines = [
+        {"custom_id": "rf", "url": "/v1/chat/completions", "body": {
+            "messages": [{"role": "user", "content": "Film 1"}],
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "film", "schema": schema}}}},
+        {"custom_id": "gj", "messages": [{"role": "user", "content": "Film 2"}],
+         "guided_json": schema},
+        {"custom_id": "gc", "messages": [{"role": "user", "content": "Yes?"}],
+         "guided_choice": ["yes", "no"], "n": 2},
+        {"custom_id": "tool", "messages": [{"role": "user", "content": "call get_time"}],
+         "tools": [{"type": "function", "function": {"name": "get_time"}}]},
+    ]  # fmt: skip
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    proc = run_cli("batch", str(src), "-o", str(out), "--mock", "-q")
+    assert proc.returncode == 0, proc.stderr
+    recs = {rec["custom_id"]: rec for rec in records(out)}
+    for custom_id in ("rf", "gj"):
+        parsed = recs[custom_id]["parsed"]
+        assert set(parsed) == {"title", "year"}
+        body = recs[custom_id]["response"]["body"]
+        assert json.loads(body["choices"][0]["message"]["content"]) == parsed
+    assert "parsed" not in recs["gc"]
+    assert [c["message"]["content"] in ("yes", "no") for c in
+            recs["gc"]["response"]["body"]["choices"]] == [True, True]  # fmt: skip
+    call = recs["tool"]["response"]["body"]["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "get_time"
