@@ -70,6 +70,7 @@ _TYPED = frozenset(
     }
 )
 _RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
+_NO_OPTIONS = (None,) * 10
 
 
 class ChatOptions(TypedDict, total=False):
@@ -366,14 +367,20 @@ class ChatRequest:
         object.__setattr__(self, "stop", _checked_stop(self.stop))
         extra = checked_extra(self.extra, _MODELLED)
         object.__setattr__(self, "extra", extra)
-        self._check_options()
-        both = sorted(
-            name for name in _TYPED.intersection(extra) if getattr(self, name) is not None
-        )
-        if both:
-            raise InvalidRequestError(
-                f"{', '.join(both)} given both as keyword and in extra: give it once"
+        options = (
+            self.n, self.logprobs, self.top_logprobs, self.tools, self.tool_choice,
+            self.response_format, self.guided_json, self.guided_choice, self.guided_regex,
+            self.output,
+        )  # fmt: skip
+        if options != _NO_OPTIONS:  # (the common case: none)
+            self._check_options()
+            both = sorted(
+                name for name in _TYPED.intersection(extra) if getattr(self, name) is not None
             )
+            if both:
+                raise InvalidRequestError(
+                    f"{', '.join(both)} given both as keyword and in extra: give it once"
+                )
         check_custom_id(self.custom_id)
         self._check_sendable()
 
@@ -387,8 +394,8 @@ class ChatRequest:
             raise InvalidRequestError("top_logprobs needs logprobs=True")
         if self.tools is not None:
             object.__setattr__(self, "tools", checked_tools(self.tools))
-        if self.tool_choice is not None:
-            choice = checked_tool_choice(self.tool_choice, self.tools)
+        if self.tool_choice is not None and not (self.tools is None and "tools" in self.extra):
+            choice = checked_tool_choice(self.tool_choice, self.tools)  # (typed tools only)
             object.__setattr__(self, "tool_choice", choice)
         format_ = self.response_format
         if format_ is not None and (
@@ -436,11 +443,14 @@ class ChatRequest:
 
     def _check_sendable(self) -> None:
         """Refuse what JSON in UTF-8 cannot hold (naming where it is), before it is sent."""
-        parts = self._parts()
         try:
-            _dumps(tuple(parts.values()))
+            _dumps(
+                (self.custom_id, self.model, self.messages, self.stop, self.tools,
+                 self.tool_choice, self.response_format, self.guided_json, self.guided_choice,
+                 self.guided_regex, self.extra)
+            )  # fmt: skip
         except _JSON_ERRORS as exc:
-            raise _unsendable(parts, exc) from None
+            raise _unsendable(self._parts(), exc) from None
 
     def encode_body(self, body: Mapping[str, Any]) -> bytes:
         """``body`` (from :meth:`to_body`, perhaps with fields added) as UTF-8 JSON bytes.

@@ -187,6 +187,10 @@ def checked_tool_choice(choice: object, tools: Sequence[Mapping[str, Any]] | Non
     names = {t["function"]["name"] for t in tools or ()}
     if isinstance(choice, str):
         if choice in _CHOICES:
+            if choice != "none" and not tools:
+                raise InvalidRequestError(
+                    f"{choice!r} needs tools to choose from: give tools=", where="tool_choice"
+                )
             return choice
         if choice not in names:
             raise InvalidRequestError(

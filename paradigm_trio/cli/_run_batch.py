@@ -329,18 +329,25 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
                 )  # fmt: skip
 
     with batch_scope:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(dispatch)
-            nursery.start_soon(
-                record, "chat",
-                client.stream_batch(chat_receive, on_progress=progress.updater("chat")),
-            )  # fmt: skip
-            nursery.start_soon(
-                record, "embeddings",
-                client.stream_embed_batch(
-                    embed_receive, on_progress=progress.updater("embeddings")
-                ),
-            )  # fmt: skip
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(dispatch)
+                nursery.start_soon(
+                    record, "chat",
+                    client.stream_batch(chat_receive, on_progress=progress.updater("chat")),
+                )  # fmt: skip
+                nursery.start_soon(
+                    record, "embeddings",
+                    client.stream_embed_batch(
+                        embed_receive, on_progress=progress.updater("embeddings")
+                    ),
+                )  # fmt: skip
+        except BaseExceptionGroup as group:
+            # What stopped the run (the output broken, say), without the nursery's wrapping.
+            if len(group.exceptions) == 1:
+                exc = group.exceptions[0]
+                raise exc from exc.__cause__
+            raise
     return _combined([stream.statistics() for stream in streams.values()])
 
 

@@ -63,6 +63,7 @@ def test_function_tool_and_request_checks() -> None:
         ({"tools": [{"type": "retrieval"}]}, r"tools\[0\]"),
         ({"tools": [TIME], "tool_choice": "get_weather"}, "tool_choice"),
         ({"tool_choice": {"type": "function", "function": {"name": "x"}}}, "tool_choice"),
+        ({"tool_choice": "required"}, "needs tools"),
         ({"n": 0}, "n must be"),
         ({"top_logprobs": 3}, "needs logprobs=True"),
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs must be"),
@@ -70,6 +71,9 @@ def test_function_tool_and_request_checks() -> None:
     for fields, message in bad:
         with pytest.raises(pt.InvalidRequestError, match=message):
             pt.ChatRequest(messages=MESSAGES, **fields)
+    assert pt.ChatRequest(messages=MESSAGES, tool_choice="none").tool_choice == "none"
+    legacy = pt.ChatRequest(messages=MESSAGES, tool_choice="get_x", extra={"tools": [TIME]})
+    assert legacy.to_body("m")["tool_choice"] == "get_x"  # untyped tools: passed through
 
 
 async def test_an_answer_with_tool_calls_is_typed() -> None:
