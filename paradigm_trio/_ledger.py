@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
+from ._embeddings import Embeddings
 from ._errors import APIError, AttemptFailure, RequestCancelled
 from ._events import (
     AttemptStarted,
@@ -118,7 +119,7 @@ class Ledger:
                 self.prompt_tokens += usage.prompt_tokens
                 self.completion_tokens += usage.completion_tokens
                 tokens = usage.total_tokens
-            elif isinstance(outcome, ChatCompletion):
+            elif isinstance(outcome, ChatCompletion | Embeddings):
                 self.unknown_usage += 1  # the server reported none: unknown, not zero
             if self._on_event is not None:
                 self._on_event(RequestFinished(custom_id, key, True, attempts, elapsed, tokens))

@@ -361,3 +361,4 @@ async def test_stream_embed_batch_yields_results_as_they_finish() -> None:
     assert sorted(seen) == list(range(5))
     assert {body["model"] for body in handler.bodies} == {"e5-small"}
     assert stats.unknown_usage == 5
+    assert client.statistics().unknown_usage == 3  # requests: packs of 2, 2 and 1
