@@ -13,7 +13,7 @@ say) is sent again one request at a time, so that one bad input fails alone.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -235,7 +235,9 @@ class EmbeddingKind:
     ) -> EmbeddingResult:
         return EmbeddingResult(index, custom_id, request, error=error)
 
-    def _sender(self, request: EmbeddingRequest, deadline: float, control: BatchControl) -> Any:
+    def _sender(
+        self, request: EmbeddingRequest, deadline: float, control: BatchControl
+    ) -> Callable[[list[Attempt]], Awaitable[Embeddings]]:
         def send(history: list[Attempt]) -> Awaitable[Embeddings]:
             return self.send_one(request, deadline=deadline, control=control, history=history)
 

@@ -121,9 +121,12 @@ class EmbeddingRequest:
     encoding_format: Literal["float", "base64"] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     custom_id: str | None = None
+    _tokens: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "inputs", _checked_inputs(self.inputs))
+        inputs = _checked_inputs(self.inputs)
+        object.__setattr__(self, "inputs", inputs)
+        object.__setattr__(self, "_tokens", sum((len(text) + 3) // 4 + 1 for text in inputs))
         check_model(self.model)
         if self.dimensions is not None and (
             isinstance(self.dimensions, bool)
@@ -176,7 +179,7 @@ class EmbeddingRequest:
 
         About four characters a token, plus one per input; an embedding has no completion.
         """
-        return sum((len(text) + 3) // 4 + 1 for text in self.inputs)
+        return self._tokens
 
 
 def _decode_base64(value: str, where: str) -> array[float]:
