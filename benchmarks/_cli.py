@@ -17,7 +17,7 @@ from ._common import ROOT, Section, Table, Target, busy_seconds, cpu_model, mach
 
 SCENARIOS = (
     "speed", "cost", "scaling", "memory", "ratelimit", "mock", "goodput", "instructions",
-    "proxy", "shared", "otel",
+    "proxy", "shared", "otel", "embeddings",
 )  # fmt: skip
 DEFAULT_OUTPUT = ROOT / "docs" / "performance.md"
 
@@ -43,6 +43,8 @@ def _runner(name: str) -> Callable[[bool], Section]:
         from .shared_quota import run
     elif name == "otel":
         from .otel_cost import run
+    elif name == "embeddings":
+        from .embeddings import run
     else:
         run = _mock_throughput
     return run

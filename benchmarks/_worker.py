@@ -31,6 +31,10 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
         from .goodput import client_run as goodput_run
 
         return goodput_run(task)
+    if kind == "embeddings":
+        from .embeddings import client_run as embeddings_run
+
+        return embeddings_run(task)
     raise ValueError(f"unknown task kind {kind!r}")
 
 

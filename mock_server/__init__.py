@@ -1,4 +1,5 @@
-"""A fault-injecting mock of the Paradigm (OpenAI-compatible) chat completions API.
+"""A fault-injecting mock of the Paradigm (OpenAI-compatible) API: chat completions,
+embeddings and the model list.
 
 Run it in-process inside a trio nursery::
 
@@ -28,11 +29,13 @@ from ._config import (
     MockConfig,
     ScriptEntry,
 )
+from ._embeddings import DEFAULT_EMBEDDING_DIMENSIONS, embedding_vector
 from ._server import MockServer, serve
 from ._state import MockState, MockStats, RequestRecord
 from ._tls import TLSFiles, throwaway_ca
 
 __all__ = [
+    "DEFAULT_EMBEDDING_DIMENSIONS",
     "DEFAULT_MODELS",
     "FAULT_KINDS",
     "Fault",
@@ -47,6 +50,7 @@ __all__ = [
     "ScriptEntry",
     "TLSFiles",
     "create_app",
+    "embedding_vector",
     "get_state",
     "main",
     "serve",

@@ -6,7 +6,7 @@ import hmac
 import http
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import trio
@@ -14,18 +14,17 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ._config import DEFAULT_MODELS, STREAM_FAULT_KINDS, Fault, MockConfig
-from ._content import (
-    ChatRequest,
-    Reply,
-    RequestError,
-    check_text,
-    chunk_body,
+from ._answers import (
     completion_body,
-    make_reply,
-    parse_chat_request,
+    make_replies,
+    parse_chat,
+    stream_events,
+    wants_tool_calls,
 )
+from ._config import DEFAULT_MODELS, STREAM_FAULT_KINDS, Fault, MockConfig
+from ._content import ChatRequest, Reply, RequestError, check_text
 from ._determinism import body_key, digest, unit
+from ._embeddings import EmbeddingRequest, embeddings_body, parse_embedding_request
 from ._guard import Denial, admin_denial, body_denial
 from ._state import MockState, _Entry, retry_after_headers
 from ._transport import CONNECTION_KEY, Connection, ConnectionMiddleware
@@ -113,49 +112,63 @@ def _status_of(kind: str, draw: int) -> int | None:
     return None if kind in ("hang", "reset", "close") else 200
 
 
-def _stream_events(
-    chat: ChatRequest, reply: Reply, completion_id: str, created: int
-) -> list[bytes]:
-    """The SSE events of a healthy stream: role, one per piece, finish, [usage], [DONE]."""
-
-    def chunk(delta: dict[str, Any] | None, **extra: Any) -> bytes:
-        return _sse(
-            chunk_body(
-                completion_id=completion_id, created=created, request=chat, delta=delta, **extra
-            )
-        )
-
-    events = [chunk({"role": "assistant", "content": ""})]
-    events += [chunk({"content": piece}) for piece in reply.pieces]
-    events.append(chunk({}, finish_reason=reply.finish_reason))
-    if chat.include_usage:
-        events.append(chunk(None, usage=(chat.prompt_tokens, reply.completion_tokens)))
-    events.append(_SSE_DONE)
-    return events
-
-
 def _inject_stream_fault(
-    kind: str, events: list[bytes], reply: Reply, stall_after: int | None, completion_id: str
+    kind: str,
+    events: list[bytes],
+    replies: list[Reply],
+    stall_after: int | None,
+    completion_id: str,
 ) -> tuple[list[bytes], int, str]:
-    """``(events to send, content pieces among them, ending)`` of a stream drawing ``kind``.
+    """``(events to send, completion tokens among them, ending)`` of a stream drawing
+    ``kind``.
 
     The ending is ``"end"`` (a clean end of the response), ``"close"`` (the connection
-    is closed after the events) or ``"stall"`` (nothing more is sent, ever).
+    is closed after the events) or ``"stall"`` (nothing more is sent, ever).  For ``n`` > 1
+    the cut falls after the role chunks and half the content chunks of the choices.
     """
-    cut = 1 + len(reply.pieces) // 2  # events[:cut] = role chunk + half the pieces
+    choices = len(replies)
+    tokens = sum(reply.completion_tokens for reply in replies)
+    # events[:cut] = the role chunks + half the pieces (of one choice when n = 1)
+    half = sum(len(reply.pieces) for reply in replies) // 2 if choices > 1 else None
+    cut = choices + (len(replies[0].pieces) // 2 if half is None else half)
     if kind in ("stream_cut", "truncated"):
-        return events[:cut], cut - 1, "close"
+        return events[:cut], cut - choices, "close"
     if kind == "stream_error":
-        return [*events[:cut], b"event: error\n" + _sse(_STREAM_ERROR)], cut - 1, "end"
+        return [*events[:cut], b"event: error\n" + _sse(_STREAM_ERROR)], cut - choices, "end"
     if kind == "stream_no_done":
-        return events[:-1], reply.completion_tokens, "end"
+        return events[:-1], tokens, "end"
     if kind == "stream_stall":
         sent = min(cut if stall_after is None else stall_after, len(events) - 1)
-        return events[:sent], max(0, min(sent - 1, reply.completion_tokens)), "stall"
+        return events[:sent], max(0, min(sent - choices, tokens)), "stall"
     if kind == "malformed":
         broken = b'data: {"id": "' + completion_id.encode() + b'", "choices": [\n\n'
-        return [*events[:cut], broken, *events[cut:]], reply.completion_tokens, "end"
-    return events, reply.completion_tokens, "end"
+        return [*events[:cut], broken, *events[cut:]], tokens, "end"
+    return events, tokens, "end"
+
+
+def _applies(kind: str, parsed: ChatRequest | EmbeddingRequest) -> bool:
+    """Whether a fault drawn applies to this request (else it is served normally)."""
+    chat = parsed if isinstance(parsed, ChatRequest) else None
+    if kind in STREAM_FAULT_KINDS:
+        return chat is not None and chat.stream
+    if kind == "invalid_output":
+        return chat is not None and chat.options.structured
+    if kind == "tool_call_malformed":
+        return chat is not None and wants_tool_calls(chat)
+    return True
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": _MODELS_CREATED, "owned_by": "lighton"}
+
+
+def _charge(parsed: ChatRequest | EmbeddingRequest, config: MockConfig) -> int:
+    """Tokens a request takes from the ``tpm`` quota: its prompt, plus for a chat its
+    ``max_tokens`` (or ``default_max_tokens``)."""
+    if isinstance(parsed, EmbeddingRequest):
+        return parsed.prompt_tokens
+    limit = parsed.max_tokens if parsed.max_tokens is not None else config.default_max_tokens
+    return parsed.prompt_tokens + limit
 
 
 def get_state(app: QuartTrio) -> MockState:
@@ -224,13 +237,32 @@ class _Handlers:
         if denied is not None:
             return denied
         names = config.models if config.models is not None else DEFAULT_MODELS
-        data = [
-            {"id": name, "object": "model", "created": _MODELS_CREATED, "owned_by": "lighton"}
-            for name in names
-        ]
-        return _json_response({"object": "list", "data": data})
+        return _json_response({"object": "list", "data": [_model(name) for name in names]})
+
+    async def model(self, model: str) -> Response:
+        """``GET /models/{id}``: one of the listed models, or 404 ``model_not_found``."""
+        config = self.state.config
+        denied = self._auth_error(config)
+        if denied is not None:
+            return denied
+        names = config.models if config.models is not None else DEFAULT_MODELS
+        if model not in names:
+            return _error_response(
+                404,
+                f"The model '{model[:100]}' does not exist",
+                code="model_not_found",
+                param="model",
+            )
+        return _json_response(_model(model))
 
     async def chat(self) -> Response:
+        return await self._api(parse_chat)
+
+    async def embeddings(self) -> Response:
+        return await self._api(parse_embedding_request)
+
+    async def _api(self, parse: Callable[..., ChatRequest | EmbeddingRequest]) -> Response:
+        """An API request (chat or embeddings): checks, quotas, faults, then the answer."""
         state = self.state
         config = state.config
         conn = _connection()
@@ -260,15 +292,16 @@ class _Handlers:
         if denied is not None:
             return reject(401, denied)
         try:
-            chat = parse_chat_request(body, models=config.models)
+            parsed = parse(body, models=config.models)
         except RequestError as exc:
             return reject(
                 exc.status,
                 _error_response(exc.status, exc.message, code=exc.code, param=exc.param),
             )
-        entry.model = chat.model
-        entry.stream = chat.stream
-        entry.prompt_tokens = chat.prompt_tokens
+        stream = isinstance(parsed, ChatRequest) and parsed.stream
+        entry.model = parsed.model
+        entry.stream = stream
+        entry.prompt_tokens = parsed.prompt_tokens
 
         headers: dict[str, str] = {}
         fault = state.pop_script(key)
@@ -278,17 +311,14 @@ class _Handlers:
                 headers = state.quota_headers()
         else:
             if quota_on:
-                charge = chat.prompt_tokens + (
-                    chat.max_tokens if chat.max_tokens is not None else config.default_max_tokens
-                )
-                decision = state.admit(charge)
+                decision = state.admit(_charge(parsed, config))
                 headers = decision.headers
                 if not decision.admitted:
                     return self._quota_rejection(
                         entry, decision.limited_by, decision.retry_after, headers
                     )
             kind = config.faults.pick(unit(config.seed, key, entry.attempt, "fault")) or "ok"
-        if kind in STREAM_FAULT_KINDS and not chat.stream:
+        if not _applies(kind, parsed):
             kind = "ok"
 
         if fault is not None and fault.latency is not None:
@@ -296,7 +326,7 @@ class _Handlers:
         else:
             delay = config.latency.sample(unit(config.seed, key, entry.attempt, "latency"))
             delay += config.load_latency * others_in_flight
-        return await self._respond(conn, config, chat, kind, fault, delay, headers)
+        return await self._respond(conn, config, parsed, kind, fault, delay, headers)
 
     def _quota_rejection(
         self,
@@ -328,7 +358,7 @@ class _Handlers:
         self,
         conn: Connection,
         config: MockConfig,
-        chat: ChatRequest,
+        parsed: ChatRequest | EmbeddingRequest,
         kind: str,
         fault: Fault | None,
         delay: float,
@@ -354,19 +384,39 @@ class _Handlers:
             await _linger()
             return Response(b"", status=500)
 
-        reply = make_reply(seed, chat, config.reply_tokens)
+        if isinstance(parsed, EmbeddingRequest):
+            entry.completion_tokens = 0
+            return self._payload(conn, kind, _dumps(embeddings_body(seed, parsed)), headers)
+        try:
+            replies = make_replies(seed, parsed, config.reply_tokens, kind)
+        except RequestError as exc:  # a schema outside the subset the mock answers
+            state.decide(entry, str(exc.status), exc.status)
+            return _error_response(exc.status, exc.message, code=exc.code, param=exc.param)
         completion_id = "chatcmpl-" + digest(seed, "id", key, attempt).hex()[:29]
         created = int(time.time())
-        if chat.stream:
+        if parsed.stream:
             stall_after = config.stall_after
             if fault is not None and fault.stall_after is not None:
                 stall_after = fault.stall_after
             ids = (completion_id, created)
-            return self._stream(conn, config, chat, reply, kind, ids, headers, stall_after)
-        entry.completion_tokens = reply.completion_tokens
+            return self._stream(conn, config, parsed, replies, kind, ids, headers, stall_after)
+        entry.completion_tokens = sum(reply.completion_tokens for reply in replies)
         payload = _dumps(
-            completion_body(completion_id=completion_id, created=created, request=chat, reply=reply)
+            completion_body(
+                completion_id=completion_id,
+                created=created,
+                request=parsed,
+                replies=replies,
+                seed=seed,
+                kind=kind,
+            )
         )
+        return self._payload(conn, kind, payload, headers)
+
+    def _payload(
+        self, conn: Connection, kind: str, payload: bytes, headers: dict[str, str]
+    ) -> Response:
+        """A JSON answer, unless the fault drawn breaks it (malformed, truncated)."""
         if kind == "malformed":
             return Response(payload[: len(payload) // 2], headers=headers, content_type=_JSON)
         if kind == "truncated":
@@ -426,7 +476,7 @@ class _Handlers:
         conn: Connection,
         config: MockConfig,
         chat: ChatRequest,
-        reply: Reply,
+        replies: list[Reply],
         kind: str,
         ids: tuple[str, int],
         headers: dict[str, str],
@@ -434,10 +484,10 @@ class _Handlers:
     ) -> Response:
         entry = conn.entry
         assert entry is not None
-        completion_id, created = ids
-        events = _stream_events(chat, reply, completion_id, created)
+        completion_id, _created = ids
+        events = stream_events(chat, replies, ids, config.seed, kind)
         events, entry.completion_tokens, ending = _inject_stream_fault(
-            kind, events, reply, stall_after, completion_id
+            kind, events, replies, stall_after, completion_id
         )
         ttft = config.ttft.sample(unit(config.seed, entry.key, entry.attempt, "ttft"))
         token_delay = config.token_delay
@@ -549,6 +599,12 @@ def create_app(config: MockConfig | None = None) -> QuartTrio:
             f"{prefix}/chat/completions", f"chat_{name}", handlers.chat, methods=["POST"]
         )
         app.add_url_rule(f"{prefix}/models", f"models_{name}", handlers.models, methods=["GET"])
+        app.add_url_rule(
+            f"{prefix}/models/<path:model>", f"model_{name}", handlers.model, methods=["GET"]
+        )
+        app.add_url_rule(
+            f"{prefix}/embeddings", f"embeddings_{name}", handlers.embeddings, methods=["POST"]
+        )
     app.add_url_rule("/_mock/stats", "admin_stats", handlers.admin_stats, methods=["GET"])
     app.add_url_rule("/_mock/requests", "admin_requests", handlers.admin_requests, methods=["GET"])
     app.add_url_rule(

@@ -45,16 +45,25 @@ FAULT_KINDS: Final[tuple[str, ...]] = (
     "stream_error",
     "stream_no_done",
     "stream_stall",
+    "invalid_output",
+    "tool_call_malformed",
 )
 
 #: Faults that only make sense for a streamed (``"stream": true``) request.  A
-#: non-streamed request that draws one of them is served normally.
+#: non-streamed request that draws one of them is served normally (as is a request
+#: without structured output drawing ``invalid_output``, and one whose answer calls no
+#: tool drawing ``tool_call_malformed``).
 STREAM_FAULT_KINDS: Final[frozenset[str]] = frozenset(
     {"stream_cut", "stream_error", "stream_no_done", "stream_stall"}
 )
 
 #: Models listed by ``GET /models`` when :attr:`MockConfig.models` is ``None``.
-DEFAULT_MODELS: Final[tuple[str, ...]] = ("alfred-4.2", "alfred-4", "llama-3-8b")
+DEFAULT_MODELS: Final[tuple[str, ...]] = (
+    "alfred-4.2",
+    "alfred-4",
+    "llama-3-8b",
+    "multilingual-e5-large",
+)
 
 #: Default for :attr:`MockConfig.max_body_bytes` (1 MiB).
 DEFAULT_MAX_BODY_BYTES: Final[int] = 1 << 20
@@ -259,6 +268,12 @@ class FaultRates:
         stream_stall: Streams :attr:`MockConfig.stall_after` chunks (or a script's
             ``Fault.stall_after``), then sends nothing more and keeps the connection
             open (no ``[DONE]``) until the client goes away or the server stops.
+        invalid_output: For a request asking for structured output (``response_format``,
+            ``guided_*``): a 200 whose content does not match (JSON of the wrong shape,
+            or text that is not JSON).  Other requests are served normally.
+        tool_call_malformed: For a request whose answer calls tools: malformed tool calls
+            (``arguments`` a JSON object instead of text; in a stream, argument deltas
+            without their ``index``).  Other requests are served normally.
     """
 
     rate_limit: float = 0.0
@@ -272,6 +287,8 @@ class FaultRates:
     stream_error: float = 0.0
     stream_no_done: float = 0.0
     stream_stall: float = 0.0
+    invalid_output: float = 0.0
+    tool_call_malformed: float = 0.0
 
     def __post_init__(self) -> None:
         total = 0.0

@@ -14,18 +14,19 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
 from ._determinism import digest
+
+if TYPE_CHECKING:
+    from ._answers import Options
 
 __all__ = [
     "ChatRequest",
     "Reply",
     "RequestError",
     "check_text",
-    "chunk_body",
-    "completion_body",
     "count_prompt_tokens",
     "make_reply",
     "message_text",
@@ -84,7 +85,8 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """The fields of a chat completion request the mock acts on."""
+    """The fields of a chat completion request the mock acts on (``options``: the rest,
+    parsed by ``_answers.parse_options``)."""
 
     model: str
     messages: list[dict[str, Any]]
@@ -92,14 +94,18 @@ class ChatRequest:
     include_usage: bool
     max_tokens: int | None
     prompt_tokens: int
+    body: dict[str, Any] = field(repr=False, default_factory=dict)
+    options: Options = field(repr=False, default=None)  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """The reply to a request: its pieces (one per token and streamed chunk)."""
+    """One choice of the reply to a request: its pieces (one per token and streamed
+    chunk), or its tool calls (``tool_calls``: JSON, arguments as text)."""
 
     pieces: tuple[str, ...]
     finish_reason: str
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
     @property
     def content(self) -> str:
@@ -107,7 +113,9 @@ class Reply:
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.pieces)
+        """A token a piece; for a tool call, one plus one per 8 characters of arguments."""
+        calls = sum(1 + math.ceil(len(c["function"]["arguments"]) / 8) for c in self.tool_calls)
+        return len(self.pieces) + calls
 
 
 def _lone_surrogate(text: str) -> str | None:
@@ -333,6 +341,12 @@ def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRe
             param="stream_options",
             code="invalid_type",
         )
+    if options is not None and not stream:
+        raise RequestError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
     include_usage = _optional_bool(options or {}, "include_usage", "stream_options.include_usage")
     max_tokens = _optional_int(data, "max_completion_tokens")
     legacy_max = _optional_int(data, "max_tokens")
@@ -345,6 +359,7 @@ def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRe
         include_usage=include_usage,
         max_tokens=max_tokens,
         prompt_tokens=count_prompt_tokens(messages),
+        body=data,
     )
 
 
@@ -353,10 +368,14 @@ def _clean_name(raw: str) -> str:
     return name[:80] or "friend"
 
 
-def _reply_text(seed: int, request: ChatRequest, reply_tokens: tuple[int, int]) -> str:
+def _reply_text(
+    seed: int, request: ChatRequest, reply_tokens: tuple[int, int], variant: int
+) -> str:
     canonical = json.dumps(
         [request.model, request.messages], sort_keys=True, ensure_ascii=False, default=str
     )
+    if variant:  # choice ``variant`` of ``n`` (choice 0 is the answer of n=1)
+        canonical += f"\x1fchoice {variant}"
     seed_bytes = digest(seed, "reply", canonical)
     last_user = next(
         (
@@ -393,12 +412,15 @@ def _reply_text(seed: int, request: ChatRequest, reply_tokens: tuple[int, int]) 
     return " ".join(words)
 
 
-def make_reply(seed: int, request: ChatRequest, reply_tokens: tuple[int, int]) -> Reply:
-    """The deterministic reply to ``request``: a function of seed, model and messages.
+def make_reply(
+    seed: int, request: ChatRequest, reply_tokens: tuple[int, int], variant: int = 0
+) -> Reply:
+    """The deterministic reply to ``request``: a function of seed, model and messages
+    (and of ``variant``, the choice's index, for the other choices of ``n``).
 
     ``max_tokens`` truncates it to a prefix, with ``finish_reason="length"``.
     """
-    text = _reply_text(seed, request, reply_tokens)
+    text = _reply_text(seed, request, reply_tokens, variant)
     pieces = re.findall(r"\S+\s*", text)
     finish_reason = "stop"
     if request.max_tokens is not None and request.max_tokens < len(pieces):
@@ -406,58 +428,3 @@ def make_reply(seed: int, request: ChatRequest, reply_tokens: tuple[int, int]) -
         pieces[-1] = pieces[-1].rstrip()
         finish_reason = "length"
     return Reply(pieces=tuple(pieces), finish_reason=finish_reason)
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def completion_body(
-    *, completion_id: str, created: int, request: ChatRequest, reply: Reply
-) -> dict[str, Any]:
-    """A ``chat.completion`` object (OpenAI schema)."""
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": request.model,
-        "system_fingerprint": "fp_paradigm_mock",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply.content, "refusal": None},
-                "logprobs": None,
-                "finish_reason": reply.finish_reason,
-            }
-        ],
-        "usage": _usage(request.prompt_tokens, reply.completion_tokens),
-    }
-
-
-def chunk_body(
-    *,
-    completion_id: str,
-    created: int,
-    request: ChatRequest,
-    delta: dict[str, Any] | None,
-    finish_reason: str | None = None,
-    usage: tuple[int, int] | None = None,
-) -> dict[str, Any]:
-    """A ``chat.completion.chunk`` object; ``delta=None`` makes the final usage chunk."""
-    chunk: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": request.model,
-        "system_fingerprint": "fp_paradigm_mock",
-        "choices": []
-        if delta is None
-        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-    }
-    if request.include_usage:
-        chunk["usage"] = None if usage is None else _usage(*usage)
-    return chunk

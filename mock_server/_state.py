@@ -26,14 +26,15 @@ __all__ = ["MockState", "MockStats", "RequestRecord"]
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RequestRecord:
-    """One chat completion request as the server saw it.
+    """One chat completion or embeddings request as the server saw it.
 
     Attributes:
         key: The request key: the ``Idempotency-Key`` header, else
             ``"body-"`` + a hash of the raw body.
         attempt: How many times the key had been seen, this request included
             (1-based; reset by ``reset()``).
-        path: The request path (``/api/v2/chat/completions`` or ``/v1/...``).
+        path: The request path (``/api/v2/chat/completions``, ``/api/v2/embeddings``,
+            or the same under ``/v1``).
         arrival: ``trio.current_time()`` of the server when the request arrived.
         finish: ``trio.current_time()`` when the server was done with it (response
             sent, connection aborted, or client gone), ``None`` while in flight.
@@ -41,7 +42,7 @@ class RequestRecord:
             ``"429"``, ``"500"``...), ``"quota"`` (429 from a quota), a fault kind
             (``"hang"``, ``"reset"``, ``"close"``, ``"malformed"``, ``"truncated"``,
             ``"stream_cut"``, ``"stream_error"``, ``"stream_no_done"``,
-            ``"stream_stall"``), or
+            ``"stream_stall"``, ``"invalid_output"``, ``"tool_call_malformed"``), or
             ``"pending"`` before it is decided.
         status: The HTTP status sent (or being sent); ``None`` when no status line
             is ever sent (hang, reset, close) or not yet decided.
@@ -75,7 +76,8 @@ class RequestRecord:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MockStats:
-    """Counters of chat completion requests since start or the last ``reset()``.
+    """Counters of chat completion and embeddings requests since start or the last
+    ``reset()``.
 
     Attributes:
         total: Requests received.

@@ -12,6 +12,16 @@ from ._batch_options import BatchOptions, BatchStatistics
 from ._client import Client, ClientState, instrument
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._doctor import CheckStep, ConnectionCheck, check_connection
+from ._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
+from ._embeddings import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_PACK_INPUTS,
+    DEFAULT_PACK_TOKENS,
+    MAX_EMBEDDING_INPUTS,
+    Embedding,
+    EmbeddingRequest,
+    Embeddings,
+)
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -35,6 +45,7 @@ from ._errors import (
     RateLimitError,
     RequestCancelled,
     ServerUnreachableError,
+    StructuredOutputError,
     UnprocessableEntityError,
 )
 from ._events import (
@@ -50,6 +61,7 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
+from ._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from ._models import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -61,7 +73,9 @@ from ._models import (
 )
 from ._redis_store import QuotaState, quota_state
 from ._streaming import ChatStream
+from ._structured import OutputSchema
 from ._tls import system_trust_store
+from ._tools import FunctionCall, ToolCall, function_tool
 from ._transport import TrioTransport
 from ._version import __version__
 
@@ -89,6 +103,7 @@ __all__ = [
     "ChatStream",
     "CheckStep",
     "Choice",
+    "ChoiceLogprobs",
     "Client",
     "ClientState",
     "ClientStatistics",
@@ -96,15 +111,27 @@ __all__ = [
     "ConflictError",
     "ConnectionCheck",
     "DEFAULT_BASE_URL",
+    "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_MODEL",
+    "DEFAULT_PACK_INPUTS",
+    "DEFAULT_PACK_TOKENS",
+    "Embedding",
+    "EmbeddingRequest",
+    "EmbeddingResult",
+    "EmbeddingResults",
+    "EmbeddingStream",
+    "Embeddings",
     "Event",
+    "FunctionCall",
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidRequestError",
     "Limits",
+    "MAX_EMBEDDING_INPUTS",
     "Message",
     "ModelInfo",
     "NotFoundError",
+    "OutputSchema",
     "ParadigmError",
     "PermissionDeniedError",
     "ProxyError",
@@ -121,12 +148,17 @@ __all__ = [
     "SharedQuotaRestored",
     "SharedQuotaUnavailable",
     "StreamEndedWithoutDone",
+    "StructuredOutputError",
     "Timeouts",
+    "TokenLogprob",
+    "ToolCall",
+    "TopLogprob",
     "TrioTransport",
     "UnprocessableEntityError",
     "Usage",
     "__version__",
     "check_connection",
+    "function_tool",
     "instrument",
     "quota_state",
     "system_trust_store",

@@ -1,11 +1,18 @@
-"""Batches: :meth:`Client.stream_batch` and :meth:`Client.chat_batch`.
+"""Batches: the engine behind :meth:`Client.stream_batch` and :meth:`Client.embed_batch`.
 
-The engine is one nursery.  A feeder task reads the input lazily, one item at a time, and
-starts a worker task per item, never more than ``Limits.concurrency`` workers at once; each
-worker sends its request through the client (which holds the client-wide concurrency slot,
-the rate limits and the retry loop) and puts exactly one :class:`BatchResult` into a
-memory channel.  The consumer reads that channel.  Memory therefore grows with the
-concurrency, never with the size of the batch.
+The engine is one nursery.  A feeder task reads the input lazily, one item at a time,
+groups the items into *units* (one item each for chat; several small embedding requests
+packed into one for embeddings) and starts a worker task per unit, never more than
+``Limits.concurrency`` workers at once; each worker sends its unit through the client
+(which holds the client-wide concurrency slot, the rate limits and the retry loop) and puts
+exactly one result per item into a memory channel.  The consumer reads that channel.
+Memory therefore grows with the concurrency, never with the size of the batch.
+
+What a batch sends is a :class:`Kind`: how an item becomes a request, which requests
+share a unit, how a unit is sent and how its results are made.  :class:`ChatKind` is the
+chat completions' (one :class:`BatchResult` per item); the embeddings' is in
+``_embedder``.  Everything else here (the feeder, the workers, fail-fast, the deadline,
+the statistics) is the same for every kind.
 
 Every input item yields exactly one result: a completion, an error (an invalid item, as
 :class:`InvalidRequestError`, whatever is wrong with it; an :class:`APIError` after retries,
@@ -22,11 +29,19 @@ connection is cleaned up.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
@@ -38,9 +53,46 @@ from ._events import Attempt, LatencyHistogram
 from ._ledger import Observer
 from ._models import ChatCompletion, ChatRequest, Usage, make_request
 
-__all__ = ["BatchResult", "BatchResults", "BatchStream", "SendOne", "stream_batch"]
+__all__ = [
+    "BatchResult",
+    "BatchResults",
+    "BatchStream",
+    "ChatKind",
+    "Kind",
+    "Outcome",
+    "ResultStream",
+    "SendOne",
+    "outcome_of",
+    "run_batch",
+    "stream_batch",
+]
 
 BatchInput = ChatRequest | Sequence[Mapping[str, Any]]
+
+Q = TypeVar("Q")
+T = TypeVar("T")
+Q_contra = TypeVar("Q_contra", contravariant=True)
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Outcome(Protocol):
+    """What the batch engine reads of a result (of any kind)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def usage(self) -> Usage | None: ...
+    @property
+    def error(self) -> Exception | None: ...
+    @property
+    def elapsed(self) -> float: ...
+
+
+R = TypeVar("R", bound=Outcome)
+R_co = TypeVar("R_co", bound=Outcome, covariant=True)
+S = TypeVar("S", bound="ResultStream[Any]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +103,8 @@ class BatchResult:
         index: the item's position in the input (0-based).
         custom_id: the request's ``custom_id``, if it has one.
         request: the item as a :class:`ChatRequest`, or ``None`` when it is not a valid one.
-        completion: the completion, when it succeeded.
+        completion: the completion, when it succeeded (with ``parsed`` set when the
+            request asked for an ``output=`` schema).
         error: why it failed: an :class:`APIError` (:class:`RequestCancelled` when a
             deadline or fail-fast stopped it), or :class:`InvalidRequestError` (a
             ``ValueError``) for an item that cannot be sent (not a request, invalid Unicode,
@@ -93,17 +146,107 @@ class BatchResults(list[BatchResult]):
     statistics: BatchStatistics
 
 
-class SendOne(Protocol):
-    """How the batch sends one request (the client provides it)."""
+class SendOne(Protocol[Q_contra, T_co]):
+    """How the batch sends one request through the attempt engine (the client provides it)."""
 
     def __call__(
         self,
-        request: ChatRequest,
+        request: Q_contra,
         *,
         deadline: float,
         control: BatchControl,
         history: list[Attempt],
-    ) -> Awaitable[ChatCompletion]: ...
+    ) -> Awaitable[T_co]: ...
+
+
+class Kind(Protocol[Q, R_co]):
+    """What a batch sends: how items become requests, units and results."""
+
+    def request(self, item: object, index: int) -> Q:
+        """The item as a request; :class:`InvalidRequestError` for anything wrong with it."""
+        ...
+
+    def custom_id(self, item: object) -> str | None:
+        """The ``custom_id`` of an item that is not a valid request, if it has one."""
+        ...
+
+    def joins(self, unit: Sequence[Q], request: Q) -> bool:
+        """Whether ``request`` may join ``unit`` (a non-empty unit that is not full)."""
+        ...
+
+    def full(self, unit: Sequence[Q]) -> bool:
+        """Whether ``unit`` (not empty) is full: it is sent without reading further."""
+        ...
+
+    def send(
+        self, unit: Sequence[tuple[int, Q]], *, deadline: float, control: BatchControl
+    ) -> Awaitable[Sequence[R_co]]:
+        """Send a unit; one result per item, in order.  Never raises an ``Exception``:
+        every failure is a result."""
+        ...
+
+    def failed(
+        self, index: int, custom_id: str | None, request: Q | None, error: Exception
+    ) -> R_co:
+        """The result of an item never sent (invalid, or the deadline passed)."""
+        ...
+
+
+async def outcome_of(
+    send: Callable[[list[Attempt]], Awaitable[T]],
+) -> tuple[T | None, Exception | None, int, float]:
+    """``(value, error, attempts, elapsed)`` of one send; any ``Exception`` is its error.
+
+    An :class:`APIError`, an :class:`InvalidRequestError` before sending, or a bug, a hook
+    raising: the item's result, never the batch's end (``Cancelled`` propagates).
+    """
+    start = trio.current_time()
+    history: list[Attempt] = []
+    try:
+        value = await send(history)
+    except Exception as exc:
+        return None, exc, len(history), trio.current_time() - start
+    return value, None, len(history), trio.current_time() - start
+
+
+class ChatKind:
+    """Chat completions: one :class:`BatchResult` per item, one request per unit."""
+
+    def __init__(
+        self, send_one: SendOne[ChatRequest, ChatCompletion], defaults: Mapping[str, Any]
+    ) -> None:
+        self.send_one = send_one
+        self.defaults = defaults
+
+    def request(self, item: object, index: int) -> ChatRequest:
+        return _to_request(item, self.defaults, index)
+
+    def custom_id(self, item: object) -> str | None:
+        return item.custom_id if isinstance(item, ChatRequest) else None
+
+    def joins(self, unit: Sequence[ChatRequest], request: ChatRequest) -> bool:
+        return False
+
+    def full(self, unit: Sequence[ChatRequest]) -> bool:
+        return True
+
+    async def send(
+        self, unit: Sequence[tuple[int, ChatRequest]], *, deadline: float, control: BatchControl
+    ) -> list[BatchResult]:
+        [(index, request)] = unit
+
+        def send(history: list[Attempt]) -> Awaitable[ChatCompletion]:
+            return self.send_one(request, deadline=deadline, control=control, history=history)
+
+        completion, error, attempts, elapsed = await outcome_of(send)
+        return [
+            BatchResult(index, request.custom_id, request, completion, error, attempts, elapsed)
+        ]
+
+    def failed(
+        self, index: int, custom_id: str | None, request: ChatRequest | None, error: Exception
+    ) -> BatchResult:
+        return BatchResult(index, custom_id, request, error=error)
 
 
 @dataclass(slots=True)
@@ -119,10 +262,10 @@ class _Tracker:
     unknown_usage: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
-    def add(self, result: BatchResult) -> None:
-        if result.completion is not None:
+    def add(self, result: Outcome) -> None:
+        if result.ok:
             self.succeeded += 1
-            usage = result.completion.usage
+            usage = result.usage
             if usage is None:
                 self.unknown_usage += 1  # unknown, not zero: left out of the sums
             else:
@@ -160,17 +303,17 @@ class _Tracker:
         )
 
 
-class BatchStream:
-    """The results of :meth:`Client.stream_batch`, in completion order.
+class ResultStream(Generic[R]):
+    """The results of a batch, in completion order.
 
-    ``async for result in stream`` yields each :class:`BatchResult` once; the loop ends when
-    every input item has its result.  With ``on_error="raise"``, the loop raises
+    ``async for result in stream`` yields each result once; the loop ends when every
+    input item has its result.  With ``on_error="raise"``, the loop raises
     :class:`BatchError` after the failed result has been yielded.
     """
 
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[BatchResult],
+        receive: trio.MemoryReceiveChannel[R],
         tracker: _Tracker,
         control: BatchControl,
     ) -> None:
@@ -183,16 +326,25 @@ class BatchStream:
         """A frozen snapshot of the batch's counters."""
         return self._tracker.snapshot(self._control)
 
-    def __aiter__(self) -> BatchStream:
+    def __aiter__(self) -> ResultStream[R]:
         return self
 
-    async def __anext__(self) -> BatchResult:
+    async def __anext__(self) -> R:
         try:
             return await self._receive.receive()
         except trio.EndOfChannel:
             if self._error is not None:
                 raise BatchError(self._error) from self._error
             raise StopAsyncIteration from None
+
+
+class BatchStream(ResultStream[BatchResult]):
+    """The results of :meth:`Client.stream_batch`, in completion order.
+
+    ``async for result in stream`` yields each :class:`BatchResult` once; the loop ends when
+    every input item has its result.  With ``on_error="raise"``, the loop raises
+    :class:`BatchError` after the failed result has been yielded.
+    """
 
 
 class _SyncInputs:
@@ -247,15 +399,20 @@ def _checked_request(item: object, defaults: Mapping[str, Any], index: int) -> C
     return make_request(item, **defaults)
 
 
-class _Run:
+class _Run(Generic[Q, R, S]):
     """One batch under way: the feeder, its workers, and the channel of results."""
 
-    def __init__(self, send_one: SendOne, options: BatchOptions, width: int) -> None:
-        self.send_one = send_one
+    def __init__(
+        self,
+        kind: Kind[Q, R],
+        options: BatchOptions,
+        width: int,
+        stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
+    ) -> None:
+        self.kind = kind
         self.options = options
         self.width = width
         self.stop_at = math.inf if options.deadline is None else options.deadline
-        self.params = options.defaults()
         self.control = BatchControl(
             retry_budget=options.retry_budget,
             threshold=options.circuit_breaker,
@@ -264,10 +421,13 @@ class _Run:
         )
         self.tracker = _Tracker(start=trio.current_time())
         self.next_progress = self.tracker.start + _log.PROGRESS_INTERVAL
-        self.send, receive = trio.open_memory_channel[BatchResult](width)
-        self.results = BatchStream(receive, self.tracker, self.control)
+        self.send, receive = trio.open_memory_channel[R](width)
+        self.results = stream(receive, self.tracker, self.control)
+        self.index = 0  # of the next item read
+        self.carry: tuple[int, Q] | None = None  # read, but could not join the last unit
+        self.broken: Exception | None = None  # what the input raised
 
-    async def deliver(self, result: BatchResult) -> None:
+    async def deliver(self, result: R) -> None:
         self.tracker.add(result)
         if self.options.on_progress is not None:
             # Before the send: calls come one per result, in order, with ``done`` increasing.
@@ -290,41 +450,30 @@ class _Run:
             workers.cancel()
 
     async def work(
-        self, index: int, request: ChatRequest, slot: trio.Semaphore, workers: trio.CancelScope
+        self, unit: list[tuple[int, Q]], slot: trio.Semaphore, workers: trio.CancelScope
     ) -> None:
-        """Send one item and deliver its result.
+        """Send one unit and deliver its results.
 
-        The slot is held until the result is delivered: a slow consumer stops the feeder,
-        so finished results never pile up (memory stays bounded by the concurrency).
+        The slot is held until the results are delivered: a slow consumer stops the
+        feeder, so finished results never pile up (memory stays bounded by the concurrency).
         """
-        tracker, control = self.tracker, self.control
+        tracker = self.tracker
         try:
-            start = trio.current_time()
-            history: list[Attempt] = []
-            tracker.in_flight += 1
-            control.started += 1
-            completion: ChatCompletion | None = None
-            error: Exception | None = None
+            tracker.in_flight += len(unit)
+            self.control.started += 1
             try:
-                completion = await self.send_one(
-                    request, deadline=self.stop_at, control=control, history=history
-                )
-            except Exception as exc:  # an APIError, or InvalidRequestError before sending
-                error = exc  # (or a bug, a hook raising): this item's result, not the batch's
+                results = await self.kind.send(unit, deadline=self.stop_at, control=self.control)
             finally:
-                tracker.in_flight -= 1
-            elapsed = trio.current_time() - start
-            await self.deliver(
-                BatchResult(index, request.custom_id, request, completion, error,
-                            len(history), elapsed)
-            )  # fmt: skip
-            if error is not None:
-                self.fail_fast(error, workers)
+                tracker.in_flight -= len(unit)
+            for result in results:
+                await self.deliver(result)
+                if result.error is not None:
+                    self.fail_fast(result.error, workers)
         finally:
             slot.release()
 
     async def feed(self, inputs: AsyncIterable[Any]) -> None:
-        """Read the input lazily and start a worker per item, ``width`` at most at once.
+        """Read the input lazily and start a worker per unit, ``width`` at most at once.
 
         Raises only what the input itself raises (no item to blame: the items under way
         finish first), or a progress callback.  The channel is closed without a checkpoint,
@@ -333,9 +482,7 @@ class _Run:
         """
         with self.send:
             slot = trio.Semaphore(self.width)
-            index = 0
             iterator = inputs.__aiter__()
-            broken: Exception | None = None
             async with trio.open_nursery() as workers:
                 while True:
                     # Only the wait for a slot is cut by the deadline: an item being read
@@ -348,66 +495,105 @@ class _Run:
                             await slot.acquire()
                         if waiting.cancelled_caught:
                             break
-                    try:
-                        item = await iterator.__anext__()
-                    except StopAsyncIteration:
-                        slot.release()
-                        return
-                    except Exception as exc:
-                        slot.release()
-                        broken = exc
-                        break
-                    self.tracker.submitted += 1
-                    try:
-                        request = _to_request(item, self.params, index)
-                    except InvalidRequestError as exc:
-                        slot.release()
-                        await self.deliver(BatchResult(index, _custom_id_of(item), None, error=exc))
-                        self.fail_fast(exc, workers.cancel_scope)
+                    unit, ended = await self.fill(iterator, workers.cancel_scope)
+                    if unit:
+                        workers.start_soon(self.work, unit, slot, workers.cancel_scope)
                     else:
-                        workers.start_soon(self.work, index, request, slot, workers.cancel_scope)
-                    index += 1
-            if broken is not None:
-                raise broken
+                        slot.release()
+                    if ended:
+                        break
+            if self.broken is not None:
+                raise self.broken
             if self.results._error is None or self.options.on_error != "raise":
-                await self.report_unsent(iterator, index)
+                await self.report_unsent(iterator)
 
-    async def report_unsent(self, iterator: AsyncIterator[Any], index: int) -> None:
-        """The deadline passed: report every item not yet read, without sending it."""
-        async for item in iterator:
+    async def fill(
+        self, iterator: AsyncIterator[Any], workers: trio.CancelScope
+    ) -> tuple[list[tuple[int, Q]], bool]:
+        """Read items into a unit until it is full; ``(unit, whether the input ended)``.
+
+        An item that cannot join the unit is kept (``carry``) for the next one.
+        """
+        unit: list[tuple[int, Q]] = []
+        requests: list[Q] = []
+        if self.carry is not None:
+            unit.append(self.carry)
+            requests.append(self.carry[1])
+            self.carry = None
+        kind = self.kind
+        while not (requests and kind.full(requests)):
+            try:
+                item = await iterator.__anext__()
+            except StopAsyncIteration:
+                return unit, True
+            except Exception as exc:
+                self.broken = exc
+                return unit, True
+            index = self.index
+            self.index += 1
             self.tracker.submitted += 1
-            unsent: ChatRequest | None = None
+            try:
+                request = kind.request(item, index)
+            except InvalidRequestError as exc:
+                await self.deliver(kind.failed(index, kind.custom_id(item), None, exc))
+                self.fail_fast(exc, workers)
+                continue
+            if requests and not kind.joins(requests, request):
+                self.carry = (index, request)
+                return unit, False
+            unit.append((index, request))
+            requests.append(request)
+        return unit, False
+
+    async def report_unsent(self, iterator: AsyncIterator[Any]) -> None:
+        """The deadline passed: report every item not yet sent, without sending it."""
+        kind = self.kind
+        if self.carry is not None:
+            index, request = self.carry
+            self.carry = None
+            custom_id = kind.custom_id(request)
+            await self.deliver(kind.failed(index, custom_id, request, _unsent(custom_id)))
+        async for item in iterator:
+            index = self.index
+            self.index += 1
+            self.tracker.submitted += 1
+            unsent: Q | None = None
             error: Exception
             try:
-                unsent = _to_request(item, self.params, index)
+                unsent = kind.request(item, index)
             except InvalidRequestError as exc:
                 error = exc
-            else:
-                error = RequestCancelled(
-                    "cancelled: the batch deadline passed before it was sent",
-                    reason="deadline",
-                    custom_id=unsent.custom_id,
-                )
-            await self.deliver(BatchResult(index, _custom_id_of(item), unsent, error=error))
-            index += 1
+            custom_id = kind.custom_id(item if unsent is None else unsent)
+            if unsent is not None:
+                error = _unsent(custom_id)
+            await self.deliver(kind.failed(index, custom_id, unsent, error))
+
+
+def _unsent(custom_id: str | None) -> RequestCancelled:
+    return RequestCancelled(
+        "cancelled: the batch deadline passed before it was sent",
+        reason="deadline",
+        custom_id=custom_id,
+    )
 
 
 @asynccontextmanager
-async def stream_batch(
-    send_one: SendOne,
-    requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
+async def run_batch(
+    kind: Kind[Q, R],
+    requests: Iterable[Any] | AsyncIterable[Any],
     options: BatchOptions,
     *,
     width: int,
+    stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
     observers: Sequence[Observer] = (),
-) -> AsyncIterator[BatchStream]:
-    """The engine behind :meth:`Client.stream_batch` (documented there).
+) -> AsyncIterator[S]:
+    """Run a batch of ``kind``: the engine behind every batch method of the client.
 
-    ``send_one`` sends one request (through the client's attempt engine); ``width`` is the
-    most items worked on at once (the client's concurrency); ``observers`` (the ledger's)
-    are told when the batch starts and ends.
+    ``width`` is the most units worked on at once (the client's concurrency); ``stream``
+    makes the result stream handed out (a :class:`ResultStream` subclass); ``observers``
+    (the ledger's) are told when the batch starts and ends.
     """
-    run = _Run(send_one, options, width)
+    run = _Run(kind, options, width, stream)
     inputs: AsyncIterable[Any] = (
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )
@@ -431,7 +617,7 @@ async def stream_batch(
 
 
 @asynccontextmanager
-async def _run_batch(run: _Run, inputs: AsyncIterable[Any]) -> AsyncIterator[BatchStream]:
+async def _run_batch(run: _Run[Any, Any, S], inputs: AsyncIterable[Any]) -> AsyncIterator[S]:
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run.feed, inputs)
@@ -450,7 +636,19 @@ async def _run_batch(run: _Run, inputs: AsyncIterable[Any]) -> AsyncIterator[Bat
         raise
 
 
-def _custom_id_of(item: object) -> str | None:
-    if isinstance(item, ChatRequest):
-        return item.custom_id
-    return None
+def stream_batch(
+    send_one: SendOne[ChatRequest, ChatCompletion],
+    requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
+    options: BatchOptions,
+    *,
+    width: int,
+    observers: Sequence[Observer] = (),
+) -> AbstractAsyncContextManager[BatchStream]:
+    """The engine behind :meth:`Client.stream_batch` (documented there).
+
+    ``send_one`` sends one request (through the client's attempt engine); ``width`` is the
+    most items worked on at once (the client's concurrency); ``observers`` (the ledger's)
+    are told when the batch starts and ends.
+    """
+    kind = ChatKind(send_one, options.defaults())
+    return run_batch(kind, requests, options, width=width, stream=BatchStream, observers=observers)

@@ -21,11 +21,12 @@ import json
 import math
 from collections import deque
 from collections.abc import AsyncGenerator
-from typing import Any, Final
+from typing import Final
 
 import httpx2
 import trio
 
+from ._assembly import CompletionAssembler
 from ._config import RetryPolicy
 from ._errors import (
     APIResponseValidationError,
@@ -34,7 +35,7 @@ from ._errors import (
     IncompleteStreamError,
 )
 from ._http import HTTP, RAW_LIMIT
-from ._models import ChatCompletion, ChatCompletionChunk, Choice, Message, Usage
+from ._models import ChatCompletion, ChatCompletionChunk
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
 
 __all__ = ["DRAIN_GRACE", "StreamReader"]
@@ -67,19 +68,14 @@ class StreamReader:
         """What broke the connection, when it broke after every choice had finished."""
         self.chunks = 0
         self.characters = 0
-        self._parts: list[str] = []
-        self._id = ""
-        self._model = ""
-        self._created = 0
-        self._role = "assistant"
-        self._finish_reason: str | None = None
-        self._usage: Usage | None = None
+        self.assembler = CompletionAssembler()
         self._choices: set[object] = set()  # choice indices seen in the chunks
         self._finished: set[object] = set()  # ... and those that had a finish_reason
 
     @property
     def text(self) -> str:
-        return "".join(self._parts)
+        """The first choice's content so far."""
+        return self.assembler.text(0)
 
     def progress(self) -> str:
         return (
@@ -196,7 +192,12 @@ class StreamReader:
             raise AttemptFailure(
                 clean, "invalid_response", self._retry.retry_invalid_responses
             ) from None
-        self._absorb(chunk)
+        try:
+            self.assembler.add(chunk.raw)  # (a dict: from_json checked it)
+        except ValueError as exc:
+            raise self.invalid(f"a malformed chunk ({exc}): {data[:200]!r}") from None
+        self.chunks += 1
+        self.characters += len(chunk.delta)
         self._track_choices(payload)
         self.queue.append(chunk)
 
@@ -214,21 +215,6 @@ class StreamReader:
             self._choices.add(index)
             if choice.get("finish_reason") is not None:
                 self._finished.add(index)
-
-    def _absorb(self, chunk: ChatCompletionChunk) -> None:
-        self.chunks += 1
-        self._id = self._id or chunk.id
-        self._model = self._model or chunk.model
-        self._created = self._created or chunk.created
-        if chunk.role:
-            self._role = chunk.role
-        if chunk.delta:
-            self._parts.append(chunk.delta)
-            self.characters += len(chunk.delta)
-        if chunk.finish_reason is not None:
-            self._finish_reason = chunk.finish_reason
-        if chunk.usage is not None:
-            self._usage = chunk.usage
 
     # ------------------------------------------------------------------ failures
 
@@ -256,30 +242,16 @@ class StreamReader:
     # ------------------------------------------------------------------ the end
 
     def completion(self) -> ChatCompletion:
-        usage = self._usage
-        message = {"role": self._role, "content": self.text}
-        raw: dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion",
-            "created": self._created,
-            "model": self._model,
-            "choices": [{"index": 0, "message": message, "finish_reason": self._finish_reason}],
-        }
-        if usage is not None:
-            raw["usage"] = {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-            }
-        return ChatCompletion(
-            id=self._id,
-            model=self._model,
-            created=self._created,
-            choices=(Choice(0, Message(self._role, self.text, message), self._finish_reason),),
-            usage=usage,
-            request_id=self.request_id,
-            raw=raw,
-        )
+        """The assembled completion (every choice, tool calls joined).
+
+        Raises:
+            AttemptFailure: the chunks do not make a valid completion (a tool call
+                without its name, say): ``"invalid_response"``.
+        """
+        try:
+            return ChatCompletion.from_json(self.assembler.raw(), self.request_id)
+        except (ValueError, APIResponseValidationError) as exc:
+            raise self.invalid(f"the streamed chunks do not make a completion: {exc}") from None
 
     async def drain(self) -> None:
         """Read what follows ``[DONE]`` (usually nothing) so the connection can be reused.

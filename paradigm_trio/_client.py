@@ -24,6 +24,7 @@ import math
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
@@ -33,15 +34,41 @@ import trio
 
 from . import _batch
 from ._attempts import Engine, Plan, idempotency_key
-from ._batch import BatchInput, BatchResult, BatchResults, BatchStream
-from ._batch_options import BatchKeywords, BatchOptions
+from ._batch import BatchInput, BatchResults, BatchStream
+from ._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from ._budget import BatchControl
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from ._embedder import (
+    Embedder,
+    EmbeddingKind,
+    EmbeddingResults,
+    EmbeddingStream,
+    EmbedInput,
+    check_pack,
+    embedding_defaults,
+)
+from ._embeddings import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_PACK_INPUTS,
+    DEFAULT_PACK_TOKENS,
+    EmbeddingRequest,
+    Embeddings,
+    EncodingFormat,
+)
 from ._errors import BatchError, ConfigurationError
 from ._events import Attempt, ClientStatistics, Event
 from ._http import HTTP, Exchange
 from ._ledger import Ledger
-from ._models import ChatCompletion, ChatRequest, ModelInfo, Usage, make_request, usage_of
+from ._models import (
+    ChatCompletion,
+    ChatOptions,
+    ChatRequest,
+    ModelInfo,
+    Usage,
+    completion_parser,
+    make_request,
+    usage_of,
+)
 from ._proxies import ProxyTypes
 from ._ratelimit import AdaptiveController, RateLimiter, Rates
 from ._redact import Redactor, check_api_key, mask_bad_url, mask_credentials
@@ -84,7 +111,8 @@ class Client:
             :doc:`/security`).
         base_url: the API root; defaults to ``$PARADIGM_BASE_URL``, then
             ``https://paradigm.lighton.ai/api/v2``.
-        model: the model used by requests that name none.
+        model: the model used by chat requests that name none.
+        embedding_model: the model used by embeddings requests that name none.
         retry: the default :class:`RetryPolicy`.
         timeouts: the default :class:`Timeouts`.
         limits: :class:`Limits` (concurrency, rates), client-wide.
@@ -127,6 +155,7 @@ class Client:
         api_key: str | None = None,
         base_url: str | None = None,
         model: str = DEFAULT_MODEL,
+        embedding_model: str = DEFAULT_EMBEDDING_MODEL,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         limits: Limits | None = None,
@@ -142,8 +171,9 @@ class Client:
         key = _check_key(api_key)
         url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = self._check_base_url(url)
-        if not isinstance(model, str) or not model:
-            raise ConfigurationError(f"model must be a non-empty string, got {model!r}")
+        for name, value in (("model", model), ("embedding_model", embedding_model)):
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
         _check_http(http_client, transport)
         network = {"proxy": proxy, "verify": verify, "cert": cert, "trust_env": trust_env}
         self._api_key = key
@@ -182,6 +212,7 @@ class Client:
             ledger=ledger,
         )
         self._streamer = Streamer(self._engine, self._http, model)
+        self._embedder = Embedder(self._engine, self._http, embedding_model)
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
 
@@ -321,15 +352,17 @@ class Client:
         seed: int | None = None,
         extra: Mapping[str, Any] | None = None,
         custom_id: str | None = None,
+        **options: Unpack[ChatOptions],
     ) -> ChatRequest:
         """Build a :class:`ChatRequest` from messages and keywords (validated).
 
         When ``messages`` is already a :class:`ChatRequest`, the keywords given override its
-        fields.
+        fields.  ``options`` are the other fields of :class:`ChatRequest` (``output``,
+        ``tools``, ``n``...).
         """
         return make_request(
             messages, model=model, temperature=temperature, max_tokens=max_tokens,
-            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id,
+            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip
 
     async def chat(
@@ -346,6 +379,7 @@ class Client:
         custom_id: str | None = None,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
+        **options: Unpack[ChatOptions],
     ) -> ChatCompletion:
         """Send one chat completion and return it, retrying per the policy.
 
@@ -353,10 +387,16 @@ class Client:
             messages: the conversation (a list of ``{"role", "content"}`` dicts) or a
                 :class:`ChatRequest`.  Keywords override a ``ChatRequest``'s fields.
             model, temperature, max_tokens, top_p, stop, seed: sampling parameters.
-            extra: more body fields, passed through (``guided_json``, ``tools``, ...).
+            extra: more body fields, passed through.
             custom_id: a stable id for this logical request (see :class:`ChatRequest`).
             retry: a :class:`RetryPolicy` for this call instead of the client's.
             timeouts: :class:`Timeouts` for this call instead of the client's.
+
+        The other keywords are the fields of :class:`ChatRequest` of the same names:
+        ``output`` (a JSON Schema or a pydantic model: the answer is parsed and validated
+        into ``completion.parsed``), ``response_format``, ``guided_json``,
+        ``guided_choice``, ``guided_regex``, ``tools``, ``tool_choice``, ``n``,
+        ``logprobs``, ``top_logprobs``.
 
         Raises:
             InvalidRequestError: the request is invalid or cannot be encoded (a lone
@@ -364,11 +404,13 @@ class Client:
             APIStatusError: the server refused it (a subclass per status).
             APIConnectionError: no usable response (``APITimeoutError`` for timeouts).
             APIResponseValidationError: a 2xx whose body is not a completion.
+            StructuredOutputError: with ``output=``, the answer does not parse or
+                validate (after ``RetryPolicy.invalid_output_retries`` resends).
             RuntimeError: the client is closed.
         """
         request = make_request(
             messages, model=model, temperature=temperature, max_tokens=max_tokens,
-            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id,
+            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip
         return await self.send(request, retry=retry, timeouts=timeouts)
 
@@ -390,7 +432,7 @@ class Client:
 
     def _plan(
         self,
-        request: ChatRequest | None,
+        request: ChatRequest | EmbeddingRequest | None,
         retry: RetryPolicy | None,
         timeouts: Timeouts | None,
         deadline: float = math.inf,
@@ -409,7 +451,7 @@ class Client:
             deadline,
             control,
             attempt_timeout=not stream,
-            request=request,
+            request=request if isinstance(request, ChatRequest) else None,  # (telemetry)
             stream=stream,
         )
 
@@ -420,7 +462,8 @@ class Client:
         ex = self._http.prepare(
             "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
         )
-        return await self._fetch(ex, plan, ChatCompletion.from_json, usage_of, history)
+        parse = completion_parser(request.output, plan.retry.invalid_output_retries)
+        return await self._fetch(ex, plan, parse, usage_of, history)
 
     async def _fetch(
         self,
@@ -505,24 +548,152 @@ class Client:
         ``on_error="raise"`` it raises :class:`BatchError` whose ``results`` hold the
         results finished before the failure.
         """
-        finished: dict[int, BatchResult] = {}
-        try:
-            async with self.stream_batch(requests, options=options, **keywords) as results:
-                async for result in results:
-                    finished[result.index] = result
-                statistics = results.statistics()
-        except BatchError as exc:
-            exc.results = tuple(finished[i] for i in sorted(finished))
-            raise
-        ordered = BatchResults(finished[i] for i in range(len(finished)))
-        ordered.statistics = statistics
-        return ordered
+        results = BatchResults()
+        cm = self.stream_batch(requests, options=options, **keywords)
+        results.statistics = await _collect(cm, results)
+        return results
 
     async def models(self) -> list[ModelInfo]:
         """The models the API offers (``GET /models``), with the client's retry policy."""
         plan = self._plan(None, None, None)
         ex = self._http.prepare("GET", "/models", body=None, key=plan.key, timeouts=plan.timeouts)
         return await self._fetch(ex, plan, ModelInfo.list_from_json)
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def embed(
+        self,
+        inputs: str | Sequence[str] | EmbeddingRequest,
+        *,
+        model: str | None = None,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Embeddings:
+        """Embed one or more texts in one request (``POST /embeddings``), retrying per the
+        policy; one vector per input, in order.
+
+        Args:
+            inputs: a string, a list of at most 2,048 strings, or an
+                :class:`EmbeddingRequest` (whose fields the keywords override).
+            model: the embedding model (default: the client's ``embedding_model``).
+            dimensions: the length of the vectors, for models that can shorten them.
+            encoding_format: ``"base64"`` (the default: compact) or ``"float"``: how the
+                vectors travel.  They are decoded to floats either way.
+            extra: more body fields, passed through.
+            custom_id, retry, timeouts: as for :meth:`chat`.
+
+        For many texts, :meth:`embed_batch` sends them concurrently, packing small ones
+        into shared requests.
+
+        Raises:
+            InvalidRequestError: the request is invalid (an empty string, more than 2,048
+                inputs, a bad ``dimensions``...); nothing was sent.
+            APIError: as for :meth:`chat`.
+        """
+        given: dict[str, Any] = {
+            "model": model, "dimensions": dimensions, "encoding_format": encoding_format,
+            "extra": extra, "custom_id": custom_id,
+        }  # fmt: skip
+        fields = {k: v for k, v in given.items() if v is not None}
+        if isinstance(inputs, EmbeddingRequest):
+            request = replace(inputs, **fields) if fields else inputs
+        else:
+            request = EmbeddingRequest(inputs=inputs, **fields)
+        plan = self._plan(request, retry, timeouts)
+        return await self._embedder.fetch(request, plan)
+
+    def stream_embed_batch(
+        self,
+        inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput],
+        *,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        pack_inputs: int = DEFAULT_PACK_INPUTS,
+        pack_tokens: int = DEFAULT_PACK_TOKENS,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> AbstractAsyncContextManager[EmbeddingStream]:
+        """Embed many texts concurrently; get one :class:`EmbeddingResult` per item as
+        each finishes.
+
+        ::
+
+            async with client.stream_embed_batch(texts) as results:
+                async for result in results:   # completion order
+                    store(result.index, result.vector)
+
+        ``inputs`` is any iterable or async iterable of strings (one input each) or
+        :class:`EmbeddingRequest` (one or more inputs each), read lazily.  Items that ask
+        for the same model, dimensions and encoding are *packed*: consecutive items go
+        into one request of at most ``pack_inputs`` inputs and ``pack_tokens`` estimated
+        tokens (``pack_inputs=1`` sends each item alone), and the answer is split back
+        into one result per item.  A pack that the server refuses (400, 413, 422) is sent
+        again one item at a time, so that only the bad item fails.  A pack is sent when it
+        is full or the input ends: an async input that waits for results before yielding
+        more should use ``pack_inputs=1``.
+
+        The guarantees are those of :meth:`stream_batch`: one result per item, retries,
+        the rate limits (with the inputs' estimated tokens), the retry budget and circuit
+        breaker, ``deadline``, ``on_progress``, ``on_error``.  The keywords are the fields
+        of :class:`BatchOptions`, of which ``model`` fills the items' unset model; the
+        chat-only ones (``temperature``, ``max_tokens``, ``top_p``, ``seed``,
+        ``stream``) are refused.
+
+        Raises:
+            ValueError: an invalid option (before anything is sent).
+            RuntimeError: the client is closed.
+        """
+        opts = BatchOptions.of(options, keywords)
+        defaults = embedding_defaults(opts, dimensions, encoding_format)
+        pack_inputs, pack_tokens = check_pack(pack_inputs, pack_tokens)
+        self._check_open()
+        retry, timeouts = opts.retry, opts.timeouts
+
+        async def send_one(
+            request: EmbeddingRequest,
+            *,
+            deadline: float,
+            control: BatchControl,
+            history: list[Attempt],
+        ) -> Embeddings:
+            plan = self._plan(request, retry, timeouts, deadline, control)
+            return await self._embedder.fetch(request, plan, history)
+
+        kind = EmbeddingKind(send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens)
+        return _batch.run_batch(
+            kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream
+        )
+
+    async def embed_batch(
+        self,
+        inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput],
+        *,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        pack_inputs: int = DEFAULT_PACK_INPUTS,
+        pack_tokens: int = DEFAULT_PACK_TOKENS,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> EmbeddingResults:
+        """Embed many texts concurrently; return one :class:`EmbeddingResult` per item,
+        in input order.
+
+        Takes the arguments of :meth:`stream_embed_batch` and returns an
+        :class:`EmbeddingResults` (a list, with ``.statistics``).  With
+        ``on_error="raise"`` it raises :class:`BatchError` whose ``results`` hold the
+        results finished before the failure.
+        """
+        results = EmbeddingResults()
+        cm = self.stream_embed_batch(
+            inputs, dimensions=dimensions, encoding_format=encoding_format,
+            pack_inputs=pack_inputs, pack_tokens=pack_tokens, options=options, **keywords,
+        )  # fmt: skip
+        results.statistics = await _collect(cm, results)
+        return results
 
     def chat_stream(
         self,
@@ -539,6 +710,7 @@ class Client:
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         include_usage: bool = True,
+        **options: Unpack[ChatOptions],
     ) -> ChatStream:
         """Stream one chat completion over Server-Sent Events.
 
@@ -550,11 +722,15 @@ class Client:
         ``Timeouts.read`` between chunks) and cancellation.
 
         Takes the arguments of :meth:`chat`, plus ``include_usage`` (ask for the final
-        usage chunk, ``stream_options.include_usage``).
+        usage chunk, ``stream_options.include_usage``).  Tool calls arrive in pieces
+        (``chunk.tool_calls``); ``stream.completion`` has them whole.  With ``output=``,
+        ``stream.completion.parsed`` is the parsed answer, and an answer that does not
+        match raises :class:`StructuredOutputError` at the end of the iteration (never
+        retried: the chunks were handed out).
         """
         request = make_request(
             messages, model=model, temperature=temperature, max_tokens=max_tokens,
-            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id,
+            top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip
         plan = self._plan(request, retry, timeouts, stream=True)
         ex = self._streamer.prepare(request, plan.key, plan.timeouts, include_usage=include_usage)
@@ -621,6 +797,26 @@ def instrument(
             provider_name=provider_name,
         )
     )
+
+
+async def _collect(
+    cm: AbstractAsyncContextManager[_batch.ResultStream[Any]], into: list[Any]
+) -> BatchStatistics:
+    """Run a batch to its end and put its results into ``into``, in input order.
+
+    On :class:`BatchError` (``on_error="raise"``), its ``results`` are those finished.
+    """
+    finished: dict[int, Any] = {}
+    try:
+        async with cm as results:
+            async for result in results:
+                finished[result.index] = result
+            statistics = results.statistics()
+    except BatchError as exc:
+        exc.results = tuple(finished[i] for i in sorted(finished))
+        raise
+    into.extend(finished[i] for i in range(len(finished)))
+    return statistics
 
 
 def _check_key(key: object) -> str:

@@ -74,8 +74,9 @@ class RetryPolicy(_Replace):
     An attempt is retried when all of these hold:
 
     * it failed with a retryable cause: a status in :attr:`retry_statuses` or any 5xx,
-      a connection error or timeout (:attr:`retry_connection_errors`), or a 2xx with an
-      invalid body (:attr:`retry_invalid_responses`).  A response header
+      a connection error or timeout (:attr:`retry_connection_errors`), a 2xx with an
+      invalid body (:attr:`retry_invalid_responses`), or an answer that does not match
+      ``output=`` (:attr:`invalid_output_retries`).  A response header
       ``x-should-retry: true`` or ``false`` overrides the status rule either way;
     * fewer than :attr:`attempts` attempts have been made;
     * the wait fits in the request's remaining time (:attr:`Timeouts.total`, or a batch
@@ -123,6 +124,11 @@ class RetryPolicy(_Replace):
         retry_connection_errors: retry connection failures and timeouts.
         retry_invalid_responses: retry 2xx responses whose body is not a valid completion.
             Chat completions have no side effects besides their cost, so this is on.
+        invalid_output_retries: how many times a request with ``output=`` is sent again
+            when its answer does not parse or validate against the schema
+            (:class:`~paradigm_trio.StructuredOutputError`, cause ``"invalid_output"``).
+            Each resend is an attempt like any other, within :attr:`attempts`.  ``0``
+            (the default): such an answer fails the request at once.
     """
 
     attempts: int = 4
@@ -135,10 +141,12 @@ class RetryPolicy(_Replace):
     retry_statuses: AbstractSet[int] = field(default=DEFAULT_RETRY_STATUSES)
     retry_connection_errors: bool = True
     retry_invalid_responses: bool = True
+    invalid_output_retries: int = 0
 
     def __post_init__(self) -> None:
         owner = "RetryPolicy"
         _check_int(owner, "attempts", self.attempts, minimum=1)
+        _check_int(owner, "invalid_output_retries", self.invalid_output_retries, minimum=0)
         _check_number(owner, "initial_delay", self.initial_delay)
         _check_number(owner, "multiplier", self.multiplier, minimum=1.0)
         _check_number(owner, "max_delay", self.max_delay)

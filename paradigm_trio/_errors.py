@@ -22,6 +22,7 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
     │   │   ├── CertificateVerificationError  the server's TLS certificate does not verify
     │   │   └── ProxyError                 the proxy refused to carry the request (407, 403)
     │   ├── APIResponseValidationError a 2xx whose body is not what the API promises
+    │   │   └── StructuredOutputError      an answer that does not match ``output=``
     │   └── RequestCancelled           stopped by a deadline
     ├── BatchError                     a batch with ``on_error="raise"`` hit a failure
     └── QuotaUnavailableError          a shared quota's Redis did not answer (``quota_state``)
@@ -70,6 +71,7 @@ __all__ = [
     "RateLimitError",
     "RequestCancelled",
     "ServerUnreachableError",
+    "StructuredOutputError",
     "UnprocessableEntityError",
 ]
 
@@ -343,6 +345,34 @@ class APIResponseValidationError(APIError):
         self.raw = raw
 
 
+class StructuredOutputError(APIResponseValidationError):
+    """An answer that does not parse, or does not validate, against the ``output=`` schema.
+
+    Retried only when ``RetryPolicy.invalid_output_retries`` allows (cause
+    ``"invalid_output"``).
+
+    Attributes:
+        raw: the answer's text (the message content), as the model wrote it.
+        errors: what is wrong, one ``"$.path: message"`` per problem (``"$: not JSON:
+            ..."`` when it does not parse).
+        completion: the :class:`~paradigm_trio.ChatCompletion` whose answer this is
+            (``parsed`` unset), when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw: str = "",
+        errors: tuple[str, ...] = (),
+        completion: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, raw=raw, **kwargs)
+        self.errors = errors
+        self.completion = completion
+
+
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -373,7 +403,8 @@ class AttemptFailure(Exception):
     Attributes:
         error: the :class:`APIError` the request fails with if this is its last attempt.
         cause: ``"429"``, ``"503"``, ``"connection"``, ``"timeout"``, ``"invalid_response"``,
-            ``"stream_error"``, ``"tls"``, ``"proxy"``: the key of ``retries_by_cause``.
+            ``"invalid_output"``, ``"stream_error"``, ``"tls"``, ``"proxy"``: the key of
+            ``retries_by_cause``.
         retryable: whether the policy allows another attempt after it.
         retry_after: the wait the server asked for, in seconds, if any.
         rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers

@@ -12,6 +12,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from . import _log
+from ._embeddings import Embeddings
 from ._errors import APIError, AttemptFailure, RequestCancelled
 from ._events import (
     AttemptFailed,
@@ -179,7 +180,7 @@ class Ledger:
                 self.prompt_tokens += usage.prompt_tokens
                 self.completion_tokens += usage.completion_tokens
                 tokens = usage.total_tokens
-            elif isinstance(outcome, ChatCompletion):
+            elif isinstance(outcome, ChatCompletion | Embeddings):
                 self.unknown_usage += 1  # the server reported none: unknown, not zero
             if self._on_event is not None:
                 self._on_event(RequestFinished(custom_id, key, True, attempts, elapsed, tokens))

@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
-from ._errors import APIResponseValidationError, InvalidRequestError
+from ._errors import APIResponseValidationError, InvalidRequestError, StructuredOutputError
+from ._logprobs import ChoiceLogprobs, parse_logprobs
+from ._structured import InvalidOutputs, OutputSchema
+from ._tools import ToolCall, checked_tool_choice, checked_tools, parse_tool_calls
 
 __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
+    "ChatOptions",
     "ChatRequest",
     "Choice",
     "Message",
     "ModelInfo",
     "Usage",
+    "check_custom_id",
+    "check_model",
+    "checked_extra",
+    "checked_output",
+    "completion_parser",
     "make_request",
     "usage_of",
 ]
@@ -45,6 +54,39 @@ _MODELLED = frozenset(
         "stream",
     }
 )
+
+# Body fields ChatRequest types too, which ``extra`` may still carry when they are unset
+# (how they were sent before they were typed).
+_TYPED = frozenset(
+    {
+        "logprobs",
+        "top_logprobs",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "guided_json",
+        "guided_choice",
+        "guided_regex",
+    }
+)
+_RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
+_NO_OPTIONS = (None,) * 10
+
+
+class ChatOptions(TypedDict, total=False):
+    """The keywords of :meth:`Client.chat` beyond the sampling parameters: the fields of
+    :class:`ChatRequest` of the same names (type checking only)."""
+
+    n: int | None
+    logprobs: bool | None
+    top_logprobs: int | None
+    tools: Sequence[Mapping[str, Any]] | None
+    tool_choice: str | Mapping[str, Any] | None
+    response_format: Mapping[str, Any] | None
+    guided_json: Mapping[str, Any] | str | None
+    guided_choice: Sequence[str] | None
+    guided_regex: str | None
+    output: Any
 
 
 def _validate_messages(messages: object) -> tuple[Mapping[str, Any], ...]:
@@ -216,6 +258,31 @@ def _checked_stop(stop: object) -> str | tuple[str, ...] | None:
     raise InvalidRequestError(f"stop must be a string or a list of strings, got {stop!r:.200}")
 
 
+def check_model(model: object) -> None:
+    """Refuse a ``model`` that is neither ``None`` nor a non-empty string."""
+    if model is not None and (not isinstance(model, str) or not model):
+        raise InvalidRequestError(f"model must be a non-empty string, got {model!r}")
+
+
+def check_custom_id(custom_id: object) -> None:
+    """Refuse a ``custom_id`` that is neither ``None`` nor a non-empty string."""
+    if custom_id is not None and (not isinstance(custom_id, str) or not custom_id):
+        raise InvalidRequestError(f"custom_id must be a non-empty string, got {custom_id!r}")
+
+
+def checked_extra(extra: object, modelled: frozenset[str]) -> dict[str, Any]:
+    """``extra`` as a new dict; refused when it is not a mapping or sets a ``modelled``
+    field (those have keyword arguments of their own)."""
+    if not isinstance(extra, Mapping):
+        raise InvalidRequestError(f"extra must be a dict, got {type(extra).__name__}")
+    clash = modelled.intersection(extra)
+    if clash:
+        raise InvalidRequestError(
+            f"extra may not set {', '.join(sorted(clash))}: use the keyword arguments"
+        )
+    return dict(extra)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ChatRequest:
     """One logical chat-completion request.
@@ -231,8 +298,26 @@ class ChatRequest:
         model: model name, or ``None`` for the client's default.
         temperature, max_tokens, top_p, stop, seed, presence_penalty, frequency_penalty:
             the usual sampling parameters; ``None`` leaves them to the server.
-        extra: more body fields passed through as they are (e.g. ``guided_json``,
-            ``response_format``, ``tools``).  May not override the fields above.
+        n: how many choices to generate (1 to 128).
+        logprobs, top_logprobs: ask for the log probability of each token of the answer,
+            and of the ``top_logprobs`` (0 to 20) likeliest tokens at each position
+            (``Choice.logprobs``).
+        tools: the tools the model may call: ``{"type": "function", "function": {"name",
+            "description", "parameters"}}`` each (:func:`function_tool` builds one).
+        tool_choice: ``"none"``, ``"auto"``, ``"required"``, or the name of one tool
+            (sent as ``{"type": "function", "function": {"name": ...}}``).
+        response_format: OpenAI's ``response_format``, as a dict (``{"type":
+            "json_object"}``, or ``"json_schema"`` with its schema), passed through.
+        guided_json, guided_choice, guided_regex: Paradigm's (vLLM's) guided decoding: a
+            JSON Schema, a list of allowed answers, a regular expression; passed through.
+        output: the structured output wanted (an :class:`OutputSchema`, a JSON Schema
+            dict or a pydantic model class): it adds ``response_format`` (or
+            ``guided_json``) to the request and the answer is parsed and validated into
+            ``ChatCompletion.parsed``.  Not together with ``response_format`` or
+            ``guided_json``.
+        extra: more body fields passed through as they are.  May not override the fields
+            above (those from ``n`` to ``guided_regex`` it may still carry when they are
+            unset, untyped).
         custom_id: a stable id for this logical request.  It is echoed on results and
             errors and derives the ``Idempotency-Key`` header, so the same ``custom_id``
             is the same request to the server across retries and resumed runs.
@@ -247,13 +332,22 @@ class ChatRequest:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    n: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    tools: Sequence[Mapping[str, Any]] | None = None
+    tool_choice: str | Mapping[str, Any] | None = None
+    response_format: Mapping[str, Any] | None = None
+    guided_json: Mapping[str, Any] | str | None = None
+    guided_choice: Sequence[str] | None = None
+    guided_regex: str | None = None
+    output: OutputSchema | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     custom_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _validate_messages(self.messages))
-        if self.model is not None and (not isinstance(self.model, str) or not self.model):
-            raise InvalidRequestError(f"model must be a non-empty string, got {self.model!r}")
+        check_model(self.model)
         _check_float("temperature", self.temperature, 0.0, 2.0)
         _check_float("top_p", self.top_p, 0.0, 1.0)
         _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
@@ -271,35 +365,90 @@ class ChatRequest:
         ):
             raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
         object.__setattr__(self, "stop", _checked_stop(self.stop))
-        if not isinstance(self.extra, Mapping):
-            raise InvalidRequestError(f"extra must be a dict, got {type(self.extra).__name__}")
-        clash = _MODELLED.intersection(self.extra)
-        if clash:
-            raise InvalidRequestError(
-                f"extra may not set {', '.join(sorted(clash))}: use the keyword arguments"
+        extra = checked_extra(self.extra, _MODELLED)
+        object.__setattr__(self, "extra", extra)
+        options = (
+            self.n, self.logprobs, self.top_logprobs, self.tools, self.tool_choice,
+            self.response_format, self.guided_json, self.guided_choice, self.guided_regex,
+            self.output,
+        )  # fmt: skip
+        if options != _NO_OPTIONS:  # (the common case: none)
+            self._check_options()
+            both = sorted(
+                name for name in _TYPED.intersection(extra) if getattr(self, name) is not None
             )
-        object.__setattr__(self, "extra", dict(self.extra))
-        if self.custom_id is not None and (
-            not isinstance(self.custom_id, str) or not self.custom_id
-        ):
-            raise InvalidRequestError(
-                f"custom_id must be a non-empty string, got {self.custom_id!r}"
-            )
+            if both:
+                raise InvalidRequestError(
+                    f"{', '.join(both)} given both as keyword and in extra: give it once"
+                )
+        check_custom_id(self.custom_id)
         self._check_sendable()
 
+    def _check_options(self) -> None:
+        """Check and normalise ``n`` to ``output`` (see the class docstring)."""
+        _check_count("n", self.n, 1, 128)
+        _check_count("top_logprobs", self.top_logprobs, 0, 20)
+        if self.logprobs is not None and not isinstance(self.logprobs, bool):
+            raise InvalidRequestError(f"logprobs must be True or False, got {self.logprobs!r}")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidRequestError("top_logprobs needs logprobs=True")
+        if self.tools is not None:
+            object.__setattr__(self, "tools", checked_tools(self.tools))
+        if self.tool_choice is not None and not (self.tools is None and "tools" in self.extra):
+            choice = checked_tool_choice(self.tool_choice, self.tools)  # (typed tools only)
+            object.__setattr__(self, "tool_choice", choice)
+        format_ = self.response_format
+        if format_ is not None and (
+            not isinstance(format_, Mapping) or format_.get("type") not in _RESPONSE_FORMATS
+        ):
+            raise InvalidRequestError(
+                "must be a dict whose type is text, json_object or json_schema",
+                where="response_format",
+            )
+        if self.guided_json is not None and not isinstance(self.guided_json, Mapping | str):
+            raise InvalidRequestError("guided_json must be a JSON Schema (a dict or its text)")
+        if self.guided_choice is not None:
+            choices = self.guided_choice
+            if isinstance(choices, str) or not isinstance(choices, Sequence) or not choices:
+                raise InvalidRequestError("guided_choice must be a non-empty list of strings")
+            if not all(isinstance(c, str) for c in choices):
+                raise InvalidRequestError("guided_choice must be a list of strings")
+            object.__setattr__(self, "guided_choice", tuple(choices))
+        if self.guided_regex is not None and not isinstance(self.guided_regex, str):
+            raise InvalidRequestError("guided_regex must be a string")
+        if self.output is not None:
+            object.__setattr__(self, "output", OutputSchema.of(self.output))
+            given = [k for k in ("response_format", "guided_json") if self._given(k)]
+            if given:
+                raise InvalidRequestError(
+                    f"output= sets the request's {given[0]}: give one or the other"
+                )
+
+    def _given(self, name: str) -> bool:
+        return getattr(self, name) is not None or name in self.extra
+
     def _parts(self) -> dict[str, object]:
-        return {
+        parts: dict[str, object] = {
             "custom_id": self.custom_id,
             "model": self.model,
             "messages": self.messages,
             "stop": self.stop,
-            "extra": self.extra,
         }
+        for name in ("tools", "tool_choice", "response_format", "guided_json"):
+            parts[name] = getattr(self, name)
+        parts["guided_choice"] = self.guided_choice
+        parts["guided_regex"] = self.guided_regex
+        parts["extra"] = self.extra
+        return parts
 
     def _check_sendable(self) -> None:
         """Refuse what JSON in UTF-8 cannot hold (naming where it is), before it is sent."""
         try:
-            _dumps((self.custom_id, self.model, self.messages, self.stop, self.extra))
+            _dumps(
+                (self.custom_id, self.model, self.messages, self.stop, self.tools,
+                 self.tool_choice, self.response_format, self.guided_json, self.guided_choice,
+                 self.guided_regex, self.extra)
+            )  # fmt: skip
         except _JSON_ERRORS as exc:
             raise _unsendable(self._parts(), exc) from None
 
@@ -321,27 +470,27 @@ class ChatRequest:
             "model": self.model or default_model,
             "messages": list(self.messages),  # (the request's own copies, only serialised)
         }
-        for name in (
-            "temperature",
-            "max_tokens",
-            "top_p",
-            "seed",
-            "presence_penalty",
-            "frequency_penalty",
-        ):
+        for name in _BODY_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
         if self.stop is not None:
             body["stop"] = self.stop if isinstance(self.stop, str) else list(self.stop)
+        if self.tools is not None:
+            body["tools"] = list(self.tools)
+        if self.guided_choice is not None:
+            body["guided_choice"] = list(self.guided_choice)
+        if self.output is not None:
+            body.update(self.output.body_fields())
         body.update(self.extra)
         return body
 
     def estimated_tokens(self) -> int:
         """A cheap upper-ish estimate of the tokens this request costs (for rate limits).
 
-        About four characters a token for the prompt, four tokens of overhead per message,
-        plus ``max_tokens`` (or 256 when unset) for the answer.
+        About four characters a token for the prompt (the tools' definitions included),
+        four tokens of overhead per message, plus ``max_tokens`` (or 256 when unset) for
+        each of the ``n`` answers.
         """
         chars = 0
         for m in self.messages:
@@ -352,8 +501,35 @@ class ChatRequest:
                 for part in content:
                     if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                         chars += len(part["text"])
+        if self.tools is not None:
+            chars += len(_dumps(self.tools))
         prompt = (chars + 3) // 4 + 4 * len(self.messages)
-        return prompt + (self.max_tokens if self.max_tokens is not None else 256)
+        answer = self.max_tokens if self.max_tokens is not None else 256
+        return prompt + answer * (self.n or 1)
+
+
+_BODY_FIELDS = (
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "tool_choice",
+    "response_format",
+    "guided_json",
+    "guided_regex",
+)
+
+
+def _check_count(name: str, value: object, lo: int, hi: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidRequestError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")
 
 
 def make_request(messages: ChatRequest | Sequence[Mapping[str, Any]], **params: Any) -> ChatRequest:
@@ -399,20 +575,42 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """The assistant's message in a choice."""
+    """The assistant's message in a choice.
+
+    Attributes:
+        role: ``"assistant"``.
+        content: the text, or ``None`` (a message that only calls tools, say).
+        raw: the message's JSON.
+        tool_calls: the tools the model calls (:class:`ToolCall`), in order; empty when
+            it calls none.
+        refusal: the model's refusal, when it refused to answer.
+        parsed: for a request with ``output=``, the content parsed and validated (a dict,
+            list... or a pydantic model instance); ``None`` otherwise.
+    """
 
     role: str
     content: str | None
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    tool_calls: tuple[ToolCall, ...] = ()
+    refusal: str | None = None
+    parsed: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """One choice of a completion."""
+    """One choice of a completion (``n`` of them when the request asked for ``n``).
+
+    Attributes:
+        index: its place among the choices.
+        message: the answer.
+        finish_reason: why it ended: ``"stop"``, ``"length"``, ``"tool_calls"``...
+        logprobs: the tokens' log probabilities, when the request asked for them.
+    """
 
     index: int
     message: Message
     finish_reason: str | None
+    logprobs: ChoiceLogprobs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +647,36 @@ class ChatCompletion:
         """The first choice's ``finish_reason``."""
         return self.choices[0].finish_reason if self.choices else None
 
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The first choice's tool calls (empty when it calls no tool)."""
+        return self.choices[0].message.tool_calls if self.choices else ()
+
+    @property
+    def parsed(self) -> Any:
+        """For a request with ``output=``, the first choice's answer parsed and validated
+        against the schema (a pydantic model instance for a model); ``None`` otherwise."""
+        return self.choices[0].message.parsed if self.choices else None
+
+    def with_parsed(self, output: OutputSchema) -> ChatCompletion:
+        """This completion with every choice's answer parsed by ``output``.
+
+        Raises:
+            StructuredOutputError: an answer does not parse or validate.
+        """
+        choices = []
+        for choice in self.choices:
+            message = choice.message
+            try:
+                parsed = output.parse(message.content)
+            except StructuredOutputError as err:
+                if message.refusal:
+                    err.add_note(f"the model refused: {message.refusal}")
+                err.request_id, err.status_code, err.completion = self.request_id, 200, self
+                raise
+            choices.append(replace(choice, message=replace(message, parsed=parsed)))
+        return replace(self, choices=tuple(choices))
+
     @classmethod
     def from_json(cls, data: object, request_id: str | None = None) -> ChatCompletion:
         """Parse a response body; raises :class:`APIResponseValidationError` if it is not one."""
@@ -468,23 +696,7 @@ class ChatCompletion:
         raw_choices = data["choices"]
         if not isinstance(raw_choices, list) or not raw_choices:
             raise ValueError("'choices' must be a non-empty list")
-        choices = []
-        for i, c in enumerate(raw_choices):
-            msg = c["message"]
-            if not isinstance(msg, dict):
-                raise TypeError(f"choices[{i}].message must be an object")
-            content = msg.get("content")
-            if content is not None and not isinstance(content, str):
-                raise TypeError(f"choices[{i}].message.content must be a string or null")
-            choices.append(
-                Choice(
-                    index=int(c.get("index", i)),
-                    message=Message(
-                        role=str(msg.get("role", "assistant")), content=content, raw=msg
-                    ),
-                    finish_reason=c.get("finish_reason"),
-                )
-            )
+        choices = [_parse_choice(i, c) for i, c in enumerate(raw_choices)]
         usage = _parse_usage(data.get("usage"))
         return cls(
             id=str(data.get("id", "")),
@@ -495,6 +707,60 @@ class ChatCompletion:
             request_id=request_id,
             raw=data,
         )
+
+
+def _parse_choice(i: int, c: object) -> Choice:
+    if not isinstance(c, dict):
+        raise TypeError(f"choices[{i}] must be an object")
+    msg = c["message"]
+    if not isinstance(msg, dict):
+        raise TypeError(f"choices[{i}].message must be an object")
+    content, refusal = msg.get("content"), msg.get("refusal")
+    if content is not None and not isinstance(content, str):
+        raise TypeError(f"choices[{i}].message.content must be a string or null")
+    if refusal is not None and not isinstance(refusal, str):
+        raise TypeError(f"choices[{i}].message.refusal must be a string or null")
+    message = Message(
+        role=str(msg.get("role", "assistant")),
+        content=content,
+        raw=msg,
+        tool_calls=parse_tool_calls(msg.get("tool_calls"), f"choices[{i}].message.tool_calls"),
+        refusal=refusal,
+    )
+    return Choice(
+        index=int(c.get("index", i)),
+        message=message,
+        finish_reason=c.get("finish_reason"),
+        logprobs=parse_logprobs(c.get("logprobs")),
+    )
+
+
+def completion_parser(
+    output: OutputSchema | None, retries: int
+) -> Callable[[object, str | None], ChatCompletion]:
+    """The parser of a chat answer: with ``output``, it also parses and validates the
+    answer (an answer that does not match is an ``"invalid_output"`` failure, retried
+    ``retries`` times at most)."""
+    if output is None:
+        return ChatCompletion.from_json
+    invalid = InvalidOutputs(retries)
+
+    def parse(data: object, request_id: str | None) -> ChatCompletion:
+        return checked_output(ChatCompletion.from_json(data, request_id), output, invalid)
+
+    return parse
+
+
+def checked_output(
+    completion: ChatCompletion, output: OutputSchema | None, invalid: InvalidOutputs
+) -> ChatCompletion:
+    """``completion`` parsed by ``output`` (when given), or raise the attempt's failure."""
+    if output is None:
+        return completion
+    try:
+        return completion.with_parsed(output)
+    except StructuredOutputError as err:
+        raise invalid.failure(err) from None
 
 
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -552,12 +818,17 @@ class ModelInfo:
 class ChatCompletionChunk:
     """One piece of a streamed chat completion (an OpenAI ``chat.completion.chunk``).
 
-    Only the first choice is modelled (``n`` is always 1 here); ``raw`` holds the whole
-    JSON, tool-call deltas included.
+    One choice's delta is modelled: the first choice's when the chunk carries it, else
+    the first the chunk carries (``index`` says which; with ``n`` > 1 the chunks of the
+    choices are interleaved).  ``raw`` holds the whole JSON.
 
     Attributes:
         id, model, created: as in the chunk.
+        index: the choice this chunk's delta belongs to.
         delta: the text this chunk adds (``""`` when it adds none).
+        tool_calls: the tool-call deltas this chunk adds (fragments, as JSON: ``index``,
+            then ``id`` and ``function.name``, then pieces of ``function.arguments``);
+            the stream's ``completion`` has them joined into whole calls.
         role: the role, on the first chunk of a message (usually ``"assistant"``).
         finish_reason: why the answer ended, on its last content chunk.
         usage: the token usage, on the final usage chunk (``include_usage=True``);
@@ -573,6 +844,8 @@ class ChatCompletionChunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    index: int = 0
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_json(cls, data: object, request_id: str | None = None) -> ChatCompletionChunk:
@@ -596,6 +869,8 @@ class ChatCompletionChunk:
         content: object = None
         role: object = None
         finish: object = None
+        index: object = 0
+        calls: object = None
         if choices:
             choice = next(
                 (c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), choices[0]
@@ -608,8 +883,12 @@ class ChatCompletionChunk:
             content = delta.get("content")
             role = delta.get("role")
             finish = choice.get("finish_reason")
+            index = choice.get("index", 0)
+            calls = delta.get("tool_calls")
             if content is not None and not isinstance(content, str):
                 raise TypeError("'delta.content' must be a string or null")
+            if calls is not None and not isinstance(calls, list):
+                raise TypeError("'delta.tool_calls' must be a list")
         return cls(
             id=str(data.get("id") or ""),
             model=str(data.get("model") or ""),
@@ -619,4 +898,6 @@ class ChatCompletionChunk:
             finish_reason=None if finish is None else str(finish),
             usage=_parse_usage(data.get("usage")),
             raw=data,
+            index=index if isinstance(index, int) and not isinstance(index, bool) else 0,
+            tool_calls=tuple(calls) if isinstance(calls, list) else (),
         )

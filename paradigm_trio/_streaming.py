@@ -37,11 +37,14 @@ from ._errors import (
 )
 from ._events import Attempt
 from ._http import HTTP, Exchange
-from ._models import ChatCompletion, ChatCompletionChunk, ChatRequest, usage_of
+from ._models import ChatCompletion, ChatCompletionChunk, ChatRequest, checked_output, usage_of
+from ._structured import InvalidOutputs
 
 __all__ = ["ChatStream", "Streamer"]
 
 _NOT_RETRIED: Final = "not retried: the stream had already delivered chunks to the caller"
+_FINAL: Final = InvalidOutputs(0)
+"""A streamed answer that does not match ``output=`` is final: it was handed out."""
 
 # --------------------------------------------------------------------------- attempts
 
@@ -117,6 +120,7 @@ class Streamer:
         ``Idempotency-Key``; nothing was handed out, so nothing is lost or repeated.
         """
         ex = self.prepare(request, plan.key, plan.timeouts)
+        invalid = InvalidOutputs(plan.retry.invalid_output_retries)
 
         async def attempt(current: Attempting) -> ChatCompletion:
             reader = await self.open(ex, plan, current)
@@ -129,7 +133,7 @@ class Streamer:
                 self.engine.ledger.stream_ended_without_done(
                     plan.custom_id, plan.key, current.number, reader.broken
                 )
-            return reader.completion()
+            return checked_output(reader.completion(), request.output, invalid)
 
         call = self.engine.call(plan, history)
         return await call.run(attempt, usage=usage_of)
@@ -357,7 +361,15 @@ class ChatStream:
             raise error from error.__cause__  # the transport's exception, if any
 
     async def _succeed(self, reader: StreamReader) -> None:
-        completion = reader.completion()
+        try:
+            completion = checked_output(reader.completion(), self.request.output, _FINAL)
+        except AttemptFailure as failure:
+            self._move(_State.FAILED)
+            try:
+                await reader.close()
+            finally:
+                error = self._call.fail(failure, _NOT_RETRIED)
+            raise error from None
         self._completion = completion
         self._move(_State.FINISHED)
         try:

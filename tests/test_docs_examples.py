@@ -51,6 +51,8 @@ PAGES = (
     "howto-streaming.md",
     "howto-enterprise-networks.md",
     "howto-observe.md",
+    "howto-embeddings.md",
+    "howto-structured.md",
 )
 
 _BLOCK = re.compile(
@@ -71,6 +73,10 @@ MOCK_CONFIGS: dict[str, ms.MockConfig] = {
         latency=ms.Latency.fixed(0.01),
         faults=ms.FaultRates(server_error=0.3, rate_limit=0.1),
         retry_after=0.2,
+    ),
+    # Answers that do not match the schema, for the re-ask policy to act on.
+    "example-howto-structured-reask": ms.MockConfig(
+        seed=2, latency=ms.Latency.fixed(0.01), faults=ms.FaultRates(invalid_output=0.5)
     ),
     # Slower than the example's Timeouts.attempt, so that the timeout branch runs.
     "example-howto-retries-override": ms.MockConfig(seed=0, latency=ms.Latency.fixed(0.5)),
@@ -123,7 +129,9 @@ async def test_example_runs(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = compile(source, f"{DOCS / page}:{name}", "exec")
+    # dont_inherit: the example runs as written, without this module's
+    # ``from __future__ import annotations`` (pydantic models resolve their annotations).
+    code = compile(source, f"{DOCS / page}:{name}", "exec", dont_inherit=True)
     namespace: dict[str, Any] = {"__name__": f"docs_example_{name.replace('-', '_')}"}
     exec(code, namespace)
     async with ms.serve(MOCK_CONFIGS.get(name, DEFAULT_MOCK), host="127.0.0.1") as server:

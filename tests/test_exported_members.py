@@ -56,7 +56,25 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"BACKOFF_MAX", "BACKOFF_MIN", "FLUSH_DELAY", "SharedRateLimiter"}
     ),
     # The implementation of ``Client.stream_batch``; its options' defaults and types.
-    "paradigm_trio._batch": frozenset({"SendOne", "stream_batch"}),
+    "paradigm_trio._batch": frozenset(
+        {
+            "ChatKind",
+            "Kind",
+            "Outcome",
+            "ResultStream",
+            "SendOne",
+            "outcome_of",
+            "run_batch",
+            "stream_batch",
+        }
+    ),
+    # Embeddings: the request kind behind ``Client.embed``/``embed_batch``, and packing.
+    "paradigm_trio._embedder": frozenset(
+        {"EmbedInput", "Embedder", "EmbeddingKind", "check_pack", "embedding_defaults"}
+    ),
+    "paradigm_trio._embeddings": frozenset(
+        {"EncodingFormat", "joins", "merge", "split", "usage_of_embeddings"}
+    ),
     "paradigm_trio._batch_options": frozenset(
         {"DEFAULT_CIRCUIT_BREAKER", "DEFAULT_RETRY_BUDGET", "BatchKeywords", "OnError"}
     ),
@@ -73,7 +91,6 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     "paradigm_trio._streaming": frozenset({"Streamer"}),
     # ``make_request`` is ``Client.make_request`` without a client.
-    "paradigm_trio._models": frozenset({"make_request", "usage_of"}),
     # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
     # the transport's own failures, which ``_http`` maps to ``ProxyError`` and
     # ``CertificateVerificationError``.
@@ -95,6 +112,31 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._log": frozenset({"PROGRESS_INTERVAL", "logger", "say"}),
     # OpenTelemetry (``pt.instrument``): imported only when a client is instrumented.
     "paradigm_trio._otel": frozenset({"DEFAULT_PROVIDER_NAME", "SCHEMA_URL", "Telemetry"}),
+    "paradigm_trio._models": frozenset(
+        {
+            "ChatOptions",
+            "check_custom_id",
+            "check_model",
+            "checked_extra",
+            "checked_output",
+            "completion_parser",
+            "make_request",
+            "usage_of",
+        }
+    ),
+    # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.
+    "paradigm_trio._tools": frozenset(
+        {
+            "ToolCallAssembler",
+            "checked_tool_choice",
+            "checked_tools",
+            "json_schema_of",
+            "parse_tool_calls",
+        }
+    ),
+    "paradigm_trio._structured": frozenset({"InvalidOutputs", "OutputForm"}),
+    "paradigm_trio._logprobs": frozenset({"parse_logprobs"}),
+    "paradigm_trio._assembly": frozenset({"CompletionAssembler"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }

@@ -1,12 +1,14 @@
 """JSONL batch files: reading requests lazily, writing results, resuming.
 
-Input lines are either the OpenAI Batch format::
+Input lines are either the OpenAI Batch format, for chat completions or embeddings::
 
     {"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
+    {"custom_id": "e1", "method": "POST", "url": "/v1/embeddings", "body": {"input": ...}}
 
 or a short form::
 
     {"custom_id": "r1", "messages": [...], "temperature": 0.2}
+    {"custom_id": "e1", "input": "a text to embed"}
 
 (``custom_id`` optional in the short form: ``line-N`` is used).  Output lines follow the
 OpenAI Batch output format, plus ``attempts`` and ``elapsed``::
@@ -42,10 +44,13 @@ __all__ = [
 ]
 
 _CHAT_URLS = ("/v1/chat/completions", "/chat/completions", "/api/v2/chat/completions")
+_EMBEDDING_URLS = ("/v1/embeddings", "/embeddings", "/api/v2/embeddings")
+_EMBEDDING_FIELDS = frozenset({"model", "dimensions", "encoding_format"})
 _REQUEST_FIELDS = frozenset(
     {"model", "messages", "temperature", "max_tokens", "top_p", "stop", "seed",
-     "presence_penalty", "frequency_penalty"}
+     "presence_penalty", "frequency_penalty", "n"}
 )  # fmt: skip
+_JSON_SCHEMA_KEYS = frozenset({"name", "schema", "strict"})
 
 
 class InputError(Exception):
@@ -58,23 +63,29 @@ class InputLine:
 
     line: int
     custom_id: str
-    request: pt.ChatRequest | None
+    request: pt.ChatRequest | pt.EmbeddingRequest | None
     problem: str | None = None
 
 
-def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest:
+def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest | pt.EmbeddingRequest:
     if "body" in obj or "method" in obj or "url" in obj:
         method = obj.get("method", "POST")
         if method != "POST":
             raise ValueError(f"method must be POST, got {method!r}")
         url = obj.get("url", "/v1/chat/completions")
-        if url not in _CHAT_URLS:
-            raise ValueError(f"url must be one of {', '.join(_CHAT_URLS)}, got {url!r}")
+        if url not in _CHAT_URLS + _EMBEDDING_URLS:
+            raise ValueError(
+                f"url must be one of {', '.join(_CHAT_URLS + _EMBEDDING_URLS)}, got {url!r}"
+            )
         body = obj.get("body")
         if not isinstance(body, Mapping):
             raise ValueError("'body' must be a JSON object")
+        if url in _EMBEDDING_URLS:
+            return _embedding_request(body, custom_id)
     else:
         body = {k: v for k, v in obj.items() if k != "custom_id"}
+        if "input" in body and "messages" not in body:
+            return _embedding_request(body, custom_id)
     if "messages" not in body:
         raise ValueError("no 'messages'")
     if body.get("stream"):
@@ -86,7 +97,43 @@ def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest:
         raise ValueError("'messages' must be a list")
     if isinstance(fields.get("stop"), list):
         fields["stop"] = tuple(fields["stop"])
-    return pt.ChatRequest(messages=tuple(messages), extra=extra, custom_id=custom_id, **fields)
+    output = _output_of(extra)
+    return pt.ChatRequest(
+        messages=tuple(messages), extra=extra, custom_id=custom_id, output=output, **fields
+    )
+
+
+def _output_of(extra: dict[str, Any]) -> pt.OutputSchema | None:
+    """The structured output a body asks for (``response_format`` with a JSON Schema, or
+    ``guided_json``), taken out of ``extra`` so that the answer is validated and parsed;
+    ``None`` when it asks for none, or in a form sent as it is."""
+    response_format = extra.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        if (
+            "guided_json" not in extra
+            and set(response_format) == {"type", "json_schema"}
+            and isinstance(spec, Mapping)
+            and isinstance(spec.get("schema"), Mapping)
+            and set(spec) <= _JSON_SCHEMA_KEYS
+        ):
+            del extra["response_format"]
+            return pt.OutputSchema(
+                spec["schema"], name=spec.get("name") or "", strict=spec.get("strict")
+            )
+    guided = extra.get("guided_json")
+    if isinstance(guided, Mapping) and "response_format" not in extra:
+        del extra["guided_json"]
+        return pt.OutputSchema(guided, form="guided_json")
+    return None
+
+
+def _embedding_request(body: Mapping[str, Any], custom_id: str) -> pt.EmbeddingRequest:
+    if "input" not in body:
+        raise ValueError("no 'input'")
+    fields = {k: v for k, v in body.items() if k in _EMBEDDING_FIELDS}
+    extra = {k: v for k, v in body.items() if k not in _EMBEDDING_FIELDS and k != "input"}
+    return pt.EmbeddingRequest(inputs=body["input"], extra=extra, custom_id=custom_id, **fields)
 
 
 def read_input(path: Path) -> Iterator[InputLine]:
@@ -231,23 +278,49 @@ def _record_id(custom_id: str) -> str:
     )
 
 
+def response_body(answer: Any, request: Any = None) -> dict[str, Any]:
+    """The body of a success record: the answer as the server sent it (for a request
+    packed with others, its part).
+
+    The client receives embeddings as base64; a line that did not ask for base64 gets
+    JSON numbers, as the API would have sent it.
+    """
+    body = dict(answer.raw)
+    if isinstance(answer, pt.Embeddings):
+        base64 = isinstance(request, pt.EmbeddingRequest) and request.encoding_format == "base64"
+        if not base64:
+            body["data"] = [{**e.raw, "embedding": list(e.vector)} for e in answer.data]
+    return body
+
+
 def result_record(custom_id: str, completion: Any, error: BaseException | None,
-                  attempts: int, elapsed: float) -> dict[str, Any]:  # fmt: skip
-    """One output record for a finished request."""
+                  attempts: int, elapsed: float,
+                  request: Any = None) -> dict[str, Any]:  # fmt: skip
+    """One output record for a finished request (``completion``: its answer, a chat
+    completion or embeddings)."""
     response: dict[str, Any] | None = None
     err: dict[str, Any] | None = None
+    parsed: dict[str, Any] = {}
     if completion is not None:
         response = {
             "status_code": 200,
             "request_id": completion.request_id,
-            "body": dict(completion.raw),
+            "body": response_body(completion, request),
         }
+        if getattr(request, "output", None) is not None:
+            parsed["parsed"] = completion.parsed
     elif error is not None:
         if isinstance(error, pt.APIStatusError):
             response = {
                 "status_code": error.status_code,
                 "request_id": error.request_id,
                 "body": error.body,
+            }
+        elif isinstance(error, pt.StructuredOutputError) and error.completion is not None:
+            response = {
+                "status_code": 200,
+                "request_id": error.request_id,
+                "body": dict(error.completion.raw),
             }
         code = (
             "cancelled" if isinstance(error, pt.RequestCancelled)
@@ -262,6 +335,7 @@ def result_record(custom_id: str, completion: Any, error: BaseException | None,
         "id": _record_id(custom_id),
         "custom_id": custom_id,
         "response": response,
+        **parsed,
         "error": err,
         "attempts": attempts,
         "elapsed": round(elapsed, 4),
@@ -295,7 +369,7 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
 
 
 def result_line(custom_id: str, completion: Any, error: BaseException | None,
-                attempts: int, elapsed: float,
+                attempts: int, elapsed: float, request: Any = None,
                 annotate: Callable[[dict[str, Any]], None] | None = None) -> bytes:  # fmt: skip
     """The output line of a finished request (:func:`result_record`, then ``annotate``d
     with the run's own fields, encoded).
@@ -304,7 +378,7 @@ def result_line(custom_id: str, completion: Any, error: BaseException | None,
     saying so, which ``--retry-failed`` runs again: it never stops the run.
     """
     try:
-        record = result_record(custom_id, completion, error, attempts, elapsed)
+        record = result_record(custom_id, completion, error, attempts, elapsed, request)
         if annotate is not None:
             annotate(record)
         return encode_record(record)

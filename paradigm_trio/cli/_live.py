@@ -11,8 +11,10 @@ after the first result, then every 10 seconds (2 on a terminal), and at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import paradigm_trio as pt
@@ -47,6 +49,17 @@ class Progress:
         self._view = _LiveView.open(stream) if tty and live and not quiet else None
         self.interval = REDRAW if self._view is not None else (2.0 if tty else 10.0)
         self._last = -math.inf
+        self._parts: dict[str, pt.BatchStatistics] = {}
+
+    def updater(self, kind: str) -> Callable[[pt.BatchStatistics], None]:
+        """The ``on_progress`` of one of a run's batches (chat, embeddings): shows them as
+        one."""
+
+        def update(stats: pt.BatchStatistics) -> None:
+            self._parts[kind] = stats
+            self.update(combined(list(self._parts.values())))
+
+        return update
 
     def on_event(self, event: pt.Event) -> None:
         """The client's ``on_event``."""
@@ -144,3 +157,37 @@ class _LiveView:
     def close(self) -> None:
         if self._started:
             self._live.stop()
+
+
+def combined(parts: list[pt.BatchStatistics]) -> pt.BatchStatistics:
+    """The statistics of the chat and embeddings batches as one: counts, tokens and rates
+    added up; the latency percentiles are those of the batch with more successes."""
+    if not parts:
+        return _EMPTY
+    if len(parts) == 1:
+        return parts[0]
+    main = max(parts, key=lambda s: s.succeeded)
+    causes: dict[str, int] = {}
+    for part in parts:
+        for cause, count in part.retries_by_cause.items():
+            causes[cause] = causes.get(cause, 0) + count
+    summed = {
+        name: sum(getattr(part, name) for part in parts)
+        for name in ("submitted", "done", "succeeded", "failed", "cancelled", "in_flight",
+                     "retries", "prompt_tokens", "completion_tokens", "total_tokens",
+                     "requests_per_minute", "tokens_per_minute", "unknown_usage")
+    }  # fmt: skip
+    return dataclasses.replace(
+        main,
+        retries_by_cause=causes,
+        elapsed=max(part.elapsed for part in parts),
+        **summed,
+    )
+
+
+_EMPTY = pt.BatchStatistics(
+    submitted=0, done=0, succeeded=0, failed=0, cancelled=0, in_flight=0, retries=0,
+    retries_by_cause={}, prompt_tokens=0, completion_tokens=0, total_tokens=0,
+    latency_p50=None, latency_p90=None, latency_p99=None, elapsed=0.0,
+    requests_per_minute=0.0, tokens_per_minute=0.0,
+)  # fmt: skip

@@ -79,7 +79,12 @@ class RunRecorder:
                 }
             )
 
-    def annotate(self, record: dict[str, Any], result: pt.BatchResult, client: pt.Client) -> None:
+    def annotate(
+        self,
+        record: dict[str, Any],
+        result: pt.BatchResult | pt.EmbeddingResult,
+        client: pt.Client,
+    ) -> None:
         """Add ``started_at``, ``finished_at``, ``concurrency`` and ``failures``."""
         now = trio.current_time()
         if now - self._sampled >= CONCURRENCY_SAMPLE:

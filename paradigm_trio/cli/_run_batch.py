@@ -42,7 +42,7 @@ from ._batchfile import (
     write_line,
     write_record,
 )
-from ._live import Progress
+from ._live import Progress, combined
 from ._lock import LockUnavailable, OutputLock
 from ._logging import LOGGER, configure_logging
 from ._network import network_options
@@ -167,7 +167,7 @@ class _Requests:
         self.invalid = 0
         self.skipped = 0
 
-    def requests(self) -> Iterator[pt.ChatRequest]:
+    def requests(self) -> Iterator[pt.ChatRequest | pt.EmbeddingRequest]:
         item: InputLine
         for item in sharded(read_input(self.input_path), self.shard):
             if item.custom_id in self.done:
@@ -236,26 +236,64 @@ async def _open_client(
     )
 
 
-async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest], progress: Progress,
-                out: IO[bytes], batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
+async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.EmbeddingRequest],
+                progress: Progress, out: IO[bytes],
+                batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
     """Send the batch, appending each result to ``out`` as it completes.
 
-    Blocks until every request is done, or until ``batch_scope`` is cancelled (on a
-    signal), which stops the batch; either way returns the statistics so far.
+    Chat lines and embeddings lines run as two batches at once, on the same client (its
+    limits hold for both), fed from one reading of the input.  Blocks until every request
+    is done, or until ``batch_scope`` is cancelled (on a signal), which stops the batch;
+    either way returns the statistics so far (of both batches together).
     """
-    stream: pt.BatchStream
-    with batch_scope:
-        async with client.stream_batch(requests, on_progress=progress.update) as results:
-            stream = results
+    chat_send, chat_receive = trio.open_memory_channel[pt.ChatRequest](0)
+    embed_send, embed_receive = trio.open_memory_channel[pt.EmbeddingRequest](0)
+    streams: dict[str, pt.BatchStream | pt.EmbeddingStream] = {}
+
+    async def dispatch() -> None:
+        async with chat_send, embed_send:
+            for request in requests:
+                if isinstance(request, pt.EmbeddingRequest):
+                    await embed_send.send(request)
+                else:
+                    await chat_send.send(request)
+
+    async def record(kind: str, batch: Any) -> None:
+        async with batch as results:
+            streams[kind] = results
             async for result in results:
                 custom_id = result.custom_id or f"index-{result.index}"
+                answer = result.completion if kind == "chat" else result.embeddings
                 annotate = functools.partial(
                     progress.recorder.annotate, result=result, client=client
                 )
-                write_line(out, result_line(custom_id, result.completion, result.error,
-                                            result.attempts, result.elapsed,
-                                            annotate=annotate))  # fmt: skip
-    return stream.statistics()
+                write_line(
+                    out,
+                    result_line(custom_id, answer, result.error, result.attempts,
+                                result.elapsed, result.request, annotate=annotate),
+                )  # fmt: skip
+
+    with batch_scope:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(dispatch)
+                nursery.start_soon(
+                    record, "chat",
+                    client.stream_batch(chat_receive, on_progress=progress.updater("chat")),
+                )  # fmt: skip
+                nursery.start_soon(
+                    record, "embeddings",
+                    client.stream_embed_batch(
+                        embed_receive, on_progress=progress.updater("embeddings")
+                    ),
+                )  # fmt: skip
+        except BaseExceptionGroup as group:
+            # What stopped the run (the output broken, say), without the nursery's wrapping.
+            if len(group.exceptions) == 1:
+                exc = group.exceptions[0]
+                raise exc from exc.__cause__
+            raise
+    return combined([stream.statistics() for stream in streams.values()])
 
 
 async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,

@@ -96,6 +96,18 @@ def write_input(path: Path, n: int, *, extra_lines: tuple[str, ...] = ()) -> Non
             f.write(line + "\n")
 
 
+def kill_9_after(args: list[str], env: dict[str, str], out: Path, size: int) -> None:
+    """Run the command and ``kill -9`` it once ``out`` holds ``size`` bytes (or after 30 s)."""
+    proc = subprocess.Popen(
+        [*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < size):
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+
+
 def records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -149,17 +161,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path: Path, mock_ur
         "batch", str(src), "-o", str(full), "--concurrency", "4", "-q", env=env
     ).returncode in (0, 1)
     out = tmp_path / "out.jsonl"
-    proc = subprocess.Popen(
-        [*CLI, "batch", str(src), "-o", str(out), "--concurrency", "4", "-q"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 4000):
-        time.sleep(0.05)
-    proc.kill()  # kill -9
-    proc.wait()
+    kill_9_after(["batch", str(src), "-o", str(out), "--concurrency", "4", "-q"], env, out, 4000)
     partial = len(out.read_text().splitlines())
     assert 0 < partial < 150
     resumed = run_cli("batch", str(src), "-o", str(out), "--concurrency", "8", env=env)

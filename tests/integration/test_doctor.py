@@ -56,7 +56,7 @@ async def test_every_step_of_a_direct_https_connection(
     text = str(check)
     assert "direct (no proxy configured for it)" in text
     assert "certificate for 127.0.0.1, issued by mock_server throwaway CA" in text
-    assert "GET /models: 200, 3 model(s)" in text
+    assert "GET /models: 200, 4 model(s)" in text
     assert KEY not in text
 
 

@@ -252,7 +252,8 @@ def test_parse_errors_name_the_parameter() -> None:
 
 
 def test_stream_stall_kind_and_its_chunk_count() -> None:
-    assert ms.FAULT_KINDS[-1] == "stream_stall"  # appended: earlier kinds draw as before
+    # appended (before issue 16's two): earlier kinds draw as before
+    assert ms.FAULT_KINDS[-3:] == ("stream_stall", "invalid_output", "tool_call_malformed")
     assert "stream_stall" in ms.STREAM_FAULT_KINDS
     assert ms.FaultRates(stream_stall=0.25).items()["stream_stall"] == 0.25
     assert ms.MockConfig().stall_after is None

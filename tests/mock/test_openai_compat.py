@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx2
 import openai
+import pydantic
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -148,3 +150,93 @@ async def test_openai_stream_error_event_raises_api_error() -> None:
             await consume()
     assert len(received) >= 1
     gc.collect()
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    days: int
+
+
+class Forecast(pydantic.BaseModel):
+    city: str
+    temperatures: list[float]
+    summary: str
+
+
+async def test_openai_models_retrieve_n_logprobs_and_stream_options() -> None:
+    async with ms.serve() as server, openai_client(server) as client:
+        model = await client.models.retrieve("alfred-4.2")
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("no-such-model")
+        completion = await client.chat.completions.create(
+            model="alfred-4.2",
+            messages=[{"role": "user", "content": "Two answers please"}],
+            n=2,
+            logprobs=True,
+            top_logprobs=3,
+        )
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="alfred-4.2",
+                messages=[{"role": "user", "content": "x"}],
+                stream_options={"include_usage": True},
+            )
+    assert model.id == "alfred-4.2"
+    assert len(completion.choices) == 2
+    assert completion.choices[0].message.content != completion.choices[1].message.content
+    logprobs = completion.choices[1].logprobs
+    assert logprobs is not None
+    assert logprobs.content is not None
+    assert all(len(t.top_logprobs) == 3 for t in logprobs.content)
+    assert refused.value.param == "stream_options"
+
+
+async def test_openai_parse_gets_a_validated_pydantic_object() -> None:
+    async with ms.serve() as server, openai_client(server) as client:
+        completion = await client.chat.completions.parse(
+            model="alfred-4.2",
+            messages=[{"role": "user", "content": "Forecast for Lyon"}],
+            response_format=Forecast,
+        )
+        called = await client.chat.completions.parse(
+            model="alfred-4.2",
+            messages=[{"role": "user", "content": "Weather please"}],
+            tools=[openai.pydantic_function_tool(Weather)],
+            tool_choice="required",
+        )
+    parsed = completion.choices[0].message.parsed
+    assert isinstance(parsed, Forecast)
+    [call] = called.choices[0].message.tool_calls or []
+    assert isinstance(call.function.parsed_arguments, Weather)  # type: ignore[union-attr]
+
+
+@sdk_stream_warning
+async def test_openai_streams_tool_calls_and_assembles_them() -> None:
+    async with ms.serve() as server, openai_client(server) as client:
+        plain = await client.chat.completions.create(
+            model="alfred-4.2",
+            messages=[{"role": "user", "content": "Weather and get_time"}],
+            tools=[openai.pydantic_function_tool(Weather), TIME_TOOL],
+        )
+        async with client.chat.completions.stream(
+            model="alfred-4.2",
+            messages=[{"role": "user", "content": "Weather and get_time"}],
+            tools=[openai.pydantic_function_tool(Weather), TIME_TOOL],
+        ) as stream:
+            done = []
+            async for event in stream:
+                if event.type == "tool_calls.function.arguments.done":
+                    done.append(event.name)
+            final = await stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    expected = plain.choices[0].message.tool_calls or []
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [  # type: ignore[union-attr]
+        (c.id, c.function.name, c.function.arguments)
+        for c in expected  # type: ignore[union-attr]
+    ]
+    assert done == ["Weather", "get_time"]
+    assert isinstance(calls[0].function.parsed_arguments, Weather)  # type: ignore[union-attr]
+    gc.collect()
+
+
+TIME_TOOL: Any = {"type": "function", "function": {"name": "get_time", "parameters": {}}}

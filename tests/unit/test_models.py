@@ -186,10 +186,18 @@ def test_parse_completion() -> None:
 def test_parse_keeps_unmodelled_fields_in_raw() -> None:
     data = completion_json()
     data["system_fingerprint"] = "fp"
-    data["choices"][0]["message"]["tool_calls"] = [{"id": "t"}]
+    data["choices"][0]["message"]["annotations"] = [{"type": "url_citation"}]
     c = pt.ChatCompletion.from_json(data)
     assert c.raw["system_fingerprint"] == "fp"
-    assert c.choices[0].message.raw["tool_calls"] == [{"id": "t"}]
+    assert c.choices[0].message.raw["annotations"] == [{"type": "url_citation"}]
+
+
+def test_a_malformed_tool_call_is_an_invalid_response() -> None:
+    # (Tool calls are typed: one without its function cannot be used.)
+    data = completion_json()
+    data["choices"][0]["message"]["tool_calls"] = [{"id": "t"}]
+    with pytest.raises(pt.APIResponseValidationError, match=r"tool_calls\[0\]\.function"):
+        pt.ChatCompletion.from_json(data)
 
 
 def test_parse_without_usage_or_content() -> None:
