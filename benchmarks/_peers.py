@@ -202,7 +202,7 @@ async def _trio_drive(task: dict[str, Any]) -> dict[str, Any]:
             api_key=API_KEY,
             base_url=task["url"],
             limits=pt.Limits(concurrency=c),
-            **task.get("client", {}),  # proxy=, verify= (scenario 8)
+            **task.get("client", {}),  # proxy=, verify= (scenario 9, proxy)
         ) as client:
             if task.get("otel"):
                 _instrument(client)

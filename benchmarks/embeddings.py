@@ -45,7 +45,7 @@ def run(quick: bool) -> Section:
     n = 3_000 if quick else 12_000
     section = Section(
         "embeddings",
-        "8. Embeddings throughput, packed and not",
+        "12. Embeddings throughput, packed and not",
         f"{n:,} short texts (one sentence each) embedded at concurrency {CONCURRENCY} "
         f"against the mock in its own process ({LATENCY * 1000:.0f} ms latency per "
         "request, 1,024-number vectors as base64, no faults); each client in a fresh "

@@ -21,7 +21,7 @@ def run(quick: bool) -> Section:
     n, rounds = (3_000, 2) if quick else (8_000, 3)
     section = Section(
         "otel",
-        "8. The cost of OpenTelemetry",
+        "11. The cost of OpenTelemetry",
         f"paradigm-trio alone, {n:,} requests at concurrency {CONCURRENCY} against the raw "
         f"server, as in scenario 2; without `pt.instrument`, then with it (OpenTelemetry "
         "SDK: a span per request and per attempt through a `BatchSpanProcessor` to an "

@@ -116,7 +116,7 @@ INTRO = (
 def run(quick: bool) -> Section:
     n, rounds = SIZES[quick]
     intro = INTRO.format(n=n, c=CONCURRENCY, w=2 * CONCURRENCY, rounds=rounds)
-    section = Section("proxy", "8. Through a forward proxy: CPU per request against direct", intro)
+    section = Section("proxy", "9. Through a forward proxy: CPU per request against direct", intro)
     table = Table(
         f"paradigm-trio, {n:,} requests at concurrency {CONCURRENCY}",
         ["route", "client CPU ms/request", "vs direct", "requests/s", "wall s",

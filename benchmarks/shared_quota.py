@@ -133,7 +133,7 @@ def run(quick: bool) -> Section:
     results = measure(quick)
     section = Section(
         "shared",
-        "9. Several workers, one quota (Redis)",
+        "10. Several workers, one quota (Redis)",
         f"`benchmarks/shared_quota.py`: three `paradigm-trio batch` processes on unequal "
         f"inputs ({'/'.join(str(s) for s in SHARES)} sixths of the lines) against a mock "
         f"process with a quota of {QUOTA} requests a minute: sharing it in Redis, each "
