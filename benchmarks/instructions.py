@@ -23,7 +23,7 @@ from typing import Any
 from ._common import PYTHON, ROOT, Section, Table, Target, child_env, raw_server
 
 CONCURRENCY = 64
-PEERS = ("aiohttp", "httpx2", "paradigm-trio")
+PEERS = ("aiohttp", "paradigm-trio")
 LABELS = {
     "aiohttp": "seed recipe: aiohttp + asyncio.gather",
     "httpx2": "httpx2 under trio",
@@ -91,7 +91,7 @@ def per_request(url: str, peer: str, n1: int, n2: int) -> float | str:
 
 
 def run(quick: bool) -> Section:
-    n1, n2 = (300, 900) if quick else (500, 2500)
+    n1, n2 = (200, 600) if quick else (300, 1500)
     section = Section(
         "instructions",
         "8. Instructions per request (callgrind)",
