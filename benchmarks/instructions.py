@@ -44,7 +44,7 @@ HISTORY = (
     "loop of both alone (`_wire`);",
     "- 1,081,788 (-31 %): the fast lane: a plain request on the default transport is written "
     "as bytes once (the common headers encoded when the client opens) and its answer read "
-    "without `httpx2` objects (`_http._FastLane`, `TrioTransport.fetch`); errors and "
+    "without `httpx2` objects (`_lane.FastLane`, `TrioTransport.fetch`); errors and "
     "compressed bodies still become `httpx2.Response`s;",
     "- 959,164 (-11 %): no cancel scope for an infinite deadline (the request's, a batch's "
     "wait for a slot), bare `CancelScope`s instead of `trio.fail_after` for the write and "

@@ -43,9 +43,9 @@ from ._errors import (
     TimeoutKind,
     status_error_class,
 )
+from ._lane import FastLane, header_map
 from ._redact import Redactor
-from ._transport import Origin, TrioTransport, WireTimeouts
-from ._wire import ProtocolError, check_header
+from ._transport import WireTimeouts
 
 __all__ = ["Exchange", "HTTP", "RAW_LIMIT", "Responder", "parse_retry_after", "parse_should_retry"]
 
@@ -112,83 +112,6 @@ def _ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
         for k, v in headers.items()
         if k.lower().startswith("x-ratelimit-") or k.lower() in ("retry-after", "retry-after-ms")
     }
-
-
-def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Response headers by lower-case name (repeated ones joined, as ``httpx2`` does)."""
-    headers: dict[str, str] = {}
-    for name, value in raw:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return headers
-
-
-class _FastLane:
-    """The default transport's fast lane: requests written as bytes, once per request.
-
-    The request line's prefix, the host and the headers every request carries are checked
-    and encoded once, when the client opens; each request adds its path, its
-    ``Idempotency-Key``, its ``Content-Length`` and its body.  Requests carry the same
-    headers as through ``httpx2.Request``.
-    """
-
-    __slots__ = ("_common", "_common_no_body", "_prefix", "origin", "transport")
-
-    def __init__(
-        self, transport: TrioTransport, origin: Origin, prefix: str, common: list[tuple[str, str]]
-    ) -> None:
-        self.transport = transport
-        self.origin = origin
-        self._prefix = prefix
-        encoded = [(n.encode("ascii"), v.encode("ascii")) for n, v in common]
-        for name, value in encoded:
-            check_header(name, value)
-        self._common = b"".join(n + b": " + v + b"\r\n" for n, v in encoded)
-        self._common_no_body = b"".join(
-            n + b": " + v + b"\r\n" for n, v in encoded if n.lower() != b"content-type"
-        )
-
-    @classmethod
-    def of(cls, direct: object, base_url: str, headers: Mapping[str, str]) -> _FastLane | None:
-        """The lane for a client's own :class:`TrioTransport`, if it can have one."""
-        if type(direct) is not TrioTransport:  # a subclass may do anything
-            return None
-        try:
-            url = httpx2.URL(base_url)
-            port = url.port
-            scheme = url.scheme
-            if scheme not in ("http", "https") or url.query or url.fragment:
-                return None
-            host = url.host if port is None else f"{url.host}:{port}"
-            origin = (scheme, url.host, port or (443 if scheme == "https" else 80))
-            if scheme == "http" and direct.forwards(origin):
-                return None  # sent to a proxy in absolute form: the general path does it
-            common = [("Host", host.encode("idna").decode("ascii")), *headers.items()]
-            return cls(direct, origin, url.raw_path.decode("ascii").rstrip("/"), common)
-        except (UnicodeError, ProtocolError, ValueError, httpx2.InvalidURL):
-            return None  # anything unusual takes the general path, which reports it
-
-    def request(self, method: str, url: str, body: bytes | None, key: str) -> bytes | None:
-        """The whole request, or ``None`` when it must take the general path."""
-        path = url.partition("://")[2].partition("/")[2]
-        try:
-            target = ("/" + path).encode("ascii")
-            idem = key.encode("ascii")
-        except UnicodeError:
-            return None
-        if b" " in target or b"\r" in target or b"\n" in target or b"\r" in idem or b"\n" in idem:
-            return None
-        if body is None:
-            return b"".join([
-                method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", self._common_no_body,
-                b"Idempotency-Key: ", idem, b"\r\n\r\n",
-            ])  # fmt: skip
-        return b"".join([
-            method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", self._common,
-            b"Idempotency-Key: ", idem, b"\r\nContent-Length: ", str(len(body)).encode(),
-            b"\r\n\r\n", body,
-        ])  # fmt: skip
 
 
 def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -258,7 +181,7 @@ class HTTP:
         self.redact = redactor.text
         # (Timeouts, stream) -> (httpx2.Timeout, extensions): built once, not per request.
         self._timeouts: dict[tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any]]] = {}
-        self._lane = _FastLane.of(direct, base_url, self.headers)
+        self._lane = FastLane.of(direct, base_url, self.headers)
 
     def _prepare_wire(self, ex: Exchange, key: str, timeout: httpx2.Timeout) -> None:
         lane = self._lane
@@ -381,7 +304,7 @@ class HTTP:
 
         def on_head(status: int, raw: list[tuple[bytes, bytes]]) -> None:
             nonlocal request_id
-            headers = _header_map(raw)
+            headers = header_map(raw)
             request_id = self.redactor.optional(headers.get("x-request-id"))
             current.responded(status, request_id, headers)
 

@@ -102,7 +102,8 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._dial": frozenset({"ProxyRefused", "Report", "TLSConnectError", "authority"})
     | {"open_tcp", "quiet", "start_tls", "tunnel"},
     "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
-    # The fast lane's types (``_http`` writes requests for ``TrioTransport.fetch``).
+    # The fast lane (``_http`` writes requests for ``TrioTransport.fetch``).
+    "paradigm_trio._lane": frozenset({"FastLane", "header_map"}),
     "paradigm_trio._transport": frozenset({"Origin", "WireTimeouts"}),
     # HTTP/1.1 messages for the transport and the proxy tunnel.
     "paradigm_trio._wire": frozenset(

@@ -1,4 +1,4 @@
-"""The default transport's fast lane (``_http._FastLane`` and ``TrioTransport.fetch``).
+"""The default transport's fast lane (``_http.FastLane`` and ``TrioTransport.fetch``).
 
 A client on its own :class:`TrioTransport` sends plain requests as bytes it writes itself
 and reads the answer without ``httpx2`` objects.  These tests hold it to the general path
@@ -16,7 +16,7 @@ import pytest
 import trio
 
 import paradigm_trio as pt
-from paradigm_trio._http import _FastLane
+from paradigm_trio._lane import FastLane
 
 from .rawserver import raw_server
 
@@ -177,7 +177,7 @@ async def test_a_body_cut_after_the_head_is_a_failure_with_a_response() -> None:
 
 
 async def test_a_header_that_cannot_be_sent_as_is_takes_the_general_path() -> None:
-    lane = _FastLane.of(pt.TrioTransport(), "http://127.0.0.1:1/api/v2", {"X-A": "1"})
+    lane = FastLane.of(pt.TrioTransport(), "http://127.0.0.1:1/api/v2", {"X-A": "1"})
     assert lane is not None
     assert lane.request("POST", "http://127.0.0.1:1/api/v2/x y", b"{}", "k") is None
     assert lane.request("POST", "http://127.0.0.1:1/api/v2/x", b"{}", "k\r\nX: 1") is None
@@ -186,7 +186,7 @@ async def test_a_header_that_cannot_be_sent_as_is_takes_the_general_path() -> No
     assert request.startswith(b"POST /api/v2/x HTTP/1.1\r\nHost: 127.0.0.1:1\r\nX-A: 1\r\n")
     assert request.endswith(b"Idempotency-Key: k\r\nContent-Length: 2\r\n\r\n{}")
     # Headers the lane cannot write as they are: no lane; the general path refuses them.
-    assert _FastLane.of(pt.TrioTransport(), "http://h/api", {"X-A": "é"}) is None
-    assert _FastLane.of(pt.TrioTransport(), "http://h/api", {"X-A": "1\r\nX-B: 2"}) is None
-    assert _FastLane.of(pt.TrioTransport(), "http://h/api?q=1", {}) is None
-    assert _FastLane.of(GeneralPath(), "http://h/api", {}) is None
+    assert FastLane.of(pt.TrioTransport(), "http://h/api", {"X-A": "é"}) is None
+    assert FastLane.of(pt.TrioTransport(), "http://h/api", {"X-A": "1\r\nX-B: 2"}) is None
+    assert FastLane.of(pt.TrioTransport(), "http://h/api?q=1", {}) is None
+    assert FastLane.of(GeneralPath(), "http://h/api", {}) is None
