@@ -67,11 +67,12 @@ class FastLane:
             scheme = url.scheme
             if scheme not in ("http", "https") or url.query or url.fragment:
                 return None
-            host = url.host if port is None else f"{url.host}:{port}"
             origin = (scheme, url.host, port or (443 if scheme == "https" else 80))
             if scheme == "http" and direct.forwards(origin):
                 return None  # sent to a proxy in absolute form: the general path does it
-            common = [("Host", host.encode("idna").decode("ascii")), *headers.items()]
+            # The Host header as httpx2 writes it: IDNA, IPv6 in brackets, a default port
+            # left out.
+            common = [("Host", url.netloc.decode("ascii")), *headers.items()]
             return cls(direct, origin, url.raw_path.decode("ascii").rstrip("/"), common)
         except (UnicodeError, ProtocolError, ValueError, httpx2.InvalidURL):
             return None  # anything unusual takes the general path, which reports it

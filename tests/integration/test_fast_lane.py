@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import httpx2
 import pytest
 import trio
 
@@ -185,6 +186,18 @@ async def test_a_header_that_cannot_be_sent_as_is_takes_the_general_path() -> No
     assert request is not None
     assert request.startswith(b"POST /api/v2/x HTTP/1.1\r\nHost: 127.0.0.1:1\r\nX-A: 1\r\n")
     assert request.endswith(b"Idempotency-Key: k\r\nContent-Length: 2\r\n\r\n{}")
+    # The Host header is httpx2's: IPv6 in brackets, IDNA, a default port left out.
+    for base, host in (
+        ("http://[::1]:8000/api/v2", b"[::1]:8000"),
+        ("https://bücher.example/api/v2", b"xn--bcher-kva.example"),
+        ("http://h.example:80/api/v2", b"h.example"),
+    ):
+        lane = FastLane.of(pt.TrioTransport(), base, {})
+        assert lane is not None
+        request = lane.request("GET", base + "/models", None, "k")
+        assert request is not None
+        assert request.startswith(b"GET /api/v2/models HTTP/1.1\r\nHost: " + host + b"\r\n")
+        assert host.decode() == httpx2.Request("GET", base).headers["host"]
     # Headers the lane cannot write as they are: no lane; the general path refuses them.
     assert FastLane.of(pt.TrioTransport(), "http://h/api", {"X-A": "é"}) is None
     assert FastLane.of(pt.TrioTransport(), "http://h/api", {"X-A": "1\r\nX-B: 2"}) is None
