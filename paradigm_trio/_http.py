@@ -45,7 +45,7 @@ from ._errors import (
 )
 from ._lane import FastLane, header_map
 from ._redact import Redactor
-from ._transport import WireTimeouts
+from ._transport import WireTimeouts, wire_timeouts
 
 __all__ = ["Exchange", "HTTP", "RAW_LIMIT", "Responder", "parse_retry_after", "parse_should_retry"]
 
@@ -179,19 +179,12 @@ class HTTP:
         self._direct = direct
         self.redactor = redactor
         self.redact = redactor.text
-        # (Timeouts, stream) -> (httpx2.Timeout, extensions): built once, not per request.
-        self._timeouts: dict[tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any]]] = {}
+        # (Timeouts, stream) -> (httpx2.Timeout, extensions, the fast lane's timeouts):
+        # built once, not per request.
+        self._timeouts: dict[
+            tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any], WireTimeouts]
+        ] = {}
         self._lane = FastLane.of(direct, base_url, self.headers)
-
-    def _prepare_wire(self, ex: Exchange, key: str, timeout: httpx2.Timeout) -> None:
-        lane = self._lane
-        if lane is not None:
-            ex.wire = lane.request(ex.method, ex.url, ex.body, key)
-            ex.wire_timeouts = (
-                math.inf if timeout.connect is None else timeout.connect,
-                math.inf if timeout.read is None else timeout.read,
-                math.inf if timeout.write is None else timeout.write,
-            )
 
     @staticmethod
     def http_timeout(timeouts: Timeouts, *, read: bool = True) -> httpx2.Timeout:
@@ -229,10 +222,15 @@ class HTTP:
             if len(self._timeouts) >= 64:  # many one-off Timeouts: keep the cache small
                 self._timeouts.clear()
             timeout = self.http_timeout(timeouts, read=not stream)
-            cached = self._timeouts[timeouts, stream] = (timeout, {"timeout": timeout.as_dict()})
-        ex = Exchange(method, self.base_url + path, body, headers, *cached)
-        if not stream:
-            self._prepare_wire(ex, key, cached[0])
+            extension = timeout.as_dict()
+            cached = self._timeouts[timeouts, stream] = (
+                timeout, {"timeout": extension}, wire_timeouts(extension)
+            )  # fmt: skip
+        timeout, extensions, on_wire = cached
+        ex = Exchange(method, self.base_url + path, body, headers, timeout, extensions)
+        if not stream and self._lane is not None:
+            ex.wire = self._lane.request(method, ex.url, body, key)
+            ex.wire_timeouts = on_wire
         return ex
 
     async def send(self, ex: Exchange, retry: RetryPolicy) -> httpx2.Response:

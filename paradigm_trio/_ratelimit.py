@@ -40,6 +40,7 @@ __all__ = [
     "SendMark",
     "TokenBucket",
     "parse_duration",
+    "tally_wait",
 ]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -155,6 +156,15 @@ class Rates(Protocol):
     def statistics(self) -> RateLimiterStatistics: ...
 
 
+def tally_wait(rates: Rates, began: float) -> None:
+    """Count an acquisition that began at trio time ``began`` in ``rates.waits`` and
+    ``rates.waited``, if it had to wait."""
+    waited = trio.current_time() - began
+    if waited > 0:
+        rates.waits += 1
+        rates.waited += waited
+
+
 class RateLimiter:
     """The requests/tokens-per-minute limits of one client (shared by all its calls).
 
@@ -242,10 +252,7 @@ class RateLimiter:
                     self._tpm.take(tokens, now)
         finally:
             self._waiting -= 1
-            waited = trio.current_time() - began
-            if waited > 0:
-                self.waits += 1
-                self.waited += waited
+            tally_wait(self, began)
         return self._mark(tokens)
 
     def reconcile(self, estimated: int, actual: int) -> None:

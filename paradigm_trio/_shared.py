@@ -33,7 +33,7 @@ import trio
 from ._config import RedisQuota
 from ._errors import QuotaUnavailableError
 from ._events import Event, SharedQuotaRestored, SharedQuotaUnavailable
-from ._ratelimit import RateLimiterStatistics, SendMark, TokenBucket, _number
+from ._ratelimit import RateLimiterStatistics, SendMark, TokenBucket, _number, tally_wait
 from ._redis_store import Learnt, Store, Update, unwrapped
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "FLUSH_DELAY", "SharedRateLimiter"]
@@ -163,10 +163,7 @@ class SharedRateLimiter:
                         return mark
         finally:
             self._waiting -= 1
-            waited = trio.current_time() - began
-            if waited > 0:
-                self.waits += 1
-                self.waited += waited
+            tally_wait(self, began)
 
     async def _step(self, tokens: int) -> SendMark | None:
         """Wait out a known pause, then ask Redis (or the fallback) once."""

@@ -46,6 +46,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "SendMark",
             "TokenBucket",
             "parse_duration",
+            "tally_wait",
         }
     ),
     # The shared quota's machinery behind ``Limits(shared=RedisQuota(...))``.
