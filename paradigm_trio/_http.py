@@ -299,11 +299,13 @@ class HTTP:
         assert lane is not None
         assert ex.wire is not None
         request_id: str | None = None
+        encoded = False
 
         def on_head(status: int, raw: list[tuple[bytes, bytes]]) -> None:
-            nonlocal request_id
+            nonlocal request_id, encoded
             headers = header_map(raw)
             request_id = self.redactor.optional(headers.get("x-request-id"))
+            encoded = "content-encoding" in headers
             current.responded(status, request_id, headers)
 
         try:
@@ -312,7 +314,7 @@ class HTTP:
             )
         except httpx2.HTTPError as exc:
             raise self.transport_failure(exc, retry) from None
-        if 200 <= status < 300 and not any(n.lower() == b"content-encoding" for n, _ in raw):
+        if 200 <= status < 300 and not encoded:
             return self.parse_body(status, request_id, content, parse, retry)
         response = httpx2.Response(status, headers=raw, stream=httpx2.ByteStream(content))
         await self.read(response, retry)  # (decodes a compressed body)
