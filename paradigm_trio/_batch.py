@@ -399,6 +399,15 @@ def _checked_request(item: object, defaults: Mapping[str, Any], index: int) -> C
     return make_request(item, **defaults)
 
 
+async def _acquire(slot: trio.Semaphore) -> None:
+    """``slot.acquire()``, without a trip through the scheduler when a slot is free."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        slot.acquire_nowait()
+    except trio.WouldBlock:
+        await slot.acquire()
+
+
 class _Run(Generic[Q, R, S]):
     """One batch under way: the feeder, its workers, and the channel of results."""
 
@@ -434,7 +443,10 @@ class _Run(Generic[Q, R, S]):
             self.options.on_progress(self.tracker.snapshot(self.control))
         if _log.enabled(_log.INFO):
             self.log_progress()
-        await self.send.send(result)
+        try:  # no trip through the scheduler while the channel has room
+            self.send.send_nowait(result)
+        except trio.WouldBlock:
+            await self.send.send(result)
 
     def log_progress(self) -> None:
         """A ``batch_progress`` message, at most every ``PROGRESS_INTERVAL`` seconds."""
@@ -489,7 +501,7 @@ class _Run(Generic[Q, R, S]):
                     # from the input is never lost half-way.  (An item read after the
                     # deadline is not sent: its worker reports it cancelled.)
                     if self.stop_at == math.inf:
-                        await slot.acquire()
+                        await _acquire(slot)
                     else:
                         with trio.move_on_at(self.stop_at) as waiting:
                             await slot.acquire()

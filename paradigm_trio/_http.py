@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import httpx2
+import trio
 
 from ._config import RetryPolicy, Timeouts
 from ._dial import ProxyRefused, TLSConnectError
@@ -241,6 +242,9 @@ class HTTP:
         Raises:
             AttemptFailure: the transport failed (mapped by :meth:`transport_failure`).
         """
+        # The attempt's checkpoint (``Lease.take`` makes none when a slot is free): a user's
+        # transport may never yield (``httpx2.MockTransport``).
+        await trio.lowlevel.checkpoint()
         try:
             if self._direct is None:
                 request = self._http.build_request(

@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
@@ -90,13 +91,28 @@ def _socket_of(stream: trio.abc.Stream) -> Any:
     return getattr(inner, "socket", None)
 
 
+def _plain(stream: trio.abc.Stream) -> tuple[trio.abc.Stream, socket.socket | None]:
+    """``stream``, and for a plain TCP connection the stdlib socket under it.
+
+    The socket is taken from trio's (``detach``) and wrapped again
+    (``trio.socket.from_stdlib_socket``), so that we hold it: with it, a request is written
+    and its answer read without trio's stream layers when the socket is ready (``_write``,
+    ``_receive``), which is most of the time on a busy batch.
+    """
+    if type(stream) is not trio.SocketStream:
+        return stream, None
+    inner = stream.socket
+    raw = socket.socket(inner.family, inner.type, inner.proto, fileno=inner.detach())
+    return trio.SocketStream(trio.socket.from_stdlib_socket(raw)), raw
+
+
 class _Connection:
-    __slots__ = ("forward", "hint", "idle_since", "origin", "reader", "reusable", "stream")
+    __slots__ = ("forward", "hint", "idle_since", "origin", "raw", "reader", "reusable", "stream")
 
     def __init__(
         self, stream: trio.abc.Stream, origin: Origin, forward: ProxyRoute | None = None
     ) -> None:
-        self.stream = stream
+        self.stream, self.raw = _plain(stream)
         self.origin = origin
         self.forward = forward  # the proxy that ``http`` requests are sent to, in absolute form
         self.reader = ResponseReader()
@@ -386,9 +402,9 @@ class TrioTransport(httpx2.AsyncBaseTransport):
 
     async def _open(self, origin: Origin, connect_timeout: float) -> _Connection:
         """A pooled connection to ``origin``, or a new one."""
-        # Checkpoint before taking a pooled connection: nothing may be cancelled between
-        # taking it and the ``try`` that closes it on failure.
-        await trio.lowlevel.checkpoint()
+        # A pending cancellation is raised before a pooled connection is taken, so it never
+        # closes an idle connection.  (No full checkpoint: the write that follows is one.)
+        await trio.lowlevel.checkpoint_if_cancelled()
         conn = self._checkout(origin)
         if conn is None:
             conn = await self._connect(origin, connect_timeout)
@@ -442,6 +458,18 @@ async def _request_bytes(conn: _Connection, request: httpx2.Request) -> bytes:
 
 
 async def _write(conn: _Connection, data: bytes | memoryview, write_timeout: float) -> None:
+    raw = conn.raw
+    if raw is not None:  # plain TCP: what the socket takes at once needs no wait
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            sent = raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
+        if sent == len(data):
+            return
+        data = memoryview(data)[sent:]
     # A bare CancelScope, not trio.fail_after: this is on every request's path.
     try:
         with trio.CancelScope(deadline=trio.current_time() + write_timeout) as scope:
@@ -551,14 +579,21 @@ def _refused(route: ProxyRoute, url: httpx2.URL) -> ProxyRefused:
 
 async def _receive(conn: _Connection, read_timeout: float) -> None:
     """Receive what the server sent next and parse it (the close, too)."""
+    raw = conn.raw
     data: bytes | bytearray = b""
     try:
-        with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
-            data = await conn.stream.receive_some(_READ_SIZE)
+        if raw is None:
+            data = await _receive_some(conn.stream, read_timeout)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                data = raw.recv(_READ_SIZE)
+            except BlockingIOError:
+                data = await _wait_and_receive(raw, read_timeout)
+            else:  # (a checkpoint all the same, as trio's own ``receive_some`` makes)
+                await trio.lowlevel.cancel_shielded_checkpoint()
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
-    if scope.cancelled_caught:
-        raise httpx2.ReadTimeout("no data from the server within the read timeout")
     try:
         if data:
             conn.reader.feed(data if isinstance(data, bytes) else bytes(data))
@@ -567,6 +602,24 @@ async def _receive(conn: _Connection, read_timeout: float) -> None:
     except ProtocolError as exc:
         hint = "" if conn.reader.head else conn.hint
         raise httpx2.RemoteProtocolError(str(exc) + hint) from None
+
+
+async def _receive_some(stream: trio.abc.Stream, read_timeout: float) -> bytes | bytearray:
+    # A bare CancelScope, not trio.fail_after: this is on every request's path.
+    with trio.CancelScope(deadline=trio.current_time() + read_timeout):
+        return await stream.receive_some(_READ_SIZE)
+    raise httpx2.ReadTimeout("no data from the server within the read timeout")
+
+
+async def _wait_and_receive(raw: socket.socket, read_timeout: float) -> bytes:
+    with trio.CancelScope(deadline=trio.current_time() + read_timeout):
+        while True:
+            await trio.lowlevel.wait_readable(raw)
+            try:
+                return raw.recv(_READ_SIZE)
+            except BlockingIOError:  # (woken for nothing: wait again)
+                pass
+    raise httpx2.ReadTimeout("no data from the server within the read timeout")
 
 
 class _ResponseStream(httpx2.AsyncByteStream):

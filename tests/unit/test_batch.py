@@ -610,7 +610,8 @@ async def test_leaving_stream_batch_early_cancels_the_rest() -> None:
         await trio.sleep(100)
     assert echo.calls in (5, 6)  # 0-4, and maybe 5 in the slot 0 freed
     assert echo.finished == ["item 0"]
-    assert sorted(echo.cancelled) == sorted(echo.texts[1:])
+    # (in whatever order trio started them)
+    assert sorted(echo.cancelled) == sorted(t for t in echo.texts if t != "item 0")
 
 
 async def test_exception_in_the_stream_batch_body_comes_out_unwrapped() -> None:
