@@ -21,10 +21,11 @@ from ._answers import (
     stream_events,
     wants_tool_calls,
 )
-from ._config import DEFAULT_MODELS, STREAM_FAULT_KINDS, Fault, MockConfig
+from ._config import DEFAULT_MODELS, MockConfig
 from ._content import ChatRequest, Reply, RequestError, check_text
 from ._determinism import body_key, digest, unit
 from ._embeddings import EmbeddingRequest, embeddings_body, parse_embedding_request
+from ._faults import STREAM_FAULT_KINDS, Fault
 from ._guard import Denial, admin_denial, body_denial
 from ._state import MockState, _Entry, retry_after_headers
 from ._transport import CONNECTION_KEY, Connection, ConnectionMiddleware
