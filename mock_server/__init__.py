@@ -19,17 +19,10 @@ import contextlib
 
 from ._app import create_app, get_state
 from ._cli import main
-from ._config import (
-    DEFAULT_MODELS,
-    FAULT_KINDS,
-    STREAM_FAULT_KINDS,
-    Fault,
-    FaultRates,
-    Latency,
-    MockConfig,
-    ScriptEntry,
-)
+from ._config import DEFAULT_MODELS, MockConfig
 from ._embeddings import DEFAULT_EMBEDDING_DIMENSIONS, embedding_vector
+from ._faults import FAULT_KINDS, STREAM_FAULT_KINDS, Fault, FaultRates, ScriptEntry
+from ._latency import Latency
 from ._server import MockServer, serve
 from ._state import MockState, MockStats, RequestRecord
 from ._tls import TLSFiles, throwaway_ca

@@ -15,7 +15,8 @@ from typing import Any
 
 import trio
 
-from ._config import FAULT_KINDS, MockConfig
+from ._config import MockConfig
+from ._faults import FAULT_KINDS
 from ._server import serve
 from ._tls import TLSFiles, throwaway_ca
 

@@ -15,7 +15,8 @@ import trio
 from quart_trio import QuartTrio
 
 from ._app import create_app, get_state
-from ._config import MockConfig, ScriptEntry
+from ._config import MockConfig
+from ._faults import ScriptEntry
 from ._state import MockState, MockStats, RequestRecord
 from ._tls import TLSFiles
 

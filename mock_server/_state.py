@@ -18,7 +18,8 @@ from typing import Any
 
 import trio
 
-from ._config import Fault, MockConfig, ScriptEntry, normalize_script_entry
+from ._config import MockConfig
+from ._faults import Fault, ScriptEntry, normalize_script_entry
 from ._quota import QuotaDecision, TokenBucket, format_duration
 
 __all__ = ["MockState", "MockStats", "RequestRecord"]

@@ -1,0 +1,232 @@
+"""The mock's faults: the kinds it injects, the odds of each (:class:`FaultRates`) and
+the outcomes a test scripts (:class:`Fault`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, TypeAlias
+
+from ._checks import check_number, check_optional_int
+
+__all__ = [
+    "FAULT_KINDS",
+    "STREAM_FAULT_KINDS",
+    "Fault",
+    "FaultRates",
+    "ScriptEntry",
+    "coerce_fault_rates",
+    "normalize_script_entry",
+]
+
+#: Names of the injectable faults, in the order used to draw them.  The same
+#: names are the fields of :class:`FaultRates`, the ``KIND`` of ``--fault
+#: KIND=P``, valid script entries, and (except ``rate_limit`` and
+#: ``server_error``, recorded as their status code) :attr:`RequestRecord.outcome`.
+FAULT_KINDS: Final[tuple[str, ...]] = (
+    "rate_limit",
+    "server_error",
+    "hang",
+    "reset",
+    "close",
+    "malformed",
+    "truncated",
+    "stream_cut",
+    "stream_error",
+    "stream_no_done",
+    "stream_stall",
+    "invalid_output",
+    "tool_call_malformed",
+)
+
+#: Faults that only make sense for a streamed (``"stream": true``) request.  A
+#: non-streamed request that draws one of them is served normally (as is a request
+#: without structured output drawing ``invalid_output``, and one whose answer calls no
+#: tool drawing ``tool_call_malformed``).
+STREAM_FAULT_KINDS: Final[frozenset[str]] = frozenset(
+    {"stream_cut", "stream_error", "stream_no_done", "stream_stall"}
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FaultRates:
+    """Probability of each fault kind, per request attempt (all default ``0.0``).
+
+    Each value is in [0, 1] and their sum is at most 1.  For every request the
+    mock draws ``u`` in [0, 1) from ``sha256(seed, request key, attempt)`` and
+    walks the cumulative probabilities in the field order below, so the outcome of
+    a given (seed, key, attempt) never depends on timing or concurrency.
+
+    Attributes:
+        rate_limit: 429 ``rate_limit_exceeded`` with ``Retry-After`` (whole
+            seconds, rounded up) and ``retry-after-ms`` from
+            :attr:`MockConfig.retry_after`.
+        server_error: 500, 502, 503 or 504 (chosen from the same hash); 502 and
+            503 carry ``x-should-retry: true``.
+        hang: Never sends a response; waits until the client goes away or the
+            server stops.
+        reset: Aborts the TCP connection with an RST (``SO_LINGER`` 0, then close)
+            before any response byte.
+        close: Closes the connection (FIN) before any response byte.
+        malformed: 200 with ``application/json`` content type and a correct
+            ``Content-Length`` whose body is not valid JSON (for a stream: one
+            ``data:`` line that is not valid JSON, then the stream continues).
+        truncated: 200 whose body stops short of its ``Content-Length``, then the
+            connection is closed (for a stream: same as ``stream_cut``).
+        stream_cut: Streams part of the chunks then closes the connection
+            without the terminating chunk or ``[DONE]``.
+        stream_error: Streams part of the chunks, then an ``event: error`` with an
+            OpenAI error envelope as ``data``, then ends the response cleanly.
+        stream_no_done: Streams every chunk but omits ``data: [DONE]``, then ends
+            the response cleanly.
+        stream_stall: Streams :attr:`MockConfig.stall_after` chunks (or a script's
+            ``Fault.stall_after``), then sends nothing more and keeps the connection
+            open (no ``[DONE]``) until the client goes away or the server stops.
+        invalid_output: For a request asking for structured output (``response_format``,
+            ``guided_*``): a 200 whose content does not match (JSON of the wrong shape,
+            or text that is not JSON).  Other requests are served normally.
+        tool_call_malformed: For a request whose answer calls tools: malformed tool calls
+            (``arguments`` a JSON object instead of text; in a stream, argument deltas
+            without their ``index``).  Other requests are served normally.
+    """
+
+    rate_limit: float = 0.0
+    server_error: float = 0.0
+    hang: float = 0.0
+    reset: float = 0.0
+    close: float = 0.0
+    malformed: float = 0.0
+    truncated: float = 0.0
+    stream_cut: float = 0.0
+    stream_error: float = 0.0
+    stream_no_done: float = 0.0
+    stream_stall: float = 0.0
+    invalid_output: float = 0.0
+    tool_call_malformed: float = 0.0
+
+    def __post_init__(self) -> None:
+        total = 0.0
+        for kind in FAULT_KINDS:
+            value = check_number(f"faults.{kind}", getattr(self, kind))
+            if value > 1.0:
+                raise ValueError(f"faults.{kind}: a probability must be in [0, 1], got {value}")
+            total += value
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"faults: the probabilities sum to {total:g}, more than 1")
+
+    @property
+    def total(self) -> float:
+        """Probability that a request draws some fault."""
+        return sum(self.items().values())
+
+    def items(self) -> dict[str, float]:
+        """``{kind: probability}`` in draw order."""
+        return {kind: float(getattr(self, kind)) for kind in FAULT_KINDS}
+
+    def pick(self, u: float) -> str | None:
+        """The fault kind drawn by ``u`` in [0, 1), or ``None`` for no fault."""
+        edge = 0.0
+        for kind in FAULT_KINDS:
+            rate = getattr(self, kind)
+            if rate <= 0.0:
+                continue
+            edge += rate
+            if u < edge:
+                return str(kind)
+        return None
+
+
+def coerce_fault_rates(name: str, value: object) -> FaultRates:
+    """:class:`FaultRates` from a plain mapping of fault kind to probability."""
+    if isinstance(value, FaultRates):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(
+                f"{name}: unknown fault kind(s) {unknown}; known: {', '.join(FAULT_KINDS)}"
+            )
+        return FaultRates(**dict(value))
+    raise ValueError(f"{name}: expected FaultRates or a mapping of kind to rate")
+
+
+def _valid_status(kind: str) -> bool:
+    return kind.isdigit() and len(kind) == 3 and 200 <= int(kind) <= 599
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One scripted outcome, for exact tests (see ``MockServer.script``).
+
+    ``Fault("503")``, ``Fault("rate_limit", retry_after=0.25)``,
+    ``Fault("ok", latency=1.0)``.
+
+    Attributes:
+        kind: ``"ok"``, a fault kind from :data:`FAULT_KINDS`, or an HTTP status
+            code as a string (``"400"``, ``"408"``, ``"409"``, ``"429"``, ``"500"``,
+            ``"503"``...; ``"200"`` means ``"ok"``).  A 429 behaves like
+            ``rate_limit``; any 4xx/5xx gets an OpenAI error envelope.
+        retry_after: Seconds for ``Retry-After``/``retry-after-ms``.  ``None``
+            (default) means :attr:`MockConfig.retry_after` for 429s and no header
+            for other statuses.
+        should_retry: Value of the ``x-should-retry`` header (``True`` ->
+            ``"true"``), or ``None`` (default) for the kind's usual behaviour.
+        latency: Fixed delay in seconds before acting, replacing the sampled
+            :attr:`MockConfig.latency`; ``None`` (default) keeps the sampled one.
+        stall_after: For ``"stream_stall"`` only: the chunks sent before the stall,
+            replacing :attr:`MockConfig.stall_after`; ``None`` (default) keeps it.
+    """
+
+    kind: str
+    retry_after: float | None = field(default=None, kw_only=True)
+    should_retry: bool | None = field(default=None, kw_only=True)
+    latency: float | None = field(default=None, kw_only=True)
+    stall_after: int | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str):
+            raise ValueError(f"kind: expected a string, got {self.kind!r}")
+        kind = self.kind.strip().lower()
+        if kind == "200":
+            kind = "ok"
+        if kind != "ok" and kind not in FAULT_KINDS and not _valid_status(kind):
+            raise ValueError(
+                f"kind: expected 'ok', a fault kind ({', '.join(FAULT_KINDS)}) or an HTTP "
+                f"status code such as '503', got {self.kind!r}"
+            )
+        if kind.isdigit() and int(kind) < 400 and kind != "ok":
+            raise ValueError(f"kind: only 4xx and 5xx status codes can be scripted, got {kind}")
+        object.__setattr__(self, "kind", kind)
+        if self.retry_after is not None:
+            check_number("retry_after", self.retry_after)
+        if self.should_retry is not None and not isinstance(self.should_retry, bool):
+            raise ValueError(f"should_retry: expected a bool or None, got {self.should_retry!r}")
+        if self.latency is not None:
+            check_number("latency", self.latency)
+        check_optional_int("stall_after", self.stall_after, minimum=0)
+        if self.stall_after is not None and kind != "stream_stall":
+            raise ValueError(f"stall_after: only for kind 'stream_stall', not {kind!r}")
+
+
+#: What ``MockServer.script`` accepts per attempt: ``"ok"``, a fault kind, a status
+#: code (as ``str`` or ``int``), or a :class:`Fault`.
+ScriptEntry: TypeAlias = str | int | Fault
+
+
+def normalize_script_entry(entry: object) -> Fault:
+    """A :class:`Fault` from a script entry: ``"503"``, ``503``, ``"hang"``, a mapping, a Fault."""
+    if isinstance(entry, Fault):
+        return entry
+    if isinstance(entry, bool):
+        raise ValueError(f"script entry: expected a string, an int or a Fault, got {entry!r}")
+    if isinstance(entry, int):
+        return Fault(str(entry))
+    if isinstance(entry, str):
+        return Fault(entry)
+    if isinstance(entry, Mapping):
+        data = dict(entry)
+        try:
+            return Fault(**data)
+        except TypeError as exc:
+            raise ValueError(f"script entry: {exc}") from None
+    raise ValueError(f"script entry: expected a string, an int or a Fault, got {entry!r}")
