@@ -2,7 +2,9 @@
 
 Every request, of any kind, is a logical request run by the attempt engine
 (``_attempts``): this module only builds what each kind sends (``_http`` for plain JSON,
-``_streaming`` for streams, ``_batch`` for many) and hands it over.
+``_streaming`` for streams, ``_batch`` for many) and hands it over.  What the methods
+share (the client's state, ``Client._plan``, ``Client._fetch``) is ``ClientCore``, in
+``_core``.
 
 Where things can block or be cancelled:
 
@@ -18,26 +20,24 @@ Where things can block or be cancelled:
 
 from __future__ import annotations
 
-import enum
-import functools
 import math
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, Self, Unpack
 
 import httpx2
-import sniffio
 import trio
 
 from . import _batch
-from ._attempts import Engine, Plan, idempotency_key
+from ._attempts import Engine
 from ._batch import BatchInput, BatchResults, BatchStream
-from ._batch_options import BatchKeywords, BatchOptions, BatchStatistics
+from ._batch_options import BatchKeywords, BatchOptions
 from ._budget import BatchControl
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from ._core import ClientCore, ClientState, check_trio, collect
 from ._embedder import (
     Embedder,
     EmbeddingKind,
@@ -55,20 +55,11 @@ from ._embeddings import (
     Embeddings,
     EncodingFormat,
 )
-from ._errors import BatchError, ConfigurationError
+from ._errors import ConfigurationError
 from ._events import Attempt, ClientStatistics, Event
-from ._http import HTTP, Exchange
+from ._http import HTTP
 from ._ledger import Ledger
-from ._models import (
-    ChatCompletion,
-    ChatOptions,
-    ChatRequest,
-    ModelInfo,
-    Usage,
-    completion_parser,
-    make_request,
-    usage_of,
-)
+from ._models import ChatCompletion, ChatOptions, ChatRequest, ModelInfo, make_request
 from ._proxies import ProxyTypes
 from ._ratelimit import AdaptiveController, RateLimiter, Rates
 from ._redact import Redactor, check_api_key, mask_bad_url, mask_credentials
@@ -80,8 +71,6 @@ from ._version import __version__
 
 __all__ = ["Client", "ClientState", "instrument"]
 
-T = TypeVar("T")
-
 API_KEY_ENV = "PARADIGM_API_KEY"
 BASE_URL_ENV = "PARADIGM_BASE_URL"
 
@@ -89,15 +78,7 @@ BASE_URL_ENV = "PARADIGM_BASE_URL"
 _USER_AGENT = f"paradigm-trio/{__version__}"
 
 
-class ClientState(enum.Enum):
-    """Where a :class:`Client` is in its life."""
-
-    UNOPENED = 1
-    OPENED = 2
-    CLOSED = 3
-
-
-class Client:
+class Client(ClientCore):
     """A trio client for the Paradigm chat-completions API.
 
     Use it as an async context manager (``async with Client() as client:``); it can also be
@@ -294,7 +275,7 @@ class Client:
                 "a Client can be opened once: it is already "
                 + ("open" if self._state is ClientState.OPENED else "closed")
             )
-        _check_trio()
+        check_trio()
         if self._shared is not None:
             await self._exit.enter_async_context(self._shared.running())
         self._state = ClientState.OPENED
@@ -318,19 +299,13 @@ class Client:
         A client with a shared quota leaves it in ``async with`` (its heartbeat is
         removed, pending updates sent), not here.
         """
-        _check_trio()
+        check_trio()
         if self._state is not ClientState.CLOSED:
             self._state = ClientState.CLOSED
             if self._owns_http:
                 with trio.CancelScope(shield=True):
                     await self._httpx.aclose()
         await trio.lowlevel.checkpoint()
-
-    def _check_open(self) -> None:
-        """Refuse a call on a closed client, or from outside trio (every call checks)."""
-        if self._state is ClientState.CLOSED:
-            raise RuntimeError("this Client is closed; create a new one")
-        _check_trio()
 
     # ------------------------------------------------------------------ statistics
 
@@ -430,53 +405,6 @@ class Client:
         """
         return await self._send(request, self._plan(request, retry, timeouts, deadline))
 
-    def _plan(
-        self,
-        request: ChatRequest | EmbeddingRequest | None,
-        retry: RetryPolicy | None,
-        timeouts: Timeouts | None,
-        deadline: float = math.inf,
-        control: BatchControl | None = None,
-        *,
-        stream: bool = False,
-    ) -> Plan:
-        self._check_open()
-        custom_id = request.custom_id if request is not None else None
-        return Plan(
-            custom_id,
-            idempotency_key(custom_id),
-            retry or self.retry,
-            timeouts or self.timeouts,
-            request.estimated_tokens() if request is not None else 0,
-            deadline,
-            control,
-            attempt_timeout=not stream,
-            request=request if isinstance(request, ChatRequest) else None,  # (telemetry)
-            stream=stream,
-        )
-
-    async def _send(
-        self, request: ChatRequest, plan: Plan, history: list[Attempt] | None = None
-    ) -> ChatCompletion:
-        body = request.encode_body(request.to_body(self.model))
-        ex = self._http.prepare(
-            "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
-        )
-        parse = completion_parser(request.output, plan.retry.invalid_output_retries)
-        return await self._fetch(ex, plan, parse, usage_of, history)
-
-    async def _fetch(
-        self,
-        ex: Exchange,
-        plan: Plan,
-        parse: Callable[[object, str | None], T],
-        usage: Callable[[T], Usage | None] = lambda _: None,
-        history: list[Attempt] | None = None,
-    ) -> T:
-        """Run a plain JSON exchange on the attempt engine (``usage``: what it cost)."""
-        attempt = functools.partial(self._http.fetch_json, ex, plan.retry, parse)
-        return await self._engine.call(plan, history).run(attempt, usage=usage)
-
     def stream_batch(
         self,
         requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
@@ -550,7 +478,7 @@ class Client:
         """
         results = BatchResults()
         cm = self.stream_batch(requests, options=options, **keywords)
-        results.statistics = await _collect(cm, results)
+        results.statistics = await collect(cm, results)
         return results
 
     async def models(self) -> list[ModelInfo]:
@@ -692,7 +620,7 @@ class Client:
             inputs, dimensions=dimensions, encoding_format=encoding_format,
             pack_inputs=pack_inputs, pack_tokens=pack_tokens, options=options, **keywords,
         )  # fmt: skip
-        results.statistics = await _collect(cm, results)
+        results.statistics = await collect(cm, results)
         return results
 
     def chat_stream(
@@ -799,26 +727,6 @@ def instrument(
     )
 
 
-async def _collect(
-    cm: AbstractAsyncContextManager[_batch.ResultStream[Any]], into: list[Any]
-) -> BatchStatistics:
-    """Run a batch to its end and put its results into ``into``, in input order.
-
-    On :class:`BatchError` (``on_error="raise"``), its ``results`` are those finished.
-    """
-    finished: dict[int, Any] = {}
-    try:
-        async with cm as results:
-            async for result in results:
-                finished[result.index] = result
-            statistics = results.statistics()
-    except BatchError as exc:
-        exc.results = tuple(finished[i] for i in sorted(finished))
-        raise
-    into.extend(finished[i] for i in range(len(finished)))
-    return statistics
-
-
 def _check_key(key: object) -> str:
     """The key given, else ``$PARADIGM_API_KEY``, checked (see ``_redact.check_api_key``)."""
     source = "api_key="
@@ -830,27 +738,6 @@ def _check_key(key: object) -> str:
             "environment variable"
         )
     return check_api_key(key, source=source)
-
-
-def _check_trio() -> None:
-    """Refuse a call made from asyncio (or another async library), naming the fix.
-
-    Under trio this is one lookup of the current task; ``sniffio`` is asked only when
-    there is none.  With no event loop at all it lets the call go on: trio's own error
-    then says that an async function was called outside of one.
-    """
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        try:
-            library = sniffio.current_async_library()
-        except sniffio.AsyncLibraryNotFoundError:
-            return
-        raise RuntimeError(
-            f"paradigm-trio runs under trio, but this was called from {library}: run your "
-            f"program with trio.run(main) instead of {library}.run(main) (to call it from "
-            "asyncio code, run trio in its own thread, or use trio's guest mode)"
-        ) from None
 
 
 def _check_network(network: Mapping[str, object], *, own: bool) -> None:

@@ -69,6 +69,8 @@ INTERNAL: dict[str, frozenset[str]] = {
             "stream_batch",
         }
     ),
+    # What the client's families of methods share (``Client`` is a ``ClientCore``).
+    "paradigm_trio._core": frozenset({"ClientCore", "check_trio", "collect"}),
     # Embeddings: the request kind behind ``Client.embed``/``embed_batch``, and packing.
     "paradigm_trio._embedder": frozenset(
         {"EmbedInput", "Embedder", "EmbeddingKind", "check_pack", "embedding_defaults"}
