@@ -1,8 +1,9 @@
 """What every family of the :class:`Client`'s methods shares: its state and its plumbing.
 
 :class:`Client` is :class:`ClientCore` (the client's state, the open check, the ``Plan`` of
-a request, the plain exchanges on the attempt engine) plus its configuration, lifecycle
-and public methods (``_client``).  The methods build what each request sends and hand it
+a request, the plain exchanges on the attempt engine) plus one class of public methods per
+kind of request: the embeddings (``_embedder``); configuration, lifecycle and the chat
+methods are in ``_client``.  The methods build what each request sends and hand it
 to the engine; none retries, sleeps or counts.
 """
 
