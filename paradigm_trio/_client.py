@@ -1,10 +1,12 @@
 """The :class:`Client`: configuration, lifecycle, and thin public methods.
 
 Every request, of any kind, is a logical request run by the attempt engine
-(``_attempts``): this module only builds what each kind sends (``_http`` for plain JSON,
-``_streaming`` for streams, ``_batch`` for many) and hands it over.  What the methods
-share (the client's state, ``Client._plan``, ``Client._fetch``) is ``ClientCore``, in
-``_core``; the embeddings methods are ``EmbeddingMethods``, in ``_embedder``.
+(``_attempts``): the client's methods only build what each kind sends (``_http`` for plain
+JSON, ``_streaming`` for streams, ``_batch`` for many) and hand it over.  ``Client`` is
+``ClientCore`` (``_core``: what the methods share, ``Client._plan``, ``Client._fetch``),
+``ChatBatchMethods`` (``_chat_batch``: ``stream_batch``, ``chat_batch``) and
+``EmbeddingMethods`` (``_embedder``: ``embed``, ``embed_batch``, ``stream_embed_batch``);
+this module adds its configuration, its lifecycle and the single chat requests.
 
 Where things can block or be cancelled:
 
@@ -22,25 +24,22 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self, Unpack
 
 import httpx2
 import trio
 
-from . import _batch
 from ._attempts import Engine
-from ._batch import BatchInput, BatchResults, BatchStream
-from ._batch_options import BatchKeywords, BatchOptions
-from ._budget import BatchControl
+from ._chat_batch import ChatBatchMethods
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
-from ._core import ClientState, check_trio, collect
+from ._core import ClientState, check_trio
 from ._embedder import Embedder, EmbeddingMethods
 from ._embeddings import DEFAULT_EMBEDDING_MODEL
 from ._errors import ConfigurationError
-from ._events import Attempt, ClientStatistics, Event
+from ._events import ClientStatistics, Event
 from ._http import HTTP
 from ._ledger import Ledger
 from ._models import ChatCompletion, ChatOptions, ChatRequest, ModelInfo, make_request
@@ -62,7 +61,7 @@ BASE_URL_ENV = "PARADIGM_BASE_URL"
 _USER_AGENT = f"paradigm-trio/{__version__}"
 
 
-class Client(EmbeddingMethods):
+class Client(ChatBatchMethods, EmbeddingMethods):
     """A trio client for the Paradigm chat-completions API.
 
     Use it as an async context manager (``async with Client() as client:``); it can also be
@@ -388,82 +387,6 @@ class Client(EmbeddingMethods):
         with :class:`RequestCancelled` (``reason="deadline"``).
         """
         return await self._send(request, self._plan(request, retry, timeouts, deadline))
-
-    def stream_batch(
-        self,
-        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        *,
-        options: BatchOptions | None = None,
-        **keywords: Unpack[BatchKeywords],
-    ) -> AbstractAsyncContextManager[BatchStream]:
-        """Send many requests concurrently; get results as they finish.
-
-        ::
-
-            async with client.stream_batch(requests) as results:
-                async for result in results:   # completion order
-                    ...
-
-        ``requests`` is any iterable or async iterable of :class:`ChatRequest` or bare
-        message lists, read lazily: memory is bounded by ``Limits.concurrency``, not by the
-        batch size.  Every item yields exactly one :class:`BatchResult` (its ``index`` is
-        its input position).
-
-        The keywords are the fields of :class:`BatchOptions` (``on_error``, ``deadline``,
-        ``on_progress``, ``retry``, ``timeouts``, ``retry_budget``, ``circuit_breaker``,
-        ``unreachable_after``, ``stream``, and the sampling fields ``model``,
-        ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the fields an item
-        leaves unset); or pass a prepared ``options=BatchOptions(...)``, which keywords
-        override.
-
-        Leaving the ``async with`` block early cancels what is still running.
-
-        Raises:
-            ValueError: an invalid option (before anything is sent).
-            RuntimeError: the client is closed.
-        """
-        opts = BatchOptions.of(options, keywords)
-        self._check_open()
-        retry, timeouts, stream = opts.retry, opts.timeouts, opts.stream
-
-        async def send_one(
-            request: ChatRequest,
-            *,
-            deadline: float,
-            control: BatchControl,
-            history: list[Attempt],
-        ) -> ChatCompletion:
-            plan = self._plan(request, retry, timeouts, deadline, control, stream=stream)
-            if stream:
-                return await self._streamer.complete(request, plan, history)
-            return await self._send(request, plan, history)
-
-        return _batch.stream_batch(
-            send_one,
-            requests,
-            opts,
-            width=self.limits.concurrency,
-            observers=self._engine.ledger.observers,
-        )
-
-    async def chat_batch(
-        self,
-        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        *,
-        options: BatchOptions | None = None,
-        **keywords: Unpack[BatchKeywords],
-    ) -> BatchResults:
-        """Send many requests concurrently; return every result, in input order.
-
-        Takes the same arguments as :meth:`stream_batch` and returns a :class:`BatchResults`
-        (a list of :class:`BatchResult`, one per input item, with ``.statistics``).  With
-        ``on_error="raise"`` it raises :class:`BatchError` whose ``results`` hold the
-        results finished before the failure.
-        """
-        results = BatchResults()
-        cm = self.stream_batch(requests, options=options, **keywords)
-        results.statistics = await collect(cm, results)
-        return results
 
     async def models(self) -> list[ModelInfo]:
         """The models the API offers (``GET /models``), with the client's retry policy."""

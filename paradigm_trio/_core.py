@@ -2,9 +2,9 @@
 
 :class:`Client` is :class:`ClientCore` (the client's state, the open check, the ``Plan`` of
 a request, the plain exchanges on the attempt engine) plus one class of public methods per
-kind of request: the embeddings (``_embedder``); configuration, lifecycle and the chat
-methods are in ``_client``.  The methods build what each request sends and hand it
-to the engine; none retries, sleeps or counts.
+kind of request: the chat batches (``_chat_batch``) and the embeddings (``_embedder``);
+configuration, lifecycle and the single chat requests are in ``_client``.  The methods
+build what each request sends and hand it to the engine; none retries, sleeps or counts.
 """
 
 from __future__ import annotations

@@ -69,8 +69,10 @@ INTERNAL: dict[str, frozenset[str]] = {
             "stream_batch",
         }
     ),
-    # What the client's families of methods share (``Client`` is a ``ClientCore``).
+    # What the client's families of methods share (``Client`` is a ``ClientCore``), and
+    # its batch methods.
     "paradigm_trio._core": frozenset({"ClientCore", "check_trio", "collect"}),
+    "paradigm_trio._chat_batch": frozenset({"ChatBatchMethods"}),
     # Embeddings: the request kind behind ``Client.embed``/``embed_batch`` (those methods
     # themselves: ``EmbeddingMethods``), and packing.
     "paradigm_trio._embedder": frozenset(
