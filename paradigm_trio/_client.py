@@ -1,8 +1,12 @@
 """The :class:`Client`: configuration, lifecycle, and thin public methods.
 
 Every request, of any kind, is a logical request run by the attempt engine
-(``_attempts``): this module only builds what each kind sends (``_http`` for plain JSON,
-``_streaming`` for streams, ``_batch`` for many) and hands it over.
+(``_attempts``): the client's methods only build what each kind sends (``_http`` for plain
+JSON, ``_streaming`` for streams, ``_batch`` for many) and hand it over.  ``Client`` is
+``ClientCore`` (``_core``: what the methods share, ``Client._plan``, ``Client._fetch``),
+``ChatBatchMethods`` (``_chat_batch``: ``stream_batch``, ``chat_batch``) and
+``EmbeddingMethods`` (``_embedder``: ``embed``, ``embed_batch``, ``stream_embed_batch``);
+this module adds its configuration, its lifecycle and the single chat requests.
 
 Where things can block or be cancelled:
 
@@ -18,57 +22,27 @@ Where things can block or be cancelled:
 
 from __future__ import annotations
 
-import enum
-import functools
 import math
 import os
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, Self, Unpack
 
 import httpx2
-import sniffio
 import trio
 
-from . import _batch
-from ._attempts import Engine, Plan, idempotency_key
-from ._batch import BatchInput, BatchResults, BatchStream
-from ._batch_options import BatchKeywords, BatchOptions, BatchStatistics
-from ._budget import BatchControl
+from ._attempts import Engine
+from ._chat_batch import ChatBatchMethods
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
-from ._embedder import (
-    Embedder,
-    EmbeddingKind,
-    EmbeddingResults,
-    EmbeddingStream,
-    EmbedInput,
-    check_pack,
-    embedding_defaults,
-)
-from ._embeddings import (
-    DEFAULT_EMBEDDING_MODEL,
-    DEFAULT_PACK_INPUTS,
-    DEFAULT_PACK_TOKENS,
-    EmbeddingRequest,
-    Embeddings,
-    EncodingFormat,
-)
-from ._errors import BatchError, ConfigurationError
-from ._events import Attempt, ClientStatistics, Event
-from ._http import HTTP, Exchange
+from ._core import ClientState, check_trio
+from ._embedder import Embedder, EmbeddingMethods
+from ._embeddings import DEFAULT_EMBEDDING_MODEL
+from ._errors import ConfigurationError
+from ._events import ClientStatistics, Event
+from ._http import HTTP
 from ._ledger import Ledger
-from ._models import (
-    ChatCompletion,
-    ChatOptions,
-    ChatRequest,
-    ModelInfo,
-    Usage,
-    completion_parser,
-    make_request,
-    usage_of,
-)
+from ._models import ChatCompletion, ChatOptions, ChatRequest, ModelInfo, make_request
 from ._proxies import ProxyTypes
 from ._ratelimit import AdaptiveController, RateLimiter, Rates
 from ._redact import Redactor, check_api_key, mask_bad_url, mask_credentials
@@ -80,8 +54,6 @@ from ._version import __version__
 
 __all__ = ["Client", "ClientState", "instrument"]
 
-T = TypeVar("T")
-
 API_KEY_ENV = "PARADIGM_API_KEY"
 BASE_URL_ENV = "PARADIGM_BASE_URL"
 
@@ -89,15 +61,7 @@ BASE_URL_ENV = "PARADIGM_BASE_URL"
 _USER_AGENT = f"paradigm-trio/{__version__}"
 
 
-class ClientState(enum.Enum):
-    """Where a :class:`Client` is in its life."""
-
-    UNOPENED = 1
-    OPENED = 2
-    CLOSED = 3
-
-
-class Client:
+class Client(ChatBatchMethods, EmbeddingMethods):
     """A trio client for the Paradigm chat-completions API.
 
     Use it as an async context manager (``async with Client() as client:``); it can also be
@@ -294,7 +258,7 @@ class Client:
                 "a Client can be opened once: it is already "
                 + ("open" if self._state is ClientState.OPENED else "closed")
             )
-        _check_trio()
+        check_trio()
         if self._shared is not None:
             await self._exit.enter_async_context(self._shared.running())
         self._state = ClientState.OPENED
@@ -318,19 +282,13 @@ class Client:
         A client with a shared quota leaves it in ``async with`` (its heartbeat is
         removed, pending updates sent), not here.
         """
-        _check_trio()
+        check_trio()
         if self._state is not ClientState.CLOSED:
             self._state = ClientState.CLOSED
             if self._owns_http:
                 with trio.CancelScope(shield=True):
                     await self._httpx.aclose()
         await trio.lowlevel.checkpoint()
-
-    def _check_open(self) -> None:
-        """Refuse a call on a closed client, or from outside trio (every call checks)."""
-        if self._state is ClientState.CLOSED:
-            raise RuntimeError("this Client is closed; create a new one")
-        _check_trio()
 
     # ------------------------------------------------------------------ statistics
 
@@ -430,270 +388,11 @@ class Client:
         """
         return await self._send(request, self._plan(request, retry, timeouts, deadline))
 
-    def _plan(
-        self,
-        request: ChatRequest | EmbeddingRequest | None,
-        retry: RetryPolicy | None,
-        timeouts: Timeouts | None,
-        deadline: float = math.inf,
-        control: BatchControl | None = None,
-        *,
-        stream: bool = False,
-    ) -> Plan:
-        self._check_open()
-        custom_id = request.custom_id if request is not None else None
-        return Plan(
-            custom_id,
-            idempotency_key(custom_id),
-            retry or self.retry,
-            timeouts or self.timeouts,
-            request.estimated_tokens() if request is not None else 0,
-            deadline,
-            control,
-            attempt_timeout=not stream,
-            request=request if isinstance(request, ChatRequest) else None,  # (telemetry)
-            stream=stream,
-        )
-
-    async def _send(
-        self, request: ChatRequest, plan: Plan, history: list[Attempt] | None = None
-    ) -> ChatCompletion:
-        body = request.encode_body(request.to_body(self.model))
-        ex = self._http.prepare(
-            "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
-        )
-        parse = completion_parser(request.output, plan.retry.invalid_output_retries)
-        return await self._fetch(ex, plan, parse, usage_of, history)
-
-    async def _fetch(
-        self,
-        ex: Exchange,
-        plan: Plan,
-        parse: Callable[[object, str | None], T],
-        usage: Callable[[T], Usage | None] = lambda _: None,
-        history: list[Attempt] | None = None,
-    ) -> T:
-        """Run a plain JSON exchange on the attempt engine (``usage``: what it cost)."""
-        attempt = functools.partial(self._http.fetch_json, ex, plan.retry, parse)
-        return await self._engine.call(plan, history).run(attempt, usage=usage)
-
-    def stream_batch(
-        self,
-        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        *,
-        options: BatchOptions | None = None,
-        **keywords: Unpack[BatchKeywords],
-    ) -> AbstractAsyncContextManager[BatchStream]:
-        """Send many requests concurrently; get results as they finish.
-
-        ::
-
-            async with client.stream_batch(requests) as results:
-                async for result in results:   # completion order
-                    ...
-
-        ``requests`` is any iterable or async iterable of :class:`ChatRequest` or bare
-        message lists, read lazily: memory is bounded by ``Limits.concurrency``, not by the
-        batch size.  Every item yields exactly one :class:`BatchResult` (its ``index`` is
-        its input position).
-
-        The keywords are the fields of :class:`BatchOptions` (``on_error``, ``deadline``,
-        ``on_progress``, ``retry``, ``timeouts``, ``retry_budget``, ``circuit_breaker``,
-        ``unreachable_after``, ``stream``, and the sampling fields ``model``,
-        ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the fields an item
-        leaves unset); or pass a prepared ``options=BatchOptions(...)``, which keywords
-        override.
-
-        Leaving the ``async with`` block early cancels what is still running.
-
-        Raises:
-            ValueError: an invalid option (before anything is sent).
-            RuntimeError: the client is closed.
-        """
-        opts = BatchOptions.of(options, keywords)
-        self._check_open()
-        retry, timeouts, stream = opts.retry, opts.timeouts, opts.stream
-
-        async def send_one(
-            request: ChatRequest,
-            *,
-            deadline: float,
-            control: BatchControl,
-            history: list[Attempt],
-        ) -> ChatCompletion:
-            plan = self._plan(request, retry, timeouts, deadline, control, stream=stream)
-            if stream:
-                return await self._streamer.complete(request, plan, history)
-            return await self._send(request, plan, history)
-
-        return _batch.stream_batch(
-            send_one,
-            requests,
-            opts,
-            width=self.limits.concurrency,
-            observers=self._engine.ledger.observers,
-        )
-
-    async def chat_batch(
-        self,
-        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        *,
-        options: BatchOptions | None = None,
-        **keywords: Unpack[BatchKeywords],
-    ) -> BatchResults:
-        """Send many requests concurrently; return every result, in input order.
-
-        Takes the same arguments as :meth:`stream_batch` and returns a :class:`BatchResults`
-        (a list of :class:`BatchResult`, one per input item, with ``.statistics``).  With
-        ``on_error="raise"`` it raises :class:`BatchError` whose ``results`` hold the
-        results finished before the failure.
-        """
-        results = BatchResults()
-        cm = self.stream_batch(requests, options=options, **keywords)
-        results.statistics = await _collect(cm, results)
-        return results
-
     async def models(self) -> list[ModelInfo]:
         """The models the API offers (``GET /models``), with the client's retry policy."""
         plan = self._plan(None, None, None)
         ex = self._http.prepare("GET", "/models", body=None, key=plan.key, timeouts=plan.timeouts)
         return await self._fetch(ex, plan, ModelInfo.list_from_json)
-
-    # ------------------------------------------------------------------ embeddings
-
-    async def embed(
-        self,
-        inputs: str | Sequence[str] | EmbeddingRequest,
-        *,
-        model: str | None = None,
-        dimensions: int | None = None,
-        encoding_format: EncodingFormat | None = None,
-        extra: Mapping[str, Any] | None = None,
-        custom_id: str | None = None,
-        retry: RetryPolicy | None = None,
-        timeouts: Timeouts | None = None,
-    ) -> Embeddings:
-        """Embed one or more texts in one request (``POST /embeddings``), retrying per the
-        policy; one vector per input, in order.
-
-        Args:
-            inputs: a string, a list of at most 2,048 strings, or an
-                :class:`EmbeddingRequest` (whose fields the keywords override).
-            model: the embedding model (default: the client's ``embedding_model``).
-            dimensions: the length of the vectors, for models that can shorten them.
-            encoding_format: ``"base64"`` (the default: compact) or ``"float"``: how the
-                vectors travel.  They are decoded to floats either way.
-            extra: more body fields, passed through.
-            custom_id, retry, timeouts: as for :meth:`chat`.
-
-        For many texts, :meth:`embed_batch` sends them concurrently, packing small ones
-        into shared requests.
-
-        Raises:
-            InvalidRequestError: the request is invalid (an empty string, more than 2,048
-                inputs, a bad ``dimensions``...); nothing was sent.
-            APIError: as for :meth:`chat`.
-        """
-        given: dict[str, Any] = {
-            "model": model, "dimensions": dimensions, "encoding_format": encoding_format,
-            "extra": extra, "custom_id": custom_id,
-        }  # fmt: skip
-        fields = {k: v for k, v in given.items() if v is not None}
-        if isinstance(inputs, EmbeddingRequest):
-            request = replace(inputs, **fields) if fields else inputs
-        else:
-            request = EmbeddingRequest(inputs=inputs, **fields)
-        plan = self._plan(request, retry, timeouts)
-        return await self._embedder.fetch(request, plan)
-
-    def stream_embed_batch(
-        self,
-        inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput],
-        *,
-        dimensions: int | None = None,
-        encoding_format: EncodingFormat | None = None,
-        pack_inputs: int = DEFAULT_PACK_INPUTS,
-        pack_tokens: int = DEFAULT_PACK_TOKENS,
-        options: BatchOptions | None = None,
-        **keywords: Unpack[BatchKeywords],
-    ) -> AbstractAsyncContextManager[EmbeddingStream]:
-        """Embed many texts concurrently; get one :class:`EmbeddingResult` per item as
-        each finishes.
-
-        ::
-
-            async with client.stream_embed_batch(texts) as results:
-                async for result in results:   # completion order
-                    store(result.index, result.vector)
-
-        ``inputs`` is any iterable or async iterable of strings (one input each) or
-        :class:`EmbeddingRequest` (one or more inputs each), read lazily.  Items that ask
-        for the same model, dimensions and encoding are *packed*: consecutive items go
-        into one request of at most ``pack_inputs`` inputs and ``pack_tokens`` estimated
-        tokens (``pack_inputs=1`` sends each item alone), and the answer is split back
-        into one result per item.  A pack that the server refuses (400, 413, 422) is sent
-        again one item at a time, so that only the bad item fails.  A pack is sent when it
-        is full or the input ends: an async input that waits for results before yielding
-        more should use ``pack_inputs=1``.
-
-        The guarantees are those of :meth:`stream_batch`: one result per item, retries,
-        the rate limits (with the inputs' estimated tokens), the retry budget and circuit
-        breaker, ``deadline``, ``on_progress``, ``on_error``.  The keywords are the fields
-        of :class:`BatchOptions`, of which ``model`` fills the items' unset model; the
-        chat-only ones (``temperature``, ``max_tokens``, ``top_p``, ``seed``,
-        ``stream``) are refused.
-
-        Raises:
-            ValueError: an invalid option (before anything is sent).
-            RuntimeError: the client is closed.
-        """
-        opts = BatchOptions.of(options, keywords)
-        defaults = embedding_defaults(opts, dimensions, encoding_format)
-        pack_inputs, pack_tokens = check_pack(pack_inputs, pack_tokens)
-        self._check_open()
-        retry, timeouts = opts.retry, opts.timeouts
-
-        async def send_one(
-            request: EmbeddingRequest,
-            *,
-            deadline: float,
-            control: BatchControl,
-            history: list[Attempt],
-        ) -> Embeddings:
-            plan = self._plan(request, retry, timeouts, deadline, control)
-            return await self._embedder.fetch(request, plan, history)
-
-        kind = EmbeddingKind(send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens)
-        return _batch.run_batch(
-            kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream
-        )
-
-    async def embed_batch(
-        self,
-        inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput],
-        *,
-        dimensions: int | None = None,
-        encoding_format: EncodingFormat | None = None,
-        pack_inputs: int = DEFAULT_PACK_INPUTS,
-        pack_tokens: int = DEFAULT_PACK_TOKENS,
-        options: BatchOptions | None = None,
-        **keywords: Unpack[BatchKeywords],
-    ) -> EmbeddingResults:
-        """Embed many texts concurrently; return one :class:`EmbeddingResult` per item,
-        in input order.
-
-        Takes the arguments of :meth:`stream_embed_batch` and returns an
-        :class:`EmbeddingResults` (a list, with ``.statistics``).  With
-        ``on_error="raise"`` it raises :class:`BatchError` whose ``results`` hold the
-        results finished before the failure.
-        """
-        results = EmbeddingResults()
-        cm = self.stream_embed_batch(
-            inputs, dimensions=dimensions, encoding_format=encoding_format,
-            pack_inputs=pack_inputs, pack_tokens=pack_tokens, options=options, **keywords,
-        )  # fmt: skip
-        results.statistics = await _collect(cm, results)
-        return results
 
     def chat_stream(
         self,
@@ -799,26 +498,6 @@ def instrument(
     )
 
 
-async def _collect(
-    cm: AbstractAsyncContextManager[_batch.ResultStream[Any]], into: list[Any]
-) -> BatchStatistics:
-    """Run a batch to its end and put its results into ``into``, in input order.
-
-    On :class:`BatchError` (``on_error="raise"``), its ``results`` are those finished.
-    """
-    finished: dict[int, Any] = {}
-    try:
-        async with cm as results:
-            async for result in results:
-                finished[result.index] = result
-            statistics = results.statistics()
-    except BatchError as exc:
-        exc.results = tuple(finished[i] for i in sorted(finished))
-        raise
-    into.extend(finished[i] for i in range(len(finished)))
-    return statistics
-
-
 def _check_key(key: object) -> str:
     """The key given, else ``$PARADIGM_API_KEY``, checked (see ``_redact.check_api_key``)."""
     source = "api_key="
@@ -830,27 +509,6 @@ def _check_key(key: object) -> str:
             "environment variable"
         )
     return check_api_key(key, source=source)
-
-
-def _check_trio() -> None:
-    """Refuse a call made from asyncio (or another async library), naming the fix.
-
-    Under trio this is one lookup of the current task; ``sniffio`` is asked only when
-    there is none.  With no event loop at all it lets the call go on: trio's own error
-    then says that an async function was called outside of one.
-    """
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        try:
-            library = sniffio.current_async_library()
-        except sniffio.AsyncLibraryNotFoundError:
-            return
-        raise RuntimeError(
-            f"paradigm-trio runs under trio, but this was called from {library}: run your "
-            f"program with trio.run(main) instead of {library}.run(main) (to call it from "
-            "asyncio code, run trio in its own thread, or use trio's guest mode)"
-        ) from None
 
 
 def _check_network(network: Mapping[str, object], *, own: bool) -> None:

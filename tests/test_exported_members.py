@@ -69,9 +69,21 @@ INTERNAL: dict[str, frozenset[str]] = {
             "stream_batch",
         }
     ),
-    # Embeddings: the request kind behind ``Client.embed``/``embed_batch``, and packing.
+    # What the client's families of methods share (``Client`` is a ``ClientCore``), and
+    # its batch methods.
+    "paradigm_trio._core": frozenset({"ClientCore", "check_trio", "collect"}),
+    "paradigm_trio._chat_batch": frozenset({"ChatBatchMethods"}),
+    # Embeddings: the request kind behind ``Client.embed``/``embed_batch`` (those methods
+    # themselves: ``EmbeddingMethods``), and packing.
     "paradigm_trio._embedder": frozenset(
-        {"EmbedInput", "Embedder", "EmbeddingKind", "check_pack", "embedding_defaults"}
+        {
+            "EmbedInput",
+            "Embedder",
+            "EmbeddingKind",
+            "EmbeddingMethods",
+            "check_pack",
+            "embedding_defaults",
+        }
     ),
     "paradigm_trio._embeddings": frozenset(
         {"EncodingFormat", "joins", "merge", "split", "usage_of_embeddings"}
