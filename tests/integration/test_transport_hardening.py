@@ -285,3 +285,22 @@ async def test_a_trusted_certificate_still_works() -> None:
         async with pt.TrioTransport(ssl_context=client_tls) as transport:
             async with httpx2.AsyncClient(transport=transport) as client:
                 assert (await client.get(f"https://127.0.0.1:{port}/")).text == "ok"
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+@pytest.mark.parametrize("family, host", [("v4", "127.0.0.1"), ("v6", "::1")])
+async def test_a_refused_connection_to_an_address_says_refused(family: str, host: str) -> None:
+    # Before: "cannot connect to 127.0.0.1:PORT: all attempts to connect to ... failed",
+    # the reason only in the exception's cause.
+    kind = trio.socket.AF_INET if family == "v4" else trio.socket.AF_INET6
+    with trio.socket.socket(kind) as probe:  # a port nobody listens on
+        await probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    url = f"http://{host}:{port}/v1" if family == "v4" else f"http://[{host}]:{port}/v1"
+    error = await chat_error(url, content="Hi")
+    assert isinstance(error, pt.APIConnectionError)
+    assert f"cannot connect to {_transport.authority(host, port)}: " in str(error)
+    assert "refused" in str(error).lower()
+    assert [attempt.cause for attempt in error.attempts] == ["connection"] * len(error.attempts)
