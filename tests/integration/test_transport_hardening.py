@@ -290,7 +290,7 @@ async def test_a_trusted_certificate_still_works() -> None:
 # --------------------------------------------------------------------------- connecting
 
 
-@pytest.mark.parametrize("family, host", [("v4", "127.0.0.1"), ("v6", "::1")])
+@pytest.mark.parametrize(("family", "host"), [("v4", "127.0.0.1"), ("v6", "::1")])
 async def test_a_refused_connection_to_an_address_says_refused(family: str, host: str) -> None:
     # Before: "cannot connect to 127.0.0.1:PORT: all attempts to connect to ... failed",
     # the reason only in the exception's cause.
