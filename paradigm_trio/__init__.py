@@ -10,6 +10,14 @@ import contextlib
 from ._batch import BatchResult, BatchResults, BatchStream
 from ._batch_options import BatchOptions, BatchStatistics
 from ._client import Client, ClientState, instrument
+from ._completion import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    Message,
+    ModelInfo,
+    Usage,
+)
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._doctor import CheckStep, ConnectionCheck, check_connection
 from ._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
@@ -62,15 +70,7 @@ from ._events import (
     StreamEndedWithoutDone,
 )
 from ._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
-from ._models import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatRequest,
-    Choice,
-    Message,
-    ModelInfo,
-    Usage,
-)
+from ._models import ChatRequest
 from ._redis_store import QuotaState, quota_state
 from ._streaming import ChatStream
 from ._structured import OutputSchema

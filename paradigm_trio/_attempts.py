@@ -39,11 +39,12 @@ from typing import TypeVar
 import trio
 
 from ._budget import BatchControl
+from ._completion import Usage
 from ._config import RetryPolicy, Timeouts
 from ._errors import APIError, APITimeoutError, AttemptFailure, RequestCancelled
 from ._events import Attempt, AttemptFailed
 from ._ledger import CANCELLED, Ledger, one_line
-from ._models import ChatRequest, Usage
+from ._models import ChatRequest
 from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
 
 __all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]

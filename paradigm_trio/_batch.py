@@ -48,10 +48,11 @@ import trio
 from . import _log
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
+from ._completion import ChatCompletion, Usage
 from ._errors import BatchError, InvalidRequestError, RequestCancelled
 from ._events import Attempt, LatencyHistogram
 from ._ledger import Observer
-from ._models import ChatCompletion, ChatRequest, Usage, make_request
+from ._models import ChatRequest, make_request
 
 __all__ = [
     "BatchResult",

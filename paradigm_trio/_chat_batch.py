@@ -16,9 +16,10 @@ from . import _batch
 from ._batch import BatchInput, BatchResults, BatchStream
 from ._batch_options import BatchKeywords, BatchOptions
 from ._budget import BatchControl
+from ._completion import ChatCompletion
 from ._core import ClientCore, collect
 from ._events import Attempt
-from ._models import ChatCompletion, ChatRequest
+from ._models import ChatRequest
 
 __all__ = ["ChatBatchMethods"]
 

@@ -27,6 +27,7 @@ import httpx2
 import trio
 
 from ._assembly import CompletionAssembler
+from ._completion import ChatCompletion, ChatCompletionChunk
 from ._config import RetryPolicy
 from ._errors import (
     APIResponseValidationError,
@@ -35,7 +36,6 @@ from ._errors import (
     IncompleteStreamError,
 )
 from ._http import HTTP, RAW_LIMIT
-from ._models import ChatCompletion, ChatCompletionChunk
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
 
 __all__ = ["DRAIN_GRACE", "StreamReader"]

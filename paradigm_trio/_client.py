@@ -34,6 +34,7 @@ import trio
 
 from ._attempts import Engine
 from ._chat_batch import ChatBatchMethods
+from ._completion import ChatCompletion, ModelInfo
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
 from ._core import ClientState, check_trio
 from ._embedder import Embedder, EmbeddingMethods
@@ -42,7 +43,7 @@ from ._errors import ConfigurationError
 from ._events import ClientStatistics, Event
 from ._http import HTTP
 from ._ledger import Ledger
-from ._models import ChatCompletion, ChatOptions, ChatRequest, ModelInfo, make_request
+from ._models import ChatOptions, ChatRequest, make_request
 from ._proxies import ProxyTypes
 from ._ratelimit import AdaptiveController, RateLimiter, Rates
 from ._redact import Redactor, check_api_key, mask_bad_url, mask_credentials

@@ -23,12 +23,13 @@ from ._attempts import Engine, Plan, idempotency_key
 from ._batch import ResultStream
 from ._batch_options import BatchStatistics
 from ._budget import BatchControl
+from ._completion import ChatCompletion, Usage, completion_parser, usage_of
 from ._config import Limits, RetryPolicy, Timeouts
 from ._embeddings import EmbeddingRequest
 from ._errors import BatchError
 from ._events import Attempt
 from ._http import HTTP, Exchange
-from ._models import ChatCompletion, ChatRequest, Usage, completion_parser, usage_of
+from ._models import ChatRequest
 from ._streaming import Streamer
 
 __all__ = ["ClientCore", "ClientState", "check_trio", "collect"]

@@ -27,6 +27,7 @@ from ._attempts import Engine, Plan
 from ._batch import ResultStream, SendOne, outcome_of, run_batch
 from ._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from ._budget import BatchControl
+from ._completion import Usage
 from ._config import RetryPolicy, Timeouts
 from ._core import ClientCore, collect
 from ._embeddings import (
@@ -44,7 +45,6 @@ from ._embeddings import (
 from ._errors import APIStatusError, InvalidRequestError, RequestCancelled
 from ._events import Attempt
 from ._http import HTTP
-from ._models import Usage
 
 __all__ = [
     "EmbedInput",

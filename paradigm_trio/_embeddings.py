@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from ._completion import Usage
 from ._errors import APIResponseValidationError, InvalidRequestError
 from ._models import (
     _JSON_ERRORS,
-    Usage,
     _dumps,
     _unsendable,
     check_custom_id,

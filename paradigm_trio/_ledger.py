@@ -12,6 +12,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from . import _log
+from ._completion import ChatCompletion, Usage
 from ._embeddings import Embeddings
 from ._errors import APIError, AttemptFailure, RequestCancelled
 from ._events import (
@@ -26,7 +27,6 @@ from ._events import (
     StreamEndedWithoutDone,
     frozen_counts,
 )
-from ._models import ChatCompletion, Usage
 
 __all__ = ["CANCELLED", "Ledger", "Observer", "one_line"]
 

@@ -37,10 +37,11 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
 from ._attempts import Call
 from ._batch_options import BatchStatistics
+from ._completion import ChatCompletion, Usage
 from ._errors import APIError, APIStatusError
 from ._events import Attempt, Event
 from ._ledger import CANCELLED, Ledger
-from ._models import ChatCompletion, ChatRequest, Usage
+from ._models import ChatRequest
 from ._ratelimit import Rates
 from ._version import __version__
 

@@ -28,6 +28,7 @@ import trio
 
 from ._attempts import Attempting, Call, Engine, Plan
 from ._chunks import StreamReader
+from ._completion import ChatCompletion, ChatCompletionChunk, checked_output, usage_of
 from ._config import RetryPolicy, Timeouts
 from ._errors import (
     APIError,
@@ -37,7 +38,7 @@ from ._errors import (
 )
 from ._events import Attempt
 from ._http import HTTP, Exchange
-from ._models import ChatCompletion, ChatCompletionChunk, ChatRequest, checked_output, usage_of
+from ._models import ChatRequest
 from ._structured import InvalidOutputs
 
 __all__ = ["ChatStream", "Streamer"]

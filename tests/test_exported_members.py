@@ -103,7 +103,6 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url", "mask_credentials"}
     ),
     "paradigm_trio._streaming": frozenset({"Streamer"}),
-    # ``make_request`` is ``Client.make_request`` without a client.
     # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
     # the transport's own failures, which ``_http`` maps to ``ProxyError`` and
     # ``CertificateVerificationError``.
@@ -126,18 +125,13 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._log": frozenset({"PROGRESS_INTERVAL", "logger", "say"}),
     # OpenTelemetry (``pt.instrument``): imported only when a client is instrumented.
     "paradigm_trio._otel": frozenset({"DEFAULT_PROVIDER_NAME", "SCHEMA_URL", "Telemetry"}),
+    # The chat request's checks (shared with embeddings); ``make_request`` is
+    # ``Client.make_request`` without a client.
     "paradigm_trio._models": frozenset(
-        {
-            "ChatOptions",
-            "check_custom_id",
-            "check_model",
-            "checked_extra",
-            "checked_output",
-            "completion_parser",
-            "make_request",
-            "usage_of",
-        }
+        {"ChatOptions", "check_custom_id", "check_model", "checked_extra", "make_request"}
     ),
+    # The answer's parsers, for the engine and the stream.
+    "paradigm_trio._completion": frozenset({"checked_output", "completion_parser", "usage_of"}),
     # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.
     "paradigm_trio._tools": frozenset(
         {

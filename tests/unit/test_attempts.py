@@ -21,6 +21,7 @@ import trio
 import paradigm_trio as pt
 from paradigm_trio._attempts import Attempting, Call, Engine, Plan
 from paradigm_trio._budget import BatchControl
+from paradigm_trio._completion import Usage
 from paradigm_trio._config import RetryPolicy, Timeouts
 from paradigm_trio._errors import AttemptFailure
 from paradigm_trio._events import (
@@ -32,7 +33,6 @@ from paradigm_trio._events import (
     RetryScheduled,
 )
 from paradigm_trio._ledger import Ledger
-from paradigm_trio._models import Usage
 from paradigm_trio._ratelimit import AdaptiveController, RateLimiter
 
 pytestmark = pytest.mark.anyio
