@@ -153,8 +153,193 @@ _TIMEOUT_KINDS: tuple[tuple[type[httpx2.TimeoutException], TimeoutKind], ...] = 
 )
 
 
-class HTTP:
+class Failures:
+    """Builds failures from what came from the server or the network (:class:`HTTP` is one).
+
+    All of it goes through ``self.redactor`` first (bodies raw and parsed, headers, the
+    request id, exception messages and their chains), so the key is in no error, record or
+    event.
+
+    Args:
+        base_url: the API root (named in a certificate error).
+        redactor: removes the API key (and URL passwords) from what came from the server
+            or the network, before any error, record or event is built from it.
+    """
+
+    def __init__(self, *, base_url: str, redactor: Redactor) -> None:
+        self.base_url = base_url
+        self.redactor = redactor
+        self.redact = redactor.text
+
+    def request_id(self, response: httpx2.Response) -> str | None:
+        """The response's ``x-request-id`` (redacted: it is shown in errors and records)."""
+        return self.redactor.optional(response.headers.get("x-request-id"))
+
+    def chain(self, error: APIError, exc: BaseException) -> None:
+        """Chain ``exc`` as the cause of ``error``, its messages redacted; if one cannot be
+        cleaned, leave the chain out (a traceback shows every message of it)."""
+        error.__cause__ = exc if self.redactor.scrub_chain(exc) else None
+
+    def transport_failure(self, exc: httpx2.HTTPError, retry: RetryPolicy) -> AttemptFailure:
+        """The failure of an ``httpx2`` exception raised before a response was read.
+
+        A certificate that does not verify is a configuration problem: cause ``"tls"``,
+        never retried.
+        """
+        error: APIError
+        certificate = _unverified_certificate(exc)
+        refused = _proxy_refusal(exc)
+        if certificate is not None:
+            error = self._certificate_error(certificate, exc)
+            cause, retryable = "tls", False
+        elif refused is not None:
+            error, cause, retryable = refused, "proxy", False
+        elif isinstance(exc, httpx2.TimeoutException):
+            which: TimeoutKind = next(
+                (kind for cls, kind in _TIMEOUT_KINDS if isinstance(exc, cls)), "read"
+            )
+            error = APITimeoutError(f"{which} timeout ({type(exc).__name__})", which=which)
+            cause, retryable = "timeout", retry.retry_connection_errors
+        elif isinstance(exc, httpx2.TransportError):
+            detail = self.redact(str(exc)) or type(exc).__name__
+            error = APIConnectionError(f"connection error: {type(exc).__name__}: {detail}")
+            cause, retryable = "connection", retry.retry_connection_errors
+        else:  # e.g. a content decoding error
+            error = APIResponseValidationError(
+                f"could not read the response: {self.redact(str(exc))}"
+            )
+            cause, retryable = "invalid_response", retry.retry_invalid_responses
+        self.chain(error, exc)
+        return AttemptFailure(error, cause, retryable)
+
+    def _certificate_error(
+        self, exc: ssl.SSLCertVerificationError, raised: httpx2.HTTPError
+    ) -> APIError:
+        """The error for a certificate that does not verify: the server's, or the proxy's
+        (our transport says whose, in a ``TLSConnectError``)."""
+        url = httpx2.URL(self.base_url)
+        host = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        whose = ""
+        if isinstance(raised, TLSConnectError):
+            host, whose = raised.peer, " (the proxy)" if raised.proxy else ""
+        reason = str(exc.verify_message or exc.reason or exc).rstrip(".")
+        if exc.verify_code in _NAME_MISMATCH:
+            fix = f"use a {'proxy URL' if whose else 'base URL'} with a host name the "
+            fix += "certificate was issued for"
+        else:
+            fix = (
+                "if the certificate comes from a private or corporate CA, trust that CA: "
+                'Client(verify="ca-bundle.pem"), or $SSL_CERT_FILE, or --ca-bundle on the '
+                "command line (or the system's trust store: verify=system_trust_store())"
+            )
+        return CertificateVerificationError(
+            f"the TLS certificate of {host}{whose} does not verify: {reason}. This is a "
+            f"configuration problem, not retried; {fix}",
+            host=host,
+            reason=reason,
+        )
+
+    def invalid(
+        self, message: str, retry: RetryPolicy, *, status: int | None, request_id: str | None
+    ) -> AttemptFailure:
+        """A 2xx whose content is not what the API promises."""
+        error = APIResponseValidationError(
+            self.redact(message), status_code=status, request_id=request_id
+        )
+        return AttemptFailure(error, "invalid_response", retry.retry_invalid_responses)
+
+    def invalid_data(
+        self,
+        parse: Callable[[object, str | None], object],
+        data: object,
+        request_id: str | None,
+        err: APIResponseValidationError,
+    ) -> APIResponseValidationError:
+        """``err``, the failure of ``parse(data)``, built again from the redacted data.
+
+        Parsing the redacted data again gives a message, body and cause that never held the
+        key, not even cut in half by a message's length limit.
+        """
+        try:
+            parse(self.redactor.value(data), request_id)
+        except APIResponseValidationError as clean:
+            return clean
+        # Only the key made it invalid: keep the error, redacted.
+        err.message = self.redactor.text(err.message)
+        err.args = (err.message,)
+        err.body = self.redactor.value(err.body)
+        err.__cause__ = None
+        return err
+
+    def status_failure(self, response: httpx2.Response, retry: RetryPolicy) -> AttemptFailure:
+        """The failure of a non-2xx response (whose body has been read)."""
+        status = response.status_code
+        headers = response.headers
+        text = self.redactor.clip(response.text, RAW_LIMIT)
+        body: object = text
+        with contextlib.suppress(ValueError, RecursionError):
+            # Parsed from what the server sent (redacting first could break an escape), then
+            # redacted string by string.
+            body = self.redactor.value(json.loads(response.text[:RAW_LIMIT]))
+        message, fields = _envelope(body)
+        if message is None:
+            reason = self.redactor.text(response.reason_phrase)
+            message = text.strip()[:500] or reason or "no body"
+        error = _status_error(
+            status, f"Error code: {status} - {message}", body, fields,
+            self.redactor.headers(headers), self.request_id(response),
+        )  # fmt: skip
+        should = parse_should_retry(headers)
+        limits = self.redactor.headers(_ratelimit_headers(headers)) if status == 429 else None
+        return AttemptFailure(
+            error,
+            str(status),
+            should if should is not None else retry.is_retryable_status(status),
+            retry_after=parse_retry_after(headers),
+            rate_limit=limits,
+            quota=status == 429 and _says_quota(message, fields),
+        )
+
+    def error_event_failure(
+        self,
+        payload: object,
+        retry: RetryPolicy,
+        *,
+        response: httpx2.Response,
+        suffix: str,
+    ) -> AttemptFailure:
+        """An error the server reported inside an event stream (``event: error`` or
+        ``{"error": ...}``); ``suffix`` says how far the stream had got."""
+        payload = self.redactor.value(payload)
+        message, fields = _envelope(payload)
+        if message is None:
+            message = json.dumps(payload)[:500] if not isinstance(payload, str) else payload
+        text = message or "no message"
+        status = next(
+            (s for s in map(_as_status, (fields.get("status_code"), fields.get("status"))) if s),
+            None,
+        ) or _as_status(fields.get("code"))
+        request_id = self.request_id(response)
+        if status is None:
+            error = APIError(
+                f"the server reported an error in the stream: {text}{suffix}",
+                status_code=response.status_code,
+                request_id=request_id,
+                body=payload,
+            )
+            return AttemptFailure(error, "stream_error", retry.is_retryable_status(500))
+        status_error = _status_error(
+            status, f"Error code: {status} - {text}{suffix}", payload, fields,
+            self.redactor.headers(response.headers), request_id,
+        )  # fmt: skip
+        return AttemptFailure(status_error, str(status), retry.is_retryable_status(status))
+
+
+class HTTP(Failures):
     """Sends exchanges and classifies what comes back.  One per :class:`Client`.
+
+    The failures are built by the methods it inherits from :class:`Failures`
+    (:meth:`transport_failure`, :meth:`status_failure`, ...).
 
     Args:
         base_url: the API root every path is appended to.
@@ -174,12 +359,10 @@ class HTTP:
         direct: httpx2.AsyncBaseTransport | None,
         redactor: Redactor,
     ) -> None:
-        self.base_url = base_url
+        super().__init__(base_url=base_url, redactor=redactor)
         self.headers = dict(headers)
         self._http = http_client
         self._direct = direct
-        self.redactor = redactor
-        self.redact = redactor.text
         # (Timeouts, stream) -> (httpx2.Timeout, extensions, the fast lane's timeouts):
         # built once, not per request.
         self._timeouts: dict[
@@ -333,89 +516,6 @@ class HTTP:
         finally:
             await response.aclose()
 
-    # ------------------------------------------------------------------ failures
-    #
-    # Everything below builds errors from what came from the server or the network; all of
-    # it goes through ``self.redactor`` first (bodies raw and parsed, headers, the request
-    # id, exception messages and their chains), so the key is in no error, record or event.
-
-    def request_id(self, response: httpx2.Response) -> str | None:
-        """The response's ``x-request-id`` (redacted: it is shown in errors and records)."""
-        return self.redactor.optional(response.headers.get("x-request-id"))
-
-    def chain(self, error: APIError, exc: BaseException) -> None:
-        """Chain ``exc`` as the cause of ``error``, its messages redacted; if one cannot be
-        cleaned, leave the chain out (a traceback shows every message of it)."""
-        error.__cause__ = exc if self.redactor.scrub_chain(exc) else None
-
-    def transport_failure(self, exc: httpx2.HTTPError, retry: RetryPolicy) -> AttemptFailure:
-        """The failure of an ``httpx2`` exception raised before a response was read.
-
-        A certificate that does not verify is a configuration problem: cause ``"tls"``,
-        never retried.
-        """
-        error: APIError
-        certificate = _unverified_certificate(exc)
-        refused = _proxy_refusal(exc)
-        if certificate is not None:
-            error = self._certificate_error(certificate, exc)
-            cause, retryable = "tls", False
-        elif refused is not None:
-            error, cause, retryable = refused, "proxy", False
-        elif isinstance(exc, httpx2.TimeoutException):
-            which: TimeoutKind = next(
-                (kind for cls, kind in _TIMEOUT_KINDS if isinstance(exc, cls)), "read"
-            )
-            error = APITimeoutError(f"{which} timeout ({type(exc).__name__})", which=which)
-            cause, retryable = "timeout", retry.retry_connection_errors
-        elif isinstance(exc, httpx2.TransportError):
-            detail = self.redact(str(exc)) or type(exc).__name__
-            error = APIConnectionError(f"connection error: {type(exc).__name__}: {detail}")
-            cause, retryable = "connection", retry.retry_connection_errors
-        else:  # e.g. a content decoding error
-            error = APIResponseValidationError(
-                f"could not read the response: {self.redact(str(exc))}"
-            )
-            cause, retryable = "invalid_response", retry.retry_invalid_responses
-        self.chain(error, exc)
-        return AttemptFailure(error, cause, retryable)
-
-    def _certificate_error(
-        self, exc: ssl.SSLCertVerificationError, raised: httpx2.HTTPError
-    ) -> APIError:
-        """The error for a certificate that does not verify: the server's, or the proxy's
-        (our transport says whose, in a ``TLSConnectError``)."""
-        url = httpx2.URL(self.base_url)
-        host = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
-        whose = ""
-        if isinstance(raised, TLSConnectError):
-            host, whose = raised.peer, " (the proxy)" if raised.proxy else ""
-        reason = str(exc.verify_message or exc.reason or exc).rstrip(".")
-        if exc.verify_code in _NAME_MISMATCH:
-            fix = f"use a {'proxy URL' if whose else 'base URL'} with a host name the "
-            fix += "certificate was issued for"
-        else:
-            fix = (
-                "if the certificate comes from a private or corporate CA, trust that CA: "
-                'Client(verify="ca-bundle.pem"), or $SSL_CERT_FILE, or --ca-bundle on the '
-                "command line (or the system's trust store: verify=system_trust_store())"
-            )
-        return CertificateVerificationError(
-            f"the TLS certificate of {host}{whose} does not verify: {reason}. This is a "
-            f"configuration problem, not retried; {fix}",
-            host=host,
-            reason=reason,
-        )
-
-    def invalid(
-        self, message: str, retry: RetryPolicy, *, status: int | None, request_id: str | None
-    ) -> AttemptFailure:
-        """A 2xx whose content is not what the API promises."""
-        error = APIResponseValidationError(
-            self.redact(message), status_code=status, request_id=request_id
-        )
-        return AttemptFailure(error, "invalid_response", retry.retry_invalid_responses)
-
     def parse(
         self,
         response: httpx2.Response,
@@ -453,92 +553,6 @@ class HTTP:
             clean.status_code = status
             clean.raw = self.redactor.clip(content.decode("utf-8", "replace"), RAW_LIMIT)
             raise AttemptFailure(clean, "invalid_response", retry.retry_invalid_responses) from None
-
-    def invalid_data(
-        self,
-        parse: Callable[[object, str | None], object],
-        data: object,
-        request_id: str | None,
-        err: APIResponseValidationError,
-    ) -> APIResponseValidationError:
-        """``err``, the failure of ``parse(data)``, built again from the redacted data.
-
-        Parsing the redacted data again gives a message, body and cause that never held the
-        key, not even cut in half by a message's length limit.
-        """
-        try:
-            parse(self.redactor.value(data), request_id)
-        except APIResponseValidationError as clean:
-            return clean
-        # Only the key made it invalid: keep the error, redacted.
-        err.message = self.redactor.text(err.message)
-        err.args = (err.message,)
-        err.body = self.redactor.value(err.body)
-        err.__cause__ = None
-        return err
-
-    def status_failure(self, response: httpx2.Response, retry: RetryPolicy) -> AttemptFailure:
-        """The failure of a non-2xx response (whose body has been read)."""
-        status = response.status_code
-        headers = response.headers
-        text = self.redactor.clip(response.text, RAW_LIMIT)
-        body: object = text
-        with contextlib.suppress(ValueError, RecursionError):
-            # Parsed from what the server sent (redacting first could break an escape), then
-            # redacted string by string.
-            body = self.redactor.value(json.loads(response.text[:RAW_LIMIT]))
-        message, fields = _envelope(body)
-        if message is None:
-            reason = self.redactor.text(response.reason_phrase)
-            message = text.strip()[:500] or reason or "no body"
-        error = _status_error(
-            status, f"Error code: {status} - {message}", body, fields,
-            self.redactor.headers(headers), self.request_id(response),
-        )  # fmt: skip
-        should = parse_should_retry(headers)
-        limits = self.redactor.headers(_ratelimit_headers(headers)) if status == 429 else None
-        return AttemptFailure(
-            error,
-            str(status),
-            should if should is not None else retry.is_retryable_status(status),
-            retry_after=parse_retry_after(headers),
-            rate_limit=limits,
-            quota=status == 429 and _says_quota(message, fields),
-        )
-
-    def error_event_failure(
-        self,
-        payload: object,
-        retry: RetryPolicy,
-        *,
-        response: httpx2.Response,
-        suffix: str,
-    ) -> AttemptFailure:
-        """An error the server reported inside an event stream (``event: error`` or
-        ``{"error": ...}``); ``suffix`` says how far the stream had got."""
-        payload = self.redactor.value(payload)
-        message, fields = _envelope(payload)
-        if message is None:
-            message = json.dumps(payload)[:500] if not isinstance(payload, str) else payload
-        text = message or "no message"
-        status = next(
-            (s for s in map(_as_status, (fields.get("status_code"), fields.get("status"))) if s),
-            None,
-        ) or _as_status(fields.get("code"))
-        request_id = self.request_id(response)
-        if status is None:
-            error = APIError(
-                f"the server reported an error in the stream: {text}{suffix}",
-                status_code=response.status_code,
-                request_id=request_id,
-                body=payload,
-            )
-            return AttemptFailure(error, "stream_error", retry.is_retryable_status(500))
-        status_error = _status_error(
-            status, f"Error code: {status} - {text}{suffix}", payload, fields,
-            self.redactor.headers(response.headers), request_id,
-        )  # fmt: skip
-        return AttemptFailure(status_error, str(status), retry.is_retryable_status(status))
 
 
 _NAME_MISMATCH = frozenset({62, 64})
