@@ -35,7 +35,8 @@ from ._errors import (
     AttemptFailure,
     IncompleteStreamError,
 )
-from ._http import HTTP, RAW_LIMIT
+from ._failures import RAW_LIMIT
+from ._http import HTTP
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
 
 __all__ = ["DRAIN_GRACE", "StreamReader"]

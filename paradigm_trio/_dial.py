@@ -2,7 +2,7 @@
 
 Each function does one hop, within the caller's ``connect`` deadline, and reports it
 (``Report``: ``doctor`` prints each step).  Failures are httpx2's exceptions, so the
-mapping above (``_http``) is unchanged, plus two that say more:
+mapping above (``_failures``) is unchanged, plus two that say more:
 
 * :class:`TLSConnectError`, a TLS handshake that failed, with whose it was (the origin's
   or the proxy's), so a certificate error names the right host;

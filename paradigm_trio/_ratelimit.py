@@ -394,7 +394,7 @@ class AdaptiveController:
     and the concurrency is halved (at most once per cool-down).  The evidence is any of:
 
     * the 429 says so: ``x-ratelimit-remaining-requests`` or ``-tokens`` at 0, or an error
-      ``code``, ``type`` or message about a quota (``quota=True``, decided by ``_http``);
+      ``code``, ``type`` or message about a quota (``quota=True``, decided by ``_failures``);
     * 429s cluster beyond what noise explains: at least ``CLUSTER_MIN`` recent 429s making
       more than ``CLUSTER_SHARE`` of recent responses (both decayed with a half-life of
       ``CLUSTER_HALF_LIFE`` seconds).

@@ -28,9 +28,11 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
     ),
-    # The HTTP layer: one send path, one exception mapping, one error builder.
-    "paradigm_trio._http": frozenset(
-        {"HTTP", "RAW_LIMIT", "Exchange", "Responder", "parse_retry_after", "parse_should_retry"}
+    # The HTTP layer: one send path; one exception mapping and one error builder (``Failures``,
+    # which ``HTTP`` inherits).
+    "paradigm_trio._http": frozenset({"HTTP", "Exchange", "Responder"}),
+    "paradigm_trio._failures": frozenset(
+        {"Failures", "RAW_LIMIT", "parse_retry_after", "parse_should_retry"}
     ),
     # Rate-limit machinery behind ``Limits``; users configure it through ``Limits``.
     "paradigm_trio._ratelimit": frozenset(
