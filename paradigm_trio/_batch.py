@@ -9,10 +9,10 @@ exactly one result per item into a memory channel.  The consumer reads that chan
 Memory therefore grows with the concurrency, never with the size of the batch.
 
 What a batch sends is a :class:`Kind`: how an item becomes a request, which requests
-share a unit, how a unit is sent and how its results are made.  :class:`ChatKind` is the
-chat completions' (one :class:`BatchResult` per item); the embeddings' is in
-``_embedder``.  Everything else here (the feeder, the workers, fail-fast, the deadline,
-the statistics) is the same for every kind.
+share a unit, how a unit is sent and how its results are made.  The chat completions'
+(one :class:`BatchResult` per item) is in ``_chat_kind``; the embeddings' is in
+``_embedder``.  Everything here (the feeder, the workers, fail-fast, the deadline, the
+statistics) is the same for every kind.
 
 Every input item yields exactly one result: a completion, an error (an invalid item, as
 :class:`InvalidRequestError`, whatever is wrong with it; an :class:`APIError` after retries,
@@ -35,11 +35,10 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Mapping,
     Sequence,
 )
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field, replace
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -52,23 +51,19 @@ from ._completion import ChatCompletion, Usage
 from ._errors import BatchError, InvalidRequestError, RequestCancelled
 from ._events import Attempt, LatencyHistogram
 from ._ledger import Observer
-from ._models import ChatRequest, make_request
+from ._models import ChatRequest
 
 __all__ = [
     "BatchResult",
     "BatchResults",
     "BatchStream",
-    "ChatKind",
     "Kind",
     "Outcome",
     "ResultStream",
     "SendOne",
     "outcome_of",
     "run_batch",
-    "stream_batch",
 ]
-
-BatchInput = ChatRequest | Sequence[Mapping[str, Any]]
 
 Q = TypeVar("Q")
 T = TypeVar("T")
@@ -210,46 +205,6 @@ async def outcome_of(
     return value, None, len(history), trio.current_time() - start
 
 
-class ChatKind:
-    """Chat completions: one :class:`BatchResult` per item, one request per unit."""
-
-    def __init__(
-        self, send_one: SendOne[ChatRequest, ChatCompletion], defaults: Mapping[str, Any]
-    ) -> None:
-        self.send_one = send_one
-        self.defaults = defaults
-
-    def request(self, item: object, index: int) -> ChatRequest:
-        return _to_request(item, self.defaults, index)
-
-    def custom_id(self, item: object) -> str | None:
-        return item.custom_id if isinstance(item, ChatRequest) else None
-
-    def joins(self, unit: Sequence[ChatRequest], request: ChatRequest) -> bool:
-        return False
-
-    def full(self, unit: Sequence[ChatRequest]) -> bool:
-        return True
-
-    async def send(
-        self, unit: Sequence[tuple[int, ChatRequest]], *, deadline: float, control: BatchControl
-    ) -> list[BatchResult]:
-        [(index, request)] = unit
-
-        def send(history: list[Attempt]) -> Awaitable[ChatCompletion]:
-            return self.send_one(request, deadline=deadline, control=control, history=history)
-
-        completion, error, attempts, elapsed = await outcome_of(send)
-        return [
-            BatchResult(index, request.custom_id, request, completion, error, attempts, elapsed)
-        ]
-
-    def failed(
-        self, index: int, custom_id: str | None, request: ChatRequest | None, error: Exception
-    ) -> BatchResult:
-        return BatchResult(index, custom_id, request, error=error)
-
-
 @dataclass(slots=True)
 class _Tracker:
     start: float
@@ -365,39 +320,6 @@ class _SyncInputs:
             return next(self._it)
         except StopIteration:
             raise StopAsyncIteration from None
-
-
-def _to_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRequest:
-    """An input item as a validated request; batch keywords fill the fields left unset.
-
-    Raises :class:`InvalidRequestError` for anything wrong with it, even an unexpected
-    exception while reading it (a message whose lookups raise, say): it is the item's
-    result, never the batch's end.
-    """
-    try:
-        return _checked_request(item, defaults, index)
-    except InvalidRequestError:
-        raise
-    except Exception as exc:
-        raise InvalidRequestError(
-            f"item {index} is not a valid request: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _checked_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRequest:
-    if isinstance(item, ChatRequest):
-        missing = {k: v for k, v in defaults.items() if getattr(item, k) is None}
-        return replace(item, **missing) if missing else item
-    if isinstance(item, Mapping):
-        raise InvalidRequestError(
-            f"item {index} is a dict; pass a list of messages or a ChatRequest"
-            " (a single message must still be inside a list)"
-        )
-    if not isinstance(item, Sequence) or isinstance(item, str | bytes):
-        raise InvalidRequestError(
-            f"item {index} is a {type(item).__name__}; pass a list of messages or a ChatRequest"
-        )
-    return make_request(item, **defaults)
 
 
 async def _acquire(slot: trio.Semaphore) -> None:
@@ -647,21 +569,3 @@ async def _run_batch(run: _Run[Any, Any, S], inputs: AsyncIterable[Any]) -> Asyn
             exc = group.exceptions[0]
             raise exc from exc.__cause__
         raise
-
-
-def stream_batch(
-    send_one: SendOne[ChatRequest, ChatCompletion],
-    requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
-    options: BatchOptions,
-    *,
-    width: int,
-    observers: Sequence[Observer] = (),
-) -> AbstractAsyncContextManager[BatchStream]:
-    """The engine behind :meth:`Client.stream_batch` (documented there).
-
-    ``send_one`` sends one request (through the client's attempt engine); ``width`` is the
-    most items worked on at once (the client's concurrency); ``observers`` (the ledger's)
-    are told when the batch starts and ends.
-    """
-    kind = ChatKind(send_one, options.defaults())
-    return run_batch(kind, requests, options, width=width, stream=BatchStream, observers=observers)

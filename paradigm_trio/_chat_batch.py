@@ -1,7 +1,7 @@
 """The :class:`Client`'s batches of chat completions: ``stream_batch`` and ``chat_batch``.
 
 :class:`ChatBatchMethods`, which ``Client`` inherits, validate the batch's options and hand
-``_batch.stream_batch`` a ``send_one`` that sends one item through the attempt engine
+``_chat_kind.stream_batch`` a ``send_one`` that sends one item through the attempt engine
 (``Client._send``, or ``Streamer.complete`` for ``stream=True``): the batch engine never
 imports the client.
 """
@@ -12,10 +12,11 @@ from collections.abc import AsyncIterable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Unpack
 
-from . import _batch
-from ._batch import BatchInput, BatchResults, BatchStream
+from . import _chat_kind
+from ._batch import BatchResults, BatchStream
 from ._batch_options import BatchKeywords, BatchOptions
 from ._budget import BatchControl
+from ._chat_kind import BatchInput
 from ._completion import ChatCompletion
 from ._core import ClientCore, collect
 from ._events import Attempt
@@ -76,7 +77,7 @@ class ChatBatchMethods(ClientCore):
                 return await self._streamer.complete(request, plan, history)
             return await self._send(request, plan, history)
 
-        return _batch.stream_batch(
+        return _chat_kind.stream_batch(
             send_one,
             requests,
             opts,

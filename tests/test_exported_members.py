@@ -58,19 +58,12 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._shared": frozenset(
         {"BACKOFF_MAX", "BACKOFF_MIN", "FLUSH_DELAY", "SharedRateLimiter"}
     ),
-    # The implementation of ``Client.stream_batch``; its options' defaults and types.
+    # The batch engine behind every batch method, and the chat completions' kind (the
+    # implementation of ``Client.stream_batch``); the options' defaults and types.
     "paradigm_trio._batch": frozenset(
-        {
-            "ChatKind",
-            "Kind",
-            "Outcome",
-            "ResultStream",
-            "SendOne",
-            "outcome_of",
-            "run_batch",
-            "stream_batch",
-        }
+        {"Kind", "Outcome", "ResultStream", "SendOne", "outcome_of", "run_batch"}
     ),
+    "paradigm_trio._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # What the client's families of methods share (``Client`` is a ``ClientCore``), and
     # its batch methods.
     "paradigm_trio._core": frozenset({"ClientCore", "check_trio", "collect"}),
