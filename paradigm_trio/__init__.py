@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 
-from ._batch import BatchResult, BatchResults, BatchStream
 from ._batch_options import BatchOptions, BatchStatistics
+from ._chat_kind import BatchResult, BatchResults, BatchStream
 from ._client import Client, ClientState, instrument
 from ._completion import (
     ChatCompletion,

@@ -9,10 +9,10 @@ exactly one result per item into a memory channel.  The consumer reads that chan
 Memory therefore grows with the concurrency, never with the size of the batch.
 
 What a batch sends is a :class:`Kind`: how an item becomes a request, which requests
-share a unit, how a unit is sent and how its results are made.  The chat completions'
-(one :class:`BatchResult` per item) is in ``_chat_kind``; the embeddings' is in
-``_embedder``.  Everything here (the feeder, the workers, fail-fast, the deadline, the
-statistics) is the same for every kind.
+share a unit, how a unit is sent and how its results are made (each an :class:`Outcome`,
+handed out by a :class:`ResultStream`).  The chat completions' kind is in ``_chat_kind``;
+the embeddings' is in ``_embedder``.  Everything here (the feeder, the workers, fail-fast,
+the deadline, the statistics) is the same for every kind.
 
 Every input item yields exactly one result: a completion, an error (an invalid item, as
 :class:`InvalidRequestError`, whatever is wrong with it; an :class:`APIError` after retries,
@@ -47,23 +47,12 @@ import trio
 from . import _log
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
-from ._completion import ChatCompletion, Usage
+from ._completion import Usage
 from ._errors import BatchError, InvalidRequestError, RequestCancelled
 from ._events import Attempt, LatencyHistogram
 from ._ledger import Observer
-from ._models import ChatRequest
 
-__all__ = [
-    "BatchResult",
-    "BatchResults",
-    "BatchStream",
-    "Kind",
-    "Outcome",
-    "ResultStream",
-    "SendOne",
-    "outcome_of",
-    "run_batch",
-]
+__all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "outcome_of", "run_batch"]
 
 Q = TypeVar("Q")
 T = TypeVar("T")
@@ -89,57 +78,6 @@ class Outcome(Protocol):
 R = TypeVar("R", bound=Outcome)
 R_co = TypeVar("R_co", bound=Outcome, covariant=True)
 S = TypeVar("S", bound="ResultStream[Any]")
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    """The outcome of one input item of a batch.  Exactly one per item, success or not.
-
-    Attributes:
-        index: the item's position in the input (0-based).
-        custom_id: the request's ``custom_id``, if it has one.
-        request: the item as a :class:`ChatRequest`, or ``None`` when it is not a valid one.
-        completion: the completion, when it succeeded (with ``parsed`` set when the
-            request asked for an ``output=`` schema).
-        error: why it failed: an :class:`APIError` (:class:`RequestCancelled` when a
-            deadline or fail-fast stopped it), or :class:`InvalidRequestError` (a
-            ``ValueError``) for an item that cannot be sent (not a request, invalid Unicode,
-            a value JSON cannot hold): nothing of it was sent.  Any other exception raised
-            while preparing or sending one item (a bug, an event hook raising) is that
-            item's error too; it never stops the batch.
-        attempts: HTTP attempts made (0 when nothing was sent).
-        elapsed: seconds from when the batch started working on it (waits for a
-            concurrency slot and for the rate limits included) to its outcome.
-    """
-
-    index: int
-    custom_id: str | None
-    request: ChatRequest | None
-    completion: ChatCompletion | None = None
-    error: Exception | None = None
-    attempts: int = 0
-    elapsed: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Whether it produced a completion."""
-        return self.completion is not None
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether a deadline or fail-fast stopped it before it finished."""
-        return isinstance(self.error, RequestCancelled)
-
-    @property
-    def usage(self) -> Usage | None:
-        """Token usage; ``None`` when it failed or the server reported no usage."""
-        return self.completion.usage if self.completion is not None else None
-
-
-class BatchResults(list[BatchResult]):
-    """The list :meth:`Client.chat_batch` returns, in input order, with ``statistics``."""
-
-    statistics: BatchStatistics
 
 
 class SendOne(Protocol[Q_contra, T_co]):
@@ -292,15 +230,6 @@ class ResultStream(Generic[R]):
             if self._error is not None:
                 raise BatchError(self._error) from self._error
             raise StopAsyncIteration from None
-
-
-class BatchStream(ResultStream[BatchResult]):
-    """The results of :meth:`Client.stream_batch`, in completion order.
-
-    ``async for result in stream`` yields each :class:`BatchResult` once; the loop ends when
-    every input item has its result.  With ``on_error="raise"``, the loop raises
-    :class:`BatchError` after the failed result has been yielded.
-    """
 
 
 class _SyncInputs:

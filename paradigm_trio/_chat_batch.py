@@ -13,10 +13,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import Unpack
 
 from . import _chat_kind
-from ._batch import BatchResults, BatchStream
 from ._batch_options import BatchKeywords, BatchOptions
 from ._budget import BatchControl
-from ._chat_kind import BatchInput
+from ._chat_kind import BatchInput, BatchResults, BatchStream
 from ._completion import ChatCompletion
 from ._core import ClientCore, collect
 from ._events import Attempt

@@ -1,5 +1,7 @@
-"""A batch of chat completions: the :class:`Kind` that the engine (``_batch``) runs for it.
+"""A batch of chat completions: its results and the :class:`Kind` the engine (``_batch``) runs.
 
+:class:`BatchResult` is one item's outcome (:class:`BatchResults` the list of them that
+``chat_batch`` returns, :class:`BatchStream` the stream ``stream_batch`` hands out).
 :class:`ChatKind` makes one request of each item (its sampling fields left unset filled
 from the batch's keywords; an invalid item an :class:`InvalidRequestError`, whatever is
 wrong with it), one unit of each request, and one :class:`BatchResult` of each unit.
@@ -12,21 +14,81 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ._batch import BatchResult, BatchStream, SendOne, outcome_of, run_batch
-from ._batch_options import BatchOptions
+from ._batch import ResultStream, SendOne, outcome_of, run_batch
+from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
-from ._completion import ChatCompletion
-from ._errors import InvalidRequestError
+from ._completion import ChatCompletion, Usage
+from ._errors import InvalidRequestError, RequestCancelled
 from ._events import Attempt
 from ._ledger import Observer
 from ._models import ChatRequest, make_request
 
-__all__ = ["ChatKind", "stream_batch"]
+__all__ = ["BatchResult", "BatchResults", "BatchStream", "ChatKind", "stream_batch"]
 
 BatchInput = ChatRequest | Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome of one input item of a batch.  Exactly one per item, success or not.
+
+    Attributes:
+        index: the item's position in the input (0-based).
+        custom_id: the request's ``custom_id``, if it has one.
+        request: the item as a :class:`ChatRequest`, or ``None`` when it is not a valid one.
+        completion: the completion, when it succeeded (with ``parsed`` set when the
+            request asked for an ``output=`` schema).
+        error: why it failed: an :class:`APIError` (:class:`RequestCancelled` when a
+            deadline or fail-fast stopped it), or :class:`InvalidRequestError` (a
+            ``ValueError``) for an item that cannot be sent (not a request, invalid Unicode,
+            a value JSON cannot hold): nothing of it was sent.  Any other exception raised
+            while preparing or sending one item (a bug, an event hook raising) is that
+            item's error too; it never stops the batch.
+        attempts: HTTP attempts made (0 when nothing was sent).
+        elapsed: seconds from when the batch started working on it (waits for a
+            concurrency slot and for the rate limits included) to its outcome.
+    """
+
+    index: int
+    custom_id: str | None
+    request: ChatRequest | None
+    completion: ChatCompletion | None = None
+    error: Exception | None = None
+    attempts: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether it produced a completion."""
+        return self.completion is not None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether a deadline or fail-fast stopped it before it finished."""
+        return isinstance(self.error, RequestCancelled)
+
+    @property
+    def usage(self) -> Usage | None:
+        """Token usage; ``None`` when it failed or the server reported no usage."""
+        return self.completion.usage if self.completion is not None else None
+
+
+class BatchResults(list[BatchResult]):
+    """The list :meth:`Client.chat_batch` returns, in input order, with ``statistics``."""
+
+    statistics: BatchStatistics
+
+
+class BatchStream(ResultStream[BatchResult]):
+    """The results of :meth:`Client.stream_batch`, in completion order.
+
+    ``async for result in stream`` yields each :class:`BatchResult` once; the loop ends when
+    every input item has its result.  With ``on_error="raise"``, the loop raises
+    :class:`BatchError` after the failed result has been yielded.
+    """
 
 
 class ChatKind:
