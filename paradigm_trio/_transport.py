@@ -36,6 +36,13 @@ How many connections: one per request in flight; the client's
 
 Cancellation: a request cancelled at any point closes its connection, which is never
 reused: there is no slot to leak.
+
+Plain TCP connections (no TLS) keep their stdlib socket (``_plain``): a request the
+socket takes at once is written with one ``send``, and an answer already there is read
+with one ``recv``, without trio's stream layers; only a wait goes through trio
+(``trio.lowlevel.wait_readable``, under the read timeout's cancel scope).  Every exchange
+still checkpoints, as trio's own ``receive_some`` does.  TLS connections go through
+:class:`trio.SSLStream` as before.
 """
 
 from __future__ import annotations
