@@ -203,7 +203,15 @@ class ResultStream(Generic[R]):
     ``async for result in stream`` yields each result once; the loop ends when every
     input item has its result.  With ``on_error="raise"``, the loop raises
     :class:`BatchError` after the failed result has been yielded.
+
+    Each step is a cancellation point.  A result already finished is handed over at once;
+    the loop lets other tasks run when it waits for one, and at least once every
+    ``YIELD_EVERY`` (64) results.  (Taking one finished result per turn of trio's scheduler
+    let results pile up, and the workers that had finished them wait, holding their
+    concurrency slots.)
     """
+
+    YIELD_EVERY = 64
 
     def __init__(
         self,
@@ -215,6 +223,7 @@ class ResultStream(Generic[R]):
         self._tracker = tracker
         self._control = control
         self._error: BaseException | None = None
+        self._unyielded = 0  # results handed over since the loop last let others run
 
     def statistics(self) -> BatchStatistics:
         """A frozen snapshot of the batch's counters."""
@@ -225,6 +234,16 @@ class ResultStream(Generic[R]):
 
     async def __anext__(self) -> R:
         try:
+            if self._unyielded < self.YIELD_EVERY:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    result = self._receive.receive_nowait()
+                except trio.WouldBlock:
+                    pass
+                else:
+                    self._unyielded += 1
+                    return result
+            self._unyielded = 0
             return await self._receive.receive()
         except trio.EndOfChannel:
             if self._error is not None:

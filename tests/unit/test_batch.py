@@ -387,6 +387,54 @@ async def test_items_are_not_read_before_the_batch_needs_them() -> None:
     assert pulled[0] <= 6
 
 
+async def test_finished_results_are_handed_over_in_runs_bounded_by_yield_every() -> None:
+    # Results already in are taken without waiting a turn of the scheduler each (one per
+    # turn let them pile up, their workers waiting with their slots); the loop still lets
+    # other tasks run (yields) at least every YIELD_EVERY results.
+    every = pt.BatchStream.YIELD_EVERY
+    n = 3 * every
+    consumer = trio.lowlevel.current_task()
+
+    class Steps(trio.abc.Instrument):
+        """Counts the consumer's steps (its runs between two yields)."""
+
+        count = 0
+
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            if task is consumer:
+                self.count += 1
+
+    steps = Steps()
+    runs: dict[int, int] = {}
+    limits = pt.Limits(concurrency=n)
+    async with make_client(Echo(latency=lambda text: 1.0), limits=limits) as client:
+        trio.lowlevel.add_instrument(steps)
+        try:
+            async with client.stream_batch(msgs(i) for i in range(n)) as rs:
+                async for _ in rs:  # every answer comes at t=1, in one go
+                    runs[steps.count] = runs.get(steps.count, 0) + 1
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+    assert sum(runs.values()) == n
+    # after ``every`` results handed over at once, the next step yields before its own
+    assert max(runs.values()) == every + 1  # before: 1
+    assert len(runs) <= 4  # each run ends with the wait for a result, or every + 1
+
+
+async def test_a_cancelled_loop_stops_even_with_results_waiting() -> None:
+    got = 0
+    async with make_client(
+        Echo(latency=lambda text: 1.0), limits=pt.Limits(concurrency=8)
+    ) as client:
+        with trio.CancelScope() as scope:
+            async with client.stream_batch(msgs(i) for i in range(8)) as rs:
+                async for _ in rs:
+                    got += 1
+                    scope.cancel()  # seven more are waiting in the channel
+    assert scope.cancelled_caught
+    assert got == 1
+
+
 # ============================================================================ fail fast
 
 
