@@ -499,7 +499,7 @@ class Client:
 
         The keywords are the fields of :class:`BatchOptions` (``on_error``, ``deadline``,
         ``on_progress``, ``retry``, ``timeouts``, ``retry_budget``, ``circuit_breaker``,
-        ``unreachable_after``, ``stream``, and the sampling fields ``model``,
+        ``unreachable_after``, ``stream``, ``warm_up``, and the sampling fields ``model``,
         ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the fields an item
         leaves unset); or pass a prepared ``options=BatchOptions(...)``, which keywords
         override.
@@ -532,6 +532,7 @@ class Client:
             opts,
             width=self.limits.concurrency,
             observers=self._engine.ledger.observers,
+            warm_up=self.warm_up,
         )
 
     async def chat_batch(
@@ -552,6 +553,29 @@ class Client:
         cm = self.stream_batch(requests, options=options, **keywords)
         results.statistics = await _collect(cm, results)
         return results
+
+    async def warm_up(
+        self,
+        connections: int | None = None,
+        *,
+        timeouts: Timeouts | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Open connections to the server now, for the requests to come (a batch does it
+        itself: ``BatchOptions.warm_up``).  Returns how many were opened.
+
+        Opens ``connections`` (default: ``Limits.concurrency``) less those already open and
+        idle, all at once, within ``timeouts.connect`` (the client's by default).  A
+        request sent meanwhile takes one of them rather than opening its own.  A
+        connection that cannot be opened raises nothing: the request that needed it
+        reports why.  ``await nursery.start(client.warm_up)`` returns at once and opens
+        them in the background.  Only on the client's own transport (with
+        ``http_client=`` or ``transport=``: returns 0).
+        """
+        self._check_open()
+        count = self.limits.concurrency if connections is None else connections
+        connect = (timeouts or self.timeouts).connect
+        return await self._http.warm_up(count, connect, task_status)
 
     async def models(self) -> list[ModelInfo]:
         """The models the API offers (``GET /models``), with the client's retry policy."""
@@ -665,8 +689,9 @@ class Client:
 
         kind = EmbeddingKind(send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens)
         return _batch.run_batch(
-            kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream
-        )
+            kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
+            warm_up=self.warm_up,
+        )  # fmt: skip
 
     async def embed_batch(
         self,

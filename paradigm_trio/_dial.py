@@ -16,7 +16,7 @@ Messages name the proxy by its URL without credentials, and never show them.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx2
@@ -26,6 +26,7 @@ from ._proxies import ProxyRoute
 from ._wire import ProtocolError, ResponseReader, request_head
 
 __all__ = [
+    "Connect",
     "ProxyRefused",
     "Report",
     "TLSConnectError",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 _READ_SIZE = 65536
+
+Connect = Callable[[str, int], Awaitable[trio.abc.Stream]]
+"""Opens a TCP connection to ``(host, port)``: ``trio.open_tcp_stream`` or one like it."""
 
 Report = Callable[[str, str], object]
 """Told each step of opening a connection as it completes: ``(step, detail)`` (``doctor``)."""
@@ -94,11 +98,18 @@ def _text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def open_tcp(host: str, port: int, proxy: ProxyRoute | None, say: Report) -> trio.abc.Stream:
-    """A TCP connection to ``host:port`` (the origin, or the ``proxy``)."""
+async def open_tcp(
+    host: str,
+    port: int,
+    proxy: ProxyRoute | None,
+    say: Report,
+    connect: Connect = trio.open_tcp_stream,
+) -> trio.abc.Stream:
+    """A TCP connection to ``host:port`` (the origin, or the ``proxy``), opened by
+    ``connect`` (the transport's: through its DNS cache, see ``_resolve``)."""
     where = authority(host, port)
     try:
-        stream = await trio.open_tcp_stream(host, port)
+        stream = await connect(host, port)
     except OSError as exc:
         hop = where if proxy is None else f"the proxy {proxy.url}"
         raise httpx2.ConnectError(f"cannot connect to {hop}: {_text(exc)}") from exc

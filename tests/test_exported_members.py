@@ -64,6 +64,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "Outcome",
             "ResultStream",
             "SendOne",
+            "WarmUp",
             "outcome_of",
             "run_batch",
             "stream_batch",
@@ -101,8 +102,12 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # One hop each (TCP, TLS, CONNECT) and the transport's own failures.
     "paradigm_trio._dial": frozenset({"ProxyRefused", "Report", "TLSConnectError", "authority"})
-    | {"open_tcp", "quiet", "start_tls", "tunnel"},
+    | {"Connect", "open_tcp", "quiet", "start_tls", "tunnel"},
     "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
+    # The transport's keep-alive pool and its DNS cache (``TrioTransport.warm_up`` fills
+    # the pool; ``DNS_TTL`` is documented in docs/howto-enterprise-networks.md).
+    "paradigm_trio._pool": frozenset({"Connection", "Origin", "Pool"}),
+    "paradigm_trio._resolve": frozenset({"DNS_TTL", "HAPPY_EYEBALLS_DELAY", "Resolver"}),
     # The fast lane (``_http`` writes requests for ``TrioTransport.fetch``).
     "paradigm_trio._lane": frozenset({"FastLane", "header_map"}),
     "paradigm_trio._transport": frozenset({"Origin", "WireTimeouts"}),
