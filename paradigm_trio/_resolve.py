@@ -27,6 +27,7 @@ host *name*, and sends it as SNI (``_dial.start_tls``).
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 from typing import Any
 
@@ -59,6 +60,7 @@ class _Lookup:
         self.expires = 0.0
 
 
+@functools.lru_cache(maxsize=256)  # parsing an address costs as much as a tenth of a dial
 def _is_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
