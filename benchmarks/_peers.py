@@ -159,7 +159,7 @@ def _pt_requests(task: dict[str, Any], start: int, n: int) -> Iterator[Any]:
 
 async def _pt_batch(client: Any, task: dict[str, Any], start: int, n: int, counts: Counts) -> None:
     async with client.stream_batch(
-        _pt_requests(task, start, n), temperature=0.4, max_tokens=150
+        _pt_requests(task, start, n), temperature=0.4, max_tokens=150, **task.get("batch", {})
     ) as results:
         async for result in results:
             if result.ok:

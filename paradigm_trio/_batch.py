@@ -36,6 +36,7 @@ from collections.abc import (
     Callable,
     Iterable,
     Sequence,
+    Sized,
 )
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -48,11 +49,12 @@ from . import _log
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
 from ._completion import Usage
+from ._config import Timeouts
 from ._errors import BatchError, InvalidRequestError, RequestCancelled
 from ._events import Attempt, LatencyHistogram
 from ._ledger import Observer
 
-__all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "outcome_of", "run_batch"]
+__all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"]
 
 Q = TypeVar("Q")
 T = TypeVar("T")
@@ -91,6 +93,14 @@ class SendOne(Protocol[Q_contra, T_co]):
         control: BatchControl,
         history: list[Attempt],
     ) -> Awaitable[T_co]: ...
+
+
+class WarmUp(Protocol):
+    """Opens connections to the server for the requests to come (:meth:`Client.warm_up`)."""
+
+    def __call__(
+        self, connections: int, *, timeouts: Timeouts | None, task_status: trio.TaskStatus[None]
+    ) -> Awaitable[object]: ...
 
 
 class Kind(Protocol[Q, R_co]):
@@ -288,8 +298,10 @@ class _Run(Generic[Q, R, S]):
         options: BatchOptions,
         width: int,
         stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
+        warm: tuple[WarmUp, int] | None = None,
     ) -> None:
         self.kind = kind
+        self.warm = warm  # how to open the first wave's connections, and how many
         self.options = options
         self.width = width
         self.stop_at = math.inf if options.deadline is None else options.deadline
@@ -367,6 +379,10 @@ class _Run(Generic[Q, R, S]):
             slot = trio.Semaphore(self.width)
             iterator = inputs.__aiter__()
             async with trio.open_nursery() as workers:
+                if self.warm is not None:
+                    # Beside the workers, not before them: a request takes a connection
+                    # being opened when it needs one, and no request waits for the others.
+                    await workers.start(self.warm_up)
                 while True:
                     # Only the wait for a slot is cut by the deadline: an item being read
                     # from the input is never lost half-way.  (An item read after the
@@ -389,6 +405,16 @@ class _Run(Generic[Q, R, S]):
                 raise self.broken
             if self.results._error is None or self.options.on_error != "raise":
                 await self.report_unsent(iterator)
+
+    async def warm_up(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open the first wave's connections (``BatchOptions.warm_up``), by the deadline;
+        started once the workers can take them."""
+        assert self.warm is not None
+        warm, connections = self.warm
+        with trio.move_on_at(self.stop_at):
+            await warm(connections, timeouts=self.options.timeouts, task_status=task_status)
 
     async def fill(
         self, iterator: AsyncIterator[Any], workers: trio.CancelScope
@@ -469,14 +495,20 @@ async def run_batch(
     width: int,
     stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
     observers: Sequence[Observer] = (),
+    warm_up: WarmUp | None = None,
 ) -> AsyncIterator[S]:
     """Run a batch of ``kind``: the engine behind every batch method of the client.
 
     ``width`` is the most units worked on at once (the client's concurrency); ``stream``
     makes the result stream handed out (a :class:`ResultStream` subclass); ``observers``
-    (the ledger's) are told when the batch starts and ends.
+    (the ledger's) are told when the batch starts and ends; ``warm_up`` opens the first
+    wave's connections, with ``BatchOptions.warm_up``: ``width`` of them, or as many as
+    the items of a sized input when fewer.
     """
-    run = _Run(kind, options, width, stream)
+    warm = None
+    if warm_up is not None and options.warm_up:
+        warm = (warm_up, min(width, len(requests)) if isinstance(requests, Sized) else width)
+    run = _Run(kind, options, width, stream, warm)
     inputs: AsyncIterable[Any] = (
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )

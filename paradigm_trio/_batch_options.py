@@ -103,6 +103,12 @@ class BatchOptions(_Replace):
         stream: send each request as a stream and assemble it, so that
             ``Timeouts.first_token`` and the inactivity timeout apply to every item; a
             stream that breaks midway is retried whole.  Results are the same completions.
+        warm_up: open the first wave's connections as the batch starts, all at once (as
+            many as the concurrency, or as the items of a list when fewer), within
+            ``Timeouts.connect``; each request of the first wave takes one of them rather
+            than opening its own, so no connection is opened twice.  Off by default: with
+            the inputs at hand, the requests open their connections as soon as the
+            warm-up would (see the batching how-to).  Only on the client's own transport.
         model, temperature, max_tokens, top_p, seed: fill the fields an item leaves unset.
     """
 
@@ -115,6 +121,7 @@ class BatchOptions(_Replace):
     circuit_breaker: int | None = DEFAULT_CIRCUIT_BREAKER
     unreachable_after: float = DEFAULT_UNREACHABLE_AFTER
     stream: bool = False
+    warm_up: bool = False
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -146,8 +153,11 @@ class BatchOptions(_Replace):
                     f"circuit_breaker must be >= 1 or None, got {self.circuit_breaker!r}"
                 ) from None
         _check_number(owner, "unreachable_after", self.unreachable_after, strict=True)
-        if not isinstance(self.stream, bool):
-            raise ValueError(f"{owner}.stream must be True or False, got {self.stream!r}")
+        for name in ("stream", "warm_up"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{owner}.{name} must be True or False, got {getattr(self, name)!r}"
+                )
 
     def defaults(self) -> dict[str, Any]:
         """The sampling fields given (what fills an item's unset fields)."""
@@ -175,6 +185,7 @@ class BatchKeywords(TypedDict, total=False):
     circuit_breaker: int | None
     unreachable_after: float
     stream: bool
+    warm_up: bool
     model: str | None
     temperature: float | None
     max_tokens: int | None

@@ -49,7 +49,7 @@ class ChatBatchMethods(ClientCore):
 
         The keywords are the fields of :class:`BatchOptions` (``on_error``, ``deadline``,
         ``on_progress``, ``retry``, ``timeouts``, ``retry_budget``, ``circuit_breaker``,
-        ``unreachable_after``, ``stream``, and the sampling fields ``model``,
+        ``unreachable_after``, ``stream``, ``warm_up``, and the sampling fields ``model``,
         ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the fields an item
         leaves unset); or pass a prepared ``options=BatchOptions(...)``, which keywords
         override.
@@ -82,6 +82,7 @@ class ChatBatchMethods(ClientCore):
             opts,
             width=self.limits.concurrency,
             observers=self._engine.ledger.observers,
+            warm_up=self.warm_up,
         )
 
     async def chat_batch(

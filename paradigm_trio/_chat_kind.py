@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ._batch import ResultStream, SendOne, outcome_of, run_batch
+from ._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
 from ._completion import ChatCompletion, Usage
@@ -171,12 +171,16 @@ def stream_batch(
     *,
     width: int,
     observers: Sequence[Observer] = (),
+    warm_up: WarmUp | None = None,
 ) -> AbstractAsyncContextManager[BatchStream]:
     """The engine behind :meth:`Client.stream_batch` (documented there).
 
     ``send_one`` sends one request (through the client's attempt engine); ``width`` is the
     most items worked on at once (the client's concurrency); ``observers`` (the ledger's)
-    are told when the batch starts and ends.
+    are told when the batch starts and ends; ``warm_up`` opens connections ahead of it.
     """
     kind = ChatKind(send_one, options.defaults())
-    return run_batch(kind, requests, options, width=width, stream=BatchStream, observers=observers)
+    return run_batch(
+        kind, requests, options, width=width, stream=BatchStream, observers=observers,
+        warm_up=warm_up,
+    )  # fmt: skip

@@ -62,6 +62,29 @@ class ClientCore:
         _engine: Engine
         _streamer: Streamer
 
+    async def warm_up(
+        self,
+        connections: int | None = None,
+        *,
+        timeouts: Timeouts | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Open connections to the server now, for the requests to come (a batch does it
+        itself: ``BatchOptions.warm_up``).  Returns how many were opened.
+
+        Opens ``connections`` (default: ``Limits.concurrency``) less those already open and
+        idle, all at once, within ``timeouts.connect`` (the client's by default).  A
+        request sent meanwhile takes one of them rather than opening its own.  A
+        connection that cannot be opened raises nothing: the request that needed it
+        reports why.  ``await nursery.start(client.warm_up)`` returns at once and opens
+        them in the background.  Only on the client's own transport (with
+        ``http_client=`` or ``transport=``: returns 0).
+        """
+        self._check_open()
+        count = self.limits.concurrency if connections is None else connections
+        connect = (timeouts or self.timeouts).connect
+        return await self._http.warm_up(count, connect, task_status)
+
     def _check_open(self) -> None:
         """Refuse a call on a closed client, or from outside trio (every call checks)."""
         if self._state is ClientState.CLOSED:

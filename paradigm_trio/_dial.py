@@ -15,10 +15,8 @@ Messages name the proxy by its URL without credentials, and never show them.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx2
@@ -28,6 +26,7 @@ from ._proxies import ProxyRoute
 from ._wire import ProtocolError, ResponseReader, request_head
 
 __all__ = [
+    "Connect",
     "ProxyRefused",
     "Report",
     "TLSConnectError",
@@ -39,6 +38,9 @@ __all__ = [
 ]
 
 _READ_SIZE = 65536
+
+Connect = Callable[[str, int], Awaitable[trio.abc.Stream]]
+"""Opens a TCP connection to ``(host, port)``: ``trio.open_tcp_stream`` or one like it."""
 
 Report = Callable[[str, str], object]
 """Told each step of opening a connection as it completes: ``(step, detail)`` (``doctor``)."""
@@ -96,32 +98,23 @@ def _text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def open_tcp(host: str, port: int, proxy: ProxyRoute | None, say: Report) -> trio.abc.Stream:
-    """A TCP connection to ``host:port`` (the origin, or the ``proxy``)."""
+async def open_tcp(
+    host: str,
+    port: int,
+    proxy: ProxyRoute | None,
+    say: Report,
+    connect: Connect = trio.open_tcp_stream,
+) -> trio.abc.Stream:
+    """A TCP connection to ``host:port`` (the origin, or the ``proxy``), opened by
+    ``connect`` (the transport's: through its DNS cache, see ``_resolve``)."""
     where = authority(host, port)
     try:
-        stream = await _connect(host, port)
+        stream = await connect(host, port)
     except OSError as exc:
         hop = where if proxy is None else f"the proxy {proxy.url}"
         raise httpx2.ConnectError(f"cannot connect to {hop}: {_text(exc)}") from exc
     say("connect", where if proxy is None else f"{where} (the proxy)")
     return stream
-
-
-async def _connect(host: str, port: int) -> trio.SocketStream:
-    """``trio.open_tcp_stream``; for a numeric address (one address: no name to resolve, no
-    happy eyeballs to run between several), a plain ``connect``, a third of its CPU."""
-    try:
-        family = socket.AF_INET if ipaddress.ip_address(host).version == 4 else socket.AF_INET6
-    except ValueError:
-        return await trio.open_tcp_stream(host, port)
-    sock = trio.socket.socket(family, socket.SOCK_STREAM)
-    try:
-        await sock.connect((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock)
 
 
 async def start_tls(

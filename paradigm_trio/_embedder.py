@@ -408,7 +408,10 @@ class EmbeddingMethods(ClientCore):
             return await self._embedder.fetch(request, plan, history)
 
         kind = EmbeddingKind(send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens)
-        return run_batch(kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream)
+        return run_batch(
+            kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
+            warm_up=self.warm_up,
+        )  # fmt: skip
 
     async def embed_batch(
         self,

@@ -31,7 +31,7 @@ from ._errors import APIResponseValidationError, AttemptFailure
 from ._failures import RAW_LIMIT, Failures
 from ._lane import FastLane, header_map
 from ._redact import Redactor
-from ._transport import WireTimeouts, wire_timeouts
+from ._transport import TrioTransport, WireTimeouts, wire_timeouts
 
 __all__ = ["Exchange", "HTTP", "Responder"]
 
@@ -142,6 +142,23 @@ class HTTP(Failures):
             ex.wire = self._lane.request(method, ex.url, body, key)
             ex.wire_timeouts = on_wire
         return ex
+
+    async def warm_up(
+        self,
+        connections: int,
+        connect_timeout: float | None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Open up to ``connections`` to the API's server for the requests to come, on
+        the client's own :class:`TrioTransport` (another transport: nothing to do, 0)."""
+        if isinstance(self._direct, TrioTransport):
+            return await self._direct.warm_up(
+                self.base_url, connections, connect_timeout=connect_timeout,
+                task_status=task_status,
+            )  # fmt: skip
+        task_status.started()
+        await trio.lowlevel.checkpoint()
+        return 0
 
     async def send(self, ex: Exchange, retry: RetryPolicy) -> httpx2.Response:
         """Send one attempt of ``ex`` and return the response as soon as its head arrives.

@@ -29,6 +29,7 @@ event                      level   extra fields
 ``breaker_opened``         WARNING failures
 ``breaker_closed``         INFO
 ``server_unreachable``     ERROR   seconds
+``connections_warmed``     DEBUG   origin, wanted, opened, failed, error (from ``_pool``)
 ========================== ======= ==============================================================
 
 The batch's statistics fields: ``submitted``, ``done``, ``succeeded``, ``failed``,

@@ -4,8 +4,9 @@ Why not httpx2's own transport: its connection pool (httpcore2) walks every conn
 asks each idle one whether its socket is readable, whenever a request enters the pool and
 whenever a response closes.  At a few thousand connections that scan is most of the
 client's CPU time (see ``docs/performance.md``).  This transport keeps idle connections in
-a stack per origin: taking one, checking it and putting it back cost the same at 10 or 10,000
-connections.
+a stack per origin (``_pool``): taking one, checking it and putting it back cost the same
+at 10 or 10,000 connections.  Host names are looked up once per minute, not once per
+connection (``_resolve``).
 
 What it does: HTTP/1.1 (requests written by hand, responses parsed by llhttp through
 ``httptools``: see ``_wire``), keep-alive, TLS through :class:`trio.SSLStream` with
@@ -33,11 +34,12 @@ request body was not written whole is never reused.
 How many connections: one per request in flight; the client's
 :class:`trio.CapacityLimiter` bounds requests, so it bounds connections.  At most
 ``max_keepalive`` idle connections are kept, each for ``keepalive_expiry`` seconds.
+:meth:`TrioTransport.warm_up` opens them ahead of the requests (a batch's first wave).
 
 Cancellation: a request cancelled at any point closes its connection, which is never
 reused: there is no slot to leak.
 
-Plain TCP connections (no TLS) keep their stdlib socket (``_plain``): a request the
+Plain TCP connections (no TLS) keep their stdlib socket (``_pool._plain``): a request the
 socket takes at once is written with one ``send``, and an answer already there is read
 with one ``recv``, without trio's stream layers; only a wait goes through trio
 (``trio.lowlevel.wait_readable``, under the read timeout's cancel scope).  Every exchange
@@ -69,9 +71,11 @@ from ._dial import (
     tunnel,
 )
 from ._errors import ConfigurationError
+from ._pool import Connection, Origin, Pool
 from ._proxies import ProxyRoute, ProxyRules, ProxyTypes
+from ._resolve import Resolver
 from ._tls import CertTypes, VerifyTypes, check_environment, ssl_context
-from ._wire import ProtocolError, ResponseReader, request_head
+from ._wire import ProtocolError, request_head
 
 __all__ = ["Origin", "TrioTransport", "WireTimeouts"]
 
@@ -85,61 +89,8 @@ _STOP_GRACE = 0.5
 """Once an early answer is in, how long the piece being written may take to finish (s)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
-Origin = tuple[str, str, int]
 WireTimeouts = tuple[float, float, float]
 """``(connect, read, write)`` in seconds, ``inf`` for none."""
-
-
-def _socket_of(stream: trio.abc.Stream) -> Any:
-    """The socket under ``stream`` (and under any TLS layers), or ``None``."""
-    inner: Any = stream
-    while isinstance(inner, trio.SSLStream):
-        inner = inner.transport_stream
-    return getattr(inner, "socket", None)
-
-
-def _plain(stream: trio.abc.Stream) -> tuple[trio.abc.Stream, socket.socket | None]:
-    """``stream``, and for a plain TCP connection the stdlib socket under it.
-
-    The socket is taken from trio's (``detach``) and wrapped again
-    (``trio.socket.from_stdlib_socket``), so that we hold it: with it, a request is written
-    and its answer read without trio's stream layers when the socket is ready (``_write``,
-    ``_receive``), which is most of the time on a busy batch.
-    """
-    if type(stream) is not trio.SocketStream:
-        return stream, None
-    inner = stream.socket
-    raw = socket.socket(inner.family, inner.type, inner.proto, fileno=inner.detach())
-    return trio.SocketStream(trio.socket.from_stdlib_socket(raw)), raw
-
-
-class _Connection:
-    __slots__ = ("forward", "hint", "idle_since", "origin", "raw", "reader", "reusable", "stream")
-
-    def __init__(
-        self, stream: trio.abc.Stream, origin: Origin, forward: ProxyRoute | None = None
-    ) -> None:
-        self.stream, self.raw = _plain(stream)
-        self.origin = origin
-        self.forward = forward  # the proxy that ``http`` requests are sent to, in absolute form
-        self.reader = ResponseReader()
-        self.idle_since = 0.0
-        self.reusable = True  # False once a request body was not written whole
-        self.hint = ""  # said when the server closes it unanswered (see ``_connect``)
-
-    def socket_readable(self) -> bool:
-        """Whether the idle socket has something to read: for an idle connection, EOF."""
-        sock = _socket_of(self.stream)
-        return sock is None or bool(sock.is_readable())
-
-    async def close(self) -> None:
-        await trio.aclose_forcefully(self.stream)
-
-    def close_nowait(self) -> None:
-        """Close the socket at once (for an idle connection: nothing to flush)."""
-        sock = _socket_of(self.stream)
-        if sock is not None:
-            sock.close()
 
 
 def _timeout(timeouts: Mapping[str, Any], name: str) -> float:
@@ -199,8 +150,6 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             if verify is not True:
                 raise ConfigurationError("pass verify= or ssl_context= (its older name), not both")
             verify = ssl_context
-        self._max_keepalive = max_keepalive
-        self._keepalive_expiry = keepalive_expiry
         self._tls_args = (verify, cert, trust_env)
         self._ssl_context: ssl.SSLContext | None = None
         if verify is not True or cert is not None:
@@ -208,9 +157,8 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         elif trust_env:
             check_environment()  # the default context is built at the first https connection
         self._proxies = ProxyRules(proxy, trust_env=trust_env)
-        self._idle: dict[Origin, list[_Connection]] = {}
-        self._idle_count = 0
-        self._closed = False
+        self._pool = Pool(max_keepalive, keepalive_expiry)
+        self._resolver = Resolver()
         if verify is False:
             logger.warning(
                 "TLS certificate verification is OFF (verify=False): anyone on the network "
@@ -244,6 +192,52 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         """
         return self._proxies.explain(url)
 
+    async def warm_up(
+        self,
+        url: str | httpx2.URL,
+        connections: int,
+        *,
+        connect_timeout: float | None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Open connections to ``url``'s server now, for the requests to come.
+
+        Opens, all at once, ``connections`` less the usable idle connections already kept
+        for that server (never more than the pool keeps: ``max_keepalive``), each as a
+        request would (through the proxy, with TLS), within ``connect_timeout`` seconds
+        (``None``: no limit).  A request that finds no idle connection meanwhile takes one
+        of those being opened instead of opening its own (if it will be open within the
+        request's own ``connect`` timeout); the others are kept idle.  One
+        that cannot be opened raises nothing here: the request that took it, if any, gets
+        the error it would have got opening it itself.  Logs what it did at DEBUG (logger
+        ``paradigm_trio``, event ``connections_warmed``).  Cancelling it cancels the
+        connections being opened.
+
+        ``await nursery.start(partial(transport.warm_up, url, n, connect_timeout=10))``
+        returns once the connections are being opened, and opens them in the background.
+
+        Returns:
+            How many connections were opened (kept, or taken by requests).
+
+        Raises:
+            httpx2.UnsupportedProtocol: ``url`` is not ``http://`` or ``https://``.
+            ValueError: ``connections`` is negative.
+            RuntimeError: the transport is closed.
+        """
+        parsed = httpx2.URL(url)
+        if parsed.scheme not in _DEFAULT_PORTS:
+            raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {parsed.scheme!r}")
+        if isinstance(connections, bool) or not isinstance(connections, int) or connections < 0:
+            raise ValueError(f"connections must be an int >= 0, got {connections!r}")
+        if self._pool.closed:
+            raise RuntimeError("the transport is closed")
+        origin = (parsed.scheme, parsed.host, parsed.port or _DEFAULT_PORTS[parsed.scheme])
+        timeout = math.inf if connect_timeout is None else connect_timeout
+        return await self._pool.fill(
+            origin, connections, lambda: self._connect(origin, timeout),
+            trio.current_time() + timeout, task_status,
+        )  # fmt: skip
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -256,46 +250,15 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         await self.aclose()
 
     async def aclose(self) -> None:
-        self._closed = True
-        idle = [conn for conns in self._idle.values() for conn in conns]
-        self._idle.clear()
-        self._idle_count = 0
-        for conn in idle:
+        for conn in self._pool.close():
             await conn.close()
         await trio.lowlevel.checkpoint()
 
-    # ---------------------------------------------------------------- the pool
-
-    def _checkout(self, origin: Origin) -> _Connection | None:
-        stack = self._idle.get(origin)
-        now = trio.current_time()
-        while stack:
-            conn = stack.pop()
-            self._idle_count -= 1
-            if now - conn.idle_since < self._keepalive_expiry and not conn.socket_readable():
-                return conn
-            # expired, or the server closed it: drop it (closing needs no wait)
-            conn.close_nowait()
-        return None
-
-    def _checkin(self, conn: _Connection) -> bool:
-        """Keep a connection whose exchange completed cleanly; ``False`` if not kept."""
-        if (
-            self._closed
-            or not conn.reusable
-            or not conn.reader.reusable
-            or self._idle_count >= self._max_keepalive
-        ):
-            return False
-        conn.idle_since = trio.current_time()
-        conn.hint = ""
-        self._idle.setdefault(conn.origin, []).append(conn)
-        self._idle_count += 1
-        return True
+    # ---------------------------------------------------------------- connections
 
     async def _connect(
         self, origin: Origin, connect_timeout: float, report: Report | None = None
-    ) -> _Connection:
+    ) -> Connection:
         """A new connection to ``origin``, directly or through its proxy.
 
         Blocks for the TCP connection, then the ``CONNECT`` and the TLS handshakes, all
@@ -308,16 +271,14 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         try:
             with trio.fail_after(connect_timeout):
                 if route is None:
-                    stream = await open_tcp(host, port, None, say)
+                    stream = await open_tcp(host, port, None, say, self._resolver.open_tcp_stream)
                     if scheme == "https":
                         stream = await start_tls(stream, host, port, self._context(), None, say)
                 else:
                     stream = await self._through(route, origin, say)
         except trio.TooSlowError:
             raise httpx2.ConnectTimeout(f"connecting to {hop} timed out") from None
-        conn = _Connection(
-            stream, origin, route if route is not None and scheme == "http" else None
-        )
+        conn = Connection(stream, origin, route if route is not None and scheme == "http" else None)
         if scheme == "https" and self._tls_args[1] is None:
             # A server requiring a client certificate checks it after a TLS 1.3 handshake
             # has succeeded for us, then closes: say what it may mean.
@@ -331,7 +292,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         """A stream to ``origin`` through the proxy of ``route``: to the proxy itself for
         an ``http`` origin, a ``CONNECT`` tunnel with TLS inside for an ``https`` one."""
         scheme, host, port = origin
-        stream = await open_tcp(route.host, route.port, route, say)
+        stream = await open_tcp(route.host, route.port, route, say, self._resolver.open_tcp_stream)
         try:
             if route.tls:
                 context = route.ssl_context or self._context()
@@ -347,7 +308,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
     # ---------------------------------------------------------------- one exchange
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if self._closed:
+        if self._pool.closed:
             raise RuntimeError("the transport is closed")
         url = request.url
         scheme = url.scheme
@@ -388,7 +349,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         and the whole body.  Raises the same ``httpx2`` exceptions as
         ``handle_async_request``.
         """
-        if self._closed:
+        if self._pool.closed:
             raise RuntimeError("the transport is closed")
         conn = await self._open(origin, timeouts[0])
         reader = conn.reader
@@ -403,22 +364,25 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         except BaseException:
             await conn.close()
             raise
-        if not self._checkin(conn):
+        if not self._pool.checkin(conn):
             await conn.close()
         return reader.status, reader.headers, parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def _open(self, origin: Origin, connect_timeout: float) -> _Connection:
+    async def _open(self, origin: Origin, connect_timeout: float) -> Connection:
         """A pooled connection to ``origin``, or a new one."""
         # A pending cancellation is raised before a pooled connection is taken, so it never
         # closes an idle connection.  (No full checkpoint: the write that follows is one.)
         await trio.lowlevel.checkpoint_if_cancelled()
-        conn = self._checkout(origin)
+        conn = self._pool.checkout(origin)
         if conn is None:
-            conn = await self._connect(origin, connect_timeout)
+            # One that a warm-up is opening, else a new one.
+            conn = await self._pool.claimed(origin, trio.current_time() + connect_timeout)
+            if conn is None:
+                conn = await self._connect(origin, connect_timeout)
         return conn
 
 
-async def _exchange(conn: _Connection, data: bytes, timeouts: WireTimeouts) -> None:
+async def _exchange(conn: Connection, data: bytes, timeouts: WireTimeouts) -> None:
     """Send the request and read the response head, which may come before the body is
     sent (see the module docstring)."""
     _, read_timeout, write_timeout = timeouts
@@ -438,7 +402,7 @@ async def _exchange(conn: _Connection, data: bytes, timeouts: WireTimeouts) -> N
     await _response_head(conn, read_timeout)
 
 
-async def _request_bytes(conn: _Connection, request: httpx2.Request) -> bytes:
+async def _request_bytes(conn: Connection, request: httpx2.Request) -> bytes:
     """The whole request (head and body) of an ``httpx2.Request`` (in absolute form, with
     the proxy's headers, for a proxy that forwards ``http`` requests)."""
     try:
@@ -464,7 +428,7 @@ async def _request_bytes(conn: _Connection, request: httpx2.Request) -> bytes:
         raise httpx2.LocalProtocolError(str(exc)) from None
 
 
-async def _write(conn: _Connection, data: bytes | memoryview, write_timeout: float) -> None:
+async def _write(conn: Connection, data: bytes | memoryview, write_timeout: float) -> None:
     raw = conn.raw
     if raw is not None:  # plain TCP: what the socket takes at once needs no wait
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -487,7 +451,7 @@ async def _write(conn: _Connection, data: bytes | memoryview, write_timeout: flo
         raise httpx2.WriteTimeout("sending the request timed out")
 
 
-async def _response_head(conn: _Connection, read_timeout: float) -> None:
+async def _response_head(conn: Connection, read_timeout: float) -> None:
     """Read until the final response head is in (interim 1xx responses skipped)."""
     reader = conn.reader
     while not reader.head:
@@ -503,7 +467,7 @@ class _Upload:
     write failure, an answer the server sent before closing is returned too.
     """
 
-    def __init__(self, conn: _Connection, data: bytes) -> None:
+    def __init__(self, conn: Connection, data: bytes) -> None:
         self._conn = conn
         self._data = memoryview(data)
         self._answered_head = False
@@ -584,7 +548,7 @@ def _refused(route: ProxyRoute, url: httpx2.URL) -> ProxyRefused:
     )
 
 
-async def _receive(conn: _Connection, read_timeout: float) -> None:
+async def _receive(conn: Connection, read_timeout: float) -> None:
     """Receive what the server sent next and parse it (the close, too)."""
     raw = conn.raw
     data: bytes | bytearray = b""
@@ -636,9 +600,9 @@ class _ResponseStream(httpx2.AsyncByteStream):
     leaves no generator to finalise.
     """
 
-    def __init__(self, transport: TrioTransport, conn: _Connection, read_timeout: float) -> None:
+    def __init__(self, transport: TrioTransport, conn: Connection, read_timeout: float) -> None:
         self._transport = transport
-        self._conn: _Connection | None = conn
+        self._conn: Connection | None = conn
         self._read_timeout = read_timeout
         self._complete = False
 
@@ -668,7 +632,7 @@ class _ResponseStream(httpx2.AsyncByteStream):
         if conn is None:
             await trio.lowlevel.checkpoint()
             return
-        if self._complete and self._transport._checkin(conn):
+        if self._complete and self._transport._pool.checkin(conn):
             await trio.lowlevel.checkpoint()
             return
         await conn.close()

@@ -61,7 +61,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The batch engine behind every batch method, and the chat completions' kind (the
     # implementation of ``Client.stream_batch``); the options' defaults and types.
     "paradigm_trio._batch": frozenset(
-        {"Kind", "Outcome", "ResultStream", "SendOne", "outcome_of", "run_batch"}
+        {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"}
     ),
     "paradigm_trio._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # What the client's families of methods share (``Client`` is a ``ClientCore``), and
@@ -107,8 +107,12 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # One hop each (TCP, TLS, CONNECT) and the transport's own failures.
     "paradigm_trio._dial": frozenset({"ProxyRefused", "Report", "TLSConnectError", "authority"})
-    | {"open_tcp", "quiet", "start_tls", "tunnel"},
+    | {"Connect", "open_tcp", "quiet", "start_tls", "tunnel"},
     "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
+    # The transport's keep-alive pool and its DNS cache (``TrioTransport.warm_up`` fills
+    # the pool; ``DNS_TTL`` is documented in docs/howto-enterprise-networks.md).
+    "paradigm_trio._pool": frozenset({"Connection", "Origin", "Pool"}),
+    "paradigm_trio._resolve": frozenset({"DNS_TTL", "HAPPY_EYEBALLS_DELAY", "Resolver"}),
     # The fast lane (``_http`` writes requests for ``TrioTransport.fetch``).
     "paradigm_trio._lane": frozenset({"FastLane", "header_map"}),
     "paradigm_trio._transport": frozenset({"Origin", "WireTimeouts"}),

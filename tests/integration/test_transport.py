@@ -92,7 +92,7 @@ async def test_failures_map_to_httpx2_errors() -> None:
         sock.close()
         with pytest.raises(httpx2.ConnectError):
             await c.get(f"http://127.0.0.1:{closed_port}/")
-        assert transport._idle_count == 0
+        assert transport._pool.idle_count == 0
 
 
 async def test_cancelled_request_closes_its_connection() -> None:
@@ -104,7 +104,7 @@ async def test_cancelled_request_closes_its_connection() -> None:
         async with httpx2.AsyncClient(transport=transport) as client:
             with trio.move_on_after(0.1):
                 await client.get(f"http://127.0.0.1:{port}/")
-            assert transport._idle_count == 0
+            assert transport._pool.idle_count == 0
     assert server.connections == 1
 
 
@@ -155,11 +155,11 @@ async def test_cancelled_before_sending_keeps_the_pooled_connection() -> None:
         response = await transport.handle_async_request(httpx2.Request("GET", url))
         await response.aread()
         await response.aclose()
-        assert transport._idle_count == 1
+        assert transport._pool.idle_count == 1
         with trio.CancelScope() as scope:
             scope.cancel()
             await transport.handle_async_request(httpx2.Request("GET", url))
-        assert transport._idle_count == 1  # still pooled, not taken and dropped
+        assert transport._pool.idle_count == 1  # still pooled, not taken and dropped
         response = await transport.handle_async_request(httpx2.Request("GET", url))
         await response.aread()
         await response.aclose()

@@ -151,7 +151,7 @@ async def test_the_connection_of_an_unfinished_upload_is_not_reused() -> None:
                 response = await client.post(url, content=b"y" * BODY_SIZE)
                 assert response.status_code == 413
                 assert response.json()["error"]["code"] == "too_large"
-            assert transport._idle_count == 0
+            assert transport._pool.idle_count == 0
     assert server.connections == 2  # the server still waits for the first body
     assert server.received < 2 * FAR_BELOW
 
@@ -202,7 +202,7 @@ async def test_cancelling_an_upload_raises_cancelled_not_a_group() -> None:
             except BaseException as exc:
                 raised.append(exc)
                 raise
-        assert transport._idle_count == 0
+        assert transport._pool.idle_count == 0
     assert scope.cancelled_caught
     assert [type(exc) for exc in raised] == [trio.Cancelled]
 
