@@ -69,14 +69,14 @@ class ClientCore:
         timeouts: Timeouts | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> int:
-        """Open connections to the server now, for the requests to come (a batch does it
-        itself: ``BatchOptions.warm_up``).  Returns how many were opened.
+        """Open connections to the server now, for the requests to come (a batch with
+        ``warm_up=True`` does it itself).  Returns how many were opened.
 
-        Opens ``connections`` (default: ``Limits.concurrency``) less those already open and
-        idle, all at once, within ``timeouts.connect`` (the client's by default).  A
-        request sent meanwhile takes one of them rather than opening its own.  A
-        connection that cannot be opened raises nothing: the request that needed it
-        reports why.  ``await nursery.start(client.warm_up)`` returns at once and opens
+        Opens ``connections`` (default: ``Limits.concurrency``) less those already open
+        and idle (or being opened), all at once, within ``timeouts.connect`` (the client's
+        by default).  A request sent meanwhile takes one of them rather than opening its
+        own.  A connection that cannot be opened raises nothing: the request that needed
+        it reports why.  ``await nursery.start(client.warm_up)`` returns at once and opens
         them in the background.  Only on the client's own transport (with
         ``http_client=`` or ``transport=``: returns 0).
         """

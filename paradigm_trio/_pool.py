@@ -173,7 +173,8 @@ class Pool:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> int:
         """Open connections to ``origin`` with ``connect``, concurrently (``connections``
-        less the usable ones kept, within :meth:`room`), each done by ``deadline``.
+        less the usable ones kept and those being opened, within :meth:`room`), each done
+        by ``deadline``.
 
         A request that finds no idle connection meanwhile takes one being opened
         (:meth:`claimed`) rather than opening its own; the others are kept idle.  Tells
@@ -181,9 +182,9 @@ class Pool:
         are logged (DEBUG) and go to the request that took the connection, if any, never
         raised here.  Returns how many connections were opened.
         """
-        wanted = max(0, min(connections - self.usable(origin), self.room()))
-        dials = [_Dial(deadline) for _ in range(wanted)]
         pending = self._dialing.setdefault(origin, set())
+        wanted = max(0, min(connections - self.usable(origin) - len(pending), self.room()))
+        dials = [_Dial(deadline) for _ in range(wanted)]
         pending.update(dials)
         task_status.started()
         failures: list[Exception] = []

@@ -202,16 +202,16 @@ class TrioTransport(httpx2.AsyncBaseTransport):
     ) -> int:
         """Open connections to ``url``'s server now, for the requests to come.
 
-        Opens, all at once, ``connections`` less the usable idle connections already kept
-        for that server (never more than the pool keeps: ``max_keepalive``), each as a
-        request would (through the proxy, with TLS), within ``connect_timeout`` seconds
-        (``None``: no limit).  A request that finds no idle connection meanwhile takes one
-        of those being opened instead of opening its own (if it will be open within the
-        request's own ``connect`` timeout); the others are kept idle.  One
-        that cannot be opened raises nothing here: the request that took it, if any, gets
-        the error it would have got opening it itself.  Logs what it did at DEBUG (logger
-        ``paradigm_trio``, event ``connections_warmed``).  Cancelling it cancels the
-        connections being opened.
+        Opens, all at once, ``connections`` less the usable idle connections kept for
+        that server and those being opened (never more than the pool keeps:
+        ``max_keepalive``), each as a request would (through the proxy, with TLS), within
+        ``connect_timeout`` seconds (``None``: no limit).  A request that finds no idle
+        connection meanwhile takes one being opened, if it will be open within the
+        request's own ``connect`` timeout, rather than open its own; the others are kept
+        idle.  One that cannot be opened raises nothing here: the request that took it,
+        if any, gets the error it would have got opening it itself.  Logs what it did at
+        DEBUG (logger ``paradigm_trio``, event ``connections_warmed``).  Cancelling it
+        cancels the connections being opened.
 
         ``await nursery.start(partial(transport.warm_up, url, n, connect_timeout=10))``
         returns once the connections are being opened, and opens them in the background.

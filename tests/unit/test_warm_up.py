@@ -72,6 +72,14 @@ async def test_counts_the_idle_connections_already_kept() -> None:
         assert transport._pool.idle_count == 6
 
 
+async def test_connections_being_opened_count_too() -> None:
+    scenario = network()
+    async with pt.TrioTransport() as transport, trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(partial(transport.warm_up, URL, 5, connect_timeout=10))
+    assert len(scenario.connected) == 5
+
+
 async def test_never_more_than_the_pool_keeps() -> None:
     scenario = network()
     async with pt.TrioTransport(max_keepalive=3) as transport:
