@@ -118,8 +118,8 @@ def run(quick: bool) -> Section:
         f"{2 * CONCURRENCY} requests; *instructions/request* is the difference of the two "
         f"totals divided by {n2 - n1:,}.  The count moves far less than CPU time with the "
         "machine's load: it is the figure each optimisation of the hot path is judged by.  "
-        "(Not at all, once: since an answer already there is read without a wait, it moves "
-        "by 1-2 % from run to run; compare a few runs each.)",
+        "(Since an answer already there is read without a wait, the count varies by 1-2 % "
+        "from run to run; compare a few runs of each.)",
     )
     if shutil.which("valgrind") is None:
         section.tables.append(Table("not measured: valgrind is not installed", ["-"]))
