@@ -39,12 +39,9 @@ How many connections: one per request in flight; the client's
 Cancellation: a request cancelled at any point closes its connection, which is never
 reused: there is no slot to leak.
 
-Plain TCP connections (no TLS) keep their stdlib socket (``_pool._plain``): a request the
-socket takes at once is written with one ``send``, and an answer already there is read
-with one ``recv``, without trio's stream layers; only a wait goes through trio
-(``trio.lowlevel.wait_readable``, under the read timeout's cancel scope).  Every exchange
-still checkpoints, as trio's own ``receive_some`` does.  TLS connections go through
-:class:`trio.SSLStream` as before.
+One exchange on a connection (writing, reading, the early answer's watch) is
+``_exchange``'s: on a plain TCP connection, straight on the stdlib socket when it is
+ready.
 """
 
 from __future__ import annotations
@@ -52,7 +49,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
@@ -71,6 +67,7 @@ from ._dial import (
     tunnel,
 )
 from ._errors import ConfigurationError
+from ._exchange import WireTimeouts, exchange, receive
 from ._pool import Connection, Origin, Pool
 from ._proxies import ProxyRoute, ProxyRules, ProxyTypes
 from ._resolve import Resolver
@@ -81,16 +78,7 @@ __all__ = ["Origin", "TrioTransport", "WireTimeouts"]
 
 logger = logging.getLogger("paradigm_trio")
 
-_READ_SIZE = 65536
-_INLINE_BODY = 64 * 1024
-"""A request up to this size is written at once; a larger one in pieces (see ``_Upload``)."""
-_UPLOAD_PIECE = 64 * 1024
-_STOP_GRACE = 0.5
-"""Once an early answer is in, how long the piece being written may take to finish (s)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-WireTimeouts = tuple[float, float, float]
-"""``(connect, read, write)`` in seconds, ``inf`` for none."""
 
 
 def _timeout(timeouts: Mapping[str, Any], name: str) -> float:
@@ -224,14 +212,11 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             ValueError: ``connections`` is negative.
             RuntimeError: the transport is closed.
         """
-        parsed = httpx2.URL(url)
-        if parsed.scheme not in _DEFAULT_PORTS:
-            raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {parsed.scheme!r}")
+        origin = _origin(httpx2.URL(url))
         if isinstance(connections, bool) or not isinstance(connections, int) or connections < 0:
             raise ValueError(f"connections must be an int >= 0, got {connections!r}")
         if self._pool.closed:
             raise RuntimeError("the transport is closed")
-        origin = (parsed.scheme, parsed.host, parsed.port or _DEFAULT_PORTS[parsed.scheme])
         timeout = math.inf if connect_timeout is None else connect_timeout
         return await self._pool.fill(
             origin, connections, lambda: self._connect(origin, timeout),
@@ -311,16 +296,13 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         if self._pool.closed:
             raise RuntimeError("the transport is closed")
         url = request.url
-        scheme = url.scheme
-        if scheme not in _DEFAULT_PORTS:
-            raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-        origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
+        origin = _origin(url)
         timeouts = wire_timeouts(request.extensions.get("timeout", {}))
         conn = await self._open(origin, timeouts[0])
         try:
             data = await _request_bytes(conn, request)
             conn.reader.start(no_body=request.method == "HEAD")
-            await _exchange(conn, data, timeouts)
+            await exchange(conn, data, timeouts)
             if conn.reader.status == 407 and conn.forward is not None:
                 raise _refused(conn.forward, url)
         except BaseException:
@@ -355,11 +337,11 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         reader = conn.reader
         try:
             reader.start()
-            await _exchange(conn, data, timeouts)
+            await exchange(conn, data, timeouts)
             on_head(reader.status, reader.headers)
             parts = [reader.take_body()]
             while not reader.complete:
-                await _receive(conn, timeouts[1])
+                await receive(conn, timeouts[1])
                 parts.append(reader.take_body())
         except BaseException:
             await conn.close()
@@ -380,26 +362,6 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             if conn is None:
                 conn = await self._connect(origin, connect_timeout)
         return conn
-
-
-async def _exchange(conn: Connection, data: bytes, timeouts: WireTimeouts) -> None:
-    """Send the request and read the response head, which may come before the body is
-    sent (see the module docstring)."""
-    _, read_timeout, write_timeout = timeouts
-    if len(data) > _INLINE_BODY:
-        await _Upload(conn, data).run(write_timeout, read_timeout)
-        return
-    try:
-        await _write(conn, data, write_timeout)
-    except httpx2.WriteError as exc:
-        # Closed or reset while we wrote: the server may have answered first.
-        conn.reusable = False
-        try:
-            await _response_head(conn, read_timeout)
-        except httpx2.TransportError:
-            raise exc from exc.__cause__
-        return
-    await _response_head(conn, read_timeout)
 
 
 async def _request_bytes(conn: Connection, request: httpx2.Request) -> bytes:
@@ -428,106 +390,11 @@ async def _request_bytes(conn: Connection, request: httpx2.Request) -> bytes:
         raise httpx2.LocalProtocolError(str(exc)) from None
 
 
-async def _write(conn: Connection, data: bytes | memoryview, write_timeout: float) -> None:
-    raw = conn.raw
-    if raw is not None:  # plain TCP: what the socket takes at once needs no wait
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            sent = raw.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
-        if sent == len(data):
-            return
-        data = memoryview(data)[sent:]
-    # A bare CancelScope, not trio.fail_after: this is on every request's path.
-    try:
-        with trio.CancelScope(deadline=trio.current_time() + write_timeout) as scope:
-            await conn.stream.send_all(data)
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
-    if scope.cancelled_caught:
-        raise httpx2.WriteTimeout("sending the request timed out")
-
-
-async def _response_head(conn: Connection, read_timeout: float) -> None:
-    """Read until the final response head is in (interim 1xx responses skipped)."""
-    reader = conn.reader
-    while not reader.head:
-        await _receive(conn, read_timeout)
-
-
-class _Upload:
-    """A large request body, written in pieces while a second task watches for the answer.
-
-    Written in one piece, a body the server refuses early is a broken pipe, or a write
-    timeout, and the answer explaining it is lost.  Here the answer stops the writing
-    (the piece under way may finish within ``_STOP_GRACE``) and is returned; after a
-    write failure, an answer the server sent before closing is returned too.
-    """
-
-    def __init__(self, conn: Connection, data: bytes) -> None:
-        self._conn = conn
-        self._data = memoryview(data)
-        self._answered_head = False
-        self._failure: httpx2.TransportError | None = None  # the watcher's
-        self._answered = trio.Event()  # set when the watcher is done, either way
-        self._writing = trio.CancelScope()
-
-    async def run(self, write_timeout: float, read_timeout: float) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch)
-                error = await self._write_all(write_timeout)
-                if not isinstance(error, httpx2.WriteTimeout):
-                    # Written, or closed or reset by the server: its answer may be coming.
-                    with trio.move_on_after(read_timeout):
-                        await self._answered.wait()
-                nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            # Both tasks keep their own failures: only cancellation (or a
-            # KeyboardInterrupt) gets here.  Raise it as one exception.
-            raise _one(group) from None
-        if self._answered_head:
-            return
-        if error is not None:
-            raise error
-        if self._failure is not None:
-            raise self._failure
-        raise httpx2.ReadTimeout("no data from the server within the read timeout")
-
-    async def _write_all(self, write_timeout: float) -> httpx2.TransportError | None:
-        """Write the body until done or answered; the write failure, if any."""
-        data, sent = self._data, 0
-        try:
-            with self._writing:
-                while sent < len(data) and not self._answered.is_set():
-                    await _write(self._conn, data[sent : sent + _UPLOAD_PIECE], write_timeout)
-                    sent += _UPLOAD_PIECE
-        except (httpx2.WriteError, httpx2.WriteTimeout) as exc:
-            return exc
-        finally:
-            if sent < len(data):
-                self._conn.reusable = False
-        return None
-
-    async def _watch(self) -> None:
-        """Read the response head.  No read timeout while the body is being written: a
-        server may rightly say nothing until it has read all of it."""
-        try:
-            await _response_head(self._conn, math.inf)
-            self._answered_head = True
-        except httpx2.TransportError as exc:
-            self._failure = exc
-        self._answered.set()
-        self._writing.deadline = min(self._writing.deadline, trio.current_time() + _STOP_GRACE)
-
-
-def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The exception to raise for a group: the first that is not ``Cancelled``, if any."""
-    leaves = group.exceptions
-    return next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
+def _origin(url: httpx2.URL) -> Origin:
+    """``(scheme, host, port)`` of ``url``, the port filled in; only ``http`` and ``https``."""
+    if url.scheme not in _DEFAULT_PORTS:
+        raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+    return (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
 
 
 def url_target(url: httpx2.URL, absolute: bool = False) -> bytes:
@@ -539,58 +406,14 @@ def url_target(url: httpx2.URL, absolute: bool = False) -> bytes:
 
 
 def _refused(route: ProxyRoute, url: httpx2.URL) -> ProxyRefused:
-    target = authority(url.host, url.port or _DEFAULT_PORTS[url.scheme])
+    _, host, port = _origin(url)
+    target = authority(host, port)
     return ProxyRefused(
         f"the proxy {route.url} refused the request to {target}: 407 Proxy Authentication Required",
         proxy=str(route.url),
         status=407,
         target=target,
     )
-
-
-async def _receive(conn: Connection, read_timeout: float) -> None:
-    """Receive what the server sent next and parse it (the close, too)."""
-    raw = conn.raw
-    data: bytes | bytearray = b""
-    try:
-        if raw is None:
-            data = await _receive_some(conn.stream, read_timeout)
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                data = raw.recv(_READ_SIZE)
-            except BlockingIOError:
-                data = await _wait_and_receive(raw, read_timeout)
-            else:  # (a checkpoint all the same, as trio's own ``receive_some`` makes)
-                await trio.lowlevel.cancel_shielded_checkpoint()
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
-    try:
-        if data:
-            conn.reader.feed(data if isinstance(data, bytes) else bytes(data))
-        else:
-            conn.reader.feed_eof()
-    except ProtocolError as exc:
-        hint = "" if conn.reader.head else conn.hint
-        raise httpx2.RemoteProtocolError(str(exc) + hint) from None
-
-
-async def _receive_some(stream: trio.abc.Stream, read_timeout: float) -> bytes | bytearray:
-    # A bare CancelScope, not trio.fail_after: this is on every request's path.
-    with trio.CancelScope(deadline=trio.current_time() + read_timeout):
-        return await stream.receive_some(_READ_SIZE)
-    raise httpx2.ReadTimeout("no data from the server within the read timeout")
-
-
-async def _wait_and_receive(raw: socket.socket, read_timeout: float) -> bytes:
-    with trio.CancelScope(deadline=trio.current_time() + read_timeout):
-        while True:
-            await trio.lowlevel.wait_readable(raw)
-            try:
-                return raw.recv(_READ_SIZE)
-            except BlockingIOError:  # (woken for nothing: wait again)
-                pass
-    raise httpx2.ReadTimeout("no data from the server within the read timeout")
 
 
 class _ResponseStream(httpx2.AsyncByteStream):
@@ -622,7 +445,7 @@ class _ResponseStream(httpx2.AsyncByteStream):
                 self._complete = True
                 raise StopAsyncIteration
             try:
-                await _receive(conn, self._read_timeout)
+                await receive(conn, self._read_timeout)
             except BaseException:
                 await self.aclose()
                 raise

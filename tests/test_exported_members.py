@@ -116,6 +116,10 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The fast lane (``_http`` writes requests for ``TrioTransport.fetch``).
     "paradigm_trio._lane": frozenset({"FastLane", "header_map"}),
     "paradigm_trio._transport": frozenset({"Origin", "WireTimeouts"}),
+    # One exchange on a connection: writing the request, reading and parsing the answer.
+    "paradigm_trio._exchange": frozenset(
+        {"READ_SIZE", "WireTimeouts", "exchange", "receive", "response_head", "write"}
+    ),
     # HTTP/1.1 messages for the transport and the proxy tunnel.
     "paradigm_trio._wire": frozenset(
         {"ProtocolError", "ResponseReader", "check_header", "request_head"}
