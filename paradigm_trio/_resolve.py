@@ -35,6 +35,8 @@ from typing import Any
 
 import trio
 
+from ._dial import authority  # (as trio writes it: an IPv6 address in brackets)
+
 __all__ = ["DNS_TTL", "HAPPY_EYEBALLS_DELAY", "Resolver"]
 
 DNS_TTL = 60.0
@@ -80,11 +82,6 @@ def _again(error: Exception) -> Exception:
         return error
 
 
-def _where(host: str, port: int) -> str:
-    """``host:port`` as trio writes it in its messages (an IPv6 address in brackets)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 class Resolver:
     """The DNS cache of one transport (see the module docstring)."""
 
@@ -103,7 +100,7 @@ class Resolver:
         if len(targets) == 1:
             family, kind, proto, _, address = targets[0]
             return await _connect(family, kind, proto, address)
-        return await _connect_first(targets, _where(host, port))
+        return await _connect_first(targets, authority(host, port))
 
     async def addresses(self, host: str, port: int) -> list[Target]:
         """The addresses of ``host`` (``getaddrinfo`` entries, in the order to try them)."""
@@ -129,7 +126,7 @@ class Resolver:
         try:
             targets = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
             if not targets:  # as trio.open_tcp_stream: getaddrinfo should have raised
-                raise OSError(f"no results found for hostname lookup: {_where(host, port)}")
+                raise OSError(f"no results found for hostname lookup: {authority(host, port)}")
         except BaseException as exc:
             if self._lookups.get(key) is lookup:
                 del self._lookups[key]
