@@ -42,6 +42,7 @@ PEER_LABELS = {
     "httpx": "httpx 0.28 under trio",
     "httpx2": "httpx2 under trio",
     "paradigm-trio": "**paradigm-trio**",
+    "floor": "floor: bare trio sockets, no HTTP library",
 }
 PACKAGES = ("paradigm-trio", "trio", "httpx2", "httpcore2", "httpx", "httpcore", "aiohttp",
             "openai", "litellm", "hypercorn", "quart-trio", "h11", "anyio", "py-spy")  # fmt: skip

@@ -13,6 +13,8 @@ measurement, so CPU time, memory peaks and connection pools never mix.
   concurrency, 60 s timeouts, JSON decoded.
 * ``paradigm-trio``: ``Client.stream_batch`` over a lazy generator (``Limits(concurrency=C)``,
   everything else default), ``Client.chat`` for sequential runs.
+* ``floor`` (scaling only, a baseline, not a peer): no HTTP library, raw trio sockets and
+  ``json``; the best a trio client can do against the same server on the same machine.
 
 The trio peers other than paradigm-trio use a hand-written pool of ``C`` worker tasks
 pulling request numbers from a shared counter: the cheapest correct way to bound
@@ -134,6 +136,57 @@ async def _openai_one(task: dict[str, Any]) -> AsyncIterator[One]:
         yield one
 
 
+async def _bare_one(task: dict[str, Any]) -> tuple[One, Callable[[], Awaitable[None]]]:
+    """The floor: no HTTP library, one raw trio socket per worker, the request built with
+    an f-string and ``json.dumps``, the answer read up to its ``Content-Length`` and
+    decoded with ``json.loads``.  No retries, timeouts, pool or validation: what is left is
+    trio, the kernel and the raw server, so a real client cannot do better than this."""
+    import json
+
+    host, port = task["url"].split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    path = task["url"].split("//", 1)[1].split("/", 1)[1]
+    streams: list[trio.SocketStream] = []
+    idle: list[trio.SocketStream] = []
+
+    async def exchange(stream: trio.SocketStream, i: int) -> Any:
+        payload = json.dumps(body(i)).encode()
+        head = f"POST /{path}/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in _headers(task, i).items())
+        head += f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+        await stream.send_all(head.encode() + payload)
+        data = b""
+        while True:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            data += chunk
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                continue
+            lines = data[:end].split(b"\r\n")
+            fields = dict(line.lower().split(b":", 1) for line in lines[1:])
+            length = int(fields[b"content-length"])
+            if len(data) >= end + 4 + length:
+                if lines[0].split()[1] != b"200":
+                    raise ValueError(lines[0].decode())
+                return json.loads(data[end + 4 : end + 4 + length])
+
+    async def one(i: int) -> None:
+        if idle:
+            stream = idle.pop()
+        else:
+            stream = await trio.open_tcp_stream(host, int(port))
+            streams.append(stream)
+        _check(await exchange(stream, i))
+        idle.append(stream)
+
+    async def close() -> None:
+        for stream in streams:
+            await stream.aclose()
+
+    return one, close
+
+
 def openai_http_module() -> Any:
     """``httpx2`` for openai 3.x (built on it), ``httpx`` for the 1.x series."""
     import httpx2
@@ -221,6 +274,15 @@ async def _trio_drive(task: dict[str, Any]) -> dict[str, Any]:
                 else:
                     await _pt_batch(client, task, 0, n, counts)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        return _result(counts, n, wall, cpu)
+
+    if peer == "floor":
+        one, close = await _bare_one(task)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        with trio.move_on_after(limit):
+            await _pool(n, c, one, counts)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        await close()
         return _result(counts, n, wall, cpu)
 
     if peer == "openai":
