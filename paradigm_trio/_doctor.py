@@ -2,10 +2,17 @@
 
 What ``paradigm-trio doctor`` prints.  The steps: the configuration (base URL, key, CA
 and certificate files), the route (direct, or which proxy and why), which CAs are
-trusted, then opening a connection as the client would (TCP to the server or the proxy,
-TLS to the proxy, the ``CONNECT`` tunnel, TLS to the server), then ``GET /models`` with
-the key.  The first step that fails ends the check; its ``detail`` is the error the
-client would raise, and ``fix`` what to do about it.
+trusted, the look-up of the host name the connection goes to (the server's, or the
+proxy's: through a proxy, the server's name is the proxy's to look up), then opening a
+connection as the client would (TCP to the server or the proxy, TLS to the proxy, the
+``CONNECT`` tunnel, TLS to the server), then ``GET /models`` with the key.  The first
+step that fails ends the check; its ``detail`` is the error the client would raise (for
+the look-up, the resolver's), and ``fix`` what to do about it.
+
+The look-up goes through the transport's DNS cache (``_resolve``), with trio's
+``getaddrinfo`` as a connection does, within the ``connect`` timeout: the connections
+that follow (the ``connect`` step's, the request's) use its answer, not a look-up of
+their own.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from ._errors import (
     NotFoundError,
     ProxyError,
 )
-from ._proxies import DEFAULT_PORTS, ProxyTypes
+from ._proxies import DEFAULT_PORTS, ProxyRoute, ProxyTypes
+from ._resolve import is_address
 from ._tls import CertTypes, VerifyTypes, describe_verify
-from ._transport import TrioTransport
+from ._transport import Origin, TrioTransport
 
 __all__ = ["CHECK_TIMEOUTS", "CheckStep", "ConnectionCheck", "check_connection"]
 
@@ -43,8 +51,8 @@ class CheckStep:
     """One step of :func:`check_connection`.
 
     Attributes:
-        name: ``"configuration"``, ``"route"``, ``"trust"``, ``"connect"``,
-            ``"proxy tls"``, ``"tunnel"``, ``"tls"`` or ``"models"``.
+        name: ``"configuration"``, ``"route"``, ``"trust"``, ``"resolve"``,
+            ``"connect"``, ``"proxy tls"``, ``"tunnel"``, ``"tls"`` or ``"models"``.
         ok: whether it passed.
         detail: what was found, or the error.
         fix: for a failed step, what to do about it (``None`` when the error says it).
@@ -90,8 +98,9 @@ async def check_connection(
 
     Takes the network arguments of :class:`Client` (and its defaults: the key from
     ``$PARADIGM_API_KEY``, the URL from ``$PARADIGM_BASE_URL``); ``timeouts`` bound the
-    network steps (default: 10 s to connect, 30 s to read, 60 s for the request).  Never
-    raises for a failed step: it is in the result.  Blocks for the connection and the
+    network steps (default: 10 s to connect, 30 s to read, 60 s for the request): the
+    ``connect`` timeout bounds the host name's look-up, then the connection.  Never raises
+    for a failed step: it is in the result.  Blocks for the look-up, the connection and the
     request; cancelling it closes what it opened.
     """
     steps: list[CheckStep] = []
@@ -123,13 +132,18 @@ async def _check_route(
     trust_env: bool,
     connect_timeout: float | None,
 ) -> None:
-    """The route, the trusted CAs, then a connection opened step by step."""
+    """The route, the trusted CAs, the host name's look-up, then a connection opened step
+    by step (to the addresses the look-up found: the transport's DNS cache keeps them)."""
     url = httpx2.URL(client.base_url)
     origin = (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme])
     route = transport._proxies.route_for(*origin)
     steps.append(CheckStep("route", True, transport.explain_route(url)))
     if url.scheme == "https" or (route is not None and route.tls):
         steps.append(CheckStep("trust", True, describe_verify(verify, trust_env=trust_env)))
+    timeout = math.inf if connect_timeout is None else connect_timeout
+    steps.append(await _check_resolve(transport, origin, route, timeout))
+    if not steps[-1].ok:
+        return
     expected = ["connect"]
     expected += ["proxy tls"] if route is not None and route.tls else []
     expected += ["tunnel"] if route is not None and url.scheme == "https" else []
@@ -141,15 +155,61 @@ async def _check_route(
         steps.append(CheckStep(step, True, detail))
 
     try:
-        conn = await transport._connect(
-            origin, math.inf if connect_timeout is None else connect_timeout, report
-        )
+        conn = await transport._connect(origin, timeout, report)
     except httpx2.HTTPError as exc:
         failed = next((s for s in expected if s not in done), expected[-1])
         error = client._http.transport_failure(exc, RetryPolicy()).error  # as it would be
         steps.append(CheckStep(failed, False, error.message, _connect_fix(failed, error, route)))
         return
     await conn.close()
+
+
+async def _check_resolve(
+    transport: TrioTransport, origin: Origin, route: ProxyRoute | None, connect_timeout: float
+) -> CheckStep:
+    """The look-up of the host the connection goes to (the proxy's, through a proxy), as
+    a connection looks it up: trio's ``getaddrinfo``, through the transport's DNS cache."""
+    host, port = (origin[1], origin[2]) if route is None else (route.host, route.port)
+    named = host if route is None else f"{host} (the proxy)"
+    if is_address(host):
+        await trio.lowlevel.checkpoint()
+        return CheckStep("resolve", True, f"{named}: an IP address, no look-up")
+    start = trio.current_time()
+    try:
+        with trio.fail_after(connect_timeout):
+            targets = await transport._resolver.addresses(host, port)
+    except trio.TooSlowError:
+        detail = f"looking up {named} timed out after {connect_timeout:g} s"
+        return CheckStep("resolve", False, detail, _resolve_fix(route, slow=True))
+    except (OSError, UnicodeError) as exc:  # socket.gaierror: an unknown name, no DNS
+        # server answering; UnicodeError: a name that cannot be encoded (a label too long)
+        return CheckStep("resolve", False, f"cannot resolve {named}: {exc}", _resolve_fix(route))
+    took = trio.current_time() - start
+    took_text = f"{took * 1000:.1f} ms" if took < 1 else f"{took:.2f} s"
+    found = list(dict.fromkeys(str(target[4][0]) for target in targets))  # in the order tried
+    more = f" and {len(found) - 4} more" if len(found) > 4 else ""
+    return CheckStep(
+        "resolve", True, f"{named}: {', '.join(found[:4])}{more} (looked up in {took_text})"
+    )
+
+
+def _resolve_fix(route: ProxyRoute | None, *, slow: bool = False) -> str:
+    """What to do when the host name could not be looked up."""
+    if slow:
+        return (
+            "no DNS server answered in time: check the machine's DNS settings (its name "
+            "servers) and network, or allow more time: --timeout (timeouts=)"
+        )
+    if route is not None:
+        return (
+            f"check the spelling of the host in the proxy URL (from {route.source}), and "
+            "the machine's DNS settings"
+        )
+    return (
+        "check the spelling of the host in the base URL (--base-url, $PARADIGM_BASE_URL), "
+        "and the machine's DNS settings; a host known only inside a company network may "
+        "have to be reached through its proxy: set HTTPS_PROXY or pass --proxy"
+    )
 
 
 def _connect_fix(step: str, error: APIError, route: Any) -> str | None:

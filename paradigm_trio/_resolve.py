@@ -37,7 +37,7 @@ import trio
 
 from ._dial import authority  # (as trio writes it: an IPv6 address in brackets)
 
-__all__ = ["DNS_TTL", "HAPPY_EYEBALLS_DELAY", "Resolver"]
+__all__ = ["DNS_TTL", "HAPPY_EYEBALLS_DELAY", "Resolver", "is_address"]
 
 DNS_TTL = 60.0
 """Seconds (trio's clock) a host name's addresses are reused before it is looked up again."""
@@ -72,6 +72,11 @@ def _family(host: str) -> int | None:
     except ValueError:
         return None
     return trio.socket.AF_INET if version == 4 else trio.socket.AF_INET6
+
+
+def is_address(host: str) -> bool:
+    """Whether ``host`` is an IP address (connected to as it is, never looked up)."""
+    return _family(host) is not None
 
 
 def _again(error: Exception) -> Exception:

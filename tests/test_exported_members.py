@@ -112,7 +112,9 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The transport's keep-alive pool and its DNS cache (``TrioTransport.warm_up`` fills
     # the pool; ``DNS_TTL`` is documented in docs/howto-enterprise-networks.md).
     "paradigm_trio._pool": frozenset({"Connection", "Origin", "Pool"}),
-    "paradigm_trio._resolve": frozenset({"DNS_TTL", "HAPPY_EYEBALLS_DELAY", "Resolver"}),
+    "paradigm_trio._resolve": frozenset(
+        {"DNS_TTL", "HAPPY_EYEBALLS_DELAY", "Resolver", "is_address"}
+    ),
     # The fast lane (``_http`` writes requests for ``TrioTransport.fetch``).
     "paradigm_trio._lane": frozenset({"FastLane", "header_map"}),
     "paradigm_trio._transport": frozenset({"Origin", "WireTimeouts"}),

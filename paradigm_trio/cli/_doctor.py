@@ -1,7 +1,8 @@
 """``paradigm-trio doctor``: check the way to the API, step by step.
 
-Resolves the proxy a request would take, opens the connection (TCP, TLS to the proxy,
-``CONNECT``, TLS to the server), then calls ``GET /models`` with the key, printing each
+Finds the proxy a request would take, looks up the host name (the server's, or the
+proxy's), opens the connection (TCP, TLS to the proxy, ``CONNECT``, TLS to the server),
+then calls ``GET /models`` with the key, printing each
 step with what failed and how to fix it.  Exit code 0 when every step passed, 1 when one
 failed, 2 for contradictory options.
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ import trustme
 import mock_server as ms
 import paradigm_trio as pt
 
+from ..fakenet import FakeResolver
 from .forwardproxy import forward_proxy
 
 pytestmark = pytest.mark.anyio
@@ -52,9 +54,12 @@ async def test_every_step_of_a_direct_https_connection(
     server, files = https
     check = await pt.check_connection(api_key=KEY, base_url=server.url, verify=files.ca)
     assert check.ok, str(check)
-    assert names(check) == ["configuration", "route", "trust", "connect", "tls", "models"]
+    assert names(check) == [
+        "configuration", "route", "trust", "resolve", "connect", "tls", "models",
+    ]  # fmt: skip
     text = str(check)
     assert "direct (no proxy configured for it)" in text
+    assert "127.0.0.1: an IP address, no look-up" in text
     assert "certificate for 127.0.0.1, issued by mock_server throwaway CA" in text
     assert "GET /models: 200, 4 model(s)" in text
     assert KEY not in text
@@ -70,7 +75,7 @@ async def test_every_step_through_a_proxy_and_the_failing_one(
         check = await pt.check_connection(api_key=KEY, base_url=base, verify=files.ca, proxy=good)
         assert check.ok, str(check)
         assert names(check) == [
-            "configuration", "route", "trust", "connect", "tunnel", "tls", "models",
+            "configuration", "route", "trust", "resolve", "connect", "tunnel", "tls", "models",
         ]  # fmt: skip
         assert f"through the proxy {proxy.url} (from proxy=)" in str(check)
         bad = proxy.url.replace("://", "://alice:nope@")
@@ -105,6 +110,91 @@ async def test_the_failing_step_says_what_to_do(
     assert "no API key" in check.steps[0].detail
 
 
+@pytest.fixture
+async def counting() -> AsyncIterator[FakeResolver]:
+    """The system's resolver, its look-ups counted."""
+    resolver = FakeResolver(None, delay=0)
+    previous = trio.socket.set_custom_hostname_resolver(resolver)
+    yield resolver
+    trio.socket.set_custom_hostname_resolver(previous)
+
+
+async def test_a_host_name_is_looked_up_once_and_connected_to(counting: FakeResolver) -> None:
+    async with ms.serve(ms.MockConfig(api_key=KEY)) as server:
+        base = server.url.replace("127.0.0.1", "localhost")
+        check = await pt.check_connection(api_key=KEY, base_url=base)
+    assert check.ok, str(check)
+    assert names(check) == ["configuration", "route", "resolve", "connect", "models"]
+    detail = check.steps[2].detail
+    assert re.fullmatch(r"localhost: [0-9a-f.:, ]+ \(looked up in [0-9.]+ (ms|s)\)", detail)
+    assert "127.0.0.1" in detail or "::1" in detail
+    port = int(server.root_url.rsplit(":", 1)[1])
+    # One look-up: the connections (the "connect" step's, the request's) reuse its answer.
+    assert counting.lookups == [(b"localhost", port)]
+
+
+async def test_through_a_proxy_the_proxy_host_is_looked_up(
+    https: tuple[ms.MockServer, ms.TLSFiles], tmp_path: Path, counting: FakeResolver
+) -> None:
+    server, files = https
+    base = server.url.replace("127.0.0.1", NAME)  # the proxy's to resolve: not ours
+    async with forward_proxy(tmp_path / "proxy") as proxy:
+        proxy_url = proxy.url.replace("127.0.0.1", "localhost")
+        check = await pt.check_connection(
+            api_key=KEY, base_url=base, verify=files.ca, proxy=proxy_url
+        )
+    assert check.ok, str(check)
+    resolve = check.steps[names(check).index("resolve")]
+    assert resolve.detail.startswith("localhost (the proxy): "), resolve.detail
+    assert counting.lookups == [(b"localhost", proxy.port)]
+
+
+async def test_a_name_that_does_not_resolve_fails_the_resolve_step() -> None:
+    with pytest.raises(socket.gaierror) as trios:  # .invalid never resolves (RFC 2606)
+        await trio.socket.getaddrinfo("paradigm.invalid", 443, type=socket.SOCK_STREAM)
+    base = "https://paradigm.invalid/api/v2"
+    check = await pt.check_connection(api_key=KEY, base_url=base)
+    assert names(check) == ["configuration", "route", "trust", "resolve"]
+    failed = check.steps[-1]
+    assert not failed.ok
+    assert failed.detail == f"cannot resolve paradigm.invalid: {trios.value}"
+    assert "check the spelling of the host in the base URL" in str(failed.fix)
+    assert "DNS settings" in str(failed.fix)
+    check = await pt.check_connection(api_key=KEY, base_url=base, proxy="http://proxy.invalid:3128")
+    failed = check.steps[-1]
+    assert (failed.name, failed.ok) == ("resolve", False)
+    assert failed.detail.startswith("cannot resolve proxy.invalid (the proxy): ")
+    assert "check the spelling of the host in the proxy URL (from proxy=)" in str(failed.fix)
+    long = "a" * 64 + ".invalid"  # a label longer than DNS allows: it cannot be encoded
+    check = await pt.check_connection(api_key=KEY, base_url=f"http://{long}/api/v2")
+    failed = check.steps[-1]
+    assert (failed.name, failed.ok) == ("resolve", False)
+    assert failed.detail.startswith(f"cannot resolve {long}: "), failed.detail
+    assert "check the spelling of the host in the base URL" in str(failed.fix)
+
+
+async def test_a_slow_look_up_is_bounded_by_the_connect_timeout_and_can_be_cancelled() -> None:
+    previous = trio.socket.set_custom_hostname_resolver(FakeResolver(delay=3600))
+    base = "https://paradigm.example/api/v2"
+    try:
+        timeouts = pt.Timeouts(connect=0.25, read=5, attempt=10)
+        start = trio.current_time()
+        check = await pt.check_connection(api_key=KEY, base_url=base, timeouts=timeouts)
+        assert trio.current_time() - start < 5
+        failed = check.steps[-1]
+        assert (failed.name, failed.ok) == ("resolve", False)
+        assert failed.detail == "looking up paradigm.example timed out after 0.25 s"
+        assert "DNS" in str(failed.fix)
+        returned = False
+        with trio.move_on_after(0.25) as scope:  # within the connect timeout (10 s)
+            await pt.check_connection(api_key=KEY, base_url=base)
+            returned = True
+        assert scope.cancelled_caught
+        assert not returned
+    finally:
+        trio.socket.set_custom_hostname_resolver(previous)
+
+
 async def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     environ = {**os.environ, **(env or {})}
     return await trio.run_process(
@@ -120,8 +210,8 @@ async def test_the_doctor_command(https: tuple[ms.MockServer, ms.TLSFiles], tmp_
     assert done.returncode == 0, done.stderr
     lines = done.stdout.decode().splitlines()
     assert [line.split()[:2] for line in lines] == [
-        ["ok", "configuration"], ["ok", "route"], ["ok", "trust"], ["ok", "connect"],
-        ["ok", "tls"], ["ok", "models"],
+        ["ok", "configuration"], ["ok", "route"], ["ok", "trust"], ["ok", "resolve"],
+        ["ok", "connect"], ["ok", "tls"], ["ok", "models"],
     ]  # fmt: skip
     done = await run("doctor", "--base-url", server.url, env=env)
     assert done.returncode == 1
@@ -132,6 +222,11 @@ async def test_the_doctor_command(https: tuple[ms.MockServer, ms.TLSFiles], tmp_
     done = await run("doctor", "--insecure", "--ca-bundle", files.ca, env=env)
     assert done.returncode == 2
     assert "--ca-bundle and --insecure contradict each other" in done.stderr.decode()
+    done = await run("doctor", "--base-url", "https://paradigm.invalid/api/v2", env=env)
+    assert done.returncode == 1
+    out = done.stdout.decode()
+    assert re.search(r"^FAILED +resolve +cannot resolve paradigm\.invalid: ", out, re.M), out
+    assert re.search(r"^ +fix: check the spelling of the host in the base URL", out, re.M), out
 
 
 async def test_batch_and_speed_test_take_the_network_options(tmp_path: Path) -> None:
