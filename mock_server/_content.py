@@ -278,6 +278,23 @@ def _optional_bool(data: dict[str, Any], name: str, param: str) -> bool:
 
 def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRequest:
     """Validate a chat completion body; raise :class:`RequestError` naming the problem."""
+    data = _json_object(body)
+    model = _model(data, models)
+    messages = _messages(data)
+    stream, include_usage = _streaming(data)
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        stream=stream,
+        include_usage=include_usage,
+        max_tokens=_max_tokens(data),
+        prompt_tokens=count_prompt_tokens(messages),
+        body=data,
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object of valid text."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -293,6 +310,11 @@ def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRe
             f"The request body must be a JSON object, but got {_type_name(data)}.",
             code="invalid_body",
         )
+    return data
+
+
+def _model(data: dict[str, Any], models: tuple[str, ...] | None) -> str:
+    """The ``model``: a non-empty string, one of ``models`` unless that is ``None``."""
     if "model" not in data or data["model"] is None:
         raise RequestError(
             "You must provide a model parameter.",
@@ -312,6 +334,11 @@ def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRe
             param="model",
             code="model_not_found",
         )
+    return model
+
+
+def _messages(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``messages``: a non-empty array of valid messages."""
     if "messages" not in data or data["messages"] is None:
         raise RequestError(
             "Missing required parameter: 'messages'.",
@@ -331,7 +358,11 @@ def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRe
             param="messages",
             code="empty_array",
         )
-    messages = [_check_message(i, m) for i, m in enumerate(raw_messages)]
+    return [_check_message(i, m) for i, m in enumerate(raw_messages)]
+
+
+def _streaming(data: dict[str, Any]) -> tuple[bool, bool]:
+    """``(stream, stream_options.include_usage)``; ``stream_options`` only with ``stream``."""
     stream = _optional_bool(data, "stream", "stream")
     options = data.get("stream_options")
     if options is not None and not isinstance(options, dict):
@@ -348,19 +379,14 @@ def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRe
             code="invalid_value",
         )
     include_usage = _optional_bool(options or {}, "include_usage", "stream_options.include_usage")
+    return stream, include_usage
+
+
+def _max_tokens(data: dict[str, Any]) -> int | None:
+    """``max_completion_tokens``, else the legacy ``max_tokens`` (both checked)."""
     max_tokens = _optional_int(data, "max_completion_tokens")
     legacy_max = _optional_int(data, "max_tokens")
-    if max_tokens is None:
-        max_tokens = legacy_max
-    return ChatRequest(
-        model=model,
-        messages=messages,
-        stream=stream,
-        include_usage=include_usage,
-        max_tokens=max_tokens,
-        prompt_tokens=count_prompt_tokens(messages),
-        body=data,
-    )
+    return legacy_max if max_tokens is None else max_tokens
 
 
 def _clean_name(raw: str) -> str:

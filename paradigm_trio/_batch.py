@@ -122,6 +122,11 @@ class Kind(Protocol[Q, R_co]):
         """Whether ``unit`` (not empty) is full: it is sent without reading further."""
         ...
 
+    def units(self, items: int) -> int:
+        """The fewest units that ``items`` items make (how many connections a batch of
+        that many items warms up, the concurrency permitting)."""
+        ...
+
     def send(
         self, unit: Sequence[tuple[int, Q]], *, deadline: float, control: BatchControl
     ) -> Awaitable[Sequence[R_co]]:
@@ -503,11 +508,12 @@ async def run_batch(
     makes the result stream handed out (a :class:`ResultStream` subclass); ``observers``
     (the ledger's) are told when the batch starts and ends; ``warm_up`` opens the first
     wave's connections, with ``BatchOptions.warm_up``: ``width`` of them, or as many as
-    the items of a sized input when fewer.
+    the units of a sized input make (``Kind.units``) when fewer.
     """
     warm = None
     if warm_up is not None and options.warm_up:
-        warm = (warm_up, min(width, len(requests)) if isinstance(requests, Sized) else width)
+        wave = min(width, kind.units(len(requests))) if isinstance(requests, Sized) else width
+        warm = (warm_up, wave)
     run = _Run(kind, options, width, stream, warm)
     inputs: AsyncIterable[Any] = (
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)

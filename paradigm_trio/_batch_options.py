@@ -103,10 +103,14 @@ class BatchOptions(_Replace):
         stream: send each request as a stream and assemble it, so that
             ``Timeouts.first_token`` and the inactivity timeout apply to every item; a
             stream that breaks midway is retried whole.  Results are the same completions.
-        warm_up: open the first wave's connections as the batch starts, all at once (as
-            many as the concurrency, or as the items of a list when fewer), within
+        warm_up: open the first wave's connections as the batch starts, all at once, within
             ``Timeouts.connect``; each request of the first wave takes one of them rather
-            than opening its own, so no connection is opened twice.  Off by default: with
+            than opening its own, so no connection is opened twice.  As many as the
+            concurrency, or as the requests a list makes when fewer: its items, or for
+            embeddings its packs, ``ceil(len(inputs) / pack_inputs)`` (counting an input
+            per item: items of several inputs, or long enough to reach ``pack_tokens``,
+            make more requests, which open their own connections).  An input of unknown
+            length (an iterator, an async iterable): the concurrency.  Off by default: with
             the inputs at hand, the requests open their connections as soon as the
             warm-up would (see the batching how-to).  Only on the client's own transport.
         model, temperature, max_tokens, top_p, seed: fill the fields an item leaves unset.

@@ -112,6 +112,9 @@ class ChatKind:
     def full(self, unit: Sequence[ChatRequest]) -> bool:
         return True
 
+    def units(self, items: int) -> int:
+        return items
+
     async def send(
         self, unit: Sequence[tuple[int, ChatRequest]], *, deadline: float, control: BatchControl
     ) -> list[BatchResult]:

@@ -239,6 +239,11 @@ class EmbeddingKind:
         tokens = sum(r.estimated_tokens() for r in unit)
         return inputs >= self.pack_inputs or tokens >= self.pack_tokens
 
+    def units(self, items: int) -> int:
+        # Each item is an input at least: ``pack_inputs`` items fill a pack.  (Items of
+        # several inputs, or long enough to reach ``pack_tokens``, make more packs.)
+        return -(-items // self.pack_inputs)
+
     def failed(
         self, index: int, custom_id: str | None, request: EmbeddingRequest | None, error: Exception
     ) -> EmbeddingResult:

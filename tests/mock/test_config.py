@@ -251,6 +251,26 @@ def test_parse_errors_name_the_parameter() -> None:
     assert info.value.code == "model_not_found"
 
 
+def test_parse_checks_include_usage_and_prefers_max_completion_tokens() -> None:
+    with pytest.raises(RequestError) as info:
+        parse_chat_request(
+            _request("x", stream=True, stream_options={"include_usage": "yes"}), models=None
+        )
+    assert (info.value.param, info.value.code, info.value.status) == (
+        "stream_options.include_usage",
+        "invalid_type",
+        400,
+    )
+    assert info.value.message == (
+        "Invalid type for 'stream_options.include_usage': expected a boolean, but got string."
+    )
+    both = parse_chat_request(_request("x", max_completion_tokens=2, max_tokens=5), models=None)
+    assert both.max_tokens == 2
+    with pytest.raises(RequestError) as info:  # the legacy one is checked all the same
+        parse_chat_request(_request("x", max_completion_tokens=2, max_tokens=0), models=None)
+    assert (info.value.param, info.value.code) == ("max_tokens", "integer_below_min_value")
+
+
 def test_stream_stall_kind_and_its_chunk_count() -> None:
     # appended (before issue 16's two): earlier kinds draw as before
     assert ms.FAULT_KINDS[-3:] == ("stream_stall", "invalid_output", "tool_call_malformed")

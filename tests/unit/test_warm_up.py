@@ -19,7 +19,8 @@ import trio
 import trio.testing
 
 import paradigm_trio as pt
-from paradigm_trio import _chat_kind
+from paradigm_trio import _chat_kind, _embedder
+from paradigm_trio._batch import run_batch
 
 from ..fakenet import FakeResolver, Scenario
 from .helpers import API_KEY, MESSAGES, Script, completion_json, ok
@@ -303,3 +304,49 @@ async def test_a_batch_deadline_stops_its_warm_up() -> None:
         results = await client.chat_batch([MESSAGES] * 2, warm_up=True, deadline=deadline)
         assert trio.current_time() == pytest.approx(deadline)
     assert all(isinstance(r.error, pt.RequestCancelled) for r in results)
+
+
+PACKING = {"pack_inputs": pt.DEFAULT_PACK_INPUTS, "pack_tokens": pt.DEFAULT_PACK_TOKENS}
+
+
+async def _run_embeddings(items: Any, warmer: Warmer, **packing: int) -> list[Any]:
+    """A batch of embeddings (``run_batch`` with the embeddings' kind), at width 8."""
+
+    async def send_one(request: Any, **_: Any) -> Any:
+        await trio.sleep(0.1)
+        data = [{"index": i, "embedding": [0.5]} for i in range(len(request.inputs))]
+        return pt.Embeddings.from_json({"data": data}, None)
+
+    kind = _embedder.EmbeddingKind(send_one, {}, **{**PACKING, **packing})
+    options = pt.BatchOptions(warm_up=True)
+    batch = run_batch(
+        kind, items, options, width=8, stream=_embedder.EmbeddingStream, warm_up=warmer
+    )
+    async with batch as results:
+        return [r async for r in results]
+
+
+async def _texts(n: int) -> AsyncIterator[str]:
+    for _ in range(n):
+        yield "text"
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_packed_batch_warms_up_a_connection_per_request_of_its_first_wave() -> None:
+    warmer = Warmer()
+    assert len(await _run_embeddings(["text"] * 100, warmer, pack_inputs=32)) == 100
+    assert len(await _run_embeddings(["text"] * 5, warmer)) == 5  # one request
+    assert len(await _run_embeddings(["text"] * 1000, warmer, pack_inputs=32)) == 1000
+    assert len(await _run_embeddings(["text"] * 20, warmer, pack_inputs=1)) == 20
+    assert len(await _run_embeddings(_texts(20), warmer)) == 20  # not Sized: the width
+    assert [connections for connections, _ in warmer.calls] == [4, 1, 8, 8, 8]
+
+
+async def test_a_packed_batch_opens_only_the_connections_it_needs() -> None:
+    scenario = network()
+    limits = pt.Limits(concurrency=8)
+    async with pt.Client(api_key=API_KEY, base_url=URL, limits=limits) as client:
+        # (The fake server answers a chat completion: each request fails, once.)
+        retry = pt.RetryPolicy(attempts=1)
+        await client.embed_batch(["text"] * 100, pack_inputs=32, warm_up=True, retry=retry)
+    assert len(scenario.connected) == 4  # 4 requests of 32 inputs at most, not 8
