@@ -142,9 +142,10 @@ class Kind(Protocol[Q, R_co]):
 
 
 async def outcome_of(
-    send: Callable[[list[Attempt]], Awaitable[T]],
+    send: SendOne[Q, T], request: Q, deadline: float, control: BatchControl
 ) -> tuple[T | None, Exception | None, int, float]:
-    """``(value, error, attempts, elapsed)`` of one send; any ``Exception`` is its error.
+    """``(value, error, attempts, elapsed)`` of ``send(request)``; any ``Exception`` is
+    its error.
 
     An :class:`APIError`, an :class:`InvalidRequestError` before sending, or a bug, a hook
     raising: the item's result, never the batch's end (``Cancelled`` propagates).
@@ -152,7 +153,7 @@ async def outcome_of(
     start = trio.current_time()
     history: list[Attempt] = []
     try:
-        value = await send(history)
+        value = await send(request, deadline=deadline, control=control, history=history)
     except Exception as exc:
         return None, exc, len(history), trio.current_time() - start
     return value, None, len(history), trio.current_time() - start

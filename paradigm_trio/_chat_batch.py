@@ -8,7 +8,7 @@ imports the client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Unpack
 
@@ -64,17 +64,19 @@ class ChatBatchMethods(ClientCore):
         self._check_open()
         retry, timeouts, stream = opts.retry, opts.timeouts, opts.stream
 
-        async def send_one(
+        def send_one(
             request: ChatRequest,
             *,
             deadline: float,
             control: BatchControl,
             history: list[Attempt],
-        ) -> ChatCompletion:
+        ) -> Awaitable[ChatCompletion]:
+            # Not a coroutine of its own: one frame less on every request's way (each
+            # wake-up passes through every frame awaiting).
             plan = self._plan(request, retry, timeouts, deadline, control, stream=stream)
             if stream:
-                return await self._streamer.complete(request, plan, history)
-            return await self._send(request, plan, history)
+                return self._streamer.complete(request, plan, history)
+            return self._send(request, plan, history)
 
         return _chat_kind.stream_batch(
             send_one,

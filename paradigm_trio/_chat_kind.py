@@ -12,7 +12,7 @@ imports the client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,7 +22,6 @@ from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
 from ._completion import ChatCompletion, Usage
 from ._errors import InvalidRequestError, RequestCancelled
-from ._events import Attempt
 from ._ledger import Observer
 from ._models import ChatRequest, make_request
 
@@ -119,11 +118,8 @@ class ChatKind:
         self, unit: Sequence[tuple[int, ChatRequest]], *, deadline: float, control: BatchControl
     ) -> list[BatchResult]:
         [(index, request)] = unit
-
-        def send(history: list[Attempt]) -> Awaitable[ChatCompletion]:
-            return self.send_one(request, deadline=deadline, control=control, history=history)
-
-        completion, error, attempts, elapsed = await outcome_of(send)
+        outcome = await outcome_of(self.send_one, request, deadline, control)
+        completion, error, attempts, elapsed = outcome
         return [
             BatchResult(index, request.custom_id, request, completion, error, attempts, elapsed)
         ]

@@ -217,6 +217,9 @@ def _parse_choice(i: int, c: object) -> Choice:
     )
 
 
+_FROM_JSON = ChatCompletion.from_json  # (bound once, not per request)
+
+
 def completion_parser(
     output: OutputSchema | None, retries: int
 ) -> Callable[[object, str | None], ChatCompletion]:
@@ -224,7 +227,7 @@ def completion_parser(
     answer (an answer that does not match is an ``"invalid_output"`` failure, retried
     ``retries`` times at most)."""
     if output is None:
-        return ChatCompletion.from_json
+        return _FROM_JSON
     invalid = InvalidOutputs(retries)
 
     def parse(data: object, request_id: str | None) -> ChatCompletion:

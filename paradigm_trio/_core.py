@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -116,27 +116,29 @@ class ClientCore:
             stream=stream,
         )
 
-    async def _send(
+    def _send(
         self, request: ChatRequest, plan: Plan, history: list[Attempt] | None = None
-    ) -> ChatCompletion:
+    ) -> Awaitable[ChatCompletion]:
+        """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
         body = request.encode_body(request.to_body(self.model))
         ex = self._http.prepare(
             "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
         )
         parse = completion_parser(request.output, plan.retry.invalid_output_retries)
-        return await self._fetch(ex, plan, parse, usage_of, history)
+        return self._fetch(ex, plan, parse, usage_of, history)
 
-    async def _fetch(
+    def _fetch(
         self,
         ex: Exchange,
         plan: Plan,
         parse: Callable[[object, str | None], T],
         usage: Callable[[T], Usage | None] = lambda _: None,
         history: list[Attempt] | None = None,
-    ) -> T:
-        """Run a plain JSON exchange on the attempt engine (``usage``: what it cost)."""
+    ) -> Awaitable[T]:
+        """A plain JSON exchange on the attempt engine (``usage``: what it cost): the
+        engine's coroutine, not one of its own (one frame less on every request's way)."""
         attempt = functools.partial(self._http.fetch_json, ex, plan.retry, parse)
-        return await self._engine.call(plan, history).run(attempt, usage=usage)
+        return self._engine.call(plan, history).run(attempt, usage=usage)
 
 
 async def collect(

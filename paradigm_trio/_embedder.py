@@ -16,7 +16,7 @@ say) is sent again one request at a time, so that one bad input fails alone.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Unpack
@@ -249,14 +249,6 @@ class EmbeddingKind:
     ) -> EmbeddingResult:
         return EmbeddingResult(index, custom_id, request, error=error)
 
-    def _sender(
-        self, request: EmbeddingRequest, deadline: float, control: BatchControl
-    ) -> Callable[[list[Attempt]], Awaitable[Embeddings]]:
-        def send(history: list[Attempt]) -> Awaitable[Embeddings]:
-            return self.send_one(request, deadline=deadline, control=control, history=history)
-
-        return send
-
     async def send(
         self,
         unit: Sequence[tuple[int, EmbeddingRequest]],
@@ -267,7 +259,7 @@ class EmbeddingKind:
         requests = [request for _, request in unit]
         start = trio.current_time()
         merged = merge(requests)
-        answer, error, attempts, _ = await outcome_of(self._sender(merged, deadline, control))
+        answer, error, attempts, _ = await outcome_of(self.send_one, merged, deadline, control)
         if answer is not None:
             elapsed = trio.current_time() - start
             return [
@@ -292,7 +284,7 @@ class EmbeddingKind:
         results: list[EmbeddingResult | None] = [None] * len(unit)
 
         async def one(position: int, index: int, request: EmbeddingRequest) -> None:
-            outcome = await outcome_of(self._sender(request, deadline, control))
+            outcome = await outcome_of(self.send_one, request, deadline, control)
             answer, error, own, _ = outcome
             elapsed = trio.current_time() - start
             results[position] = EmbeddingResult(

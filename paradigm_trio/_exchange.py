@@ -53,7 +53,9 @@ async def exchange(conn: Connection, data: bytes, timeouts: WireTimeouts) -> Non
         except httpx2.TransportError:
             raise exc from exc.__cause__
         return
-    await response_head(conn, read_timeout)
+    reader = conn.reader  # (``response_head``, inline: one frame less while waiting)
+    while not reader.head:
+        await receive(conn, read_timeout)
 
 
 async def write(conn: Connection, data: bytes | memoryview, write_timeout: float) -> None:
@@ -167,12 +169,17 @@ async def receive(conn: Connection, read_timeout: float) -> None:
             data = await _receive_some(conn.stream, read_timeout)
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                data = raw.recv(READ_SIZE)
-            except BlockingIOError:
-                data = await _wait_and_receive(raw, read_timeout)
+            there = _recv_nowait(raw)
+            if there is None:  # (the wait, inline: one frame less while the answer comes)
+                with trio.CancelScope(deadline=trio.current_time() + read_timeout):
+                    while there is None:
+                        await trio.lowlevel.wait_readable(raw)
+                        there = _recv_nowait(raw)  # (None: woken for nothing, wait again)
+                if there is None:
+                    raise httpx2.ReadTimeout("no data from the server within the read timeout")
             else:  # (a checkpoint all the same, as trio's own ``receive_some`` makes)
                 await trio.lowlevel.cancel_shielded_checkpoint()
+            data = there
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
     try:
@@ -185,19 +192,18 @@ async def receive(conn: Connection, read_timeout: float) -> None:
         raise httpx2.RemoteProtocolError(str(exc) + hint) from None
 
 
+def _recv_nowait(raw: socket.socket) -> bytes | None:
+    """What the socket holds, or ``None`` if nothing yet.  (Waiting is the caller's, out of
+    the ``except`` block: in it, the exception and its traceback would stay alive for as
+    long as the answer takes.)"""
+    try:
+        return raw.recv(READ_SIZE)
+    except BlockingIOError:
+        return None
+
+
 async def _receive_some(stream: trio.abc.Stream, read_timeout: float) -> bytes | bytearray:
     # A bare CancelScope, not trio.fail_after: this is on every request's path.
     with trio.CancelScope(deadline=trio.current_time() + read_timeout):
         return await stream.receive_some(READ_SIZE)
-    raise httpx2.ReadTimeout("no data from the server within the read timeout")
-
-
-async def _wait_and_receive(raw: socket.socket, read_timeout: float) -> bytes:
-    with trio.CancelScope(deadline=trio.current_time() + read_timeout):
-        while True:
-            await trio.lowlevel.wait_readable(raw)
-            try:
-                return raw.recv(READ_SIZE)
-            except BlockingIOError:  # (woken for nothing: wait again)
-                pass
     raise httpx2.ReadTimeout("no data from the server within the read timeout")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -95,6 +95,7 @@ class HTTP(Failures):
             tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any], WireTimeouts]
         ] = {}
         self._lane = FastLane.of(direct, base_url, self.headers)
+        self._head_of = self._on_head  # (bound once, not per request)
 
     @staticmethod
     def http_timeout(timeouts: Timeouts, *, read: bool = True) -> httpx2.Timeout:
@@ -186,21 +187,31 @@ class HTTP(Failures):
             raise self.transport_failure(exc, retry) from None
         return response
 
-    async def fetch_json(
+    def fetch_json(
+        self,
+        ex: Exchange,
+        retry: RetryPolicy,
+        parse: Callable[[object, str | None], T],
+        current: Responder,
+    ) -> Awaitable[T]:
+        """One attempt of a plain JSON exchange: the parsed answer, or raise its failure.
+
+        ``current`` (the attempt under way) is told the status, request id and headers of
+        the response as soon as its head arrives: a body that then breaks is a failure
+        *with* a response.  (The coroutine of the lane taken, not one of its own.)
+        """
+        if ex.wire is not None:
+            return self._fetch_wire(ex, retry, parse, current)
+        return self._fetch_httpx(ex, retry, parse, current)
+
+    async def _fetch_httpx(
         self,
         ex: Exchange,
         retry: RetryPolicy,
         parse: Callable[[object, str | None], T],
         current: Responder,
     ) -> T:
-        """One attempt of a plain JSON exchange: the parsed answer, or raise its failure.
-
-        ``current`` (the attempt under way) is told the status, request id and headers of
-        the response as soon as its head arrives: a body that then breaks is a failure
-        *with* a response.
-        """
-        if ex.wire is not None:
-            return await self._fetch_wire(ex, retry, parse, current)
+        """:meth:`fetch_json` through ``httpx2`` (a user's transport, a proxy...)."""
         response = await self.send(ex, retry)
         current.responded(response.status_code, self.request_id(response), response.headers)
         await self.read(response, retry)
@@ -228,19 +239,9 @@ class HTTP(Failures):
         lane = self._lane
         assert lane is not None
         assert ex.wire is not None
-        request_id: str | None = None
-        encoded = False
-
-        def on_head(status: int, raw: list[tuple[bytes, bytes]]) -> None:
-            nonlocal request_id, encoded
-            headers = header_map(raw)
-            request_id = self.redactor.optional(headers.get("x-request-id"))
-            encoded = "content-encoding" in headers
-            current.responded(status, request_id, headers)
-
         try:
-            status, raw, content = await lane.transport.fetch(
-                lane.origin, ex.wire, ex.wire_timeouts, on_head
+            status, raw, content, (request_id, encoded) = await lane.transport.fetch(
+                lane.origin, ex.wire, ex.wire_timeouts, self._head_of, current
             )
         except httpx2.HTTPError as exc:
             raise self.transport_failure(exc, retry) from None
@@ -249,6 +250,16 @@ class HTTP(Failures):
         response = httpx2.Response(status, headers=raw, stream=httpx2.ByteStream(content))
         await self.read(response, retry)  # (decodes a compressed body)
         return self._answer(response, parse, retry)
+
+    def _on_head(
+        self, current: Responder, status: int, raw: list[tuple[bytes, bytes]]
+    ) -> tuple[str | None, bool]:
+        """The fast lane's response head: ``current`` is told; ``(request id, whether the
+        body is encoded)``.  (A method, not a closure per request.)"""
+        headers = header_map(raw)
+        request_id = self.redactor.optional(headers.get("x-request-id"))
+        current.responded(status, request_id, headers)
+        return request_id, "content-encoding" in headers
 
     async def read(self, response: httpx2.Response, retry: RetryPolicy) -> None:
         """Read the whole body of ``response`` and close it."""

@@ -52,7 +52,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx2
 import trio
@@ -75,6 +75,9 @@ from ._tls import CertTypes, VerifyTypes, check_environment, ssl_context
 from ._wire import ProtocolError, request_head
 
 __all__ = ["Origin", "TrioTransport", "WireTimeouts"]
+
+A = TypeVar("A")
+H = TypeVar("H")
 
 logger = logging.getLogger("paradigm_trio")
 
@@ -321,15 +324,16 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         origin: Origin,
         data: bytes,
         timeouts: WireTimeouts,
-        on_head: Callable[[int, list[tuple[bytes, bytes]]], None],
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        on_head: Callable[[A, int, list[tuple[bytes, bytes]]], H],
+        arg: A,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, H]:
         """One whole exchange, without ``httpx2`` objects: the client's fast lane.
 
         ``data`` is the whole request (its head, as ``_wire.request_head`` writes it, and
-        its body).  ``on_head(status, headers)`` is called when the response head arrives (a
-        body that breaks afterwards still had a response); returns the status, the headers
-        and the whole body.  Raises the same ``httpx2`` exceptions as
-        ``handle_async_request``.
+        its body).  ``on_head(arg, status, headers)`` is called when the response head
+        arrives (a body that breaks afterwards still had a response); returns the status,
+        the headers, the whole body and what ``on_head`` returned.  Raises the same
+        ``httpx2`` exceptions as ``handle_async_request``.
         """
         if self._pool.closed:
             raise RuntimeError("the transport is closed")
@@ -338,7 +342,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         try:
             reader.start()
             await exchange(conn, data, timeouts)
-            on_head(reader.status, reader.headers)
+            head = on_head(arg, reader.status, reader.headers)
             parts = [reader.take_body()]
             while not reader.complete:
                 await receive(conn, timeouts[1])
@@ -348,7 +352,8 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             raise
         if not self._pool.checkin(conn):
             await conn.close()
-        return reader.status, reader.headers, parts[0] if len(parts) == 1 else b"".join(parts)
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        return reader.status, reader.headers, body, head
 
     async def _open(self, origin: Origin, connect_timeout: float) -> Connection:
         """A pooled connection to ``origin``, or a new one."""

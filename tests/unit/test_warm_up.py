@@ -41,7 +41,7 @@ def network(result: str = "success", connect: float = CONNECT) -> Scenario:
 
 
 async def fetch(transport: pt.TrioTransport, timeout: float = 10.0) -> int:
-    status, _, _ = await transport.fetch(ORIGIN, GET, (timeout, 10.0, 10.0), lambda *_: None)
+    status, *_ = await transport.fetch(ORIGIN, GET, (timeout, 10.0, 10.0), lambda *_: None, None)
     return status
 
 
