@@ -219,13 +219,19 @@ def _connect_fix(step: str, error: APIError, route: Any) -> str | None:
     """What to do when opening the connection failed at ``step``."""
     if isinstance(error, CertificateVerificationError | ProxyError):
         return None  # their message says it
-    if step == "connect" and route is None:
+    if step == "connect" and route is None:  # the name resolved: the step before
         return (
-            "check the host and port of the base URL, and that the server is up; if it "
-            "is reached through a proxy, set HTTPS_PROXY or pass --proxy"
+            "the host's address is known (resolve), but nothing accepted the connection "
+            "there: check the port of the base URL, that the server is up and listening "
+            "on that port, and that no firewall blocks it; if the server is reached "
+            "through a proxy, set HTTPS_PROXY or pass --proxy"
         )
     if step == "connect":
-        return "check the proxy's URL (host and port) and that the proxy is up"
+        return (
+            "the proxy's address is known (resolve), but nothing accepted the connection "
+            "there: check the port of the proxy URL, that the proxy is up and listening "
+            "on that port, and that no firewall blocks it"
+        )
     if step == "tunnel":
         return (
             "the proxy cannot reach the server: check the base URL; if the server is on "

@@ -197,6 +197,23 @@ async def test_a_name_that_cannot_be_looked_up_fails_the_configuration_step(
     assert check.steps[0].detail.startswith(f"proxy=: the proxy's host {host!r} is not a valid")
 
 
+async def test_a_connection_refused_says_what_it_means_now_that_the_name_resolved() -> None:
+    with trio.socket.socket() as sock:  # bound, not listening: connecting is refused
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        check = await pt.check_connection(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v2")
+    assert names(check) == ["configuration", "route", "resolve", "connect"]
+    failed = check.steps[-1]
+    assert not failed.ok
+    assert f"cannot connect to 127.0.0.1:{port}" in failed.detail
+    fix = str(failed.fix)
+    assert fix.startswith("the host's address is known (resolve), but nothing accepted"), fix
+    assert "port of the base URL" in fix
+    assert "listening" in fix
+    assert "firewall" in fix
+    assert "host and port" not in fix  # the host is known good: the resolve step passed
+
+
 async def test_a_slow_look_up_is_bounded_by_the_connect_timeout_and_can_be_cancelled() -> None:
     previous = trio.socket.set_custom_hostname_resolver(FakeResolver(delay=3600))
     base = "https://paradigm.example/api/v2"
