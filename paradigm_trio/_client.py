@@ -41,6 +41,7 @@ from ._embedder import Embedder, EmbeddingMethods
 from ._embeddings import DEFAULT_EMBEDDING_MODEL
 from ._errors import ConfigurationError
 from ._events import ClientStatistics, Event
+from ._hostname import host_problem, url_host
 from ._http import HTTP
 from ._ledger import Ledger
 from ._models import ChatOptions, ChatRequest, make_request
@@ -108,7 +109,9 @@ class Client(ChatBatchMethods, EmbeddingMethods):
     library) raise :class:`RuntimeError` saying so.
 
     Raises:
-        ConfigurationError: no API key, a malformed key or base URL, both ``http_client``
+        ConfigurationError: no API key, a malformed key or base URL (a host that cannot
+            be looked up among them: an empty label as in ``a..b``, a label over 63
+            characters, characters a host name cannot have), both ``http_client``
             and ``transport``, or either of them from ``httpx`` rather than ``httpx2``; a
             proxy URL that is not ``http://`` or ``https://``; a CA bundle or client
             certificate that cannot be loaded; network options with your own transport.
@@ -225,7 +228,10 @@ class Client(ChatBatchMethods, EmbeddingMethods):
         try:
             parsed = httpx2.URL(url)
         except Exception as exc:
-            shown = mask_bad_url(url)
+            shown, host = mask_bad_url(url), url_host(url)
+            problem = host_problem(host) if host else None
+            if host and problem:  # a non-ASCII host that httpx2 refused without saying why
+                raise ConfigurationError(_bad_host(shown, host, problem)) from None
             raise ConfigurationError(
                 f"base URL {shown!r} is not a valid URL: {_url_problem(shown, exc)}"
             ) from None
@@ -235,6 +241,9 @@ class Client(ChatBatchMethods, EmbeddingMethods):
                 f"base URL {shown!r} must be an absolute http:// or https:// URL "
                 f"(set it with base_url=... or {BASE_URL_ENV})"
             )
+        problem = host_problem(parsed.host)
+        if problem is not None:
+            raise ConfigurationError(_bad_host(mask_credentials(str(parsed)), parsed.host, problem))
         return str(parsed).rstrip("/")
 
     @property
@@ -435,6 +444,14 @@ class Client(ChatBatchMethods, EmbeddingMethods):
         plan = self._plan(request, retry, timeouts, stream=True)
         ex = self._streamer.prepare(request, plan.key, plan.timeouts, include_usage=include_usage)
         return ChatStream(self._streamer, request, plan, ex)
+
+
+def _bad_host(shown: str, host: str, problem: str) -> str:
+    """The message for a base URL whose host cannot be looked up (``problem``: why)."""
+    return (
+        f"base URL {shown!r}: the host {host!r} is not a valid host name: {problem} "
+        f"(set it with base_url=... or {BASE_URL_ENV})"
+    )
 
 
 def _url_problem(shown: str, exc: Exception) -> str:

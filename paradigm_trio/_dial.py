@@ -8,7 +8,9 @@ mapping above (``_failures``) is unchanged, plus two that say more:
   or the proxy's), so a certificate error names the right host;
 * :class:`ProxyRefused`, a proxy's 4xx (407: credentials; 403: forbidden destination),
   never retried.  A proxy's 5xx to ``CONNECT`` (502, 504: it cannot reach the origin) is
-  an ``httpx2.ConnectError``, retried like any connection failure.
+  an ``httpx2.ConnectError``, retried like any connection failure;
+* :class:`InvalidHostName`, a host name that cannot be looked up (``_hostname``: an
+  empty label, a label over 63 characters), never retried.
 
 Messages name the proxy by its URL without credentials, and never show them.
 """
@@ -22,11 +24,13 @@ from typing import Any
 import httpx2
 import trio
 
+from ._hostname import host_problem
 from ._proxies import ProxyRoute
 from ._wire import ProtocolError, ResponseReader, request_head
 
 __all__ = [
     "Connect",
+    "InvalidHostName",
     "ProxyRefused",
     "Report",
     "TLSConnectError",
@@ -77,6 +81,33 @@ class ProxyRefused(httpx2.ProxyError):
         self.target = target
 
 
+class InvalidHostName(httpx2.ConnectError):
+    """A host name that cannot be looked up (an empty label, a label over 63 characters,
+    characters a host name cannot have): a configuration problem, never retried.
+
+    Attributes:
+        host: the host name.
+    """
+
+    def __init__(self, message: str, *, host: str) -> None:
+        super().__init__(message)
+        self.host = host
+
+    @classmethod
+    def check(cls, host: str, port: int) -> None:
+        """Raise it if ``host`` cannot be looked up (before connecting to it)."""
+        problem = host_problem(host)
+        if problem:
+            raise cls(_bad_host(host, port, problem), host=host)
+
+
+def _bad_host(host: str, port: int, problem: str) -> str:
+    return (
+        f"cannot connect to {authority(host, port)}: the host {host!r} is not a valid "
+        f"host name: {problem}"
+    )
+
+
 def quiet(step: str, detail: str) -> None:
     """The default :data:`Report`: tells no one."""
 
@@ -113,6 +144,9 @@ async def open_tcp(
     except OSError as exc:
         hop = where if proxy is None else f"the proxy {proxy.url}"
         raise httpx2.ConnectError(f"cannot connect to {hop}: {_text(exc)}") from exc
+    except UnicodeError as exc:  # the look-up could not encode the name (IDNA)
+        problem = host_problem(host) or f"it cannot be encoded ({exc})"
+        raise InvalidHostName(_bad_host(host, port, problem), host=host) from exc
     say("connect", where if proxy is None else f"{where} (the proxy)")
     return stream
 

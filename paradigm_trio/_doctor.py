@@ -7,7 +7,9 @@ proxy's: through a proxy, the server's name is the proxy's to look up), then ope
 connection as the client would (TCP to the server or the proxy, TLS to the proxy, the
 ``CONNECT`` tunnel, TLS to the server), then ``GET /models`` with the key.  The first
 step that fails ends the check; its ``detail`` is the error the client would raise (for
-the look-up, the resolver's), and ``fix`` what to do about it.
+the look-up, the resolver's), and ``fix`` what to do about it.  A host name that cannot
+be looked up at all (an empty label, a label over 63 characters) is refused with the
+client, so it fails the ``configuration`` step, before any look-up.
 
 The look-up goes through the transport's DNS cache (``_resolve``), with trio's
 ``getaddrinfo`` as a connection does, within the ``connect`` timeout: the connections
@@ -182,7 +184,8 @@ async def _check_resolve(
         detail = f"looking up {named} timed out after {connect_timeout:g} s"
         return CheckStep("resolve", False, detail, _resolve_fix(route, slow=True))
     except (OSError, UnicodeError) as exc:  # socket.gaierror: an unknown name, no DNS
-        # server answering; UnicodeError: a name that cannot be encoded (a label too long)
+        # server answering; UnicodeError: a name that cannot be encoded, which the
+        # configuration step refuses (``_hostname``): should trio's encoding differ
         return CheckStep("resolve", False, f"cannot resolve {named}: {exc}", _resolve_fix(route))
     took = trio.current_time() - start
     took_text = f"{took * 1000:.1f} ms" if took < 1 else f"{took:.2f} s"
@@ -216,13 +219,19 @@ def _connect_fix(step: str, error: APIError, route: Any) -> str | None:
     """What to do when opening the connection failed at ``step``."""
     if isinstance(error, CertificateVerificationError | ProxyError):
         return None  # their message says it
-    if step == "connect" and route is None:
+    if step == "connect" and route is None:  # the name resolved: the step before
         return (
-            "check the host and port of the base URL, and that the server is up; if it "
-            "is reached through a proxy, set HTTPS_PROXY or pass --proxy"
+            "the host's address is known (resolve), but nothing accepted the connection "
+            "there: check the port of the base URL, that the server is up and listening "
+            "on that port, and that no firewall blocks it; if the server is reached "
+            "through a proxy, set HTTPS_PROXY or pass --proxy"
         )
     if step == "connect":
-        return "check the proxy's URL (host and port) and that the proxy is up"
+        return (
+            "the proxy's address is known (resolve), but nothing accepted the connection "
+            "there: check the port of the proxy URL, that the proxy is up and listening "
+            "on that port, and that no firewall blocks it"
+        )
     if step == "tunnel":
         return (
             "the proxy cannot reach the server: check the base URL; if the server is on "

@@ -85,7 +85,13 @@ class ParadigmError(Exception):
 
 
 class ConfigurationError(ParadigmError, ValueError):
-    """Invalid configuration: a missing API key, a bad base URL, conflicting arguments."""
+    """Invalid configuration: a missing API key, a bad base URL, conflicting arguments.
+
+    A base URL or proxy URL whose host cannot be looked up is one: an empty label
+    (``https://a..b/api/v2``), a label over 63 characters, or characters a host name
+    cannot have.  The message names the host and says which; it never shows the API key
+    or a password of the URL.
+    """
 
 
 class InvalidRequestError(ParadigmError, ValueError):
@@ -250,7 +256,13 @@ class InternalServerError(APIStatusError):
 
 
 class APIConnectionError(APIError):
-    """No usable response: the connection failed, was reset or closed, or broke the protocol."""
+    """No usable response: the connection failed, was reset or closed, or broke the protocol.
+
+    A host name that cannot be looked up (an empty label, a label over 63 characters), met
+    after the client was built (by a transport of your own that sends elsewhere), is one
+    too, never retried: the message names the host and says why.  A ``base_url`` or proxy
+    with such a host is refused when the client is built (:class:`ConfigurationError`).
+    """
 
 
 class APITimeoutError(APIConnectionError):
@@ -403,8 +415,8 @@ class AttemptFailure(Exception):
     Attributes:
         error: the :class:`APIError` the request fails with if this is its last attempt.
         cause: ``"429"``, ``"503"``, ``"connection"``, ``"timeout"``, ``"invalid_response"``,
-            ``"invalid_output"``, ``"stream_error"``, ``"tls"``, ``"proxy"``: the key of
-            ``retries_by_cause``.
+            ``"invalid_output"``, ``"stream_error"``, ``"tls"``, ``"proxy"``, ``"host"``:
+            the key of ``retries_by_cause``.
         retryable: whether the policy allows another attempt after it.
         retry_after: the wait the server asked for, in seconds, if any.
         rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers

@@ -42,8 +42,9 @@ class Attempt:
         cause: ``None`` for a success; otherwise why it failed: the status as a string
             (``"429"``, ``"503"``), ``"connection"``, ``"timeout"``,
             ``"invalid_response"``, ``"tls"`` (a certificate that does not verify),
-            ``"proxy"`` (a proxy's refusal, :class:`ProxyError`) or, for streams,
-            ``"stream_error"`` (an error event without a status).
+            ``"proxy"`` (a proxy's refusal, :class:`ProxyError`), ``"host"`` (a host
+            name that cannot be looked up, met after the client was built) or, for
+            streams, ``"stream_error"`` (an error event without a status).
         error: a one-line description of the failure (never the API key).
         delay: the wait before the next attempt, or ``None`` if there was none.
         request_id: the server's ``x-request-id``, if any.

@@ -28,7 +28,7 @@ from typing import Any
 import httpx2
 
 from ._config import RetryPolicy
-from ._dial import ProxyRefused, TLSConnectError
+from ._dial import InvalidHostName, ProxyRefused, TLSConnectError
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -153,7 +153,7 @@ class Failures:
         """The failure of an ``httpx2`` exception raised before a response was read.
 
         A certificate that does not verify is a configuration problem: cause ``"tls"``,
-        never retried.
+        never retried; so is a host name that cannot be looked up: cause ``"host"``.
         """
         error: APIError
         certificate = _unverified_certificate(exc)
@@ -163,6 +163,10 @@ class Failures:
             cause, retryable = "tls", False
         elif refused is not None:
             error, cause, retryable = refused, "proxy", False
+        elif isinstance(exc, InvalidHostName):
+            said = self.redact(str(exc))
+            error = APIConnectionError(f"{said}. This is a configuration problem, not retried")
+            cause, retryable = "host", False
         elif isinstance(exc, httpx2.TimeoutException):
             which: TimeoutKind = next(
                 (kind for cls, kind in _TIMEOUT_KINDS if isinstance(exc, cls)), "read"

@@ -30,7 +30,9 @@
 * ``trust_env=False`` and no ``proxy=``: no proxy.
 
 Proxy credentials (``http://user:pass@proxy:3128``) become a ``Proxy-Authorization:
-Basic`` header; they never appear in a repr, a message or a log line.
+Basic`` header; they never appear in a repr, a message or a log line.  A proxy URL whose
+host cannot be looked up (``_hostname``) is refused when the rules are built, with the
+host and why.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from typing import TypeAlias
 import httpx2
 
 from ._errors import ConfigurationError
+from ._hostname import host_problem, url_host
 
 __all__ = ["ProxyRoute", "ProxyRules", "ProxyTypes"]
 
@@ -102,15 +105,23 @@ def make_route(proxy: ProxyTypes, source: str) -> ProxyRoute:
     """The route of a proxy URL or ``httpx2.Proxy``, credentials turned into a header.
 
     Raises:
-        ConfigurationError: not an ``http://`` or ``https://`` proxy URL.
+        ConfigurationError: not an ``http://`` or ``https://`` proxy URL, or one whose
+            host cannot be looked up (:func:`~paradigm_trio._hostname.host_problem`).
     """
     try:
         spec = proxy if isinstance(proxy, httpx2.Proxy) else httpx2.Proxy(url=proxy)
     except (ValueError, httpx2.InvalidURL, TypeError):
+        host = url_host(proxy)
+        problem = host_problem(host) if host else None
+        if host and problem:  # a non-ASCII host that httpx2 refused without saying why
+            raise ConfigurationError(_bad_host(source, host, problem)) from None
         scheme = str(proxy).partition("://")[0] if "://" in str(proxy) else ""
         raise ConfigurationError(_bad_proxy(scheme, source)) from None
     if spec.url.scheme not in DEFAULT_PORTS or not spec.url.host:
         raise ConfigurationError(_bad_proxy(spec.url.scheme, source))
+    problem = host_problem(spec.url.host)
+    if problem:
+        raise ConfigurationError(_bad_host(source, spec.url.host, problem))
     headers = list(spec.headers.raw)
     if spec.raw_auth is not None:
         token = base64.b64encode(b":".join(spec.raw_auth))
@@ -122,6 +133,12 @@ def make_route(proxy: ProxyTypes, source: str) -> ProxyRoute:
         source=source,
         authenticated=spec.raw_auth is not None,
     )
+
+
+def _bad_host(source: str, host: str, problem: str) -> str:
+    """The message for a proxy whose host cannot be looked up (``problem``: why); the
+    host is shown, never the URL (it may hold a password)."""
+    return f"{source}: the proxy's host {host!r} is not a valid host name: {problem}"
 
 
 def _bad_proxy(scheme: str, source: str) -> str:
@@ -246,7 +263,9 @@ class ProxyRules:
             default, read from the environment now).
 
     Raises:
-        ConfigurationError: a proxy URL that is not ``http://`` or ``https://``.
+        ConfigurationError: a proxy URL that is not ``http://`` or ``https://``, or
+            whose host cannot be looked up (an empty label as in ``proxy..example``, a
+            label over 63 characters, characters a host name cannot have).
     """
 
     def __init__(

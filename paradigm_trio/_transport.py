@@ -58,6 +58,7 @@ import httpx2
 import trio
 
 from ._dial import (
+    InvalidHostName,
     ProxyRefused,
     Report,
     authority,
@@ -121,9 +122,14 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             verified with ``Proxy(ssl_context=...)`` if given, else with ``verify``.
         ssl_context: the older name of ``verify=<ssl.SSLContext>``.
 
+    A request to a host that cannot be looked up (an empty label as in ``a..b``, a label
+    over 63 characters) raises an ``httpx2.ConnectError`` saying why, before anything is
+    sent; the :class:`Client` refuses such a base URL when it is built.
+
     Raises:
         ConfigurationError: a CA bundle or certificate that cannot be loaded, a proxy URL
-            that is not ``http://`` or ``https://``, or both ``verify`` and ``ssl_context``.
+            that is not ``http://`` or ``https://`` or whose host cannot be looked up, or
+            both ``verify`` and ``ssl_context``.
     """
 
     def __init__(
@@ -250,9 +256,11 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         """A new connection to ``origin``, directly or through its proxy.
 
         Blocks for the TCP connection, then the ``CONNECT`` and the TLS handshakes, all
-        within the ``connect`` timeout.
+        within the ``connect`` timeout.  A host that cannot be looked up (``_hostname``)
+        is refused first (:class:`InvalidHostName`), whatever the route.
         """
         scheme, host, port = origin
+        InvalidHostName.check(host, port)
         route = self._proxies.route_for(scheme, host, port)
         hop = authority(host, port) + ("" if route is None else f" through the proxy {route.url}")
         say = report or quiet

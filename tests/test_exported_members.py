@@ -107,7 +107,10 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # One hop each (TCP, TLS, CONNECT) and the transport's own failures.
     "paradigm_trio._dial": frozenset({"ProxyRefused", "Report", "TLSConnectError", "authority"})
-    | {"Connect", "open_tcp", "quiet", "start_tls", "tunnel"},
+    | {"Connect", "InvalidHostName", "open_tcp", "quiet", "start_tls", "tunnel"},
+    # Host names that cannot be looked up, refused with the reason (by ``Client``, the
+    # proxy rules and the transport).
+    "paradigm_trio._hostname": frozenset({"MAX_LABEL", "host_problem", "url_host"}),
     "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
     # The transport's keep-alive pool and its DNS cache (``TrioTransport.warm_up`` fills
     # the pool; ``DNS_TTL`` is documented in docs/howto-enterprise-networks.md).

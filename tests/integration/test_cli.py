@@ -274,3 +274,43 @@ def test_batch_help_tells_about_checks_lock_and_pipes() -> None:
                    "-o - is refused", "not a JSON object", "| head -1"):  # fmt: skip
         assert phrase in text, phrase
     assert "| head -1" in " ".join(run_cli("speed-test", "--help").stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        pytest.param(
+            "--base-url", "https://a..b/api/v2",
+            "base URL 'https://a..b/api/v2': the host 'a..b' is not a valid host name: it "
+            "has an empty label (two dots in a row, or a dot at the start)",
+            id="base-url",
+        ),
+        pytest.param(
+            "--proxy", "http://alice:s3cret@proxy..corp.example:3128",
+            "proxy=: the proxy's host 'proxy..corp.example' is not a valid host name: it "
+            "has an empty label",
+            id="proxy",
+        ),
+    ],
+)  # fmt: skip
+def test_a_host_that_cannot_be_looked_up_is_one_clear_line(
+    tmp_path: Path, option: str, value: str, said: str
+) -> None:
+    """Before, trio's look-up raised a bare ``UnicodeError`` for each request."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 3)
+    env = {**os.environ, "PARADIGM_API_KEY": "sk-cli-host-test-0123456789"}
+    for command in (["batch", str(src), "-o", str(out)], ["speed-test", "-n", "1"]):
+        proc = run_cli(*command, option, value, env=env)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"paradigm-trio {command[0]}: {said}"), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+        assert "s3cret" not in proc.stderr
+        assert "sk-cli-host-test" not in proc.stderr + proc.stdout
+    assert not out.exists() or not out.read_text()
+    doctor = run_cli("doctor", option, value, env=env)
+    assert doctor.returncode == 1
+    assert doctor.stdout.startswith(f"FAILED  configuration  {said}"), doctor.stdout
+    assert len(doctor.stdout.splitlines()) == 1, doctor.stdout
+    assert doctor.stderr == ""

@@ -165,12 +165,53 @@ async def test_a_name_that_does_not_resolve_fails_the_resolve_step() -> None:
     assert (failed.name, failed.ok) == ("resolve", False)
     assert failed.detail.startswith("cannot resolve proxy.invalid (the proxy): ")
     assert "check the spelling of the host in the proxy URL (from proxy=)" in str(failed.fix)
-    long = "a" * 64 + ".invalid"  # a label longer than DNS allows: it cannot be encoded
-    check = await pt.check_connection(api_key=KEY, base_url=f"http://{long}/api/v2")
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        pytest.param(
+            "a" * 64 + ".invalid",
+            f"its label '{'a' * 16}...' is 64 characters long, more than the 63 a label may have",
+            id="long-label",
+        ),
+        pytest.param(
+            "paradigm..invalid",
+            "it has an empty label (two dots in a row, or a dot at the start)",
+            id="empty-label",
+        ),
+    ],
+)
+async def test_a_name_that_cannot_be_looked_up_fails_the_configuration_step(
+    host: str, why: str
+) -> None:
+    """A name the resolver could not even encode: refused with the client, as bad
+    configuration, before any look-up (trio's look-up raised a bare ``UnicodeError``)."""
+    check = await pt.check_connection(api_key=KEY, base_url=f"http://{host}/api/v2")
+    assert [(step.name, step.ok) for step in check.steps] == [("configuration", False)]
+    assert f"the host {host!r} is not a valid host name: {why}" in check.steps[0].detail
+    assert KEY not in str(check)
+    base = "https://paradigm.example/api/v2"
+    check = await pt.check_connection(api_key=KEY, base_url=base, proxy=f"http://{host}:3128")
+    assert [(step.name, step.ok) for step in check.steps] == [("configuration", False)]
+    assert check.steps[0].detail.startswith(f"proxy=: the proxy's host {host!r} is not a valid")
+
+
+async def test_a_connection_refused_says_what_it_means_now_that_the_name_resolved() -> None:
+    with trio.socket.socket() as sock:  # bound, not listening: connecting is refused
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        check = await pt.check_connection(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v2")
+    assert names(check) == ["configuration", "route", "resolve", "connect"]
     failed = check.steps[-1]
-    assert (failed.name, failed.ok) == ("resolve", False)
-    assert failed.detail.startswith(f"cannot resolve {long}: "), failed.detail
-    assert "check the spelling of the host in the base URL" in str(failed.fix)
+    assert not failed.ok
+    assert f"cannot connect to 127.0.0.1:{port}" in failed.detail
+    fix = str(failed.fix)
+    assert fix.startswith("the host's address is known (resolve), but nothing accepted"), fix
+    assert "port of the base URL" in fix
+    assert "listening" in fix
+    assert "firewall" in fix
+    assert "host and port" not in fix  # the host is known good: the resolve step passed
 
 
 async def test_a_slow_look_up_is_bounded_by_the_connect_timeout_and_can_be_cancelled() -> None:
