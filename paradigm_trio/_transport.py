@@ -52,7 +52,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import httpx2
 import trio
@@ -77,8 +77,6 @@ from ._wire import ProtocolError, request_head
 
 __all__ = ["Origin", "TrioTransport", "WireTimeouts"]
 
-A = TypeVar("A")
-H = TypeVar("H")
 
 logger = logging.getLogger("paradigm_trio")
 
@@ -332,9 +330,9 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         origin: Origin,
         data: bytes,
         timeouts: WireTimeouts,
-        on_head: Callable[[A, int, list[tuple[bytes, bytes]]], H],
-        arg: A,
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, H]:
+        on_head: Callable[[Any, int, list[tuple[bytes, bytes]]], Any],
+        arg: Any,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, Any]:
         """One whole exchange, without ``httpx2`` objects: the client's fast lane.
 
         ``data`` is the whole request (its head, as ``_wire.request_head`` writes it, and
