@@ -174,13 +174,15 @@ class Attempting:
     """The attempt under way, as its attempt function sees it.
 
     The attempt function reports what it learns: :meth:`responded` when a response head
-    arrives (its status, request id and headers, which the rate limiter reads), and
-    ``progress``, a short description of what arrived, used in deadline errors.
+    arrives (its status, request id and headers, which the rate limiter reads),
+    ``progress``, a short description of what arrived, used in deadline errors, and, for a
+    stream, ``first_chunk``, when its first chunk arrived (trio time).
     """
 
     __slots__ = (
         "_adaptive",
         "deadline",
+        "first_chunk",
         "lease",
         "number",
         "progress",
@@ -208,6 +210,7 @@ class Attempting:
         self.status: int | None = None
         self.request_id: str | None = None
         self.progress: Callable[[], str] | None = None
+        self.first_chunk: float | None = None
 
     def responded(self, status: int, request_id: str | None, headers: Mapping[str, str]) -> None:
         self.status = status
@@ -221,6 +224,13 @@ class Call:
     :meth:`run` makes the attempts.  With ``hold=True`` (a stream handed to its reader) a
     success keeps the lease and leaves the request open: the reader then ends it with
     :meth:`succeed`, :meth:`fail` or :meth:`abandon`, exactly once.
+
+    For the observers (telemetry), besides ``plan``, ``start`` and ``history``:
+    ``interrupted``, the record of the attempt that was under way when the request ended
+    without it ending (a stream left early, a request cancelled from outside, a hook that
+    raised: not in ``history``, which holds the attempts that succeeded or failed), and
+    ``first_chunk``, when the first chunk of the attempt whose result was kept arrived
+    (streams only; trio time).
     """
 
     __slots__ = (
@@ -231,7 +241,9 @@ class Call:
         "_total_deadline",
         "deadline",
         "engine",
+        "first_chunk",
         "history",
+        "interrupted",
         "plan",
         "start",
     )
@@ -247,6 +259,8 @@ class Call:
         self._retry_of: str | None = None  # the cause of the retry scheduled, if any
         self._ticket: int | None = None  # its place in the batch's retry budget
         self._done = False
+        self.interrupted: Attempt | None = None
+        self.first_chunk: float | None = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -282,9 +296,7 @@ class Call:
             self._finish(exc)
             raise
         except BaseException as exc:  # cancelled from outside, or a bug / a hook raising
-            if self._current is not None:
-                self._release(self._current)
-                self._current = None
+            self._drop_current()
             self._finish(exc if isinstance(exc, Exception) else CANCELLED)
             raise
 
@@ -341,10 +353,24 @@ class Call:
                     )
                     raise AttemptFailure(error, "timeout", plan.retry.retry_connection_errors)
             kept = hold
+            self.first_chunk = current.first_chunk
             return result
         finally:
             if not kept:
                 self._release(current)
+
+    def _drop_current(self) -> None:
+        """The request ends with an attempt under way: give its lease back and keep its
+        record in :attr:`interrupted` (not in the history: it neither failed nor
+        succeeded)."""
+        current, self._current = self._current, None
+        if current is not None:
+            now = trio.current_time()
+            self.interrupted = Attempt(
+                current.number, current.started, now - current.started, current.status,
+                request_id=current.request_id,
+            )  # fmt: skip
+            self._release(current)
 
     def _release(self, current: Attempting) -> None:
         if current.lease.held:
@@ -510,9 +536,7 @@ class Call:
 
     def abandon(self) -> None:
         """The caller left before the end: the request counts as cancelled."""
-        if self._current is not None:
-            self._release(self._current)
-            self._current = None
+        self._drop_current()
         self._finish(CANCELLED)
 
     def _finish(self, outcome: object, usage: Usage | None = None) -> None:
@@ -526,8 +550,9 @@ class Call:
         if isinstance(outcome, APIError):
             outcome.attempts = tuple(self.history)
             outcome.custom_id = plan.custom_id
+        attempts = len(self.history) + (self.interrupted is not None)
         self.engine.ledger.finished(
-            outcome, plan.custom_id, plan.key, len(self.history),
+            outcome, plan.custom_id, plan.key, attempts,
             trio.current_time() - self.start, usage, self,
         )  # fmt: skip
 

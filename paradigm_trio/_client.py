@@ -481,6 +481,14 @@ def instrument(
     reference).  Names follow the OpenTelemetry GenAI semantic conventions (1.37 to 1.41:
     ``gen_ai.provider.name``).  Without this call nothing of OpenTelemetry is imported.
 
+    Streams: a stream left early (``break``, an exception, leaving the ``async with``) or
+    cancelled from outside keeps the span of the attempt under way, ended then, with
+    ``paradigm_trio.outcome="cancelled"`` and no error status, as its request's span.
+    ``gen_ai.client.operation.time_to_first_chunk`` (a histogram, in seconds; semantic
+    conventions 1.41) records, once per streamed request whose answer began, the time from
+    the request's start (retries included) to the first chunk of the attempt kept; the
+    request's span carries it as ``gen_ai.response.time_to_first_chunk``.
+
     Args:
         client: the client to instrument (once).
         tracer_provider, meter_provider: OpenTelemetry providers; ``None`` for the global

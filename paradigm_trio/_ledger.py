@@ -44,8 +44,8 @@ class Observer(Protocol):
 
     Called synchronously, like ``on_event``; nothing is called, and nothing built for it,
     while no observer is installed.  ``call`` is the engine's ``Call`` (its ``plan``,
-    ``history`` and ``start``): the ledger does not import the engine, so it is untyped
-    here.
+    ``history``, ``start``, ``interrupted`` and ``first_chunk``): the ledger does not
+    import the engine, so it is untyped here.
     """
 
     def event(self, event: Event) -> None:

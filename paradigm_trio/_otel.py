@@ -7,17 +7,26 @@ observer of the client's ledger (``_ledger.Observer``):
 * **Spans** are built when a logical request ends, from its attempt history: one span per
   chat request (kind ``CLIENT``, named ``chat {model}``) with a child span per attempt
   (``POST``, kind ``CLIENT``), and one span per batch (``chat_batch``, ``INTERNAL``), the
-  parent of its items' spans.  Times are trio's clock, turned into wall-clock time, so
-  the spans of a run on trio's ``MockClock`` show its virtual timeline.
-* **Metrics**: the GenAI histograms ``gen_ai.client.operation.duration`` and
-  ``gen_ai.client.token.usage``, recorded as each request ends; every other figure is an
-  *observable* instrument that reads the ledger's counters when the reader collects, so
-  that the metrics equal :meth:`Client.statistics` by construction and cost nothing per
-  request.
+  parent of its items' spans.  The attempt under way when a request ends without it (a
+  stream left early, a request cancelled from outside) has its span too, from the
+  engine's ``Call.interrupted``: a cancellation by the caller, not an error (no status,
+  no ``error.type``, as the HTTP conventions of 1.41 say).  Times are trio's clock,
+  turned into wall-clock time, so the spans of a run on trio's ``MockClock`` show its
+  virtual timeline.
+* **Metrics**: the GenAI histograms ``gen_ai.client.operation.duration``,
+  ``gen_ai.client.token.usage`` and, for streams,
+  ``gen_ai.client.operation.time_to_first_chunk`` (from ``Call.first_chunk``), recorded
+  as each request ends; every other figure is an *observable* instrument that reads the
+  ledger's counters when the reader collects, so that the metrics equal
+  :meth:`Client.statistics` by construction and cost nothing per request.
 
 Conventions: OpenTelemetry semantic conventions 1.37 to 1.41 for GenAI
 (``gen_ai.provider.name``, not the older ``gen_ai.system``), the last releases that carry
-them in the main repository.  Names that are not GenAI ones are under ``paradigm_trio.``.
+them in the main repository; the streaming names
+(``gen_ai.client.operation.time_to_first_chunk``, ``gen_ai.request.stream``,
+``gen_ai.response.time_to_first_chunk``) are those of 1.41, which added them.  Names that
+are not GenAI ones are under ``paradigm_trio.``.
+
 Prompt and completion text are recorded only with ``record_content=True``; headers (so the
 API key) never are.
 """
@@ -60,6 +69,9 @@ DURATION_BUCKETS: Final = (
 
 TOKEN_BUCKETS: Final = tuple(4**i for i in range(14))
 """``gen_ai.client.token.usage``'s advised bucket boundaries (1, 4, 16, ... 4**13)."""
+
+FIRST_CHUNK_BUCKETS: Final = DURATION_BUCKETS
+"""``gen_ai.client.operation.time_to_first_chunk``'s advised bucket boundaries (seconds)."""
 
 _OPERATION: Final = "chat"
 
@@ -131,6 +143,9 @@ class Telemetry:
         instruments = self._instruments
         if outcome is not CANCELLED:  # (left early or cancelled from outside: no operation)
             instruments.duration.record(end - call.start, attributes)
+        if call.first_chunk is not None:  # (a stream whose answer began: even if left early)
+            first = {k: v for k, v in attributes.items() if k != "error.type"}
+            instruments.first_chunk.record(call.first_chunk - call.start, first)
         if usage is not None:
             for kind, tokens in (
                 ("input", usage.prompt_tokens),
@@ -181,8 +196,12 @@ class Telemetry:
         plan = call.plan
         attributes = {**attributes}  # (the metrics' own stay as they are: low cardinality)
         attributes.update(_request_attributes(request))
-        attributes["paradigm_trio.attempts"] = len(call.history)
+        attributes["paradigm_trio.attempts"] = len(call.history) + (call.interrupted is not None)
         attributes["paradigm_trio.stream"] = plan.stream
+        if plan.stream:
+            attributes["gen_ai.request.stream"] = True
+        if call.first_chunk is not None:
+            attributes["gen_ai.response.time_to_first_chunk"] = call.first_chunk - call.start
         if plan.custom_id is not None:
             attributes["paradigm_trio.custom_id"] = plan.custom_id
         if completion is not None:
@@ -207,13 +226,18 @@ class Telemetry:
         for record in call.history:
             self._attempt_span(record, context, ready)
             ready = record.started + record.elapsed + (record.delay or 0.0)
+        if call.interrupted is not None:
+            self._attempt_span(call.interrupted, context, ready, ended_by=outcome)
         if isinstance(outcome, BaseException):
             span.set_status(StatusCode.ERROR, _first_line(outcome))
         span.end(end_time=self._wall(end))
 
-    def _attempt_span(self, record: Attempt, context: Any, ready: float) -> None:
+    def _attempt_span(
+        self, record: Attempt, context: Any, ready: float, ended_by: object = None
+    ) -> None:
         """One attempt: ``ready`` is when it could have started (the wait before it is
-        the slot, the rate permit or the retry budget)."""
+        the slot, the rate permit or the retry budget); ``ended_by``, for the attempt
+        interrupted by its request's end, that request's outcome."""
         attributes: dict[str, Any] = {
             "http.request.method": "POST",
             "server.address": self._common["server.address"],
@@ -232,6 +256,10 @@ class Telemetry:
         if record.delay is not None:
             attributes["paradigm_trio.retry.cause"] = record.cause or ""
             attributes["paradigm_trio.retry.delay"] = record.delay
+        if ended_by is CANCELLED:  # closed by the caller: not an error (HTTP conventions)
+            attributes["paradigm_trio.outcome"] = "cancelled"
+        elif isinstance(ended_by, BaseException):  # a hook or a bug raised mid-attempt
+            attributes["error.type"] = _qualified_name(ended_by)
         span = self._tracer.start_span(
             "POST",
             context=context,
@@ -241,6 +269,8 @@ class Telemetry:
         )
         if record.cause is not None:
             span.set_status(StatusCode.ERROR, record.error or record.cause)
+        if isinstance(ended_by, BaseException):
+            span.set_status(StatusCode.ERROR, _first_line(ended_by))
         span.end(end_time=self._wall(record.started + record.elapsed))
 
 
@@ -372,6 +402,13 @@ class _Instruments:
             "gen_ai.client.token.usage", unit="{token}",
             description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )  # fmt: skip
+        self.first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk", unit="s",
+            description="Time to receive the first chunk, measured from when the client "
+            "issues the generation request to when the first chunk is received in the "
+            "response stream.",
+            explicit_bucket_boundaries_advisory=FIRST_CHUNK_BUCKETS,
         )  # fmt: skip
         for name, unit, description, read in _OBSERVED_COUNTERS:
             meter.create_observable_counter(

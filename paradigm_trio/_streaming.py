@@ -82,6 +82,8 @@ class Streamer:
             with trio.move_on_at(deadline):
                 reader = await self._start(ex, plan.retry, current)
                 await reader.next_chunk()
+                if reader.chunks:
+                    current.first_chunk = trio.current_time()
                 return reader
             raise _first_timeout(plan, which, reader)
         except BaseException:

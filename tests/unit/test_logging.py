@@ -12,6 +12,7 @@ import paradigm_trio as pt
 from paradigm_trio import _log
 
 from .helpers import API_KEY, MESSAGES, Script, after, fixed, make_client, ok, status
+from .test_streaming import answer, sse
 
 pytestmark = pytest.mark.anyio
 
@@ -158,3 +159,16 @@ async def test_the_breaker_says_when_the_server_answers_again(
     assert _events(caplog).count("breaker_opened") == 1
     (closed,) = _of(caplog, "breaker_closed")
     assert closed.getMessage() == "circuit breaker closed: the server answers"
+
+
+async def test_a_stream_left_early_counts_the_attempt_it_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="paradigm_trio")
+    async with make_client(Script(sse(*answer("a", "b"))[0])) as client:
+        async with client.chat_stream(MESSAGES, custom_id="s1") as stream:
+            async for _chunk in stream:
+                break
+    (cancelled,) = _of(caplog, "request_cancelled")
+    assert cancelled.attempts == 1
+    assert "cancelled after 1 attempt(s)" in cancelled.getMessage()

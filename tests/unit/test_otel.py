@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import trio
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -22,8 +23,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import paradigm_trio as pt
 
-from .helpers import API_KEY, MESSAGES, Script, fixed, make_client, ok, status
-from .test_streaming import answer, sse
+from .helpers import API_KEY, MESSAGES, Script, fixed, hang, make_client, ok, status
+from .test_streaming import HANG, answer, chunk, cut_error, sse
 
 pytestmark = pytest.mark.anyio
 
@@ -59,17 +60,19 @@ class Telemetry:
         ]
         return sorted(found, key=lambda s: s.start_time or 0)
 
-    def points(self, name: str) -> list[Any]:
+    def metrics(self, name: str) -> list[Any]:
         data = self.reader.get_metrics_data()
         assert data is not None
         return [
-            point
+            metric
             for resource in data.resource_metrics
             for scope in resource.scope_metrics
             for metric in scope.metrics
             if metric.name == name
-            for point in metric.data.data_points
         ]
+
+    def points(self, name: str) -> list[Any]:
+        return [point for metric in self.metrics(name) for point in metric.data.data_points]
 
     def value(self, name: str, **attributes: Any) -> Any:
         """The value (or histogram sum) of the point of ``name`` with these attributes."""
@@ -85,6 +88,17 @@ def telemetry() -> Iterator[Telemetry]:
     yield t
     t.tracer_provider.shutdown()
     t.meter_provider.shutdown()
+
+
+METRIC_ATTRIBUTES = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "lighton",
+    "gen_ai.request.model": "alfred-4.2",
+    "gen_ai.response.model": "alfred-4.2",
+    "server.address": "test",
+    "server.port": 80,
+}
+"""The GenAI histograms' attributes of a success (low cardinality: no custom_id, no id)."""
 
 
 def _attributes(span: ReadableSpan) -> dict[str, Any]:
@@ -220,6 +234,212 @@ async def test_a_stream_left_early_is_a_cancelled_span_without_a_duration(
     assert telemetry.value("paradigm_trio.finished", **{"paradigm_trio.outcome": "cancelled"}) == 1
 
 
+async def test_a_stream_read_to_its_end_has_no_interrupted_attempt(telemetry: Telemetry) -> None:
+    response, _ = sse(*answer("Hello", " world"))
+    async with telemetry.instrument(make_client(Script(status(503), response))) as client:
+        async with client.chat_stream(MESSAGES, retry=fixed(initial_delay=0.5)) as stream:
+            await _read_all(stream)
+    (span,) = telemetry.spans("chat alfred-4.2")
+    assert _attributes(span)["paradigm_trio.attempts"] == 2
+    assert "paradigm_trio.outcome" not in _attributes(span)
+    failed, streamed = telemetry.children(span)
+    assert failed.status.status_code is StatusCode.ERROR
+    assert streamed.status.status_code is StatusCode.UNSET
+    assert "paradigm_trio.outcome" not in _attributes(streamed)
+    assert "error.type" not in _attributes(streamed)
+    assert streamed.end_time == span.end_time
+
+
+async def _read_all(stream: Any) -> None:
+    async for _chunk in stream:
+        pass
+
+
+async def test_a_stream_left_after_its_first_chunk_has_its_attempt_span(
+    telemetry: Telemetry,
+) -> None:
+    paced = [p for event in answer("a", "b", "c") for p in (1.0, event)]  # a chunk a second
+    response, _ = sse(*paced)
+    client = make_client(Script(status(503), response))
+    async with telemetry.instrument(client):
+        async with client.chat_stream(MESSAGES, retry=fixed(initial_delay=0.5)) as stream:
+            async for c in stream:
+                if c.delta == "a":
+                    break
+            left = trio.current_time()
+        assert left == pytest.approx(2.5)  # 0.5 s backoff, then two chunks a second apart
+        assert client.statistics().attempts == 2
+    (span,) = telemetry.spans("chat alfred-4.2")
+    attributes = _attributes(span)
+    assert attributes["paradigm_trio.outcome"] == "cancelled"
+    assert attributes["paradigm_trio.attempts"] == 2  # the one left open counts
+    assert span.status.status_code is StatusCode.UNSET
+    failed, streamed = telemetry.children(span)
+    assert _attributes(failed)["error.type"] == "503"
+    closed = _attributes(streamed)
+    assert streamed.name == "POST"
+    assert streamed.kind is SpanKind.CLIENT
+    assert streamed.status.status_code is StatusCode.UNSET  # closed by the caller: no error
+    assert "error.type" not in closed
+    assert closed["paradigm_trio.outcome"] == "cancelled"
+    assert closed["paradigm_trio.attempt"] == 2
+    assert closed["http.request.resend_count"] == 1
+    assert closed["http.response.status_code"] == 200
+    assert closed["paradigm_trio.server_request_id"] == "req-1"
+    assert streamed.start_time - failed.end_time == pytest.approx(0.5e9, abs=1e3)
+    assert streamed.end_time - streamed.start_time == pytest.approx(2e9, abs=1e3)
+    assert streamed.end_time == span.end_time
+    assert telemetry.points("gen_ai.client.operation.duration") == []
+
+
+async def test_a_stream_cancelled_from_outside_has_its_attempt_span(
+    telemetry: Telemetry,
+) -> None:
+    response, _ = sse(chunk("a"), 1.0, chunk("b"), HANG)
+    client = make_client(Script(response), timeouts=pt.Timeouts(read=100))
+    async with telemetry.instrument(client):
+        with trio.move_on_after(5) as scope:
+            async with client.chat_stream(MESSAGES) as stream:
+                await _read_all(stream)
+        assert scope.cancelled_caught
+    (span,) = telemetry.spans("chat alfred-4.2")
+    assert _attributes(span)["paradigm_trio.outcome"] == "cancelled"
+    (attempt,) = telemetry.children(span)
+    assert _attributes(attempt)["paradigm_trio.outcome"] == "cancelled"
+    assert attempt.status.status_code is StatusCode.UNSET
+    assert attempt.end_time - attempt.start_time == pytest.approx(5e9, abs=1e3)
+
+
+async def test_a_stream_cancelled_before_its_first_chunk_has_its_attempt_span(
+    telemetry: Telemetry,
+) -> None:
+    response, _ = sse(HANG)
+    client = make_client(Script(response), timeouts=pt.Timeouts(first_token=100))
+    async with telemetry.instrument(client):
+        with trio.move_on_after(3):
+            async with client.chat_stream(MESSAGES):
+                raise AssertionError("never entered")
+    (span,) = telemetry.spans("chat alfred-4.2")
+    (attempt,) = telemetry.children(span)
+    attributes = _attributes(attempt)
+    assert attributes["paradigm_trio.outcome"] == "cancelled"
+    assert attributes["http.response.status_code"] == 200  # the head had arrived
+    assert attempt.status.status_code is StatusCode.UNSET
+    assert _attributes(span)["paradigm_trio.attempts"] == 1
+    assert telemetry.points("gen_ai.client.operation.time_to_first_chunk") == []
+
+
+async def test_a_chat_cancelled_from_outside_has_its_attempt_span(
+    telemetry: Telemetry,
+) -> None:
+    client = make_client(Script(hang), timeouts=pt.Timeouts(attempt=100, read=100))
+    async with telemetry.instrument(client):
+        with trio.move_on_after(2):
+            await client.chat(MESSAGES)
+    (span,) = telemetry.spans("chat alfred-4.2")
+    (attempt,) = telemetry.children(span)
+    attributes = _attributes(attempt)
+    assert attributes["paradigm_trio.outcome"] == "cancelled"
+    assert "http.response.status_code" not in attributes  # no answer yet
+    assert attempt.status.status_code is StatusCode.UNSET
+    assert attempt.end_time == span.end_time
+
+
+async def test_a_hook_raising_mid_attempt_is_an_error_on_the_attempt_span(
+    telemetry: Telemetry,
+) -> None:
+    def hook(event: pt.Event) -> None:
+        if isinstance(event, pt.AttemptStarted):
+            raise KeyError("hook")
+
+    async with telemetry.instrument(make_client(Script(ok()), on_event=hook)) as client:
+        with pytest.raises(KeyError):
+            await client.chat(MESSAGES)
+    (span,) = telemetry.spans("chat alfred-4.2")
+    (attempt,) = telemetry.children(span)
+    assert _attributes(attempt)["error.type"] == "builtins.KeyError"
+    assert "paradigm_trio.outcome" not in _attributes(attempt)
+    assert attempt.status.status_code is StatusCode.ERROR
+    assert span.status.status_code is StatusCode.ERROR
+
+
+# --------------------------------------------------------------------------- first chunk
+
+
+async def test_time_to_first_chunk_is_a_histogram_from_the_request_start(
+    telemetry: Telemetry,
+) -> None:
+    response, _ = sse(2.0, *answer("Hello"))  # the first chunk 2 s after the head
+    client = make_client(Script(status(503), response))
+    async with telemetry.instrument(client):
+        async with client.chat_stream(MESSAGES, retry=fixed(initial_delay=0.5)) as stream:
+            await _read_all(stream)
+    (point,) = telemetry.points("gen_ai.client.operation.time_to_first_chunk")
+    assert point.count == 1
+    assert point.sum == pytest.approx(2.5)  # the 503, 0.5 s backoff, 2 s to the first chunk
+    assert tuple(point.explicit_bounds) == (
+        0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    )  # fmt: skip
+    assert dict(point.attributes) == METRIC_ATTRIBUTES
+    (metric,) = telemetry.metrics("gen_ai.client.operation.time_to_first_chunk")
+    assert metric.unit == "s"
+    (span,) = telemetry.spans("chat alfred-4.2")
+    attributes = _attributes(span)
+    assert attributes["gen_ai.request.stream"] is True
+    assert attributes["gen_ai.response.time_to_first_chunk"] == pytest.approx(2.5)
+
+
+async def test_no_time_to_first_chunk_without_a_stream_or_a_chunk(telemetry: Telemetry) -> None:
+    script = Script(ok(), sse(cut_error())[0], status(400))
+    async with telemetry.instrument(make_client(script, retry=fixed(attempts=1))) as client:
+        await client.chat(MESSAGES)
+        for _ in range(2):  # broken before any chunk; refused
+            with pytest.raises(pt.APIError):
+                async with client.chat_stream(MESSAGES):
+                    raise AssertionError("never entered")
+    assert telemetry.points("gen_ai.client.operation.time_to_first_chunk") == []
+    assert len(telemetry.points("gen_ai.client.operation.duration")) == 3  # 1 ok, 2 errors
+    for span in telemetry.spans("chat alfred-4.2"):
+        assert "gen_ai.response.time_to_first_chunk" not in _attributes(span)
+    plain, *streams = sorted(telemetry.spans("chat alfred-4.2"), key=lambda s: s.start_time or 0)
+    assert "gen_ai.request.stream" not in _attributes(plain)
+    assert [_attributes(s)["gen_ai.request.stream"] for s in streams] == [True, True]
+
+
+async def test_time_to_first_chunk_of_a_stream_left_early_or_broken(telemetry: Telemetry) -> None:
+    left, _ = sse(1.0, chunk("a"), HANG)
+    broken, _ = sse(3.0, chunk("a"), cut_error())
+    client = make_client(Script(left, broken), retry=fixed(attempts=1))
+    async with telemetry.instrument(client):
+        async with client.chat_stream(MESSAGES) as stream:
+            async for _chunk in stream:
+                break
+        with pytest.raises(pt.IncompleteStreamError):
+            async with client.chat_stream(MESSAGES) as stream:
+                await _read_all(stream)
+    (point,) = telemetry.points("gen_ai.client.operation.time_to_first_chunk")
+    assert point.count == 2  # the first chunk arrived both times: no error.type here
+    assert point.sum == pytest.approx(1.0 + 3.0)
+    assert "error.type" not in point.attributes
+
+
+async def test_time_to_first_chunk_of_a_streamed_batch_item_is_its_successful_attempt(
+    telemetry: Telemetry,
+) -> None:
+    broken, _ = sse(chunk("", role="assistant"), 1.0, cut_error())  # chunk at 0, cut at 1
+    whole, _ = sse(2.0, *answer("ok"))  # sent at 1.5, first chunk at 3.5
+    client = make_client(Script(broken, whole), retry=fixed(initial_delay=0.5))
+    async with telemetry.instrument(client):
+        [result] = await client.chat_batch([MESSAGES], stream=True)
+    assert result.ok
+    assert result.attempts == 2
+    (point,) = telemetry.points("gen_ai.client.operation.time_to_first_chunk")
+    assert point.count == 1
+    assert point.sum == pytest.approx(3.5)
+    (span,) = telemetry.spans("chat alfred-4.2")
+    assert _attributes(span)["gen_ai.response.time_to_first_chunk"] == pytest.approx(3.5)
+
+
 def _batch_script() -> Script:
     def answer(request: httpx2.Request) -> httpx2.Response:
         content = json.loads(request.content)["messages"][0]["content"]
@@ -290,14 +510,7 @@ async def test_metrics_equal_the_client_statistics(telemetry: Telemetry) -> None
     assert histogram.count == stats.succeeded
     assert v("gen_ai.client.token.usage", **{"gen_ai.token.type": "input"}) == stats.prompt_tokens
     point = telemetry.points("gen_ai.client.operation.duration")[0]
-    assert dict(point.attributes) == {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "lighton",
-        "gen_ai.request.model": "alfred-4.2",
-        "gen_ai.response.model": "alfred-4.2",
-        "server.address": "test",
-        "server.port": 80,
-    }  # low cardinality: no custom_id, no response id
+    assert dict(point.attributes) == METRIC_ATTRIBUTES
 
 
 async def test_rate_limit_waits_are_a_metric(telemetry: Telemetry) -> None:
