@@ -42,6 +42,7 @@ from ._batchfile import (
     write_line,
     write_record,
 )
+from ._gc import fewer_collections
 from ._live import Progress, combined
 from ._lock import LockUnavailable, OutputLock
 from ._logging import LOGGER, configure_logging
@@ -472,6 +473,7 @@ def _run_locked(args: argparse.Namespace, input_path: Path, output: Path) -> int
         if args.report and args.report.lower().endswith(".html"):
             require_matplotlib()  # before anything is sent
         total, done = _prepare(args, input_path, output)
+        fewer_collections()
         summary, interrupted = trio.run(_run, args, input_path, output, total, done)
     except (_Refused, ReportError) as exc:
         return _fail(str(exc))

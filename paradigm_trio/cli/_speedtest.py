@@ -16,6 +16,7 @@ import trio
 
 import paradigm_trio as pt
 
+from ._gc import fewer_collections
 from ._network import network_options
 
 NAMES = [
@@ -133,6 +134,7 @@ async def _speed_test(args: argparse.Namespace) -> int:
 
 
 def run_speed_test(args: argparse.Namespace) -> int:
+    fewer_collections()
     try:
         return trio.run(_speed_test, args)
     except pt.ConfigurationError as exc:
