@@ -50,7 +50,10 @@ async def test_ten_thousand_inputs_with_faults() -> None:
     served = [r for r in log if r.outcome == "ok"]
     assert len(served) <= 10_000 / 32
     assert stats.prompt_tokens == sum(r.prompt_tokens or 0 for r in served)
-    assert {r.outcome for r in log} > {"ok", "reset", "malformed"}
+    # Faults of several kinds really happened.  (Not named ones: the packs' keys are random,
+    # so which faults are drawn varies; about 190 requests at 2 % each left "malformed" or
+    # "reset" out of about one run in 25.)
+    assert len({r.outcome for r in log} - {"ok"}) >= 4
 
 
 async def test_a_batch_without_packing_is_one_request_per_input() -> None:
