@@ -359,6 +359,12 @@ class Call:
             if not kept:
                 self._release(current)
 
+    @property
+    def attempts_made(self) -> int:
+        """The attempts this request made: those in :attr:`history`, and the one
+        :attr:`interrupted`, if any."""
+        return len(self.history) + (self.interrupted is not None)
+
     def _drop_current(self) -> None:
         """The request ends with an attempt under way: give its lease back and keep its
         record in :attr:`interrupted` (not in the history: it neither failed nor
@@ -550,9 +556,8 @@ class Call:
         if isinstance(outcome, APIError):
             outcome.attempts = tuple(self.history)
             outcome.custom_id = plan.custom_id
-        attempts = len(self.history) + (self.interrupted is not None)
         self.engine.ledger.finished(
-            outcome, plan.custom_id, plan.key, attempts,
+            outcome, plan.custom_id, plan.key, self.attempts_made,
             trio.current_time() - self.start, usage, self,
         )  # fmt: skip
 

@@ -196,7 +196,7 @@ class Telemetry:
         plan = call.plan
         attributes = {**attributes}  # (the metrics' own stay as they are: low cardinality)
         attributes.update(_request_attributes(request))
-        attributes["paradigm_trio.attempts"] = len(call.history) + (call.interrupted is not None)
+        attributes["paradigm_trio.attempts"] = call.attempts_made
         attributes["paradigm_trio.stream"] = plan.stream
         if plan.stream:
             attributes["gen_ai.request.stream"] = True
