@@ -37,10 +37,10 @@ from ._errors import (
     NotFoundError,
     ProxyError,
 )
-from ._proxies import DEFAULT_PORTS, ProxyRoute, ProxyTypes
+from ._proxies import ProxyRoute, ProxyTypes
 from ._resolve import is_address
 from ._tls import CertTypes, VerifyTypes, describe_verify
-from ._transport import Origin, TrioTransport
+from ._transport import Origin, TrioTransport, origin_of
 
 __all__ = ["CHECK_TIMEOUTS", "CheckStep", "ConnectionCheck", "check_connection"]
 
@@ -137,7 +137,7 @@ async def _check_route(
     """The route, the trusted CAs, the host name's look-up, then a connection opened step
     by step (to the addresses the look-up found: the transport's DNS cache keeps them)."""
     url = httpx2.URL(client.base_url)
-    origin = (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme])
+    origin = origin_of(url)
     route = transport._proxies.route_for(*origin)
     steps.append(CheckStep("route", True, transport.explain_route(url)))
     if url.scheme == "https" or (route is not None and route.tls):

@@ -70,17 +70,14 @@ from ._dial import (
 from ._errors import ConfigurationError
 from ._exchange import WireTimeouts, exchange, receive
 from ._pool import Connection, Origin, Pool
-from ._proxies import ProxyRoute, ProxyRules, ProxyTypes
+from ._proxies import DEFAULT_PORTS, ProxyRoute, ProxyRules, ProxyTypes
 from ._resolve import Resolver
 from ._tls import CertTypes, VerifyTypes, check_environment, ssl_context
 from ._wire import ProtocolError, request_head
 
-__all__ = ["Origin", "TrioTransport", "WireTimeouts"]
-
+__all__ = ["Origin", "TrioTransport", "WireTimeouts", "origin_of"]
 
 logger = logging.getLogger("paradigm_trio")
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _timeout(timeouts: Mapping[str, Any], name: str) -> float:
@@ -219,7 +216,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             ValueError: ``connections`` is negative.
             RuntimeError: the transport is closed.
         """
-        origin = _origin(httpx2.URL(url))
+        origin = origin_of(httpx2.URL(url))
         if isinstance(connections, bool) or not isinstance(connections, int) or connections < 0:
             raise ValueError(f"connections must be an int >= 0, got {connections!r}")
         if self._pool.closed:
@@ -305,7 +302,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         if self._pool.closed:
             raise RuntimeError("the transport is closed")
         url = request.url
-        origin = _origin(url)
+        origin = origin_of(url)
         timeouts = wire_timeouts(request.extensions.get("timeout", {}))
         conn = await self._open(origin, timeouts[0])
         try:
@@ -401,11 +398,11 @@ async def _request_bytes(conn: Connection, request: httpx2.Request) -> bytes:
         raise httpx2.LocalProtocolError(str(exc)) from None
 
 
-def _origin(url: httpx2.URL) -> Origin:
+def origin_of(url: httpx2.URL) -> Origin:
     """``(scheme, host, port)`` of ``url``, the port filled in; only ``http`` and ``https``."""
-    if url.scheme not in _DEFAULT_PORTS:
+    if url.scheme not in DEFAULT_PORTS:
         raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-    return (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
+    return (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme])
 
 
 def url_target(url: httpx2.URL, absolute: bool = False) -> bytes:
@@ -417,7 +414,7 @@ def url_target(url: httpx2.URL, absolute: bool = False) -> bytes:
 
 
 def _refused(route: ProxyRoute, url: httpx2.URL) -> ProxyRefused:
-    _, host, port = _origin(url)
+    _, host, port = origin_of(url)
     target = authority(host, port)
     return ProxyRefused(
         f"the proxy {route.url} refused the request to {target}: 407 Proxy Authentication Required",

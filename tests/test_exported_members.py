@@ -120,7 +120,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # The fast lane (``_http`` writes requests for ``TrioTransport.fetch``).
     "paradigm_trio._lane": frozenset({"FastLane", "header_map"}),
-    "paradigm_trio._transport": frozenset({"Origin", "WireTimeouts"}),
+    "paradigm_trio._transport": frozenset({"Origin", "WireTimeouts", "origin_of"}),
     # One exchange on a connection: writing the request, reading and parsing the answer.
     "paradigm_trio._exchange": frozenset(
         {"READ_SIZE", "WireTimeouts", "exchange", "receive", "response_head", "write"}
