@@ -69,8 +69,10 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
+from ._json import MAX_JSON_DEPTH, parse_json
 from ._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from ._models import ChatRequest
+from ._redact import mask_credentials
 from ._redis_store import QuotaState, quota_state
 from ._streaming import ChatStream
 from ._structured import OutputSchema
@@ -128,6 +130,7 @@ __all__ = [
     "InvalidRequestError",
     "Limits",
     "MAX_EMBEDDING_INPUTS",
+    "MAX_JSON_DEPTH",
     "Message",
     "ModelInfo",
     "NotFoundError",
@@ -160,6 +163,8 @@ __all__ = [
     "check_connection",
     "function_tool",
     "instrument",
+    "mask_credentials",
+    "parse_json",
     "quota_state",
     "system_trust_store",
 ]

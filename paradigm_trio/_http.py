@@ -17,7 +17,6 @@ it (chat, streams, models) never see ``httpx2`` exceptions:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import trio
 from ._config import RetryPolicy, Timeouts
 from ._errors import APIResponseValidationError, AttemptFailure
 from ._failures import RAW_LIMIT, Failures
+from ._json import parse_json
 from ._lane import FastLane, header_map
 from ._redact import Redactor
 from ._transport import TrioTransport, WireTimeouts, wire_timeouts
@@ -291,7 +291,7 @@ class HTTP(Failures):
     ) -> T:
         """The parsed ``content`` of a 2xx response, or raise its failure."""
         try:
-            data = json.loads(content)
+            data = parse_json(content)
         except ValueError as exc:
             err = APIResponseValidationError(
                 f"the response (status {status}) is not valid JSON: {exc}",
