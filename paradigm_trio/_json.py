@@ -1,6 +1,6 @@
 """JSON from outside, parsed within limits: the one parser of what a server or a file says.
 
-:func:`parse_json` is :func:`json.loads` with two limits, so that whatever a server
+:func:`parse_json` is ``json.loads`` with two limits, so that whatever a server
 answers (or a line of a file holds) is either a value every other part of the library can
 handle or a :class:`ValueError`, which the caller turns into that item's own error (an
 :class:`~paradigm_trio.APIResponseValidationError` for an answer):
@@ -53,7 +53,7 @@ def parse_json(
 ) -> Any:
     """``data`` parsed as strict JSON, within limits.
 
-    As :func:`json.loads`, but raises :class:`ValueError` (never ``RecursionError``) for a
+    As ``json.loads``, but raises :class:`ValueError` (never ``RecursionError``) for a
     value nested deeper than ``max_depth`` arrays and objects, and for ``NaN``,
     ``Infinity``, ``-Infinity`` or a number too large for a float: every number of the
     value is finite, and ``json.dumps(value, allow_nan=False)`` never fails on it.

@@ -42,7 +42,7 @@ def safe(text: str) -> str:
 
 def dumps(value: Any, **options: Any) -> str:
     """``value`` as strict JSON text (no ``NaN``/``Infinity``: ``ValueError``), non-ASCII
-    kept as is, lone surrogates escaped; ``options`` as :func:`json.dumps`'s."""
+    kept as is, lone surrogates escaped; ``options`` as ``json.dumps``'s."""
     return safe(json.dumps(value, ensure_ascii=False, allow_nan=False, **options))
 
 

@@ -139,3 +139,15 @@ def test_read_done_survives_deep_and_non_finite_records(tmp_path: Path) -> None:
     out.write_bytes(good + b'{"custom_id": "b", "x": NaN}\n' + ("[" * 5000 + "\n").encode())
     done, _ = read_done(out, keep_failed=True)
     assert done == {"a"}
+
+
+def test_log_lines_with_lone_surrogates_can_be_written() -> None:
+    import logging
+
+    from paradigm_trio.cli._logging import JSONFormatter
+
+    record = logging.LogRecord("paradigm_trio", logging.WARNING, "x", 1, "id \ud800", (), None)
+    record.custom_id = "c\udfff"
+    line = JSONFormatter().format(record)
+    line.encode("utf-8")  # a stream or a file can take it
+    assert json.loads(line)["custom_id"] == "c\udfff"

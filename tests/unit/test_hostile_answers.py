@@ -143,3 +143,11 @@ def test_parse_json_limits() -> None:
     # Brackets and escapes inside strings are not nesting.
     assert pt.parse_json(json.dumps(["\\", "[" * 500, '"[[['])) == ["\\", "[" * 500, '"[[[']
     assert pt.parse_json("[1e-999, 1e308]") == [0.0, 1e308]
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "-inf", "1e999"])
+def test_a_non_finite_duration_in_a_header_is_no_duration(text: str) -> None:
+    from paradigm_trio._ratelimit import parse_duration
+
+    assert parse_duration(text) is None
+    assert parse_duration("1.5") == 1.5
