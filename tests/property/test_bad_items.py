@@ -318,8 +318,8 @@ def hostile_lines(draw: st.DrawFn) -> list[str]:
     return lines
 
 
-@settings(max_examples=examples(0.2))
-@given(lines=hostile_lines(), shards=st.integers(1, 3))
+@settings(max_examples=examples(0.12))
+@given(lines=hostile_lines(), shards=st.integers(1, 2))
 def test_hostile_lines_get_one_record_each_through_shards_and_reports(
     lines: list[str], shards: int
 ) -> None:
