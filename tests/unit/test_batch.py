@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 import paradigm_trio as pt
-from paradigm_trio._budget import RETRY_FLOOR
+from paradigm_trio._engine._budget import RETRY_FLOOR
 
 from .helpers import MESSAGES, Script, after, fixed, make_client, ok, status
 
@@ -1022,8 +1022,8 @@ async def test_leaving_a_batch_while_a_worker_is_delivering_raises_nothing() -> 
     # answer and its delivery: that send found the channel closed (BrokenResourceError in
     # an ExceptionGroup, 1 early exit in 10).  Here the consumer itself wakes the worker,
     # so the order is certain.
-    from paradigm_trio import _embedder
-    from paradigm_trio._batch import run_batch
+    from paradigm_trio._client import _embedder
+    from paradigm_trio._engine._batch import run_batch
 
     gate = trio.Event()
 

@@ -147,7 +147,7 @@ def test_parse_json_limits() -> None:
 
 @pytest.mark.parametrize("text", ["inf", "nan", "-inf", "1e999"])
 def test_a_non_finite_duration_in_a_header_is_no_duration(text: str) -> None:
-    from paradigm_trio._ratelimit import parse_duration
+    from paradigm_trio._engine._ratelimit import parse_duration
 
     assert parse_duration(text) is None
     assert parse_duration("1.5") == 1.5
