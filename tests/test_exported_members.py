@@ -154,7 +154,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "parse_tool_calls",
         }
     ),
-    "paradigm_trio._endpoints._structured": frozenset({"InvalidOutputs", "OutputForm"}),
+    "paradigm_trio._endpoints._structured": frozenset({"OutputForm"}),
     "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),
     "paradigm_trio._endpoints._assembly": frozenset({"CompletionAssembler"}),
     # The transport's one entry: what the rest of the package may import from it.

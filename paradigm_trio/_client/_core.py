@@ -124,7 +124,7 @@ class ClientCore:
         ex = self._http.prepare(
             "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
         )
-        parse = completion_parser(request.output, plan.retry.invalid_output_retries)
+        parse = completion_parser(request.output)
         return self._fetch(ex, plan, parse, usage_of, history)
 
     def _fetch(
@@ -137,7 +137,7 @@ class ClientCore:
     ) -> Awaitable[T]:
         """A plain JSON exchange on the attempt engine (``usage``: what it cost): the
         engine's coroutine, not one of its own (one frame less on every request's way)."""
-        attempt = functools.partial(self._http.fetch_json, ex, plan.retry, parse)
+        attempt = functools.partial(self._http.fetch_json, ex, parse)
         return self._engine.call(plan, history).run(attempt, usage=usage)
 
 

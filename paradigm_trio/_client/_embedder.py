@@ -88,7 +88,7 @@ class Embedder:
             "POST", "/embeddings", body=body, key=plan.key, timeouts=plan.timeouts
         )
         parse = functools.partial(Embeddings.from_json, expected=len(request.inputs))
-        attempt = functools.partial(self.http.fetch_json, ex, plan.retry, parse)
+        attempt = functools.partial(self.http.fetch_json, ex, parse)
         return await self.engine.call(plan, history).run(attempt, usage=usage_of_embeddings)
 
 
