@@ -35,17 +35,15 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from .._config import RetryPolicy, Timeouts
-from .._endpoints._completion import Usage
-from .._endpoints._models import ChatRequest
 from .._errors import APIError, APITimeoutError, AttemptFailure, RequestCancelled
 from .._events import Attempt, AttemptFailed
 from ._budget import BatchControl
-from ._ledger import CANCELLED, Ledger, one_line
+from ._ledger import CANCELLED, Ledger, Tokens, one_line
 from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
 from ._retry import allows
 
@@ -118,8 +116,10 @@ class Plan:
         control: the batch's :class:`BatchControl`, for a batch item.
         attempt_timeout: whether the engine bounds each attempt by ``Timeouts.attempt``
             (a stream bounds only its wait for the first chunk, itself).
-        request: the :class:`ChatRequest` sent, if any (for telemetry: its model and
-            sampling parameters); ``stream`` whether it is sent as a stream.
+        endpoint, request: what was sent, for the observers (telemetry), which ask the
+            endpoint about its request; the engine never looks at either.  A request
+            with an endpoint reports its usage (``None`` for the model list: no usage);
+            ``stream`` whether it is sent as a stream.
     """
 
     custom_id: str | None
@@ -130,7 +130,8 @@ class Plan:
     deadline: float = math.inf
     control: BatchControl | None = None
     attempt_timeout: bool = True
-    request: ChatRequest | None = None
+    endpoint: Any = None
+    request: Any = None
     stream: bool = False
 
 
@@ -272,7 +273,7 @@ class Call:
         self,
         attempt: Callable[[Attempting], Awaitable[T]],
         *,
-        usage: Callable[[T], Usage | None] = lambda _: None,
+        usage: Callable[[T], Tokens | None] = lambda _: None,
         hold: bool = False,
     ) -> T:
         """Make attempts until one succeeds or the request fails; return its result.
@@ -307,7 +308,7 @@ class Call:
     async def _loop(
         self,
         attempt: Callable[[Attempting], Awaitable[T]],
-        usage: Callable[[T], Usage | None],
+        usage: Callable[[T], Tokens | None],
         hold: bool,
     ) -> T:
         while True:
@@ -514,7 +515,7 @@ class Call:
 
     # ------------------------------------------------------------------ the outcome
 
-    def succeed(self, result: object, usage: Usage | None) -> None:
+    def succeed(self, result: object, usage: Tokens | None) -> None:
         """The attempt under way produced the whole answer (ignored once finished)."""
         current = self._current
         if current is None or self._done:
@@ -556,7 +557,7 @@ class Call:
         self._drop_current()
         self._finish(CANCELLED)
 
-    def _finish(self, outcome: object, usage: Usage | None = None) -> None:
+    def _finish(self, outcome: object, usage: Tokens | None = None) -> None:
         if self._done:
             return
         self._done = True
@@ -569,7 +570,7 @@ class Call:
             outcome.custom_id = plan.custom_id
         self.engine.ledger.finished(
             outcome, plan.custom_id, plan.key, self.attempts_made,
-            trio.current_time() - self.start, usage, self,
+            trio.current_time() - self.start, usage, self, metered=plan.endpoint is not None,
         )  # fmt: skip
 
     @property
