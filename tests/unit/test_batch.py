@@ -1035,7 +1035,12 @@ async def test_leaving_a_batch_while_a_worker_is_delivering_raises_nothing() -> 
 
     kind = _embedder.EmbeddingKind(send_one, {}, pack_inputs=1, pack_tokens=1000)
     batch = run_batch(
-        kind, ["first", "late"], pt.BatchOptions(), width=2, stream=_embedder.EmbeddingStream
+        kind,
+        ["first", "late"],
+        pt.BatchOptions(),
+        width=2,
+        stream=_embedder.EmbeddingStream,
+        observers=(),
     )
     async with batch as results:
         async for result in results:
