@@ -69,11 +69,13 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
+from ._frames import embeddings_array, results_frame
 from ._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from ._models import ChatRequest
 from ._redis_store import QuotaState, quota_state
 from ._streaming import ChatStream
 from ._structured import OutputSchema
+from ._sync import BatchInterrupted, SyncBatchStream, SyncChatStream, SyncClient
 from ._tls import system_trust_store
 from ._tools import FunctionCall, ToolCall, function_tool
 from ._transport import TrioTransport
@@ -91,6 +93,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
+    "BatchInterrupted",
     "BatchOptions",
     "BatchResult",
     "BatchResults",
@@ -149,6 +152,9 @@ __all__ = [
     "SharedQuotaUnavailable",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
+    "SyncBatchStream",
+    "SyncChatStream",
+    "SyncClient",
     "Timeouts",
     "TokenLogprob",
     "ToolCall",
@@ -158,9 +164,11 @@ __all__ = [
     "Usage",
     "__version__",
     "check_connection",
+    "embeddings_array",
     "function_tool",
     "instrument",
     "quota_state",
+    "results_frame",
     "system_trust_store",
 ]
 

@@ -1,0 +1,564 @@
+"""The :class:`SyncClient`: the same engine, on a trio loop of its own, for blocking code.
+
+A :class:`SyncClient` makes a :class:`~paradigm_trio.Client` and runs it on a trio loop
+on a daemon thread it owns (``_loop``); every method is a blocking call that runs the
+client's method there and waits.  It never touches the caller's event loop, so it works in
+a plain script, in a Jupyter kernel (whose asyncio loop runs on the main thread: no
+``nest_asyncio``) and from asyncio code through ``asyncio.to_thread``.  Calls from several
+threads at once share the one client, its limits and its connections.
+
+Where things can block or be interrupted:
+
+* Each method blocks its calling thread until the client's method has finished.  A
+  ``KeyboardInterrupt`` (Ctrl-C, a notebook's interrupt) while waiting cancels the call on
+  the loop and waits for it to have ended (milliseconds; at most ``CANCEL_WAIT``) before
+  it goes on; a batch then raises :class:`BatchInterrupted`, which carries the results
+  finished so far.  The client stays usable.
+* :meth:`SyncClient.close` (or leaving ``with``) cancels what runs, closes the client's
+  connections and ends the thread, waiting at most ``CLOSE_WAIT``; a client never closed
+  is closed when it is garbage collected or when the interpreter exits (``weakref.finalize``),
+  and as the thread is a daemon, exiting never waits for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import weakref
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar
+
+import trio
+
+from . import _frames
+from ._batch_options import BatchStatistics
+from ._chat_kind import BatchResult, BatchResults
+from ._client import Client
+from ._completion import ChatCompletion, ChatCompletionChunk
+from ._config import Limits
+from ._embedder import EmbeddingResult, EmbeddingResults
+from ._errors import BatchError
+from ._events import ClientStatistics
+from ._loop import Job, Loop, Pipe
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["BatchInterrupted", "SyncBatchStream", "SyncChatStream", "SyncClient"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+R = TypeVar("R")
+
+CLOSE_WAIT = 10.0
+"""Seconds :meth:`SyncClient.close` waits for the loop's thread to end."""
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """A blocking batch was interrupted (Ctrl-C, a notebook's interrupt button).
+
+    It is a ``KeyboardInterrupt``, so it stops a script or a cell as one does; the batch
+    was cancelled on the client's loop, nothing of it runs any more, and the client stays
+    usable.  Catch it to keep what had finished::
+
+        try:
+            results = client.chat_batch(prompts)
+        except pt.BatchInterrupted as exc:
+            results = exc.results      # the finished ones, in input order
+
+    (In IPython or Jupyter, after an uncaught one: ``sys.last_value.results``.)
+
+    Attributes:
+        results: the results finished before the interrupt, in input order (each knows
+            its ``index``); the items not among them were not finished.
+        statistics: the batch's :class:`BatchStatistics` when it stopped.
+    """
+
+    def __init__(self, results: Sequence[Any], statistics: BatchStatistics | None = None) -> None:
+        super().__init__(
+            f"batch interrupted: {len(results)} results had finished; "
+            "they are in this exception's .results"
+        )
+        self.results = tuple(results)
+        self.statistics = statistics
+
+
+def _blocking(
+    method: Callable[Concatenate[Client, P], Awaitable[T]],
+) -> Callable[Concatenate[SyncClient, P], T]:
+    """A blocking method of :class:`SyncClient` that runs ``Client.<method>`` on its loop.
+
+    A new endpoint of :class:`Client` is one line in :class:`SyncClient`:
+    ``name = _blocking(Client.name)``.
+    """
+
+    def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        client = self._check_open()
+        return self._run(functools.partial(method, client, *args, **kwargs))
+
+    name = method.__name__
+    call.__name__ = name
+    call.__qualname__ = f"SyncClient.{name}"
+    call.__doc__ = (
+        f"Blocking :meth:`Client.{name}`: takes its arguments, returns or raises what it "
+        "does.\n\n" + inspect.cleandoc(method.__doc__ or "")
+    )
+    call.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    return call
+
+
+class SyncClient:
+    """A blocking client: the engine of :class:`Client`, for scripts, notebooks and threads.
+
+    ::
+
+        with pt.SyncClient() as client:
+            results = client.chat_batch(prompts, progress=True)
+
+    It takes the keyword arguments of :class:`Client` (``api_key``, ``base_url``,
+    ``limits``, ``retry``...), makes one, and runs it on a trio event loop on a thread of
+    its own, opened now and closed by :meth:`close` (or at the end of ``with``).  Its
+    methods are the client's, blocking: :meth:`chat`, :meth:`embed`, :meth:`models` (with
+    the arguments, results and errors of :class:`Client`'s), :meth:`chat_batch`,
+    :meth:`embed_batch` (with ``progress=``), :meth:`stream_batch` and
+    :meth:`stream_embed_batch` (``with ... as results: for result in results``),
+    :meth:`chat_stream` (``with ... as stream: for chunk in stream``), and
+    :meth:`chat_frame` / :meth:`embed_frame` for pandas DataFrames.
+
+    Any number of threads may call it at once (``await asyncio.to_thread(client.chat,
+    messages)`` from asyncio code): they share the client's limits, rate limits and
+    connections.  ``KeyboardInterrupt`` cancels the call under way (see
+    :class:`BatchInterrupted` for batches); the client stays usable.
+
+    Raises:
+        ConfigurationError: as :class:`Client` does (no thread is left).
+    """
+
+    chat = _blocking(Client.chat)
+    embed = _blocking(Client.embed)
+    models = _blocking(Client.models)
+
+    def __init__(self, **options: Any) -> None:
+        client = Client(**options)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._loop = Loop(lambda: client, name="paradigm-trio SyncClient")
+        self._client: Client = self._loop.value
+        self._finalizer = weakref.finalize(self, self._loop.stop, CLOSE_WAIT)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __repr__(self) -> str:
+        state = "CLOSED" if self._closed else "OPENED"
+        return (
+            f"<SyncClient base_url={self.base_url!r} model={self.model!r} api_key='***' "
+            f"state={state} concurrency={self.limits.concurrency}>"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The API root (a password in it shows as ``***``)."""
+        return self._client.base_url
+
+    @property
+    def model(self) -> str:
+        """The model of chat requests that name none."""
+        return self._client.model
+
+    @property
+    def limits(self) -> Limits:
+        """The client's :class:`Limits`."""
+        return self._client.limits
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The thread the client's loop runs on (a daemon)."""
+        return self._loop.thread
+
+    def __enter__(self) -> Self:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel what runs, close the client's connections and end its thread.
+
+        Idempotent.  It waits at most ``CLOSE_WAIT`` seconds for the thread (a daemon:
+        never an obstacle to the interpreter's exit).  Calls under way in other threads
+        raise :class:`RuntimeError`.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._finalizer()
+
+    def _check_open(self) -> Client:
+        if self._closed:
+            raise RuntimeError("this SyncClient is closed: make a new one")
+        return self._client
+
+    def _run(self, fn: Callable[[], Awaitable[T]], tick: Callable[[], object] | None = None) -> T:
+        job = Job(fn)
+        self._loop.submit(job)
+        return self._loop.wait(job, tick=tick)
+
+    def statistics(self) -> ClientStatistics:
+        """A frozen snapshot of the client's counters (taken on its loop)."""
+        client = self._check_open()
+        return trio.from_thread.run_sync(client.statistics, trio_token=self._loop.token)
+
+    def make_request(self, messages: Any, **fields: Any) -> Any:
+        """:meth:`Client.make_request`: a validated :class:`ChatRequest`."""
+        return self._client.make_request(messages, **fields)
+
+    # ------------------------------------------------------------------ batches
+
+    def chat_batch(
+        self, requests: Iterable[Any] | AsyncIterable[Any], *, progress: bool = False,
+        **keywords: Any,
+    ) -> BatchResults:  # fmt: skip
+        """Blocking :meth:`Client.chat_batch`: every result, in input order.
+
+        Takes its arguments (``options=``, the :class:`BatchOptions` keywords), plus
+        ``progress=True`` for a progress bar (``tqdm.auto``: a widget in a notebook, a
+        bar on a terminal; needs ``paradigm-trio[progress]``).
+
+        Raises:
+            BatchInterrupted: ``KeyboardInterrupt`` while it ran; ``.results`` holds the
+                results finished until then.
+            BatchError: with ``on_error="raise"``, as :meth:`Client.chat_batch`.
+        """
+        client = self._check_open()
+        results = BatchResults()
+        results.statistics = self._collect(
+            lambda: client.stream_batch(requests, **keywords), requests, progress, results
+        )
+        return results
+
+    def embed_batch(
+        self, inputs: Iterable[Any] | AsyncIterable[Any], *, progress: bool = False,
+        **keywords: Any,
+    ) -> EmbeddingResults:  # fmt: skip
+        """Blocking :meth:`Client.embed_batch` (one result per item, in input order).
+
+        Takes its arguments, plus ``progress=`` as :meth:`chat_batch`, and is interrupted
+        as it is (:class:`BatchInterrupted`).
+        """
+        client = self._check_open()
+        results = EmbeddingResults()
+        results.statistics = self._collect(
+            lambda: client.stream_embed_batch(inputs, **keywords), inputs, progress, results
+        )
+        return results
+
+    def _collect(
+        self,
+        open_stream: Callable[[], AbstractAsyncContextManager[Any]],
+        items: object,
+        progress: bool,
+        into: list[Any],
+    ) -> BatchStatistics:
+        """Run a batch on the loop, its results into ``into`` in input order."""
+        finished: list[Any] = []  # appended on the loop; read here once the job has ended
+        last: list[BatchStatistics] = []  # the statistics when it stopped, however it did
+
+        async def run() -> BatchStatistics:
+            async with open_stream() as stream:
+                try:
+                    async for result in stream:
+                        finished.append(result)
+                finally:
+                    last.append(stream.statistics())
+                return last[-1]
+
+        bar = _frames.progress_bar(progress, items)
+        tick = None if bar is None else functools.partial(_frames.advance, bar, finished)
+        try:
+            statistics = self._run(run, tick)
+        except BatchError as exc:
+            exc.results = tuple(_in_order(finished))
+            raise
+        except KeyboardInterrupt:
+            raise BatchInterrupted(_in_order(finished), last[-1] if last else None) from None
+        finally:
+            if bar is not None:
+                _frames.advance(bar, finished)
+                bar.close()
+        into.extend(_in_order(finished))
+        return statistics
+
+    def stream_batch(
+        self, requests: Iterable[Any] | AsyncIterable[Any], *, progress: bool = False,
+        **keywords: Any,
+    ) -> SyncBatchStream[BatchResult]:  # fmt: skip
+        """Blocking :meth:`Client.stream_batch`: results as they finish.
+
+        ::
+
+            with client.stream_batch(requests) as results:
+                for result in results:          # completion order
+                    ...
+
+        Memory is bounded by the concurrency, not the batch size: the batch waits for
+        the loop's reader.  Leaving the block (``break``, an exception, an interrupt)
+        cancels what still runs; the results the loop handed out are yours.
+        """
+        client = self._check_open()
+        return SyncBatchStream(
+            self._loop, lambda: client.stream_batch(requests, **keywords),
+            client.limits.concurrency, _frames.progress_bar(progress, requests),
+        )  # fmt: skip
+
+    def stream_embed_batch(
+        self, inputs: Iterable[Any] | AsyncIterable[Any], *, progress: bool = False,
+        **keywords: Any,
+    ) -> SyncBatchStream[EmbeddingResult]:  # fmt: skip
+        """Blocking :meth:`Client.stream_embed_batch`, as :meth:`stream_batch`."""
+        client = self._check_open()
+        return SyncBatchStream(
+            self._loop, lambda: client.stream_embed_batch(inputs, **keywords),
+            client.limits.concurrency, _frames.progress_bar(progress, inputs),
+        )  # fmt: skip
+
+    def chat_stream(self, messages: Any, **keywords: Any) -> SyncChatStream:
+        """Blocking :meth:`Client.chat_stream` (its arguments)::
+
+            with client.chat_stream(messages) as stream:
+                for chunk in stream:
+                    print(chunk.delta, end="")
+            print(stream.completion.text)
+
+        Entering the block sends the request and waits for the first chunk (retrying
+        per the policy), as ``async with`` does.
+        """
+        client = self._check_open()
+        return SyncChatStream(self._loop, lambda: client.chat_stream(messages, **keywords))
+
+    # ------------------------------------------------------------------ DataFrames
+
+    def chat_frame(
+        self,
+        data: pandas.DataFrame | pandas.Series[Any],
+        column: str = "prompt",
+        *,
+        system: str | None = None,
+        id_column: str | None = None,
+        progress: bool = False,
+        **keywords: Any,
+    ) -> pandas.DataFrame:
+        """Complete a DataFrame's column of prompts; a frame of results, row for row.
+
+        ::
+
+            out = client.chat_frame(df, column="prompt", temperature=0)
+            df = df.join(out)                   # text, ok, error, ... next to the prompts
+
+        Args:
+            data: a DataFrame (its ``column`` is read) or a Series.
+            column: the column of prompts: strings (each one user message), message
+                lists, or :class:`ChatRequest` s.
+            system: a system message put before each string prompt.
+            id_column: a column whose values become the requests' ``custom_id``.
+            progress, keywords: as :meth:`chat_batch`.
+
+        Returns:
+            :func:`results_frame` of the results, indexed as ``data``.  Needs
+            ``paradigm-trio[dataframe]`` (pandas).
+        """
+        requests, index = _frames.chat_inputs(data, column, system=system, id_column=id_column)
+        results = self.chat_batch(requests, progress=progress, **keywords)
+        return _frames.results_frame(results, index=index)
+
+    def embed_frame(
+        self,
+        data: pandas.DataFrame | pandas.Series[Any],
+        column: str = "text",
+        *,
+        progress: bool = False,
+        **keywords: Any,
+    ) -> pandas.DataFrame:
+        """Embed a DataFrame's column of texts; a frame of results, row for row.
+
+        The frame has an ``embedding`` column (one numpy vector per row, ``None`` where
+        it failed) and the columns of :func:`results_frame`;
+        ``pt.embeddings_array(results)`` gives the vectors as one 2-D array instead.
+        ``progress`` and ``keywords`` are those of :meth:`embed_batch`.
+        """
+        texts, index = _frames.column_of(data, column)
+        results = self.embed_batch(texts, progress=progress, **keywords)
+        return _frames.results_frame(results, index=index)
+
+
+def _in_order(results: Iterable[Any]) -> list[Any]:
+    return sorted(results, key=lambda r: r.index)
+
+
+class _Feed(Generic[R]):
+    """Items a job on the loop produces, read by a blocking ``for`` in a ``with``."""
+
+    def __init__(self, loop: Loop, capacity: int) -> None:
+        self._loop = loop
+        self._job: Job[Any] = Job(self._produce)
+        self._pipe: Pipe[Any] = Pipe(loop, self._job, capacity)
+        self._entered = False
+        self._ended = False
+        self._final: Any = None
+
+    async def _produce(self) -> Any:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        if self._entered:
+            raise RuntimeError("a stream can be entered once")
+        self._entered = True
+        self._loop.submit(self._job)
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._loop.cancel(self._job)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        """What leaving the block does besides cancelling (nothing, here)."""
+
+    def __iter__(self) -> Self:
+        return self
+
+    def _next(self) -> Any:
+        if not self._entered:
+            raise RuntimeError("use the stream in a with block: with ... as stream:")
+        if self._ended:
+            raise StopIteration
+        try:
+            item = self._pipe.get()
+        except BaseException:
+            self._loop.cancel(self._job)
+            raise
+        if item is Pipe.END:
+            self._ended = True
+            self._final = self._job.future.result()  # the job's error, if it failed
+            raise StopIteration
+        return item
+
+
+class SyncBatchStream(_Feed[R]):
+    """The results of :meth:`SyncClient.stream_batch` (or ``stream_embed_batch``), in
+    completion order: ``with ... as results: for result in results``.
+
+    With ``on_error="raise"``, the loop raises :class:`BatchError` after the failed
+    result.  ``KeyboardInterrupt`` in the loop body or while waiting cancels the batch.
+    """
+
+    def __init__(
+        self,
+        loop: Loop,
+        open_stream: Callable[[], AbstractAsyncContextManager[Any]],
+        capacity: int,
+        bar: Any,
+    ) -> None:
+        super().__init__(loop, capacity)
+        self._open = open_stream
+        self._stream: Any = None
+        self._last: BatchStatistics | None = None
+        self._bar = bar
+
+    async def _produce(self) -> BatchStatistics:
+        async with self._open() as stream:
+            self._stream = stream
+            try:
+                async for result in stream:
+                    await self._pipe.put(result)
+            finally:
+                self._last = stream.statistics()
+            return self._last
+
+    def __enter__(self) -> Self:
+        self._start()
+        return self
+
+    def _leave(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def __next__(self) -> R:
+        result: R = self._next()
+        if self._bar is not None:
+            self._bar.update(1)
+        return result
+
+    def statistics(self) -> BatchStatistics:
+        """A frozen snapshot of the batch's counters (the final ones once it has ended)."""
+        if self._job.future.done() and self._last is not None:
+            return self._last  # the final ones (ended, failed or cancelled)
+        if self._stream is None:
+            raise RuntimeError("the batch has not started")
+        now: BatchStatistics = trio.from_thread.run_sync(
+            self._stream.statistics, trio_token=self._loop.token
+        )
+        return now
+
+
+_OPENED = object()
+
+
+class SyncChatStream(_Feed[ChatCompletionChunk]):
+    """A streamed chat completion, blocking: :meth:`SyncClient.chat_stream`.
+
+    ``with client.chat_stream(messages) as stream: for chunk in stream`` yields
+    :class:`ChatCompletionChunk` s; afterwards :attr:`completion` is the assembled
+    completion.  Leaving the block early closes the response.
+    """
+
+    def __init__(
+        self, loop: Loop, open_stream: Callable[[], AbstractAsyncContextManager[Any]]
+    ) -> None:
+        super().__init__(loop, capacity=64)
+        self._open = open_stream
+
+    async def _produce(self) -> ChatCompletion:
+        async with self._open() as stream:
+            await self._pipe.put(_OPENED)
+            async for chunk in stream:
+                await self._pipe.put(chunk)
+            return stream.completion  # type: ignore[no-any-return]
+
+    def __enter__(self) -> Self:
+        self._start()
+        try:
+            first = self._pipe.get()
+        except BaseException:
+            self._loop.cancel(self._job)
+            raise
+        if first is Pipe.END:
+            self._ended = True
+            self._job.future.result()  # raises why it could not open
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        chunk: ChatCompletionChunk = self._next()
+        return chunk
+
+    @property
+    def completion(self) -> ChatCompletion:
+        """The assembled :class:`ChatCompletion`, once the stream has been read to its end.
+
+        Raises:
+            RuntimeError: the stream has not been read to its end.
+        """
+        if not self._ended or self._final is None:
+            raise RuntimeError(
+                "the stream has not been read to its end: iterate it completely "
+                "before reading .completion"
+            )
+        return self._final  # type: ignore[no-any-return]
