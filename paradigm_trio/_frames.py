@@ -62,7 +62,7 @@ def results_frame(results: Iterable[Any], *, index: Any = None) -> pandas.DataFr
     """
     pd = _pandas()
     rows = sorted(results, key=lambda r: r.index)
-    embeddings = any(hasattr(r, "embedding") for r in rows)
+    embeddings = any(hasattr(r, "vector") for r in rows)
     data: dict[str, list[Any]] = {name: [] for name in RESULT_COLUMNS}
     if embeddings:
         import numpy as np

@@ -322,6 +322,31 @@ def test_embed_batch_and_embeddings_array() -> None:
     array = pt.embeddings_array(results)
     assert array.shape == (3, 2)
     assert list(array[:, 0]) == [1.0, 2.0, 3.0]
+    frame = pt.results_frame(results)
+    assert "text" not in frame.columns
+    assert [list(v) for v in frame["embedding"]] == [[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]]
+    assert frame["total_tokens"].tolist() == [1, 1, 1]
+
+
+def test_embed_frame_keeps_the_index_and_marks_failures() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        inputs = json.loads(request.content)["input"]
+        if "bad" in inputs:
+            return status(400)
+        data = [{"object": "embedding", "index": i, "embedding": [0.5, 0.5]}
+                for i, _ in enumerate(inputs)]  # fmt: skip
+        return httpx2.Response(200, json={"object": "list", "data": data})
+
+    df = pd.DataFrame({"text": ["a", "bad", "c"]}, index=["x", "y", "z"])
+    with sync_client(handler, retry=NO_RETRY) as client:
+        out = client.embed_frame(df, encoding_format="float")
+        results = client.embed_batch(df["text"], encoding_format="float")
+    assert list(out.index) == ["x", "y", "z"]
+    assert out["ok"].tolist() == [True, False, True]
+    assert out["embedding"].isna().tolist() == [False, True, False]
+    array = pt.embeddings_array(results)
+    assert array.shape == (3, 2)
+    assert pd.isna(array[1]).all()
 
 
 def test_chat_stream_blocking() -> None:
