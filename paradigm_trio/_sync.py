@@ -106,6 +106,7 @@ def _blocking(
         "does.\n\n" + inspect.cleandoc(method.__doc__ or "")
     )
     call.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    call.__annotations__ = dict(method.__annotations__)  # the method's, not P's and T's
     return call
 
 
