@@ -136,7 +136,7 @@ def chat_inputs(
     data: Any, column: str, *, system: str | None, id_column: str | None
 ) -> tuple[list[Any], Any]:
     """The requests of a column of prompts (see :meth:`SyncClient.chat_frame`)."""
-    from ._models import ChatRequest, make_request
+    from ._endpoints._models import ChatRequest, make_request
 
     values, index = column_of(data, column)
     ids = [None] * len(values) if id_column is None else column_of(data, id_column)[0]

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, Ty
 import trio
 
 from . import _frames
-from ._batch_options import BatchStatistics
-from ._chat_kind import BatchResult, BatchResults
-from ._client import Client
-from ._completion import ChatCompletion, ChatCompletionChunk
+from ._client._client import Client
+from ._client._embedder import EmbeddingResult, EmbeddingResults
 from ._config import Limits
-from ._embedder import EmbeddingResult, EmbeddingResults
+from ._endpoints._chat_kind import BatchResult, BatchResults
+from ._endpoints._completion import ChatCompletion, ChatCompletionChunk
+from ._engine._batch_options import BatchStatistics
 from ._errors import BatchError
 from ._events import ClientStatistics
 from ._loop import Job, Loop, Pipe
