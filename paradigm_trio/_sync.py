@@ -208,7 +208,16 @@ class SyncClient:
             raise RuntimeError("this SyncClient is closed: make a new one")
         return self._client
 
+    def _check_thread(self) -> None:
+        """Refuse a call from the client's own loop: it would wait for itself forever."""
+        if threading.current_thread() is self._loop.thread:
+            raise RuntimeError(
+                "a SyncClient cannot be called from its own thread (an on_event or "
+                "on_progress callback runs there): call it from another thread"
+            )
+
     def _run(self, fn: Callable[[], Awaitable[T]], tick: Callable[[], object] | None = None) -> T:
+        self._check_thread()
         job = Job(fn)
         self._loop.submit(job)
         return self._loop.wait(job, tick=tick)
@@ -419,6 +428,8 @@ class _Feed(Generic[R]):
         raise NotImplementedError
 
     def _start(self) -> None:
+        if threading.current_thread() is self._loop.thread:
+            raise RuntimeError("a SyncClient's stream cannot be read on the client's own thread")
         if self._entered:
             raise RuntimeError("a stream can be entered once")
         self._entered = True
@@ -563,3 +574,7 @@ class SyncChatStream(_Feed[ChatCompletionChunk]):
                 "before reading .completion"
             )
         return self._final  # type: ignore[no-any-return]
+
+
+# help(pt.SyncClient) and IDEs show Client's arguments, which it takes.
+SyncClient.__init__.__signature__ = inspect.signature(Client.__init__)  # type: ignore[attr-defined]

@@ -204,6 +204,7 @@ def test_a_kernel_interrupt_stops_a_batch_and_keeps_its_results(kernel: Kernel) 
         assert reply["ename"] == "BatchInterrupted"
         # ipykernel's interrupt, then the batch's cancellation on the client's loop (the
         # requests under way are abandoned at once, not waited for).
+        print(f"interrupt: the batch stopped in {stopped:.3f} s (a plain wait: {baseline:.3f} s)")
         assert stopped < 1.0 + 3 * baseline, (stopped, baseline)
 
         after = kernel.run(

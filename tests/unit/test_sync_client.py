@@ -233,6 +233,29 @@ def test_a_call_running_when_the_client_closes_raises_runtime_error() -> None:
     assert "closed" in str(errors[0])
 
 
+def test_a_call_from_the_clients_own_thread_is_refused() -> None:
+    client: pt.SyncClient
+    refused: list[BaseException] = []
+
+    def on_event(event: pt.Event) -> None:
+        if isinstance(event, pt.RequestFinished) and not refused:
+            try:
+                client.chat(MESSAGES)
+            except RuntimeError as exc:
+                refused.append(exc)
+
+    with sync_client(echo, on_event=on_event) as client:
+        assert client.chat(MESSAGES).text == "Hi"
+    assert len(refused) == 1
+    assert "own thread" in str(refused[0])
+
+
+def test_the_constructor_shows_clients_arguments() -> None:
+    import inspect
+
+    assert "limits" in inspect.signature(pt.SyncClient).parameters
+
+
 # ============================================================================ batches
 
 
