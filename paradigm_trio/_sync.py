@@ -326,7 +326,7 @@ class SyncClient:
         client = self._check_open()
         return SyncBatchStream(
             self._loop, lambda: client.stream_batch(requests, **keywords),
-            client.limits.concurrency, _frames.progress_bar(progress, requests),
+            client.limits.concurrency, functools.partial(_frames.progress_bar, progress, requests),
         )  # fmt: skip
 
     def stream_embed_batch(
@@ -337,7 +337,7 @@ class SyncClient:
         client = self._check_open()
         return SyncBatchStream(
             self._loop, lambda: client.stream_embed_batch(inputs, **keywords),
-            client.limits.concurrency, _frames.progress_bar(progress, inputs),
+            client.limits.concurrency, functools.partial(_frames.progress_bar, progress, inputs),
         )  # fmt: skip
 
     def chat_stream(self, messages: Any, **keywords: Any) -> SyncChatStream:
@@ -477,13 +477,14 @@ class SyncBatchStream(_Feed[R]):
         loop: Loop,
         open_stream: Callable[[], AbstractAsyncContextManager[Any]],
         capacity: int,
-        bar: Any,
+        make_bar: Callable[[], Any],
     ) -> None:
         super().__init__(loop, capacity)
         self._open = open_stream
         self._stream: Any = None
         self._last: BatchStatistics | None = None
-        self._bar = bar
+        self._make_bar = make_bar
+        self._bar: Any = None
 
     async def _produce(self) -> BatchStatistics:
         async with self._open() as stream:
@@ -496,6 +497,7 @@ class SyncBatchStream(_Feed[R]):
             return self._last
 
     def __enter__(self) -> Self:
+        self._bar = self._make_bar()  # first: if it raises, nothing has started
         self._start()
         return self
 

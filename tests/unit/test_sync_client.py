@@ -489,3 +489,18 @@ def test_progress_bar_counts_every_result(capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert "25/25" in err
     assert "7/7" in err
+
+
+def test_missing_extras_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with sync_client(echo) as client:
+        with pytest.raises(ImportError, match=r"paradigm-trio\[progress\]"):
+            client.chat_batch(prompts(3), progress=True)
+        stream = client.stream_batch(prompts(3), progress=True)
+        with pytest.raises(ImportError, match=r"paradigm-trio\[progress\]"), stream:
+            pass
+        assert client.statistics().started == 0  # nothing was sent, nothing left running
+        assert len(client.chat_batch(prompts(3))) == 3
+        with pytest.raises(ImportError, match=r"paradigm-trio\[dataframe\]"):
+            pt.results_frame([])
