@@ -76,7 +76,8 @@ from ._events import (
 )
 from ._frames import embeddings_array, results_frame
 from ._quota._redis_store import QuotaState, quota_state
-from ._sync import BatchInterrupted, SyncBatchStream, SyncChatStream, SyncClient
+from ._sync import BatchInterrupted, SyncClient
+from ._sync_streams import SyncBatchStream, SyncChatStream
 from ._transport import TrioTransport, system_trust_store
 from ._version import __version__
 
