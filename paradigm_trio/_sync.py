@@ -28,7 +28,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
 
 import trio
 
@@ -36,8 +36,8 @@ from . import _frames
 from ._client._client import Client
 from ._client._embedder import EmbeddingResult, EmbeddingResults
 from ._config import Limits
-from ._endpoints._chat_kind import BatchResult, BatchResults
-from ._engine._batch_options import BatchStatistics
+from ._endpoints._chat_kind import BatchInput, BatchResult, BatchResults
+from ._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from ._errors import BatchError
 from ._events import ClientStatistics
 from ._loop import Job, Loop
@@ -50,7 +50,7 @@ __all__ = ["BatchInterrupted", "SyncClient"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-R = TypeVar("R")
+C = TypeVar("C", bound=Callable[..., Any])
 
 CLOSE_WAIT = 10.0
 """Seconds :meth:`SyncClient.close` waits for the loop's thread to end."""
@@ -98,11 +98,28 @@ def _blocking(
         client = self._check_open()
         return self._run(functools.partial(method, client, *args, **kwargs))
 
+    return _like(call, method, "Blocking")
+
+
+def _direct(
+    method: Callable[Concatenate[Client, P], T],
+) -> Callable[Concatenate[SyncClient, P], T]:
+    """A method of :class:`SyncClient` that calls ``Client.<method>`` (which never waits)
+    here, in the caller's thread."""
+
+    def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return method(self._client, *args, **kwargs)
+
+    return _like(call, method, "The same as")
+
+
+def _like(call: C, method: Callable[..., Any], intro: str) -> C:
+    """``call`` named, documented and signed as ``Client.<method>``."""
     name = method.__name__
     call.__name__ = name
     call.__qualname__ = f"SyncClient.{name}"
     call.__doc__ = (
-        f"Blocking :meth:`Client.{name}`: takes its arguments, returns or raises what it "
+        f"{intro} :meth:`Client.{name}`: takes its arguments, returns or raises what it "
         "does.\n\n" + inspect.cleandoc(method.__doc__ or "")
     )
     call.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
@@ -140,6 +157,7 @@ class SyncClient:
     chat = _blocking(Client.chat)
     embed = _blocking(Client.embed)
     models = _blocking(Client.models)
+    make_request = _direct(Client.make_request)
 
     def __init__(self, **options: Any) -> None:
         client = Client(**options)
@@ -227,15 +245,12 @@ class SyncClient:
         client = self._check_open()
         return trio.from_thread.run_sync(client.statistics, trio_token=self._loop.token)
 
-    def make_request(self, messages: Any, **fields: Any) -> Any:
-        """:meth:`Client.make_request`: a validated :class:`ChatRequest`."""
-        return self._client.make_request(messages, **fields)
-
     # ------------------------------------------------------------------ batches
 
     def chat_batch(
-        self, requests: Iterable[Any] | AsyncIterable[Any], *, progress: bool = False,
-        **keywords: Any,
+        self, requests: Iterable[BatchInput] | AsyncIterable[BatchInput], *,
+        progress: bool = False, options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
     ) -> BatchResults:  # fmt: skip
         """Blocking :meth:`Client.chat_batch`: every result, in input order.
 
@@ -251,7 +266,10 @@ class SyncClient:
         client = self._check_open()
         results = BatchResults()
         results.statistics = self._collect(
-            lambda: client.stream_batch(requests, **keywords), requests, progress, results
+            lambda: client.stream_batch(requests, options=options, **keywords),
+            requests,
+            progress,
+            results,
         )
         return results
 
@@ -308,8 +326,9 @@ class SyncClient:
         return statistics
 
     def stream_batch(
-        self, requests: Iterable[Any] | AsyncIterable[Any], *, progress: bool = False,
-        **keywords: Any,
+        self, requests: Iterable[BatchInput] | AsyncIterable[BatchInput], *,
+        progress: bool = False, options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
     ) -> SyncBatchStream[BatchResult]:  # fmt: skip
         """Blocking :meth:`Client.stream_batch`: results as they finish.
 
@@ -325,7 +344,7 @@ class SyncClient:
         """
         client = self._check_open()
         return SyncBatchStream(
-            self._loop, lambda: client.stream_batch(requests, **keywords),
+            self._loop, lambda: client.stream_batch(requests, options=options, **keywords),
             client.limits.concurrency, functools.partial(_frames.progress_bar, progress, requests),
         )  # fmt: skip
 

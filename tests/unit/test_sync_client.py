@@ -115,6 +115,15 @@ def test_models_is_one_line_of_the_general_bridge() -> None:
         assert "Client.models" in pt.SyncClient.models.__doc__
 
 
+def test_make_request_runs_in_the_callers_thread() -> None:
+    with sync_client(echo) as client:
+        request = client.make_request(MESSAGES, temperature=0.5, custom_id="a")
+        assert (request.temperature, request.custom_id) == (0.5, "a")
+        with pytest.raises(pt.InvalidRequestError):
+            client.make_request(MESSAGES, temperature=-1)
+        assert client.chat_batch([request], options=pt.BatchOptions(max_tokens=5))[0].ok
+
+
 def test_use_after_close_raises_runtime_error() -> None:
     client = sync_client(echo)
     client.close()
