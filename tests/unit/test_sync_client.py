@@ -318,6 +318,19 @@ def test_stream_batch_yields_as_they_finish_and_stops_on_break() -> None:
         assert results.statistics().succeeded == 30
 
 
+def test_stream_batch_interrupt_while_waiting_for_a_result() -> None:
+    gate = Gate(free=3, hold=2)
+    with sync_client(gate, limits=pt.Limits(concurrency=2)) as client:
+        got: list[pt.BatchResult] = []
+        interrupter = interrupt_when(gate.held)
+        with pytest.raises(KeyboardInterrupt), client.stream_batch(prompts(50)) as results:
+            got.extend(results)
+        interrupter.join()
+        assert len(got) <= 3
+        assert all(r.ok for r in got)
+        assert client.statistics().in_flight == 0
+
+
 def test_stream_needs_a_with_block() -> None:
     with sync_client(echo) as client:
         stream = client.stream_batch(prompts(1))
