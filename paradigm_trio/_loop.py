@@ -13,6 +13,13 @@ batch's results), at most ``capacity`` waiting: the job waits for room, so memor
 bounded by the reader's pace.
 
 Nothing here knows the client: ``_sync`` composes a :class:`~paradigm_trio.Client` with it.
+
+Why a thread and not ``trio.lowlevel.start_guest_run``: a guest run advances only while
+its host loop runs, and a blocking call (a notebook cell's ``client.chat_batch(...)``)
+holds the host loop, asyncio's on the kernel's main thread, until it returns, so the
+guest would never progress; a plain script has no host loop at all.  A blocking API needs
+the engine to run elsewhere, and a thread of its own also keeps it away from whatever
+the caller's loop does (``nest_asyncio``, a busy cell).
 """
 
 from __future__ import annotations
