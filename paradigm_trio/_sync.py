@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import threading
 import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
@@ -163,9 +164,10 @@ class SyncClient:
         client = Client(**options)
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
         self._loop = Loop(lambda: client, name="paradigm-trio SyncClient")
         self._client: Client = self._loop.value
-        self._finalizer = weakref.finalize(self, self._loop.stop, CLOSE_WAIT)
+        self._finalizer = weakref.finalize(self, _stop, self._loop, self._pid)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -227,7 +229,13 @@ class SyncClient:
         return self._client
 
     def _check_thread(self) -> None:
-        """Refuse a call from the client's own loop: it would wait for itself forever."""
+        """Refuse a call from the client's own loop (it would wait for itself forever),
+        or from a forked child process (which has no copy of the loop's thread)."""
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                "this SyncClient was made in another process (this one was forked from "
+                "it, and has no copy of its thread): make a new SyncClient here"
+            )
         if threading.current_thread() is self._loop.thread:
             raise RuntimeError(
                 "a SyncClient cannot be called from its own thread (an on_event or "
@@ -426,6 +434,13 @@ class SyncClient:
         texts, index = _frames.column_of(data, column)
         results = self.embed_batch(texts, progress=progress, **keywords)
         return _frames.results_frame(results, index=index)
+
+
+def _stop(loop: Loop, pid: int) -> None:
+    """End a client's loop (:meth:`SyncClient.close`, or its finalizer), unless this is a
+    forked child, which has no copy of the loop's thread."""
+    if os.getpid() == pid:
+        loop.stop(CLOSE_WAIT)
 
 
 def _in_order(results: Iterable[Any]) -> list[Any]:

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -257,6 +258,30 @@ def test_a_call_from_the_clients_own_thread_is_refused() -> None:
         assert client.chat(MESSAGES).text == "Hi"
     assert len(refused) == 1
     assert "own thread" in str(refused[0])
+
+
+def test_a_forked_child_is_told_to_make_its_own_client() -> None:
+    import multiprocessing
+
+    with sync_client(echo) as client:
+        context = multiprocessing.get_context("fork")
+        parent, child = context.Pipe()
+
+        def in_child() -> None:
+            try:
+                client.chat(MESSAGES)
+            except RuntimeError as exc:
+                child.send(str(exc))
+            client.close()  # nothing to stop in the child: the parent's loop goes on
+
+        process = context.Process(target=in_child)
+        with warnings.catch_warnings():  # 3.12+: forking a process that has threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            process.start()
+        process.join(30)
+        assert parent.poll(0)
+        assert "another process" in parent.recv()
+        assert client.chat(MESSAGES).text == "Hi"
 
 
 def test_the_constructor_shows_clients_arguments() -> None:
