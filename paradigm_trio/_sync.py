@@ -35,9 +35,10 @@ import trio
 
 from . import _frames
 from ._client._client import Client
-from ._client._embedder import EmbeddingResult, EmbeddingResults
+from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbedInput
 from ._config import Limits
 from ._endpoints._chat_kind import BatchInput, BatchResult, BatchResults
+from ._endpoints._embeddings import EncodingFormat
 from ._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from ._errors import BatchError
 from ._events import ClientStatistics
@@ -282,8 +283,8 @@ class SyncClient:
         return results
 
     def embed_batch(
-        self, inputs: Iterable[Any] | AsyncIterable[Any], *, progress: bool = False,
-        **keywords: Any,
+        self, inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput], *,
+        progress: bool = False, **keywords: Unpack[EmbedKeywords],
     ) -> EmbeddingResults:  # fmt: skip
         """Blocking :meth:`Client.embed_batch` (one result per item, in input order).
 
@@ -357,8 +358,8 @@ class SyncClient:
         )  # fmt: skip
 
     def stream_embed_batch(
-        self, inputs: Iterable[Any] | AsyncIterable[Any], *, progress: bool = False,
-        **keywords: Any,
+        self, inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput], *,
+        progress: bool = False, **keywords: Unpack[EmbedKeywords],
     ) -> SyncBatchStream[EmbeddingResult]:  # fmt: skip
         """Blocking :meth:`Client.stream_embed_batch`, as :meth:`stream_batch`."""
         client = self._check_open()
@@ -434,6 +435,16 @@ class SyncClient:
         texts, index = _frames.column_of(data, column)
         results = self.embed_batch(texts, progress=progress, **keywords)
         return _frames.results_frame(results, index=index)
+
+
+class EmbedKeywords(BatchKeywords, total=False):
+    """The keywords of :meth:`Client.embed_batch` (type checking only)."""
+
+    dimensions: int | None
+    encoding_format: EncodingFormat | None
+    pack_inputs: int
+    pack_tokens: int
+    options: BatchOptions | None
 
 
 def _stop(loop: Loop, pid: int) -> None:
