@@ -74,9 +74,12 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
+from ._frames import embeddings_array, results_frame
 from ._json import MAX_JSON_DEPTH, parse_json
 from ._quota._redis_store import QuotaState, quota_state
 from ._redact import mask_credentials
+from ._sync import BatchInterrupted, SyncClient
+from ._sync_streams import SyncBatchStream, SyncChatStream
 from ._transport import TrioTransport, system_trust_store
 from ._version import __version__
 
@@ -92,6 +95,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
+    "BatchInterrupted",
     "BatchOptions",
     "BatchResult",
     "BatchResults",
@@ -151,6 +155,9 @@ __all__ = [
     "SharedQuotaUnavailable",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
+    "SyncBatchStream",
+    "SyncChatStream",
+    "SyncClient",
     "Timeouts",
     "TokenLogprob",
     "ToolCall",
@@ -160,11 +167,13 @@ __all__ = [
     "Usage",
     "__version__",
     "check_connection",
+    "embeddings_array",
     "function_tool",
     "instrument",
     "mask_credentials",
     "parse_json",
     "quota_state",
+    "results_frame",
     "system_trust_store",
 ]
 
