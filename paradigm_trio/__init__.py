@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ._batch_options import BatchOptions, BatchStatistics
+from ._batch_options import DEFAULT_SYSTEMATIC_FAILURES, BatchOptions, BatchStatistics
 from ._chat_kind import BatchResult, BatchResults, BatchStream
 from ._client import Client, ClientState, instrument
 from ._completion import (
@@ -42,6 +42,7 @@ from ._errors import (
     CertificateVerificationError,
     ConfigurationError,
     ConflictError,
+    Diagnosis,
     IncompleteStreamError,
     InternalServerError,
     InvalidRequestError,
@@ -54,7 +55,9 @@ from ._errors import (
     RequestCancelled,
     ServerUnreachableError,
     StructuredOutputError,
+    SystematicFailureError,
     UnprocessableEntityError,
+    diagnose,
 )
 from ._events import (
     Attempt,
@@ -115,6 +118,8 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PACK_INPUTS",
     "DEFAULT_PACK_TOKENS",
+    "DEFAULT_SYSTEMATIC_FAILURES",
+    "Diagnosis",
     "Embedding",
     "EmbeddingRequest",
     "EmbeddingResult",
@@ -149,6 +154,7 @@ __all__ = [
     "SharedQuotaUnavailable",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
+    "SystematicFailureError",
     "Timeouts",
     "TokenLogprob",
     "ToolCall",
@@ -158,6 +164,7 @@ __all__ = [
     "Usage",
     "__version__",
     "check_connection",
+    "diagnose",
     "function_tool",
     "instrument",
     "quota_state",

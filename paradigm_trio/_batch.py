@@ -20,10 +20,13 @@ Every input item yields exactly one result: a completion, an error (an invalid i
 passes, :class:`RequestCancelled`: items that were in flight are interrupted and items not
 yet sent are read from the input and reported without being sent.  One bad item never stops
 the others.  What does: ``on_error="raise"`` stops at the first failure (the rest are
-cancelled and not reported), an exception raised by the input iterable itself (or by
-``on_progress``) ends the batch with that exception, and cancelling the whole batch from
-outside (your cancel scope) propagates :class:`trio.Cancelled` after every task and
-connection is cleaned up.
+cancelled and not reported); a batch whose first answers are all the same configuration
+failure (``BatchOptions.systematic_failures``, judged by :meth:`BatchControl.judge`) stops
+with :class:`SystematicFailureError` (those answers are held until the rule is disarmed,
+and are the error's ``results`` if it stops; the rest get no result); an exception raised
+by the input iterable itself (or by ``on_progress``) ends the batch with that exception,
+and cancelling the whole batch from outside (your cancel scope) propagates
+:class:`trio.Cancelled` after every task and connection is cleaned up.
 """
 
 from __future__ import annotations
@@ -47,10 +50,16 @@ import trio
 
 from . import _log
 from ._batch_options import BatchOptions, BatchStatistics
-from ._budget import BatchControl
+from ._budget import HOLD, RELEASE, STOP, BatchControl
 from ._completion import Usage
 from ._config import Timeouts
-from ._errors import BatchError, InvalidRequestError, RequestCancelled
+from ._errors import (
+    BatchError,
+    InvalidRequestError,
+    RequestCancelled,
+    SystematicFailureError,
+    diagnose,
+)
 from ._events import Attempt, LatencyHistogram
 from ._ledger import Observer
 
@@ -262,6 +271,8 @@ class ResultStream(Generic[R]):
             self._unyielded = 0
             return await self._receive.receive()
         except trio.EndOfChannel:
+            if isinstance(self._error, BatchError):
+                raise self._error from self._error.error
             if self._error is not None:
                 raise BatchError(self._error) from self._error
             raise StopAsyncIteration from None
@@ -316,7 +327,9 @@ class _Run(Generic[Q, R, S]):
             threshold=options.circuit_breaker,
             unreachable_after=options.unreachable_after,
             reserve=width,
+            systematic=options.systematic_failures if options.on_error == "collect" else None,
         )
+        self.held: list[R] = []  # results held while the batch may be failing systematically
         self.tracker = _Tracker(start=trio.current_time())
         self.next_progress = self.tracker.start + _log.PROGRESS_INTERVAL
         self.send, receive = trio.open_memory_channel[R](width)
@@ -350,6 +363,30 @@ class _Run(Generic[Q, R, S]):
             self.results._error = error
             workers.cancel()
 
+    def stop_systematic(self, workers: trio.CancelScope) -> None:
+        """The batch's first answers were all one configuration failure: stop it."""
+        held = sorted(self.held, key=lambda r: getattr(r, "index", 0))
+        self.held = []
+        for result in held:
+            self.tracker.add(result)
+        first = next(r.error for r in held if r.error is not None)
+        diagnosis = diagnose(first)
+        assert diagnosis is not None
+        error = SystematicFailureError(
+            first, diagnosis, failures=self.control.suspects, sent=self.control.started,
+            results=tuple(held),
+        )  # fmt: skip
+        _log.say(_log.ERROR, "batch_stopped", "%s", error, cause=diagnosis.cause,
+                 status=diagnosis.status, sent=self.control.started)  # fmt: skip
+        self.results._error = error
+        workers.cancel()
+
+    async def release(self) -> None:
+        """Hand out the results held while the batch could be failing systematically."""
+        held, self.held = self.held, []
+        for result in held:
+            await self.deliver(result)
+
     async def work(
         self, unit: list[tuple[int, Q]], slot: trio.Semaphore, workers: trio.CancelScope
     ) -> None:
@@ -366,6 +403,14 @@ class _Run(Generic[Q, R, S]):
                 results = await self.kind.send(unit, deadline=self.stop_at, control=self.control)
             finally:
                 tracker.in_flight -= len(unit)
+            verdict = self.control.judge([result.error for result in results])
+            if verdict in (HOLD, STOP):
+                self.held.extend(results)
+                if verdict == STOP:
+                    self.stop_systematic(workers)
+                return
+            if verdict == RELEASE:
+                await self.release()
             for result in results:
                 await self.deliver(result)
                 if result.error is not None:
@@ -407,9 +452,10 @@ class _Run(Generic[Q, R, S]):
                         slot.release()
                     if ended:
                         break
+            await self.release()  # (the input ended before the rule could decide)
             if self.broken is not None:
                 raise self.broken
-            if self.results._error is None or self.options.on_error != "raise":
+            if self.results._error is None:
                 await self.report_unsent(iterator)
 
     async def warm_up(

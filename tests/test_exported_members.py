@@ -27,6 +27,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._ledger": frozenset({"CANCELLED", "Ledger", "Observer", "one_line"}),
     "paradigm_trio._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
+        | {"HOLD", "PASS", "RELEASE", "STOP"}  # BatchControl.judge's verdicts
     ),
     # The HTTP layer: one send path; one exception mapping and one error builder (``Failures``,
     # which ``HTTP`` inherits).
