@@ -115,6 +115,9 @@ class WarmUp(Protocol):
 class Kind(Protocol[Q, R_co]):
     """What a batch sends: how items become requests, units and results."""
 
+    label: str
+    """What its log messages call the batch (``"chat batch"``)."""
+
     def request(self, item: object, index: int) -> Q:
         """The item as a request; :class:`InvalidRequestError` for anything wrong with it."""
         ...
@@ -355,7 +358,9 @@ class _Run(Generic[Q, R, S]):
         now = trio.current_time()
         if now >= self.next_progress:
             self.next_progress = now + _log.PROGRESS_INTERVAL
-            _log.batch_statistics("batch_progress", self.tracker.snapshot(self.control))
+            _log.batch_statistics(
+                "batch_progress", self.tracker.snapshot(self.control), self.kind.label
+            )
 
     def fail_fast(self, error: Exception, workers: trio.CancelScope) -> None:
         """With ``on_error="raise"``, the first failure stops the batch."""
@@ -567,7 +572,7 @@ async def run_batch(
     )
     for observer in observers:
         observer.batch_started(run.control)
-    _log.batch_started(width)
+    _log.batch_started(width, kind.label)
     error: BaseException | None = None
     try:
         async with _run_batch(run, inputs) as results:
@@ -580,8 +585,7 @@ async def run_batch(
             statistics = run.results.statistics()
             for observer in observers:
                 observer.batch_finished(run.control, statistics, error)
-            note = f" ({type(error).__name__})" if error is not None else ""
-            _log.batch_statistics("batch_finished", statistics, note)
+            _log.batch_statistics("batch_finished", statistics, kind.label, error)
 
 
 @asynccontextmanager

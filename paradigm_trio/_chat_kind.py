@@ -93,6 +93,8 @@ class BatchStream(ResultStream[BatchResult]):
 class ChatKind:
     """Chat completions: one :class:`BatchResult` per item, one request per unit."""
 
+    label = "chat batch"
+
     def __init__(
         self, send_one: SendOne[ChatRequest, ChatCompletion], defaults: Mapping[str, Any]
     ) -> None:

@@ -198,6 +198,8 @@ def check_pack(pack_inputs: object, pack_tokens: object) -> tuple[int, int]:
 class EmbeddingKind:
     """Embeddings in a batch: items are strings or :class:`EmbeddingRequest`, packed."""
 
+    label = "embeddings batch"
+
     def __init__(
         self,
         send_one: SendOne[EmbeddingRequest, Embeddings],

@@ -16,12 +16,9 @@ import paradigm_trio as pt
 
 from ._network import network_options
 
-__all__ = ["ClientRefused", "DEFAULT_CONCURRENCY", "check_client", "cli_words"]
+__all__ = ["ClientRefused", "check_client", "cli_words"]
 
 KEY_ENV = "PARADIGM_API_KEY"
-
-DEFAULT_CONCURRENCY = pt.Limits().concurrency
-"""``--concurrency``'s default for ``batch`` and ``speed-test``: the library's."""
 
 _LIBRARY_WORDS = (
     ("set it with base_url=... or", "set it with --base-url or"),

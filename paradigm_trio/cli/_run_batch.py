@@ -21,7 +21,7 @@ import logging
 import math
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -251,14 +251,26 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
     chat_send, chat_receive = trio.open_memory_channel[pt.ChatRequest](0)
     embed_send, embed_receive = trio.open_memory_channel[pt.EmbeddingRequest](0)
     streams: dict[str, pt.BatchStream | pt.EmbeddingStream] = {}
+    started: set[str] = set()
 
-    async def dispatch() -> None:
+    batches: dict[str, tuple[Any, Callable[[], Any]]] = {
+        "chat": (chat_send, lambda: client.stream_batch(
+            chat_receive, on_progress=progress.updater("chat"))),
+        "embeddings": (embed_send, lambda: client.stream_embed_batch(
+            embed_receive, on_progress=progress.updater("embeddings"))),
+    }  # fmt: skip
+
+    async def dispatch(nursery: trio.Nursery) -> None:
+        # A kind's batch starts with its first line: a file of chat lines runs (and logs)
+        # one batch, not a second, empty one.
         async with chat_send, embed_send:
             for request in requests:
-                if isinstance(request, pt.EmbeddingRequest):
-                    await embed_send.send(request)
-                else:
-                    await chat_send.send(request)
+                kind = "embeddings" if isinstance(request, pt.EmbeddingRequest) else "chat"
+                send, batch = batches[kind]
+                if kind not in started:
+                    started.add(kind)
+                    nursery.start_soon(record, kind, batch())
+                await send.send(request)
 
     async def record(kind: str, batch: Any) -> None:
         async with batch as results:
@@ -278,17 +290,7 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
     with batch_scope:
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(dispatch)
-                nursery.start_soon(
-                    record, "chat",
-                    client.stream_batch(chat_receive, on_progress=progress.updater("chat")),
-                )  # fmt: skip
-                nursery.start_soon(
-                    record, "embeddings",
-                    client.stream_embed_batch(
-                        embed_receive, on_progress=progress.updater("embeddings")
-                    ),
-                )  # fmt: skip
+                nursery.start_soon(dispatch, nursery)
         except BaseExceptionGroup as group:
             # What stopped the run (the output broken, say), without the nursery's wrapping.
             if len(group.exceptions) == 1:

@@ -120,3 +120,16 @@ def test_a_refused_resume_of_another_input_creates_no_file(tmp_path: Path) -> No
         **before,
         "in.jsonl": src.read_bytes(),
     }
+
+
+@pytest.mark.parametrize("key", ["abc", "", "x y"])
+def test_mock_takes_any_key(tmp_path: Path, key: str) -> None:
+    """``--mock`` uses a key of its own: whatever ``PARADIGM_API_KEY`` holds is no matter."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 3)
+    environment = {**{k: v for k, v in os.environ.items() if k != "PARADIGM_API_KEY"},
+                   "PARADIGM_API_KEY": key}  # fmt: skip
+    run = run_cli("batch", str(src), "-o", str(out), "--mock", "-q", env=environment)
+    assert run.returncode == 0, run.stderr
+    speed = run_cli("speed-test", "--mock", "-n", "2", "--no-replies", env=environment)
+    assert speed.returncode == 0, speed.stderr
