@@ -9,32 +9,35 @@ Per-request messages are DEBUG and built only when DEBUG is enabled (one
 ``isEnabledFor`` check per attempt and per request): at INFO, a batch tells its story in
 a few lines (start, progress, the adaptive controller's moves, end) whatever its size.
 
-========================== ======= ==============================================================
-event                      level   extra fields
-========================== ======= ==============================================================
-``attempt_started``        DEBUG   custom_id, idempotency_key, attempt, cause (the retried one)
-``attempt_failed``         DEBUG   custom_id, idempotency_key, attempt, status, cause, error,
-                                   request_id, elapsed, will_retry
-``retry_scheduled``        DEBUG   custom_id, idempotency_key, attempt, cause, wait
-``rate_limited``           DEBUG   custom_id, idempotency_key, wait (``Retry-After``)
-``request_succeeded``      DEBUG   custom_id, idempotency_key, attempts, elapsed, tokens
-``request_cancelled``      DEBUG   custom_id, idempotency_key, attempts, elapsed, error
-``request_failed``         WARNING custom_id, idempotency_key, attempts, elapsed, error, cause
-                                   (DEBUG for ``ServerUnreachableError``)
-``batch_started``          INFO    concurrency
-``batch_progress``         INFO    the batch's statistics (see below), every 10 s of a batch
-``batch_finished``         INFO    the batch's statistics
-``concurrency_lowered``    INFO    concurrency, previous, wait
-``concurrency_raised``     DEBUG   concurrency, previous
-``breaker_opened``         WARNING failures
-``breaker_closed``         INFO
-``server_unreachable``     ERROR   seconds
-``connections_warmed``     DEBUG   origin, wanted, opened, failed, error (from ``_pool``)
-========================== ======= ==============================================================
+============================ ======= ==============================================================
+event                        level   extra fields
+============================ ======= ==============================================================
+``attempt_started``          DEBUG   custom_id, idempotency_key, attempt, cause (the retried one)
+``attempt_failed``           DEBUG   custom_id, idempotency_key, attempt, status, cause, error,
+                                     request_id, elapsed, will_retry
+``retry_scheduled``          DEBUG   custom_id, idempotency_key, attempt, cause, wait
+``rate_limited``             DEBUG   custom_id, idempotency_key, wait (``Retry-After``)
+``request_succeeded``        DEBUG   custom_id, idempotency_key, attempts, elapsed, tokens
+``request_cancelled``        DEBUG   custom_id, idempotency_key, attempts, elapsed, error
+``request_failed``           WARNING custom_id, idempotency_key, attempts, elapsed, error, cause
+                                     (DEBUG for ``ServerUnreachableError``)
+``batch_started``            INFO    concurrency, batch
+``batch_progress``           INFO    the batch's statistics (see below), every 10 s of a batch
+``batch_finished``           INFO    the batch's statistics
+``batch_stopped``            ERROR   cause, status, sent (``SystematicFailureError``)
+``concurrency_lowered``      INFO    concurrency, previous, wait
+``concurrency_raised``       DEBUG   concurrency, previous
+``breaker_opened``           WARNING failures
+``breaker_closed``           INFO
+``server_unreachable``       ERROR   seconds
+``connections_warmed``       DEBUG   origin, wanted, opened, failed, error (from ``_pool``)
+``shared_quota_unavailable`` WARNING quota (its name), url (no password), error, fallback, workers
+``shared_quota_restored``    INFO    quota, outage
+============================ ======= ==============================================================
 
 The batch's statistics fields: ``submitted``, ``done``, ``succeeded``, ``failed``,
 ``cancelled``, ``in_flight``, ``retries``, ``retries_by_cause`` (a dict), ``elapsed``,
-``requests_per_minute``, ``total_tokens``.
+``requests_per_minute``, ``total_tokens``, ``batch`` (``"chat batch"``, ...).
 """
 
 from __future__ import annotations

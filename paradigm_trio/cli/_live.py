@@ -21,7 +21,7 @@ import paradigm_trio as pt
 
 from ._report import RunRecorder
 
-__all__ = ["ETA_AFTER", "Progress", "eta"]
+__all__ = ["ETA_AFTER", "Progress", "eta", "quota_line"]
 
 REDRAW = 0.2
 """Seconds between two redraws of the live view."""
@@ -83,6 +83,17 @@ class Progress:
             self.retrying = max(0, self.retrying - 1)
         elif isinstance(event, pt.RateLimited):
             self.rate_limited += 1
+        elif isinstance(event, pt.SharedQuotaUnavailable | pt.SharedQuotaRestored):
+            self.say(quota_line(event))
+
+    def say(self, line: str) -> None:
+        """A line of its own, above the live view if there is one (even with ``-q``: it
+        says why the run is not moving)."""
+        if self._view is not None:
+            self._view.say(line)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
     def update(self, stats: pt.BatchStatistics, *, force: bool = False) -> None:
         """A result arrived (``on_progress``): redraw or print, at most every interval."""
@@ -175,9 +186,28 @@ class _LiveView:
             self._live.start()
         self._live.update(Group(head, body, retries), refresh=True)
 
+    def say(self, line: str) -> None:
+        from rich.text import Text
+
+        self._live.console.print(Text(line))
+
     def close(self) -> None:
         if self._started:
             self._live.stop()
+
+
+def quota_line(event: pt.SharedQuotaUnavailable | pt.SharedQuotaRestored) -> str:
+    """What ``batch`` says when the shared quota's Redis stops or starts answering."""
+    if isinstance(event, pt.SharedQuotaRestored):
+        return f"Shared quota {event.name!r}: Redis answers again (after {event.outage:.1f}s)."
+    if event.fallback == "local":
+        doing = f"meanwhile this run sends on a local share, 1/{event.workers} of --rpm/--tpm"
+    else:
+        doing = "meanwhile this run waits: nothing is sent until Redis answers"
+    return (
+        f"Shared quota {event.name!r}: Redis at {event.url} does not answer ({event.error}); "
+        f"{doing}. Check --redis (or PARADIGM_REDIS_URL) and that Redis is up."
+    )
 
 
 def combined(parts: list[pt.BatchStatistics]) -> pt.BatchStatistics:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .test_cli import mock_process, records, run_cli, write_input
+from .test_cli import CLI, mock_process, records, run_cli, write_input
 
 KEY = "sk-the-right-key-123"
 
@@ -133,3 +136,31 @@ def test_mock_takes_any_key(tmp_path: Path, key: str) -> None:
     assert run.returncode == 0, run.stderr
     speed = run_cli("speed-test", "--mock", "-n", "2", "--no-replies", env=environment)
     assert speed.returncode == 0, speed.stderr
+
+
+def test_an_unreachable_redis_is_said_naming_the_url_and_what_the_run_does(
+    tmp_path: Path,
+) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 20)
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"redis://app:s3cret@127.0.0.1:{port}/0"
+    proc = subprocess.Popen(
+        [*CLI, "batch", str(src), "-o", str(out), "--mock", "-q", "--rpm", "600",
+         "--redis", url],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the first thing it says (it sends nothing)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[1]
+    assert line.startswith("Shared quota 'paradigm-trio': Redis at ")
+    assert f"redis://app:***@127.0.0.1:{port}/0" in line
+    assert "this run waits: nothing is sent" in line
+    assert "s3cret" not in line + rest
+    assert proc.returncode == 130
+    assert records(out) == []

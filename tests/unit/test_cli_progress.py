@@ -13,7 +13,7 @@ import pytest
 
 import paradigm_trio as pt
 from paradigm_trio.cli._causes import configuration_fix, failure_groups, stopped_line
-from paradigm_trio.cli._live import _EMPTY, ETA_AFTER, Progress, _LiveView, eta
+from paradigm_trio.cli._live import _EMPTY, ETA_AFTER, Progress, _LiveView, eta, quota_line
 from paradigm_trio.cli._run_batch import _print_summary, _summary
 
 BASE = _EMPTY
@@ -127,3 +127,17 @@ def test_the_stopped_line_names_status_meaning_and_fix() -> None:
     assert "--base-url" in line
     assert "rerun the same command" in line
     assert "\n" not in line
+
+
+def test_a_lost_shared_quota_is_one_line_even_when_quiet() -> None:
+    out = io.StringIO()
+    progress = Progress(10, 0, out, quiet=True, live=False)
+    lost = pt.SharedQuotaUnavailable("q", "ConnectionError: refused", "local", 3,
+                                     "redis://u:***@h:6379/0")  # fmt: skip
+    progress.on_event(lost)
+    progress.on_event(pt.SharedQuotaRestored("q", 12.0))
+    first, second = out.getvalue().splitlines()
+    assert first.startswith("Shared quota 'q': Redis at redis://u:***@h:6379/0 does not answer")
+    assert "local share, 1/3 of --rpm/--tpm" in first
+    assert second == "Shared quota 'q': Redis answers again (after 12.0s)."
+    assert "waits: nothing is sent" in quota_line(dataclasses.replace(lost, fallback="wait"))
