@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import paradigm_trio as pt
-from paradigm_trio._budget import HOLD, PASS, RELEASE, STOP, BatchControl
+from paradigm_trio._engine._budget import HOLD, PASS, RELEASE, STOP, BatchControl
 
 from .helpers import make_client, status
 from .test_batch import Echo, msgs, number
