@@ -4,6 +4,7 @@ good ones never stop it.  ``httpx2.MockTransport`` and the autojump clock."""
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx2
@@ -166,6 +167,36 @@ async def test_an_embeddings_pack_counts_once() -> None:
             await client.embed_batch([f"text {i}" for i in range(1000)], pack_inputs=4)
     assert N <= len(handler.bodies) <= N + 1
     assert len(info.value.results) == 4 * N
+
+
+def _refused_by_tls(request: httpx2.Request) -> httpx2.Response:
+    cause = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    cause.verify_message, cause.verify_code = "self-signed certificate", 18
+    raise httpx2.ConnectError("TLS handshake failed", request=request) from cause
+
+
+def _refused_by_proxy(request: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ProxyError("407 Proxy Authentication Required", request=request)
+
+
+@pytest.mark.parametrize(
+    ("refuse", "cause", "status"),
+    [(_refused_by_tls, "tls", None), (_refused_by_proxy, "proxy", 407)],
+)
+async def test_a_refused_certificate_or_proxy_stops_the_batch_too(
+    refuse: Any, cause: str, status: int | None
+) -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        calls.append(1)
+        return refuse(request)  # type: ignore[no-any-return]
+
+    async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
+        with pytest.raises(pt.SystematicFailureError) as info:
+            await client.chat_batch([msgs(i) for i in range(500)])
+    assert (info.value.cause, info.value.status) == (cause, status)
+    assert len(calls) <= 4 + N - 1
 
 
 def test_systematic_failures_is_validated() -> None:
