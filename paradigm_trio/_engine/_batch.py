@@ -408,14 +408,15 @@ class _Run(Generic[Q, R, S]):
                 results = await self.kind.send(unit, deadline=self.stop_at, control=self.control)
             finally:
                 tracker.in_flight -= len(unit)
-            verdict = self.control.judge([result.error for result in results])
-            if verdict in (HOLD, STOP):
-                self.held.extend(results)
-                if verdict == STOP:
-                    self.stop_systematic(workers)
-                return
-            if verdict == RELEASE:
-                await self.release()
+            if self.control.systematic is not None:  # (once disarmed: nothing to judge)
+                verdict = self.control.judge([result.error for result in results])
+                if verdict in (HOLD, STOP):
+                    self.held.extend(results)
+                    if verdict == STOP:
+                        self.stop_systematic(workers)
+                    return
+                if verdict == RELEASE:
+                    await self.release()
             for result in results:
                 await self.deliver(result)
                 if result.error is not None:
