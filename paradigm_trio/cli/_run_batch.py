@@ -467,8 +467,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     wait = args.wait_for_lock or args.lock_timeout is not None
     timeout = math.inf if args.lock_timeout is None else args.lock_timeout
     try:
-        args.network = check_client(args)  # before any file is created
         check_paths(input_path, output, Path(args.report) if args.report else None)
+        args.network = check_client(args)  # before any file is created (the lock's)
         lock.acquire(wait=wait, timeout=timeout, on_wait=_wait_note)
     except (ClientRefused, PathRefused, LockUnavailable) as exc:
         return _fail(str(exc))
