@@ -50,7 +50,6 @@ import trio
 
 from .. import _log
 from .._config import Timeouts
-from .._endpoints._completion import Usage
 from .._errors import (
     BatchError,
     InvalidRequestError,
@@ -61,7 +60,7 @@ from .._errors import (
 from .._events import Attempt, LatencyHistogram
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import HOLD, RELEASE, STOP, BatchControl
-from ._ledger import Observer
+from ._ledger import Observer, Tokens
 
 __all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"]
 
@@ -79,7 +78,7 @@ class Outcome(Protocol):
     @property
     def cancelled(self) -> bool: ...
     @property
-    def usage(self) -> Usage | None: ...
+    def usage(self) -> Tokens | None: ...
     @property
     def error(self) -> Exception | None: ...
     @property
@@ -115,8 +114,10 @@ class WarmUp(Protocol):
 class Kind(Protocol[Q, R_co]):
     """What a batch sends: how items become requests, units and results."""
 
-    label: str
-    """What its log messages call the batch (``"chat batch"``)."""
+    @property
+    def operation(self) -> str:
+        """What the batch's requests do (``"chat"``, ``"embeddings"``): its span's name."""
+        ...
 
     def request(self, item: object, index: int) -> Q:
         """The item as a request; :class:`InvalidRequestError` for anything wrong with it."""
@@ -359,7 +360,9 @@ class _Run(Generic[Q, R, S]):
         if now >= self.next_progress:
             self.next_progress = now + _log.PROGRESS_INTERVAL
             _log.batch_statistics(
-                "batch_progress", self.tracker.snapshot(self.control), self.kind.label
+                "batch_progress",
+                self.tracker.snapshot(self.control),
+                f"{self.kind.operation} batch",
             )
 
     def fail_fast(self, error: Exception, workers: trio.CancelScope) -> None:
@@ -552,7 +555,7 @@ async def run_batch(
     *,
     width: int,
     stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
-    observers: Sequence[Observer] = (),
+    observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
 ) -> AsyncIterator[S]:
     """Run a batch of ``kind``: the engine behind every batch method of the client.
@@ -572,8 +575,8 @@ async def run_batch(
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )
     for observer in observers:
-        observer.batch_started(run.control)
-    _log.batch_started(width, kind.label)
+        observer.batch_started(run.control, kind.operation)
+    _log.batch_started(width, f"{kind.operation} batch")
     error: BaseException | None = None
     try:
         async with _run_batch(run, inputs) as results:
@@ -586,7 +589,7 @@ async def run_batch(
             statistics = run.results.statistics()
             for observer in observers:
                 observer.batch_finished(run.control, statistics, error)
-            _log.batch_statistics("batch_finished", statistics, kind.label, error)
+            _log.batch_statistics("batch_finished", statistics, f"{kind.operation} batch", error)
 
 
 @asynccontextmanager
