@@ -50,13 +50,7 @@ import trio
 
 from .. import _log
 from .._config import Timeouts
-from .._errors import (
-    BatchError,
-    InvalidRequestError,
-    RequestCancelled,
-    SystematicFailureError,
-    diagnose,
-)
+from .._errors import BatchError, InvalidRequestError, RequestCancelled
 from .._events import Attempt, LatencyHistogram
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import HOLD, RELEASE, STOP, BatchControl
@@ -378,15 +372,7 @@ class _Run(Generic[Q, R, S]):
         for result in held:
             self.tracker.add(result)
         first = next(r.error for r in held if r.error is not None)
-        diagnosis = diagnose(first)
-        assert diagnosis is not None
-        error = SystematicFailureError(
-            first, diagnosis, failures=self.control.suspects, sent=self.control.started,
-            results=tuple(held),
-        )  # fmt: skip
-        _log.say(_log.ERROR, "batch_stopped", "%s", error, cause=diagnosis.cause,
-                 status=diagnosis.status, sent=self.control.started)  # fmt: skip
-        self.results._error = error
+        self.results._error = self.control.stopped(first, tuple(held))
         workers.cancel()
 
     async def release(self) -> None:

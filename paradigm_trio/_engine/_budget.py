@@ -7,6 +7,7 @@ attempt of a batch item, and before every retry.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import trio
 
@@ -16,6 +17,7 @@ from .._errors import (
     InvalidRequestError,
     RequestCancelled,
     ServerUnreachableError,
+    SystematicFailureError,
     diagnose,
 )
 
@@ -198,6 +200,18 @@ class BatchControl:
         self.suspect = verdict
         self.suspects += 1
         return STOP if self.suspects >= self.systematic else HOLD
+
+    def stopped(self, first: Exception, results: tuple[Any, ...]) -> SystematicFailureError:
+        """The error of a batch stopped by :data:`STOP` (``first``: the first failure of
+        ``results``, those held), said in a ``batch_stopped`` log record."""
+        diagnosis = diagnose(first)
+        assert diagnosis is not None
+        error = SystematicFailureError(
+            first, diagnosis, failures=self.suspects, sent=self.started, results=results
+        )
+        _log.say(_log.ERROR, "batch_stopped", "%s", error, cause=diagnosis.cause,
+                 status=diagnosis.status, sent=self.started)  # fmt: skip
+        return error
 
     # ------------------------------------------------------------------ the budget
 
