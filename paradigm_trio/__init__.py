@@ -77,7 +77,10 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
+from ._frames import embeddings_array, results_frame
 from ._quota._redis_store import QuotaState, quota_state
+from ._sync import BatchInterrupted, SyncClient
+from ._sync_streams import SyncBatchStream, SyncChatStream
 from ._transport import TrioTransport, system_trust_store
 from ._version import __version__
 
@@ -93,6 +96,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
+    "BatchInterrupted",
     "BatchOptions",
     "BatchResult",
     "BatchResults",
@@ -153,6 +157,9 @@ __all__ = [
     "SharedQuotaUnavailable",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
+    "SyncBatchStream",
+    "SyncChatStream",
+    "SyncClient",
     "SystematicFailureError",
     "Timeouts",
     "TokenLogprob",
@@ -164,9 +171,11 @@ __all__ = [
     "__version__",
     "check_connection",
     "diagnose",
+    "embeddings_array",
     "function_tool",
     "instrument",
     "quota_state",
+    "results_frame",
     "system_trust_store",
 ]
 

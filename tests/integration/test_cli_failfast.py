@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from .test_cli import CLI, mock_process, records, run_cli, write_input
+from .mockprocess import mock_process
+from .test_cli import CLI, records, run_cli, write_input
 
 KEY = "sk-the-right-key-123"
 
