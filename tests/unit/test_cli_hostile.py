@@ -151,3 +151,12 @@ def test_log_lines_with_lone_surrogates_can_be_written() -> None:
     line = JSONFormatter().format(record)
     line.encode("utf-8")  # a stream or a file can take it
     assert json.loads(line)["custom_id"] == "c\udfff"
+
+
+def test_the_failures_summary_skips_a_deep_or_non_finite_line(tmp_path: Path) -> None:
+    from paradigm_trio.cli._causes import failure_groups
+
+    out = tmp_path / "out.jsonl"
+    bad = encode_record(_record("a", error={"code": "boom", "message": "\ud800"}))
+    out.write_bytes(bad + ("[" * 5000 + "]" * 5000 + "\n").encode() + b'{"error": NaN}\n')
+    assert [(g["code"], g["count"]) for g in failure_groups(out)] == [("boom", 1)]
