@@ -362,8 +362,8 @@ class SystematicFailureError(BatchError):
         failures: the answers, all the same failure, that stopped the batch.
         sent: the requests the batch had started when it stopped.
         results: the results finished and not handed out: the failures that stopped the
-            batch, plus (from :meth:`Client.chat_batch`) those handed out before, in input
-            order.
+            batch (and those answered in the same instant, once each), plus (from
+            :meth:`Client.chat_batch`) those handed out before, in input order.
     """
 
     def __init__(

@@ -372,13 +372,12 @@ class _Run(Generic[Q, R, S]):
             workers.cancel()
 
     def stop_systematic(self, workers: trio.CancelScope) -> None:
-        """The batch's first answers were all one configuration failure: stop it."""
-        held = sorted(self.held, key=lambda r: getattr(r, "index", 0))
-        self.held = []
+        """The batch's first answers were all one configuration failure: stop it (again:
+        a worker woken before the cancel adds its results to the same error)."""
+        held, self.held = self.held, []
         for result in held:
             self.tracker.add(result)
-        first = next(r.error for r in held if r.error is not None)
-        self.results._error = self.control.stopped(first, tuple(held))
+        self.results._error = self.control.stopped(held)
         workers.cancel()
 
     async def release(self) -> None:
