@@ -306,14 +306,14 @@ class SyncClient:
         into: list[Any],
     ) -> BatchStatistics:
         """Run a batch on the loop, its results into ``into`` in input order."""
-        finished: list[Any] = []  # appended on the loop; read here once the job has ended
+        finished = _Finished()
         last: list[BatchStatistics] = []  # the statistics when it stopped, however it did
 
         async def run() -> BatchStatistics:
             async with open_stream() as stream:
                 try:
                     async for result in stream:
-                        finished.append(result)
+                        finished.add(result)
                 finally:
                     last.append(stream.statistics())
                 return last[-1]
@@ -327,7 +327,8 @@ class SyncClient:
             exc.results = tuple(_in_order([*finished, *exc.results]))
             raise
         except KeyboardInterrupt:
-            raise BatchInterrupted(_in_order(finished), last[-1] if last else None) from None
+            done = finished.close()  # (the cancel may have given up waiting: CANCEL_WAIT)
+            raise BatchInterrupted(_in_order(done), last[-1] if last else None) from None
         finally:
             if bar is not None:
                 _frames.advance(bar, finished)
@@ -446,6 +447,32 @@ class EmbedKeywords(BatchKeywords, total=False):
     pack_inputs: int
     pack_tokens: int
     options: BatchOptions | None
+
+
+class _Finished(list[Any]):
+    """A blocking batch's results: appended on the loop, read in the caller's thread.
+
+    They are read once the batch's job has ended, except after an interrupt whose cancel
+    gave up waiting for it (``CANCEL_WAIT``): :meth:`close` then takes those added so far,
+    and the loop adds no more (a result finished after it reaches nobody).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def add(self, result: Any) -> None:
+        """Keep ``result`` (on the loop), unless :meth:`close` was called."""
+        with self._lock:
+            if not self._closed:
+                self.append(result)
+
+    def close(self) -> list[Any]:
+        """The results added so far (a copy); none is added after."""
+        with self._lock:
+            self._closed = True
+            return list(self)
 
 
 def _stop(loop: Loop, pid: int) -> None:
