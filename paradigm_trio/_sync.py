@@ -16,8 +16,12 @@ Where things can block or be interrupted:
   finished so far.  The client stays usable.
 * :meth:`SyncClient.close` (or leaving ``with``) cancels what runs, closes the client's
   connections and ends the thread, waiting at most ``CLOSE_WAIT``; a client never closed
-  is closed when it is garbage collected or when the interpreter exits (``weakref.finalize``),
-  and as the thread is a daemon, exiting never waits for it.
+  is closed when it is garbage collected or when the interpreter exits (``weakref.finalize``).
+  At exit that close waits as :meth:`SyncClient.close` does: for the client's calls to be
+  cancelled and its connections closed (milliseconds, at most ``CLOSE_WAIT``); past that
+  the thread, a daemon, is left to end with the process.  After :meth:`SyncClient.close`,
+  every method raises ``RuntimeError`` (as it does in a process forked from the one that
+  made the client).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ __all__ = ["BatchInterrupted", "SyncClient"]
 P = ParamSpec("P")
 T = TypeVar("T")
 C = TypeVar("C", bound=Callable[..., Any])
+
+_CLOSED = "this SyncClient is closed: make a new one"
 
 CLOSE_WAIT = 10.0
 """Seconds :meth:`SyncClient.close` waits for the loop's thread to end."""
@@ -110,7 +116,7 @@ def _direct(
     here, in the caller's thread."""
 
     def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return method(self._client, *args, **kwargs)
+        return method(self._check_open(waits=False), *args, **kwargs)
 
     return _like(call, method, "The same as")
 
@@ -224,35 +230,43 @@ class SyncClient:
             self._closed = True
         self._finalizer()
 
-    def _check_open(self) -> Client:
+    def _check_open(self, *, waits: bool = True) -> Client:
+        """The client, for a call every entry point makes first: refused once closed,
+        in a forked child process (which has no copy of the loop's thread), and, for a
+        call that ``waits`` for the loop, from the loop's own thread (it would wait for
+        itself forever)."""
         if self._closed:
-            raise RuntimeError("this SyncClient is closed: make a new one")
-        return self._client
-
-    def _check_thread(self) -> None:
-        """Refuse a call from the client's own loop (it would wait for itself forever),
-        or from a forked child process (which has no copy of the loop's thread)."""
+            raise RuntimeError(_CLOSED)
         if os.getpid() != self._pid:
             raise RuntimeError(
                 "this SyncClient was made in another process (this one was forked from "
                 "it, and has no copy of its thread): make a new SyncClient here"
             )
-        if threading.current_thread() is self._loop.thread:
+        if waits and threading.current_thread() is self._loop.thread:
             raise RuntimeError(
                 "a SyncClient cannot be called from its own thread (an on_event or "
                 "on_progress callback runs there): call it from another thread"
             )
+        return self._client
 
     def _run(self, fn: Callable[[], Awaitable[T]], tick: Callable[[], object] | None = None) -> T:
-        self._check_thread()
+        """Run ``fn`` on the loop and wait (the caller has passed :meth:`_check_open`)."""
         job = Job(fn)
         self._loop.submit(job)
         return self._loop.wait(job, tick=tick)
 
     def statistics(self) -> ClientStatistics:
-        """A frozen snapshot of the client's counters (taken on its loop)."""
+        """A frozen snapshot of the client's counters (taken on its loop).
+
+        Raises:
+            RuntimeError: the client is closed (also when closed by another thread
+                meanwhile), or this is a forked child.
+        """
         client = self._check_open()
-        return trio.from_thread.run_sync(client.statistics, trio_token=self._loop.token)
+        try:
+            return trio.from_thread.run_sync(client.statistics, trio_token=self._loop.token)
+        except trio.RunFinishedError:
+            raise RuntimeError(_CLOSED) from None
 
     # ------------------------------------------------------------------ batches
 

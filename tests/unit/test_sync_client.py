@@ -293,6 +293,65 @@ def test_a_forked_child_is_told_to_make_its_own_client() -> None:
         assert client.chat(MESSAGES).text == "Hi"
 
 
+def test_every_entry_point_refuses_a_forked_child_at_once() -> None:
+    # Each call in the child, bounded by an alarm (SIGALRM ends a child that hangs).
+    import os
+    import signal
+
+    entries: dict[str, Callable[[pt.SyncClient], object]] = {
+        "chat": lambda c: c.chat(MESSAGES),
+        "embed": lambda c: c.embed("x"),
+        "models": lambda c: c.models(),
+        "make_request": lambda c: c.make_request(MESSAGES),
+        "statistics": lambda c: c.statistics(),
+        "chat_batch": lambda c: c.chat_batch(prompts(2)),
+        "embed_batch": lambda c: c.embed_batch(["x"]),
+        "stream_batch": lambda c: c.stream_batch(prompts(2)),
+        "stream_embed_batch": lambda c: c.stream_embed_batch(["x"]),
+        "chat_stream": lambda c: c.chat_stream(MESSAGES),
+        "chat_frame": lambda c: c.chat_frame(pd.DataFrame({"prompt": ["x"]})),
+        "enter": lambda c: c.__enter__(),
+    }
+    with sync_client(echo) as client:
+        read, write = os.pipe()
+        with warnings.catch_warnings():  # 3.12+: forking a process that has threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            signal.alarm(10)
+            told = {}
+            for name, entry in entries.items():
+                try:
+                    entry(client)
+                    told[name] = "returned"
+                except RuntimeError as exc:
+                    told[name] = "refused" if "another process" in str(exc) else str(exc)
+            os.write(write, json.dumps(told).encode())
+            os._exit(0)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(read) as answer:
+            told = json.loads(answer.read() or "{}")
+        assert os.WIFEXITED(status), "the child hung (ended by its alarm)"
+        assert told == dict.fromkeys(entries, "refused")
+        assert client.chat(MESSAGES).text == "Hi"  # the parent's client goes on
+
+
+def test_statistics_of_a_client_whose_loop_ended_says_closed() -> None:
+    client = sync_client(echo)
+    client._loop.stop(30)  # as if closed from another thread meanwhile
+    with pytest.raises(RuntimeError, match="closed"):
+        client.statistics()
+    client.close()
+
+
+def test_make_request_after_close_raises_runtime_error() -> None:
+    client = sync_client(echo)
+    client.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.make_request(MESSAGES)
+
+
 def test_the_constructor_shows_clients_arguments() -> None:
     import inspect
 
