@@ -333,7 +333,8 @@ class SyncClient:
                 return last[-1]
 
         bar = _frames.progress_bar(progress, items)
-        tick = None if bar is None else functools.partial(_frames.advance, bar, finished)
+        advance = None if bar is None else _frames.Advance(bar)
+        tick = None if advance is None else functools.partial(advance, finished)
         try:
             statistics = self._run(run, tick)
         except BatchError as exc:
@@ -344,9 +345,9 @@ class SyncClient:
             done = finished.close()  # (the cancel may have given up waiting: CANCEL_WAIT)
             raise BatchInterrupted(_in_order(done), last[-1] if last else None) from None
         finally:
-            if bar is not None:
-                _frames.advance(bar, finished)
-                bar.close()
+            if advance is not None:
+                advance(finished)
+                advance.bar.close()
         into.extend(_in_order(finished))
         return statistics
 
