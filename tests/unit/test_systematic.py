@@ -247,6 +247,24 @@ def test_diagnose_names_the_configuration_failures_only() -> None:
     assert pt.diagnose(None) is None
 
 
+def test_diagnose_takes_a_status_and_says_the_fix_in_the_clis_words_too() -> None:
+    for code in (401, 403, 404):
+        of_status, of_error = pt.diagnose(code), pt.diagnose(_error(code))
+        assert of_status is not None
+        assert of_status == of_error
+        assert of_status.status == code
+    by_code = {code: pt.diagnose(code) for code in (401, 403, 404)}
+    assert "PARADIGM_API_KEY" in by_code[401].cli_fix  # type: ignore[union-attr]
+    assert "--model" in by_code[403].cli_fix  # type: ignore[union-attr]
+    assert "--base-url" in by_code[404].cli_fix  # type: ignore[union-attr]
+    assert "--base-url" not in by_code[404].fix  # type: ignore[union-attr]
+    proxy = pt.diagnose(pt.ProxyError("no", proxy="http://proxy:3128", proxy_status=403))
+    assert proxy is not None
+    assert proxy.cli_fix == proxy.fix  # (a proxy's 403 is not the server's)
+    for other in (200, 400, 429, 500, True):
+        assert pt.diagnose(other) is None
+
+
 # ============================================================================ the property
 
 _OUTCOME = st.sampled_from([200, 200, 200, 400, 401, 404, 422, 500])
