@@ -47,6 +47,7 @@ __all__ = [
     "run_trio",
     "schedules",
     "settle",
+    "slack",
     "steps",
     "timeouts",
 ]
@@ -387,23 +388,83 @@ async def mock_and_client(
 ) -> Any:
     """A fresh in-process mock (127.0.0.1, ephemeral port) and a client pointed at it.
 
-    One warm-up request (generous timeouts) opens a connection and pays any first-request
-    cost before the server is reset and the schedule installed, so that the example's
-    timing starts warm.  Both are closed on exit, whatever happens: the server's nursery
-    is cancelled, so no request (not even a ``hang``) outlives the example.
+    First the machine's pace is measured (:func:`slack`), and the hang bounds of
+    ``timeouts``, if given, kept above it.  Then one warm-up request (generous timeouts)
+    opens a connection and pays any first-request cost before the server is reset and the
+    schedule installed, so that the example's timing starts warm.  Both are closed on
+    exit, whatever happens: the server's nursery is cancelled, so no request (not even a
+    ``hang``) outlives the example.
     """
     config = config or ms.MockConfig(seed=0, retry_after=0.01)
-    async with (
-        ms.serve(config) as server,
-        pt.Client(api_key=API_KEY, base_url=server.url, **client_kwargs) as client,
-    ):
-        await client.chat(
-            [{"role": "user", "content": "warm-up"}],
-            custom_id="warm-up",
-            timeouts=pt.Timeouts(),
-            retry=pt.RetryPolicy(attempts=3, initial_delay=0.01),
-        )
-        server.reset()
-        if schedule is not None:
-            schedule.install(server)
-        yield server, client
+    async with ms.serve(config) as server:
+        _pace.round_trip = await _round_trip(server.url)
+        if client_kwargs.get("timeouts") is not None:
+            client_kwargs["timeouts"] = _at_pace(client_kwargs["timeouts"])
+        async with pt.Client(api_key=API_KEY, base_url=server.url, **client_kwargs) as client:
+            await _warm_up(client)
+            server.reset()
+            if schedule is not None:
+                schedule.install(server)
+            yield server, client
+
+
+# --------------------------------------------------------------------------- pace
+#
+# Client and mock share one trio loop in one process, on a machine that may be busy (two
+# cores, other processes CPU-bound).  An attempt that neither hangs nor waits on purpose
+# takes a few loopback round trips, and the bounds of real time the examples depend on are
+# kept well above the time that takes *now*: measured just before each example, since the
+# load changes over a run.  On a quiet machine a round trip takes about 3 ms, and the
+# bounds are the ones written in the tests.
+
+PACE_MARGIN = 50
+"""How many plain round trips of the moment an attempt that does not hang is allowed: a
+streamed answer of a few chunks, retried, on a loop shared with the server, stays far
+below it."""
+
+
+class _Pace:
+    round_trip = 0.0
+
+
+_pace = _Pace()
+
+
+async def _round_trip(url: str) -> float:
+    """The slowest of three plain requests to the mock at ``url``, in seconds, once warm."""
+    async with pt.Client(api_key=API_KEY, base_url=url, timeouts=pt.Timeouts()) as probe:
+        slowest = 0.0
+        for n in range(4):
+            start = trio.current_time()
+            await probe.chat([{"role": "user", "content": "pace"}], custom_id=f"pace-{n}")
+            if n:  # the first one opens the connection
+                slowest = max(slowest, trio.current_time() - start)
+    return slowest
+
+
+def slack(written: float) -> float:
+    """A test's bound on time the machine adds (``written``: the quiet machine's), raised
+    to :data:`PACE_MARGIN` round trips when the machine is slower than that now."""
+    return max(written, PACE_MARGIN * _pace.round_trip)
+
+
+def _at_pace(timeouts: pt.Timeouts) -> pt.Timeouts:
+    """``timeouts`` with the bounds of a hang (``attempt``, ``first_token``) no shorter than
+    :func:`slack` allows: a hang still times out, an answer never does."""
+    return timeouts.replace(
+        **{
+            name: slack(value)
+            for name in ("attempt", "first_token")
+            if (value := getattr(timeouts, name)) is not None
+        }
+    )
+
+
+async def _warm_up(client: pt.Client) -> None:
+    """One request (generous timeouts) that opens the client's connection."""
+    await client.chat(
+        [{"role": "user", "content": "warm-up"}],
+        custom_id="warm-up",
+        timeouts=pt.Timeouts(),
+        retry=pt.RetryPolicy(attempts=3, initial_delay=0.01),
+    )
