@@ -32,6 +32,8 @@ from hypothesis import strategies as st
 import mock_server as ms
 import paradigm_trio as pt
 
+from .. import pace
+
 __all__ = [
     "API_KEY",
     "NO_STORM_CONTROL",
@@ -397,7 +399,7 @@ async def mock_and_client(
     """
     config = config or ms.MockConfig(seed=0, retry_after=0.01)
     async with ms.serve(config) as server:
-        _pace.round_trip = await _round_trip(server.url)
+        _pace.round_trip = await pace.round_trip(server.url + "/models")
         if client_kwargs.get("timeouts") is not None:
             client_kwargs["timeouts"] = _at_pace(client_kwargs["timeouts"])
         async with pt.Client(api_key=API_KEY, base_url=server.url, **client_kwargs) as client:
@@ -410,17 +412,9 @@ async def mock_and_client(
 
 # --------------------------------------------------------------------------- pace
 #
-# Client and mock share one trio loop in one process, on a machine that may be busy (two
-# cores, other processes CPU-bound).  An attempt that neither hangs nor waits on purpose
-# takes a few loopback round trips, and the bounds of real time the examples depend on are
-# kept well above the time that takes *now*: measured just before each example, since the
-# load changes over a run.  On a quiet machine a round trip takes about 3 ms, and the
-# bounds are the ones written in the tests.
-
-PACE_MARGIN = 50
-"""How many plain round trips of the moment an attempt that does not hang is allowed: a
-streamed answer of a few chunks, retried, on a loop shared with the server, stays far
-below it."""
+# Client and mock share one trio loop in one process, on a machine that may be busy.  The
+# bounds of real time the examples depend on are kept above the machine's pace, measured
+# just before each example (tests/pace.py), since the load changes over a run.
 
 
 class _Pace:
@@ -430,22 +424,10 @@ class _Pace:
 _pace = _Pace()
 
 
-async def _round_trip(url: str) -> float:
-    """The slowest of three plain requests to the mock at ``url``, in seconds, once warm."""
-    async with pt.Client(api_key=API_KEY, base_url=url, timeouts=pt.Timeouts()) as probe:
-        slowest = 0.0
-        for n in range(4):
-            start = trio.current_time()
-            await probe.chat([{"role": "user", "content": "pace"}], custom_id=f"pace-{n}")
-            if n:  # the first one opens the connection
-                slowest = max(slowest, trio.current_time() - start)
-    return slowest
-
-
 def slack(written: float) -> float:
     """A test's bound on time the machine adds (``written``: the quiet machine's), raised
-    to :data:`PACE_MARGIN` round trips when the machine is slower than that now."""
-    return max(written, PACE_MARGIN * _pace.round_trip)
+    with the pace measured before the current example (:func:`tests.pace.slack`)."""
+    return pace.slack(written, _pace.round_trip)
 
 
 def _at_pace(timeouts: pt.Timeouts) -> pt.Timeouts:
