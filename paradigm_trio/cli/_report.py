@@ -33,6 +33,8 @@ import trio
 
 import paradigm_trio as pt
 
+from ._extras import install_hint
+
 __all__ = [
     "ReportError",
     "RunData",
@@ -471,7 +473,7 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise ReportError(
-            "an HTML report needs matplotlib: pip install 'paradigm-trio[report]'"
+            f"an HTML report needs matplotlib: {install_hint('report', 'matplotlib')}"
         ) from None
 
 

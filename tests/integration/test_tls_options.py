@@ -170,7 +170,9 @@ def test_the_system_trust_store_without_truststore_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "truststore", None)
-    with pytest.raises(pt.ConfigurationError, match=r"paradigm-trio\[truststore\]"):
+    with pytest.raises(
+        pt.ConfigurationError, match=r"pip install truststore, .*pip install '\.\[truststore\]'"
+    ):
         pt.system_trust_store()
 
 
