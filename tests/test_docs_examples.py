@@ -22,6 +22,10 @@ Every Python code block of ``README.md`` and ``docs/*.md`` is one of these (the 
   It is a whole script that defines ``async def main()`` and ends by calling
   ``trio.run(main)`` under ``if __name__ == "__main__":``.  The test executes the source
   under another ``__name__`` and awaits ``main()`` itself, inside the test's trio run.
+  The pages about blocking code (``BLOCKING_PAGES``: notebooks, asyncio applications)
+  follow the same convention with what such code runs: a blocking ``def main()`` called
+  by ``main()``, or ``async def main()`` run by ``asyncio.run(main())``.  The test runs
+  it in a worker thread (``trio.to_thread``), as a script's main thread would.
 * **A program**: a plain fence (what GitHub renders, for ``README.md``) preceded by an HTML
   comment naming it, ``<!-- example: NAME -->``.  It is written to a file and run with
   ``python FILE``, as a reader would run it.  ``<!-- pytest-example: NAME -->`` marks a
@@ -60,6 +64,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = ("README.md", *sorted(f"docs/{page.name}" for page in DOCS.glob("*.md")))
 """Every page with code: the README and the docs."""
+
+BLOCKING_PAGES = ("docs/howto-notebooks.md", "docs/howto-asyncio.md")
+"""The pages whose examples are blocking code (see the module docstring)."""
 
 RUN_ELSEWHERE = {
     "recipe-dask": "tests/shared/test_dask_recipe.py",
@@ -184,7 +191,7 @@ def test_every_python_block_is_run_or_marked() -> None:
 
 def test_the_readme_and_the_docs_have_examples() -> None:
     pages = {block.page for block in ALL_BLOCKS if block.kind in ("example", "program")}
-    assert "README.md" in pages
+    assert {"README.md", *BLOCKING_PAGES} <= pages
     assert len(pages) >= 10, pages
 
 
@@ -201,7 +208,12 @@ def test_example_names_are_unique() -> None:
 
 
 def test_examples_follow_the_convention() -> None:
-    for _page, name, source in ALL_EXAMPLES:
+    for page, name, source in ALL_EXAMPLES:
+        if page in BLOCKING_PAGES:
+            ends = ('if __name__ == "__main__":\n    main()', "asyncio.run(main())")
+            assert "def main(" in source, name
+            assert any(end in source for end in ends), name
+            continue
         assert "async def main(" in source, name
         assert 'if __name__ == "__main__":\n    trio.run(main)' in source, name
 
@@ -228,10 +240,24 @@ async def test_example_runs(
         monkeypatch.setenv("PARADIGM_BASE_URL", server.url)
         monkeypatch.setenv("PARADIGM_API_KEY", "docs-example-key")
         with trio.fail_after(TIME_LIMITS.get(name, TIME_LIMIT)):
-            await namespace["main"]()
+            if page in BLOCKING_PAGES:
+                await trio.to_thread.run_sync(_blocking_main, namespace["main"])
+            else:
+                await namespace["main"]()
     out = capsys.readouterr().out
     assert out, f"{name} printed nothing"
     OUTPUT_CHECKS.get(name, lambda out: None)(out)
+
+
+def _blocking_main(main: Any) -> None:
+    """Run a blocking page's ``main`` as its script would (see the module docstring)."""
+    import asyncio
+    import inspect
+
+    if inspect.iscoroutinefunction(main):
+        asyncio.run(main())
+    else:
+        main()
 
 
 PROGRAMS = _of_kind("program") + _of_kind("pytest")
