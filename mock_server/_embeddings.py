@@ -24,6 +24,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._checks import strict_json
 from ._content import RequestError, check_text
 
 __all__ = [
@@ -119,7 +120,7 @@ def _dimensions(data: dict[str, Any]) -> int:
 def parse_embedding_request(body: bytes, *, models: tuple[str, ...] | None) -> EmbeddingRequest:
     """Validate an embeddings body; raise :class:`RequestError` naming the problem."""
     try:
-        data = json.loads(body)
+        data = strict_json(body)
     except (ValueError, RecursionError):
         raise RequestError(
             "We could not parse the JSON body of your request.", code="invalid_json"

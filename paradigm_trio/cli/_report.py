@@ -25,6 +25,7 @@ import paradigm_trio as pt
 
 from ._extras import install_hint
 from ._report_data import CHAT, EMBEDDINGS, EndpointData, RunData, RunRecorder
+from ._text import write_atomic
 
 __all__ = [
     "ReportError",
@@ -325,6 +326,8 @@ def render(data: RunData, title: str) -> str:
     ordered = sorted(chain.from_iterable(e.latencies for e in data.endpoints.values()))
     stretches = data.active()
     parts = [f"<h1>{html.escape(title)}</h1>", _summary(data, ordered, stretches)]
+    if data.unreadable_count:
+        parts.append(f'<p class="muted">{html.escape(unreadable_note(data))}</p>')
     if len(data.endpoints) > 1:
         parts.append(_by_endpoint(data.endpoints, sum(b - a for a, b in stretches)))
     parts += _plots(data, stretches)
@@ -335,6 +338,16 @@ def render(data: RunData, title: str) -> str:
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
         f'<body>\n{body}\n<p class="muted">Written by paradigm-trio {pt.__version__}.</p>'
         "</body></html>\n"
+    )
+
+
+def unreadable_note(data: RunData) -> str:
+    """What the page (and ``report``) say of the lines that are not records."""
+    lines = ", ".join(map(str, data.unreadable))
+    more = " ..." if data.unreadable_count > len(data.unreadable) else ""
+    return (
+        f"{data.unreadable_count:,} line(s) of the file are not records (not strict JSON, "
+        f"or a field of the wrong type) and were left out: line {lines}{more}"
     )
 
 
@@ -352,8 +365,9 @@ def require_matplotlib() -> None:
         ) from None
 
 
-def write_html(records: Path, page: Path) -> None:
-    """Write the report of the output file ``records`` to ``page``.
+def write_html(records: Path, page: Path) -> RunData:
+    """Write the report of the output file ``records`` to ``page`` (atomically); what it
+    shows.
 
     Raises:
         ReportError: matplotlib is missing, or a file cannot be read or written.
@@ -363,11 +377,16 @@ def write_html(records: Path, page: Path) -> None:
         data = RunData.read(records)
     except OSError as exc:
         raise ReportError(f"cannot read {records}: {exc.strerror or exc}") from None
-    text = render(data, f"paradigm-trio run: {records.name}")
+    import matplotlib
+
+    # Text from the records (a cause, say) is never read as mathtext: "$\\frac$" raised.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        text = render(data, f"paradigm-trio run: {records.name}")
     try:
-        page.write_text(text, encoding="utf-8")
+        write_atomic(page, text)
     except OSError as exc:
         raise ReportError(f"cannot write {page}: {exc.strerror or exc}") from None
+    return data
 
 
 # --------------------------------------------------------------------------- `report`
@@ -395,9 +414,11 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"paradigm-trio report: cannot read {records}: no such file", file=sys.stderr)
         return 2
     try:
-        write_html(records, page)
+        data = write_html(records, page)
     except ReportError as exc:
         print(f"paradigm-trio report: {exc}", file=sys.stderr)
         return 2
+    if data.unreadable_count:
+        print(f"paradigm-trio report: {records}: {unreadable_note(data)}", file=sys.stderr)
     print(f"Report: {page}", file=sys.stderr)
     return 0

@@ -16,7 +16,6 @@ failures grouped by cause, and only the slowest and a few failed requests kept w
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import time
 from array import array
@@ -28,6 +27,8 @@ from typing import Any
 import trio
 
 import paradigm_trio as pt
+
+from ._text import loads
 
 __all__ = ["CHAT", "EMBEDDINGS", "Counts", "EndpointData", "FailureGroup", "RunData", "RunRecorder"]
 
@@ -172,15 +173,33 @@ class RunData(Counts):
     slowest: list[tuple[float, int, Request]] = field(default_factory=list)
     failures: list[Request] = field(default_factory=list)
     causes: dict[tuple[str, int | None], FailureGroup] = field(default_factory=dict)
+    unreadable: list[int] = field(default_factory=list)  # line numbers, the first KEEP
+    unreadable_count: int = 0
 
     @classmethod
     def read(cls, path: Path) -> RunData:
+        """The records of ``path``; a line that is not one (not strict JSON, nested too
+        deep, a field of the wrong type: a hand-edited file) is counted by number."""
         data = cls()
-        for record in _records(path):
-            data.add(record)
+        for number, record in _records(path):
+            try:
+                if record is None:
+                    raise ValueError(number)
+                data.add(record)
+            except (ValueError, TypeError, AttributeError, OverflowError):
+                data.unreadable_count += 1
+                if len(data.unreadable) < KEEP:
+                    data.unreadable.append(number)
         return data
 
     def add(self, record: Mapping[str, Any]) -> None:
+        """Count one record; ``TypeError`` (counting nothing) if its fields are not of the
+        types a record's are."""
+        raw_failures = record.get("failures") or []
+        if not isinstance(raw_failures, list) or not isinstance(
+            record.get("error"), Mapping | None
+        ):
+            raise TypeError("not a record: 'failures' must be a list, 'error' an object")
         error = record.get("error")
         ok = error is None
         cancelled = isinstance(error, Mapping) and error.get("code") == "cancelled"
@@ -188,7 +207,7 @@ class RunData(Counts):
         self.count(ok, cancelled)
         endpoint.count(ok, cancelled)
         elapsed = _number(record.get("elapsed"))
-        failures = [f for f in record.get("failures") or () if isinstance(f, Mapping)]
+        failures = [f for f in raw_failures if isinstance(f, Mapping)]
         for f in failures:
             if f.get("wait") is not None:
                 cause = str(f.get("cause"))
@@ -293,15 +312,17 @@ def _endpoint_of(record: Mapping[str, Any]) -> str:
     return "unknown"
 
 
-def _records(path: Path) -> Iterator[Mapping[str, Any]]:
+def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None]]:
+    """(line number, record or ``None`` when the line is not one) of each line."""
     with path.open("rb") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
             try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a half-written last line
-            if isinstance(record, dict):
-                yield record
+                record = loads(line)
+            except (ValueError, UnicodeDecodeError):
+                record = None  # a half-written last line, or not JSON
+            yield number, record if isinstance(record, dict) else None
 
 
 def _number(value: object) -> float:
