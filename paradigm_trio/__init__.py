@@ -20,6 +20,7 @@ from ._completion import (
 )
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._doctor import CheckStep, ConnectionCheck, check_connection
+from ._document_search import DocumentAnswer, DocumentSearchRequest, Extract, SourceDocument
 from ._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
 from ._embeddings import (
     DEFAULT_EMBEDDING_MODEL,
@@ -30,6 +31,7 @@ from ._embeddings import (
     EmbeddingRequest,
     Embeddings,
 )
+from ._endpoint_kind import EndpointResult, EndpointResults, EndpointStream
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -69,12 +71,15 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
+from ._filter_chunks import FilteredChunks, FilterRequest
 from ._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from ._models import ChatRequest
+from ._query import Chunk, QueryRequest, QueryResult
 from ._redis_store import QuotaState, quota_state
 from ._streaming import ChatStream
 from ._structured import OutputSchema
 from ._tls import system_trust_store
+from ._tokenize import TokenCount, TokenizeRequest
 from ._tools import FunctionCall, ToolCall, function_tool
 from ._transport import TrioTransport
 from ._version import __version__
@@ -104,6 +109,7 @@ __all__ = [
     "CheckStep",
     "Choice",
     "ChoiceLogprobs",
+    "Chunk",
     "Client",
     "ClientState",
     "ClientStatistics",
@@ -115,13 +121,21 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PACK_INPUTS",
     "DEFAULT_PACK_TOKENS",
+    "DocumentAnswer",
+    "DocumentSearchRequest",
     "Embedding",
     "EmbeddingRequest",
     "EmbeddingResult",
     "EmbeddingResults",
     "EmbeddingStream",
     "Embeddings",
+    "EndpointResult",
+    "EndpointResults",
+    "EndpointStream",
     "Event",
+    "Extract",
+    "FilterRequest",
+    "FilteredChunks",
     "FunctionCall",
     "IncompleteStreamError",
     "InternalServerError",
@@ -135,6 +149,8 @@ __all__ = [
     "ParadigmError",
     "PermissionDeniedError",
     "ProxyError",
+    "QueryRequest",
+    "QueryResult",
     "QuotaState",
     "QuotaUnavailableError",
     "RateLimitError",
@@ -147,10 +163,13 @@ __all__ = [
     "ServerUnreachableError",
     "SharedQuotaRestored",
     "SharedQuotaUnavailable",
+    "SourceDocument",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
     "Timeouts",
+    "TokenCount",
     "TokenLogprob",
+    "TokenizeRequest",
     "ToolCall",
     "TopLogprob",
     "TrioTransport",

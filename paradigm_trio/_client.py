@@ -45,6 +45,7 @@ from ._hostname import host_problem, url_host
 from ._http import HTTP
 from ._ledger import Ledger
 from ._models import ChatOptions, ChatRequest, make_request
+from ._paradigm import ParadigmMethods
 from ._proxies import ProxyTypes
 from ._ratelimit import AdaptiveController, RateLimiter, Rates
 from ._redact import Redactor, check_api_key, mask_bad_url, mask_credentials
@@ -63,7 +64,7 @@ BASE_URL_ENV = "PARADIGM_BASE_URL"
 _USER_AGENT = f"paradigm-trio/{__version__}"
 
 
-class Client(ChatBatchMethods, EmbeddingMethods):
+class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
     """A trio client for the Paradigm chat-completions API.
 
     Use it as an async context manager (``async with Client() as client:``); it can also be

@@ -26,6 +26,7 @@ from ._budget import BatchControl
 from ._completion import ChatCompletion, Usage, completion_parser, usage_of
 from ._config import Limits, RetryPolicy, Timeouts
 from ._embeddings import EmbeddingRequest
+from ._endpoint import EndpointRequest
 from ._errors import BatchError
 from ._events import Attempt
 from ._http import HTTP, Exchange
@@ -93,7 +94,7 @@ class ClientCore:
 
     def _plan(
         self,
-        request: ChatRequest | EmbeddingRequest | None,
+        request: ChatRequest | EmbeddingRequest | EndpointRequest[Any] | None,
         retry: RetryPolicy | None,
         timeouts: Timeouts | None,
         deadline: float = math.inf,

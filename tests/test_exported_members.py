@@ -112,6 +112,23 @@ INTERNAL: dict[str, frozenset[str]] = {
     # proxy rules and the transport).
     "paradigm_trio._hostname": frozenset({"MAX_LABEL", "host_problem", "url_host"}),
     "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
+    # Paradigm's own endpoints: the request protocol and answer readers, the endpoints'
+    # batch kind, the client's methods; and the checks the endpoint modules share.
+    "paradigm_trio._endpoint": frozenset(
+        {
+            "EndpointRequest",
+            "check_text",
+            "int_list",
+            "obj",
+            "opt_int",
+            "opt_number",
+            "opt_str",
+            "req_list",
+        }
+    ),
+    "paradigm_trio._endpoint_kind": frozenset({"EndpointKind", "run_endpoints"}),
+    "paradigm_trio._paradigm": frozenset({"AnyRequest", "ParadigmMethods"}),
+    "paradigm_trio._query": frozenset({"check_n", "parse_chunks"}),
     # The transport's keep-alive pool and its DNS cache (``TrioTransport.warm_up`` fills
     # the pool; ``DNS_TTL`` is documented in docs/howto-enterprise-networks.md).
     "paradigm_trio._pool": frozenset({"Connection", "Origin", "Pool"}),
@@ -136,7 +153,14 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The chat request's checks (shared with embeddings); ``make_request`` is
     # ``Client.make_request`` without a client.
     "paradigm_trio._models": frozenset(
-        {"ChatOptions", "check_custom_id", "check_model", "checked_extra", "make_request"}
+        {
+            "ChatOptions",
+            "check_custom_id",
+            "check_model",
+            "checked_extra",
+            "encode_json",
+            "make_request",
+        }
     ),
     # The answer's parsers, for the engine and the stream.
     "paradigm_trio._completion": frozenset({"checked_output", "completion_parser", "usage_of"}),
