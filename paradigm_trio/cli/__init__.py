@@ -110,8 +110,23 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-o",
         "--output",
         metavar="OUT.jsonl",
-        required=True,
-        help="where results are appended (and read back on resume); a file, not -",
+        help="where results are appended (and read back on resume); a file, not -; "
+        "required unless --dry-run",
+    )
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="count every line's prompt tokens with the server's tokenizer (POST /tokenize, "
+        "under the limits) and print the totals, the largest requests, the lines over the "
+        "context and the time the batch takes under --rpm/--tpm; send nothing else, write "
+        "nothing",
+    )
+    batch.add_argument(
+        "--context-length",
+        type=_positive_int,
+        metavar="N",
+        help="with --dry-run, the model's context in tokens (else the model list's "
+        "max_model_len, when it gives one)",
     )
     _add_batch_limit_arguments(batch)
     _add_batch_run_arguments(batch)
@@ -251,7 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     args.command_line = args_list
     with tolerant_std_streams():
+        if args.command == "batch" and args.dry_run:
+            from ._dry_run import run_dry_run
+
+            return run_dry_run(args)
         if args.command == "batch":
+            if args.output is None:
+                parser.error("batch: -o/--output is required (except with --dry-run)")
             from ._run_batch import run_batch
 
             return run_batch(args)
