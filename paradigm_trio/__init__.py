@@ -44,6 +44,7 @@ from ._errors import (
     CertificateVerificationError,
     ConfigurationError,
     ConflictError,
+    FileProcessingError,
     IncompleteStreamError,
     InternalServerError,
     InvalidRequestError,
@@ -71,6 +72,8 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
+from ._files import FAILED_STATUSES, PROCESSED_STATUSES, FileInfo, FileUpload
+from ._files_api import Files
 from ._filter_chunks import FilteredChunks, FilterRequest
 from ._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from ._models import ChatRequest
@@ -134,6 +137,11 @@ __all__ = [
     "EndpointStream",
     "Event",
     "Extract",
+    "FAILED_STATUSES",
+    "FileInfo",
+    "FileProcessingError",
+    "FileUpload",
+    "Files",
     "FilterRequest",
     "FilteredChunks",
     "FunctionCall",
@@ -146,6 +154,7 @@ __all__ = [
     "ModelInfo",
     "NotFoundError",
     "OutputSchema",
+    "PROCESSED_STATUSES",
     "ParadigmError",
     "PermissionDeniedError",
     "ProxyError",

@@ -41,6 +41,7 @@ from ._embedder import Embedder, EmbeddingMethods
 from ._embeddings import DEFAULT_EMBEDDING_MODEL
 from ._errors import ConfigurationError
 from ._events import ClientStatistics, Event
+from ._files_api import Files
 from ._hostname import host_problem, url_host
 from ._http import HTTP
 from ._ledger import Ledger
@@ -182,6 +183,8 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
         )
         self._streamer = Streamer(self._engine, self._http, model)
         self._embedder = Embedder(self._engine, self._http, embedding_model)
+        self.files = Files(self)
+        """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
 

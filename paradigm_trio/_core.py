@@ -29,6 +29,7 @@ from ._embeddings import EmbeddingRequest
 from ._endpoint import EndpointRequest
 from ._errors import BatchError
 from ._events import Attempt
+from ._files import FileUpload
 from ._http import HTTP, Exchange
 from ._models import ChatRequest
 from ._streaming import Streamer
@@ -94,7 +95,7 @@ class ClientCore:
 
     def _plan(
         self,
-        request: ChatRequest | EmbeddingRequest | EndpointRequest[Any] | None,
+        request: ChatRequest | EmbeddingRequest | EndpointRequest[Any] | FileUpload | None,
         retry: RetryPolicy | None,
         timeouts: Timeouts | None,
         deadline: float = math.inf,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -33,7 +33,7 @@ from ._lane import FastLane, header_map
 from ._redact import Redactor
 from ._transport import TrioTransport, WireTimeouts, wire_timeouts
 
-__all__ = ["Exchange", "HTTP", "Responder"]
+__all__ = ["Exchange", "HTTP", "Responder", "Upload"]
 
 T = TypeVar("T")
 
@@ -51,6 +51,22 @@ class Exchange:
     wire: bytes | None = field(default=None, repr=False)
     """The whole request for the default transport's fast lane (``None``: no fast lane)."""
     wire_timeouts: WireTimeouts = (math.inf, math.inf, math.inf)
+    upload: Upload | None = None
+    """A body streamed from its source at each attempt (a file from disk), instead of
+    ``body``."""
+
+
+class Upload(Protocol):
+    """A request body produced anew for each attempt, never held whole (a multipart
+    upload of a file read from disk)."""
+
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def length(self) -> int: ...
+    def open(self) -> AsyncIterable[bytes]:
+        """The body's bytes, from the start."""
+        ...
 
 
 class Responder(Protocol):
@@ -116,15 +132,20 @@ class HTTP(Failures):
         key: str,
         timeouts: Timeouts,
         stream: bool = False,
+        upload: Upload | None = None,
     ) -> Exchange:
         """The exchange of one logical request; ``key`` is its ``Idempotency-Key``.
 
         For a stream the HTTP read timeout is off: the stream enforces ``first_token`` and
-        the inactivity timeout itself, as cancel scopes.
+        the inactivity timeout itself, as cancel scopes.  An ``upload`` is the body,
+        streamed (``body`` is then ``None``).
         """
         headers = dict(self.headers)
         headers["Idempotency-Key"] = key
-        if body is None:
+        if upload is not None:
+            headers["Content-Type"] = upload.content_type
+            headers["Content-Length"] = str(upload.length)
+        elif body is None:
             del headers["Content-Type"]
         if stream:
             headers["Accept"] = "text/event-stream"
@@ -139,7 +160,8 @@ class HTTP(Failures):
             )  # fmt: skip
         timeout, extensions, on_wire = cached
         ex = Exchange(method, self.base_url + path, body, headers, timeout, extensions)
-        if not stream and self._lane is not None:
+        ex.upload = upload
+        if not stream and upload is None and self._lane is not None:
             ex.wire = self._lane.request(method, ex.url, body, key)
             ex.wire_timeouts = on_wire
         return ex
@@ -172,15 +194,16 @@ class HTTP(Failures):
         # The attempt's checkpoint (``Lease.take`` makes none when a slot is free): a user's
         # transport may never yield (``httpx2.MockTransport``).
         await trio.lowlevel.checkpoint()
+        content = ex.body if ex.upload is None else ex.upload.open()
         try:
             if self._direct is None:
                 request = self._http.build_request(
-                    ex.method, ex.url, content=ex.body, headers=ex.headers, timeout=ex.timeout
+                    ex.method, ex.url, content=content, headers=ex.headers, timeout=ex.timeout
                 )
                 response = await self._http.send(request, stream=True)
             else:
                 request = httpx2.Request(
-                    ex.method, ex.url, content=ex.body, headers=ex.headers, extensions=ex.extensions
+                    ex.method, ex.url, content=content, headers=ex.headers, extensions=ex.extensions
                 )
                 response = await self._direct.handle_async_request(request)
         except httpx2.HTTPError as exc:
@@ -289,9 +312,10 @@ class HTTP(Failures):
         parse: Callable[[object, str | None], T],
         retry: RetryPolicy,
     ) -> T:
-        """The parsed ``content`` of a 2xx response, or raise its failure."""
+        """The parsed ``content`` of a 2xx response (``None`` for a ``204 No Content``), or
+        raise its failure."""
         try:
-            data = json.loads(content)
+            data = None if status == 204 and not content else json.loads(content)
         except ValueError as exc:
             err = APIResponseValidationError(
                 f"the response (status {status}) is not valid JSON: {exc}",

@@ -30,7 +30,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # The HTTP layer: one send path; one exception mapping and one error builder (``Failures``,
     # which ``HTTP`` inherits).
-    "paradigm_trio._http": frozenset({"HTTP", "Exchange", "Responder"}),
+    "paradigm_trio._http": frozenset({"HTTP", "Exchange", "Responder", "Upload"}),
     "paradigm_trio._failures": frozenset(
         {"Failures", "RAW_LIMIT", "parse_retry_after", "parse_should_retry"}
     ),
@@ -129,6 +129,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._endpoint_kind": frozenset({"EndpointKind", "run_endpoints"}),
     "paradigm_trio._paradigm": frozenset({"AnyRequest", "ParadigmMethods"}),
     "paradigm_trio._query": frozenset({"check_n", "parse_chunks"}),
+    "paradigm_trio._files": frozenset({"parse_deleted", "parse_page"}),
     # The transport's keep-alive pool and its DNS cache (``TrioTransport.warm_up`` fills
     # the pool; ``DNS_TTL`` is documented in docs/howto-enterprise-networks.md).
     "paradigm_trio._pool": frozenset({"Connection", "Origin", "Pool"}),
