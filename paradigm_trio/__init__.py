@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import contextlib
 
-from ._batch_options import BatchOptions, BatchStatistics
-from ._chat_kind import BatchResult, BatchResults, BatchStream
-from ._client import Client, ClientState, instrument
-from ._completion import (
+from ._client._client import Client, ClientState, instrument
+from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
+from ._client._files_api import Files
+from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
+from ._doctor import CheckStep, ConnectionCheck, check_connection
+from ._endpoints._chat_kind import BatchResult, BatchResults, BatchStream
+from ._endpoints._completion import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
@@ -18,11 +21,13 @@ from ._completion import (
     ModelInfo,
     Usage,
 )
-from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
-from ._doctor import CheckStep, ConnectionCheck, check_connection
-from ._document_search import DocumentAnswer, DocumentSearchRequest, Extract, SourceDocument
-from ._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
-from ._embeddings import (
+from ._endpoints._document_search import (
+    DocumentAnswer,
+    DocumentSearchRequest,
+    Extract,
+    SourceDocument,
+)
+from ._endpoints._embeddings import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_PACK_INPUTS,
     DEFAULT_PACK_TOKENS,
@@ -31,7 +36,17 @@ from ._embeddings import (
     EmbeddingRequest,
     Embeddings,
 )
-from ._endpoint_kind import EndpointResult, EndpointResults, EndpointStream
+from ._endpoints._endpoint_kind import EndpointResult, EndpointResults, EndpointStream
+from ._endpoints._files import FAILED_STATUSES, PROCESSED_STATUSES, FileInfo, FileUpload
+from ._endpoints._filter_chunks import FilteredChunks, FilterRequest
+from ._endpoints._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
+from ._endpoints._models import ChatRequest
+from ._endpoints._query import Chunk, QueryRequest, QueryResult
+from ._endpoints._streaming import ChatStream
+from ._endpoints._structured import OutputSchema
+from ._endpoints._tokenize import TokenCount, TokenizeRequest
+from ._endpoints._tools import FunctionCall, ToolCall, function_tool
+from ._engine._batch_options import BatchOptions, BatchStatistics
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -72,19 +87,8 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
-from ._files import FAILED_STATUSES, PROCESSED_STATUSES, FileInfo, FileUpload
-from ._files_api import Files
-from ._filter_chunks import FilteredChunks, FilterRequest
-from ._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
-from ._models import ChatRequest
-from ._query import Chunk, QueryRequest, QueryResult
-from ._redis_store import QuotaState, quota_state
-from ._streaming import ChatStream
-from ._structured import OutputSchema
-from ._tls import system_trust_store
-from ._tokenize import TokenCount, TokenizeRequest
-from ._tools import FunctionCall, ToolCall, function_tool
-from ._transport import TrioTransport
+from ._quota._redis_store import QuotaState, quota_state
+from ._transport import TrioTransport, system_trust_store
 from ._version import __version__
 
 __all__ = [

@@ -1,0 +1,139 @@
+"""What every Paradigm endpoint beyond chat and embeddings shares: the request protocol
+and the lenient readers of answers.
+
+An endpoint is a request class (``_tokenize``, ``_query``, ``_filter_chunks``,
+``_document_search``, ...) that knows its path, its body and how to parse its answer
+(:class:`EndpointRequest`), with no I/O: the client sends any of them on one path
+(``Client._fetch``, so the attempt engine's retries, timeouts, limits, events, statistics
+and telemetry come with it), and a batch of them is one generic ``Kind``
+(``_endpoint_kind``).
+
+The readers here are lenient where the reference is silent (unknown fields are kept in
+``raw``; a missing optional field is ``None``) and strict on what an answer must have:
+what is missing or of the wrong type raises :class:`APIResponseValidationError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
+
+from .._errors import APIResponseValidationError, InvalidRequestError
+from ._completion import Usage
+
+__all__ = [
+    "EndpointRequest",
+    "check_text",
+    "int_list",
+    "obj",
+    "opt_int",
+    "opt_number",
+    "opt_str",
+    "req_list",
+]
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class EndpointRequest(Protocol[T_co]):
+    """A request to one of Paradigm's JSON endpoints (validated when built; no I/O)."""
+
+    @property
+    def custom_id(self) -> str | None:
+        """The stable id of the logical request, or ``None``."""
+        ...
+
+    @property
+    def endpoint(self) -> str:
+        """The path under the API root, e.g. ``"/tokenize"``."""
+        ...
+
+    def to_body(self, default_model: str) -> dict[str, Any]:
+        """The JSON body (``default_model``: the client's model, for requests naming none)."""
+        ...
+
+    def estimated_tokens(self) -> int:
+        """The tokens charged to the tokens-per-minute limit before the answer is known."""
+        ...
+
+    def parse(self, data: object, request_id: str | None) -> T_co:
+        """The answer, or :class:`APIResponseValidationError`."""
+        ...
+
+    def usage(self, value: Any) -> Usage | None:
+        """What the answer says it cost (``None``: unknown)."""
+        ...
+
+
+def check_text(name: str, value: object) -> str:
+    """``value`` as a non-empty string, or :class:`InvalidRequestError` naming it."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(f"{name} must be a non-empty string, got {value!r:.200}")
+    return value
+
+
+def _bad(what: str, data: object, request_id: str | None) -> APIResponseValidationError:
+    return APIResponseValidationError(what[:300], body=data, request_id=request_id)
+
+
+def obj(data: object, what: str, request_id: str | None, whole: object = None) -> Mapping[str, Any]:
+    """``data`` as a JSON object, or the error naming ``what``."""
+    if not isinstance(data, dict):
+        raise _bad(
+            f"{what} is not a JSON object: {data!r}",
+            whole if whole is not None else data,
+            request_id,
+        )
+    return data
+
+
+def req_list(data: Mapping[str, Any], key: str, what: str, request_id: str | None) -> list[Any]:
+    """``data[key]``, which must be a list."""
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise _bad(f"{what} has no {key!r} list", data, request_id)
+    return value
+
+
+def opt_str(data: Mapping[str, Any], key: str) -> str | None:
+    """``data[key]`` as a string (a number is written out), ``None`` when absent."""
+    value = data.get(key)
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def opt_int(data: Mapping[str, Any], key: str) -> int | None:
+    """``data[key]`` as an int (a digit string too), ``None`` when absent or not one."""
+    value = data.get(key)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def opt_number(data: Mapping[str, Any], key: str) -> float | None:
+    """``data[key]`` as a float, ``None`` when absent or not a number."""
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def int_list(name: str, values: object) -> tuple[int, ...] | None:
+    """A list of ids (ints) as a tuple; ``None`` stays ``None``."""
+    if values is None:
+        return None
+    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+        raise InvalidRequestError(f"{name} must be a list of integers, got {values!r:.200}")
+    out = tuple(values)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+        raise InvalidRequestError(f"{name} must be a list of integers, got {values!r:.200}")
+    return out
