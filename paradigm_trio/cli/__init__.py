@@ -20,6 +20,7 @@ from ._quota_status import add_quota_status_parser, run_quota_status
 from ._report import add_report_parser
 from ._shard import add_worker_arguments
 from ._streams import tolerant_std_streams
+from ._upload import add_upload_parser
 
 __all__ = ["main"]
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_quota_status_parser(sub)
     add_report_parser(sub)
     _add_speed_test_parser(sub)
+    add_upload_parser(sub)
     add_doctor_parser(sub, _positive_float)
     _add_mock_parser(sub)
     return parser
@@ -276,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._run_batch import run_batch
 
             return run_batch(args)
+        if args.command == "upload":
+            from ._upload import run_upload
+
+            return run_upload(args)
         if args.command == "merge":
             return run_merge(args)
         if args.command == "quota-status":
