@@ -81,7 +81,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     "paradigm_trio._endpoints._embeddings": frozenset(
-        {"EncodingFormat", "joins", "merge", "split", "usage_of_embeddings"}
+        {"EncodingFormat", "join", "joins", "merge", "singles", "split", "usage_of_embeddings"}
     ),
     "paradigm_trio._engine._batch_options": frozenset(
         {"DEFAULT_CIRCUIT_BREAKER", "DEFAULT_RETRY_BUDGET", "BatchKeywords", "OnError"}

@@ -78,6 +78,11 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
             ``https://paradigm.lighton.ai/api/v2``.
         model: the model used by chat requests that name none.
         embedding_model: the model used by embeddings requests that name none.
+        pack_embeddings: whether several embedding inputs may share a request (default
+            ``True``).  Paradigm documents ``input`` as a string: the first request of
+            several inputs that the server refuses (400, 422) switches that model to one
+            input per request for this client (an ``EmbeddingPackingDisabled`` event and
+            a log record say so); ``False`` sends one input per request from the start.
         retry: the default :class:`RetryPolicy`.
         timeouts: the default :class:`Timeouts`.
         limits: :class:`Limits` (concurrency, rates), client-wide.
@@ -123,6 +128,7 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
         base_url: str | None = None,
         model: str = DEFAULT_MODEL,
         embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+        pack_embeddings: bool = True,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         limits: Limits | None = None,
@@ -141,6 +147,10 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
         for name, value in (("model", model), ("embedding_model", embedding_model)):
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+        if not isinstance(pack_embeddings, bool):
+            raise ConfigurationError(
+                f"pack_embeddings must be True or False, got {pack_embeddings!r}"
+            )
         _check_http(http_client, transport)
         network = {"proxy": proxy, "verify": verify, "cert": cert, "trust_env": trust_env}
         self._api_key = key
@@ -179,7 +189,9 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
             ledger=ledger,
         )
         self._streamer = Streamer(self._engine, self._http, model)
-        self._embedder = Embedder(self._engine, self._http, embedding_model)
+        self._embedder = Embedder(
+            self._engine, self._http, embedding_model, packing=pack_embeddings
+        )
         self.files = Files(self)
         """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED

@@ -23,6 +23,7 @@ from typing import Any, Unpack
 
 import trio
 
+from .. import _log
 from .._config import RetryPolicy, Timeouts
 from .._endpoints._completion import Usage
 from .._endpoints._embeddings import (
@@ -32,8 +33,10 @@ from .._endpoints._embeddings import (
     EmbeddingRequest,
     Embeddings,
     EncodingFormat,
+    join,
     joins,
     merge,
+    singles,
     split,
     usage_of_embeddings,
 )
@@ -42,7 +45,7 @@ from .._engine._batch import ResultStream, SendOne, outcome_of, run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
 from .._errors import APIStatusError, InvalidRequestError, RequestCancelled
-from .._events import Attempt
+from .._events import Attempt, EmbeddingPackingDisabled
 from .._http._http import HTTP
 from ._core import ClientCore, collect
 
@@ -66,13 +69,71 @@ _REFUSED = frozenset({400, 413, 422})
 _CHAT_ONLY = ("temperature", "max_tokens", "top_p", "seed")
 
 
-class Embedder:
-    """Sends embeddings requests on the attempt engine (one per :class:`Client`)."""
+_LIST_REFUSED = frozenset({400, 422})
+"""Statuses of a refused request of several inputs from which the client learns that the
+model takes one input per request (413, too large, teaches nothing)."""
 
-    def __init__(self, engine: Engine, http: HTTP, model: str) -> None:
+
+class Embedder:
+    """Sends embeddings requests on the attempt engine (one per :class:`Client`).
+
+    It also remembers which models take one input per request: every model when
+    ``packing`` is off (``Client(pack_embeddings=False)``), else those for which the
+    server refused a request of several inputs (:meth:`learn`).
+    """
+
+    def __init__(self, engine: Engine, http: HTTP, model: str, *, packing: bool = True) -> None:
         self.engine = engine
         self.http = http
         self.model = model
+        self.packing = packing
+        self.single: set[str] = set()
+        self.lists_ok: set[str] = set()  # models that took several inputs in a request
+        self._probes: dict[str, trio.Event] = {}
+
+    async def probe(self, model: str | None) -> bool:
+        """Before a request of several inputs for ``model``: whether this one is the
+        model's probe (the first such request, sent alone while whether the server takes
+        lists is unknown; the others wait for its answer, so that a server that refuses
+        lists costs one wasted request, not one per pack in flight)."""
+        name = model or self.model
+        while self.packing and name not in self.single and name not in self.lists_ok:
+            waiting = self._probes.get(name)
+            if waiting is None:
+                self._probes[name] = trio.Event()
+                await trio.lowlevel.checkpoint()
+                return True
+            await waiting.wait()
+        await trio.lowlevel.checkpoint()
+        return False
+
+    def probed(self, model: str | None, accepted: bool) -> None:
+        """The probe's answer is in: lists ``accepted``, or not known (a refusal was
+        learnt by :meth:`learn`); the requests waiting go on."""
+        name = model or self.model
+        if accepted:
+            self.lists_ok.add(name)
+        waiting = self._probes.pop(name, None)
+        if waiting is not None:
+            waiting.set()
+
+    def packs(self, model: str | None) -> bool:
+        """Whether ``model`` (the client's embedding model for ``None``) takes several
+        inputs in one request, as far as this client knows."""
+        return self.packing and (model or self.model) not in self.single
+
+    def learn(self, model: str | None, error: Exception | None) -> bool:
+        """Whether ``error``, the answer to a request of several inputs for ``model``,
+        refuses lists; the first time, the model is sent one input per request from
+        then on (a log record and an :class:`EmbeddingPackingDisabled` event say so)."""
+        if not isinstance(error, APIStatusError) or error.status_code not in _LIST_REFUSED:
+            return False
+        name = model or self.model
+        if name not in self.single:
+            self.single.add(name)
+            _log.packing_disabled(name, error.status_code)
+            self.engine.ledger.emit(EmbeddingPackingDisabled(name, error.status_code))
+        return True
 
     async def fetch(
         self, request: EmbeddingRequest, plan: Plan, history: list[Attempt] | None = None
@@ -83,7 +144,10 @@ class Embedder:
             InvalidRequestError: the request cannot be encoded; nothing was sent.
             APIError: as for every request (see :meth:`Client.chat`).
         """
-        body = request.encode_body(request.to_body(self.model))
+        body_fields = request.to_body(self.model)
+        if len(request.inputs) == 1 and not self.packs(request.model):
+            body_fields["input"] = request.inputs[0]  # a string, as Paradigm documents it
+        body = request.encode_body(body_fields)
         ex = self.http.prepare(
             "POST", "/embeddings", body=body, key=plan.key, timeouts=plan.timeouts
         )
@@ -205,11 +269,13 @@ class EmbeddingKind:
         *,
         pack_inputs: int,
         pack_tokens: int,
+        embedder: Embedder,
     ) -> None:
         self.send_one = send_one
         self.defaults = defaults
         self.pack_inputs = pack_inputs
         self.pack_tokens = pack_tokens
+        self.embedder = embedder
 
     def request(self, item: object, index: int) -> EmbeddingRequest:
         try:
@@ -232,9 +298,13 @@ class EmbeddingKind:
         return item.custom_id if isinstance(item, EmbeddingRequest) else None
 
     def joins(self, unit: Sequence[EmbeddingRequest], request: EmbeddingRequest) -> bool:
+        if not self.embedder.packs(request.model):
+            return False
         return joins(unit, request, max_inputs=self.pack_inputs, max_tokens=self.pack_tokens)
 
     def full(self, unit: Sequence[EmbeddingRequest]) -> bool:
+        if not self.embedder.packs(unit[0].model):
+            return True
         inputs = sum(len(r.inputs) for r in unit)
         tokens = sum(r.estimated_tokens() for r in unit)
         return inputs >= self.pack_inputs or tokens >= self.pack_tokens
@@ -258,14 +328,28 @@ class EmbeddingKind:
     ) -> list[EmbeddingResult]:
         requests = [request for _, request in unit]
         start = trio.current_time()
+        model = requests[0].model
+        inputs = sum(len(r.inputs) for r in requests)
+        probe = inputs > 1 and await self.embedder.probe(model)
+        if inputs > 1 and not self.embedder.packs(model):
+            return await self._one_by_one(unit, deadline, control, 0, start)
         merged = merge(requests)
-        answer, error, attempts, _ = await outcome_of(self.send_one, merged, deadline, control)
+        accepted = False
+        try:
+            answer, error, attempts, _ = await outcome_of(self.send_one, merged, deadline, control)
+            accepted = answer is not None
+            refused = inputs > 1 and self.embedder.learn(model, error)
+        finally:
+            if probe:
+                self.embedder.probed(model, accepted)
         if answer is not None:
             elapsed = trio.current_time() - start
             return [
                 EmbeddingResult(i, r.custom_id, r, part, None, attempts, elapsed)
                 for (i, r), part in zip(unit, split(answer, requests), strict=True)
             ]
+        if refused:
+            return await self._one_by_one(unit, deadline, control, attempts, start)
         if len(unit) > 1 and isinstance(error, APIStatusError) and error.status_code in _REFUSED:
             return await self._one_by_one(unit, deadline, control, attempts, start)
         elapsed = trio.current_time() - start
@@ -280,12 +364,15 @@ class EmbeddingKind:
         start: float,
     ) -> list[EmbeddingResult]:
         """Send each request of a refused pack on its own (at once, the engine's slots
-        bounding how many are in flight)."""
+        bounding how many are in flight): one input per request when the model takes no
+        more."""
         results: list[EmbeddingResult | None] = [None] * len(unit)
 
         async def one(position: int, index: int, request: EmbeddingRequest) -> None:
-            outcome = await outcome_of(self.send_one, request, deadline, control)
-            answer, error, own, _ = outcome
+            if len(request.inputs) > 1 and not self.embedder.packs(request.model):
+                answer, error, own = await self._singly(request, deadline, control)
+            else:
+                answer, error, own, _ = await outcome_of(self.send_one, request, deadline, control)
             elapsed = trio.current_time() - start
             results[position] = EmbeddingResult(
                 index, request.custom_id, request, answer, error, attempts + own, elapsed
@@ -295,6 +382,26 @@ class EmbeddingKind:
             for position, (index, request) in enumerate(unit):
                 nursery.start_soon(one, position, index, request)
         return [r for r in results if r is not None]
+
+    async def _singly(
+        self, request: EmbeddingRequest, deadline: float, control: BatchControl
+    ) -> tuple[Embeddings | None, Exception | None, int]:
+        """An item of several inputs, one input per request: its answer joined, or the
+        first error; the attempts of all."""
+        parts = singles(request)
+        outcomes: list[Any] = [None] * len(parts)
+
+        async def one(position: int, part: EmbeddingRequest) -> None:
+            outcomes[position] = await outcome_of(self.send_one, part, deadline, control)
+
+        async with trio.open_nursery() as nursery:
+            for position, part in enumerate(parts):
+                nursery.start_soon(one, position, part)
+        attempts = sum(o[2] for o in outcomes)
+        error = next((o[1] for o in outcomes if o[1] is not None), None)
+        if error is not None:
+            return None, error, attempts
+        return join([o[0] for o in outcomes]), None, attempts
 
 
 class EmbeddingMethods(ClientCore):
@@ -344,8 +451,35 @@ class EmbeddingMethods(ClientCore):
             request = replace(inputs, **fields) if fields else inputs
         else:
             request = EmbeddingRequest(inputs=inputs, **fields)
-        plan = self._plan(request, retry, timeouts)
-        return await self._embedder.fetch(request, plan)
+        embedder = self._embedder
+        if len(request.inputs) > 1 and not embedder.packs(request.model):
+            return await self._embed_singly(request, retry, timeouts)
+        try:
+            return await embedder.fetch(request, self._plan(request, retry, timeouts))
+        except APIStatusError as exc:
+            if len(request.inputs) > 1 and embedder.learn(request.model, exc):
+                return await self._embed_singly(request, retry, timeouts)
+            raise
+
+    async def _embed_singly(
+        self, request: EmbeddingRequest, retry: RetryPolicy | None, timeouts: Timeouts | None
+    ) -> Embeddings:
+        """``request``'s inputs one per request, concurrently; the answers joined (the
+        first failure raised)."""
+        parts = singles(request)
+        answers: list[Embeddings | None] = [None] * len(parts)
+
+        async def one(position: int, part: EmbeddingRequest) -> None:
+            answers[position] = await self._embedder.fetch(part, self._plan(part, retry, timeouts))
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for position, part in enumerate(parts):
+                    nursery.start_soon(one, position, part)
+        except BaseExceptionGroup as group:
+            first = group.exceptions[0]
+            raise first from first.__cause__
+        return join([a for a in answers if a is not None])
 
     def stream_embed_batch(
         self,
@@ -405,7 +539,10 @@ class EmbeddingMethods(ClientCore):
             plan = self._plan(request, retry, timeouts, deadline, control)
             return self._embedder.fetch(request, plan, history)
 
-        kind = EmbeddingKind(send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens)
+        kind = EmbeddingKind(
+            send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens,
+            embedder=self._embedder,
+        )  # fmt: skip
         return run_batch(
             kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
             warm_up=self.warm_up,

@@ -21,7 +21,7 @@ import math
 import sys
 from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from .._errors import APIResponseValidationError, InvalidRequestError
@@ -44,8 +44,10 @@ __all__ = [
     "Embeddings",
     "EncodingFormat",
     "MAX_EMBEDDING_INPUTS",
+    "join",
     "joins",
     "merge",
+    "singles",
     "split",
     "usage_of_embeddings",
 ]
@@ -427,6 +429,34 @@ def split(answer: Embeddings, pack: Sequence[EmbeddingRequest]) -> list[Embeddin
         parts.append(Embeddings(data, answer.model, usage, answer.request_id, raw))
         start = end
     return parts
+
+
+def singles(request: EmbeddingRequest) -> list[EmbeddingRequest]:
+    """One request per input of ``request`` (its other fields kept; no ``custom_id``:
+    each is a logical request of its own)."""
+    return [replace(request, inputs=(text,), custom_id=None) for text in request.inputs]
+
+
+def join(parts: Sequence[Embeddings]) -> Embeddings:
+    """The answers to :func:`singles`, as the one answer to the request they split
+    (``index`` counted across them, usage added up; the first part's id and model)."""
+    data = tuple(
+        Embedding(i, e.vector, {**e.raw, "index": i})
+        for i, e in enumerate(e for part in parts for e in part.data)
+    )
+    usages = [p.usage for p in parts]
+    usage = None
+    if usages and all(u is not None for u in usages):
+        usage = Usage(
+            sum(u.prompt_tokens for u in usages if u), 0, sum(u.total_tokens for u in usages if u)
+        )
+    first = parts[0]
+    raw: dict[str, Any] = {**first.raw, "data": [e.raw for e in data]}
+    if usage is None:
+        raw.pop("usage", None)
+    else:
+        raw["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
+    return Embeddings(data, first.model, usage, first.request_id, raw)
 
 
 def _shares(total: int, weights: Sequence[int]) -> list[int]:
