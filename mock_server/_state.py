@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from ._config import MockConfig
+from ._corpus import FileStore
 from ._faults import Fault, ScriptEntry, normalize_script_entry
 from ._quota import QuotaDecision, TokenBucket, format_duration
 
@@ -177,6 +178,9 @@ class MockState:
         self._rpm: TokenBucket | None = None
         self._tpm: TokenBucket | None = None
         self._admin_token_required = False
+        #: The uploaded files (kept by :meth:`reset`: they are data, not evidence).
+        self.files = FileStore()
+        self._chat_sessions = 0
 
     # -- control --------------------------------------------------------------------------
 
@@ -276,6 +280,11 @@ class MockState:
             disconnects=self._disconnects,
         )
 
+    def file_summaries(self) -> list[dict[str, Any]]:
+        """The uploaded files, by id: name, size, SHA-256, status, scope, chunks."""
+        now = trio.current_time()
+        return [stored.summary(now) for stored in self.files.files()]
+
     def requests(self) -> list[RequestRecord]:
         """Frozen snapshots of the logged requests, in arrival order."""
         return [entry.freeze() for entry in self._log]
@@ -305,6 +314,11 @@ class MockState:
         return "\n".join(lines) + "\n"
 
     # -- used by the request handlers ---------------------------------------------------------
+
+    def new_chat_session(self) -> int:
+        """A new ``chat_session_id`` (document search): 1, 2, ..."""
+        self._chat_sessions += 1
+        return self._chat_sessions
 
     def begin(self, *, key: str, path: str, request_id: str) -> _Entry:
         attempt = self._attempts.get(key, 0) + 1
