@@ -205,6 +205,7 @@ class Run:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("uploaded", "duplicate", "recovered", "skipped", "failed", "processed"), 0))  # fmt: skip
     sent_bytes: int = 0
+    written: int = 0
     claimed: set[Any] = field(default_factory=set)
     server_files: list[pt.FileInfo] | None = None
     hashing: dict[str, trio.Event] = field(default_factory=dict)
@@ -224,7 +225,8 @@ class Run:
                           "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
                 self.say(f"failed: {path}: {exc}")
             _append(self.out, record)
-            done = sum(self.counts.values()) - self.counts["processed"]
+            self.written += 1
+            done = self.written + self.counts["skipped"]
             self.say(f"[{done}/{self.total}] {record['status']}: {path}")
 
     async def _one(self, path: Path) -> dict[str, Any]:
