@@ -119,9 +119,16 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--dry-run",
         action="store_true",
         help="count every line's prompt tokens with the server's tokenizer (POST /tokenize, "
-        "under the limits) and print the totals, the largest requests, the lines over the "
-        "context and the time the batch takes under --rpm/--tpm; send nothing else, write "
-        "nothing",
+        "under --concurrency and --count-rpm) and print the totals, the largest requests, "
+        "the lines over the context and the time the batch takes under --rpm/--tpm; send "
+        "nothing else, write nothing",
+    )
+    batch.add_argument(
+        "--count-rpm",
+        type=_positive_float,
+        metavar="N",
+        help="with --dry-run, at most N /tokenize requests a minute (default: only "
+        "--concurrency bounds them; --rpm and --tpm are the real run's, for the estimate)",
     )
     batch.add_argument(
         "--context-length",

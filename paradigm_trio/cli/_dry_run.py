@@ -1,8 +1,9 @@
 """``paradigm-trio batch IN.jsonl --dry-run``: what a batch would cost and take, counted
 by the server's tokenizer, with nothing else sent and nothing written.
 
-Every valid line's prompt is counted with ``POST /tokenize`` (a batch of them, under the
-same ``--concurrency``, ``--rpm`` and ``--tpm`` as the real run): a chat line's messages
+Every valid line's prompt is counted with ``POST /tokenize`` (a batch of them, under
+``--concurrency`` and ``--count-rpm``; ``--rpm`` and ``--tpm`` describe the real run,
+whose time is estimated with them): a chat line's messages
 with its model, a document-search line's query.  Embeddings lines cannot be counted so
 (the tokenize endpoint serves LLMs only): their tokens are the client's estimate, and the
 summary says how many were estimated.  Query and filter lines generate nothing.  Printed
@@ -146,7 +147,9 @@ async def count(args: argparse.Namespace, path: Path) -> tuple[DryRun, int | Non
             pt.Client(
                 api_key=api_key,
                 base_url=base_url,
-                limits=pt.Limits(concurrency=args.concurrency, requests_per_minute=args.rpm),
+                retry=pt.RetryPolicy(attempts=args.max_attempts) if args.max_attempts else None,
+                timeouts=pt.Timeouts(attempt=args.timeout) if args.timeout else None,
+                limits=pt.Limits(concurrency=args.concurrency, requests_per_minute=args.count_rpm),
                 **({"model": args.model} if args.model else {}),
                 **network_options(args),
             )
