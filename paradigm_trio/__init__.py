@@ -44,6 +44,8 @@ from ._endpoints._models import ChatRequest
 from ._endpoints._query import Chunk, QueryRequest, QueryResult
 from ._endpoints._streaming import ChatStream
 from ._endpoints._structured import OutputSchema
+from ._endpoints._text_completion import CompletionRequest, TextCompletion
+from ._endpoints._threads import Turn, TurnRequest
 from ._endpoints._tokenize import TokenCount, TokenizeRequest
 from ._endpoints._tools import FunctionCall, ToolCall, function_tool
 from ._engine._batch_options import BatchOptions, BatchStatistics
@@ -121,6 +123,7 @@ __all__ = [
     "Client",
     "ClientState",
     "ClientStatistics",
+    "CompletionRequest",
     "ConfigurationError",
     "ConflictError",
     "ConnectionCheck",
@@ -181,6 +184,7 @@ __all__ = [
     "SourceDocument",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
+    "TextCompletion",
     "Timeouts",
     "TokenCount",
     "TokenLogprob",
@@ -188,6 +192,8 @@ __all__ = [
     "ToolCall",
     "TopLogprob",
     "TrioTransport",
+    "Turn",
+    "TurnRequest",
     "UnprocessableEntityError",
     "Usage",
     "__version__",

@@ -120,6 +120,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         {
             "EndpointRequest",
             "check_text",
+            "given_fields",
             "int_list",
             "obj",
             "opt_int",

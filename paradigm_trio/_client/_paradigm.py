@@ -26,6 +26,8 @@ from .._endpoints._endpoint_kind import EndpointKind, EndpointResults, EndpointS
 from .._endpoints._filter_chunks import FilteredChunks, FilterRequest
 from .._endpoints._models import ChatRequest, encode_json
 from .._endpoints._query import QueryRequest, QueryResult
+from .._endpoints._text_completion import CompletionRequest, TextCompletion
+from .._endpoints._threads import Turn, TurnRequest
 from .._endpoints._tokenize import TokenCount, TokenizeRequest
 from .._engine._batch_options import BatchKeywords, BatchOptions
 from .._engine._budget import BatchControl
@@ -41,7 +43,10 @@ T = TypeVar("T")
 AnyRequest = ChatRequest | EmbeddingRequest | EndpointRequest[Any]
 """What a mixed batch sends: any request of any endpoint."""
 
-_ENDPOINTS = (TokenizeRequest, QueryRequest, FilterRequest, DocumentSearchRequest)
+_ENDPOINTS = (
+    TokenizeRequest, QueryRequest, FilterRequest, DocumentSearchRequest, CompletionRequest,
+    TurnRequest,
+)  # fmt: skip
 
 
 class ParadigmMethods(ClientCore):
@@ -208,6 +213,57 @@ class ParadigmMethods(ClientCore):
         )  # fmt: skip
         return await self._endpoint(request, self._plan(request, retry, timeouts))
 
+    async def thread_turn(
+        self,
+        query: str,
+        *,
+        agent_id: int | None = None,
+        ml_model: str | None = None,
+        workspace_ids: Sequence[int] | None = None,
+        file_ids: Sequence[int] | None = None,
+        company_scope: bool | None = None,
+        private_scope: bool | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Turn:
+        """Start an agent thread with its first turn (``POST /api/v3/threads/turns``,
+        **beta** in Paradigm; the successor of :meth:`document_search`).
+
+        The v3 URL is the client's root with ``/api/v2`` replaced by ``/api/v3``.  The
+        other fields of the reference (``max_steps``, ``response_format``...) are those
+        of :class:`TurnRequest`, sent with :meth:`request`.  Returns the :class:`Turn`
+        (``turn.text``: the agent's answer).
+        """
+        request = TurnRequest(
+            query=query, agent_id=agent_id, ml_model=ml_model,
+            workspace_ids=workspace_ids, file_ids=file_ids,  # type: ignore[arg-type]
+            company_scope=company_scope, private_scope=private_scope, extra=extra or {},
+            custom_id=custom_id,
+        )  # fmt: skip
+        return await self._endpoint(request, self._plan(request, retry, timeouts))
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> TextCompletion:
+        """A legacy text completion (``POST /completions``; not streamed): the
+        :class:`TextCompletion` (``.text``).  Other fields: :class:`CompletionRequest`."""
+        request = CompletionRequest(
+            prompt=prompt, model=model, max_tokens=max_tokens, temperature=temperature,
+            extra=extra or {}, custom_id=custom_id,
+        )  # fmt: skip
+        return await self._endpoint(request, self._plan(request, retry, timeouts))
+
     # ---------------------------------------------------------------- batches
 
     def stream_requests(
@@ -339,7 +395,7 @@ def _check_request(request: object) -> None:
         raise InvalidRequestError(
             f"a {type(request).__name__} is not a request of any endpoint (ChatRequest, "
             "EmbeddingRequest, TokenizeRequest, QueryRequest, FilterRequest, "
-            "DocumentSearchRequest)"
+            "DocumentSearchRequest, CompletionRequest, TurnRequest)"
         )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
-from ._endpoint import check_text, int_list, obj, opt_int, opt_str
+from ._endpoint import check_text, given_fields, int_list, obj, opt_int, opt_str
 from ._models import check_custom_id, check_model, checked_extra, encode_json
 
 __all__ = ["DocumentAnswer", "DocumentSearchRequest", "Extract", "SourceDocument"]
@@ -213,11 +213,7 @@ class DocumentSearchRequest:
 
     def to_body(self, default_model: str) -> dict[str, Any]:
         """The JSON body: the fields given, nothing else (the server's defaults stand)."""
-        body: dict[str, Any] = {"query": self.query}
-        for name in _FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                body[name] = list(value) if isinstance(value, tuple) else value
+        body: dict[str, Any] = {"query": self.query, **given_fields(self, _FIELDS)}
         if self.extra_body is not None:
             body["extra_body"] = dict(self.extra_body)
         body.update(self.extra)

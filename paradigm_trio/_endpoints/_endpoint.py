@@ -24,6 +24,7 @@ from ._completion import Usage
 __all__ = [
     "EndpointRequest",
     "check_text",
+    "given_fields",
     "int_list",
     "obj",
     "opt_int",
@@ -63,6 +64,17 @@ class EndpointRequest(Protocol[T_co]):
     def usage(self, value: Any) -> Usage | None:
         """What the answer says it cost (``None``: unknown)."""
         ...
+
+
+def given_fields(request: object, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields ``names`` of ``request`` that are not ``None``, for a JSON body (tuples
+    as lists): the server's defaults stand for the others."""
+    body: dict[str, Any] = {}
+    for name in names:
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = list(value) if isinstance(value, tuple) else value
+    return body
 
 
 def check_text(name: str, value: object) -> str:

@@ -158,12 +158,23 @@ class HTTP(Failures):
                 timeout, {"timeout": extension}, wire_timeouts(extension)
             )  # fmt: skip
         timeout, extensions, on_wire = cached
-        ex = Exchange(method, self.base_url + path, body, headers, timeout, extensions)
+        ex = Exchange(method, self.url_for(path), body, headers, timeout, extensions)
         ex.upload = upload
         if not stream and upload is None and self._lane is not None:
             ex.wire = self._lane.request(method, ex.url, body, key)
             ex.wire_timeouts = on_wire
         return ex
+
+    def url_for(self, path: str) -> str:
+        """The URL of ``path``: under the API root, or, for a v3 path
+        (``/api/v3/...``), beside it (the root's ``/api/v2`` or ``/v1`` replaced)."""
+        if not path.startswith("/api/v3/"):
+            return self.base_url + path
+        root = self.base_url
+        for suffix in ("/api/v2", "/v1"):
+            if root.endswith(suffix):
+                return root[: -len(suffix)] + path
+        return root + path
 
     async def warm_up(
         self,

@@ -130,3 +130,16 @@ async def test_upload_of_a_large_sparse_file_streams(tmp_path: Path) -> None:
         assert info.id
     [held] = server.files()
     assert held["bytes"] == size
+
+
+async def test_legacy_completion_and_v3_turn(tmp_path: Path) -> None:
+    config = ms.MockConfig(seed=4, file_processing_time=0.1)
+    async with ms.serve(config) as server, client_for(server) as client:
+        done = await client.complete("Once upon a time", max_tokens=8)
+        assert done.text
+        assert done.usage is not None
+        await _upload_all(client, tmp_path)
+        turn = await client.thread_turn("What is the notice period?", company_scope=True)
+    assert turn.status == "completed"
+    assert turn.text
+    assert any(p.get("type") == "tool_call" for p in turn.parts)

@@ -110,3 +110,38 @@ FILE_UPLOADED = {
     "status": "embedded",
 }
 FILE_DELETED = {"id": 1, "deleted": True}
+
+# Section 2: POST /completions (legacy); the text at choices[0].text.
+TEXT_COMPLETION = {
+    "id": "cmpl-1",
+    "object": "text_completion",
+    "created": 1700000000,
+    "model": "alfred-4.2",
+    "choices": [{"text": " three months.", "index": 0, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+}
+
+# Section 15: POST /api/v3/threads/turns (beta): a turn of two messages.
+TURN = {
+    "id": "turn-1",
+    "object": "turn",
+    "thread": "thread-1",
+    "status": "completed",
+    "messages": [
+        {"id": "m1", "role": "user", "object": "message", "created_at": "2026-01-01T00:00:00Z",
+         "parts": [{"type": "text", "text": "What is the notice period?"}]},
+        {"id": "m2", "role": "assistant", "object": "message", "created_at": "2026-01-01T00:00:01Z",
+         "parts": [
+             {"type": "reasoning", "reasoning": "Search the contracts."},
+             {"type": "tool_call", "tool_call": {
+                 "id": "t1", "tool": {"name": "document_search", "type": "builtin"},
+                 "tool_args": {}, "steps": [],
+                 "result": {"text": "...", "chunk_sources": [], "web_sources": [],
+                            "file_artifacts": []}}},
+             {"type": "text", "text": "Three months."},
+         ]},
+    ],
+    "created_at": "2026-01-01T00:00:00Z",
+    "error": None,
+    "liked": None,
+}  # fmt: skip

@@ -256,3 +256,31 @@ async def test_mixed_batch_any_endpoint() -> None:
     assert values[4].chunks[0].score == 0.9
     assert values[5].answer == "Three months."
     assert isinstance(results[6].error, pt.InvalidRequestError)
+
+
+async def test_legacy_completion() -> None:
+    rec = Recorder({"/completions": fx.TEXT_COMPLETION})
+    async with make_client(rec, model="alfred-4.2") as client:
+        done = await client.complete("The notice period is", max_tokens=5)
+    assert done.text == " three months."
+    assert done.usage == pt.Usage(5, 3, 8)
+    assert rec.bodies == [
+        ("/completions", {"model": "alfred-4.2", "prompt": "The notice period is", "max_tokens": 5})
+    ]
+
+
+async def test_thread_turn_goes_to_the_v3_root() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.url.path)
+        return httpx2.Response(200, json=fx.TURN)
+
+    async with make_client(handler) as client:
+        turn = await client.thread_turn("What is the notice period?", workspace_ids=[12])
+    assert seen == ["/api/v3/threads/turns"]
+    assert turn.text == "Three months."
+    assert [p["type"] for p in turn.parts] == ["text", "reasoning", "tool_call", "text"]
+    assert (turn.status, turn.thread) == ("completed", "thread-1")
+    with pytest.raises(pt.InvalidRequestError):
+        pt.TurnRequest(query="q", max_steps=30)
