@@ -24,7 +24,14 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._engine._attempts": frozenset(
         {"Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"}
     ),
-    "paradigm_trio._engine._ledger": frozenset({"CANCELLED", "Ledger", "Observer", "one_line"}),
+    "paradigm_trio._engine._ledger": frozenset(
+        {"CANCELLED", "Ledger", "Observer", "Tokens", "one_line"}
+    ),
+    # The one retry decision.
+    "paradigm_trio._engine._retry": frozenset({"allows"}),
+    # The endpoint protocol, the one send path, and the endpoints.
+    "paradigm_trio._endpoints._endpoint": frozenset({"Endpoint", "Request", "Sender"}),
+    "paradigm_trio._endpoints._chat": frozenset({"ChatEndpoint"}),
     "paradigm_trio._engine._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
     ),
@@ -72,8 +79,8 @@ INTERNAL: dict[str, frozenset[str]] = {
     # themselves: ``EmbeddingMethods``), and packing.
     "paradigm_trio._client._embedder": frozenset(
         {
+            "EmbeddingLists",
             "EmbedInput",
-            "Embedder",
             "EmbeddingKind",
             "EmbeddingMethods",
             "check_pack",
@@ -81,7 +88,16 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     "paradigm_trio._endpoints._embeddings": frozenset(
-        {"EncodingFormat", "join", "joins", "merge", "singles", "split", "usage_of_embeddings"}
+        {
+            "EmbeddingsEndpoint",
+            "EncodingFormat",
+            "join",
+            "joins",
+            "merge",
+            "singles",
+            "split",
+            "usage_of_embeddings",
+        }
     ),
     "paradigm_trio._engine._batch_options": frozenset(
         {"DEFAULT_CIRCUIT_BREAKER", "DEFAULT_RETRY_BUDGET", "BatchKeywords", "OnError"}
@@ -116,9 +132,10 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
     # Paradigm's own endpoints: the request protocol and answer readers, the endpoints'
     # batch kind, the client's methods; and the checks the endpoint modules share.
-    "paradigm_trio._endpoints._endpoint": frozenset(
+    "paradigm_trio._endpoints._json_endpoint": frozenset(
         {
             "EndpointRequest",
+            "JsonEndpoint",
             "check_text",
             "given_fields",
             "int_list",
@@ -180,7 +197,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "parse_tool_calls",
         }
     ),
-    "paradigm_trio._endpoints._structured": frozenset({"InvalidOutputs", "OutputForm"}),
+    "paradigm_trio._endpoints._structured": frozenset({"OutputForm"}),
     "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),
     "paradigm_trio._endpoints._assembly": frozenset({"CompletionAssembler"}),
     # The transport's one entry: what the rest of the package may import from it.

@@ -2,12 +2,12 @@
 
 :class:`EmbeddingMethods` are the :class:`~paradigm_trio.Client`'s embeddings methods
 (``embed``, ``embed_batch``, ``stream_embed_batch``), which ``Client`` inherits: they
-validate their arguments, build a ``Plan`` and hand the request to the :class:`Embedder`.
-:class:`Embedder` sends one :class:`~paradigm_trio.EmbeddingRequest` (the attempt is
-``HTTP.fetch_json`` with the embeddings parser; the engine does the rest, as for every
-request kind).  :class:`EmbeddingKind` is what a batch of embeddings sends (``_batch``
-runs it): items become requests, small requests are packed into one (``_embeddings``),
-and the answer is split back into one :class:`EmbeddingResult` per item.
+validate their arguments, build a ``Plan`` and hand the request to the one send path
+(``Sender.send`` with the embeddings endpoint, as chat requests with theirs; the engine
+does the rest, as for every request kind).  :class:`EmbeddingKind` is what a batch of
+embeddings sends (``_batch`` runs it): items become requests, small requests are packed
+into one (``_embeddings``), and the answer is split back into one
+:class:`EmbeddingResult` per item.
 
 A pack that the server refuses as a whole (400, 413, 422: one of its inputs is too long,
 say) is sent again one request at a time, so that one bad input fails alone.
@@ -15,11 +15,10 @@ say) is sent again one request at a time, so that one bad input fails alone.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Unpack
+from typing import Any, Final, Unpack
 
 import trio
 
@@ -32,27 +31,26 @@ from .._endpoints._embeddings import (
     MAX_EMBEDDING_INPUTS,
     EmbeddingRequest,
     Embeddings,
+    EmbeddingsEndpoint,
     EncodingFormat,
     join,
     joins,
     merge,
     singles,
     split,
-    usage_of_embeddings,
 )
-from .._engine._attempts import Engine, Plan
 from .._engine._batch import ResultStream, SendOne, outcome_of, run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
+from .._engine._ledger import Ledger
 from .._errors import APIStatusError, InvalidRequestError, RequestCancelled
 from .._events import Attempt, EmbeddingPackingDisabled
-from .._http._http import HTTP
 from ._core import ClientCore, collect
 
 __all__ = [
     "EmbedInput",
-    "Embedder",
     "EmbeddingKind",
+    "EmbeddingLists",
     "EmbeddingMethods",
     "EmbeddingResult",
     "EmbeddingResults",
@@ -74,30 +72,32 @@ _LIST_REFUSED = frozenset({400, 422})
 model takes one input per request (413, too large, teaches nothing)."""
 
 
-class Embedder:
-    """Sends embeddings requests on the attempt engine (one per :class:`Client`).
+class EmbeddingLists:
+    """What a client knows of each embedding model's lists (one per :class:`Client`).
 
-    It also remembers which models take one input per request: every model when
-    ``packing`` is off (``Client(pack_embeddings=False)``), else those for which the
-    server refused a request of several inputs (:meth:`learn`).
+    A model takes several inputs in one request unless packing is off
+    (``Client(pack_embeddings=False)``) or the server refused such a request for it
+    (:meth:`learn`); the endpoint (:class:`EmbeddingsEndpoint`) then sends its inputs one
+    per request, as strings.  The first request of several inputs for a model whose lists
+    are not known yet is its probe: the others wait for its answer (:meth:`probe`), so a
+    server that refuses lists costs one wasted request, not one per pack in flight.
     """
 
-    def __init__(self, engine: Engine, http: HTTP, model: str, *, packing: bool = True) -> None:
-        self.engine = engine
-        self.http = http
-        self.model = model
-        self.packing = packing
-        self.single: set[str] = set()
-        self.lists_ok: set[str] = set()  # models that took several inputs in a request
+    def __init__(self, endpoint: EmbeddingsEndpoint, ledger: Ledger) -> None:
+        self.endpoint = endpoint
+        self.ledger = ledger
+        self.lists_ok: set[str] = set()
         self._probes: dict[str, trio.Event] = {}
 
+    def packs(self, model: str | None) -> bool:
+        """Whether ``model`` (the endpoint's default for ``None``) takes several inputs."""
+        return self.endpoint.packs(model)
+
     async def probe(self, model: str | None) -> bool:
-        """Before a request of several inputs for ``model``: whether this one is the
-        model's probe (the first such request, sent alone while whether the server takes
-        lists is unknown; the others wait for its answer, so that a server that refuses
-        lists costs one wasted request, not one per pack in flight)."""
-        name = model or self.model
-        while self.packing and name not in self.single and name not in self.lists_ok:
+        """Before a request of several inputs for ``model``: whether this one is the probe
+        (the others wait here until it has its answer)."""
+        name = model or self.endpoint.model
+        while self.packs(name) and name not in self.lists_ok:
             waiting = self._probes.get(name)
             if waiting is None:
                 self._probes[name] = trio.Event()
@@ -108,52 +108,25 @@ class Embedder:
         return False
 
     def probed(self, model: str | None, accepted: bool) -> None:
-        """The probe's answer is in: lists ``accepted``, or not known (a refusal was
-        learnt by :meth:`learn`); the requests waiting go on."""
-        name = model or self.model
+        """The probe's answer is in (lists ``accepted``, or not known); the waiting go on."""
+        name = model or self.endpoint.model
         if accepted:
             self.lists_ok.add(name)
         waiting = self._probes.pop(name, None)
         if waiting is not None:
             waiting.set()
 
-    def packs(self, model: str | None) -> bool:
-        """Whether ``model`` (the client's embedding model for ``None``) takes several
-        inputs in one request, as far as this client knows."""
-        return self.packing and (model or self.model) not in self.single
-
     def learn(self, model: str | None, error: Exception | None) -> bool:
-        """Whether ``error``, the answer to a request of several inputs for ``model``,
-        refuses lists; the first time, the model is sent one input per request from
-        then on (a log record and an :class:`EmbeddingPackingDisabled` event say so)."""
+        """Whether ``error``, the answer to a request of several inputs, refuses lists; the
+        first time, the model is switched to one input per request (a log record and an
+        :class:`EmbeddingPackingDisabled` event say so)."""
         if not isinstance(error, APIStatusError) or error.status_code not in _LIST_REFUSED:
             return False
-        name = model or self.model
-        if name not in self.single:
-            self.single.add(name)
+        name = model or self.endpoint.model
+        if self.endpoint.single_input(name):
             _log.packing_disabled(name, error.status_code)
-            self.engine.ledger.emit(EmbeddingPackingDisabled(name, error.status_code))
+            self.ledger.emit(EmbeddingPackingDisabled(name, error.status_code))
         return True
-
-    async def fetch(
-        self, request: EmbeddingRequest, plan: Plan, history: list[Attempt] | None = None
-    ) -> Embeddings:
-        """Send ``request`` (retrying per ``plan``) and return its embeddings, one per input.
-
-        Raises:
-            InvalidRequestError: the request cannot be encoded; nothing was sent.
-            APIError: as for every request (see :meth:`Client.chat`).
-        """
-        body_fields = request.to_body(self.model)
-        if len(request.inputs) == 1 and not self.packs(request.model):
-            body_fields["input"] = request.inputs[0]  # a string, as Paradigm documents it
-        body = request.encode_body(body_fields)
-        ex = self.http.prepare(
-            "POST", "/embeddings", body=body, key=plan.key, timeouts=plan.timeouts
-        )
-        parse = functools.partial(Embeddings.from_json, expected=len(request.inputs))
-        attempt = functools.partial(self.http.fetch_json, ex, plan.retry, parse)
-        return await self.engine.call(plan, history).run(attempt, usage=usage_of_embeddings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +235,8 @@ def check_pack(pack_inputs: object, pack_tokens: object) -> tuple[int, int]:
 class EmbeddingKind:
     """Embeddings in a batch: items are strings or :class:`EmbeddingRequest`, packed."""
 
+    operation: Final = "embeddings"
+
     def __init__(
         self,
         send_one: SendOne[EmbeddingRequest, Embeddings],
@@ -269,13 +244,13 @@ class EmbeddingKind:
         *,
         pack_inputs: int,
         pack_tokens: int,
-        embedder: Embedder,
+        lists: EmbeddingLists,
     ) -> None:
         self.send_one = send_one
         self.defaults = defaults
         self.pack_inputs = pack_inputs
         self.pack_tokens = pack_tokens
-        self.embedder = embedder
+        self.embedder = lists
 
     def request(self, item: object, index: int) -> EmbeddingRequest:
         try:
@@ -407,7 +382,7 @@ class EmbeddingKind:
 class EmbeddingMethods(ClientCore):
     """The :class:`Client`'s embeddings methods (``Client`` inherits them)."""
 
-    _embedder: Embedder
+    _lists: EmbeddingLists
 
     async def embed(
         self,
@@ -451,13 +426,14 @@ class EmbeddingMethods(ClientCore):
             request = replace(inputs, **fields) if fields else inputs
         else:
             request = EmbeddingRequest(inputs=inputs, **fields)
-        embedder = self._embedder
-        if len(request.inputs) > 1 and not embedder.packs(request.model):
+        lists, sender, endpoint = self._lists, self._sender, self._embeddings
+        if len(request.inputs) > 1 and not lists.packs(request.model):
             return await self._embed_singly(request, retry, timeouts)
         try:
-            return await embedder.fetch(request, self._plan(request, retry, timeouts))
+            plan = self._plan(endpoint, request, retry, timeouts)
+            return await sender.send(endpoint, request, plan)
         except APIStatusError as exc:
-            if len(request.inputs) > 1 and embedder.learn(request.model, exc):
+            if len(request.inputs) > 1 and lists.learn(request.model, exc):
                 return await self._embed_singly(request, retry, timeouts)
             raise
 
@@ -468,9 +444,12 @@ class EmbeddingMethods(ClientCore):
         first failure raised)."""
         parts = singles(request)
         answers: list[Embeddings | None] = [None] * len(parts)
+        sender, endpoint = self._sender, self._embeddings
 
         async def one(position: int, part: EmbeddingRequest) -> None:
-            answers[position] = await self._embedder.fetch(part, self._plan(part, retry, timeouts))
+            plan = self._plan(endpoint, part, retry, timeouts)
+            answer: Embeddings = await sender.send(endpoint, part, plan)
+            answers[position] = answer
 
         try:
             async with trio.open_nursery() as nursery:
@@ -527,6 +506,7 @@ class EmbeddingMethods(ClientCore):
         pack_inputs, pack_tokens = check_pack(pack_inputs, pack_tokens)
         self._check_open()
         retry, timeouts = opts.retry, opts.timeouts
+        sender, endpoint = self._sender, self._embeddings
 
         def send_one(
             request: EmbeddingRequest,
@@ -536,16 +516,16 @@ class EmbeddingMethods(ClientCore):
             history: list[Attempt],
         ) -> Awaitable[Embeddings]:
             # Not a coroutine of its own, as the chat batch's (one frame less per request).
-            plan = self._plan(request, retry, timeouts, deadline, control)
-            return self._embedder.fetch(request, plan, history)
+            plan = self._plan(endpoint, request, retry, timeouts, deadline, control)
+            return sender.send(endpoint, request, plan, history)
 
         kind = EmbeddingKind(
             send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens,
-            embedder=self._embedder,
+            lists=self._lists,
         )  # fmt: skip
         return run_batch(
             kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
-            warm_up=self.warm_up,
+            observers=self._engine.ledger.observers, warm_up=self.warm_up,
         )  # fmt: skip
 
     async def embed_batch(

@@ -1,7 +1,8 @@
 """``client.files``: upload, list, get, delete, and wait until a document is processed.
 
-Every call is a request on the client's engine (``Client._fetch``): retries, timeouts,
-limits, events, statistics and telemetry are those of every request.  An upload is a
+Every call is a request on the client's engine (``Sender.fetch``, the one send path):
+retries, timeouts, limits, events, statistics and telemetry are those of every request.
+An upload is a
 multipart body streamed from disk (:class:`_FileBody`, read in pieces on a worker thread
 at each attempt, so that a resend starts again from the file's first byte and a large
 file is never held in memory); it is sent with the upload's ``Idempotency-Key`` (stable
@@ -147,12 +148,12 @@ class Files:
                 lambda: FileUpload.of(path, fields=form, custom_id=custom_id)
             )
         client = self._client
-        plan = client._plan(upload, retry, timeouts)
+        plan = client._plan(None, upload, retry, timeouts)
         ex = client._http.prepare(
             "POST", "/files", body=None, key=plan.key, timeouts=plan.timeouts,
             upload=_FileBody(upload),
         )  # fmt: skip
-        return await client._fetch(ex, plan, FileInfo.from_json)
+        return await client._sender.fetch(ex, plan, FileInfo.from_json)
 
     async def get(self, file_id: int | str, *, include_content: bool = False) -> FileInfo:
         """A document (``GET /files/{id}``); ``include_content`` asks for its text too."""
@@ -188,11 +189,11 @@ class Files:
     async def delete(self, file_id: int | str) -> bool:
         """Delete a document (``DELETE /files/{id}``); whether the server says it did."""
         client = self._client
-        plan = client._plan(None, None, None)
+        plan = client._plan(None, None, None, None)
         ex = client._http.prepare(
             "DELETE", f"/files/{_id(file_id)}", body=None, key=plan.key, timeouts=plan.timeouts
         )
-        return await client._fetch(ex, plan, parse_deleted)
+        return await client._sender.fetch(ex, plan, parse_deleted)
 
     async def wait(
         self,
@@ -239,9 +240,9 @@ class Files:
 
     async def _get(self, path: str, parse: Any) -> Any:
         client = self._client
-        plan = client._plan(None, None, None)
+        plan = client._plan(None, None, None, None)
         ex = client._http.prepare("GET", path, body=None, key=plan.key, timeouts=plan.timeouts)
-        return await client._fetch(ex, plan, parse)
+        return await client._sender.fetch(ex, plan, parse)
 
 
 def _id(file_id: object) -> str:

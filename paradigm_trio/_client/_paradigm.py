@@ -18,13 +18,13 @@ from dataclasses import replace
 from typing import Any, TypeVar, Unpack
 
 from .._config import RetryPolicy, Timeouts
-from .._endpoints._completion import ChatCompletion, Usage, usage_of
+from .._endpoints._completion import ChatCompletion, Usage
 from .._endpoints._document_search import DocumentAnswer, DocumentSearchRequest
-from .._endpoints._embeddings import EmbeddingRequest, Embeddings, usage_of_embeddings
-from .._endpoints._endpoint import EndpointRequest
+from .._endpoints._embeddings import EmbeddingRequest, Embeddings
 from .._endpoints._endpoint_kind import EndpointKind, EndpointResults, EndpointStream, run_endpoints
 from .._endpoints._filter_chunks import FilteredChunks, FilterRequest
-from .._endpoints._models import ChatRequest, encode_json
+from .._endpoints._json_endpoint import EndpointRequest, JsonEndpoint
+from .._endpoints._models import ChatRequest
 from .._endpoints._query import QueryRequest, QueryResult
 from .._endpoints._text_completion import CompletionRequest, TextCompletion
 from .._endpoints._threads import Turn, TurnRequest
@@ -34,14 +34,22 @@ from .._engine._budget import BatchControl
 from .._errors import InvalidRequestError
 from .._events import Attempt
 from ._core import ClientCore, collect
-from ._embedder import Embedder
 
 __all__ = ["AnyRequest", "ParadigmMethods"]
 
 T = TypeVar("T")
 
-AnyRequest = ChatRequest | EmbeddingRequest | EndpointRequest[Any]
+AnyRequest = ChatRequest | EmbeddingRequest | EndpointRequest
 """What a mixed batch sends: any request of any endpoint."""
+
+_OPERATIONS: dict[type, str] = {
+    TokenizeRequest: "tokenize",
+    QueryRequest: "query",
+    FilterRequest: "filter_chunks",
+    DocumentSearchRequest: "document_search",
+    CompletionRequest: "text_completion",
+    TurnRequest: "thread_turn",
+}
 
 _ENDPOINTS = (
     TokenizeRequest, QueryRequest, FilterRequest, DocumentSearchRequest, CompletionRequest,
@@ -52,29 +60,51 @@ _ENDPOINTS = (
 class ParadigmMethods(ClientCore):
     """The :class:`Client`'s methods for Paradigm's own endpoints (``Client`` inherits them)."""
 
-    _embedder: Embedder
-
     # ---------------------------------------------------------------- one send path
 
+    def _json_endpoint(self, request: EndpointRequest) -> JsonEndpoint:
+        """The endpoint of ``request`` (one per path and client, made when first used)."""
+        endpoints: dict[str, JsonEndpoint] = self.__dict__.setdefault("_json_endpoints", {})
+        endpoint = endpoints.get(request.endpoint)
+        if endpoint is None:
+            operation = _OPERATIONS.get(type(request), request.endpoint.strip("/"))
+            endpoint = endpoints[request.endpoint] = JsonEndpoint(
+                operation, request.endpoint, self.model
+            )
+        return endpoint
+
     def _endpoint(
-        self, request: EndpointRequest[T], plan: Any, history: list[Attempt] | None = None
-    ) -> Awaitable[T]:
-        """The engine's coroutine for an endpoint's request (encoded now: an error raises
-        here, before anything is sent)."""
-        body = encode_json(request.to_body(self.model))
-        ex = self._http.prepare(
-            "POST", request.endpoint, body=body, key=plan.key, timeouts=plan.timeouts
-        )
-        return self._fetch(ex, plan, request.parse, request.usage, history)
+        self, request: EndpointRequest, plan: Any, history: list[Attempt] | None = None
+    ) -> Awaitable[Any]:
+        """The engine's coroutine for an endpoint's request, on the one send path
+        (encoded now: an error raises here, before anything is sent)."""
+        return self._sender.send(self._json_endpoint(request), request, plan, history)
+
+    def _plan_for(
+        self,
+        request: AnyRequest,
+        retry: RetryPolicy | None,
+        timeouts: Timeouts | None,
+        deadline: float = float("inf"),
+        control: BatchControl | None = None,
+    ) -> Any:
+        """The ``Plan`` of any request, with its endpoint."""
+        if isinstance(request, ChatRequest):
+            endpoint: Any = self._chat
+        elif isinstance(request, EmbeddingRequest):
+            endpoint = self._embeddings
+        else:
+            endpoint = self._json_endpoint(request)
+        return self._plan(endpoint, request, retry, timeouts, deadline, control)
 
     def _any(
         self, request: AnyRequest, plan: Any, history: list[Attempt] | None = None
     ) -> Awaitable[Any]:
         """Any request on its endpoint's path."""
         if isinstance(request, ChatRequest):
-            return self._send(request, plan, history)
+            return self._sender.send(self._chat, request, plan, history)
         if isinstance(request, EmbeddingRequest):
-            return self._embedder.fetch(request, plan, history)
+            return self._sender.send(self._embeddings, request, plan, history)
         return self._endpoint(request, plan, history)
 
     async def request(
@@ -94,7 +124,7 @@ class ParadigmMethods(ClientCore):
         a :class:`DocumentAnswer`.  ``deadline`` is as for :meth:`send`.
         """
         _check_request(request)
-        return await self._any(request, self._plan(request, retry, timeouts, deadline))
+        return await self._any(request, self._plan_for(request, retry, timeouts, deadline))
 
     # ---------------------------------------------------------------- single requests
 
@@ -125,7 +155,8 @@ class ParadigmMethods(ClientCore):
             APIError: as for :meth:`chat`.
         """
         request = TokenizeRequest.of(messages_or_prompt, model=model, custom_id=custom_id)
-        return await self._endpoint(request, self._plan(request, retry, timeouts))
+        answer: TokenCount = await self._endpoint(request, self._plan_for(request, retry, timeouts))
+        return answer
 
     async def query(
         self,
@@ -149,7 +180,10 @@ class ParadigmMethods(ClientCore):
             query=query if isinstance(query, str) else tuple(query), collection=collection,
             n=n, extra=extra or {}, custom_id=custom_id,
         )  # fmt: skip
-        return await self._endpoint(request, self._plan(request, retry, timeouts))
+        answer: list[QueryResult] = await self._endpoint(
+            request, self._plan_for(request, retry, timeouts)
+        )
+        return answer
 
     async def filter_chunks(
         self,
@@ -173,7 +207,10 @@ class ParadigmMethods(ClientCore):
             query=query, chunk_ids=tuple(chunk_ids), model=model, n=n, extra=extra or {},
             custom_id=custom_id,
         )  # fmt: skip
-        return await self._endpoint(request, self._plan(request, retry, timeouts))
+        answer: FilteredChunks = await self._endpoint(
+            request, self._plan_for(request, retry, timeouts)
+        )
+        return answer
 
     async def document_search(
         self,
@@ -211,7 +248,10 @@ class ParadigmMethods(ClientCore):
             generation_instructions=generation_instructions, extra_body=extra_body,
             rewrite_query=rewrite_query, extra=extra or {}, custom_id=custom_id,
         )  # fmt: skip
-        return await self._endpoint(request, self._plan(request, retry, timeouts))
+        answer: DocumentAnswer = await self._endpoint(
+            request, self._plan_for(request, retry, timeouts)
+        )
+        return answer
 
     async def thread_turn(
         self,
@@ -242,7 +282,8 @@ class ParadigmMethods(ClientCore):
             company_scope=company_scope, private_scope=private_scope, extra=extra or {},
             custom_id=custom_id,
         )  # fmt: skip
-        return await self._endpoint(request, self._plan(request, retry, timeouts))
+        answer: Turn = await self._endpoint(request, self._plan_for(request, retry, timeouts))
+        return answer
 
     async def complete(
         self,
@@ -262,7 +303,10 @@ class ParadigmMethods(ClientCore):
             prompt=prompt, model=model, max_tokens=max_tokens, temperature=temperature,
             extra=extra or {}, custom_id=custom_id,
         )  # fmt: skip
-        return await self._endpoint(request, self._plan(request, retry, timeouts))
+        answer: TextCompletion = await self._endpoint(
+            request, self._plan_for(request, retry, timeouts)
+        )
+        return answer
 
     # ---------------------------------------------------------------- batches
 
@@ -370,7 +414,7 @@ class ParadigmMethods(ClientCore):
         ) -> Awaitable[Any]:
             if isinstance(request, ChatRequest) and defaults:
                 request = _filled(request, defaults)
-            plan = self._plan(request, retry, timeouts, deadline, control)
+            plan = self._plan_for(request, retry, timeouts, deadline, control)
             return self._any(request, plan, history)
 
         kind = EndpointKind(send_one, make, _usage)
@@ -405,10 +449,6 @@ def _as_any(item: object, index: int) -> AnyRequest:
 
 
 def _usage(request: object, value: object) -> Usage | None:
-    if isinstance(value, ChatCompletion):
-        return usage_of(value)
-    if isinstance(value, Embeddings):
-        return usage_of_embeddings(value)
-    if isinstance(request, _ENDPOINTS):
-        return request.usage(value)
+    if isinstance(value, ChatCompletion | Embeddings | TextCompletion):
+        return value.usage
     return None

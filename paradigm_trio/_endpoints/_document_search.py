@@ -20,7 +20,7 @@ from typing import Any
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
-from ._endpoint import check_text, given_fields, int_list, obj, opt_int, opt_str
+from ._json_endpoint import check_text, given_fields, int_list, obj, opt_int, opt_str
 from ._models import check_custom_id, check_model, checked_extra, encode_json
 
 __all__ = ["DocumentAnswer", "DocumentSearchRequest", "Extract", "SourceDocument"]

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import sys
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
@@ -42,6 +43,7 @@ __all__ = [
     "Embedding",
     "EmbeddingRequest",
     "Embeddings",
+    "EmbeddingsEndpoint",
     "EncodingFormat",
     "MAX_EMBEDDING_INPUTS",
     "join",
@@ -351,6 +353,60 @@ def _embedding_usage(raw: object) -> Usage | None:
 def usage_of_embeddings(embeddings: Embeddings) -> Usage | None:
     """The usage of an answer, for the engine's token accounting."""
     return embeddings.usage
+
+
+class EmbeddingsEndpoint:
+    """Embeddings (``POST /embeddings``), as an :class:`~._endpoint.Endpoint`."""
+
+    __slots__ = ("model", "packing", "single")
+
+    operation: Final = "embeddings"
+    path: Final = "/embeddings"
+    token_types: Final = ("input",)
+
+    def __init__(self, model: str, *, packing: bool = True) -> None:
+        self.model = model
+        self.packing = packing
+        self.single: set[str] = set()  # models that take one input per request
+
+    def packs(self, model: str | None) -> bool:
+        """Whether ``model`` (this endpoint's default for ``None``) may get several
+        inputs in one request: packing is on and no refusal switched it off."""
+        return self.packing and (model or self.model) not in self.single
+
+    def single_input(self, model: str) -> bool:
+        """Send ``model``'s inputs one per request from now on; whether it is new."""
+        if model in self.single:
+            return False
+        self.single.add(model)
+        return True
+
+    def encode(self, request: EmbeddingRequest) -> bytes:
+        body = request.to_body(self.model)
+        if len(request.inputs) == 1 and not self.packs(request.model):
+            body["input"] = request.inputs[0]  # a string, as Paradigm documents it
+        return request.encode_body(body)
+
+    def parser(self, request: EmbeddingRequest) -> Callable[[object, str | None], Embeddings]:
+        return functools.partial(Embeddings.from_json, expected=len(request.inputs))
+
+    usage = staticmethod(usage_of_embeddings)
+
+    @staticmethod
+    def request_attributes(request: EmbeddingRequest) -> Iterator[tuple[str, Any]]:
+        if request.dimensions is not None:
+            yield "gen_ai.embeddings.dimension.count", request.dimensions
+        if request.encoding_format is not None:
+            yield "gen_ai.request.encoding_formats", (request.encoding_format,)
+
+    @staticmethod
+    def answer_attributes(answer: Any) -> Iterator[tuple[str, Any]]:
+        if isinstance(answer, Embeddings) and answer.model:
+            yield "gen_ai.response.model", answer.model
+
+    @staticmethod
+    def content_attributes(request: EmbeddingRequest, answer: Any) -> Iterator[tuple[str, str]]:
+        return iter(())  # (the inputs are not messages: the conventions record none)
 
 
 # --------------------------------------------------------------------------- packing

@@ -1,151 +1,127 @@
-"""What every Paradigm endpoint beyond chat and embeddings shares: the request protocol
-and the lenient readers of answers.
+"""The endpoint protocol: what a request kind says of itself, and the one send path.
 
-An endpoint is a request class (``_tokenize``, ``_query``, ``_filter_chunks``,
-``_document_search``, ...) that knows its path, its body and how to parse its answer
-(:class:`EndpointRequest`), with no I/O: the client sends any of them on one path
-(``Client._fetch``, so the attempt engine's retries, timeouts, limits, events, statistics
-and telemetry come with it), and a batch of them is one generic ``Kind``
-(``_endpoint_kind``).
-
-The readers here are lenient where the reference is silent (unknown fields are kept in
-``raw``; a missing optional field is ``None``) and strict on what an answer must have:
-what is missing or of the wrong type raises :class:`APIResponseValidationError`.
+An :class:`Endpoint` is a request kind of the API (chat completions, embeddings): how its
+request is encoded, how its answer is parsed, the usage the answer reports, and what
+telemetry records of both.  :class:`Sender` is the one path that sends any endpoint's
+request through the attempt engine; the engine sees the endpoint only as an opaque part
+of the ``Plan`` (for the observers), never its types.  Adding an endpoint is one module
+(its request, its answer, an ``Endpoint``) and its tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
-from .._errors import APIResponseValidationError, InvalidRequestError
-from ._completion import Usage
+from .._engine._attempts import Engine, Plan
+from .._engine._ledger import Tokens
+from .._events import Attempt
+from .._http._http import HTTP, Exchange
 
-__all__ = [
-    "EndpointRequest",
-    "check_text",
-    "given_fields",
-    "int_list",
-    "obj",
-    "opt_int",
-    "opt_number",
-    "opt_str",
-    "req_list",
-]
+__all__ = ["Endpoint", "Request", "Sender"]
 
-T_co = TypeVar("T_co", covariant=True)
+T = TypeVar("T")
+Q = TypeVar("Q", bound="Request")
+Q_contra = TypeVar("Q_contra", bound="Request", contravariant=True)
+A = TypeVar("A")
 
 
-class EndpointRequest(Protocol[T_co]):
-    """A request to one of Paradigm's JSON endpoints (validated when built; no I/O)."""
+class Request(Protocol):
+    """What the send path reads of any request (validated when it was made)."""
 
     @property
-    def custom_id(self) -> str | None:
-        """The stable id of the logical request, or ``None``."""
-        ...
+    def custom_id(self) -> str | None: ...
 
     @property
-    def endpoint(self) -> str:
-        """The path under the API root, e.g. ``"/tokenize"``."""
-        ...
-
-    def to_body(self, default_model: str) -> dict[str, Any]:
-        """The JSON body (``default_model``: the client's model, for requests naming none)."""
-        ...
+    def model(self) -> str | None: ...
 
     def estimated_tokens(self) -> int:
-        """The tokens charged to the tokens-per-minute limit before the answer is known."""
-        ...
-
-    def parse(self, data: object, request_id: str | None) -> T_co:
-        """The answer, or :class:`APIResponseValidationError`."""
-        ...
-
-    def usage(self, value: Any) -> Usage | None:
-        """What the answer says it cost (``None``: unknown)."""
+        """The estimate charged to the tokens-per-minute limit before the answer."""
         ...
 
 
-def given_fields(request: object, names: tuple[str, ...]) -> dict[str, Any]:
-    """The fields ``names`` of ``request`` that are not ``None``, for a JSON body (tuples
-    as lists): the server's defaults stand for the others."""
-    body: dict[str, Any] = {}
-    for name in names:
-        value = getattr(request, name)
-        if value is not None:
-            body[name] = list(value) if isinstance(value, tuple) else value
-    return body
+class Endpoint(Protocol[Q_contra, A]):
+    """One request kind: ``POST path`` with a JSON body, answered with JSON.
+
+    Attributes:
+        operation: what it does, as the GenAI conventions name it (``"chat"``,
+            ``"embeddings"``): its spans' and metrics' ``gen_ai.operation.name``.
+        path: the path under the base URL.
+        model: the model of a request that names none (the client's default for it).
+        token_types: the token counts its usage holds (``gen_ai.token.type``).
+    """
+
+    @property
+    def operation(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def token_types(self) -> tuple[str, ...]: ...
+
+    def encode(self, request: Q_contra) -> bytes:
+        """The request's body (an :class:`InvalidRequestError` here: nothing is sent)."""
+        ...
+
+    def parser(self, request: Q_contra) -> Callable[[object, str | None], A]:
+        """The parser of one answer to ``request`` (``APIResponseValidationError``, or an
+        ``AttemptFailure`` that classifies what is wrong with it)."""
+        ...
+
+    def usage(self, answer: A) -> Tokens | None:
+        """The usage the answer reports (``None``: it reports none)."""
+        ...
+
+    def request_attributes(self, request: Q_contra) -> Iterator[tuple[str, Any]]:
+        """Telemetry: the request's span attributes beyond the model."""
+        ...
+
+    def answer_attributes(self, answer: Any) -> Iterator[tuple[str, Any]]:
+        """Telemetry: the answer's span attributes (``gen_ai.response.model``...)."""
+        ...
+
+    def content_attributes(self, request: Q_contra, answer: Any) -> Iterator[tuple[str, str]]:
+        """Telemetry, opt-in only (user data): what was sent and received."""
+        ...
 
 
-def check_text(name: str, value: object) -> str:
-    """``value`` as a non-empty string, or :class:`InvalidRequestError` naming it."""
-    if not isinstance(value, str) or not value:
-        raise InvalidRequestError(f"{name} must be a non-empty string, got {value!r:.200}")
-    return value
+class Sender:
+    """The one send path of plain requests: any endpoint's request, on the engine."""
 
+    __slots__ = ("engine", "http")
 
-def _bad(what: str, data: object, request_id: str | None) -> APIResponseValidationError:
-    return APIResponseValidationError(what[:300], body=data, request_id=request_id)
+    def __init__(self, engine: Engine, http: HTTP) -> None:
+        self.engine = engine
+        self.http = http
 
+    def send(
+        self,
+        endpoint: Endpoint[Q, A],
+        request: Q,
+        plan: Plan,
+        history: list[Attempt] | None = None,
+    ) -> Awaitable[A]:
+        """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
+        ex = self.http.prepare(
+            "POST", endpoint.path, body=endpoint.encode(request), key=plan.key,
+            timeouts=plan.timeouts,
+        )  # fmt: skip
+        return self.fetch(ex, plan, endpoint.parser(request), endpoint.usage, history)
 
-def obj(data: object, what: str, request_id: str | None, whole: object = None) -> Mapping[str, Any]:
-    """``data`` as a JSON object, or the error naming ``what``."""
-    if not isinstance(data, dict):
-        raise _bad(
-            f"{what} is not a JSON object: {data!r}",
-            whole if whole is not None else data,
-            request_id,
-        )
-    return data
-
-
-def req_list(data: Mapping[str, Any], key: str, what: str, request_id: str | None) -> list[Any]:
-    """``data[key]``, which must be a list."""
-    value = data.get(key)
-    if not isinstance(value, list):
-        raise _bad(f"{what} has no {key!r} list", data, request_id)
-    return value
-
-
-def opt_str(data: Mapping[str, Any], key: str) -> str | None:
-    """``data[key]`` as a string (a number is written out), ``None`` when absent."""
-    value = data.get(key)
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return str(value)
-    return None
-
-
-def opt_int(data: Mapping[str, Any], key: str) -> int | None:
-    """``data[key]`` as an int (a digit string too), ``None`` when absent or not one."""
-    value = data.get(key)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
-def opt_number(data: Mapping[str, Any], key: str) -> float | None:
-    """``data[key]`` as a float, ``None`` when absent or not a number."""
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def int_list(name: str, values: object) -> tuple[int, ...] | None:
-    """A list of ids (ints) as a tuple; ``None`` stays ``None``."""
-    if values is None:
-        return None
-    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
-        raise InvalidRequestError(f"{name} must be a list of integers, got {values!r:.200}")
-    out = tuple(values)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
-        raise InvalidRequestError(f"{name} must be a list of integers, got {values!r:.200}")
-    return out
+    def fetch(
+        self,
+        ex: Exchange,
+        plan: Plan,
+        parse: Callable[[object, str | None], T],
+        usage: Callable[[T], Tokens | None] = lambda _: None,
+        history: list[Attempt] | None = None,
+    ) -> Awaitable[T]:
+        """A plain JSON exchange on the attempt engine (``usage``: what it cost): the
+        engine's coroutine, not one of its own (one frame less on every request's way)."""
+        attempt = functools.partial(self.http.fetch_json, ex, parse)
+        return self.engine.call(plan, history).run(attempt, usage=usage)

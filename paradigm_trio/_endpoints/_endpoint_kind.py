@@ -77,6 +77,8 @@ class EndpointStream(ResultStream[EndpointResult]):
 class EndpointKind:
     """Any endpoint: one request per unit, one :class:`EndpointResult` per item."""
 
+    operation = "requests"
+
     def __init__(self, send_one: SendOne[Any, Any], make: Make, usage: UsageOf) -> None:
         self.send_one = send_one
         self.make = make

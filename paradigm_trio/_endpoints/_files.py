@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import APIResponseValidationError, InvalidRequestError
-from ._endpoint import obj, opt_int, opt_str
+from ._json_endpoint import obj, opt_int, opt_str
 from ._models import check_custom_id
 
 __all__ = [
@@ -165,6 +165,11 @@ class FileUpload:
         form = dict(fields.pop("fields", {}))
         form.update(fields)
         return cls(path=text, size=size, fields=form, **known)
+
+    @property
+    def model(self) -> None:
+        """``None``: an upload names no model."""
+        return None
 
     @property
     def endpoint(self) -> str:

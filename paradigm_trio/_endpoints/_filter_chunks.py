@@ -15,7 +15,7 @@ from typing import Any
 
 from .._errors import InvalidRequestError
 from ._completion import Usage
-from ._endpoint import check_text, obj, opt_str
+from ._json_endpoint import check_text, obj, opt_str
 from ._models import check_custom_id, check_model, checked_extra, encode_json
 from ._query import QueryResult, check_n, parse_chunks
 

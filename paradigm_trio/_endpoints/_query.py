@@ -15,7 +15,7 @@ from typing import Any
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
-from ._endpoint import check_text, obj, opt_number, opt_str, req_list
+from ._json_endpoint import check_text, obj, opt_number, opt_str, req_list
 from ._models import check_custom_id, checked_extra, encode_json
 
 __all__ = ["Chunk", "QueryRequest", "QueryResult", "check_n", "parse_chunks"]
@@ -129,6 +129,11 @@ class QueryRequest:
         check_custom_id(self.custom_id)
         object.__setattr__(self, "extra", checked_extra(self.extra, _MODELLED))
         encode_json(self.to_body(""))
+
+    @property
+    def model(self) -> None:
+        """``None``: ``/query`` takes no model (the server's retriever)."""
+        return None
 
     @property
     def queries(self) -> tuple[str, ...]:

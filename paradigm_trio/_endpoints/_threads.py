@@ -17,7 +17,7 @@ from typing import Any
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
-from ._endpoint import check_text, given_fields, int_list, obj, opt_str
+from ._json_endpoint import check_text, given_fields, int_list, obj, opt_str
 from ._models import check_custom_id, checked_extra, encode_json
 
 __all__ = ["Turn", "TurnRequest"]
@@ -138,6 +138,11 @@ class TurnRequest:
         check_custom_id(self.custom_id)
         object.__setattr__(self, "extra", checked_extra(self.extra, _MODELLED))
         encode_json(self.to_body(""))
+
+    @property
+    def model(self) -> str | None:
+        """``ml_model``."""
+        return self.ml_model
 
     def to_body(self, default_model: str) -> dict[str, Any]:
         """The JSON body: the fields given (the agent's settings stand for the others)."""

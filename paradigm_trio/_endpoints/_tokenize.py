@@ -20,7 +20,7 @@ from typing import Any
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
-from ._endpoint import check_text, obj, opt_str
+from ._json_endpoint import check_text, obj, opt_str
 from ._models import ChatRequest, check_custom_id, check_model, checked_extra, encode_json
 
 __all__ = ["TokenCount", "TokenizeRequest"]
