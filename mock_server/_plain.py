@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Answer",
+    "EventStream",
     "PlainRequest",
     "bad",
     "int_list",
@@ -37,12 +38,24 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class EventStream:
+    """A streamed answer: its SSE events (``data: [DONE]`` last), the content chunks of
+    each choice among them (a token each), and the id a ``malformed`` fault breaks."""
+
+    events: tuple[bytes, ...]
+    pieces: tuple[int, ...]
+    stream_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
-    """The answer to a plain request: JSON body, HTTP status, completion tokens to log."""
+    """The answer to a plain request: JSON body, HTTP status, completion tokens to log;
+    or, with ``stream``, Server-Sent Events (``body`` unused)."""
 
     body: Any
     status: int = 200
     completion_tokens: int | None = None
+    stream: EventStream | None = None
 
 
 class PlainRequest(Protocol):
