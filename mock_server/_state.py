@@ -28,15 +28,17 @@ __all__ = ["MockState", "MockStats", "RequestRecord"]
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RequestRecord:
-    """One chat completion or embeddings request as the server saw it.
+    """One API request (chat, embeddings, or one of Paradigm's own routes) as the server
+    saw it.
 
     Attributes:
         key: The request key: the ``Idempotency-Key`` header, else
-            ``"body-"`` + a hash of the raw body.
+            ``"body-"`` + a hash of the raw body (of ``"METHOD /path?query"`` for a
+            ``GET`` or ``DELETE`` without a body).
         attempt: How many times the key had been seen, this request included
             (1-based; reset by ``reset()``).
         path: The request path (``/api/v2/chat/completions``, ``/api/v2/embeddings``,
-            or the same under ``/v1``).
+            ``/api/v2/files/3``..., or the same under ``/v1``; ``/api/v3/threads/turns``).
         arrival: ``trio.current_time()`` of the server when the request arrived.
         finish: ``trio.current_time()`` when the server was done with it (response
             sent, connection aborted, or client gone), ``None`` while in flight.
@@ -50,7 +52,8 @@ class RequestRecord:
             is ever sent (hang, reset, close) or not yet decided.
         disconnected: True if the client went away before the server finished.
         stream: Whether the request asked for ``"stream": true``.
-        model: The requested model (``None`` if the body was invalid).
+        model: The requested model (``None`` if the body was invalid, or for a request
+            without one, such as the files routes).
         prompt_tokens: Prompt tokens by the documented approximation (``None`` if
             the body was invalid).
         completion_tokens: Completion tokens of the reply actually produced
@@ -78,8 +81,7 @@ class RequestRecord:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MockStats:
-    """Counters of chat completion and embeddings requests since start or the last
-    ``reset()``.
+    """Counters of API requests since start or the last ``reset()``.
 
     Attributes:
         total: Requests received.
@@ -292,16 +294,16 @@ class MockState:
     def metrics(self) -> str:
         """The counters in Prometheus text exposition format."""
         lines = [
-            "# HELP mock_requests_total Chat completion requests received.",
+            "# HELP mock_requests_total API requests received.",
             "# TYPE mock_requests_total counter",
             f"mock_requests_total {self._total}",
-            "# HELP mock_responses_total Chat completion requests by outcome.",
+            "# HELP mock_responses_total API requests by outcome.",
             "# TYPE mock_responses_total counter",
         ]
         for outcome, count in sorted(self._by_outcome.items()):
             lines.append(f'mock_responses_total{{outcome="{outcome}"}} {count}')
         lines += [
-            "# HELP mock_requests_in_flight Chat completion requests in flight.",
+            "# HELP mock_requests_in_flight API requests in flight.",
             "# TYPE mock_requests_in_flight gauge",
             f"mock_requests_in_flight {self._in_flight}",
             "# HELP mock_requests_max_in_flight Highest number of requests in flight.",
