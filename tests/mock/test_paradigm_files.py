@@ -294,3 +294,14 @@ async def test_a_client_request_on_a_missing_route_is_an_envelope() -> None:
     async with paradigm() as (_, client):
         response = await client.get("/files/abc")
     assert_error_envelope(response, 404, "not_found")
+
+
+async def test_an_empty_file_is_stored_with_no_chunks() -> None:
+    async with paradigm() as (server, client):
+        response = await upload(client, "empty.txt", b"")
+        found = await client.post("/query", json={"query": "anything"})
+        [summary] = server.files()
+    assert response.status_code == 201
+    assert response.json()["bytes"] == 0
+    assert (summary["chunks"], summary["total_pages"]) == (0, 1)
+    assert found.json() == [{"query": "anything", "chunks": []}]
