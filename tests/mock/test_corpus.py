@@ -74,3 +74,24 @@ def test_an_empty_file_has_no_chunks_and_one_page() -> None:
     stored = FileStore().add(_file("", 5, 0), seed=0, created_at=0, ready_at=0.0)
     assert stored.chunks == ()
     assert stored.total_pages == 1
+
+
+def test_store_status_follows_the_clock_it_is_given() -> None:
+    store = FileStore()
+    stored = store.add(_file("one two three four five", 3, 1), seed=0, created_at=0, ready_at=10.0)
+    assert [stored.status(now) for now in (0.0, 9.999, 10.0, 50.0)] == [
+        "pending",
+        "pending",
+        "embedded",
+        "embedded",
+    ]
+    assert store.embedded_chunks([stored], 9.0) == []
+    assert [c.text for c in store.embedded_chunks([stored], 10.0)] == [
+        "one two three",
+        "three four five",
+    ]
+    assert store.chunk(stored.chunks[0].uuid, 9.0) is None
+    assert store.chunk(stored.chunks[0].uuid, 10.0) == stored.chunks[0]
+    assert store.delete(stored.id)
+    assert not store.delete(stored.id)
+    assert store.chunk(stored.chunks[0].uuid, 10.0) is None
