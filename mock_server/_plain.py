@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._content import RequestError
-from ._content import _json_object as load_object
-from ._content import _type_name as type_name
+from ._content import RequestError, type_name
+from ._content import json_object as load_object
 
 if TYPE_CHECKING:
     from ._state import MockState

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from ._content import ChatRequest, Reply, _messages, count_prompt_tokens, make_reply
+from ._content import ChatRequest, Reply, check_messages, count_prompt_tokens, make_reply
 from ._determinism import digest
 from ._plain import (
     Answer,
@@ -114,7 +114,7 @@ def parse_tokenize(body: bytes, *, models: tuple[str, ...] | None) -> TokenizeRe
             "messages",
         )
     if has_messages:
-        messages = _messages(data)
+        messages = check_messages(data)
         count = tokenize_count(messages=messages)
         canonical = json.dumps([model, messages], sort_keys=True, ensure_ascii=False)
     else:
