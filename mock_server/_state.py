@@ -12,7 +12,7 @@ import collections
 import math
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -89,6 +89,8 @@ class MockStats:
         in_flight: Requests arrived and not finished right now.
         max_in_flight: Highest ``in_flight`` seen.
         disconnects: Requests whose client went away before the server finished.
+        by_path: Requests received per path (``/api/v2/tokenize``, ``/v1/files/3``...):
+            a test can see, say, that no chat request reached the mock.
     """
 
     total: int
@@ -96,6 +98,7 @@ class MockStats:
     in_flight: int
     max_in_flight: int
     disconnects: int
+    by_path: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +107,7 @@ class MockStats:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "disconnects": self.disconnects,
+            "by_path": dict(self.by_path),
         }
 
 
@@ -172,6 +176,7 @@ class MockState:
         self._attempts: dict[str, int] = {}
         self._scripts: dict[str, collections.deque[Fault]] = {}
         self._by_outcome: collections.Counter[str] = collections.Counter()
+        self._by_path: collections.Counter[str] = collections.Counter()
         self._total = 0
         self._in_flight = 0
         self._max_in_flight = 0
@@ -246,6 +251,7 @@ class MockState:
         self._attempts.clear()
         self._scripts.clear()
         self._by_outcome.clear()
+        self._by_path.clear()
         self._total = 0
         self._max_in_flight = self._in_flight
         self._disconnects = 0
@@ -277,6 +283,7 @@ class MockState:
         return MockStats(
             total=self._total,
             by_outcome=MappingProxyType(dict(self._by_outcome)),
+            by_path=MappingProxyType(dict(self._by_path)),
             in_flight=self._in_flight,
             max_in_flight=self._max_in_flight,
             disconnects=self._disconnects,
@@ -334,6 +341,7 @@ class MockState:
             generation=self._generation,
         )
         self._total += 1
+        self._by_path[path] += 1
         self._in_flight += 1
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
         self._log.append(entry)

@@ -83,6 +83,7 @@ async def test_scripted_faults_by_key_then_success(
     assert all(r.finish is not None for r in records)
     assert stats.total == 3
     assert dict(stats.by_outcome) == {"503": 1, "500": 1, "ok": 1}
+    assert dict(stats.by_path) == {route[1]: 3}
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=IDS)
