@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._errors import APIResponseValidationError, StructuredOutputError
+from .._errors import APIResponseValidationError, AttemptFailure, StructuredOutputError
 from ._logprobs import ChoiceLogprobs, parse_logprobs
-from ._structured import InvalidOutputs, OutputSchema
+from ._structured import OutputSchema
 from ._tools import ToolCall, parse_tool_calls
 
 __all__ = [
@@ -221,31 +221,28 @@ _FROM_JSON = ChatCompletion.from_json  # (bound once, not per request)
 
 
 def completion_parser(
-    output: OutputSchema | None, retries: int
+    output: OutputSchema | None,
 ) -> Callable[[object, str | None], ChatCompletion]:
     """The parser of a chat answer: with ``output``, it also parses and validates the
-    answer (an answer that does not match is an ``"invalid_output"`` failure, retried
-    ``retries`` times at most)."""
+    answer (an answer that does not match is an ``"invalid_output"`` failure, which the
+    engine retries as ``RetryPolicy.invalid_output_retries`` allows)."""
     if output is None:
         return _FROM_JSON
-    invalid = InvalidOutputs(retries)
 
     def parse(data: object, request_id: str | None) -> ChatCompletion:
-        return checked_output(ChatCompletion.from_json(data, request_id), output, invalid)
+        return checked_output(ChatCompletion.from_json(data, request_id), output)
 
     return parse
 
 
-def checked_output(
-    completion: ChatCompletion, output: OutputSchema | None, invalid: InvalidOutputs
-) -> ChatCompletion:
+def checked_output(completion: ChatCompletion, output: OutputSchema | None) -> ChatCompletion:
     """``completion`` parsed by ``output`` (when given), or raise the attempt's failure."""
     if output is None:
         return completion
     try:
         return completion.with_parsed(output)
     except StructuredOutputError as err:
-        raise invalid.failure(err) from None
+        raise AttemptFailure(err, "invalid_output") from None
 
 
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")

@@ -26,7 +26,7 @@ from typing import Final, Self
 
 import trio
 
-from .._config import RetryPolicy, Timeouts
+from .._config import Timeouts
 from .._engine._attempts import Attempting, Call, Engine, Plan
 from .._errors import (
     APIError,
@@ -39,12 +39,10 @@ from .._http._http import HTTP, Exchange
 from ._chunks import StreamReader
 from ._completion import ChatCompletion, ChatCompletionChunk, checked_output, usage_of
 from ._models import ChatRequest
-from ._structured import InvalidOutputs
 
 __all__ = ["ChatStream", "Streamer"]
 
 _NOT_RETRIED: Final = "not retried: the stream had already delivered chunks to the caller"
-_FINAL: Final = InvalidOutputs(0)
 """A streamed answer that does not match ``output=`` is final: it was handed out."""
 
 # --------------------------------------------------------------------------- attempts
@@ -80,7 +78,7 @@ class Streamer:
         reader: StreamReader | None = None
         try:
             with trio.move_on_at(deadline):
-                reader = await self._start(ex, plan.retry, current)
+                reader = await self._start(ex, current)
                 await reader.next_chunk()
                 if reader.chunks:
                     current.first_chunk = trio.current_time()
@@ -91,15 +89,15 @@ class Streamer:
                 await reader.close()
             raise
 
-    async def _start(self, ex: Exchange, retry: RetryPolicy, current: Attempting) -> StreamReader:
+    async def _start(self, ex: Exchange, current: Attempting) -> StreamReader:
         http = self.http
-        response = await http.send(ex, retry)
+        response = await http.send(ex)
         status = response.status_code
         current.responded(status, http.request_id(response), response.headers)
         if not 200 <= status < 300:
-            await http.read(response, retry)
-            raise http.status_failure(response, retry)
-        reader = StreamReader(http, retry, response)
+            await http.read(response)
+            raise http.status_failure(response)
+        reader = StreamReader(http, response)
         current.progress = reader.progress
         content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if content_type != "text/event-stream":
@@ -123,7 +121,6 @@ class Streamer:
         ``Idempotency-Key``; nothing was handed out, so nothing is lost or repeated.
         """
         ex = self.prepare(request, plan.key, plan.timeouts)
-        invalid = InvalidOutputs(plan.retry.invalid_output_retries)
 
         async def attempt(current: Attempting) -> ChatCompletion:
             reader = await self.open(ex, plan, current)
@@ -136,7 +133,7 @@ class Streamer:
                 self.engine.ledger.stream_ended_without_done(
                     plan.custom_id, plan.key, current.number, reader.broken
                 )
-            return checked_output(reader.completion(), request.output, invalid)
+            return checked_output(reader.completion(), request.output)
 
         call = self.engine.call(plan, history)
         return await call.run(attempt, usage=usage_of)
@@ -167,7 +164,7 @@ def _first_timeout(plan: Plan, which: TimeoutKind, reader: StreamReader | None) 
         else " (no response)"
     )
     error = APITimeoutError(f"no chunk within {limit}{got}", which=which)
-    return AttemptFailure(error, "timeout", plan.retry.retry_connection_errors)
+    return AttemptFailure(error, "timeout")
 
 
 # --------------------------------------------------------------------------- ChatStream
@@ -353,7 +350,7 @@ class ChatStream:
                 await reader.next_chunk()
             if scope.cancelled_caught:
                 if silence > call.deadline:
-                    raise AttemptFailure(call.deadline_error(), "timeout", False)
+                    raise AttemptFailure(call.deadline_error(), "timeout", final=True)
                 raise reader.silent(read)
         except AttemptFailure as failure:
             self._move(_State.FAILED)
@@ -365,7 +362,7 @@ class ChatStream:
 
     async def _succeed(self, reader: StreamReader) -> None:
         try:
-            completion = checked_output(reader.completion(), self.request.output, _FINAL)
+            completion = checked_output(reader.completion(), self.request.output)
         except AttemptFailure as failure:
             self._move(_State.FAILED)
             try:

@@ -24,10 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .._errors import AttemptFailure, InvalidRequestError, StructuredOutputError
+from .._errors import InvalidRequestError, StructuredOutputError
 from ._tools import json_schema_of
 
-__all__ = ["InvalidOutputs", "OutputForm", "OutputSchema"]
+__all__ = ["OutputForm", "OutputSchema"]
 
 OutputForm = Literal["response_format", "guided_json"]
 
@@ -182,18 +182,3 @@ class OutputSchema:
                 raw=text,
                 errors=errors,
             ) from None
-
-
-class InvalidOutputs:
-    """Counts a request's answers that did not parse or validate, and classifies each as
-    a failure: retried while ``RetryPolicy.invalid_output_retries`` allows."""
-
-    __slots__ = ("left",)
-
-    def __init__(self, retries: int) -> None:
-        self.left = retries
-
-    def failure(self, error: StructuredOutputError) -> AttemptFailure:
-        retryable = self.left > 0
-        self.left -= 1
-        return AttemptFailure(error, "invalid_output", retryable)
