@@ -42,7 +42,7 @@ def applies(kind: str, parsed: object) -> bool:
     """Whether a fault drawn applies to this request (else it is served normally)."""
     chat = parsed if isinstance(parsed, ChatRequest) else None
     if kind in STREAM_FAULT_KINDS:
-        return chat is not None and chat.stream
+        return getattr(parsed, "stream", False) is True
     if kind == "invalid_output":
         return chat is not None and chat.options.structured
     if kind == "tool_call_malformed":

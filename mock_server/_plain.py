@@ -13,15 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._content import RequestError
-from ._content import _json_object as load_object
-from ._content import _type_name as type_name
+from ._content import RequestError, type_name
+from ._content import json_object as load_object
 
 if TYPE_CHECKING:
     from ._state import MockState
 
 __all__ = [
     "Answer",
+    "EventStream",
     "PlainRequest",
     "bad",
     "int_list",
@@ -37,12 +37,24 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class EventStream:
+    """A streamed answer: its SSE events (``data: [DONE]`` last), the content chunks of
+    each choice among them (a token each), and the id a ``malformed`` fault breaks."""
+
+    events: tuple[bytes, ...]
+    pieces: tuple[int, ...]
+    stream_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
-    """The answer to a plain request: JSON body, HTTP status, completion tokens to log."""
+    """The answer to a plain request: JSON body, HTTP status, completion tokens to log;
+    or, with ``stream``, Server-Sent Events (``body`` unused)."""
 
     body: Any
     status: int = 200
     completion_tokens: int | None = None
+    stream: EventStream | None = None
 
 
 class PlainRequest(Protocol):

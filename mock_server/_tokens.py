@@ -1,5 +1,5 @@
 """``POST /tokenize`` and the legacy ``POST /completions``: the mock's tokenizer and text
-completions (not streamed).
+completions (streamed as Server-Sent Events with ``stream: true``).
 
 The mock's tokenizer (the same counts as the chat route's ``usage.prompt_tokens``):
 
@@ -20,10 +20,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from ._content import ChatRequest, _messages, count_prompt_tokens, make_reply
+from ._content import ChatRequest, Reply, check_messages, count_prompt_tokens, make_reply
 from ._determinism import digest
 from ._plain import (
     Answer,
+    EventStream,
     bad,
     load_object,
     model_field,
@@ -113,7 +114,7 @@ def parse_tokenize(body: bytes, *, models: tuple[str, ...] | None) -> TokenizeRe
             "messages",
         )
     if has_messages:
-        messages = _messages(data)
+        messages = check_messages(data)
         count = tokenize_count(messages=messages)
         canonical = json.dumps([model, messages], sort_keys=True, ensure_ascii=False)
     else:
@@ -131,8 +132,29 @@ class CompletionRequest:
     max_tokens: int | None
     n: int
     echo: bool
+    stream: bool
     prompt_tokens: int
     quota_tokens: int
+
+    def _chunk(self, head: dict[str, Any], index: int, text: str, finish: str | None) -> bytes:
+        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+        chunk = {**head, "choices": [choice]}
+        return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+
+    def _stream(self, head: dict[str, Any], replies: list[Reply]) -> EventStream:
+        """A chunk per piece (choices in turn; ``echo`` puts the prompt before the
+        first), a finish chunk per choice, then ``[DONE]``."""
+        events = []
+        for position in range(max(len(reply.pieces) for reply in replies)):
+            for index, reply in enumerate(replies):
+                if position < len(reply.pieces):
+                    lead = self.prompt if self.echo and position == 0 else ""
+                    events.append(self._chunk(head, index, lead + reply.pieces[position], None))
+        for index, reply in enumerate(replies):
+            events.append(self._chunk(head, index, "", reply.finish_reason))
+        events.append(b"data: [DONE]\n\n")
+        pieces = tuple(len(reply.pieces) for reply in replies)
+        return EventStream(tuple(events), pieces, head["id"])
 
     def answer(self, state: MockState) -> Answer:
         config = state.config
@@ -147,11 +169,16 @@ class CompletionRequest:
         replies = [make_reply(config.seed, chat, config.reply_tokens, i) for i in range(self.n)]
         completion = sum(len(reply.pieces) for reply in replies)
         canonical = json.dumps([self.model, self.prompt, self.n, self.max_tokens])
-        body = {
+        head = {
             "id": "cmpl-" + digest(config.seed, "completion", canonical).hex()[:29],
             "object": "text_completion",
             "created": int(time.time()),
             "model": self.model,
+        }
+        if self.stream:
+            return Answer(None, completion_tokens=completion, stream=self._stream(head, replies))
+        body = {
+            **head,
             "choices": [
                 {
                     "index": index,
@@ -203,17 +230,11 @@ def _check_stop(data: dict[str, Any]) -> None:
 def parse_completion(
     body: bytes, *, models: tuple[str, ...] | None, default_max_tokens: int
 ) -> CompletionRequest:
-    """A legacy completion request; ``stream: true`` is refused (not served by the mock)."""
+    """A legacy completion request (streamed with ``stream: true``)."""
     data = load_object(body)
     model = _model(data, models)
     prompt = optional_str(data, "prompt") or ""
-    if optional_bool(data, "stream"):
-        raise bad(
-            "This mock does not stream legacy completions: use 'stream': false, or "
-            "/chat/completions.",
-            "stream",
-            "unsupported_by_mock",
-        )
+    stream = bool(optional_bool(data, "stream"))
     max_tokens = optional_int(data, "max_tokens", minimum=1)
     n = optional_int(data, "n", minimum=1, maximum=_MAX_N) or 1
     _check_numbers(data)
@@ -227,6 +248,7 @@ def parse_completion(
         max_tokens=max_tokens,
         n=n,
         echo=echo,
+        stream=stream,
         prompt_tokens=prompt_tokens,
         quota_tokens=prompt_tokens + limit,
     )

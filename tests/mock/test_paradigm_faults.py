@@ -83,6 +83,7 @@ async def test_scripted_faults_by_key_then_success(
     assert all(r.finish is not None for r in records)
     assert stats.total == 3
     assert dict(stats.by_outcome) == {"503": 1, "500": 1, "ok": 1}
+    assert dict(stats.by_path) == {route[1]: 3}
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=IDS)
@@ -171,3 +172,16 @@ async def test_every_route_needs_the_key_when_one_is_set() -> None:
         assert server.files() == []
     for answer in answers:
         assert_error_envelope(answer, 401, "invalid_api_key")
+
+
+async def test_latency_delays_every_route() -> None:
+    async with paradigm(latency=ms.Latency.fixed(0.05)) as (server, client):
+        chunk = await _prepare(client)
+        server.reset()
+        for route in ROUTES:
+            await _send(client, server.root_url, route, chunk)
+        records = server.requests()
+    assert len(records) == len(ROUTES)
+    for record in records:
+        assert record.finish is not None
+        assert record.finish - record.arrival >= 0.05, record.path

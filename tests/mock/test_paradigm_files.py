@@ -12,7 +12,7 @@ import pytest
 import trio
 
 import mock_server as ms
-from mock_server._corpus import INDEXED_CHARS, FileStore, NewFile
+from mock_server._corpus import INDEXED_CHARS
 
 from . import _paradigm_reference as ref
 from ._helpers import assert_error_envelope
@@ -110,42 +110,6 @@ async def test_status_is_pending_until_the_processing_time_has_passed() -> None:
     assert found.json() == [{"query": "cats", "chunks": []}]
     assert quick.json()["status"] == "embedded"
     assert [f["status"] for f in server.files()] == ["pending", "embedded"]
-
-
-def _new_file(text: str) -> NewFile:
-    return NewFile(
-        filename="f.txt",
-        title=None,
-        size=len(text),
-        sha256="",
-        text=text,
-        collection=None,
-        collection_type=None,
-        workspace_id=None,
-        chunk_size=3,
-        chunk_overlap=1,
-    )
-
-
-def test_store_status_follows_the_clock_it_is_given() -> None:
-    store = FileStore()
-    stored = store.add(_new_file("one two three four five"), seed=0, created_at=0, ready_at=10.0)
-    assert [stored.status(now) for now in (0.0, 9.999, 10.0, 50.0)] == [
-        "pending",
-        "pending",
-        "embedded",
-        "embedded",
-    ]
-    assert store.embedded_chunks([stored], 9.0) == []
-    assert [c.text for c in store.embedded_chunks([stored], 10.0)] == [
-        "one two three",
-        "three four five",
-    ]
-    assert store.chunk(stored.chunks[0].uuid, 9.0) is None
-    assert store.chunk(stored.chunks[0].uuid, 10.0) == stored.chunks[0]
-    assert store.delete(stored.id)
-    assert not store.delete(stored.id)
-    assert store.chunk(stored.chunks[0].uuid, 10.0) is None
 
 
 async def test_processing_happens_on_the_servers_clock() -> None:
@@ -294,3 +258,14 @@ async def test_a_client_request_on_a_missing_route_is_an_envelope() -> None:
     async with paradigm() as (_, client):
         response = await client.get("/files/abc")
     assert_error_envelope(response, 404, "not_found")
+
+
+async def test_an_empty_file_is_stored_with_no_chunks() -> None:
+    async with paradigm() as (server, client):
+        response = await upload(client, "empty.txt", b"")
+        found = await client.post("/query", json={"query": "anything"})
+        [summary] = server.files()
+    assert response.status_code == 201
+    assert response.json()["bytes"] == 0
+    assert (summary["chunks"], summary["total_pages"]) == (0, 1)
+    assert found.json() == [{"query": "anything", "chunks": []}]

@@ -3,16 +3,18 @@ option that refuses embedding lists."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+import httpx2
 import pytest
 
 import mock_server as ms
 from mock_server._cli import build_parser, config_from_args
 
 from . import _paradigm_reference as ref
-from ._helpers import assert_error_envelope, chat_body
+from ._helpers import assert_error_envelope, chat_body, keyed, parse_sse
 from ._paradigm import paradigm
 
 pytestmark = pytest.mark.anyio
@@ -46,6 +48,63 @@ async def test_tokenize_counts_as_documented_with_the_reference_shape() -> None:
     assert again.json() == prompt.json()  # the id too: a function of seed and input
     record = server.requests()[0]
     assert (record.prompt_tokens, record.model) == (3, "alfred-4")
+
+
+async def test_legacy_completions_stream_the_same_text() -> None:
+    body = {"model": "alfred-4.2", "prompt": "Once upon", "n": 2, "echo": True}
+    async with paradigm() as (server, client):
+        whole = (await client.post("/completions", json=body)).json()
+        streamed = await client.post("/completions", json={**body, "stream": True})
+        [_, record] = server.requests()
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(streamed.text)
+    assert events[-1] == (None, "[DONE]")
+    chunks = [json.loads(data) for _, data in events[:-1]]
+    texts = ["", ""]
+    finishes = [None, None]
+    for chunk in chunks:
+        assert chunk["object"] == "text_completion"
+        assert chunk["id"] == whole["id"]
+        [choice] = chunk["choices"]
+        texts[choice["index"]] += choice["text"]
+        finishes[choice["index"]] = choice["finish_reason"] or finishes[choice["index"]]
+    assert texts == [c["text"] for c in whole["choices"]]
+    assert finishes == [c["finish_reason"] for c in whole["choices"]]
+    assert record.stream is True
+    assert record.completion_tokens == whole["usage"]["completion_tokens"]
+
+
+@pytest.mark.parametrize("kind", ["stream_no_done", "stream_error", "malformed"])
+async def test_stream_faults_break_a_streamed_completion(kind: str) -> None:
+    body = {"model": "alfred-4.2", "prompt": "Once upon a time", "stream": True}
+    async with paradigm() as (server, client):
+        server.script("s", [kind])
+        broken = await client.post("/completions", json=body, headers=keyed("s"))
+        plain = await client.post("/completions", json={**body, "stream": False})
+        [record, _] = server.requests()
+    events = parse_sse(broken.text)
+    assert record.outcome == kind
+    if kind == "stream_no_done":
+        assert events[-1][1] != "[DONE]"
+        assert json.loads(events[-1][1])["choices"][0]["finish_reason"] is not None
+    elif kind == "stream_error":
+        assert events[-1][0] == "error"
+        assert json.loads(events[-1][1])["error"]["code"] == "stream_error"
+    else:
+        with pytest.raises(ValueError, match="Expecting"):
+            [json.loads(data) for _, data in events if data != "[DONE]"]
+    assert plain.status_code == 200  # a stream fault does not apply to a plain request
+
+
+async def test_a_cut_stream_closes_the_connection() -> None:
+    body = {"model": "alfred-4.2", "prompt": "Once upon a time", "stream": True}
+    async with paradigm() as (server, client):
+        server.script("c", ["stream_cut"])
+        with pytest.raises(httpx2.TransportError):
+            await client.post("/completions", json=body, headers=keyed("c"))
+        [record] = server.requests()
+    assert record.outcome == "stream_cut"
+    assert record.completion_tokens is not None
 
 
 @pytest.mark.parametrize(
@@ -107,7 +166,7 @@ async def test_legacy_completions() -> None:
     [
         ({"prompt": "x"}, "model", "missing_required_parameter"),
         ({"model": "m", "prompt": ["a"]}, "prompt", "invalid_type"),
-        ({"model": "m", "stream": True}, "stream", "unsupported_by_mock"),
+        ({"model": "m", "stream": "yes"}, "stream", "invalid_type"),
         ({"model": "m", "max_tokens": 0}, "max_tokens", "integer_below_min_value"),
         ({"model": "m", "temperature": 3}, "temperature", "invalid_value"),
         ({"model": "m", "stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_value"),
