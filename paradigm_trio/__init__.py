@@ -90,7 +90,10 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
+from ._frames import embeddings_array, results_frame
 from ._quota._redis_store import QuotaState, quota_state
+from ._sync import BatchInterrupted, SyncClient
+from ._sync_streams import SyncBatchStream, SyncChatStream
 from ._transport import TrioTransport, system_trust_store
 from ._version import __version__
 
@@ -106,6 +109,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
+    "BatchInterrupted",
     "BatchOptions",
     "BatchResult",
     "BatchResults",
@@ -184,6 +188,9 @@ __all__ = [
     "SourceDocument",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
+    "SyncBatchStream",
+    "SyncChatStream",
+    "SyncClient",
     "TextCompletion",
     "Timeouts",
     "TokenCount",
@@ -198,9 +205,11 @@ __all__ = [
     "Usage",
     "__version__",
     "check_connection",
+    "embeddings_array",
     "function_tool",
     "instrument",
     "quota_state",
+    "results_frame",
     "system_trust_store",
 ]
 
