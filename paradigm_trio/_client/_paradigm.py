@@ -121,7 +121,7 @@ class ParadigmMethods(ClientCore):
         :class:`EmbeddingRequest` :class:`Embeddings`, a :class:`TokenizeRequest` a
         :class:`TokenCount`, a :class:`QueryRequest` a list of :class:`QueryResult`, a
         :class:`FilterRequest` :class:`FilteredChunks`, a :class:`DocumentSearchRequest`
-        a :class:`DocumentAnswer`.  ``deadline`` is as for :meth:`send`.
+        a :class:`DocumentAnswer`.  ``deadline`` is as for :meth:`Client.send`.
         """
         _check_request(request)
         return await self._any(request, self._plan_for(request, retry, timeouts, deadline))
@@ -324,7 +324,7 @@ class ParadigmMethods(ClientCore):
         :class:`TokenizeRequest`, :class:`QueryRequest`, :class:`FilterRequest` or
         :class:`DocumentSearchRequest` (anything else is that item's
         :class:`InvalidRequestError`); ``result.value`` is what :meth:`request` returns.
-        The guarantees and keywords are those of :meth:`stream_batch` (the sampling
+        The guarantees and keywords are those of :meth:`Client.stream_batch` (the sampling
         keywords fill unset fields of chat requests only; ``stream`` is refused).
         """
         return self._run_endpoints(requests, _as_any, options, keywords)
@@ -336,7 +336,7 @@ class ParadigmMethods(ClientCore):
         options: BatchOptions | None = None,
         **keywords: Unpack[BatchKeywords],
     ) -> EndpointResults:
-        """:meth:`stream_requests`, its results in input order (an
+        """:meth:`Client.stream_requests`, its results in input order (an
         :class:`EndpointResults`, with ``.statistics``)."""
         return await self._collect(self.stream_requests(requests, options=options, **keywords))
 
@@ -353,7 +353,7 @@ class ParadigmMethods(ClientCore):
 
         Each item is what :meth:`tokenize` takes (a string, a list of messages, a
         :class:`ChatRequest` or a :class:`TokenizeRequest`); ``model`` fills the items'
-        unset model.  Other keywords as for :meth:`stream_batch`.
+        unset model.  Other keywords as for :meth:`Client.stream_batch`.
         """
         model = keywords.get("model") or (options.model if options is not None else None)
 
