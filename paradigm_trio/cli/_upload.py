@@ -12,7 +12,9 @@ line), and looks for those started but not confirmed among the server's document
 each file once.  The upload's ``Idempotency-Key`` derives from the content's hash too.
 
 The files are hashed and sent concurrently (``--concurrency``), under the client's rate
-limits; a file is read from disk as it is sent, never whole.
+limits; a file is read from disk as it is sent, never whole.  One run per output: a run
+holds the output's lock (``UPLOADED.jsonl.lock``, as ``batch`` does); another exits with
+code 2.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import trio
 import paradigm_trio as pt
 
 from ._atomic import replacing
+from ._lock import LockUnavailable, OutputLock
 from ._network import add_network_arguments, network_options
 
 __all__ = ["add_upload_parser", "run_upload"]
@@ -336,10 +339,17 @@ def run_upload(args: argparse.Namespace) -> int:
         return 2
     start = time.monotonic()
     journal_path = Path(str(output) + ".journal")
+    lock = OutputLock(output, getattr(args, "command_line", sys.argv[1:]))
     try:
-        state = State.read(output, journal_path)
-        with output.open("ab") as out, journal_path.open("ab") as journal:
-            run = trio.run(_run, args, paths, fields, state, out, journal)
+        lock.acquire()
+    except LockUnavailable as exc:  # another run uploads into this output
+        print(f"paradigm-trio upload: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with lock:
+            state = State.read(output, journal_path)
+            with output.open("ab") as out, journal_path.open("ab") as journal:
+                run = trio.run(_run, args, paths, fields, state, out, journal)
     except pt.ConfigurationError as exc:
         print(f"paradigm-trio upload: {exc} (or use --mock)", file=sys.stderr)
         return 2
