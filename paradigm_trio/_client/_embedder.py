@@ -244,13 +244,13 @@ class EmbeddingKind:
         *,
         pack_inputs: int,
         pack_tokens: int,
-        lists: EmbeddingLists,
+        lists: EmbeddingLists | None = None,
     ) -> None:
         self.send_one = send_one
         self.defaults = defaults
         self.pack_inputs = pack_inputs
         self.pack_tokens = pack_tokens
-        self.embedder = lists
+        self.lists = lists  # None: every model packs (no probe, nothing learnt)
 
     def request(self, item: object, index: int) -> EmbeddingRequest:
         try:
@@ -273,16 +273,19 @@ class EmbeddingKind:
         return item.custom_id if isinstance(item, EmbeddingRequest) else None
 
     def joins(self, unit: Sequence[EmbeddingRequest], request: EmbeddingRequest) -> bool:
-        if not self.embedder.packs(request.model):
+        if not self._packs(request.model):
             return False
         return joins(unit, request, max_inputs=self.pack_inputs, max_tokens=self.pack_tokens)
 
     def full(self, unit: Sequence[EmbeddingRequest]) -> bool:
-        if not self.embedder.packs(unit[0].model):
+        if not self._packs(unit[0].model):
             return True
         inputs = sum(len(r.inputs) for r in unit)
         tokens = sum(r.estimated_tokens() for r in unit)
         return inputs >= self.pack_inputs or tokens >= self.pack_tokens
+
+    def _packs(self, model: str | None) -> bool:
+        return self.lists is None or self.lists.packs(model)
 
     def units(self, items: int) -> int:
         # Each item is an input at least: ``pack_inputs`` items fill a pack.  (Items of
@@ -305,18 +308,18 @@ class EmbeddingKind:
         start = trio.current_time()
         model = requests[0].model
         inputs = sum(len(r.inputs) for r in requests)
-        probe = inputs > 1 and await self.embedder.probe(model)
-        if inputs > 1 and not self.embedder.packs(model):
+        probe = inputs > 1 and self.lists is not None and await self.lists.probe(model)
+        if inputs > 1 and not self._packs(model):
             return await self._one_by_one(unit, deadline, control, 0, start)
         merged = merge(requests)
         accepted = False
         try:
             answer, error, attempts, _ = await outcome_of(self.send_one, merged, deadline, control)
             accepted = answer is not None
-            refused = inputs > 1 and self.embedder.learn(model, error)
+            refused = inputs > 1 and self.lists is not None and self.lists.learn(model, error)
         finally:
-            if probe:
-                self.embedder.probed(model, accepted)
+            if probe and self.lists is not None:
+                self.lists.probed(model, accepted)
         if answer is not None:
             elapsed = trio.current_time() - start
             return [
@@ -344,7 +347,7 @@ class EmbeddingKind:
         results: list[EmbeddingResult | None] = [None] * len(unit)
 
         async def one(position: int, index: int, request: EmbeddingRequest) -> None:
-            if len(request.inputs) > 1 and not self.embedder.packs(request.model):
+            if len(request.inputs) > 1 and not self._packs(request.model):
                 answer, error, own = await self._singly(request, deadline, control)
             else:
                 answer, error, own, _ = await outcome_of(self.send_one, request, deadline, control)
