@@ -48,7 +48,7 @@ from ._endpoints._text_completion import CompletionRequest, TextCompletion
 from ._endpoints._threads import Turn, TurnRequest
 from ._endpoints._tokenize import TokenCount, TokenizeRequest
 from ._endpoints._tools import FunctionCall, ToolCall, function_tool
-from ._engine._batch_options import BatchOptions, BatchStatistics
+from ._engine._batch_options import DEFAULT_SYSTEMATIC_FAILURES, BatchOptions, BatchStatistics
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -61,6 +61,7 @@ from ._errors import (
     CertificateVerificationError,
     ConfigurationError,
     ConflictError,
+    Diagnosis,
     FileProcessingError,
     IncompleteStreamError,
     InternalServerError,
@@ -74,7 +75,9 @@ from ._errors import (
     RequestCancelled,
     ServerUnreachableError,
     StructuredOutputError,
+    SystematicFailureError,
     UnprocessableEntityError,
+    diagnose,
 )
 from ._events import (
     Attempt,
@@ -136,6 +139,8 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PACK_INPUTS",
     "DEFAULT_PACK_TOKENS",
+    "DEFAULT_SYSTEMATIC_FAILURES",
+    "Diagnosis",
     "DocumentAnswer",
     "DocumentSearchRequest",
     "Embedding",
@@ -191,6 +196,7 @@ __all__ = [
     "SyncBatchStream",
     "SyncChatStream",
     "SyncClient",
+    "SystematicFailureError",
     "TextCompletion",
     "Timeouts",
     "TokenCount",
@@ -205,6 +211,7 @@ __all__ = [
     "Usage",
     "__version__",
     "check_connection",
+    "diagnose",
     "embeddings_array",
     "function_tool",
     "instrument",
