@@ -34,7 +34,7 @@ from ._endpoints._models import ChatRequest
 from ._endpoints._streaming import ChatStream
 from ._endpoints._structured import OutputSchema
 from ._endpoints._tools import FunctionCall, ToolCall, function_tool
-from ._engine._batch_options import BatchOptions, BatchStatistics
+from ._engine._batch_options import DEFAULT_SYSTEMATIC_FAILURES, BatchOptions, BatchStatistics
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -47,6 +47,7 @@ from ._errors import (
     CertificateVerificationError,
     ConfigurationError,
     ConflictError,
+    Diagnosis,
     IncompleteStreamError,
     InternalServerError,
     InvalidRequestError,
@@ -59,7 +60,9 @@ from ._errors import (
     RequestCancelled,
     ServerUnreachableError,
     StructuredOutputError,
+    SystematicFailureError,
     UnprocessableEntityError,
+    diagnose,
 )
 from ._events import (
     Attempt,
@@ -118,6 +121,8 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PACK_INPUTS",
     "DEFAULT_PACK_TOKENS",
+    "DEFAULT_SYSTEMATIC_FAILURES",
+    "Diagnosis",
     "Embedding",
     "EmbeddingRequest",
     "EmbeddingResult",
@@ -155,6 +160,7 @@ __all__ = [
     "SyncBatchStream",
     "SyncChatStream",
     "SyncClient",
+    "SystematicFailureError",
     "Timeouts",
     "TokenLogprob",
     "ToolCall",
@@ -164,6 +170,7 @@ __all__ = [
     "Usage",
     "__version__",
     "check_connection",
+    "diagnose",
     "embeddings_array",
     "function_tool",
     "instrument",

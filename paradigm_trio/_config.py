@@ -307,6 +307,11 @@ class RedisQuota(_Replace):
             f"heartbeat={self.heartbeat!r})"
         )
 
+    @property
+    def display_url(self) -> str:
+        """:attr:`url` with its password, if any, shown as ``***`` (for messages)."""
+        return str(_hide_password(self.url))
+
 
 def _hide_password(url: object) -> object:
     """``url`` with its password, if any, shown as ``***``."""

@@ -219,13 +219,15 @@ class SharedQuotaUnavailable:
     Emitted once per outage, by the first request that needs the quota then.  ``fallback``
     is what requests do until :class:`SharedQuotaRestored`: ``"wait"`` (nothing is sent)
     or ``"local"`` (local buckets at the quota's rates divided by ``workers``, the live
-    workers when Redis was last seen).
+    workers when Redis was last seen).  ``url`` is the quota's Redis URL, its password
+    shown as ``***``.
     """
 
     name: str
     error: str
     fallback: str
     workers: int
+    url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,7 +323,8 @@ class SyncClient:
         try:
             statistics = self._run(run, tick)
         except BatchError as exc:
-            exc.results = tuple(_in_order(finished))
+            # (A SystematicFailureError's own results were held, never handed out.)
+            exc.results = tuple(_in_order([*finished, *exc.results]))
             raise
         except KeyboardInterrupt:
             raise BatchInterrupted(_in_order(finished), last[-1] if last else None) from None

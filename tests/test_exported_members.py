@@ -34,6 +34,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._endpoints._chat": frozenset({"ChatEndpoint"}),
     "paradigm_trio._engine._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
+        | {"HOLD", "PASS", "RELEASE", "STOP"}  # BatchControl.judge's verdicts
     ),
     # The HTTP layer: one send path; one exception mapping and one error builder (``Failures``,
     # which ``HTTP`` inherits).

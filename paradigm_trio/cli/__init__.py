@@ -2,8 +2,10 @@
 ``doctor``, ``speed-test`` and ``mock``.
 
 Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage, unusable input
-or output paths, or an output in use by another run, 130 interrupted (Ctrl-C; rerun the
-same command to resume).  A closed stdout or stderr changes none of it.
+or output paths, or an output in use by another run, 3 (``batch``) stopped early because
+its first answers were all one configuration failure (a wrong key or URL), 130
+interrupted (Ctrl-C; rerun the same command to resume).  A closed stdout or stderr
+changes none of it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .._version import __version__
 from ._doctor_args import add_doctor_parser
 from ._logging import add_logging_arguments
 from ._merge import add_merge_parser, run_merge
@@ -20,13 +23,19 @@ from ._quota_status import add_quota_status_parser, run_quota_status
 from ._report import add_report_parser
 from ._shard import add_worker_arguments
 from ._streams import tolerant_std_streams
+from ._suggest import SuggestingParser
 
 __all__ = ["main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
+
+DEFAULT_CONCURRENCY = 64
+"""``--concurrency``'s default for ``batch`` and ``speed-test``: ``Limits.concurrency``'s
+(a test keeps them equal; the parser is built without importing the library)."""
 
 
 def _positive_int(text: str) -> int:
@@ -59,8 +68,8 @@ def _seconds(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> SuggestingParser:
+    parser = SuggestingParser(
         prog="paradigm-trio",
         description=(
             "Batch chat completions against LightOn's Paradigm API (or any OpenAI-compatible "
@@ -71,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
             "(default https://paradigm.lighton.ai/api/v2). --mock needs neither."
         ),
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # (Subparsers are of the parser's class: SuggestingParser.)
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(  # type: ignore[assignment]
+        dest="command", metavar="COMMAND", required=True
+    )
     _add_batch_parser(sub)
     add_merge_parser(sub)
     add_quota_status_parser(sub)
@@ -101,7 +114,9 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "time may use an output: a run holds an exclusive lock (flock on OUT.jsonl.lock) "
             "until it ends; another run on the same output exits with code 2, saying which "
             "process holds it, unless --wait-for-lock. Exit codes: 0 every record is a "
-            "success, 1 some record is an error, 2 refused (nothing sent), 130 interrupted. "
+            "success, 1 some record is an error, 2 refused (nothing sent, no file created), "
+            "3 stopped early: the first answers were all the same configuration failure "
+            "(wrong key, URL or model; no record for the lines not sent), 130 interrupted. "
             "A closed stdout or stderr (| head -1) changes none of this."
         ),
     )
@@ -124,9 +139,9 @@ def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
     batch.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=32,
+        default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help="requests in flight at once (default 32)",
+        help=f"requests in flight at once (default {DEFAULT_CONCURRENCY})",
     )
     batch.add_argument(
         "--rpm", type=_positive_float, metavar="N", help="at most N requests a minute"
@@ -218,9 +233,9 @@ def _add_speed_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
     speed.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=64,
+        default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help="requests in flight at once in the concurrent run (default 64)",
+        help=f"requests in flight at once in the concurrent run (default {DEFAULT_CONCURRENCY})",
     )
     speed.add_argument("--model", metavar="M", default=None, help="model (default alfred-4.2)")
     speed.add_argument("--base-url", metavar="URL", help="the API root (else PARADIGM_BASE_URL)")
@@ -248,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["mock"]:
         return _run_mock(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(args_list)
+    args, extras = parser.parse_known_args(args_list)
+    if extras:
+        (parser.subparser(args.command) or parser).refuse_unknown(extras)
     args.command_line = args_list
     with tolerant_std_streams():
         if args.command == "batch":

@@ -21,7 +21,7 @@ import logging
 import math
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -42,11 +42,12 @@ from ._batchfile import (
     write_line,
     write_record,
 )
+from ._causes import EXIT_STOPPED, configuration_fix, failure_groups, stopped_line
+from ._client_args import ClientRefused, check_client, cli_words
 from ._gc import fewer_collections
 from ._live import Progress, combined
 from ._lock import LockUnavailable, OutputLock
 from ._logging import LOGGER, configure_logging
-from ._network import network_options
 from ._paths import PathRefused, check_paths
 from ._report import ReportError, require_matplotlib, write_html
 from ._shard import Shard, check_worker_args, shard_total, sharded
@@ -60,9 +61,11 @@ def _fail(message: str) -> int:
 
 
 def _summary(
-    stats: pt.BatchStatistics, skipped: int, invalid: int, failures_total: int
-) -> dict[str, Any]:
+    stats: pt.BatchStatistics, skipped: int, invalid: int, failures_total: int,
+    groups: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     return {
+        "failures_by_cause": groups or [],
         "succeeded": stats.succeeded,
         "failed": stats.failed,
         "cancelled": stats.cancelled,
@@ -119,9 +122,22 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
         f"over {summary['elapsed_seconds']:.1f}s",
         file=p,
     )
+    groups = summary["failures_by_cause"]
+    if groups:
+        print("Failures in the output, by cause:", file=p)
+        for g in groups:
+            status = g["status"] if g["status"] is not None else "no response"
+            print(f"  {g['count']} x {status} {g['code']}: {g['example']}", file=p)
     print(f"Results: {output}", file=p)
+    fix = configuration_fix(groups)
     if interrupted:
         print("Rerun the same command to resume where it stopped.", file=p)
+    elif fix is not None:
+        print(
+            f"Every failure is the same {groups[0]['status']}: {fix}; then rerun with "
+            "--retry-failed to send them again.",
+            file=p,
+        )
     elif summary["failed_in_output"]:
         retryable = summary["failed_in_output"] - summary["invalid_in_output"]
         if retryable:
@@ -136,21 +152,6 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
                 "above); fix them in a new input file.",
                 file=p,
             )
-
-
-def _count_failures(path: Path) -> tuple[int, int]:
-    """Failed records in the output, and how many of them are invalid input lines."""
-    failures = invalid = 0
-    with path.open("rb") as f:
-        for line in f:
-            try:
-                error = json.loads(line).get("error")
-            except (ValueError, AttributeError):
-                continue
-            if error is not None:
-                failures += 1
-                invalid += isinstance(error, dict) and error.get("code") == "invalid_request"
-    return failures, invalid
 
 
 class _Requests:
@@ -232,7 +233,7 @@ async def _open_client(
             ),
             on_event=progress.on_event,
             **({"model": args.model} if args.model else {}),
-            **network_options(args),
+            **args.network,
         )
     )
 
@@ -250,14 +251,26 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
     chat_send, chat_receive = trio.open_memory_channel[pt.ChatRequest](0)
     embed_send, embed_receive = trio.open_memory_channel[pt.EmbeddingRequest](0)
     streams: dict[str, pt.BatchStream | pt.EmbeddingStream] = {}
+    started: set[str] = set()
 
-    async def dispatch() -> None:
+    batches: dict[str, tuple[Any, Callable[[], Any]]] = {
+        "chat": (chat_send, lambda: client.stream_batch(
+            chat_receive, on_progress=progress.updater("chat"))),
+        "embeddings": (embed_send, lambda: client.stream_embed_batch(
+            embed_receive, on_progress=progress.updater("embeddings"))),
+    }  # fmt: skip
+
+    async def dispatch(nursery: trio.Nursery) -> None:
+        # A kind's batch starts with its first line: a file of chat lines runs (and logs)
+        # one batch, not a second, empty one.
         async with chat_send, embed_send:
             for request in requests:
-                if isinstance(request, pt.EmbeddingRequest):
-                    await embed_send.send(request)
-                else:
-                    await chat_send.send(request)
+                kind = "embeddings" if isinstance(request, pt.EmbeddingRequest) else "chat"
+                send, batch = batches[kind]
+                if kind not in started:
+                    started.add(kind)
+                    nursery.start_soon(record, kind, batch())
+                await send.send(request)
 
     async def record(kind: str, batch: Any) -> None:
         async with batch as results:
@@ -277,17 +290,7 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
     with batch_scope:
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(dispatch)
-                nursery.start_soon(
-                    record, "chat",
-                    client.stream_batch(chat_receive, on_progress=progress.updater("chat")),
-                )  # fmt: skip
-                nursery.start_soon(
-                    record, "embeddings",
-                    client.stream_embed_batch(
-                        embed_receive, on_progress=progress.updater("embeddings")
-                    ),
-                )  # fmt: skip
+                nursery.start_soon(dispatch, nursery)
         except BaseExceptionGroup as group:
             # What stopped the run (the output broken, say), without the nursery's wrapping.
             if len(group.exceptions) == 1:
@@ -321,9 +324,10 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
                     exc = group.exceptions[0]
                     raise exc from exc.__cause__
                 raise
-    failures, invalid_in_output = _count_failures(output)
-    summary = _summary(stats, pending.skipped, pending.invalid, failures)
-    summary["invalid_in_output"] = invalid_in_output
+    groups = failure_groups(output)
+    failures = sum(g["count"] for g in groups)
+    summary = _summary(stats, pending.skipped, pending.invalid, failures, groups)
+    summary["invalid_in_output"] = sum(g["count"] for g in groups if g["code"] == "invalid_request")
     summary["interrupted"] = interrupt.interrupted
     return summary, interrupt.interrupted
 
@@ -432,6 +436,13 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
     return code
 
 
+def _stopped(exc: pt.SystematicFailureError, output: Path) -> int:
+    """The run stopped on a systematic failure: one line, exit code 3."""
+    print(f"paradigm-trio batch: {stopped_line(exc)}", file=sys.stderr)
+    print(f"Results so far: {output}", file=sys.stderr)
+    return EXIT_STOPPED
+
+
 def _wait_note(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -457,8 +468,9 @@ def _run_batch(args: argparse.Namespace) -> int:
     timeout = math.inf if args.lock_timeout is None else args.lock_timeout
     try:
         check_paths(input_path, output, Path(args.report) if args.report else None)
+        args.network = check_client(args)  # before any file is created (the lock's)
         lock.acquire(wait=wait, timeout=timeout, on_wait=_wait_note)
-    except (PathRefused, LockUnavailable) as exc:
+    except (ClientRefused, PathRefused, LockUnavailable) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         print("Interrupted while waiting for the lock; nothing was sent.", file=sys.stderr)
@@ -478,7 +490,9 @@ def _run_locked(args: argparse.Namespace, input_path: Path, output: Path) -> int
     except (_Refused, ReportError) as exc:
         return _fail(str(exc))
     except pt.ConfigurationError as exc:
-        return _fail(f"{exc} (or use --mock)")
+        return _fail(cli_words(str(exc)))
+    except pt.SystematicFailureError as exc:
+        return _stopped(exc, output)
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130

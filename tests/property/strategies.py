@@ -335,8 +335,14 @@ def limits(draw: st.DrawFn, *, max_concurrency: int = 8) -> pt.Limits:
 
 
 # Batches that the oracle judges without its storm-control model turn the budget and the
-# breaker off (``predict`` ignores them; ``predict_batch`` models them, sequentially).
-NO_STORM_CONTROL: dict[str, Any] = {"retry_budget": None, "circuit_breaker": None}
+# breaker off (``predict`` ignores them; ``predict_batch`` models them, sequentially), and
+# the systematic-failure rule, which no oracle models (tests/unit/test_systematic.py has
+# its own property).
+NO_STORM_CONTROL: dict[str, Any] = {
+    "retry_budget": None,
+    "circuit_breaker": None,
+    "systematic_failures": None,
+}
 
 
 def examples(fraction: float) -> int:

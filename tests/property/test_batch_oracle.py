@@ -338,6 +338,7 @@ def test_retry_budget_of_a_sequential_batch_matches_the_oracle(
                 stream=mode == "batch_stream",
                 retry_budget=retry_budget,
                 circuit_breaker=circuit_breaker,
+                systematic_failures=None,  # (not modelled by the oracle)
                 unreachable_after=unreachable_after,
             )
             elapsed = trio.current_time() - start
@@ -417,6 +418,7 @@ def test_breaker_fails_a_dead_server_batch_within_unreachable_after(
         "unreachable_after": unreachable_after,
         "retry_budget": retry_budget,
         "stream": mode == "batch_stream",
+        "systematic_failures": None,  # (not modelled by the oracle)
     }
 
     async def example() -> None:

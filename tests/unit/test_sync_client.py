@@ -222,6 +222,15 @@ def test_batch_error_carries_the_finished_results() -> None:
     assert not info.value.results[3].ok
 
 
+def test_a_systematic_failure_carries_the_held_failures() -> None:
+    with sync_client(lambda r: status(401), retry=NO_RETRY, limits=pt.Limits(concurrency=2)) as c:
+        with pytest.raises(pt.SystematicFailureError) as info:
+            c.chat_batch(prompts(100))
+    assert info.value.status == 401
+    assert len(info.value.results) == pt.DEFAULT_SYSTEMATIC_FAILURES
+    assert [r.index for r in info.value.results] == sorted(r.index for r in info.value.results)
+
+
 def test_a_call_running_when_the_client_closes_raises_runtime_error() -> None:
     gate = Gate(free=0)
     client = sync_client(gate)
