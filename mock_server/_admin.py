@@ -3,12 +3,12 @@ strangers out of ``/_mock/*`` (the decisions themselves are in :mod:`._guard`)."
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from ._checks import strict_json
 from ._content import RequestError, check_text
 from ._guard import admin_denial, body_denial
 from ._responses import error_response, json_response, read_body
@@ -56,7 +56,7 @@ class _AdminRoutes:
         if denial is not None:
             raise RequestError(denial.message, code=denial.code, status=denial.status)
         try:
-            data = json.loads(body)
+            data = strict_json(body)
         except (ValueError, RecursionError):
             raise RequestError("The body is not valid JSON.", code="invalid_json") from None
         check_text(data)

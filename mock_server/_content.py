@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._checks import strict_json
 from ._determinism import digest
 from ._options import Options
 
@@ -298,7 +299,7 @@ def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRe
 def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object of valid text, or a 400 :class:`RequestError`."""
     try:
-        data = json.loads(body)
+        data = strict_json(body)
     except (ValueError, RecursionError):
         raise RequestError(
             "We could not parse the JSON body of your request. (HINT: This likely means "

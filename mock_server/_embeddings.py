@@ -24,6 +24,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._checks import strict_json
 from ._content import RequestError, check_text
 
 __all__ = [
@@ -133,7 +134,7 @@ def parse_embedding_request(
     one string, as Paradigm's schema types it; a list gets a 400 naming ``input``.
     """
     try:
-        data = json.loads(body)
+        data = strict_json(body)
     except (ValueError, RecursionError):
         raise RequestError(
             "We could not parse the JSON body of your request.", code="invalid_json"

@@ -10,7 +10,6 @@ fields and its first :data:`~._corpus.INDEXED_CHARS` characters of text.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from ._api import Received
+from ._checks import strict_json
 from ._content import RequestError
 from ._corpus import DEFAULT_CHUNK_WORDS, INDEXED_CHARS, NewFile, StoredFile
 from ._determinism import body_key
@@ -220,8 +220,8 @@ def _check_form(fields: Mapping[str, str]) -> None:
     raw = fields.get("external_metadata")
     if raw:
         try:
-            metadata = json.loads(raw)
-        except ValueError:
+            metadata = strict_json(raw)
+        except (ValueError, RecursionError):
             metadata = None
         if not isinstance(metadata, dict):
             raise bad("Invalid 'external_metadata': expected a JSON object.", "external_metadata")

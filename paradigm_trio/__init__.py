@@ -94,7 +94,9 @@ from ._events import (
     StreamEndedWithoutDone,
 )
 from ._frames import embeddings_array, results_frame
+from ._json import MAX_JSON_DEPTH, parse_json
 from ._quota._redis_store import QuotaState, quota_state
+from ._redact import mask_credentials
 from ._sync import BatchInterrupted, SyncClient
 from ._sync_streams import SyncBatchStream, SyncChatStream
 from ._transport import TrioTransport, system_trust_store
@@ -168,6 +170,7 @@ __all__ = [
     "InvalidRequestError",
     "Limits",
     "MAX_EMBEDDING_INPUTS",
+    "MAX_JSON_DEPTH",
     "Message",
     "ModelInfo",
     "NotFoundError",
@@ -215,6 +218,8 @@ __all__ = [
     "embeddings_array",
     "function_tool",
     "instrument",
+    "mask_credentials",
+    "parse_json",
     "quota_state",
     "results_frame",
     "system_trust_store",

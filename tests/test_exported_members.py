@@ -112,7 +112,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # Keeping credentials out of what users see: the key's checks, redaction, URL masking
     # (the rules and the minimum key length are documented in docs/security.md).
     "paradigm_trio._redact": frozenset(
-        {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url", "mask_credentials"}
+        {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url"}
     ),
     "paradigm_trio._endpoints._streaming": frozenset({"Streamer"}),
     # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
@@ -199,6 +199,8 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     "paradigm_trio._endpoints._structured": frozenset({"OutputForm"}),
+    # The checks of the numbers in an answer, which every parser calls.
+    "paradigm_trio._numbers": frozenset({"MAX_WHOLE", "finite", "finite_floats", "whole"}),
     "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),
     "paradigm_trio._endpoints._assembly": frozenset({"CompletionAssembler"}),
     # The transport's one entry: what the rest of the package may import from it.

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from .._errors import APIResponseValidationError, InvalidRequestError
+from .._numbers import finite_floats, whole
 from ._completion import Usage
 from ._models import (
     _JSON_ERRORS,
@@ -197,7 +198,7 @@ def _decode_base64(value: str, where: str) -> array[float]:
     vector.frombytes(raw)
     if sys.byteorder == "big":  # the wire format is little-endian
         vector.byteswap()
-    return vector
+    return finite_floats(vector, where)
 
 
 def _decode_floats(value: list[Any], where: str) -> list[float]:
@@ -346,8 +347,10 @@ def _embedding_usage(raw: object) -> Usage | None:
     prompt, total = raw.get("prompt_tokens"), raw.get("total_tokens")
     if prompt is None and total is None:
         return None
-    prompt_tokens = int(prompt if prompt is not None else total or 0)
-    return Usage(prompt_tokens, 0, int(total) if total is not None else prompt_tokens)
+    prompt_tokens = whole(prompt if prompt is not None else total or 0, "usage.prompt_tokens")
+    if total is None:
+        return Usage(prompt_tokens, 0, prompt_tokens)
+    return Usage(prompt_tokens, 0, whole(total, "usage.total_tokens"))
 
 
 def usage_of_embeddings(embeddings: Embeddings) -> Usage | None:

@@ -343,10 +343,16 @@ class _Run(Generic[Q, R, S]):
             self.options.on_progress(self.tracker.snapshot(self.control))
         if _log.enabled(_log.INFO):
             self.log_progress()
-        try:  # no trip through the scheduler while the channel has room
-            self.send.send_nowait(result)
-        except trio.WouldBlock:
-            await self.send.send(result)
+        try:
+            try:  # no trip through the scheduler while the channel has room
+                self.send.send_nowait(result)
+            except trio.WouldBlock:
+                await self.send.send(result)
+        except trio.BrokenResourceError:
+            # The consumer left the batch (a break): the batch is being cancelled, and a
+            # worker already woken (its answer in hand, no checkpoint since) finds the
+            # channel closed.  Nobody is left to receive the result.
+            pass
 
     def log_progress(self) -> None:
         """A ``batch_progress`` message, at most every ``PROGRESS_INTERVAL`` seconds."""

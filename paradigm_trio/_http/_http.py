@@ -17,7 +17,6 @@ it (chat, streams, models) never see ``httpx2`` exceptions:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import trio
 
 from .._config import Timeouts
 from .._errors import APIResponseValidationError, AttemptFailure
+from .._json import parse_json
 from .._redact import Redactor
 from .._transport import FastLane, TrioTransport, WireTimeouts, header_map, wire_timeouts
 from ._failures import RAW_LIMIT, Failures
@@ -319,7 +319,7 @@ class HTTP(Failures):
         """The parsed ``content`` of a 2xx response (``None`` for a ``204 No Content``), or
         raise its failure."""
         try:
-            data = None if status == 204 and not content else json.loads(content)
+            data = None if status == 204 and not content else parse_json(content)
         except ValueError as exc:
             err = APIResponseValidationError(
                 f"the response (status {status}) is not valid JSON: {exc}",

@@ -23,8 +23,6 @@ OpenAI Batch output format, plus ``attempts`` and ``elapsed``::
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ import paradigm_trio as pt
 
 from ._atomic import replacing
 from ._endpoints import endpoint_of, endpoint_request, response_of
+from ._text import dumps, loads, write_atomic
 
 __all__ = [
     "InputLine",
@@ -157,7 +156,9 @@ def read_input(path: Path) -> Iterator[InputLine]:
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                # NaN and Infinity are read, so that the request (which refuses them,
+                # naming the field) is the line's problem, under its own custom_id.
+                obj = loads(raw, allow_nan=True)
             except (ValueError, UnicodeDecodeError) as exc:
                 yield InputLine(number, fresh(f"line-{number}"), None, f"invalid JSON: {exc}")
                 continue
@@ -235,7 +236,7 @@ def _records(path: Path) -> Iterator[tuple[bytes, str | None, bool]]:
                 yield line, None, False  # a half-written last line
                 continue
             try:
-                rec = json.loads(line)
+                rec = loads(line)
                 custom_id = rec["custom_id"]
                 failed = rec.get("error") is not None
             except (ValueError, KeyError, TypeError):
@@ -364,10 +365,7 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     hold: it is written as that JSON escape, which reads back as the same string, so a
     resume recognises the id.
     """
-    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-    # In JSON text a surrogate can only stand inside a string, where ``\\udXXX`` (what
-    # ``backslashreplace`` writes for it) is its escape.
-    return text.encode("utf-8", "backslashreplace") + b"\n"
+    return dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 def result_line(custom_id: str, completion: Any, error: BaseException | None,
@@ -428,7 +426,7 @@ def _first_line_problem(raw: bytes) -> str | None:
     if _is_binary(raw):
         return "holds binary data (a NUL byte or bytes that are not UTF-8)"
     try:
-        obj = json.loads(raw)
+        obj = loads(raw, allow_nan=True)
     except ValueError as exc:
         return f"is not JSON ({exc})"
     if not isinstance(obj, dict):
@@ -484,9 +482,7 @@ class Manifest:
     def save(self, output: Path) -> None:
         data = {"input_sha256": self.input_sha256, "input": self.input_name,
                 "settings": dict(self.settings), "version": 1}  # fmt: skip
-        tmp = self.path_for(output).with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, self.path_for(output))
+        write_atomic(self.path_for(output), dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, output: Path) -> Manifest | None:
@@ -494,7 +490,7 @@ class Manifest:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text())
+            data = loads(path.read_bytes())
             return cls(data["input_sha256"], data.get("input", ""), data.get("settings", {}))
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(

@@ -7,11 +7,12 @@ configuration error (a wrong key, base URL or model), which a rerun alone cannot
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import paradigm_trio as pt
+
+from ._text import loads
 
 __all__ = ["CONFIGURATION_FIXES", "EXIT_STOPPED", "failure_groups", "stopped_line"]
 
@@ -36,7 +37,7 @@ def failure_groups(path: Path) -> list[dict[str, Any]]:
     with path.open("rb") as f:
         for line in f:
             try:
-                record = json.loads(line)
+                record = loads(line)
                 error = record.get("error")
             except (ValueError, AttributeError):
                 continue

@@ -19,7 +19,6 @@ import argparse
 import heapq
 import html
 import io
-import json
 import math
 import sys
 import time
@@ -32,6 +31,8 @@ from typing import Any
 import trio
 
 import paradigm_trio as pt
+
+from ._text import loads, write_atomic
 
 __all__ = [
     "ReportError",
@@ -135,15 +136,33 @@ class RunData:
     tokens: dict[int, int] = field(default_factory=dict)  # second -> tokens
     slowest: list[tuple[float, int, _Request]] = field(default_factory=list)
     failures: list[_Request] = field(default_factory=list)
+    unreadable: list[int] = field(default_factory=list)  # line numbers, the first KEEP
+    unreadable_count: int = 0
 
     @classmethod
     def read(cls, path: Path) -> RunData:
+        """The records of ``path``; a line that is not one (not strict JSON, nested too
+        deep, a field of the wrong type: a hand-edited file) is counted by number."""
         data = cls()
-        for record in _records(path):
-            data.add(record)
+        for number, record in _records(path):
+            try:
+                if record is None:
+                    raise ValueError(number)
+                data.add(record)
+            except (ValueError, TypeError, AttributeError, OverflowError):
+                data.unreadable_count += 1
+                if len(data.unreadable) < KEEP:
+                    data.unreadable.append(number)
         return data
 
     def add(self, record: Mapping[str, Any]) -> None:
+        """Count one record; ``TypeError`` (counting nothing) if its fields are not of the
+        types a record's are."""
+        raw_failures = record.get("failures") or []
+        if not isinstance(raw_failures, list) or not isinstance(
+            record.get("error"), Mapping | None
+        ):
+            raise TypeError("not a record: 'failures' must be a list, 'error' an object")
         self.records += 1
         error = record.get("error")
         ok = error is None
@@ -155,7 +174,7 @@ class RunData:
         else:
             self.failed += 1
         elapsed = _number(record.get("elapsed"))
-        failures = [f for f in record.get("failures") or () if isinstance(f, Mapping)]
+        failures = [f for f in raw_failures if isinstance(f, Mapping)]
         for f in failures:
             if f.get("wait") is not None:
                 cause = str(f.get("cause"))
@@ -214,15 +233,17 @@ class RunData:
                 self.r429[at] = self.r429.get(at, 0) + 1
 
 
-def _records(path: Path) -> Iterator[Mapping[str, Any]]:
+def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None]]:
+    """(line number, record or ``None`` when the line is not one) of each line."""
     with path.open("rb") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
             try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a half-written last line
-            if isinstance(record, dict):
-                yield record
+                record = loads(line)
+            except (ValueError, UnicodeDecodeError):
+                record = None  # a half-written last line, or not JSON
+            yield number, record if isinstance(record, dict) else None
 
 
 def _number(value: object) -> float:
@@ -450,6 +471,8 @@ def render(data: RunData, title: str) -> str:
     """The page (HTML, self-contained).  Needs matplotlib."""
     ordered = sorted(data.latencies)
     parts = [f"<h1>{html.escape(title)}</h1>", _summary(data, ordered)]
+    if data.unreadable_count:
+        parts.append(f'<p class="muted">{html.escape(unreadable_note(data))}</p>')
     parts += _plots(data, ordered)
     parts += _lists(data)
     body = "\n".join(parts)
@@ -458,6 +481,16 @@ def render(data: RunData, title: str) -> str:
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
         f'<body>\n{body}\n<p class="muted">Written by paradigm-trio {pt.__version__}.</p>'
         "</body></html>\n"
+    )
+
+
+def unreadable_note(data: RunData) -> str:
+    """What the page (and ``report``) say of the lines that are not records."""
+    lines = ", ".join(map(str, data.unreadable))
+    more = " ..." if data.unreadable_count > len(data.unreadable) else ""
+    return (
+        f"{data.unreadable_count:,} line(s) of the file are not records (not strict JSON, "
+        f"or a field of the wrong type) and were left out: line {lines}{more}"
     )
 
 
@@ -475,8 +508,9 @@ def require_matplotlib() -> None:
         ) from None
 
 
-def write_html(records: Path, page: Path) -> None:
-    """Write the report of the output file ``records`` to ``page``.
+def write_html(records: Path, page: Path) -> RunData:
+    """Write the report of the output file ``records`` to ``page`` (atomically); what it
+    shows.
 
     Raises:
         ReportError: matplotlib is missing, or a file cannot be read or written.
@@ -486,11 +520,16 @@ def write_html(records: Path, page: Path) -> None:
         data = RunData.read(records)
     except OSError as exc:
         raise ReportError(f"cannot read {records}: {exc.strerror or exc}") from None
-    text = render(data, f"paradigm-trio run: {records.name}")
+    import matplotlib
+
+    # Text from the records (a cause, say) is never read as mathtext: "$\\frac$" raised.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        text = render(data, f"paradigm-trio run: {records.name}")
     try:
-        page.write_text(text, encoding="utf-8")
+        write_atomic(page, text)
     except OSError as exc:
         raise ReportError(f"cannot write {page}: {exc.strerror or exc}") from None
+    return data
 
 
 # --------------------------------------------------------------------------- `report`
@@ -518,9 +557,11 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"paradigm-trio report: cannot read {records}: no such file", file=sys.stderr)
         return 2
     try:
-        write_html(records, page)
+        data = write_html(records, page)
     except ReportError as exc:
         print(f"paradigm-trio report: {exc}", file=sys.stderr)
         return 2
+    if data.unreadable_count:
+        print(f"paradigm-trio report: {records}: {unreadable_note(data)}", file=sys.stderr)
     print(f"Report: {page}", file=sys.stderr)
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import math
 import signal
@@ -51,6 +50,7 @@ from ._logging import LOGGER, configure_logging
 from ._paths import PathRefused, check_paths
 from ._report import ReportError, require_matplotlib, write_html
 from ._shard import Shard, check_worker_args, shard_total, sharded
+from ._text import dumps, write_atomic
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
 
@@ -369,9 +369,13 @@ def _load_manifest(
             f"{Manifest.path_for(output)} to start over"
         )
     if manifest is not None and manifest.settings.get("model") != settings["model"]:
-        raise _Refused(
-            f"{output} was started with --model {manifest.settings.get('model')!r}, not "
-            f"{settings['model']!r}; resume with the same --model, or choose another -o"
+        # Only the input is compared (docs/cli.md, "The manifest"): a resume may change
+        # the model (say, --retry-failed with another one).  Each record's body names the
+        # model that answered it.
+        print(
+            f"Note: {output} was last run with --model {manifest.settings.get('model')!r}; "
+            f"the requests sent now use {settings['model']!r}",
+            file=sys.stderr,
         )
     if manifest is None and output.exists() and output.stat().st_size > 0:
         raise _Refused(
@@ -423,11 +427,10 @@ def _prepare(args: argparse.Namespace, input_path: Path, output: Path) -> tuple[
     settings = {"model": args.model, "mock": bool(args.mock)}
     if args.shard is not None:
         settings["shard"] = str(args.shard)
-    manifest = _load_manifest(output, input_path, digest, settings)
+    _load_manifest(output, input_path, digest, settings)
     if args.strict:
         _check_strict(input_path)
-    if manifest is None:
-        Manifest(digest, str(input_path), settings).save(output)
+    Manifest(digest, str(input_path), settings).save(output)
     return total, _read_done(output, args.retry_failed)
 
 
@@ -445,10 +448,10 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
         print(f"Report: {args.report}", file=sys.stderr)
     elif args.report:
         try:
-            Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
-        except OSError as exc:  # checked before the run: a full disk, say
-            _fail(f"cannot write the report {args.report}: {exc.strerror or exc} "
-                  f"(the results are in {output})")  # fmt: skip
+            write_atomic(Path(args.report), dumps(summary, indent=2) + "\n")
+        except (OSError, ValueError) as exc:  # checked before the run: a full disk, say
+            reason = getattr(exc, "strerror", None) or exc
+            _fail(f"cannot write the report {args.report}: {reason} (the results are in {output})")
             return code or 2
     return code
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
-import json
 import os
 import sys
 import time
@@ -39,6 +38,7 @@ import paradigm_trio as pt
 from ._atomic import replacing
 from ._lock import LockUnavailable, OutputLock
 from ._network import add_network_arguments, network_options
+from ._text import dumps, loads
 
 __all__ = ["add_upload_parser", "run_upload"]
 
@@ -182,7 +182,7 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as f:
         for raw in f:
             try:
-                record = json.loads(raw)
+                record = loads(raw)
             except ValueError:
                 continue
             if isinstance(record, dict):
@@ -190,7 +190,7 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _append(out: IO[bytes], record: dict[str, Any]) -> None:
-    out.write(json.dumps(record, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n")
+    out.write(dumps(record).encode("utf-8") + b"\n")
     out.flush()
 
 

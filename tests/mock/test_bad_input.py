@@ -119,6 +119,18 @@ BAD_BODIES: list[tuple[str, bytes, str | None, str | None]] = [
         "integer_below_min_value",
     ),
     (
+        "temperature NaN (Python's JSON reads it; strict JSON has no NaN)",
+        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+        None,
+        "invalid_json",
+    ),
+    (
+        "top_p -Infinity",
+        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": -Infinity}',
+        None,
+        "invalid_json",
+    ),
+    (
         "max_tokens a string",
         b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": "5"}',
         "max_tokens",

@@ -136,6 +136,7 @@ async def test_processing_happens_on_the_servers_clock() -> None:
         ({"file_type": "x" * 31}, "file_type", "string_above_max_length"),
         ({"IS_VISUAL_INGESTION_ON": "maybe"}, "IS_VISUAL_INGESTION_ON", "invalid_value"),
         ({"external_metadata": "[1]"}, "external_metadata", "invalid_value"),
+        ({"external_metadata": '{"a": NaN}'}, "external_metadata", "invalid_value"),
         ({"owner": "me"}, "owner", "invalid_type"),
     ],
 )
