@@ -216,7 +216,8 @@ class Embedding:
     Attributes:
         index: the input's position in its request (0-based).
         vector: the numbers, as Python floats: a ``list`` when they came as JSON numbers,
-            an ``array.array("f")`` (float32, compact) when they came as base64.
+            an ``array.array("f")`` (float32, compact) when they came as base64.  Also
+            available as :attr:`embedding`, the OpenAI SDK's name.
         raw: the item as the server sent it (``{"object", "index", "embedding"}``).
     """
 
@@ -226,6 +227,12 @@ class Embedding:
 
     def __repr__(self) -> str:
         return f"Embedding(index={self.index}, dimensions={len(self.vector)})"
+
+    @property
+    def embedding(self) -> Sequence[float]:
+        """The vector (the same object as :attr:`vector`), under the name the OpenAI SDK
+        gives it: ``answer.data[0].embedding``."""
+        return self.vector
 
     @property
     def dimensions(self) -> int:

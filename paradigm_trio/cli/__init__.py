@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ._doctor_args import add_doctor_parser
+from ._extras import MOCK_EXTRA, install_hint
 from ._logging import add_logging_arguments
 from ._merge import add_merge_parser, run_merge
 from ._network import add_network_arguments
@@ -295,7 +296,7 @@ def _run_mock(argv: list[str]) -> int:
         import mock_server
     except ImportError as exc:
         print(
-            f"paradigm-trio mock needs the mock extra: pip install 'paradigm-trio[mock]' ({exc})",
+            f"paradigm-trio mock needs the mock extra ({exc}): {install_hint(*MOCK_EXTRA)}",
             file=sys.stderr,
         )
         return EXIT_USAGE

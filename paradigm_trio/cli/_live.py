@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import paradigm_trio as pt
 
-from ._report import RunRecorder
+from ._report_data import RunRecorder
 
 __all__ = ["ETA_AFTER", "Progress", "eta", "quota_line"]
 

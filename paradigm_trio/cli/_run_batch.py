@@ -18,6 +18,7 @@ import argparse
 import functools
 import logging
 import math
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -422,7 +423,13 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
     """Print the summary, write the report; the exit code."""
     _print_summary(summary, output, interrupted)
     code = 130 if interrupted else 1 if summary["failed_in_output"] else 0
-    if args.report and args.report.lower().endswith(".html"):
+    if args.report and args.report.lower().endswith(".html") and interrupted:
+        # Drawing the page takes seconds (matplotlib): not after a Ctrl-C.  The resumed
+        # run's report covers this run too.
+        print(f"Report not written (interrupted): the resumed run writes it, or now: "
+              f"paradigm-trio report {shlex.quote(str(output))} -o "
+              f"{shlex.quote(args.report)}", file=sys.stderr)  # fmt: skip
+    elif args.report and args.report.lower().endswith(".html"):
         try:
             write_html(output, Path(args.report))
         except (ReportError, OSError) as exc:

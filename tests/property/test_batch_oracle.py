@@ -47,12 +47,13 @@ from .strategies import (
     run_trio,
     schedules,
     settle,
+    slack,
     steps,
     timeouts,
 )
 
-# Time the machine may add to a bound in real time (a loaded two-core machine, the mock and
-# the client sharing one trio loop), in seconds.
+# Time the machine may add to a bound in real time (the mock and the client share one trio
+# loop), in seconds, on a quiet machine: raised by ``slack()`` when the machine is slow now.
 LOOP_SLACK = 2.0
 
 # Timeouts that no step of the budget and breaker schedules comes near (they draw no hang).
@@ -445,7 +446,7 @@ def test_breaker_fails_a_dead_server_batch_within_unreachable_after(
                 assert result.attempts == per_item, (cid, result.attempts, per_item)
             else:
                 assert result.attempts < per_item, (cid, result.attempts, per_item)
-        assert elapsed <= unreachable_after + LOOP_SLACK, elapsed
+        assert elapsed <= unreachable_after + slack(LOOP_SLACK), elapsed
         if unreachable:
             assert elapsed >= unreachable_after, elapsed
         event(f"unreachable: {bool(unreachable)}")

@@ -74,6 +74,9 @@ async def test_embed_sends_the_request_and_decodes_base64() -> None:
     assert [list(v) for v in answer.vectors] == [vector_of("hello"), vector_of("hi")]
     assert [e.index for e in answer.data] == [0, 1]
     assert answer.data[0].dimensions == 3
+    # The OpenAI SDK's name for the vector, beside ours.
+    assert [list(e.embedding) for e in answer.data] == [vector_of("hello"), vector_of("hi")]
+    assert answer.data[1].embedding is answer.data[1].vector
     assert answer.model == "multilingual-e5-large"
     assert answer.usage == pt.Usage(7, 0, 7)
     assert "dimensions=3" in repr(answer.data[0])
