@@ -45,6 +45,9 @@ class _AdminRoutes:
         records = [record.to_dict() for record in self.state.requests()]
         return json_response({"object": "list", "data": records})
 
+    async def files(self) -> Response:
+        return json_response({"object": "list", "data": self.state.file_summaries()})
+
     async def _json(self) -> Any:
         body, too_large = await read_body(self.state.config.max_body_bytes)
         if too_large:
@@ -103,6 +106,7 @@ def add_admin_routes(app: QuartTrio, state: MockState) -> None:
     routes = _AdminRoutes(state)
     app.add_url_rule("/_mock/stats", "admin_stats", routes.stats, methods=["GET"])
     app.add_url_rule("/_mock/requests", "admin_requests", routes.requests, methods=["GET"])
+    app.add_url_rule("/_mock/files", "admin_files", routes.files, methods=["GET"])
     app.add_url_rule("/_mock/config", "admin_config", routes.config, methods=["GET", "POST"])
     app.add_url_rule("/_mock/reset", "admin_reset", routes.reset, methods=["POST"])
     app.add_url_rule("/_mock/script", "admin_script", routes.script, methods=["POST"])

@@ -9,6 +9,7 @@ import contextlib
 
 from ._client._client import Client, ClientState, instrument
 from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
+from ._client._files_api import Files
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._credentials import mask_credentials
 from ._doctor import CheckStep, ConnectionCheck, check_connection
@@ -21,6 +22,12 @@ from ._endpoints._completion import (
     ModelInfo,
     Usage,
 )
+from ._endpoints._document_search import (
+    DocumentAnswer,
+    DocumentSearchRequest,
+    Extract,
+    SourceDocument,
+)
 from ._endpoints._embeddings import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_PACK_INPUTS,
@@ -30,10 +37,17 @@ from ._endpoints._embeddings import (
     EmbeddingRequest,
     Embeddings,
 )
+from ._endpoints._endpoint_kind import EndpointResult, EndpointResults, EndpointStream
+from ._endpoints._files import FAILED_STATUSES, PROCESSED_STATUSES, FileInfo, FileUpload
+from ._endpoints._filter_chunks import FilteredChunks, FilterRequest
 from ._endpoints._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from ._endpoints._models import ChatRequest
+from ._endpoints._query import Chunk, QueryRequest, QueryResult
 from ._endpoints._streaming import ChatStream
 from ._endpoints._structured import OutputSchema
+from ._endpoints._text_completion import CompletionRequest, TextCompletion
+from ._endpoints._threads import Turn, TurnRequest
+from ._endpoints._tokenize import TokenCount, TokenizeRequest
 from ._endpoints._tools import FunctionCall, ToolCall, function_tool
 from ._engine._batch_options import DEFAULT_SYSTEMATIC_FAILURES, BatchOptions, BatchStatistics
 from ._errors import (
@@ -49,6 +63,7 @@ from ._errors import (
     ConfigurationError,
     ConflictError,
     Diagnosis,
+    FileProcessingError,
     IncompleteStreamError,
     InternalServerError,
     InvalidRequestError,
@@ -70,6 +85,7 @@ from ._events import (
     AttemptFailed,
     AttemptStarted,
     ClientStatistics,
+    EmbeddingPackingDisabled,
     Event,
     RateLimited,
     RequestFinished,
@@ -112,9 +128,11 @@ __all__ = [
     "CheckStep",
     "Choice",
     "ChoiceLogprobs",
+    "Chunk",
     "Client",
     "ClientState",
     "ClientStatistics",
+    "CompletionRequest",
     "ConfigurationError",
     "ConflictError",
     "ConnectionCheck",
@@ -125,13 +143,27 @@ __all__ = [
     "DEFAULT_PACK_TOKENS",
     "DEFAULT_SYSTEMATIC_FAILURES",
     "Diagnosis",
+    "DocumentAnswer",
+    "DocumentSearchRequest",
     "Embedding",
+    "EmbeddingPackingDisabled",
     "EmbeddingRequest",
     "EmbeddingResult",
     "EmbeddingResults",
     "EmbeddingStream",
     "Embeddings",
+    "EndpointResult",
+    "EndpointResults",
+    "EndpointStream",
     "Event",
+    "Extract",
+    "FAILED_STATUSES",
+    "FileInfo",
+    "FileProcessingError",
+    "FileUpload",
+    "Files",
+    "FilterRequest",
+    "FilteredChunks",
     "FunctionCall",
     "IncompleteStreamError",
     "InternalServerError",
@@ -143,9 +175,12 @@ __all__ = [
     "ModelInfo",
     "NotFoundError",
     "OutputSchema",
+    "PROCESSED_STATUSES",
     "ParadigmError",
     "PermissionDeniedError",
     "ProxyError",
+    "QueryRequest",
+    "QueryResult",
     "QuotaState",
     "QuotaUnavailableError",
     "RateLimitError",
@@ -158,17 +193,23 @@ __all__ = [
     "ServerUnreachableError",
     "SharedQuotaRestored",
     "SharedQuotaUnavailable",
+    "SourceDocument",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
     "SyncBatchStream",
     "SyncChatStream",
     "SyncClient",
     "SystematicFailureError",
+    "TextCompletion",
     "Timeouts",
+    "TokenCount",
     "TokenLogprob",
+    "TokenizeRequest",
     "ToolCall",
     "TopLogprob",
     "TrioTransport",
+    "Turn",
+    "TurnRequest",
     "UnprocessableEntityError",
     "Usage",
     "__version__",

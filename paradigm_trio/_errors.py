@@ -64,6 +64,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Diagnosis",
+    "FileProcessingError",
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidRequestError",
@@ -343,6 +344,28 @@ class BatchError(ParadigmError):
         super().__init__(f"batch stopped at the first failure: {error}")
         self.error = error
         self.results = results
+
+
+class FileProcessingError(ParadigmError):
+    """A document's processing failed (``status`` ``parsing_failed``,
+    ``embedding_failed``, ``fail``), or :meth:`Files.wait` gave up waiting for it.
+
+    Attributes:
+        file_id: the document's id.
+        status: its last status seen (``None`` if none was).
+        timed_out: whether the wait's ``timeout`` passed (the processing may still end).
+        file: the last :class:`FileInfo` read, if any.
+    """
+
+    def __init__(
+        self, message: str, *, file_id: object, status: str | None, timed_out: bool,
+        file: Any = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.file_id = file_id
+        self.status = status
+        self.timed_out = timed_out
+        self.file = file
 
 
 class SystematicFailureError(BatchError):

@@ -20,6 +20,7 @@ __all__ = [
     "AttemptFailed",
     "AttemptStarted",
     "ClientStatistics",
+    "EmbeddingPackingDisabled",
     "Event",
     "RateLimited",
     "RequestFinished",
@@ -239,6 +240,16 @@ class SharedQuotaRestored:
     outage: float
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingPackingDisabled:
+    """The server refused a request of several embedding inputs (``status``): from now
+    on this client sends ``model``'s inputs one per request (Paradigm documents
+    ``input`` as a string).  Emitted once per client and model."""
+
+    model: str
+    status: int | None
+
+
 # Every event class above: the type of what ``on_event`` receives.
 Event = (
     AttemptStarted
@@ -249,4 +260,5 @@ Event = (
     | RequestFinished
     | SharedQuotaUnavailable
     | SharedQuotaRestored
+    | EmbeddingPackingDisabled
 )

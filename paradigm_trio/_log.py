@@ -121,6 +121,14 @@ def rate_limited(event: RateLimited) -> None:
     )  # fmt: skip
 
 
+def packing_disabled(model: str, status: int | None) -> None:
+    say(
+        WARNING, "embedding_packing_disabled",
+        "embeddings: the server refused several inputs in one request (status %s); "
+        "model %r now gets one input per request", status, model, model=model, status=status,
+    )  # fmt: skip
+
+
 def request_finished(
     outcome: object,
     custom_id: str | None,

@@ -146,6 +146,13 @@ MOCK_CONFIGS: dict[str, ms.MockConfig] = {
     ),
     # Slower than the example's Timeouts.attempt, so that the timeout branch runs.
     "example-howto-retries-override": ms.MockConfig(seed=0, latency=ms.Latency.fixed(0.5)),
+    # Documents processed quickly, for the examples that search what they upload.
+    **{
+        f"example-howto-paradigm-{name}": ms.MockConfig(
+            seed=0, latency=ms.Latency.fixed(0.01), file_processing_time=0.2
+        )
+        for name in ("retrieve", "ask", "ingest")
+    },
 }
 
 TIME_LIMIT = 10.0

@@ -25,6 +25,7 @@ from ._report import add_report_parser
 from ._shard import add_worker_arguments
 from ._streams import tolerant_std_streams
 from ._suggest import SuggestingParser
+from ._upload import add_upload_parser
 
 __all__ = ["main"]
 
@@ -91,6 +92,7 @@ def build_parser() -> SuggestingParser:
     add_quota_status_parser(sub)
     add_report_parser(sub)
     _add_speed_test_parser(sub)
+    add_upload_parser(sub)
     add_doctor_parser(sub, _positive_float)
     _add_mock_parser(sub)
     return parser
@@ -126,8 +128,30 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-o",
         "--output",
         metavar="OUT.jsonl",
-        required=True,
-        help="where results are appended (and read back on resume); a file, not -",
+        help="where results are appended (and read back on resume); a file, not -; "
+        "required unless --dry-run",
+    )
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="count every line's prompt tokens with the server's tokenizer (POST /tokenize, "
+        "under --concurrency and --count-rpm) and print the totals, the largest requests, "
+        "the lines over the context and the time the batch takes under --rpm/--tpm; send "
+        "nothing else, write nothing",
+    )
+    batch.add_argument(
+        "--count-rpm",
+        type=_positive_float,
+        metavar="N",
+        help="with --dry-run, at most N /tokenize requests a minute (default: only "
+        "--concurrency bounds them; --rpm and --tpm are the real run's, for the estimate)",
+    )
+    batch.add_argument(
+        "--context-length",
+        type=_positive_int,
+        metavar="N",
+        help="with --dry-run, the model's context in tokens (else the model list's "
+        "max_model_len, when it gives one)",
     )
     _add_batch_limit_arguments(batch)
     _add_batch_run_arguments(batch)
@@ -269,10 +293,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         (parser.subparser(args.command) or parser).refuse_unknown(extras)
     args.command_line = args_list
     with tolerant_std_streams():
+        if args.command == "batch" and args.dry_run:
+            from ._dry_run import run_dry_run
+
+            return run_dry_run(args)
         if args.command == "batch":
+            if args.output is None:
+                parser.error("batch: -o/--output is required (except with --dry-run)")
             from ._run_batch import run_batch
 
             return run_batch(args)
+        if args.command == "upload":
+            from ._upload import run_upload
+
+            return run_upload(args)
         if args.command == "merge":
             return run_merge(args)
         if args.command == "quota-status":

@@ -1,9 +1,10 @@
 """JSONL batch files: reading requests lazily, writing results, resuming.
 
-Input lines are either the OpenAI Batch format, for chat completions or embeddings::
+Input lines are either the OpenAI Batch format, for any endpoint (``_endpoints``)::
 
     {"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
     {"custom_id": "e1", "method": "POST", "url": "/v1/embeddings", "body": {"input": ...}}
+    {"custom_id": "t1", "method": "POST", "url": "/tokenize", "body": {"prompt": ...}}
 
 or a short form::
 
@@ -30,6 +31,7 @@ from typing import IO, Any
 import paradigm_trio as pt
 
 from ._atomic import replacing
+from ._endpoints import endpoint_of, endpoint_request, response_of
 from ._text import dumps, loads, write_atomic
 
 __all__ = [
@@ -42,8 +44,6 @@ __all__ = [
     "scan_input",
 ]
 
-_CHAT_URLS = ("/v1/chat/completions", "/chat/completions", "/api/v2/chat/completions")
-_EMBEDDING_URLS = ("/v1/embeddings", "/embeddings", "/api/v2/embeddings")
 _EMBEDDING_FIELDS = frozenset({"model", "dimensions", "encoding_format"})
 _REQUEST_FIELDS = frozenset(
     {"model", "messages", "temperature", "max_tokens", "top_p", "stop", "seed",
@@ -62,25 +62,23 @@ class InputLine:
 
     line: int
     custom_id: str
-    request: pt.ChatRequest | pt.EmbeddingRequest | None
+    request: Any
     problem: str | None = None
 
 
-def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest | pt.EmbeddingRequest:
+def _request_from(obj: Mapping[str, Any], custom_id: str) -> Any:
     if "body" in obj or "method" in obj or "url" in obj:
         method = obj.get("method", "POST")
         if method != "POST":
             raise ValueError(f"method must be POST, got {method!r}")
-        url = obj.get("url", "/v1/chat/completions")
-        if url not in _CHAT_URLS + _EMBEDDING_URLS:
-            raise ValueError(
-                f"url must be one of {', '.join(_CHAT_URLS + _EMBEDDING_URLS)}, got {url!r}"
-            )
+        endpoint = endpoint_of(obj.get("url", "/v1/chat/completions"))
         body = obj.get("body")
         if not isinstance(body, Mapping):
             raise ValueError("'body' must be a JSON object")
-        if url in _EMBEDDING_URLS:
+        if endpoint == "/embeddings":
             return _embedding_request(body, custom_id)
+        if endpoint != "/chat/completions":
+            return endpoint_request(endpoint, body, custom_id)
     else:
         body = {k: v for k, v in obj.items() if k != "custom_id"}
         if "input" in body and "messages" not in body:
@@ -302,14 +300,18 @@ def result_record(custom_id: str, completion: Any, error: BaseException | None,
     response: dict[str, Any] | None = None
     err: dict[str, Any] | None = None
     parsed: dict[str, Any] = {}
-    if completion is not None:
+    if completion is not None and not isinstance(completion, pt.ChatCompletion | pt.Embeddings):
+        body, request_id = response_of(completion)  # another endpoint's answer
+        response = {"status_code": 200, "request_id": request_id, "body": body}
+    elif completion is not None:
+        answer: Any = completion
         response = {
             "status_code": 200,
             "request_id": completion.request_id,
             "body": response_body(completion, request),
         }
         if getattr(request, "output", None) is not None:
-            parsed["parsed"] = completion.parsed
+            parsed["parsed"] = answer.parsed
     elif error is not None:
         if isinstance(error, pt.APIStatusError):
             response = {

@@ -170,7 +170,7 @@ class _Requests:
         self.invalid = 0
         self.skipped = 0
 
-    def requests(self) -> Iterator[pt.ChatRequest | pt.EmbeddingRequest]:
+    def requests(self) -> Iterator[Any]:
         item: InputLine
         for item in sharded(read_input(self.input_path), self.shard):
             if item.custom_id in self.done:
@@ -239,19 +239,21 @@ async def _open_client(
     )
 
 
-async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.EmbeddingRequest],
-                progress: Progress, out: IO[bytes],
-                batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
+async def _send(client: pt.Client, requests: Iterator[Any], progress: Progress,
+                out: IO[bytes], batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
     """Send the batch, appending each result to ``out`` as it completes.
 
-    Chat lines and embeddings lines run as two batches at once, on the same client (its
-    limits hold for both), fed from one reading of the input.  Blocks until every request
-    is done, or until ``batch_scope`` is cancelled (on a signal), which stops the batch;
-    either way returns the statistics so far (of both batches together).
+    Chat lines, embeddings lines and the lines of Paradigm's other endpoints (tokenize,
+    query, filter/chunks, document search) run as up to three batches at once, on the
+    same client (its limits hold for all), fed from one reading of the input.  Blocks
+    until every request is done, or until ``batch_scope`` is cancelled (on a signal),
+    which stops the batch; either way returns the statistics so far (of the batches
+    together).
     """
     chat_send, chat_receive = trio.open_memory_channel[pt.ChatRequest](0)
     embed_send, embed_receive = trio.open_memory_channel[pt.EmbeddingRequest](0)
-    streams: dict[str, pt.BatchStream | pt.EmbeddingStream] = {}
+    other_send, other_receive = trio.open_memory_channel[Any](0)
+    streams: dict[str, Any] = {}
     started: set[str] = set()
 
     batches: dict[str, tuple[Any, Callable[[], Any]]] = {
@@ -259,14 +261,20 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
             chat_receive, on_progress=progress.updater("chat"))),
         "embeddings": (embed_send, lambda: client.stream_embed_batch(
             embed_receive, on_progress=progress.updater("embeddings"))),
+        "endpoints": (other_send, lambda: client.stream_requests(
+            other_receive, on_progress=progress.updater("endpoints"))),
     }  # fmt: skip
 
     async def dispatch(nursery: trio.Nursery) -> None:
         # A kind's batch starts with its first line: a file of chat lines runs (and logs)
         # one batch, not a second, empty one.
-        async with chat_send, embed_send:
+        async with chat_send, embed_send, other_send:
             for request in requests:
-                kind = "embeddings" if isinstance(request, pt.EmbeddingRequest) else "chat"
+                kind = (
+                    "embeddings" if isinstance(request, pt.EmbeddingRequest)
+                    else "chat" if isinstance(request, pt.ChatRequest)
+                    else "endpoints"
+                )  # fmt: skip
                 send, batch = batches[kind]
                 if kind not in started:
                     started.add(kind)
@@ -278,7 +286,7 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
             streams[kind] = results
             async for result in results:
                 custom_id = result.custom_id or f"index-{result.index}"
-                answer = result.completion if kind == "chat" else result.embeddings
+                answer = _answer_of(kind, result)
                 annotate = functools.partial(
                     progress.recorder.annotate, result=result, client=client
                 )
@@ -299,6 +307,15 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
                 raise exc from exc.__cause__
             raise
     return combined([stream.statistics() for stream in streams.values()])
+
+
+def _answer_of(kind: str, result: Any) -> Any:
+    """A result's answer: a completion, embeddings, or another endpoint's ``value``."""
+    if kind == "chat":
+        return result.completion
+    if kind == "embeddings":
+        return result.embeddings
+    return result.value if result.ok else None
 
 
 async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,

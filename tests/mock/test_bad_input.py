@@ -175,7 +175,7 @@ async def test_wrong_method_and_unknown_path() -> None:
         put_chat = await client.put("/v1/chat/completions", json=chat_body())
         post_models = await client.post("/api/v2/models")
         get_reset = await client.get("/_mock/reset")
-        missing = await client.get("/api/v2/completions")
+        missing = await client.get("/api/v2/edits")
     for response in (get_chat, put_chat, post_models, get_reset):
         assert_error_envelope(response, 405, "method_not_allowed")
     assert "POST" in get_chat.headers["allow"]

@@ -696,3 +696,16 @@ def test_missing_extras_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(client.chat_batch(prompts(3))) == 3
         with pytest.raises(ImportError, match=r"pip install pandas, .*'\.\[dataframe\]'"):
             pt.results_frame([])
+
+
+def test_paradigm_endpoints_block() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        if request.url.path.endswith("/tokenize"):
+            return httpx2.Response(200, json={"total_tokens": len(body["prompt"]), "model": "m"})
+        return httpx2.Response(200, json=[{"query": body["query"], "chunks": []}])
+
+    with sync_client(handler) as client:
+        assert client.tokenize("four").count == 4
+        assert [r.value.count for r in client.tokenize_batch(["a", "bb"])] == [1, 2]
+        assert client.query("q")[0].query == "q"
