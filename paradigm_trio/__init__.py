@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 
-from ._client._client import Client, ClientState, instrument
-from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
+from ._client._client import Client, ClientState
+from ._client._instrument import instrument
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._doctor import CheckStep, ConnectionCheck, check_connection
 from ._endpoints._chat_kind import BatchResult, BatchResults, BatchStream
@@ -20,6 +20,7 @@ from ._endpoints._completion import (
     ModelInfo,
     Usage,
 )
+from ._endpoints._embedding_kind import EmbeddingResult, EmbeddingResults, EmbeddingStream
 from ._endpoints._embeddings import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_PACK_INPUTS,

@@ -71,20 +71,22 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"}
     ),
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
-    # What the client's families of methods share (``Client`` is a ``ClientCore``), and
-    # its batch methods.
-    "paradigm_trio._client._core": frozenset({"ClientCore", "check_trio", "collect"}),
-    "paradigm_trio._client._chat_batch": frozenset({"ChatBatchMethods"}),
-    # Embeddings: the request kind behind ``Client.embed``/``embed_batch`` (those methods
-    # themselves: ``EmbeddingMethods``), and packing.
-    "paradigm_trio._client._embedder": frozenset(
+    # The client's state and batch collection; its configuration checks.
+    "paradigm_trio._client._core": frozenset({"check_trio", "collect"}),
+    "paradigm_trio._client._setup": frozenset(
         {
-            "EmbedInput",
-            "EmbeddingKind",
-            "EmbeddingMethods",
-            "check_pack",
-            "embedding_defaults",
+            "API_KEY_ENV",
+            "BASE_URL_ENV",
+            "check_base_url",
+            "check_http",
+            "check_key",
+            "engine_of",
+            "transport_of",
         }
+    ),
+    # Embeddings batches: the batch kind behind ``Client.embed_batch``, and packing.
+    "paradigm_trio._endpoints._embedding_kind": frozenset(
+        {"EmbedInput", "EmbeddingKind", "check_pack", "embedding_defaults", "stream_batch"}
     ),
     "paradigm_trio._endpoints._embeddings": frozenset(
         {"EmbeddingsEndpoint", "EncodingFormat", "joins", "merge", "split", "usage_of_embeddings"}

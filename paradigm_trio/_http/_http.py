@@ -69,7 +69,8 @@ class HTTP(Failures):
     Args:
         base_url: the API root every path is appended to.
         headers: headers of every request (``Authorization`` included).
-        http_client: the ``httpx2.AsyncClient`` used when there is no ``direct`` transport.
+        http_client: the user's ``httpx2.AsyncClient``, which sends when there is no
+            ``direct`` transport.
         direct: the client's own transport, called directly.
         redactor: removes the API key (and URL passwords) from what came from the server
             or the network, before any error, record or event is built from it.
@@ -80,7 +81,7 @@ class HTTP(Failures):
         *,
         base_url: str,
         headers: Mapping[str, str],
-        http_client: httpx2.AsyncClient,
+        http_client: httpx2.AsyncClient | None,
         direct: httpx2.AsyncBaseTransport | None,
         redactor: Redactor,
     ) -> None:
@@ -173,6 +174,7 @@ class HTTP(Failures):
         await trio.lowlevel.checkpoint()
         try:
             if self._direct is None:
+                assert self._http is not None
                 request = self._http.build_request(
                     ex.method, ex.url, content=ex.body, headers=ex.headers, timeout=ex.timeout
                 )

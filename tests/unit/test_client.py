@@ -215,12 +215,30 @@ async def test_injected_http_client_is_used_and_not_closed() -> None:
     await http.aclose()
 
 
+class ClosingTransport(httpx2.MockTransport):
+    closed = 0
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        await super().aclose()
+
+
 @pytest.mark.anyio
-async def test_own_http_client_is_closed() -> None:
-    client = make_client(Script())
+async def test_the_transport_it_sends_with_is_closed_with_it() -> None:
+    transport = ClosingTransport(Script())
+    async with pt.Client(api_key=API_KEY, transport=transport):
+        pass
+    assert transport.closed == 1
+
+
+@pytest.mark.anyio
+async def test_its_own_transport_is_closed_and_no_httpx2_client_is_built() -> None:
+    client = pt.Client(api_key=API_KEY)
+    assert client._httpx is None  # (its settings would apply to nothing)
     async with client:
         pass
-    assert client._httpx.is_closed
+    assert isinstance(client._direct, pt.TrioTransport)
+    assert client._direct._pool.closed
 
 
 # ============================================================================ checkpoints
