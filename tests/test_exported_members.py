@@ -177,14 +177,12 @@ INTERNAL: dict[str, frozenset[str]] = {
             "ProxyTypes",
             "TLSConnectError",
             "VerifyTypes",
-            "WireTimeouts",
             "describe_verify",
             "header_map",
             "host_problem",
             "is_address",
             "origin_of",
             "url_host",
-            "wire_timeouts",
         }
     ),
     # Raised by attempt functions, caught by the engine: never escapes the library.

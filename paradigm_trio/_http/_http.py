@@ -18,7 +18,6 @@ it (chat, streams, models) never see ``httpx2`` exceptions:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -29,7 +28,7 @@ import trio
 from .._config import Timeouts
 from .._errors import APIResponseValidationError, AttemptFailure
 from .._redact import Redactor
-from .._transport import FastLane, TrioTransport, WireTimeouts, header_map, wire_timeouts
+from .._transport import FastLane, TrioTransport, header_map
 from ._failures import RAW_LIMIT, Failures
 
 __all__ = ["Exchange", "HTTP", "Responder"]
@@ -45,11 +44,13 @@ class Exchange:
     url: str
     body: bytes | None
     headers: dict[str, str] = field(repr=False)  # ``Authorization`` holds the key
-    timeout: httpx2.Timeout
-    extensions: dict[str, Any]
+    timeouts: Timeouts
+    """The request's timeouts, one value: each transport converts them where it applies
+    them (``HTTP.send``: ``httpx2``'s timeout extension; the fast lane: its own)."""
+    stream: bool = False
+    """A stream: no HTTP read timeout (the stream bounds its waits itself)."""
     wire: bytes | None = field(default=None, repr=False)
     """The whole request for the default transport's fast lane (``None``: no fast lane)."""
-    wire_timeouts: WireTimeouts = (math.inf, math.inf, math.inf)
 
 
 class Responder(Protocol):
@@ -89,11 +90,8 @@ class HTTP(Failures):
         self.headers = dict(headers)
         self._http = http_client
         self._direct = direct
-        # (Timeouts, stream) -> (httpx2.Timeout, extensions, the fast lane's timeouts):
-        # built once, not per request.
-        self._timeouts: dict[
-            tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any], WireTimeouts]
-        ] = {}
+        # (Timeouts, stream) -> (httpx2.Timeout, its extension): built once, not per attempt.
+        self._timeouts: dict[tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any]]] = {}
         self._lane = FastLane.of(direct, base_url, self.headers)
         self._head_of = self._on_head  # (bound once, not per request)
 
@@ -128,21 +126,23 @@ class HTTP(Failures):
             del headers["Content-Type"]
         if stream:
             headers["Accept"] = "text/event-stream"
-        cached = self._timeouts.get((timeouts, stream))
+        ex = Exchange(method, self.base_url + path, body, headers, timeouts, stream)
+        if not stream and self._lane is not None:
+            ex.wire = self._lane.request(method, ex.url, body, key)
+        return ex
+
+    def _httpx_timeouts(self, ex: Exchange) -> tuple[httpx2.Timeout, dict[str, Any]]:
+        """``ex``'s timeouts as ``httpx2`` applies them: ``httpx2.Timeout`` and the
+        ``timeout`` extension a transport reads (cached per :class:`Timeouts`)."""
+        cached = self._timeouts.get((ex.timeouts, ex.stream))
         if cached is None:
             if len(self._timeouts) >= 64:  # many one-off Timeouts: keep the cache small
                 self._timeouts.clear()
-            timeout = self.http_timeout(timeouts, read=not stream)
-            extension = timeout.as_dict()
-            cached = self._timeouts[timeouts, stream] = (
-                timeout, {"timeout": extension}, wire_timeouts(extension)
+            timeout = self.http_timeout(ex.timeouts, read=not ex.stream)
+            cached = self._timeouts[ex.timeouts, ex.stream] = (
+                timeout, {"timeout": timeout.as_dict()}
             )  # fmt: skip
-        timeout, extensions, on_wire = cached
-        ex = Exchange(method, self.base_url + path, body, headers, timeout, extensions)
-        if not stream and self._lane is not None:
-            ex.wire = self._lane.request(method, ex.url, body, key)
-            ex.wire_timeouts = on_wire
-        return ex
+        return cached
 
     async def warm_up(
         self,
@@ -172,16 +172,17 @@ class HTTP(Failures):
         # The attempt's checkpoint (``Lease.take`` makes none when a slot is free): a user's
         # transport may never yield (``httpx2.MockTransport``).
         await trio.lowlevel.checkpoint()
+        timeout, extensions = self._httpx_timeouts(ex)
         try:
             if self._direct is None:
                 assert self._http is not None
                 request = self._http.build_request(
-                    ex.method, ex.url, content=ex.body, headers=ex.headers, timeout=ex.timeout
+                    ex.method, ex.url, content=ex.body, headers=ex.headers, timeout=timeout
                 )
                 response = await self._http.send(request, stream=True)
             else:
                 request = httpx2.Request(
-                    ex.method, ex.url, content=ex.body, headers=ex.headers, extensions=ex.extensions
+                    ex.method, ex.url, content=ex.body, headers=ex.headers, extensions=extensions
                 )
                 response = await self._direct.handle_async_request(request)
         except httpx2.HTTPError as exc:
@@ -238,7 +239,7 @@ class HTTP(Failures):
         assert ex.wire is not None
         try:
             status, raw, content, (request_id, encoded) = await lane.transport.fetch(
-                lane.origin, ex.wire, ex.wire_timeouts, self._head_of, current
+                lane.origin, ex.wire, lane.timeouts(ex.timeouts), self._head_of, current
             )
         except httpx2.HTTPError as exc:
             raise self.transport_failure(exc) from None
