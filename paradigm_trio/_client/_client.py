@@ -1,21 +1,11 @@
 """The :class:`Client`: one class holding every public method (configuration, lifecycle,
 chat, streams, embeddings, batches), each a thin layer over the one send path.
 
-Every request, of any kind, is a logical request run by the attempt engine
-(``_engine``): the methods validate their arguments, build a ``Plan`` (:meth:`Client._plan`)
-and hand the request of an endpoint (``_endpoints``: chat, embeddings) to ``Sender.send``,
-a stream to ``Streamer``, many requests to a batch (``_chat_kind``, ``_embedding_kind``).
-
-Where things can block or be cancelled:
-
-* :meth:`Client.chat` waits for a concurrency slot (``Limits.concurrency``), then sends
-  one attempt; between attempts it sleeps (backoff or ``Retry-After``) *without* holding a
-  slot.  Cancelling it from outside (the caller's cancel scope) interrupts whichever of
-  these it is doing, closes the HTTP exchange and re-raises :class:`trio.Cancelled`;
-  nothing is retried after that.
-* Timeouts are cancel scopes on trio's clock: ``Timeouts.attempt`` around each attempt and
-  ``Timeouts.total`` around the whole request.  Both surface as
-  :class:`~paradigm_trio.APITimeoutError`, never as ``Cancelled``.
+The methods validate their arguments, build a ``Plan`` (:meth:`Client._plan`) and hand the
+request of an endpoint (``_endpoints``: chat, embeddings) to ``Sender.send``, a stream to
+``Streamer``, many requests to a batch kind (``_chat_kind``, ``_embedding_kind``); the
+attempt engine (``_engine``) does the rest.  Where a request waits and how it is
+cancelled: see ``docs/cancellation.md``.
 """
 
 from __future__ import annotations
