@@ -75,7 +75,10 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
+from ._frames import embeddings_array, results_frame
 from ._quota._redis_store import QuotaState, quota_state
+from ._sync import BatchInterrupted, SyncClient
+from ._sync_streams import SyncBatchStream, SyncChatStream
 from ._transport import TrioTransport, system_trust_store
 from ._version import __version__
 
@@ -91,6 +94,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
+    "BatchInterrupted",
     "BatchOptions",
     "BatchResult",
     "BatchResults",
@@ -149,6 +153,9 @@ __all__ = [
     "SharedQuotaUnavailable",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
+    "SyncBatchStream",
+    "SyncChatStream",
+    "SyncClient",
     "Timeouts",
     "TokenLogprob",
     "ToolCall",
@@ -158,9 +165,11 @@ __all__ = [
     "Usage",
     "__version__",
     "check_connection",
+    "embeddings_array",
     "function_tool",
     "instrument",
     "quota_state",
+    "results_frame",
     "system_trust_store",
 ]
 

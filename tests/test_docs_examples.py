@@ -23,6 +23,10 @@ in ``PAGES``):
 * Every example is a whole script that defines ``async def main()`` and ends by calling
   ``trio.run(main)`` under ``if __name__ == "__main__":``.  The test executes the source
   under another ``__name__`` and awaits ``main()`` itself, inside the test's trio run.
+* The pages about blocking code (``BLOCKING_PAGES``: notebooks, asyncio applications)
+  follow the same convention with what such code runs: a blocking ``def main()`` called
+  by ``main()``, or ``async def main()`` run by ``asyncio.run(main())``.  The test runs
+  it in a worker thread (``trio.to_thread``), as a script's main thread would.
 * Before that, the test starts a mock server on ``127.0.0.1`` and sets
   ``PARADIGM_BASE_URL`` and ``PARADIGM_API_KEY`` to point at it, so examples written for
   the real API (``pt.Client()`` with no arguments) talk to the mock.  Examples may also
@@ -54,6 +58,7 @@ PAGES = (
     "howto-embeddings.md",
     "howto-structured.md",
 )
+BLOCKING_PAGES = ("howto-notebooks.md", "howto-asyncio.md")
 
 _BLOCK = re.compile(
     r"^```\{code-block\}[ \t]+python[ \t]*\n"  # the opening fence
@@ -97,12 +102,14 @@ def extract_examples(page: str) -> list[tuple[str, str]]:
     return examples
 
 
-ALL_EXAMPLES = [(page, *example) for page in PAGES for example in extract_examples(page)]
+ALL_EXAMPLES = [
+    (page, *example) for page in PAGES + BLOCKING_PAGES for example in extract_examples(page)
+]
 
 
 def test_every_page_has_examples() -> None:
     pages_with_examples = {page for page, _name, _source in ALL_EXAMPLES}
-    assert pages_with_examples == set(PAGES)
+    assert pages_with_examples == set(PAGES + BLOCKING_PAGES)
 
 
 def test_example_names_are_unique() -> None:
@@ -111,7 +118,12 @@ def test_example_names_are_unique() -> None:
 
 
 def test_examples_follow_the_convention() -> None:
-    for _page, name, source in ALL_EXAMPLES:
+    for page, name, source in ALL_EXAMPLES:
+        if page in BLOCKING_PAGES:
+            ends = ('if __name__ == "__main__":\n    main()', "asyncio.run(main())")
+            assert "def main(" in source, name
+            assert any(end in source for end in ends), name
+            continue
         assert "async def main(" in source, name
         assert 'if __name__ == "__main__":\n    trio.run(main)' in source, name
 
@@ -138,5 +150,19 @@ async def test_example_runs(
         monkeypatch.setenv("PARADIGM_BASE_URL", server.url)
         monkeypatch.setenv("PARADIGM_API_KEY", "docs-example-key")
         with trio.fail_after(TIME_LIMIT):
-            await namespace["main"]()
+            if page in BLOCKING_PAGES:
+                await trio.to_thread.run_sync(_blocking_main, namespace["main"])
+            else:
+                await namespace["main"]()
     assert capsys.readouterr().out, f"{name} printed nothing"
+
+
+def _blocking_main(main: Any) -> None:
+    """Run a blocking page's ``main`` as its script would (see the module docstring)."""
+    import asyncio
+    import inspect
+
+    if inspect.iscoroutinefunction(main):
+        asyncio.run(main())
+    else:
+        main()

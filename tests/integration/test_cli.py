@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from openai.types.chat import ChatCompletion
+
+from .mockprocess import mock_process
 
 CLI = [sys.executable, "-m", "paradigm_trio"]
 
@@ -28,43 +29,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
 @pytest.fixture
 def mock_url() -> Iterator[str]:
     """A mock server process with faults and latency; stopped (SIGINT) by the test."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mock_server",
-            "--port",
-            "0",
-            "--seed",
-            "3",
-            "--latency",
-            "fixed:0.05",
-            "--fault",
-            "server_error=0.1",
-            "--fault",
-            "reset=0.03",
-            "--fault",
-            "rate_limit=0.05",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/api/v2)", line)
-        assert match, line
-        yield match.group(1)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+    with mock_process(
+        "--seed", "3", "--latency", "fixed:0.05", "--fault", "server_error=0.1",
+        "--fault", "reset=0.03", "--fault", "rate_limit=0.05",
+    ) as url:  # fmt: skip
+        yield url
 
 
 def env_for(url: str) -> dict[str, str]:
