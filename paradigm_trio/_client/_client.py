@@ -22,11 +22,13 @@ import httpx2
 import trio
 
 from .._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
-from .._endpoints import _chat_kind, _embedding_kind
+from .._endpoints import _chat_kind
 from .._endpoints._chat import ChatEndpoint
 from .._endpoints._chat_kind import BatchInput, BatchResults, BatchStream
 from .._endpoints._completion import ChatCompletion, ModelInfo
 from .._endpoints._embedding_kind import (
+    EmbeddingKind,
+    EmbeddingLists,
     EmbeddingResults,
     EmbeddingStream,
     EmbedInput,
@@ -41,15 +43,17 @@ from .._endpoints._embeddings import (
     Embeddings,
     EmbeddingsEndpoint,
     EncodingFormat,
+    join,
+    singles,
 )
-from .._endpoints._endpoint import Endpoint, Request, Sender
+from .._endpoints._endpoint import Sender
 from .._endpoints._models import ChatOptions, ChatRequest, make_request
 from .._endpoints._streaming import ChatStream, Streamer
-from .._engine._attempts import Plan, idempotency_key
+from .._engine._batch import run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions
 from .._engine._budget import BatchControl
 from .._engine._ledger import Ledger
-from .._errors import ConfigurationError
+from .._errors import APIStatusError, ConfigurationError
 from .._events import Attempt, ClientStatistics, Event
 from .._http._http import HTTP
 from .._quota._shared import SharedRateLimiter
@@ -57,6 +61,8 @@ from .._redact import Redactor, mask_credentials
 from .._transport import CertTypes, ProxyTypes, VerifyTypes
 from .._version import __version__
 from ._core import ClientState, check_trio, collect
+from ._files_api import Files
+from ._paradigm import ParadigmMethods
 from ._setup import BASE_URL_ENV, check_base_url, check_http, check_key, engine_of, transport_of
 
 __all__ = ["Client", "ClientState"]
@@ -64,7 +70,7 @@ __all__ = ["Client", "ClientState"]
 _USER_AGENT = f"paradigm-trio/{__version__}"
 
 
-class Client:
+class Client(ParadigmMethods):
     """A trio client for the Paradigm chat-completions API.
 
     Use it as an async context manager (``async with Client() as client:``); it can also be
@@ -80,6 +86,11 @@ class Client:
             ``https://paradigm.lighton.ai/api/v2``.
         model: the model used by chat requests that name none.
         embedding_model: the model used by embeddings requests that name none.
+        pack_embeddings: whether several embedding inputs may share a request (default
+            ``True``).  Paradigm documents ``input`` as a string: the first request of
+            several inputs that the server refuses (400, 422) switches that model to one
+            input per request for this client (an ``EmbeddingPackingDisabled`` event and
+            a log record say so); ``False`` sends one input per request from the start.
         retry: the default :class:`RetryPolicy`.
         timeouts: the default :class:`Timeouts`.
         limits: :class:`Limits` (concurrency, rates), client-wide.
@@ -125,6 +136,7 @@ class Client:
         base_url: str | None = None,
         model: str = DEFAULT_MODEL,
         embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+        pack_embeddings: bool = True,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         limits: Limits | None = None,
@@ -143,6 +155,10 @@ class Client:
         for name, value in (("model", model), ("embedding_model", embedding_model)):
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+        if not isinstance(pack_embeddings, bool):
+            raise ConfigurationError(
+                f"pack_embeddings must be True or False, got {pack_embeddings!r}"
+            )
         check_http(http_client, transport)
         network = {"proxy": proxy, "verify": verify, "cert": cert, "trust_env": trust_env}
         self._api_key = key
@@ -172,67 +188,13 @@ class Client:
         self._shared = rates if isinstance(rates, SharedRateLimiter) else None
         self._sender = Sender(self._engine, self._http)
         self._chat = ChatEndpoint(model)
-        self._embeddings = EmbeddingsEndpoint(embedding_model)
+        self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
         self._streamer = Streamer(self._engine, self._http, model)
+        self._lists = EmbeddingLists(self._embeddings, self._engine.ledger)
+        self.files = Files(self)
+        """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
-
-    async def warm_up(
-        self,
-        connections: int | None = None,
-        *,
-        timeouts: Timeouts | None = None,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> int:
-        """Open connections to the server now, for the requests to come (a batch with
-        ``warm_up=True`` does it itself).  Returns how many were opened.
-
-        Opens ``connections`` (default: ``Limits.concurrency``) less those already open
-        and idle (or being opened), all at once, within ``timeouts.connect`` (the client's
-        by default).  A request sent meanwhile takes one of them rather than opening its
-        own.  A connection that cannot be opened raises nothing: the request that needed
-        it reports why.  ``await nursery.start(client.warm_up)`` returns at once and opens
-        them in the background.  Only on the client's own transport (with
-        ``http_client=`` or ``transport=``: returns 0).
-        """
-        self._check_open()
-        count = self.limits.concurrency if connections is None else connections
-        connect = (timeouts or self.timeouts).connect
-        return await self._http.warm_up(count, connect, task_status)
-
-    def _check_open(self) -> None:
-        """Refuse a call on a closed client, or from outside trio (every call checks)."""
-        if self._state is ClientState.CLOSED:
-            raise RuntimeError("this Client is closed; create a new one")
-        check_trio()
-
-    def _plan(
-        self,
-        endpoint: Endpoint[Any, Any] | None,
-        request: Request | None,
-        retry: RetryPolicy | None,
-        timeouts: Timeouts | None,
-        deadline: float = math.inf,
-        control: BatchControl | None = None,
-        *,
-        stream: bool = False,
-    ) -> Plan:
-        """The ``Plan`` of one request of ``endpoint`` (``None``: the model list)."""
-        self._check_open()
-        custom_id = request.custom_id if request is not None else None
-        return Plan(
-            custom_id,
-            idempotency_key(custom_id),
-            retry or self.retry,
-            timeouts or self.timeouts,
-            request.estimated_tokens() if request is not None else 0,
-            deadline,
-            control,
-            attempt_timeout=not stream,
-            endpoint=endpoint,
-            request=request,
-            stream=stream,
-        )
 
     @property
     def base_url(self) -> str:
@@ -560,8 +522,39 @@ class Client:
             request = replace(inputs, **fields) if fields else inputs
         else:
             request = EmbeddingRequest(inputs=inputs, **fields)
-        plan = self._plan(self._embeddings, request, retry, timeouts)
-        return await self._sender.send(self._embeddings, request, plan)
+        lists, sender, endpoint = self._lists, self._sender, self._embeddings
+        if len(request.inputs) > 1 and not lists.packs(request.model):
+            return await self._embed_singly(request, retry, timeouts)
+        try:
+            plan = self._plan(endpoint, request, retry, timeouts)
+            return await sender.send(endpoint, request, plan)
+        except APIStatusError as exc:
+            if len(request.inputs) > 1 and lists.learn(request.model, exc):
+                return await self._embed_singly(request, retry, timeouts)
+            raise
+
+    async def _embed_singly(
+        self, request: EmbeddingRequest, retry: RetryPolicy | None, timeouts: Timeouts | None
+    ) -> Embeddings:
+        """``request``'s inputs one per request, concurrently; the answers joined (the
+        first failure raised)."""
+        parts = singles(request)
+        answers: list[Embeddings | None] = [None] * len(parts)
+        sender, endpoint = self._sender, self._embeddings
+
+        async def one(position: int, part: EmbeddingRequest) -> None:
+            plan = self._plan(endpoint, part, retry, timeouts)
+            answer: Embeddings = await sender.send(endpoint, part, plan)
+            answers[position] = answer
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for position, part in enumerate(parts):
+                    nursery.start_soon(one, position, part)
+        except BaseExceptionGroup as group:
+            first = group.exceptions[0]
+            raise first from first.__cause__
+        return join([a for a in answers if a is not None])
 
     def stream_embed_batch(
         self,
@@ -622,10 +615,13 @@ class Client:
             plan = self._plan(endpoint, request, retry, timeouts, deadline, control)
             return sender.send(endpoint, request, plan, history)
 
-        return _embedding_kind.stream_batch(
-            send_one, inputs, opts, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens,
-            width=self.limits.concurrency, observers=self._engine.ledger.observers,
-            warm_up=self.warm_up,
+        kind = EmbeddingKind(
+            send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens,
+            lists=self._lists,
+        )  # fmt: skip
+        return run_batch(
+            kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
+            observers=self._engine.ledger.observers, warm_up=self.warm_up,
         )  # fmt: skip
 
     async def embed_batch(
