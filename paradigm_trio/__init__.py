@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import contextlib
 
-from ._client._client import Client, ClientState, instrument
-from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
+from ._client._client import Client, ClientState
 from ._client._files_api import Files
+from ._client._instrument import instrument
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._credentials import mask_credentials
 from ._doctor import CheckStep, ConnectionCheck, check_connection
@@ -28,6 +28,7 @@ from ._endpoints._document_search import (
     Extract,
     SourceDocument,
 )
+from ._endpoints._embedding_kind import EmbeddingResult, EmbeddingResults, EmbeddingStream
 from ._endpoints._embeddings import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_PACK_INPUTS,

@@ -39,9 +39,9 @@ import trio
 
 from . import _frames
 from ._client._client import Client
-from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbedInput
 from ._config import Limits
 from ._endpoints._chat_kind import BatchInput, BatchResult, BatchResults
+from ._endpoints._embedding_kind import EmbeddingResult, EmbeddingResults, EmbedInput
 from ._endpoints._embeddings import EncodingFormat
 from ._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from ._errors import BatchError

@@ -11,7 +11,7 @@ Memory therefore grows with the concurrency, never with the size of the batch.
 What a batch sends is a :class:`Kind`: how an item becomes a request, which requests
 share a unit, how a unit is sent and how its results are made (each an :class:`Outcome`,
 handed out by a :class:`ResultStream`).  The chat completions' kind is in ``_chat_kind``;
-the embeddings' is in ``_embedder``.  Everything here (the feeder, the workers, fail-fast,
+the embeddings' is in ``_embedding_kind``.  Everything here (the feeder, the workers, fail-fast,
 the deadline, the statistics) is the same for every kind.
 
 Every input item yields exactly one result: a completion, an error (an invalid item, as
