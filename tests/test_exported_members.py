@@ -73,7 +73,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # The client's state and batch collection; its configuration checks.
-    "paradigm_trio._client._core": frozenset({"ClientCore", "check_trio", "collect"}),
+    "paradigm_trio._client._core": frozenset({"check_trio", "collect"}),
     "paradigm_trio._client._setup": frozenset(
         {
             "API_KEY_ENV",
@@ -151,7 +151,11 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     "paradigm_trio._endpoints._endpoint_kind": frozenset({"EndpointKind", "run_endpoints"}),
-    "paradigm_trio._client._paradigm": frozenset({"AnyRequest", "ParadigmMethods"}),
+    # Where any request goes (the client's ``Router``) and the helpers of its batches.
+    "paradigm_trio._client._paradigm": frozenset(
+        {"AnyRequest", "Router", "as_any", "check_request", "collected"}
+        | {"query_maker", "tokenize_maker"}
+    ),
     "paradigm_trio._endpoints._query": frozenset({"check_n", "parse_chunks"}),
     "paradigm_trio._endpoints._files": frozenset({"parse_deleted", "parse_page"}),
     # The transport's keep-alive pool and its DNS cache (``TrioTransport.warm_up`` fills

@@ -26,6 +26,7 @@ from .._endpoints import _chat_kind
 from .._endpoints._chat import ChatEndpoint
 from .._endpoints._chat_kind import BatchInput, BatchResults, BatchStream
 from .._endpoints._completion import ChatCompletion, ModelInfo
+from .._endpoints._document_search import DocumentAnswer, DocumentSearchRequest
 from .._endpoints._embedding_kind import (
     EmbeddingKind,
     EmbeddingLists,
@@ -46,9 +47,17 @@ from .._endpoints._embeddings import (
     join,
     singles,
 )
-from .._endpoints._endpoint import Sender
+from .._endpoints._endpoint import Endpoint, Request, Sender
+from .._endpoints._endpoint_kind import EndpointResults, EndpointStream
+from .._endpoints._filter_chunks import FilteredChunks, FilterRequest
+from .._endpoints._json_endpoint import EndpointRequest
 from .._endpoints._models import ChatOptions, ChatRequest, make_request
+from .._endpoints._query import QueryRequest, QueryResult
 from .._endpoints._streaming import ChatStream, Streamer
+from .._endpoints._text_completion import CompletionRequest, TextCompletion
+from .._endpoints._threads import Turn, TurnRequest
+from .._endpoints._tokenize import TokenCount, TokenizeRequest
+from .._engine._attempts import Plan, idempotency_key
 from .._engine._batch import run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions
 from .._engine._budget import BatchControl
@@ -62,7 +71,15 @@ from .._transport import CertTypes, ProxyTypes, VerifyTypes
 from .._version import __version__
 from ._core import ClientState, check_trio, collect
 from ._files_api import Files
-from ._paradigm import ParadigmMethods
+from ._paradigm import (
+    AnyRequest,
+    Router,
+    as_any,
+    check_request,
+    collected,
+    query_maker,
+    tokenize_maker,
+)
 from ._setup import BASE_URL_ENV, check_base_url, check_http, check_key, engine_of, transport_of
 
 __all__ = ["Client", "ClientState"]
@@ -70,7 +87,7 @@ __all__ = ["Client", "ClientState"]
 _USER_AGENT = f"paradigm-trio/{__version__}"
 
 
-class Client(ParadigmMethods):
+class Client:
     """A trio client for the Paradigm chat-completions API.
 
     Use it as an async context manager (``async with Client() as client:``); it can also be
@@ -191,7 +208,10 @@ class Client(ParadigmMethods):
         self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
         self._streamer = Streamer(self._engine, self._http, model)
         self._lists = EmbeddingLists(self._embeddings, self._engine.ledger)
-        self.files = Files(self)
+        self._router = Router(
+            model, self._sender, self._chat, self._embeddings, self._plan, self._engine.ledger
+        )
+        self.files = Files(self._plan, self._http, self._sender)
         """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
@@ -255,6 +275,77 @@ class Client(ParadigmMethods):
     def statistics(self) -> ClientStatistics:
         """A frozen snapshot of this client's counters."""
         return self._engine.ledger.statistics(int(self._limiter.total_tokens))
+
+    async def warm_up(
+        self,
+        connections: int | None = None,
+        *,
+        timeouts: Timeouts | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Open connections to the server now, for the requests to come (a batch with
+        ``warm_up=True`` does it itself).  Returns how many were opened.
+
+        Opens ``connections`` (default: ``Limits.concurrency``) less those already open
+        and idle (or being opened), all at once, within ``timeouts.connect`` (the client's
+        by default).  A request sent meanwhile takes one of them rather than opening its
+        own.  A connection that cannot be opened raises nothing: the request that needed
+        it reports why.  ``await nursery.start(client.warm_up)`` returns at once and opens
+        them in the background.  Only on the client's own transport (with
+        ``http_client=`` or ``transport=``: returns 0).
+        """
+        self._check_open()
+        count = self.limits.concurrency if connections is None else connections
+        connect = (timeouts or self.timeouts).connect
+        return await self._http.warm_up(count, connect, task_status)
+
+    def _batch_setting(self) -> dict[str, Any]:
+        """What every batch of this client shares: the open check, its width, its warm-up."""
+        return {
+            "check_open": self._check_open,
+            "width": self.limits.concurrency,
+            "warm_up": self.warm_up,
+        }
+
+    def _route(
+        self, request: EndpointRequest, retry: RetryPolicy | None, timeouts: Timeouts | None
+    ) -> Awaitable[Any]:
+        """One request of Paradigm's own endpoints, on its endpoint's send path."""
+        return self._router.send(request, self._router.plan(request, retry, timeouts))
+
+    def _check_open(self) -> None:
+        """Refuse a call on a closed client, or from outside trio (every call checks)."""
+        if self._state is ClientState.CLOSED:
+            raise RuntimeError("this Client is closed; create a new one")
+        check_trio()
+
+    def _plan(
+        self,
+        endpoint: Endpoint[Any, Any] | None,
+        request: Request | None,
+        retry: RetryPolicy | None,
+        timeouts: Timeouts | None,
+        deadline: float = math.inf,
+        control: BatchControl | None = None,
+        *,
+        stream: bool = False,
+    ) -> Plan:
+        """The ``Plan`` of one request of ``endpoint`` (``None``: the model list)."""
+        self._check_open()
+        custom_id = request.custom_id if request is not None else None
+        return Plan(
+            custom_id,
+            idempotency_key(custom_id),
+            retry or self.retry,
+            timeouts or self.timeouts,
+            request.estimated_tokens() if request is not None else 0,
+            deadline,
+            control,
+            attempt_timeout=not stream,
+            endpoint=endpoint,
+            request=request,
+            stream=stream,
+        )
 
     # ------------------------------------------------------------------ public calls
 
@@ -650,3 +741,273 @@ class Client(ParadigmMethods):
         )  # fmt: skip
         results.statistics = await collect(cm, results)
         return results
+
+    # ------------------------------------------------------------------ Paradigm's endpoints
+
+    async def request(
+        self,
+        request: AnyRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        deadline: float = float("inf"),
+    ) -> Any:
+        """Send one prepared request of any endpoint and return its answer.
+
+        A :class:`ChatRequest` gives a :class:`ChatCompletion`, an
+        :class:`EmbeddingRequest` :class:`Embeddings`, a :class:`TokenizeRequest` a
+        :class:`TokenCount`, a :class:`QueryRequest` a list of :class:`QueryResult`, a
+        :class:`FilterRequest` :class:`FilteredChunks`, a :class:`DocumentSearchRequest`
+        a :class:`DocumentAnswer`.  ``deadline`` is as for :meth:`Client.send`.
+        """
+        check_request(request)
+        router = self._router
+        return await router.send(request, router.plan(request, retry, timeouts, deadline))
+
+    # ---------------------------------------------------------------- single requests
+
+    async def tokenize(
+        self,
+        messages_or_prompt: str | Sequence[Mapping[str, Any]] | ChatRequest | TokenizeRequest,
+        *,
+        model: str | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> TokenCount:
+        """Count tokens with the model's own tokenizer (``POST /tokenize``).
+
+        Args:
+            messages_or_prompt: a prompt (a string), a conversation (a list of
+                messages), a :class:`ChatRequest` (its messages and model) or a
+                :class:`TokenizeRequest`.
+            model: the LLM whose tokenizer counts (default: the request's, then the
+                client's ``model``; embedding models have no tokenize endpoint).
+            custom_id, retry, timeouts: as for :meth:`chat`.
+
+        Returns the :class:`TokenCount` (``.count``); the three answer shapes the
+        reference shows are all read.
+
+        Raises:
+            InvalidRequestError: an empty prompt, malformed messages; nothing was sent.
+            APIError: as for :meth:`chat`.
+        """
+        request = TokenizeRequest.of(messages_or_prompt, model=model, custom_id=custom_id)
+        answer: TokenCount = await self._route(request, retry, timeouts)
+        return answer
+
+    async def query(
+        self,
+        query: str | Sequence[str],
+        *,
+        collection: str | None = None,
+        n: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> list[QueryResult]:
+        """The top chunks of a collection for one query or several (``POST /query``).
+
+        Returns one :class:`QueryResult` per query, in order, each with its
+        :class:`Chunk` objects (``text``, ``score``, ``metadata``, ``uuid``).
+        ``collection`` and ``n`` (chunks per query) default to the server's
+        (``"base_collection"`` and 5 per the reference).
+        """
+        request = QueryRequest(
+            query=query if isinstance(query, str) else tuple(query), collection=collection,
+            n=n, extra=extra or {}, custom_id=custom_id,
+        )  # fmt: skip
+        answer: list[QueryResult] = await self._route(request, retry, timeouts)
+        return answer
+
+    async def filter_chunks(
+        self,
+        query: str,
+        chunk_ids: Sequence[str],
+        *,
+        n: int | None = None,
+        model: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> FilteredChunks:
+        """Rerank and filter chunks against a query (``POST /filter/chunks``).
+
+        ``chunk_ids`` are chunk UUIDs (``Chunk.uuid`` from :meth:`query`); ``n`` keeps
+        the first ``n`` that pass; ``model`` is the reranker (the server's default when
+        not given).  The chunks come back with their ``filter_score`` as ``score``.
+        """
+        request = FilterRequest(
+            query=query, chunk_ids=tuple(chunk_ids), model=model, n=n, extra=extra or {},
+            custom_id=custom_id,
+        )  # fmt: skip
+        answer: FilteredChunks = await self._route(request, retry, timeouts)
+        return answer
+
+    async def document_search(
+        self,
+        query: str,
+        *,
+        workspace_ids: Sequence[int] | None = None,
+        file_ids: Sequence[int] | None = None,
+        company_scope: bool | None = None,
+        private_scope: bool | None = None,
+        chat_session_id: int | None = None,
+        model: str | None = None,
+        private: bool | None = None,
+        tool: str | None = None,
+        generation_instructions: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        rewrite_query: bool | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> DocumentAnswer:
+        """Answer a question from documents (``POST /chat/document-search``).
+
+        **Deprecated by Paradigm** in favour of the v3 threads API; supported because it
+        is what runs today.  The scope is the union of ``workspace_ids``, ``file_ids``,
+        ``company_scope`` and ``private_scope``; ``tool="VisionDocumentSearch"`` retrieves
+        with vision.  Fields left ``None`` are not sent (the server's defaults stand).
+        Returns a :class:`DocumentAnswer`: the ``answer``, and the ``documents`` with the
+        ``extracts`` it used.
+        """
+        request = DocumentSearchRequest(
+            query=query, workspace_ids=workspace_ids, file_ids=file_ids,  # type: ignore[arg-type]
+            company_scope=company_scope, private_scope=private_scope,
+            chat_session_id=chat_session_id, model=model, private=private, tool=tool,
+            generation_instructions=generation_instructions, extra_body=extra_body,
+            rewrite_query=rewrite_query, extra=extra or {}, custom_id=custom_id,
+        )  # fmt: skip
+        answer: DocumentAnswer = await self._route(request, retry, timeouts)
+        return answer
+
+    async def thread_turn(
+        self,
+        query: str,
+        *,
+        agent_id: int | None = None,
+        ml_model: str | None = None,
+        workspace_ids: Sequence[int] | None = None,
+        file_ids: Sequence[int] | None = None,
+        company_scope: bool | None = None,
+        private_scope: bool | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Turn:
+        """Start an agent thread with its first turn (``POST /api/v3/threads/turns``,
+        **beta** in Paradigm; the successor of :meth:`document_search`).
+
+        The v3 URL is the client's root with ``/api/v2`` replaced by ``/api/v3``.  The
+        other fields of the reference (``max_steps``, ``response_format``...) are those
+        of :class:`TurnRequest`, sent with :meth:`request`.  Returns the :class:`Turn`
+        (``turn.text``: the agent's answer).
+        """
+        request = TurnRequest(
+            query=query, agent_id=agent_id, ml_model=ml_model,
+            workspace_ids=workspace_ids, file_ids=file_ids,  # type: ignore[arg-type]
+            company_scope=company_scope, private_scope=private_scope, extra=extra or {},
+            custom_id=custom_id,
+        )  # fmt: skip
+        answer: Turn = await self._route(request, retry, timeouts)
+        return answer
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> TextCompletion:
+        """A legacy text completion (``POST /completions``; not streamed): the
+        :class:`TextCompletion` (``.text``).  Other fields: :class:`CompletionRequest`."""
+        request = CompletionRequest(
+            prompt=prompt, model=model, max_tokens=max_tokens, temperature=temperature,
+            extra=extra or {}, custom_id=custom_id,
+        )  # fmt: skip
+        answer: TextCompletion = await self._route(request, retry, timeouts)
+        return answer
+
+    # ---------------------------------------------------------------- batches
+
+    def stream_requests(
+        self,
+        requests: Iterable[Any] | AsyncIterable[Any],
+        *,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> AbstractAsyncContextManager[EndpointStream]:
+        """Send requests of any endpoints concurrently, mixed in one batch; get one
+        :class:`EndpointResult` per item as each finishes.
+
+        Each item is a :class:`ChatRequest`, :class:`EmbeddingRequest`,
+        :class:`TokenizeRequest`, :class:`QueryRequest`, :class:`FilterRequest` or
+        :class:`DocumentSearchRequest` (anything else is that item's
+        :class:`InvalidRequestError`); ``result.value`` is what :meth:`request` returns.
+        The guarantees and keywords are those of :meth:`Client.stream_batch` (the sampling
+        keywords fill unset fields of chat requests only; ``stream`` is refused).
+        """
+        return self._router.batch(requests, as_any, options, keywords, **self._batch_setting())
+
+    async def batch_requests(
+        self,
+        requests: Iterable[Any] | AsyncIterable[Any],
+        *,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> EndpointResults:
+        """:meth:`Client.stream_requests`, its results in input order (an
+        :class:`EndpointResults`, with ``.statistics``)."""
+        return await collected(self.stream_requests(requests, options=options, **keywords))
+
+    async def tokenize_batch(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> EndpointResults:
+        """Count the tokens of many prompts or conversations concurrently, under the
+        client's limits; one :class:`EndpointResult` per item, in input order, whose
+        ``value`` is a :class:`TokenCount`.
+
+        Each item is what :meth:`tokenize` takes (a string, a list of messages, a
+        :class:`ChatRequest` or a :class:`TokenizeRequest`); ``model`` fills the items'
+        unset model.  Other keywords as for :meth:`Client.stream_batch`.
+        """
+        model = keywords.get("model") or (options.model if options is not None else None)
+        make = tokenize_maker(model)
+        return await collected(
+            self._router.batch(items, make, options, keywords, **self._batch_setting())
+        )
+
+    async def query_batch(
+        self,
+        queries: Iterable[Any] | AsyncIterable[Any],
+        *,
+        collection: str | None = None,
+        n: int | None = None,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> EndpointResults:
+        """Retrieve the top chunks for many queries concurrently; one
+        :class:`EndpointResult` per item, in input order, whose ``value`` is the list of
+        :class:`QueryResult` of :meth:`query`.
+
+        Each item is a query (a string), a list of queries sent together, or a
+        :class:`QueryRequest`; ``collection`` and ``n`` fill those of strings and lists.
+        """
+        make = query_maker(collection, n)
+        return await collected(
+            self._router.batch(queries, make, options, keywords, **self._batch_setting())
+        )

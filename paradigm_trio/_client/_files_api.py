@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -24,7 +24,9 @@ from .._endpoints._files import FileInfo, FileUpload, parse_deleted, parse_page
 from .._errors import FileProcessingError, InvalidRequestError
 
 if TYPE_CHECKING:
-    from ._core import ClientCore
+    from .._endpoints._endpoint import Sender
+    from .._engine._attempts import Plan
+    from .._http._http import HTTP
 
 __all__ = ["Files"]
 
@@ -96,8 +98,10 @@ class _Reader:
 class Files:
     """The documents of the API (``client.files``): one per :class:`Client`."""
 
-    def __init__(self, client: ClientCore) -> None:
-        self._client = client
+    def __init__(self, plan: Callable[..., Plan], http: HTTP, sender: Sender) -> None:
+        # The client's: its ``Plan`` of a request (and open check), its HTTP layer and
+        # its one send path.
+        self._plan, self._http, self._sender = plan, http, sender
 
     async def upload(
         self,
@@ -147,13 +151,12 @@ class Files:
             upload = await trio.to_thread.run_sync(
                 lambda: FileUpload.of(path, fields=form, custom_id=custom_id)
             )
-        client = self._client
-        plan = client._plan(None, upload, retry, timeouts)
-        ex = client._http.prepare(
+        plan = self._plan(None, upload, retry, timeouts)
+        ex = self._http.prepare(
             "POST", "/files", body=None, key=plan.key, timeouts=plan.timeouts,
             upload=_FileBody(upload),
         )  # fmt: skip
-        return await client._sender.fetch(ex, plan, FileInfo.from_json)
+        return await self._sender.fetch(ex, plan, FileInfo.from_json)
 
     async def get(self, file_id: int | str, *, include_content: bool = False) -> FileInfo:
         """A document (``GET /files/{id}``); ``include_content`` asks for its text too."""
@@ -188,12 +191,11 @@ class Files:
 
     async def delete(self, file_id: int | str) -> bool:
         """Delete a document (``DELETE /files/{id}``); whether the server says it did."""
-        client = self._client
-        plan = client._plan(None, None, None, None)
-        ex = client._http.prepare(
+        plan = self._plan(None, None, None, None)
+        ex = self._http.prepare(
             "DELETE", f"/files/{_id(file_id)}", body=None, key=plan.key, timeouts=plan.timeouts
         )
-        return await client._sender.fetch(ex, plan, parse_deleted)
+        return await self._sender.fetch(ex, plan, parse_deleted)
 
     async def wait(
         self,
@@ -239,10 +241,9 @@ class Files:
             )  # fmt: skip
 
     async def _get(self, path: str, parse: Any) -> Any:
-        client = self._client
-        plan = client._plan(None, None, None, None)
-        ex = client._http.prepare("GET", path, body=None, key=plan.key, timeouts=plan.timeouts)
-        return await client._sender.fetch(ex, plan, parse)
+        plan = self._plan(None, None, None, None)
+        ex = self._http.prepare("GET", path, body=None, key=plan.key, timeouts=plan.timeouts)
+        return await self._sender.fetch(ex, plan, parse)
 
 
 def _id(file_id: object) -> str:
