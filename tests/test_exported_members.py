@@ -73,7 +73,8 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # The client's state and batch collection; its configuration checks.
-    "paradigm_trio._client._core": frozenset({"check_trio", "collect"}),
+    "paradigm_trio._client._core": frozenset({"PlanOf", "check_trio", "collect"}),
+    "paradigm_trio._client._embedder": frozenset({"Embedder"}),
     "paradigm_trio._client._setup": frozenset(
         {
             "API_KEY_ENV",

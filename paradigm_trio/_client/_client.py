@@ -28,13 +28,9 @@ from .._endpoints._chat_kind import BatchInput, BatchResults, BatchStream
 from .._endpoints._completion import ChatCompletion, ModelInfo
 from .._endpoints._document_search import DocumentAnswer, DocumentSearchRequest
 from .._endpoints._embedding_kind import (
-    EmbeddingKind,
-    EmbeddingLists,
     EmbeddingResults,
     EmbeddingStream,
     EmbedInput,
-    check_pack,
-    embedding_defaults,
 )
 from .._endpoints._embeddings import (
     DEFAULT_EMBEDDING_MODEL,
@@ -44,8 +40,6 @@ from .._endpoints._embeddings import (
     Embeddings,
     EmbeddingsEndpoint,
     EncodingFormat,
-    join,
-    singles,
 )
 from .._endpoints._endpoint import Endpoint, Request, Sender
 from .._endpoints._endpoint_kind import EndpointResults, EndpointStream
@@ -58,11 +52,10 @@ from .._endpoints._text_completion import CompletionRequest, TextCompletion
 from .._endpoints._threads import Turn, TurnRequest
 from .._endpoints._tokenize import TokenCount, TokenizeRequest
 from .._engine._attempts import Plan, idempotency_key
-from .._engine._batch import run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions
 from .._engine._budget import BatchControl
 from .._engine._ledger import Ledger
-from .._errors import APIStatusError, ConfigurationError
+from .._errors import ConfigurationError
 from .._events import Attempt, ClientStatistics, Event
 from .._http._http import HTTP
 from .._quota._shared import SharedRateLimiter
@@ -70,6 +63,7 @@ from .._redact import Redactor, mask_credentials
 from .._transport import CertTypes, ProxyTypes, VerifyTypes
 from .._version import __version__
 from ._core import ClientState, check_trio, collect
+from ._embedder import Embedder
 from ._files_api import Files
 from ._paradigm import (
     AnyRequest,
@@ -207,7 +201,7 @@ class Client:
         self._chat = ChatEndpoint(model)
         self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
         self._streamer = Streamer(self._engine, self._http, model)
-        self._lists = EmbeddingLists(self._embeddings, self._engine.ledger)
+        self._embedder = Embedder(self._sender, self._embeddings, self._plan, self._engine.ledger)
         self._router = Router(
             model, self._sender, self._chat, self._embeddings, self._plan, self._engine.ledger
         )
@@ -613,39 +607,7 @@ class Client:
             request = replace(inputs, **fields) if fields else inputs
         else:
             request = EmbeddingRequest(inputs=inputs, **fields)
-        lists, sender, endpoint = self._lists, self._sender, self._embeddings
-        if len(request.inputs) > 1 and not lists.packs(request.model):
-            return await self._embed_singly(request, retry, timeouts)
-        try:
-            plan = self._plan(endpoint, request, retry, timeouts)
-            return await sender.send(endpoint, request, plan)
-        except APIStatusError as exc:
-            if len(request.inputs) > 1 and lists.learn(request.model, exc):
-                return await self._embed_singly(request, retry, timeouts)
-            raise
-
-    async def _embed_singly(
-        self, request: EmbeddingRequest, retry: RetryPolicy | None, timeouts: Timeouts | None
-    ) -> Embeddings:
-        """``request``'s inputs one per request, concurrently; the answers joined (the
-        first failure raised)."""
-        parts = singles(request)
-        answers: list[Embeddings | None] = [None] * len(parts)
-        sender, endpoint = self._sender, self._embeddings
-
-        async def one(position: int, part: EmbeddingRequest) -> None:
-            plan = self._plan(endpoint, part, retry, timeouts)
-            answer: Embeddings = await sender.send(endpoint, part, plan)
-            answers[position] = answer
-
-        try:
-            async with trio.open_nursery() as nursery:
-                for position, part in enumerate(parts):
-                    nursery.start_soon(one, position, part)
-        except BaseExceptionGroup as group:
-            first = group.exceptions[0]
-            raise first from first.__cause__
-        return join([a for a in answers if a is not None])
+        return await self._embedder.embed(request, retry, timeouts)
 
     def stream_embed_batch(
         self,
@@ -688,31 +650,9 @@ class Client:
             ValueError: an invalid option (before anything is sent).
             RuntimeError: the client is closed.
         """
-        opts = BatchOptions.of(options, keywords)
-        defaults = embedding_defaults(opts, dimensions, encoding_format)
-        pack_inputs, pack_tokens = check_pack(pack_inputs, pack_tokens)
-        self._check_open()
-        retry, timeouts = opts.retry, opts.timeouts
-        sender, endpoint = self._sender, self._embeddings
-
-        def send_one(
-            request: EmbeddingRequest,
-            *,
-            deadline: float,
-            control: BatchControl,
-            history: list[Attempt],
-        ) -> Awaitable[Embeddings]:
-            # Not a coroutine of its own, as the chat batch's (one frame less per request).
-            plan = self._plan(endpoint, request, retry, timeouts, deadline, control)
-            return sender.send(endpoint, request, plan, history)
-
-        kind = EmbeddingKind(
-            send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens,
-            lists=self._lists,
-        )  # fmt: skip
-        return run_batch(
-            kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
-            observers=self._engine.ledger.observers, warm_up=self.warm_up,
+        return self._embedder.batch(
+            inputs, options, keywords, dimensions=dimensions, encoding_format=encoding_format,
+            pack_inputs=pack_inputs, pack_tokens=pack_tokens, **self._batch_setting(),
         )  # fmt: skip
 
     async def embed_batch(

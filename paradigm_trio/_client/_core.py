@@ -5,17 +5,23 @@ in input order)."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import sniffio
 import trio
 
+from .._engine._attempts import Plan
 from .._engine._batch import ResultStream
 from .._engine._batch_options import BatchStatistics
 from .._errors import BatchError
 
-__all__ = ["ClientState", "check_trio", "collect"]
+__all__ = ["ClientState", "PlanOf", "check_trio", "collect"]
+
+PlanOf = Callable[..., Plan]
+"""``Client._plan``, which the client's collaborators are given: the ``Plan`` of one request
+of an endpoint (``None``: a plain request, as the model list), after the open check."""
 
 
 class ClientState(enum.Enum):

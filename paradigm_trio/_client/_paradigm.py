@@ -39,7 +39,7 @@ from .._engine._budget import BatchControl
 from .._engine._ledger import Ledger
 from .._errors import InvalidRequestError
 from .._events import Attempt
-from ._core import collect
+from ._core import PlanOf, collect
 
 __all__ = [
     "AnyRequest", "Router", "as_any", "check_request", "collected", "query_maker",
@@ -62,9 +62,6 @@ _ENDPOINTS = (
     TokenizeRequest, QueryRequest, FilterRequest, DocumentSearchRequest, CompletionRequest,
     TurnRequest,
 )  # fmt: skip
-
-PlanOf = Callable[..., Plan]
-"""``Client._plan``: the ``Plan`` of one request of an endpoint (and the open check)."""
 
 
 class Router:
