@@ -54,6 +54,7 @@ from ._errors import (
     RequestCancelled,
     ServerUnreachableError,
     StructuredOutputError,
+    ToolCallError,
     UnprocessableEntityError,
 )
 from ._events import (
@@ -152,6 +153,7 @@ __all__ = [
     "Timeouts",
     "TokenLogprob",
     "ToolCall",
+    "ToolCallError",
     "TopLogprob",
     "TrioTransport",
     "UnprocessableEntityError",

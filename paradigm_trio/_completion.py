@@ -13,7 +13,7 @@ from typing import Any
 
 from ._errors import APIResponseValidationError, StructuredOutputError
 from ._logprobs import ChoiceLogprobs, parse_logprobs
-from ._structured import InvalidOutputs, OutputSchema
+from ._structured import InvalidOutputs, OutputSchema, ToolCallRules
 from ._tools import ToolCall, parse_tool_calls
 
 __all__ = [
@@ -221,25 +221,32 @@ _FROM_JSON = ChatCompletion.from_json  # (bound once, not per request)
 
 
 def completion_parser(
-    output: OutputSchema | None, retries: int
+    output: OutputSchema | None, invalid: InvalidOutputs, tools: ToolCallRules | None = None
 ) -> Callable[[object, str | None], ChatCompletion]:
     """The parser of a chat answer: with ``output``, it also parses and validates the
-    answer (an answer that does not match is an ``"invalid_output"`` failure, retried
-    ``retries`` times at most)."""
-    if output is None:
+    answer, with ``tools`` it checks its tool calls (an answer that does not match is an
+    ``"invalid_output"`` or ``"invalid_tool_call"`` failure, re-asked while ``invalid``
+    allows)."""
+    if output is None and tools is None:
         return _FROM_JSON
-    invalid = InvalidOutputs(retries)
 
     def parse(data: object, request_id: str | None) -> ChatCompletion:
-        return checked_output(ChatCompletion.from_json(data, request_id), output, invalid)
+        completion = ChatCompletion.from_json(data, request_id)
+        return checked_output(completion, output, invalid, tools)
 
     return parse
 
 
 def checked_output(
-    completion: ChatCompletion, output: OutputSchema | None, invalid: InvalidOutputs
+    completion: ChatCompletion,
+    output: OutputSchema | None,
+    invalid: InvalidOutputs,
+    tools: ToolCallRules | None = None,
 ) -> ChatCompletion:
-    """``completion`` parsed by ``output`` (when given), or raise the attempt's failure."""
+    """``completion`` with its tool calls checked by ``tools`` and its answer parsed by
+    ``output`` (each when given), or raise the attempt's failure."""
+    if tools is not None:
+        tools.check(completion, invalid)
     if output is None:
         return completion
     try:

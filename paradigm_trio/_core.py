@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sniffio
 import trio
 
-from ._attempts import Engine, Plan, idempotency_key
+from ._attempts import Attempting, Engine, Plan, idempotency_key
 from ._batch import ResultStream
 from ._batch_options import BatchStatistics
 from ._budget import BatchControl
@@ -31,6 +31,7 @@ from ._events import Attempt
 from ._http import HTTP, Exchange
 from ._models import ChatRequest
 from ._streaming import Streamer
+from ._structured import InvalidOutputs
 
 __all__ = ["ClientCore", "ClientState", "check_trio", "collect"]
 
@@ -120,12 +121,29 @@ class ClientCore:
         self, request: ChatRequest, plan: Plan, history: list[Attempt] | None = None
     ) -> Awaitable[ChatCompletion]:
         """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
+        ex = self._prepare_chat(request, plan)
+        invalid = InvalidOutputs(plan.retry.invalid_output_retries, self._http.redactor)
+        tools = request.tool_rules()
+        parse = completion_parser(request.output, invalid, tools)
+        if tools is None:
+            return self._fetch(ex, plan, parse, usage_of, history)
+
+        async def attempt(current: Attempting) -> ChatCompletion:
+            # A re-ask after an invalid tool call tells the model what was wrong.
+            sent = ex if not invalid.feedback else self._prepare_chat(request, plan, invalid)
+            return await self._http.fetch_json(sent, plan.retry, parse, current)
+
+        return self._engine.call(plan, history).run(attempt, usage=usage_of)
+
+    def _prepare_chat(
+        self, request: ChatRequest, plan: Plan, invalid: InvalidOutputs | None = None
+    ) -> Exchange:
+        if invalid is not None:
+            request = invalid.request_for(request)
         body = request.encode_body(request.to_body(self.model))
-        ex = self._http.prepare(
+        return self._http.prepare(
             "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
         )
-        parse = completion_parser(request.output, plan.retry.invalid_output_retries)
-        return self._fetch(ex, plan, parse, usage_of, history)
 
     def _fetch(
         self,

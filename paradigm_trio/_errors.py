@@ -22,7 +22,8 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
     │   │   ├── CertificateVerificationError  the server's TLS certificate does not verify
     │   │   └── ProxyError                 the proxy refused to carry the request (407, 403)
     │   ├── APIResponseValidationError a 2xx whose body is not what the API promises
-    │   │   └── StructuredOutputError      an answer that does not match ``output=``
+    │   │   ├── StructuredOutputError      an answer that does not match ``output=``
+    │   │   └── ToolCallError              a tool call that does not match the ``tools`` offered
     │   └── RequestCancelled           stopped by a deadline
     ├── BatchError                     a batch with ``on_error="raise"`` hit a failure
     └── QuotaUnavailableError          a shared quota's Redis did not answer (``quota_state``)
@@ -72,6 +73,7 @@ __all__ = [
     "RequestCancelled",
     "ServerUnreachableError",
     "StructuredOutputError",
+    "ToolCallError",
     "UnprocessableEntityError",
 ]
 
@@ -385,6 +387,50 @@ class StructuredOutputError(APIResponseValidationError):
         self.completion = completion
 
 
+ToolCallReason = Literal["unknown_tool", "not_json", "invalid_arguments"]
+
+
+class ToolCallError(APIResponseValidationError):
+    """An answer that calls a tool wrongly: a tool that was not offered, arguments that
+    are not JSON, or arguments that do not match the tool's ``parameters``.
+
+    Checked when the request offers ``tools`` (and ``validate_tool_calls`` is not
+    ``False``); re-asked, with the error stated to the model, only when
+    ``RetryPolicy.invalid_output_retries`` allows (cause ``"invalid_tool_call"``).  What
+    came from the model is scrubbed of the API key, like everything the server sent.
+
+    Attributes:
+        tool: the name of the tool the model called.
+        reason: ``"unknown_tool"`` (not among the tools offered), ``"not_json"`` (the
+            arguments are not JSON) or ``"invalid_arguments"`` (they do not match the
+            tool's ``parameters``).
+        call: the :class:`~paradigm_trio.ToolCall` as the model made it.
+        raw: the call's JSON, as text.
+        errors: what is wrong, one ``"$.path: message"`` per problem.
+        completion: the :class:`~paradigm_trio.ChatCompletion` that made the call, when
+            there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool: str,
+        reason: ToolCallReason,
+        call: Any = None,
+        raw: str = "",
+        errors: tuple[str, ...] = (),
+        completion: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, raw=raw, **kwargs)
+        self.tool = tool
+        self.reason = reason
+        self.call = call
+        self.errors = errors
+        self.completion = completion
+
+
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -415,7 +461,8 @@ class AttemptFailure(Exception):
     Attributes:
         error: the :class:`APIError` the request fails with if this is its last attempt.
         cause: ``"429"``, ``"503"``, ``"connection"``, ``"timeout"``, ``"invalid_response"``,
-            ``"invalid_output"``, ``"stream_error"``, ``"tls"``, ``"proxy"``, ``"host"``:
+            ``"invalid_output"``, ``"invalid_tool_call"``, ``"stream_error"``, ``"tls"``,
+            ``"proxy"``, ``"host"``:
             the key of ``retries_by_cause``.
         retryable: whether the policy allows another attempt after it.
         retry_after: the wait the server asked for, in seconds, if any.

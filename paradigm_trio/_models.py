@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 from ._errors import InvalidRequestError
-from ._structured import OutputSchema
+from ._structured import OutputSchema, ToolCallRules
 from ._tools import checked_tool_choice, checked_tools
 
 __all__ = [
@@ -78,6 +78,7 @@ class ChatOptions(TypedDict, total=False):
     guided_choice: Sequence[str] | None
     guided_regex: str | None
     output: Any
+    validate_tool_calls: bool | None
 
 
 def _validate_messages(messages: object) -> tuple[Mapping[str, Any], ...]:
@@ -306,6 +307,12 @@ class ChatRequest:
             ``guided_json``) to the request and the answer is parsed and validated into
             ``ChatCompletion.parsed``.  Not together with ``response_format`` or
             ``guided_json``.
+        validate_tool_calls: whether the answer's tool calls are checked against
+            ``tools`` (default ``True``): a call of a tool not offered, or whose arguments
+            are not JSON or do not match the tool's ``parameters``, is an invalid answer
+            (:class:`~paradigm_trio.ToolCallError`, re-asked like ``output=``).
+            ``False`` hands the calls out as the model made them.  Only ``tools`` given
+            as a field are checked (not ``extra["tools"]``).
         extra: more body fields passed through as they are.  May not override the fields
             above (those from ``n`` to ``guided_regex`` it may still carry when they are
             unset, untyped).
@@ -333,6 +340,7 @@ class ChatRequest:
     guided_choice: Sequence[str] | None = None
     guided_regex: str | None = None
     output: OutputSchema | None = None
+    validate_tool_calls: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
     custom_id: str | None = None
 
@@ -372,6 +380,10 @@ class ChatRequest:
                 raise InvalidRequestError(
                     f"{', '.join(both)} given both as keyword and in extra: give it once"
                 )
+        if not isinstance(self.validate_tool_calls, bool):
+            raise InvalidRequestError(
+                f"validate_tool_calls must be True or False, got {self.validate_tool_calls!r}"
+            )
         check_custom_id(self.custom_id)
         self._check_sendable()
 
@@ -385,6 +397,8 @@ class ChatRequest:
             raise InvalidRequestError("top_logprobs needs logprobs=True")
         if self.tools is not None:
             object.__setattr__(self, "tools", checked_tools(self.tools))
+            if self.validate_tool_calls is not False:
+                self.tool_rules()  # (a parameters that is no JSON Schema: refused now)
         if self.tool_choice is not None and not (self.tools is None and "tools" in self.extra):
             choice = checked_tool_choice(self.tool_choice, self.tools)  # (typed tools only)
             object.__setattr__(self, "tool_choice", choice)
@@ -414,6 +428,17 @@ class ChatRequest:
                 raise InvalidRequestError(
                     f"output= sets the request's {given[0]}: give one or the other"
                 )
+
+    def tool_rules(self) -> ToolCallRules | None:
+        """What the answer's tool calls must be (``None``: they are not checked, for
+        want of ``tools`` or with ``validate_tool_calls=False``).
+
+        Raises:
+            InvalidRequestError: a tool's ``parameters`` is not a valid JSON Schema.
+        """
+        if not self.tools or not self.validate_tool_calls:
+            return None
+        return ToolCallRules(self.tools)
 
     def _given(self, name: str) -> bool:
         return getattr(self, name) is not None or name in self.extra

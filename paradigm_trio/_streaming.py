@@ -44,8 +44,6 @@ from ._structured import InvalidOutputs
 __all__ = ["ChatStream", "Streamer"]
 
 _NOT_RETRIED: Final = "not retried: the stream had already delivered chunks to the caller"
-_FINAL: Final = InvalidOutputs(0)
-"""A streamed answer that does not match ``output=`` is final: it was handed out."""
 
 # --------------------------------------------------------------------------- attempts
 
@@ -123,10 +121,15 @@ class Streamer:
         ``Idempotency-Key``; nothing was handed out, so nothing is lost or repeated.
         """
         ex = self.prepare(request, plan.key, plan.timeouts)
-        invalid = InvalidOutputs(plan.retry.invalid_output_retries)
+        invalid = InvalidOutputs(plan.retry.invalid_output_retries, self.http.redactor)
+        tools = request.tool_rules()
 
         async def attempt(current: Attempting) -> ChatCompletion:
-            reader = await self.open(ex, plan, current)
+            # A re-ask after an invalid tool call tells the model what was wrong.
+            sent = ex
+            if invalid.feedback:
+                sent = self.prepare(invalid.request_for(request), plan.key, plan.timeouts)
+            reader = await self.open(sent, plan, current)
             try:
                 await reader.read_to_end(plan.timeouts.read)
                 await reader.drain()
@@ -136,7 +139,7 @@ class Streamer:
                 self.engine.ledger.stream_ended_without_done(
                     plan.custom_id, plan.key, current.number, reader.broken
                 )
-            return checked_output(reader.completion(), request.output, invalid)
+            return checked_output(reader.completion(), request.output, invalid, tools)
 
         call = self.engine.call(plan, history)
         return await call.run(attempt, usage=usage_of)
@@ -364,8 +367,12 @@ class ChatStream:
             raise error from error.__cause__  # the transport's exception, if any
 
     async def _succeed(self, reader: StreamReader) -> None:
+        request = self.request
+        final = InvalidOutputs(0, self._streamer.http.redactor)  # (it was handed out)
         try:
-            completion = checked_output(reader.completion(), self.request.output, _FINAL)
+            completion = checked_output(
+                reader.completion(), request.output, final, request.tool_rules()
+            )
         except AttemptFailure as failure:
             self._move(_State.FAILED)
             try:

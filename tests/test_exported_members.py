@@ -143,6 +143,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.
     "paradigm_trio._tools": frozenset(
         {
+            "ModelSchema",
             "ToolCallAssembler",
             "checked_tool_choice",
             "checked_tools",
@@ -150,7 +151,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "parse_tool_calls",
         }
     ),
-    "paradigm_trio._structured": frozenset({"InvalidOutputs", "OutputForm"}),
+    "paradigm_trio._structured": frozenset({"InvalidOutputs", "OutputForm", "ToolCallRules"}),
     "paradigm_trio._logprobs": frozenset({"parse_logprobs"}),
     "paradigm_trio._assembly": frozenset({"CompletionAssembler"}),
     # Raised by attempt functions, caught by the engine: never escapes the library.
