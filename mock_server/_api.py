@@ -21,7 +21,7 @@ from ._faults import Fault
 from ._injection import applies, fault_status_response, payload_response, status_of
 from ._responses import connection, dumps, error_response, json_response, linger, read_body
 from ._state import MockState, _Entry, retry_after_headers
-from ._streaming import stream_response
+from ._streaming import Where, stream_response
 from ._transport import Connection
 
 __all__ = ["add_api_routes"]
@@ -269,11 +269,9 @@ class _ApiRoutes:
         completion_id = "chatcmpl-" + digest(seed, "id", key, attempt).hex()[:29]
         created = int(time.time())
         if chat.stream:
-            stall_after = config.stall_after
-            if fault is not None and fault.stall_after is not None:
-                stall_after = fault.stall_after
             ids = (completion_id, created)
-            return stream_response(conn, config, chat, replies, kind, ids, headers, stall_after)
+            where = Where.of(config, fault, kind)
+            return stream_response(conn, config, chat, replies, kind, ids, headers, where)
         entry.completion_tokens = sum(reply.completion_tokens for reply in replies)
         payload = dumps(
             completion_body(

@@ -17,7 +17,7 @@ from ._answers import wants_tool_calls
 from ._config import MockConfig
 from ._content import ChatRequest
 from ._embeddings import EmbeddingRequest
-from ._faults import STREAM_FAULT_KINDS, Fault
+from ._faults import STREAM_FAULT_KINDS, TOOL_FAULT_KINDS, Fault
 from ._responses import JSON, error_response, linger, status_code_name
 from ._state import retry_after_headers
 from ._transport import Connection
@@ -46,7 +46,7 @@ def applies(kind: str, parsed: ChatRequest | EmbeddingRequest) -> bool:
         return chat is not None and chat.stream
     if kind == "invalid_output":
         return chat is not None and chat.options.structured
-    if kind == "tool_call_malformed":
+    if kind in TOOL_FAULT_KINDS:
         return chat is not None and wants_tool_calls(chat)
     return True
 
