@@ -31,7 +31,7 @@ from ._events import Attempt
 from ._http import HTTP, Exchange
 from ._models import ChatRequest
 from ._streaming import Streamer
-from ._structured import InvalidOutputs
+from ._structured import InvalidOutputs, ToolCallRules
 
 __all__ = ["ClientCore", "ClientState", "check_trio", "collect"]
 
@@ -123,7 +123,7 @@ class ClientCore:
         """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
         ex = self._prepare_chat(request, plan)
         invalid = InvalidOutputs(plan.retry.invalid_output_retries, self._http.redactor)
-        tools = request.tool_rules()
+        tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
         parse = completion_parser(request.output, invalid, tools)
         if tools is None:
             return self._fetch(ex, plan, parse, usage_of, history)

@@ -397,8 +397,8 @@ class ChatRequest:
             raise InvalidRequestError("top_logprobs needs logprobs=True")
         if self.tools is not None:
             object.__setattr__(self, "tools", checked_tools(self.tools))
-            if self.validate_tool_calls is not False:
-                self.tool_rules()  # (a parameters that is no JSON Schema: refused now)
+            # (a parameters that is no JSON Schema: refused now, not when it is sent)
+            ToolCallRules.of(self.tools, self.validate_tool_calls is not False)
         if self.tool_choice is not None and not (self.tools is None and "tools" in self.extra):
             choice = checked_tool_choice(self.tool_choice, self.tools)  # (typed tools only)
             object.__setattr__(self, "tool_choice", choice)
@@ -428,17 +428,6 @@ class ChatRequest:
                 raise InvalidRequestError(
                     f"output= sets the request's {given[0]}: give one or the other"
                 )
-
-    def tool_rules(self) -> ToolCallRules | None:
-        """What the answer's tool calls must be (``None``: they are not checked, for
-        want of ``tools`` or with ``validate_tool_calls=False``).
-
-        Raises:
-            InvalidRequestError: a tool's ``parameters`` is not a valid JSON Schema.
-        """
-        if not self.tools or not self.validate_tool_calls:
-            return None
-        return ToolCallRules(self.tools)
 
     def _given(self, name: str) -> bool:
         return getattr(self, name) is not None or name in self.extra

@@ -39,7 +39,7 @@ from ._errors import (
 from ._events import Attempt
 from ._http import HTTP, Exchange
 from ._models import ChatRequest
-from ._structured import InvalidOutputs
+from ._structured import InvalidOutputs, ToolCallRules
 
 __all__ = ["ChatStream", "Streamer"]
 
@@ -122,7 +122,7 @@ class Streamer:
         """
         ex = self.prepare(request, plan.key, plan.timeouts)
         invalid = InvalidOutputs(plan.retry.invalid_output_retries, self.http.redactor)
-        tools = request.tool_rules()
+        tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
 
         async def attempt(current: Attempting) -> ChatCompletion:
             # A re-ask after an invalid tool call tells the model what was wrong.
@@ -370,9 +370,8 @@ class ChatStream:
         request = self.request
         final = InvalidOutputs(0, self._streamer.http.redactor)  # (it was handed out)
         try:
-            completion = checked_output(
-                reader.completion(), request.output, final, request.tool_rules()
-            )
+            tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
+            completion = checked_output(reader.completion(), request.output, final, tools)
         except AttemptFailure as failure:
             self._move(_State.FAILED)
             try:

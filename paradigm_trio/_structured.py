@@ -289,6 +289,16 @@ class ToolCallRules:
         self._checks = checks
         self.names = tuple(checks)
 
+    @classmethod
+    def of(cls, tools: Sequence[Mapping[str, Any]] | None, validate: bool) -> ToolCallRules | None:
+        """The rules of a request's ``tools`` (``None``: its calls are not checked, for want
+        of tools or with ``validate_tool_calls=False``).
+
+        Raises:
+            InvalidRequestError: a tool's ``parameters`` is not a valid JSON Schema.
+        """
+        return cls(tools) if tools and validate else None
+
     def problems(self, call: ToolCall) -> tuple[ToolCallReason, tuple[str, ...]] | None:
         """What is wrong with ``call``: ``(reason, errors)``, or ``None`` when it is valid."""
         name = call.function.name

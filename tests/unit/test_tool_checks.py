@@ -13,6 +13,7 @@ import pydantic
 import pytest
 
 import paradigm_trio as pt
+from paradigm_trio._structured import ToolCallRules
 
 from .helpers import API_KEY, Script, completion_json, fixed, make_client
 from .test_streaming import DONE, collect, sse
@@ -183,7 +184,7 @@ async def test_a_parameters_that_is_no_json_schema_is_refused_before_sending() -
     with pytest.raises(pt.InvalidRequestError, match=r"tools\[0\]\.function\.parameters"):
         pt.ChatRequest(messages=MESSAGES, tools=[broken])
     request = pt.ChatRequest(messages=MESSAGES, tools=[broken], validate_tool_calls=False)
-    assert request.tool_rules() is None
+    assert ToolCallRules.of(request.tools, request.validate_tool_calls) is None
     with pytest.raises(pt.InvalidRequestError, match="validate_tool_calls"):
         pt.ChatRequest(messages=MESSAGES, validate_tool_calls="no")  # type: ignore[arg-type]
 
@@ -253,6 +254,6 @@ async def test_a_batch_item_is_re_asked_then_ok_or_a_typed_error(stream: bool) -
 
 def test_any_completion_passes_without_tools() -> None:
     request = pt.ChatRequest(messages=MESSAGES)
-    assert request.tool_rules() is None
+    assert ToolCallRules.of(request.tools, request.validate_tool_calls) is None
     data: dict[str, Any] = completion_json()
     assert pt.ChatCompletion.from_json(data).text == "Hello there"
