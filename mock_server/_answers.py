@@ -43,6 +43,7 @@ from ._content import (
 )
 from ._continue import continued_reply, continued_text, original_request
 from ._determinism import digest, unit
+from ._options import Options
 from ._schema_values import UnsupportedSchema, regex_value, schema_value
 
 __all__ = [
@@ -59,34 +60,6 @@ __all__ = [
 _SSE_DONE: Final = b"data: [DONE]\n\n"
 _FRAGMENT: Final = 8  # characters of tool-call arguments per streamed delta
 _FINGERPRINT: Final = "fp_paradigm_mock"
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """The options of a chat request beyond the conversation."""
-
-    n: int = 1
-    logprobs: bool = False
-    top_logprobs: int = 0
-    tools: tuple[dict[str, Any], ...] = ()
-    tool_choice: object = None
-    parallel_tool_calls: bool = True
-    schema: dict[str, Any] | None = None
-    json_object: bool = False
-    choices: tuple[str, ...] | None = None
-    regex: str | None = None
-    continued: str | None = None
-    """With ``continue_final_message``: the final assistant message's text."""
-
-    @property
-    def structured(self) -> bool:
-        """Whether the request asks for structured content."""
-        return (
-            self.schema is not None
-            or self.json_object
-            or self.choices is not None
-            or self.regex is not None
-        )
 
 
 # --------------------------------------------------------------------------- parsing

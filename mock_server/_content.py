@@ -15,12 +15,10 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from ._determinism import digest
-
-if TYPE_CHECKING:
-    from ._answers import Options
+from ._options import Options
 
 __all__ = [
     "ChatRequest",

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 
-from ._batch_options import BatchOptions, BatchStatistics
-from ._chat_kind import BatchResult, BatchResults, BatchStream
-from ._client import Client, ClientState, instrument
-from ._completion import (
+from ._client._client import Client, ClientState, instrument
+from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
+from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
+from ._doctor import CheckStep, ConnectionCheck, check_connection
+from ._endpoints._chat_kind import BatchResult, BatchResults, BatchStream
+from ._endpoints._completion import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
@@ -18,10 +20,7 @@ from ._completion import (
     ModelInfo,
     Usage,
 )
-from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
-from ._doctor import CheckStep, ConnectionCheck, check_connection
-from ._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
-from ._embeddings import (
+from ._endpoints._embeddings import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_PACK_INPUTS,
     DEFAULT_PACK_TOKENS,
@@ -30,6 +29,12 @@ from ._embeddings import (
     EmbeddingRequest,
     Embeddings,
 )
+from ._endpoints._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
+from ._endpoints._models import ChatRequest
+from ._endpoints._streaming import ChatStream
+from ._endpoints._structured import OutputSchema
+from ._endpoints._tools import FunctionCall, ToolCall, function_tool
+from ._engine._batch_options import BatchOptions, BatchStatistics
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -70,14 +75,8 @@ from ._events import (
     SharedQuotaUnavailable,
     StreamEndedWithoutDone,
 )
-from ._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
-from ._models import ChatRequest
-from ._redis_store import QuotaState, quota_state
-from ._streaming import ChatStream
-from ._structured import OutputSchema
-from ._tls import system_trust_store
-from ._tools import FunctionCall, ToolCall, function_tool
-from ._transport import TrioTransport
+from ._quota._redis_store import QuotaState, quota_state
+from ._transport import TrioTransport, system_trust_store
 from ._version import __version__
 
 __all__ = [

@@ -27,7 +27,7 @@ from typing import Any
 import httpx2
 import trio
 
-from ._client import API_KEY_ENV, Client
+from ._client._client import API_KEY_ENV, Client
 from ._config import RetryPolicy, Timeouts
 from ._errors import (
     APIError,
@@ -37,10 +37,17 @@ from ._errors import (
     NotFoundError,
     ProxyError,
 )
-from ._proxies import ProxyRoute, ProxyTypes
-from ._resolve import is_address
-from ._tls import CertTypes, VerifyTypes, describe_verify
-from ._transport import Origin, TrioTransport, origin_of
+from ._transport import (
+    CertTypes,
+    Origin,
+    ProxyRoute,
+    ProxyTypes,
+    TrioTransport,
+    VerifyTypes,
+    describe_verify,
+    is_address,
+    origin_of,
+)
 
 __all__ = ["CHECK_TIMEOUTS", "CheckStep", "ConnectionCheck", "check_connection"]
 

@@ -21,21 +21,21 @@ import paradigm_trio
 
 INTERNAL: dict[str, frozenset[str]] = {
     # The attempt engine and its parts: what every request kind runs on.
-    "paradigm_trio._attempts": frozenset(
+    "paradigm_trio._engine._attempts": frozenset(
         {"Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"}
     ),
-    "paradigm_trio._ledger": frozenset({"CANCELLED", "Ledger", "Observer", "one_line"}),
-    "paradigm_trio._budget": frozenset(
+    "paradigm_trio._engine._ledger": frozenset({"CANCELLED", "Ledger", "Observer", "one_line"}),
+    "paradigm_trio._engine._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
     ),
     # The HTTP layer: one send path; one exception mapping and one error builder (``Failures``,
     # which ``HTTP`` inherits).
-    "paradigm_trio._http": frozenset({"HTTP", "Exchange", "Responder"}),
-    "paradigm_trio._failures": frozenset(
+    "paradigm_trio._http._http": frozenset({"HTTP", "Exchange", "Responder"}),
+    "paradigm_trio._http._failures": frozenset(
         {"Failures", "RAW_LIMIT", "parse_retry_after", "parse_should_retry"}
     ),
     # Rate-limit machinery behind ``Limits``; users configure it through ``Limits``.
-    "paradigm_trio._ratelimit": frozenset(
+    "paradigm_trio._engine._ratelimit": frozenset(
         {
             "AdaptiveController",
             "CLUSTER_HALF_LIFE",
@@ -52,25 +52,25 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     # The shared quota's machinery behind ``Limits(shared=RedisQuota(...))``.
-    "paradigm_trio._redis_store": frozenset(
+    "paradigm_trio._quota._redis_store": frozenset(
         {"LUA", "Learnt", "Store", "Taken", "Update", "unwrapped"}
     ),
-    "paradigm_trio._shared": frozenset(
+    "paradigm_trio._quota._shared": frozenset(
         {"BACKOFF_MAX", "BACKOFF_MIN", "FLUSH_DELAY", "SharedRateLimiter"}
     ),
     # The batch engine behind every batch method, and the chat completions' kind (the
     # implementation of ``Client.stream_batch``); the options' defaults and types.
-    "paradigm_trio._batch": frozenset(
+    "paradigm_trio._engine._batch": frozenset(
         {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"}
     ),
-    "paradigm_trio._chat_kind": frozenset({"ChatKind", "stream_batch"}),
+    "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # What the client's families of methods share (``Client`` is a ``ClientCore``), and
     # its batch methods.
-    "paradigm_trio._core": frozenset({"ClientCore", "check_trio", "collect"}),
-    "paradigm_trio._chat_batch": frozenset({"ChatBatchMethods"}),
+    "paradigm_trio._client._core": frozenset({"ClientCore", "check_trio", "collect"}),
+    "paradigm_trio._client._chat_batch": frozenset({"ChatBatchMethods"}),
     # Embeddings: the request kind behind ``Client.embed``/``embed_batch`` (those methods
     # themselves: ``EmbeddingMethods``), and packing.
-    "paradigm_trio._embedder": frozenset(
+    "paradigm_trio._client._embedder": frozenset(
         {
             "EmbedInput",
             "Embedder",
@@ -80,68 +80,72 @@ INTERNAL: dict[str, frozenset[str]] = {
             "embedding_defaults",
         }
     ),
-    "paradigm_trio._embeddings": frozenset(
+    "paradigm_trio._endpoints._embeddings": frozenset(
         {"EncodingFormat", "joins", "merge", "split", "usage_of_embeddings"}
     ),
-    "paradigm_trio._batch_options": frozenset(
+    "paradigm_trio._engine._batch_options": frozenset(
         {"DEFAULT_CIRCUIT_BREAKER", "DEFAULT_RETRY_BUDGET", "BatchKeywords", "OnError"}
     ),
     # SSE parsing and stream reading behind ``Client.chat_stream`` (``SSEDecodeError``
     # never escapes them).
-    "paradigm_trio._sse": frozenset(
+    "paradigm_trio._endpoints._sse": frozenset(
         {"DEFAULT_MAX_EVENT_SIZE", "SSEDecodeError", "SSEDecoder", "ServerSentEvent"}
     ),
-    "paradigm_trio._chunks": frozenset({"DRAIN_GRACE", "StreamReader"}),
+    "paradigm_trio._endpoints._chunks": frozenset({"DRAIN_GRACE", "StreamReader"}),
     # Keeping credentials out of what users see: the key's checks, redaction, URL masking
     # (the rules and the minimum key length are documented in docs/security.md).
     "paradigm_trio._redact": frozenset(
         {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url", "mask_credentials"}
     ),
-    "paradigm_trio._streaming": frozenset({"Streamer"}),
+    "paradigm_trio._endpoints._streaming": frozenset({"Streamer"}),
     # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
     # the transport's own failures, which ``_http`` maps to ``ProxyError`` and
     # ``CertificateVerificationError``.
-    "paradigm_trio._proxies": frozenset({"ProxyRoute", "ProxyRules", "ProxyTypes"}),
-    "paradigm_trio._tls": frozenset(
+    "paradigm_trio._transport._proxies": frozenset({"ProxyRoute", "ProxyRules", "ProxyTypes"}),
+    "paradigm_trio._transport._tls": frozenset(
         {"CertTypes", "VerifyTypes", "check_environment", "describe_verify", "ssl_context"}
     ),
     # One hop each (TCP, TLS, CONNECT) and the transport's own failures.
-    "paradigm_trio._dial": frozenset({"ProxyRefused", "Report", "TLSConnectError", "authority"})
+    "paradigm_trio._transport._dial": frozenset(
+        {"ProxyRefused", "Report", "TLSConnectError", "authority"}
+    )
     | {"Connect", "InvalidHostName", "open_tcp", "quiet", "start_tls", "tunnel"},
     # Host names that cannot be looked up, refused with the reason (by ``Client``, the
     # proxy rules and the transport).
-    "paradigm_trio._hostname": frozenset({"MAX_LABEL", "host_problem", "url_host"}),
+    "paradigm_trio._transport._hostname": frozenset({"MAX_LABEL", "host_problem", "url_host"}),
     "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
     # The transport's keep-alive pool and its DNS cache (``TrioTransport.warm_up`` fills
     # the pool; ``DNS_TTL`` is documented in docs/howto-enterprise-networks.md).
-    "paradigm_trio._pool": frozenset({"Connection", "Origin", "Pool"}),
-    "paradigm_trio._resolve": frozenset(
+    "paradigm_trio._transport._pool": frozenset({"Connection", "Origin", "Pool"}),
+    "paradigm_trio._transport._resolve": frozenset(
         {"DNS_TTL", "HAPPY_EYEBALLS_DELAY", "Resolver", "is_address"}
     ),
     # The fast lane (``_http`` writes requests for ``TrioTransport.fetch``).
-    "paradigm_trio._lane": frozenset({"FastLane", "header_map"}),
-    "paradigm_trio._transport": frozenset({"Origin", "WireTimeouts", "origin_of"}),
+    "paradigm_trio._transport._lane": frozenset({"FastLane", "header_map"}),
+    "paradigm_trio._transport._transport": frozenset({"Origin", "WireTimeouts", "origin_of"}),
     # One exchange on a connection: writing the request, reading and parsing the answer.
-    "paradigm_trio._exchange": frozenset(
+    "paradigm_trio._transport._exchange": frozenset(
         {"READ_SIZE", "WireTimeouts", "exchange", "receive", "response_head", "write"}
     ),
     # HTTP/1.1 messages for the transport and the proxy tunnel.
-    "paradigm_trio._wire": frozenset(
+    "paradigm_trio._transport._wire": frozenset(
         {"ProtocolError", "ResponseReader", "check_header", "request_head"}
     ),
     # The ``paradigm_trio`` logger and its messages (documented in the reference).
     "paradigm_trio._log": frozenset({"PROGRESS_INTERVAL", "logger", "say"}),
     # OpenTelemetry (``pt.instrument``): imported only when a client is instrumented.
-    "paradigm_trio._otel": frozenset({"DEFAULT_PROVIDER_NAME", "SCHEMA_URL", "Telemetry"}),
+    "paradigm_trio._client._otel": frozenset({"DEFAULT_PROVIDER_NAME", "SCHEMA_URL", "Telemetry"}),
     # The chat request's checks (shared with embeddings); ``make_request`` is
     # ``Client.make_request`` without a client.
-    "paradigm_trio._models": frozenset(
+    "paradigm_trio._endpoints._models": frozenset(
         {"ChatOptions", "check_custom_id", "check_model", "checked_extra", "make_request"}
     ),
     # The answer's parsers, for the engine and the stream.
-    "paradigm_trio._completion": frozenset({"checked_output", "completion_parser", "usage_of"}),
+    "paradigm_trio._endpoints._completion": frozenset(
+        {"checked_output", "completion_parser", "usage_of"}
+    ),
     # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.
-    "paradigm_trio._tools": frozenset(
+    "paradigm_trio._endpoints._tools": frozenset(
         {
             "ModelSchema",
             "ToolCallAssembler",
@@ -151,19 +155,46 @@ INTERNAL: dict[str, frozenset[str]] = {
             "parse_tool_calls",
         }
     ),
-    "paradigm_trio._structured": frozenset({"InvalidOutputs", "OutputForm", "ToolCallRules"}),
-    "paradigm_trio._logprobs": frozenset({"parse_logprobs"}),
-    "paradigm_trio._assembly": frozenset({"CompletionAssembler"}),
+    "paradigm_trio._endpoints._structured": frozenset(
+        {"InvalidOutputs", "OutputForm", "ToolCallRules"}
+    ),
+    "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),
+    "paradigm_trio._endpoints._assembly": frozenset({"CompletionAssembler"}),
+    # The transport's one entry: what the rest of the package may import from it.
+    "paradigm_trio._transport": frozenset(
+        {
+            "CertTypes",
+            "FastLane",
+            "InvalidHostName",
+            "Origin",
+            "ProxyRefused",
+            "ProxyRoute",
+            "ProxyTypes",
+            "TLSConnectError",
+            "VerifyTypes",
+            "WireTimeouts",
+            "describe_verify",
+            "header_map",
+            "host_problem",
+            "is_address",
+            "origin_of",
+            "url_host",
+            "wire_timeouts",
+        }
+    ),
     # Raised by attempt functions, caught by the engine: never escapes the library.
     "paradigm_trio._errors": frozenset({"AttemptFailure"}),
 }
 
 
 def _private_modules() -> list[str]:
+    """Every private module, those of the layers' subpackages and their entries included."""
     return sorted(
-        f"paradigm_trio.{info.name}"
-        for info in pkgutil.iter_modules(paradigm_trio.__path__)
-        if info.name.startswith("_") and not info.name.startswith("__")
+        info.name
+        for info in pkgutil.walk_packages(paradigm_trio.__path__, "paradigm_trio.")
+        if info.name.rpartition(".")[2].startswith("_")
+        and not info.name.rpartition(".")[2].startswith("__")
+        and not info.name.startswith("paradigm_trio.cli")
     )
 
 
@@ -184,7 +215,17 @@ def test_every_name_in_all_exists() -> None:
 
 
 def test_private_modules_are_found() -> None:
-    for name in ("_attempts", "_client", "_config", "_errors", "_events", "_http", "_models"):
+    for name in (
+        "_engine._attempts",
+        "_client._client",
+        "_config",
+        "_errors",
+        "_events",
+        "_http._http",
+        "_endpoints._models",
+        "_transport",
+        "_transport._transport",
+    ):
         assert f"paradigm_trio.{name}" in PRIVATE_MODULES
 
 

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 import paradigm_trio as pt
-from paradigm_trio._lane import FastLane
+from paradigm_trio._transport._lane import FastLane
 
 from .rawserver import raw_server
 

@@ -21,7 +21,7 @@ import trio
 import trustme
 
 import paradigm_trio as pt
-from paradigm_trio import _exchange, _transport
+from paradigm_trio._transport import _exchange, _transport
 
 from .rawserver import answer_ok, raw_server, read_head, serving
 

@@ -31,7 +31,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from paradigm_trio._ratelimit import AdaptiveController, RateLimiter, TokenBucket
+from paradigm_trio._engine._ratelimit import AdaptiveController, RateLimiter, TokenBucket
 
 EPS = 1e-6
 

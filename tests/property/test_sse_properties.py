@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import paradigm_trio as pt
-from paradigm_trio._sse import ServerSentEvent, SSEDecoder
+from paradigm_trio._endpoints._sse import ServerSentEvent, SSEDecoder
 
 # Field values: any text without line breaks (surrogates cannot be encoded).
 values = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\r\n"), max_size=12)

@@ -27,7 +27,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 import paradigm_trio as pt
-from paradigm_trio._tools import ToolCallAssembler
+from paradigm_trio._endpoints._tools import ToolCallAssembler
 
 names = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
 json_texts = st.recursive(

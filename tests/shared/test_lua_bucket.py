@@ -24,7 +24,7 @@ import trio
 from hypothesis import given
 
 import paradigm_trio as pt
-from paradigm_trio._redis_store import Store, Update
+from paradigm_trio._quota._redis_store import Store, Update
 
 from ..redis_helpers import RedisServer
 

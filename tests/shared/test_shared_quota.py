@@ -16,7 +16,7 @@ import trio
 
 import mock_server as ms
 import paradigm_trio as pt
-from paradigm_trio._shared import SharedRateLimiter
+from paradigm_trio._quota._shared import SharedRateLimiter
 
 from ..redis_helpers import RedisServer
 

@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 import paradigm_trio as pt
-from paradigm_trio._budget import RETRY_FLOOR
+from paradigm_trio._engine._budget import RETRY_FLOOR
 
 from .helpers import MESSAGES, Script, after, fixed, make_client, ok, status
 

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 import paradigm_trio as pt
-from paradigm_trio._embeddings import joins, merge, split
+from paradigm_trio._endpoints._embeddings import joins, merge, split
 
 from .helpers import Events, Script, fixed, make_client, status
 

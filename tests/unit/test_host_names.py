@@ -13,7 +13,7 @@ import httpx2
 import pytest
 
 import paradigm_trio as pt
-from paradigm_trio._proxies import ProxyRules
+from paradigm_trio._transport._proxies import ProxyRules
 
 from .helpers import API_KEY, MESSAGES
 

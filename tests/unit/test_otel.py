@@ -574,7 +574,7 @@ def test_nothing_of_opentelemetry_is_imported_without_instrument() -> None:
 
         trio.run(main)
         loaded = sorted(m for m in sys.modules
-                        if m.startswith("opentelemetry") or m == "paradigm_trio._otel")
+                        if m.startswith("opentelemetry") or m == "paradigm_trio._client._otel")
         print(loaded)
         """
     )

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import paradigm_trio as pt
-from paradigm_trio._proxies import ProxyRules
+from paradigm_trio._transport._proxies import ProxyRules
 
 
 def route(rules: ProxyRules, url: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from paradigm_trio._ratelimit import RateLimiter
+from paradigm_trio._engine._ratelimit import RateLimiter
 
 pytestmark = pytest.mark.anyio
 

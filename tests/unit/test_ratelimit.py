@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 import paradigm_trio as pt
-from paradigm_trio._ratelimit import (
+from paradigm_trio._engine._ratelimit import (
     AdaptiveController,
     RateLimiter,
     RateLimiterStatistics,

@@ -23,7 +23,7 @@ import httpx2
 import pytest
 
 import paradigm_trio as pt
-from paradigm_trio._failures import RAW_LIMIT
+from paradigm_trio._http._failures import RAW_LIMIT
 from paradigm_trio._redact import MIN_API_KEY_LENGTH, Redactor
 
 from .helpers import MESSAGES, Events, Script, fixed, make_client, ok, status

@@ -17,7 +17,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paradigm_trio._resolve import DNS_TTL, HAPPY_EYEBALLS_DELAY, Resolver
+from paradigm_trio._transport._resolve import DNS_TTL, HAPPY_EYEBALLS_DELAY, Resolver
 
 from .. import fakenet
 from ..fakenet import FakeResolver, Scenario

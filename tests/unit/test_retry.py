@@ -15,7 +15,7 @@ import pytest
 import trio
 
 import paradigm_trio as pt
-from paradigm_trio._failures import parse_retry_after, parse_should_retry
+from paradigm_trio._http._failures import parse_retry_after, parse_should_retry
 
 from .helpers import (
     MESSAGES,
@@ -413,7 +413,9 @@ async def test_retry_after_on_a_503_is_honoured() -> None:
 
 @pytest.mark.anyio
 async def test_retry_after_http_date_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("paradigm_trio._failures.time", types.SimpleNamespace(time=lambda: NOW))
+    monkeypatch.setattr(
+        "paradigm_trio._http._failures.time", types.SimpleNamespace(time=lambda: NOW)
+    )
     script = Script(status(429, headers={"Retry-After": http_date(NOW + 12)}), ok())
     async with make_client(script, retry=fixed()) as client:
         await client.chat(MESSAGES)

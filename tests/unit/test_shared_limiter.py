@@ -14,8 +14,8 @@ import pytest
 import trio
 
 import paradigm_trio as pt
-from paradigm_trio._redis_store import Taken, Update
-from paradigm_trio._shared import SharedRateLimiter
+from paradigm_trio._quota._redis_store import Taken, Update
+from paradigm_trio._quota._shared import SharedRateLimiter
 
 pytestmark = pytest.mark.anyio
 

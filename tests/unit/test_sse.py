@@ -1,10 +1,10 @@
-"""The incremental SSE parser (``paradigm_trio._sse.SSEDecoder``)."""
+"""The incremental SSE parser (``paradigm_trio._endpoints._sse.SSEDecoder``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from paradigm_trio._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
+from paradigm_trio._endpoints._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
 
 
 def parse(*pieces: bytes) -> tuple[list[ServerSentEvent], SSEDecoder]:

@@ -18,8 +18,8 @@ import pytest
 import trio
 
 import paradigm_trio as pt
-from paradigm_trio._chunks import DRAIN_GRACE
-from paradigm_trio._streaming import ChatStream
+from paradigm_trio._endpoints._chunks import DRAIN_GRACE
+from paradigm_trio._endpoints._streaming import ChatStream
 
 from .helpers import API_KEY, MESSAGES, Events, Script, fixed, make_client, status
 

@@ -13,7 +13,7 @@ import pydantic
 import pytest
 
 import paradigm_trio as pt
-from paradigm_trio._structured import ToolCallRules
+from paradigm_trio._endpoints._structured import ToolCallRules
 
 from .helpers import API_KEY, Script, completion_json, fixed, make_client
 from .test_streaming import DONE, collect, sse

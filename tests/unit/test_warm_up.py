@@ -19,8 +19,9 @@ import trio
 import trio.testing
 
 import paradigm_trio as pt
-from paradigm_trio import _chat_kind, _embedder
-from paradigm_trio._batch import run_batch
+from paradigm_trio._client import _embedder
+from paradigm_trio._endpoints import _chat_kind
+from paradigm_trio._engine._batch import run_batch
 
 from ..fakenet import FakeResolver, Scenario
 from .helpers import API_KEY, MESSAGES, Script, completion_json, ok

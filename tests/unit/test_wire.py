@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paradigm_trio._wire import ProtocolError, ResponseReader, check_header, request_head
+from paradigm_trio._transport._wire import ProtocolError, ResponseReader, check_header, request_head
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-Id: r1\r\n\r\nhello"
 CHUNKED = (

@@ -1,0 +1,200 @@
+"""What every family of the :class:`Client`'s methods shares: its state and its plumbing.
+
+:class:`Client` is :class:`ClientCore` (the client's state, the open check, the ``Plan`` of
+a request, the plain exchanges on the attempt engine) plus one class of public methods per
+kind of request: the chat batches (``_chat_batch``) and the embeddings (``_embedder``);
+configuration, lifecycle and the single chat requests are in ``_client``.  The methods
+build what each request sends and hand it to the engine; none retries, sleeps or counts.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sniffio
+import trio
+
+from .._config import Limits, RetryPolicy, Timeouts
+from .._endpoints._completion import ChatCompletion, Usage, completion_parser, usage_of
+from .._endpoints._embeddings import EmbeddingRequest
+from .._endpoints._models import ChatRequest
+from .._endpoints._streaming import Streamer
+from .._endpoints._structured import InvalidOutputs, ToolCallRules
+from .._engine._attempts import Attempting, Engine, Plan, idempotency_key
+from .._engine._batch import ResultStream
+from .._engine._batch_options import BatchStatistics
+from .._engine._budget import BatchControl
+from .._errors import BatchError
+from .._events import Attempt
+from .._http._http import HTTP, Exchange
+
+__all__ = ["ClientCore", "ClientState", "check_trio", "collect"]
+
+T = TypeVar("T")
+
+
+class ClientState(enum.Enum):
+    """Where a :class:`Client` is in its life."""
+
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+class ClientCore:
+    """The state and plumbing a :class:`Client`'s methods share (``Client.__init__`` sets
+    every attribute declared here)."""
+
+    # For the type checker only: at run time, class annotations would also be what
+    # ``typing.get_type_hints(Client)`` (so the reference) gives the constructor's
+    # parameters of the same names (``retry: RetryPolicy | None`` shown as ``RetryPolicy``).
+    if TYPE_CHECKING:
+        model: str
+        retry: RetryPolicy
+        timeouts: Timeouts
+        limits: Limits
+        _state: ClientState
+        _http: HTTP
+        _engine: Engine
+        _streamer: Streamer
+
+    async def warm_up(
+        self,
+        connections: int | None = None,
+        *,
+        timeouts: Timeouts | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Open connections to the server now, for the requests to come (a batch with
+        ``warm_up=True`` does it itself).  Returns how many were opened.
+
+        Opens ``connections`` (default: ``Limits.concurrency``) less those already open
+        and idle (or being opened), all at once, within ``timeouts.connect`` (the client's
+        by default).  A request sent meanwhile takes one of them rather than opening its
+        own.  A connection that cannot be opened raises nothing: the request that needed
+        it reports why.  ``await nursery.start(client.warm_up)`` returns at once and opens
+        them in the background.  Only on the client's own transport (with
+        ``http_client=`` or ``transport=``: returns 0).
+        """
+        self._check_open()
+        count = self.limits.concurrency if connections is None else connections
+        connect = (timeouts or self.timeouts).connect
+        return await self._http.warm_up(count, connect, task_status)
+
+    def _check_open(self) -> None:
+        """Refuse a call on a closed client, or from outside trio (every call checks)."""
+        if self._state is ClientState.CLOSED:
+            raise RuntimeError("this Client is closed; create a new one")
+        check_trio()
+
+    def _plan(
+        self,
+        request: ChatRequest | EmbeddingRequest | None,
+        retry: RetryPolicy | None,
+        timeouts: Timeouts | None,
+        deadline: float = math.inf,
+        control: BatchControl | None = None,
+        *,
+        stream: bool = False,
+    ) -> Plan:
+        self._check_open()
+        custom_id = request.custom_id if request is not None else None
+        return Plan(
+            custom_id,
+            idempotency_key(custom_id),
+            retry or self.retry,
+            timeouts or self.timeouts,
+            request.estimated_tokens() if request is not None else 0,
+            deadline,
+            control,
+            attempt_timeout=not stream,
+            request=request if isinstance(request, ChatRequest) else None,  # (telemetry)
+            stream=stream,
+        )
+
+    def _send(
+        self, request: ChatRequest, plan: Plan, history: list[Attempt] | None = None
+    ) -> Awaitable[ChatCompletion]:
+        """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
+        ex = self._prepare_chat(request, plan)
+        invalid = InvalidOutputs(plan.retry.invalid_output_retries, self._http.redactor)
+        tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
+        parse = completion_parser(request.output, invalid, tools)
+        if tools is None:
+            return self._fetch(ex, plan, parse, usage_of, history)
+
+        async def attempt(current: Attempting) -> ChatCompletion:
+            # A re-ask after an invalid tool call tells the model what was wrong.
+            sent = ex if not invalid.feedback else self._prepare_chat(request, plan, invalid)
+            return await self._http.fetch_json(sent, plan.retry, parse, current)
+
+        return self._engine.call(plan, history).run(attempt, usage=usage_of)
+
+    def _prepare_chat(
+        self, request: ChatRequest, plan: Plan, invalid: InvalidOutputs | None = None
+    ) -> Exchange:
+        if invalid is not None:
+            request = invalid.request_for(request)
+        body = request.encode_body(request.to_body(self.model))
+        return self._http.prepare(
+            "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
+        )
+
+    def _fetch(
+        self,
+        ex: Exchange,
+        plan: Plan,
+        parse: Callable[[object, str | None], T],
+        usage: Callable[[T], Usage | None] = lambda _: None,
+        history: list[Attempt] | None = None,
+    ) -> Awaitable[T]:
+        """A plain JSON exchange on the attempt engine (``usage``: what it cost): the
+        engine's coroutine, not one of its own (one frame less on every request's way)."""
+        attempt = functools.partial(self._http.fetch_json, ex, plan.retry, parse)
+        return self._engine.call(plan, history).run(attempt, usage=usage)
+
+
+async def collect(
+    cm: AbstractAsyncContextManager[ResultStream[Any]], into: list[Any]
+) -> BatchStatistics:
+    """Run a batch to its end and put its results into ``into``, in input order.
+
+    On :class:`BatchError` (``on_error="raise"``), its ``results`` are those finished.
+    """
+    finished: dict[int, Any] = {}
+    try:
+        async with cm as results:
+            async for result in results:
+                finished[result.index] = result
+            statistics = results.statistics()
+    except BatchError as exc:
+        exc.results = tuple(finished[i] for i in sorted(finished))
+        raise
+    into.extend(finished[i] for i in range(len(finished)))
+    return statistics
+
+
+def check_trio() -> None:
+    """Refuse a call made from asyncio (or another async library), naming the fix.
+
+    Under trio this is one lookup of the current task; ``sniffio`` is asked only when
+    there is none.  With no event loop at all it lets the call go on: trio's own error
+    then says that an async function was called outside of one.
+    """
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        try:
+            library = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            return
+        raise RuntimeError(
+            f"paradigm-trio runs under trio, but this was called from {library}: run your "
+            f"program with trio.run(main) instead of {library}.run(main) (to call it from "
+            "asyncio code, run trio in its own thread, or use trio's guest mode)"
+        ) from None

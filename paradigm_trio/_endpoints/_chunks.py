@@ -1,0 +1,296 @@
+"""One streamed response: its bytes in, chunks and the assembled answer out.
+
+A :class:`StreamReader` reads the body of one attempt's ``text/event-stream`` response,
+parses it with :class:`~paradigm_trio._sse.SSEDecoder`, turns events into
+:class:`~paradigm_trio.ChatCompletionChunk` objects and assembles the completion.  Every
+failure is an :class:`~paradigm_trio._errors.AttemptFailure` (built with the HTTP layer's
+error builder); nothing here retries, counts or emits events: that is the attempt engine's
+business (``_attempts``), driven by ``_streaming``.
+
+A stream is complete at ``data: [DONE]``, or when its body ends (cleanly, or by a broken
+connection: :attr:`StreamReader.broken`) after every choice it mentioned has a
+``finish_reason`` (some OpenAI-compatible servers never send ``[DONE]``; the openai SDK
+accepts such a stream too): then :attr:`StreamReader.no_done` is true, for the caller to
+report.  A body that ends before that is an :class:`IncompleteStreamError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections import deque
+from collections.abc import AsyncGenerator
+from typing import Final
+
+import httpx2
+import trio
+
+from .._config import RetryPolicy
+from .._errors import (
+    APIResponseValidationError,
+    APITimeoutError,
+    AttemptFailure,
+    IncompleteStreamError,
+)
+from .._http._failures import RAW_LIMIT
+from .._http._http import HTTP
+from ._assembly import CompletionAssembler
+from ._completion import ChatCompletion, ChatCompletionChunk
+from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
+
+__all__ = ["DRAIN_GRACE", "StreamReader"]
+
+DRAIN_GRACE: Final = 1.0
+"""Seconds allowed, after ``[DONE]``, for the rest of the body (so the connection is reused)."""
+
+_DONE: Final = "[DONE]"
+
+
+class StreamReader:
+    """One attempt's streamed response: its bytes in, chunks and the assembled answer out.
+
+    Every method that fails raises :class:`AttemptFailure`; nothing here retries or counts.
+    """
+
+    def __init__(self, http: HTTP, retry: RetryPolicy, response: httpx2.Response) -> None:
+        self._http = http
+        self._retry = retry
+        self.response = response
+        self.status = response.status_code
+        self.request_id = http.request_id(response)
+        self._bytes: AsyncGenerator[bytes, None] | None = response.aiter_bytes()
+        self.decoder = SSEDecoder()
+        self.queue: deque[ChatCompletionChunk] = deque()
+        self.done = False
+        self.no_done = False
+        """Whether the stream ended complete, but without ``[DONE]``."""
+        self.broken: str | None = None
+        """What broke the connection, when it broke after every choice had finished."""
+        self.chunks = 0
+        self.characters = 0
+        self.assembler = CompletionAssembler()
+        self._choices: set[object] = set()  # choice indices seen in the chunks
+        self._finished: set[object] = set()  # ... and those that had a finish_reason
+
+    @property
+    def text(self) -> str:
+        """The first choice's content so far."""
+        return self.assembler.text(0)
+
+    def progress(self) -> str:
+        return (
+            f"{self.chunks} chunk(s), {self.characters} character(s) of content "
+            f"({self.decoder.bytes_received} bytes)"
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    async def receive(self) -> None:
+        """Read one piece of the body and parse it."""
+        if self._bytes is None:
+            raise self._incomplete(f"the stream ended without [DONE] after {self.progress()}")
+        try:
+            data = await self._bytes.__anext__()
+        except StopAsyncIteration:
+            self._bytes = None
+            self._ended()
+            return
+        except httpx2.HTTPError as exc:
+            self._bytes = None
+            detail = self._http.redact(str(exc)) or type(exc).__name__
+            if not self.done and self._all_finished():
+                # The answer is whole: what was lost is at most the usage chunk or [DONE].
+                self.done = self.no_done = True
+                self.broken = f"{type(exc).__name__}: {detail}"
+                return
+            failure = self._incomplete(
+                f"the connection broke after {self.progress()}: {type(exc).__name__}: {detail}"
+            )
+            self._http.chain(failure.error, exc)
+            raise failure from None
+        try:
+            events = self.decoder.feed(data)
+        except SSEDecodeError as exc:
+            raise self.invalid(str(exc)) from None
+        for event in events:
+            self._on_event(event)
+
+    def _ended(self) -> None:
+        """The body ended cleanly: complete at ``[DONE]`` or once every choice finished."""
+        if self.done:
+            return
+        if self._all_finished():
+            # Complete without [DONE]; a partial last event (the usage chunk, or "[DONE]"
+            # without its blank line) is dropped, as the SSE standard says.
+            self.done = self.no_done = True
+            return
+        if self.decoder.mid_event:
+            what = "the stream was cut in the middle of an event"
+        elif not self._finished:
+            what = "the stream ended without [DONE] or a finish_reason"
+        else:
+            unfinished = ", ".join(sorted(map(str, self._choices - self._finished)))
+            what = f"the stream ended without [DONE] before choice(s) {unfinished} finished"
+        raise self._incomplete(f"{what} after {self.progress()}") from None
+
+    def _all_finished(self) -> bool:
+        """Whether choices were seen and every one of them had its ``finish_reason``."""
+        return bool(self._choices) and self._finished >= self._choices
+
+    async def next_chunk(self) -> None:
+        """Read until a chunk is queued or the stream has ended."""
+        while not self.queue and not self.done:
+            await self.receive()
+
+    async def read_to_end(self, read_timeout: float | None) -> None:
+        """Read the whole stream, with at most ``read_timeout`` of silence between chunks."""
+        while not self.done:
+            self.queue.clear()
+            with trio.move_on_after(math.inf if read_timeout is None else read_timeout) as scope:
+                await self.next_chunk()
+            if scope.cancelled_caught:
+                raise self.silent(read_timeout)
+        self.queue.clear()
+
+    def silent(self, read: float | None) -> AttemptFailure:
+        error = APITimeoutError(
+            f"the stream went silent for Timeouts.read={read:g}s after {self.progress()}",
+            which="stream",
+        )
+        return AttemptFailure(error, "timeout", self._retry.retry_connection_errors)
+
+    def _on_event(self, event: ServerSentEvent) -> None:
+        if self.done:
+            return  # nothing counts after [DONE]
+        if event.event == "error":
+            payload: object = event.data
+            with contextlib.suppress(ValueError):
+                payload = json.loads(event.data)
+            raise self._error_event(payload)
+        if event.event != "message":
+            return  # e.g. "ping": not part of the answer
+        data = event.data.strip()
+        if data == _DONE:
+            self.done = True
+            return
+        if not data:
+            return
+        try:
+            payload = json.loads(data)
+        except ValueError as exc:
+            shown = self._http.redactor.clip(data, 200)
+            raise self.invalid(f"a stream event is not JSON ({exc}): {shown!r}") from None
+        if isinstance(payload, dict) and payload.get("error") is not None:
+            raise self._error_event(payload)
+        try:
+            chunk = ChatCompletionChunk.from_json(payload, self.request_id)
+        except APIResponseValidationError as err:
+            parse = ChatCompletionChunk.from_json
+            clean = self._http.invalid_data(parse, payload, self.request_id, err)
+            clean.status_code = self.status
+            clean.raw = self._http.redactor.clip(data, RAW_LIMIT)
+            raise AttemptFailure(
+                clean, "invalid_response", self._retry.retry_invalid_responses
+            ) from None
+        try:
+            self.assembler.add(chunk.raw)  # (a dict: from_json checked it)
+        except ValueError as exc:
+            raise self.invalid(f"a malformed chunk ({exc}): {data[:200]!r}") from None
+        self.chunks += 1
+        self.characters += len(chunk.delta)
+        self._track_choices(payload)
+        self.queue.append(chunk)
+
+    def _track_choices(self, payload: object) -> None:
+        """Note the choices a chunk mentions and those it finishes (all, not only 0)."""
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        if not isinstance(choices, list):
+            return
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            if not isinstance(index, int | str):
+                index = repr(index)
+            self._choices.add(index)
+            if choice.get("finish_reason") is not None:
+                self._finished.add(index)
+
+    # ------------------------------------------------------------------ failures
+
+    def _incomplete(self, message: str) -> AttemptFailure:
+        error = IncompleteStreamError(
+            message,
+            chunks=self.chunks,
+            characters=self.characters,
+            text=self.text,
+            status_code=self.status,
+            request_id=self.request_id,
+        )
+        return AttemptFailure(error, "connection", self._retry.retry_connection_errors)
+
+    def invalid(self, message: str) -> AttemptFailure:
+        return self._http.invalid(
+            message, self._retry, status=self.status, request_id=self.request_id
+        )
+
+    def _error_event(self, payload: object) -> AttemptFailure:
+        return self._http.error_event_failure(
+            payload, self._retry, response=self.response, suffix=f" (after {self.progress()})"
+        )
+
+    # ------------------------------------------------------------------ the end
+
+    def completion(self) -> ChatCompletion:
+        """The assembled completion (every choice, tool calls joined).
+
+        Raises:
+            AttemptFailure: the chunks do not make a valid completion (a tool call
+                without its name, say): ``"invalid_response"``.
+        """
+        try:
+            return ChatCompletion.from_json(self.assembler.raw(), self.request_id)
+        except (ValueError, APIResponseValidationError) as exc:
+            raise self.invalid(f"the streamed chunks do not make a completion: {exc}") from None
+
+    async def drain(self) -> None:
+        """Read what follows ``[DONE]`` (usually nothing) so the connection can be reused.
+
+        (Nothing to read when the body has ended already, e.g. without ``[DONE]``.)
+        """
+        with trio.move_on_after(DRAIN_GRACE):
+            while self._bytes is not None:
+                try:
+                    await self._bytes.__anext__()
+                except (StopAsyncIteration, httpx2.HTTPError):
+                    self._bytes = None
+
+    async def close(self) -> None:
+        """Close the response at once (shielded: closing must not be cancelled half-way)."""
+        parts, self._bytes = self._bytes, None
+        with trio.CancelScope(shield=True):
+            if parts is not None:
+                await _unwind(parts)
+            await self.response.aclose()
+
+
+async def _unwind(parts: AsyncGenerator[bytes, None]) -> None:
+    """Finish a body iterator that may be suspended mid-body, leaving no generator behind.
+
+    ``aclose()`` is not enough: httpx2 wraps httpcore2's body generator in another one that
+    does not close it, so it would be garbage collected unfinished (a ``ResourceWarning``
+    from trio).  Resuming the chain inside a cancelled scope makes the innermost read raise
+    ``Cancelled``, which unwinds every generator of the chain; the connection is then closed
+    (the server sees the disconnect).
+    """
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            while True:
+                await parts.__anext__()  # buffered data comes out without a checkpoint
+        except StopAsyncIteration:
+            pass
+        except Exception:  # a broken body: we are closing it anyway
+            pass
+    await parts.aclose()

@@ -1,0 +1,395 @@
+"""Streamed chat completions over Server-Sent Events.
+
+Two kinds of request stream, and both run their attempts on the attempt engine
+(``_attempts``), so they obey the same deadlines, leases, retry rules and bookkeeping as
+:meth:`Client.chat <paradigm_trio.Client.chat>`:
+
+* :class:`ChatStream` (``client.chat_stream``) hands chunks to a caller as they arrive.  Its
+  attempt is "open the stream and read up to the first chunk"; the engine keeps the lease
+  while the caller reads, and a failure after the first chunk is final (the caller has seen
+  part of an answer).
+* :meth:`Streamer.complete` (a batch item with ``stream=True``) hands nothing out until the
+  end.  Its attempt is "read the whole stream", so a stream broken midway (cut, malformed
+  chunk, error event, silence) is an ordinary attempt failure, retried per the policy.
+
+One response's bytes become chunks in ``_chunks`` (:class:`StreamReader`: no retry, no
+bookkeeping), which parses them with ``_sse`` (no I/O at all).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Final, Self
+
+import trio
+
+from .._config import RetryPolicy, Timeouts
+from .._engine._attempts import Attempting, Call, Engine, Plan
+from .._errors import (
+    APIError,
+    APITimeoutError,
+    AttemptFailure,
+    TimeoutKind,
+)
+from .._events import Attempt
+from .._http._http import HTTP, Exchange
+from ._chunks import StreamReader
+from ._completion import ChatCompletion, ChatCompletionChunk, checked_output, usage_of
+from ._models import ChatRequest
+from ._structured import InvalidOutputs, ToolCallRules
+
+__all__ = ["ChatStream", "Streamer"]
+
+_NOT_RETRIED: Final = "not retried: the stream had already delivered chunks to the caller"
+
+# --------------------------------------------------------------------------- attempts
+
+
+class Streamer:
+    """The streamed requests of one client: opens attempts and reads them."""
+
+    def __init__(self, engine: Engine, http: HTTP, model: str) -> None:
+        self.engine = engine
+        self.http = http
+        self.model = model
+
+    def prepare(
+        self, request: ChatRequest, key: str, timeouts: Timeouts, *, include_usage: bool = True
+    ) -> Exchange:
+        body = request.to_body(self.model)
+        body["stream"] = True
+        if include_usage:
+            options = body.get("stream_options")
+            body["stream_options"] = {
+                **(options if isinstance(options, Mapping) else {}),
+                "include_usage": True,
+            }
+        data = request.encode_body(body)
+        return self.http.prepare(
+            "POST", "/chat/completions", body=data, key=key, timeouts=timeouts, stream=True
+        )
+
+    async def open(self, ex: Exchange, plan: Plan, current: Attempting) -> StreamReader:
+        """One attempt up to its first chunk (or the end), under the first-token deadline."""
+        deadline, which = _first_deadline(plan.timeouts, current.started)
+        reader: StreamReader | None = None
+        try:
+            with trio.move_on_at(deadline):
+                reader = await self._start(ex, plan.retry, current)
+                await reader.next_chunk()
+                if reader.chunks:
+                    current.first_chunk = trio.current_time()
+                return reader
+            raise _first_timeout(plan, which, reader)
+        except BaseException:
+            if reader is not None:
+                await reader.close()
+            raise
+
+    async def _start(self, ex: Exchange, retry: RetryPolicy, current: Attempting) -> StreamReader:
+        http = self.http
+        response = await http.send(ex, retry)
+        status = response.status_code
+        current.responded(status, http.request_id(response), response.headers)
+        if not 200 <= status < 300:
+            await http.read(response, retry)
+            raise http.status_failure(response, retry)
+        reader = StreamReader(http, retry, response)
+        current.progress = reader.progress
+        content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type != "text/event-stream":
+            await reader.close()
+            raise reader.invalid(
+                f"expected a text/event-stream response, got {content_type or 'none'!r} "
+                f"(status {status})"
+            )
+        return reader
+
+    async def complete(
+        self,
+        request: ChatRequest,
+        plan: Plan,
+        history: list[Attempt] | None = None,
+    ) -> ChatCompletion:
+        """Stream ``request`` to its end and return the assembled completion (a batch item).
+
+        Each attempt reads the whole stream: a stream that breaks after its first chunk
+        (cut, malformed, an error event, silence) is retried whole, with the same
+        ``Idempotency-Key``; nothing was handed out, so nothing is lost or repeated.
+        """
+        ex = self.prepare(request, plan.key, plan.timeouts)
+        invalid = InvalidOutputs(plan.retry.invalid_output_retries, self.http.redactor)
+        tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
+
+        async def attempt(current: Attempting) -> ChatCompletion:
+            # A re-ask after an invalid tool call tells the model what was wrong.
+            sent = ex
+            if invalid.feedback:
+                sent = self.prepare(invalid.request_for(request), plan.key, plan.timeouts)
+            reader = await self.open(sent, plan, current)
+            try:
+                await reader.read_to_end(plan.timeouts.read)
+                await reader.drain()
+            finally:
+                await reader.close()
+            if reader.no_done:
+                self.engine.ledger.stream_ended_without_done(
+                    plan.custom_id, plan.key, current.number, reader.broken
+                )
+            return checked_output(reader.completion(), request.output, invalid, tools)
+
+        call = self.engine.call(plan, history)
+        return await call.run(attempt, usage=usage_of)
+
+
+def _first_deadline(t: Timeouts, start: float) -> tuple[float, TimeoutKind]:
+    options: list[tuple[float, TimeoutKind]] = [(math.inf, "first_token")]
+    if t.first_token is not None:
+        options.append((start + t.first_token, "first_token"))
+    elif t.read is not None:
+        options.append((start + t.read, "stream"))
+    if t.attempt is not None:
+        options.append((start + t.attempt, "attempt"))
+    return min(options, key=lambda option: option[0])
+
+
+def _first_timeout(plan: Plan, which: TimeoutKind, reader: StreamReader | None) -> AttemptFailure:
+    t = plan.timeouts
+    if which == "first_token":
+        limit = f"Timeouts.first_token={t.first_token:g}s"
+    elif which == "attempt":
+        limit = f"Timeouts.attempt={t.attempt:g}s"
+    else:
+        limit = f"Timeouts.read={t.read:g}s (Timeouts.first_token is None)"
+    got = (
+        f" (status {reader.status}, {reader.decoder.bytes_received} bytes received)"
+        if reader is not None
+        else " (no response)"
+    )
+    error = APITimeoutError(f"no chunk within {limit}{got}", which=which)
+    return AttemptFailure(error, "timeout", plan.retry.retry_connection_errors)
+
+
+# --------------------------------------------------------------------------- ChatStream
+
+
+class _State(enum.Enum):
+    NEW = 1
+    OPENING = 2
+    STREAMING = 3
+    FINISHED = 4  # the whole answer arrived
+    FAILED = 5
+    CLOSED = 6  # left before the end
+
+
+_MOVES: Final = {
+    _State.NEW: {_State.OPENING},
+    _State.OPENING: {_State.STREAMING, _State.FAILED, _State.CLOSED},
+    _State.STREAMING: {_State.FINISHED, _State.FAILED, _State.CLOSED},
+}
+"""The legal moves of a :class:`ChatStream` (applied only by ``ChatStream._move``)."""
+
+
+class ChatStream:
+    """A streamed chat completion: an async context manager and async iterator of chunks.
+
+    Made by :meth:`Client.chat_stream <paradigm_trio.Client.chat_stream>`.  Enter it once;
+    iterate it once.
+
+    Where things can block or be cancelled:
+
+    * **Entering** the block waits for a concurrency slot, sends the request and waits for the
+      *first chunk*, retrying per the :class:`~paradigm_trio.RetryPolicy` (same
+      ``Idempotency-Key``) when an attempt fails before then: connection errors, retryable
+      statuses, ``Timeouts.first_token``, a stream that breaks before its first chunk.  Between
+      attempts it sleeps without holding the slot.
+    * **Iterating** waits for the next chunk.  Once the first chunk has been received nothing
+      is retried: a failure is raised from ``async for``, and what arrived is never reported as
+      a complete answer.  ``Timeouts.read`` bounds the silence while waiting for each chunk
+      (``APITimeoutError`` with ``which="stream"``).
+    * **Leaving** the block closes the HTTP response at once (the server sees the disconnect)
+      and gives the slot back.  Leaving early (``break``, an exception, cancellation) counts the
+      request as cancelled in :meth:`Client.statistics <paradigm_trio.Client.statistics>`.
+
+    Timeouts are cancel scopes on trio's clock.  Before the first chunk the earliest of
+    ``Timeouts.first_token`` (``Timeouts.read`` when ``first_token`` is ``None``),
+    ``Timeouts.attempt`` and the request's deadline (``Timeouts.total``) applies; after it,
+    ``Timeouts.read`` per chunk and the request's deadline.  ``Timeouts.attempt`` does not cap a
+    stream once it has started, so that a long answer is not cut for being long.
+
+    Attributes:
+        request: the :class:`~paradigm_trio.ChatRequest` streamed.
+    """
+
+    def __init__(self, streamer: Streamer, request: ChatRequest, plan: Plan, ex: Exchange) -> None:
+        self.request = request
+        self._streamer = streamer
+        self._plan = plan
+        self._ex = ex
+        self._call: Call = streamer.engine.call(plan)
+        self._state = _State.NEW
+        self._reader: StreamReader | None = None
+        self._completion: ChatCompletion | None = None
+        self._attempt = 0  # the number of the attempt that is streaming
+
+    def _move(self, state: _State) -> None:
+        if state not in _MOVES.get(self._state, ()):
+            raise RuntimeError(f"a ChatStream cannot go from {self._state.name} to {state.name}")
+        self._state = state
+
+    # ------------------------------------------------------------------ public surface
+
+    def __repr__(self) -> str:
+        return (
+            f"<ChatStream {self._state.name.lower()} custom_id={self.request.custom_id!r} "
+            f"chunks={self.chunks_received} characters={len(self.text)}>"
+        )
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's ``x-request-id`` of the attempt that is streaming, if any."""
+        return self._reader.request_id if self._reader is not None else None
+
+    @property
+    def completion(self) -> ChatCompletion:
+        """The assembled :class:`~paradigm_trio.ChatCompletion`, once the stream has ended.
+
+        Raises:
+            RuntimeError: the stream has not been read to its end (``[DONE]``, or the end
+                of the body once every choice has finished).
+        """
+        if self._completion is None:
+            raise RuntimeError(
+                "the stream has not been read to its end: iterate it completely "
+                f"before reading .completion (state: {self._state.name.lower()})"
+            )
+        return self._completion
+
+    @property
+    def text(self) -> str:
+        """The content received so far (complete only once the stream has ended)."""
+        return self._reader.text if self._reader is not None else ""
+
+    @property
+    def chunks_received(self) -> int:
+        """Chunks received so far."""
+        return self._reader.chunks if self._reader is not None else 0
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """The attempts made so far, oldest first (the current one once it is over)."""
+        return tuple(self._call.history)
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.NEW:
+            raise RuntimeError("a ChatStream can be entered only once")
+        self._move(_State.OPENING)
+        streamer, plan, ex = self._streamer, self._plan, self._ex
+
+        async def attempt(current: Attempting) -> StreamReader:
+            self._attempt = current.number
+            return await streamer.open(ex, plan, current)
+
+        try:
+            self._reader = await self._call.run(attempt, hold=True)
+        except BaseException as exc:
+            self._move(_State.FAILED if isinstance(exc, APIError) else _State.CLOSED)
+            raise
+        self._move(_State.STREAMING)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the response and give the concurrency slot back.  Idempotent.
+
+        Closing a stream that has not ended counts the request as cancelled.
+        """
+        if self._state is _State.STREAMING:
+            self._move(_State.CLOSED)
+            try:
+                if self._reader is not None:
+                    await self._reader.close()
+            finally:
+                self._call.abandon()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        if self._state is _State.NEW:
+            raise RuntimeError("enter the stream first: `async with client.chat_stream(...)`")
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this stream is closed")
+        reader = self._reader
+        if self._state is not _State.STREAMING or reader is None:  # FINISHED or FAILED
+            raise StopAsyncIteration
+        if not reader.queue and not reader.done:
+            await self._read_more(reader)
+        else:
+            await trio.lowlevel.checkpoint()
+        if reader.queue:
+            return reader.queue.popleft()
+        await self._succeed(reader)
+        raise StopAsyncIteration
+
+    # ------------------------------------------------------------------ after the first chunk
+
+    async def _read_more(self, reader: StreamReader) -> None:
+        """Wait for the next chunk (or the end), under the inactivity timeout."""
+        call = self._call
+        read = self._plan.timeouts.read
+        silence = trio.current_time() + read if read is not None else math.inf
+        try:
+            with trio.move_on_at(min(silence, call.deadline)) as scope:
+                await reader.next_chunk()
+            if scope.cancelled_caught:
+                if silence > call.deadline:
+                    raise AttemptFailure(call.deadline_error(), "timeout", False)
+                raise reader.silent(read)
+        except AttemptFailure as failure:
+            self._move(_State.FAILED)
+            try:
+                await reader.close()
+            finally:
+                error = call.fail(failure, _NOT_RETRIED)
+            raise error from error.__cause__  # the transport's exception, if any
+
+    async def _succeed(self, reader: StreamReader) -> None:
+        request = self.request
+        final = InvalidOutputs(0, self._streamer.http.redactor)  # (it was handed out)
+        try:
+            tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
+            completion = checked_output(reader.completion(), request.output, final, tools)
+        except AttemptFailure as failure:
+            self._move(_State.FAILED)
+            try:
+                await reader.close()
+            finally:
+                error = self._call.fail(failure, _NOT_RETRIED)
+            raise error from None
+        self._completion = completion
+        self._move(_State.FINISHED)
+        try:
+            if reader.no_done:  # (inside the try: a hook that raises must not leak the lease)
+                plan = self._plan
+                self._streamer.engine.ledger.stream_ended_without_done(
+                    plan.custom_id, plan.key, self._attempt, reader.broken
+                )
+            await reader.drain()
+        finally:
+            try:
+                await reader.close()
+            finally:
+                self._call.succeed(completion, completion.usage)

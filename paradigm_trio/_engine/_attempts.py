@@ -1,0 +1,566 @@
+"""The attempt engine: every logical request, of any kind, runs its attempts here.
+
+A *logical request* (a chat completion, a stream, the model list, one item of a batch) is a
+:class:`Call`.  Its attempts are made by an *attempt function*, ``async (Attempting) -> T``,
+which does the I/O and either returns a result or raises
+:class:`~paradigm_trio._errors.AttemptFailure` (the error, its cause, whether the policy
+allows a retry).  The engine alone owns everything else, so that each kind of request obeys
+the same rules:
+
+* the request's deadline: the earliest of ``Timeouts.total`` (counted from the start, every
+  attempt and wait included) and the caller's deadline (a batch's ``deadline=``);
+* the :class:`Lease` each attempt holds: a concurrency slot and a rate-limit permit, taken
+  together, given back before any wait between attempts;
+* ``Timeouts.attempt`` around each attempt (when the request kind asks for it);
+* a batch's :class:`BatchControl` (circuit breaker and retry budget);
+* the retry decision and the wait (policy, ``Retry-After``, budget, deadline);
+* the :class:`~paradigm_trio.Attempt` records and the errors of a deadline;
+* through the :class:`Ledger`, every counter and every event.
+
+It knows nothing of HTTP or Server-Sent Events.
+
+Where it blocks or can be cancelled: waiting for a breaker probe, a slot, a rate permit, in
+the attempt function, and sleeping between attempts.  Cancellation from outside interrupts
+any of these, gives the lease back and counts the request as cancelled; nothing swallows
+:class:`trio.Cancelled`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import trio
+
+from .._config import RetryPolicy, Timeouts
+from .._endpoints._completion import Usage
+from .._endpoints._models import ChatRequest
+from .._errors import APIError, APITimeoutError, AttemptFailure, RequestCancelled
+from .._events import Attempt, AttemptFailed
+from ._budget import BatchControl
+from ._ledger import CANCELLED, Ledger, one_line
+from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
+
+__all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]
+
+T = TypeVar("T")
+
+_KEY_PREFIX = uuid.uuid4().hex[:20]
+_key_counter = itertools.count()
+
+
+def idempotency_key(custom_id: str | None) -> str:
+    """``Idempotency-Key`` of a logical request: stable for a ``custom_id``, else unique.
+
+    Without a ``custom_id``: a random per-process prefix and a counter (unique, and no
+    system call per request as ``uuid4`` would make).
+    """
+    if custom_id is None:
+        return f"pt-{_KEY_PREFIX}{next(_key_counter):012x}"
+    return "pt-" + hashlib.sha256(custom_id.encode("utf-8")).hexdigest()[:32]
+
+
+HEALTH_HALF_LIFE = 2.0
+"""Seconds over which an attempt's weight in the server's recent failure share halves."""
+
+FULL_BACKOFF_SHARE = 0.5
+"""The recent failure share from which the whole computed backoff is waited."""
+
+
+class Engine:
+    """What every request of one client shares: slots, rates, the controller, the ledger,
+    and the server's recent health (the share of recent attempts that failed retryably,
+    which scales the backoff: see :class:`~paradigm_trio.RetryPolicy`)."""
+
+    def __init__(
+        self,
+        *,
+        limiter: trio.CapacityLimiter,
+        rates: Rates,
+        adaptive: AdaptiveController,
+        ledger: Ledger,
+    ) -> None:
+        self.limiter = limiter
+        self.rates = rates
+        self.adaptive = adaptive
+        self.ledger = ledger
+        self.random = random.Random()
+        self.health = RecentShare(HEALTH_HALF_LIFE)
+
+    def backoff_factor(self, floor: float) -> float:
+        """The fraction of a computed backoff to wait, given the server's recent health."""
+        return min(1.0, max(floor, self.health.share / FULL_BACKOFF_SHARE))
+
+    def call(self, plan: Plan, history: list[Attempt] | None = None) -> Call:
+        """A new logical request (not started until :meth:`Call.run`); its attempt records
+        go to ``history`` (a batch passes its own list)."""
+        return Call(self, plan, history)
+
+
+@dataclass(slots=True)
+class Plan:
+    """The rules of one logical request.
+
+    Attributes:
+        custom_id: the request's ``custom_id``, if any.
+        key: its ``Idempotency-Key``: the same for every attempt.
+        retry, timeouts: the policies in force.
+        tokens: the estimate charged to the tokens-per-minute limit.
+        deadline: the caller's absolute deadline (trio time).
+        control: the batch's :class:`BatchControl`, for a batch item.
+        attempt_timeout: whether the engine bounds each attempt by ``Timeouts.attempt``
+            (a stream bounds only its wait for the first chunk, itself).
+        request: the :class:`ChatRequest` sent, if any (for telemetry: its model and
+            sampling parameters); ``stream`` whether it is sent as a stream.
+    """
+
+    custom_id: str | None
+    key: str
+    retry: RetryPolicy
+    timeouts: Timeouts
+    tokens: int = 0
+    deadline: float = math.inf
+    control: BatchControl | None = None
+    attempt_timeout: bool = True
+    request: ChatRequest | None = None
+    stream: bool = False
+
+
+class Lease:
+    """A concurrency slot and a rate-limit permit, held for one attempt."""
+
+    __slots__ = ("_limiter", "mark")
+
+    def __init__(self, limiter: trio.CapacityLimiter) -> None:
+        self._limiter: trio.CapacityLimiter | None = limiter
+        self.mark: SendMark | None = None
+
+    @classmethod
+    async def take(cls, engine: Engine, tokens: int) -> Lease:
+        lease = cls(engine.limiter)
+        # The slot without a trip through the scheduler when one is free: the attempt's
+        # I/O checkpoints right after (the fast lane's socket writes, ``HTTP.send``).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            engine.limiter.acquire_on_behalf_of_nowait(lease)
+        except trio.WouldBlock:
+            await engine.limiter.acquire_on_behalf_of(lease)
+        try:
+            rates = engine.rates
+            lease.mark = rates.try_acquire(tokens) or await rates.acquire(tokens)
+        except BaseException:
+            lease.release()
+            raise
+        return lease
+
+    @property
+    def held(self) -> bool:
+        return self._limiter is not None
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.release_on_behalf_of(self)
+
+
+class Attempting:
+    """The attempt under way, as its attempt function sees it.
+
+    The attempt function reports what it learns: :meth:`responded` when a response head
+    arrives (its status, request id and headers, which the rate limiter reads),
+    ``progress``, a short description of what arrived, used in deadline errors, and, for a
+    stream, ``first_chunk``, when its first chunk arrived (trio time).
+    """
+
+    __slots__ = (
+        "_adaptive",
+        "deadline",
+        "first_chunk",
+        "lease",
+        "number",
+        "progress",
+        "request_id",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        adaptive: AdaptiveController,
+        deadline: float,
+        number: int,
+        lease: Lease,
+        started: float,
+    ) -> None:
+        # No reference back to the Call: no reference cycle, so each request's objects are
+        # freed by reference counting as soon as it ends (not by the cyclic GC).
+        self._adaptive = adaptive
+        self.deadline = deadline
+        """The request's deadline (trio time)."""
+        self.number = number
+        self.lease = lease
+        self.started = started
+        self.status: int | None = None
+        self.request_id: str | None = None
+        self.progress: Callable[[], str] | None = None
+        self.first_chunk: float | None = None
+
+    def responded(self, status: int, request_id: str | None, headers: Mapping[str, str]) -> None:
+        self.status = status
+        self.request_id = request_id
+        self._adaptive.on_headers(headers, self.lease.mark)
+
+
+class Call:
+    """One logical request: its attempts, its record and its single outcome.
+
+    :meth:`run` makes the attempts.  With ``hold=True`` (a stream handed to its reader) a
+    success keeps the lease and leaves the request open: the reader then ends it with
+    :meth:`succeed`, :meth:`fail` or :meth:`abandon`, exactly once.
+
+    For the observers (telemetry), besides ``plan``, ``start`` and ``history``:
+    ``interrupted``, the record of the attempt that was under way when the request ended
+    without it ending (a stream left early, a request cancelled from outside, a hook that
+    raised: not in ``history``, which holds the attempts that succeeded or failed), and
+    ``first_chunk``, when the first chunk of the attempt whose result was kept arrived
+    (streams only; trio time).
+    """
+
+    __slots__ = (
+        "_current",
+        "_done",
+        "_retry_of",
+        "_ticket",
+        "_total_deadline",
+        "deadline",
+        "engine",
+        "first_chunk",
+        "history",
+        "interrupted",
+        "plan",
+        "start",
+    )
+
+    def __init__(self, engine: Engine, plan: Plan, history: list[Attempt] | None = None) -> None:
+        self.engine = engine
+        self.plan = plan
+        self.history: list[Attempt] = [] if history is None else history
+        self.start = 0.0
+        self.deadline = plan.deadline
+        self._total_deadline = math.inf
+        self._current: Attempting | None = None
+        self._retry_of: str | None = None  # the cause of the retry scheduled, if any
+        self._ticket: int | None = None  # its place in the batch's retry budget
+        self._done = False
+        self.interrupted: Attempt | None = None
+        self.first_chunk: float | None = None
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(
+        self,
+        attempt: Callable[[Attempting], Awaitable[T]],
+        *,
+        usage: Callable[[T], Usage | None] = lambda _: None,
+        hold: bool = False,
+    ) -> T:
+        """Make attempts until one succeeds or the request fails; return its result.
+
+        Raises:
+            APIError: the last attempt's error (retries exhausted, not retryable, budget
+                spent, breaker gave up) or the deadline's (``APITimeoutError`` for
+                ``Timeouts.total``, :class:`RequestCancelled` for the caller's).
+        """
+        plan = self.plan
+        self.start = trio.current_time()
+        if plan.timeouts.total is not None:
+            self._total_deadline = self.start + plan.timeouts.total
+        self.deadline = min(plan.deadline, self._total_deadline)
+        self.engine.ledger.started += 1
+        try:
+            if self.deadline == math.inf:  # (no cancel scope to pay for)
+                return await self._loop(attempt, usage, hold)
+            with trio.move_on_at(self.deadline):
+                return await self._loop(attempt, usage, hold)
+            error = self.deadline_error()
+            self._interrupted()
+            raise error
+        except APIError as exc:
+            self._finish(exc)
+            raise
+        except BaseException as exc:  # cancelled from outside, or a bug / a hook raising
+            self._drop_current()
+            self._finish(exc if isinstance(exc, Exception) else CANCELLED)
+            raise
+
+    async def _loop(
+        self,
+        attempt: Callable[[Attempting], Awaitable[T]],
+        usage: Callable[[T], Usage | None],
+        hold: bool,
+    ) -> T:
+        while True:
+            try:
+                result = await self._attempt(attempt, hold)
+            except AttemptFailure as failure:
+                await trio.sleep(self._after_failure(failure))
+                continue
+            if not hold:
+                self.succeed(result, usage(result))
+            return result
+
+    async def _attempt(self, attempt: Callable[[Attempting], Awaitable[T]], hold: bool) -> T:
+        plan, engine = self.plan, self.engine
+        control = plan.control
+        if control is not None:
+            if control.breaker_open:  # (else nothing to wait for; Lease.take checkpoints)
+                await control.before_attempt()
+            if self._ticket is not None:
+                await control.wait_for_token(self._ticket)
+                self._ticket = None  # (kept until here: a request ending first refunds it)
+        lease = await Lease.take(engine, plan.tokens)
+        now = trio.current_time()
+        if now >= self.deadline:
+            # Woken late (a busy machine): the deadline passed while waiting.  Start
+            # nothing; the deadline's cancel scope ends the request at the next checkpoint.
+            lease.release()
+            await trio.sleep_forever()
+        current = self._current = Attempting(
+            engine.adaptive, self.deadline, len(self.history) + 1, lease, now
+        )
+        kept = False
+        try:
+            retry_of, self._retry_of = self._retry_of, None
+            if retry_of is not None and plan.control is not None:
+                plan.control.retried(retry_of)
+            engine.ledger.attempt_started(plan.custom_id, plan.key, current.number, now, retry_of)
+            limit = plan.timeouts.attempt if plan.attempt_timeout else None
+            if limit is None:
+                result = await attempt(current)
+            else:
+                with trio.move_on_after(limit) as scope:
+                    result = await attempt(current)
+                if scope.cancelled_caught:
+                    error = APITimeoutError(
+                        f"attempt timed out after Timeouts.attempt={limit:g}s", which="attempt"
+                    )
+                    raise AttemptFailure(error, "timeout", plan.retry.retry_connection_errors)
+            kept = hold
+            self.first_chunk = current.first_chunk
+            return result
+        finally:
+            if not kept:
+                self._release(current)
+
+    @property
+    def attempts_made(self) -> int:
+        """The attempts this request made: those in :attr:`history`, and the one
+        :attr:`interrupted`, if any."""
+        return len(self.history) + (self.interrupted is not None)
+
+    def _drop_current(self) -> None:
+        """The request ends with an attempt under way: give its lease back and keep its
+        record in :attr:`interrupted` (not in the history: it neither failed nor
+        succeeded)."""
+        current, self._current = self._current, None
+        if current is not None:
+            now = trio.current_time()
+            self.interrupted = Attempt(
+                current.number, current.started, now - current.started, current.status,
+                request_id=current.request_id,
+            )  # fmt: skip
+            self._release(current)
+
+    def _release(self, current: Attempting) -> None:
+        if current.lease.held:
+            current.lease.release()
+            self.engine.ledger.in_flight -= 1
+
+    def _after_failure(self, failure: AttemptFailure) -> float:
+        """Record a failed attempt and decide: the wait before the next, or raise."""
+        current = self._current
+        assert current is not None
+        plan, engine = self.plan, self.engine
+        if plan.control is not None:
+            plan.control.after_attempt(failure.cause, current.status)
+        if failure.rate_limit is not None:
+            asked = failure.retry_after
+            honoured = asked if asked is None or asked <= plan.retry.max_retry_after else None
+            engine.adaptive.on_rate_limited(honoured, failure.rate_limit, quota=failure.quota)
+            engine.ledger.rate_limited(plan.custom_id, plan.key, asked, failure.rate_limit)
+        now = trio.current_time()
+        engine.health.event(now, hit=failure.retryable)
+        delay, stop_reason = self._retry_delay(failure, current.number, now)
+        if delay is not None and plan.control is not None:
+            ticket, wait = plan.control.spend_retry(failure.cause, now)
+            if now + max(delay, wait) >= self.deadline:
+                plan.control.refund(ticket)
+                delay = None
+                stop_reason = (
+                    f"not retried: the batch's retry budget could hold it {wait:.3g}s, past "
+                    f"the request's deadline ({max(0.0, self.deadline - now):.3g}s left)"
+                )
+            else:
+                self._ticket = ticket
+        self._record_failure(current, now, failure, delay)
+        failure.error.__suppress_context__ = True  # the AttemptFailure is internal
+        if delay is None:
+            if stop_reason:
+                failure.error.add_note(stop_reason)
+            raise failure.error  # its __cause__ is the transport's exception, if any
+        engine.ledger.retry_scheduled(plan.custom_id, plan.key, failure, current.number, delay)
+        self._retry_of = failure.cause
+        return delay
+
+    def _retry_delay(
+        self, failure: AttemptFailure, number: int, now: float
+    ) -> tuple[float | None, str | None]:
+        """The wait before the next attempt, or ``(None, why not)`` when there is none."""
+        retry = self.plan.retry
+        if not failure.retryable:
+            return None, None
+        if number >= retry.attempts:
+            return (
+                None,
+                f"gave up after {number} attempt(s) (RetryPolicy.attempts={retry.attempts})",
+            )
+        if failure.retry_after is not None:
+            if failure.retry_after > retry.max_retry_after:
+                return None, (
+                    f"not retried: the server asked to wait {failure.retry_after:g}s, more than "
+                    f"RetryPolicy.max_retry_after={retry.max_retry_after:g}s"
+                )
+            delay = failure.retry_after
+        else:
+            engine = self.engine
+            delay = retry.backoff(number, engine.random.random())
+            delay *= engine.backoff_factor(retry.min_backoff_factor)
+        if now + delay >= self.deadline:
+            return None, (
+                f"not retried: the wait of {delay:.3g}s would pass the request's deadline "
+                f"({max(0.0, self.deadline - now):.3g}s left)"
+            )
+        return delay, None
+
+    def _record(
+        self,
+        current: Attempting,
+        now: float,
+        cause: str | None = None,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> Attempt:
+        """Close the attempt under way: its :class:`Attempt` joins the history."""
+        record = Attempt(
+            current.number, current.started, now - current.started, current.status,
+            cause, error, delay, current.request_id,
+        )  # fmt: skip
+        self.history.append(record)
+        self._current = None
+        return record
+
+    def _record_failure(
+        self, current: Attempting, now: float, failure: AttemptFailure, delay: float | None
+    ) -> None:
+        record = self._record(current, now, failure.cause, one_line(failure.error), delay)
+        plan = self.plan
+        self.engine.ledger.emit(AttemptFailed(plan.custom_id, plan.key, record, delay is not None))
+
+    def _interrupted(self) -> None:
+        """The deadline interrupted the attempt under way, if any: record it."""
+        current = self._current
+        if current is not None:
+            self._record(current, trio.current_time(), "timeout", "interrupted by the deadline")
+            self._release(current)
+
+    def deadline_error(self) -> APIError:
+        """The error of a request whose deadline passed (``Timeouts.total`` or the caller's)."""
+        current = self._current
+        attempts = f"{len(self.history) + (current is not None)} attempt(s)"
+        progress = current.progress if current is not None else None
+        got = f"; {progress()} received" if progress is not None else ""
+        if self._total_deadline <= self.plan.deadline:
+            return APITimeoutError(
+                f"request timed out: Timeouts.total={self.plan.timeouts.total:g}s passed "
+                f"after {attempts}{got}",
+                which="total",
+            )
+        sent = bool(self.history) or current is not None
+        return RequestCancelled(
+            f"cancelled: the deadline passed after {attempts}{got}"
+            if sent
+            else "cancelled: the deadline passed before it was sent",
+            reason="deadline",
+            sent=sent,
+        )
+
+    # ------------------------------------------------------------------ the outcome
+
+    def succeed(self, result: object, usage: Usage | None) -> None:
+        """The attempt under way produced the whole answer (ignored once finished)."""
+        current = self._current
+        if current is None or self._done:
+            return
+        plan, engine = self.plan, self.engine
+        now = trio.current_time()
+        self._release(current)
+        engine.health.event(now)
+        if plan.control is not None:
+            plan.control.after_attempt(None, current.status)
+        self._record(current, now)
+        if len(self.history) == 1:
+            engine.adaptive.on_clean_success()
+        if usage is not None and usage.total_tokens:
+            engine.rates.reconcile(plan.tokens, usage.total_tokens)
+        self._finish(result, usage)
+
+    def fail(self, failure: AttemptFailure, note: str | None = None) -> APIError:
+        """The held attempt failed after its result was handed out: final, never retried.
+
+        Returns the error to raise (recorded and counted only if the request was not
+        finished already, e.g. abandoned by another task).
+        """
+        current = self._current
+        if current is None or self._done:
+            return failure.error
+        self._release(current)
+        now = trio.current_time()
+        self.engine.health.event(now, hit=failure.retryable)
+        self._record_failure(current, now, failure, None)
+        failure.error.__suppress_context__ = True  # the AttemptFailure is internal
+        if note:
+            failure.error.add_note(note)
+        self._finish(failure.error)
+        return failure.error
+
+    def abandon(self) -> None:
+        """The caller left before the end: the request counts as cancelled."""
+        self._drop_current()
+        self._finish(CANCELLED)
+
+    def _finish(self, outcome: object, usage: Usage | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        plan = self.plan
+        if self._ticket is not None and plan.control is not None:
+            plan.control.refund(self._ticket)  # a retry scheduled but never made
+            self._ticket = None
+        if isinstance(outcome, APIError):
+            outcome.attempts = tuple(self.history)
+            outcome.custom_id = plan.custom_id
+        self.engine.ledger.finished(
+            outcome, plan.custom_id, plan.key, self.attempts_made,
+            trio.current_time() - self.start, usage, self,
+        )  # fmt: skip
+
+    @property
+    def finished(self) -> bool:
+        return self._done

@@ -1,0 +1,558 @@
+"""Batches: the engine behind :meth:`Client.stream_batch` and :meth:`Client.embed_batch`.
+
+The engine is one nursery.  A feeder task reads the input lazily, one item at a time,
+groups the items into *units* (one item each for chat; several small embedding requests
+packed into one for embeddings) and starts a worker task per unit, never more than
+``Limits.concurrency`` workers at once; each worker sends its unit through the client
+(which holds the client-wide concurrency slot, the rate limits and the retry loop) and puts
+exactly one result per item into a memory channel.  The consumer reads that channel.
+Memory therefore grows with the concurrency, never with the size of the batch.
+
+What a batch sends is a :class:`Kind`: how an item becomes a request, which requests
+share a unit, how a unit is sent and how its results are made (each an :class:`Outcome`,
+handed out by a :class:`ResultStream`).  The chat completions' kind is in ``_chat_kind``;
+the embeddings' is in ``_embedder``.  Everything here (the feeder, the workers, fail-fast,
+the deadline, the statistics) is the same for every kind.
+
+Every input item yields exactly one result: a completion, an error (an invalid item, as
+:class:`InvalidRequestError`, whatever is wrong with it; an :class:`APIError` after retries,
+:class:`ServerUnreachableError` once the circuit breaker gives up) or, when a ``deadline``
+passes, :class:`RequestCancelled`: items that were in flight are interrupted and items not
+yet sent are read from the input and reported without being sent.  One bad item never stops
+the others.  What does: ``on_error="raise"`` stops at the first failure (the rest are
+cancelled and not reported), an exception raised by the input iterable itself (or by
+``on_progress``) ends the batch with that exception, and cancelling the whole batch from
+outside (your cancel scope) propagates :class:`trio.Cancelled` after every task and
+connection is cleaned up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+    Sized,
+)
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Generic, Protocol, TypeVar
+
+import trio
+
+from .. import _log
+from .._config import Timeouts
+from .._endpoints._completion import Usage
+from .._errors import BatchError, InvalidRequestError, RequestCancelled
+from .._events import Attempt, LatencyHistogram
+from ._batch_options import BatchOptions, BatchStatistics
+from ._budget import BatchControl
+from ._ledger import Observer
+
+__all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"]
+
+Q = TypeVar("Q")
+T = TypeVar("T")
+Q_contra = TypeVar("Q_contra", contravariant=True)
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Outcome(Protocol):
+    """What the batch engine reads of a result (of any kind)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def usage(self) -> Usage | None: ...
+    @property
+    def error(self) -> Exception | None: ...
+    @property
+    def elapsed(self) -> float: ...
+
+
+R = TypeVar("R", bound=Outcome)
+R_co = TypeVar("R_co", bound=Outcome, covariant=True)
+S = TypeVar("S", bound="ResultStream[Any]")
+
+
+class SendOne(Protocol[Q_contra, T_co]):
+    """How the batch sends one request through the attempt engine (the client provides it)."""
+
+    def __call__(
+        self,
+        request: Q_contra,
+        *,
+        deadline: float,
+        control: BatchControl,
+        history: list[Attempt],
+    ) -> Awaitable[T_co]: ...
+
+
+class WarmUp(Protocol):
+    """Opens connections to the server for the requests to come (:meth:`Client.warm_up`)."""
+
+    def __call__(
+        self, connections: int, *, timeouts: Timeouts | None, task_status: trio.TaskStatus[None]
+    ) -> Awaitable[object]: ...
+
+
+class Kind(Protocol[Q, R_co]):
+    """What a batch sends: how items become requests, units and results."""
+
+    def request(self, item: object, index: int) -> Q:
+        """The item as a request; :class:`InvalidRequestError` for anything wrong with it."""
+        ...
+
+    def custom_id(self, item: object) -> str | None:
+        """The ``custom_id`` of an item that is not a valid request, if it has one."""
+        ...
+
+    def joins(self, unit: Sequence[Q], request: Q) -> bool:
+        """Whether ``request`` may join ``unit`` (a non-empty unit that is not full)."""
+        ...
+
+    def full(self, unit: Sequence[Q]) -> bool:
+        """Whether ``unit`` (not empty) is full: it is sent without reading further."""
+        ...
+
+    def units(self, items: int) -> int:
+        """The fewest units that ``items`` items make (how many connections a batch of
+        that many items warms up, the concurrency permitting)."""
+        ...
+
+    def send(
+        self, unit: Sequence[tuple[int, Q]], *, deadline: float, control: BatchControl
+    ) -> Awaitable[Sequence[R_co]]:
+        """Send a unit; one result per item, in order.  Never raises an ``Exception``:
+        every failure is a result."""
+        ...
+
+    def failed(
+        self, index: int, custom_id: str | None, request: Q | None, error: Exception
+    ) -> R_co:
+        """The result of an item never sent (invalid, or the deadline passed)."""
+        ...
+
+
+async def outcome_of(
+    send: SendOne[Q, T], request: Q, deadline: float, control: BatchControl
+) -> tuple[T | None, Exception | None, int, float]:
+    """``(value, error, attempts, elapsed)`` of ``send(request)``; any ``Exception`` is
+    its error.
+
+    An :class:`APIError`, an :class:`InvalidRequestError` before sending, or a bug, a hook
+    raising: the item's result, never the batch's end (``Cancelled`` propagates).
+    """
+    start = trio.current_time()
+    history: list[Attempt] = []
+    try:
+        value = await send(request, deadline=deadline, control=control, history=history)
+    except Exception as exc:
+        return None, exc, len(history), trio.current_time() - start
+    return value, None, len(history), trio.current_time() - start
+
+
+@dataclass(slots=True)
+class _Tracker:
+    start: float
+    submitted: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    unknown_usage: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def add(self, result: Outcome) -> None:
+        if result.ok:
+            self.succeeded += 1
+            usage = result.usage
+            if usage is None:
+                self.unknown_usage += 1  # unknown, not zero: left out of the sums
+            else:
+                self.prompt_tokens += usage.prompt_tokens
+                self.completion_tokens += usage.completion_tokens
+            self.latency.add(result.elapsed)
+        elif result.cancelled:
+            self.cancelled += 1
+        else:
+            self.failed += 1
+
+    def snapshot(self, control: BatchControl) -> BatchStatistics:
+        elapsed = max(trio.current_time() - self.start, 0.0)
+        minutes = elapsed / 60.0
+        total = self.prompt_tokens + self.completion_tokens
+        return BatchStatistics(
+            submitted=self.submitted,
+            done=self.succeeded + self.failed + self.cancelled,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            in_flight=self.in_flight,
+            retries=control.retries,
+            retries_by_cause=MappingProxyType(dict(control.retries_by_cause)),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=total,
+            latency_p50=self.latency.percentile(50),
+            latency_p90=self.latency.percentile(90),
+            latency_p99=self.latency.percentile(99),
+            elapsed=elapsed,
+            requests_per_minute=self.succeeded / minutes if minutes > 0 else 0.0,
+            tokens_per_minute=total / minutes if minutes > 0 else 0.0,
+            unknown_usage=self.unknown_usage,
+        )
+
+
+class ResultStream(Generic[R]):
+    """The results of a batch, in completion order.
+
+    ``async for result in stream`` yields each result once; the loop ends when every
+    input item has its result.  With ``on_error="raise"``, the loop raises
+    :class:`BatchError` after the failed result has been yielded.
+
+    Each step is a cancellation point.  A result already finished is handed over at once;
+    the loop lets other tasks run when it waits for one, and at least once every
+    ``YIELD_EVERY`` (64) results.  (Taking one finished result per turn of trio's scheduler
+    let results pile up, and the workers that had finished them wait, holding their
+    concurrency slots.)
+    """
+
+    YIELD_EVERY = 64
+
+    def __init__(
+        self,
+        receive: trio.MemoryReceiveChannel[R],
+        tracker: _Tracker,
+        control: BatchControl,
+    ) -> None:
+        self._receive = receive
+        self._tracker = tracker
+        self._control = control
+        self._error: BaseException | None = None
+        self._unyielded = 0  # results handed over since the loop last let others run
+
+    def statistics(self) -> BatchStatistics:
+        """A frozen snapshot of the batch's counters."""
+        return self._tracker.snapshot(self._control)
+
+    def __aiter__(self) -> ResultStream[R]:
+        return self
+
+    async def __anext__(self) -> R:
+        try:
+            if self._unyielded < self.YIELD_EVERY:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    result = self._receive.receive_nowait()
+                except trio.WouldBlock:
+                    pass
+                else:
+                    self._unyielded += 1
+                    return result
+            self._unyielded = 0
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            if self._error is not None:
+                raise BatchError(self._error) from self._error
+            raise StopAsyncIteration from None
+
+
+class _SyncInputs:
+    """Iterate a plain iterable from async code.
+
+    No checkpoint of its own: the feeder checkpoints per item already (waiting for a slot).
+    """
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._it = iter(items)
+
+    def __aiter__(self) -> _SyncInputs:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+async def _acquire(slot: trio.Semaphore) -> None:
+    """``slot.acquire()``, without a trip through the scheduler when a slot is free."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        slot.acquire_nowait()
+    except trio.WouldBlock:
+        await slot.acquire()
+
+
+class _Run(Generic[Q, R, S]):
+    """One batch under way: the feeder, its workers, and the channel of results."""
+
+    def __init__(
+        self,
+        kind: Kind[Q, R],
+        options: BatchOptions,
+        width: int,
+        stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
+        warm: tuple[WarmUp, int] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.warm = warm  # how to open the first wave's connections, and how many
+        self.options = options
+        self.width = width
+        self.stop_at = math.inf if options.deadline is None else options.deadline
+        self.control = BatchControl(
+            retry_budget=options.retry_budget,
+            threshold=options.circuit_breaker,
+            unreachable_after=options.unreachable_after,
+            reserve=width,
+        )
+        self.tracker = _Tracker(start=trio.current_time())
+        self.next_progress = self.tracker.start + _log.PROGRESS_INTERVAL
+        self.send, receive = trio.open_memory_channel[R](width)
+        self.results = stream(receive, self.tracker, self.control)
+        self.index = 0  # of the next item read
+        self.carry: tuple[int, Q] | None = None  # read, but could not join the last unit
+        self.broken: Exception | None = None  # what the input raised
+
+    async def deliver(self, result: R) -> None:
+        self.tracker.add(result)
+        if self.options.on_progress is not None:
+            # Before the send: calls come one per result, in order, with ``done`` increasing.
+            self.options.on_progress(self.tracker.snapshot(self.control))
+        if _log.enabled(_log.INFO):
+            self.log_progress()
+        try:  # no trip through the scheduler while the channel has room
+            self.send.send_nowait(result)
+        except trio.WouldBlock:
+            await self.send.send(result)
+
+    def log_progress(self) -> None:
+        """A ``batch_progress`` message, at most every ``PROGRESS_INTERVAL`` seconds."""
+        now = trio.current_time()
+        if now >= self.next_progress:
+            self.next_progress = now + _log.PROGRESS_INTERVAL
+            _log.batch_statistics("batch_progress", self.tracker.snapshot(self.control))
+
+    def fail_fast(self, error: Exception, workers: trio.CancelScope) -> None:
+        """With ``on_error="raise"``, the first failure stops the batch."""
+        if self.options.on_error == "raise" and self.results._error is None:
+            self.results._error = error
+            workers.cancel()
+
+    async def work(
+        self, unit: list[tuple[int, Q]], slot: trio.Semaphore, workers: trio.CancelScope
+    ) -> None:
+        """Send one unit and deliver its results.
+
+        The slot is held until the results are delivered: a slow consumer stops the
+        feeder, so finished results never pile up (memory stays bounded by the concurrency).
+        """
+        tracker = self.tracker
+        try:
+            tracker.in_flight += len(unit)
+            self.control.started += 1
+            try:
+                results = await self.kind.send(unit, deadline=self.stop_at, control=self.control)
+            finally:
+                tracker.in_flight -= len(unit)
+            for result in results:
+                await self.deliver(result)
+                if result.error is not None:
+                    self.fail_fast(result.error, workers)
+        finally:
+            slot.release()
+
+    async def feed(self, inputs: AsyncIterable[Any]) -> None:
+        """Read the input lazily and start a worker per unit, ``width`` at most at once.
+
+        Raises only what the input itself raises (no item to blame: the items under way
+        finish first), or a progress callback.  The channel is closed without a checkpoint,
+        so that such an exception is never replaced by the cancellation that the consumer's
+        exit sends back.
+        """
+        with self.send:
+            slot = trio.Semaphore(self.width)
+            iterator = inputs.__aiter__()
+            async with trio.open_nursery() as workers:
+                if self.warm is not None:
+                    # Beside the workers, not before them: a request takes a connection
+                    # being opened when it needs one, and no request waits for the others.
+                    await workers.start(self.warm_up)
+                while True:
+                    # Only the wait for a slot is cut by the deadline: an item being read
+                    # from the input is never lost half-way.  (An item read after the
+                    # deadline is not sent: its worker reports it cancelled.)
+                    if self.stop_at == math.inf:
+                        await _acquire(slot)
+                    else:
+                        with trio.move_on_at(self.stop_at) as waiting:
+                            await slot.acquire()
+                        if waiting.cancelled_caught:
+                            break
+                    unit, ended = await self.fill(iterator, workers.cancel_scope)
+                    if unit:
+                        workers.start_soon(self.work, unit, slot, workers.cancel_scope)
+                    else:
+                        slot.release()
+                    if ended:
+                        break
+            if self.broken is not None:
+                raise self.broken
+            if self.results._error is None or self.options.on_error != "raise":
+                await self.report_unsent(iterator)
+
+    async def warm_up(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open the first wave's connections (``BatchOptions.warm_up``), by the deadline;
+        started once the workers can take them."""
+        assert self.warm is not None
+        warm, connections = self.warm
+        with trio.move_on_at(self.stop_at):
+            await warm(connections, timeouts=self.options.timeouts, task_status=task_status)
+
+    async def fill(
+        self, iterator: AsyncIterator[Any], workers: trio.CancelScope
+    ) -> tuple[list[tuple[int, Q]], bool]:
+        """Read items into a unit until it is full; ``(unit, whether the input ended)``.
+
+        An item that cannot join the unit is kept (``carry``) for the next one.
+        """
+        unit: list[tuple[int, Q]] = []
+        requests: list[Q] = []
+        if self.carry is not None:
+            unit.append(self.carry)
+            requests.append(self.carry[1])
+            self.carry = None
+        kind = self.kind
+        while not (requests and kind.full(requests)):
+            try:
+                item = await iterator.__anext__()
+            except StopAsyncIteration:
+                return unit, True
+            except Exception as exc:
+                self.broken = exc
+                return unit, True
+            index = self.index
+            self.index += 1
+            self.tracker.submitted += 1
+            try:
+                request = kind.request(item, index)
+            except InvalidRequestError as exc:
+                await self.deliver(kind.failed(index, kind.custom_id(item), None, exc))
+                self.fail_fast(exc, workers)
+                continue
+            if requests and not kind.joins(requests, request):
+                self.carry = (index, request)
+                return unit, False
+            unit.append((index, request))
+            requests.append(request)
+        return unit, False
+
+    async def report_unsent(self, iterator: AsyncIterator[Any]) -> None:
+        """The deadline passed: report every item not yet sent, without sending it."""
+        kind = self.kind
+        if self.carry is not None:
+            index, request = self.carry
+            self.carry = None
+            custom_id = kind.custom_id(request)
+            await self.deliver(kind.failed(index, custom_id, request, _unsent(custom_id)))
+        async for item in iterator:
+            index = self.index
+            self.index += 1
+            self.tracker.submitted += 1
+            unsent: Q | None = None
+            error: Exception
+            try:
+                unsent = kind.request(item, index)
+            except InvalidRequestError as exc:
+                error = exc
+            custom_id = kind.custom_id(item if unsent is None else unsent)
+            if unsent is not None:
+                error = _unsent(custom_id)
+            await self.deliver(kind.failed(index, custom_id, unsent, error))
+
+
+def _unsent(custom_id: str | None) -> RequestCancelled:
+    return RequestCancelled(
+        "cancelled: the batch deadline passed before it was sent",
+        reason="deadline",
+        custom_id=custom_id,
+    )
+
+
+@asynccontextmanager
+async def run_batch(
+    kind: Kind[Q, R],
+    requests: Iterable[Any] | AsyncIterable[Any],
+    options: BatchOptions,
+    *,
+    width: int,
+    stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
+    observers: Sequence[Observer] = (),
+    warm_up: WarmUp | None = None,
+) -> AsyncIterator[S]:
+    """Run a batch of ``kind``: the engine behind every batch method of the client.
+
+    ``width`` is the most units worked on at once (the client's concurrency); ``stream``
+    makes the result stream handed out (a :class:`ResultStream` subclass); ``observers``
+    (the ledger's) are told when the batch starts and ends; ``warm_up`` opens the first
+    wave's connections, with ``BatchOptions.warm_up``: ``width`` of them, or as many as
+    the units of a sized input make (``Kind.units``) when fewer.
+    """
+    warm = None
+    if warm_up is not None and options.warm_up:
+        wave = min(width, kind.units(len(requests))) if isinstance(requests, Sized) else width
+        warm = (warm_up, wave)
+    run = _Run(kind, options, width, stream, warm)
+    inputs: AsyncIterable[Any] = (
+        requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
+    )
+    for observer in observers:
+        observer.batch_started(run.control)
+    _log.batch_started(width)
+    error: BaseException | None = None
+    try:
+        async with _run_batch(run, inputs) as results:
+            yield results
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if observers or _log.enabled(_log.INFO):
+            statistics = run.results.statistics()
+            for observer in observers:
+                observer.batch_finished(run.control, statistics, error)
+            note = f" ({type(error).__name__})" if error is not None else ""
+            _log.batch_statistics("batch_finished", statistics, note)
+
+
+@asynccontextmanager
+async def _run_batch(run: _Run[Any, Any, S], inputs: AsyncIterable[Any]) -> AsyncIterator[S]:
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run.feed, inputs)
+            try:
+                yield run.results
+            finally:
+                # Leaving the block early (break, an exception) stops the batch.
+                nursery.cancel_scope.cancel()
+                run.results._receive.close()
+    except BaseExceptionGroup as group:
+        # Only the body or the input (the feeder reports every item as a result) can
+        # raise here: hand the exception back unwrapped, as if there were no nursery.
+        if len(group.exceptions) == 1:
+            exc = group.exceptions[0]
+            raise exc from exc.__cause__
+        raise

@@ -1,0 +1,3 @@
+"""One HTTP send path over the transport, and the failures an attempt can end in."""
+
+__all__: list[str] = []

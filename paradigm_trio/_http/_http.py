@@ -1,0 +1,308 @@
+"""The HTTP layer: one path to the transport, and what came back parsed or classified.
+
+Everything that turns an HTTP exchange into "a result or a classified failure" goes through
+here, so that the attempt engine (``_attempts``) never sees HTTP and the request kinds above
+it (chat, streams, models) never see ``httpx2`` exceptions:
+
+* :meth:`HTTP.send` is the only call into the transport (plain and streamed requests alike).
+  With a client-owned transport it goes straight to ``handle_async_request`` (the
+  ``httpx2.AsyncClient`` layer has nothing to do for us and costs ~30 us a request); with a
+  user's ``httpx2.AsyncClient`` it goes through that client.
+* :meth:`HTTP.fetch_json` is the attempt function of plain JSON requests (on the default
+  transport's fast lane when it can).
+* The failures are built by :class:`~paradigm_trio._failures.Failures`, which ``HTTP``
+  inherits: ``transport_failure`` (the one mapping of ``httpx2`` exceptions),
+  ``status_failure`` and ``error_event_failure`` (one builder of status errors).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import httpx2
+import trio
+
+from .._config import RetryPolicy, Timeouts
+from .._errors import APIResponseValidationError, AttemptFailure
+from .._redact import Redactor
+from .._transport import FastLane, TrioTransport, WireTimeouts, header_map, wire_timeouts
+from ._failures import RAW_LIMIT, Failures
+
+__all__ = ["Exchange", "HTTP", "Responder"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What every attempt of one logical request sends (prepared once, before the first)."""
+
+    method: str
+    url: str
+    body: bytes | None
+    headers: dict[str, str] = field(repr=False)  # ``Authorization`` holds the key
+    timeout: httpx2.Timeout
+    extensions: dict[str, Any]
+    wire: bytes | None = field(default=None, repr=False)
+    """The whole request for the default transport's fast lane (``None``: no fast lane)."""
+    wire_timeouts: WireTimeouts = (math.inf, math.inf, math.inf)
+
+
+class Responder(Protocol):
+    """What an attempt function tells about a response (the engine's ``Attempting``)."""
+
+    def responded(
+        self, status: int, request_id: str | None, headers: Mapping[str, str]
+    ) -> None: ...
+
+
+class HTTP(Failures):
+    """Sends exchanges and classifies what comes back.  One per :class:`Client`.
+
+    The failures are built by the methods it inherits from :class:`Failures`
+    (:meth:`transport_failure`, :meth:`status_failure`, ...).
+
+    Args:
+        base_url: the API root every path is appended to.
+        headers: headers of every request (``Authorization`` included).
+        http_client: the ``httpx2.AsyncClient`` used when there is no ``direct`` transport.
+        direct: the client's own transport, called directly.
+        redactor: removes the API key (and URL passwords) from what came from the server
+            or the network, before any error, record or event is built from it.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        http_client: httpx2.AsyncClient,
+        direct: httpx2.AsyncBaseTransport | None,
+        redactor: Redactor,
+    ) -> None:
+        super().__init__(base_url=base_url, redactor=redactor)
+        self.headers = dict(headers)
+        self._http = http_client
+        self._direct = direct
+        # (Timeouts, stream) -> (httpx2.Timeout, extensions, the fast lane's timeouts):
+        # built once, not per request.
+        self._timeouts: dict[
+            tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any], WireTimeouts]
+        ] = {}
+        self._lane = FastLane.of(direct, base_url, self.headers)
+        self._head_of = self._on_head  # (bound once, not per request)
+
+    @staticmethod
+    def http_timeout(timeouts: Timeouts, *, read: bool = True) -> httpx2.Timeout:
+        """The ``httpx2`` timeouts of :class:`Timeouts` (``pool=None``: the limiter waits)."""
+        return httpx2.Timeout(
+            connect=timeouts.connect,
+            read=timeouts.read if read else None,
+            write=timeouts.write,
+            pool=None,
+        )
+
+    def prepare(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None,
+        key: str,
+        timeouts: Timeouts,
+        stream: bool = False,
+    ) -> Exchange:
+        """The exchange of one logical request; ``key`` is its ``Idempotency-Key``.
+
+        For a stream the HTTP read timeout is off: the stream enforces ``first_token`` and
+        the inactivity timeout itself, as cancel scopes.
+        """
+        headers = dict(self.headers)
+        headers["Idempotency-Key"] = key
+        if body is None:
+            del headers["Content-Type"]
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        cached = self._timeouts.get((timeouts, stream))
+        if cached is None:
+            if len(self._timeouts) >= 64:  # many one-off Timeouts: keep the cache small
+                self._timeouts.clear()
+            timeout = self.http_timeout(timeouts, read=not stream)
+            extension = timeout.as_dict()
+            cached = self._timeouts[timeouts, stream] = (
+                timeout, {"timeout": extension}, wire_timeouts(extension)
+            )  # fmt: skip
+        timeout, extensions, on_wire = cached
+        ex = Exchange(method, self.base_url + path, body, headers, timeout, extensions)
+        if not stream and self._lane is not None:
+            ex.wire = self._lane.request(method, ex.url, body, key)
+            ex.wire_timeouts = on_wire
+        return ex
+
+    async def warm_up(
+        self,
+        connections: int,
+        connect_timeout: float | None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Open up to ``connections`` to the API's server for the requests to come, on
+        the client's own :class:`TrioTransport` (another transport: nothing to do, 0)."""
+        if isinstance(self._direct, TrioTransport):
+            return await self._direct.warm_up(
+                self.base_url, connections, connect_timeout=connect_timeout,
+                task_status=task_status,
+            )  # fmt: skip
+        task_status.started()
+        await trio.lowlevel.checkpoint()
+        return 0
+
+    async def send(self, ex: Exchange, retry: RetryPolicy) -> httpx2.Response:
+        """Send one attempt of ``ex`` and return the response as soon as its head arrives.
+
+        The response is open: the caller reads its body and closes it.
+
+        Raises:
+            AttemptFailure: the transport failed (mapped by :meth:`transport_failure`).
+        """
+        # The attempt's checkpoint (``Lease.take`` makes none when a slot is free): a user's
+        # transport may never yield (``httpx2.MockTransport``).
+        await trio.lowlevel.checkpoint()
+        try:
+            if self._direct is None:
+                request = self._http.build_request(
+                    ex.method, ex.url, content=ex.body, headers=ex.headers, timeout=ex.timeout
+                )
+                response = await self._http.send(request, stream=True)
+            else:
+                request = httpx2.Request(
+                    ex.method, ex.url, content=ex.body, headers=ex.headers, extensions=ex.extensions
+                )
+                response = await self._direct.handle_async_request(request)
+        except httpx2.HTTPError as exc:
+            raise self.transport_failure(exc, retry) from None
+        return response
+
+    def fetch_json(
+        self,
+        ex: Exchange,
+        retry: RetryPolicy,
+        parse: Callable[[object, str | None], T],
+        current: Responder,
+    ) -> Awaitable[T]:
+        """One attempt of a plain JSON exchange: the parsed answer, or raise its failure.
+
+        ``current`` (the attempt under way) is told the status, request id and headers of
+        the response as soon as its head arrives: a body that then breaks is a failure
+        *with* a response.  (The coroutine of the lane taken, not one of its own.)
+        """
+        if ex.wire is not None:
+            return self._fetch_wire(ex, retry, parse, current)
+        return self._fetch_httpx(ex, retry, parse, current)
+
+    async def _fetch_httpx(
+        self,
+        ex: Exchange,
+        retry: RetryPolicy,
+        parse: Callable[[object, str | None], T],
+        current: Responder,
+    ) -> T:
+        """:meth:`fetch_json` through ``httpx2`` (a user's transport, a proxy...)."""
+        response = await self.send(ex, retry)
+        current.responded(response.status_code, self.request_id(response), response.headers)
+        await self.read(response, retry)
+        return self._answer(response, parse, retry)
+
+    def _answer(
+        self,
+        response: httpx2.Response,
+        parse: Callable[[object, str | None], T],
+        retry: RetryPolicy,
+    ) -> T:
+        if 200 <= response.status_code < 300:
+            return self.parse(response, parse, retry)
+        raise self.status_failure(response, retry)
+
+    async def _fetch_wire(
+        self,
+        ex: Exchange,
+        retry: RetryPolicy,
+        parse: Callable[[object, str | None], T],
+        current: Responder,
+    ) -> T:
+        """:meth:`fetch_json` on the default transport's fast lane: no ``httpx2`` objects
+        unless the answer is an error or an encoded body (then, as ``httpx2`` sees it)."""
+        lane = self._lane
+        assert lane is not None
+        assert ex.wire is not None
+        try:
+            status, raw, content, (request_id, encoded) = await lane.transport.fetch(
+                lane.origin, ex.wire, ex.wire_timeouts, self._head_of, current
+            )
+        except httpx2.HTTPError as exc:
+            raise self.transport_failure(exc, retry) from None
+        if 200 <= status < 300 and not encoded:
+            return self.parse_body(status, request_id, content, parse, retry)
+        response = httpx2.Response(status, headers=raw, stream=httpx2.ByteStream(content))
+        await self.read(response, retry)  # (decodes a compressed body)
+        return self._answer(response, parse, retry)
+
+    def _on_head(
+        self, current: Responder, status: int, raw: list[tuple[bytes, bytes]]
+    ) -> tuple[str | None, bool]:
+        """The fast lane's response head: ``current`` is told; ``(request id, whether the
+        body is encoded)``.  (A method, not a closure per request.)"""
+        headers = header_map(raw)
+        request_id = self.redactor.optional(headers.get("x-request-id"))
+        current.responded(status, request_id, headers)
+        return request_id, "content-encoding" in headers
+
+    async def read(self, response: httpx2.Response, retry: RetryPolicy) -> None:
+        """Read the whole body of ``response`` and close it."""
+        try:
+            await response.aread()
+        except httpx2.HTTPError as exc:
+            raise self.transport_failure(exc, retry) from None
+        finally:
+            await response.aclose()
+
+    def parse(
+        self,
+        response: httpx2.Response,
+        parse: Callable[[object, str | None], T],
+        retry: RetryPolicy,
+    ) -> T:
+        """The parsed body of a whole 2xx response, or raise its failure."""
+        return self.parse_body(
+            response.status_code, self.request_id(response), response.content, parse, retry
+        )
+
+    def parse_body(
+        self,
+        status: int,
+        request_id: str | None,
+        content: bytes,
+        parse: Callable[[object, str | None], T],
+        retry: RetryPolicy,
+    ) -> T:
+        """The parsed ``content`` of a 2xx response, or raise its failure."""
+        try:
+            data = json.loads(content)
+        except ValueError as exc:
+            err = APIResponseValidationError(
+                f"the response (status {status}) is not valid JSON: {exc}",
+                raw=self.redactor.clip(content.decode("utf-8", "replace"), RAW_LIMIT),
+                status_code=status,
+                request_id=request_id,
+            )
+            raise AttemptFailure(err, "invalid_response", retry.retry_invalid_responses) from None
+        try:
+            return parse(data, request_id)
+        except APIResponseValidationError as err:
+            clean = self.invalid_data(parse, data, request_id, err)
+            clean.status_code = status
+            clean.raw = self.redactor.clip(content.decode("utf-8", "replace"), RAW_LIMIT)
+            raise AttemptFailure(clean, "invalid_response", retry.retry_invalid_responses) from None
