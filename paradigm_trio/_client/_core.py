@@ -122,15 +122,18 @@ class ClientCore:
     ) -> Awaitable[ChatCompletion]:
         """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
         ex = self._prepare_chat(request, plan)
-        invalid = InvalidOutputs(plan.retry.invalid_output_retries, self._http.redactor)
         tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
+        invalid = None  # (the common case: an answer with nothing to check)
+        if tools is not None or request.output is not None:
+            invalid = InvalidOutputs(plan.retry.invalid_output_retries, self._http.redactor)
         parse = completion_parser(request.output, invalid, tools)
-        if tools is None:
+        if tools is None or invalid is None:
             return self._fetch(ex, plan, parse, usage_of, history)
+        reasked = invalid
 
         async def attempt(current: Attempting) -> ChatCompletion:
             # A re-ask after an invalid tool call tells the model what was wrong.
-            sent = ex if not invalid.feedback else self._prepare_chat(request, plan, invalid)
+            sent = ex if not reasked.feedback else self._prepare_chat(request, plan, reasked)
             return await self._http.fetch_json(sent, plan.retry, parse, current)
 
         return self._engine.call(plan, history).run(attempt, usage=usage_of)

@@ -221,13 +221,15 @@ _FROM_JSON = ChatCompletion.from_json  # (bound once, not per request)
 
 
 def completion_parser(
-    output: OutputSchema | None, invalid: InvalidOutputs, tools: ToolCallRules | None = None
+    output: OutputSchema | None,
+    invalid: InvalidOutputs | None,
+    tools: ToolCallRules | None = None,
 ) -> Callable[[object, str | None], ChatCompletion]:
     """The parser of a chat answer: with ``output``, it also parses and validates the
     answer, with ``tools`` it checks its tool calls (an answer that does not match is an
     ``"invalid_output"`` or ``"invalid_tool_call"`` failure, re-asked while ``invalid``
-    allows)."""
-    if output is None and tools is None:
+    allows; ``None`` only when there is nothing to check)."""
+    if invalid is None or (output is None and tools is None):
         return _FROM_JSON
 
     def parse(data: object, request_id: str | None) -> ChatCompletion:
