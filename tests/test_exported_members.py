@@ -155,6 +155,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "parse_tool_calls",
         }
     ),
+    "paradigm_trio._endpoints._pace": frozenset({"StallWatch"}),
     "paradigm_trio._endpoints._structured": frozenset(
         {"InvalidOutputs", "OutputForm", "ToolCallRules"}
     ),

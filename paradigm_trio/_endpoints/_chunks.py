@@ -37,6 +37,7 @@ from .._http._failures import RAW_LIMIT
 from .._http._http import HTTP
 from ._assembly import CompletionAssembler
 from ._completion import ChatCompletion, ChatCompletionChunk
+from ._pace import StallWatch
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
 
 __all__ = ["DRAIN_GRACE", "StreamReader"]
@@ -72,6 +73,9 @@ class StreamReader:
         self.assembler = CompletionAssembler()
         self._choices: set[object] = set()  # choice indices seen in the chunks
         self._finished: set[object] = set()  # ... and those that had a finish_reason
+        self.stall: StallWatch | None = None
+        """The stream's idle limit from its pace, once its first chunk is in (set by
+        ``Streamer.open``); ``None``: only the caller's read timeout applies."""
 
     @property
     def text(self) -> str:
@@ -139,9 +143,28 @@ class StreamReader:
         return bool(self._choices) and self._finished >= self._choices
 
     async def next_chunk(self) -> None:
-        """Read until a chunk is queued or the stream has ended."""
-        while not self.queue and not self.done:
-            await self.receive()
+        """Read until a chunk is queued or the stream has ended.
+
+        With a :attr:`stall` watch, a wait longer than the stream's pace allows fails as
+        a timeout (the stream stalled), and each wait's length is given to the watch.
+        """
+        watch = self.stall
+        if watch is None or self.queue or self.done:
+            while not self.queue and not self.done:
+                await self.receive()
+            return
+        start = trio.current_time()
+        limit = watch.limit()
+        with trio.move_on_at(math.inf if limit is None else start + limit) as scope:
+            while not self.queue and not self.done:
+                await self.receive()
+        gap = trio.current_time() - start
+        if scope.cancelled_caught:
+            error = APITimeoutError(
+                f"{watch.describe(gap)} after {self.progress()}", which="stream"
+            )
+            raise AttemptFailure(error, "timeout", self._retry.retry_connection_errors)
+        watch.observe(gap)
 
     async def read_to_end(self, read_timeout: float | None) -> None:
         """Read the whole stream, with at most ``read_timeout`` of silence between chunks."""

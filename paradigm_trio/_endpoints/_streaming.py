@@ -39,6 +39,7 @@ from .._http._http import HTTP, Exchange
 from ._chunks import StreamReader
 from ._completion import ChatCompletion, ChatCompletionChunk, checked_output, usage_of
 from ._models import ChatRequest
+from ._pace import StallWatch
 from ._structured import InvalidOutputs, ToolCallRules
 
 __all__ = ["ChatStream", "Streamer"]
@@ -82,6 +83,7 @@ class Streamer:
                 await reader.next_chunk()
                 if reader.chunks:
                     current.first_chunk = trio.current_time()
+                reader.stall = StallWatch.of(plan.timeouts)  # (from the first chunk on)
                 return reader
             raise _first_timeout(plan, which, reader)
         except BaseException:
