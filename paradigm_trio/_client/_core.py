@@ -122,27 +122,27 @@ class ClientCore:
     ) -> Awaitable[ChatCompletion]:
         """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
         ex = self._prepare_chat(request, plan)
-        tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
+        tools = ToolCallRules.of(request.tools, request.validate_tool_calls, self._http.redactor)
         invalid = None  # (the common case: an answer with nothing to check)
         if tools is not None or request.output is not None:
-            invalid = InvalidOutputs(plan.retry.invalid_output_retries, self._http.redactor)
+            invalid = InvalidOutputs(plan.retry.invalid_output_retries)
         parse = completion_parser(request.output, invalid, tools)
-        if tools is None or invalid is None:
+        if tools is None:
             return self._fetch(ex, plan, parse, usage_of, history)
-        reasked = invalid
+        rules = tools
 
         async def attempt(current: Attempting) -> ChatCompletion:
             # A re-ask after an invalid tool call tells the model what was wrong.
-            sent = ex if not reasked.feedback else self._prepare_chat(request, plan, reasked)
+            sent = ex if not rules.feedback else self._prepare_chat(request, plan, rules)
             return await self._http.fetch_json(sent, plan.retry, parse, current)
 
         return self._engine.call(plan, history).run(attempt, usage=usage_of)
 
     def _prepare_chat(
-        self, request: ChatRequest, plan: Plan, invalid: InvalidOutputs | None = None
+        self, request: ChatRequest, plan: Plan, tools: ToolCallRules | None = None
     ) -> Exchange:
-        if invalid is not None:
-            request = invalid.request_for(request)
+        if tools is not None:
+            request = tools.request_for(request)
         body = request.encode_body(request.to_body(self.model))
         return self._http.prepare(
             "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts

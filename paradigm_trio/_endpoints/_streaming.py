@@ -45,6 +45,8 @@ from ._structured import InvalidOutputs, ToolCallRules
 __all__ = ["ChatStream", "Streamer"]
 
 _NOT_RETRIED: Final = "not retried: the stream had already delivered chunks to the caller"
+_FINAL: Final = InvalidOutputs(0)
+"""A streamed answer that does not match ``output=`` is final: it was handed out."""
 
 # --------------------------------------------------------------------------- attempts
 
@@ -123,14 +125,14 @@ class Streamer:
         ``Idempotency-Key``; nothing was handed out, so nothing is lost or repeated.
         """
         ex = self.prepare(request, plan.key, plan.timeouts)
-        invalid = InvalidOutputs(plan.retry.invalid_output_retries, self.http.redactor)
-        tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
+        invalid = InvalidOutputs(plan.retry.invalid_output_retries)
+        tools = ToolCallRules.of(request.tools, request.validate_tool_calls, self.http.redactor)
 
         async def attempt(current: Attempting) -> ChatCompletion:
             # A re-ask after an invalid tool call tells the model what was wrong.
             sent = ex
-            if invalid.feedback:
-                sent = self.prepare(invalid.request_for(request), plan.key, plan.timeouts)
+            if tools is not None and tools.feedback:
+                sent = self.prepare(tools.request_for(request), plan.key, plan.timeouts)
             reader = await self.open(sent, plan, current)
             try:
                 await reader.read_to_end(plan.timeouts.read)
@@ -369,11 +371,10 @@ class ChatStream:
             raise error from error.__cause__  # the transport's exception, if any
 
     async def _succeed(self, reader: StreamReader) -> None:
-        request = self.request
-        final = InvalidOutputs(0, self._streamer.http.redactor)  # (it was handed out)
+        request, redactor = self.request, self._streamer.http.redactor
         try:
-            tools = ToolCallRules.of(request.tools, request.validate_tool_calls)
-            completion = checked_output(reader.completion(), request.output, final, tools)
+            tools = ToolCallRules.of(request.tools, request.validate_tool_calls, redactor)
+            completion = checked_output(reader.completion(), request.output, _FINAL, tools)
         except AttemptFailure as failure:
             self._move(_State.FAILED)
             try:

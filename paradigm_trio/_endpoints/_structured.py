@@ -17,7 +17,8 @@ A request's tool calls are checked the same way (:class:`ToolCallRules`): a call
 that was not offered, or whose arguments are not JSON or do not match the tool's
 ``parameters`` (with the tool's pydantic model, or with ``jsonschema``), is an invalid
 answer, a :class:`~paradigm_trio.ToolCallError`.  :class:`InvalidOutputs` counts a request's
-re-asks, and keeps what the next one tells the model about the last invalid answer.
+re-asks; the request's :class:`ToolCallRules` keep what the next one tells the model
+about its last invalid call.
 
 Neither pydantic nor jsonschema is imported unless used.
 """
@@ -209,41 +210,19 @@ def _model_errors(exc: ValueError) -> tuple[str, ...]:
 class InvalidOutputs:
     """Counts a request's answers that did not parse or validate (``output=``, tool calls),
     and classifies each as a failure: retried while ``RetryPolicy.invalid_output_retries``
-    allows.
+    allows (one budget for both)."""
 
-    Attributes:
-        left: the re-asks left.
-        feedback: the messages the next attempt adds to the conversation, telling the model
-            what was wrong with its last answer (a tool call's error), or none.
-        redactor: what scrubs the API key from an error built of the model's answer.
-    """
+    __slots__ = ("left",)
 
-    __slots__ = ("feedback", "left", "redactor")
-
-    def __init__(self, retries: int, redactor: Redactor | None = None) -> None:
+    def __init__(self, retries: int) -> None:
         self.left = retries
-        self.feedback: tuple[dict[str, Any], ...] = ()
-        self.redactor = redactor
 
-    def failure(
-        self, error: StructuredOutputError | ToolCallError, feedback: str | None = None
-    ) -> AttemptFailure:
-        """The attempt's failure for ``error`` (``feedback``: what a re-ask tells the model)."""
+    def failure(self, error: StructuredOutputError | ToolCallError) -> AttemptFailure:
         retryable = self.left > 0
         self.left -= 1
-        if retryable and feedback is not None:
-            self.feedback = ({"role": "user", "content": feedback},)
         if isinstance(error, ToolCallError):
             return AttemptFailure(error, "invalid_tool_call", retryable)
         return AttemptFailure(error, "invalid_output", retryable)
-
-    def request_for(self, request: R) -> R:
-        """``request`` (a ``ChatRequest``) as the next attempt sends it: with the feedback
-        on the last invalid answer appended to its messages, when there is one."""
-        if not self.feedback:
-            return request
-        messages = (*request.messages, *self.feedback)  # type: ignore[attr-defined]
-        return replace(request, messages=messages)  # type: ignore[type-var]
 
 
 # --------------------------------------------------------------------------- tool calls
@@ -270,17 +249,26 @@ def _arguments_check(parameters: object, where: str) -> _ArgumentsCheck:
 
 
 class ToolCallRules:
-    """What the tool calls of an answer must be, given the ``tools`` a request offers.
+    """What the tool calls of an answer must be, given the ``tools`` a request offers; one
+    per logical request, which keeps what a re-ask tells the model.
 
     A call must name a tool offered; its arguments must be JSON (an empty text counts as
     ``{}``) and, when the tool has ``parameters``, match them: validated by the tool's
     pydantic model when it was given as one, else by ``jsonschema`` when it is installed
     (without it, the arguments are only checked to be JSON, as ``output=`` does).
+
+    Attributes:
+        names: the names of the tools offered.
+        feedback: the messages the next attempt adds to the conversation, telling the model
+            what was wrong with its last call (none before an invalid call).
+        redactor: what scrubs the API key from an error built of the model's answer.
     """
 
-    __slots__ = ("_checks", "names")
+    __slots__ = ("_checks", "feedback", "names", "redactor")
 
-    def __init__(self, tools: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(
+        self, tools: Sequence[Mapping[str, Any]], redactor: Redactor | None = None
+    ) -> None:
         checks: dict[str, _ArgumentsCheck] = {}
         for i, tool in enumerate(tools):
             function = tool["function"]
@@ -288,16 +276,31 @@ class ToolCallRules:
             checks[function["name"]] = _arguments_check(function.get("parameters"), where)
         self._checks = checks
         self.names = tuple(checks)
+        self.feedback: tuple[dict[str, Any], ...] = ()
+        self.redactor = redactor
 
     @classmethod
-    def of(cls, tools: Sequence[Mapping[str, Any]] | None, validate: bool) -> ToolCallRules | None:
+    def of(
+        cls,
+        tools: Sequence[Mapping[str, Any]] | None,
+        validate: bool,
+        redactor: Redactor | None = None,
+    ) -> ToolCallRules | None:
         """The rules of a request's ``tools`` (``None``: its calls are not checked, for want
         of tools or with ``validate_tool_calls=False``).
 
         Raises:
             InvalidRequestError: a tool's ``parameters`` is not a valid JSON Schema.
         """
-        return cls(tools) if tools and validate else None
+        return cls(tools, redactor) if tools and validate else None
+
+    def request_for(self, request: R) -> R:
+        """``request`` (a ``ChatRequest``) as the next attempt sends it: with the feedback
+        on the last invalid call appended to its messages, when there is one."""
+        if not self.feedback:
+            return request
+        messages = (*request.messages, *self.feedback)  # type: ignore[attr-defined]
+        return replace(request, messages=messages)  # type: ignore[type-var]
 
     def problems(self, call: ToolCall) -> tuple[ToolCallReason, tuple[str, ...]] | None:
         """What is wrong with ``call``: ``(reason, errors)``, or ``None`` when it is valid."""
@@ -328,19 +331,17 @@ class ToolCallRules:
             for call in choice.message.tool_calls:
                 found = self.problems(call)
                 if found is not None:
-                    error = self._error(call, *found, invalid.redactor)
+                    error = self._error(call, *found)
                     error.request_id, error.status_code = completion.request_id, 200
                     error.completion = completion
-                    raise invalid.failure(error, self._feedback(error)) from None
+                    self.feedback = ({"role": "user", "content": self._feedback(error)},)
+                    raise invalid.failure(error) from None
 
     def _error(
-        self,
-        call: ToolCall,
-        reason: ToolCallReason,
-        errors: tuple[str, ...],
-        redactor: Redactor | None,
+        self, call: ToolCall, reason: ToolCallReason, errors: tuple[str, ...]
     ) -> ToolCallError:
         name, arguments, raw = call.function.name, call.function.arguments, dict(call.raw)
+        redactor = self.redactor
         if redactor is not None:
             name, arguments = redactor.text(name), redactor.text(arguments)
             errors = tuple(map(redactor.text, errors))
