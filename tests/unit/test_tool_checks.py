@@ -257,3 +257,19 @@ def test_any_completion_passes_without_tools() -> None:
     assert ToolCallRules.of(request.tools, request.validate_tool_calls) is None
     data: dict[str, Any] = completion_json()
     assert pt.ChatCompletion.from_json(data).text == "Hello there"
+
+
+def test_a_request_with_a_pydantic_tool_survives_pickling_and_copying() -> None:
+    import copy
+    import pickle
+
+    request = pt.ChatRequest(messages=MESSAGES, tools=TOOLS)
+    for clone in (pickle.loads(pickle.dumps(request)), copy.deepcopy(request)):
+        assert clone == request
+        rules = ToolCallRules.of(clone.tools, clone.validate_tool_calls)
+        assert rules is not None
+        call = pt.ToolCall("c", pt.FunctionCall("get_weather", '{"days": "x"}'))
+        found = rules.problems(call)
+        assert found is not None
+        assert found[0] == "invalid_arguments"
+        assert any("city" in error for error in found[1])  # the model itself validated it
