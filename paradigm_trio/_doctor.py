@@ -167,7 +167,7 @@ async def _check_route(
         conn = await transport._connect(origin, timeout, report)
     except httpx2.HTTPError as exc:
         failed = next((s for s in expected if s not in done), expected[-1])
-        error = client._http.transport_failure(exc, RetryPolicy()).error  # as it would be
+        error = client._http.transport_failure(exc).error  # as it would be
         steps.append(CheckStep(failed, False, error.message, _connect_fix(failed, error, route)))
         return
     await conn.close()

@@ -452,11 +452,12 @@ def status_error_class(status: int) -> type[APIStatusError]:
 
 
 class AttemptFailure(Exception):
-    """Internal: one attempt failed, classified for the retry decision.
+    """Internal: one attempt failed, classified (not judged) for the retry decision.
 
-    Raised by an attempt function (``_http``, ``_streaming``) and caught by the attempt
-    engine (``_attempts``), which records it and decides whether to retry.  Never escapes the
-    library: the engine raises :attr:`error` instead.
+    Raised by an attempt function (``_http``, ``_chunks``, ``_streaming``...) and caught by
+    the attempt engine (``_attempts``), which records it and alone asks the
+    :class:`~paradigm_trio.RetryPolicy` whether to retry (``_engine._retry.allows``).
+    Never escapes the library: the engine raises :attr:`error` instead.
 
     Attributes:
         error: the :class:`APIError` the request fails with if this is its last attempt.
@@ -464,30 +465,38 @@ class AttemptFailure(Exception):
             ``"invalid_output"``, ``"invalid_tool_call"``, ``"stream_error"``, ``"tls"``,
             ``"proxy"``, ``"host"``:
             the key of ``retries_by_cause``.
-        retryable: whether the policy allows another attempt after it.
+        status: the HTTP status that failed the attempt (a non-2xx answer, or an error
+            event that names one), else ``None``.
+        should_retry: the server's ``x-should-retry`` header, if it sent one.
         retry_after: the wait the server asked for, in seconds, if any.
         rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers
             (the adaptive controller reads them); ``None`` otherwise.
         quota: for a 429, whether its body says a quota is spent (not one replica's noise).
+        final: no attempt can follow, whatever the policy (the request's own deadline
+            passed while the attempt ran).
     """
 
     def __init__(
         self,
         error: APIError,
         cause: str,
-        retryable: bool,
         *,
+        status: int | None = None,
+        should_retry: bool | None = None,
         retry_after: float | None = None,
         rate_limit: Mapping[str, str] | None = None,
         quota: bool = False,
+        final: bool = False,
     ) -> None:
         super().__init__(error.message)
         self.error = error
         self.cause = cause
-        self.retryable = retryable
+        self.status = status
+        self.should_retry = should_retry
         self.retry_after = retry_after
         self.rate_limit = rate_limit
         self.quota = quota
+        self.final = final
 
 
 class CertificateVerificationError(APIConnectionError):

@@ -24,7 +24,14 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._engine._attempts": frozenset(
         {"Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"}
     ),
-    "paradigm_trio._engine._ledger": frozenset({"CANCELLED", "Ledger", "Observer", "one_line"}),
+    "paradigm_trio._engine._ledger": frozenset(
+        {"CANCELLED", "Ledger", "Observer", "Tokens", "one_line"}
+    ),
+    # The one retry decision.
+    "paradigm_trio._engine._retry": frozenset({"INVALID_ANSWER", "allows"}),
+    # The endpoint protocol, the one send path, and the endpoints.
+    "paradigm_trio._endpoints._endpoint": frozenset({"Endpoint", "FollowUp", "Request", "Sender"}),
+    "paradigm_trio._endpoints._chat": frozenset({"ChatEndpoint"}),
     "paradigm_trio._engine._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
     ),
@@ -73,7 +80,6 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._client._embedder": frozenset(
         {
             "EmbedInput",
-            "Embedder",
             "EmbeddingKind",
             "EmbeddingMethods",
             "check_pack",
@@ -81,7 +87,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     "paradigm_trio._endpoints._embeddings": frozenset(
-        {"EncodingFormat", "joins", "merge", "split", "usage_of_embeddings"}
+        {"EmbeddingsEndpoint", "EncodingFormat", "joins", "merge", "split", "usage_of_embeddings"}
     ),
     "paradigm_trio._engine._batch_options": frozenset(
         {"DEFAULT_CIRCUIT_BREAKER", "DEFAULT_RETRY_BUDGET", "BatchKeywords", "OnError"}
@@ -156,9 +162,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     "paradigm_trio._endpoints._pace": frozenset({"StallWatch"}),
-    "paradigm_trio._endpoints._structured": frozenset(
-        {"InvalidOutputs", "OutputForm", "ToolCallRules"}
-    ),
+    "paradigm_trio._endpoints._structured": frozenset({"OutputForm", "ToolCallRules"}),
     "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),
     "paradigm_trio._endpoints._assembly": frozenset({"CompletionAssembler"}),
     # The transport's one entry: what the rest of the package may import from it.

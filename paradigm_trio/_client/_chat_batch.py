@@ -2,8 +2,8 @@
 
 :class:`ChatBatchMethods`, which ``Client`` inherits, validate the batch's options and hand
 ``_chat_kind.stream_batch`` a ``send_one`` that sends one item through the attempt engine
-(``Client._send``, or ``Streamer.complete`` for ``stream=True``): the batch engine never
-imports the client.
+(``Sender.send`` of the chat endpoint, or ``Streamer.complete`` for ``stream=True``): the
+batch engine never imports the client.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class ChatBatchMethods(ClientCore):
         opts = BatchOptions.of(options, keywords)
         self._check_open()
         retry, timeouts, stream = opts.retry, opts.timeouts, opts.stream
+        sender, chat = self._sender, self._chat
 
         def send_one(
             request: ChatRequest,
@@ -73,10 +74,10 @@ class ChatBatchMethods(ClientCore):
         ) -> Awaitable[ChatCompletion]:
             # Not a coroutine of its own: one frame less on every request's way (each
             # wake-up passes through every frame awaiting).
-            plan = self._plan(request, retry, timeouts, deadline, control, stream=stream)
+            plan = self._plan(chat, request, retry, timeouts, deadline, control, stream=stream)
             if stream:
                 return self._streamer.complete(request, plan, history)
-            return self._send(request, plan, history)
+            return sender.send(chat, request, plan, history)
 
         return _chat_kind.stream_batch(
             send_one,

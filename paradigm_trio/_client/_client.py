@@ -33,8 +33,10 @@ import httpx2
 import trio
 
 from .._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from .._endpoints._chat import ChatEndpoint
 from .._endpoints._completion import ChatCompletion, ModelInfo
-from .._endpoints._embeddings import DEFAULT_EMBEDDING_MODEL
+from .._endpoints._embeddings import DEFAULT_EMBEDDING_MODEL, EmbeddingsEndpoint
+from .._endpoints._endpoint import Sender
 from .._endpoints._models import ChatOptions, ChatRequest, make_request
 from .._endpoints._streaming import ChatStream, Streamer
 from .._engine._attempts import Engine
@@ -49,7 +51,7 @@ from .._transport import CertTypes, ProxyTypes, TrioTransport, VerifyTypes, host
 from .._version import __version__
 from ._chat_batch import ChatBatchMethods
 from ._core import ClientState, check_trio
-from ._embedder import Embedder, EmbeddingMethods
+from ._embedder import EmbeddingMethods
 
 __all__ = ["Client", "ClientState", "instrument"]
 
@@ -176,8 +178,10 @@ class Client(ChatBatchMethods, EmbeddingMethods):
             ),
             ledger=ledger,
         )
+        self._sender = Sender(self._engine, self._http)
+        self._chat = ChatEndpoint(model, self._http.redactor)
+        self._embeddings = EmbeddingsEndpoint(embedding_model)
         self._streamer = Streamer(self._engine, self._http, model)
-        self._embedder = Embedder(self._engine, self._http, embedding_model)
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
 
@@ -393,13 +397,14 @@ class Client(ChatBatchMethods, EmbeddingMethods):
         retry is started; an attempt under way then is interrupted.  The request then fails
         with :class:`RequestCancelled` (``reason="deadline"``).
         """
-        return await self._send(request, self._plan(request, retry, timeouts, deadline))
+        plan = self._plan(self._chat, request, retry, timeouts, deadline)
+        return await self._sender.send(self._chat, request, plan)
 
     async def models(self) -> list[ModelInfo]:
         """The models the API offers (``GET /models``), with the client's retry policy."""
-        plan = self._plan(None, None, None)
+        plan = self._plan(None, None, None, None)
         ex = self._http.prepare("GET", "/models", body=None, key=plan.key, timeouts=plan.timeouts)
-        return await self._fetch(ex, plan, ModelInfo.list_from_json)
+        return await self._sender.fetch(ex, plan, ModelInfo.list_from_json)
 
     def chat_stream(
         self,
@@ -438,7 +443,7 @@ class Client(ChatBatchMethods, EmbeddingMethods):
             messages, model=model, temperature=temperature, max_tokens=max_tokens,
             top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip
-        plan = self._plan(request, retry, timeouts, stream=True)
+        plan = self._plan(self._chat, request, retry, timeouts, stream=True)
         ex = self._streamer.prepare(request, plan.key, plan.timeouts, include_usage=include_usage)
         return ChatStream(self._streamer, request, plan, ex)
 
@@ -472,8 +477,9 @@ def instrument(
 ) -> None:
     """Send a client's traces and metrics to OpenTelemetry (needs ``paradigm-trio[otel]``).
 
-    From then on, every chat request of ``client`` is a span ``chat {model}`` with a child
-    span per attempt, every batch a span ``chat_batch`` holding its items' spans and its
+    From then on, every chat request of ``client`` is a span ``chat {model}`` (every
+    embeddings request ``embeddings {model}``) with a child span per attempt, every batch a
+    span ``chat_batch`` (``embeddings_batch``) holding its requests' spans and its
     statistics, and the client's counters are metrics (see :doc:`/howto-observe` and the
     reference).  Names follow the OpenTelemetry GenAI semantic conventions (1.37 to 1.41:
     ``gen_ai.provider.name``).  Without this call nothing of OpenTelemetry is imported.

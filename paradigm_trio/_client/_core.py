@@ -10,32 +10,26 @@ build what each request sends and hand it to the engine; none retries, sleeps or
 from __future__ import annotations
 
 import enum
-import functools
 import math
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import sniffio
 import trio
 
 from .._config import Limits, RetryPolicy, Timeouts
-from .._endpoints._completion import ChatCompletion, Usage, completion_parser, usage_of
-from .._endpoints._embeddings import EmbeddingRequest
-from .._endpoints._models import ChatRequest
+from .._endpoints._chat import ChatEndpoint
+from .._endpoints._embeddings import EmbeddingsEndpoint
+from .._endpoints._endpoint import Endpoint, Request, Sender
 from .._endpoints._streaming import Streamer
-from .._endpoints._structured import InvalidOutputs, ToolCallRules
-from .._engine._attempts import Attempting, Engine, Plan, idempotency_key
+from .._engine._attempts import Engine, Plan, idempotency_key
 from .._engine._batch import ResultStream
 from .._engine._batch_options import BatchStatistics
 from .._engine._budget import BatchControl
 from .._errors import BatchError
-from .._events import Attempt
-from .._http._http import HTTP, Exchange
+from .._http._http import HTTP
 
 __all__ = ["ClientCore", "ClientState", "check_trio", "collect"]
-
-T = TypeVar("T")
 
 
 class ClientState(enum.Enum):
@@ -61,6 +55,9 @@ class ClientCore:
         _state: ClientState
         _http: HTTP
         _engine: Engine
+        _sender: Sender
+        _chat: ChatEndpoint
+        _embeddings: EmbeddingsEndpoint
         _streamer: Streamer
 
     async def warm_up(
@@ -94,7 +91,8 @@ class ClientCore:
 
     def _plan(
         self,
-        request: ChatRequest | EmbeddingRequest | None,
+        endpoint: Endpoint[Any, Any] | None,
+        request: Request | None,
         retry: RetryPolicy | None,
         timeouts: Timeouts | None,
         deadline: float = math.inf,
@@ -102,6 +100,7 @@ class ClientCore:
         *,
         stream: bool = False,
     ) -> Plan:
+        """The ``Plan`` of one request of ``endpoint`` (``None``: the model list)."""
         self._check_open()
         custom_id = request.custom_id if request is not None else None
         return Plan(
@@ -113,53 +112,10 @@ class ClientCore:
             deadline,
             control,
             attempt_timeout=not stream,
-            request=request if isinstance(request, ChatRequest) else None,  # (telemetry)
+            endpoint=endpoint,
+            request=request,
             stream=stream,
         )
-
-    def _send(
-        self, request: ChatRequest, plan: Plan, history: list[Attempt] | None = None
-    ) -> Awaitable[ChatCompletion]:
-        """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
-        ex = self._prepare_chat(request, plan)
-        tools = ToolCallRules.of(request.tools, request.validate_tool_calls, self._http.redactor)
-        invalid = None  # (the common case: an answer with nothing to check)
-        if tools is not None or request.output is not None:
-            invalid = InvalidOutputs(plan.retry.invalid_output_retries)
-        parse = completion_parser(request.output, invalid, tools)
-        if tools is None:
-            return self._fetch(ex, plan, parse, usage_of, history)
-        rules = tools
-
-        async def attempt(current: Attempting) -> ChatCompletion:
-            # A re-ask after an invalid tool call tells the model what was wrong.
-            sent = ex if not rules.feedback else self._prepare_chat(request, plan, rules)
-            return await self._http.fetch_json(sent, plan.retry, parse, current)
-
-        return self._engine.call(plan, history).run(attempt, usage=usage_of)
-
-    def _prepare_chat(
-        self, request: ChatRequest, plan: Plan, tools: ToolCallRules | None = None
-    ) -> Exchange:
-        if tools is not None:
-            request = tools.request_for(request)
-        body = request.encode_body(request.to_body(self.model))
-        return self._http.prepare(
-            "POST", "/chat/completions", body=body, key=plan.key, timeouts=plan.timeouts
-        )
-
-    def _fetch(
-        self,
-        ex: Exchange,
-        plan: Plan,
-        parse: Callable[[object, str | None], T],
-        usage: Callable[[T], Usage | None] = lambda _: None,
-        history: list[Attempt] | None = None,
-    ) -> Awaitable[T]:
-        """A plain JSON exchange on the attempt engine (``usage``: what it cost): the
-        engine's coroutine, not one of its own (one frame less on every request's way)."""
-        attempt = functools.partial(self._http.fetch_json, ex, plan.retry, parse)
-        return self._engine.call(plan, history).run(attempt, usage=usage)
 
 
 async def collect(

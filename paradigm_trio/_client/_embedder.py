@@ -2,12 +2,12 @@
 
 :class:`EmbeddingMethods` are the :class:`~paradigm_trio.Client`'s embeddings methods
 (``embed``, ``embed_batch``, ``stream_embed_batch``), which ``Client`` inherits: they
-validate their arguments, build a ``Plan`` and hand the request to the :class:`Embedder`.
-:class:`Embedder` sends one :class:`~paradigm_trio.EmbeddingRequest` (the attempt is
-``HTTP.fetch_json`` with the embeddings parser; the engine does the rest, as for every
-request kind).  :class:`EmbeddingKind` is what a batch of embeddings sends (``_batch``
-runs it): items become requests, small requests are packed into one (``_embeddings``),
-and the answer is split back into one :class:`EmbeddingResult` per item.
+validate their arguments, build a ``Plan`` and hand the request to the one send path
+(``Sender.send`` with the embeddings endpoint, as chat requests with theirs; the engine
+does the rest, as for every request kind).  :class:`EmbeddingKind` is what a batch of
+embeddings sends (``_batch`` runs it): items become requests, small requests are packed
+into one (``_embeddings``), and the answer is split back into one
+:class:`EmbeddingResult` per item.
 
 A pack that the server refuses as a whole (400, 413, 422: one of its inputs is too long,
 say) is sent again one request at a time, so that one bad input fails alone.
@@ -15,11 +15,10 @@ say) is sent again one request at a time, so that one bad input fails alone.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Unpack
+from typing import Any, Final, Unpack
 
 import trio
 
@@ -35,20 +34,16 @@ from .._endpoints._embeddings import (
     joins,
     merge,
     split,
-    usage_of_embeddings,
 )
-from .._engine._attempts import Engine, Plan
 from .._engine._batch import ResultStream, SendOne, outcome_of, run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
 from .._errors import APIStatusError, InvalidRequestError, RequestCancelled
 from .._events import Attempt
-from .._http._http import HTTP
 from ._core import ClientCore, collect
 
 __all__ = [
     "EmbedInput",
-    "Embedder",
     "EmbeddingKind",
     "EmbeddingMethods",
     "EmbeddingResult",
@@ -64,32 +59,6 @@ _REFUSED = frozenset({400, 413, 422})
 """Statuses that refuse a request for what it holds: a pack refused so is split."""
 
 _CHAT_ONLY = ("temperature", "max_tokens", "top_p", "seed")
-
-
-class Embedder:
-    """Sends embeddings requests on the attempt engine (one per :class:`Client`)."""
-
-    def __init__(self, engine: Engine, http: HTTP, model: str) -> None:
-        self.engine = engine
-        self.http = http
-        self.model = model
-
-    async def fetch(
-        self, request: EmbeddingRequest, plan: Plan, history: list[Attempt] | None = None
-    ) -> Embeddings:
-        """Send ``request`` (retrying per ``plan``) and return its embeddings, one per input.
-
-        Raises:
-            InvalidRequestError: the request cannot be encoded; nothing was sent.
-            APIError: as for every request (see :meth:`Client.chat`).
-        """
-        body = request.encode_body(request.to_body(self.model))
-        ex = self.http.prepare(
-            "POST", "/embeddings", body=body, key=plan.key, timeouts=plan.timeouts
-        )
-        parse = functools.partial(Embeddings.from_json, expected=len(request.inputs))
-        attempt = functools.partial(self.http.fetch_json, ex, plan.retry, parse)
-        return await self.engine.call(plan, history).run(attempt, usage=usage_of_embeddings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +167,8 @@ def check_pack(pack_inputs: object, pack_tokens: object) -> tuple[int, int]:
 class EmbeddingKind:
     """Embeddings in a batch: items are strings or :class:`EmbeddingRequest`, packed."""
 
+    operation: Final = "embeddings"
+
     def __init__(
         self,
         send_one: SendOne[EmbeddingRequest, Embeddings],
@@ -300,8 +271,6 @@ class EmbeddingKind:
 class EmbeddingMethods(ClientCore):
     """The :class:`Client`'s embeddings methods (``Client`` inherits them)."""
 
-    _embedder: Embedder
-
     async def embed(
         self,
         inputs: str | Sequence[str] | EmbeddingRequest,
@@ -344,8 +313,8 @@ class EmbeddingMethods(ClientCore):
             request = replace(inputs, **fields) if fields else inputs
         else:
             request = EmbeddingRequest(inputs=inputs, **fields)
-        plan = self._plan(request, retry, timeouts)
-        return await self._embedder.fetch(request, plan)
+        plan = self._plan(self._embeddings, request, retry, timeouts)
+        return await self._sender.send(self._embeddings, request, plan)
 
     def stream_embed_batch(
         self,
@@ -393,6 +362,7 @@ class EmbeddingMethods(ClientCore):
         pack_inputs, pack_tokens = check_pack(pack_inputs, pack_tokens)
         self._check_open()
         retry, timeouts = opts.retry, opts.timeouts
+        sender, endpoint = self._sender, self._embeddings
 
         def send_one(
             request: EmbeddingRequest,
@@ -402,13 +372,13 @@ class EmbeddingMethods(ClientCore):
             history: list[Attempt],
         ) -> Awaitable[Embeddings]:
             # Not a coroutine of its own, as the chat batch's (one frame less per request).
-            plan = self._plan(request, retry, timeouts, deadline, control)
-            return self._embedder.fetch(request, plan, history)
+            plan = self._plan(endpoint, request, retry, timeouts, deadline, control)
+            return sender.send(endpoint, request, plan, history)
 
         kind = EmbeddingKind(send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens)
         return run_batch(
             kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
-            warm_up=self.warm_up,
+            observers=self._engine.ledger.observers, warm_up=self.warm_up,
         )  # fmt: skip
 
     async def embed_batch(

@@ -33,7 +33,6 @@ API key) never are.
 
 from __future__ import annotations
 
-import json
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -44,11 +43,10 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
-from .._endpoints._completion import ChatCompletion, Usage
-from .._endpoints._models import ChatRequest
+from .._endpoints._endpoint import Endpoint
 from .._engine._attempts import Call
 from .._engine._batch_options import BatchStatistics
-from .._engine._ledger import CANCELLED, Ledger
+from .._engine._ledger import CANCELLED, Ledger, Tokens
 from .._engine._ratelimit import Rates
 from .._errors import APIError, APIStatusError
 from .._events import Attempt, Event
@@ -72,8 +70,6 @@ TOKEN_BUCKETS: Final = tuple(4**i for i in range(14))
 
 FIRST_CHUNK_BUCKETS: Final = DURATION_BUCKETS
 """``gen_ai.client.operation.time_to_first_chunk``'s advised bucket boundaries (seconds)."""
-
-_OPERATION: Final = "chat"
 
 
 class Telemetry:
@@ -110,7 +106,6 @@ class Telemetry:
         self._model = model
         self._record_content = record_content
         self._common: dict[str, str | int] = {
-            "gen_ai.operation.name": _OPERATION,
             "gen_ai.provider.name": provider_name,
             "server.address": server_address,
             "server.port": server_port,
@@ -126,20 +121,26 @@ class Telemetry:
     def event(self, event: Event) -> None:
         """Nothing to do: the counters behind the metrics are the ledger's."""
 
-    def finished(self, call: Call, outcome: object, usage: Usage | None, end: float) -> None:
+    def finished(self, call: Call, outcome: object, usage: Tokens | None, end: float) -> None:
         """Record the request's duration and tokens, and its spans."""
         plan = call.plan
-        request = plan.request
-        if request is None:  # the model list: counted by the ledger, not a GenAI operation
+        endpoint: Endpoint[Any, Any] | None = plan.endpoint
+        if endpoint is None:  # the model list: counted by the ledger, not a GenAI operation
             return
-        model = request.model or self._model
-        attributes: dict[str, Any] = {**self._common, "gen_ai.request.model": model}
+        request = plan.request
+        model = request.model or endpoint.model
+        attributes: dict[str, Any] = {
+            **self._common,
+            "gen_ai.operation.name": endpoint.operation,
+            "gen_ai.request.model": model,
+        }
         error_type = _error_type(outcome)
         if error_type is not None:
             attributes["error.type"] = error_type
-        completion = outcome if isinstance(outcome, ChatCompletion) else None
-        if completion is not None and completion.model:
-            attributes["gen_ai.response.model"] = completion.model
+        answer = None if isinstance(outcome, BaseException) or outcome is CANCELLED else outcome
+        answered = dict(endpoint.answer_attributes(answer)) if answer is not None else {}
+        if "gen_ai.response.model" in answered:
+            attributes["gen_ai.response.model"] = answered["gen_ai.response.model"]
         instruments = self._instruments
         if outcome is not CANCELLED:  # (left early or cancelled from outside: no operation)
             instruments.duration.record(end - call.start, attributes)
@@ -147,18 +148,16 @@ class Telemetry:
             first = {k: v for k, v in attributes.items() if k != "error.type"}
             instruments.first_chunk.record(call.first_chunk - call.start, first)
         if usage is not None:
-            for kind, tokens in (
-                ("input", usage.prompt_tokens),
-                ("output", usage.completion_tokens),
-            ):
+            for kind in endpoint.token_types:
+                tokens = usage.prompt_tokens if kind == "input" else usage.completion_tokens
                 instruments.tokens.record(tokens, {**attributes, "gen_ai.token.type": kind})
-        self._request_span(call, request, outcome, completion, usage, attributes, end)
+        self._request_span(call, endpoint, outcome, answer, answered, usage, attributes, end)
 
-    def batch_started(self, control: object) -> None:
+    def batch_started(self, control: object, operation: str) -> None:
         self._batches[id(control)] = self._tracer.start_span(
-            "chat_batch",
+            f"{operation}_batch",
             kind=SpanKind.INTERNAL,
-            attributes=self._common,
+            attributes={**self._common, "gen_ai.operation.name": operation},
             start_time=self._wall(trio.current_time()),
         )
 
@@ -186,16 +185,18 @@ class Telemetry:
     def _request_span(
         self,
         call: Call,
-        request: ChatRequest,
+        endpoint: Endpoint[Any, Any],
         outcome: object,
-        completion: ChatCompletion | None,
-        usage: Usage | None,
+        answer: object,
+        answered: dict[str, Any],
+        usage: Tokens | None,
         attributes: dict[str, Any],
         end: float,
     ) -> None:
         plan = call.plan
+        request = plan.request
         attributes = {**attributes}  # (the metrics' own stay as they are: low cardinality)
-        attributes.update(_request_attributes(request))
+        attributes.update(endpoint.request_attributes(request))
         attributes["paradigm_trio.attempts"] = call.attempts_made
         attributes["paradigm_trio.stream"] = plan.stream
         if plan.stream:
@@ -204,18 +205,18 @@ class Telemetry:
             attributes["gen_ai.response.time_to_first_chunk"] = call.first_chunk - call.start
         if plan.custom_id is not None:
             attributes["paradigm_trio.custom_id"] = plan.custom_id
-        if completion is not None:
-            attributes.update(_response_attributes(completion))
+        attributes.update(answered)
         if usage is not None:
             attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
-            attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+            if "output" in endpoint.token_types:
+                attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
         if outcome is CANCELLED:
             attributes["paradigm_trio.outcome"] = "cancelled"
         if self._record_content:
-            attributes.update(_content_attributes(request, completion))
+            attributes.update(endpoint.content_attributes(request, answer))
         parent = self._batches.get(id(plan.control)) if plan.control is not None else None
         span = self._tracer.start_span(
-            f"{_OPERATION} {attributes['gen_ai.request.model']}",
+            f"{endpoint.operation} {attributes['gen_ai.request.model']}",
             context=trace.set_span_in_context(parent) if parent is not None else None,
             kind=SpanKind.CLIENT,
             attributes=attributes,
@@ -272,56 +273,6 @@ class Telemetry:
         if isinstance(ended_by, BaseException):
             span.set_status(StatusCode.ERROR, _first_line(ended_by))
         span.end(end_time=self._wall(record.started + record.elapsed))
-
-
-def _request_attributes(request: ChatRequest) -> Iterator[tuple[str, Any]]:
-    for name, value in (
-        ("temperature", request.temperature),
-        ("max_tokens", request.max_tokens),
-        ("top_p", request.top_p),
-        ("seed", request.seed),
-        ("presence_penalty", request.presence_penalty),
-        ("frequency_penalty", request.frequency_penalty),
-    ):
-        if value is not None:
-            yield f"gen_ai.request.{name}", value
-    if request.stop is not None:
-        stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop)
-        yield "gen_ai.request.stop_sequences", stop
-
-
-def _response_attributes(completion: ChatCompletion) -> Iterator[tuple[str, Any]]:
-    if completion.id:
-        yield "gen_ai.response.id", completion.id
-    if completion.model:
-        yield "gen_ai.response.model", completion.model
-    reasons = tuple(c.finish_reason for c in completion.choices if c.finish_reason is not None)
-    if reasons:
-        yield "gen_ai.response.finish_reasons", reasons
-
-
-def _content_attributes(
-    request: ChatRequest, completion: ChatCompletion | None
-) -> Iterator[tuple[str, str]]:
-    """The messages, in the conventions' JSON form (opt-in only: they are user data)."""
-    sent = [_message(m.get("role"), m.get("content")) for m in request.messages]
-    yield "gen_ai.input.messages", json.dumps(sent, ensure_ascii=False)
-    if completion is not None:
-        received = [
-            {**_message(c.message.role, c.message.content), "finish_reason": c.finish_reason}
-            for c in completion.choices
-        ]
-        yield "gen_ai.output.messages", json.dumps(received, ensure_ascii=False)
-
-
-def _message(role: object, content: object) -> dict[str, Any]:
-    if isinstance(content, str):
-        parts: list[Any] = [{"type": "text", "content": content}]
-    elif content is None:
-        parts = []
-    else:  # already structured (e.g. a list of parts): kept as it is
-        parts = content if isinstance(content, list) else [content]
-    return {"role": role, "parts": parts}
 
 
 def _batch_attributes(statistics: BatchStatistics) -> Iterator[tuple[str, Any]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from .._engine._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
 from .._engine._batch_options import BatchOptions, BatchStatistics
@@ -93,6 +93,8 @@ class BatchStream(ResultStream[BatchResult]):
 class ChatKind:
     """Chat completions: one :class:`BatchResult` per item, one request per unit."""
 
+    operation: Final = "chat"
+
     def __init__(
         self, send_one: SendOne[ChatRequest, ChatCompletion], defaults: Mapping[str, Any]
     ) -> None:
@@ -169,7 +171,7 @@ def stream_batch(
     options: BatchOptions,
     *,
     width: int,
-    observers: Sequence[Observer] = (),
+    observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
 ) -> AbstractAsyncContextManager[BatchStream]:
     """The engine behind :meth:`Client.stream_batch` (documented there).

@@ -26,7 +26,6 @@ from typing import Final
 import httpx2
 import trio
 
-from .._config import RetryPolicy
 from .._errors import (
     APIResponseValidationError,
     APITimeoutError,
@@ -54,9 +53,8 @@ class StreamReader:
     Every method that fails raises :class:`AttemptFailure`; nothing here retries or counts.
     """
 
-    def __init__(self, http: HTTP, retry: RetryPolicy, response: httpx2.Response) -> None:
+    def __init__(self, http: HTTP, response: httpx2.Response) -> None:
         self._http = http
-        self._retry = retry
         self.response = response
         self.status = response.status_code
         self.request_id = http.request_id(response)
@@ -163,7 +161,7 @@ class StreamReader:
             error = APITimeoutError(
                 f"{watch.describe(gap)} after {self.progress()}", which="stream"
             )
-            raise AttemptFailure(error, "timeout", self._retry.retry_connection_errors)
+            raise AttemptFailure(error, "timeout")
         watch.observe(gap)
 
     async def read_to_end(self, read_timeout: float | None) -> None:
@@ -181,7 +179,7 @@ class StreamReader:
             f"the stream went silent for Timeouts.read={read:g}s after {self.progress()}",
             which="stream",
         )
-        return AttemptFailure(error, "timeout", self._retry.retry_connection_errors)
+        return AttemptFailure(error, "timeout")
 
     def _on_event(self, event: ServerSentEvent) -> None:
         if self.done:
@@ -213,9 +211,7 @@ class StreamReader:
             clean = self._http.invalid_data(parse, payload, self.request_id, err)
             clean.status_code = self.status
             clean.raw = self._http.redactor.clip(data, RAW_LIMIT)
-            raise AttemptFailure(
-                clean, "invalid_response", self._retry.retry_invalid_responses
-            ) from None
+            raise AttemptFailure(clean, "invalid_response") from None
         try:
             self.assembler.add(chunk.raw)  # (a dict: from_json checked it)
         except ValueError as exc:
@@ -251,16 +247,14 @@ class StreamReader:
             status_code=self.status,
             request_id=self.request_id,
         )
-        return AttemptFailure(error, "connection", self._retry.retry_connection_errors)
+        return AttemptFailure(error, "connection")
 
     def invalid(self, message: str) -> AttemptFailure:
-        return self._http.invalid(
-            message, self._retry, status=self.status, request_id=self.request_id
-        )
+        return self._http.invalid(message, status=self.status, request_id=self.request_id)
 
     def _error_event(self, payload: object) -> AttemptFailure:
         return self._http.error_event_failure(
-            payload, self._retry, response=self.response, suffix=f" (after {self.progress()})"
+            payload, response=self.response, suffix=f" (after {self.progress()})"
         )
 
     # ------------------------------------------------------------------ the end

@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._errors import APIResponseValidationError, StructuredOutputError
+from .._errors import APIResponseValidationError, AttemptFailure, StructuredOutputError
 from ._logprobs import ChoiceLogprobs, parse_logprobs
-from ._structured import InvalidOutputs, OutputSchema, ToolCallRules
+from ._structured import OutputSchema, ToolCallRules
 from ._tools import ToolCall, parse_tool_calls
 
 __all__ = [
@@ -222,39 +222,34 @@ _FROM_JSON = ChatCompletion.from_json  # (bound once, not per request)
 
 def completion_parser(
     output: OutputSchema | None,
-    invalid: InvalidOutputs | None,
     tools: ToolCallRules | None = None,
 ) -> Callable[[object, str | None], ChatCompletion]:
     """The parser of a chat answer: with ``output``, it also parses and validates the
     answer, with ``tools`` it checks its tool calls (an answer that does not match is an
-    ``"invalid_output"`` or ``"invalid_tool_call"`` failure, re-asked while ``invalid``
-    allows; ``None`` only when there is nothing to check)."""
-    if invalid is None or (output is None and tools is None):
+    ``"invalid_output"`` or ``"invalid_tool_call"`` failure, which the engine re-asks as
+    ``RetryPolicy.invalid_output_retries`` allows)."""
+    if output is None and tools is None:
         return _FROM_JSON
 
     def parse(data: object, request_id: str | None) -> ChatCompletion:
-        completion = ChatCompletion.from_json(data, request_id)
-        return checked_output(completion, output, invalid, tools)
+        return checked_output(ChatCompletion.from_json(data, request_id), output, tools)
 
     return parse
 
 
 def checked_output(
-    completion: ChatCompletion,
-    output: OutputSchema | None,
-    invalid: InvalidOutputs,
-    tools: ToolCallRules | None = None,
+    completion: ChatCompletion, output: OutputSchema | None, tools: ToolCallRules | None = None
 ) -> ChatCompletion:
     """``completion`` with its tool calls checked by ``tools`` and its answer parsed by
     ``output`` (each when given), or raise the attempt's failure."""
     if tools is not None:
-        tools.check(completion, invalid)
+        tools.check(completion)
     if output is None:
         return completion
     try:
         return completion.with_parsed(output)
     except StructuredOutputError as err:
-        raise invalid.failure(err) from None
+        raise AttemptFailure(err, "invalid_output") from None
 
 
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")

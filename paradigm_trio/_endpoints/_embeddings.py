@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import sys
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -42,6 +43,7 @@ __all__ = [
     "Embedding",
     "EmbeddingRequest",
     "Embeddings",
+    "EmbeddingsEndpoint",
     "EncodingFormat",
     "MAX_EMBEDDING_INPUTS",
     "joins",
@@ -349,6 +351,47 @@ def _embedding_usage(raw: object) -> Usage | None:
 def usage_of_embeddings(embeddings: Embeddings) -> Usage | None:
     """The usage of an answer, for the engine's token accounting."""
     return embeddings.usage
+
+
+class EmbeddingsEndpoint:
+    """Embeddings (``POST /embeddings``), as an :class:`~._endpoint.Endpoint`."""
+
+    __slots__ = ("model",)
+
+    operation: Final = "embeddings"
+    path: Final = "/embeddings"
+    token_types: Final = ("input",)
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def encode(self, request: EmbeddingRequest) -> bytes:
+        return request.encode_body(request.to_body(self.model))
+
+    def parser(self, request: EmbeddingRequest) -> Callable[[object, str | None], Embeddings]:
+        return functools.partial(Embeddings.from_json, expected=len(request.inputs))
+
+    @staticmethod
+    def follow_up(request: EmbeddingRequest) -> None:
+        """Every attempt sends the same request."""
+
+    usage = staticmethod(usage_of_embeddings)
+
+    @staticmethod
+    def request_attributes(request: EmbeddingRequest) -> Iterator[tuple[str, Any]]:
+        if request.dimensions is not None:
+            yield "gen_ai.embeddings.dimension.count", request.dimensions
+        if request.encoding_format is not None:
+            yield "gen_ai.request.encoding_formats", (request.encoding_format,)
+
+    @staticmethod
+    def answer_attributes(answer: Any) -> Iterator[tuple[str, Any]]:
+        if isinstance(answer, Embeddings) and answer.model:
+            yield "gen_ai.response.model", answer.model
+
+    @staticmethod
+    def content_attributes(request: EmbeddingRequest, answer: Any) -> Iterator[tuple[str, str]]:
+        return iter(())  # (the inputs are not messages: the conventions record none)
 
 
 # --------------------------------------------------------------------------- packing

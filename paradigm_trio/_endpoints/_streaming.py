@@ -26,13 +26,14 @@ from typing import Final, Self
 
 import trio
 
-from .._config import RetryPolicy, Timeouts
+from .._config import Timeouts
 from .._engine._attempts import Attempting, Call, Engine, Plan
 from .._errors import (
     APIError,
     APITimeoutError,
     AttemptFailure,
     TimeoutKind,
+    ToolCallError,
 )
 from .._events import Attempt
 from .._http._http import HTTP, Exchange
@@ -40,12 +41,11 @@ from ._chunks import StreamReader
 from ._completion import ChatCompletion, ChatCompletionChunk, checked_output, usage_of
 from ._models import ChatRequest
 from ._pace import StallWatch
-from ._structured import InvalidOutputs, ToolCallRules
+from ._structured import ToolCallRules
 
 __all__ = ["ChatStream", "Streamer"]
 
 _NOT_RETRIED: Final = "not retried: the stream had already delivered chunks to the caller"
-_FINAL: Final = InvalidOutputs(0)
 """A streamed answer that does not match ``output=`` is final: it was handed out."""
 
 # --------------------------------------------------------------------------- attempts
@@ -81,7 +81,7 @@ class Streamer:
         reader: StreamReader | None = None
         try:
             with trio.move_on_at(deadline):
-                reader = await self._start(ex, plan.retry, current)
+                reader = await self._start(ex, current)
                 await reader.next_chunk()
                 if reader.chunks:
                     current.first_chunk = trio.current_time()
@@ -93,15 +93,15 @@ class Streamer:
                 await reader.close()
             raise
 
-    async def _start(self, ex: Exchange, retry: RetryPolicy, current: Attempting) -> StreamReader:
+    async def _start(self, ex: Exchange, current: Attempting) -> StreamReader:
         http = self.http
-        response = await http.send(ex, retry)
+        response = await http.send(ex)
         status = response.status_code
         current.responded(status, http.request_id(response), response.headers)
         if not 200 <= status < 300:
-            await http.read(response, retry)
-            raise http.status_failure(response, retry)
-        reader = StreamReader(http, retry, response)
+            await http.read(response)
+            raise http.status_failure(response)
+        reader = StreamReader(http, response)
         current.progress = reader.progress
         content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if content_type != "text/event-stream":
@@ -124,15 +124,11 @@ class Streamer:
         (cut, malformed, an error event, silence) is retried whole, with the same
         ``Idempotency-Key``; nothing was handed out, so nothing is lost or repeated.
         """
-        ex = self.prepare(request, plan.key, plan.timeouts)
-        invalid = InvalidOutputs(plan.retry.invalid_output_retries)
+        sent = self.prepare(request, plan.key, plan.timeouts)
         tools = ToolCallRules.of(request.tools, request.validate_tool_calls, self.http.redactor)
 
         async def attempt(current: Attempting) -> ChatCompletion:
-            # A re-ask after an invalid tool call tells the model what was wrong.
-            sent = ex
-            if tools is not None and tools.feedback:
-                sent = self.prepare(tools.request_for(request), plan.key, plan.timeouts)
+            nonlocal sent
             reader = await self.open(sent, plan, current)
             try:
                 await reader.read_to_end(plan.timeouts.read)
@@ -143,7 +139,14 @@ class Streamer:
                 self.engine.ledger.stream_ended_without_done(
                     plan.custom_id, plan.key, current.number, reader.broken
                 )
-            return checked_output(reader.completion(), request.output, invalid, tools)
+            try:
+                return checked_output(reader.completion(), request.output, tools)
+            except AttemptFailure as failure:
+                if tools is not None and isinstance(failure.error, ToolCallError):
+                    # The re-ask tells the model what was wrong with its call.
+                    again = tools.request_for(request, failure.error)
+                    sent = self.prepare(again, plan.key, plan.timeouts)
+                raise
 
         call = self.engine.call(plan, history)
         return await call.run(attempt, usage=usage_of)
@@ -174,7 +177,7 @@ def _first_timeout(plan: Plan, which: TimeoutKind, reader: StreamReader | None) 
         else " (no response)"
     )
     error = APITimeoutError(f"no chunk within {limit}{got}", which=which)
-    return AttemptFailure(error, "timeout", plan.retry.retry_connection_errors)
+    return AttemptFailure(error, "timeout")
 
 
 # --------------------------------------------------------------------------- ChatStream
@@ -360,7 +363,7 @@ class ChatStream:
                 await reader.next_chunk()
             if scope.cancelled_caught:
                 if silence > call.deadline:
-                    raise AttemptFailure(call.deadline_error(), "timeout", False)
+                    raise AttemptFailure(call.deadline_error(), "timeout", final=True)
                 raise reader.silent(read)
         except AttemptFailure as failure:
             self._move(_State.FAILED)
@@ -374,7 +377,7 @@ class ChatStream:
         request, redactor = self.request, self._streamer.http.redactor
         try:
             tools = ToolCallRules.of(request.tools, request.validate_tool_calls, redactor)
-            completion = checked_output(reader.completion(), request.output, _FINAL, tools)
+            completion = checked_output(reader.completion(), request.output, tools)
         except AttemptFailure as failure:
             self._move(_State.FAILED)
             try:

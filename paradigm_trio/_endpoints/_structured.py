@@ -16,9 +16,10 @@ answer's text:
 A request's tool calls are checked the same way (:class:`ToolCallRules`): a call of a tool
 that was not offered, or whose arguments are not JSON or do not match the tool's
 ``parameters`` (with the tool's pydantic model, or with ``jsonschema``), is an invalid
-answer, a :class:`~paradigm_trio.ToolCallError`.  :class:`InvalidOutputs` counts a request's
-re-asks; the request's :class:`ToolCallRules` keep what the next one tells the model
-about its last invalid call.
+answer, a :class:`~paradigm_trio.ToolCallError` (an ``"invalid_tool_call"`` failure, which
+the engine re-asks within ``RetryPolicy.invalid_output_retries``, one budget with
+``output=``); :meth:`ToolCallRules.request_for` is what the re-ask sends: the request,
+with a message that tells the model what was wrong with its last call.
 
 Neither pydantic nor jsonschema is imported unless used.
 """
@@ -44,7 +45,7 @@ from ._tools import FunctionCall, ModelSchema, ToolCall, json_schema_of
 if TYPE_CHECKING:
     from .._redact import Redactor
 
-__all__ = ["InvalidOutputs", "OutputForm", "OutputSchema", "ToolCallRules"]
+__all__ = ["OutputForm", "OutputSchema", "ToolCallRules"]
 
 R = TypeVar("R")
 
@@ -207,24 +208,6 @@ def _model_errors(exc: ValueError) -> tuple[str, ...]:
     ) or (str(exc),)
 
 
-class InvalidOutputs:
-    """Counts a request's answers that did not parse or validate (``output=``, tool calls),
-    and classifies each as a failure: retried while ``RetryPolicy.invalid_output_retries``
-    allows (one budget for both)."""
-
-    __slots__ = ("left",)
-
-    def __init__(self, retries: int) -> None:
-        self.left = retries
-
-    def failure(self, error: StructuredOutputError | ToolCallError) -> AttemptFailure:
-        retryable = self.left > 0
-        self.left -= 1
-        if isinstance(error, ToolCallError):
-            return AttemptFailure(error, "invalid_tool_call", retryable)
-        return AttemptFailure(error, "invalid_output", retryable)
-
-
 # --------------------------------------------------------------------------- tool calls
 
 
@@ -249,8 +232,7 @@ def _arguments_check(parameters: object, where: str) -> _ArgumentsCheck:
 
 
 class ToolCallRules:
-    """What the tool calls of an answer must be, given the ``tools`` a request offers; one
-    per logical request, which keeps what a re-ask tells the model.
+    """What the tool calls of an answer must be, given the ``tools`` a request offers.
 
     A call must name a tool offered; its arguments must be JSON (an empty text counts as
     ``{}``) and, when the tool has ``parameters``, match them: validated by the tool's
@@ -259,12 +241,10 @@ class ToolCallRules:
 
     Attributes:
         names: the names of the tools offered.
-        feedback: the messages the next attempt adds to the conversation, telling the model
-            what was wrong with its last call (none before an invalid call).
         redactor: what scrubs the API key from an error built of the model's answer.
     """
 
-    __slots__ = ("_checks", "feedback", "names", "redactor")
+    __slots__ = ("_checks", "names", "redactor")
 
     def __init__(
         self, tools: Sequence[Mapping[str, Any]], redactor: Redactor | None = None
@@ -276,7 +256,6 @@ class ToolCallRules:
             checks[function["name"]] = _arguments_check(function.get("parameters"), where)
         self._checks = checks
         self.names = tuple(checks)
-        self.feedback: tuple[dict[str, Any], ...] = ()
         self.redactor = redactor
 
     @classmethod
@@ -294,12 +273,11 @@ class ToolCallRules:
         """
         return cls(tools, redactor) if tools and validate else None
 
-    def request_for(self, request: R) -> R:
-        """``request`` (a ``ChatRequest``) as the next attempt sends it: with the feedback
-        on the last invalid call appended to its messages, when there is one."""
-        if not self.feedback:
-            return request
-        messages = (*request.messages, *self.feedback)  # type: ignore[attr-defined]
+    def request_for(self, request: R, error: ToolCallError) -> R:
+        """``request`` (a ``ChatRequest``) as a re-ask after ``error`` sends it: with a
+        message appended that tells the model what was wrong with its last call."""
+        feedback = {"role": "user", "content": self._feedback(error)}
+        messages = (*request.messages, feedback)  # type: ignore[attr-defined]
         return replace(request, messages=messages)  # type: ignore[type-var]
 
     def problems(self, call: ToolCall) -> tuple[ToolCallReason, tuple[str, ...]] | None:
@@ -324,9 +302,9 @@ class ToolCallRules:
         errors = validate(value) if validate is not None else []
         return ("invalid_arguments", tuple(errors)) if errors else None
 
-    def check(self, completion: Any, invalid: InvalidOutputs) -> None:
-        """Raise the attempt's failure for the first invalid call of ``completion`` (of any
-        choice); return when every call is valid."""
+    def check(self, completion: Any) -> None:
+        """Raise the attempt's failure (cause ``"invalid_tool_call"``) for the first invalid
+        call of ``completion`` (of any choice); return when every call is valid."""
         for choice in completion.choices:
             for call in choice.message.tool_calls:
                 found = self.problems(call)
@@ -334,8 +312,7 @@ class ToolCallRules:
                     error = self._error(call, *found)
                     error.request_id, error.status_code = completion.request_id, 200
                     error.completion = completion
-                    self.feedback = ({"role": "user", "content": self._feedback(error)},)
-                    raise invalid.failure(error) from None
+                    raise AttemptFailure(error, "invalid_tool_call") from None
 
     def _error(
         self, call: ToolCall, reason: ToolCallReason, errors: tuple[str, ...]

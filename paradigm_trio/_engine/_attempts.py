@@ -3,9 +3,9 @@
 A *logical request* (a chat completion, a stream, the model list, one item of a batch) is a
 :class:`Call`.  Its attempts are made by an *attempt function*, ``async (Attempting) -> T``,
 which does the I/O and either returns a result or raises
-:class:`~paradigm_trio._errors.AttemptFailure` (the error, its cause, whether the policy
-allows a retry).  The engine alone owns everything else, so that each kind of request obeys
-the same rules:
+:class:`~paradigm_trio._errors.AttemptFailure` (the error and its classification: cause,
+status, ``Retry-After``, ``x-should-retry``).  The engine alone owns everything else, so
+that each kind of request obeys the same rules:
 
 * the request's deadline: the earliest of ``Timeouts.total`` (counted from the start, every
   attempt and wait included) and the caller's deadline (a batch's ``deadline=``);
@@ -13,7 +13,8 @@ the same rules:
   together, given back before any wait between attempts;
 * ``Timeouts.attempt`` around each attempt (when the request kind asks for it);
 * a batch's :class:`BatchControl` (circuit breaker and retry budget);
-* the retry decision and the wait (policy, ``Retry-After``, budget, deadline);
+* the retry decision (``_retry.allows``: the only place a ``RetryPolicy`` judges a
+  failure) and the wait (policy, ``Retry-After``, budget, deadline);
 * the :class:`~paradigm_trio.Attempt` records and the errors of a deadline;
 * through the :class:`Ledger`, every counter and every event.
 
@@ -34,18 +35,17 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from .._config import RetryPolicy, Timeouts
-from .._endpoints._completion import Usage
-from .._endpoints._models import ChatRequest
 from .._errors import APIError, APITimeoutError, AttemptFailure, RequestCancelled
 from .._events import Attempt, AttemptFailed
 from ._budget import BatchControl
-from ._ledger import CANCELLED, Ledger, one_line
+from ._ledger import CANCELLED, Ledger, Tokens, one_line
 from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
+from ._retry import INVALID_ANSWER, allows
 
 __all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]
 
@@ -116,8 +116,10 @@ class Plan:
         control: the batch's :class:`BatchControl`, for a batch item.
         attempt_timeout: whether the engine bounds each attempt by ``Timeouts.attempt``
             (a stream bounds only its wait for the first chunk, itself).
-        request: the :class:`ChatRequest` sent, if any (for telemetry: its model and
-            sampling parameters); ``stream`` whether it is sent as a stream.
+        endpoint, request: what was sent, for the observers (telemetry), which ask the
+            endpoint about its request; the engine never looks at either.  A request
+            with an endpoint reports its usage (``None`` for the model list: no usage);
+            ``stream`` whether it is sent as a stream.
     """
 
     custom_id: str | None
@@ -128,7 +130,8 @@ class Plan:
     deadline: float = math.inf
     control: BatchControl | None = None
     attempt_timeout: bool = True
-    request: ChatRequest | None = None
+    endpoint: Any = None
+    request: Any = None
     stream: bool = False
 
 
@@ -236,6 +239,7 @@ class Call:
     __slots__ = (
         "_current",
         "_done",
+        "_invalid_outputs",
         "_retry_of",
         "_ticket",
         "_total_deadline",
@@ -259,6 +263,7 @@ class Call:
         self._retry_of: str | None = None  # the cause of the retry scheduled, if any
         self._ticket: int | None = None  # its place in the batch's retry budget
         self._done = False
+        self._invalid_outputs = 0  # answers that did not pass the checks so far
         self.interrupted: Attempt | None = None
         self.first_chunk: float | None = None
 
@@ -268,7 +273,7 @@ class Call:
         self,
         attempt: Callable[[Attempting], Awaitable[T]],
         *,
-        usage: Callable[[T], Usage | None] = lambda _: None,
+        usage: Callable[[T], Tokens | None] = lambda _: None,
         hold: bool = False,
     ) -> T:
         """Make attempts until one succeeds or the request fails; return its result.
@@ -303,7 +308,7 @@ class Call:
     async def _loop(
         self,
         attempt: Callable[[Attempting], Awaitable[T]],
-        usage: Callable[[T], Usage | None],
+        usage: Callable[[T], Tokens | None],
         hold: bool,
     ) -> T:
         while True:
@@ -351,7 +356,7 @@ class Call:
                     error = APITimeoutError(
                         f"attempt timed out after Timeouts.attempt={limit:g}s", which="attempt"
                     )
-                    raise AttemptFailure(error, "timeout", plan.retry.retry_connection_errors)
+                    raise AttemptFailure(error, "timeout")
             kept = hold
             self.first_chunk = current.first_chunk
             return result
@@ -396,8 +401,9 @@ class Call:
             engine.adaptive.on_rate_limited(honoured, failure.rate_limit, quota=failure.quota)
             engine.ledger.rate_limited(plan.custom_id, plan.key, asked, failure.rate_limit)
         now = trio.current_time()
-        engine.health.event(now, hit=failure.retryable)
-        delay, stop_reason = self._retry_delay(failure, current.number, now)
+        retryable = self._retryable(failure)
+        engine.health.event(now, hit=retryable)
+        delay, stop_reason = self._retry_delay(failure, retryable, current.number, now)
         if delay is not None and plan.control is not None:
             ticket, wait = plan.control.spend_retry(failure.cause, now)
             if now + max(delay, wait) >= self.deadline:
@@ -419,12 +425,18 @@ class Call:
         self._retry_of = failure.cause
         return delay
 
+    def _retryable(self, failure: AttemptFailure) -> bool:
+        """The retry decision, made once (``allows``): whether the policy allows another."""
+        if failure.cause in INVALID_ANSWER:
+            self._invalid_outputs += 1
+        return allows(self.plan.retry, failure, self._invalid_outputs)
+
     def _retry_delay(
-        self, failure: AttemptFailure, number: int, now: float
+        self, failure: AttemptFailure, retryable: bool, number: int, now: float
     ) -> tuple[float | None, str | None]:
         """The wait before the next attempt, or ``(None, why not)`` when there is none."""
         retry = self.plan.retry
-        if not failure.retryable:
+        if not retryable:
             return None, None
         if number >= retry.attempts:
             return (
@@ -503,7 +515,7 @@ class Call:
 
     # ------------------------------------------------------------------ the outcome
 
-    def succeed(self, result: object, usage: Usage | None) -> None:
+    def succeed(self, result: object, usage: Tokens | None) -> None:
         """The attempt under way produced the whole answer (ignored once finished)."""
         current = self._current
         if current is None or self._done:
@@ -532,7 +544,7 @@ class Call:
             return failure.error
         self._release(current)
         now = trio.current_time()
-        self.engine.health.event(now, hit=failure.retryable)
+        self.engine.health.event(now, hit=self._retryable(failure))
         self._record_failure(current, now, failure, None)
         failure.error.__suppress_context__ = True  # the AttemptFailure is internal
         if note:
@@ -545,7 +557,7 @@ class Call:
         self._drop_current()
         self._finish(CANCELLED)
 
-    def _finish(self, outcome: object, usage: Usage | None = None) -> None:
+    def _finish(self, outcome: object, usage: Tokens | None = None) -> None:
         if self._done:
             return
         self._done = True
@@ -558,7 +570,7 @@ class Call:
             outcome.custom_id = plan.custom_id
         self.engine.ledger.finished(
             outcome, plan.custom_id, plan.key, self.attempts_made,
-            trio.current_time() - self.start, usage, self,
+            trio.current_time() - self.start, usage, self, metered=plan.endpoint is not None,
         )  # fmt: skip
 
     @property

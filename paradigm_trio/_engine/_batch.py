@@ -47,12 +47,11 @@ import trio
 
 from .. import _log
 from .._config import Timeouts
-from .._endpoints._completion import Usage
 from .._errors import BatchError, InvalidRequestError, RequestCancelled
 from .._events import Attempt, LatencyHistogram
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
-from ._ledger import Observer
+from ._ledger import Observer, Tokens
 
 __all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"]
 
@@ -70,7 +69,7 @@ class Outcome(Protocol):
     @property
     def cancelled(self) -> bool: ...
     @property
-    def usage(self) -> Usage | None: ...
+    def usage(self) -> Tokens | None: ...
     @property
     def error(self) -> Exception | None: ...
     @property
@@ -105,6 +104,11 @@ class WarmUp(Protocol):
 
 class Kind(Protocol[Q, R_co]):
     """What a batch sends: how items become requests, units and results."""
+
+    @property
+    def operation(self) -> str:
+        """What the batch's requests do (``"chat"``, ``"embeddings"``): its span's name."""
+        ...
 
     def request(self, item: object, index: int) -> Q:
         """The item as a request; :class:`InvalidRequestError` for anything wrong with it."""
@@ -500,7 +504,7 @@ async def run_batch(
     *,
     width: int,
     stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
-    observers: Sequence[Observer] = (),
+    observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
 ) -> AsyncIterator[S]:
     """Run a batch of ``kind``: the engine behind every batch method of the client.
@@ -520,7 +524,7 @@ async def run_batch(
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )
     for observer in observers:
-        observer.batch_started(run.control)
+        observer.batch_started(run.control, kind.operation)
     _log.batch_started(width)
     error: BaseException | None = None
     try:

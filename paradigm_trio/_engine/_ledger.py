@@ -12,8 +12,6 @@ from typing import Any, Final, Protocol
 import trio
 
 from .. import _log
-from .._endpoints._completion import ChatCompletion, Usage
-from .._endpoints._embeddings import Embeddings
 from .._errors import APIError, AttemptFailure, RequestCancelled
 from .._events import (
     AttemptFailed,
@@ -28,10 +26,23 @@ from .._events import (
     frozen_counts,
 )
 
-__all__ = ["CANCELLED", "Ledger", "Observer", "one_line"]
+__all__ = ["CANCELLED", "Ledger", "Observer", "Tokens", "one_line"]
 
 CANCELLED: Final[Any] = object()
 """The outcome of a request cancelled from outside (or left early): no result, no error."""
+
+
+class Tokens(Protocol):
+    """The usage an answer reports, as the engine counts it (an endpoint's ``Usage``)."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+    @property
+    def total_tokens(self) -> int: ...
 
 
 def one_line(error: BaseException) -> str:
@@ -51,11 +62,12 @@ class Observer(Protocol):
     def event(self, event: Event) -> None:
         """A failure-path event (as given to ``on_event``): attempt failed, retry, 429."""
 
-    def finished(self, call: Any, outcome: object, usage: Usage | None, end: float) -> None:
+    def finished(self, call: Any, outcome: object, usage: Tokens | None, end: float) -> None:
         """A logical request is over (``outcome`` as for :meth:`Ledger.finished`)."""
 
-    def batch_started(self, control: Any) -> None:
-        """A batch starts; ``control`` (its ``BatchControl``) is in its items' plans."""
+    def batch_started(self, control: Any, operation: str) -> None:
+        """A batch of ``operation`` (its kind's: ``"chat"``, ``"embeddings"``) starts;
+        ``control`` (its ``BatchControl``) is in its items' plans."""
 
     def batch_finished(self, control: Any, statistics: Any, error: BaseException | None) -> None:
         """The batch is over: its ``BatchStatistics``, and the exception that ended it."""
@@ -152,11 +164,15 @@ class Ledger:
         key: str,
         attempts: int,
         elapsed: float,
-        usage: Usage | None,
+        usage: Tokens | None,
         call: object = None,
+        *,
+        metered: bool = False,
     ) -> None:
         """Count a logical request once: ``outcome`` is its result, its error, or
-        :data:`CANCELLED`; ``call`` (the engine's ``Call``) is for the observers."""
+        :data:`CANCELLED`; ``call`` (the engine's ``Call``) is for the observers.
+        ``metered``: the answer reports its usage (an endpoint's: a success without it is
+        counted as unknown usage, not as zero tokens)."""
         if outcome is CANCELLED:
             self.cancelled += 1
             if _log.enabled(_log.DEBUG):
@@ -180,7 +196,7 @@ class Ledger:
                 self.prompt_tokens += usage.prompt_tokens
                 self.completion_tokens += usage.completion_tokens
                 tokens = usage.total_tokens
-            elif isinstance(outcome, ChatCompletion | Embeddings):
+            elif metered:
                 self.unknown_usage += 1  # the server reported none: unknown, not zero
             if self._on_event is not None:
                 self._on_event(RequestFinished(custom_id, key, True, attempts, elapsed, tokens))

@@ -11,7 +11,8 @@
 
 Every body, header, request id and exception chain goes through the client's ``Redactor``
 before an error is built.  Failures are :class:`~paradigm_trio._errors.AttemptFailure`: the
-error to raise if this is the last attempt, its cause and whether the policy allows a retry.
+error to raise if this is the last attempt and its classification (cause, status,
+``Retry-After``, ``x-should-retry``): whether to retry is the engine's decision alone.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any
 
 import httpx2
 
-from .._config import RetryPolicy
 from .._errors import (
     APIConnectionError,
     APIError,
@@ -149,7 +149,7 @@ class Failures:
         cleaned, leave the chain out (a traceback shows every message of it)."""
         error.__cause__ = exc if self.redactor.scrub_chain(exc) else None
 
-    def transport_failure(self, exc: httpx2.HTTPError, retry: RetryPolicy) -> AttemptFailure:
+    def transport_failure(self, exc: httpx2.HTTPError) -> AttemptFailure:
         """The failure of an ``httpx2`` exception raised before a response was read.
 
         A certificate that does not verify is a configuration problem: cause ``"tls"``,
@@ -159,31 +159,30 @@ class Failures:
         certificate = _unverified_certificate(exc)
         refused = _proxy_refusal(exc)
         if certificate is not None:
-            error = self._certificate_error(certificate, exc)
-            cause, retryable = "tls", False
+            error, cause = self._certificate_error(certificate, exc), "tls"
         elif refused is not None:
-            error, cause, retryable = refused, "proxy", False
+            error, cause = refused, "proxy"
         elif isinstance(exc, InvalidHostName):
             said = self.redact(str(exc))
             error = APIConnectionError(f"{said}. This is a configuration problem, not retried")
-            cause, retryable = "host", False
+            cause = "host"
         elif isinstance(exc, httpx2.TimeoutException):
             which: TimeoutKind = next(
                 (kind for cls, kind in _TIMEOUT_KINDS if isinstance(exc, cls)), "read"
             )
             error = APITimeoutError(f"{which} timeout ({type(exc).__name__})", which=which)
-            cause, retryable = "timeout", retry.retry_connection_errors
+            cause = "timeout"
         elif isinstance(exc, httpx2.TransportError):
             detail = self.redact(str(exc)) or type(exc).__name__
             error = APIConnectionError(f"connection error: {type(exc).__name__}: {detail}")
-            cause, retryable = "connection", retry.retry_connection_errors
+            cause = "connection"
         else:  # e.g. a content decoding error
             error = APIResponseValidationError(
                 f"could not read the response: {self.redact(str(exc))}"
             )
-            cause, retryable = "invalid_response", retry.retry_invalid_responses
+            cause = "invalid_response"
         self.chain(error, exc)
-        return AttemptFailure(error, cause, retryable)
+        return AttemptFailure(error, cause)
 
     def _certificate_error(
         self, exc: ssl.SSLCertVerificationError, raised: httpx2.HTTPError
@@ -213,13 +212,13 @@ class Failures:
         )
 
     def invalid(
-        self, message: str, retry: RetryPolicy, *, status: int | None, request_id: str | None
+        self, message: str, *, status: int | None, request_id: str | None
     ) -> AttemptFailure:
         """A 2xx whose content is not what the API promises."""
         error = APIResponseValidationError(
             self.redact(message), status_code=status, request_id=request_id
         )
-        return AttemptFailure(error, "invalid_response", retry.retry_invalid_responses)
+        return AttemptFailure(error, "invalid_response")
 
     def invalid_data(
         self,
@@ -244,7 +243,7 @@ class Failures:
         err.__cause__ = None
         return err
 
-    def status_failure(self, response: httpx2.Response, retry: RetryPolicy) -> AttemptFailure:
+    def status_failure(self, response: httpx2.Response) -> AttemptFailure:
         """The failure of a non-2xx response (whose body has been read)."""
         status = response.status_code
         headers = response.headers
@@ -262,12 +261,12 @@ class Failures:
             status, f"Error code: {status} - {message}", body, fields,
             self.redactor.headers(headers), self.request_id(response),
         )  # fmt: skip
-        should = parse_should_retry(headers)
         limits = self.redactor.headers(_ratelimit_headers(headers)) if status == 429 else None
         return AttemptFailure(
             error,
             str(status),
-            should if should is not None else retry.is_retryable_status(status),
+            status=status,
+            should_retry=parse_should_retry(headers),
             retry_after=parse_retry_after(headers),
             rate_limit=limits,
             quota=status == 429 and _says_quota(message, fields),
@@ -276,7 +275,6 @@ class Failures:
     def error_event_failure(
         self,
         payload: object,
-        retry: RetryPolicy,
         *,
         response: httpx2.Response,
         suffix: str,
@@ -300,12 +298,12 @@ class Failures:
                 request_id=request_id,
                 body=payload,
             )
-            return AttemptFailure(error, "stream_error", retry.is_retryable_status(500))
+            return AttemptFailure(error, "stream_error")
         status_error = _status_error(
             status, f"Error code: {status} - {text}{suffix}", payload, fields,
             self.redactor.headers(response.headers), request_id,
         )  # fmt: skip
-        return AttemptFailure(status_error, str(status), retry.is_retryable_status(status))
+        return AttemptFailure(status_error, str(status), status=status)
 
 
 _NAME_MISMATCH = frozenset({62, 64})

@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 import httpx2
 import trio
 
-from .._config import RetryPolicy, Timeouts
+from .._config import Timeouts
 from .._errors import APIResponseValidationError, AttemptFailure
 from .._redact import Redactor
 from .._transport import FastLane, TrioTransport, WireTimeouts, header_map, wire_timeouts
@@ -160,7 +160,7 @@ class HTTP(Failures):
         await trio.lowlevel.checkpoint()
         return 0
 
-    async def send(self, ex: Exchange, retry: RetryPolicy) -> httpx2.Response:
+    async def send(self, ex: Exchange) -> httpx2.Response:
         """Send one attempt of ``ex`` and return the response as soon as its head arrives.
 
         The response is open: the caller reads its body and closes it.
@@ -183,13 +183,12 @@ class HTTP(Failures):
                 )
                 response = await self._direct.handle_async_request(request)
         except httpx2.HTTPError as exc:
-            raise self.transport_failure(exc, retry) from None
+            raise self.transport_failure(exc) from None
         return response
 
     def fetch_json(
         self,
         ex: Exchange,
-        retry: RetryPolicy,
         parse: Callable[[object, str | None], T],
         current: Responder,
     ) -> Awaitable[T]:
@@ -200,36 +199,33 @@ class HTTP(Failures):
         *with* a response.  (The coroutine of the lane taken, not one of its own.)
         """
         if ex.wire is not None:
-            return self._fetch_wire(ex, retry, parse, current)
-        return self._fetch_httpx(ex, retry, parse, current)
+            return self._fetch_wire(ex, parse, current)
+        return self._fetch_httpx(ex, parse, current)
 
     async def _fetch_httpx(
         self,
         ex: Exchange,
-        retry: RetryPolicy,
         parse: Callable[[object, str | None], T],
         current: Responder,
     ) -> T:
         """:meth:`fetch_json` through ``httpx2`` (a user's transport, a proxy...)."""
-        response = await self.send(ex, retry)
+        response = await self.send(ex)
         current.responded(response.status_code, self.request_id(response), response.headers)
-        await self.read(response, retry)
-        return self._answer(response, parse, retry)
+        await self.read(response)
+        return self._answer(response, parse)
 
     def _answer(
         self,
         response: httpx2.Response,
         parse: Callable[[object, str | None], T],
-        retry: RetryPolicy,
     ) -> T:
         if 200 <= response.status_code < 300:
-            return self.parse(response, parse, retry)
-        raise self.status_failure(response, retry)
+            return self.parse(response, parse)
+        raise self.status_failure(response)
 
     async def _fetch_wire(
         self,
         ex: Exchange,
-        retry: RetryPolicy,
         parse: Callable[[object, str | None], T],
         current: Responder,
     ) -> T:
@@ -243,12 +239,12 @@ class HTTP(Failures):
                 lane.origin, ex.wire, ex.wire_timeouts, self._head_of, current
             )
         except httpx2.HTTPError as exc:
-            raise self.transport_failure(exc, retry) from None
+            raise self.transport_failure(exc) from None
         if 200 <= status < 300 and not encoded:
-            return self.parse_body(status, request_id, content, parse, retry)
+            return self.parse_body(status, request_id, content, parse)
         response = httpx2.Response(status, headers=raw, stream=httpx2.ByteStream(content))
-        await self.read(response, retry)  # (decodes a compressed body)
-        return self._answer(response, parse, retry)
+        await self.read(response)  # (decodes a compressed body)
+        return self._answer(response, parse)
 
     def _on_head(
         self, current: Responder, status: int, raw: list[tuple[bytes, bytes]]
@@ -260,12 +256,12 @@ class HTTP(Failures):
         current.responded(status, request_id, headers)
         return request_id, "content-encoding" in headers
 
-    async def read(self, response: httpx2.Response, retry: RetryPolicy) -> None:
+    async def read(self, response: httpx2.Response) -> None:
         """Read the whole body of ``response`` and close it."""
         try:
             await response.aread()
         except httpx2.HTTPError as exc:
-            raise self.transport_failure(exc, retry) from None
+            raise self.transport_failure(exc) from None
         finally:
             await response.aclose()
 
@@ -273,11 +269,10 @@ class HTTP(Failures):
         self,
         response: httpx2.Response,
         parse: Callable[[object, str | None], T],
-        retry: RetryPolicy,
     ) -> T:
         """The parsed body of a whole 2xx response, or raise its failure."""
         return self.parse_body(
-            response.status_code, self.request_id(response), response.content, parse, retry
+            response.status_code, self.request_id(response), response.content, parse
         )
 
     def parse_body(
@@ -286,7 +281,6 @@ class HTTP(Failures):
         request_id: str | None,
         content: bytes,
         parse: Callable[[object, str | None], T],
-        retry: RetryPolicy,
     ) -> T:
         """The parsed ``content`` of a 2xx response, or raise its failure."""
         try:
@@ -298,11 +292,11 @@ class HTTP(Failures):
                 status_code=status,
                 request_id=request_id,
             )
-            raise AttemptFailure(err, "invalid_response", retry.retry_invalid_responses) from None
+            raise AttemptFailure(err, "invalid_response") from None
         try:
             return parse(data, request_id)
         except APIResponseValidationError as err:
             clean = self.invalid_data(parse, data, request_id, err)
             clean.status_code = status
             clean.raw = self.redactor.clip(content.decode("utf-8", "replace"), RAW_LIMIT)
-            raise AttemptFailure(clean, "invalid_response", retry.retry_invalid_responses) from None
+            raise AttemptFailure(clean, "invalid_response") from None

@@ -125,12 +125,13 @@ def fail(
     status: int = 503,
     *,
     message: str = "busy",
-    retryable: bool = True,
+    should_retry: bool | None = None,
     retry_after: float | None = None,
     rate_limit: Mapping[str, str] | None = None,
     takes: float = 0.0,
 ) -> Step:
-    """An attempt that gets an error response (after ``takes`` seconds)."""
+    """An attempt that gets an error response (after ``takes`` seconds); ``should_retry``
+    is the server's ``x-should-retry``."""
 
     async def step(current: Attempting) -> str:
         await trio.sleep(takes)
@@ -143,7 +144,12 @@ def fail(
         else:
             error = pt.BadRequestError(message, status_code=status)
         raise AttemptFailure(
-            error, str(status), retryable, retry_after=retry_after, rate_limit=rate_limit
+            error,
+            str(status),
+            status=status,
+            should_retry=should_retry,
+            retry_after=retry_after,
+            rate_limit=rate_limit,
         )
 
     return step
@@ -154,7 +160,7 @@ def refused(*, takes: float = 0.0) -> Step:
 
     async def step(current: Attempting) -> str:
         await trio.sleep(takes)
-        raise AttemptFailure(pt.APIConnectionError("connection refused"), "connection", True)
+        raise AttemptFailure(pt.APIConnectionError("connection refused"), "connection")
 
     return step
 
@@ -334,7 +340,7 @@ async def test_non_retryable_failures_do_not_count_as_server_trouble() -> None:
     rig = make_rig()
     for _ in range(9):  # the server answered: a 400 is the caller's mistake
         with pytest.raises(pt.APIError):
-            await rig.call().run(Script(fail(400, retryable=False)))
+            await rig.call().run(Script(fail(400, should_retry=False)))
     call = rig.call()
     await call.run(Script(fail(), ok()))
     assert call.history[0].delay == pytest.approx(0.2)
@@ -381,7 +387,7 @@ async def test_the_lease_is_held_during_an_attempt_and_given_back_while_waiting(
 async def test_a_non_retryable_failure_is_raised_at_once() -> None:
     rig = make_rig()
     t0 = trio.current_time()
-    script = Script(fail(400, message="bad request", retryable=False), ok())
+    script = Script(fail(400, message="bad request", should_retry=False), ok())
     call = rig.call()
 
     with pytest.raises(pt.BadRequestError) as info:
@@ -796,7 +802,7 @@ async def test_hold_then_fail_is_final_and_counts_a_failure() -> None:
     call, _ = await held_call(rig, ok())
     broken = pt.IncompleteStreamError("the stream broke", chunks=3)
 
-    error = call.fail(AttemptFailure(broken, "connection", True), "not retried: chunks seen")
+    error = call.fail(AttemptFailure(broken, "connection"), "not retried: chunks seen")
 
     assert error is broken
     assert notes(error) == ["not retried: chunks seen"]
@@ -830,7 +836,7 @@ def finish(call: Call, how: str) -> None:
     if how == "succeed":
         call.succeed("stream", None)
     elif how == "fail":
-        call.fail(AttemptFailure(pt.APIConnectionError("cut"), "connection", True))
+        call.fail(AttemptFailure(pt.APIConnectionError("cut"), "connection"))
     else:
         call.abandon()
 

@@ -595,3 +595,41 @@ async def test_clients_on_one_meter_provider_are_summed(telemetry: Telemetry) ->
     del first, second
     gc.collect()  # a client no longer used is no longer observed
     assert telemetry.value("paradigm_trio.started") is None
+
+
+async def test_a_chat_batch_and_an_embeddings_batch_each_have_one_root_span(
+    telemetry: Telemetry,
+) -> None:
+    """Batches are generic over endpoints: each kind's batch span is the one root of its
+    requests' spans (an embeddings batch had none, its request spans no parent)."""
+    from .test_embeddings import Embedder
+
+    embedder = Embedder()
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/embeddings"):
+            return await embedder(request)
+        return ok()
+
+    client = make_client(handler, limits=pt.Limits(concurrency=2))
+    async with telemetry.instrument(client):
+        chats = await client.chat_batch([MESSAGES] * 3)
+        texts = await client.embed_batch(["a", "bb", "ccc", "dddd", "eeeee"], pack_inputs=2)
+    assert all(r.ok for r in chats)
+    assert all(r.ok for r in texts)
+    batches = (("chat_batch", "chat", 3), ("embeddings_batch", "embeddings", 3))
+    for name, operation, requests in batches:  # 5 texts in packs of 2: 3 requests
+        (batch,) = telemetry.spans(name)
+        assert batch.parent is None
+        assert _attributes(batch)["gen_ai.operation.name"] == operation
+        items = telemetry.children(batch)
+        assert len(items) == requests
+        assert all(_attributes(s)["gen_ai.operation.name"] == operation for s in items)
+        assert all(s.name.startswith(f"{operation} ") for s in items)
+        in_trace = [s for s in telemetry.spans() if s.context.trace_id == batch.context.trace_id]
+        assert len(in_trace) == 1 + 2 * requests  # the batch, its requests, their attempts
+        assert [s for s in in_trace if s.parent is None] == [batch]
+    assert len([s for s in telemetry.spans() if s.parent is None]) == 2
+    embedded = _attributes(telemetry.children(telemetry.spans("embeddings_batch")[0])[0])
+    assert embedded["gen_ai.usage.input_tokens"] > 0
+    assert "gen_ai.usage.output_tokens" not in embedded

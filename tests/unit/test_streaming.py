@@ -904,7 +904,7 @@ async def test_a_caller_deadline_cancels_the_request() -> None:
     script = Script(sse(chunk("a"), 10.0, chunk("b"), DONE)[0])
     async with make_client(script) as client:
         request = client.make_request(MESSAGES)
-        plan = client._plan(request, None, None, trio.current_time() + 4, stream=True)
+        plan = client._plan(client._chat, request, None, None, trio.current_time() + 4, stream=True)
         ex = client._streamer.prepare(request, plan.key, plan.timeouts)
         with pytest.raises(pt.RequestCancelled) as info:
             async with ChatStream(client._streamer, request, plan, ex) as stream:

@@ -266,7 +266,7 @@ async def _run(items: Any, warmer: Warmer, **keywords: Any) -> list[Any]:
         return pt.ChatCompletion.from_json(completion_json(), None)
 
     options = pt.BatchOptions(**keywords)
-    batch = _chat_kind.stream_batch(send_one, items, options, width=8, warm_up=warmer)
+    batch = _chat_kind.stream_batch(send_one, items, options, width=8, observers=(), warm_up=warmer)
     async with batch as results:
         return [r async for r in results]
 
@@ -321,7 +321,13 @@ async def _run_embeddings(items: Any, warmer: Warmer, **packing: int) -> list[An
     kind = _embedder.EmbeddingKind(send_one, {}, **{**PACKING, **packing})
     options = pt.BatchOptions(warm_up=True)
     batch = run_batch(
-        kind, items, options, width=8, stream=_embedder.EmbeddingStream, warm_up=warmer
+        kind,
+        items,
+        options,
+        width=8,
+        stream=_embedder.EmbeddingStream,
+        observers=(),
+        warm_up=warmer,
     )
     async with batch as results:
         return [r async for r in results]

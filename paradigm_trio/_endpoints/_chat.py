@@ -1,0 +1,113 @@
+"""The chat completions endpoint (``POST /chat/completions``), plain; streamed ones are
+read by ``_streaming`` on the same engine."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from .._errors import AttemptFailure, ToolCallError
+from ._completion import ChatCompletion, Usage, completion_parser
+from ._models import ChatRequest
+from ._structured import ToolCallRules
+
+if TYPE_CHECKING:
+    from .._redact import Redactor
+
+__all__ = ["ChatEndpoint"]
+
+
+class ChatEndpoint:
+    """Chat completions, as an :class:`~._endpoint.Endpoint`."""
+
+    __slots__ = ("model", "redactor")
+
+    operation: Final = "chat"
+    path: Final = "/chat/completions"
+    token_types: Final = ("input", "output")
+
+    def __init__(self, model: str, redactor: Redactor | None = None) -> None:
+        self.model = model
+        self.redactor = redactor
+        """Scrubs the API key from the errors built of an answer's tool calls."""
+
+    def encode(self, request: ChatRequest) -> bytes:
+        return request.encode_body(request.to_body(self.model))
+
+    def tool_rules(self, request: ChatRequest) -> ToolCallRules | None:
+        """The checks of ``request``'s tool calls (``None``: none offered, or not checked)."""
+        return ToolCallRules.of(request.tools, request.validate_tool_calls, self.redactor)
+
+    def parser(self, request: ChatRequest) -> Callable[[object, str | None], ChatCompletion]:
+        return completion_parser(request.output, self.tool_rules(request))
+
+    def follow_up(
+        self, request: ChatRequest
+    ) -> Callable[[AttemptFailure], ChatRequest | None] | None:
+        """A request with tools checked: the re-ask after an invalid call tells the model
+        what was wrong with it (see :meth:`ToolCallRules.request_for`)."""
+        rules = self.tool_rules(request)
+        return None if rules is None else functools.partial(_re_ask, rules, request)
+
+    @staticmethod
+    def usage(answer: ChatCompletion) -> Usage | None:
+        return answer.usage
+
+    @staticmethod
+    def request_attributes(request: ChatRequest) -> Iterator[tuple[str, Any]]:
+        for name, value in (
+            ("temperature", request.temperature),
+            ("max_tokens", request.max_tokens),
+            ("top_p", request.top_p),
+            ("seed", request.seed),
+            ("presence_penalty", request.presence_penalty),
+            ("frequency_penalty", request.frequency_penalty),
+        ):
+            if value is not None:
+                yield f"gen_ai.request.{name}", value
+        if request.stop is not None:
+            stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop)
+            yield "gen_ai.request.stop_sequences", stop
+
+    @staticmethod
+    def answer_attributes(answer: Any) -> Iterator[tuple[str, Any]]:
+        if not isinstance(answer, ChatCompletion):
+            return
+        if answer.id:
+            yield "gen_ai.response.id", answer.id
+        if answer.model:
+            yield "gen_ai.response.model", answer.model
+        reasons = tuple(c.finish_reason for c in answer.choices if c.finish_reason is not None)
+        if reasons:
+            yield "gen_ai.response.finish_reasons", reasons
+
+    @staticmethod
+    def content_attributes(request: ChatRequest, answer: Any) -> Iterator[tuple[str, str]]:
+        """The messages, in the conventions' JSON form (opt-in only: they are user data)."""
+        sent = [_message(m.get("role"), m.get("content")) for m in request.messages]
+        yield "gen_ai.input.messages", json.dumps(sent, ensure_ascii=False)
+        if isinstance(answer, ChatCompletion):
+            received = [
+                {**_message(c.message.role, c.message.content), "finish_reason": c.finish_reason}
+                for c in answer.choices
+            ]
+            yield "gen_ai.output.messages", json.dumps(received, ensure_ascii=False)
+
+
+def _re_ask(
+    rules: ToolCallRules, request: ChatRequest, failure: AttemptFailure
+) -> ChatRequest | None:
+    error = failure.error
+    return rules.request_for(request, error) if isinstance(error, ToolCallError) else None
+
+
+def _message(role: object, content: object) -> dict[str, Any]:
+    if isinstance(content, str):
+        parts: list[Any] = [{"type": "text", "content": content}]
+    elif content is None:
+        parts = []
+    else:  # already structured (e.g. a list of parts): kept as it is
+        parts = content if isinstance(content, list) else [content]
+    return {"role": role, "parts": parts}

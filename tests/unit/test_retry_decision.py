@@ -1,0 +1,69 @@
+"""The retry decision, made once (``_engine._retry.allows``): failures only classify."""
+
+from __future__ import annotations
+
+import pytest
+
+import paradigm_trio as pt
+from paradigm_trio._engine._retry import allows
+from paradigm_trio._errors import AttemptFailure
+
+ERROR = pt.APIError("failed")
+
+
+def failure(cause: str, **classified: object) -> AttemptFailure:
+    return AttemptFailure(ERROR, cause, **classified)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "should_retry", "expected"),
+    [(503, None, True), (400, None, False), (429, None, True), (400, True, True),
+     (503, False, False), (418, None, False)],
+)  # fmt: skip
+def test_a_status_follows_x_should_retry_then_the_policy(
+    status: int, should_retry: bool | None, expected: bool
+) -> None:
+    classified = failure(str(status), status=status, should_retry=should_retry)
+    assert allows(pt.RetryPolicy(), classified, 0) is expected
+
+
+def test_the_policy_s_statuses_decide() -> None:
+    policy = pt.RetryPolicy(retry_statuses=frozenset({418}))
+    assert allows(policy, failure("418", status=418), 0)
+    assert not allows(policy, failure("429", status=429), 0)
+
+
+@pytest.mark.parametrize("cause", ["connection", "timeout"])
+def test_connection_failures_follow_retry_connection_errors(cause: str) -> None:
+    assert allows(pt.RetryPolicy(), failure(cause), 0)
+    assert not allows(pt.RetryPolicy(retry_connection_errors=False), failure(cause), 0)
+
+
+def test_invalid_responses_follow_retry_invalid_responses() -> None:
+    on = pt.RetryPolicy(retry_invalid_responses=True)
+    off = pt.RetryPolicy(retry_invalid_responses=False)
+    assert allows(on, failure("invalid_response"), 0)
+    assert not allows(off, failure("invalid_response"), 0)
+
+
+@pytest.mark.parametrize("cause", ["invalid_output", "invalid_tool_call"])
+def test_invalid_answers_are_retried_as_many_times_as_the_policy_says(cause: str) -> None:
+    # ``output=`` and tool calls: one budget (the engine counts both in ``n``).
+    policy = pt.RetryPolicy(invalid_output_retries=2)
+    assert [allows(policy, failure(cause), n) for n in (1, 2, 3)] == [True, True, False]
+    assert not allows(pt.RetryPolicy(), failure(cause), 1)
+
+
+def test_an_error_event_without_a_status_is_judged_as_a_500() -> None:
+    # (a 5xx is always retried: retry_statuses names the 4xx that are)
+    assert allows(pt.RetryPolicy(retry_statuses=frozenset()), failure("stream_error"), 0)
+
+
+@pytest.mark.parametrize("cause", ["tls", "proxy", "host"])
+def test_configuration_problems_are_never_retried(cause: str) -> None:
+    assert not allows(pt.RetryPolicy(), failure(cause), 0)
+
+
+def test_a_final_failure_is_never_retried() -> None:
+    assert not allows(pt.RetryPolicy(), failure("timeout", final=True), 0)
+    assert not allows(pt.RetryPolicy(), failure("503", status=503, final=True), 0)
