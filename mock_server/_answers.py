@@ -354,7 +354,7 @@ def make_replies(
     prefix = chat.options.continued
     if prefix is not None:
         replies = make_replies(seed, original_request(chat), reply_tokens, kind)
-        return [continued_reply(reply, prefix) for reply in replies]
+        return [continued_reply(reply, prefix, chat.max_tokens) for reply in replies]
     replies = []
     for index in range(chat.options.n):
         reply = make_reply(seed, chat, reply_tokens, variant=index)

@@ -8,7 +8,10 @@ the conversation *without* its last message (the original request), less the tex
 that last message when the answer starts with it.  A client that resumes a broken stream
 by sending what it received as the final assistant message therefore gets exactly the
 rest of the answer.  When the answer does not start with that text, the continuation is
-the whole answer (deterministic, but not a continuation of anything).
+the whole answer (deterministic, but not a continuation of anything).  As in vLLM, the
+continuation's ``max_tokens`` bounds the tokens it adds (not the original answer's), so a
+client that lowers it by the tokens it received gets the rest of an answer cut by
+``max_tokens`` exactly where it would have been cut.
 """
 
 from __future__ import annotations
@@ -55,14 +58,16 @@ def continued_text(data: Mapping[str, Any], messages: list[dict[str, Any]]) -> s
 
 
 def original_request(chat: ChatRequest) -> ChatRequest:
-    """The request whose answer a continuation continues: without its final message."""
+    """The request whose answer a continuation continues: without its final message, and
+    without a token limit (the continuation's ``max_tokens`` bounds what it adds)."""
     options = replace(chat.options, continued=None)
-    return replace(chat, messages=chat.messages[:-1], options=options)
+    return replace(chat, messages=chat.messages[:-1], options=options, max_tokens=None)
 
 
-def continued_reply(reply: Reply, prefix: str) -> Reply:
+def continued_reply(reply: Reply, prefix: str, max_tokens: int | None = None) -> Reply:
     """What follows ``prefix`` in ``reply`` (its pieces, the first one cut where the prefix
-    ends); the whole reply when it does not start with ``prefix``, or calls tools."""
+    ends), at most ``max_tokens`` pieces of it (then ``finish_reason="length"``); the whole
+    reply when it does not start with ``prefix``, or calls tools."""
     if reply.tool_calls or not reply.content.startswith(prefix):
         return reply
     pieces, position = [], 0
@@ -71,4 +76,9 @@ def continued_reply(reply: Reply, prefix: str) -> Reply:
         if end > len(prefix):
             pieces.append(piece[max(0, len(prefix) - position) :])
         position = end
-    return Reply(pieces=tuple(pieces), finish_reason=reply.finish_reason)
+    finish_reason = reply.finish_reason
+    if max_tokens is not None and max_tokens < len(pieces):
+        pieces = pieces[:max_tokens]
+        pieces[-1] = pieces[-1].rstrip()
+        finish_reason = "length"
+    return Reply(pieces=tuple(pieces), finish_reason=finish_reason)

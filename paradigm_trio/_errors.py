@@ -462,9 +462,9 @@ class AttemptFailure(Exception):
     Attributes:
         error: the :class:`APIError` the request fails with if this is its last attempt.
         cause: ``"429"``, ``"503"``, ``"connection"``, ``"timeout"``, ``"invalid_response"``,
-            ``"invalid_output"``, ``"invalid_tool_call"``, ``"stream_error"``, ``"tls"``,
-            ``"proxy"``, ``"host"``:
-            the key of ``retries_by_cause``.
+            ``"invalid_output"``, ``"invalid_tool_call"``, ``"stream_error"``,
+            ``"stream_diverged"``, ``"tls"``, ``"proxy"``, ``"host"``: the key of
+            ``retries_by_cause``.
         status: the HTTP status that failed the attempt (a non-2xx answer, or an error
             event that names one), else ``None``.
         should_retry: the server's ``x-should-retry`` header, if it sent one.
@@ -472,8 +472,12 @@ class AttemptFailure(Exception):
         rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers
             (the adaptive controller reads them); ``None`` otherwise.
         quota: for a 429, whether its body says a quota is spent (not one replica's noise).
+        resume: for a live stream that broke after handing chunks out, what it had
+            delivered (set by the stream; the endpoint's ``follow_up`` may build the next
+            attempt's request from it), else ``None``.
         final: no attempt can follow, whatever the policy (the request's own deadline
-            passed while the attempt ran).
+            passed while the attempt ran, or a resumed stream's answer differs from the
+            one delivered).
     """
 
     def __init__(
@@ -497,6 +501,7 @@ class AttemptFailure(Exception):
         self.rate_limit = rate_limit
         self.quota = quota
         self.final = final
+        self.resume: object = None
 
 
 class CertificateVerificationError(APIConnectionError):

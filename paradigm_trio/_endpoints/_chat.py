@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._errors import AttemptFailure, ToolCallError
 from ._completion import ChatCompletion, Usage, completion_parser
 from ._models import ChatRequest
+from ._resume import Resume, continuation
 from ._structured import ToolCallRules
 
 if TYPE_CHECKING:
@@ -44,12 +45,15 @@ class ChatEndpoint:
         return completion_parser(request.output, self.tool_rules(request))
 
     def follow_up(
-        self, request: ChatRequest
+        self, request: ChatRequest, stream: bool = False
     ) -> Callable[[AttemptFailure], ChatRequest | None] | None:
         """A request with tools checked: the re-ask after an invalid call tells the model
-        what was wrong with it (see :meth:`ToolCallRules.request_for`)."""
+        what was wrong with it (see :meth:`ToolCallRules.request_for`).  A live stream
+        resumed by ``"continue"``: the delivered text to continue (``_resume``)."""
         rules = self.tool_rules(request)
-        return None if rules is None else functools.partial(_re_ask, rules, request)
+        if rules is None and not stream:
+            return None
+        return functools.partial(_follow_up, rules, request)
 
     @staticmethod
     def usage(answer: ChatCompletion) -> Usage | None:
@@ -96,11 +100,15 @@ class ChatEndpoint:
             yield "gen_ai.output.messages", json.dumps(received, ensure_ascii=False)
 
 
-def _re_ask(
-    rules: ToolCallRules, request: ChatRequest, failure: AttemptFailure
+def _follow_up(
+    rules: ToolCallRules | None, request: ChatRequest, failure: AttemptFailure
 ) -> ChatRequest | None:
-    error = failure.error
-    return rules.request_for(request, error) if isinstance(error, ToolCallError) else None
+    error, resume = failure.error, failure.resume
+    if rules is not None and isinstance(error, ToolCallError):
+        return rules.request_for(request, error)
+    if isinstance(resume, Resume):
+        return continuation(request, resume) if resume.strategy == "continue" else request
+    return None
 
 
 def _message(role: object, content: object) -> dict[str, Any]:

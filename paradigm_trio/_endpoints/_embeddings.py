@@ -372,7 +372,7 @@ class EmbeddingsEndpoint:
         return functools.partial(Embeddings.from_json, expected=len(request.inputs))
 
     @staticmethod
-    def follow_up(request: EmbeddingRequest) -> None:
+    def follow_up(request: EmbeddingRequest, stream: bool) -> None:
         """Every attempt sends the same request."""
 
     usage = staticmethod(usage_of_embeddings)

@@ -83,9 +83,11 @@ class Endpoint(Protocol[Q_contra, A]):
         ``AttemptFailure`` that classifies what is wrong with it)."""
         ...
 
-    def follow_up(self, request: Q_contra) -> FollowUp[Any] | None:
-        """What the attempts after a failure send, when a failure can change it (``None``:
-        every attempt sends ``request`` as it is; the common case, which costs nothing)."""
+    def follow_up(self, request: Q_contra, stream: bool) -> FollowUp[Any] | None:
+        """The request for the attempt after a failure, when a failure can change it
+        (``None``: every attempt sends ``request`` as it is; the common case, which costs
+        nothing).  ``stream``: ``request`` is streamed (a broken live stream's failure
+        carries what it delivered, ``AttemptFailure.resume``)."""
         ...
 
     def usage(self, answer: A) -> Tokens | None:
@@ -124,7 +126,7 @@ class Sender:
         """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
         ex = self.prepare(endpoint, request, plan)
         parse = endpoint.parser(request)
-        follow_up = endpoint.follow_up(request)
+        follow_up = endpoint.follow_up(request, plan.stream)
         if follow_up is None:
             return self.fetch(ex, plan, parse, endpoint.usage, history)
         http, sent = self.http, ex

@@ -290,6 +290,10 @@ class ToolCallAssembler:
                     raise ValueError(f"tool call {index}: an arguments fragment is not text")
                 call.arguments.append(fragment)
 
+    def snapshot(self) -> dict[int, tuple[str, str, bool]]:
+        """Each call so far by index: its name, its arguments, whether its id arrived."""
+        return {k: (c.name, "".join(c.arguments), bool(c.id)) for k, c in self._calls.items()}
+
     def calls(self) -> list[dict[str, Any]]:
         """The calls assembled so far, in index order, as ``tool_calls`` JSON.
 

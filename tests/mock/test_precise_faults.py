@@ -5,7 +5,9 @@ tool), each by script and by rate, deterministic per key and attempt; and vLLM's
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from typing import Any
 
 import httpx2
@@ -220,12 +222,16 @@ async def test_a_continuation_is_exactly_the_rest_of_the_answer(stream: bool, cu
     async with ms.serve() as server:
         whole = (await _post(server, body, "o")).json()["choices"][0]["message"]["content"]
         prefix = whole[:cut]
+        # As in vLLM, the continuation's max_tokens bounds what it adds: the tokens (one a
+        # word) wholly in the prefix are taken off, so the rest ends where the whole did.
+        ends = itertools.accumulate(len(p) for p in re.findall(r"\S+\s*", whole))
         asked = {
             **body,
             "messages": [*body["messages"], {"role": "assistant", "content": prefix}],
             "continue_final_message": True,
             "add_generation_prompt": False,
             "stream": stream,
+            "max_tokens": 40 - sum(end <= cut for end in ends),
         }
         response = await _post(server, asked, "c")
     if stream:
@@ -238,6 +244,23 @@ async def test_a_continuation_is_exactly_the_rest_of_the_answer(stream: bool, cu
         rest = response.json()["choices"][0]["message"]["content"]
     assert prefix + rest == whole
     assert len(rest) == len(whole) - cut
+
+
+async def test_a_continuation_s_max_tokens_bounds_what_it_adds() -> None:
+    body = chat_body("Tell me a long story about a lighthouse keeper")
+    async with ms.serve() as server:
+        whole = (await _post(server, body, "o")).json()["choices"][0]["message"]["content"]
+        words = re.findall(r"\S+\s*", whole)
+        asked = {
+            **body,
+            "messages": [*body["messages"], {"role": "assistant", "content": "".join(words[:3])}],
+            "continue_final_message": True,
+            "add_generation_prompt": False,
+            "max_tokens": 2,
+        }
+        answer = (await _post(server, asked, "c")).json()["choices"][0]
+    assert answer["message"]["content"] == "".join(words[3:5]).rstrip()
+    assert answer["finish_reason"] == "length"
 
 
 async def test_continuation_flags_are_checked_like_vllm() -> None:

@@ -52,7 +52,7 @@ async def test_a_stalled_chat_stream_fails_at_its_pace_not_at_the_read_timeout()
     async with make_client(script, timeouts=STALLS) as client:
         start = trio.current_time()
         with pytest.raises(pt.APITimeoutError, match="the stream stalled") as info:
-            await collect(client.chat_stream(MESSAGES), deltas)
+            await collect(client.chat_stream(MESSAGES, restart=None), deltas)
         elapsed = trio.current_time() - start
     assert info.value.which == "stream"
     assert "Timeouts.stall_factor=10" in str(info.value)
