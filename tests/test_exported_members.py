@@ -162,6 +162,9 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     "paradigm_trio._endpoints._pace": frozenset({"StallWatch"}),
+    "paradigm_trio._endpoints._resume": frozenset(
+        {"DIVERGED", "Diverged", "Restart", "Resume", "continuation"}
+    ),
     "paradigm_trio._endpoints._structured": frozenset({"OutputForm", "ToolCallRules"}),
     "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),
     "paradigm_trio._endpoints._assembly": frozenset({"CompletionAssembler"}),

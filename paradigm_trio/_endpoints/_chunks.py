@@ -86,7 +86,7 @@ class StreamReader:
             old = resume.reader
             self.assembler, self.queue = old.assembler, old.queue
             self.chunks, self.characters = old.chunks, old.characters
-            self._choices, self._finished = old._choices, old._finished
+            # (whether this stream is complete is judged on its own chunks, untrimmed)
 
     @property
     def text(self) -> str:
@@ -223,6 +223,7 @@ class StreamReader:
             raise self._error_event(payload)
         self.received += 1
         if self.resume is not None and isinstance(payload, dict):
+            self._track_choices(payload)
             payload = self._trimmed(payload, data)
             if payload is None:
                 return
@@ -240,7 +241,8 @@ class StreamReader:
             raise self.invalid(f"a malformed chunk ({exc}): {data[:200]!r}") from None
         self.chunks += 1
         self.characters += len(chunk.delta)
-        self._track_choices(payload)
+        if self.resume is None:
+            self._track_choices(payload)
         self.queue.append(chunk)
 
     def _track_choices(self, payload: object) -> None:

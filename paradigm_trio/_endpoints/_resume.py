@@ -191,6 +191,7 @@ class Resume:
         self._sent = {i: _Sent.of(c) for i, c in assembler.choices.items()}
         self._left = set(self._sent)  # the choices whose delivered part is still ahead
         self._head = {"id": assembler.id, "created": assembler.created}
+        self._usage_sent = assembler.usage is not None
         self.successor: Any = None
         """The reader that took this over (set by it), if any."""
 
@@ -203,8 +204,8 @@ class Resume:
         """
         if self.strategy == "continue":
             out = self._continued(payload)
-        elif not self._left:
-            out = payload
+        elif not self._left:  # (only the usage chunk may have been delivered already)
+            out = None if self._usage_sent and not payload.get("choices") else payload
         else:
             out = self._replayed(payload)
         if out is None:
@@ -229,8 +230,8 @@ class Resume:
                 self._left.discard(index)  # (from here on, its chunks are new)
             if trimmed is not None:
                 kept.append(trimmed)
-        if not kept and choices and payload.get("usage") is None:
-            return None
+        if not kept and (choices or self._usage_sent):
+            return None  # (all of it delivered, the usage chunk included)
         return {**payload, "choices": kept}
 
     def _continued(self, payload: dict[str, Any]) -> dict[str, Any] | None:
