@@ -17,7 +17,7 @@ from ._common import ROOT, Section, Table, Target, busy_seconds, cpu_model, mach
 
 SCENARIOS = (
     "speed", "cost", "scaling", "memory", "ratelimit", "mock", "goodput", "instructions",
-    "proxy", "shared", "otel", "embeddings", "restart",
+    "proxy", "shared", "otel", "embeddings", "sync", "restart",
 )  # fmt: skip
 DEFAULT_OUTPUT = ROOT / "docs" / "performance.md"
 
@@ -45,6 +45,8 @@ def _runner(name: str) -> Callable[[bool], Section]:
         from .otel_cost import run
     elif name == "embeddings":
         from .embeddings import run
+    elif name == "sync":
+        from .sync_bridge import run
     elif name == "restart":
         from .restart_cost import run
     else:

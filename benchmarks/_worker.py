@@ -35,6 +35,10 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
         from .embeddings import client_run as embeddings_run
 
         return embeddings_run(task)
+    if kind == "sync":
+        from .sync_bridge import client_run as sync_run
+
+        return sync_run(task)
     raise ValueError(f"unknown task kind {kind!r}")
 
 

@@ -1,4 +1,4 @@
-"""Scenario 13: the token cost of resuming a broken live stream, by replay and by continue.
+"""Scenario 14: the token cost of resuming a broken live stream, by replay and by continue.
 
 One ``chat_stream`` of a long answer from the in-process mock (deterministic content, a
 token a word), cut after 10 %, 50 % and 90 % of its words (``stream_cut@N``) and resumed
@@ -68,7 +68,7 @@ def run(quick: bool) -> Section:
     words = 200 if quick else WORDS
     section = Section(
         "restart",
-        "13. The token cost of a stream restart",
+        "14. The token cost of a stream restart",
         f"One `chat_stream` of a {words}-word answer from the in-process mock (a token a "
         "word; prompt tokens by its documented approximation), cut after 10 %, 50 % and 90 "
         '% of its words (`stream_cut@N`), resumed by `restart="replay"` (the request '

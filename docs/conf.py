@@ -42,8 +42,10 @@ nitpicky = False
 # into trio/httpx2 cannot resolve; ignore exactly those, and nothing of our own.
 nitpick_ignore_regex = [
     ("py:class", r"(collections\.abc|contextlib|enum|os|ssl|types|typing|trio|httpx2)\..*"),
+    # SyncClient's thread, and its DataFrames and arrays (optional extras).
+    ("py:class", r"(threading|pandas|numpy)\..*"),
     ("py:exc", r"httpx2\..*"),
     # The types of the network arguments (proxy=, verify=, cert=) are aliases in private
     # modules; each argument's description says what it takes.
-    ("py:class", r"ProxyTypes|VerifyTypes|CertTypes"),
+    ("py:class", r"ProxyTypes|VerifyTypes|CertTypes|EncodingFormat"),
 ]

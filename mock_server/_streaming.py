@@ -1,5 +1,6 @@
-"""A streamed chat answer: its chunks paced by ``ttft`` and ``token_delay``, and how a
-stream fault (``stream_cut``, ``stream_error``, ``stream_stall``...) breaks it."""
+"""A streamed answer (chat, or a plain request's such as legacy completions): its chunks
+paced by ``ttft`` and ``token_delay``, and how a stream fault (``stream_cut``,
+``stream_error``, ``stream_stall``...) breaks it, at a chosen event (:class:`Where`)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from ._config import MockConfig
 from ._content import ChatRequest, Reply
 from ._determinism import unit
 from ._faults import Fault
+from ._plain import EventStream
 from ._responses import dumps, linger
 from ._transport import Connection
 
-__all__ = ["Where", "stream_response"]
+__all__ = ["Where", "plain_stream_response", "stream_response"]
 
 _STREAM_ERROR: Final = {
     "error": {
@@ -37,7 +39,7 @@ def _sse(value: Any) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Where:
-    """Where a stream fault strikes: after ``at`` events (``None``: the role chunks and
+    """Where a stream fault strikes: after ``at`` events (``None``: the lead chunks and
     half the content chunks), and, for a stall, for how long (``None``: for good)."""
 
     at: int | None = None
@@ -59,29 +61,28 @@ class Where:
 def _inject_stream_fault(
     kind: str,
     events: list[bytes],
-    replies: list[Reply],
+    pieces: list[int],
+    lead: int,
+    tokens: int,
     where: Where,
-    completion_id: str,
+    stream_id: str,
 ) -> tuple[list[bytes], int, str, int | None]:
     """``(events to send, completion tokens among them, ending, pause)`` of a stream
-    drawing ``kind``.
+    drawing ``kind``; ``pieces``: the content chunks of each choice (a token each),
+    ``lead``: the chunks before them (a chat's role chunks); ``tokens``: the completion's.
 
     The ending is ``"end"`` (a clean end of the response), ``"close"`` (the connection
     is closed after the events) or ``"stall"`` (nothing more is sent, ever); ``pause`` is
     the index of the event before which the stream is silent for ``where.stall_for``
     seconds (a stall that ends), or ``None``.  By default the fault strikes after the
-    role chunks and half the content chunks (of the choices, for ``n`` > 1); ``where.at``
+    lead chunks and half the content chunks (of the choices, for ``n`` > 1); ``where.at``
     events otherwise (at most every event but ``[DONE]``).
     """
-    choices = len(replies)
-    tokens = sum(reply.completion_tokens for reply in replies)
     if where.at is None:
-        # events[:cut] = the role chunks + half the pieces (of one choice when n = 1)
-        half = sum(len(reply.pieces) for reply in replies) // 2 if choices > 1 else None
-        cut = choices + (len(replies[0].pieces) // 2 if half is None else half)
+        cut = lead + (sum(pieces) // 2 if len(pieces) > 1 else pieces[0] // 2)
     else:
         cut = min(where.at, len(events) - 1)
-    sent_tokens = max(0, min(cut - choices, tokens))
+    sent_tokens = max(0, min(cut - lead, tokens))
     if kind in ("stream_cut", "truncated"):
         return events[:cut], sent_tokens, "close", None
     if kind == "stream_error":
@@ -93,9 +94,65 @@ def _inject_stream_fault(
             return events, tokens, "end", cut
         return events[:cut], sent_tokens, "stall", None
     if kind == "malformed":
-        broken = b'data: {"id": "' + completion_id.encode() + b'", "choices": [\n\n'
+        broken = b'data: {"id": "' + stream_id.encode() + b'", "choices": [\n\n'
         return [*events[:cut], broken, *events[cut:]], tokens, "end", None
     return events, tokens, "end", None
+
+
+def _paced(
+    conn: Connection,
+    config: MockConfig,
+    events: list[bytes],
+    ending: str,
+    headers: dict[str, str],
+    pause: int | None = None,
+    stall_for: float | None = None,
+) -> Response:
+    """``events`` sent after ``ttft``, ``token_delay`` apart (``stall_for`` seconds before
+    the event ``pause``), then the ``ending``."""
+    entry = conn.entry
+    assert entry is not None
+    ttft = config.ttft.sample(unit(config.seed, entry.key, entry.attempt, "ttft"))
+    token_delay = config.token_delay
+    silence = stall_for or 0.0
+
+    async def body() -> AsyncIterator[bytes]:
+        if ttft > 0:
+            await trio.sleep(ttft)
+        for index, event in enumerate(events):
+            if index == pause:
+                await trio.sleep(silence)
+            elif index and token_delay > 0:
+                await trio.sleep(token_delay)
+            yield event
+        if ending == "close":
+            conn.close()
+            await linger()
+        elif ending == "stall":
+            await trio.sleep_forever()
+
+    response = Response(body(), headers=headers, content_type="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.timeout = None
+    return response
+
+
+def plain_stream_response(
+    conn: Connection,
+    config: MockConfig,
+    stream: EventStream,
+    kind: str,
+    headers: dict[str, str],
+    where: Where,
+) -> Response:
+    """A plain request's streamed answer (legacy completions), broken as ``kind`` says."""
+    entry = conn.entry
+    assert entry is not None
+    pieces = list(stream.pieces)
+    events, entry.completion_tokens, ending, pause = _inject_stream_fault(
+        kind, list(stream.events), pieces, 0, sum(pieces), where, stream.stream_id
+    )
+    return _paced(conn, config, events, ending, headers, pause, where.stall_for)
 
 
 def stream_response(
@@ -113,29 +170,9 @@ def stream_response(
     assert entry is not None
     completion_id, _created = ids
     events = stream_events(chat, replies, ids, config.seed, kind)
+    pieces = [len(reply.pieces) for reply in replies]
+    tokens = sum(reply.completion_tokens for reply in replies)
     events, entry.completion_tokens, ending, pause = _inject_stream_fault(
-        kind, events, replies, where, completion_id
+        kind, events, pieces, len(replies), tokens, where, completion_id
     )
-    ttft = config.ttft.sample(unit(config.seed, entry.key, entry.attempt, "ttft"))
-    token_delay = config.token_delay
-    stall_for = where.stall_for or 0.0
-
-    async def body() -> AsyncIterator[bytes]:
-        if ttft > 0:
-            await trio.sleep(ttft)
-        for index, event in enumerate(events):
-            if index == pause:
-                await trio.sleep(stall_for)
-            elif index and token_delay > 0:
-                await trio.sleep(token_delay)
-            yield event
-        if ending == "close":
-            conn.close()
-            await linger()
-        elif ending == "stall":
-            await trio.sleep_forever()
-
-    response = Response(body(), headers=headers, content_type="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.timeout = None
-    return response
+    return _paced(conn, config, events, ending, headers, pause, where.stall_for)

@@ -40,6 +40,7 @@ from .._errors import (
     ToolCallError,
     ToolCallReason,
 )
+from .._json import parse_json
 from ._tools import FunctionCall, ModelSchema, ToolCall, json_schema_of
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ class OutputSchema:
         if self.model is not None:
             return self._parse_model(text)
         try:
-            value = json.loads(text)
+            value = parse_json(text)
         except ValueError as exc:
             raise StructuredOutputError(
                 f"the answer is not JSON: {exc}", raw=text, errors=(f"$: not JSON: {exc}",)
