@@ -81,6 +81,8 @@ class _Sent:
             raise ValueError("'delta' must be an object")
         kept: dict[str, Any] = {}
         for key, value in delta.items():
+            if value is None:
+                continue  # (``"content": null`` beside a role: nothing)
             if key in self.texts and isinstance(value, str):
                 rest = self._text(index, key, value)
                 if rest:
@@ -242,7 +244,7 @@ class Resume:
             for raw in choices:
                 delta = raw.get("delta") if isinstance(raw, dict) else None
                 if isinstance(delta, dict) and ("role" in delta or delta.get("content") == ""):
-                    delta = {k: v for k, v in delta.items() if k != "role" and v != ""}
+                    delta = {k: v for k, v in delta.items() if k != "role" and v not in ("", None)}
                     raw = {**raw, "delta": delta}
                     if not delta and raw.get("finish_reason") is None and not raw.get("logprobs"):
                         continue

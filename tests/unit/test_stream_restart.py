@@ -268,6 +268,14 @@ def test_a_finished_choice_must_not_go_on() -> None:
         resume.trim(_delta(content="b"))
 
 
+def test_null_fields_of_a_replayed_chunk_are_nothing() -> None:
+    # A finished choice replayed from its start: {"role": ..., "content": null} is no text.
+    choice = {"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}
+    resume = _delivered({**_delta(), "choices": [choice]})
+    assert resume.trim(_delta(role="assistant", content=None)) is None
+    assert resume.trim(_delta(content="a", refusal=None, tool_calls=None)) is None
+
+
 def test_the_first_attempt_s_id_is_kept() -> None:
     resume = _delivered(_delta(content="a"))
     trimmed = resume.trim({**_delta(content="ab"), "id": "y", "created": 2})
