@@ -78,6 +78,7 @@ from ._errors import (
     ServerUnreachableError,
     StructuredOutputError,
     SystematicFailureError,
+    ToolCallError,
     UnprocessableEntityError,
     diagnose,
 )
@@ -207,6 +208,7 @@ __all__ = [
     "TokenLogprob",
     "TokenizeRequest",
     "ToolCall",
+    "ToolCallError",
     "TopLogprob",
     "TrioTransport",
     "Turn",
