@@ -22,7 +22,7 @@ from ._cli import main
 from ._config import DEFAULT_MODELS, MockConfig
 from ._embeddings import DEFAULT_EMBEDDING_DIMENSIONS, embedding_vector
 from ._faults import FAULT_KINDS, STREAM_FAULT_KINDS, Fault, FaultRates, ScriptEntry
-from ._latency import Latency
+from ._latency import Latency, Stragglers
 from ._server import MockServer, serve
 from ._state import MockState, MockStats, RequestRecord
 from ._tls import TLSFiles, throwaway_ca
@@ -41,6 +41,7 @@ __all__ = [
     "RequestRecord",
     "STREAM_FAULT_KINDS",
     "ScriptEntry",
+    "Stragglers",
     "TLSFiles",
     "create_app",
     "embedding_vector",

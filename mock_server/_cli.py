@@ -54,7 +54,8 @@ def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser
         action="append",
         default=[],
         metavar="KIND=P",
-        help=f"fault probability, repeatable; KIND in {', '.join(FAULT_KINDS)}",
+        help=f"fault probability, repeatable; KIND in {', '.join(FAULT_KINDS)}; "
+        "or straggler=SHARE:FACTORx (e.g. 0.02:10x: 2 %% of attempts 10 times slower)",
     )
     add(
         "--stall-after",
@@ -215,9 +216,13 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         for item in args.fault:
             kind, sep, rate = item.partition("=")
             kind = kind.strip()
+            if sep and kind == "straggler":
+                faults[kind] = rate.strip()  # SHARE:FACTORx, parsed by MockConfig
+                continue
             if not sep or kind not in FAULT_KINDS:
                 raise ValueError(
-                    f"--fault {item!r}: expected KIND=P with KIND in {', '.join(FAULT_KINDS)}"
+                    f"--fault {item!r}: expected KIND=P with KIND in {', '.join(FAULT_KINDS)}, "
+                    "or straggler=SHARE:FACTORx"
                 )
             try:
                 faults[kind] = float(rate)
