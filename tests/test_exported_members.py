@@ -30,7 +30,11 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The one retry decision.
     "paradigm_trio._engine._retry": frozenset({"allows"}),
     # The endpoint protocol, the one send path, and the endpoints.
-    "paradigm_trio._endpoints._endpoint": frozenset({"Endpoint", "Request", "Sender"}),
+    "paradigm_trio._endpoints._endpoint": frozenset({"Endpoint", "Request", "Sender", "identity"}),
+    # A batch's identical requests sent once (its book, the identity of a request).
+    "paradigm_trio._engine._dedupe": frozenset(
+        {"DEDUPE_MODES", "DEDUPE_WINDOW", "Dedupe", "DedupeMode", "Identity", "shared"}
+    ),
     "paradigm_trio._endpoints._chat": frozenset({"ChatEndpoint"}),
     "paradigm_trio._engine._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}

@@ -49,9 +49,9 @@ class ChatBatchMethods(ClientCore):
 
         The keywords are the fields of :class:`BatchOptions` (``on_error``, ``deadline``,
         ``on_progress``, ``retry``, ``timeouts``, ``retry_budget``, ``circuit_breaker``,
-        ``unreachable_after``, ``stream``, ``warm_up``, and the sampling fields ``model``,
-        ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the fields an item
-        leaves unset); or pass a prepared ``options=BatchOptions(...)``, which keywords
+        ``unreachable_after``, ``stream``, ``warm_up``, ``dedupe``, and the sampling fields
+        ``model``, ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the fields
+        an item leaves unset); or pass a prepared ``options=BatchOptions(...)``, which keywords
         override.
 
         Leaving the ``async with`` block early cancels what is still running.
@@ -83,6 +83,7 @@ class ChatBatchMethods(ClientCore):
             send_one,
             requests,
             opts,
+            endpoint=chat,
             width=self.limits.concurrency,
             observers=self._engine.ledger.observers,
             warm_up=self.warm_up,

@@ -30,14 +30,17 @@ from .._endpoints._embeddings import (
     MAX_EMBEDDING_INPUTS,
     EmbeddingRequest,
     Embeddings,
+    EmbeddingsEndpoint,
     EncodingFormat,
     joins,
     merge,
     split,
 )
+from .._endpoints._endpoint import identity
 from .._engine._batch import ResultStream, SendOne, outcome_of, run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
+from .._engine._dedupe import Identity
 from .._errors import APIStatusError, InvalidRequestError, RequestCancelled
 from .._events import Attempt
 from ._core import ClientCore, collect
@@ -76,6 +79,8 @@ class EmbeddingResult:
         attempts: HTTP attempts made for it (those of its pack included; 0 when nothing
             was sent).
         elapsed: seconds from when the batch started working on it to its outcome.
+        deduplicated: whether it shares the answer of an identical request of the batch
+            (``BatchOptions.dedupe``): nothing was sent for it.
     """
 
     index: int
@@ -85,6 +90,7 @@ class EmbeddingResult:
     error: Exception | None = None
     attempts: int = 0
     elapsed: float = 0.0
+    deduplicated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -174,11 +180,13 @@ class EmbeddingKind:
         send_one: SendOne[EmbeddingRequest, Embeddings],
         defaults: Mapping[str, Any],
         *,
+        endpoint: EmbeddingsEndpoint,
         pack_inputs: int,
         pack_tokens: int,
     ) -> None:
         self.send_one = send_one
         self.defaults = defaults
+        self.endpoint = endpoint
         self.pack_inputs = pack_inputs
         self.pack_tokens = pack_tokens
 
@@ -219,6 +227,9 @@ class EmbeddingKind:
         self, index: int, custom_id: str | None, request: EmbeddingRequest | None, error: Exception
     ) -> EmbeddingResult:
         return EmbeddingResult(index, custom_id, request, error=error)
+
+    def identity(self, request: EmbeddingRequest) -> Identity | None:
+        return identity(self.endpoint, request)
 
     async def send(
         self,
@@ -375,7 +386,9 @@ class EmbeddingMethods(ClientCore):
             plan = self._plan(endpoint, request, retry, timeouts, deadline, control)
             return sender.send(endpoint, request, plan, history)
 
-        kind = EmbeddingKind(send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens)
+        kind = EmbeddingKind(
+            send_one, defaults, endpoint=endpoint, pack_inputs=pack_inputs, pack_tokens=pack_tokens
+        )
         return run_batch(
             kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
             observers=self._engine.ledger.observers, warm_up=self.warm_up,

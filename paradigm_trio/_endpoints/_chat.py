@@ -28,6 +28,11 @@ class ChatEndpoint:
     def encode(self, request: ChatRequest) -> bytes:
         return request.encode_body(request.to_body(self.model))
 
+    @staticmethod
+    def deterministic(request: ChatRequest) -> bool:
+        """Greedy (``temperature=0``) or seeded: equal requests get equal answers."""
+        return request.temperature == 0 or request.seed is not None
+
     def parser(self, request: ChatRequest) -> Callable[[object, str | None], ChatCompletion]:
         return completion_parser(request.output)
 

@@ -20,9 +20,11 @@ from typing import Any, Final
 from .._engine._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
+from .._engine._dedupe import Identity
 from .._engine._ledger import Observer
 from .._errors import InvalidRequestError, RequestCancelled
 from ._completion import ChatCompletion, Usage
+from ._endpoint import Endpoint, identity
 from ._models import ChatRequest, make_request
 
 __all__ = ["BatchResult", "BatchResults", "BatchStream", "ChatKind", "stream_batch"]
@@ -49,6 +51,9 @@ class BatchResult:
         attempts: HTTP attempts made (0 when nothing was sent).
         elapsed: seconds from when the batch started working on it (waits for a
             concurrency slot and for the rate limits included) to its outcome.
+        deduplicated: whether it shares the answer of an identical request of the batch
+            (``BatchOptions.dedupe``): nothing was sent for it (``attempts`` is 0), its
+            ``completion`` (or ``error``) is that request's.
     """
 
     index: int
@@ -58,6 +63,7 @@ class BatchResult:
     error: Exception | None = None
     attempts: int = 0
     elapsed: float = 0.0
+    deduplicated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -96,10 +102,14 @@ class ChatKind:
     operation: Final = "chat"
 
     def __init__(
-        self, send_one: SendOne[ChatRequest, ChatCompletion], defaults: Mapping[str, Any]
+        self,
+        send_one: SendOne[ChatRequest, ChatCompletion],
+        defaults: Mapping[str, Any],
+        endpoint: Endpoint[ChatRequest, ChatCompletion],
     ) -> None:
         self.send_one = send_one
         self.defaults = defaults
+        self.endpoint = endpoint
 
     def request(self, item: object, index: int) -> ChatRequest:
         return _to_request(item, self.defaults, index)
@@ -130,6 +140,9 @@ class ChatKind:
         self, index: int, custom_id: str | None, request: ChatRequest | None, error: Exception
     ) -> BatchResult:
         return BatchResult(index, custom_id, request, error=error)
+
+    def identity(self, request: ChatRequest) -> Identity | None:
+        return identity(self.endpoint, request)
 
 
 def _to_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRequest:
@@ -170,6 +183,7 @@ def stream_batch(
     requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
     options: BatchOptions,
     *,
+    endpoint: Endpoint[ChatRequest, ChatCompletion],
     width: int,
     observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
@@ -178,9 +192,10 @@ def stream_batch(
 
     ``send_one`` sends one request (through the client's attempt engine); ``width`` is the
     most items worked on at once (the client's concurrency); ``observers`` (the ledger's)
-    are told when the batch starts and ends; ``warm_up`` opens connections ahead of it.
+    are told when the batch starts and ends; ``warm_up`` opens connections ahead of it;
+    ``endpoint`` (the client's chat endpoint) says which requests are the same.
     """
-    kind = ChatKind(send_one, options.defaults())
+    kind = ChatKind(send_one, options.defaults(), endpoint)
     return run_batch(
         kind, requests, options, width=width, stream=BatchStream, observers=observers,
         warm_up=warm_up,

@@ -365,6 +365,11 @@ class EmbeddingsEndpoint:
     def __init__(self, model: str) -> None:
         self.model = model
 
+    @staticmethod
+    def deterministic(request: EmbeddingRequest) -> bool:
+        """Always: a model embeds the same text the same way."""
+        return True
+
     def encode(self, request: EmbeddingRequest) -> bytes:
         return request.encode_body(request.to_body(self.model))
 

@@ -11,15 +11,18 @@ of the ``Plan`` (for the observers), never its types.  Adding an endpoint is one
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from .._engine._attempts import Engine, Plan
+from .._engine._dedupe import Identity
 from .._engine._ledger import Tokens
 from .._events import Attempt
 from .._http._http import HTTP, Exchange
 
-__all__ = ["Endpoint", "Request", "Sender"]
+__all__ = ["Endpoint", "Request", "Sender", "identity"]
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound="Request")
@@ -68,6 +71,10 @@ class Endpoint(Protocol[Q_contra, A]):
         """The request's body (an :class:`InvalidRequestError` here: nothing is sent)."""
         ...
 
+    def deterministic(self, request: Q_contra) -> bool:
+        """Whether equal requests get equal answers (so one answer may serve them all)."""
+        ...
+
     def parser(self, request: Q_contra) -> Callable[[object, str | None], A]:
         """The parser of one answer to ``request`` (``APIResponseValidationError``, or an
         ``AttemptFailure`` that classifies what is wrong with it)."""
@@ -88,6 +95,19 @@ class Endpoint(Protocol[Q_contra, A]):
     def content_attributes(self, request: Q_contra, answer: Any) -> Iterator[tuple[str, str]]:
         """Telemetry, opt-in only (user data): what was sent and received."""
         ...
+
+
+def identity(endpoint: Endpoint[Q, Any], request: Q) -> Identity | None:
+    """The :class:`Identity` of ``request``, or ``None`` when its body cannot be made
+    (the send reports why: nothing is shared for it)."""
+    try:
+        body = json.loads(endpoint.encode(request))
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    except Exception:
+        return None
+    digest = hashlib.sha256(f"{endpoint.operation}\x1f{endpoint.path}\x1f".encode())
+    digest.update(canonical.encode("ascii"))
+    return Identity(digest.digest(), endpoint.deterministic(request))
 
 
 class Sender:

@@ -51,6 +51,7 @@ from .._errors import BatchError, InvalidRequestError, RequestCancelled
 from .._events import Attempt, LatencyHistogram
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
+from ._dedupe import Dedupe, Identity, shared
 from ._ledger import Observer, Tokens
 
 __all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"]
@@ -144,6 +145,10 @@ class Kind(Protocol[Q, R_co]):
         """The result of an item never sent (invalid, or the deadline passed)."""
         ...
 
+    def identity(self, request: Q) -> Identity | None:
+        """What makes ``request`` the same as another (dedupe, the cache), or ``None``."""
+        ...
+
 
 async def outcome_of(
     send: SendOne[Q, T], request: Q, deadline: float, control: BatchControl
@@ -174,6 +179,7 @@ class _Tracker:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     unknown_usage: int = 0
+    deduplicated: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def add(self, result: Outcome) -> None:
@@ -214,6 +220,7 @@ class _Tracker:
             requests_per_minute=self.succeeded / minutes if minutes > 0 else 0.0,
             tokens_per_minute=total / minutes if minutes > 0 else 0.0,
             unknown_usage=self.unknown_usage,
+            deduplicated=self.deduplicated,
         )
 
 
@@ -328,6 +335,7 @@ class _Run(Generic[Q, R, S]):
         self.index = 0  # of the next item read
         self.carry: tuple[int, Q] | None = None  # read, but could not join the last unit
         self.broken: Exception | None = None  # what the input raised
+        self.dedupe = None if options.dedupe == "off" else Dedupe(options.dedupe)
 
     async def deliver(self, result: R) -> None:
         self.tracker.add(result)
@@ -370,12 +378,44 @@ class _Run(Generic[Q, R, S]):
                 results = await self.kind.send(unit, deadline=self.stop_at, control=self.control)
             finally:
                 tracker.in_flight -= len(unit)
-            for result in results:
+            for (index, _), result in zip(unit, results, strict=True):
                 await self.deliver(result)
                 if result.error is not None:
                     self.fail_fast(result.error, workers)
+                if self.dedupe is not None:
+                    await self.release_duplicates(index, result, workers)
         finally:
             slot.release()
+
+    async def release_duplicates(self, index: int, result: R, workers: trio.CancelScope) -> None:
+        """A leader's result: one result of their own for the duplicates that waited."""
+        assert self.dedupe is not None
+        for duplicate, request, read_at in self.dedupe.finished(index, result):
+            await self.deliver_shared(result, duplicate, request, read_at, workers)
+
+    async def deliver_shared(
+        self, result: R, index: int, request: Q, read_at: float, workers: trio.CancelScope
+    ) -> None:
+        custom_id = self.kind.custom_id(request)
+        elapsed = trio.current_time() - read_at
+        self.tracker.deduplicated += 1
+        await self.deliver(shared(result, index, custom_id, request, elapsed))
+        if result.error is not None:
+            self.fail_fast(result.error, workers)
+
+    async def duplicate(self, index: int, request: Q, workers: trio.CancelScope) -> bool:
+        """Whether ``request`` duplicates one of the batch (then it is not sent: it has
+        the answer at once, or waits for its leader's); else it may be a leader."""
+        assert self.dedupe is not None
+        key = self.dedupe.key(self.kind.identity(request))
+        if key is None:
+            return False
+        now = trio.current_time()
+        answered = self.dedupe.answered(key)
+        if answered is not None:
+            await self.deliver_shared(answered, index, request, now, workers)
+            return True
+        return self.dedupe.follow(key, index, request, now)
 
     async def feed(self, inputs: AsyncIterable[Any]) -> None:
         """Read the input lazily and start a worker per unit, ``width`` at most at once.
@@ -457,6 +497,8 @@ class _Run(Generic[Q, R, S]):
                 await self.deliver(kind.failed(index, kind.custom_id(item), None, exc))
                 self.fail_fast(exc, workers)
                 continue
+            if self.dedupe is not None and await self.duplicate(index, request, workers):
+                continue
             if requests and not kind.joins(requests, request):
                 self.carry = (index, request)
                 return unit, False
@@ -471,7 +513,13 @@ class _Run(Generic[Q, R, S]):
             index, request = self.carry
             self.carry = None
             custom_id = kind.custom_id(request)
-            await self.deliver(kind.failed(index, custom_id, request, _unsent(custom_id)))
+            result = kind.failed(index, custom_id, request, _unsent(custom_id))
+            await self.deliver(result)
+            if self.dedupe is not None:  # its duplicates waited for it
+                for duplicate, request, _ in self.dedupe.finished(index, result):
+                    custom_id = kind.custom_id(request)
+                    cancelled = _unsent(custom_id)
+                    await self.deliver(kind.failed(duplicate, custom_id, request, cancelled))
         async for item in iterator:
             index = self.index
             self.index += 1

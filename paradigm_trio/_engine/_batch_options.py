@@ -12,6 +12,7 @@ from typing import Any, Literal, TypedDict
 
 from .._config import RetryPolicy, Timeouts, _check_int, _check_number, _Replace
 from ._budget import DEFAULT_UNREACHABLE_AFTER
+from ._dedupe import DEDUPE_MODES, DedupeMode
 
 __all__ = [
     "BatchKeywords",
@@ -51,6 +52,10 @@ class BatchStatistics:
             (tokens: of those whose usage is known).
         unknown_usage: successes whose server reported no usage (``usage`` is ``None``);
             the token sums leave them out, so they are lower bounds when this is not 0.
+        deduplicated: results that share the answer of an identical request of the batch
+            (nothing was sent for them; see ``BatchOptions.dedupe``).  They count in
+            ``succeeded``, ``failed`` or ``cancelled`` as their answer does, and their
+            usage in the token sums (the answer's, not a second payment).
     """
 
     submitted: int
@@ -71,6 +76,7 @@ class BatchStatistics:
     requests_per_minute: float
     tokens_per_minute: float
     unknown_usage: int = 0
+    deduplicated: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -113,6 +119,13 @@ class BatchOptions(_Replace):
             length (an iterator, an async iterable): the concurrency.  Off by default: with
             the inputs at hand, the requests open their connections as soon as the
             warm-up would (see the batching how-to).  Only on the client's own transport.
+        dedupe: identical requests of the batch (the same endpoint and body, its
+            ``custom_id`` aside) sent once, each duplicate given a result of its own that
+            shares the answer (``deduplicated=True``, no attempts).  ``"auto"`` (the
+            default): only deterministic requests (chat with ``temperature=0`` or a
+            ``seed``; every embeddings request); ``"all"``: every identical request, sampled
+            ones too (one sample serves them all); ``"off"``: each item sent.  See the
+            batching how-to.
         model, temperature, max_tokens, top_p, seed: fill the fields an item leaves unset.
     """
 
@@ -126,6 +139,7 @@ class BatchOptions(_Replace):
     unreachable_after: float = DEFAULT_UNREACHABLE_AFTER
     stream: bool = False
     warm_up: bool = False
+    dedupe: DedupeMode = "auto"
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -157,6 +171,11 @@ class BatchOptions(_Replace):
                     f"circuit_breaker must be >= 1 or None, got {self.circuit_breaker!r}"
                 ) from None
         _check_number(owner, "unreachable_after", self.unreachable_after, strict=True)
+        if self.dedupe not in DEDUPE_MODES:
+            raise ValueError(
+                f"{owner}.dedupe must be one of {', '.join(map(repr, DEDUPE_MODES))}, "
+                f"got {self.dedupe!r}"
+            )
         for name in ("stream", "warm_up"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
@@ -190,6 +209,7 @@ class BatchKeywords(TypedDict, total=False):
     unreachable_after: float
     stream: bool
     warm_up: bool
+    dedupe: DedupeMode
     model: str | None
     temperature: float | None
     max_tokens: int | None

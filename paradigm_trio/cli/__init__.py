@@ -150,6 +150,15 @@ def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
         metavar="N",
         help="attempts per request, the first included (default 4)",
     )
+    batch.add_argument(
+        "--dedupe",
+        choices=("auto", "all", "off"),
+        default="auto",
+        help="identical lines (the same body, custom_id aside) sent once, each line its own "
+        "record sharing the answer: auto (default) for deterministic requests only "
+        "(temperature 0 or a seed; every embeddings line), all for every identical request, "
+        "off to send every line",
+    )
 
 
 def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:

@@ -21,10 +21,10 @@ import logging
 import math
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import trio
 
@@ -71,6 +71,7 @@ def _summary(
         "failed_in_output": failures_total,
         "retries": stats.retries,
         "retries_by_cause": dict(stats.retries_by_cause),
+        "deduplicated": stats.deduplicated,
         "latency_seconds": {
             "p50": stats.latency_p50,
             "p90": stats.latency_p90,
@@ -104,6 +105,8 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
     )
     causes = ", ".join(f"{k}: {v}" for k, v in summary["retries_by_cause"].items()) or "none"
     print(f"Retries: {summary['retries']} ({causes})", file=p)
+    if summary["deduplicated"]:
+        print(f"Deduplicated: {summary['deduplicated']} (identical lines, sent once)", file=p)
     print(f"Latency: p50 {fmt(lat['p50'])}, p90 {fmt(lat['p90'])}, p99 {fmt(lat['p99'])}", file=p)
     tokens = summary["tokens"]
     unknown = (
@@ -202,6 +205,15 @@ class _Interrupt:
                 self.batch_scope.cancel()
 
 
+def _annotate(recorder: Callable[..., None], record: dict[str, Any], *, result: Any,
+              client: pt.Client) -> None:  # fmt: skip
+    """A record's marks of how its answer came (only when true: a plain record is as
+    before), then the run's own fields."""
+    if result.deduplicated:
+        record["deduplicated"] = True
+    recorder(record, result=result, client=client)
+
+
 async def _open_client(
     stack: AsyncExitStack, args: argparse.Namespace, progress: Progress
 ) -> pt.Client:
@@ -238,8 +250,8 @@ async def _open_client(
 
 
 async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.EmbeddingRequest],
-                progress: Progress, out: IO[bytes],
-                batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
+                progress: Progress, out: IO[bytes], batch_scope: trio.CancelScope,
+                dedupe: Literal["auto", "all", "off"] = "auto") -> pt.BatchStatistics:  # fmt: skip
     """Send the batch, appending each result to ``out`` as it completes.
 
     Chat lines and embeddings lines run as two batches at once, on the same client (its
@@ -266,7 +278,7 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
                 custom_id = result.custom_id or f"index-{result.index}"
                 answer = result.completion if kind == "chat" else result.embeddings
                 annotate = functools.partial(
-                    progress.recorder.annotate, result=result, client=client
+                    _annotate, progress.recorder.annotate, result=result, client=client
                 )
                 write_line(
                     out,
@@ -280,12 +292,14 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
                 nursery.start_soon(dispatch)
                 nursery.start_soon(
                     record, "chat",
-                    client.stream_batch(chat_receive, on_progress=progress.updater("chat")),
+                    client.stream_batch(
+                        chat_receive, on_progress=progress.updater("chat"), dedupe=dedupe
+                    ),
                 )  # fmt: skip
                 nursery.start_soon(
                     record, "embeddings",
                     client.stream_embed_batch(
-                        embed_receive, on_progress=progress.updater("embeddings")
+                        embed_receive, on_progress=progress.updater("embeddings"), dedupe=dedupe
                     ),
                 )  # fmt: skip
         except BaseExceptionGroup as group:
@@ -310,8 +324,9 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(interrupt.watch)
                     stats = await _send(
-                        client, pending.requests(), progress, out, interrupt.batch_scope
-                    )
+                        client, pending.requests(), progress, out, interrupt.batch_scope,
+                        dedupe=args.dedupe,
+                    )  # fmt: skip
                     progress.update(stats, force=True)
                     nursery.cancel_scope.cancel()
             except BaseExceptionGroup as group:

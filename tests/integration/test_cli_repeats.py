@@ -1,0 +1,65 @@
+"""The repeats of a batch, end to end: ``paradigm-trio batch`` against the mock as a
+process, counted from the server's side (``GET /_mock/stats``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .mockprocess import mock_process, mock_stats
+from .test_cli import env_for, records, run_cli
+
+LINES, UNIQUE = 1000, 700
+
+
+def write_repeats(path: Path) -> None:
+    """1,000 deterministic lines (``temperature`` 0), of which 300 repeat a body of the
+    first 700 under a custom_id of their own."""
+    with path.open("w") as f:
+        for i in range(LINES):
+            body = {
+                "model": "alfred-4.2",
+                "temperature": 0,
+                "max_tokens": 16,
+                "messages": [{"role": "user", "content": f"Hello {i % UNIQUE}"}],
+            }
+            line = {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions"}
+            f.write(json.dumps({**line, "body": body}) + "\n")
+
+
+def by_id(path: Path) -> dict[str, dict[str, object]]:
+    return {str(r["custom_id"]): r for r in records(path)}
+
+
+def test_duplicate_lines_are_sent_once_and_each_has_its_record(tmp_path: Path) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_repeats(source)
+    with mock_process("--seed", "1", "--latency", "fixed:0.01") as url:
+        done = run_cli("batch", str(source), "-o", str(out), "--concurrency", "50", "-q",
+                       "--report", str(tmp_path / "summary.json"), env=env_for(url))  # fmt: skip
+        stats = mock_stats(url)
+    assert done.returncode == 0, done.stderr
+    assert stats["total"] == UNIQUE
+    results = by_id(out)
+    assert len(records(out)) == LINES
+    assert sorted(results) == sorted(f"req-{i}" for i in range(LINES))
+    for i in range(UNIQUE, LINES):
+        duplicate, first = results[f"req-{i}"], results[f"req-{i - UNIQUE}"]
+        assert duplicate["deduplicated"] is True
+        assert duplicate["attempts"] == 0
+        assert duplicate["response"] == first["response"]  # the answer, shared
+        assert "deduplicated" not in first
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["succeeded"], summary["deduplicated"]) == (LINES, LINES - UNIQUE)
+
+
+def test_dedupe_off_sends_every_line(tmp_path: Path) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_repeats(source)
+    with mock_process("--seed", "1") as url:
+        done = run_cli("batch", str(source), "-o", str(out), "--concurrency", "50", "-q",
+                       "--dedupe", "off", env=env_for(url))  # fmt: skip
+        stats = mock_stats(url)
+    assert done.returncode == 0, done.stderr
+    assert stats["total"] == LINES
+    assert not any("deduplicated" in r for r in records(out))
