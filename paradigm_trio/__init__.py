@@ -35,6 +35,7 @@ from ._endpoints._streaming import ChatStream
 from ._endpoints._structured import OutputSchema
 from ._endpoints._tools import FunctionCall, ToolCall, function_tool
 from ._engine._batch_options import BatchOptions, BatchStatistics
+from ._engine._cache import DEFAULT_CACHE_TTL, ResponseCache
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -114,6 +115,7 @@ __all__ = [
     "ConflictError",
     "ConnectionCheck",
     "DEFAULT_BASE_URL",
+    "DEFAULT_CACHE_TTL",
     "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_MODEL",
     "DEFAULT_PACK_INPUTS",
@@ -145,6 +147,7 @@ __all__ = [
     "RedisQuota",
     "RequestCancelled",
     "RequestFinished",
+    "ResponseCache",
     "RetryPolicy",
     "RetryScheduled",
     "ServerUnreachableError",

@@ -30,7 +30,12 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The one retry decision.
     "paradigm_trio._engine._retry": frozenset({"allows"}),
     # The endpoint protocol, the one send path, and the endpoints.
-    "paradigm_trio._endpoints._endpoint": frozenset({"Endpoint", "Request", "Sender", "identity"}),
+    "paradigm_trio._endpoints._endpoint": frozenset(
+        {"Endpoint", "Request", "Sender", "Stored", "identity", "reparse", "stored"}
+    ),
+    # The response cache's open store, its busy timeout.
+    "paradigm_trio._engine._cache": frozenset({"CacheStore"}),
+    "paradigm_trio._engine._repeats": frozenset({"Repeats"}),
     # A batch's identical requests sent once (its book, the identity of a request).
     "paradigm_trio._engine._dedupe": frozenset(
         {"DEDUPE_MODES", "DEDUPE_WINDOW", "Dedupe", "DedupeMode", "Identity", "shared"}

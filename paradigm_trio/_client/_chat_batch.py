@@ -87,6 +87,7 @@ class ChatBatchMethods(ClientCore):
             width=self.limits.concurrency,
             observers=self._engine.ledger.observers,
             warm_up=self.warm_up,
+            cache=self._cache,
         )
 
     async def chat_batch(

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self, Unpack
+from urllib.parse import urlsplit
 
 import httpx2
 import trio
@@ -40,6 +41,7 @@ from .._endpoints._endpoint import Sender
 from .._endpoints._models import ChatOptions, ChatRequest, make_request
 from .._endpoints._streaming import ChatStream, Streamer
 from .._engine._attempts import Engine
+from .._engine._cache import CacheStore, ResponseCache
 from .._engine._ledger import Ledger
 from .._engine._ratelimit import AdaptiveController, RateLimiter, Rates
 from .._errors import ConfigurationError
@@ -99,6 +101,10 @@ class Client(ChatBatchMethods, EmbeddingMethods):
             key, ``(certificate, key)`` or ``(certificate, key, password)``.
         trust_env: read the proxy and ``SSL_CERT_FILE``/``SSL_CERT_DIR`` environment
             variables (default ``True``).
+        cache: a :class:`ResponseCache` (opt-in): the batches' deterministic requests are
+            answered from it when it holds their answer, and their successful answers are
+            stored in it, under the base URL's host, the endpoint and the body (never the
+            key).  Opened with the client (``async with``, or the first batch).
 
     ``proxy``, ``verify``, ``cert`` and ``trust_env`` configure the client's own
     :class:`TrioTransport`; with ``transport=`` or ``http_client=``, set them there.
@@ -134,6 +140,7 @@ class Client(ChatBatchMethods, EmbeddingMethods):
         verify: VerifyTypes = True,
         cert: CertTypes | None = None,
         trust_env: bool = True,
+        cache: ResponseCache | None = None,
     ) -> None:
         key = _check_key(api_key)
         url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
@@ -184,6 +191,7 @@ class Client(ChatBatchMethods, EmbeddingMethods):
         self._streamer = Streamer(self._engine, self._http, model)
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
+        self._cache = _cache_store(cache, self._base_url)
 
     def _rates(self, ledger: Ledger) -> Rates:
         """This client's own buckets, or a shared quota's (opened in ``async with``)."""
@@ -270,6 +278,8 @@ class Client(ChatBatchMethods, EmbeddingMethods):
                 + ("open" if self._state is ClientState.OPENED else "closed")
             )
         check_trio()
+        if self._cache is not None:
+            await self._cache.open()
         if self._shared is not None:
             await self._exit.enter_async_context(self._shared.running())
         self._state = ClientState.OPENED
@@ -296,6 +306,8 @@ class Client(ChatBatchMethods, EmbeddingMethods):
         check_trio()
         if self._state is not ClientState.CLOSED:
             self._state = ClientState.CLOSED
+            if self._cache is not None:
+                await self._cache.aclose()
             if self._owns_http:
                 with trio.CancelScope(shield=True):
                     await self._httpx.aclose()
@@ -578,3 +590,12 @@ def _check_http(http_client: object, transport: object) -> None:
                 "transport= must be an httpx2.AsyncBaseTransport (such as "
                 f"httpx2.MockTransport or paradigm_trio.TrioTransport), got {got}"
             )
+
+
+def _cache_store(cache: object, base_url: str) -> CacheStore | None:
+    """The client's open cache, for the answers of the base URL's host."""
+    if cache is None:
+        return None
+    if not isinstance(cache, ResponseCache):
+        raise ConfigurationError(f"cache must be a ResponseCache or None, got {cache!r}")
+    return CacheStore(cache, (urlsplit(base_url).hostname or "").lower())

@@ -26,6 +26,7 @@ from .._engine._attempts import Engine, Plan, idempotency_key
 from .._engine._batch import ResultStream
 from .._engine._batch_options import BatchStatistics
 from .._engine._budget import BatchControl
+from .._engine._cache import CacheStore
 from .._errors import BatchError
 from .._http._http import HTTP
 
@@ -59,6 +60,7 @@ class ClientCore:
         _chat: ChatEndpoint
         _embeddings: EmbeddingsEndpoint
         _streamer: Streamer
+        _cache: CacheStore | None
 
     async def warm_up(
         self,

@@ -36,7 +36,7 @@ from .._endpoints._embeddings import (
     merge,
     split,
 )
-from .._endpoints._endpoint import identity
+from .._endpoints._endpoint import Stored, identity, reparse, stored
 from .._engine._batch import ResultStream, SendOne, outcome_of, run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
@@ -81,6 +81,8 @@ class EmbeddingResult:
         elapsed: seconds from when the batch started working on it to its outcome.
         deduplicated: whether it shares the answer of an identical request of the batch
             (``BatchOptions.dedupe``): nothing was sent for it.
+        cached: whether its answer came from the client's :class:`ResponseCache`
+            (nothing was sent for it: ``attempts`` and ``elapsed`` are 0).
     """
 
     index: int
@@ -91,6 +93,7 @@ class EmbeddingResult:
     attempts: int = 0
     elapsed: float = 0.0
     deduplicated: bool = False
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -230,6 +233,16 @@ class EmbeddingKind:
 
     def identity(self, request: EmbeddingRequest) -> Identity | None:
         return identity(self.endpoint, request)
+
+    def cached(
+        self, index: int, request: EmbeddingRequest, raw: object, rid: str | None
+    ) -> EmbeddingResult:
+        answer = reparse(self.endpoint, request, raw, rid)
+        return EmbeddingResult(index, request.custom_id, request, answer, cached=True)
+
+    @staticmethod
+    def stored(result: EmbeddingResult) -> Stored | None:
+        return stored(result.embeddings)
 
     async def send(
         self,
@@ -391,7 +404,7 @@ class EmbeddingMethods(ClientCore):
         )
         return run_batch(
             kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
-            observers=self._engine.ledger.observers, warm_up=self.warm_up,
+            observers=self._engine.ledger.observers, warm_up=self.warm_up, cache=self._cache,
         )  # fmt: skip
 
     async def embed_batch(

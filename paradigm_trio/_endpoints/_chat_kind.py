@@ -20,11 +20,12 @@ from typing import Any, Final
 from .._engine._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
+from .._engine._cache import CacheStore
 from .._engine._dedupe import Identity
 from .._engine._ledger import Observer
 from .._errors import InvalidRequestError, RequestCancelled
 from ._completion import ChatCompletion, Usage
-from ._endpoint import Endpoint, identity
+from ._endpoint import Endpoint, Stored, identity, reparse, stored
 from ._models import ChatRequest, make_request
 
 __all__ = ["BatchResult", "BatchResults", "BatchStream", "ChatKind", "stream_batch"]
@@ -54,6 +55,8 @@ class BatchResult:
         deduplicated: whether it shares the answer of an identical request of the batch
             (``BatchOptions.dedupe``): nothing was sent for it (``attempts`` is 0), its
             ``completion`` (or ``error``) is that request's.
+        cached: whether its answer came from the client's :class:`ResponseCache`
+            (nothing was sent for it: ``attempts`` and ``elapsed`` are 0).
     """
 
     index: int
@@ -64,6 +67,7 @@ class BatchResult:
     attempts: int = 0
     elapsed: float = 0.0
     deduplicated: bool = False
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -144,6 +148,14 @@ class ChatKind:
     def identity(self, request: ChatRequest) -> Identity | None:
         return identity(self.endpoint, request)
 
+    def cached(self, index: int, request: ChatRequest, raw: object, rid: str | None) -> BatchResult:
+        answer = reparse(self.endpoint, request, raw, rid)
+        return BatchResult(index, request.custom_id, request, answer, cached=True)
+
+    @staticmethod
+    def stored(result: BatchResult) -> Stored | None:
+        return stored(result.completion)
+
 
 def _to_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRequest:
     """An input item as a validated request; batch keywords fill the fields left unset.
@@ -187,6 +199,7 @@ def stream_batch(
     width: int,
     observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
+    cache: CacheStore | None = None,
 ) -> AbstractAsyncContextManager[BatchStream]:
     """The engine behind :meth:`Client.stream_batch` (documented there).
 
@@ -198,5 +211,5 @@ def stream_batch(
     kind = ChatKind(send_one, options.defaults(), endpoint)
     return run_batch(
         kind, requests, options, width=width, stream=BatchStream, observers=observers,
-        warm_up=warm_up,
+        warm_up=warm_up, cache=cache,
     )  # fmt: skip

@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from .._engine._attempts import Engine, Plan
 from .._engine._dedupe import Identity
@@ -22,7 +22,7 @@ from .._engine._ledger import Tokens
 from .._events import Attempt
 from .._http._http import HTTP, Exchange
 
-__all__ = ["Endpoint", "Request", "Sender", "identity"]
+__all__ = ["Endpoint", "Request", "Sender", "Stored", "identity", "reparse", "stored"]
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound="Request")
@@ -95,6 +95,21 @@ class Endpoint(Protocol[Q_contra, A]):
     def content_attributes(self, request: Q_contra, answer: Any) -> Iterator[tuple[str, str]]:
         """Telemetry, opt-in only (user data): what was sent and received."""
         ...
+
+
+Stored: TypeAlias = tuple[Mapping[str, Any], str | None]
+"""What the response cache keeps of an answer: its JSON and its request id."""
+
+
+def stored(answer: Any) -> Stored | None:
+    """What the response cache keeps of ``answer`` (a parsed answer, or ``None``)."""
+    return None if answer is None else (answer.raw, answer.request_id)
+
+
+def reparse(endpoint: Endpoint[Q, A], request: Q, raw: object, request_id: str | None) -> A:
+    """A stored answer (its JSON and request id, from the response cache) parsed as the
+    endpoint parses an answer to ``request``."""
+    return endpoint.parser(request)(raw, request_id)
 
 
 def identity(endpoint: Endpoint[Q, Any], request: Q) -> Identity | None:

@@ -35,6 +35,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Mapping,
     Sequence,
     Sized,
 )
@@ -51,8 +52,10 @@ from .._errors import BatchError, InvalidRequestError, RequestCancelled
 from .._events import Attempt, LatencyHistogram
 from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
-from ._dedupe import Dedupe, Identity, shared
+from ._cache import CacheStore
+from ._dedupe import Dedupe, Identity
 from ._ledger import Observer, Tokens
+from ._repeats import Repeats
 
 __all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"]
 
@@ -149,6 +152,16 @@ class Kind(Protocol[Q, R_co]):
         """What makes ``request`` the same as another (dedupe, the cache), or ``None``."""
         ...
 
+    def cached(self, index: int, request: Q, raw: object, request_id: str | None) -> R_co:
+        """The result of an item answered from the cache (the answer's JSON, parsed as the
+        endpoint parses it: an ``Exception`` here means the entry is not used)."""
+        ...
+
+    def stored(self, result: Any) -> tuple[Mapping[str, Any], str | None] | None:
+        """What the cache keeps of a result: its answer's JSON and request id, or ``None``
+        (not a success)."""
+        ...
+
 
 async def outcome_of(
     send: SendOne[Q, T], request: Q, deadline: float, control: BatchControl
@@ -180,6 +193,7 @@ class _Tracker:
     completion_tokens: int = 0
     unknown_usage: int = 0
     deduplicated: int = 0
+    cached: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def add(self, result: Outcome) -> None:
@@ -221,6 +235,7 @@ class _Tracker:
             tokens_per_minute=total / minutes if minutes > 0 else 0.0,
             unknown_usage=self.unknown_usage,
             deduplicated=self.deduplicated,
+            cached=self.cached,
         )
 
 
@@ -316,6 +331,7 @@ class _Run(Generic[Q, R, S]):
         width: int,
         stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
         warm: tuple[WarmUp, int] | None = None,
+        cache: CacheStore | None = None,
     ) -> None:
         self.kind = kind
         self.warm = warm  # how to open the first wave's connections, and how many
@@ -335,7 +351,12 @@ class _Run(Generic[Q, R, S]):
         self.index = 0  # of the next item read
         self.carry: tuple[int, Q] | None = None  # read, but could not join the last unit
         self.broken: Exception | None = None  # what the input raised
-        self.dedupe = None if options.dedupe == "off" else Dedupe(options.dedupe)
+        dedupe = None if options.dedupe == "off" else Dedupe(options.dedupe)
+        self.repeats = (
+            None if dedupe is None and cache is None
+            else Repeats(kind, dedupe, cache, self.tracker, self.deliver_checked)
+        )  # fmt: skip
+        self.workers = trio.CancelScope()  # the feeder's nursery's, once it runs
 
     async def deliver(self, result: R) -> None:
         self.tracker.add(result)
@@ -356,6 +377,12 @@ class _Run(Generic[Q, R, S]):
             self.next_progress = now + _log.PROGRESS_INTERVAL
             _log.batch_statistics("batch_progress", self.tracker.snapshot(self.control))
 
+    async def deliver_checked(self, result: R) -> None:
+        """Deliver ``result``; with ``on_error="raise"``, its failure stops the batch."""
+        await self.deliver(result)
+        if result.error is not None:
+            self.fail_fast(result.error, self.workers)
+
     def fail_fast(self, error: Exception, workers: trio.CancelScope) -> None:
         """With ``on_error="raise"``, the first failure stops the batch."""
         if self.options.on_error == "raise" and self.results._error is None:
@@ -370,52 +397,30 @@ class _Run(Generic[Q, R, S]):
         The slot is held until the results are delivered: a slow consumer stops the
         feeder, so finished results never pile up (memory stays bounded by the concurrency).
         """
-        tracker = self.tracker
+        tracker, repeats, size = self.tracker, self.repeats, len(unit)
         try:
-            tracker.in_flight += len(unit)
+            tracker.in_flight += size
             self.control.started += 1
             try:
-                results = await self.kind.send(unit, deadline=self.stop_at, control=self.control)
+                if repeats is not None:
+                    unit = await repeats.from_cache(unit)
+                results: Sequence[R] = []
+                if unit:
+                    results = await self.kind.send(
+                        unit, deadline=self.stop_at, control=self.control
+                    )
             finally:
-                tracker.in_flight -= len(unit)
+                tracker.in_flight -= size
+            if repeats is not None:
+                await repeats.to_cache(unit, results)
             for (index, _), result in zip(unit, results, strict=True):
                 await self.deliver(result)
                 if result.error is not None:
                     self.fail_fast(result.error, workers)
-                if self.dedupe is not None:
-                    await self.release_duplicates(index, result, workers)
+                if repeats is not None:
+                    await repeats.release(index, result)
         finally:
             slot.release()
-
-    async def release_duplicates(self, index: int, result: R, workers: trio.CancelScope) -> None:
-        """A leader's result: one result of their own for the duplicates that waited."""
-        assert self.dedupe is not None
-        for duplicate, request, read_at in self.dedupe.finished(index, result):
-            await self.deliver_shared(result, duplicate, request, read_at, workers)
-
-    async def deliver_shared(
-        self, result: R, index: int, request: Q, read_at: float, workers: trio.CancelScope
-    ) -> None:
-        custom_id = self.kind.custom_id(request)
-        elapsed = trio.current_time() - read_at
-        self.tracker.deduplicated += 1
-        await self.deliver(shared(result, index, custom_id, request, elapsed))
-        if result.error is not None:
-            self.fail_fast(result.error, workers)
-
-    async def duplicate(self, index: int, request: Q, workers: trio.CancelScope) -> bool:
-        """Whether ``request`` duplicates one of the batch (then it is not sent: it has
-        the answer at once, or waits for its leader's); else it may be a leader."""
-        assert self.dedupe is not None
-        key = self.dedupe.key(self.kind.identity(request))
-        if key is None:
-            return False
-        now = trio.current_time()
-        answered = self.dedupe.answered(key)
-        if answered is not None:
-            await self.deliver_shared(answered, index, request, now, workers)
-            return True
-        return self.dedupe.follow(key, index, request, now)
 
     async def feed(self, inputs: AsyncIterable[Any]) -> None:
         """Read the input lazily and start a worker per unit, ``width`` at most at once.
@@ -429,6 +434,7 @@ class _Run(Generic[Q, R, S]):
             slot = trio.Semaphore(self.width)
             iterator = inputs.__aiter__()
             async with trio.open_nursery() as workers:
+                self.workers = workers.cancel_scope
                 if self.warm is not None:
                     # Beside the workers, not before them: a request takes a connection
                     # being opened when it needs one, and no request waits for the others.
@@ -497,7 +503,7 @@ class _Run(Generic[Q, R, S]):
                 await self.deliver(kind.failed(index, kind.custom_id(item), None, exc))
                 self.fail_fast(exc, workers)
                 continue
-            if self.dedupe is not None and await self.duplicate(index, request, workers):
+            if self.repeats is not None and await self.repeats.repeated(index, request):
                 continue
             if requests and not kind.joins(requests, request):
                 self.carry = (index, request)
@@ -515,8 +521,8 @@ class _Run(Generic[Q, R, S]):
             custom_id = kind.custom_id(request)
             result = kind.failed(index, custom_id, request, _unsent(custom_id))
             await self.deliver(result)
-            if self.dedupe is not None:  # its duplicates waited for it
-                for duplicate, request, _ in self.dedupe.finished(index, result):
+            if self.repeats is not None:  # its duplicates waited for it
+                for duplicate, request, _ in self.repeats.waiting(index, result):
                     custom_id = kind.custom_id(request)
                     cancelled = _unsent(custom_id)
                     await self.deliver(kind.failed(duplicate, custom_id, request, cancelled))
@@ -554,6 +560,7 @@ async def run_batch(
     stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
     observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
+    cache: CacheStore | None = None,
 ) -> AsyncIterator[S]:
     """Run a batch of ``kind``: the engine behind every batch method of the client.
 
@@ -561,13 +568,15 @@ async def run_batch(
     makes the result stream handed out (a :class:`ResultStream` subclass); ``observers``
     (the ledger's) are told when the batch starts and ends; ``warm_up`` opens the first
     wave's connections, with ``BatchOptions.warm_up``: ``width`` of them, or as many as
-    the units of a sized input make (``Kind.units``) when fewer.
+    the units of a sized input make (``Kind.units``) when fewer; ``cache`` (the client's
+    open :class:`ResponseCache`) answers the deterministic requests it holds and stores
+    the answers to the others.
     """
     warm = None
     if warm_up is not None and options.warm_up:
         wave = min(width, kind.units(len(requests))) if isinstance(requests, Sized) else width
         warm = (warm_up, wave)
-    run = _Run(kind, options, width, stream, warm)
+    run = _Run(kind, options, width, stream, warm, cache)
     inputs: AsyncIterable[Any] = (
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )

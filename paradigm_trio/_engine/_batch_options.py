@@ -56,6 +56,8 @@ class BatchStatistics:
             (nothing was sent for them; see ``BatchOptions.dedupe``).  They count in
             ``succeeded``, ``failed`` or ``cancelled`` as their answer does, and their
             usage in the token sums (the answer's, not a second payment).
+        cached: results answered from the client's :class:`ResponseCache` (nothing was
+            sent for them; their duplicates count in ``deduplicated``).
     """
 
     submitted: int
@@ -77,6 +79,7 @@ class BatchStatistics:
     tokens_per_minute: float
     unknown_usage: int = 0
     deduplicated: int = 0
+    cached: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

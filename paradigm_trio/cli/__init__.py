@@ -159,6 +159,13 @@ def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
         "(temperature 0 or a seed; every embeddings line), all for every identical request, "
         "off to send every line",
     )
+    batch.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="a response cache (SQLite file, made if missing; several runs may share it): "
+        "deterministic lines whose answer it holds are not sent, and successful answers "
+        "are stored (never the key)",
+    )
 
 
 def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:

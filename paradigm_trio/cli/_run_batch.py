@@ -72,6 +72,7 @@ def _summary(
         "retries": stats.retries,
         "retries_by_cause": dict(stats.retries_by_cause),
         "deduplicated": stats.deduplicated,
+        "cached": stats.cached,
         "latency_seconds": {
             "p50": stats.latency_p50,
             "p90": stats.latency_p90,
@@ -105,8 +106,12 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
     )
     causes = ", ".join(f"{k}: {v}" for k, v in summary["retries_by_cause"].items()) or "none"
     print(f"Retries: {summary['retries']} ({causes})", file=p)
-    if summary["deduplicated"]:
-        print(f"Deduplicated: {summary['deduplicated']} (identical lines, sent once)", file=p)
+    if summary["deduplicated"] or summary["cached"]:
+        print(
+            f"Not sent: {summary['cached']} answered from the cache, "
+            f"{summary['deduplicated']} identical to another line",
+            file=p,
+        )
     print(f"Latency: p50 {fmt(lat['p50'])}, p90 {fmt(lat['p90'])}, p99 {fmt(lat['p99'])}", file=p)
     tokens = summary["tokens"]
     unknown = (
@@ -211,6 +216,8 @@ def _annotate(recorder: Callable[..., None], record: dict[str, Any], *, result: 
     before), then the run's own fields."""
     if result.deduplicated:
         record["deduplicated"] = True
+    if result.cached:
+        record["cached"] = True
     recorder(record, result=result, client=client)
 
 
@@ -243,6 +250,7 @@ async def _open_client(
                 shared=args.shared,
             ),
             on_event=progress.on_event,
+            cache=pt.ResponseCache(args.cache) if args.cache else None,
             **({"model": args.model} if args.model else {}),
             **network_options(args),
         )

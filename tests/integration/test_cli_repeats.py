@@ -63,3 +63,41 @@ def test_dedupe_off_sends_every_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert stats["total"] == LINES
     assert not any("deduplicated" in r for r in records(out))
+
+
+def test_a_rerun_with_the_cache_sends_nothing_and_writes_the_same_records(
+    tmp_path: Path,
+) -> None:
+    source, cache = tmp_path / "in.jsonl", tmp_path / "answers.sqlite"
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    write_repeats(source)
+    with mock_process("--seed", "1", "--latency", "fixed:0.01") as url:
+        env = env_for(url)
+        ran = run_cli("batch", str(source), "-o", str(first), "--cache", str(cache), "-q",
+                      "--concurrency", "50", env=env)  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert mock_stats(url)["total"] == UNIQUE
+        rerun = run_cli("batch", str(source), "-o", str(second), "--cache", str(cache), "-q",
+                        "--concurrency", "50", "--report", str(tmp_path / "summary.json"),
+                        env=env)  # fmt: skip
+        assert rerun.returncode == 0, rerun.stderr
+        assert mock_stats(url)["total"] == UNIQUE  # not one more request
+    before, after = by_id(first), by_id(second)
+    assert len(records(second)) == LINES
+    assert sorted(before) == sorted(after)
+    # The same records, apart from timings and how each answer came.
+    how = {"elapsed", "started_at", "finished_at", "concurrency", "failures", "attempts",
+           "cached", "deduplicated"}  # fmt: skip
+    for custom_id, record in before.items():
+        again = after[custom_id]
+        assert {k: v for k, v in again.items() if k not in how} == {
+            k: v for k, v in record.items() if k not in how
+        }
+        assert again["attempts"] == 0
+        assert again.get("cached") or again.get("deduplicated")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["cached"], summary["deduplicated"]) == (UNIQUE, LINES - UNIQUE)
+    assert cache.exists()
+    assert b"sk-test-not-a-real-key" not in b"".join(
+        p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("answers")
+    )
