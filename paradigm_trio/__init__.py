@@ -36,6 +36,7 @@ from ._endpoints._structured import OutputSchema
 from ._endpoints._tools import FunctionCall, ToolCall, function_tool
 from ._engine._batch_options import BatchOptions, BatchStatistics
 from ._engine._cache import DEFAULT_CACHE_TTL, ResponseCache
+from ._engine._hedge import Hedge
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -128,6 +129,7 @@ __all__ = [
     "Embeddings",
     "Event",
     "FunctionCall",
+    "Hedge",
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidRequestError",

@@ -36,6 +36,9 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The response cache's open store, its busy timeout.
     "paradigm_trio._engine._cache": frozenset({"CacheStore"}),
     "paradigm_trio._engine._repeats": frozenset({"Repeats"}),
+    "paradigm_trio._engine._hedge": frozenset(
+        {"DEFAULT_HEDGE", "Hedger", "SendOne", "hedger_for", "race"}
+    ),
     # A batch's identical requests sent once (its book, the identity of a request).
     "paradigm_trio._engine._dedupe": frozenset(
         {"DEDUPE_MODES", "DEDUPE_WINDOW", "Dedupe", "DedupeMode", "Identity", "shared"}
@@ -77,7 +80,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The batch engine behind every batch method, and the chat completions' kind (the
     # implementation of ``Client.stream_batch``); the options' defaults and types.
     "paradigm_trio._engine._batch": frozenset(
-        {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"}
+        {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "Sent", "outcome_of", "run_batch"}
     ),
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # What the client's families of methods share (``Client`` is a ``ClientCore``), and

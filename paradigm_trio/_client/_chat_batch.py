@@ -49,7 +49,8 @@ class ChatBatchMethods(ClientCore):
 
         The keywords are the fields of :class:`BatchOptions` (``on_error``, ``deadline``,
         ``on_progress``, ``retry``, ``timeouts``, ``retry_budget``, ``circuit_breaker``,
-        ``unreachable_after``, ``stream``, ``warm_up``, ``dedupe``, and the sampling fields
+        ``unreachable_after``, ``stream``, ``warm_up``, ``dedupe``, ``hedge``, and the sampling
+        fields
         ``model``, ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the fields
         an item leaves unset); or pass a prepared ``options=BatchOptions(...)``, which keywords
         override.
@@ -71,10 +72,13 @@ class ChatBatchMethods(ClientCore):
             deadline: float,
             control: BatchControl,
             history: list[Attempt],
+            hedge: bool = False,
         ) -> Awaitable[ChatCompletion]:
             # Not a coroutine of its own: one frame less on every request's way (each
             # wake-up passes through every frame awaiting).
-            plan = self._plan(chat, request, retry, timeouts, deadline, control, stream=stream)
+            plan = self._plan(
+                chat, request, retry, timeouts, deadline, control, stream=stream, hedge=hedge
+            )
             if stream:
                 return self._streamer.complete(request, plan, history)
             return sender.send(chat, request, plan, history)
@@ -88,6 +92,7 @@ class ChatBatchMethods(ClientCore):
             observers=self._engine.ledger.observers,
             warm_up=self.warm_up,
             cache=self._cache,
+            free=self._slot_free,
         )
 
     async def chat_batch(

@@ -91,6 +91,10 @@ class ClientCore:
             raise RuntimeError("this Client is closed; create a new one")
         check_trio()
 
+    def _slot_free(self) -> bool:
+        """Whether a request could take a concurrency slot now, without waiting."""
+        return self._engine.limiter.available_tokens > 0
+
     def _plan(
         self,
         endpoint: Endpoint[Any, Any] | None,
@@ -101,14 +105,17 @@ class ClientCore:
         control: BatchControl | None = None,
         *,
         stream: bool = False,
+        hedge: bool = False,
     ) -> Plan:
-        """The ``Plan`` of one request of ``endpoint`` (``None``: the model list)."""
+        """The ``Plan`` of one request of ``endpoint`` (``None``: the model list); a
+        ``hedge`` (of a batch's item) makes one attempt, whatever the retry policy."""
         self._check_open()
         custom_id = request.custom_id if request is not None else None
+        retry = retry or self.retry
         return Plan(
             custom_id,
             idempotency_key(custom_id),
-            retry or self.retry,
+            retry.replace(attempts=1) if hedge else retry,
             timeouts or self.timeouts,
             request.estimated_tokens() if request is not None else 0,
             deadline,
@@ -117,6 +124,7 @@ class ClientCore:
             endpoint=endpoint,
             request=request,
             stream=stream,
+            hedge=hedge,
         )
 
 

@@ -143,6 +143,8 @@ def embedding_defaults(
     chat_only = [name for name in _CHAT_ONLY if getattr(options, name) is not None]
     if options.stream:
         chat_only.append("stream")
+    if options.hedge:
+        chat_only.append("hedge")
     if chat_only:
         raise ValueError(
             f"{', '.join(chat_only)}: not an option of an embeddings batch (chat only)"
@@ -254,7 +256,7 @@ class EmbeddingKind:
         requests = [request for _, request in unit]
         start = trio.current_time()
         merged = merge(requests)
-        answer, error, attempts, _ = await outcome_of(self.send_one, merged, deadline, control)
+        answer, error, attempts, *_ = await outcome_of(self.send_one, merged, deadline, control)
         if answer is not None:
             elapsed = trio.current_time() - start
             return [
@@ -280,7 +282,7 @@ class EmbeddingKind:
 
         async def one(position: int, index: int, request: EmbeddingRequest) -> None:
             outcome = await outcome_of(self.send_one, request, deadline, control)
-            answer, error, own, _ = outcome
+            answer, error, own, *_ = outcome
             elapsed = trio.current_time() - start
             results[position] = EmbeddingResult(
                 index, request.custom_id, request, answer, error, attempts + own, elapsed
@@ -394,9 +396,10 @@ class EmbeddingMethods(ClientCore):
             deadline: float,
             control: BatchControl,
             history: list[Attempt],
+            hedge: bool = False,
         ) -> Awaitable[Embeddings]:
             # Not a coroutine of its own, as the chat batch's (one frame less per request).
-            plan = self._plan(endpoint, request, retry, timeouts, deadline, control)
+            plan = self._plan(endpoint, request, retry, timeouts, deadline, control, hedge=hedge)
             return sender.send(endpoint, request, plan, history)
 
         kind = EmbeddingKind(
@@ -405,6 +408,7 @@ class EmbeddingMethods(ClientCore):
         return run_batch(
             kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
             observers=self._engine.ledger.observers, warm_up=self.warm_up, cache=self._cache,
+            free=self._slot_free,
         )  # fmt: skip
 
     async def embed_batch(

@@ -12,7 +12,7 @@ imports the client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -57,6 +57,9 @@ class BatchResult:
             ``completion`` (or ``error``) is that request's.
         cached: whether its answer came from the client's :class:`ResponseCache`
             (nothing was sent for it: ``attempts`` and ``elapsed`` are 0).
+        hedged: whether its answer is a hedge's (``BatchOptions.hedge``): the same request
+            sent again while the first was slow, whose answer came first (``attempts``
+            counts both requests' attempts).
     """
 
     index: int
@@ -68,6 +71,7 @@ class BatchResult:
     elapsed: float = 0.0
     deduplicated: bool = False
     cached: bool = False
+    hedged: bool = False
 
     @property
     def ok(self) -> bool:
@@ -134,11 +138,13 @@ class ChatKind:
         self, unit: Sequence[tuple[int, ChatRequest]], *, deadline: float, control: BatchControl
     ) -> list[BatchResult]:
         [(index, request)] = unit
-        outcome = await outcome_of(self.send_one, request, deadline, control)
-        completion, error, attempts, elapsed = outcome
+        sent = await outcome_of(self.send_one, request, deadline, control)
         return [
-            BatchResult(index, request.custom_id, request, completion, error, attempts, elapsed)
-        ]
+            BatchResult(
+                index, request.custom_id, request, sent.value, sent.error, sent.attempts,
+                sent.elapsed, hedged=sent.hedged,
+            )
+        ]  # fmt: skip
 
     def failed(
         self, index: int, custom_id: str | None, request: ChatRequest | None, error: Exception
@@ -200,6 +206,7 @@ def stream_batch(
     observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
     cache: CacheStore | None = None,
+    free: Callable[[], bool] = lambda: True,
 ) -> AbstractAsyncContextManager[BatchStream]:
     """The engine behind :meth:`Client.stream_batch` (documented there).
 
@@ -211,5 +218,5 @@ def stream_batch(
     kind = ChatKind(send_one, options.defaults(), endpoint)
     return run_batch(
         kind, requests, options, width=width, stream=BatchStream, observers=observers,
-        warm_up=warm_up, cache=cache,
+        warm_up=warm_up, cache=cache, free=free,
     )  # fmt: skip

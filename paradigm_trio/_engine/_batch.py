@@ -42,7 +42,7 @@ from collections.abc import (
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import trio
 
@@ -54,15 +54,23 @@ from ._batch_options import BatchOptions, BatchStatistics
 from ._budget import BatchControl
 from ._cache import CacheStore
 from ._dedupe import Dedupe, Identity
+from ._hedge import SendOne, hedger_for, race
 from ._ledger import Observer, Tokens
 from ._repeats import Repeats
 
-__all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"]
+__all__ = [
+    "Kind",
+    "Outcome",
+    "ResultStream",
+    "SendOne",
+    "Sent",
+    "WarmUp",
+    "outcome_of",
+    "run_batch",
+]
 
 Q = TypeVar("Q")
 T = TypeVar("T")
-Q_contra = TypeVar("Q_contra", contravariant=True)
-T_co = TypeVar("T_co", covariant=True)
 
 
 class Outcome(Protocol):
@@ -83,19 +91,6 @@ class Outcome(Protocol):
 R = TypeVar("R", bound=Outcome)
 R_co = TypeVar("R_co", bound=Outcome, covariant=True)
 S = TypeVar("S", bound="ResultStream[Any]")
-
-
-class SendOne(Protocol[Q_contra, T_co]):
-    """How the batch sends one request through the attempt engine (the client provides it)."""
-
-    def __call__(
-        self,
-        request: Q_contra,
-        *,
-        deadline: float,
-        control: BatchControl,
-        history: list[Attempt],
-    ) -> Awaitable[T_co]: ...
 
 
 class WarmUp(Protocol):
@@ -163,22 +158,34 @@ class Kind(Protocol[Q, R_co]):
         ...
 
 
+class Sent(NamedTuple, Generic[T]):
+    """What :func:`outcome_of` tells of one send."""
+
+    value: T | None
+    error: Exception | None
+    attempts: int
+    elapsed: float
+    hedged: bool = False  # whether a hedge's answer is the value (``BatchOptions.hedge``)
+
+
 async def outcome_of(
     send: SendOne[Q, T], request: Q, deadline: float, control: BatchControl
-) -> tuple[T | None, Exception | None, int, float]:
-    """``(value, error, attempts, elapsed)`` of ``send(request)``; any ``Exception`` is
-    its error.
+) -> Sent[T]:
+    """The value or error, attempts and time of ``send(request)`` (hedged when the batch
+    hedges); any ``Exception`` is its error.
 
     An :class:`APIError`, an :class:`InvalidRequestError` before sending, or a bug, a hook
     raising: the item's result, never the batch's end (``Cancelled`` propagates).
     """
+    if control.hedger is not None:
+        return Sent(*await race(send, request, deadline, control.hedger))
     start = trio.current_time()
     history: list[Attempt] = []
     try:
         value = await send(request, deadline=deadline, control=control, history=history)
     except Exception as exc:
-        return None, exc, len(history), trio.current_time() - start
-    return value, None, len(history), trio.current_time() - start
+        return Sent(None, exc, len(history), trio.current_time() - start)
+    return Sent(value, None, len(history), trio.current_time() - start)
 
 
 @dataclass(slots=True)
@@ -236,6 +243,8 @@ class _Tracker:
             unknown_usage=self.unknown_usage,
             deduplicated=self.deduplicated,
             cached=self.cached,
+            hedges=0 if control.hedger is None else control.hedger.sent,
+            hedges_won=0 if control.hedger is None else control.hedger.won,
         )
 
 
@@ -332,6 +341,7 @@ class _Run(Generic[Q, R, S]):
         stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
         warm: tuple[WarmUp, int] | None = None,
         cache: CacheStore | None = None,
+        free: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kind = kind
         self.warm = warm  # how to open the first wave's connections, and how many
@@ -344,6 +354,7 @@ class _Run(Generic[Q, R, S]):
             unreachable_after=options.unreachable_after,
             reserve=width,
         )
+        self.control.hedger = hedger_for(options.hedge, self.control, free)
         self.tracker = _Tracker(start=trio.current_time())
         self.next_progress = self.tracker.start + _log.PROGRESS_INTERVAL
         self.send, receive = trio.open_memory_channel[R](width)
@@ -561,6 +572,7 @@ async def run_batch(
     observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
     cache: CacheStore | None = None,
+    free: Callable[[], bool] = lambda: True,
 ) -> AsyncIterator[S]:
     """Run a batch of ``kind``: the engine behind every batch method of the client.
 
@@ -570,13 +582,14 @@ async def run_batch(
     wave's connections, with ``BatchOptions.warm_up``: ``width`` of them, or as many as
     the units of a sized input make (``Kind.units``) when fewer; ``cache`` (the client's
     open :class:`ResponseCache`) answers the deterministic requests it holds and stores
-    the answers to the others.
+    the answers to the others; ``free`` says whether the client has a concurrency slot
+    free (a hedge is sent only then).
     """
     warm = None
     if warm_up is not None and options.warm_up:
         wave = min(width, kind.units(len(requests))) if isinstance(requests, Sized) else width
         warm = (warm_up, wave)
-    run = _Run(kind, options, width, stream, warm, cache)
+    run = _Run(kind, options, width, stream, warm, cache, free)
     inputs: AsyncIterable[Any] = (
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypedDict
 from .._config import RetryPolicy, Timeouts, _check_int, _check_number, _Replace
 from ._budget import DEFAULT_UNREACHABLE_AFTER
 from ._dedupe import DEDUPE_MODES, DedupeMode
+from ._hedge import Hedge
 
 __all__ = [
     "BatchKeywords",
@@ -58,6 +59,8 @@ class BatchStatistics:
             usage in the token sums (the answer's, not a second payment).
         cached: results answered from the client's :class:`ResponseCache` (nothing was
             sent for them; their duplicates count in ``deduplicated``).
+        hedges: hedges sent (``BatchOptions.hedge``): requests beyond one per item, besides
+            retries; ``hedges_won``: those whose answer came first and is the result's.
     """
 
     submitted: int
@@ -80,6 +83,8 @@ class BatchStatistics:
     unknown_usage: int = 0
     deduplicated: int = 0
     cached: int = 0
+    hedges: int = 0
+    hedges_won: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -143,6 +148,7 @@ class BatchOptions(_Replace):
     stream: bool = False
     warm_up: bool = False
     dedupe: DedupeMode = "auto"
+    hedge: Hedge | bool | None = None
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -179,6 +185,10 @@ class BatchOptions(_Replace):
                 f"{owner}.dedupe must be one of {', '.join(map(repr, DEDUPE_MODES))}, "
                 f"got {self.dedupe!r}"
             )
+        if self.hedge is not None and not isinstance(self.hedge, Hedge | bool):
+            raise ValueError(
+                f"{owner}.hedge must be True, False, None or a Hedge, got {self.hedge!r}"
+            )
         for name in ("stream", "warm_up"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
@@ -213,6 +223,7 @@ class BatchKeywords(TypedDict, total=False):
     stream: bool
     warm_up: bool
     dedupe: DedupeMode
+    hedge: Hedge | bool | None
     model: str | None
     temperature: float | None
     max_tokens: int | None
