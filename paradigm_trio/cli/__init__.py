@@ -160,6 +160,13 @@ def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
         "off to send every line",
     )
     batch.add_argument(
+        "--hedge",
+        action="store_true",
+        help="hedge chat lines still unanswered after the batch's 95th percentile latency: "
+        "send one copy when a slot is free, keep the first answer (at most 5 %% more "
+        "requests, none while the server sheds load)",
+    )
+    batch.add_argument(
         "--cache",
         metavar="PATH",
         help="a response cache (SQLite file, made if missing; several runs may share it): "

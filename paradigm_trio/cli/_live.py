@@ -176,7 +176,7 @@ def combined(parts: list[pt.BatchStatistics]) -> pt.BatchStatistics:
         for name in ("submitted", "done", "succeeded", "failed", "cancelled", "in_flight",
                      "retries", "prompt_tokens", "completion_tokens", "total_tokens",
                      "requests_per_minute", "tokens_per_minute", "unknown_usage",
-                     "deduplicated", "cached")
+                     "deduplicated", "cached", "hedges", "hedges_won")
     }  # fmt: skip
     return dataclasses.replace(
         main,

@@ -73,6 +73,8 @@ def _summary(
         "retries_by_cause": dict(stats.retries_by_cause),
         "deduplicated": stats.deduplicated,
         "cached": stats.cached,
+        "hedges": stats.hedges,
+        "hedges_won": stats.hedges_won,
         "latency_seconds": {
             "p50": stats.latency_p50,
             "p90": stats.latency_p90,
@@ -106,6 +108,8 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
     )
     causes = ", ".join(f"{k}: {v}" for k, v in summary["retries_by_cause"].items()) or "none"
     print(f"Retries: {summary['retries']} ({causes})", file=p)
+    if summary["hedges"]:
+        print(f"Hedges: {summary['hedges']} sent, {summary['hedges_won']} answered first", file=p)
     if summary["deduplicated"] or summary["cached"]:
         print(
             f"Not sent: {summary['cached']} answered from the cache, "
@@ -218,6 +222,8 @@ def _annotate(recorder: Callable[..., None], record: dict[str, Any], *, result: 
         record["deduplicated"] = True
     if result.cached:
         record["cached"] = True
+    if getattr(result, "hedged", False):
+        record["hedged"] = True
     recorder(record, result=result, client=client)
 
 
@@ -259,7 +265,8 @@ async def _open_client(
 
 async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.EmbeddingRequest],
                 progress: Progress, out: IO[bytes], batch_scope: trio.CancelScope,
-                dedupe: Literal["auto", "all", "off"] = "auto") -> pt.BatchStatistics:  # fmt: skip
+                dedupe: Literal["auto", "all", "off"] = "auto",
+                hedge: bool = False) -> pt.BatchStatistics:  # fmt: skip
     """Send the batch, appending each result to ``out`` as it completes.
 
     Chat lines and embeddings lines run as two batches at once, on the same client (its
@@ -301,7 +308,8 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
                 nursery.start_soon(
                     record, "chat",
                     client.stream_batch(
-                        chat_receive, on_progress=progress.updater("chat"), dedupe=dedupe
+                        chat_receive, on_progress=progress.updater("chat"), dedupe=dedupe,
+                        hedge=hedge,
                     ),
                 )  # fmt: skip
                 nursery.start_soon(
@@ -333,7 +341,7 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
                     nursery.start_soon(interrupt.watch)
                     stats = await _send(
                         client, pending.requests(), progress, out, interrupt.batch_scope,
-                        dedupe=args.dedupe,
+                        dedupe=args.dedupe, hedge=args.hedge,
                     )  # fmt: skip
                     progress.update(stats, force=True)
                     nursery.cancel_scope.cancel()

@@ -101,3 +101,29 @@ def test_a_rerun_with_the_cache_sends_nothing_and_writes_the_same_records(
     assert b"sk-test-not-a-real-key" not in b"".join(
         p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("answers")
     )
+
+
+def test_hedging_against_stragglers_keeps_one_record_per_line(tmp_path: Path) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = 400
+    with source.open("w") as f:
+        for i in range(lines):
+            body = {"model": "alfred-4.2", "max_tokens": 8,
+                    "messages": [{"role": "user", "content": f"Hello {i}"}]}  # fmt: skip
+            f.write(json.dumps({"custom_id": f"req-{i}", "body": body}) + "\n")
+    with mock_process(
+        "--seed", "2", "--latency", "lognormal:0.05,0.3", "--fault", "straggler=0.03:40x"
+    ) as url:
+        report = str(tmp_path / "s.json")
+        done = run_cli("batch", str(source), "-o", str(out), "--concurrency", "40", "-q",
+                       "--hedge", "--report", report, env=env_for(url))  # fmt: skip
+        stats = mock_stats(url)
+    assert done.returncode == 0, done.stderr
+    results = by_id(out)
+    assert len(records(out)) == lines
+    assert sorted(results) == sorted(f"req-{i}" for i in range(lines))
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["hedges"] >= 1  # 3 % of the lines straggle 40 times over
+    assert summary["hedges"] <= 0.05 * lines
+    assert stats["total"] == lines + summary["hedges"]  # no retries: no faults
+    assert sum(1 for r in results.values() if r.get("hedged")) == summary["hedges_won"]
