@@ -36,6 +36,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The response cache's open store, its busy timeout.
     "paradigm_trio._engine._cache": frozenset({"CacheStore"}),
     "paradigm_trio._engine._repeats": frozenset({"Repeats"}),
+    "paradigm_trio._engine._results": frozenset({"Outcome", "ResultStream"}),
     "paradigm_trio._engine._hedge": frozenset(
         {"DEFAULT_HEDGE", "Hedger", "SendOne", "hedger_for", "race"}
     ),
