@@ -159,12 +159,17 @@ async def race(
         race.cancel_scope.cancel()
 
     async def hedge(race: trio.Nursery) -> None:
+        # Look at the delay, then less and less often (each wait half the time waited so
+        # far): a batch of thousands in flight wakes a few times per item, not per tick.
+        floor = hedger.policy.floor
+        look = start + (hedger.delay or floor)
         while True:
-            delay = hedger.delay
-            wait = start + delay if delay is not None else start + hedger.policy.floor
-            await trio.sleep_until(max(wait, trio.current_time() + (delay or 1.0) / 4))
-            if delay is not None and hedger.allowed():
+            await trio.sleep_until(look)
+            now, delay = trio.current_time(), hedger.delay
+            if delay is not None and now >= start + delay and hedger.allowed():
                 break
+            later = now + max(floor, (now - start) / 2)
+            look = later if delay is None else max(start + delay, later)
         state["hedge"] = "running"
         hedger.sent += 1
         sent = trio.current_time()

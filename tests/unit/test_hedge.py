@@ -105,7 +105,7 @@ async def test_no_hedge_before_enough_samples_nor_beyond_the_share() -> None:
     slow = {"item 2", "item 15", "item 16", "item 17"}
     handler = Tail(lambda text, n: 50.0 if (text in slow and n == 0) else 1.0)
     policy = pt.Hedge(min_samples=5, max_share=0.1, percentile=90)
-    async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
+    async with make_client(handler, limits=pt.Limits(concurrency=6)) as client:
         results = await client.chat_batch([msgs(i) for i in range(20)], hedge=policy)
     assert all(r.ok for r in results)
     assert not results[2].hedged  # too early: fewer than 5 successes when it was slow
