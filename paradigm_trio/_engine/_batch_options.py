@@ -12,7 +12,7 @@ from typing import Any, Literal, TypedDict
 
 from .._config import RetryPolicy, Timeouts, _check_int, _check_number, _Replace
 from ._budget import DEFAULT_UNREACHABLE_AFTER
-from ._dedupe import DEDUPE_MODES, DedupeMode
+from ._dedupe import DEDUPE_MODES
 from ._hedge import Hedge
 
 __all__ = [
@@ -147,7 +147,7 @@ class BatchOptions(_Replace):
     unreachable_after: float = DEFAULT_UNREACHABLE_AFTER
     stream: bool = False
     warm_up: bool = False
-    dedupe: DedupeMode = "auto"
+    dedupe: Literal["auto", "all", "off"] = "auto"
     hedge: Hedge | bool | None = None
     model: str | None = None
     temperature: float | None = None
@@ -222,7 +222,7 @@ class BatchKeywords(TypedDict, total=False):
     unreachable_after: float
     stream: bool
     warm_up: bool
-    dedupe: DedupeMode
+    dedupe: Literal["auto", "all", "off"]
     hedge: Hedge | bool | None
     model: str | None
     temperature: float | None
