@@ -3,12 +3,12 @@ strangers out of ``/_mock/*`` (the decisions themselves are in :mod:`._guard`)."
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from ._checks import strict_json
 from ._content import RequestError, check_text
 from ._guard import admin_denial, body_denial
 from ._responses import error_response, json_response, read_body
@@ -45,6 +45,9 @@ class _AdminRoutes:
         records = [record.to_dict() for record in self.state.requests()]
         return json_response({"object": "list", "data": records})
 
+    async def files(self) -> Response:
+        return json_response({"object": "list", "data": self.state.file_summaries()})
+
     async def _json(self) -> Any:
         body, too_large = await read_body(self.state.config.max_body_bytes)
         if too_large:
@@ -53,7 +56,7 @@ class _AdminRoutes:
         if denial is not None:
             raise RequestError(denial.message, code=denial.code, status=denial.status)
         try:
-            data = json.loads(body)
+            data = strict_json(body)
         except (ValueError, RecursionError):
             raise RequestError("The body is not valid JSON.", code="invalid_json") from None
         check_text(data)
@@ -103,6 +106,7 @@ def add_admin_routes(app: QuartTrio, state: MockState) -> None:
     routes = _AdminRoutes(state)
     app.add_url_rule("/_mock/stats", "admin_stats", routes.stats, methods=["GET"])
     app.add_url_rule("/_mock/requests", "admin_requests", routes.requests, methods=["GET"])
+    app.add_url_rule("/_mock/files", "admin_files", routes.files, methods=["GET"])
     app.add_url_rule("/_mock/config", "admin_config", routes.config, methods=["GET", "POST"])
     app.add_url_rule("/_mock/reset", "admin_reset", routes.reset, methods=["POST"])
     app.add_url_rule("/_mock/script", "admin_script", routes.script, methods=["POST"])

@@ -1,11 +1,15 @@
 """The API routes (``/chat/completions``, ``/embeddings``, ``/models``) under each prefix:
-auth, quotas, the fault each request draws (or is scripted), then the answer."""
+auth, quotas, the fault each request draws (or is scripted), then the answer.
+
+:meth:`ApiRoutes.handle` is that path for any request; the Paradigm routes
+(:mod:`._paradigm_routes`) hand it their parsers (:class:`~._plain.PlainRequest`)."""
 
 from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
@@ -19,17 +23,46 @@ from ._determinism import body_key, digest, unit
 from ._embeddings import EmbeddingRequest, embeddings_body, parse_embedding_request
 from ._faults import Fault
 from ._injection import applies, fault_status_response, payload_response, status_of
+from ._plain import PlainRequest
 from ._responses import connection, dumps, error_response, json_response, linger, read_body
 from ._state import MockState, _Entry, retry_after_headers
-from ._streaming import stream_response
+from ._streaming import plain_stream_response, stream_response
 from ._transport import Connection
 
-__all__ = ["add_api_routes"]
+__all__ = ["API_PREFIXES", "ApiRoutes", "Parse", "ReadBody", "Received", "add_api_routes"]
 
-_API_PREFIXES: Final = ("/api/v2", "/v1")
+#: The prefixes every API route is served under.
+API_PREFIXES: Final = ("/api/v2", "/v1")
 _MODELS_CREATED: Final = 1_700_000_000
+_BODILESS: Final = frozenset({"GET", "DELETE", "HEAD"})
 
-_Parsed = ChatRequest | EmbeddingRequest
+_Parsed = ChatRequest | EmbeddingRequest | PlainRequest
+#: A parser: the body read (bytes, or what a :data:`ReadBody` made of it) -> a request.
+Parse = Callable[..., _Parsed]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A request body as read: what the parser gets, whether it passed ``limit`` bytes,
+    and the request key when the request has no ``Idempotency-Key``."""
+
+    payload: object
+    too_large: bool
+    key: str
+    limit: int | None
+
+
+#: How a route reads its body (default: whole, up to ``max_body_bytes``).
+ReadBody = Callable[[MockConfig], Awaitable[Received]]
+
+
+async def _read_json_body(config: MockConfig) -> Received:
+    body, too_large = await read_body(config.max_body_bytes)
+    if request.method in _BODILESS and not body:
+        key = body_key(f"{request.method} {request.full_path}".encode())
+    else:
+        key = body_key(body)
+    return Received(body, too_large, key, config.max_body_bytes)
 
 
 def _model(name: str) -> dict[str, Any]:
@@ -38,18 +71,27 @@ def _model(name: str) -> dict[str, Any]:
 
 def _charge(parsed: _Parsed, config: MockConfig) -> int:
     """Tokens a request takes from the ``tpm`` quota: its prompt, plus for a chat its
-    ``max_tokens`` (or ``default_max_tokens``)."""
+    ``max_tokens`` (or ``default_max_tokens``); a plain request's ``quota_tokens``."""
     if isinstance(parsed, EmbeddingRequest):
         return parsed.prompt_tokens
+    if not isinstance(parsed, ChatRequest):
+        return parsed.quota_tokens
     limit = parsed.max_tokens if parsed.max_tokens is not None else config.default_max_tokens
     return parsed.prompt_tokens + limit
+
+
+def _stall_after(config: MockConfig, fault: Fault | None) -> int | None:
+    """Where a ``stream_stall`` stops: the scripted fault's point, else the config's."""
+    if fault is not None and fault.stall_after is not None:
+        return fault.stall_after
+    return config.stall_after
 
 
 def _quota_on(config: MockConfig) -> bool:
     return config.rpm is not None or config.tpm is not None
 
 
-def _auth_error(config: MockConfig) -> Response | None:
+def auth_error(config: MockConfig) -> Response | None:
     if config.api_key is None:
         return None
     header = request.headers.get("Authorization", "")
@@ -66,13 +108,15 @@ def _auth_error(config: MockConfig) -> Response | None:
     return None
 
 
-class _ApiRoutes:
+class ApiRoutes:
+    """The chat, embeddings and model routes, and the path every API request takes."""
+
     def __init__(self, state: MockState) -> None:
         self.state = state
 
     async def models(self) -> Response:
         config = self.state.config
-        denied = _auth_error(config)
+        denied = auth_error(config)
         if denied is not None:
             return denied
         names = config.models if config.models is not None else DEFAULT_MODELS
@@ -81,7 +125,7 @@ class _ApiRoutes:
     async def model(self, model: str) -> Response:
         """``GET /models/{id}``: one of the listed models, or 404 ``model_not_found``."""
         config = self.state.config
-        denied = _auth_error(config)
+        denied = auth_error(config)
         if denied is not None:
             return denied
         names = config.models if config.models is not None else DEFAULT_MODELS
@@ -95,26 +139,35 @@ class _ApiRoutes:
         return json_response(_model(model))
 
     async def chat(self) -> Response:
-        return await self._api(parse_chat)
+        return await self.handle(parse_chat)
 
     async def embeddings(self) -> Response:
-        return await self._api(parse_embedding_request)
+        strings_only = self.state.config.embeddings_strings_only
 
-    async def _api(self, parse: Callable[..., _Parsed]) -> Response:
-        """An API request (chat or embeddings): checks, quotas, faults, then the answer."""
+        def parse(body: bytes, *, models: tuple[str, ...] | None) -> EmbeddingRequest:
+            return parse_embedding_request(body, models=models, strings_only=strings_only)
+
+        return await self.handle(parse)
+
+    async def handle(self, parse: Parse, read: ReadBody = _read_json_body) -> Response:
+        """An API request: its body read, checks, quotas, faults, then the answer.
+
+        The request key is the ``Idempotency-Key`` header, else a hash of the body (of
+        the method and the path with its query for a request without a body).
+        """
         state = self.state
         config = state.config
         conn = connection()
-        body, too_large = await read_body(config.max_body_bytes)
-        key = request.headers.get("Idempotency-Key") or body_key(body)
+        received = await read(config)
+        key = request.headers.get("Idempotency-Key") or received.key
         entry = state.begin(key=key, path=request.path, request_id=conn.request_id)
         conn.entry = entry
         others_in_flight = state.in_flight - 1
-        parsed = self._parse(config, entry, parse, body, too_large)
+        parsed = self._parse(config, entry, parse, received)
         if isinstance(parsed, Response):
             return parsed
         entry.model = parsed.model
-        entry.stream = isinstance(parsed, ChatRequest) and parsed.stream
+        entry.stream = getattr(parsed, "stream", False) is True
         entry.prompt_tokens = parsed.prompt_tokens
         return await self._draw(conn, config, parsed, others_in_flight)
 
@@ -122,9 +175,8 @@ class _ApiRoutes:
         self,
         config: MockConfig,
         entry: _Entry,
-        parse: Callable[..., _Parsed],
-        body: bytes,
-        too_large: bool,
+        parse: Parse,
+        received: Received,
     ) -> _Parsed | Response:
         """The request parsed, or the answer refusing it (too large, no key, invalid)."""
 
@@ -134,20 +186,20 @@ class _ApiRoutes:
                 response.headers.update(self.state.quota_headers())
             return response
 
-        if too_large:
+        if received.too_large:
             return reject(
                 413,
                 error_response(
                     413,
-                    f"Request body too large: the limit is {config.max_body_bytes} bytes.",
+                    f"Request body too large: the limit is {received.limit} bytes.",
                     code="request_too_large",
                 ),
             )
-        denied = _auth_error(config)
+        denied = auth_error(config)
         if denied is not None:
             return reject(401, denied)
         try:
-            return parse(body, models=config.models)
+            return parse(received.payload, models=config.models)
         except RequestError as exc:
             return reject(
                 exc.status,
@@ -253,7 +305,22 @@ class _ApiRoutes:
             entry.completion_tokens = 0
             payload = dumps(embeddings_body(config.seed, parsed))
             return payload_response(conn, kind, payload, headers)
-        return self._chat_answer(conn, config, parsed, kind, fault, headers)
+        if isinstance(parsed, ChatRequest):
+            return self._chat_answer(conn, config, parsed, kind, fault, headers)
+        try:
+            answer = parsed.answer(self.state)
+        except RequestError as exc:  # the state says no (a file gone meanwhile)
+            self.state.decide(entry, str(exc.status), exc.status)
+            return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
+        if answer.stream is not None:
+            stall_after = _stall_after(config, fault)
+            return plain_stream_response(conn, config, answer.stream, kind, headers, stall_after)
+        entry.completion_tokens = answer.completion_tokens
+        if entry.status == 200:
+            entry.status = answer.status
+        if answer.status == 204:
+            return Response(b"", status=204, headers=headers)
+        return payload_response(conn, kind, dumps(answer.body), headers, status=answer.status)
 
     def _chat_answer(
         self,
@@ -276,9 +343,7 @@ class _ApiRoutes:
         completion_id = "chatcmpl-" + digest(seed, "id", key, attempt).hex()[:29]
         created = int(time.time())
         if chat.stream:
-            stall_after = config.stall_after
-            if fault is not None and fault.stall_after is not None:
-                stall_after = fault.stall_after
+            stall_after = _stall_after(config, fault)
             ids = (completion_id, created)
             return stream_response(conn, config, chat, replies, kind, ids, headers, stall_after)
         entry.completion_tokens = sum(reply.completion_tokens for reply in replies)
@@ -295,10 +360,10 @@ class _ApiRoutes:
         return payload_response(conn, kind, payload, headers)
 
 
-def add_api_routes(app: QuartTrio, state: MockState) -> None:
-    """Serve the API of ``state`` under ``/api/v2`` and ``/v1``."""
-    routes = _ApiRoutes(state)
-    for prefix in _API_PREFIXES:
+def add_api_routes(app: QuartTrio, state: MockState) -> ApiRoutes:
+    """Serve the API of ``state`` under ``/api/v2`` and ``/v1``; return its routes."""
+    routes = ApiRoutes(state)
+    for prefix in API_PREFIXES:
         name = prefix.strip("/").replace("/", "_")
         app.add_url_rule(
             f"{prefix}/chat/completions", f"chat_{name}", routes.chat, methods=["POST"]
@@ -310,3 +375,4 @@ def add_api_routes(app: QuartTrio, state: MockState) -> None:
         app.add_url_rule(
             f"{prefix}/embeddings", f"embeddings_{name}", routes.embeddings, methods=["POST"]
         )
+    return routes

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from ._admin import add_admin_routes
 from ._api import add_api_routes
 from ._config import MockConfig
+from ._paradigm_routes import add_paradigm_routes
 from ._responses import error_response, status_code_name
 from ._state import MockState
 from ._transport import ConnectionMiddleware
@@ -40,7 +41,7 @@ def create_app(config: MockConfig | None = None) -> QuartTrio:
     app = QuartTrio("mock_server")
     app.config.update(MAX_CONTENT_LENGTH=None, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=60)
     app.extensions[STATE_KEY] = state
-    add_api_routes(app, state)
+    add_paradigm_routes(app, add_api_routes(app, state))
     add_admin_routes(app, state)
     _add_error_handlers(app)
     app.asgi_app = ConnectionMiddleware(app.asgi_app, state)  # type: ignore[method-assign]

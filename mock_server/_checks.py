@@ -1,4 +1,5 @@
-"""Validation of the plain values in the mock's configuration objects.
+"""Validation of the plain values in the mock's configuration objects, and the one strict
+JSON parser of the bodies it receives.
 
 Each check raises :class:`ValueError` whose message starts with the name of the
 offending field.
@@ -6,9 +7,22 @@ offending field.
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
-__all__ = ["check_number", "check_optional_int"]
+__all__ = ["check_number", "check_optional_int", "strict_json"]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def strict_json(body: bytes | str) -> Any:
+    """A request body parsed as strict JSON: ``NaN``, ``Infinity`` and ``-Infinity`` (which
+    Python accepts and a strict JSON API does not) raise :class:`ValueError`, as does
+    anything else that is not JSON; nesting too deep raises ``RecursionError``."""
+    return json.loads(body, parse_constant=_refuse_constant)
 
 
 def check_number(name: str, value: object, *, minimum: float = 0.0) -> float:

@@ -80,6 +80,25 @@ def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser
     _add_tls_arguments(parser)
     add("--models", metavar="A,B", help="accepted models (default: any model)")
     add("--max-body-bytes", type=int, metavar="N", help="largest accepted body (default 1 MiB)")
+    add(
+        "--max-file-bytes",
+        type=int,
+        metavar="N",
+        help="largest accepted file upload, 0 for no limit (default 25 MiB)",
+    )
+    add(
+        "--file-processing-time",
+        type=float,
+        metavar="S",
+        help="seconds an uploaded file stays 'pending' before 'embedded' (default 1)",
+    )
+    add(
+        "--embeddings-strings-only",
+        action="store_const",
+        const=True,
+        help="refuse an embeddings 'input' that is a list (400), as a server that takes "
+        "one string per request would",
+    )
     return parser
 
 
@@ -207,10 +226,14 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         ("models", "models"),
         ("max_body_bytes", "max_body_bytes"),
         ("stall_after", "stall_after"),
+        ("file_processing_time", "file_processing_time"),
+        ("embeddings_strings_only", "embeddings_strings_only"),
     ):
         value = getattr(args, flag)
         if value is not None:
             data[name] = value
+    if args.max_file_bytes is not None:
+        data["max_file_bytes"] = args.max_file_bytes or None
     if args.fault:
         faults = dict(data.get("faults") or {})
         for item in args.fault:

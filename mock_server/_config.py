@@ -18,7 +18,7 @@ from ._checks import check_number, check_optional_int
 from ._faults import FaultRates, coerce_fault_rates
 from ._latency import Latency, Stragglers, coerce_latency, coerce_stragglers
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MODELS", "MockConfig"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_FILE_BYTES", "DEFAULT_MODELS", "MockConfig"]
 
 #: Models listed by ``GET /models`` when :attr:`MockConfig.models` is ``None``.
 DEFAULT_MODELS: Final[tuple[str, ...]] = (
@@ -30,6 +30,10 @@ DEFAULT_MODELS: Final[tuple[str, ...]] = (
 
 #: Default for :attr:`MockConfig.max_body_bytes` (1 MiB).
 DEFAULT_MAX_BODY_BYTES: Final[int] = 1 << 20
+
+#: Default for :attr:`MockConfig.max_file_bytes` (25 MiB: Paradigm's documented default
+#: ``MAX_DOCUMENT_SIZE`` of 25 MB).
+DEFAULT_MAX_FILE_BYTES: Final[int] = 25 << 20
 
 
 def _header_token(value: object) -> bool:
@@ -92,6 +96,13 @@ class MockConfig:
         max_log: How many :class:`RequestRecord` entries are kept (oldest are
             dropped first; counters in ``stats()`` are not affected).  Default
             ``100000``.
+        file_processing_time: Seconds (on the server's trio clock) an uploaded file
+            stays ``pending`` before it is ``embedded`` and searchable.  Default ``1.0``.
+        max_file_bytes: Largest accepted file upload (the multipart body), or ``None``
+            for no limit; larger ones get 413.  Default ``26214400`` (25 MiB).
+        embeddings_strings_only: Refuse an embeddings ``input`` that is a list (400,
+            ``param: "input"``), as a server that follows Paradigm's schema (``input``:
+            string) strictly would.  Default ``False`` (lists of strings accepted).
     """
 
     seed: int = 0
@@ -112,6 +123,9 @@ class MockConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     stall_after: int | None = None
     max_log: int = 100_000
+    file_processing_time: float = 1.0
+    max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES
+    embeddings_strings_only: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -123,8 +137,13 @@ class MockConfig:
             raise ValueError(f"faults: expected FaultRates, got {self.faults!r}")
         if not isinstance(self.stragglers, Stragglers):
             raise ValueError(f"stragglers: expected Stragglers, got {self.stragglers!r}")
-        for name in ("token_delay", "load_latency", "retry_after"):
+        for name in sorted(_FLOATS):
             check_number(name, getattr(self, name))
+        check_optional_int("max_file_bytes", self.max_file_bytes, minimum=1)
+        if not isinstance(self.embeddings_strings_only, bool):
+            raise ValueError(
+                f"embeddings_strings_only: expected a boolean, got {self.embeddings_strings_only!r}"
+            )
         check_optional_int("rpm", self.rpm, minimum=1)
         check_optional_int("tpm", self.tpm, minimum=1)
         if check_optional_int("default_max_tokens", self.default_max_tokens, minimum=0) is None:
@@ -207,10 +226,14 @@ class MockConfig:
             "max_body_bytes": self.max_body_bytes,
             "stall_after": self.stall_after,
             "max_log": self.max_log,
+            "file_processing_time": self.file_processing_time,
+            "max_file_bytes": self.max_file_bytes,
+            "embeddings_strings_only": self.embeddings_strings_only,
         }
 
 
 _SECRETS: Final = frozenset({"api_key", "admin_token"})
+_FLOATS: Final = frozenset({"token_delay", "load_latency", "retry_after", "file_processing_time"})
 _FIELD_NAMES: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(MockConfig))
 
 
@@ -234,7 +257,7 @@ def _coerce_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = tuple(m.strip() for m in value.split(",") if m.strip())
         elif name in ("models", "reply_tokens") and isinstance(value, list):
             out[name] = tuple(value)
-        elif name in ("token_delay", "load_latency", "retry_after") and isinstance(value, int):
+        elif name in _FLOATS and isinstance(value, int):
             out[name] = value if isinstance(value, bool) else float(value)
         else:
             out[name] = value

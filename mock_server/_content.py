@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._checks import strict_json
 from ._determinism import digest
 from ._options import Options
 
@@ -24,11 +25,14 @@ __all__ = [
     "ChatRequest",
     "Reply",
     "RequestError",
+    "check_messages",
     "check_text",
     "count_prompt_tokens",
+    "json_object",
     "make_reply",
     "message_text",
     "parse_chat_request",
+    "type_name",
 ]
 
 _ROLES: Final[frozenset[str]] = frozenset(
@@ -170,7 +174,8 @@ def count_prompt_tokens(messages: list[dict[str, Any]]) -> int:
     return 3 + sum(4 + math.ceil(len(message_text(m.get("content"))) / 4) for m in messages)
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
+    """The JSON type of ``value``: object, array, string, boolean, number or null."""
     return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
         type(value), "null" if value is None else "number"
     )
@@ -181,7 +186,7 @@ def _check_parts(index: int, content: list[Any]) -> None:
         param = f"messages[{index}].content[{j}]"
         if not isinstance(part, dict):
             raise RequestError(
-                f"Invalid type for '{param}': expected an object, but got {_type_name(part)}.",
+                f"Invalid type for '{param}': expected an object, but got {type_name(part)}.",
                 param=param,
                 code="invalid_type",
             )
@@ -204,7 +209,7 @@ def _check_message(index: int, message: object) -> dict[str, Any]:
     param = f"messages[{index}]"
     if not isinstance(message, dict):
         raise RequestError(
-            f"Invalid type for '{param}': expected an object, but got {_type_name(message)}.",
+            f"Invalid type for '{param}': expected an object, but got {type_name(message)}.",
             param=param,
             code="invalid_type",
         )
@@ -234,7 +239,7 @@ def _check_message(index: int, message: object) -> dict[str, Any]:
     elif not isinstance(content, str) and not (content is None and role == "assistant"):
         raise RequestError(
             f"Invalid type for '{param}.content': expected a string or an array of content "
-            f"parts, but got {_type_name(content)}.",
+            f"parts, but got {type_name(content)}.",
             param=f"{param}.content",
             code="invalid_type",
         )
@@ -247,7 +252,7 @@ def _optional_int(data: dict[str, Any], name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise RequestError(
-            f"Invalid type for '{name}': expected an integer, but got {_type_name(value)}.",
+            f"Invalid type for '{name}': expected an integer, but got {type_name(value)}.",
             param=name,
             code="invalid_type",
         )
@@ -267,7 +272,7 @@ def _optional_bool(data: dict[str, Any], name: str, param: str) -> bool:
         return False
     if not isinstance(value, bool):
         raise RequestError(
-            f"Invalid type for '{param}': expected a boolean, but got {_type_name(value)}.",
+            f"Invalid type for '{param}': expected a boolean, but got {type_name(value)}.",
             param=param,
             code="invalid_type",
         )
@@ -276,9 +281,9 @@ def _optional_bool(data: dict[str, Any], name: str, param: str) -> bool:
 
 def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRequest:
     """Validate a chat completion body; raise :class:`RequestError` naming the problem."""
-    data = _json_object(body)
+    data = json_object(body)
     model = _model(data, models)
-    messages = _messages(data)
+    messages = check_messages(data)
     stream, include_usage = _streaming(data)
     return ChatRequest(
         model=model,
@@ -291,10 +296,10 @@ def parse_chat_request(body: bytes, *, models: tuple[str, ...] | None) -> ChatRe
     )
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object of valid text."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object of valid text, or a 400 :class:`RequestError`."""
     try:
-        data = json.loads(body)
+        data = strict_json(body)
     except (ValueError, RecursionError):
         raise RequestError(
             "We could not parse the JSON body of your request. (HINT: This likely means "
@@ -305,7 +310,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
     check_text(data)
     if not isinstance(data, dict):
         raise RequestError(
-            f"The request body must be a JSON object, but got {_type_name(data)}.",
+            f"The request body must be a JSON object, but got {type_name(data)}.",
             code="invalid_body",
         )
     return data
@@ -322,7 +327,7 @@ def _model(data: dict[str, Any], models: tuple[str, ...] | None) -> str:
     model = data["model"]
     if not isinstance(model, str) or not model:
         raise RequestError(
-            f"Invalid type for 'model': expected a non-empty string, but got {_type_name(model)}.",
+            f"Invalid type for 'model': expected a non-empty string, but got {type_name(model)}.",
             param="model",
             code="invalid_type",
         )
@@ -335,8 +340,9 @@ def _model(data: dict[str, Any], models: tuple[str, ...] | None) -> str:
     return model
 
 
-def _messages(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``messages``: a non-empty array of valid messages."""
+def check_messages(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """``data``'s ``messages``: a non-empty array of valid messages, or a 400 naming the
+    first problem (``messages[i].role``...)."""
     if "messages" not in data or data["messages"] is None:
         raise RequestError(
             "Missing required parameter: 'messages'.",
@@ -346,7 +352,7 @@ def _messages(data: dict[str, Any]) -> list[dict[str, Any]]:
     raw_messages = data["messages"]
     if not isinstance(raw_messages, list):
         raise RequestError(
-            f"Invalid type for 'messages': expected an array, but got {_type_name(raw_messages)}.",
+            f"Invalid type for 'messages': expected an array, but got {type_name(raw_messages)}.",
             param="messages",
             code="invalid_type",
         )
@@ -365,8 +371,7 @@ def _streaming(data: dict[str, Any]) -> tuple[bool, bool]:
     options = data.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise RequestError(
-            f"Invalid type for 'stream_options': expected an object, but got "
-            f"{_type_name(options)}.",
+            f"Invalid type for 'stream_options': expected an object, but got {type_name(options)}.",
             param="stream_options",
             code="invalid_type",
         )

@@ -24,6 +24,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._checks import strict_json
 from ._content import RequestError, check_text
 
 __all__ = [
@@ -77,10 +78,18 @@ def _fail(message: str, param: str, code: str = "invalid_value") -> RequestError
     return RequestError(message, param=param, code=code)
 
 
-def _inputs(data: dict[str, Any]) -> tuple[str, ...]:
+def _inputs(data: dict[str, Any], strings_only: bool) -> tuple[str, ...]:
     if "input" not in data or data["input"] is None:
         raise _fail("Missing required parameter: 'input'.", "input", "missing_required_parameter")
     raw = data["input"]
+    if strings_only and not isinstance(raw, str):
+        raise _fail(
+            f"Invalid type for 'input': expected a string, but got "
+            f"{'an array' if isinstance(raw, list) else type(raw).__name__}. This server "
+            "embeds one string per request.",
+            "input",
+            "invalid_type",
+        )
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not raw:
@@ -116,10 +125,16 @@ def _dimensions(data: dict[str, Any]) -> int:
     return value
 
 
-def parse_embedding_request(body: bytes, *, models: tuple[str, ...] | None) -> EmbeddingRequest:
-    """Validate an embeddings body; raise :class:`RequestError` naming the problem."""
+def parse_embedding_request(
+    body: bytes, *, models: tuple[str, ...] | None, strings_only: bool = False
+) -> EmbeddingRequest:
+    """Validate an embeddings body; raise :class:`RequestError` naming the problem.
+
+    With ``strings_only`` (:attr:`MockConfig.embeddings_strings_only`) ``input`` must be
+    one string, as Paradigm's schema types it; a list gets a 400 naming ``input``.
+    """
     try:
-        data = json.loads(body)
+        data = strict_json(body)
     except (ValueError, RecursionError):
         raise RequestError(
             "We could not parse the JSON body of your request.", code="invalid_json"
@@ -138,7 +153,7 @@ def parse_embedding_request(body: bytes, *, models: tuple[str, ...] | None) -> E
             "model",
             "model_not_found",
         )
-    inputs = _inputs(data)
+    inputs = _inputs(data, strings_only)
     encoding = data.get("encoding_format", "float")
     if encoding not in _FORMATS:
         raise _fail(

@@ -16,7 +16,6 @@ from quart import Response
 from ._answers import wants_tool_calls
 from ._config import MockConfig
 from ._content import ChatRequest
-from ._embeddings import EmbeddingRequest
 from ._faults import STREAM_FAULT_KINDS, Fault
 from ._responses import JSON, error_response, linger, status_code_name
 from ._state import retry_after_headers
@@ -39,11 +38,11 @@ def status_of(kind: str, draw: int) -> int | None:
     return None if kind in ("hang", "reset", "close") else 200
 
 
-def applies(kind: str, parsed: ChatRequest | EmbeddingRequest) -> bool:
+def applies(kind: str, parsed: object) -> bool:
     """Whether a fault drawn applies to this request (else it is served normally)."""
     chat = parsed if isinstance(parsed, ChatRequest) else None
     if kind in STREAM_FAULT_KINDS:
-        return chat is not None and chat.stream
+        return getattr(parsed, "stream", False) is True
     if kind == "invalid_output":
         return chat is not None and chat.options.structured
     if kind == "tool_call_malformed":
@@ -52,23 +51,25 @@ def applies(kind: str, parsed: ChatRequest | EmbeddingRequest) -> bool:
 
 
 def payload_response(
-    conn: Connection, kind: str, payload: bytes, headers: dict[str, str]
+    conn: Connection, kind: str, payload: bytes, headers: dict[str, str], *, status: int = 200
 ) -> Response:
     """A JSON answer, unless the fault drawn breaks it (malformed, truncated)."""
     if kind == "malformed":
-        return Response(payload[: len(payload) // 2], headers=headers, content_type=JSON)
+        return Response(
+            payload[: len(payload) // 2], status=status, headers=headers, content_type=JSON
+        )
     if kind == "truncated":
-        return _truncated(conn, payload, headers)
-    return Response(payload, headers=headers, content_type=JSON)
+        return _truncated(conn, payload, headers, status)
+    return Response(payload, status=status, headers=headers, content_type=JSON)
 
 
-def _truncated(conn: Connection, payload: bytes, headers: dict[str, str]) -> Response:
+def _truncated(conn: Connection, payload: bytes, headers: dict[str, str], status: int) -> Response:
     async def body() -> AsyncIterator[bytes]:
         yield payload[: len(payload) // 2]
         conn.close()
         await linger()
 
-    response = Response(body(), headers=headers, content_type=JSON)
+    response = Response(body(), status=status, headers=headers, content_type=JSON)
     response.headers["Content-Length"] = str(len(payload))
     return response
 

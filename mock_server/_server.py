@@ -114,8 +114,12 @@ class MockServer:
         return self._state.stats()
 
     def requests(self) -> list[RequestRecord]:
-        """Frozen snapshots of the logged chat completion requests, in arrival order."""
+        """Frozen snapshots of the logged API requests, in arrival order."""
         return self._state.requests()
+
+    def files(self) -> list[dict[str, Any]]:
+        """The uploaded files (``GET /_mock/files``): id, filename, bytes, sha256, status..."""
+        return self._state.file_summaries()
 
 
 @asynccontextmanager

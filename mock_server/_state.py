@@ -12,13 +12,14 @@ import collections
 import math
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import trio
 
 from ._config import MockConfig
+from ._corpus import FileStore
 from ._faults import Fault, ScriptEntry, normalize_script_entry
 from ._quota import QuotaDecision, TokenBucket, format_duration
 
@@ -27,15 +28,17 @@ __all__ = ["MockState", "MockStats", "RequestRecord"]
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RequestRecord:
-    """One chat completion or embeddings request as the server saw it.
+    """One API request (chat, embeddings, or one of Paradigm's own routes) as the server
+    saw it.
 
     Attributes:
         key: The request key: the ``Idempotency-Key`` header, else
-            ``"body-"`` + a hash of the raw body.
+            ``"body-"`` + a hash of the raw body (of ``"METHOD /path?query"`` for a
+            ``GET`` or ``DELETE`` without a body).
         attempt: How many times the key had been seen, this request included
             (1-based; reset by ``reset()``).
         path: The request path (``/api/v2/chat/completions``, ``/api/v2/embeddings``,
-            or the same under ``/v1``).
+            ``/api/v2/files/3``..., or the same under ``/v1``; ``/api/v3/threads/turns``).
         arrival: ``trio.current_time()`` of the server when the request arrived.
         finish: ``trio.current_time()`` when the server was done with it (response
             sent, connection aborted, or client gone), ``None`` while in flight.
@@ -49,7 +52,8 @@ class RequestRecord:
             is ever sent (hang, reset, close) or not yet decided.
         disconnected: True if the client went away before the server finished.
         stream: Whether the request asked for ``"stream": true``.
-        model: The requested model (``None`` if the body was invalid).
+        model: The requested model (``None`` if the body was invalid, or for a request
+            without one, such as the files routes).
         prompt_tokens: Prompt tokens by the documented approximation (``None`` if
             the body was invalid).
         completion_tokens: Completion tokens of the reply actually produced
@@ -80,8 +84,7 @@ class RequestRecord:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MockStats:
-    """Counters of chat completion and embeddings requests since start or the last
-    ``reset()``.
+    """Counters of API requests since start or the last ``reset()``.
 
     Attributes:
         total: Requests received.
@@ -89,6 +92,8 @@ class MockStats:
         in_flight: Requests arrived and not finished right now.
         max_in_flight: Highest ``in_flight`` seen.
         disconnects: Requests whose client went away before the server finished.
+        by_path: Requests received per path (``/api/v2/tokenize``, ``/v1/files/3``...):
+            a test can see, say, that no chat request reached the mock.
     """
 
     total: int
@@ -96,6 +101,7 @@ class MockStats:
     in_flight: int
     max_in_flight: int
     disconnects: int
+    by_path: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +110,7 @@ class MockStats:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "disconnects": self.disconnects,
+            "by_path": dict(self.by_path),
         }
 
 
@@ -175,6 +182,7 @@ class MockState:
         self._attempts: dict[str, int] = {}
         self._scripts: dict[str, collections.deque[Fault]] = {}
         self._by_outcome: collections.Counter[str] = collections.Counter()
+        self._by_path: collections.Counter[str] = collections.Counter()
         self._total = 0
         self._in_flight = 0
         self._max_in_flight = 0
@@ -183,6 +191,9 @@ class MockState:
         self._rpm: TokenBucket | None = None
         self._tpm: TokenBucket | None = None
         self._admin_token_required = False
+        #: The uploaded files (kept by :meth:`reset`: they are data, not evidence).
+        self.files = FileStore()
+        self._chat_sessions = 0
 
     # -- control --------------------------------------------------------------------------
 
@@ -246,6 +257,7 @@ class MockState:
         self._attempts.clear()
         self._scripts.clear()
         self._by_outcome.clear()
+        self._by_path.clear()
         self._total = 0
         self._max_in_flight = self._in_flight
         self._disconnects = 0
@@ -277,10 +289,16 @@ class MockState:
         return MockStats(
             total=self._total,
             by_outcome=MappingProxyType(dict(self._by_outcome)),
+            by_path=MappingProxyType(dict(self._by_path)),
             in_flight=self._in_flight,
             max_in_flight=self._max_in_flight,
             disconnects=self._disconnects,
         )
+
+    def file_summaries(self) -> list[dict[str, Any]]:
+        """The uploaded files, by id: name, size, SHA-256, status, scope, chunks."""
+        now = trio.current_time()
+        return [stored.summary(now) for stored in self.files.files()]
 
     def requests(self) -> list[RequestRecord]:
         """Frozen snapshots of the logged requests, in arrival order."""
@@ -289,16 +307,16 @@ class MockState:
     def metrics(self) -> str:
         """The counters in Prometheus text exposition format."""
         lines = [
-            "# HELP mock_requests_total Chat completion requests received.",
+            "# HELP mock_requests_total API requests received.",
             "# TYPE mock_requests_total counter",
             f"mock_requests_total {self._total}",
-            "# HELP mock_responses_total Chat completion requests by outcome.",
+            "# HELP mock_responses_total API requests by outcome.",
             "# TYPE mock_responses_total counter",
         ]
         for outcome, count in sorted(self._by_outcome.items()):
             lines.append(f'mock_responses_total{{outcome="{outcome}"}} {count}')
         lines += [
-            "# HELP mock_requests_in_flight Chat completion requests in flight.",
+            "# HELP mock_requests_in_flight API requests in flight.",
             "# TYPE mock_requests_in_flight gauge",
             f"mock_requests_in_flight {self._in_flight}",
             "# HELP mock_requests_max_in_flight Highest number of requests in flight.",
@@ -312,6 +330,11 @@ class MockState:
 
     # -- used by the request handlers ---------------------------------------------------------
 
+    def new_chat_session(self) -> int:
+        """A new ``chat_session_id`` (document search): 1, 2, ..."""
+        self._chat_sessions += 1
+        return self._chat_sessions
+
     def begin(self, *, key: str, path: str, request_id: str) -> _Entry:
         attempt = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempt
@@ -324,6 +347,7 @@ class MockState:
             generation=self._generation,
         )
         self._total += 1
+        self._by_path[path] += 1
         self._in_flight += 1
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
         self._log.append(entry)

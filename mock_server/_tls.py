@@ -69,7 +69,8 @@ def throwaway_ca(
         import trustme
     except ImportError:  # pragma: no cover - depends on the installed extras
         raise ValueError(
-            "a throwaway CA needs the trustme package: pip install 'paradigm-trio[mock]'"
+            "a throwaway CA needs the trustme package: pip install trustme, or from a clone "
+            "of paradigm-trio: pip install '.[mock]'"
         ) from None
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import contextlib
 
 from ._client._client import Client, ClientState, instrument
 from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
+from ._client._files_api import Files
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._doctor import CheckStep, ConnectionCheck, check_connection
 from ._endpoints._chat_kind import BatchResult, BatchResults, BatchStream
@@ -20,6 +21,12 @@ from ._endpoints._completion import (
     ModelInfo,
     Usage,
 )
+from ._endpoints._document_search import (
+    DocumentAnswer,
+    DocumentSearchRequest,
+    Extract,
+    SourceDocument,
+)
 from ._endpoints._embeddings import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_PACK_INPUTS,
@@ -29,12 +36,19 @@ from ._endpoints._embeddings import (
     EmbeddingRequest,
     Embeddings,
 )
+from ._endpoints._endpoint_kind import EndpointResult, EndpointResults, EndpointStream
+from ._endpoints._files import FAILED_STATUSES, PROCESSED_STATUSES, FileInfo, FileUpload
+from ._endpoints._filter_chunks import FilteredChunks, FilterRequest
 from ._endpoints._logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from ._endpoints._models import ChatRequest
+from ._endpoints._query import Chunk, QueryRequest, QueryResult
 from ._endpoints._streaming import ChatStream
 from ._endpoints._structured import OutputSchema
+from ._endpoints._text_completion import CompletionRequest, TextCompletion
+from ._endpoints._threads import Turn, TurnRequest
+from ._endpoints._tokenize import TokenCount, TokenizeRequest
 from ._endpoints._tools import FunctionCall, ToolCall, function_tool
-from ._engine._batch_options import BatchOptions, BatchStatistics
+from ._engine._batch_options import DEFAULT_SYSTEMATIC_FAILURES, BatchOptions, BatchStatistics
 from ._engine._cache import DEFAULT_CACHE_TTL, ResponseCache
 from ._engine._hedge import Hedge
 from ._errors import (
@@ -49,6 +63,8 @@ from ._errors import (
     CertificateVerificationError,
     ConfigurationError,
     ConflictError,
+    Diagnosis,
+    FileProcessingError,
     IncompleteStreamError,
     InternalServerError,
     InvalidRequestError,
@@ -61,13 +77,16 @@ from ._errors import (
     RequestCancelled,
     ServerUnreachableError,
     StructuredOutputError,
+    SystematicFailureError,
     UnprocessableEntityError,
+    diagnose,
 )
 from ._events import (
     Attempt,
     AttemptFailed,
     AttemptStarted,
     ClientStatistics,
+    EmbeddingPackingDisabled,
     Event,
     RateLimited,
     RequestFinished,
@@ -77,7 +96,9 @@ from ._events import (
     StreamEndedWithoutDone,
 )
 from ._frames import embeddings_array, results_frame
+from ._json import MAX_JSON_DEPTH, parse_json
 from ._quota._redis_store import QuotaState, quota_state
+from ._redact import mask_credentials
 from ._sync import BatchInterrupted, SyncClient
 from ._sync_streams import SyncBatchStream, SyncChatStream
 from ._transport import TrioTransport, system_trust_store
@@ -109,9 +130,11 @@ __all__ = [
     "CheckStep",
     "Choice",
     "ChoiceLogprobs",
+    "Chunk",
     "Client",
     "ClientState",
     "ClientStatistics",
+    "CompletionRequest",
     "ConfigurationError",
     "ConflictError",
     "ConnectionCheck",
@@ -121,13 +144,29 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PACK_INPUTS",
     "DEFAULT_PACK_TOKENS",
+    "DEFAULT_SYSTEMATIC_FAILURES",
+    "Diagnosis",
+    "DocumentAnswer",
+    "DocumentSearchRequest",
     "Embedding",
+    "EmbeddingPackingDisabled",
     "EmbeddingRequest",
     "EmbeddingResult",
     "EmbeddingResults",
     "EmbeddingStream",
     "Embeddings",
+    "EndpointResult",
+    "EndpointResults",
+    "EndpointStream",
     "Event",
+    "Extract",
+    "FAILED_STATUSES",
+    "FileInfo",
+    "FileProcessingError",
+    "FileUpload",
+    "Files",
+    "FilterRequest",
+    "FilteredChunks",
     "FunctionCall",
     "Hedge",
     "IncompleteStreamError",
@@ -135,13 +174,17 @@ __all__ = [
     "InvalidRequestError",
     "Limits",
     "MAX_EMBEDDING_INPUTS",
+    "MAX_JSON_DEPTH",
     "Message",
     "ModelInfo",
     "NotFoundError",
     "OutputSchema",
+    "PROCESSED_STATUSES",
     "ParadigmError",
     "PermissionDeniedError",
     "ProxyError",
+    "QueryRequest",
+    "QueryResult",
     "QuotaState",
     "QuotaUnavailableError",
     "RateLimitError",
@@ -155,23 +198,33 @@ __all__ = [
     "ServerUnreachableError",
     "SharedQuotaRestored",
     "SharedQuotaUnavailable",
+    "SourceDocument",
     "StreamEndedWithoutDone",
     "StructuredOutputError",
     "SyncBatchStream",
     "SyncChatStream",
     "SyncClient",
+    "SystematicFailureError",
+    "TextCompletion",
     "Timeouts",
+    "TokenCount",
     "TokenLogprob",
+    "TokenizeRequest",
     "ToolCall",
     "TopLogprob",
     "TrioTransport",
+    "Turn",
+    "TurnRequest",
     "UnprocessableEntityError",
     "Usage",
     "__version__",
     "check_connection",
+    "diagnose",
     "embeddings_array",
     "function_tool",
     "instrument",
+    "mask_credentials",
+    "parse_json",
     "quota_state",
     "results_frame",
     "system_trust_store",

@@ -233,8 +233,9 @@ class RedisQuota(_Replace):
     shared=RedisQuota(url, name=...))``: the limits are then one quota for all the
     processes, on all the machines, whose clients use that ``url`` and ``name``, instead of
     one quota each.  Give every worker the same rates (the quota's, in full: not a share
-    of it).  Needs the ``redis`` extra (``pip install 'paradigm-trio[redis]'``), imported
-    only when a client with a shared quota is opened.
+    of it).  Needs the ``redis`` extra (``pip install coredis``, or
+    ``pip install '.[redis]'`` from a clone), imported only when a client with a shared
+    quota is opened.
 
     Requests and tokens are taken together by one script run in Redis, on Redis's clock
     (never the workers'), from two token buckets that hold at most a minute's worth.  A
@@ -306,6 +307,11 @@ class RedisQuota(_Replace):
             f"on_unavailable={self.on_unavailable!r}, timeout={self.timeout!r}, "
             f"heartbeat={self.heartbeat!r})"
         )
+
+    @property
+    def display_url(self) -> str:
+        """:attr:`url` with its password, if any, shown as ``***`` (for messages)."""
+        return str(_hide_password(self.url))
 
 
 def _hide_password(url: object) -> object:

@@ -20,6 +20,7 @@ __all__ = [
     "AttemptFailed",
     "AttemptStarted",
     "ClientStatistics",
+    "EmbeddingPackingDisabled",
     "Event",
     "RateLimited",
     "RequestFinished",
@@ -224,13 +225,15 @@ class SharedQuotaUnavailable:
     Emitted once per outage, by the first request that needs the quota then.  ``fallback``
     is what requests do until :class:`SharedQuotaRestored`: ``"wait"`` (nothing is sent)
     or ``"local"`` (local buckets at the quota's rates divided by ``workers``, the live
-    workers when Redis was last seen).
+    workers when Redis was last seen).  ``url`` is the quota's Redis URL, its password
+    shown as ``***``.
     """
 
     name: str
     error: str
     fallback: str
     workers: int
+    url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +243,16 @@ class SharedQuotaRestored:
 
     name: str
     outage: float
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingPackingDisabled:
+    """The server refused a request of several embedding inputs (``status``): from now
+    on this client sends ``model``'s inputs one per request (Paradigm documents
+    ``input`` as a string).  Emitted once per client and model."""
+
+    model: str
+    status: int | None
 
 
 # Every event class above: the type of what ``on_event`` receives.
@@ -252,4 +265,5 @@ Event = (
     | RequestFinished
     | SharedQuotaUnavailable
     | SharedQuotaRestored
+    | EmbeddingPackingDisabled
 )

@@ -34,7 +34,8 @@ def _pandas() -> Any:
         import pandas
     except ImportError:
         raise ImportError(
-            "DataFrames need pandas: pip install 'paradigm-trio[dataframe]'"
+            "DataFrames need pandas: pip install pandas, or from a clone of paradigm-trio: "
+            "pip install '.[dataframe]'"
         ) from None
     return pandas
 
@@ -162,7 +163,8 @@ def progress_bar(progress: bool, items: object) -> Any:
         from tqdm.auto import tqdm
     except ImportError:
         raise ImportError(
-            "progress=True needs tqdm: pip install 'paradigm-trio[progress]'"
+            "progress=True needs tqdm: pip install tqdm, or from a clone of paradigm-trio: "
+            "pip install '.[progress]'"
         ) from None
     total = len(items) if isinstance(items, Sized) else None
     return tqdm(total=total, unit="req", desc="paradigm-trio")

@@ -9,38 +9,43 @@ Per-request messages are DEBUG and built only when DEBUG is enabled (one
 ``isEnabledFor`` check per attempt and per request): at INFO, a batch tells its story in
 a few lines (start, progress, the adaptive controller's moves, end) whatever its size.
 
-========================== ======= ==============================================================
-event                      level   extra fields
-========================== ======= ==============================================================
-``attempt_started``        DEBUG   custom_id, idempotency_key, attempt, cause (the retried one)
-``attempt_failed``         DEBUG   custom_id, idempotency_key, attempt, status, cause, error,
-                                   request_id, elapsed, will_retry
-``retry_scheduled``        DEBUG   custom_id, idempotency_key, attempt, cause, wait
-``rate_limited``           DEBUG   custom_id, idempotency_key, wait (``Retry-After``)
-``request_succeeded``      DEBUG   custom_id, idempotency_key, attempts, elapsed, tokens
-``request_cancelled``      DEBUG   custom_id, idempotency_key, attempts, elapsed, error
-``request_failed``         WARNING custom_id, idempotency_key, attempts, elapsed, error, cause
-                                   (DEBUG for ``ServerUnreachableError``)
-``batch_started``          INFO    concurrency
-``batch_progress``         INFO    the batch's statistics (see below), every 10 s of a batch
-``batch_finished``         INFO    the batch's statistics
-``concurrency_lowered``    INFO    concurrency, previous, wait
-``concurrency_raised``     DEBUG   concurrency, previous
-``breaker_opened``         WARNING failures
-``breaker_closed``         INFO
-``server_unreachable``     ERROR   seconds
-``connections_warmed``     DEBUG   origin, wanted, opened, failed, error (from ``_pool``)
-========================== ======= ==============================================================
+============================ ======= ==============================================================
+event                        level   extra fields
+============================ ======= ==============================================================
+``attempt_started``          DEBUG   custom_id, idempotency_key, attempt, cause (the retried one)
+``attempt_failed``           DEBUG   custom_id, idempotency_key, attempt, status, cause, error,
+                                     request_id, elapsed, will_retry
+``retry_scheduled``          DEBUG   custom_id, idempotency_key, attempt, cause, wait
+``rate_limited``             DEBUG   custom_id, idempotency_key, wait (``Retry-After``)
+``request_succeeded``        DEBUG   custom_id, idempotency_key, attempts, elapsed, tokens
+``request_cancelled``        DEBUG   custom_id, idempotency_key, attempts, elapsed, error
+``request_failed``           WARNING custom_id, idempotency_key, attempts, elapsed, error, cause
+                                     (DEBUG for ``ServerUnreachableError``)
+``batch_started``            INFO    concurrency, batch
+``batch_progress``           INFO    the batch's statistics (see below), every 10 s of a batch
+``batch_finished``           INFO    the batch's statistics
+``batch_stopped``            ERROR   cause, status, sent (``SystematicFailureError``)
+``concurrency_lowered``      INFO    concurrency, previous, wait
+``concurrency_raised``       DEBUG   concurrency, previous
+``breaker_opened``           WARNING failures
+``breaker_closed``           INFO
+``server_unreachable``       ERROR   seconds
+``connections_warmed``       DEBUG   origin, wanted, opened, failed, error (from ``_pool``)
+``shared_quota_unavailable`` WARNING quota (its name), url (no password), error, fallback, workers
+``shared_quota_restored``    INFO    quota, outage
+============================ ======= ==============================================================
 
 The batch's statistics fields: ``submitted``, ``done``, ``succeeded``, ``failed``,
 ``cancelled``, ``in_flight``, ``retries``, ``retries_by_cause`` (a dict), ``elapsed``,
-``requests_per_minute``, ``total_tokens``.
+``requests_per_minute``, ``total_tokens``, ``batch`` (``"chat batch"``, ...).
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any, Final
+
+import trio
 
 from ._errors import APIError, RequestCancelled, ServerUnreachableError
 from ._events import AttemptFailed, RateLimited, RetryScheduled
@@ -116,6 +121,14 @@ def rate_limited(event: RateLimited) -> None:
     )  # fmt: skip
 
 
+def packing_disabled(model: str, status: int | None) -> None:
+    say(
+        WARNING, "embedding_packing_disabled",
+        "embeddings: the server refused several inputs in one request (status %s); "
+        "model %r now gets one input per request", status, model, model=model, status=status,
+    )  # fmt: skip
+
+
 def request_finished(
     outcome: object,
     custom_id: str | None,
@@ -169,24 +182,51 @@ def _one_line(error: BaseException) -> str:
 # --------------------------------------------------------------------------- a batch's story
 
 
-def batch_started(width: int) -> None:
-    say(INFO, "batch_started", "batch started (concurrency %d)", width, concurrency=width)
+def batch_started(width: int, label: str) -> None:
+    """``batch_started``: ``label`` (``"chat batch"``) names the batch."""
+    say(INFO, "batch_started", "%s started (concurrency %d)", label, width, concurrency=width,
+        batch=label)  # fmt: skip
 
 
-def batch_statistics(event: str, statistics: Any, note: str = "") -> None:
-    """``batch_progress`` or ``batch_finished``: one line of the batch's statistics."""
+def _ending(error: BaseException | None) -> str:
+    """How a batch ended, for its last message: ``finished``, ``interrupted`` (cancelled:
+    Ctrl-C, a cancel scope), or ``finished (SomeError)``."""
+    if error is None:
+        return "finished"
+    leaves: list[BaseException] = []
+    pending = [error]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    if all(isinstance(e, trio.Cancelled | KeyboardInterrupt) for e in leaves):
+        return "interrupted"
+    names = sorted({type(e).__name__ for e in leaves})
+    if names == ["SystematicFailureError"]:
+        return "stopped (SystematicFailureError)"
+    return f"finished ({', '.join(names)})"
+
+
+def batch_statistics(
+    event: str, statistics: Any, label: str, error: BaseException | None = None
+) -> None:
+    """``batch_progress`` or ``batch_finished``: one line of the batch's statistics
+    (``error``: what ended it, if anything)."""
     s = statistics
+    ending = "progress" if event == "batch_progress" else _ending(error)
     causes = dict(s.retries_by_cause)
     retries = ", ".join(f"{k}: {v}" for k, v in causes.items())
     say(
         INFO, event,
-        "batch %s%s: %d done (%d succeeded, %d failed, %d cancelled), %d in flight, "
+        "%s %s: %d done (%d succeeded, %d failed, %d cancelled), %d in flight, "
         "%d retries%s, %.0f requests/min, %d tokens, %.1fs",
-        "progress" if event == "batch_progress" else "finished", note, s.done, s.succeeded,
+        label, ending, s.done, s.succeeded,
         s.failed, s.cancelled, s.in_flight, s.retries, f" ({retries})" if retries else "",
         s.requests_per_minute, s.total_tokens, s.elapsed,
         submitted=s.submitted, done=s.done, succeeded=s.succeeded, failed=s.failed,
         cancelled=s.cancelled, in_flight=s.in_flight, retries=s.retries,
         retries_by_cause=causes, elapsed=s.elapsed, requests_per_minute=s.requests_per_minute,
-        total_tokens=s.total_tokens,
+        total_tokens=s.total_tokens, batch=label,
     )  # fmt: skip

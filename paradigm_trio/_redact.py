@@ -14,15 +14,20 @@ What a :class:`Redactor` matches, so that an echo of the ``Authorization`` heade
 reaches an error, a record, an event or a file:
 
 * each character of the key either as itself or escaped: ``\\uXXXX`` (JSON, hex digits in
-  any case), ``%XX`` (percent-encoding, any case), ``\\xXX``, ``&#NN;``/``&#xXX;`` and the
-  named HTML entities; each may follow up to 7 backslashes, so ``\\/``, ``\\"`` and the
-  doubled escapes of JSON inside JSON match too.  Forms may be mixed within one echo;
+  any case), ``%XX`` (percent-encoding, any case) and the same percent-encoded again up to
+  three times (``%252F``, ``%25252F``...), ``=XX`` (quoted-printable), ``\\NNN`` (octal),
+  ``\\xXX``, ``&#NN;``/``&#xXX;`` and the named HTML entities; each may follow up to 7
+  backslashes, so ``\\/``, ``\\"`` and the doubled escapes of JSON inside JSON match too.
+  Forms may be mixed within one echo;
 * the key only where it can stand as a credential: not inside a longer run of
-  ``[A-Za-z0-9_-]`` (with ``api_key="limit_exceeded"``, ``rate_limit_exceeded`` is kept).  A
-  key is still matched after an escape such as ``%20``, ``\\u0020`` or ``\\n``;
+  ``[A-Za-z0-9_-]`` (with ``api_key="limit_exceeded"``, ``rate_limit_exceeded`` is kept).
+  An escape counts as the one character it stands for, so a key is matched after any
+  escaped character: ``%20``, ``%2520`` (and deeper), ``=20``, ``\\040``, ``\\u0020``,
+  ``\\x20`` or ``\\n``;
 * the key in base64 (standard or URL-safe alphabet) at any alignment, so the base64 of
   ``Bearer <key>``, of the key, or of a larger blob holding the key: the characters that
-  encode only the key's bits are removed.
+  encode only the key's bits are removed, line breaks among them included (MIME's
+  ``base64.encodebytes`` breaks its lines every 76 characters; also ``\\n`` in JSON).
 """
 
 from __future__ import annotations
@@ -44,15 +49,31 @@ MASK: Final = "***"
 """What a redacted key or a masked password is replaced with."""
 
 _WORD: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-_NOT_AFTER_WORD: Final = (
-    r"(?:(?<![A-Za-z0-9_\-])|(?<=%[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4})"
-    r"|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\[nrtbf]))"
+# How many times percent-encoding may be applied again to an echo (``%2F``, ``%252F``...).
+_PERCENT_LEVELS: Final = 4
+# An escape (of any of the encodings above) is one character, whatever it stands for: a
+# key after one stands apart, even when the escape ends with a digit (``%2520<key>``).
+_ESCAPE_ENDS: Final = (
+    *(rf"%{'25' * level}[0-9A-Fa-f]{{2}}" for level in range(_PERCENT_LEVELS)),
+    r"\\u[0-9A-Fa-f]{4}",
+    r"\\x[0-9A-Fa-f]{2}",
+    r"\\[nrtbf]",
+    r"\\[0-7]{3}",
+    r"=[0-9A-Fa-f]{2}",
 )
+_NOT_AFTER_WORD: Final = (
+    r"(?:(?<![A-Za-z0-9_\-])" + "".join(f"|(?<={end})" for end in _ESCAPE_ENDS) + ")"
+)
+# A line break inside base64 (MIME wraps it), as is or JSON-escaped.
+_BREAK: Final = r"(?:\r?\n|(?:\\r)?\\n)?"
+# What makes a text worth a look with the pattern, beside a literal echo.
+_ESCAPE_MARKS: Final = ("\\", "%", "&", "=")
 _NOT_BEFORE_WORD: Final = r"(?![A-Za-z0-9_\-])"
 _ENTITIES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
 # Bounded, so that a match is shorter than Redactor.clip's margin.
+# The password runs to the authority's last ``@`` (a password may hold an ``@``).
 _URL_PASSWORD: Final = re.compile(
-    r"([A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s/?#@:]{0,256}:)([^\s/?#@]{1,256})@"
+    r"([A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s/?#@:]{0,256}:)([^\s/?#]{1,256})@"
 )
 
 
@@ -119,7 +140,9 @@ def _char_pattern(ch: str) -> str:
     forms = [
         re.escape(ch),
         r"\\u" + _hex(code, 4),
-        "%" + _hex(code, 2),
+        f"%(?:25){{0,{_PERCENT_LEVELS - 1}}}" + _hex(code, 2),
+        "=" + _hex(code, 2),
+        rf"\\{code:03o}",
         r"\\x" + _hex(code, 2),
         f"&#0{{0,4}}{code};",
         "&#[xX]0{0,4}" + _hex(code, 2) + ";",
@@ -156,7 +179,8 @@ class Redactor:
         before = _NOT_AFTER_WORD if secret[0] in _WORD else ""
         after = _NOT_BEFORE_WORD if secret[-1] in _WORD else ""
         fragments = _base64_fragments(secret.encode())
-        alternatives = [before + chars + after, *map(re.escape, fragments)]
+        wrapped = [_BREAK.join(map(re.escape, fragment)) for fragment in fragments]
+        alternatives = [before + chars + after, *wrapped]
         self._pattern = re.compile("|".join(alternatives))
         self._literals = (secret, *fragments)
 
@@ -171,9 +195,12 @@ class Redactor:
 
     def _suspect(self, text: str) -> bool:
         """Whether ``text`` may hold an echo: without an escape mark, only a literal can."""
-        if "\\" in text or "%" in text or "&" in text:
-            return True
-        for literal in self._literals:  # noqa: SIM110 (a loop is 4x faster than any())
+        for mark in _ESCAPE_MARKS:  # (a loop is 4x faster than any())
+            if mark in text:
+                return True
+        if "\n" in text:  # base64 broken into lines (MIME)
+            text = text.replace("\r", "").replace("\n", "")
+        for literal in self._literals:  # noqa: SIM110
             if literal in text:
                 return True
         return False

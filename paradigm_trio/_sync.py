@@ -140,7 +140,10 @@ class SyncClient:
     It takes the keyword arguments of :class:`Client` (``api_key``, ``base_url``,
     ``limits``, ``retry``...), makes one, and runs it on a trio event loop on a thread of
     its own, opened now and closed by :meth:`close` (or at the end of ``with``).  Its
-    methods are the client's, blocking: :meth:`chat`, :meth:`embed`, :meth:`models` (with
+    methods are the client's, blocking: :meth:`chat`, :meth:`embed`, :meth:`models`,
+    Paradigm's own endpoints (:meth:`tokenize`, :meth:`query`, :meth:`filter_chunks`,
+    :meth:`document_search`, :meth:`thread_turn`, :meth:`complete`, :meth:`request`, and
+    the batches :meth:`tokenize_batch`, :meth:`query_batch`, :meth:`batch_requests`) (with
     the arguments, results and errors of :class:`Client`'s), :meth:`chat_batch`,
     :meth:`embed_batch` (with ``progress=``), :meth:`stream_batch` and
     :meth:`stream_embed_batch` (``with ... as results: for result in results``),
@@ -159,6 +162,17 @@ class SyncClient:
     chat = _blocking(Client.chat)
     embed = _blocking(Client.embed)
     models = _blocking(Client.models)
+    # Paradigm's own endpoints (the batches run whole, their results in input order).
+    tokenize = _blocking(Client.tokenize)
+    query = _blocking(Client.query)
+    filter_chunks = _blocking(Client.filter_chunks)
+    document_search = _blocking(Client.document_search)
+    thread_turn = _blocking(Client.thread_turn)
+    complete = _blocking(Client.complete)
+    request = _blocking(Client.request)
+    tokenize_batch = _blocking(Client.tokenize_batch)
+    query_batch = _blocking(Client.query_batch)
+    batch_requests = _blocking(Client.batch_requests)
     make_request = _direct(Client.make_request)
 
     def __init__(self, **options: Any) -> None:
@@ -323,7 +337,8 @@ class SyncClient:
         try:
             statistics = self._run(run, tick)
         except BatchError as exc:
-            exc.results = tuple(_in_order(finished))
+            # (A SystematicFailureError's own results were held, never handed out.)
+            exc.results = tuple(_in_order([*finished, *exc.results]))
             raise
         except KeyboardInterrupt:
             raise BatchInterrupted(_in_order(finished), last[-1] if last else None) from None

@@ -4,7 +4,10 @@ Async tests run on trio through anyio's pytest plugin (``@pytest.mark.anyio``).
 Unit tests (``tests/unit``) override ``anyio_backend`` to run on a fresh
 ``trio.testing.MockClock(autojump_threshold=0)`` per test, so retries and
 backoffs take virtual time.  Integration tests use real sockets on 127.0.0.1
-and the real clock; the two are never mixed.
+and the real clock; the two are never mixed.  A bound on real time in a test follows
+the machine's pace measured just before (``tests/pace.py``), not a fixed guess.  A test
+that needs a program from the system (redis-server, chromium...) asks
+``tests/system.py``, which skips it where the program is missing, unless ``CI`` is set.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A real ``redis-server`` for tests: on a free loopback port, persistence off, stopped after.
 
-Debian's ``redis-server`` package (``.ci/run`` installs it when missing).  Tests never skip
-for want of it: a missing binary is an error.
+Debian's ``redis-server`` package (``.ci/run`` installs it when missing).  Without it a
+test that starts a server is skipped with the reason, or fails when ``CI`` is set
+(:func:`tests.system.need`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from .system import need
 
 __all__ = ["RedisServer", "free_port"]
 
@@ -27,10 +30,7 @@ class RedisServer:
     """One ``redis-server`` process; :meth:`stop` and :meth:`start` keep its port."""
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.binary = binary
+        self.binary = need("redis-server", "redis-server", "a test with a shared quota")
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pt-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -76,8 +76,9 @@ class RedisServer:
 
     def sleep(self, seconds: float) -> subprocess.Popen[bytes]:
         """Make the server stop answering for ``seconds`` (``DEBUG SLEEP``), in background."""
+        cli = need("redis-cli", "redis-tools", "a test that pauses Redis")
         return subprocess.Popen(
-            ["redis-cli", "-p", str(self.port), "DEBUG", "SLEEP", str(seconds)],
+            [cli, "-p", str(self.port), "DEBUG", "SLEEP", str(seconds)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

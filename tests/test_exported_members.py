@@ -47,10 +47,11 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._endpoints._chat": frozenset({"ChatEndpoint"}),
     "paradigm_trio._engine._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
+        | {"HOLD", "PASS", "RELEASE", "STOP"}  # BatchControl.judge's verdicts
     ),
     # The HTTP layer: one send path; one exception mapping and one error builder (``Failures``,
     # which ``HTTP`` inherits).
-    "paradigm_trio._http._http": frozenset({"HTTP", "Exchange", "Responder"}),
+    "paradigm_trio._http._http": frozenset({"HTTP", "Exchange", "Responder", "Upload"}),
     "paradigm_trio._http._failures": frozenset(
         {"Failures", "RAW_LIMIT", "parse_retry_after", "parse_should_retry"}
     ),
@@ -92,6 +93,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # themselves: ``EmbeddingMethods``), and packing.
     "paradigm_trio._client._embedder": frozenset(
         {
+            "EmbeddingLists",
             "EmbedInput",
             "EmbeddingKind",
             "EmbeddingMethods",
@@ -100,7 +102,16 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     "paradigm_trio._endpoints._embeddings": frozenset(
-        {"EmbeddingsEndpoint", "EncodingFormat", "joins", "merge", "split", "usage_of_embeddings"}
+        {
+            "EmbeddingsEndpoint",
+            "EncodingFormat",
+            "join",
+            "joins",
+            "merge",
+            "singles",
+            "split",
+            "usage_of_embeddings",
+        }
     ),
     "paradigm_trio._engine._batch_options": frozenset(
         {"DEFAULT_CIRCUIT_BREAKER", "DEFAULT_RETRY_BUDGET", "BatchKeywords", "OnError"}
@@ -114,7 +125,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # Keeping credentials out of what users see: the key's checks, redaction, URL masking
     # (the rules and the minimum key length are documented in docs/security.md).
     "paradigm_trio._redact": frozenset(
-        {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url", "mask_credentials"}
+        {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url"}
     ),
     "paradigm_trio._endpoints._streaming": frozenset({"Streamer"}),
     # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
@@ -133,6 +144,26 @@ INTERNAL: dict[str, frozenset[str]] = {
     # proxy rules and the transport).
     "paradigm_trio._transport._hostname": frozenset({"MAX_LABEL", "host_problem", "url_host"}),
     "paradigm_trio._doctor": frozenset({"CHECK_TIMEOUTS"}),
+    # Paradigm's own endpoints: the request protocol and answer readers, the endpoints'
+    # batch kind, the client's methods; and the checks the endpoint modules share.
+    "paradigm_trio._endpoints._json_endpoint": frozenset(
+        {
+            "EndpointRequest",
+            "JsonEndpoint",
+            "check_text",
+            "given_fields",
+            "int_list",
+            "obj",
+            "opt_int",
+            "opt_number",
+            "opt_str",
+            "req_list",
+        }
+    ),
+    "paradigm_trio._endpoints._endpoint_kind": frozenset({"EndpointKind", "run_endpoints"}),
+    "paradigm_trio._client._paradigm": frozenset({"AnyRequest", "ParadigmMethods"}),
+    "paradigm_trio._endpoints._query": frozenset({"check_n", "parse_chunks"}),
+    "paradigm_trio._endpoints._files": frozenset({"parse_deleted", "parse_page"}),
     # The transport's keep-alive pool and its DNS cache (``TrioTransport.warm_up`` fills
     # the pool; ``DNS_TTL`` is documented in docs/howto-enterprise-networks.md).
     "paradigm_trio._transport._pool": frozenset({"Connection", "Origin", "Pool"}),
@@ -157,7 +188,14 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The chat request's checks (shared with embeddings); ``make_request`` is
     # ``Client.make_request`` without a client.
     "paradigm_trio._endpoints._models": frozenset(
-        {"ChatOptions", "check_custom_id", "check_model", "checked_extra", "make_request"}
+        {
+            "ChatOptions",
+            "check_custom_id",
+            "check_model",
+            "checked_extra",
+            "encode_json",
+            "make_request",
+        }
     ),
     # The answer's parsers, for the engine and the stream.
     "paradigm_trio._endpoints._completion": frozenset(
@@ -174,6 +212,8 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     "paradigm_trio._endpoints._structured": frozenset({"OutputForm"}),
+    # The checks of the numbers in an answer, which every parser calls.
+    "paradigm_trio._numbers": frozenset({"MAX_WHOLE", "finite", "finite_floats", "whole"}),
     "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),
     "paradigm_trio._endpoints._assembly": frozenset({"CompletionAssembler"}),
     # The transport's one entry: what the rest of the package may import from it.

@@ -53,7 +53,9 @@ from .._transport import CertTypes, ProxyTypes, TrioTransport, VerifyTypes, host
 from .._version import __version__
 from ._chat_batch import ChatBatchMethods
 from ._core import ClientState, check_trio
-from ._embedder import EmbeddingMethods
+from ._embedder import EmbeddingLists, EmbeddingMethods
+from ._files_api import Files
+from ._paradigm import ParadigmMethods
 
 __all__ = ["Client", "ClientState", "instrument"]
 
@@ -64,7 +66,7 @@ BASE_URL_ENV = "PARADIGM_BASE_URL"
 _USER_AGENT = f"paradigm-trio/{__version__}"
 
 
-class Client(ChatBatchMethods, EmbeddingMethods):
+class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
     """A trio client for the Paradigm chat-completions API.
 
     Use it as an async context manager (``async with Client() as client:``); it can also be
@@ -80,6 +82,11 @@ class Client(ChatBatchMethods, EmbeddingMethods):
             ``https://paradigm.lighton.ai/api/v2``.
         model: the model used by chat requests that name none.
         embedding_model: the model used by embeddings requests that name none.
+        pack_embeddings: whether several embedding inputs may share a request (default
+            ``True``).  Paradigm documents ``input`` as a string: the first request of
+            several inputs that the server refuses (400, 422) switches that model to one
+            input per request for this client (an ``EmbeddingPackingDisabled`` event and
+            a log record say so); ``False`` sends one input per request from the start.
         retry: the default :class:`RetryPolicy`.
         timeouts: the default :class:`Timeouts`.
         limits: :class:`Limits` (concurrency, rates), client-wide.
@@ -129,6 +136,7 @@ class Client(ChatBatchMethods, EmbeddingMethods):
         base_url: str | None = None,
         model: str = DEFAULT_MODEL,
         embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+        pack_embeddings: bool = True,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         limits: Limits | None = None,
@@ -148,6 +156,10 @@ class Client(ChatBatchMethods, EmbeddingMethods):
         for name, value in (("model", model), ("embedding_model", embedding_model)):
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+        if not isinstance(pack_embeddings, bool):
+            raise ConfigurationError(
+                f"pack_embeddings must be True or False, got {pack_embeddings!r}"
+            )
         _check_http(http_client, transport)
         network = {"proxy": proxy, "verify": verify, "cert": cert, "trust_env": trust_env}
         self._api_key = key
@@ -187,8 +199,11 @@ class Client(ChatBatchMethods, EmbeddingMethods):
         )
         self._sender = Sender(self._engine, self._http)
         self._chat = ChatEndpoint(model)
-        self._embeddings = EmbeddingsEndpoint(embedding_model)
+        self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
         self._streamer = Streamer(self._engine, self._http, model)
+        self._lists = EmbeddingLists(self._embeddings, ledger)
+        self.files = Files(self)
+        """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
         self._cache = _cache_store(cache, self._base_url)

@@ -133,7 +133,8 @@ async def collect(
 ) -> BatchStatistics:
     """Run a batch to its end and put its results into ``into``, in input order.
 
-    On :class:`BatchError` (``on_error="raise"``), its ``results`` are those finished.
+    On :class:`BatchError` (``on_error="raise"``, or a :class:`SystematicFailureError`),
+    its ``results`` are those finished.
     """
     finished: dict[int, Any] = {}
     try:
@@ -142,6 +143,8 @@ async def collect(
                 finished[result.index] = result
             statistics = results.statistics()
     except BatchError as exc:
+        for result in exc.results:  # (a SystematicFailureError's: held, never handed out)
+            finished[result.index] = result
         exc.results = tuple(finished[i] for i in sorted(finished))
         raise
     into.extend(finished[i] for i in range(len(finished)))

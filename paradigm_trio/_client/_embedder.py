@@ -22,6 +22,7 @@ from typing import Any, Final, Unpack
 
 import trio
 
+from .. import _log
 from .._config import RetryPolicy, Timeouts
 from .._endpoints._completion import Usage
 from .._endpoints._embeddings import (
@@ -32,8 +33,10 @@ from .._endpoints._embeddings import (
     Embeddings,
     EmbeddingsEndpoint,
     EncodingFormat,
+    join,
     joins,
     merge,
+    singles,
     split,
 )
 from .._endpoints._endpoint import Stored, identity, reparse, stored
@@ -41,13 +44,15 @@ from .._engine._batch import ResultStream, SendOne, outcome_of, run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
 from .._engine._dedupe import Identity
+from .._engine._ledger import Ledger
 from .._errors import APIStatusError, InvalidRequestError, RequestCancelled
-from .._events import Attempt
+from .._events import Attempt, EmbeddingPackingDisabled
 from ._core import ClientCore, collect
 
 __all__ = [
     "EmbedInput",
     "EmbeddingKind",
+    "EmbeddingLists",
     "EmbeddingMethods",
     "EmbeddingResult",
     "EmbeddingResults",
@@ -62,6 +67,68 @@ _REFUSED = frozenset({400, 413, 422})
 """Statuses that refuse a request for what it holds: a pack refused so is split."""
 
 _CHAT_ONLY = ("temperature", "max_tokens", "top_p", "seed")
+
+
+_LIST_REFUSED = frozenset({400, 422})
+"""Statuses of a refused request of several inputs from which the client learns that the
+model takes one input per request (413, too large, teaches nothing)."""
+
+
+class EmbeddingLists:
+    """What a client knows of each embedding model's lists (one per :class:`Client`).
+
+    A model takes several inputs in one request unless packing is off
+    (``Client(pack_embeddings=False)``) or the server refused such a request for it
+    (:meth:`learn`); the endpoint (:class:`EmbeddingsEndpoint`) then sends its inputs one
+    per request, as strings.  The first request of several inputs for a model whose lists
+    are not known yet is its probe: the others wait for its answer (:meth:`probe`), so a
+    server that refuses lists costs one wasted request, not one per pack in flight.
+    """
+
+    def __init__(self, endpoint: EmbeddingsEndpoint, ledger: Ledger) -> None:
+        self.endpoint = endpoint
+        self.ledger = ledger
+        self.lists_ok: set[str] = set()
+        self._probes: dict[str, trio.Event] = {}
+
+    def packs(self, model: str | None) -> bool:
+        """Whether ``model`` (the endpoint's default for ``None``) takes several inputs."""
+        return self.endpoint.packs(model)
+
+    async def probe(self, model: str | None) -> bool:
+        """Before a request of several inputs for ``model``: whether this one is the probe
+        (the others wait here until it has its answer)."""
+        name = model or self.endpoint.model
+        while self.packs(name) and name not in self.lists_ok:
+            waiting = self._probes.get(name)
+            if waiting is None:
+                self._probes[name] = trio.Event()
+                await trio.lowlevel.checkpoint()
+                return True
+            await waiting.wait()
+        await trio.lowlevel.checkpoint()
+        return False
+
+    def probed(self, model: str | None, accepted: bool) -> None:
+        """The probe's answer is in (lists ``accepted``, or not known); the waiting go on."""
+        name = model or self.endpoint.model
+        if accepted:
+            self.lists_ok.add(name)
+        waiting = self._probes.pop(name, None)
+        if waiting is not None:
+            waiting.set()
+
+    def learn(self, model: str | None, error: Exception | None) -> bool:
+        """Whether ``error``, the answer to a request of several inputs, refuses lists; the
+        first time, the model is switched to one input per request (a log record and an
+        :class:`EmbeddingPackingDisabled` event say so)."""
+        if not isinstance(error, APIStatusError) or error.status_code not in _LIST_REFUSED:
+            return False
+        name = model or self.endpoint.model
+        if self.endpoint.single_input(name):
+            _log.packing_disabled(name, error.status_code)
+            self.ledger.emit(EmbeddingPackingDisabled(name, error.status_code))
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,15 +252,17 @@ class EmbeddingKind:
         send_one: SendOne[EmbeddingRequest, Embeddings],
         defaults: Mapping[str, Any],
         *,
-        endpoint: EmbeddingsEndpoint,
+        endpoint: EmbeddingsEndpoint | None = None,
         pack_inputs: int,
         pack_tokens: int,
+        lists: EmbeddingLists | None = None,
     ) -> None:
         self.send_one = send_one
         self.defaults = defaults
         self.endpoint = endpoint
         self.pack_inputs = pack_inputs
         self.pack_tokens = pack_tokens
+        self.lists = lists  # None: every model packs (no probe, nothing learnt)
 
     def request(self, item: object, index: int) -> EmbeddingRequest:
         try:
@@ -216,12 +285,19 @@ class EmbeddingKind:
         return item.custom_id if isinstance(item, EmbeddingRequest) else None
 
     def joins(self, unit: Sequence[EmbeddingRequest], request: EmbeddingRequest) -> bool:
+        if not self._packs(request.model):
+            return False
         return joins(unit, request, max_inputs=self.pack_inputs, max_tokens=self.pack_tokens)
 
     def full(self, unit: Sequence[EmbeddingRequest]) -> bool:
+        if not self._packs(unit[0].model):
+            return True
         inputs = sum(len(r.inputs) for r in unit)
         tokens = sum(r.estimated_tokens() for r in unit)
         return inputs >= self.pack_inputs or tokens >= self.pack_tokens
+
+    def _packs(self, model: str | None) -> bool:
+        return self.lists is None or self.lists.packs(model)
 
     def units(self, items: int) -> int:
         # Each item is an input at least: ``pack_inputs`` items fill a pack.  (Items of
@@ -234,11 +310,13 @@ class EmbeddingKind:
         return EmbeddingResult(index, custom_id, request, error=error)
 
     def identity(self, request: EmbeddingRequest) -> Identity | None:
-        return identity(self.endpoint, request)
+        # (No endpoint, no identity: nothing is shared.)
+        return None if self.endpoint is None else identity(self.endpoint, request)
 
     def cached(
         self, index: int, request: EmbeddingRequest, raw: object, rid: str | None
     ) -> EmbeddingResult:
+        assert self.endpoint is not None  # (else no identity, no cache entry)
         answer = reparse(self.endpoint, request, raw, rid)
         return EmbeddingResult(index, request.custom_id, request, answer, cached=True)
 
@@ -255,14 +333,28 @@ class EmbeddingKind:
     ) -> list[EmbeddingResult]:
         requests = [request for _, request in unit]
         start = trio.current_time()
+        model = requests[0].model
+        inputs = sum(len(r.inputs) for r in requests)
+        probe = inputs > 1 and self.lists is not None and await self.lists.probe(model)
+        if inputs > 1 and not self._packs(model):
+            return await self._one_by_one(unit, deadline, control, 0, start)
         merged = merge(requests)
-        answer, error, attempts, *_ = await outcome_of(self.send_one, merged, deadline, control)
+        accepted = False
+        try:
+            answer, error, attempts, *_ = await outcome_of(self.send_one, merged, deadline, control)
+            accepted = answer is not None
+            refused = inputs > 1 and self.lists is not None and self.lists.learn(model, error)
+        finally:
+            if probe and self.lists is not None:
+                self.lists.probed(model, accepted)
         if answer is not None:
             elapsed = trio.current_time() - start
             return [
                 EmbeddingResult(i, r.custom_id, r, part, None, attempts, elapsed)
                 for (i, r), part in zip(unit, split(answer, requests), strict=True)
             ]
+        if refused:
+            return await self._one_by_one(unit, deadline, control, attempts, start)
         if len(unit) > 1 and isinstance(error, APIStatusError) and error.status_code in _REFUSED:
             return await self._one_by_one(unit, deadline, control, attempts, start)
         elapsed = trio.current_time() - start
@@ -277,12 +369,16 @@ class EmbeddingKind:
         start: float,
     ) -> list[EmbeddingResult]:
         """Send each request of a refused pack on its own (at once, the engine's slots
-        bounding how many are in flight)."""
+        bounding how many are in flight): one input per request when the model takes no
+        more."""
         results: list[EmbeddingResult | None] = [None] * len(unit)
 
         async def one(position: int, index: int, request: EmbeddingRequest) -> None:
-            outcome = await outcome_of(self.send_one, request, deadline, control)
-            answer, error, own, *_ = outcome
+            if len(request.inputs) > 1 and not self._packs(request.model):
+                answer, error, own = await self._singly(request, deadline, control)
+            else:
+                sent = await outcome_of(self.send_one, request, deadline, control)
+                answer, error, own = sent.value, sent.error, sent.attempts
             elapsed = trio.current_time() - start
             results[position] = EmbeddingResult(
                 index, request.custom_id, request, answer, error, attempts + own, elapsed
@@ -293,9 +389,31 @@ class EmbeddingKind:
                 nursery.start_soon(one, position, index, request)
         return [r for r in results if r is not None]
 
+    async def _singly(
+        self, request: EmbeddingRequest, deadline: float, control: BatchControl
+    ) -> tuple[Embeddings | None, Exception | None, int]:
+        """An item of several inputs, one input per request: its answer joined, or the
+        first error; the attempts of all."""
+        parts = singles(request)
+        outcomes: list[Any] = [None] * len(parts)
+
+        async def one(position: int, part: EmbeddingRequest) -> None:
+            outcomes[position] = await outcome_of(self.send_one, part, deadline, control)
+
+        async with trio.open_nursery() as nursery:
+            for position, part in enumerate(parts):
+                nursery.start_soon(one, position, part)
+        attempts = sum(o[2] for o in outcomes)
+        error = next((o[1] for o in outcomes if o[1] is not None), None)
+        if error is not None:
+            return None, error, attempts
+        return join([o[0] for o in outcomes]), None, attempts
+
 
 class EmbeddingMethods(ClientCore):
     """The :class:`Client`'s embeddings methods (``Client`` inherits them)."""
+
+    _lists: EmbeddingLists
 
     async def embed(
         self,
@@ -339,8 +457,39 @@ class EmbeddingMethods(ClientCore):
             request = replace(inputs, **fields) if fields else inputs
         else:
             request = EmbeddingRequest(inputs=inputs, **fields)
-        plan = self._plan(self._embeddings, request, retry, timeouts)
-        return await self._sender.send(self._embeddings, request, plan)
+        lists, sender, endpoint = self._lists, self._sender, self._embeddings
+        if len(request.inputs) > 1 and not lists.packs(request.model):
+            return await self._embed_singly(request, retry, timeouts)
+        try:
+            plan = self._plan(endpoint, request, retry, timeouts)
+            return await sender.send(endpoint, request, plan)
+        except APIStatusError as exc:
+            if len(request.inputs) > 1 and lists.learn(request.model, exc):
+                return await self._embed_singly(request, retry, timeouts)
+            raise
+
+    async def _embed_singly(
+        self, request: EmbeddingRequest, retry: RetryPolicy | None, timeouts: Timeouts | None
+    ) -> Embeddings:
+        """``request``'s inputs one per request, concurrently; the answers joined (the
+        first failure raised)."""
+        parts = singles(request)
+        answers: list[Embeddings | None] = [None] * len(parts)
+        sender, endpoint = self._sender, self._embeddings
+
+        async def one(position: int, part: EmbeddingRequest) -> None:
+            plan = self._plan(endpoint, part, retry, timeouts)
+            answer: Embeddings = await sender.send(endpoint, part, plan)
+            answers[position] = answer
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for position, part in enumerate(parts):
+                    nursery.start_soon(one, position, part)
+        except BaseExceptionGroup as group:
+            first = group.exceptions[0]
+            raise first from first.__cause__
+        return join([a for a in answers if a is not None])
 
     def stream_embed_batch(
         self,
@@ -403,8 +552,9 @@ class EmbeddingMethods(ClientCore):
             return sender.send(endpoint, request, plan, history)
 
         kind = EmbeddingKind(
-            send_one, defaults, endpoint=endpoint, pack_inputs=pack_inputs, pack_tokens=pack_tokens
-        )
+            send_one, defaults, endpoint=endpoint, pack_inputs=pack_inputs,
+            pack_tokens=pack_tokens, lists=self._lists,
+        )  # fmt: skip
         return run_batch(
             kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
             observers=self._engine.ledger.observers, warm_up=self.warm_up, cache=self._cache,

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._numbers import whole
 from ._tools import ToolCallAssembler
 
 __all__ = ["CompletionAssembler"]
@@ -72,7 +73,7 @@ class CompletionAssembler:
         """Take one chunk's JSON."""
         self.id = self.id or str(payload.get("id") or "")
         self.model = self.model or str(payload.get("model") or "")
-        self.created = self.created or int(payload.get("created") or 0)
+        self.created = self.created or whole(payload.get("created") or 0, "created")
         if isinstance(payload.get("usage"), dict):
             self.usage = payload["usage"]
         for raw in payload.get("choices") or ():

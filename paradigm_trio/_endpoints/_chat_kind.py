@@ -113,7 +113,7 @@ class ChatKind:
         self,
         send_one: SendOne[ChatRequest, ChatCompletion],
         defaults: Mapping[str, Any],
-        endpoint: Endpoint[ChatRequest, ChatCompletion],
+        endpoint: Endpoint[ChatRequest, ChatCompletion] | None = None,
     ) -> None:
         self.send_one = send_one
         self.defaults = defaults
@@ -152,9 +152,11 @@ class ChatKind:
         return BatchResult(index, custom_id, request, error=error)
 
     def identity(self, request: ChatRequest) -> Identity | None:
-        return identity(self.endpoint, request)
+        # (No endpoint, no identity: nothing is shared.)
+        return None if self.endpoint is None else identity(self.endpoint, request)
 
     def cached(self, index: int, request: ChatRequest, raw: object, rid: str | None) -> BatchResult:
+        assert self.endpoint is not None  # (else no identity, no cache entry)
         answer = reparse(self.endpoint, request, raw, rid)
         return BatchResult(index, request.custom_id, request, answer, cached=True)
 
@@ -201,7 +203,7 @@ def stream_batch(
     requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
     options: BatchOptions,
     *,
-    endpoint: Endpoint[ChatRequest, ChatCompletion],
+    endpoint: Endpoint[ChatRequest, ChatCompletion] | None = None,
     width: int,
     observers: Sequence[Observer],
     warm_up: WarmUp | None = None,

@@ -17,7 +17,6 @@ report.  A body that ends before that is an :class:`IncompleteStreamError`.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections import deque
 from collections.abc import AsyncGenerator
@@ -34,6 +33,7 @@ from .._errors import (
 )
 from .._http._failures import RAW_LIMIT
 from .._http._http import HTTP
+from .._json import parse_json
 from ._assembly import CompletionAssembler
 from ._completion import ChatCompletion, ChatCompletionChunk
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
@@ -164,7 +164,7 @@ class StreamReader:
         if event.event == "error":
             payload: object = event.data
             with contextlib.suppress(ValueError):
-                payload = json.loads(event.data)
+                payload = parse_json(event.data)
             raise self._error_event(payload)
         if event.event != "message":
             return  # e.g. "ping": not part of the answer
@@ -175,7 +175,7 @@ class StreamReader:
         if not data:
             return
         try:
-            payload = json.loads(data)
+            payload = parse_json(data)
         except ValueError as exc:
             shown = self._http.redactor.clip(data, 200)
             raise self.invalid(f"a stream event is not JSON ({exc}): {shown!r}") from None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._errors import APIResponseValidationError, AttemptFailure, StructuredOutputError
+from .._numbers import whole
 from ._logprobs import ChoiceLogprobs, parse_logprobs
 from ._structured import OutputSchema
 from ._tools import ToolCall, parse_tool_calls
@@ -183,7 +184,7 @@ class ChatCompletion:
         return cls(
             id=str(data.get("id", "")),
             model=str(data.get("model", "")),
-            created=int(data.get("created", 0)),
+            created=whole(data.get("created", 0), "created"),
             choices=tuple(choices),
             usage=usage,
             request_id=request_id,
@@ -210,7 +211,7 @@ def _parse_choice(i: int, c: object) -> Choice:
         refusal=refusal,
     )
     return Choice(
-        index=int(c.get("index", i)),
+        index=whole(c.get("index", i), f"choices[{i}].index"),
         message=message,
         finish_reason=c.get("finish_reason"),
         logprobs=parse_logprobs(c.get("logprobs")),
@@ -256,9 +257,9 @@ def _parse_usage(raw: object) -> Usage | None:
     """
     if not isinstance(raw, dict) or all(raw.get(name) is None for name in _USAGE_FIELDS):
         return None
-    prompt = int(raw.get("prompt_tokens") or 0)
-    completion = int(raw.get("completion_tokens") or 0)
-    total = int(raw.get("total_tokens") or (prompt + completion))
+    prompt = whole(raw.get("prompt_tokens") or 0, "usage.prompt_tokens")
+    completion = whole(raw.get("completion_tokens") or 0, "usage.completion_tokens")
+    total = whole(raw.get("total_tokens") or (prompt + completion), "usage.total_tokens")
     return Usage(prompt, completion, total)
 
 
@@ -374,12 +375,12 @@ class ChatCompletionChunk:
         return cls(
             id=str(data.get("id") or ""),
             model=str(data.get("model") or ""),
-            created=int(data.get("created") or 0),
+            created=whole(data.get("created") or 0, "created"),
             delta=content if isinstance(content, str) else "",
             role=None if role is None else str(role),
             finish_reason=None if finish is None else str(finish),
             usage=_parse_usage(data.get("usage")),
             raw=data,
-            index=index if isinstance(index, int) and not isinstance(index, bool) else 0,
+            index=whole(index, "choices[].index"),
             tool_calls=tuple(calls) if isinstance(calls, list) else (),
         )

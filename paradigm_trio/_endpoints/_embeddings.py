@@ -22,10 +22,11 @@ import math
 import sys
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from .._errors import APIResponseValidationError, InvalidRequestError
+from .._numbers import finite_floats, whole
 from ._completion import Usage
 from ._models import (
     _JSON_ERRORS,
@@ -46,8 +47,10 @@ __all__ = [
     "EmbeddingsEndpoint",
     "EncodingFormat",
     "MAX_EMBEDDING_INPUTS",
+    "join",
     "joins",
     "merge",
+    "singles",
     "split",
     "usage_of_embeddings",
 ]
@@ -195,7 +198,7 @@ def _decode_base64(value: str, where: str) -> array[float]:
     vector.frombytes(raw)
     if sys.byteorder == "big":  # the wire format is little-endian
         vector.byteswap()
-    return vector
+    return finite_floats(vector, where)
 
 
 def _decode_floats(value: list[Any], where: str) -> list[float]:
@@ -215,7 +218,8 @@ class Embedding:
     Attributes:
         index: the input's position in its request (0-based).
         vector: the numbers, as Python floats: a ``list`` when they came as JSON numbers,
-            an ``array.array("f")`` (float32, compact) when they came as base64.
+            an ``array.array("f")`` (float32, compact) when they came as base64.  Also
+            available as :attr:`embedding`, the OpenAI SDK's name.
         raw: the item as the server sent it (``{"object", "index", "embedding"}``).
     """
 
@@ -225,6 +229,12 @@ class Embedding:
 
     def __repr__(self) -> str:
         return f"Embedding(index={self.index}, dimensions={len(self.vector)})"
+
+    @property
+    def embedding(self) -> Sequence[float]:
+        """The vector (the same object as :attr:`vector`), under the name the OpenAI SDK
+        gives it: ``answer.data[0].embedding``."""
+        return self.vector
 
     @property
     def dimensions(self) -> int:
@@ -344,8 +354,10 @@ def _embedding_usage(raw: object) -> Usage | None:
     prompt, total = raw.get("prompt_tokens"), raw.get("total_tokens")
     if prompt is None and total is None:
         return None
-    prompt_tokens = int(prompt if prompt is not None else total or 0)
-    return Usage(prompt_tokens, 0, int(total) if total is not None else prompt_tokens)
+    prompt_tokens = whole(prompt if prompt is not None else total or 0, "usage.prompt_tokens")
+    if total is None:
+        return Usage(prompt_tokens, 0, prompt_tokens)
+    return Usage(prompt_tokens, 0, whole(total, "usage.total_tokens"))
 
 
 def usage_of_embeddings(embeddings: Embeddings) -> Usage | None:
@@ -356,14 +368,28 @@ def usage_of_embeddings(embeddings: Embeddings) -> Usage | None:
 class EmbeddingsEndpoint:
     """Embeddings (``POST /embeddings``), as an :class:`~._endpoint.Endpoint`."""
 
-    __slots__ = ("model",)
+    __slots__ = ("model", "packing", "single")
 
     operation: Final = "embeddings"
     path: Final = "/embeddings"
     token_types: Final = ("input",)
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, packing: bool = True) -> None:
         self.model = model
+        self.packing = packing
+        self.single: set[str] = set()  # models that take one input per request
+
+    def packs(self, model: str | None) -> bool:
+        """Whether ``model`` (this endpoint's default for ``None``) may get several
+        inputs in one request: packing is on and no refusal switched it off."""
+        return self.packing and (model or self.model) not in self.single
+
+    def single_input(self, model: str) -> bool:
+        """Send ``model``'s inputs one per request from now on; whether it is new."""
+        if model in self.single:
+            return False
+        self.single.add(model)
+        return True
 
     @staticmethod
     def deterministic(request: EmbeddingRequest) -> bool:
@@ -371,7 +397,10 @@ class EmbeddingsEndpoint:
         return True
 
     def encode(self, request: EmbeddingRequest) -> bytes:
-        return request.encode_body(request.to_body(self.model))
+        body = request.to_body(self.model)
+        if len(request.inputs) == 1 and not self.packs(request.model):
+            body["input"] = request.inputs[0]  # a string, as Paradigm documents it
+        return request.encode_body(body)
 
     def parser(self, request: EmbeddingRequest) -> Callable[[object, str | None], Embeddings]:
         return functools.partial(Embeddings.from_json, expected=len(request.inputs))
@@ -471,6 +500,34 @@ def split(answer: Embeddings, pack: Sequence[EmbeddingRequest]) -> list[Embeddin
         parts.append(Embeddings(data, answer.model, usage, answer.request_id, raw))
         start = end
     return parts
+
+
+def singles(request: EmbeddingRequest) -> list[EmbeddingRequest]:
+    """One request per input of ``request`` (its other fields kept; no ``custom_id``:
+    each is a logical request of its own)."""
+    return [replace(request, inputs=(text,), custom_id=None) for text in request.inputs]
+
+
+def join(parts: Sequence[Embeddings]) -> Embeddings:
+    """The answers to :func:`singles`, as the one answer to the request they split
+    (``index`` counted across them, usage added up; the first part's id and model)."""
+    data = tuple(
+        Embedding(i, e.vector, {**e.raw, "index": i})
+        for i, e in enumerate(e for part in parts for e in part.data)
+    )
+    usages = [p.usage for p in parts]
+    usage = None
+    if usages and all(u is not None for u in usages):
+        usage = Usage(
+            sum(u.prompt_tokens for u in usages if u), 0, sum(u.total_tokens for u in usages if u)
+        )
+    first = parts[0]
+    raw: dict[str, Any] = {**first.raw, "data": [e.raw for e in data]}
+    if usage is None:
+        raw.pop("usage", None)
+    else:
+        raw["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
+    return Embeddings(data, first.model, usage, first.request_id, raw)
 
 
 def _shares(total: int, weights: Sequence[int]) -> list[int]:

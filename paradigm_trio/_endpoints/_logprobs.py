@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._numbers import finite
+
 __all__ = ["ChoiceLogprobs", "TokenLogprob", "TopLogprob", "parse_logprobs"]
 
 
@@ -75,13 +77,13 @@ def _token(raw: object, top: bool) -> Any:
     if not isinstance(token, str) or isinstance(logprob, bool):
         raise TypeError("a logprobs entry needs a string 'token' and a number 'logprob'")
     if top:
-        return TopLogprob(token, float(logprob), _bytes(raw.get("bytes")))
+        return TopLogprob(token, finite(logprob, "logprob"), _bytes(raw.get("bytes")))
     tops = raw.get("top_logprobs") or []
     if not isinstance(tops, list):
         raise TypeError("'top_logprobs' must be a list")
     return TokenLogprob(
         token,
-        float(logprob),
+        finite(logprob, "logprob"),
         _bytes(raw.get("bytes")),
         tuple(_token(t, True) for t in tops),
     )

@@ -24,6 +24,7 @@ __all__ = [
     "check_custom_id",
     "check_model",
     "checked_extra",
+    "encode_json",
     "make_request",
 ]
 
@@ -247,6 +248,15 @@ def _checked_stop(stop: object) -> str | tuple[str, ...] | None:
     if isinstance(stop, list | tuple) and all(isinstance(s, str) for s in stop):
         return tuple(stop)
     raise InvalidRequestError(f"stop must be a string or a list of strings, got {stop!r:.200}")
+
+
+def encode_json(body: Mapping[str, Any]) -> bytes:
+    """``body`` as compact UTF-8 JSON bytes; :class:`InvalidRequestError` naming the part
+    JSON (or UTF-8) cannot hold (a lone surrogate, ``NaN``, an object of another type)."""
+    try:
+        return _dumps(body)
+    except _JSON_ERRORS as exc:
+        raise _unsendable(body, exc) from None
 
 
 def check_model(model: object) -> None:

@@ -264,7 +264,12 @@ class ChatStream:
 
     @property
     def text(self) -> str:
-        """The content received so far (complete only once the stream has ended)."""
+        """The content received so far (complete only once the stream has ended).
+
+        It can be ahead of the chunks ``async for`` has handed out: every chunk that has
+        arrived is parsed, and one read often holds many.  To act on what your loop has
+        seen, add up the deltas yourself.
+        """
         return self._reader.text if self._reader is not None else ""
 
     @property

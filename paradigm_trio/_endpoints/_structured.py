@@ -18,13 +18,13 @@ Neither pydantic nor jsonschema is imported unless used.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._errors import InvalidRequestError, StructuredOutputError
+from .._json import parse_json
 from ._tools import json_schema_of
 
 __all__ = ["OutputForm", "OutputSchema"]
@@ -149,7 +149,7 @@ class OutputSchema:
         if self.model is not None:
             return self._parse_model(text)
         try:
-            value = json.loads(text)
+            value = parse_json(text)
         except ValueError as exc:
             raise StructuredOutputError(
                 f"the answer is not JSON: {exc}", raw=text, errors=(f"$: not JSON: {exc}",)

@@ -11,13 +11,13 @@ order, into whole calls.  No I/O here.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import InvalidRequestError
+from .._json import parse_json
 
 __all__ = [
     "FunctionCall",
@@ -53,7 +53,7 @@ class FunctionCall:
         Raises:
             ValueError: they are not valid JSON (``json.JSONDecodeError``).
         """
-        return json.loads(self.arguments) if self.arguments.strip() else {}
+        return parse_json(self.arguments) if self.arguments.strip() else {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,13 @@ Every input item yields exactly one result: a completion, an error (an invalid i
 passes, :class:`RequestCancelled`: items that were in flight are interrupted and items not
 yet sent are read from the input and reported without being sent.  One bad item never stops
 the others.  What does: ``on_error="raise"`` stops at the first failure (the rest are
-cancelled and not reported), an exception raised by the input iterable itself (or by
-``on_progress``) ends the batch with that exception, and cancelling the whole batch from
-outside (your cancel scope) propagates :class:`trio.Cancelled` after every task and
-connection is cleaned up.
+cancelled and not reported); a batch whose first answers are all the same configuration
+failure (``BatchOptions.systematic_failures``, judged by :meth:`BatchControl.judge`) stops
+with :class:`SystematicFailureError` (those answers are held until the rule is disarmed,
+and are the error's ``results`` if it stops; the rest get no result); an exception raised
+by the input iterable itself (or by ``on_progress``) ends the batch with that exception,
+and cancelling the whole batch from outside (your cancel scope) propagates
+:class:`trio.Cancelled` after every task and connection is cleaned up.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from .._config import Timeouts
 from .._errors import InvalidRequestError, RequestCancelled
 from .._events import Attempt
 from ._batch_options import BatchOptions
-from ._budget import BatchControl
+from ._budget import HOLD, RELEASE, STOP, BatchControl
 from ._cache import CacheStore
 from ._dedupe import Dedupe, Identity
 from ._hedge import SendOne, hedger_for, race
@@ -223,7 +226,9 @@ class _Run(Generic[Q, R, S]):
             threshold=options.circuit_breaker,
             unreachable_after=options.unreachable_after,
             reserve=width,
+            systematic=options.systematic_failures if options.on_error == "collect" else None,
         )
+        self.held: list[R] = []  # results held while the batch may be failing systematically
         self.control.hedger = hedger_for(options.hedge, self.control, free)
         self.tracker = _Tracker(start=trio.current_time())
         self.next_progress = self.tracker.start + _log.PROGRESS_INTERVAL
@@ -246,17 +251,27 @@ class _Run(Generic[Q, R, S]):
             self.options.on_progress(self.tracker.snapshot(self.control))
         if _log.enabled(_log.INFO):
             self.log_progress()
-        try:  # no trip through the scheduler while the channel has room
-            self.send.send_nowait(result)
-        except trio.WouldBlock:
-            await self.send.send(result)
+        try:
+            try:  # no trip through the scheduler while the channel has room
+                self.send.send_nowait(result)
+            except trio.WouldBlock:
+                await self.send.send(result)
+        except trio.BrokenResourceError:
+            # The consumer left the batch (a break): the batch is being cancelled, and a
+            # worker already woken (its answer in hand, no checkpoint since) finds the
+            # channel closed.  Nobody is left to receive the result.
+            pass
 
     def log_progress(self) -> None:
         """A ``batch_progress`` message, at most every ``PROGRESS_INTERVAL`` seconds."""
         now = trio.current_time()
         if now >= self.next_progress:
             self.next_progress = now + _log.PROGRESS_INTERVAL
-            _log.batch_statistics("batch_progress", self.tracker.snapshot(self.control))
+            _log.batch_statistics(
+                "batch_progress",
+                self.tracker.snapshot(self.control),
+                f"{self.kind.operation} batch",
+            )
 
     async def deliver_checked(self, result: R) -> None:
         """Deliver ``result``; with ``on_error="raise"``, its failure stops the batch."""
@@ -269,6 +284,25 @@ class _Run(Generic[Q, R, S]):
         if self.options.on_error == "raise" and self.results._error is None:
             self.results._error = error
             workers.cancel()
+
+    def stop_systematic(self, workers: trio.CancelScope) -> None:
+        """The batch's first answers were all one configuration failure: stop it."""
+        held = sorted(self.held, key=lambda r: getattr(r, "index", 0))
+        self.held = []
+        for result in held:
+            self.tracker.add(result)
+        first = next(r.error for r in held if r.error is not None)
+        self.results._error = self.control.stopped(first, tuple(held))
+        workers.cancel()
+
+    async def release(self) -> None:
+        """Hand out the results held while the batch could be failing systematically
+        (and the results of the duplicates that waited for them)."""
+        held, self.held = self.held, []
+        for result in held:
+            await self.deliver(result)
+            if self.repeats is not None:
+                await self.repeats.release(getattr(result, "index", -1), result)
 
     async def work(
         self, unit: list[tuple[int, Q]], slot: trio.Semaphore, workers: trio.CancelScope
@@ -294,6 +328,15 @@ class _Run(Generic[Q, R, S]):
                 tracker.in_flight -= size
             if repeats is not None:
                 await repeats.to_cache(unit, results)
+            if self.control.systematic is not None:  # (once disarmed: nothing to judge)
+                verdict = self.control.judge([result.error for result in results])
+                if verdict in (HOLD, STOP):
+                    self.held.extend(results)
+                    if verdict == STOP:
+                        self.stop_systematic(workers)
+                    return
+                if verdict == RELEASE:
+                    await self.release()
             for (index, _), result in zip(unit, results, strict=True):
                 await self.deliver(result)
                 if result.error is not None:
@@ -338,9 +381,10 @@ class _Run(Generic[Q, R, S]):
                         slot.release()
                     if ended:
                         break
+            await self.release()  # (the input ended before the rule could decide)
             if self.broken is not None:
                 raise self.broken
-            if self.results._error is None or self.options.on_error != "raise":
+            if self.results._error is None:
                 await self.report_unsent(iterator)
 
     async def warm_up(
@@ -465,7 +509,7 @@ async def run_batch(
     )
     for observer in observers:
         observer.batch_started(run.control, kind.operation)
-    _log.batch_started(width)
+    _log.batch_started(width, f"{kind.operation} batch")
     error: BaseException | None = None
     try:
         async with _run_batch(run, inputs) as results:
@@ -478,8 +522,7 @@ async def run_batch(
             statistics = run.results.statistics()
             for observer in observers:
                 observer.batch_finished(run.control, statistics, error)
-            note = f" ({type(error).__name__})" if error is not None else ""
-            _log.batch_statistics("batch_finished", statistics, note)
+            _log.batch_statistics("batch_finished", statistics, f"{kind.operation} batch", error)
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from .._config import RetryPolicy, Timeouts, _check_int, _check_number, _Replace
-from ._budget import DEFAULT_UNREACHABLE_AFTER
+from ._budget import DEFAULT_SYSTEMATIC_FAILURES, DEFAULT_UNREACHABLE_AFTER
 from ._dedupe import DEDUPE_MODES
 from ._hedge import Hedge
 
@@ -21,6 +21,7 @@ __all__ = [
     "BatchStatistics",
     "DEFAULT_CIRCUIT_BREAKER",
     "DEFAULT_RETRY_BUDGET",
+    "DEFAULT_SYSTEMATIC_FAILURES",
     "OnError",
 ]
 
@@ -114,6 +115,15 @@ class BatchOptions(_Replace):
             spend the retry budget.
         unreachable_after: seconds of nothing but connection failures after which the batch
             fails its remaining items with :class:`ServerUnreachableError`.
+        systematic_failures: answers in a row, at the batch's start, that stop it when
+            they are all the same configuration failure (a 401, 403 or 404, a refused
+            certificate or proxy: see :func:`diagnose`): iteration then raises
+            :class:`SystematicFailureError`, having sent at most the concurrency plus
+            ``systematic_failures - 1`` requests; inputs not sent get no result.  Until the
+            batch has an answer of another kind, such answers are held, not handed out
+            (the error's ``results`` holds them if it stops).  One success, or one other
+            failure, turns the rule off for the rest of the batch.  ``None``: never stop
+            (only with ``on_error="collect"``; ``"raise"`` stops at the first failure).
         stream: send each request as a stream and assemble it, so that
             ``Timeouts.first_token`` and the inactivity timeout apply to every item; a
             stream that breaks midway is retried whole.  Results are the same completions.
@@ -145,6 +155,7 @@ class BatchOptions(_Replace):
     retry_budget: float | None = DEFAULT_RETRY_BUDGET
     circuit_breaker: int | None = DEFAULT_CIRCUIT_BREAKER
     unreachable_after: float = DEFAULT_UNREACHABLE_AFTER
+    systematic_failures: int | None = DEFAULT_SYSTEMATIC_FAILURES
     stream: bool = False
     warm_up: bool = False
     dedupe: Literal["auto", "all", "off"] = "auto"
@@ -189,6 +200,8 @@ class BatchOptions(_Replace):
             raise ValueError(
                 f"{owner}.hedge must be True, False, None or a Hedge, got {self.hedge!r}"
             )
+        if self.systematic_failures is not None:
+            _check_int(owner, "systematic_failures", self.systematic_failures, minimum=1)
         for name in ("stream", "warm_up"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
@@ -220,6 +233,7 @@ class BatchKeywords(TypedDict, total=False):
     retry_budget: float | None
     circuit_breaker: int | None
     unreachable_after: float
+    systematic_failures: int | None
     stream: bool
     warm_up: bool
     dedupe: Literal["auto", "all", "off"]

@@ -12,13 +12,36 @@ from typing import Any
 import trio
 
 from .. import _log
-from .._errors import ServerUnreachableError
+from .._errors import (
+    Diagnosis,
+    InvalidRequestError,
+    RequestCancelled,
+    ServerUnreachableError,
+    SystematicFailureError,
+    diagnose,
+)
 
-__all__ = ["BatchControl", "DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE"]
+__all__ = [
+    "BatchControl",
+    "DEFAULT_SYSTEMATIC_FAILURES",
+    "DEFAULT_UNREACHABLE_AFTER",
+    "HOLD",
+    "PASS",
+    "RELEASE",
+    "RETRY_FLOOR",
+    "RETRY_RESERVE",
+    "STOP",
+]
 
 DEFAULT_UNREACHABLE_AFTER = 10.0
 """Seconds of nothing but connection failures after which a batch gives up on the server."""
 
+
+DEFAULT_SYSTEMATIC_FAILURES = 10
+"""Answers in a row, at a batch's start, all the same configuration failure, that stop it."""
+
+PASS, HOLD, RELEASE, STOP = "pass", "hold", "release", "stop"
+""":meth:`BatchControl.judge`'s verdicts on a request's results."""
 
 RETRY_FLOOR = 10.0
 """Retries a second the retry budget always allows, whatever the successes."""
@@ -54,6 +77,15 @@ class BatchControl:
     :class:`ServerUnreachableError`: a dead server fails a batch in seconds.  While the
     breaker is open, connection failures are its business, not the budget's: their retries
     take no token.
+
+    **Systematic failures** (``systematic``, answers): while the batch has had nothing but
+    answers that are the same configuration failure (:func:`diagnose`: a 401, 403 or 404,
+    a certificate or a proxy refused), those answers are *held* (not handed out); the
+    ``systematic``-th such answer stops the batch.  Any other answer (a success, another
+    failure) *disarms* the rule for the rest of the batch and releases what was held: a
+    batch that has had one success is never stopped by it, however many items fail later.
+    Results that are no answer (an invalid item, a request cancelled by the deadline)
+    neither count nor disarm.
     """
 
     def __init__(
@@ -64,7 +96,11 @@ class BatchControl:
         unreachable_after: float = DEFAULT_UNREACHABLE_AFTER,
         cooldown: float = 1.0,
         reserve: int = RETRY_RESERVE,
+        systematic: int | None = None,
     ) -> None:
+        self.systematic = systematic
+        self.suspect: Diagnosis | None = None  # the failure every answer so far has been
+        self.suspects = 0  # answers (requests) that were it
         self.retry_budget = retry_budget
         self.threshold = threshold
         self.unreachable_after = unreachable_after
@@ -144,6 +180,42 @@ class BatchControl:
                         "every %gs", self._consecutive, self.cooldown, failures=self._consecutive,
                     )  # fmt: skip
                 self._open_until = now + self.cooldown
+
+    # ------------------------------------------------------------------ systematic failures
+
+    def judge(self, errors: list[Exception | None]) -> str:
+        """The verdict on the results of one request (one per item it carried).
+
+        :data:`PASS`: hand them out (the rule is off or disarmed, or they are no answer);
+        :data:`HOLD`: keep them, the batch may be failing systematically; :data:`RELEASE`:
+        the rule is disarmed now, hand out what was held, then them; :data:`STOP`: they
+        make ``systematic`` answers in a row of the same configuration failure.
+        """
+        if self.systematic is None:
+            return PASS
+        answers = [e for e in errors if not isinstance(e, RequestCancelled | InvalidRequestError)]
+        if not answers:
+            return PASS
+        found = {diagnose(e) for e in answers}
+        verdict = found.pop() if len(found) == 1 else None
+        if verdict is None or (self.suspect is not None and verdict != self.suspect):
+            self.systematic = None  # disarmed for good
+            return RELEASE if self.suspects else PASS
+        self.suspect = verdict
+        self.suspects += 1
+        return STOP if self.suspects >= self.systematic else HOLD
+
+    def stopped(self, first: Exception, results: tuple[Any, ...]) -> SystematicFailureError:
+        """The error of a batch stopped by :data:`STOP` (``first``: the first failure of
+        ``results``, those held), said in a ``batch_stopped`` log record."""
+        diagnosis = diagnose(first)
+        assert diagnosis is not None
+        error = SystematicFailureError(
+            first, diagnosis, failures=self.suspects, sent=self.started, results=results
+        )
+        _log.say(_log.ERROR, "batch_stopped", "%s", error, cause=diagnosis.cause,
+                 status=diagnosis.status, sent=self.started)  # fmt: skip
+        return error
 
     # ------------------------------------------------------------------ the budget
 

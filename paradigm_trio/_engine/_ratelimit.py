@@ -51,9 +51,11 @@ def parse_duration(text: str) -> float | None:
     """Parse an OpenAI-style duration (``"1s"``, ``"6m0s"``, ``"250ms"``, ``"0.5"``)."""
     text = text.strip()
     try:
-        return max(0.0, float(text))
+        number = float(text)
     except ValueError:
         pass
+    else:  # "inf" or "nan" in a header is no duration
+        return max(0.0, number) if math.isfinite(number) else None
     total = 0.0
     pos = 0
     for match in _DURATION.finditer(text):

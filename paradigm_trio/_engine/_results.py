@@ -146,6 +146,8 @@ class ResultStream(Generic[R]):
             self._unyielded = 0
             return await self._receive.receive()
         except trio.EndOfChannel:
+            if isinstance(self._error, BatchError):
+                raise self._error from self._error.error
             if self._error is not None:
                 raise BatchError(self._error) from self._error
             raise StopAsyncIteration from None

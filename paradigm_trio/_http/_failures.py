@@ -39,6 +39,7 @@ from .._errors import (
     TimeoutKind,
     status_error_class,
 )
+from .._json import parse_json
 from .._redact import Redactor
 from .._transport import InvalidHostName, ProxyRefused, TLSConnectError
 
@@ -252,7 +253,7 @@ class Failures:
         with contextlib.suppress(ValueError, RecursionError):
             # Parsed from what the server sent (redacting first could break an escape), then
             # redacted string by string.
-            body = self.redactor.value(json.loads(response.text[:RAW_LIMIT]))
+            body = self.redactor.value(parse_json(response.text[:RAW_LIMIT]))
         message, fields = _envelope(body)
         if message is None:
             reason = self.redactor.text(response.reason_phrase)

@@ -17,9 +17,8 @@ it (chat, streams, models) never see ``httpx2`` exceptions:
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -28,11 +27,12 @@ import trio
 
 from .._config import Timeouts
 from .._errors import APIResponseValidationError, AttemptFailure
+from .._json import parse_json
 from .._redact import Redactor
 from .._transport import FastLane, TrioTransport, WireTimeouts, header_map, wire_timeouts
 from ._failures import RAW_LIMIT, Failures
 
-__all__ = ["Exchange", "HTTP", "Responder"]
+__all__ = ["Exchange", "HTTP", "Responder", "Upload"]
 
 T = TypeVar("T")
 
@@ -50,6 +50,22 @@ class Exchange:
     wire: bytes | None = field(default=None, repr=False)
     """The whole request for the default transport's fast lane (``None``: no fast lane)."""
     wire_timeouts: WireTimeouts = (math.inf, math.inf, math.inf)
+    upload: Upload | None = None
+    """A body streamed from its source at each attempt (a file from disk), instead of
+    ``body``."""
+
+
+class Upload(Protocol):
+    """A request body produced anew for each attempt, never held whole (a multipart
+    upload of a file read from disk)."""
+
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def length(self) -> int: ...
+    def open(self) -> AsyncIterable[bytes]:
+        """The body's bytes, from the start."""
+        ...
 
 
 class Responder(Protocol):
@@ -115,15 +131,20 @@ class HTTP(Failures):
         key: str,
         timeouts: Timeouts,
         stream: bool = False,
+        upload: Upload | None = None,
     ) -> Exchange:
         """The exchange of one logical request; ``key`` is its ``Idempotency-Key``.
 
         For a stream the HTTP read timeout is off: the stream enforces ``first_token`` and
-        the inactivity timeout itself, as cancel scopes.
+        the inactivity timeout itself, as cancel scopes.  An ``upload`` is the body,
+        streamed (``body`` is then ``None``).
         """
         headers = dict(self.headers)
         headers["Idempotency-Key"] = key
-        if body is None:
+        if upload is not None:
+            headers["Content-Type"] = upload.content_type
+            headers["Content-Length"] = str(upload.length)
+        elif body is None:
             del headers["Content-Type"]
         if stream:
             headers["Accept"] = "text/event-stream"
@@ -137,11 +158,23 @@ class HTTP(Failures):
                 timeout, {"timeout": extension}, wire_timeouts(extension)
             )  # fmt: skip
         timeout, extensions, on_wire = cached
-        ex = Exchange(method, self.base_url + path, body, headers, timeout, extensions)
-        if not stream and self._lane is not None:
+        ex = Exchange(method, self.url_for(path), body, headers, timeout, extensions)
+        ex.upload = upload
+        if not stream and upload is None and self._lane is not None:
             ex.wire = self._lane.request(method, ex.url, body, key)
             ex.wire_timeouts = on_wire
         return ex
+
+    def url_for(self, path: str) -> str:
+        """The URL of ``path``: under the API root, or, for a v3 path
+        (``/api/v3/...``), beside it (the root's ``/api/v2`` or ``/v1`` replaced)."""
+        if not path.startswith("/api/v3/"):
+            return self.base_url + path
+        root = self.base_url
+        for suffix in ("/api/v2", "/v1"):
+            if root.endswith(suffix):
+                return root[: -len(suffix)] + path
+        return root + path
 
     async def warm_up(
         self,
@@ -171,15 +204,16 @@ class HTTP(Failures):
         # The attempt's checkpoint (``Lease.take`` makes none when a slot is free): a user's
         # transport may never yield (``httpx2.MockTransport``).
         await trio.lowlevel.checkpoint()
+        content = ex.body if ex.upload is None else ex.upload.open()
         try:
             if self._direct is None:
                 request = self._http.build_request(
-                    ex.method, ex.url, content=ex.body, headers=ex.headers, timeout=ex.timeout
+                    ex.method, ex.url, content=content, headers=ex.headers, timeout=ex.timeout
                 )
                 response = await self._http.send(request, stream=True)
             else:
                 request = httpx2.Request(
-                    ex.method, ex.url, content=ex.body, headers=ex.headers, extensions=ex.extensions
+                    ex.method, ex.url, content=content, headers=ex.headers, extensions=ex.extensions
                 )
                 response = await self._direct.handle_async_request(request)
         except httpx2.HTTPError as exc:
@@ -282,9 +316,10 @@ class HTTP(Failures):
         content: bytes,
         parse: Callable[[object, str | None], T],
     ) -> T:
-        """The parsed ``content`` of a 2xx response, or raise its failure."""
+        """The parsed ``content`` of a 2xx response (``None`` for a ``204 No Content``), or
+        raise its failure."""
         try:
-            data = json.loads(content)
+            data = None if status == 204 and not content else parse_json(content)
         except ValueError as exc:
             err = APIResponseValidationError(
                 f"the response (status {status}) is not valid JSON: {exc}",

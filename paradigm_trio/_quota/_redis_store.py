@@ -172,8 +172,9 @@ class Store:
             import coredis  # noqa: F401
         except ImportError as exc:
             raise ConfigurationError(
-                "a shared quota (Limits(shared=RedisQuota(...))) needs the redis extra: "
-                f"pip install 'paradigm-trio[redis]' ({exc})"
+                "a shared quota (Limits(shared=RedisQuota(...))) needs coredis, the redis "
+                f"extra ({exc}): pip install coredis, or from a clone of paradigm-trio: "
+                "pip install '.[redis]'"
             ) from None
         self._errors = _unavailable_errors()
         await nursery.start(self._connection, self._new_client())

@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from .. import _log
 from .._config import RedisQuota
 from .._engine._ratelimit import RateLimiterStatistics, SendMark, TokenBucket, _number, tally_wait
 from .._errors import QuotaUnavailableError
@@ -232,18 +233,38 @@ class SharedRateLimiter:
             self._fallback_used = False
 
     def _report_outage(self) -> None:
+        """Say, once per outage, that Redis is lost and what requests do meanwhile: an
+        event and a ``shared_quota_unavailable`` warning."""
         if not self._reported:
             self._reported = True
+            quota = self.quota
+            if quota.on_unavailable == "local":
+                doing = f"requests run on a local share (1/{self._workers} of the quota's rates)"
+            else:
+                doing = "requests wait (nothing is sent) until it answers again"
+            _log.say(
+                _log.WARNING, "shared_quota_unavailable",
+                "shared quota %r: Redis at %s does not answer (%s); %s", quota.name,
+                quota.display_url, self._error, doing, quota=quota.name, url=quota.display_url,
+                error=self._error, fallback=quota.on_unavailable, workers=self._workers,
+            )  # fmt: skip
             self._emit(
                 SharedQuotaUnavailable(
-                    self.quota.name, self._error, self.quota.on_unavailable, self._workers
+                    quota.name, self._error, quota.on_unavailable, self._workers,
+                    quota.display_url,
                 )
-            )
+            )  # fmt: skip
 
     def _report_restored(self) -> None:
         if self._reported:
             self._reported = False
-            self._emit(SharedQuotaRestored(self.quota.name, trio.current_time() - self._lost_at))
+            outage = trio.current_time() - self._lost_at
+            _log.say(
+                _log.INFO, "shared_quota_restored",
+                "shared quota %r: Redis at %s answers again, after %.1fs", self.quota.name,
+                self.quota.display_url, outage, quota=self.quota.name, outage=outage,
+            )  # fmt: skip
+            self._emit(SharedQuotaRestored(self.quota.name, outage))
 
     async def _beat(self) -> None:
         try:

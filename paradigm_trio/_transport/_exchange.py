@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import socket
+from collections.abc import AsyncIterator
 
 import httpx2
 import trio
@@ -36,12 +37,18 @@ _STOP_GRACE = 0.5
 """Once an early answer is in, how long the piece being written may take to finish (s)."""
 
 
-async def exchange(conn: Connection, data: bytes, timeouts: WireTimeouts) -> None:
+async def exchange(
+    conn: Connection,
+    data: bytes,
+    timeouts: WireTimeouts,
+    rest: AsyncIterator[bytes] | None = None,
+) -> None:
     """Send the request and read the response head, which may come before the body is
-    sent (see the module docstring)."""
+    sent (see the module docstring).  ``rest``: the rest of a streamed body, written
+    after ``data`` as it comes."""
     _, read_timeout, write_timeout = timeouts
-    if len(data) > _INLINE_BODY:
-        await _Upload(conn, data).run(write_timeout, read_timeout)
+    if len(data) > _INLINE_BODY or rest is not None:
+        await _Upload(conn, data, rest).run(write_timeout, read_timeout)
         return
     try:
         await write(conn, data, write_timeout)
@@ -97,9 +104,12 @@ class _Upload:
     write failure, an answer the server sent before closing is returned too.
     """
 
-    def __init__(self, conn: Connection, data: bytes) -> None:
+    def __init__(
+        self, conn: Connection, data: bytes, rest: AsyncIterator[bytes] | None = None
+    ) -> None:
         self._conn = conn
         self._data = memoryview(data)
+        self._rest = rest
         self._answered_head = False
         self._failure: httpx2.TransportError | None = None  # the watcher's
         self._answered = trio.Event()  # set when the watcher is done, either way
@@ -129,18 +139,31 @@ class _Upload:
 
     async def _write_all(self, write_timeout: float) -> httpx2.TransportError | None:
         """Write the body until done or answered; the write failure, if any."""
-        data, sent = self._data, 0
+        data, sent, whole = self._data, 0, False
         try:
             with self._writing:
                 while sent < len(data) and not self._answered.is_set():
                     await write(self._conn, data[sent : sent + _UPLOAD_PIECE], write_timeout)
                     sent += _UPLOAD_PIECE
+                whole = sent >= len(data) and await self._write_rest(write_timeout)
         except (httpx2.WriteError, httpx2.WriteTimeout) as exc:
             return exc
         finally:
-            if sent < len(data):
+            if not whole:
                 self._conn.reusable = False
         return None
+
+    async def _write_rest(self, write_timeout: float) -> bool:
+        """Write a streamed body's pieces as they come; whether it was written whole."""
+        if self._rest is None:
+            return True
+        async for piece in self._rest:
+            if self._answered.is_set():
+                return False
+            view = memoryview(piece)
+            for at in range(0, len(view), _UPLOAD_PIECE):
+                await write(self._conn, view[at : at + _UPLOAD_PIECE], write_timeout)
+        return True
 
     async def _watch(self) -> None:
         """Read the response head.  No read timeout while the body is being written: a

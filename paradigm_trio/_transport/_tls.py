@@ -153,7 +153,7 @@ def system_trust_store() -> ssl.SSLContext:
     On Windows and macOS that is the system's own store (where a company's CA is
     usually installed by its IT department); on Linux, the distribution's bundle.  Pass it
     as ``verify=``; ``cert=`` may be given with it.  Needs the ``truststore`` package:
-    ``pip install 'paradigm-trio[truststore]'``.
+    ``pip install truststore`` (the ``truststore`` extra).
 
     Raises:
         ConfigurationError: ``truststore`` is not installed.
@@ -162,8 +162,8 @@ def system_trust_store() -> ssl.SSLContext:
         import truststore
     except ImportError:
         raise ConfigurationError(
-            "the system trust store needs the truststore package: "
-            "pip install 'paradigm-trio[truststore]'"
+            "the system trust store needs the truststore package: pip install truststore, "
+            "or from a clone of paradigm-trio: pip install '.[truststore]'"
         ) from None
     return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 

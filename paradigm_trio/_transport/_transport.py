@@ -306,9 +306,9 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         timeouts = wire_timeouts(request.extensions.get("timeout", {}))
         conn = await self._open(origin, timeouts[0])
         try:
-            data = await _request_bytes(conn, request)
+            data, rest = _request_bytes(conn, request)
             conn.reader.start(no_body=request.method == "HEAD")
-            await exchange(conn, data, timeouts)
+            await exchange(conn, data, timeouts, rest)
             if conn.reader.status == 407 and conn.forward is not None:
                 raise _refused(conn.forward, url)
         except BaseException:
@@ -372,9 +372,13 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         return conn
 
 
-async def _request_bytes(conn: Connection, request: httpx2.Request) -> bytes:
-    """The whole request (head and body) of an ``httpx2.Request`` (in absolute form, with
-    the proxy's headers, for a proxy that forwards ``http`` requests)."""
+def _request_bytes(
+    conn: Connection, request: httpx2.Request
+) -> tuple[bytes, AsyncIterator[bytes] | None]:
+    """The request (head and body) of an ``httpx2.Request`` (in absolute form, with the
+    proxy's headers, for a proxy that forwards ``http`` requests), and the rest of a
+    streamed body, written piece by piece as the stream yields it (never held whole:
+    a file uploaded from disk stays on disk)."""
     try:
         content: bytes | None = request.content
     except httpx2.RequestNotRead:
@@ -383,19 +387,54 @@ async def _request_bytes(conn: Connection, request: httpx2.Request) -> bytes:
     if conn.forward is not None:
         headers.extend(conn.forward.headers)
     target = url_target(request.url, absolute=conn.forward is not None)
-    if content is None:  # a streamed body: sent whole, framed as the headers say
+    rest: AsyncIterator[bytes] | None = None
+    if content is None:  # a streamed body, framed as the headers say
         stream: Any = request.stream
-        content = b"".join([bytes(chunk) async for chunk in stream])
-        if any(n.lower() == b"transfer-encoding" for n, _ in headers):
-            content = (
-                (b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content)) if content else b"0\r\n\r\n"
-            )
-        elif not any(n.lower() == b"content-length" for n, _ in headers):
-            headers.append((b"Content-Length", str(len(content)).encode()))
+        chunked = any(n.lower() == b"transfer-encoding" for n, _ in headers)
+        if not chunked and not any(n.lower() == b"content-length" for n, _ in headers):
+            headers.append((b"Transfer-Encoding", b"chunked"))
+            chunked = True
+        rest = _Chunked(stream) if chunked else _Pieces(stream)
+        content = b""
     try:
-        return request_head(request.method.encode(), target, headers) + content
+        return request_head(request.method.encode(), target, headers) + content, rest
     except ProtocolError as exc:
         raise httpx2.LocalProtocolError(str(exc)) from None
+
+
+class _Pieces:
+    """A streamed request body's pieces, as bytes (an iterator object, not a generator:
+    nothing to finalise when a write stops half-way)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._it = stream.__aiter__()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            piece = bytes(await self._it.__anext__())
+            if piece:
+                return piece
+
+
+class _Chunked(_Pieces):
+    """:class:`_Pieces` in ``Transfer-Encoding: chunked`` framing, the last chunk included."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._ended = False
+
+    async def __anext__(self) -> bytes:
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            piece = await super().__anext__()
+        except StopAsyncIteration:
+            self._ended = True
+            return b"0\r\n\r\n"
+        return b"%x\r\n%s\r\n" % (len(piece), piece)
 
 
 def origin_of(url: httpx2.URL) -> Origin:

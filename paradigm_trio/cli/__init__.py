@@ -2,8 +2,10 @@
 ``doctor``, ``speed-test`` and ``mock``.
 
 Exit codes: 0 everything succeeded, 1 some requests failed, 2 bad usage, unusable input
-or output paths, or an output in use by another run, 130 interrupted (Ctrl-C; rerun the
-same command to resume).  A closed stdout or stderr changes none of it.
+or output paths, or an output in use by another run, 3 (``batch``) stopped early because
+its first answers were all one configuration failure (a wrong key or URL), 130
+interrupted (Ctrl-C; rerun the same command to resume).  A closed stdout or stderr
+changes none of it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .._version import __version__
 from ._doctor_args import add_doctor_parser
+from ._extras import MOCK_EXTRA, install_hint
 from ._logging import add_logging_arguments
 from ._merge import add_merge_parser, run_merge
 from ._network import add_network_arguments
@@ -20,13 +24,20 @@ from ._quota_status import add_quota_status_parser, run_quota_status
 from ._report import add_report_parser
 from ._shard import add_worker_arguments
 from ._streams import tolerant_std_streams
+from ._suggest import SuggestingParser
+from ._upload import add_upload_parser
 
 __all__ = ["main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
+
+DEFAULT_CONCURRENCY = 64
+"""``--concurrency``'s default for ``batch`` and ``speed-test``: ``Limits.concurrency``'s
+(a test keeps them equal; the parser is built without importing the library)."""
 
 
 def _positive_int(text: str) -> int:
@@ -59,8 +70,8 @@ def _seconds(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> SuggestingParser:
+    parser = SuggestingParser(
         prog="paradigm-trio",
         description=(
             "Batch chat completions against LightOn's Paradigm API (or any OpenAI-compatible "
@@ -71,12 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
             "(default https://paradigm.lighton.ai/api/v2). --mock needs neither."
         ),
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # (Subparsers are of the parser's class: SuggestingParser.)
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(  # type: ignore[assignment]
+        dest="command", metavar="COMMAND", required=True
+    )
     _add_batch_parser(sub)
     add_merge_parser(sub)
     add_quota_status_parser(sub)
     add_report_parser(sub)
     _add_speed_test_parser(sub)
+    add_upload_parser(sub)
     add_doctor_parser(sub, _positive_float)
     _add_mock_parser(sub)
     return parser
@@ -101,7 +117,9 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "time may use an output: a run holds an exclusive lock (flock on OUT.jsonl.lock) "
             "until it ends; another run on the same output exits with code 2, saying which "
             "process holds it, unless --wait-for-lock. Exit codes: 0 every record is a "
-            "success, 1 some record is an error, 2 refused (nothing sent), 130 interrupted. "
+            "success, 1 some record is an error, 2 refused (nothing sent, no file created), "
+            "3 stopped early: the first answers were all the same configuration failure "
+            "(wrong key, URL or model; no record for the lines not sent), 130 interrupted. "
             "A closed stdout or stderr (| head -1) changes none of this."
         ),
     )
@@ -110,8 +128,30 @@ def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-o",
         "--output",
         metavar="OUT.jsonl",
-        required=True,
-        help="where results are appended (and read back on resume); a file, not -",
+        help="where results are appended (and read back on resume); a file, not -; "
+        "required unless --dry-run",
+    )
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="count every line's prompt tokens with the server's tokenizer (POST /tokenize, "
+        "under --concurrency and --count-rpm) and print the totals, the largest requests, "
+        "the lines over the context and the time the batch takes under --rpm/--tpm; send "
+        "nothing else, write nothing",
+    )
+    batch.add_argument(
+        "--count-rpm",
+        type=_positive_float,
+        metavar="N",
+        help="with --dry-run, at most N /tokenize requests a minute (default: only "
+        "--concurrency bounds them; --rpm and --tpm are the real run's, for the estimate)",
+    )
+    batch.add_argument(
+        "--context-length",
+        type=_positive_int,
+        metavar="N",
+        help="with --dry-run, the model's context in tokens (else the model list's "
+        "max_model_len, when it gives one)",
     )
     _add_batch_limit_arguments(batch)
     _add_batch_run_arguments(batch)
@@ -124,9 +164,9 @@ def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
     batch.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=32,
+        default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help="requests in flight at once (default 32)",
+        help=f"requests in flight at once (default {DEFAULT_CONCURRENCY})",
     )
     batch.add_argument(
         "--rpm", type=_positive_float, metavar="N", help="at most N requests a minute"
@@ -241,9 +281,9 @@ def _add_speed_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
     speed.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=64,
+        default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help="requests in flight at once in the concurrent run (default 64)",
+        help=f"requests in flight at once in the concurrent run (default {DEFAULT_CONCURRENCY})",
     )
     speed.add_argument("--model", metavar="M", default=None, help="model (default alfred-4.2)")
     speed.add_argument("--base-url", metavar="URL", help="the API root (else PARADIGM_BASE_URL)")
@@ -271,13 +311,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["mock"]:
         return _run_mock(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(args_list)
+    args, extras = parser.parse_known_args(args_list)
+    if extras:
+        (parser.subparser(args.command) or parser).refuse_unknown(extras)
     args.command_line = args_list
     with tolerant_std_streams():
+        if args.command == "batch" and args.dry_run:
+            from ._dry_run import run_dry_run
+
+            return run_dry_run(args)
         if args.command == "batch":
+            if args.output is None:
+                parser.error("batch: -o/--output is required (except with --dry-run)")
             from ._run_batch import run_batch
 
             return run_batch(args)
+        if args.command == "upload":
+            from ._upload import run_upload
+
+            return run_upload(args)
         if args.command == "merge":
             return run_merge(args)
         if args.command == "quota-status":
@@ -301,7 +353,7 @@ def _run_mock(argv: list[str]) -> int:
         import mock_server
     except ImportError as exc:
         print(
-            f"paradigm-trio mock needs the mock extra: pip install 'paradigm-trio[mock]' ({exc})",
+            f"paradigm-trio mock needs the mock extra ({exc}): {install_hint(*MOCK_EXTRA)}",
             file=sys.stderr,
         )
         return EXIT_USAGE

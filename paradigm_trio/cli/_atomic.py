@@ -14,17 +14,21 @@ __all__ = ["replacing"]
 
 
 @contextmanager
-def replacing(path: Path) -> Iterator[IO[bytes]]:
+def replacing(path: Path, *, create: bool = False) -> Iterator[IO[bytes]]:
     """A new file to write in place of the existing ``path``, renamed over it at the end.
 
     The new file is made in the same folder (so the rename is atomic), with ``path``'s
     permission bits, and reaches the disk before the rename, which reaches it too (the
     folder is synced): after a crash, ``path`` is the old file or the new one.  If the
     block raises (``KeyboardInterrupt`` included), the new file is removed and ``path``
-    is left as it was.  A symlink is kept: its target is replaced.
+    is left as it was.  A symlink is kept: its target is replaced.  With ``create``, a
+    ``path`` that does not exist yet is made (with the permissions the umask allows).
     """
     target = Path(os.path.realpath(path))
-    mode = stat.S_IMODE(target.stat().st_mode)
+    if create and not target.exists():
+        mode = 0o666 & ~_umask()
+    else:
+        mode = stat.S_IMODE(target.stat().st_mode)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -38,6 +42,12 @@ def replacing(path: Path) -> Iterator[IO[bytes]]:
             os.unlink(tmp)
         raise
     _sync_folder(target.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _sync_folder(folder: Path) -> None:

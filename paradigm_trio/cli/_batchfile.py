@@ -1,9 +1,10 @@
 """JSONL batch files: reading requests lazily, writing results, resuming.
 
-Input lines are either the OpenAI Batch format, for chat completions or embeddings::
+Input lines are either the OpenAI Batch format, for any endpoint (``_endpoints``)::
 
     {"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
     {"custom_id": "e1", "method": "POST", "url": "/v1/embeddings", "body": {"input": ...}}
+    {"custom_id": "t1", "method": "POST", "url": "/tokenize", "body": {"prompt": ...}}
 
 or a short form::
 
@@ -22,8 +23,6 @@ OpenAI Batch output format, plus ``attempts`` and ``elapsed``::
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ from typing import IO, Any
 import paradigm_trio as pt
 
 from ._atomic import replacing
+from ._endpoints import endpoint_of, endpoint_request, response_of
+from ._text import dumps, loads, write_atomic
 
 __all__ = [
     "InputLine",
@@ -43,8 +44,6 @@ __all__ = [
     "scan_input",
 ]
 
-_CHAT_URLS = ("/v1/chat/completions", "/chat/completions", "/api/v2/chat/completions")
-_EMBEDDING_URLS = ("/v1/embeddings", "/embeddings", "/api/v2/embeddings")
 _EMBEDDING_FIELDS = frozenset({"model", "dimensions", "encoding_format"})
 _REQUEST_FIELDS = frozenset(
     {"model", "messages", "temperature", "max_tokens", "top_p", "stop", "seed",
@@ -63,25 +62,23 @@ class InputLine:
 
     line: int
     custom_id: str
-    request: pt.ChatRequest | pt.EmbeddingRequest | None
+    request: Any
     problem: str | None = None
 
 
-def _request_from(obj: Mapping[str, Any], custom_id: str) -> pt.ChatRequest | pt.EmbeddingRequest:
+def _request_from(obj: Mapping[str, Any], custom_id: str) -> Any:
     if "body" in obj or "method" in obj or "url" in obj:
         method = obj.get("method", "POST")
         if method != "POST":
             raise ValueError(f"method must be POST, got {method!r}")
-        url = obj.get("url", "/v1/chat/completions")
-        if url not in _CHAT_URLS + _EMBEDDING_URLS:
-            raise ValueError(
-                f"url must be one of {', '.join(_CHAT_URLS + _EMBEDDING_URLS)}, got {url!r}"
-            )
+        endpoint = endpoint_of(obj.get("url", "/v1/chat/completions"))
         body = obj.get("body")
         if not isinstance(body, Mapping):
             raise ValueError("'body' must be a JSON object")
-        if url in _EMBEDDING_URLS:
+        if endpoint == "/embeddings":
             return _embedding_request(body, custom_id)
+        if endpoint != "/chat/completions":
+            return endpoint_request(endpoint, body, custom_id)
     else:
         body = {k: v for k, v in obj.items() if k != "custom_id"}
         if "input" in body and "messages" not in body:
@@ -159,7 +156,9 @@ def read_input(path: Path) -> Iterator[InputLine]:
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                # NaN and Infinity are read, so that the request (which refuses them,
+                # naming the field) is the line's problem, under its own custom_id.
+                obj = loads(raw, allow_nan=True)
             except (ValueError, UnicodeDecodeError) as exc:
                 yield InputLine(number, fresh(f"line-{number}"), None, f"invalid JSON: {exc}")
                 continue
@@ -237,7 +236,7 @@ def _records(path: Path) -> Iterator[tuple[bytes, str | None, bool]]:
                 yield line, None, False  # a half-written last line
                 continue
             try:
-                rec = json.loads(line)
+                rec = loads(line)
                 custom_id = rec["custom_id"]
                 failed = rec.get("error") is not None
             except (ValueError, KeyError, TypeError):
@@ -301,14 +300,18 @@ def result_record(custom_id: str, completion: Any, error: BaseException | None,
     response: dict[str, Any] | None = None
     err: dict[str, Any] | None = None
     parsed: dict[str, Any] = {}
-    if completion is not None:
+    if completion is not None and not isinstance(completion, pt.ChatCompletion | pt.Embeddings):
+        body, request_id = response_of(completion)  # another endpoint's answer
+        response = {"status_code": 200, "request_id": request_id, "body": body}
+    elif completion is not None:
+        answer: Any = completion
         response = {
             "status_code": 200,
             "request_id": completion.request_id,
             "body": response_body(completion, request),
         }
         if getattr(request, "output", None) is not None:
-            parsed["parsed"] = completion.parsed
+            parsed["parsed"] = answer.parsed
     elif error is not None:
         if isinstance(error, pt.APIStatusError):
             response = {
@@ -362,10 +365,7 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     hold: it is written as that JSON escape, which reads back as the same string, so a
     resume recognises the id.
     """
-    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-    # In JSON text a surrogate can only stand inside a string, where ``\\udXXX`` (what
-    # ``backslashreplace`` writes for it) is its escape.
-    return text.encode("utf-8", "backslashreplace") + b"\n"
+    return dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 def result_line(custom_id: str, completion: Any, error: BaseException | None,
@@ -426,7 +426,7 @@ def _first_line_problem(raw: bytes) -> str | None:
     if _is_binary(raw):
         return "holds binary data (a NUL byte or bytes that are not UTF-8)"
     try:
-        obj = json.loads(raw)
+        obj = loads(raw, allow_nan=True)
     except ValueError as exc:
         return f"is not JSON ({exc})"
     if not isinstance(obj, dict):
@@ -482,9 +482,7 @@ class Manifest:
     def save(self, output: Path) -> None:
         data = {"input_sha256": self.input_sha256, "input": self.input_name,
                 "settings": dict(self.settings), "version": 1}  # fmt: skip
-        tmp = self.path_for(output).with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, self.path_for(output))
+        write_atomic(self.path_for(output), dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, output: Path) -> Manifest | None:
@@ -492,7 +490,7 @@ class Manifest:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text())
+            data = loads(path.read_bytes())
             return cls(data["input_sha256"], data.get("input", ""), data.get("settings", {}))
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(

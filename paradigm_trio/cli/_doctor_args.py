@@ -24,4 +24,4 @@ def add_doctor_parser(
     doctor.add_argument("--base-url", metavar="URL", help="the API root (else PARADIGM_BASE_URL)")
     doctor.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
                         help="seconds each network step may take (default 10)")  # fmt: skip
-    add_network_arguments(doctor)
+    add_network_arguments(doctor, mock=False)

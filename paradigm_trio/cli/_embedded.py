@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from ._extras import MOCK_EXTRA, install_hint
+
 MOCK_API_KEY = "mock-key-not-secret"
 
 
@@ -19,7 +21,7 @@ async def embedded_mock(*, latency: str, seed: int = 0, **config: Any) -> AsyncI
         import mock_server
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise SystemExit(
-            f"--mock needs the mock extra: pip install 'paradigm-trio[mock]' ({exc})"
+            f"--mock needs the mock extra ({exc}): {install_hint(*MOCK_EXTRA)}"
         ) from None
     cfg = mock_server.MockConfig(latency=mock_server.Latency.parse(latency), seed=seed, **config)
     async with mock_server.serve(cfg) as server:

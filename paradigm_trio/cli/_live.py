@@ -19,12 +19,24 @@ from typing import IO, Any
 
 import paradigm_trio as pt
 
-from ._report import RunRecorder
+from ._report_data import RunRecorder
 
-__all__ = ["Progress"]
+__all__ = ["ETA_AFTER", "Progress", "eta", "quota_line"]
 
 REDRAW = 0.2
 """Seconds between two redraws of the live view."""
+
+ETA_AFTER = 20
+"""Results this run must have (and at least as many as are in flight: a whole first wave)
+before an ETA is shown: the first answers all come at once, after one latency, and a rate
+measured on them alone is no estimate."""
+
+
+def eta(done: int, in_flight: int, remaining: int, rate: float) -> str:
+    """The time left, or ``"-"`` while this run has too few results to tell."""
+    if remaining <= 0 or rate <= 0 or done < max(ETA_AFTER, in_flight):
+        return "-"
+    return f"{remaining / rate:.0f}s"
 
 
 class Progress:
@@ -49,6 +61,7 @@ class Progress:
         self._view = _LiveView.open(stream) if tty and live and not quiet else None
         self.interval = REDRAW if self._view is not None else (2.0 if tty else 10.0)
         self._last = -math.inf
+        self._shown: tuple[int, int, int] | None = None  # (done, ok, failed) last printed
         self._parts: dict[str, pt.BatchStatistics] = {}
 
     def updater(self, kind: str) -> Callable[[pt.BatchStatistics], None]:
@@ -70,6 +83,17 @@ class Progress:
             self.retrying = max(0, self.retrying - 1)
         elif isinstance(event, pt.RateLimited):
             self.rate_limited += 1
+        elif isinstance(event, pt.SharedQuotaUnavailable | pt.SharedQuotaRestored):
+            self.say(quota_line(event))
+
+    def say(self, line: str) -> None:
+        """A line of its own, above the live view if there is one (even with ``-q``: it
+        says why the run is not moving)."""
+        if self._view is not None:
+            self._view.say(line)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
     def update(self, stats: pt.BatchStatistics, *, force: bool = False) -> None:
         """A result arrived (``on_progress``): redraw or print, at most every interval."""
@@ -78,20 +102,22 @@ class Progress:
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
-        self._last = now
         done = self.already + stats.done
+        shown = (done, stats.succeeded, stats.failed)
+        if force and shown == self._shown and self._view is None:
+            return  # the last line printed says it already: print it once
+        self._last, self._shown = now, shown
         rate = stats.done / stats.elapsed if stats.elapsed > 0 else 0.0
-        remaining = max(self.total - done, 0)
-        eta = f"{remaining / rate:.0f}s" if rate > 0 and remaining else "-"
+        left = eta(stats.done, stats.in_flight, max(self.total - done, 0), rate)
         limit = self.client.statistics().concurrency if self.client is not None else None
         if self._view is not None:
-            self._view.draw(self, stats, done, rate, eta, limit)
+            self._view.draw(self, stats, done, rate, left, limit)
             return
         pct = f"{done / self.total:.0%}" if self.total else "100%"
         self.stream.write(
             f"{done}/{self.total} {pct} | ok {stats.succeeded} failed {stats.failed}"
             f" | in flight {stats.in_flight} retrying {self.retrying}"
-            f" | {rate * 60:.0f} req/min | ETA {eta}\n"
+            f" | {rate * 60:.0f} req/min | ETA {left}\n"
         )
         self.stream.flush()
 
@@ -133,9 +159,14 @@ class _LiveView:
         from rich.text import Text
 
         total = max(progress.total, 1)
+        # Neutral until something fails (rich's default bar is a pinkish red).
+        trouble = stats.failed > 0
         head = Table.grid(padding=(0, 1))
         head.add_row(
-            ProgressBar(total=total, completed=min(done, total), width=40),
+            ProgressBar(
+                total=total, completed=min(done, total), width=40,
+                complete_style="yellow" if trouble else "blue", finished_style="green",
+            ),
             f"{done}/{progress.total}", f"{done / total:.0%}",
             f"{rate * 60:.0f} req/min", f"ETA {eta}",
         )  # fmt: skip
@@ -143,7 +174,8 @@ class _LiveView:
         causes = ", ".join(f"{k}: {v}" for k, v in by_count) or "none"
         body = Table.grid(padding=(0, 2))
         body.add_row(
-            f"[green]ok {stats.succeeded}[/]", f"[red]failed {stats.failed}[/]",
+            f"[green]ok {stats.succeeded}[/]",
+            f"[red]failed {stats.failed}[/]" if trouble else f"failed {stats.failed}",
             f"in flight {stats.in_flight}", f"retrying {progress.retrying}",
             f"429s {progress.rate_limited}",
             f"concurrency limit {limit if limit is not None else '-'}",
@@ -154,9 +186,28 @@ class _LiveView:
             self._live.start()
         self._live.update(Group(head, body, retries), refresh=True)
 
+    def say(self, line: str) -> None:
+        from rich.text import Text
+
+        self._live.console.print(Text(line))
+
     def close(self) -> None:
         if self._started:
             self._live.stop()
+
+
+def quota_line(event: pt.SharedQuotaUnavailable | pt.SharedQuotaRestored) -> str:
+    """What ``batch`` says when the shared quota's Redis stops or starts answering."""
+    if isinstance(event, pt.SharedQuotaRestored):
+        return f"Shared quota {event.name!r}: Redis answers again (after {event.outage:.1f}s)."
+    if event.fallback == "local":
+        doing = f"meanwhile this run sends on a local share, 1/{event.workers} of --rpm/--tpm"
+    else:
+        doing = "meanwhile this run waits: nothing is sent until Redis answers"
+    return (
+        f"Shared quota {event.name!r}: Redis at {event.url} does not answer ({event.error}); "
+        f"{doing}. Check --redis (or PARADIGM_REDIS_URL) and that Redis is up."
+    )
 
 
 def combined(parts: list[pt.BatchStatistics]) -> pt.BatchStatistics:

@@ -18,10 +18,8 @@ POSIX only: on Windows (no ``fcntl``) the run goes ahead unlocked, with a warnin
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 import shlex
 import socket
 import sys
@@ -31,13 +29,16 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
+import paradigm_trio as pt
+
+from ._text import dumps, loads
+
 if sys.platform != "win32":
     import fcntl
 
 __all__ = ["LockUnavailable", "OutputLock", "lock_path_for"]
 
 POLL_INTERVAL = 0.2  # seconds between two attempts while waiting for the holder to end
-_URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]*):[^/@\s]*@")
 
 
 class LockUnavailable(Exception):
@@ -51,7 +52,7 @@ def lock_path_for(output: Path) -> Path:
 
 def _masked(command: Sequence[str]) -> str:
     """The command line, with any password in a URL replaced by ``***``."""
-    return _URL_PASSWORD.sub(r"\1:***@", shlex.join(["paradigm-trio", *command]))
+    return pt.mask_credentials(shlex.join(["paradigm-trio", *command]))
 
 
 class OutputLock:
@@ -142,12 +143,12 @@ class OutputLock:
             "command": _masked(self.command),
         }
         os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        os.pwrite(fd, (dumps(info) + "\n").encode(), 0)
 
     def holder(self) -> str:
         """Who holds the lock, as the sidecar says: ``pid 12 on host, started ...: cmd``."""
         try:
-            info = json.loads(self.path.read_bytes()[:65536])
+            info = loads(self.path.read_bytes()[:65536])
             who = f"pid {int(info['pid'])} on {info['host']}, started {info['started']}"
         except (OSError, ValueError, KeyError, TypeError):
             return f"its details are not in {self.path} yet"

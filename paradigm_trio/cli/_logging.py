@@ -12,6 +12,8 @@ import json
 import logging
 from typing import IO, Any
 
+from ._text import safe
+
 __all__ = ["JSONFormatter", "add_logging_arguments", "configure_logging"]
 
 LOGGER = "paradigm_trio"
@@ -42,14 +44,14 @@ class JSONFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str, ensure_ascii=False)
+        return safe(json.dumps(data, default=str, ensure_ascii=False))
 
 
 class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """On a terminal, clears the redrawn progress line before writing a message."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        text = safe(super().format(record))
         isatty = getattr(self.stream, "isatty", None)
         return "\r\x1b[K" + text if isatty is not None and isatty() else text
 

@@ -13,7 +13,6 @@ records themselves); the merged file is written whole, then renamed into place.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from ._batchfile import InputError, read_input
+from ._text import loads
 
 __all__ = ["add_merge_parser", "run_merge"]
 
@@ -67,7 +67,7 @@ def _index(paths: list[Path]) -> _Found:
         with path.open("rb") as f:
             for line_number, line in enumerate(f, 1):
                 try:
-                    record = json.loads(line)
+                    record = loads(line)
                     custom_id = str(record["custom_id"])
                     ok = record.get("error") is None
                 except (ValueError, KeyError, TypeError):

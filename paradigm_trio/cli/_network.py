@@ -16,11 +16,11 @@ from typing import Any
 KEY_PASSWORD_ENV = "PARADIGM_CLIENT_KEY_PASSWORD"
 
 
-def add_network_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the network options to ``parser`` (a group of their own in ``--help``)."""
-    group = parser.add_argument_group(
-        "network (proxies, private CAs, client certificates; not with --mock)"
-    )
+def add_network_arguments(parser: argparse.ArgumentParser, *, mock: bool = True) -> None:
+    """Add the network options to ``parser`` (a group of their own in ``--help``);
+    ``mock``: whether the command has a ``--mock`` that they do not apply to."""
+    title = "network (proxies, private CAs, client certificates"
+    group = parser.add_argument_group(f"{title}; not with --mock)" if mock else f"{title})")
     add = group.add_argument
     add(
         "--proxy",

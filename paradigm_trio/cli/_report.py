@@ -1,37 +1,31 @@
 """The HTML report of a run: ``batch --report run.html`` and ``report OUT.jsonl -o run.html``.
 
-The data is the output file's records.  ``batch`` adds to each record what the report
-needs and the OpenAI Batch format lacks (:class:`RunRecorder`): ``started_at`` and
-``finished_at`` (Unix seconds), ``concurrency`` (the client's concurrency limit when it
-finished, sampled at most every half second) and ``failures``, the failed attempts
-(``at``: seconds after ``started_at``, ``status``, ``cause``, ``wait`` before the retry or
-``null``).  Records without them (older files, invalid lines) still count in the totals.
-
-The page is one file with no script and nothing to fetch: the plots are SVG drawn by
-matplotlib (the ``report`` extra), inlined.  Memory stays bounded for a file of millions
-of records: counts are kept per second of the run, latencies in a compact array, and
-only the slowest and the first failed requests are kept whole.
+The data is the output file's records, read by :class:`~._report_data.RunData`.  The
+page is one file with no script and nothing to fetch: the plots are SVG drawn by
+matplotlib (the ``report`` extra), inlined.  What has nothing to show is left out (no
+429 panel without 429s, no list of failures without failures); each endpoint (chat,
+embeddings) gets its own counts and latencies; failures are grouped by cause; and the
+gaps between an interrupted run and its resume are marked, and left out of the rates.
 """
 
 from __future__ import annotations
 
 import argparse
-import heapq
 import html
 import io
-import json
 import math
 import sys
-import time
-from array import array
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import Any
 
-import trio
-
 import paradigm_trio as pt
+
+from ._extras import install_hint
+from ._report_data import CHAT, EMBEDDINGS, EndpointData, RunData, RunRecorder
+from ._text import write_atomic
 
 __all__ = [
     "ReportError",
@@ -41,199 +35,6 @@ __all__ = [
     "run_report",
     "write_html",
 ]
-
-CONCURRENCY_SAMPLE = 0.5
-"""Seconds between two readings of the client's concurrency limit."""
-
-KEEP = 25
-"""Slowest and failed requests listed in the report."""
-
-
-# --------------------------------------------------------------------------- during the run
-
-
-class RunRecorder:
-    """What ``batch`` adds to each record: times, concurrency limit, failed attempts."""
-
-    def __init__(self) -> None:
-        self._offset: float | None = None  # wall time - trio time
-        self._failures: dict[str, list[dict[str, Any]]] = {}
-        self._concurrency: int | None = None
-        self._sampled = -math.inf
-
-    def _wall(self, t: float) -> float:
-        if self._offset is None:
-            self._offset = time.time() - trio.current_time()
-        return self._offset + t
-
-    def on_event(self, event: pt.Event) -> None:
-        """The client's ``on_event``: keeps each request's failed attempts until it ends."""
-        if isinstance(event, pt.AttemptFailed) and event.custom_id is not None:
-            a = event.attempt
-            self._failures.setdefault(event.custom_id, []).append(
-                {
-                    "end": a.started + a.elapsed,
-                    "status": a.status,
-                    "cause": a.cause,
-                    "wait": a.delay,
-                }
-            )
-
-    def annotate(
-        self,
-        record: dict[str, Any],
-        result: pt.BatchResult | pt.EmbeddingResult,
-        client: pt.Client,
-    ) -> None:
-        """Add ``started_at``, ``finished_at``, ``concurrency`` and ``failures``."""
-        now = trio.current_time()
-        if now - self._sampled >= CONCURRENCY_SAMPLE:
-            self._sampled = now
-            self._concurrency = client.statistics().concurrency
-        started = now - result.elapsed
-        failures = self._failures.pop(result.custom_id or "", [])
-        record["started_at"] = round(self._wall(started), 3)
-        record["finished_at"] = round(self._wall(now), 3)
-        record["concurrency"] = self._concurrency
-        record["failures"] = [
-            {"at": round(f.pop("end") - started, 3), **f} for f in failures
-        ]  # fmt: skip
-
-
-# --------------------------------------------------------------------------- reading a run
-
-
-@dataclass
-class _Request:
-    """A request the report lists by name (one of the slowest or failed)."""
-
-    custom_id: str
-    elapsed: float
-    attempts: int
-    causes: str
-    error: str = ""
-
-
-@dataclass
-class RunData:
-    """What the report shows, gathered in one pass over the records."""
-
-    records: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    retries: dict[str, int] = field(default_factory=dict)
-    rate_limited: int = 0
-    first: float = math.inf
-    last: float = -math.inf
-    latencies: array[float] = field(default_factory=lambda: array("d"))
-    done: dict[int, list[int]] = field(default_factory=dict)  # second -> [ok, failed]
-    r429: dict[int, int] = field(default_factory=dict)  # second -> 429 answers
-    limit: dict[int, int] = field(default_factory=dict)  # second -> concurrency limit
-    tokens: dict[int, int] = field(default_factory=dict)  # second -> tokens
-    slowest: list[tuple[float, int, _Request]] = field(default_factory=list)
-    failures: list[_Request] = field(default_factory=list)
-
-    @classmethod
-    def read(cls, path: Path) -> RunData:
-        data = cls()
-        for record in _records(path):
-            data.add(record)
-        return data
-
-    def add(self, record: Mapping[str, Any]) -> None:
-        self.records += 1
-        error = record.get("error")
-        ok = error is None
-        code = error.get("code") if isinstance(error, Mapping) else None
-        if ok:
-            self.succeeded += 1
-        elif code == "cancelled":
-            self.cancelled += 1
-        else:
-            self.failed += 1
-        elapsed = _number(record.get("elapsed"))
-        failures = [f for f in record.get("failures") or () if isinstance(f, Mapping)]
-        for f in failures:
-            if f.get("wait") is not None:
-                cause = str(f.get("cause"))
-                self.retries[cause] = self.retries.get(cause, 0) + 1
-        tokens = self._usage(record) if ok else 0
-        self._timeline(record, ok, failures, tokens)
-        request = _Request(
-            str(record.get("custom_id")), elapsed, int(_number(record.get("attempts"))),
-            ", ".join(str(f.get("cause")) for f in failures),
-            _error_text(error) if not ok else "",
-        )  # fmt: skip
-        if ok:
-            self.latencies.append(elapsed)
-            entry = (elapsed, self.records, request)
-            if len(self.slowest) < KEEP:
-                heapq.heappush(self.slowest, entry)
-            elif elapsed > self.slowest[0][0]:
-                heapq.heapreplace(self.slowest, entry)
-        elif len(self.failures) < KEEP:
-            self.failures.append(request)
-
-    def _usage(self, record: Mapping[str, Any]) -> int:
-        response = record.get("response")
-        body = response.get("body") if isinstance(response, Mapping) else None
-        usage = body.get("usage") if isinstance(body, Mapping) else None
-        if not isinstance(usage, Mapping):
-            return 0
-        prompt, completion = (
-            _number(usage.get("prompt_tokens")),
-            _number(usage.get("completion_tokens")),
-        )
-        self.prompt_tokens += int(prompt)
-        self.completion_tokens += int(completion)
-        return int(prompt + completion)
-
-    def _timeline(
-        self, record: Mapping[str, Any], ok: bool, failures: list[Any], tokens: int
-    ) -> None:
-        finished = record.get("finished_at")
-        started = record.get("started_at")
-        if not isinstance(finished, int | float) or not isinstance(started, int | float):
-            return
-        self.first = min(self.first, started)
-        self.last = max(self.last, finished)
-        second = int(finished)
-        self.done.setdefault(second, [0, 0])[0 if ok else 1] += 1
-        if tokens:
-            self.tokens[second] = self.tokens.get(second, 0) + tokens
-        limit = record.get("concurrency")
-        if isinstance(limit, int):
-            self.limit[second] = limit
-        for f in failures:
-            if f.get("status") == 429:
-                self.rate_limited += 1
-                at = int(started + _number(f.get("at")))
-                self.r429[at] = self.r429.get(at, 0) + 1
-
-
-def _records(path: Path) -> Iterator[Mapping[str, Any]]:
-    with path.open("rb") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a half-written last line
-            if isinstance(record, dict):
-                yield record
-
-
-def _number(value: object) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
-
-
-def _error_text(error: object) -> str:
-    if not isinstance(error, Mapping):
-        return str(error)
-    return f"{error.get('code')}: {error.get('message')}"
-
 
 # --------------------------------------------------------------------------- the page
 
@@ -272,6 +73,13 @@ class _Axis:
         xs = [(b + 0.5) * self.width / self.scale for b in range(last + 1)]
         return xs, [bins.get(b, 0) / self.width for b in range(last + 1)]
 
+    def mark(self, axes: Any, gaps: list[tuple[float, float]], label: str) -> None:
+        """Shade the gaps between runs (Unix seconds)."""
+        for n, (start, end) in enumerate(gaps):
+            left, right = (start - self.start) / self.scale, (end - self.start) / self.scale
+            legend = label if n == 0 and label else None
+            axes.axvspan(left, right, color="0.88", zorder=0, label=legend)
+
     def dress(self, axes: Any, label: str) -> None:
         axes.set_xlim(0, self.span / self.scale)
         axes.set_ylim(bottom=0)
@@ -296,31 +104,47 @@ def _figure(height: float = 3.0) -> Any:
     return Figure(figsize=(9, height), layout="constrained")
 
 
-def _plot_throughput(data: RunData, axis: _Axis) -> str:
-    figure = _figure(4.2)
-    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
-    xs, ys = axis.series({s: v[0] for s, v in data.done.items()})
-    top.plot(xs, ys, color="tab:blue", label="succeeded")
+def _name(endpoint: str) -> str:
+    return {CHAT: "chat", EMBEDDINGS: "embeddings"}.get(endpoint, endpoint)
+
+
+def _plot_throughput(data: RunData, axis: _Axis, gaps: list[tuple[float, float]]) -> str:
+    figure = _figure(4.2 if data.r429 else 3.0)
+    if data.r429:
+        top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    else:
+        top, bottom = figure.subplots(), None
+    if len(data.endpoints) > 1:
+        for endpoint, counts in sorted(data.endpoints.items()):
+            xs, ys = axis.series(counts.done)
+            top.plot(xs, ys, label=f"{_name(endpoint)} succeeded")
+    else:
+        xs, ys = axis.series({s: v[0] for s, v in data.done.items()})
+        top.plot(xs, ys, color="tab:blue", label="succeeded")
     bad = {s: v[1] for s, v in data.done.items() if v[1]}
     if bad:
         xs, ys = axis.series(bad)
         top.plot(xs, ys, color="tab:red", label="failed or cancelled")
     axis.dress(top, "results / s")
-    top.set_xlabel("")
+    axis.mark(top, gaps, label="not running (interrupted, then resumed)")
     top.legend(loc="upper right")
-    xs, ys = axis.series(data.r429)
-    bottom.bar(xs, ys, width=axis.width / axis.scale, color="tab:orange")
-    axis.dress(bottom, "429s / s")
+    if bottom is not None:
+        top.set_xlabel("")
+        xs, ys = axis.series(data.r429)
+        bottom.bar(xs, ys, width=axis.width / axis.scale, color="tab:orange")
+        axis.dress(bottom, "429s / s")
+        axis.mark(bottom, gaps, label="")
     return _svg(figure)
 
 
-def _plot_concurrency(data: RunData, axis: _Axis) -> str:
+def _plot_concurrency(data: RunData, axis: _Axis, gaps: list[tuple[float, float]]) -> str:
     figure = _figure(2.6)
     axes = figure.subplots()
     points = sorted(data.limit.items())
     xs = [(s - axis.start) / axis.scale for s, _ in points]
     axes.step(xs, [v for _, v in points], where="post", color="tab:green")
     axis.dress(axes, "concurrency limit")
+    axis.mark(axes, gaps, label="")
     return _svg(figure)
 
 
@@ -349,12 +173,13 @@ def _plot_retries(data: RunData) -> str:
     return _svg(figure)
 
 
-def _plot_tokens(data: RunData, axis: _Axis) -> str:
+def _plot_tokens(data: RunData, axis: _Axis, gaps: list[tuple[float, float]]) -> str:
     figure = _figure(2.6)
     axes = figure.subplots()
     xs, ys = axis.series(data.tokens)
     axes.plot(xs, [y * 60 for y in ys], color="tab:purple")
     axis.dress(axes, "tokens / min")
+    axis.mark(axes, gaps, label="")
     return _svg(figure)
 
 
@@ -381,76 +206,131 @@ def _table(headers: list[str], rows: list[list[object]], numeric: set[int]) -> s
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _summary(data: RunData, ordered: list[float]) -> str:
+def _seconds(ordered: list[float], q: float) -> str:
+    value = _percentile(ordered, q)
+    return "-" if value is None else f"{value:.3g} s"
+
+
+def _latencies(ordered: list[float]) -> str:
+    return " / ".join(_seconds(ordered, q) for q in (50, 90, 99))
+
+
+def _per_minute(count: int, active: float) -> str:
+    return f"{count / active * 60:,.0f}" if active > 0 else "-"
+
+
+def _summary(data: RunData, ordered: list[float], stretches: list[tuple[float, float]]) -> str:
+    active = sum(end - start for start, end in stretches)
     span = data.last - data.first if data.last > data.first else 0.0
-    rate = f"{data.succeeded / span * 60:,.0f}" if span else "-"
-
-    def seconds(q: float) -> str:
-        value = _percentile(ordered, q)
-        return "-" if value is None else f"{value:.3g} s"
-
+    time_row = f"{active:,.1f} s"
+    if len(stretches) > 1:
+        time_row += (f" in {len(stretches)} runs, over {span:,.1f} s "
+                     f"({span - active:,.1f} s not running)")  # fmt: skip
     rows: list[list[object]] = [
         ["records", f"{data.records:,}"],
         ["succeeded / failed / cancelled",
          f"{data.succeeded:,} / {data.failed:,} / {data.cancelled:,}"],
-        ["time span of the timed records", f"{span:,.1f} s"],
-        ["successes per minute", rate],
-        ["latency p50 / p90 / p99", f"{seconds(50)} / {seconds(90)} / {seconds(99)}"],
+        ["time with requests in flight", time_row],
+        ["successes per minute (of that time)", _per_minute(data.succeeded, active)],
+        ["latency p50 / p90 / p99", _latencies(ordered)],
         ["retries", f"{sum(data.retries.values()):,}"],
         ["429 answers", f"{data.rate_limited:,}"],
         ["tokens (prompt + completion)",
          f"{data.prompt_tokens + data.completion_tokens:,} ({data.prompt_tokens:,} + "
          f"{data.completion_tokens:,})"],
     ]  # fmt: skip
+    if len(data.endpoints) == 1:
+        rows.insert(1, ["endpoint", next(iter(data.endpoints))])
     return _table(["", ""], rows, {1})
+
+
+def _by_endpoint(endpoints: Mapping[str, EndpointData], active: float) -> str:
+    rows: list[list[object]] = [
+        [endpoint, f"{e.records:,}", f"{e.succeeded:,}", f"{e.failed:,}", f"{e.cancelled:,}",
+         _per_minute(e.succeeded, active), _latencies(sorted(e.latencies)), f"{e.tokens:,}"]
+        for endpoint, e in sorted(endpoints.items())
+    ]  # fmt: skip
+    headers = ["endpoint", "records", "succeeded", "failed", "cancelled", "successes / min",
+               "latency p50 / p90 / p99", "tokens"]  # fmt: skip
+    return "<h2>By endpoint</h2>\n" + _table(headers, rows, {1, 2, 3, 4, 5, 6, 7})
 
 
 def _section(title: str, content: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n<figure>{content}</figure>"
 
 
-def _plots(data: RunData, ordered: list[float]) -> list[str]:
+def _plots(data: RunData, stretches: list[tuple[float, float]]) -> list[str]:
     parts = []
     if data.last > data.first:
         axis = _Axis.of(data)
-        parts.append(_section("Throughput and 429s over time", _plot_throughput(data, axis)))
+        gaps = [(a[1], b[0]) for a, b in pairwise(stretches)]
+        title = "Throughput and 429s over time" if data.r429 else "Throughput over time"
+        parts.append(_section(title, _plot_throughput(data, axis, gaps)))
         if data.limit:
-            parts.append(_section("Concurrency limit over time", _plot_concurrency(data, axis)))
+            parts.append(
+                _section("Concurrency limit over time", _plot_concurrency(data, axis, gaps))
+            )
         if data.tokens:
-            parts.append(_section("Tokens over time", _plot_tokens(data, axis)))
+            parts.append(_section("Tokens over time", _plot_tokens(data, axis, gaps)))
     else:
         parts.append('<p class="muted">No timed records: no plots over time.</p>')
-    if ordered:
-        parts.append(_section("Latency distribution", _plot_latency(ordered)))
+    several = len(data.endpoints) > 1
+    for endpoint, counts in sorted(data.endpoints.items()):
+        if counts.latencies:
+            title = (
+                f"Latency distribution: {_name(endpoint)}" if several else "Latency distribution"
+            )
+            parts.append(_section(title, _plot_latency(sorted(counts.latencies))))
     if data.retries:
         parts.append(_section("Retries by cause", _plot_retries(data)))
     return parts
 
 
 def _lists(data: RunData) -> list[str]:
+    parts = []
     slowest = sorted(data.slowest, key=lambda e: (-e[0], e[1]))
+    if slowest:
+        parts += [
+            f"<h2>The {len(slowest)} slowest successful requests</h2>",
+            _table(
+                ["custom_id", "seconds", "attempts", "failed attempts"],
+                [[r.custom_id, f"{r.elapsed:.3f}", r.attempts, r.causes] for _, _, r in slowest],
+                {1, 2},
+            ),
+        ]
     failed = data.failed + data.cancelled
-    return [
-        f"<h2>The {len(slowest)} slowest successful requests</h2>",
-        _table(
-            ["custom_id", "seconds", "attempts", "failed attempts"],
-            [[r.custom_id, f"{r.elapsed:.3f}", r.attempts, r.causes] for _, _, r in slowest],
-            {1, 2},
-        ),
-        f"<h2>Failed requests: {failed:,} (the first {len(data.failures)} listed)</h2>",
-        _table(
-            ["custom_id", "attempts", "failed attempts", "error"],
-            [[r.custom_id, r.attempts, r.causes, r.error[:300]] for r in data.failures],
-            {1},
-        ),
-    ]
+    if failed:
+        groups = sorted(data.causes.values(), key=lambda g: (-g.count, g.code))
+        parts += [
+            f"<h2>Failed requests: {failed:,}, by cause</h2>",
+            _table(
+                ["error code", "HTTP status", "requests", "example message"],
+                [
+                    [g.code, "-" if g.status is None else g.status, f"{g.count:,}", g.example[:300]]
+                    for g in groups
+                ],
+                {1, 2},
+            ),
+            f"<h2>Some failed requests ({len(data.failures)} of {failed:,})</h2>",
+            _table(
+                ["custom_id", "attempts", "failed attempts", "error"],
+                [[r.custom_id, r.attempts, r.causes, r.error[:300]] for r in data.failures],
+                {1},
+            ),
+        ]
+    return parts
 
 
 def render(data: RunData, title: str) -> str:
     """The page (HTML, self-contained).  Needs matplotlib."""
-    ordered = sorted(data.latencies)
-    parts = [f"<h1>{html.escape(title)}</h1>", _summary(data, ordered)]
-    parts += _plots(data, ordered)
+    ordered = sorted(chain.from_iterable(e.latencies for e in data.endpoints.values()))
+    stretches = data.active()
+    parts = [f"<h1>{html.escape(title)}</h1>", _summary(data, ordered, stretches)]
+    if data.unreadable_count:
+        parts.append(f'<p class="muted">{html.escape(unreadable_note(data))}</p>')
+    if len(data.endpoints) > 1:
+        parts.append(_by_endpoint(data.endpoints, sum(b - a for a, b in stretches)))
+    parts += _plots(data, stretches)
     parts += _lists(data)
     body = "\n".join(parts)
     return (
@@ -458,6 +338,16 @@ def render(data: RunData, title: str) -> str:
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
         f'<body>\n{body}\n<p class="muted">Written by paradigm-trio {pt.__version__}.</p>'
         "</body></html>\n"
+    )
+
+
+def unreadable_note(data: RunData) -> str:
+    """What the page (and ``report``) say of the lines that are not records."""
+    lines = ", ".join(map(str, data.unreadable))
+    more = " ..." if data.unreadable_count > len(data.unreadable) else ""
+    return (
+        f"{data.unreadable_count:,} line(s) of the file are not records (not strict JSON, "
+        f"or a field of the wrong type) and were left out: line {lines}{more}"
     )
 
 
@@ -471,12 +361,13 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise ReportError(
-            "an HTML report needs matplotlib: pip install 'paradigm-trio[report]'"
+            f"an HTML report needs matplotlib: {install_hint('report', 'matplotlib')}"
         ) from None
 
 
-def write_html(records: Path, page: Path) -> None:
-    """Write the report of the output file ``records`` to ``page``.
+def write_html(records: Path, page: Path) -> RunData:
+    """Write the report of the output file ``records`` to ``page`` (atomically); what it
+    shows.
 
     Raises:
         ReportError: matplotlib is missing, or a file cannot be read or written.
@@ -486,11 +377,16 @@ def write_html(records: Path, page: Path) -> None:
         data = RunData.read(records)
     except OSError as exc:
         raise ReportError(f"cannot read {records}: {exc.strerror or exc}") from None
-    text = render(data, f"paradigm-trio run: {records.name}")
+    import matplotlib
+
+    # Text from the records (a cause, say) is never read as mathtext: "$\\frac$" raised.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        text = render(data, f"paradigm-trio run: {records.name}")
     try:
-        page.write_text(text, encoding="utf-8")
+        write_atomic(page, text)
     except OSError as exc:
         raise ReportError(f"cannot write {page}: {exc.strerror or exc}") from None
+    return data
 
 
 # --------------------------------------------------------------------------- `report`
@@ -518,9 +414,11 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"paradigm-trio report: cannot read {records}: no such file", file=sys.stderr)
         return 2
     try:
-        write_html(records, page)
+        data = write_html(records, page)
     except ReportError as exc:
         print(f"paradigm-trio report: {exc}", file=sys.stderr)
         return 2
+    if data.unreadable_count:
+        print(f"paradigm-trio report: {records}: {unreadable_note(data)}", file=sys.stderr)
     print(f"Report: {page}", file=sys.stderr)
     return 0

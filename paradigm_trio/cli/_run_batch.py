@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import math
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -42,14 +42,16 @@ from ._batchfile import (
     write_line,
     write_record,
 )
+from ._causes import EXIT_STOPPED, configuration_fix, failure_groups, stopped_line
+from ._client_args import ClientRefused, check_client, cli_words
 from ._gc import fewer_collections
 from ._live import Progress, combined
 from ._lock import LockUnavailable, OutputLock
 from ._logging import LOGGER, configure_logging
-from ._network import network_options
 from ._paths import PathRefused, check_paths
 from ._report import ReportError, require_matplotlib, write_html
 from ._shard import Shard, check_worker_args, shard_total, sharded
+from ._text import dumps, write_atomic
 
 MOCK_LATENCY = "lognormal:0.2,0.3"
 
@@ -60,9 +62,11 @@ def _fail(message: str) -> int:
 
 
 def _summary(
-    stats: pt.BatchStatistics, skipped: int, invalid: int, failures_total: int
-) -> dict[str, Any]:
+    stats: pt.BatchStatistics, skipped: int, invalid: int, failures_total: int,
+    groups: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     return {
+        "failures_by_cause": groups or [],
         "succeeded": stats.succeeded,
         "failed": stats.failed,
         "cancelled": stats.cancelled,
@@ -131,9 +135,22 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
         f"over {summary['elapsed_seconds']:.1f}s",
         file=p,
     )
+    groups = summary["failures_by_cause"]
+    if groups:
+        print("Failures in the output, by cause:", file=p)
+        for g in groups:
+            status = g["status"] if g["status"] is not None else "no response"
+            print(f"  {g['count']} x {status} {g['code']}: {g['example']}", file=p)
     print(f"Results: {output}", file=p)
+    fix = configuration_fix(groups)
     if interrupted:
         print("Rerun the same command to resume where it stopped.", file=p)
+    elif fix is not None:
+        print(
+            f"Every failure is the same {groups[0]['status']}: {fix}; then rerun with "
+            "--retry-failed to send them again.",
+            file=p,
+        )
     elif summary["failed_in_output"]:
         retryable = summary["failed_in_output"] - summary["invalid_in_output"]
         if retryable:
@@ -148,21 +165,6 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
                 "above); fix them in a new input file.",
                 file=p,
             )
-
-
-def _count_failures(path: Path) -> tuple[int, int]:
-    """Failed records in the output, and how many of them are invalid input lines."""
-    failures = invalid = 0
-    with path.open("rb") as f:
-        for line in f:
-            try:
-                error = json.loads(line).get("error")
-            except (ValueError, AttributeError):
-                continue
-            if error is not None:
-                failures += 1
-                invalid += isinstance(error, dict) and error.get("code") == "invalid_request"
-    return failures, invalid
 
 
 class _Requests:
@@ -180,7 +182,7 @@ class _Requests:
         self.invalid = 0
         self.skipped = 0
 
-    def requests(self) -> Iterator[pt.ChatRequest | pt.EmbeddingRequest]:
+    def requests(self) -> Iterator[Any]:
         item: InputLine
         for item in sharded(read_input(self.input_path), self.shard):
             if item.custom_id in self.done:
@@ -218,12 +220,9 @@ def _annotate(recorder: Callable[..., None], record: dict[str, Any], *, result: 
               client: pt.Client) -> None:  # fmt: skip
     """A record's marks of how its answer came (only when true: a plain record is as
     before), then the run's own fields."""
-    if result.deduplicated:
-        record["deduplicated"] = True
-    if result.cached:
-        record["cached"] = True
-    if getattr(result, "hedged", False):
-        record["hedged"] = True
+    for mark in ("deduplicated", "cached", "hedged"):
+        if getattr(result, mark, False):
+            record[mark] = True
     recorder(record, result=result, client=client)
 
 
@@ -258,40 +257,61 @@ async def _open_client(
             on_event=progress.on_event,
             cache=pt.ResponseCache(args.cache) if args.cache else None,
             **({"model": args.model} if args.model else {}),
-            **network_options(args),
+            **args.network,
         )
     )
 
 
-async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.EmbeddingRequest],
-                progress: Progress, out: IO[bytes], batch_scope: trio.CancelScope,
+async def _send(client: pt.Client, requests: Iterator[Any], progress: Progress,
+                out: IO[bytes], batch_scope: trio.CancelScope,
                 dedupe: Literal["auto", "all", "off"] = "auto",
                 hedge: bool = False) -> pt.BatchStatistics:  # fmt: skip
     """Send the batch, appending each result to ``out`` as it completes.
 
-    Chat lines and embeddings lines run as two batches at once, on the same client (its
-    limits hold for both), fed from one reading of the input.  Blocks until every request
-    is done, or until ``batch_scope`` is cancelled (on a signal), which stops the batch;
-    either way returns the statistics so far (of both batches together).
+    Chat lines, embeddings lines and the lines of Paradigm's other endpoints (tokenize,
+    query, filter/chunks, document search) run as up to three batches at once, on the
+    same client (its limits hold for all), fed from one reading of the input.  Blocks
+    until every request is done, or until ``batch_scope`` is cancelled (on a signal),
+    which stops the batch; either way returns the statistics so far (of the batches
+    together).
     """
     chat_send, chat_receive = trio.open_memory_channel[pt.ChatRequest](0)
     embed_send, embed_receive = trio.open_memory_channel[pt.EmbeddingRequest](0)
-    streams: dict[str, pt.BatchStream | pt.EmbeddingStream] = {}
+    other_send, other_receive = trio.open_memory_channel[Any](0)
+    streams: dict[str, Any] = {}
+    started: set[str] = set()
 
-    async def dispatch() -> None:
-        async with chat_send, embed_send:
+    batches: dict[str, tuple[Any, Callable[[], Any]]] = {
+        "chat": (chat_send, lambda: client.stream_batch(
+            chat_receive, on_progress=progress.updater("chat"), dedupe=dedupe, hedge=hedge)),
+        "embeddings": (embed_send, lambda: client.stream_embed_batch(
+            embed_receive, on_progress=progress.updater("embeddings"), dedupe=dedupe)),
+        "endpoints": (other_send, lambda: client.stream_requests(
+            other_receive, on_progress=progress.updater("endpoints"))),
+    }  # fmt: skip
+
+    async def dispatch(nursery: trio.Nursery) -> None:
+        # A kind's batch starts with its first line: a file of chat lines runs (and logs)
+        # one batch, not a second, empty one.
+        async with chat_send, embed_send, other_send:
             for request in requests:
-                if isinstance(request, pt.EmbeddingRequest):
-                    await embed_send.send(request)
-                else:
-                    await chat_send.send(request)
+                kind = (
+                    "embeddings" if isinstance(request, pt.EmbeddingRequest)
+                    else "chat" if isinstance(request, pt.ChatRequest)
+                    else "endpoints"
+                )  # fmt: skip
+                send, batch = batches[kind]
+                if kind not in started:
+                    started.add(kind)
+                    nursery.start_soon(record, kind, batch())
+                await send.send(request)
 
     async def record(kind: str, batch: Any) -> None:
         async with batch as results:
             streams[kind] = results
             async for result in results:
                 custom_id = result.custom_id or f"index-{result.index}"
-                answer = result.completion if kind == "chat" else result.embeddings
+                answer = _answer_of(kind, result)
                 annotate = functools.partial(
                     _annotate, progress.recorder.annotate, result=result, client=client
                 )
@@ -304,20 +324,7 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
     with batch_scope:
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(dispatch)
-                nursery.start_soon(
-                    record, "chat",
-                    client.stream_batch(
-                        chat_receive, on_progress=progress.updater("chat"), dedupe=dedupe,
-                        hedge=hedge,
-                    ),
-                )  # fmt: skip
-                nursery.start_soon(
-                    record, "embeddings",
-                    client.stream_embed_batch(
-                        embed_receive, on_progress=progress.updater("embeddings"), dedupe=dedupe
-                    ),
-                )  # fmt: skip
+                nursery.start_soon(dispatch, nursery)
         except BaseExceptionGroup as group:
             # What stopped the run (the output broken, say), without the nursery's wrapping.
             if len(group.exceptions) == 1:
@@ -325,6 +332,15 @@ async def _send(client: pt.Client, requests: Iterator[pt.ChatRequest | pt.Embedd
                 raise exc from exc.__cause__
             raise
     return combined([stream.statistics() for stream in streams.values()])
+
+
+def _answer_of(kind: str, result: Any) -> Any:
+    """A result's answer: a completion, embeddings, or another endpoint's ``value``."""
+    if kind == "chat":
+        return result.completion
+    if kind == "embeddings":
+        return result.embeddings
+    return result.value if result.ok else None
 
 
 async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: int,
@@ -352,9 +368,10 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
                     exc = group.exceptions[0]
                     raise exc from exc.__cause__
                 raise
-    failures, invalid_in_output = _count_failures(output)
-    summary = _summary(stats, pending.skipped, pending.invalid, failures)
-    summary["invalid_in_output"] = invalid_in_output
+    groups = failure_groups(output)
+    failures = sum(g["count"] for g in groups)
+    summary = _summary(stats, pending.skipped, pending.invalid, failures, groups)
+    summary["invalid_in_output"] = sum(g["count"] for g in groups if g["code"] == "invalid_request")
     summary["interrupted"] = interrupt.interrupted
     return summary, interrupt.interrupted
 
@@ -379,9 +396,13 @@ def _load_manifest(
             f"{Manifest.path_for(output)} to start over"
         )
     if manifest is not None and manifest.settings.get("model") != settings["model"]:
-        raise _Refused(
-            f"{output} was started with --model {manifest.settings.get('model')!r}, not "
-            f"{settings['model']!r}; resume with the same --model, or choose another -o"
+        # Only the input is compared (docs/cli.md, "The manifest"): a resume may change
+        # the model (say, --retry-failed with another one).  Each record's body names the
+        # model that answered it.
+        print(
+            f"Note: {output} was last run with --model {manifest.settings.get('model')!r}; "
+            f"the requests sent now use {settings['model']!r}",
+            file=sys.stderr,
         )
     if manifest is None and output.exists() and output.stat().st_size > 0:
         raise _Refused(
@@ -433,11 +454,10 @@ def _prepare(args: argparse.Namespace, input_path: Path, output: Path) -> tuple[
     settings = {"model": args.model, "mock": bool(args.mock)}
     if args.shard is not None:
         settings["shard"] = str(args.shard)
-    manifest = _load_manifest(output, input_path, digest, settings)
+    _load_manifest(output, input_path, digest, settings)
     if args.strict:
         _check_strict(input_path)
-    if manifest is None:
-        Manifest(digest, str(input_path), settings).save(output)
+    Manifest(digest, str(input_path), settings).save(output)
     return total, _read_done(output, args.retry_failed)
 
 
@@ -446,7 +466,13 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
     """Print the summary, write the report; the exit code."""
     _print_summary(summary, output, interrupted)
     code = 130 if interrupted else 1 if summary["failed_in_output"] else 0
-    if args.report and args.report.lower().endswith(".html"):
+    if args.report and args.report.lower().endswith(".html") and interrupted:
+        # Drawing the page takes seconds (matplotlib): not after a Ctrl-C.  The resumed
+        # run's report covers this run too.
+        print(f"Report not written (interrupted): the resumed run writes it, or now: "
+              f"paradigm-trio report {shlex.quote(str(output))} -o "
+              f"{shlex.quote(args.report)}", file=sys.stderr)  # fmt: skip
+    elif args.report and args.report.lower().endswith(".html"):
         try:
             write_html(output, Path(args.report))
         except (ReportError, OSError) as exc:
@@ -455,12 +481,19 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
         print(f"Report: {args.report}", file=sys.stderr)
     elif args.report:
         try:
-            Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
-        except OSError as exc:  # checked before the run: a full disk, say
-            _fail(f"cannot write the report {args.report}: {exc.strerror or exc} "
-                  f"(the results are in {output})")  # fmt: skip
+            write_atomic(Path(args.report), dumps(summary, indent=2) + "\n")
+        except (OSError, ValueError) as exc:  # checked before the run: a full disk, say
+            reason = getattr(exc, "strerror", None) or exc
+            _fail(f"cannot write the report {args.report}: {reason} (the results are in {output})")
             return code or 2
     return code
+
+
+def _stopped(exc: pt.SystematicFailureError, output: Path) -> int:
+    """The run stopped on a systematic failure: one line, exit code 3."""
+    print(f"paradigm-trio batch: {stopped_line(exc)}", file=sys.stderr)
+    print(f"Results so far: {output}", file=sys.stderr)
+    return EXIT_STOPPED
 
 
 def _wait_note(message: str) -> None:
@@ -488,8 +521,9 @@ def _run_batch(args: argparse.Namespace) -> int:
     timeout = math.inf if args.lock_timeout is None else args.lock_timeout
     try:
         check_paths(input_path, output, Path(args.report) if args.report else None)
+        args.network = check_client(args)  # before any file is created (the lock's)
         lock.acquire(wait=wait, timeout=timeout, on_wait=_wait_note)
-    except (PathRefused, LockUnavailable) as exc:
+    except (ClientRefused, PathRefused, LockUnavailable) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         print("Interrupted while waiting for the lock; nothing was sent.", file=sys.stderr)
@@ -509,7 +543,9 @@ def _run_locked(args: argparse.Namespace, input_path: Path, output: Path) -> int
     except (_Refused, ReportError) as exc:
         return _fail(str(exc))
     except pt.ConfigurationError as exc:
-        return _fail(f"{exc} (or use --mock)")
+        return _fail(cli_words(str(exc)))
+    except pt.SystematicFailureError as exc:
+        return _stopped(exc, output)
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130

@@ -43,7 +43,9 @@ T = TypeVar("T", bound=InputLine)
 
 def shard_of(custom_id: str, count: int) -> int:
     """The shard, out of ``count``, that owns ``custom_id`` (stable everywhere)."""
-    digest = hashlib.sha256(custom_id.encode("utf-8")).digest()
+    # ``surrogatepass``: an id holding a lone surrogate (a ``\\ud800`` escape in the input)
+    # has a shard too (the same bytes as UTF-8 for every other id).
+    digest = hashlib.sha256(custom_id.encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big") % count
 
 

@@ -16,8 +16,8 @@ import trio
 
 import paradigm_trio as pt
 
+from ._client_args import ClientRefused, check_client, cli_words
 from ._gc import fewer_collections
-from ._network import network_options
 
 NAMES = [
     "Alice", "Bob", "Charlie", "David", "Emma", "Frank", "Grace", "Hannah", "Ian", "Jessica",
@@ -60,7 +60,7 @@ async def _open_client(stack: AsyncExitStack, args: argparse.Namespace) -> pt.Cl
             base_url=base_url,
             limits=pt.Limits(concurrency=args.concurrency),
             **({"model": args.model} if args.model else {}),
-            **network_options(args),
+            **args.network,
         )
     )
 
@@ -134,11 +134,16 @@ async def _speed_test(args: argparse.Namespace) -> int:
 
 
 def run_speed_test(args: argparse.Namespace) -> int:
+    try:
+        args.network = check_client(args)
+    except ClientRefused as exc:
+        print(f"paradigm-trio speed-test: {exc}", file=sys.stderr)
+        return 2
     fewer_collections()
     try:
         return trio.run(_speed_test, args)
     except pt.ConfigurationError as exc:
-        print(f"paradigm-trio speed-test: {exc} (or use --mock)", file=sys.stderr)
+        print(f"paradigm-trio speed-test: {cli_words(str(exc))}", file=sys.stderr)
         return 2
     except pt.ParadigmError as exc:
         print(f"paradigm-trio speed-test: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """A real browser for the tests: Debian's headless Chromium, driven through chromedriver's
 WebDriver HTTP API (with httpx2: no Selenium, no browser download).  ``.ci/run`` installs
-``chromium`` and ``chromium-driver`` when they are missing."""
+``chromium`` and ``chromium-driver`` when they are missing; elsewhere a test that opens a
+browser is skipped without them (:func:`tests.system.need`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 
 import httpx2
 
-CHROMIUM = "/usr/bin/chromium"
+from ..system import need
+
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -70,10 +72,9 @@ class Browser:
 @contextmanager
 def browser() -> Iterator[Browser]:
     """A headless Chromium with a fresh profile; stopped on exit."""
-    driver = shutil.which("chromedriver")
-    missing = "the browser tests need Debian's chromium and chromium-driver (.ci/run installs them)"
-    assert driver is not None, missing
-    assert shutil.which(CHROMIUM), missing
+    what = "a test in a real browser"
+    chromium = need("chromium", "chromium", what)
+    driver = need("chromedriver", "chromium-driver", what)
     port = _free_port()
     process = subprocess.Popen(
         [driver, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -83,7 +84,7 @@ def browser() -> Iterator[Browser]:
         url = f"http://127.0.0.1:{port}"
         with httpx2.Client(base_url=url, timeout=60, trust_env=False) as http:
             _wait_ready(http)
-            options = {"binary": CHROMIUM, "args": [*FLAGS, f"--user-data-dir={profile}"]}
+            options = {"binary": chromium, "args": [*FLAGS, f"--user-data-dir={profile}"]}
             capabilities = {
                 "browserName": "chrome",
                 "goog:chromeOptions": options,

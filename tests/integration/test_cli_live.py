@@ -91,6 +91,6 @@ def test_verbose_on_a_terminal_prints_lines_not_a_view(tmp_path: Path) -> None:
     )
     assert code == 0, screen
     assert "━" not in screen
-    assert "INFO batch finished: 40 done" in screen
+    assert "INFO chat batch finished: 40 done" in screen
     assert re.search(r"40/40 100% \| ok 40 failed 0", screen)
     assert all(json.loads(line)["error"] is None for line in out.read_text().splitlines())

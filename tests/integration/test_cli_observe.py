@@ -50,8 +50,9 @@ def test_verbose_text_tells_the_batch_without_a_line_per_request(
     write_input(src, 30)
     proc = run_cli("batch", str(src), "-o", str(out), "-v", env=env_for(mock_url))
     assert proc.returncode in (0, 1), proc.stderr
-    assert " INFO batch started (concurrency 32)" in proc.stderr
-    assert " INFO batch finished: 30 done" in proc.stderr
+    assert " INFO chat batch started (concurrency 64)" in proc.stderr
+    assert " INFO chat batch finished: 30 done" in proc.stderr
+    assert "embeddings batch" not in proc.stderr  # no embeddings line: no such batch
     assert "succeeded after" not in proc.stderr  # per-request lines are DEBUG
     assert KEY not in proc.stderr
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from ..system import need
 from .test_cli import CLI, records, run_cli, write_input
 
 
@@ -31,8 +31,7 @@ def without_root_override() -> list[str]:
     """A command prefix under which file permissions bind, even for root."""
     if os.geteuid() != 0:
         return []
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "running the tests as root needs setpriv (util-linux)"
+    setpriv = need("setpriv", "util-linux", "a test of file permissions run as root")
     caps = "-dac_override,-dac_read_search"
     return [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}"]
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from .browser import browser
-from .test_cli import env_for, mock_url, records, run_cli, write_input
+from .test_cli import CLI, env_for, mock_url, records, run_cli, write_input
 
 __all__ = ["mock_url"]  # (the fixture, used by name)
 
@@ -135,6 +138,7 @@ def test_batch_writes_an_html_report_with_timed_records(tmp_path: Path, mock_url
     assert len(recs) == 60
     for rec in recs:
         assert rec["finished_at"] >= rec["started_at"] > 1.7e9  # type: ignore[operator]
+        assert rec["endpoint"] == "/v1/chat/completions"
         assert rec["concurrency"] == 8 or isinstance(rec["concurrency"], int)
         for failure in rec["failures"]:  # type: ignore[attr-defined]
             assert set(failure) == {"at", "status", "cause", "wait"}
@@ -144,6 +148,34 @@ def test_batch_writes_an_html_report_with_timed_records(tmp_path: Path, mock_url
     text = page.read_text()
     assert "<h2>Latency distribution</h2>" in text
     assert f"Report: {page}" in proc.stderr
+
+
+def test_ctrl_c_with_a_report_stops_without_drawing_it(tmp_path: Path, mock_url: str) -> None:
+    """Drawing the page takes seconds: after a Ctrl-C, ``batch`` says how to write it and
+    stops; the resumed run's report covers both runs."""
+    src, out, page = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "run.html"
+    write_input(src, 150)
+    command = [*CLI, "batch", str(src), "-o", str(out), "--concurrency", "4", "--report",
+               str(page)]  # fmt: skip
+    with subprocess.Popen(command, env=env_for(mock_url), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 4000):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert (
+        f"Report not written (interrupted): the resumed run writes it, or now: "
+        f"paradigm-trio report {out} -o {page}" in err
+    )
+    assert not page.exists()
+    first = len(records(out))
+    assert 0 < first < 150
+    resumed = run_cli("batch", str(src), "-o", str(out), "--report", str(page),
+                      env=env_for(mock_url))  # fmt: skip
+    assert resumed.returncode in (0, 1), resumed.stderr
+    assert _cell(page.read_text(), "records") == "150"
 
 
 def test_an_html_report_without_matplotlib_is_refused_before_sending(tmp_path: Path) -> None:
@@ -156,5 +188,8 @@ def test_an_html_report_without_matplotlib_is_refused_before_sending(tmp_path: P
     env["PYTHONPATH"] = os.pathsep.join([str(fake.parent), env.get("PYTHONPATH", "")])
     proc = run_cli("batch", str(src), "-o", str(out), "--mock", "--report", "r.html", env=env)
     assert proc.returncode == 2
-    assert "pip install 'paradigm-trio[report]'" in proc.stderr
+    assert (
+        "pip install matplotlib, or from a clone of paradigm-trio: pip install '.[report]'"
+        in proc.stderr
+    )
     assert not out.exists()

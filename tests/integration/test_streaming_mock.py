@@ -17,6 +17,9 @@ import trio
 import mock_server as ms
 import paradigm_trio as pt
 
+from .. import pace
+from ..pace import slack
+
 pytestmark = pytest.mark.anyio
 
 MESSAGES = [{"role": "user", "content": "Tell me a story about streams"}]
@@ -183,6 +186,7 @@ async def test_failures_before_the_first_chunk_are_retried(
 
 
 async def test_a_hang_is_a_first_token_timeout_then_retried(server: ms.MockServer) -> None:
+    now = await pace.round_trip(server.url + "/models")
     server.script(key_of("hang"), ["hang", "ok"])
     timeouts = pt.Timeouts(first_token=0.3)
     async with client_for(server, retry=FAST_RETRY, timeouts=timeouts) as client:
@@ -192,7 +196,7 @@ async def test_a_hang_is_a_first_token_timeout_then_retried(server: ms.MockServe
         elapsed = trio.current_time() - start
     assert stream.completion.text
     assert [a.cause for a in stream.attempts] == ["timeout", None]
-    assert 0.3 <= elapsed < 2
+    assert 0.3 <= elapsed < slack(2, now)
     log = await finished_records(server, 2)
     assert log[0].outcome == "hang"
     assert log[0].disconnected  # the client gave the hung request up
@@ -202,6 +206,7 @@ async def test_a_hang_is_a_first_token_timeout_then_retried(server: ms.MockServe
 
 
 async def test_time_to_first_token_beyond_first_token(server: ms.MockServer) -> None:
+    now = await pace.round_trip(server.url + "/models")
     server.configure(ttft=ms.Latency.fixed(5.0))
     timeouts = pt.Timeouts(first_token=0.25)
     async with client_for(server, retry=pt.RetryPolicy.no_retries(), timeouts=timeouts) as client:
@@ -211,7 +216,7 @@ async def test_time_to_first_token_beyond_first_token(server: ms.MockServer) -> 
         elapsed = trio.current_time() - start
     assert info.value.which == "first_token"
     assert "status 200" in str(info.value)  # the headers came, the first chunk did not
-    assert 0.25 <= elapsed < 1.5
+    assert 0.25 <= elapsed < slack(1.5, now)
     log = await finished_records(server, 1)
     assert log[0].disconnected
 
@@ -245,6 +250,7 @@ async def test_silence_between_chunks_is_a_stream_timeout(server: ms.MockServer)
 
 
 async def test_leaving_early_disconnects_at_once(server: ms.MockServer) -> None:
+    now = await pace.round_trip(server.url + "/models")
     server.configure(token_delay=0.05)
     async with client_for(server) as client:
         async with client.chat_stream(MESSAGES, max_tokens=100) as stream:
@@ -256,21 +262,26 @@ async def test_leaving_early_disconnects_at_once(server: ms.MockServer) -> None:
         stats = client.statistics()
     assert log[0].disconnected
     assert log[0].finish is not None
-    assert log[0].finish - left < 0.5  # seen by the server within one token delay or so
+    # seen by the server within one token delay or so
+    assert log[0].finish - left < slack(0.5, now)
     assert server.stats().disconnects == 1
     assert (stats.cancelled, stats.in_flight) == (1, 0)
 
 
 async def test_cancellation_from_outside(server: ms.MockServer) -> None:
-    server.configure(token_delay=0.1)
+    server.configure(token_delay=0.1)  # 100 tokens: 10 s of stream
     deltas: list[str] = []
     async with client_for(server) as client:
-        with trio.move_on_after(0.35) as scope:
-            await read_all(client.chat_stream(MESSAGES, max_tokens=100), deltas)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_all, client.chat_stream(MESSAGES, max_tokens=100), deltas)
+                while len(deltas) < 3:  # cancelled mid-stream, however slow the machine
+                    await trio.sleep(0.01)
+                scope.cancel()
         stats = client.statistics()
         log = await finished_records(server, 1)
     assert scope.cancelled_caught
-    assert 1 <= len(deltas) < 10
+    assert 3 <= len(deltas) < 100
     assert (stats.cancelled, stats.failed, stats.in_flight) == (1, 0, 0)
     assert log[0].disconnected
 

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 import mock_server as ms
 import paradigm_trio as pt
 
+from ..system import need
+
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-tls-test-key-0123456789"
@@ -168,7 +170,9 @@ def test_the_system_trust_store_without_truststore_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "truststore", None)
-    with pytest.raises(pt.ConfigurationError, match=r"paradigm-trio\[truststore\]"):
+    with pytest.raises(
+        pt.ConfigurationError, match=r"pip install truststore, .*pip install '\.\[truststore\]'"
+    ):
         pt.system_trust_store()
 
 
@@ -179,7 +183,8 @@ async def test_a_folder_of_hashed_cas_from_verify_or_ssl_cert_dir(
     folder.mkdir()
     async with https_mock(tmp_path) as (server, files):
         shutil.copy(files.ca, folder / "mock-ca.pem")
-        subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)
+        openssl = need("openssl", "openssl", "a folder of hashed CAs")
+        subprocess.run([openssl, "rehash", str(folder)], check=True, capture_output=True)
         assert "Hi" in await answer(server, verify=str(folder))
         monkeypatch.delenv("SSL_CERT_FILE", raising=False)
         monkeypatch.setenv("SSL_CERT_DIR", str(folder))

@@ -119,6 +119,18 @@ BAD_BODIES: list[tuple[str, bytes, str | None, str | None]] = [
         "integer_below_min_value",
     ),
     (
+        "temperature NaN (Python's JSON reads it; strict JSON has no NaN)",
+        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+        None,
+        "invalid_json",
+    ),
+    (
+        "top_p -Infinity",
+        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": -Infinity}',
+        None,
+        "invalid_json",
+    ),
+    (
         "max_tokens a string",
         b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": "5"}',
         "max_tokens",
@@ -163,7 +175,7 @@ async def test_wrong_method_and_unknown_path() -> None:
         put_chat = await client.put("/v1/chat/completions", json=chat_body())
         post_models = await client.post("/api/v2/models")
         get_reset = await client.get("/_mock/reset")
-        missing = await client.get("/api/v2/completions")
+        missing = await client.get("/api/v2/edits")
     for response in (get_chat, put_chat, post_models, get_reset):
         assert_error_envelope(response, 405, "method_not_allowed")
     assert "POST" in get_chat.headers["allow"]

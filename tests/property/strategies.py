@@ -32,6 +32,8 @@ from hypothesis import strategies as st
 import mock_server as ms
 import paradigm_trio as pt
 
+from .. import pace
+
 __all__ = [
     "API_KEY",
     "NO_STORM_CONTROL",
@@ -47,6 +49,7 @@ __all__ = [
     "run_trio",
     "schedules",
     "settle",
+    "slack",
     "steps",
     "timeouts",
 ]
@@ -335,8 +338,14 @@ def limits(draw: st.DrawFn, *, max_concurrency: int = 8) -> pt.Limits:
 
 
 # Batches that the oracle judges without its storm-control model turn the budget and the
-# breaker off (``predict`` ignores them; ``predict_batch`` models them, sequentially).
-NO_STORM_CONTROL: dict[str, Any] = {"retry_budget": None, "circuit_breaker": None}
+# breaker off (``predict`` ignores them; ``predict_batch`` models them, sequentially), and
+# the systematic-failure rule, which no oracle models (tests/unit/test_systematic.py has
+# its own property).
+NO_STORM_CONTROL: dict[str, Any] = {
+    "retry_budget": None,
+    "circuit_breaker": None,
+    "systematic_failures": None,
+}
 
 
 def examples(fraction: float) -> int:
@@ -387,23 +396,63 @@ async def mock_and_client(
 ) -> Any:
     """A fresh in-process mock (127.0.0.1, ephemeral port) and a client pointed at it.
 
-    One warm-up request (generous timeouts) opens a connection and pays any first-request
-    cost before the server is reset and the schedule installed, so that the example's
-    timing starts warm.  Both are closed on exit, whatever happens: the server's nursery
-    is cancelled, so no request (not even a ``hang``) outlives the example.
+    First the machine's pace is measured (:func:`slack`), and the hang bounds of
+    ``timeouts``, if given, kept above it.  Then one warm-up request (generous timeouts)
+    opens a connection and pays any first-request cost before the server is reset and the
+    schedule installed, so that the example's timing starts warm.  Both are closed on
+    exit, whatever happens: the server's nursery is cancelled, so no request (not even a
+    ``hang``) outlives the example.
     """
     config = config or ms.MockConfig(seed=0, retry_after=0.01)
-    async with (
-        ms.serve(config) as server,
-        pt.Client(api_key=API_KEY, base_url=server.url, **client_kwargs) as client,
-    ):
-        await client.chat(
-            [{"role": "user", "content": "warm-up"}],
-            custom_id="warm-up",
-            timeouts=pt.Timeouts(),
-            retry=pt.RetryPolicy(attempts=3, initial_delay=0.01),
-        )
-        server.reset()
-        if schedule is not None:
-            schedule.install(server)
-        yield server, client
+    async with ms.serve(config) as server:
+        _pace.round_trip = await pace.round_trip(server.url + "/models")
+        if client_kwargs.get("timeouts") is not None:
+            client_kwargs["timeouts"] = _at_pace(client_kwargs["timeouts"])
+        async with pt.Client(api_key=API_KEY, base_url=server.url, **client_kwargs) as client:
+            await _warm_up(client)
+            server.reset()
+            if schedule is not None:
+                schedule.install(server)
+            yield server, client
+
+
+# --------------------------------------------------------------------------- pace
+#
+# Client and mock share one trio loop in one process, on a machine that may be busy.  The
+# bounds of real time the examples depend on are kept above the machine's pace, measured
+# just before each example (tests/pace.py), since the load changes over a run.
+
+
+class _Pace:
+    round_trip = 0.0
+
+
+_pace = _Pace()
+
+
+def slack(written: float) -> float:
+    """A test's bound on time the machine adds (``written``: the quiet machine's), raised
+    with the pace measured before the current example (:func:`tests.pace.slack`)."""
+    return pace.slack(written, _pace.round_trip)
+
+
+def _at_pace(timeouts: pt.Timeouts) -> pt.Timeouts:
+    """``timeouts`` with the bounds of a hang (``attempt``, ``first_token``) no shorter than
+    :func:`slack` allows: a hang still times out, an answer never does."""
+    return timeouts.replace(
+        **{
+            name: slack(value)
+            for name in ("attempt", "first_token")
+            if (value := getattr(timeouts, name)) is not None
+        }
+    )
+
+
+async def _warm_up(client: pt.Client) -> None:
+    """One request (generous timeouts) that opens the client's connection."""
+    await client.chat(
+        [{"role": "user", "content": "warm-up"}],
+        custom_id="warm-up",
+        timeouts=pt.Timeouts(),
+        retry=pt.RetryPolicy(attempts=3, initial_delay=0.01),
+    )

@@ -13,6 +13,10 @@ included, through ``chat_batch`` and through the CLI.
     valid UTF-8; a line holding a lone surrogate is an ``invalid_request`` record; a rerun
     skips every line, and ``--retry-failed`` reruns the failures and still leaves one
     record per line (the ids with lone surrogates are recognised again).
+14. The same with hostile lines (nesting of any depth in any field, ``NaN``/``Infinity``
+    tokens, lone surrogates in ids and contents), through ``--shard I/N`` (every line in
+    exactly one shard), ``--report run.html`` and ``report``: one record per line, each a
+    success or an ``invalid_request``, and reports that read every record.
 """
 
 from __future__ import annotations
@@ -284,3 +288,57 @@ def test_a_broken_output_stops_the_run_with_one_line(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert "paradigm-trio batch: I/O error: [Errno 28] No space left on device" in err
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- hostile lines
+
+
+class Raw(str):
+    """An input line written as it is (not through ``json.dumps``)."""
+
+
+@st.composite
+def hostile_lines(draw: st.DrawFn) -> list[str]:
+    """Lines a user (or a tool) may write: nesting of any depth in any field, ``NaN`` and
+    ``Infinity`` tokens, lone surrogates (escaped) in ids and contents."""
+    lines = [Raw('{"custom_id": "first", "messages": [{"role": "user", "content": "hi"}]}')]
+    for i in range(draw(st.integers(1, 5))):
+        depth = draw(st.integers(1, 3000))
+        deep = "[" * depth + "]" * depth
+        token = draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "0.5"]))
+        custom_id = json.dumps(draw(st.sampled_from([f"h{i}", f"h{i}\ud800", f"h{i}\udfff"])))
+        content = json.dumps(draw(texts))
+        lines.append(Raw(draw(st.sampled_from([
+            deep,
+            f'{{"custom_id": {custom_id}, "messages": {deep}}}',
+            f'{{"custom_id": {custom_id}, "messages": [{{"role": "user", "content": {content}}}],'
+            f' "temperature": {token}}}',
+            f'{{"custom_id": {custom_id}, "input": {content}, "x": {deep}}}',
+        ]))))  # fmt: skip
+    return lines
+
+
+@settings(max_examples=examples(0.12))
+@given(lines=hostile_lines(), shards=st.integers(1, 2))
+def test_hostile_lines_get_one_record_each_through_shards_and_reports(
+    lines: list[str], shards: int
+) -> None:
+    from paradigm_trio.cli._report import write_html
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "in.jsonl"
+        path.write_text("".join(line + "\n" for line in lines))
+        ids: list[str] = []
+        for index in range(shards):
+            out = Path(folder) / f"out{index}.jsonl"
+            shard = ["--shard", f"{index}/{shards}"] if shards > 1 else []
+            report = ["--report", str(Path(folder) / f"run{index}.html")]
+            assert run_cli(str(path), "-o", str(out), *shard, *report) in (0, 1)
+            records = read_records(out)
+            for record in records:
+                assert record["error"] is None or record["error"]["code"] == "invalid_request"
+            ids += [r["custom_id"] for r in records]
+            data = write_html(out, Path(folder) / f"report{index}.html")  # `report`
+            assert data.unreadable == []
+            assert data.records == len(records)
+        assert len(ids) == len(lines) == len(set(ids))

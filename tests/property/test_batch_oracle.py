@@ -47,12 +47,13 @@ from .strategies import (
     run_trio,
     schedules,
     settle,
+    slack,
     steps,
     timeouts,
 )
 
-# Time the machine may add to a bound in real time (a loaded two-core machine, the mock and
-# the client sharing one trio loop), in seconds.
+# Time the machine may add to a bound in real time (the mock and the client share one trio
+# loop), in seconds, on a quiet machine: raised by ``slack()`` when the machine is slow now.
 LOOP_SLACK = 2.0
 
 # Timeouts that no step of the budget and breaker schedules comes near (they draw no hang).
@@ -338,6 +339,7 @@ def test_retry_budget_of_a_sequential_batch_matches_the_oracle(
                 stream=mode == "batch_stream",
                 retry_budget=retry_budget,
                 circuit_breaker=circuit_breaker,
+                systematic_failures=None,  # (not modelled by the oracle)
                 unreachable_after=unreachable_after,
             )
             elapsed = trio.current_time() - start
@@ -417,6 +419,7 @@ def test_breaker_fails_a_dead_server_batch_within_unreachable_after(
         "unreachable_after": unreachable_after,
         "retry_budget": retry_budget,
         "stream": mode == "batch_stream",
+        "systematic_failures": None,  # (not modelled by the oracle)
     }
 
     async def example() -> None:
@@ -443,7 +446,7 @@ def test_breaker_fails_a_dead_server_batch_within_unreachable_after(
                 assert result.attempts == per_item, (cid, result.attempts, per_item)
             else:
                 assert result.attempts < per_item, (cid, result.attempts, per_item)
-        assert elapsed <= unreachable_after + LOOP_SLACK, elapsed
+        assert elapsed <= unreachable_after + slack(LOOP_SLACK), elapsed
         if unreachable:
             assert elapsed >= unreachable_after, elapsed
         event(f"unreachable: {bool(unreachable)}")

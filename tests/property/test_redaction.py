@@ -3,7 +3,9 @@
 1. For any key (printable ASCII, ``/ + = " \\ % & < '`` favoured) and any way a server may
    echo it (as is; JSON-escaped with ``\\/`` and ``\\uXXXX`` escapes mixed character by
    character, hex digits in any case; percent-encoded, mixed case; HTML-escaped; base64 of
-   ``Bearer <key>``, of the key, or of a blob holding it; in a JSON string or a text body,
+   ``Bearer <key>``, of the key, or of a blob holding it; nested: percent-encoded again up
+   to three times, quoted-printable, octal, MIME base64 with its line breaks, each after a
+   prefix whose escape ends with a digit such as ``Bearer%2520``; in a JSON string or a text body,
    a response header, the request id, an event stream's error), a request through a
    transport that echoes it yields no output holding the key in any encoding: the error's
    str, repr, message, ``.body``, ``.raw``, ``.headers``, ``.attempts``, notes and
@@ -17,6 +19,7 @@ import base64
 import html
 import io
 import json
+import quopri
 import re
 import traceback
 import urllib.parse
@@ -67,8 +70,15 @@ def _percent_char(ch: str, how: int) -> str:
 @st.composite
 def echoes(draw: st.DrawFn, key: str) -> tuple[str, bool]:
     """A server's echo of ``key``, and whether it is JSON-escaped (for a JSON string)."""
-    kind = draw(st.sampled_from(["raw", "json", "percent", "html", "base64"]))
+    kind = draw(st.sampled_from(["raw", "json", "percent", "html", "base64", "nested", "mime"]))
     hows = draw(st.lists(st.integers(0, 4), min_size=len(key), max_size=len(key)))
+    if kind == "nested":
+        return draw(nested_echoes(key, hows)), False
+    if kind == "mime":
+        # base64.encodebytes breaks its lines every 76 characters: anywhere in the key's part.
+        prefix = draw(st.binary(max_size=60)) + draw(st.sampled_from([b"", b"Bearer "]))
+        echo = base64.encodebytes(prefix + key.encode()).decode()
+        return (echo.replace("\n", "\r\n") if draw(st.booleans()) else echo), False
     if kind == "json":
         return "".join(_json_char(c, h) for c, h in zip(key, hows, strict=True)), True
     if kind == "percent":
@@ -80,6 +90,33 @@ def echoes(draw: st.DrawFn, key: str) -> tuple[str, bool]:
         encode = draw(st.sampled_from([base64.b64encode, base64.urlsafe_b64encode]))
         return encode(prefix + key.encode()).decode(), False
     return key, False
+
+
+def _nested_char(ch: str, how: int, level: int) -> str:
+    """One character percent-encoded ``level`` + 1 times, in quoted-printable or octal."""
+    if how <= 1:
+        quoted = _percent_char(ch, how + 2)
+        return quoted.replace("%", "%" + "25" * level, 1)
+    if how == 2:
+        return f"={ord(ch):02X}"
+    if how == 3:
+        return f"\\{ord(ch):03o}"
+    return ch if ch.isalnum() else f"={ord(ch):02x}"
+
+
+@st.composite
+def nested_echoes(draw: st.DrawFn, key: str, hows: list[int]) -> str:
+    """The key in a nested encoding, after a prefix whose last escape ends with a digit."""
+    level = draw(st.integers(0, 3))
+    prefix = draw(st.sampled_from(["", "Bearer%20", "Bearer%2520", "%252520", "=20", "\\040"]))
+    family = draw(st.sampled_from(["percent", "qp", "octal", "mixed"]))
+    if family == "percent":
+        hows = [h % 2 for h in hows]
+    elif family == "qp":
+        return prefix + quopri.encodestring(key.encode()).decode().replace("=\n", "")
+    elif family == "octal":
+        hows = [3] * len(hows)
+    return prefix + "".join(_nested_char(c, h, level) for c, h in zip(key, hows, strict=True))
 
 
 def forms(key: str) -> set[str]:
@@ -97,6 +134,10 @@ def forms(key: str) -> set[str]:
         base64.b64encode(key.encode()).decode(),
         base64.b64encode(b"Bearer " + key.encode()).decode(),
         base64.urlsafe_b64encode(key.encode()).decode(),
+        urllib.parse.quote(quoted, safe=""),
+        "".join(f"\\{ord(c):03o}" for c in key),
+        "".join(f"={ord(c):02X}" for c in key),
+        quopri.encodestring(key.encode()).decode(),
     }
     return {v for form in base for v in (form, json.dumps(form)[1:-1], repr(form)[1:-1])}
 

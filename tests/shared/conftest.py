@@ -80,6 +80,13 @@ def quota_mock() -> Iterator[str]:
             proc.wait(timeout=10)
 
 
+def mock_arrivals(url: str) -> list[float]:
+    """When each request the mock answered ``ok`` arrived (its clock, seconds), sorted."""
+    root = url.rsplit("/api/v2", 1)[0]
+    records = httpx2.get(f"{root}/_mock/requests", timeout=10).json()["data"]
+    return sorted(r["arrival"] for r in records if r["outcome"] == "ok")
+
+
 def mock_outcomes(url: str) -> dict[str, int]:
     """The mock's requests by outcome (``ok``, ``quota`` for its 429s, ...)."""
     root = url.rsplit("/api/v2", 1)[0]

@@ -1014,3 +1014,36 @@ async def test_bad_batch_arguments_are_refused(kwargs: dict[str, Any]) -> None:
             async with client.stream_batch([msgs(0)], **kwargs):
                 pass
     assert echo.calls == 0
+
+
+async def test_leaving_a_batch_while_a_worker_is_delivering_raises_nothing() -> None:
+    # A worker woken just before the consumer leaves (its wait ended, it is scheduled)
+    # resumes after the channel's receiving end is closed, with no checkpoint between its
+    # answer and its delivery: that send found the channel closed (BrokenResourceError in
+    # an ExceptionGroup, 1 early exit in 10).  Here the consumer itself wakes the worker,
+    # so the order is certain.
+    from paradigm_trio._client import _embedder
+    from paradigm_trio._engine._batch import run_batch
+
+    gate = trio.Event()
+
+    async def send_one(request: Any, **_: Any) -> Any:
+        if request.inputs == ("late",):
+            await gate.wait()
+        data = [{"index": 0, "embedding": [0.5]}]
+        return pt.Embeddings.from_json({"data": data}, None)
+
+    kind = _embedder.EmbeddingKind(send_one, {}, pack_inputs=1, pack_tokens=1000)
+    batch = run_batch(
+        kind,
+        ["first", "late"],
+        pt.BatchOptions(),
+        width=2,
+        stream=_embedder.EmbeddingStream,
+        observers=(),
+    )
+    async with batch as results:
+        async for result in results:
+            assert result.ok
+            gate.set()  # the late worker is scheduled now, and runs after the exit below
+            break

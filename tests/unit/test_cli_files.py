@@ -162,3 +162,17 @@ def test_an_interrupted_rewrite_leaves_the_file_as_it_was(
         read_done(out, keep_failed=False)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jsonl"]
+
+
+def test_upload_refuses_an_output_another_run_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paradigm_trio.cli import main
+
+    (tmp_path / "a.txt").write_text("a")
+    out = tmp_path / "uploaded.jsonl"
+    with OutputLock(out, ["upload"]).acquire():
+        code = main(["upload", str(tmp_path / "a.txt"), "-o", str(out), "--mock"])
+    assert code == 2
+    assert "paradigm-trio upload:" in capsys.readouterr().err
+    assert not out.exists() or out.read_text() == ""

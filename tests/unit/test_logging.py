@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from typing import Any
 
 import httpx2
 import pytest
+import trio
 
 import paradigm_trio as pt
 from paradigm_trio import _log
@@ -92,6 +95,56 @@ async def test_info_tells_a_batch_in_a_few_lines(caplog: pytest.LogCaptureFixtur
     finished = _of(caplog, "batch_finished")[0]
     assert (finished.succeeded, finished.failed, finished.retries) == (40, 0, 1)
     assert "40 done (40 succeeded, 0 failed, 0 cancelled)" in finished.getMessage()
+
+
+async def test_a_batch_s_messages_say_which_batch(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="paradigm_trio")
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/embeddings"):
+            body = json.loads(request.content)
+            data = [{"object": "embedding", "index": i, "embedding": [0.5]}
+                    for i in range(len(body["input"]))]  # fmt: skip
+            return httpx2.Response(200, json={"object": "list", "data": data, "model": "m"})
+        return ok()
+
+    async with make_client(handler) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(client.chat_batch, [MESSAGES] * 3)
+        nursery.start_soon(
+            functools.partial(client.embed_batch, ["a", "b"], encoding_format="float")
+        )
+    messages = sorted(r.getMessage().split(":")[0] for r in caplog.records)
+    assert messages == [
+        "chat batch finished", "chat batch started (concurrency 64)",
+        "embeddings batch finished", "embeddings batch started (concurrency 64)",
+    ]  # fmt: skip
+    assert {r.batch for r in caplog.records} == {"chat batch", "embeddings batch"}
+
+
+async def test_a_cancelled_batch_says_interrupted(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="paradigm_trio")
+    async with make_client(Script(default=after(5.0, ok()))) as client:
+        with trio.move_on_after(1.0):
+            await client.chat_batch([MESSAGES] * 10)
+    (finished,) = _of(caplog, "batch_finished")
+    assert finished.getMessage().startswith("chat batch interrupted: 0 done")
+    assert "Exception" not in finished.getMessage()
+
+
+async def test_a_systematic_failure_is_logged_as_a_stop(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="paradigm_trio")
+    async with make_client(Script(default=status(401))) as client:
+        with pytest.raises(pt.SystematicFailureError):
+            await client.chat_batch([MESSAGES] * 50)
+    (stopped,) = _of(caplog, "batch_stopped")
+    assert (stopped.levelno, stopped.status, stopped.cause) == (
+        logging.ERROR,
+        401,
+        "authentication",
+    )
+    (finished,) = _of(caplog, "batch_finished")
+    assert finished.getMessage().startswith("chat batch stopped (SystematicFailureError)")
+    _no_secret(caplog)
 
 
 async def test_the_adaptive_controller_says_when_it_lowers_the_limit(

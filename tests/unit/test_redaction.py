@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import quopri
 import re
 import traceback
 import urllib.parse
@@ -60,11 +61,21 @@ def encodings(key: str) -> dict[str, str]:
         "base64_key": base64.b64encode(key.encode()).decode(),
         "base64url_blob": base64.urlsafe_b64encode(b'{"kk": "' + key.encode()).decode(),
         "json_in_json": json.dumps(json.dumps(key))[1:-1],
+        "percent_of_percent": urllib.parse.quote(quoted, safe=""),
+        "percent_thrice_all": "".join(f"%2525{ord(c):02X}" for c in key),
+        "quoted_printable": quopri.encodestring(key.encode()).decode(),
+        "quoted_printable_all": "".join(f"={ord(c):02X}" for c in key),
+        "octal": "".join(f"\\{ord(c):03o}" for c in key),
+        # MIME base64: a line break (every 76 characters) falls inside the key's part.
+        "base64_mime": base64.encodebytes(b"x" * 40 + b"Bearer " + key.encode()).decode(),
     }
 
 
 JSON_FAMILY = ("json", "json_slash", "unicode_lower", "unicode_upper", "unicode_mixed")
-HEADER_SAFE = ("raw", "percent_upper", "percent_lower", "base64_bearer", "base64_key")
+HEADER_SAFE = (
+    "raw", "percent_upper", "percent_lower", "base64_bearer", "base64_key",
+    "percent_of_percent", "percent_thrice_all", "quoted_printable_all", "octal",
+)  # fmt: skip
 
 
 def leaks(text: str, key: str = KEY) -> list[str]:
@@ -363,6 +374,11 @@ async def test_a_key_inside_a_longer_word_is_left_alone() -> None:
         ('"sk-word-key1".', '"***".'),
         ("Bearer%20sk-word-key1&x=1", "Bearer%20***&x=1"),
         ('{"a": "\\u0020sk-word-key1\\nsk-word-key1"}', '{"a": "\\u0020***\\n***"}'),
+        # After any escaped character, even one whose escape ends with a digit.
+        ("Bearer%2520sk-word-key1 %252520sk-word-key1", "Bearer%2520*** %252520***"),
+        ("Bearer=20sk-word-key1 \\040sk-word-key1", "Bearer=20*** \\040***"),
+        ("x0sk-word-key1 %25sk-word-key1x", None),
+        ("https://alice:p@ss-Secr3t@host/x", "https://alice:***@host/x"),
         (
             "see https://u:pw@host/ and https://h:80/p@x",
             "see https://u:***@host/ and https://h:80/p@x",

@@ -7,6 +7,7 @@ The real script and Redis are tested in ``tests/shared``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -151,3 +152,37 @@ async def test_a_store_down_at_open_does_not_stop_the_client() -> None:
         store.up = True
         await limiter.acquire(1)
     assert limiter.statistics().requests_per_minute == 600
+
+
+@pytest.mark.parametrize(
+    ("fallback", "doing"),
+    [("wait", "requests wait (nothing is sent)"), ("local", "local share (1/1 of")],
+)
+async def test_a_lost_redis_is_said_at_once_naming_the_url_without_its_password(
+    caplog: pytest.LogCaptureFixture, fallback: str, doing: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="paradigm_trio")
+    store, events, times = FakeStore(), [], []
+
+    def emit(event: pt.Event) -> None:
+        events.append(event)
+        times.append(trio.current_time())
+
+    store.up = False
+    quota = QUOTA.replace(url="redis://app:s3cret@127.0.0.1:1/0", on_unavailable=fallback)
+    limiter = SharedRateLimiter(quota, 600, None, emit=emit, store=store)  # type: ignore[arg-type]
+    async with limiter.running():
+        with trio.move_on_after(5):
+            await limiter.acquire(1)
+        store.up = True
+        await limiter.acquire(1)
+    (lost,) = [r for r in caplog.records if r.event == "shared_quota_unavailable"]
+    assert lost.levelno == logging.WARNING
+    assert "redis://app:***@127.0.0.1:1/0" in lost.getMessage()
+    assert doing in lost.getMessage()
+    assert (lost.quota, lost.fallback) == ("fake", fallback)
+    assert "s3cret" not in lost.getMessage() + str(lost.__dict__)
+    assert events[0].url == "redis://app:***@127.0.0.1:1/0"  # type: ignore[union-attr]
+    (back,) = [r for r in caplog.records if r.event == "shared_quota_restored"]
+    assert back.levelno == logging.INFO
+    assert times[0] <= quota.timeout  # said by the first request, not after a while

@@ -222,6 +222,15 @@ def test_batch_error_carries_the_finished_results() -> None:
     assert not info.value.results[3].ok
 
 
+def test_a_systematic_failure_carries_the_held_failures() -> None:
+    with sync_client(lambda r: status(401), retry=NO_RETRY, limits=pt.Limits(concurrency=2)) as c:
+        with pytest.raises(pt.SystematicFailureError) as info:
+            c.chat_batch(prompts(100))
+    assert info.value.status == 401
+    assert len(info.value.results) == pt.DEFAULT_SYSTEMATIC_FAILURES
+    assert [r.index for r in info.value.results] == sorted(r.index for r in info.value.results)
+
+
 def test_a_call_running_when_the_client_closes_raises_runtime_error() -> None:
     gate = Gate(free=0)
     client = sync_client(gate)
@@ -542,12 +551,25 @@ def test_missing_extras_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     monkeypatch.setitem(sys.modules, "pandas", None)
     with sync_client(echo) as client:
-        with pytest.raises(ImportError, match=r"paradigm-trio\[progress\]"):
+        with pytest.raises(ImportError, match=r"pip install tqdm, .*'\.\[progress\]'"):
             client.chat_batch(prompts(3), progress=True)
         stream = client.stream_batch(prompts(3), progress=True)
-        with pytest.raises(ImportError, match=r"paradigm-trio\[progress\]"), stream:
+        with pytest.raises(ImportError, match=r"pip install tqdm, .*'\.\[progress\]'"), stream:
             pass
         assert client.statistics().started == 0  # nothing was sent, nothing left running
         assert len(client.chat_batch(prompts(3))) == 3
-        with pytest.raises(ImportError, match=r"paradigm-trio\[dataframe\]"):
+        with pytest.raises(ImportError, match=r"pip install pandas, .*'\.\[dataframe\]'"):
             pt.results_frame([])
+
+
+def test_paradigm_endpoints_block() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        if request.url.path.endswith("/tokenize"):
+            return httpx2.Response(200, json={"total_tokens": len(body["prompt"]), "model": "m"})
+        return httpx2.Response(200, json=[{"query": body["query"], "chunks": []}])
+
+    with sync_client(handler) as client:
+        assert client.tokenize("four").count == 4
+        assert [r.value.count for r in client.tokenize_batch(["a", "bb"])] == [1, 2]
+        assert client.query("q")[0].query == "q"
