@@ -171,3 +171,20 @@ def test_the_dedupe_option_is_validated_and_the_window_is_bounded() -> None:
     assert len(book.done) == _dedupe.DEDUPE_WINDOW
     assert book.answered(b"0") is None  # the oldest, forgotten
     assert book.answered(b"1") is not None
+
+
+async def test_duplicates_of_results_held_by_the_systematic_rule_get_theirs_on_release() -> None:
+    # The first answers fail (held while the batch may be failing systematically), then
+    # successes release them: the duplicates that waited for a held leader get theirs.
+    handler = Echo(
+        latency=lambda text: 1.0 if text in ("item 0", "item 1") else 2.0,
+        fail=lambda text, n: status(401) if text in ("item 0", "item 1") else None,
+    )
+    items = [msgs(0), msgs(1), msgs(0), msgs(1), *[msgs(i) for i in range(2, 8)]]
+    async with make_client(handler, limits=pt.Limits(concurrency=8)) as client:
+        results = await client.chat_batch(items, temperature=0, systematic_failures=3)
+    assert [r.index for r in results] == list(range(10))
+    assert [r.deduplicated for r in results[:4]] == [False, False, True, True]
+    assert all(isinstance(r.error, pt.AuthenticationError) for r in results[:4])
+    assert all(r.ok for r in results[4:])
+    assert handler.calls == 8
