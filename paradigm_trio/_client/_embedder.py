@@ -309,9 +309,9 @@ class EmbeddingKind:
     ) -> EmbeddingResult:
         return EmbeddingResult(index, custom_id, request, error=error)
 
-    def identity(self, request: EmbeddingRequest) -> Identity | None:
+    def identity(self, request: EmbeddingRequest, sampled: bool) -> Identity | None:
         # (No endpoint, no identity: nothing is shared.)
-        return None if self.endpoint is None else identity(self.endpoint, request)
+        return None if self.endpoint is None else identity(self.endpoint, request, sampled)
 
     def cached(
         self, index: int, request: EmbeddingRequest, raw: object, rid: str | None

@@ -151,9 +151,9 @@ class ChatKind:
     ) -> BatchResult:
         return BatchResult(index, custom_id, request, error=error)
 
-    def identity(self, request: ChatRequest) -> Identity | None:
+    def identity(self, request: ChatRequest, sampled: bool) -> Identity | None:
         # (No endpoint, no identity: nothing is shared.)
-        return None if self.endpoint is None else identity(self.endpoint, request)
+        return None if self.endpoint is None else identity(self.endpoint, request, sampled)
 
     def cached(self, index: int, request: ChatRequest, raw: object, rid: str | None) -> BatchResult:
         assert self.endpoint is not None  # (else no identity, no cache entry)

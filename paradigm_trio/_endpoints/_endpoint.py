@@ -112,9 +112,13 @@ def reparse(endpoint: Endpoint[Q, A], request: Q, raw: object, request_id: str |
     return endpoint.parser(request)(raw, request_id)
 
 
-def identity(endpoint: Endpoint[Q, Any], request: Q) -> Identity | None:
-    """The :class:`Identity` of ``request``, or ``None`` when its body cannot be made
-    (the send reports why: nothing is shared for it)."""
+def identity(endpoint: Endpoint[Q, Any], request: Q, sampled: bool) -> Identity | None:
+    """The :class:`Identity` of ``request``, or ``None`` when it is not deterministic and
+    ``sampled`` is false (no body encoded: the common case costs one check), or when its
+    body cannot be made (the send reports why: nothing is shared for it)."""
+    deterministic = endpoint.deterministic(request)
+    if not (deterministic or sampled):
+        return None
     try:
         body = json.loads(endpoint.encode(request))
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -122,7 +126,7 @@ def identity(endpoint: Endpoint[Q, Any], request: Q) -> Identity | None:
         return None
     digest = hashlib.sha256(f"{endpoint.operation}\x1f{endpoint.path}\x1f".encode())
     digest.update(canonical.encode("ascii"))
-    return Identity(digest.digest(), endpoint.deterministic(request))
+    return Identity(digest.digest(), deterministic)
 
 
 class Sender:

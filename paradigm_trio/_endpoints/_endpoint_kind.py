@@ -125,7 +125,7 @@ class EndpointKind:
         return EndpointResult(index, custom_id, request, error=error)
 
     @staticmethod
-    def identity(request: Any) -> Identity | None:
+    def identity(request: Any, sampled: bool) -> Identity | None:
         """None: Paradigm's own endpoints are neither deduplicated nor cached."""
         return None
 

@@ -130,8 +130,9 @@ class Kind(Protocol[Q, R_co]):
         """The result of an item never sent (invalid, or the deadline passed)."""
         ...
 
-    def identity(self, request: Q) -> Identity | None:
-        """What makes ``request`` the same as another (dedupe, the cache), or ``None``."""
+    def identity(self, request: Q, sampled: bool) -> Identity | None:
+        """What makes ``request`` the same as another (dedupe, the cache), or ``None``;
+        for a request that is not deterministic, ``None`` unless ``sampled``."""
         ...
 
     def cached(self, index: int, request: Q, raw: object, request_id: str | None) -> R_co:

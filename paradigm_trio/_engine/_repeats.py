@@ -32,7 +32,7 @@ class _Kind(Protocol[Q_contra, R_co]):
     """What :class:`Repeats` asks of a batch's ``Kind``."""
 
     def custom_id(self, item: object) -> str | None: ...
-    def identity(self, request: Q_contra) -> Identity | None: ...
+    def identity(self, request: Q_contra, sampled: bool) -> Identity | None: ...
     def cached(
         self, index: int, request: Q_contra, raw: object, request_id: str | None
     ) -> R_co: ...
@@ -66,8 +66,8 @@ class Repeats(Generic[Q, R]):
         """Whether ``request`` (just read) repeats one of the batch: then it is not sent
         (it has the answer now, or waits for its leader's).  Else it is sent, and looked
         up in the cache first when it may be."""
-        identity = self.kind.identity(request)
         dedupe = self.dedupe
+        identity = self.kind.identity(request, dedupe is not None and dedupe.all)
         key = None if dedupe is None else dedupe.key(identity)
         if dedupe is not None and key is not None:
             now = trio.current_time()
