@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 
-from ._client._client import Client, ClientState, instrument
-from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbeddingStream
+from ._client._client import Client, ClientState
 from ._client._files_api import Files
+from ._client._instrument import instrument
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
+from ._credentials import mask_credentials
 from ._doctor import CheckStep, ConnectionCheck, check_connection
 from ._endpoints._chat_kind import BatchResult, BatchResults, BatchStream
 from ._endpoints._completion import (
@@ -27,6 +28,7 @@ from ._endpoints._document_search import (
     Extract,
     SourceDocument,
 )
+from ._endpoints._embedding_kind import EmbeddingResult, EmbeddingResults, EmbeddingStream
 from ._endpoints._embeddings import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_PACK_INPUTS,
@@ -98,7 +100,6 @@ from ._events import (
 from ._frames import embeddings_array, results_frame
 from ._json import MAX_JSON_DEPTH, parse_json
 from ._quota._redis_store import QuotaState, quota_state
-from ._redact import mask_credentials
 from ._sync import BatchInterrupted, SyncClient
 from ._sync_streams import SyncBatchStream, SyncChatStream
 from ._transport import TrioTransport, system_trust_store

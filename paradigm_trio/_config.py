@@ -13,7 +13,9 @@ import math
 from collections.abc import Set as AbstractSet
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from ._credentials import mask_credentials
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -315,18 +317,8 @@ class RedisQuota(_Replace):
 
 
 def _hide_password(url: object) -> object:
-    """``url`` with its password, if any, shown as ``***``."""
-    if not isinstance(url, str):
-        return url
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return "<a malformed URL>"
+    """``url`` with its credentials (a password, a ``?password=``) shown as ``***``."""
+    return mask_credentials(url) if isinstance(url, str) else url
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -27,7 +27,8 @@ from typing import Any
 import httpx2
 import trio
 
-from ._client._client import API_KEY_ENV, Client
+from ._client._client import Client
+from ._client._setup import API_KEY_ENV
 from ._config import RetryPolicy, Timeouts
 from ._errors import (
     APIError,

@@ -385,8 +385,8 @@ class SystematicFailureError(BatchError):
         failures: the answers, all the same failure, that stopped the batch.
         sent: the requests the batch had started when it stopped.
         results: the results finished and not handed out: the failures that stopped the
-            batch, plus (from :meth:`Client.chat_batch`) those handed out before, in input
-            order.
+            batch (and those answered in the same instant, once each), plus (from
+            :meth:`Client.chat_batch`) those handed out before, in input order.
     """
 
     def __init__(
@@ -424,26 +424,36 @@ class Diagnosis:
         status: the HTTP status (the proxy's, for ``"proxy"``); ``None`` for ``"tls"``.
         meaning: what it means, in a few words.
         fix: what to change, in a sentence.
+        cli_fix: the same fix in the words of the ``paradigm-trio`` command line (its
+            options: ``--base-url``, ``--model``); ``fix`` when they are the same.
     """
 
     cause: str
     status: int | None
     meaning: str
     fix: str
+    cli_fix: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.cli_fix:
+            object.__setattr__(self, "cli_fix", self.fix)
 
 
 _DIAGNOSES = {
     401: ("authentication", "authentication failed: the server refused the API key",
-          "check the key (PARADIGM_API_KEY): it is missing, mistyped or revoked"),
+          "check the key (PARADIGM_API_KEY): it is missing, mistyped or revoked",
+          "check PARADIGM_API_KEY: the key is missing, mistyped or revoked"),
     403: ("permission", "permission denied: the key may not use this endpoint or model",
-          "use a key with access to it, or another model"),
+          "use a key with access to it, or another model",
+          "use a key with access to this endpoint and model, or another --model"),
     404: ("not_found", "not found: no such endpoint or model at this URL",
           "check the base URL (PARADIGM_BASE_URL, e.g. https://paradigm.lighton.ai/api/v2) "
-          "and the model name"),
+          "and the model name",
+          "check --base-url (or PARADIGM_BASE_URL; the API root ends in /api/v2) and --model"),
 }  # fmt: skip
 
 
-def diagnose(error: BaseException | None) -> Diagnosis | None:
+def diagnose(error: BaseException | int | None) -> Diagnosis | None:
     """The :class:`Diagnosis` of ``error`` if it is a configuration failure, else ``None``.
 
     Configuration failures are those that every request to the same server with the same
@@ -451,10 +461,19 @@ def diagnose(error: BaseException | None) -> Diagnosis | None:
     (403), :class:`NotFoundError` (404: a wrong path in the base URL, an unknown model),
     :class:`CertificateVerificationError` and :class:`ProxyError`.  A 400 or a 422 (the
     item's own fault), a 429 or a 5xx (the server's state) are not.
+
+    ``error`` may also be the HTTP status of an answer (read from a record, say): 401,
+    403 and 404 are diagnosed as the server's (not a proxy's).
     """
-    if isinstance(error, AuthenticationError | PermissionDeniedError | NotFoundError):
-        cause, meaning, fix = _DIAGNOSES[error.status_code]
-        return Diagnosis(cause, error.status_code, meaning, fix)
+    if isinstance(error, int) and not isinstance(error, bool):
+        status = error
+    elif isinstance(error, AuthenticationError | PermissionDeniedError | NotFoundError):
+        status = error.status_code
+    else:
+        status = None
+    if status in _DIAGNOSES:
+        cause, meaning, fix, cli_fix = _DIAGNOSES[status]
+        return Diagnosis(cause, status, meaning, fix, cli_fix)
     if isinstance(error, CertificateVerificationError):
         return Diagnosis(
             "tls", None, f"TLS certificate refused ({error.reason})",

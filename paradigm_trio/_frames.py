@@ -170,11 +170,26 @@ def progress_bar(progress: bool, items: object) -> Any:
     return tqdm(total=total, unit="req", desc="paradigm-trio")
 
 
-def advance(bar: Any, finished: Sequence[Any]) -> None:
-    """Bring ``bar`` to ``len(finished)``, counting the failures in its postfix."""
-    done = len(finished)
-    if done > bar.n:
-        failed = sum(1 for r in finished[:done] if not r.ok)
-        if failed:
-            bar.set_postfix(failed=failed, refresh=False)
-        bar.update(done - bar.n)
+class Advance:
+    """Brings a progress bar to the results finished so far, the failures in its postfix.
+
+    Called every ``WAKE_UP`` while a blocking batch runs: it looks at the results added
+    since its last call only (a running count of failures), so a tick costs the new
+    results, not the batch's size.
+    """
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.seen = 0  # results counted
+        self.failed = 0  # failures among them
+
+    def __call__(self, finished: Sequence[Any]) -> None:
+        """Count ``finished[seen:]`` (``finished`` only grows) and move the bar."""
+        done = len(finished)
+        if done > self.seen:
+            new = self.failed + sum(1 for r in finished[self.seen : done] if not r.ok)
+            if new != self.failed:
+                self.failed = new
+                self.bar.set_postfix(failed=new, refresh=False)
+            self.bar.update(done - self.seen)
+            self.seen = done

@@ -64,6 +64,9 @@ class Loop:
     ``enter`` is an async context manager factory entered first (the client's
     ``async with``): its value is :attr:`value`, and the loop leaves it when stopping.
     An exception raised entering it is raised by the constructor, and no thread remains.
+    If the constructor is interrupted (``KeyboardInterrupt``), the loop abandons: it
+    cancels the entering, or leaves ``enter`` if it was entered; the constructor waits
+    (at most ``CANCEL_WAIT``) for the thread to end, then the exception goes on.
     """
 
     def __init__(self, enter: Callable[[], Any], *, name: str) -> None:
@@ -71,13 +74,27 @@ class Loop:
         self._stop: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
         self._token: trio.lowlevel.TrioToken | None = None
+        self._abandoned = threading.Event()  # the constructor was interrupted
+        self._entering = trio.CancelScope()
         self._thread = threading.Thread(target=self._run, args=(enter,), name=name, daemon=True)
-        self._thread.start()
         try:
+            self._thread.start()
+            # In slices: see :meth:`wait`.
+            while not concurrent.futures.wait([self._ready], timeout=WAKE_UP).done:
+                pass
             self.value = self._ready.result()
         except BaseException:
-            self._thread.join()
+            self._give_up()
             raise
+
+    def _give_up(self) -> None:
+        """The constructor was interrupted: have the loop abandon, wait for its thread."""
+        self._abandoned.set()  # before reading the token: see ``_main``
+        if self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._abandon)
+        if self._thread.is_alive():  # (else it ends on its own, seeing the flag)
+            self._thread.join(CANCEL_WAIT)
 
     @property
     def token(self) -> trio.lowlevel.TrioToken:
@@ -99,18 +116,36 @@ class Loop:
             else:
                 raise
 
+    def _abandon(self) -> None:
+        """The constructor was interrupted: cancel the entering, or end the loop."""
+        self._entering.cancel()
+        if self._stop is not None:
+            self._stop.set()
+
     async def _main(self, enter: Callable[[], Any]) -> None:
         self._stop = trio.Event()
-        try:
-            cm = enter()
-            value = await cm.__aenter__()
-        except Exception as exc:
-            self._ready.set_exception(exc)
+        # The token first, the flag then (the constructor sets the flag, then reads the
+        # token): either this sees the flag, or the constructor cancels the entering.
+        self._token = trio.lowlevel.current_trio_token()
+        entered = False
+        with self._entering:
+            if self._abandoned.is_set():
+                return
+            try:
+                cm = enter()
+                value = await cm.__aenter__()
+                entered = True
+            except Exception as exc:
+                self._ready.set_exception(exc)
+                return
+        if not entered or self._abandoned.is_set():  # nobody will use nor stop this loop
+            if entered:
+                with trio.CancelScope(shield=True):
+                    await cm.__aexit__(None, None, None)
             return
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                self._token = trio.lowlevel.current_trio_token()
                 self._ready.set_result(value)
                 await self._stop.wait()
                 nursery.cancel_scope.cancel()
@@ -189,11 +224,19 @@ class Loop:
 
     @staticmethod
     async def _work(job: Job[Any]) -> None:
+        """Run ``job``, its outcome into its future.
+
+        Whatever it raises is its caller's (a ``SystemExit``, a ``KeyboardInterrupt``, a
+        group of them too): only trio's ``Cancelled`` goes on, which ends the job, never the
+        loop, its other jobs or the client.
+        """
         try:
             with job.scope:
                 try:
                     value = await job.fn()
-                except Exception as exc:
+                except BaseException as exc:
+                    if _cancelled(exc):
+                        raise
                     job.future.set_exception(exc)
                 else:
                     job.future.set_result(value)
@@ -203,6 +246,13 @@ class Loop:
                     job.future.set_exception(KeyboardInterrupt())  # the caller cancelled it
                 else:
                     job.future.set_exception(LoopClosedError("the client was closed"))
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is trio's ``Cancelled``, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
 
 
 _END = object()

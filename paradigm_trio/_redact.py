@@ -6,8 +6,9 @@
 * A :class:`Redactor` (one per client, its patterns compiled once) removes the key from
   text that came from the server or the network, in every form a server can echo it in,
   and masks the password of any URL in that text (``user:***@``).
-* :func:`mask_credentials` masks the password of every URL in a text (the client's
-  ``base_url`` in reprs and messages); :func:`mask_bad_url` masks all that may be
+* :func:`mask_credentials` masks the password of every URL in a text, and the values of
+  its query parameters that carry credentials (the client's ``base_url`` in reprs and
+  messages, a shared quota's Redis URL); :func:`mask_bad_url` masks all that may be
   credentials in a URL that does not parse.
 
 What a :class:`Redactor` matches, so that an echo of the ``Authorization`` header never
@@ -38,15 +39,13 @@ import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from ._credentials import MASK, mask_bad_url, mask_credentials
 from ._errors import ConfigurationError
 
 __all__ = ["MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url", "mask_credentials"]
 
 MIN_API_KEY_LENGTH: Final = 8
 """The shortest API key accepted: a shorter one cannot be told apart from ordinary text."""
-
-MASK: Final = "***"
-"""What a redacted key or a masked password is replaced with."""
 
 _WORD: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # How many times percent-encoding may be applied again to an echo (``%2F``, ``%252F``...).
@@ -70,11 +69,6 @@ _BREAK: Final = r"(?:\r?\n|(?:\\r)?\\n)?"
 _ESCAPE_MARKS: Final = ("\\", "%", "&", "=")
 _NOT_BEFORE_WORD: Final = r"(?![A-Za-z0-9_\-])"
 _ENTITIES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
-# Bounded, so that a match is shorter than Redactor.clip's margin.
-# The password runs to the authority's last ``@`` (a password may hold an ``@``).
-_URL_PASSWORD: Final = re.compile(
-    r"([A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s/?#@:]{0,256}:)([^\s/?#]{1,256})@"
-)
 
 
 def check_api_key(key: object, *, source: str) -> str:
@@ -106,26 +100,6 @@ def check_api_key(key: object, *, source: str) -> str:
             "text and kept out of error messages"
         )
     return key
-
-
-def mask_credentials(text: str) -> str:
-    """``text`` with the password of every URL in it (``scheme://user:password@``) shown as
-    ``***`` (a well-formed URL: its password has no ``/?#@`` or whitespace)."""
-    return _URL_PASSWORD.sub(_masked_password, text) if "://" in text else text
-
-
-def mask_bad_url(url: str) -> str:
-    """A URL that does not parse, for a message: all between ``://`` and its last ``@``
-    (where its credentials would be) shown as ``***``."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, sep, _ = head.partition("://")
-    return f"{scheme}{sep}{MASK}@{tail}" if sep else f"{MASK}@{tail}"
-
-
-def _masked_password(match: re.Match[str]) -> str:
-    return f"{match.group(1)}{MASK}@"
 
 
 def _hex(value: int, digits: int) -> str:

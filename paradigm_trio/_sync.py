@@ -16,8 +16,12 @@ Where things can block or be interrupted:
   finished so far.  The client stays usable.
 * :meth:`SyncClient.close` (or leaving ``with``) cancels what runs, closes the client's
   connections and ends the thread, waiting at most ``CLOSE_WAIT``; a client never closed
-  is closed when it is garbage collected or when the interpreter exits (``weakref.finalize``),
-  and as the thread is a daemon, exiting never waits for it.
+  is closed when it is garbage collected or when the interpreter exits (``weakref.finalize``).
+  At exit that close waits as :meth:`SyncClient.close` does: for the client's calls to be
+  cancelled and its connections closed (milliseconds, at most ``CLOSE_WAIT``); past that
+  the thread, a daemon, is left to end with the process.  After :meth:`SyncClient.close`,
+  every method raises ``RuntimeError`` (as it does in a process forked from the one that
+  made the client).
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ import trio
 
 from . import _frames
 from ._client._client import Client
-from ._client._embedder import EmbeddingResult, EmbeddingResults, EmbedInput
 from ._config import Limits
 from ._endpoints._chat_kind import BatchInput, BatchResult, BatchResults
+from ._endpoints._embedding_kind import EmbeddingResult, EmbeddingResults, EmbedInput
 from ._endpoints._embeddings import EncodingFormat
 from ._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
 from ._errors import BatchError
@@ -53,6 +57,8 @@ __all__ = ["BatchInterrupted", "SyncClient"]
 P = ParamSpec("P")
 T = TypeVar("T")
 C = TypeVar("C", bound=Callable[..., Any])
+
+_CLOSED = "this SyncClient is closed: make a new one"
 
 CLOSE_WAIT = 10.0
 """Seconds :meth:`SyncClient.close` waits for the loop's thread to end."""
@@ -110,7 +116,7 @@ def _direct(
     here, in the caller's thread."""
 
     def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return method(self._client, *args, **kwargs)
+        return method(self._check_open(waits=False), *args, **kwargs)
 
     return _like(call, method, "The same as")
 
@@ -238,35 +244,43 @@ class SyncClient:
             self._closed = True
         self._finalizer()
 
-    def _check_open(self) -> Client:
+    def _check_open(self, *, waits: bool = True) -> Client:
+        """The client, for a call every entry point makes first: refused once closed,
+        in a forked child process (which has no copy of the loop's thread), and, for a
+        call that ``waits`` for the loop, from the loop's own thread (it would wait for
+        itself forever)."""
         if self._closed:
-            raise RuntimeError("this SyncClient is closed: make a new one")
-        return self._client
-
-    def _check_thread(self) -> None:
-        """Refuse a call from the client's own loop (it would wait for itself forever),
-        or from a forked child process (which has no copy of the loop's thread)."""
+            raise RuntimeError(_CLOSED)
         if os.getpid() != self._pid:
             raise RuntimeError(
                 "this SyncClient was made in another process (this one was forked from "
                 "it, and has no copy of its thread): make a new SyncClient here"
             )
-        if threading.current_thread() is self._loop.thread:
+        if waits and threading.current_thread() is self._loop.thread:
             raise RuntimeError(
                 "a SyncClient cannot be called from its own thread (an on_event or "
                 "on_progress callback runs there): call it from another thread"
             )
+        return self._client
 
     def _run(self, fn: Callable[[], Awaitable[T]], tick: Callable[[], object] | None = None) -> T:
-        self._check_thread()
+        """Run ``fn`` on the loop and wait (the caller has passed :meth:`_check_open`)."""
         job = Job(fn)
         self._loop.submit(job)
         return self._loop.wait(job, tick=tick)
 
     def statistics(self) -> ClientStatistics:
-        """A frozen snapshot of the client's counters (taken on its loop)."""
+        """A frozen snapshot of the client's counters (taken on its loop).
+
+        Raises:
+            RuntimeError: the client is closed (also when closed by another thread
+                meanwhile), or this is a forked child.
+        """
         client = self._check_open()
-        return trio.from_thread.run_sync(client.statistics, trio_token=self._loop.token)
+        try:
+            return trio.from_thread.run_sync(client.statistics, trio_token=self._loop.token)
+        except trio.RunFinishedError:
+            raise RuntimeError(_CLOSED) from None
 
     # ------------------------------------------------------------------ batches
 
@@ -320,20 +334,21 @@ class SyncClient:
         into: list[Any],
     ) -> BatchStatistics:
         """Run a batch on the loop, its results into ``into`` in input order."""
-        finished: list[Any] = []  # appended on the loop; read here once the job has ended
+        finished = _Finished()
         last: list[BatchStatistics] = []  # the statistics when it stopped, however it did
 
         async def run() -> BatchStatistics:
             async with open_stream() as stream:
                 try:
                     async for result in stream:
-                        finished.append(result)
+                        finished.add(result)
                 finally:
                     last.append(stream.statistics())
                 return last[-1]
 
         bar = _frames.progress_bar(progress, items)
-        tick = None if bar is None else functools.partial(_frames.advance, bar, finished)
+        advance = None if bar is None else _frames.Advance(bar)
+        tick = None if advance is None else functools.partial(advance, finished)
         try:
             statistics = self._run(run, tick)
         except BatchError as exc:
@@ -341,11 +356,12 @@ class SyncClient:
             exc.results = tuple(_in_order([*finished, *exc.results]))
             raise
         except KeyboardInterrupt:
-            raise BatchInterrupted(_in_order(finished), last[-1] if last else None) from None
+            done = finished.close()  # (the cancel may have given up waiting: CANCEL_WAIT)
+            raise BatchInterrupted(_in_order(done), last[-1] if last else None) from None
         finally:
-            if bar is not None:
-                _frames.advance(bar, finished)
-                bar.close()
+            if advance is not None:
+                advance(finished)
+                advance.bar.close()
         into.extend(_in_order(finished))
         return statistics
 
@@ -460,6 +476,32 @@ class EmbedKeywords(BatchKeywords, total=False):
     pack_inputs: int
     pack_tokens: int
     options: BatchOptions | None
+
+
+class _Finished(list[Any]):
+    """A blocking batch's results: appended on the loop, read in the caller's thread.
+
+    They are read once the batch's job has ended, except after an interrupt whose cancel
+    gave up waiting for it (``CANCEL_WAIT``): :meth:`close` then takes those added so far,
+    and the loop adds no more (a result finished after it reaches nobody).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def add(self, result: Any) -> None:
+        """Keep ``result`` (on the loop), unless :meth:`close` was called."""
+        with self._lock:
+            if not self._closed:
+                self.append(result)
+
+    def close(self) -> list[Any]:
+        """The results added so far (a copy); none is added after."""
+        with self._lock:
+            self._closed = True
+            return list(self)
 
 
 def _stop(loop: Loop, pid: int) -> None:

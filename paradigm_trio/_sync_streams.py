@@ -108,8 +108,14 @@ class SyncBatchStream(_Feed[R]):
             return self._last
 
     def __enter__(self) -> Self:
-        self._bar = self._make_bar()  # first: if it raises, nothing has started
-        self._start()
+        bar = self._make_bar()  # first: if it raises, nothing has started
+        try:
+            self._start()
+        except BaseException:  # nothing started: no __exit__ will close the bar
+            if bar is not None:
+                bar.close()
+            raise
+        self._bar = bar
         return self
 
     def _leave(self) -> None:

@@ -85,21 +85,22 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "Sent", "outcome_of", "run_batch"}
     ),
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
-    # What the client's families of methods share (``Client`` is a ``ClientCore``), and
-    # its batch methods.
+    # The client's state and batch collection; its configuration checks.
     "paradigm_trio._client._core": frozenset({"ClientCore", "check_trio", "collect"}),
-    "paradigm_trio._client._chat_batch": frozenset({"ChatBatchMethods"}),
-    # Embeddings: the request kind behind ``Client.embed``/``embed_batch`` (those methods
-    # themselves: ``EmbeddingMethods``), and packing.
-    "paradigm_trio._client._embedder": frozenset(
+    "paradigm_trio._client._setup": frozenset(
         {
-            "EmbeddingLists",
-            "EmbedInput",
-            "EmbeddingKind",
-            "EmbeddingMethods",
-            "check_pack",
-            "embedding_defaults",
+            "API_KEY_ENV",
+            "BASE_URL_ENV",
+            "check_base_url",
+            "check_http",
+            "check_key",
+            "engine_of",
+            "transport_of",
         }
+    ),
+    # Embeddings batches: the batch kind behind ``Client.embed_batch``, and packing.
+    "paradigm_trio._endpoints._embedding_kind": frozenset(
+        {"EmbedInput", "EmbeddingKind", "EmbeddingLists", "check_pack", "embedding_defaults"}
     ),
     "paradigm_trio._endpoints._embeddings": frozenset(
         {
@@ -124,6 +125,8 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._endpoints._chunks": frozenset({"DRAIN_GRACE", "StreamReader"}),
     # Keeping credentials out of what users see: the key's checks, redaction, URL masking
     # (the rules and the minimum key length are documented in docs/security.md).
+    # The masks behind ``mask_credentials`` (public), beneath ``_config`` and ``_redact``.
+    "paradigm_trio._credentials": frozenset({"MASK", "QUERY_SECRETS", "mask_bad_url"}),
     "paradigm_trio._redact": frozenset(
         {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url"}
     ),
@@ -228,14 +231,12 @@ INTERNAL: dict[str, frozenset[str]] = {
             "ProxyTypes",
             "TLSConnectError",
             "VerifyTypes",
-            "WireTimeouts",
             "describe_verify",
             "header_map",
             "host_problem",
             "is_address",
             "origin_of",
             "url_host",
-            "wire_timeouts",
         }
     ),
     # Raised by attempt functions, caught by the engine: never escapes the library.

@@ -1,31 +1,20 @@
-"""The :class:`Client`: configuration, lifecycle, and thin public methods.
+"""The :class:`Client`: one class holding every public method (configuration, lifecycle,
+chat, streams, embeddings, batches), each a thin layer over the one send path.
 
-Every request, of any kind, is a logical request run by the attempt engine
-(``_attempts``): the client's methods only build what each kind sends (``_http`` for plain
-JSON, ``_streaming`` for streams, ``_batch`` for many) and hand it over.  ``Client`` is
-``ClientCore`` (``_core``: what the methods share, ``Client._plan``, ``Client._fetch``),
-``ChatBatchMethods`` (``_chat_batch``: ``stream_batch``, ``chat_batch``) and
-``EmbeddingMethods`` (``_embedder``: ``embed``, ``embed_batch``, ``stream_embed_batch``);
-this module adds its configuration, its lifecycle and the single chat requests.
-
-Where things can block or be cancelled:
-
-* :meth:`Client.chat` waits for a concurrency slot (``Limits.concurrency``), then sends
-  one attempt; between attempts it sleeps (backoff or ``Retry-After``) *without* holding a
-  slot.  Cancelling it from outside (the caller's cancel scope) interrupts whichever of
-  these it is doing, closes the HTTP exchange and re-raises :class:`trio.Cancelled`;
-  nothing is retried after that.
-* Timeouts are cancel scopes on trio's clock: ``Timeouts.attempt`` around each attempt and
-  ``Timeouts.total`` around the whole request.  Both surface as
-  :class:`~paradigm_trio.APITimeoutError`, never as ``Cancelled``.
+The methods validate their arguments, build a ``Plan`` (:meth:`Client._plan`) and hand the
+request of an endpoint (``_endpoints``: chat, embeddings) to ``Sender.send``, a stream to
+``Streamer``, many requests to a batch kind (``_chat_kind``, ``_embedding_kind``); the
+attempt engine (``_engine``) does the rest.  Where a request waits and how it is
+cancelled: see ``docs/cancellation.md``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, Unpack
 from urllib.parse import urlsplit
@@ -34,39 +23,56 @@ import httpx2
 import trio
 
 from .._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
+from .._endpoints import _chat_kind
 from .._endpoints._chat import ChatEndpoint
+from .._endpoints._chat_kind import BatchInput, BatchResults, BatchStream
 from .._endpoints._completion import ChatCompletion, ModelInfo
-from .._endpoints._embeddings import DEFAULT_EMBEDDING_MODEL, EmbeddingsEndpoint
+from .._endpoints._embedding_kind import (
+    EmbeddingKind,
+    EmbeddingLists,
+    EmbeddingResults,
+    EmbeddingStream,
+    EmbedInput,
+    check_pack,
+    embedding_defaults,
+)
+from .._endpoints._embeddings import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_PACK_INPUTS,
+    DEFAULT_PACK_TOKENS,
+    EmbeddingRequest,
+    Embeddings,
+    EmbeddingsEndpoint,
+    EncodingFormat,
+    join,
+    singles,
+)
 from .._endpoints._endpoint import Sender
 from .._endpoints._models import ChatOptions, ChatRequest, make_request
 from .._endpoints._streaming import ChatStream, Streamer
-from .._engine._attempts import Engine
+from .._engine._batch import run_batch
+from .._engine._batch_options import BatchKeywords, BatchOptions
+from .._engine._budget import BatchControl
 from .._engine._cache import CacheStore, ResponseCache
 from .._engine._ledger import Ledger
-from .._engine._ratelimit import AdaptiveController, RateLimiter, Rates
-from .._errors import ConfigurationError
-from .._events import ClientStatistics, Event
+from .._errors import APIStatusError, ConfigurationError
+from .._events import Attempt, ClientStatistics, Event
 from .._http._http import HTTP
 from .._quota._shared import SharedRateLimiter
-from .._redact import Redactor, check_api_key, mask_bad_url, mask_credentials
-from .._transport import CertTypes, ProxyTypes, TrioTransport, VerifyTypes, host_problem, url_host
+from .._redact import Redactor, mask_credentials
+from .._transport import CertTypes, ProxyTypes, VerifyTypes
 from .._version import __version__
-from ._chat_batch import ChatBatchMethods
-from ._core import ClientState, check_trio
-from ._embedder import EmbeddingLists, EmbeddingMethods
+from ._core import ClientState, check_trio, collect
 from ._files_api import Files
 from ._paradigm import ParadigmMethods
+from ._setup import BASE_URL_ENV, check_base_url, check_http, check_key, engine_of, transport_of
 
-__all__ = ["Client", "ClientState", "instrument"]
-
-API_KEY_ENV = "PARADIGM_API_KEY"
-BASE_URL_ENV = "PARADIGM_BASE_URL"
-
+__all__ = ["Client", "ClientState"]
 
 _USER_AGENT = f"paradigm-trio/{__version__}"
 
 
-class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
+class Client(ParadigmMethods):
     """A trio client for the Paradigm chat-completions API.
 
     Use it as an async context manager (``async with Client() as client:``); it can also be
@@ -150,9 +156,9 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
         trust_env: bool = True,
         cache: ResponseCache | None = None,
     ) -> None:
-        key = _check_key(api_key)
+        key = check_key(api_key)
         url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-        self._base_url = self._check_base_url(url)
+        self._base_url = check_base_url(url)
         for name, value in (("model", model), ("embedding_model", embedding_model)):
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
@@ -160,16 +166,16 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
             raise ConfigurationError(
                 f"pack_embeddings must be True or False, got {pack_embeddings!r}"
             )
-        _check_http(http_client, transport)
+        check_http(http_client, transport)
         network = {"proxy": proxy, "verify": verify, "cert": cert, "trust_env": trust_env}
         self._api_key = key
-        self._shared: SharedRateLimiter | None = None
         self.model = model
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
         self._owns_http = http_client is None
-        self._httpx, direct = self._http_client(http_client, transport, network)
+        self._httpx = http_client
+        self._direct = transport_of(http_client, transport, network, self.limits.concurrency)
         self._http = HTTP(
             base_url=self._base_url,
             headers={
@@ -180,95 +186,23 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
                 **(headers or {}),
             },
             http_client=self._httpx,
-            direct=direct,
+            direct=self._direct,
             redactor=Redactor(key),
         )
-        self._limiter = trio.CapacityLimiter(self.limits.concurrency)
-        ledger = Ledger(on_event)
-        rates = self._rates(ledger)
-        self._engine = Engine(
-            limiter=self._limiter,
-            rates=rates,
-            adaptive=AdaptiveController(
-                self._limiter,
-                maximum=self.limits.concurrency,
-                rates=rates,
-                enabled=self.limits.adaptive,
-            ),
-            ledger=ledger,
-        )
+        self._engine = engine_of(self.limits, Ledger(on_event))
+        self._limiter = self._engine.limiter
+        rates = self._engine.rates
+        self._shared = rates if isinstance(rates, SharedRateLimiter) else None
         self._sender = Sender(self._engine, self._http)
         self._chat = ChatEndpoint(model)
         self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
         self._streamer = Streamer(self._engine, self._http, model)
-        self._lists = EmbeddingLists(self._embeddings, ledger)
+        self._lists = EmbeddingLists(self._embeddings, self._engine.ledger)
         self.files = Files(self)
         """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
         self._cache = _cache_store(cache, self._base_url)
-
-    def _rates(self, ledger: Ledger) -> Rates:
-        """This client's own buckets, or a shared quota's (opened in ``async with``)."""
-        limits = self.limits
-        if limits.shared is None:
-            return RateLimiter(limits.requests_per_minute, limits.tokens_per_minute)
-        self._shared = SharedRateLimiter(
-            limits.shared, limits.requests_per_minute, limits.tokens_per_minute, emit=ledger.emit
-        )
-        return self._shared
-
-    def _http_client(
-        self,
-        http_client: httpx2.AsyncClient | None,
-        transport: httpx2.AsyncBaseTransport | None,
-        network: dict[str, Any],
-    ) -> tuple[httpx2.AsyncClient, httpx2.AsyncBaseTransport | None]:
-        """The ``httpx2`` client to send with, and the transport to call directly, if ours.
-
-        With a client of our own, requests go straight to its transport (see ``_http``).
-        """
-        _check_network(network, own=http_client is None and transport is None)
-        if http_client is not None:
-            return http_client, None
-        if transport is None:
-            transport = TrioTransport(max_keepalive=self.limits.concurrency, **network)
-        own = httpx2.AsyncClient(
-            transport=transport,
-            limits=httpx2.Limits(
-                max_connections=self.limits.concurrency,
-                max_keepalive_connections=self.limits.concurrency,
-            ),
-            timeout=HTTP.http_timeout(self.timeouts),
-            follow_redirects=False,
-        )
-        return own, transport
-
-    # ------------------------------------------------------------------ lifecycle
-
-    @staticmethod
-    def _check_base_url(url: str) -> str:
-        """The base URL, normalised; messages about it never show its password."""
-        try:
-            parsed = httpx2.URL(url)
-        except Exception as exc:
-            shown, host = mask_bad_url(url), url_host(url)
-            problem = host_problem(host) if host else None
-            if host and problem:  # a non-ASCII host that httpx2 refused without saying why
-                raise ConfigurationError(_bad_host(shown, host, problem)) from None
-            raise ConfigurationError(
-                f"base URL {shown!r} is not a valid URL: {_url_problem(shown, exc)}"
-            ) from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            shown = mask_credentials(str(parsed)) if parsed.host else mask_bad_url(url)
-            raise ConfigurationError(
-                f"base URL {shown!r} must be an absolute http:// or https:// URL "
-                f"(set it with base_url=... or {BASE_URL_ENV})"
-            )
-        problem = host_problem(parsed.host)
-        if problem is not None:
-            raise ConfigurationError(_bad_host(mask_credentials(str(parsed)), parsed.host, problem))
-        return str(parsed).rstrip("/")
 
     @property
     def base_url(self) -> str:
@@ -323,9 +257,9 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
             self._state = ClientState.CLOSED
             if self._cache is not None:
                 await self._cache.aclose()
-            if self._owns_http:
+            if self._owns_http and self._direct is not None:
                 with trio.CancelScope(shield=True):
-                    await self._httpx.aclose()
+                    await self._direct.aclose()
         await trio.lowlevel.checkpoint()
 
     # ------------------------------------------------------------------ statistics
@@ -474,137 +408,268 @@ class Client(ParadigmMethods, ChatBatchMethods, EmbeddingMethods):
         ex = self._streamer.prepare(request, plan.key, plan.timeouts, include_usage=include_usage)
         return ChatStream(self._streamer, request, plan, ex)
 
+    # ------------------------------------------------------------------ batches
 
-def _bad_host(shown: str, host: str, problem: str) -> str:
-    """The message for a base URL whose host cannot be looked up (``problem``: why)."""
-    return (
-        f"base URL {shown!r}: the host {host!r} is not a valid host name: {problem} "
-        f"(set it with base_url=... or {BASE_URL_ENV})"
-    )
+    def stream_batch(
+        self,
+        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> AbstractAsyncContextManager[BatchStream]:
+        """Send many requests concurrently; get results as they finish.
 
+        ::
 
-def _url_problem(shown: str, exc: Exception) -> str:
-    """Why a URL does not parse, said without quoting its credentials (``shown``: masked)."""
-    if "@" not in shown:
-        return str(exc)  # no credentials in it
-    try:
-        httpx2.URL(shown)
-    except Exception as masked:
-        return str(masked)  # the same problem, outside the credentials
-    return "check its user:password@ part"
+            async with client.stream_batch(requests) as results:
+                async for result in results:   # completion order
+                    ...
 
+        ``requests`` is any iterable or async iterable of :class:`ChatRequest` or bare
+        message lists, read lazily: memory is bounded by ``Limits.concurrency``, not by the
+        batch size.  Every item yields exactly one :class:`BatchResult` (its ``index`` is
+        its input position).
 
-def instrument(
-    client: Client,
-    *,
-    tracer_provider: Any = None,
-    meter_provider: Any = None,
-    record_content: bool = False,
-    provider_name: str = "lighton",
-) -> None:
-    """Send a client's traces and metrics to OpenTelemetry (needs ``paradigm-trio[otel]``).
+        The keywords are the fields of :class:`BatchOptions` (``on_error``, ``deadline``,
+        ``on_progress``, ``retry``, ``timeouts``, ``retry_budget``, ``circuit_breaker``,
+        ``unreachable_after``, ``stream``, ``warm_up``, ``dedupe``, ``hedge``, and the sampling
+        fields ``model``, ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the
+        fields an item leaves unset); or pass a prepared ``options=BatchOptions(...)``,
+        which keywords override.
 
-    From then on, every chat request of ``client`` is a span ``chat {model}`` (every
-    embeddings request ``embeddings {model}``) with a child span per attempt, every batch a
-    span ``chat_batch`` (``embeddings_batch``) holding its requests' spans and its
-    statistics, and the client's counters are metrics (see :doc:`/howto-observe` and the
-    reference).  Names follow the OpenTelemetry GenAI semantic conventions (1.37 to 1.41:
-    ``gen_ai.provider.name``).  Without this call nothing of OpenTelemetry is imported.
+        Leaving the ``async with`` block early cancels what is still running.
 
-    Streams: a stream left early (``break``, an exception, leaving the ``async with``) or
-    cancelled from outside keeps the span of the attempt under way, ended then, with
-    ``paradigm_trio.outcome="cancelled"`` and no error status, as its request's span.
-    ``gen_ai.client.operation.time_to_first_chunk`` (a histogram, in seconds; semantic
-    conventions 1.41) records, once per streamed request whose answer began, the time from
-    the request's start (retries included) to the first chunk of the attempt kept; the
-    request's span carries it as ``gen_ai.response.time_to_first_chunk``.
+        Raises:
+            ValueError: an invalid option (before anything is sent).
+            RuntimeError: the client is closed.
+        """
+        opts = BatchOptions.of(options, keywords)
+        self._check_open()
+        retry, timeouts, stream = opts.retry, opts.timeouts, opts.stream
+        sender, chat = self._sender, self._chat
 
-    Args:
-        client: the client to instrument (once).
-        tracer_provider, meter_provider: OpenTelemetry providers; ``None`` for the global
-            ones (``opentelemetry.trace.set_tracer_provider`` ...).
-        record_content: also record the messages sent and the answers
-            (``gen_ai.input.messages``, ``gen_ai.output.messages``): off by default, as
-            they are your users' data.  Headers, so the API key, are never recorded.
-        provider_name: the value of ``gen_ai.provider.name``.
-
-    Raises:
-        ImportError: ``opentelemetry-api`` is not installed.
-        RuntimeError: the client is instrumented already.
-    """
-    from ._otel import Telemetry  # (imports opentelemetry: only here)
-
-    ledger = client._engine.ledger
-    if any(isinstance(o, Telemetry) for o in ledger.observers):
-        raise RuntimeError("this client is instrumented already")
-    url = httpx2.URL(client.base_url)
-    ledger.observe(
-        Telemetry(
-            ledger=ledger,
-            limiter=client._limiter,
-            rates=client._engine.rates,
-            model=client.model,
-            server_address=url.host,
-            server_port=url.port or (443 if url.scheme == "https" else 80),
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            record_content=record_content,
-            provider_name=provider_name,
-        )
-    )
-
-
-def _check_key(key: object) -> str:
-    """The key given, else ``$PARADIGM_API_KEY``, checked (see ``_redact.check_api_key``)."""
-    source = "api_key="
-    if key is None:
-        key, source = os.environ.get(API_KEY_ENV), f"${API_KEY_ENV}"
-    if key is None or key == "":
-        raise ConfigurationError(
-            f"no API key: pass api_key=... to Client() or set the {API_KEY_ENV} "
-            "environment variable"
-        )
-    return check_api_key(key, source=source)
-
-
-def _check_network(network: Mapping[str, object], *, own: bool) -> None:
-    """Refuse network options that would be ignored (the client's transport is not ours)."""
-    defaults = {"proxy": None, "verify": True, "cert": None, "trust_env": True}
-    given = [name for name, value in network.items() if value is not defaults[name]]
-    if given and not own:
-        names = ", ".join(f"{name}=" for name in given)
-        raise ConfigurationError(
-            f"{names} configure the client's own transport: with transport= or "
-            "http_client=, set them there (TrioTransport(proxy=..., verify=...) or "
-            "httpx2.AsyncClient(proxy=..., verify=...))"
-        )
-
-
-def _check_http(http_client: object, transport: object) -> None:
-    """Refuse an ``http_client``/``transport`` that cannot work, naming the fix."""
-    if http_client is not None and transport is not None:
-        raise ConfigurationError("pass http_client or transport, not both")
-    for name, value, kind in (
-        ("http_client", http_client, "AsyncClient"),
-        ("transport", transport, "AsyncHTTPTransport"),
-    ):
-        if value is None:
-            continue
-        got = f"{type(value).__module__}.{type(value).__qualname__}"
-        if any(cls.__module__.partition(".")[0] == "httpx" for cls in type(value).__mro__):
-            kind = type(value).__name__ if hasattr(httpx2, type(value).__name__) else kind
-            raise ConfigurationError(
-                f"{name}= is an {got} from the httpx package; paradigm-trio uses httpx2, "
-                f"the maintained continuation of httpx with the same API: pass an "
-                f"httpx2.{kind}(...) instead (import httpx2)"
+        def send_one(
+            request: ChatRequest,
+            *,
+            deadline: float,
+            control: BatchControl,
+            history: list[Attempt],
+            hedge: bool = False,
+        ) -> Awaitable[ChatCompletion]:
+            # Not a coroutine of its own: one frame less on every request's way (each
+            # wake-up passes through every frame awaiting).
+            plan = self._plan(
+                chat, request, retry, timeouts, deadline, control, stream=stream, hedge=hedge
             )
-        if name == "http_client" and not isinstance(value, httpx2.AsyncClient):
-            raise ConfigurationError(f"http_client= must be an httpx2.AsyncClient, got {got}")
-        if name == "transport" and not callable(getattr(value, "handle_async_request", None)):
-            raise ConfigurationError(
-                "transport= must be an httpx2.AsyncBaseTransport (such as "
-                f"httpx2.MockTransport or paradigm_trio.TrioTransport), got {got}"
-            )
+            if stream:
+                return self._streamer.complete(request, plan, history)
+            return sender.send(chat, request, plan, history)
+
+        return _chat_kind.stream_batch(
+            send_one,
+            requests,
+            opts,
+            endpoint=chat,
+            width=self.limits.concurrency,
+            observers=self._engine.ledger.observers,
+            warm_up=self.warm_up,
+            cache=self._cache,
+            free=self._slot_free,
+        )
+
+    async def chat_batch(
+        self,
+        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> BatchResults:
+        """Send many requests concurrently; return every result, in input order.
+
+        Takes the same arguments as :meth:`stream_batch` and returns a :class:`BatchResults`
+        (a list of :class:`BatchResult`, one per input item, with ``.statistics``).  With
+        ``on_error="raise"`` it raises :class:`BatchError` whose ``results`` hold the
+        results finished before the failure.
+        """
+        results = BatchResults()
+        cm = self.stream_batch(requests, options=options, **keywords)
+        results.statistics = await collect(cm, results)
+        return results
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def embed(
+        self,
+        inputs: str | Sequence[str] | EmbeddingRequest,
+        *,
+        model: str | None = None,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        extra: Mapping[str, Any] | None = None,
+        custom_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Embeddings:
+        """Embed one or more texts in one request (``POST /embeddings``), retrying per the
+        policy; one vector per input, in order.
+
+        Args:
+            inputs: a string, a list of at most 2,048 strings, or an
+                :class:`EmbeddingRequest` (whose fields the keywords override).
+            model: the embedding model (default: the client's ``embedding_model``).
+            dimensions: the length of the vectors, for models that can shorten them.
+            encoding_format: ``"base64"`` (the default: compact) or ``"float"``: how the
+                vectors travel.  They are decoded to floats either way.
+            extra: more body fields, passed through.
+            custom_id, retry, timeouts: as for :meth:`chat`.
+
+        For many texts, :meth:`embed_batch` sends them concurrently, packing small ones
+        into shared requests.
+
+        Raises:
+            InvalidRequestError: the request is invalid (an empty string, more than 2,048
+                inputs, a bad ``dimensions``...); nothing was sent.
+            APIError: as for :meth:`chat`.
+        """
+        given: dict[str, Any] = {
+            "model": model, "dimensions": dimensions, "encoding_format": encoding_format,
+            "extra": extra, "custom_id": custom_id,
+        }  # fmt: skip
+        fields = {k: v for k, v in given.items() if v is not None}
+        if isinstance(inputs, EmbeddingRequest):
+            request = replace(inputs, **fields) if fields else inputs
+        else:
+            request = EmbeddingRequest(inputs=inputs, **fields)
+        lists, sender, endpoint = self._lists, self._sender, self._embeddings
+        if len(request.inputs) > 1 and not lists.packs(request.model):
+            return await self._embed_singly(request, retry, timeouts)
+        try:
+            plan = self._plan(endpoint, request, retry, timeouts)
+            return await sender.send(endpoint, request, plan)
+        except APIStatusError as exc:
+            if len(request.inputs) > 1 and lists.learn(request.model, exc):
+                return await self._embed_singly(request, retry, timeouts)
+            raise
+
+    async def _embed_singly(
+        self, request: EmbeddingRequest, retry: RetryPolicy | None, timeouts: Timeouts | None
+    ) -> Embeddings:
+        """``request``'s inputs one per request, concurrently; the answers joined (the
+        first failure raised)."""
+        parts = singles(request)
+        answers: list[Embeddings | None] = [None] * len(parts)
+        sender, endpoint = self._sender, self._embeddings
+
+        async def one(position: int, part: EmbeddingRequest) -> None:
+            plan = self._plan(endpoint, part, retry, timeouts)
+            answer: Embeddings = await sender.send(endpoint, part, plan)
+            answers[position] = answer
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for position, part in enumerate(parts):
+                    nursery.start_soon(one, position, part)
+        except BaseExceptionGroup as group:
+            first = group.exceptions[0]
+            raise first from first.__cause__
+        return join([a for a in answers if a is not None])
+
+    def stream_embed_batch(
+        self,
+        inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput],
+        *,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        pack_inputs: int = DEFAULT_PACK_INPUTS,
+        pack_tokens: int = DEFAULT_PACK_TOKENS,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> AbstractAsyncContextManager[EmbeddingStream]:
+        """Embed many texts concurrently; get one :class:`EmbeddingResult` per item as
+        each finishes.
+
+        ::
+
+            async with client.stream_embed_batch(texts) as results:
+                async for result in results:   # completion order
+                    store(result.index, result.vector)
+
+        ``inputs`` is any iterable or async iterable of strings (one input each) or
+        :class:`EmbeddingRequest` (one or more inputs each), read lazily.  Items that ask
+        for the same model, dimensions and encoding are *packed*: consecutive items go
+        into one request of at most ``pack_inputs`` inputs and ``pack_tokens`` estimated
+        tokens (``pack_inputs=1`` sends each item alone), and the answer is split back
+        into one result per item.  A pack that the server refuses (400, 413, 422) is sent
+        again one item at a time, so that only the bad item fails.  A pack is sent when it
+        is full or the input ends: an async input that waits for results before yielding
+        more should use ``pack_inputs=1``.
+
+        The guarantees are those of :meth:`stream_batch`: one result per item, retries,
+        the rate limits (with the inputs' estimated tokens), the retry budget and circuit
+        breaker, ``deadline``, ``on_progress``, ``on_error``.  The keywords are the fields
+        of :class:`BatchOptions`, of which ``model`` fills the items' unset model; the
+        chat-only ones (``temperature``, ``max_tokens``, ``top_p``, ``seed``,
+        ``stream``) are refused.
+
+        Raises:
+            ValueError: an invalid option (before anything is sent).
+            RuntimeError: the client is closed.
+        """
+        opts = BatchOptions.of(options, keywords)
+        defaults = embedding_defaults(opts, dimensions, encoding_format)
+        pack_inputs, pack_tokens = check_pack(pack_inputs, pack_tokens)
+        self._check_open()
+        retry, timeouts = opts.retry, opts.timeouts
+        sender, endpoint = self._sender, self._embeddings
+
+        def send_one(
+            request: EmbeddingRequest,
+            *,
+            deadline: float,
+            control: BatchControl,
+            history: list[Attempt],
+            hedge: bool = False,
+        ) -> Awaitable[Embeddings]:
+            # Not a coroutine of its own, as the chat batch's (one frame less per request).
+            plan = self._plan(endpoint, request, retry, timeouts, deadline, control, hedge=hedge)
+            return sender.send(endpoint, request, plan, history)
+
+        kind = EmbeddingKind(
+            send_one, defaults, endpoint=endpoint, pack_inputs=pack_inputs,
+            pack_tokens=pack_tokens, lists=self._lists,
+        )  # fmt: skip
+        return run_batch(
+            kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
+            observers=self._engine.ledger.observers, warm_up=self.warm_up, cache=self._cache,
+            free=self._slot_free,
+        )  # fmt: skip
+
+    async def embed_batch(
+        self,
+        inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput],
+        *,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        pack_inputs: int = DEFAULT_PACK_INPUTS,
+        pack_tokens: int = DEFAULT_PACK_TOKENS,
+        options: BatchOptions | None = None,
+        **keywords: Unpack[BatchKeywords],
+    ) -> EmbeddingResults:
+        """Embed many texts concurrently; return one :class:`EmbeddingResult` per item,
+        in input order.
+
+        Takes the arguments of :meth:`stream_embed_batch` and returns an
+        :class:`EmbeddingResults` (a list, with ``.statistics``).  With
+        ``on_error="raise"`` it raises :class:`BatchError` whose ``results`` hold the
+        results finished before the failure.
+        """
+        results = EmbeddingResults()
+        cm = self.stream_embed_batch(
+            inputs, dimensions=dimensions, encoding_format=encoding_format,
+            pack_inputs=pack_inputs, pack_tokens=pack_tokens, options=options, **keywords,
+        )  # fmt: skip
+        results.statistics = await collect(cm, results)
+        return results
 
 
 def _cache_store(cache: object, base_url: str) -> CacheStore | None:

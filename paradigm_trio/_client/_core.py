@@ -1,11 +1,7 @@
-"""What every family of the :class:`Client`'s methods shares: its state and its plumbing.
-
-:class:`Client` is :class:`ClientCore` (the client's state, the open check, the ``Plan`` of
-a request, the plain exchanges on the attempt engine) plus one class of public methods per
-kind of request: the chat batches (``_chat_batch``) and the embeddings (``_embedder``);
-configuration, lifecycle and the single chat requests are in ``_client``.  The methods
-build what each request sends and hand it to the engine; none retries, sleeps or counts.
-"""
+"""What :class:`Client`'s methods share: its state, the open check, the ``Plan`` of a
+request (``ClientCore``, the base of ``ParadigmMethods``, the methods of Paradigm's own
+endpoints, which ``Client`` inherits; the chat and embeddings methods are ``Client``'s
+own), and :func:`collect`, a batch's results in input order."""
 
 from __future__ import annotations
 

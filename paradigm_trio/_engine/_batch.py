@@ -11,7 +11,7 @@ Memory therefore grows with the concurrency, never with the size of the batch.
 What a batch sends is a :class:`Kind`: how an item becomes a request, which requests
 share a unit, how a unit is sent and how its results are made (each an :class:`Outcome`,
 handed out by a :class:`ResultStream`).  The chat completions' kind is in ``_chat_kind``;
-the embeddings' is in ``_embedder``.  Everything here (the feeder, the workers, fail-fast,
+the embeddings' is in ``_embedding_kind``.  Everything here (the feeder, the workers, fail-fast,
 the deadline, the statistics) is the same for every kind.
 
 Every input item yields exactly one result: a completion, an error (an invalid item, as
@@ -287,13 +287,12 @@ class _Run(Generic[Q, R, S]):
             workers.cancel()
 
     def stop_systematic(self, workers: trio.CancelScope) -> None:
-        """The batch's first answers were all one configuration failure: stop it."""
-        held = sorted(self.held, key=lambda r: getattr(r, "index", 0))
-        self.held = []
+        """The batch's first answers were all one configuration failure: stop it (again:
+        a worker woken before the cancel adds its results to the same error)."""
+        held, self.held = self.held, []
         for result in held:
             self.tracker.add(result)
-        first = next(r.error for r in held if r.error is not None)
-        self.results._error = self.control.stopped(first, tuple(held))
+        self.results._error = self.control.stopped(held)
         workers.cancel()
 
     async def release(self) -> None:

@@ -101,6 +101,7 @@ class BatchControl:
         self.systematic = systematic
         self.suspect: Diagnosis | None = None  # the failure every answer so far has been
         self.suspects = 0  # answers (requests) that were it
+        self.stop_error: SystematicFailureError | None = None  # once stopped
         self.retry_budget = retry_budget
         self.threshold = threshold
         self.unreachable_after = unreachable_after
@@ -205,9 +206,20 @@ class BatchControl:
         self.suspects += 1
         return STOP if self.suspects >= self.systematic else HOLD
 
-    def stopped(self, first: Exception, results: tuple[Any, ...]) -> SystematicFailureError:
-        """The error of a batch stopped by :data:`STOP` (``first``: the first failure of
-        ``results``, those held), said in a ``batch_stopped`` log record."""
+    def stopped(self, held: list[Any]) -> SystematicFailureError:
+        """The error of a batch stopped by :data:`STOP` (``held``: the results held), said
+        in a ``batch_stopped`` log record.
+
+        The first stop stands: a worker woken before the batch was cancelled (its answer in
+        hand, no checkpoint since) may judge one more answer :data:`STOP`; its results join
+        the same error's (in input order), and nothing more is logged.
+        """
+        if self.stop_error is not None:
+            results = (*self.stop_error.results, *held)
+            self.stop_error.results = tuple(sorted(results, key=_index))
+            return self.stop_error
+        results = tuple(sorted(held, key=_index))
+        first = next(r.error for r in results if r.error is not None)
         diagnosis = diagnose(first)
         assert diagnosis is not None
         error = SystematicFailureError(
@@ -215,6 +227,7 @@ class BatchControl:
         )
         _log.say(_log.ERROR, "batch_stopped", "%s", error, cause=diagnosis.cause,
                  status=diagnosis.status, sent=self.started)  # fmt: skip
+        self.stop_error = error
         return error
 
     # ------------------------------------------------------------------ the budget
@@ -271,3 +284,8 @@ class BatchControl:
         """A retry of ``cause`` was made (its attempt started): the batch's statistics."""
         self.retries += 1
         self.retries_by_cause[cause] = self.retries_by_cause.get(cause, 0) + 1
+
+
+def _index(result: Any) -> int:
+    """A batch result's input index (results are ``BatchResult`` or alike)."""
+    return int(getattr(result, "index", 0))

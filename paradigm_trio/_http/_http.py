@@ -17,7 +17,6 @@ it (chat, streams, models) never see ``httpx2`` exceptions:
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -29,7 +28,7 @@ from .._config import Timeouts
 from .._errors import APIResponseValidationError, AttemptFailure
 from .._json import parse_json
 from .._redact import Redactor
-from .._transport import FastLane, TrioTransport, WireTimeouts, header_map, wire_timeouts
+from .._transport import FastLane, TrioTransport, header_map
 from ._failures import RAW_LIMIT, Failures
 
 __all__ = ["Exchange", "HTTP", "Responder", "Upload"]
@@ -45,11 +44,13 @@ class Exchange:
     url: str
     body: bytes | None
     headers: dict[str, str] = field(repr=False)  # ``Authorization`` holds the key
-    timeout: httpx2.Timeout
-    extensions: dict[str, Any]
+    timeouts: Timeouts
+    """The request's timeouts, one value: each transport converts them where it applies
+    them (``HTTP.send``: ``httpx2``'s timeout extension; the fast lane: its own)."""
+    stream: bool = False
+    """A stream: no HTTP read timeout (the stream bounds its waits itself)."""
     wire: bytes | None = field(default=None, repr=False)
     """The whole request for the default transport's fast lane (``None``: no fast lane)."""
-    wire_timeouts: WireTimeouts = (math.inf, math.inf, math.inf)
     upload: Upload | None = None
     """A body streamed from its source at each attempt (a file from disk), instead of
     ``body``."""
@@ -85,7 +86,8 @@ class HTTP(Failures):
     Args:
         base_url: the API root every path is appended to.
         headers: headers of every request (``Authorization`` included).
-        http_client: the ``httpx2.AsyncClient`` used when there is no ``direct`` transport.
+        http_client: the user's ``httpx2.AsyncClient``, which sends when there is no
+            ``direct`` transport.
         direct: the client's own transport, called directly.
         redactor: removes the API key (and URL passwords) from what came from the server
             or the network, before any error, record or event is built from it.
@@ -96,7 +98,7 @@ class HTTP(Failures):
         *,
         base_url: str,
         headers: Mapping[str, str],
-        http_client: httpx2.AsyncClient,
+        http_client: httpx2.AsyncClient | None,
         direct: httpx2.AsyncBaseTransport | None,
         redactor: Redactor,
     ) -> None:
@@ -104,11 +106,8 @@ class HTTP(Failures):
         self.headers = dict(headers)
         self._http = http_client
         self._direct = direct
-        # (Timeouts, stream) -> (httpx2.Timeout, extensions, the fast lane's timeouts):
-        # built once, not per request.
-        self._timeouts: dict[
-            tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any], WireTimeouts]
-        ] = {}
+        # (Timeouts, stream) -> (httpx2.Timeout, its extension): built once, not per attempt.
+        self._timeouts: dict[tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any]]] = {}
         self._lane = FastLane.of(direct, base_url, self.headers)
         self._head_of = self._on_head  # (bound once, not per request)
 
@@ -148,22 +147,24 @@ class HTTP(Failures):
             del headers["Content-Type"]
         if stream:
             headers["Accept"] = "text/event-stream"
-        cached = self._timeouts.get((timeouts, stream))
-        if cached is None:
-            if len(self._timeouts) >= 64:  # many one-off Timeouts: keep the cache small
-                self._timeouts.clear()
-            timeout = self.http_timeout(timeouts, read=not stream)
-            extension = timeout.as_dict()
-            cached = self._timeouts[timeouts, stream] = (
-                timeout, {"timeout": extension}, wire_timeouts(extension)
-            )  # fmt: skip
-        timeout, extensions, on_wire = cached
-        ex = Exchange(method, self.url_for(path), body, headers, timeout, extensions)
+        ex = Exchange(method, self.url_for(path), body, headers, timeouts, stream)
         ex.upload = upload
         if not stream and upload is None and self._lane is not None:
             ex.wire = self._lane.request(method, ex.url, body, key)
-            ex.wire_timeouts = on_wire
         return ex
+
+    def _httpx_timeouts(self, ex: Exchange) -> tuple[httpx2.Timeout, dict[str, Any]]:
+        """``ex``'s timeouts as ``httpx2`` applies them: ``httpx2.Timeout`` and the
+        ``timeout`` extension a transport reads (cached per :class:`Timeouts`)."""
+        cached = self._timeouts.get((ex.timeouts, ex.stream))
+        if cached is None:
+            if len(self._timeouts) >= 64:  # many one-off Timeouts: keep the cache small
+                self._timeouts.clear()
+            timeout = self.http_timeout(ex.timeouts, read=not ex.stream)
+            cached = self._timeouts[ex.timeouts, ex.stream] = (
+                timeout, {"timeout": timeout.as_dict()}
+            )  # fmt: skip
+        return cached
 
     def url_for(self, path: str) -> str:
         """The URL of ``path``: under the API root, or, for a v3 path
@@ -204,16 +205,18 @@ class HTTP(Failures):
         # The attempt's checkpoint (``Lease.take`` makes none when a slot is free): a user's
         # transport may never yield (``httpx2.MockTransport``).
         await trio.lowlevel.checkpoint()
+        timeout, extensions = self._httpx_timeouts(ex)
         content = ex.body if ex.upload is None else ex.upload.open()
         try:
             if self._direct is None:
+                assert self._http is not None
                 request = self._http.build_request(
-                    ex.method, ex.url, content=content, headers=ex.headers, timeout=ex.timeout
+                    ex.method, ex.url, content=content, headers=ex.headers, timeout=timeout
                 )
                 response = await self._http.send(request, stream=True)
             else:
                 request = httpx2.Request(
-                    ex.method, ex.url, content=content, headers=ex.headers, extensions=ex.extensions
+                    ex.method, ex.url, content=content, headers=ex.headers, extensions=extensions
                 )
                 response = await self._direct.handle_async_request(request)
         except httpx2.HTTPError as exc:
@@ -270,7 +273,7 @@ class HTTP(Failures):
         assert ex.wire is not None
         try:
             status, raw, content, (request_id, encoded) = await lane.transport.fetch(
-                lane.origin, ex.wire, ex.wire_timeouts, self._head_of, current
+                lane.origin, ex.wire, lane.timeouts(ex.timeouts), self._head_of, current
             )
         except httpx2.HTTPError as exc:
             raise self.transport_failure(exc) from None

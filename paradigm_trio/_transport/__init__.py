@@ -12,7 +12,7 @@ from ._lane import FastLane, header_map
 from ._proxies import ProxyRoute, ProxyTypes
 from ._resolve import is_address
 from ._tls import CertTypes, VerifyTypes, describe_verify, system_trust_store
-from ._transport import Origin, TrioTransport, WireTimeouts, origin_of, wire_timeouts
+from ._transport import Origin, TrioTransport, origin_of
 
 __all__ = [
     "CertTypes",
@@ -25,7 +25,6 @@ __all__ = [
     "TLSConnectError",
     "TrioTransport",
     "VerifyTypes",
-    "WireTimeouts",
     "describe_verify",
     "header_map",
     "host_problem",
@@ -33,5 +32,4 @@ __all__ = [
     "origin_of",
     "system_trust_store",
     "url_host",
-    "wire_timeouts",
 ]

@@ -11,10 +11,13 @@ general path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import httpx2
 
+from .._config import Timeouts
+from ._exchange import WireTimeouts
 from ._transport import Origin, TrioTransport
 from ._wire import ProtocolError, check_header
 
@@ -76,6 +79,17 @@ class FastLane:
             return cls(direct, origin, url.raw_path.decode("ascii").rstrip("/"), common)
         except (UnicodeError, ProtocolError, ValueError, httpx2.InvalidURL):
             return None  # anything unusual takes the general path, which reports it
+
+    @staticmethod
+    def timeouts(timeouts: Timeouts) -> WireTimeouts:
+        """``(connect, read, write)`` of the request's :class:`Timeouts`, as the lane's
+        exchange applies them (converted here, where they are applied: no cache needed)."""
+        connect, read, write = timeouts.connect, timeouts.read, timeouts.write
+        return (
+            math.inf if connect is None else connect,
+            math.inf if read is None else read,
+            math.inf if write is None else write,
+        )
 
     def request(self, method: str, url: str, body: bytes | None, key: str) -> bytes | None:
         """The whole request, or ``None`` when it must take the general path."""

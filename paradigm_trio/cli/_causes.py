@@ -14,17 +14,10 @@ import paradigm_trio as pt
 
 from ._text import loads
 
-__all__ = ["CONFIGURATION_FIXES", "EXIT_STOPPED", "failure_groups", "stopped_line"]
+__all__ = ["EXIT_STOPPED", "configuration_fix", "failure_groups", "stopped_line"]
 
 EXIT_STOPPED = 3
 """``batch``'s exit code when the run stopped early on a systematic configuration failure."""
-
-CONFIGURATION_FIXES = {
-    401: "check PARADIGM_API_KEY: the key is missing, mistyped or revoked",
-    403: "use a key with access to this endpoint and model, or another --model",
-    404: "check --base-url (or PARADIGM_BASE_URL; the API root ends in /api/v2) and --model",
-}
-"""The fix of a status that every request would get, in the CLI's words."""
 
 EXAMPLE_LENGTH = 200
 
@@ -56,19 +49,19 @@ def failure_groups(path: Path) -> list[dict[str, Any]]:
 
 
 def configuration_fix(groups: list[dict[str, Any]]) -> str | None:
-    """The fix when every failure is the same configuration error, else ``None``."""
-    if len(groups) == 1 and groups[0]["status"] in CONFIGURATION_FIXES:
-        return str(CONFIGURATION_FIXES[groups[0]["status"]])
-    return None
+    """The fix (:func:`paradigm_trio.diagnose`'s, in the CLI's words) when every failure
+    is the same configuration error, else ``None``."""
+    status = groups[0]["status"] if len(groups) == 1 else None
+    diagnosis = pt.diagnose(status) if isinstance(status, int) else None
+    return None if diagnosis is None else diagnosis.cli_fix
 
 
 def stopped_line(exc: pt.SystematicFailureError) -> str:
     """The one line that says why a run stopped early, and the fix, in the CLI's words."""
     status = exc.status if exc.status is not None else exc.cause
-    fix = CONFIGURATION_FIXES.get(exc.status or 0) if exc.cause != "proxy" else None
     return (
         f"stopped after {exc.sent} request(s): the first {exc.failures} answers were all "
         f"{status} ({exc.diagnosis.meaning}); "
-        f"{fix or exc.diagnosis.fix}. Nothing was written for the lines not sent: rerun "
+        f"{exc.diagnosis.cli_fix}. Nothing was written for the lines not sent: rerun "
         "the same command after the fix to send them."
     )

@@ -1022,7 +1022,7 @@ async def test_leaving_a_batch_while_a_worker_is_delivering_raises_nothing() -> 
     # answer and its delivery: that send found the channel closed (BrokenResourceError in
     # an ExceptionGroup, 1 early exit in 10).  Here the consumer itself wakes the worker,
     # so the order is certain.
-    from paradigm_trio._client import _embedder
+    from paradigm_trio._endpoints import _embedding_kind as _embedder
     from paradigm_trio._engine._batch import run_batch
 
     gate = trio.Event()

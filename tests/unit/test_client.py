@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 from typing import Any
 
 import httpx2
@@ -30,6 +31,7 @@ from .helpers import (
     ok,
     status,
 )
+from .test_streaming import answer, sse
 
 NO_RETRY = pt.RetryPolicy.no_retries()
 
@@ -215,12 +217,30 @@ async def test_injected_http_client_is_used_and_not_closed() -> None:
     await http.aclose()
 
 
+class ClosingTransport(httpx2.MockTransport):
+    closed = 0
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        await super().aclose()
+
+
 @pytest.mark.anyio
-async def test_own_http_client_is_closed() -> None:
-    client = make_client(Script())
+async def test_the_transport_it_sends_with_is_closed_with_it() -> None:
+    transport = ClosingTransport(Script())
+    async with pt.Client(api_key=API_KEY, transport=transport):
+        pass
+    assert transport.closed == 1
+
+
+@pytest.mark.anyio
+async def test_its_own_transport_is_closed_and_no_httpx2_client_is_built() -> None:
+    client = pt.Client(api_key=API_KEY)
+    assert client._httpx is None  # (its settings would apply to nothing)
     async with client:
         pass
-    assert client._httpx.is_closed
+    assert isinstance(client._direct, pt.TrioTransport)
+    assert client._direct._pool.closed
 
 
 # ============================================================================ checkpoints
@@ -570,6 +590,28 @@ async def test_http_timeouts_reach_the_transport() -> None:
         {"connect": 1, "read": 2, "write": 3, "pool": None},
         {"connect": 4, "read": None, "write": 6, "pool": None},
     ]
+
+
+def test_the_fast_lane_converts_the_one_timeouts_value_where_it_applies_it() -> None:
+    from paradigm_trio._transport import FastLane
+
+    timeouts = pt.Timeouts(connect=1, read=None, write=3)
+    assert FastLane.timeouts(timeouts) == (1, math.inf, 3)
+
+
+@pytest.mark.anyio
+async def test_a_streamed_exchange_has_no_http_read_timeout() -> None:
+    seen: list[Any] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.extensions["timeout"])
+        return sse(*answer("hi"))[0]
+
+    async with make_client(handler, timeouts=pt.Timeouts(connect=1, read=2, write=3)) as client:
+        async with client.chat_stream(MESSAGES) as stream:
+            async for _ in stream:
+                pass
+    assert seen == [{"connect": 1, "read": None, "write": 3, "pool": None}]
 
 
 @pytest.mark.anyio

@@ -450,6 +450,31 @@ def test_the_base_url_password_is_masked_in_the_repr_and_the_property() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("redis://h:6379/0?password=s3cret", "redis://h:6379/0?password=***"),
+        ("redis://h/0?db=1&PassWord=s3cret&x=1", "redis://h/0?db=1&PassWord=***&x=1"),
+        ("rediss://u:p4ss@h/0?token=s3cret#f", "rediss://u:***@h/0?token=***#f"),
+        ("'unix:///tmp/r.sock?pwd=s3cret'", "'unix:///tmp/r.sock?pwd=***'"),
+        ("https://h/v2?api_key=s3cret x://y?key=s3cret", "https://h/v2?api_key=*** x://y?key=***"),
+        ("https://h/v2?monkey=1&keys=2", "https://h/v2?monkey=1&keys=2"),  # other names
+        ("no url?password=kept", "no url?password=kept"),  # no ``://``: no URL
+    ],
+)
+def test_mask_credentials_masks_query_string_credentials(text: str, shown: str) -> None:
+    assert pt.mask_credentials(text) == shown
+
+
+def test_a_redis_quota_masks_a_query_string_password() -> None:
+    quota = pt.RedisQuota("redis://127.0.0.1:1/0?password=s3cret&db=0", name="n")
+    assert quota.display_url == "redis://127.0.0.1:1/0?password=***&db=0"
+    assert "s3cret" not in repr(quota)
+    with pytest.raises(ValueError, match=r"password=\*\*\*") as info:
+        pt.RedisQuota("http://127.0.0.1:1/0?password=s3cret", name="n")
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
     "url",
     [
         f"ftp://me:{PASSWORD}@host/api",

@@ -186,3 +186,20 @@ async def test_a_lost_redis_is_said_at_once_naming_the_url_without_its_password(
     (back,) = [r for r in caplog.records if r.event == "shared_quota_restored"]
     assert back.levelno == logging.INFO
     assert times[0] <= quota.timeout  # said by the first request, not after a while
+
+
+async def test_a_lost_redis_is_said_without_a_query_string_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="paradigm_trio")
+    store, events = FakeStore(), []
+    store.up = False
+    quota = QUOTA.replace(url="redis://127.0.0.1:1/0?password=s3cret&db=0")
+    limiter = SharedRateLimiter(quota, 600, None, emit=events.append, store=store)  # type: ignore[arg-type]
+    async with limiter.running():
+        with trio.move_on_after(5):
+            await limiter.acquire(1)
+    (lost,) = [r for r in caplog.records if r.event == "shared_quota_unavailable"]
+    assert "redis://127.0.0.1:1/0?password=***&db=0" in lost.getMessage()
+    assert "s3cret" not in lost.getMessage() + str(lost.__dict__)
+    assert "s3cret" not in repr(events)

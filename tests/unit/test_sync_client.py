@@ -15,7 +15,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx2
 import pandas as pd
@@ -293,6 +293,65 @@ def test_a_forked_child_is_told_to_make_its_own_client() -> None:
         assert client.chat(MESSAGES).text == "Hi"
 
 
+def test_every_entry_point_refuses_a_forked_child_at_once() -> None:
+    # Each call in the child, bounded by an alarm (SIGALRM ends a child that hangs).
+    import os
+    import signal
+
+    entries: dict[str, Callable[[pt.SyncClient], object]] = {
+        "chat": lambda c: c.chat(MESSAGES),
+        "embed": lambda c: c.embed("x"),
+        "models": lambda c: c.models(),
+        "make_request": lambda c: c.make_request(MESSAGES),
+        "statistics": lambda c: c.statistics(),
+        "chat_batch": lambda c: c.chat_batch(prompts(2)),
+        "embed_batch": lambda c: c.embed_batch(["x"]),
+        "stream_batch": lambda c: c.stream_batch(prompts(2)),
+        "stream_embed_batch": lambda c: c.stream_embed_batch(["x"]),
+        "chat_stream": lambda c: c.chat_stream(MESSAGES),
+        "chat_frame": lambda c: c.chat_frame(pd.DataFrame({"prompt": ["x"]})),
+        "enter": lambda c: c.__enter__(),
+    }
+    with sync_client(echo) as client:
+        read, write = os.pipe()
+        with warnings.catch_warnings():  # 3.12+: forking a process that has threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            signal.alarm(10)
+            told = {}
+            for name, entry in entries.items():
+                try:
+                    entry(client)
+                    told[name] = "returned"
+                except RuntimeError as exc:
+                    told[name] = "refused" if "another process" in str(exc) else str(exc)
+            os.write(write, json.dumps(told).encode())
+            os._exit(0)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(read) as answer:
+            told = json.loads(answer.read() or "{}")
+        assert os.WIFEXITED(status), "the child hung (ended by its alarm)"
+        assert told == dict.fromkeys(entries, "refused")
+        assert client.chat(MESSAGES).text == "Hi"  # the parent's client goes on
+
+
+def test_statistics_of_a_client_whose_loop_ended_says_closed() -> None:
+    client = sync_client(echo)
+    client._loop.stop(30)  # as if closed from another thread meanwhile
+    with pytest.raises(RuntimeError, match="closed"):
+        client.statistics()
+    client.close()
+
+
+def test_make_request_after_close_raises_runtime_error() -> None:
+    client = sync_client(echo)
+    client.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.make_request(MESSAGES)
+
+
 def test_the_constructor_shows_clients_arguments() -> None:
     import inspect
 
@@ -545,6 +604,83 @@ def test_progress_bar_counts_every_result(capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert "25/25" in err
     assert "7/7" in err
+
+
+class FakeBar:
+    """A ``tqdm`` that keeps its instances (the ``tqdm.auto`` of these tests)."""
+
+    made: ClassVar[list[FakeBar]] = []
+
+    def __init__(self, total: int | None = None, **kwargs: Any) -> None:
+        self.n = 0
+        self.total = total
+        self.closed = False
+        self.postfix: dict[str, Any] = {}
+        FakeBar.made.append(self)
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def set_postfix(self, refresh: bool = True, **postfix: Any) -> None:
+        self.postfix = postfix
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_tqdm(monkeypatch: pytest.MonkeyPatch) -> list[FakeBar]:
+    import types
+
+    module = types.ModuleType("tqdm.auto")
+    module.tqdm = FakeBar  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tqdm.auto", module)
+    monkeypatch.setattr(FakeBar, "made", [])
+    return FakeBar.made
+
+
+def test_a_stream_that_cannot_start_closes_its_progress_bar(fake_tqdm: list[FakeBar]) -> None:
+    with sync_client(echo) as client:
+        stream = client.stream_batch(prompts(3), progress=True)
+        with stream as results:
+            with pytest.raises(RuntimeError, match="entered once"):
+                stream.__enter__()
+            assert len(list(results)) == 3
+        late = client.stream_batch(prompts(3), progress=True)
+    with pytest.raises(RuntimeError, match="closed"):
+        late.__enter__()  # the client closed meanwhile: the loop refuses the job
+    assert len(fake_tqdm) == 3
+    assert all(bar.closed for bar in fake_tqdm)
+    assert fake_tqdm[0].n == 3
+
+
+class Counted:
+    """A result whose ``ok`` counts its reads (the work of a progress tick)."""
+
+    reads = 0
+
+    def __init__(self, ok: bool) -> None:
+        self._ok = ok
+
+    @property
+    def ok(self) -> bool:
+        Counted.reads += 1
+        return self._ok
+
+
+def test_a_progress_tick_reads_only_the_new_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paradigm_trio._frames import Advance
+
+    monkeypatch.setattr(Counted, "reads", 0)
+    finished = [Counted(ok=i % 10 != 0) for i in range(10_000)]
+    bar = FakeBar()
+    advance = Advance(bar)
+    advance(finished)
+    assert (bar.n, bar.postfix, Counted.reads) == (10_000, {"failed": 1000}, 10_000)
+    finished += [Counted(ok=False) for _ in range(5)]
+    advance(finished)
+    advance(finished)  # nothing new: nothing read
+    assert (bar.n, bar.postfix, Counted.reads) == (10_005, {"failed": 1005}, 10_005)
 
 
 def test_missing_extras_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -247,6 +247,24 @@ def test_diagnose_names_the_configuration_failures_only() -> None:
     assert pt.diagnose(None) is None
 
 
+def test_diagnose_takes_a_status_and_says_the_fix_in_the_clis_words_too() -> None:
+    for code in (401, 403, 404):
+        of_status, of_error = pt.diagnose(code), pt.diagnose(_error(code))
+        assert of_status is not None
+        assert of_status == of_error
+        assert of_status.status == code
+    by_code = {code: pt.diagnose(code) for code in (401, 403, 404)}
+    assert "PARADIGM_API_KEY" in by_code[401].cli_fix  # type: ignore[union-attr]
+    assert "--model" in by_code[403].cli_fix  # type: ignore[union-attr]
+    assert "--base-url" in by_code[404].cli_fix  # type: ignore[union-attr]
+    assert "--base-url" not in by_code[404].fix  # type: ignore[union-attr]
+    proxy = pt.diagnose(pt.ProxyError("no", proxy="http://proxy:3128", proxy_status=403))
+    assert proxy is not None
+    assert proxy.cli_fix == proxy.fix  # (a proxy's 403 is not the server's)
+    for other in (200, 400, 429, 500, True):
+        assert pt.diagnose(other) is None
+
+
 # ============================================================================ the property
 
 _OUTCOME = st.sampled_from([200, 200, 200, 400, 401, 404, 422, 500])
@@ -280,3 +298,38 @@ def test_a_batch_with_another_answer_among_its_first_is_never_stopped(
                 assert [r.ok for r in results] == [code == 200 for code in outcomes]
 
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_answers_arriving_together_stop_the_batch_once_and_keep_every_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Eight answers wake together: workers past the first STOP (no checkpoint since the
+    # cancel) judge theirs too.  One error, one record, every failure in it once.
+    gate = trio.Event()
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        await gate.wait()
+        return status(401)
+
+    async def open_gate() -> None:
+        await trio.sleep(1)
+        gate.set()
+
+    caplog.set_level("ERROR", logger="paradigm_trio")
+    async with make_client(handler, limits=pt.Limits(concurrency=8)) as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(open_gate)
+            with pytest.raises(pt.SystematicFailureError) as info:
+                await client.chat_batch(
+                    [msgs(i) for i in range(20)], systematic_failures=3, warm_up=False
+                )
+    err = info.value
+    indices = [r.index for r in err.results]
+    assert indices == sorted(set(indices))  # once each, in input order
+    assert err.sent == 8
+    assert len(indices) == 8  # every answer held is in the error
+    assert all(isinstance(r.error, pt.AuthenticationError) for r in err.results)
+    assert err.failures == 3
+    assert "first 3 answers" in str(err)
+    stops = [r for r in caplog.records if getattr(r, "event", None) == "batch_stopped"]
+    assert len(stops) == 1

@@ -19,8 +19,7 @@ import trio
 import trio.testing
 
 import paradigm_trio as pt
-from paradigm_trio._client import _embedder
-from paradigm_trio._endpoints import _chat_kind
+from paradigm_trio._endpoints import _chat_kind, _embedding_kind
 from paradigm_trio._engine._batch import run_batch
 
 from ..fakenet import FakeResolver, Scenario
@@ -318,14 +317,14 @@ async def _run_embeddings(items: Any, warmer: Warmer, **packing: int) -> list[An
         data = [{"index": i, "embedding": [0.5]} for i in range(len(request.inputs))]
         return pt.Embeddings.from_json({"data": data}, None)
 
-    kind = _embedder.EmbeddingKind(send_one, {}, **{**PACKING, **packing})
+    kind = _embedding_kind.EmbeddingKind(send_one, {}, **{**PACKING, **packing})
     options = pt.BatchOptions(warm_up=True)
     batch = run_batch(
         kind,
         items,
         options,
         width=8,
-        stream=_embedder.EmbeddingStream,
+        stream=_embedding_kind.EmbeddingStream,
         observers=(),
         warm_up=warmer,
     )

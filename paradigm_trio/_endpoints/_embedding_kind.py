@@ -1,13 +1,8 @@
-"""Embeddings requests: the client's methods, one request on the attempt engine, batches.
-
-:class:`EmbeddingMethods` are the :class:`~paradigm_trio.Client`'s embeddings methods
-(``embed``, ``embed_batch``, ``stream_embed_batch``), which ``Client`` inherits: they
-validate their arguments, build a ``Plan`` and hand the request to the one send path
-(``Sender.send`` with the embeddings endpoint, as chat requests with theirs; the engine
-does the rest, as for every request kind).  :class:`EmbeddingKind` is what a batch of
-embeddings sends (``_batch`` runs it): items become requests, small requests are packed
-into one (``_embeddings``), and the answer is split back into one
-:class:`EmbeddingResult` per item.
+"""Batches of embeddings: :class:`EmbeddingKind`, what such a batch sends (``_batch`` runs
+it, as it runs the chat completions' ``ChatKind``): items become requests, small requests
+are packed into one (``_embeddings``), and the answer is split back into one
+:class:`EmbeddingResult` per item.  Each request is sent by the ``send_one`` the client
+hands it (the one send path, with the embeddings endpoint).
 
 A pack that the server refuses as a whole (400, 413, 422: one of its inputs is too long,
 say) is sent again one request at a time, so that one bad input fails alone.
@@ -15,19 +10,22 @@ say) is sent again one request at a time, so that one bad input fails alone.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final, Unpack
+from typing import Any, Final
 
 import trio
 
 from .. import _log
-from .._config import RetryPolicy, Timeouts
-from .._endpoints._completion import Usage
-from .._endpoints._embeddings import (
-    DEFAULT_PACK_INPUTS,
-    DEFAULT_PACK_TOKENS,
+from .._engine._batch import ResultStream, SendOne, outcome_of
+from .._engine._batch_options import BatchOptions, BatchStatistics
+from .._engine._budget import BatchControl
+from .._engine._dedupe import Identity
+from .._engine._ledger import Ledger
+from .._errors import APIStatusError, InvalidRequestError, RequestCancelled
+from .._events import EmbeddingPackingDisabled
+from ._completion import Usage
+from ._embeddings import (
     MAX_EMBEDDING_INPUTS,
     EmbeddingRequest,
     Embeddings,
@@ -39,21 +37,12 @@ from .._endpoints._embeddings import (
     singles,
     split,
 )
-from .._endpoints._endpoint import Stored, identity, reparse, stored
-from .._engine._batch import ResultStream, SendOne, outcome_of, run_batch
-from .._engine._batch_options import BatchKeywords, BatchOptions, BatchStatistics
-from .._engine._budget import BatchControl
-from .._engine._dedupe import Identity
-from .._engine._ledger import Ledger
-from .._errors import APIStatusError, InvalidRequestError, RequestCancelled
-from .._events import Attempt, EmbeddingPackingDisabled
-from ._core import ClientCore, collect
+from ._endpoint import Stored, identity, reparse, stored
 
 __all__ = [
     "EmbedInput",
     "EmbeddingKind",
     "EmbeddingLists",
-    "EmbeddingMethods",
     "EmbeddingResult",
     "EmbeddingResults",
     "EmbeddingStream",
@@ -408,182 +397,3 @@ class EmbeddingKind:
         if error is not None:
             return None, error, attempts
         return join([o[0] for o in outcomes]), None, attempts
-
-
-class EmbeddingMethods(ClientCore):
-    """The :class:`Client`'s embeddings methods (``Client`` inherits them)."""
-
-    _lists: EmbeddingLists
-
-    async def embed(
-        self,
-        inputs: str | Sequence[str] | EmbeddingRequest,
-        *,
-        model: str | None = None,
-        dimensions: int | None = None,
-        encoding_format: EncodingFormat | None = None,
-        extra: Mapping[str, Any] | None = None,
-        custom_id: str | None = None,
-        retry: RetryPolicy | None = None,
-        timeouts: Timeouts | None = None,
-    ) -> Embeddings:
-        """Embed one or more texts in one request (``POST /embeddings``), retrying per the
-        policy; one vector per input, in order.
-
-        Args:
-            inputs: a string, a list of at most 2,048 strings, or an
-                :class:`EmbeddingRequest` (whose fields the keywords override).
-            model: the embedding model (default: the client's ``embedding_model``).
-            dimensions: the length of the vectors, for models that can shorten them.
-            encoding_format: ``"base64"`` (the default: compact) or ``"float"``: how the
-                vectors travel.  They are decoded to floats either way.
-            extra: more body fields, passed through.
-            custom_id, retry, timeouts: as for :meth:`chat`.
-
-        For many texts, :meth:`embed_batch` sends them concurrently, packing small ones
-        into shared requests.
-
-        Raises:
-            InvalidRequestError: the request is invalid (an empty string, more than 2,048
-                inputs, a bad ``dimensions``...); nothing was sent.
-            APIError: as for :meth:`chat`.
-        """
-        given: dict[str, Any] = {
-            "model": model, "dimensions": dimensions, "encoding_format": encoding_format,
-            "extra": extra, "custom_id": custom_id,
-        }  # fmt: skip
-        fields = {k: v for k, v in given.items() if v is not None}
-        if isinstance(inputs, EmbeddingRequest):
-            request = replace(inputs, **fields) if fields else inputs
-        else:
-            request = EmbeddingRequest(inputs=inputs, **fields)
-        lists, sender, endpoint = self._lists, self._sender, self._embeddings
-        if len(request.inputs) > 1 and not lists.packs(request.model):
-            return await self._embed_singly(request, retry, timeouts)
-        try:
-            plan = self._plan(endpoint, request, retry, timeouts)
-            return await sender.send(endpoint, request, plan)
-        except APIStatusError as exc:
-            if len(request.inputs) > 1 and lists.learn(request.model, exc):
-                return await self._embed_singly(request, retry, timeouts)
-            raise
-
-    async def _embed_singly(
-        self, request: EmbeddingRequest, retry: RetryPolicy | None, timeouts: Timeouts | None
-    ) -> Embeddings:
-        """``request``'s inputs one per request, concurrently; the answers joined (the
-        first failure raised)."""
-        parts = singles(request)
-        answers: list[Embeddings | None] = [None] * len(parts)
-        sender, endpoint = self._sender, self._embeddings
-
-        async def one(position: int, part: EmbeddingRequest) -> None:
-            plan = self._plan(endpoint, part, retry, timeouts)
-            answer: Embeddings = await sender.send(endpoint, part, plan)
-            answers[position] = answer
-
-        try:
-            async with trio.open_nursery() as nursery:
-                for position, part in enumerate(parts):
-                    nursery.start_soon(one, position, part)
-        except BaseExceptionGroup as group:
-            first = group.exceptions[0]
-            raise first from first.__cause__
-        return join([a for a in answers if a is not None])
-
-    def stream_embed_batch(
-        self,
-        inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput],
-        *,
-        dimensions: int | None = None,
-        encoding_format: EncodingFormat | None = None,
-        pack_inputs: int = DEFAULT_PACK_INPUTS,
-        pack_tokens: int = DEFAULT_PACK_TOKENS,
-        options: BatchOptions | None = None,
-        **keywords: Unpack[BatchKeywords],
-    ) -> AbstractAsyncContextManager[EmbeddingStream]:
-        """Embed many texts concurrently; get one :class:`EmbeddingResult` per item as
-        each finishes.
-
-        ::
-
-            async with client.stream_embed_batch(texts) as results:
-                async for result in results:   # completion order
-                    store(result.index, result.vector)
-
-        ``inputs`` is any iterable or async iterable of strings (one input each) or
-        :class:`EmbeddingRequest` (one or more inputs each), read lazily.  Items that ask
-        for the same model, dimensions and encoding are *packed*: consecutive items go
-        into one request of at most ``pack_inputs`` inputs and ``pack_tokens`` estimated
-        tokens (``pack_inputs=1`` sends each item alone), and the answer is split back
-        into one result per item.  A pack that the server refuses (400, 413, 422) is sent
-        again one item at a time, so that only the bad item fails.  A pack is sent when it
-        is full or the input ends: an async input that waits for results before yielding
-        more should use ``pack_inputs=1``.
-
-        The guarantees are those of :meth:`stream_batch`: one result per item, retries,
-        the rate limits (with the inputs' estimated tokens), the retry budget and circuit
-        breaker, ``deadline``, ``on_progress``, ``on_error``.  The keywords are the fields
-        of :class:`BatchOptions`, of which ``model`` fills the items' unset model; the
-        chat-only ones (``temperature``, ``max_tokens``, ``top_p``, ``seed``,
-        ``stream``) are refused.
-
-        Raises:
-            ValueError: an invalid option (before anything is sent).
-            RuntimeError: the client is closed.
-        """
-        opts = BatchOptions.of(options, keywords)
-        defaults = embedding_defaults(opts, dimensions, encoding_format)
-        pack_inputs, pack_tokens = check_pack(pack_inputs, pack_tokens)
-        self._check_open()
-        retry, timeouts = opts.retry, opts.timeouts
-        sender, endpoint = self._sender, self._embeddings
-
-        def send_one(
-            request: EmbeddingRequest,
-            *,
-            deadline: float,
-            control: BatchControl,
-            history: list[Attempt],
-            hedge: bool = False,
-        ) -> Awaitable[Embeddings]:
-            # Not a coroutine of its own, as the chat batch's (one frame less per request).
-            plan = self._plan(endpoint, request, retry, timeouts, deadline, control, hedge=hedge)
-            return sender.send(endpoint, request, plan, history)
-
-        kind = EmbeddingKind(
-            send_one, defaults, endpoint=endpoint, pack_inputs=pack_inputs,
-            pack_tokens=pack_tokens, lists=self._lists,
-        )  # fmt: skip
-        return run_batch(
-            kind, inputs, opts, width=self.limits.concurrency, stream=EmbeddingStream,
-            observers=self._engine.ledger.observers, warm_up=self.warm_up, cache=self._cache,
-            free=self._slot_free,
-        )  # fmt: skip
-
-    async def embed_batch(
-        self,
-        inputs: Iterable[EmbedInput] | AsyncIterable[EmbedInput],
-        *,
-        dimensions: int | None = None,
-        encoding_format: EncodingFormat | None = None,
-        pack_inputs: int = DEFAULT_PACK_INPUTS,
-        pack_tokens: int = DEFAULT_PACK_TOKENS,
-        options: BatchOptions | None = None,
-        **keywords: Unpack[BatchKeywords],
-    ) -> EmbeddingResults:
-        """Embed many texts concurrently; return one :class:`EmbeddingResult` per item,
-        in input order.
-
-        Takes the arguments of :meth:`stream_embed_batch` and returns an
-        :class:`EmbeddingResults` (a list, with ``.statistics``).  With
-        ``on_error="raise"`` it raises :class:`BatchError` whose ``results`` hold the
-        results finished before the failure.
-        """
-        results = EmbeddingResults()
-        cm = self.stream_embed_batch(
-            inputs, dimensions=dimensions, encoding_format=encoding_format,
-            pack_inputs=pack_inputs, pack_tokens=pack_tokens, options=options, **keywords,
-        )  # fmt: skip
-        results.statistics = await collect(cm, results)
-        return results
