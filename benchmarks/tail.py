@@ -1,4 +1,4 @@
-"""Scenario 14: the tail of a batch, with and without hedged requests.
+"""Scenario 15: the tail of a batch, with and without hedged requests.
 
 A batch of ``n`` chat requests at concurrency 100 against the mock in its own process,
 with heavy-tailed latency (log-normal, median 0.2 s, sigma 0.5): once without stragglers
@@ -35,7 +35,7 @@ def run(quick: bool) -> Section:
     n, rounds = (1_000, 1) if quick else (2_000, 3)
     section = Section(
         "tail",
-        "14. The tail: hedged requests against stragglers",
+        "15. The tail: hedged requests against stragglers",
         f"`benchmarks/tail.py`: a batch of {n:,} chat requests at concurrency {CONCURRENCY} "
         f"against the mock in its own process, latency `{LATENCY}` (log-normal, median 0.2 s), "
         f"without stragglers, then with `--fault {STRAGGLERS}` (2 % of the attempts ten "

@@ -21,7 +21,15 @@ from ._app import create_app, get_state
 from ._cli import main
 from ._config import DEFAULT_MODELS, MockConfig
 from ._embeddings import DEFAULT_EMBEDDING_DIMENSIONS, embedding_vector
-from ._faults import FAULT_KINDS, STREAM_FAULT_KINDS, Fault, FaultRates, ScriptEntry
+from ._faults import (
+    FAULT_KINDS,
+    POSITIONED_KINDS,
+    STREAM_FAULT_KINDS,
+    TOOL_FAULT_KINDS,
+    Fault,
+    FaultRates,
+    ScriptEntry,
+)
 from ._latency import Latency, Stragglers
 from ._server import MockServer, serve
 from ._state import MockState, MockStats, RequestRecord
@@ -38,11 +46,13 @@ __all__ = [
     "MockServer",
     "MockState",
     "MockStats",
+    "POSITIONED_KINDS",
     "RequestRecord",
     "STREAM_FAULT_KINDS",
     "ScriptEntry",
     "Stragglers",
     "TLSFiles",
+    "TOOL_FAULT_KINDS",
     "create_app",
     "embedding_vector",
     "get_state",

@@ -17,7 +17,11 @@ Everything is deterministic: a function of the seed, the request and the choice'
 * **Faults**: ``invalid_output`` answers a structured request with content that does not
   match (JSON of the wrong shape, or text that is not JSON); ``tool_call_malformed``
   answers with malformed tool calls (``arguments`` an object instead of JSON text; in a
-  stream, argument deltas without their ``index``).
+  stream, argument deltas without their ``index``); ``tool_call_not_json``,
+  ``tool_call_invalid`` and ``tool_call_unknown`` with well-formed calls whose arguments
+  are not JSON, break the tool's ``parameters``, or whose tool was not offered.
+* **Continuations** (``continue_final_message``): the rest of the original answer
+  (``_continue``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ._content import (
     message_text,
     parse_chat_request,
 )
+from ._continue import continued_reply, continued_text, original_request
 from ._determinism import digest, unit
 from ._options import Options
 from ._schema_values import UnsupportedSchema, regex_value, schema_value
@@ -185,7 +190,8 @@ def parse_options(data: Mapping[str, Any]) -> Options:
 def parse_chat(body: bytes, *, models: tuple[str, ...] | None) -> ChatRequest:
     """Validate a chat completion body, options included (:class:`RequestError`: 400)."""
     chat = parse_chat_request(body, models=models)
-    return replace(chat, options=parse_options(chat.body))
+    options = replace(parse_options(chat.body), continued=continued_text(chat.body, chat.messages))
+    return replace(chat, options=options)
 
 
 # --------------------------------------------------------------------------- answers
@@ -244,6 +250,54 @@ def _tool_calls(seed: int, chat: ChatRequest, index: int) -> tuple[dict[str, Any
     return tuple(calls)
 
 
+def _unknown_tool(
+    calls: tuple[dict[str, Any], ...], tools: tuple[dict[str, Any], ...]
+) -> tuple[dict[str, Any], ...]:
+    """The first call names a tool that was not offered (``tool_call_unknown``)."""
+    names = {t["function"]["name"] for t in tools}
+    name = calls[0]["function"]["name"] + "_unknown"
+    while name in names:
+        name += "_"
+    first = {**calls[0], "function": {**calls[0]["function"], "name": name}}
+    return (first, *calls[1:])
+
+
+def _arguments(calls: tuple[dict[str, Any], ...], make: Any) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        {**call, "function": {**call["function"], "arguments": make(call)}} for call in calls
+    )
+
+
+def _not_json(
+    calls: tuple[dict[str, Any], ...], tools: tuple[dict[str, Any], ...]
+) -> tuple[dict[str, Any], ...]:
+    """Each call's arguments cut short by a character (``tool_call_not_json``)."""
+    return _arguments(calls, lambda call: call["function"]["arguments"][:-1])
+
+
+def _breaking(
+    calls: tuple[dict[str, Any], ...], tools: tuple[dict[str, Any], ...]
+) -> tuple[dict[str, Any], ...]:
+    """Each call's arguments JSON that breaks the tool's parameters (``tool_call_invalid``)."""
+    parameters = {t["function"]["name"]: t["function"].get("parameters") for t in tools}
+
+    def wrong(call: dict[str, Any]) -> str:
+        schema = parameters.get(call["function"]["name"]) or {"type": "object"}
+        if "type" not in schema:
+            schema = {**schema, "type": "object"}
+        return _mismatch(schema)
+
+    return _arguments(calls, wrong)
+
+
+_BREAKS: Final = {
+    "tool_call_not_json": _not_json,
+    "tool_call_invalid": _breaking,
+    "tool_call_unknown": _unknown_tool,
+}
+"""How each tool-call fault breaks the calls of an answer."""
+
+
 def _structured_text(seed: int, chat: ChatRequest, index: int, invalid: bool) -> str | None:
     options = chat.options
     rng = _rng(seed, chat, index, "structured")
@@ -292,11 +346,21 @@ def _pieces(text: str) -> tuple[str, ...]:
 def make_replies(
     seed: int, chat: ChatRequest, reply_tokens: tuple[int, int], kind: str
 ) -> list[Reply]:
-    """The ``n`` choices answering ``chat`` (``kind``: the fault drawn, if it shapes them)."""
+    """The ``n`` choices answering ``chat`` (``kind``: the fault drawn, if it shapes them).
+
+    A request continuing its final message gets the rest of the answer to the original
+    request (see ``_continue``).
+    """
+    prefix = chat.options.continued
+    if prefix is not None:
+        replies = make_replies(seed, original_request(chat), reply_tokens, kind)
+        return [continued_reply(reply, prefix, chat.max_tokens) for reply in replies]
     replies = []
     for index in range(chat.options.n):
         reply = make_reply(seed, chat, reply_tokens, variant=index)
         calls = _tool_calls(seed, chat, index)
+        if calls and kind in _BREAKS:
+            calls = _BREAKS[kind](calls, chat.options.tools)
         if calls:
             reply = Reply(pieces=(), finish_reason="tool_calls", tool_calls=calls)
         else:

@@ -26,7 +26,7 @@ from ._injection import applies, fault_status_response, payload_response, status
 from ._plain import PlainRequest
 from ._responses import connection, dumps, error_response, json_response, linger, read_body
 from ._state import MockState, _Entry, retry_after_headers
-from ._streaming import plain_stream_response, stream_response
+from ._streaming import Where, plain_stream_response, stream_response
 from ._transport import Connection
 
 __all__ = ["API_PREFIXES", "ApiRoutes", "Parse", "ReadBody", "Received", "add_api_routes"]
@@ -78,13 +78,6 @@ def _charge(parsed: _Parsed, config: MockConfig) -> int:
         return parsed.quota_tokens
     limit = parsed.max_tokens if parsed.max_tokens is not None else config.default_max_tokens
     return parsed.prompt_tokens + limit
-
-
-def _stall_after(config: MockConfig, fault: Fault | None) -> int | None:
-    """Where a ``stream_stall`` stops: the scripted fault's point, else the config's."""
-    if fault is not None and fault.stall_after is not None:
-        return fault.stall_after
-    return config.stall_after
 
 
 def _quota_on(config: MockConfig) -> bool:
@@ -313,8 +306,8 @@ class ApiRoutes:
             self.state.decide(entry, str(exc.status), exc.status)
             return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
         if answer.stream is not None:
-            stall_after = _stall_after(config, fault)
-            return plain_stream_response(conn, config, answer.stream, kind, headers, stall_after)
+            where = Where.of(config, fault, kind)
+            return plain_stream_response(conn, config, answer.stream, kind, headers, where)
         entry.completion_tokens = answer.completion_tokens
         if entry.status == 200:
             entry.status = answer.status
@@ -343,9 +336,9 @@ class ApiRoutes:
         completion_id = "chatcmpl-" + digest(seed, "id", key, attempt).hex()[:29]
         created = int(time.time())
         if chat.stream:
-            stall_after = _stall_after(config, fault)
             ids = (completion_id, created)
-            return stream_response(conn, config, chat, replies, kind, ids, headers, stall_after)
+            where = Where.of(config, fault, kind)
+            return stream_response(conn, config, chat, replies, kind, ids, headers, where)
         entry.completion_tokens = sum(reply.completion_tokens for reply in replies)
         payload = dumps(
             completion_body(

@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from ._config import MockConfig
-from ._faults import FAULT_KINDS
+from ._faults import FAULT_KINDS, Fault
 from ._server import serve
 from ._tls import TLSFiles, throwaway_ca
 
@@ -54,8 +54,22 @@ def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser
         action="append",
         default=[],
         metavar="KIND=P",
-        help=f"fault probability, repeatable; KIND in {', '.join(FAULT_KINDS)}; "
-        "or straggler=SHARE:FACTORx (e.g. 0.02:10x: 2 %% of attempts 10 times slower)",
+        help=f"fault probability, repeatable; KIND in {', '.join(FAULT_KINDS)}; a stream "
+        "fault may say where it strikes: KIND@N=P (N events sent first, as --fault-at), "
+        "stream_stall@N+S=P (silent S seconds, as --stall-for); or straggler=SHARE:FACTORx "
+        "(e.g. 0.02:10x: 2 %% of attempts 10 times slower)",
+    )
+    add(
+        "--fault-at",
+        type=int,
+        metavar="N",
+        help="SSE events a stream fault sends before it strikes (default: half the stream)",
+    )
+    add(
+        "--stall-for",
+        type=float,
+        metavar="S",
+        help="seconds a stream_stall stays silent before the rest (default: for good)",
     )
     add(
         "--stall-after",
@@ -226,6 +240,8 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         ("models", "models"),
         ("max_body_bytes", "max_body_bytes"),
         ("stall_after", "stall_after"),
+        ("fault_at", "fault_at"),
+        ("stall_for", "stall_for"),
         ("file_processing_time", "file_processing_time"),
         ("embeddings_strings_only", "embeddings_strings_only"),
     ):
@@ -235,24 +251,40 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     if args.max_file_bytes is not None:
         data["max_file_bytes"] = args.max_file_bytes or None
     if args.fault:
-        faults = dict(data.get("faults") or {})
+        data["faults"] = dict(data.get("faults") or {})
         for item in args.fault:
-            kind, sep, rate = item.partition("=")
-            kind = kind.strip()
-            if sep and kind == "straggler":
-                faults[kind] = rate.strip()  # SHARE:FACTORx, parsed by MockConfig
-                continue
-            if not sep or kind not in FAULT_KINDS:
-                raise ValueError(
-                    f"--fault {item!r}: expected KIND=P with KIND in {', '.join(FAULT_KINDS)}, "
-                    "or straggler=SHARE:FACTORx"
-                )
-            try:
-                faults[kind] = float(rate)
-            except ValueError:
-                raise ValueError(f"--fault {item!r}: {rate!r} is not a number") from None
-        data["faults"] = faults
+            _add_fault(data, item)
     return MockConfig.from_mapping(data)
+
+
+def _add_fault(data: dict[str, Any], item: str) -> None:
+    """Put ``--fault KIND[@N[+S]]=P`` into ``data`` (the rate, and where it strikes)."""
+    spec, sep, rate = item.partition("=")
+    kind = spec.partition("@")[0].strip()
+    if sep and spec.strip() == "straggler":
+        data["faults"][kind] = rate.strip()  # SHARE:FACTORx, parsed by MockConfig
+        return
+    if not sep or kind not in FAULT_KINDS:
+        raise ValueError(
+            f"--fault {item!r}: expected KIND=P with KIND in {', '.join(FAULT_KINDS)}, "
+            "or straggler=SHARE:FACTORx"
+        )
+    try:
+        data["faults"][kind] = float(rate)
+    except ValueError:
+        raise ValueError(f"--fault {item!r}: {rate!r} is not a number") from None
+    try:
+        fault = Fault.parse(spec.strip())
+    except ValueError as exc:
+        raise ValueError(f"--fault {item!r}: {exc}") from None
+    for name, value in (("fault_at", fault.at), ("stall_for", fault.stall_for)):
+        if value is None:
+            continue
+        if data.get(name, value) != value:
+            raise ValueError(
+                f"--fault {item!r}: {name} is {data[name]} already (one value for every fault)"
+            )
+        data[name] = value
 
 
 def _warn_beyond_loopback(host: str, config: MockConfig, token: str | None) -> None:

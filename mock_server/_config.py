@@ -92,7 +92,16 @@ class MockConfig:
         stall_after: Chunks a ``stream_stall`` fault sends before it stalls (the
             role chunk counts as one; more than the stream has sends every chunk
             but ``[DONE]``), or ``None`` for the same point as ``stream_cut``: the
-            role chunk and half the content chunks.  Default ``None``.
+            role chunk and half the content chunks (or :attr:`fault_at`).  Default
+            ``None``.
+        fault_at: SSE events a stream fault (``stream_cut``, ``stream_error``,
+            ``stream_stall``, and ``malformed`` or ``truncated`` on a stream) sends
+            before it strikes (the role chunk is the first; more than the stream holds:
+            every event but ``[DONE]``), or ``None`` for the role chunk and half the
+            content chunks.  A script's ``Fault.at`` overrides it.  Default ``None``.
+        stall_for: Seconds a ``stream_stall`` stays silent before it sends the rest of
+            the stream, or ``None`` to stay silent for good.  A script's
+            ``Fault.stall_for`` overrides it.  Default ``None``.
         max_log: How many :class:`RequestRecord` entries are kept (oldest are
             dropped first; counters in ``stats()`` are not affected).  Default
             ``100000``.
@@ -122,6 +131,8 @@ class MockConfig:
     reply_tokens: tuple[int, int] = (10, 60)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     stall_after: int | None = None
+    fault_at: int | None = None
+    stall_for: float | None = None
     max_log: int = 100_000
     file_processing_time: float = 1.0
     max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES
@@ -177,6 +188,9 @@ class MockConfig:
         if check_optional_int("max_body_bytes", self.max_body_bytes, minimum=1) is None:
             raise ValueError("max_body_bytes: expected an integer, got None")
         check_optional_int("stall_after", self.stall_after, minimum=0)
+        check_optional_int("fault_at", self.fault_at, minimum=0)
+        if self.stall_for is not None:
+            check_number("stall_for", self.stall_for)
         if check_optional_int("max_log", self.max_log, minimum=0) is None:
             raise ValueError("max_log: expected an integer, got None")
 
@@ -225,6 +239,8 @@ class MockConfig:
             "reply_tokens": list(self.reply_tokens),
             "max_body_bytes": self.max_body_bytes,
             "stall_after": self.stall_after,
+            "fault_at": self.fault_at,
+            "stall_for": self.stall_for,
             "max_log": self.max_log,
             "file_processing_time": self.file_processing_time,
             "max_file_bytes": self.max_file_bytes,
@@ -257,7 +273,7 @@ def _coerce_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = tuple(m.strip() for m in value.split(",") if m.strip())
         elif name in ("models", "reply_tokens") and isinstance(value, list):
             out[name] = tuple(value)
-        elif name in _FLOATS and isinstance(value, int):
+        elif (name in _FLOATS or name == "stall_for") and isinstance(value, int):
             out[name] = value if isinstance(value, bool) else float(value)
         else:
             out[name] = value

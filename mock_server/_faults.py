@@ -11,7 +11,9 @@ from ._checks import check_number, check_optional_int
 
 __all__ = [
     "FAULT_KINDS",
+    "POSITIONED_KINDS",
     "STREAM_FAULT_KINDS",
+    "TOOL_FAULT_KINDS",
     "Fault",
     "FaultRates",
     "ScriptEntry",
@@ -37,12 +39,27 @@ FAULT_KINDS: Final[tuple[str, ...]] = (
     "stream_stall",
     "invalid_output",
     "tool_call_malformed",
+    "tool_call_not_json",
+    "tool_call_invalid",
+    "tool_call_unknown",
+)
+
+#: Faults that break the tool calls of an answer that calls tools (served normally
+#: otherwise): wire-malformed calls, arguments that are not JSON, arguments that break the
+#: tool's ``parameters``, a call of a tool that was not offered.
+TOOL_FAULT_KINDS: Final[frozenset[str]] = frozenset(
+    {"tool_call_malformed", "tool_call_not_json", "tool_call_invalid", "tool_call_unknown"}
+)
+
+#: Faults that strike a stream at a chosen chunk (``Fault.at``, ``MockConfig.fault_at``).
+POSITIONED_KINDS: Final[frozenset[str]] = frozenset(
+    {"stream_cut", "stream_error", "stream_stall", "malformed", "truncated"}
 )
 
 #: Faults that only make sense for a streamed (``"stream": true``) request.  A
 #: non-streamed request that draws one of them is served normally (as is a request
 #: without structured output drawing ``invalid_output``, and one whose answer calls no
-#: tool drawing ``tool_call_malformed``).
+#: tool drawing one of :data:`TOOL_FAULT_KINDS`).
 STREAM_FAULT_KINDS: Final[frozenset[str]] = frozenset(
     {"stream_cut", "stream_error", "stream_no_done", "stream_stall"}
 )
@@ -73,21 +90,33 @@ class FaultRates:
             ``data:`` line that is not valid JSON, then the stream continues).
         truncated: 200 whose body stops short of its ``Content-Length``, then the
             connection is closed (for a stream: same as ``stream_cut``).
-        stream_cut: Streams part of the chunks then closes the connection
-            without the terminating chunk or ``[DONE]``.
-        stream_error: Streams part of the chunks, then an ``event: error`` with an
-            OpenAI error envelope as ``data``, then ends the response cleanly.
+        stream_cut: Streams part of the chunks (:attr:`MockConfig.fault_at`, or a
+            script's ``Fault.at``) then closes the connection without the terminating
+            chunk or ``[DONE]``.
+        stream_error: Streams part of the chunks (as ``stream_cut``), then an
+            ``event: error`` with an OpenAI error envelope as ``data``, then ends the
+            response cleanly.
         stream_no_done: Streams every chunk but omits ``data: [DONE]``, then ends
             the response cleanly.
-        stream_stall: Streams :attr:`MockConfig.stall_after` chunks (or a script's
-            ``Fault.stall_after``), then sends nothing more and keeps the connection
-            open (no ``[DONE]``) until the client goes away or the server stops.
+        stream_stall: Streams part of the chunks (as ``stream_cut``; or
+            :attr:`MockConfig.stall_after`, a script's ``Fault.stall_after``), then sends
+            nothing for :attr:`MockConfig.stall_for` seconds (a script's
+            ``Fault.stall_for``) and the rest of the stream; ``None`` (the default):
+            nothing more, the connection kept open until the client goes away or the
+            server stops.
         invalid_output: For a request asking for structured output (``response_format``,
             ``guided_*``): a 200 whose content does not match (JSON of the wrong shape,
             or text that is not JSON).  Other requests are served normally.
         tool_call_malformed: For a request whose answer calls tools: malformed tool calls
             (``arguments`` a JSON object instead of text; in a stream, argument deltas
             without their ``index``).  Other requests are served normally.
+        tool_call_not_json: For a request whose answer calls tools: each call's
+            ``arguments`` is its JSON text cut short by its last character (not JSON).
+        tool_call_invalid: For a request whose answer calls tools: each call's
+            ``arguments`` is JSON that breaks the tool's ``parameters`` (``{}`` when they
+            require a property, else a JSON value of another type).
+        tool_call_unknown: For a request whose answer calls tools: the first call names a
+            tool that was not offered (``<name>_unknown``).
     """
 
     rate_limit: float = 0.0
@@ -103,6 +132,9 @@ class FaultRates:
     stream_stall: float = 0.0
     invalid_output: float = 0.0
     tool_call_malformed: float = 0.0
+    tool_call_not_json: float = 0.0
+    tool_call_invalid: float = 0.0
+    tool_call_unknown: float = 0.0
 
     def __post_init__(self) -> None:
         total = 0.0
@@ -181,6 +213,17 @@ class Fault:
             :attr:`MockConfig.latency`; ``None`` (default) keeps the sampled one.
         stall_after: For ``"stream_stall"`` only: the chunks sent before the stall,
             replacing :attr:`MockConfig.stall_after`; ``None`` (default) keeps it.
+            (``at`` says the same for every stream fault.)
+        at: For a fault of :data:`POSITIONED_KINDS` on a stream: the SSE events sent
+            before it strikes (the role chunk is the first), replacing
+            :attr:`MockConfig.fault_at`; ``None`` (default) keeps it.
+        stall_for: For ``"stream_stall"`` only: seconds of silence, after which the
+            rest of the stream comes, replacing :attr:`MockConfig.stall_for`; ``None``
+            (default) keeps it.
+
+    As a string (a script entry, ``--script``): ``"KIND@N"`` sets ``at``, and
+    ``"stream_stall@N+S"`` sets ``at`` and ``stall_for``: ``"stream_cut@3"``,
+    ``"malformed@2"``, ``"stream_stall@4+2.5"``.
     """
 
     kind: str
@@ -188,6 +231,8 @@ class Fault:
     should_retry: bool | None = field(default=None, kw_only=True)
     latency: float | None = field(default=None, kw_only=True)
     stall_after: int | None = field(default=None, kw_only=True)
+    at: int | None = field(default=None, kw_only=True)
+    stall_for: float | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str):
@@ -212,6 +257,30 @@ class Fault:
         check_optional_int("stall_after", self.stall_after, minimum=0)
         if self.stall_after is not None and kind != "stream_stall":
             raise ValueError(f"stall_after: only for kind 'stream_stall', not {kind!r}")
+        check_optional_int("at", self.at, minimum=0)
+        if self.at is not None and kind not in POSITIONED_KINDS:
+            raise ValueError(
+                f"at: only for the kinds {', '.join(sorted(POSITIONED_KINDS))}, not {kind!r}"
+            )
+        if self.stall_for is not None:
+            check_number("stall_for", self.stall_for)
+            if kind != "stream_stall":
+                raise ValueError(f"stall_for: only for kind 'stream_stall', not {kind!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """A fault from its string form: ``"503"``, ``"hang"``, ``"stream_cut@3"``,
+        ``"stream_stall@4+2.5"`` (see the class docstring)."""
+        kind, sep, where = text.partition("@")
+        if not sep:
+            return cls(text)
+        position, plus, seconds = where.partition("+")
+        try:
+            at = int(position)
+            stall_for = float(seconds) if plus else None
+        except ValueError:
+            raise ValueError(f"fault {text!r}: expected KIND@N or stream_stall@N+SECONDS") from None
+        return cls(kind, at=at, stall_for=stall_for)
 
 
 #: What ``MockServer.script`` accepts per attempt: ``"ok"``, a fault kind, a status
@@ -228,7 +297,7 @@ def normalize_script_entry(entry: object) -> Fault:
     if isinstance(entry, int):
         return Fault(str(entry))
     if isinstance(entry, str):
-        return Fault(entry)
+        return Fault.parse(entry)
     if isinstance(entry, Mapping):
         data = dict(entry)
         try:

@@ -16,7 +16,7 @@ from quart import Response
 from ._answers import wants_tool_calls
 from ._config import MockConfig
 from ._content import ChatRequest
-from ._faults import STREAM_FAULT_KINDS, Fault
+from ._faults import STREAM_FAULT_KINDS, TOOL_FAULT_KINDS, Fault
 from ._responses import JSON, error_response, linger, status_code_name
 from ._state import retry_after_headers
 from ._transport import Connection
@@ -45,7 +45,7 @@ def applies(kind: str, parsed: object) -> bool:
         return getattr(parsed, "stream", False) is True
     if kind == "invalid_output":
         return chat is not None and chat.options.structured
-    if kind == "tool_call_malformed":
+    if kind in TOOL_FAULT_KINDS:
         return chat is not None and wants_tool_calls(chat)
     return True
 

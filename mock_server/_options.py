@@ -26,6 +26,8 @@ class Options:
     json_object: bool = False
     choices: tuple[str, ...] | None = None
     regex: str | None = None
+    continued: str | None = None
+    """With ``continue_final_message``: the final assistant message's text."""
 
     @property
     def structured(self) -> bool:

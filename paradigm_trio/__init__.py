@@ -80,6 +80,7 @@ from ._errors import (
     ServerUnreachableError,
     StructuredOutputError,
     SystematicFailureError,
+    ToolCallError,
     UnprocessableEntityError,
     diagnose,
 )
@@ -212,6 +213,7 @@ __all__ = [
     "TokenLogprob",
     "TokenizeRequest",
     "ToolCall",
+    "ToolCallError",
     "TopLogprob",
     "TrioTransport",
     "Turn",

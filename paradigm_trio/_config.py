@@ -208,6 +208,15 @@ class Timeouts(_Replace):
         attempt: one attempt, from sending to the last byte of the response.
         total: the logical request, every attempt and wait included.
         first_token: a streamed request, until its first chunk.
+        stall_factor: a streamed request, after its first chunk: how many times longer
+            than the longest gap between its chunks so far a silence may last before the
+            stream counts as stalled (``None``, the default: no stall detection, only
+            ``read`` applies).  Measured from the stream's own pace once it has shown
+            three gaps, and never less than ``stall_floor``.  A stalled stream fails as a
+            timeout (``which="stream"``): a streamed batch item is then resent, a
+            ``chat_stream`` raises it.
+        stall_floor: the shortest silence that counts as a stall, whatever the pace
+            (``None``: no floor).
     """
 
     connect: float | None = 10.0
@@ -216,15 +225,28 @@ class Timeouts(_Replace):
     attempt: float | None = 180.0
     total: float | None = None
     first_token: float | None = 60.0
+    stall_factor: float | None = None
+    stall_floor: float | None = 5.0
 
     def __post_init__(self) -> None:
         for name in ("connect", "read", "write", "attempt", "total", "first_token"):
             _check_number("Timeouts", name, getattr(self, name), allow_none=True, strict=True)
+        _check_number("Timeouts", "stall_factor", self.stall_factor, minimum=1.0, allow_none=True)
+        _check_number("Timeouts", "stall_floor", self.stall_floor, allow_none=True, strict=True)
 
     @classmethod
     def none(cls) -> Timeouts:
         """No timeout at all (use with care: a hung server then hangs the request)."""
-        return cls(connect=None, read=None, write=None, attempt=None, total=None, first_token=None)
+        return cls(
+            connect=None,
+            read=None,
+            write=None,
+            attempt=None,
+            total=None,
+            first_token=None,
+            stall_factor=None,
+            stall_floor=None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ One root, with the names the OpenAI SDK uses so that users recognise them::
     │   │   ├── CertificateVerificationError  the server's TLS certificate does not verify
     │   │   └── ProxyError                 the proxy refused to carry the request (407, 403)
     │   ├── APIResponseValidationError a 2xx whose body is not what the API promises
-    │   │   └── StructuredOutputError      an answer that does not match ``output=``
+    │   │   ├── StructuredOutputError      an answer that does not match ``output=``
+    │   │   └── ToolCallError              a tool call that does not match the ``tools`` offered
     │   └── RequestCancelled           stopped by a deadline
     ├── BatchError                     a batch with ``on_error="raise"`` hit a failure
     │   └── SystematicFailureError         a batch's first answers were all one
@@ -78,6 +79,7 @@ __all__ = [
     "ServerUnreachableError",
     "StructuredOutputError",
     "SystematicFailureError",
+    "ToolCallError",
     "UnprocessableEntityError",
     "diagnose",
 ]
@@ -534,6 +536,50 @@ class StructuredOutputError(APIResponseValidationError):
         self.completion = completion
 
 
+ToolCallReason = Literal["unknown_tool", "not_json", "invalid_arguments"]
+
+
+class ToolCallError(APIResponseValidationError):
+    """An answer that calls a tool wrongly: a tool that was not offered, arguments that
+    are not JSON, or arguments that do not match the tool's ``parameters``.
+
+    Checked when the request offers ``tools`` (and ``validate_tool_calls`` is not
+    ``False``); re-asked, with the error stated to the model, only when
+    ``RetryPolicy.invalid_output_retries`` allows (cause ``"invalid_tool_call"``).  What
+    came from the model is scrubbed of the API key, like everything the server sent.
+
+    Attributes:
+        tool: the name of the tool the model called.
+        reason: ``"unknown_tool"`` (not among the tools offered), ``"not_json"`` (the
+            arguments are not JSON) or ``"invalid_arguments"`` (they do not match the
+            tool's ``parameters``).
+        call: the :class:`~paradigm_trio.ToolCall` as the model made it.
+        raw: the call's JSON, as text.
+        errors: what is wrong, one ``"$.path: message"`` per problem.
+        completion: the :class:`~paradigm_trio.ChatCompletion` that made the call, when
+            there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool: str,
+        reason: ToolCallReason,
+        call: Any = None,
+        raw: str = "",
+        errors: tuple[str, ...] = (),
+        completion: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, raw=raw, **kwargs)
+        self.tool = tool
+        self.reason = reason
+        self.call = call
+        self.errors = errors
+        self.completion = completion
+
+
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -565,8 +611,9 @@ class AttemptFailure(Exception):
     Attributes:
         error: the :class:`APIError` the request fails with if this is its last attempt.
         cause: ``"429"``, ``"503"``, ``"connection"``, ``"timeout"``, ``"invalid_response"``,
-            ``"invalid_output"``, ``"stream_error"``, ``"tls"``, ``"proxy"``, ``"host"``:
-            the key of ``retries_by_cause``.
+            ``"invalid_output"``, ``"invalid_tool_call"``, ``"stream_error"``,
+            ``"stream_diverged"``, ``"tls"``, ``"proxy"``, ``"host"``: the key of
+            ``retries_by_cause``.
         status: the HTTP status that failed the attempt (a non-2xx answer, or an error
             event that names one), else ``None``.
         should_retry: the server's ``x-should-retry`` header, if it sent one.
@@ -574,8 +621,12 @@ class AttemptFailure(Exception):
         rate_limit: for a 429, the response's ``x-ratelimit-*`` and ``retry-after*`` headers
             (the adaptive controller reads them); ``None`` otherwise.
         quota: for a 429, whether its body says a quota is spent (not one replica's noise).
+        resume: for a live stream that broke after handing chunks out, what it had
+            delivered (set by the stream; the endpoint's ``follow_up`` may build the next
+            attempt's request from it), else ``None``.
         final: no attempt can follow, whatever the policy (the request's own deadline
-            passed while the attempt ran).
+            passed while the attempt ran, or a resumed stream's answer differs from the
+            one delivered).
     """
 
     def __init__(
@@ -599,6 +650,7 @@ class AttemptFailure(Exception):
         self.rate_limit = rate_limit
         self.quota = quota
         self.final = final
+        self.resume: object = None
 
 
 class CertificateVerificationError(APIConnectionError):

@@ -28,10 +28,10 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"CANCELLED", "Ledger", "Observer", "Tokens", "one_line"}
     ),
     # The one retry decision.
-    "paradigm_trio._engine._retry": frozenset({"allows"}),
+    "paradigm_trio._engine._retry": frozenset({"INVALID_ANSWER", "allows"}),
     # The endpoint protocol, the one send path, and the endpoints.
     "paradigm_trio._endpoints._endpoint": frozenset(
-        {"Endpoint", "Request", "Sender", "Stored", "identity", "reparse", "stored"}
+        {"Endpoint", "FollowUp", "Request", "Sender", "Stored", "identity", "reparse", "stored"}
     ),
     # The response cache's open store, its busy timeout.
     "paradigm_trio._engine._cache": frozenset({"CacheStore"}),
@@ -207,6 +207,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.
     "paradigm_trio._endpoints._tools": frozenset(
         {
+            "ModelSchema",
             "ToolCallAssembler",
             "checked_tool_choice",
             "checked_tools",
@@ -214,7 +215,11 @@ INTERNAL: dict[str, frozenset[str]] = {
             "parse_tool_calls",
         }
     ),
-    "paradigm_trio._endpoints._structured": frozenset({"OutputForm"}),
+    "paradigm_trio._endpoints._pace": frozenset({"StallWatch"}),
+    "paradigm_trio._endpoints._resume": frozenset(
+        {"DIVERGED", "Diverged", "Restart", "Resume", "continuation"}
+    ),
+    "paradigm_trio._endpoints._structured": frozenset({"OutputForm", "ToolCallRules"}),
     # The checks of the numbers in an answer, which every parser calls.
     "paradigm_trio._numbers": frozenset({"MAX_WHOLE", "finite", "finite_floats", "whole"}),
     "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),

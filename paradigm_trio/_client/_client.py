@@ -49,6 +49,7 @@ from .._endpoints._embeddings import (
 )
 from .._endpoints._endpoint import Sender
 from .._endpoints._models import ChatOptions, ChatRequest, make_request
+from .._endpoints._resume import Restart
 from .._endpoints._streaming import ChatStream, Streamer
 from .._engine._batch import run_batch
 from .._engine._batch_options import BatchKeywords, BatchOptions
@@ -194,9 +195,9 @@ class Client(ParadigmMethods):
         rates = self._engine.rates
         self._shared = rates if isinstance(rates, SharedRateLimiter) else None
         self._sender = Sender(self._engine, self._http)
-        self._chat = ChatEndpoint(model)
+        self._chat = ChatEndpoint(model, self._http.redactor)
         self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
-        self._streamer = Streamer(self._engine, self._http, model)
+        self._streamer = Streamer(self._engine, self._http, self._chat)
         self._lists = EmbeddingLists(self._embeddings, self._engine.ledger)
         self.files = Files(self)
         """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
@@ -382,6 +383,7 @@ class Client(ParadigmMethods):
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         include_usage: bool = True,
+        restart: Restart | None = "replay",
         **options: Unpack[ChatOptions],
     ) -> ChatStream:
         """Stream one chat completion over Server-Sent Events.
@@ -389,13 +391,25 @@ class Client(ParadigmMethods):
         ``async with client.chat_stream(messages) as stream: async for chunk in stream``
         yields :class:`ChatCompletionChunk` objects; afterwards ``stream.completion`` is the
         assembled :class:`ChatCompletion`.  Entering the block sends the request and waits
-        for the first chunk, retrying per the policy; once a chunk has arrived nothing is
-        retried.  See :class:`ChatStream` for timeouts (``Timeouts.first_token``, then
-        ``Timeouts.read`` between chunks) and cancellation.
+        for the first chunk, retrying per the policy.  A stream that breaks after chunks
+        arrived (a cut, a malformed chunk, an error event, silence past ``Timeouts.read``,
+        a stall with ``Timeouts.stall_factor``) is *resumed* as the policy allows: the
+        iteration goes on as one stream, never a character twice, never a gap.  See
+        :class:`ChatStream` for timeouts (``Timeouts.first_token``, then ``Timeouts.read``
+        between chunks), restarts and cancellation.
 
         Takes the arguments of :meth:`chat`, plus ``include_usage`` (ask for the final
-        usage chunk, ``stream_options.include_usage``).  Tool calls arrive in pieces
-        (``chunk.tool_calls``); ``stream.completion`` has them whole.  With ``output=``,
+        usage chunk, ``stream_options.include_usage``) and ``restart``, how a broken
+        stream is resumed: ``"replay"`` (the default: the request is sent again, and its
+        new answer must reproduce what was delivered, else the stream fails with the
+        error that broke it, saying why; for deterministic answers: ``temperature=0`` or a
+        ``seed``), ``"continue"`` (the delivered text is sent as a final assistant
+        message to continue, vLLM's ``continue_final_message``: cheaper, works with any
+        sampling, needs a server that supports it; ``n`` > 1, tool calls or a refusal
+        fall back to a replay) or ``None`` (never: the break is raised).
+
+        Tool calls arrive in pieces (``chunk.tool_calls``); ``stream.completion`` has them
+        whole.  With ``output=``,
         ``stream.completion.parsed`` is the parsed answer, and an answer that does not
         match raises :class:`StructuredOutputError` at the end of the iteration (never
         retried: the chunks were handed out).
@@ -406,7 +420,9 @@ class Client(ParadigmMethods):
         )  # fmt: skip
         plan = self._plan(self._chat, request, retry, timeouts, stream=True)
         ex = self._streamer.prepare(request, plan.key, plan.timeouts, include_usage=include_usage)
-        return ChatStream(self._streamer, request, plan, ex)
+        return ChatStream(
+            self._streamer, request, plan, ex, restart=restart, include_usage=include_usage
+        )
 
     # ------------------------------------------------------------------ batches
 

@@ -3,12 +3,19 @@ read by ``_streaming`` on the same engine."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from .._errors import AttemptFailure, ToolCallError
 from ._completion import ChatCompletion, Usage, completion_parser
 from ._models import ChatRequest
+from ._resume import Resume, continuation
+from ._structured import ToolCallRules
+
+if TYPE_CHECKING:
+    from .._redact import Redactor
 
 __all__ = ["ChatEndpoint"]
 
@@ -16,14 +23,16 @@ __all__ = ["ChatEndpoint"]
 class ChatEndpoint:
     """Chat completions, as an :class:`~._endpoint.Endpoint`."""
 
-    __slots__ = ("model",)
+    __slots__ = ("model", "redactor")
 
     operation: Final = "chat"
     path: Final = "/chat/completions"
     token_types: Final = ("input", "output")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, redactor: Redactor | None = None) -> None:
         self.model = model
+        self.redactor = redactor
+        """Scrubs the API key from the errors built of an answer's tool calls."""
 
     def encode(self, request: ChatRequest) -> bytes:
         return request.encode_body(request.to_body(self.model))
@@ -33,8 +42,23 @@ class ChatEndpoint:
         """Greedy (``temperature=0``) or seeded: equal requests get equal answers."""
         return request.temperature == 0 or request.seed is not None
 
+    def tool_rules(self, request: ChatRequest) -> ToolCallRules | None:
+        """The checks of ``request``'s tool calls (``None``: none offered, or not checked)."""
+        return ToolCallRules.of(request.tools, request.validate_tool_calls, self.redactor)
+
     def parser(self, request: ChatRequest) -> Callable[[object, str | None], ChatCompletion]:
-        return completion_parser(request.output)
+        return completion_parser(request.output, self.tool_rules(request))
+
+    def follow_up(
+        self, request: ChatRequest, stream: bool = False
+    ) -> Callable[[AttemptFailure], ChatRequest | None] | None:
+        """A request with tools checked: the re-ask after an invalid call tells the model
+        what was wrong with it (see :meth:`ToolCallRules.request_for`).  A live stream
+        resumed by ``"continue"``: the delivered text to continue (``_resume``)."""
+        rules = self.tool_rules(request)
+        if rules is None and not stream:
+            return None
+        return functools.partial(_follow_up, rules, request)
 
     @staticmethod
     def usage(answer: ChatCompletion) -> Usage | None:
@@ -79,6 +103,17 @@ class ChatEndpoint:
                 for c in answer.choices
             ]
             yield "gen_ai.output.messages", json.dumps(received, ensure_ascii=False)
+
+
+def _follow_up(
+    rules: ToolCallRules | None, request: ChatRequest, failure: AttemptFailure
+) -> ChatRequest | None:
+    error, resume = failure.error, failure.resume
+    if rules is not None and isinstance(error, ToolCallError):
+        return rules.request_for(request, error)
+    if isinstance(resume, Resume):
+        return continuation(request, resume) if resume.strategy == "continue" else request
+    return None
 
 
 def _message(role: object, content: object) -> dict[str, Any]:

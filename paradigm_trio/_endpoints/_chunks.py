@@ -36,6 +36,8 @@ from .._http._http import HTTP
 from .._json import parse_json
 from ._assembly import CompletionAssembler
 from ._completion import ChatCompletion, ChatCompletionChunk
+from ._pace import StallWatch
+from ._resume import DIVERGED, Diverged, Resume
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
 
 __all__ = ["DRAIN_GRACE", "StreamReader"]
@@ -52,7 +54,7 @@ class StreamReader:
     Every method that fails raises :class:`AttemptFailure`; nothing here retries or counts.
     """
 
-    def __init__(self, http: HTTP, response: httpx2.Response) -> None:
+    def __init__(self, http: HTTP, response: httpx2.Response, resume: Resume | None = None) -> None:
         self._http = http
         self.response = response
         self.status = response.status_code
@@ -70,6 +72,21 @@ class StreamReader:
         self.assembler = CompletionAssembler()
         self._choices: set[object] = set()  # choice indices seen in the chunks
         self._finished: set[object] = set()  # ... and those that had a finish_reason
+        self.stall: StallWatch | None = None
+        """The stream's idle limit from its pace, once its first chunk is in (set by
+        ``Streamer.open``); ``None``: only the caller's read timeout applies."""
+        self.received = 0
+        """Chunks parsed, those a resume drops included (each ends a wait for one)."""
+        self.resume = resume
+        """For the attempt that resumes a broken stream: what it delivered.  This reader
+        then carries on the broken one's (its assembler, counters, undelivered chunks) and
+        trims each chunk with :meth:`Resume.trim`."""
+        if resume is not None:
+            resume.successor = self
+            old = resume.reader
+            self.assembler, self.queue = old.assembler, old.queue
+            self.chunks, self.characters = old.chunks, old.characters
+            # (whether this stream is complete is judged on its own chunks, untrimmed)
 
     @property
     def text(self) -> str:
@@ -101,6 +118,7 @@ class StreamReader:
                 # The answer is whole: what was lost is at most the usage chunk or [DONE].
                 self.done = self.no_done = True
                 self.broken = f"{type(exc).__name__}: {detail}"
+                self._resumed_end()
                 return
             failure = self._incomplete(
                 f"the connection broke after {self.progress()}: {type(exc).__name__}: {detail}"
@@ -122,6 +140,7 @@ class StreamReader:
             # Complete without [DONE]; a partial last event (the usage chunk, or "[DONE]"
             # without its blank line) is dropped, as the SSE standard says.
             self.done = self.no_done = True
+            self._resumed_end()
             return
         if self.decoder.mid_event:
             what = "the stream was cut in the middle of an event"
@@ -137,9 +156,29 @@ class StreamReader:
         return bool(self._choices) and self._finished >= self._choices
 
     async def next_chunk(self) -> None:
-        """Read until a chunk is queued or the stream has ended."""
-        while not self.queue and not self.done:
-            await self.receive()
+        """Read until a chunk is received (queued, or dropped by a :attr:`resume`) or the
+        stream has ended.
+
+        With a :attr:`stall` watch, a wait longer than the stream's pace allows fails as
+        a timeout (the stream stalled), and each wait's length is given to the watch.
+        """
+        watch, seen = self.stall, self.received
+        if watch is None or self.queue or self.done:
+            while not self.queue and not self.done and self.received == seen:
+                await self.receive()
+            return
+        start = trio.current_time()
+        limit = watch.limit()
+        with trio.move_on_at(math.inf if limit is None else start + limit) as scope:
+            while not self.queue and not self.done and self.received == seen:
+                await self.receive()
+        gap = trio.current_time() - start
+        if scope.cancelled_caught:
+            error = APITimeoutError(
+                f"{watch.describe(gap)} after {self.progress()}", which="stream"
+            )
+            raise AttemptFailure(error, "timeout")
+        watch.observe(gap)
 
     async def read_to_end(self, read_timeout: float | None) -> None:
         """Read the whole stream, with at most ``read_timeout`` of silence between chunks."""
@@ -171,6 +210,7 @@ class StreamReader:
         data = event.data.strip()
         if data == _DONE:
             self.done = True
+            self._resumed_end()
             return
         if not data:
             return
@@ -181,6 +221,12 @@ class StreamReader:
             raise self.invalid(f"a stream event is not JSON ({exc}): {shown!r}") from None
         if isinstance(payload, dict) and payload.get("error") is not None:
             raise self._error_event(payload)
+        self.received += 1
+        if self.resume is not None and isinstance(payload, dict):
+            self._track_choices(payload)
+            payload = self._trimmed(payload, data)
+            if payload is None:
+                return
         try:
             chunk = ChatCompletionChunk.from_json(payload, self.request_id)
         except APIResponseValidationError as err:
@@ -195,7 +241,8 @@ class StreamReader:
             raise self.invalid(f"a malformed chunk ({exc}): {data[:200]!r}") from None
         self.chunks += 1
         self.characters += len(chunk.delta)
-        self._track_choices(payload)
+        if self.resume is None:
+            self._track_choices(payload)
         self.queue.append(chunk)
 
     def _track_choices(self, payload: object) -> None:
@@ -212,6 +259,37 @@ class StreamReader:
             self._choices.add(index)
             if choice.get("finish_reason") is not None:
                 self._finished.add(index)
+
+    # ------------------------------------------------------------------ resuming
+
+    def _trimmed(self, payload: dict[str, object], data: str) -> dict[str, object] | None:
+        resume = self.resume
+        assert resume is not None
+        try:
+            return resume.trim(payload)
+        except Diverged as exc:
+            raise self._diverged(str(exc)) from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise self.invalid(f"a malformed chunk ({exc}): {data[:200]!r}") from None
+
+    def _resumed_end(self) -> None:
+        """The stream ended: a replay must have reproduced everything delivered."""
+        if self.resume is not None:
+            try:
+                self.resume.finish()
+            except Diverged as exc:
+                raise self._diverged(str(exc)) from None
+
+    def _diverged(self, why: str) -> AttemptFailure:
+        """Not resumed: the caller gets the error that broke the stream, saying why."""
+        assert self.resume is not None
+        error = self.resume.error
+        error.add_note(
+            f"not resumed: the answer sent again differs from the one delivered ({why}); "
+            "sampling is not deterministic here: set temperature=0 or a seed, or "
+            "restart='continue' where the server supports it"
+        )
+        return AttemptFailure(error, DIVERGED, final=True)  # (never spliced, never retried)
 
     # ------------------------------------------------------------------ failures
 

@@ -14,7 +14,7 @@ from typing import Any
 from .._errors import APIResponseValidationError, AttemptFailure, StructuredOutputError
 from .._numbers import whole
 from ._logprobs import ChoiceLogprobs, parse_logprobs
-from ._structured import OutputSchema
+from ._structured import OutputSchema, ToolCallRules
 from ._tools import ToolCall, parse_tool_calls
 
 __all__ = [
@@ -223,21 +223,28 @@ _FROM_JSON = ChatCompletion.from_json  # (bound once, not per request)
 
 def completion_parser(
     output: OutputSchema | None,
+    tools: ToolCallRules | None = None,
 ) -> Callable[[object, str | None], ChatCompletion]:
     """The parser of a chat answer: with ``output``, it also parses and validates the
-    answer (an answer that does not match is an ``"invalid_output"`` failure, which the
-    engine retries as ``RetryPolicy.invalid_output_retries`` allows)."""
-    if output is None:
+    answer, with ``tools`` it checks its tool calls (an answer that does not match is an
+    ``"invalid_output"`` or ``"invalid_tool_call"`` failure, which the engine re-asks as
+    ``RetryPolicy.invalid_output_retries`` allows)."""
+    if output is None and tools is None:
         return _FROM_JSON
 
     def parse(data: object, request_id: str | None) -> ChatCompletion:
-        return checked_output(ChatCompletion.from_json(data, request_id), output)
+        return checked_output(ChatCompletion.from_json(data, request_id), output, tools)
 
     return parse
 
 
-def checked_output(completion: ChatCompletion, output: OutputSchema | None) -> ChatCompletion:
-    """``completion`` parsed by ``output`` (when given), or raise the attempt's failure."""
+def checked_output(
+    completion: ChatCompletion, output: OutputSchema | None, tools: ToolCallRules | None = None
+) -> ChatCompletion:
+    """``completion`` with its tool calls checked by ``tools`` and its answer parsed by
+    ``output`` (each when given), or raise the attempt's failure."""
+    if tools is not None:
+        tools.check(completion)
     if output is None:
         return completion
     try:

@@ -405,6 +405,10 @@ class EmbeddingsEndpoint:
     def parser(self, request: EmbeddingRequest) -> Callable[[object, str | None], Embeddings]:
         return functools.partial(Embeddings.from_json, expected=len(request.inputs))
 
+    @staticmethod
+    def follow_up(request: EmbeddingRequest, stream: bool) -> None:
+        """Every attempt sends the same request."""
+
     usage = staticmethod(usage_of_embeddings)
 
     @staticmethod

@@ -6,6 +6,10 @@ telemetry records of both.  :class:`Sender` is the one path that sends any endpo
 request through the attempt engine; the engine sees the endpoint only as an opaque part
 of the ``Plan`` (for the observers), never its types.  Adding an endpoint is one module
 (its request, its answer, an ``Endpoint``) and its tests.
+
+Most requests send the same bytes on every attempt.  One whose failure changes what the
+next attempt says (a re-ask that tells the model what was wrong with its tool call) has
+:meth:`Endpoint.follow_up`: the request the attempt after a given failure sends.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeAlias, TypeVar
 
-from .._engine._attempts import Engine, Plan
+from .._engine._attempts import Attempting, Engine, Plan
 from .._engine._dedupe import Identity
 from .._engine._ledger import Tokens
+from .._errors import AttemptFailure
 from .._events import Attempt
 from .._http._http import HTTP, Exchange
 
-__all__ = ["Endpoint", "Request", "Sender", "Stored", "identity", "reparse", "stored"]
+__all__ = ["Endpoint", "FollowUp", "Request", "Sender", "Stored", "identity", "reparse", "stored"]
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound="Request")
@@ -42,6 +47,11 @@ class Request(Protocol):
     def estimated_tokens(self) -> int:
         """The estimate charged to the tokens-per-minute limit before the answer."""
         ...
+
+
+FollowUp = Callable[[AttemptFailure], Q | None]
+"""Given an attempt's failure, the request the next attempt sends (``None``: the same as
+the attempt before)."""
 
 
 class Endpoint(Protocol[Q_contra, A]):
@@ -78,6 +88,13 @@ class Endpoint(Protocol[Q_contra, A]):
     def parser(self, request: Q_contra) -> Callable[[object, str | None], A]:
         """The parser of one answer to ``request`` (``APIResponseValidationError``, or an
         ``AttemptFailure`` that classifies what is wrong with it)."""
+        ...
+
+    def follow_up(self, request: Q_contra, stream: bool) -> FollowUp[Any] | None:
+        """The request for the attempt after a failure, when a failure can change it
+        (``None``: every attempt sends ``request`` as it is; the common case, which costs
+        nothing).  ``stream``: ``request`` is streamed (a broken live stream's failure
+        carries what it delivered, ``AttemptFailure.resume``)."""
         ...
 
     def usage(self, answer: A) -> Tokens | None:
@@ -146,11 +163,31 @@ class Sender:
         history: list[Attempt] | None = None,
     ) -> Awaitable[A]:
         """The engine's coroutine for ``request`` (encoded now: an error raises here)."""
-        ex = self.http.prepare(
+        ex = self.prepare(endpoint, request, plan)
+        parse = endpoint.parser(request)
+        follow_up = endpoint.follow_up(request, plan.stream)
+        if follow_up is None:
+            return self.fetch(ex, plan, parse, endpoint.usage, history)
+        http, sent = self.http, ex
+
+        async def attempt(current: Attempting) -> A:
+            nonlocal sent
+            try:
+                return await http.fetch_json(sent, parse, current)
+            except AttemptFailure as failure:
+                again = follow_up(failure)
+                if again is not None:
+                    sent = self.prepare(endpoint, again, plan)
+                raise
+
+        return self.engine.call(plan, history).run(attempt, usage=endpoint.usage)
+
+    def prepare(self, endpoint: Endpoint[Q, A], request: Q, plan: Plan) -> Exchange:
+        """``request``'s exchange (an :class:`InvalidRequestError` here: nothing sent)."""
+        return self.http.prepare(
             "POST", endpoint.path, body=endpoint.encode(request), key=plan.key,
             timeouts=plan.timeouts,
         )  # fmt: skip
-        return self.fetch(ex, plan, endpoint.parser(request), endpoint.usage, history)
 
     def fetch(
         self,

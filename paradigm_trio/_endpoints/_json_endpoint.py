@@ -88,6 +88,10 @@ class JsonEndpoint:
         return request.parse
 
     @staticmethod
+    def follow_up(request: EndpointRequest, stream: bool) -> None:
+        """Every attempt sends the same request."""
+
+    @staticmethod
     def usage(answer: Any) -> Usage | None:
         """The answer's ``usage`` when it has one (a text completion's), else ``None``."""
         usage = getattr(answer, "usage", None)

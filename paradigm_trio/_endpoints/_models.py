@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 from .._errors import InvalidRequestError
-from ._structured import OutputSchema
+from ._structured import OutputSchema, ToolCallRules
 from ._tools import checked_tool_choice, checked_tools
 
 __all__ = [
@@ -79,6 +79,7 @@ class ChatOptions(TypedDict, total=False):
     guided_choice: Sequence[str] | None
     guided_regex: str | None
     output: Any
+    validate_tool_calls: bool | None
 
 
 def _validate_messages(messages: object) -> tuple[Mapping[str, Any], ...]:
@@ -316,6 +317,12 @@ class ChatRequest:
             ``guided_json``) to the request and the answer is parsed and validated into
             ``ChatCompletion.parsed``.  Not together with ``response_format`` or
             ``guided_json``.
+        validate_tool_calls: whether the answer's tool calls are checked against
+            ``tools`` (default ``True``): a call of a tool not offered, or whose arguments
+            are not JSON or do not match the tool's ``parameters``, is an invalid answer
+            (:class:`~paradigm_trio.ToolCallError`, re-asked like ``output=``).
+            ``False`` hands the calls out as the model made them.  Only ``tools`` given
+            as a field are checked (not ``extra["tools"]``).
         extra: more body fields passed through as they are.  May not override the fields
             above (those from ``n`` to ``guided_regex`` it may still carry when they are
             unset, untyped).
@@ -343,6 +350,7 @@ class ChatRequest:
     guided_choice: Sequence[str] | None = None
     guided_regex: str | None = None
     output: OutputSchema | None = None
+    validate_tool_calls: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
     custom_id: str | None = None
 
@@ -382,6 +390,10 @@ class ChatRequest:
                 raise InvalidRequestError(
                     f"{', '.join(both)} given both as keyword and in extra: give it once"
                 )
+        if not isinstance(self.validate_tool_calls, bool):
+            raise InvalidRequestError(
+                f"validate_tool_calls must be True or False, got {self.validate_tool_calls!r}"
+            )
         check_custom_id(self.custom_id)
         self._check_sendable()
 
@@ -395,6 +407,8 @@ class ChatRequest:
             raise InvalidRequestError("top_logprobs needs logprobs=True")
         if self.tools is not None:
             object.__setattr__(self, "tools", checked_tools(self.tools))
+            # (a parameters that is no JSON Schema: refused now, not when it is sent)
+            ToolCallRules.of(self.tools, self.validate_tool_calls is not False)
         if self.tool_choice is not None and not (self.tools is None and "tools" in self.extra):
             choice = checked_tool_choice(self.tool_choice, self.tools)  # (typed tools only)
             object.__setattr__(self, "tool_choice", choice)

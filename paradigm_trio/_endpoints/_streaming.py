@@ -6,8 +6,10 @@ Two kinds of request stream, and both run their attempts on the attempt engine
 
 * :class:`ChatStream` (``client.chat_stream``) hands chunks to a caller as they arrive.  Its
   attempt is "open the stream and read up to the first chunk"; the engine keeps the lease
-  while the caller reads, and a failure after the first chunk is final (the caller has seen
-  part of an answer).
+  while the caller reads.  A break after the first chunk asks the engine for another
+  attempt (``Call.resume``), whose reader carries on the broken one less what was
+  delivered (``_resume``: replayed, or continued through the endpoint's ``follow_up``);
+  with ``restart=None`` it is final (the caller has seen part of an answer).
 * :meth:`Streamer.complete` (a batch item with ``stream=True``) hands nothing out until the
   end.  Its attempt is "read the whole stream", so a stream broken midway (cut, malformed
   chunk, error event, silence) is an ordinary attempt failure, retried per the policy.
@@ -36,9 +38,12 @@ from .._errors import (
 )
 from .._events import Attempt
 from .._http._http import HTTP, Exchange
+from ._chat import ChatEndpoint
 from ._chunks import StreamReader
 from ._completion import ChatCompletion, ChatCompletionChunk, checked_output, usage_of
 from ._models import ChatRequest
+from ._pace import StallWatch
+from ._resume import RESTARTS, Restart, Resume
 
 __all__ = ["ChatStream", "Streamer"]
 
@@ -51,10 +56,11 @@ _NOT_RETRIED: Final = "not retried: the stream had already delivered chunks to t
 class Streamer:
     """The streamed requests of one client: opens attempts and reads them."""
 
-    def __init__(self, engine: Engine, http: HTTP, model: str) -> None:
+    def __init__(self, engine: Engine, http: HTTP, chat: ChatEndpoint) -> None:
         self.engine = engine
         self.http = http
-        self.model = model
+        self.chat = chat
+        self.model = chat.model
 
     def prepare(
         self, request: ChatRequest, key: str, timeouts: Timeouts, *, include_usage: bool = True
@@ -72,16 +78,20 @@ class Streamer:
             "POST", "/chat/completions", body=data, key=key, timeouts=timeouts, stream=True
         )
 
-    async def open(self, ex: Exchange, plan: Plan, current: Attempting) -> StreamReader:
-        """One attempt up to its first chunk (or the end), under the first-token deadline."""
+    async def open(
+        self, ex: Exchange, plan: Plan, current: Attempting, resume: Resume | None = None
+    ) -> StreamReader:
+        """One attempt up to its first chunk (or the end), under the first-token deadline
+        (``resume``: it resumes a broken stream, whose reader the new one carries on)."""
         deadline, which = _first_deadline(plan.timeouts, current.started)
         reader: StreamReader | None = None
         try:
             with trio.move_on_at(deadline):
-                reader = await self._start(ex, current)
+                reader = await self._start(ex, current, resume)
                 await reader.next_chunk()
                 if reader.chunks:
                     current.first_chunk = trio.current_time()
+                reader.stall = StallWatch.of(plan.timeouts)  # (from the first chunk on)
                 return reader
             raise _first_timeout(plan, which, reader)
         except BaseException:
@@ -89,7 +99,9 @@ class Streamer:
                 await reader.close()
             raise
 
-    async def _start(self, ex: Exchange, current: Attempting) -> StreamReader:
+    async def _start(
+        self, ex: Exchange, current: Attempting, resume: Resume | None
+    ) -> StreamReader:
         http = self.http
         response = await http.send(ex)
         status = response.status_code
@@ -97,7 +109,7 @@ class Streamer:
         if not 200 <= status < 300:
             await http.read(response)
             raise http.status_failure(response)
-        reader = StreamReader(http, response)
+        reader = StreamReader(http, response, resume)
         current.progress = reader.progress
         content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if content_type != "text/event-stream":
@@ -120,10 +132,13 @@ class Streamer:
         (cut, malformed, an error event, silence) is retried whole, with the same
         ``Idempotency-Key``; nothing was handed out, so nothing is lost or repeated.
         """
-        ex = self.prepare(request, plan.key, plan.timeouts)
+        sent = self.prepare(request, plan.key, plan.timeouts)
+        tools = self.chat.tool_rules(request)
+        follow_up = self.chat.follow_up(request, stream=True)
 
         async def attempt(current: Attempting) -> ChatCompletion:
-            reader = await self.open(ex, plan, current)
+            nonlocal sent
+            reader = await self.open(sent, plan, current)
             try:
                 await reader.read_to_end(plan.timeouts.read)
                 await reader.drain()
@@ -133,7 +148,13 @@ class Streamer:
                 self.engine.ledger.stream_ended_without_done(
                     plan.custom_id, plan.key, current.number, reader.broken
                 )
-            return checked_output(reader.completion(), request.output)
+            try:
+                return checked_output(reader.completion(), request.output, tools)
+            except AttemptFailure as failure:
+                again = follow_up(failure) if follow_up is not None else None
+                if again is not None:  # a re-ask: what was wrong with the tool call
+                    sent = self.prepare(again, plan.key, plan.timeouts)
+                raise
 
         call = self.engine.call(plan, history)
         return await call.run(attempt, usage=usage_of)
@@ -200,10 +221,14 @@ class ChatStream:
       ``Idempotency-Key``) when an attempt fails before then: connection errors, retryable
       statuses, ``Timeouts.first_token``, a stream that breaks before its first chunk.  Between
       attempts it sleeps without holding the slot.
-    * **Iterating** waits for the next chunk.  Once the first chunk has been received nothing
-      is retried: a failure is raised from ``async for``, and what arrived is never reported as
-      a complete answer.  ``Timeouts.read`` bounds the silence while waiting for each chunk
-      (``APITimeoutError`` with ``which="stream"``).
+    * **Iterating** waits for the next chunk.  ``Timeouts.read`` bounds the silence while
+      waiting for each chunk (``APITimeoutError`` with ``which="stream"``).  A stream that
+      breaks after its first chunk (a cut, a malformed chunk, an error event, silence, a
+      stall) is resumed when the policy allows another attempt (:attr:`restart`): the
+      step waits for it, as for an attempt before the first chunk (the slot given back
+      during the wait), and goes on with the chunk that follows the last one handed out.
+      Otherwise the failure is raised from ``async for``, and what arrived is never
+      reported as a complete answer.
     * **Leaving** the block closes the HTTP response at once (the server sees the disconnect)
       and gives the slot back.  Leaving early (``break``, an exception, cancellation) counts the
       request as cancelled in :meth:`Client.statistics <paradigm_trio.Client.statistics>`.
@@ -216,13 +241,31 @@ class ChatStream:
 
     Attributes:
         request: the :class:`~paradigm_trio.ChatRequest` streamed.
+        restart: how a break after the first chunk is resumed: ``"replay"`` (the request
+            sent again, its answer checked against what was delivered and trimmed to
+            what follows; a different answer raises the break, never spliced),
+            ``"continue"`` (the delivered text continued by the server, vLLM's
+            ``continue_final_message``), or ``None`` (never: the break is raised).
     """
 
-    def __init__(self, streamer: Streamer, request: ChatRequest, plan: Plan, ex: Exchange) -> None:
+    def __init__(
+        self,
+        streamer: Streamer,
+        request: ChatRequest,
+        plan: Plan,
+        ex: Exchange,
+        *,
+        restart: Restart | None = "replay",
+        include_usage: bool = True,
+    ) -> None:
+        if restart not in RESTARTS:
+            raise ValueError(f"restart must be 'replay', 'continue' or None, got {restart!r}")
         self.request = request
+        self.restart: Restart | None = restart
         self._streamer = streamer
         self._plan = plan
         self._ex = ex
+        self._include_usage = include_usage
         self._call: Call = streamer.engine.call(plan)
         self._state = _State.NEW
         self._reader: StreamReader | None = None
@@ -335,7 +378,10 @@ class ChatStream:
         if self._state is not _State.STREAMING or reader is None:  # FINISHED or FAILED
             raise StopAsyncIteration
         if not reader.queue and not reader.done:
-            await self._read_more(reader)
+            while True:  # (a resumed stream drops the chunks it had delivered)
+                reader = await self._read_more(reader)
+                if reader.queue or reader.done:
+                    break
         else:
             await trio.lowlevel.checkpoint()
         if reader.queue:
@@ -345,8 +391,10 @@ class ChatStream:
 
     # ------------------------------------------------------------------ after the first chunk
 
-    async def _read_more(self, reader: StreamReader) -> None:
-        """Wait for the next chunk (or the end), under the inactivity timeout."""
+    async def _read_more(self, reader: StreamReader) -> StreamReader:
+        """Wait for the next chunk (or the end), under the inactivity timeout; a break
+        resumes the stream (:attr:`restart`) when the engine allows another attempt.
+        Returns the reader that carries on (a new one after a resume)."""
         call = self._call
         read = self._plan.timeouts.read
         silence = trio.current_time() + read if read is not None else math.inf
@@ -358,16 +406,54 @@ class ChatStream:
                     raise AttemptFailure(call.deadline_error(), "timeout", final=True)
                 raise reader.silent(read)
         except AttemptFailure as failure:
+            if self.restart is not None and not failure.final:
+                return await self._resume(reader, failure)
             self._move(_State.FAILED)
             try:
                 await reader.close()
             finally:
-                error = call.fail(failure, _NOT_RETRIED)
+                # (resumed: the engine's note, or the reason it diverged, says why not)
+                error = call.fail(failure, _NOT_RETRIED if self.restart is None else None)
             raise error from error.__cause__  # the transport's exception, if any
+        return reader
+
+    async def _resume(self, reader: StreamReader, failure: AttemptFailure) -> StreamReader:
+        """Resume the broken stream as the engine decides (another attempt, or the error):
+        the next attempt sends the request again (``"replay"``) or the delivered text to
+        continue (``"continue"``, through the endpoint's ``follow_up``), and its reader
+        carries on this one, less what was delivered."""
+        assert self.restart is not None
+        streamer, plan = self._streamer, self._plan
+        follow_up = streamer.chat.follow_up(self.request, stream=True)
+        error, last = failure.error, reader
+
+        async def attempt(current: Attempting) -> StreamReader:
+            nonlocal last
+            self._attempt = current.number
+            resume = Resume(self.restart or "replay", last, error)
+            failure.resume = resume
+            again = follow_up(failure) if follow_up is not None else None
+            if again is not None:
+                include = self._include_usage
+                self._ex = streamer.prepare(again, plan.key, plan.timeouts, include_usage=include)
+            try:
+                return await streamer.open(self._ex, plan, current, resume)
+            finally:
+                last = resume.successor or last  # (what a failed attempt took over)
+
+        try:
+            await reader.close()
+            self._reader = reader = await self._call.resume(failure, attempt)
+        except BaseException as exc:
+            self._move(_State.FAILED if isinstance(exc, APIError) else _State.CLOSED)
+            raise
+        return reader
 
     async def _succeed(self, reader: StreamReader) -> None:
+        request = self.request
         try:
-            completion = checked_output(reader.completion(), self.request.output)
+            tools = self._streamer.chat.tool_rules(request)
+            completion = checked_output(reader.completion(), request.output, tools)
         except AttemptFailure as failure:
             self._move(_State.FAILED)
             try:

@@ -13,21 +13,42 @@ answer's text:
   then false): the server enforces the schema when it supports it, and paradigm-trio never
   hand-writes a JSON Schema validator.  Install ``paradigm-trio[structured]`` to validate.
 
+A request's tool calls are checked the same way (:class:`ToolCallRules`): a call of a tool
+that was not offered, or whose arguments are not JSON or do not match the tool's
+``parameters`` (with the tool's pydantic model, or with ``jsonschema``), is an invalid
+answer, a :class:`~paradigm_trio.ToolCallError` (an ``"invalid_tool_call"`` failure, which
+the engine re-asks within ``RetryPolicy.invalid_output_retries``, one budget with
+``output=``); :meth:`ToolCallRules.request_for` is what the re-ask sends: the request,
+with a message that tells the model what was wrong with its last call.
+
 Neither pydantic nor jsonschema is imported unless used.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .._errors import InvalidRequestError, StructuredOutputError
+from .._errors import (
+    AttemptFailure,
+    InvalidRequestError,
+    StructuredOutputError,
+    ToolCallError,
+    ToolCallReason,
+)
 from .._json import parse_json
-from ._tools import json_schema_of
+from ._tools import FunctionCall, ModelSchema, ToolCall, json_schema_of
 
-__all__ = ["OutputForm", "OutputSchema"]
+if TYPE_CHECKING:
+    from .._redact import Redactor
+
+__all__ = ["OutputForm", "OutputSchema", "ToolCallRules"]
+
+R = TypeVar("R")
 
 OutputForm = Literal["response_format", "guided_json"]
 
@@ -35,7 +56,9 @@ _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 _MAX_ERRORS = 20
 
 
-def _validator(schema: Mapping[str, Any]) -> Callable[[Any], list[str]] | None:
+def _validator(
+    schema: Mapping[str, Any], where: str = "output"
+) -> Callable[[Any], list[str]] | None:
     """The schema's validator (``value -> errors``), or ``None`` without jsonschema."""
     try:
         import jsonschema  # type: ignore[import-untyped]
@@ -45,9 +68,7 @@ def _validator(schema: Mapping[str, Any]) -> Callable[[Any], list[str]] | None:
     try:
         cls.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        raise InvalidRequestError(
-            f"not a valid JSON Schema: {exc.message}", where="output"
-        ) from None
+        raise InvalidRequestError(f"not a valid JSON Schema: {exc.message}", where=where) from None
     validator = cls(schema)
 
     def errors(value: Any) -> list[str]:
@@ -169,16 +190,165 @@ class OutputSchema:
         try:
             return self.model.model_validate_json(text)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            raw_errors = getattr(exc, "errors", None)
-            listed = raw_errors() if callable(raw_errors) else []
-            errors = tuple(
-                f"${''.join(f'.{p}' if isinstance(p, str) else f'[{p}]' for p in e['loc'])}: "
-                f"{e['msg']}"
-                for e in listed[:_MAX_ERRORS]
-            ) or (str(exc),)
+            errors = _model_errors(exc)
             raise StructuredOutputError(
                 f"the answer does not validate as {self.name}: {errors[0]}"
                 + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
                 raw=text,
                 errors=errors,
             ) from None
+
+
+def _model_errors(exc: ValueError) -> tuple[str, ...]:
+    """A pydantic ``ValidationError``'s errors, one ``"$.path: message"`` each."""
+    raw_errors = getattr(exc, "errors", None)
+    listed = raw_errors() if callable(raw_errors) else []
+    return tuple(
+        f"${''.join(f'.{p}' if isinstance(p, str) else f'[{p}]' for p in e['loc'])}: {e['msg']}"
+        for e in listed[:_MAX_ERRORS]
+    ) or (str(exc),)
+
+
+# --------------------------------------------------------------------------- tool calls
+
+
+_ArgumentsCheck = tuple[Any, Callable[[Any], list[str]] | None]
+"""A tool's check of its arguments: its pydantic model (or ``None``), its JSON Schema's
+validator (or ``None``: no parameters, or no ``jsonschema``)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_validator(schema_json: str, where: str) -> Callable[[Any], list[str]] | None:
+    """The validator of a schema given as JSON text (built once per schema: a batch's
+    requests offer the same tools)."""
+    return _validator(json.loads(schema_json), where)
+
+
+def _arguments_check(parameters: object, where: str) -> _ArgumentsCheck:
+    if isinstance(parameters, ModelSchema):
+        return parameters.model, None
+    if not isinstance(parameters, Mapping):
+        return None, None
+    return None, _schema_validator(json.dumps(parameters, sort_keys=True), where)
+
+
+class ToolCallRules:
+    """What the tool calls of an answer must be, given the ``tools`` a request offers.
+
+    A call must name a tool offered; its arguments must be JSON (an empty text counts as
+    ``{}``) and, when the tool has ``parameters``, match them: validated by the tool's
+    pydantic model when it was given as one, else by ``jsonschema`` when it is installed
+    (without it, the arguments are only checked to be JSON, as ``output=`` does).
+
+    Attributes:
+        names: the names of the tools offered.
+        redactor: what scrubs the API key from an error built of the model's answer.
+    """
+
+    __slots__ = ("_checks", "names", "redactor")
+
+    def __init__(
+        self, tools: Sequence[Mapping[str, Any]], redactor: Redactor | None = None
+    ) -> None:
+        checks: dict[str, _ArgumentsCheck] = {}
+        for i, tool in enumerate(tools):
+            function = tool["function"]
+            where = f"tools[{i}].function.parameters"
+            checks[function["name"]] = _arguments_check(function.get("parameters"), where)
+        self._checks = checks
+        self.names = tuple(checks)
+        self.redactor = redactor
+
+    @classmethod
+    def of(
+        cls,
+        tools: Sequence[Mapping[str, Any]] | None,
+        validate: bool,
+        redactor: Redactor | None = None,
+    ) -> ToolCallRules | None:
+        """The rules of a request's ``tools`` (``None``: its calls are not checked, for want
+        of tools or with ``validate_tool_calls=False``).
+
+        Raises:
+            InvalidRequestError: a tool's ``parameters`` is not a valid JSON Schema.
+        """
+        return cls(tools, redactor) if tools and validate else None
+
+    def request_for(self, request: R, error: ToolCallError) -> R:
+        """``request`` (a ``ChatRequest``) as a re-ask after ``error`` sends it: with a
+        message appended that tells the model what was wrong with its last call."""
+        feedback = {"role": "user", "content": self._feedback(error)}
+        messages = (*request.messages, feedback)  # type: ignore[attr-defined]
+        return replace(request, messages=messages)  # type: ignore[type-var]
+
+    def problems(self, call: ToolCall) -> tuple[ToolCallReason, tuple[str, ...]] | None:
+        """What is wrong with ``call``: ``(reason, errors)``, or ``None`` when it is valid."""
+        name = call.function.name
+        check = self._checks.get(name)
+        if check is None:
+            offered = ", ".join(self.names) or "none"
+            return "unknown_tool", (f"$: no tool named {name!r} was offered (offered: {offered})",)
+        text = call.function.arguments
+        try:
+            value = json.loads(text) if text.strip() else {}
+        except ValueError as exc:
+            return "not_json", (f"$: not JSON: {exc}",)
+        model, validate = check
+        if model is not None:
+            try:
+                model.model_validate_json(text if text.strip() else "{}")
+            except ValueError as exc:
+                return "invalid_arguments", _model_errors(exc)
+            return None
+        errors = validate(value) if validate is not None else []
+        return ("invalid_arguments", tuple(errors)) if errors else None
+
+    def check(self, completion: Any) -> None:
+        """Raise the attempt's failure (cause ``"invalid_tool_call"``) for the first invalid
+        call of ``completion`` (of any choice); return when every call is valid."""
+        for choice in completion.choices:
+            for call in choice.message.tool_calls:
+                found = self.problems(call)
+                if found is not None:
+                    error = self._error(call, *found)
+                    error.request_id, error.status_code = completion.request_id, 200
+                    error.completion = completion
+                    raise AttemptFailure(error, "invalid_tool_call") from None
+
+    def _error(
+        self, call: ToolCall, reason: ToolCallReason, errors: tuple[str, ...]
+    ) -> ToolCallError:
+        name, arguments, raw = call.function.name, call.function.arguments, dict(call.raw)
+        redactor = self.redactor
+        if redactor is not None:
+            name, arguments = redactor.text(name), redactor.text(arguments)
+            errors = tuple(map(redactor.text, errors))
+            raw = redactor.value(raw)  # type: ignore[assignment]
+        what = {
+            "unknown_tool": "calls a tool that was not offered",
+            "not_json": f"calls {name!r} with arguments that are not JSON",
+            "invalid_arguments": f"calls {name!r} with arguments that do not match its parameters",
+        }[reason]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return ToolCallError(
+            f"the answer {what}: {errors[0]}{more}",
+            tool=name,
+            reason=reason,
+            call=ToolCall(call.id, FunctionCall(name, arguments), call.type, raw),
+            raw=json.dumps(raw, ensure_ascii=False, default=str),
+            errors=errors,
+        )
+
+    def _feedback(self, error: ToolCallError) -> str:
+        """What a re-ask tells the model about ``error``."""
+        if error.reason == "unknown_tool":
+            return (
+                f"Your previous answer called a tool named {error.tool!r}, which does not "
+                f"exist. The tools you may call are: {', '.join(self.names)}. Answer again."
+            )
+        problems = "; ".join(error.errors[:5])
+        return (
+            f"Your previous answer called the tool {error.tool} with invalid arguments "
+            f"({problems}). Call {error.tool} again with arguments that are a JSON object "
+            "matching its parameters."
+        )

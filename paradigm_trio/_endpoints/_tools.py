@@ -21,6 +21,7 @@ from .._json import parse_json
 
 __all__ = [
     "FunctionCall",
+    "ModelSchema",
     "ToolCall",
     "ToolCallAssembler",
     "checked_tool_choice",
@@ -104,6 +105,25 @@ def parse_tool_calls(value: object, where: str) -> tuple[ToolCall, ...]:
 # --------------------------------------------------------------------------- requests
 
 
+class ModelSchema(dict[str, Any]):
+    """A pydantic model's JSON Schema (a dict, sent as one) that remembers its model, so
+    that the arguments of a call of the tool are validated by the model itself."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: Any, schema: Mapping[str, Any]) -> None:
+        super().__init__(schema)
+        self.model = model
+
+
+def _parameters_of(value: object, what: str) -> dict[str, Any]:
+    """A tool's ``parameters``: a JSON Schema dict, or a pydantic model's (a ModelSchema)."""
+    if isinstance(value, ModelSchema):
+        return value
+    schema = json_schema_of(value, what)
+    return ModelSchema(value, schema) if isinstance(value, type) else schema
+
+
 def json_schema_of(schema: object, what: str) -> dict[str, Any]:
     """A JSON Schema as a dict, from a dict or a pydantic model class."""
     make = getattr(schema, "model_json_schema", None) if isinstance(schema, type) else None
@@ -130,13 +150,13 @@ def function_tool(
     """A ``tools`` entry for a function: ``{"type": "function", "function": {...}}``.
 
     ``parameters`` is the JSON Schema of its arguments, as a dict or a pydantic model
-    class (``None``: no arguments).
+    class (``None``: no arguments); a model's calls are validated by the model itself.
     """
     function: dict[str, Any] = {"name": name}
     if description is not None:
         function["description"] = description
     if parameters is not None:
-        function["parameters"] = json_schema_of(parameters, "parameters")
+        function["parameters"] = _parameters_of(parameters, "parameters")
     if strict is not None:
         function["strict"] = strict
     tool = {"type": "function", "function": function}
@@ -146,7 +166,8 @@ def function_tool(
 
 def checked_tools(tools: object) -> tuple[dict[str, Any], ...]:
     """``tools`` as a tuple of dicts, each ``{"type": "function", "function": {"name",
-    ...}}`` with a valid name, names distinct; :class:`InvalidRequestError` otherwise."""
+    ...}}`` with a valid name, names distinct; :class:`InvalidRequestError` otherwise.
+    A ``parameters`` given as a pydantic model class becomes its JSON Schema."""
     if isinstance(tools, str | bytes | Mapping) or not isinstance(tools, Sequence):
         raise InvalidRequestError(
             f"must be a list of tools, got {type(tools).__name__}", where="tools"
@@ -172,11 +193,15 @@ def checked_tools(tools: object) -> tuple[dict[str, Any], ...]:
             raise InvalidRequestError(f"{name!r} is offered twice", where=f"{where}.function.name")
         names.add(name)
         parameters = function.get("parameters")
-        if parameters is not None and not isinstance(parameters, Mapping):
+        function = dict(function)
+        if isinstance(parameters, type) and hasattr(parameters, "model_json_schema"):
+            function["parameters"] = _parameters_of(parameters, f"{where}.function.parameters")
+        elif parameters is not None and not isinstance(parameters, Mapping):
             raise InvalidRequestError(
-                "must be a JSON Schema object", where=f"{where}.function.parameters"
+                "must be a JSON Schema object or a pydantic model class",
+                where=f"{where}.function.parameters",
             )
-        checked.append({**tool, "function": dict(function)})
+        checked.append({**tool, "function": function})
     return tuple(checked)
 
 
@@ -264,6 +289,10 @@ class ToolCallAssembler:
                 if not isinstance(fragment, str):
                     raise ValueError(f"tool call {index}: an arguments fragment is not text")
                 call.arguments.append(fragment)
+
+    def snapshot(self) -> dict[int, tuple[str, str, bool]]:
+        """Each call so far by index: its name, its arguments, whether its id arrived."""
+        return {k: (c.name, "".join(c.arguments), bool(c.id)) for k, c in self._calls.items()}
 
     def calls(self) -> list[dict[str, Any]]:
         """The calls assembled so far, in index order, as ``tool_calls`` JSON.

@@ -45,7 +45,7 @@ from .._events import Attempt, AttemptFailed
 from ._budget import BatchControl
 from ._ledger import CANCELLED, Ledger, Tokens, one_line
 from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
-from ._retry import allows
+from ._retry import INVALID_ANSWER, allows
 
 __all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]
 
@@ -229,7 +229,8 @@ class Call:
 
     :meth:`run` makes the attempts.  With ``hold=True`` (a stream handed to its reader) a
     success keeps the lease and leaves the request open: the reader then ends it with
-    :meth:`succeed`, :meth:`fail` or :meth:`abandon`, exactly once.
+    :meth:`succeed`, :meth:`fail` or :meth:`abandon`, exactly once, or, when the held
+    attempt breaks, asks for the next with :meth:`resume` (a live stream resumed).
 
     For the observers (telemetry), besides ``plan``, ``start`` and ``history``:
     ``interrupted``, the record of the attempt that was under way when the request ended
@@ -266,7 +267,7 @@ class Call:
         self._retry_of: str | None = None  # the cause of the retry scheduled, if any
         self._ticket: int | None = None  # its place in the batch's retry budget
         self._done = False
-        self._invalid_outputs = 0  # answers that did not match ``output=`` so far
+        self._invalid_outputs = 0  # answers that did not pass the checks so far
         self.interrupted: Attempt | None = None
         self.first_chunk: float | None = None
 
@@ -297,16 +298,23 @@ class Call:
                 return await self._loop(attempt, usage, hold)
             with trio.move_on_at(self.deadline):
                 return await self._loop(attempt, usage, hold)
-            error = self.deadline_error()
-            self._interrupted()
-            raise error
-        except APIError as exc:
-            self._finish(exc)
+            raise self._deadline_passed()
+        except BaseException as exc:
+            self._end_with(exc)
             raise
-        except BaseException as exc:  # cancelled from outside, or a bug / a hook raising
+
+    def _deadline_passed(self) -> APIError:
+        """The deadline's error, the attempt it interrupted recorded."""
+        error = self.deadline_error()
+        self._interrupted()
+        return error
+
+    def _end_with(self, exc: BaseException) -> None:
+        """The request ends with ``exc`` raised out of it: its error, or (cancelled from
+        outside, a bug, a hook raising) the attempt under way dropped."""
+        if not isinstance(exc, APIError):
             self._drop_current()
-            self._finish(exc if isinstance(exc, Exception) else CANCELLED)
-            raise
+        self._finish(exc if isinstance(exc, Exception) else CANCELLED)
 
     async def _loop(
         self,
@@ -432,7 +440,7 @@ class Call:
 
     def _retryable(self, failure: AttemptFailure) -> bool:
         """The retry decision, made once (``allows``): whether the policy allows another."""
-        if failure.cause == "invalid_output":
+        if failure.cause in INVALID_ANSWER:
             self._invalid_outputs += 1
         return allows(self.plan.retry, failure, self._invalid_outputs)
 
@@ -556,6 +564,33 @@ class Call:
             failure.error.add_note(note)
         self._finish(failure.error)
         return failure.error
+
+    async def resume(
+        self, failure: AttemptFailure, attempt: Callable[[Attempting], Awaitable[T]]
+    ) -> T:
+        """The held attempt failed after its result was handed out in part (a live stream
+        broke): decided like any failure (``allows``, attempts left, deadline, the wait),
+        then ``attempt`` resumes it, held like the first.  Returns its result.
+
+        Raises:
+            APIError: ``failure``'s error when no attempt follows it, or the error of the
+                attempts that followed (the request then ends, as with :meth:`fail`).
+        """
+        current = self._current
+        if current is None or self._done:
+            raise failure.error
+        self._release(current)
+        first = self.first_chunk  # (the request's, not the resumed attempt's)
+        try:
+            with trio.move_on_at(self.deadline):
+                await trio.sleep(self._after_failure(failure))
+                result = await self._loop(attempt, lambda _: None, True)
+                self.first_chunk = first
+                return result
+            raise self._deadline_passed()
+        except BaseException as exc:
+            self._end_with(exc)
+            raise
 
     def abandon(self) -> None:
         """The caller left before the end: the request counts as cancelled."""

@@ -95,9 +95,21 @@ def _request_from(obj: Mapping[str, Any], custom_id: str) -> Any:
     if isinstance(fields.get("stop"), list):
         fields["stop"] = tuple(fields["stop"])
     output = _output_of(extra)
+    tools = {k: extra.pop(k) for k in ("tools", "tool_choice") if k in extra}
+    try:  # typed, so that the answer's tool calls are checked against them
+        return pt.ChatRequest(
+            messages=tuple(messages), extra=extra, custom_id=custom_id, output=output,
+            **fields, **tools,
+        )  # fmt: skip
+    except pt.InvalidRequestError:
+        if not tools:
+            raise
+    # Tools this library cannot type (another kind of tool, a schema that is no JSON
+    # Schema...) are sent as they are, and the answer's calls are not checked.
     return pt.ChatRequest(
-        messages=tuple(messages), extra=extra, custom_id=custom_id, output=output, **fields
-    )
+        messages=tuple(messages), extra={**extra, **tools}, custom_id=custom_id,
+        output=output, **fields,
+    )  # fmt: skip
 
 
 def _output_of(extra: dict[str, Any]) -> pt.OutputSchema | None:
@@ -319,7 +331,10 @@ def result_record(custom_id: str, completion: Any, error: BaseException | None,
                 "request_id": error.request_id,
                 "body": error.body,
             }
-        elif isinstance(error, pt.StructuredOutputError) and error.completion is not None:
+        elif (
+            isinstance(error, pt.StructuredOutputError | pt.ToolCallError)
+            and error.completion is not None
+        ):
             response = {
                 "status_code": 200,
                 "request_id": error.request_id,

@@ -1,11 +1,16 @@
 """The ``paradigm-trio batch`` command with embeddings lines mixed with chat lines, against
-a faulty mock process: OpenAI Batch records, vectors checked, killed with -9 and resumed."""
+a faulty mock process: OpenAI Batch records, vectors checked, killed with -9 and resumed;
+structured and tool-calling lines checked."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+import signal
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +124,42 @@ def test_structured_lines_get_their_parsed_object(tmp_path: Path) -> None:
             recs["gc"]["response"]["body"]["choices"]] == [True, True]  # fmt: skip
     call = recs["tool"]["response"]["body"]["choices"][0]["message"]["tool_calls"][0]
     assert call["function"]["name"] == "get_time"
+
+
+def test_a_line_whose_answer_calls_a_tool_never_offered_is_a_tool_call_error(
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mock_server", "--port", "0", "--fault", "tool_call_unknown=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"(http://127\.0\.0\.1:\d+/api/v2)", proc.stdout.readline())
+        assert match
+        tool = {"type": "function", "function": {"name": "get_time"}}
+        lines = [
+            {"custom_id": f"t{i}", "messages": [{"role": "user", "content": "call get_time"}],
+             "tools": [tool]}
+            for i in range(3)
+        ]  # fmt: skip
+        lines.append({"custom_id": "plain", "messages": [{"role": "user", "content": "Hi"}]})
+        src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+        src.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        run = run_cli("batch", str(src), "-o", str(out), "-q", env=env_for(match.group(1)))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert run.returncode == 1, run.stderr
+    recs = {rec["custom_id"]: rec for rec in records(out)}
+    assert recs["plain"]["error"] is None
+    for i in range(3):
+        rec = recs[f"t{i}"]
+        assert rec["error"]["code"] == "ToolCallError"
+        assert "not offered" in rec["error"]["message"]
+        call = rec["response"]["body"]["choices"][0]["message"]["tool_calls"][0]
+        assert call["function"]["name"] == "get_time_unknown"

@@ -117,14 +117,16 @@ async def test_concurrent_streams_respect_the_concurrency_limit(server: ms.MockS
         ("malformed", pt.APIResponseValidationError, "not JSON"),
     ],
 )
-async def test_stream_faults_after_the_first_chunk_are_raised_not_retried(
+async def test_stream_faults_after_the_first_chunk_are_raised_without_restart(
     server: ms.MockServer, fault: str, error: type[pt.APIError], match: str
 ) -> None:
+    # (with the default restart="replay", tests/integration/test_stream_restart_mock.py)
     server.script(key_of(fault), [fault, "ok"])
     deltas: list[str] = []
     async with client_for(server, retry=FAST_RETRY) as client:
+        stream = client.chat_stream(MESSAGES, custom_id=fault, restart=None)
         with pytest.raises(error, match=match) as info:
-            await read_all(client.chat_stream(MESSAGES, custom_id=fault), deltas)
+            await read_all(stream, deltas)
         stats = client.statistics()
     assert deltas  # chunks had been delivered: so no retry
     assert len(info.value.attempts) == 1
@@ -236,7 +238,7 @@ async def test_silence_between_chunks_is_a_stream_timeout(server: ms.MockServer)
     deltas: list[str] = []
     async with client_for(server, retry=FAST_RETRY, timeouts=timeouts) as client:
         with pytest.raises(pt.APITimeoutError) as info:
-            await read_all(client.chat_stream(MESSAGES), deltas)
+            await read_all(client.chat_stream(MESSAGES, restart=None), deltas)
         stats = client.statistics()
     assert info.value.which == "stream"
     assert deltas == [""]  # the role chunk came at once, then silence

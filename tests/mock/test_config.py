@@ -272,8 +272,9 @@ def test_parse_checks_include_usage_and_prefers_max_completion_tokens() -> None:
 
 
 def test_stream_stall_kind_and_its_chunk_count() -> None:
-    # appended (before issue 16's two): earlier kinds draw as before
-    assert ms.FAULT_KINDS[-3:] == ("stream_stall", "invalid_output", "tool_call_malformed")
+    # appended (before issue 16's two and issue 28's three): earlier kinds draw as before
+    assert ms.FAULT_KINDS[-6:-3] == ("stream_stall", "invalid_output", "tool_call_malformed")
+    assert ms.FAULT_KINDS[-3:] == ("tool_call_not_json", "tool_call_invalid", "tool_call_unknown")
     assert "stream_stall" in ms.STREAM_FAULT_KINDS
     assert ms.FaultRates(stream_stall=0.25).items()["stream_stall"] == 0.25
     assert ms.MockConfig().stall_after is None

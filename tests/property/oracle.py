@@ -20,9 +20,11 @@ be.  The rules, as documented:
 Three kinds of request, the :data:`Mode`:
 
 * ``"plain"``: ``client.chat`` and a batch item (the default ``stream=False``);
-* ``"chat_stream"``: ``client.chat_stream``, a stream handed to its caller chunk by chunk.
-  It is retried only before its first chunk: a stream broken, malformed or ended by an
-  error event after it is final (the caller has seen part of an answer);
+* ``"chat_stream"``: ``client.chat_stream(restart=None)``, a stream handed to its caller
+  chunk by chunk.  It is retried only before its first chunk: a stream broken, malformed
+  or ended by an error event after it is final (the caller has seen part of an answer).
+  With restart (the default ``"replay"``) against the deterministic mock, a live stream
+  ends as a ``"batch_stream"`` item does;
 * ``"batch_stream"``: a batch item with ``stream=True``.  Each attempt reads the *whole*
   stream and nothing is handed out until the end, so a stream that breaks after its first
   chunk is an ordinary attempt failure, retried per the policy like one before it: a cut

@@ -6,6 +6,12 @@
     bytes are cut into network pieces anywhere, ``Client.chat_stream`` hands out a
     completion whose ``tool_calls`` are exactly those calls, in index order, and a
     streamed batch item gets the same; the assembler alone gives the same calls.
+
+15. Given any calls of tools offered or not, with arguments valid, JSON breaking the
+    tool's parameters, or not JSON, ``chat``, ``chat_stream`` and batch items (plain and
+    streamed) hand out the answer only when every call is valid (judged by an oracle of
+    its own, with ``jsonschema``), else raise ``ToolCallError`` naming the first invalid
+    call and the reason; ``validate_tool_calls=False`` hands out any call as it came.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 import httpx2
 import trio
 import trio.testing
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 import paradigm_trio as pt
@@ -130,3 +136,111 @@ def test_any_split_of_the_stream_gives_the_same_calls(stream: Any, cuts: set[int
         got = [(c.id, c.function.name, c.function.arguments) for c in answer.tool_calls]
         assert got == want
         assert answer.finish_reason == "tool_calls"
+
+
+# --------------------------------------------------------------------------- checked calls
+
+PARAMETERS = {
+    "type": "object",
+    "properties": {"q": {"type": "string"}, "n": {"type": "integer", "minimum": 0}},
+    "required": ["q"],
+}
+OFFERED = [pt.function_tool("search", PARAMETERS), pt.function_tool("ping")]
+arguments_texts = st.one_of(
+    json_texts,  # any JSON: valid for "ping", rarely for "search"
+    st.fixed_dictionaries(
+        {"q": st.text(max_size=5)}, optional={"n": st.integers(-3, 3) | st.text(max_size=2)}
+    ).map(json.dumps),
+    st.text(max_size=12),  # mostly not JSON
+    json_texts.map(lambda text: text[:-1]),  # JSON cut short
+)
+called = st.tuples(st.sampled_from(["search", "ping", "search", "ping", "Search"]), arguments_texts)
+
+
+def oracle(name: str, arguments: str) -> str | None:
+    """The reason a call is invalid, judged independently of the client (``None``: valid)."""
+    import jsonschema  # type: ignore[import-untyped]
+
+    if name not in ("search", "ping"):
+        return "unknown_tool"
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return "not_json"
+    if name == "search" and not jsonschema.Draft202012Validator(PARAMETERS).is_valid(value):
+        return "invalid_arguments"
+    return None
+
+
+@given(calls=st.lists(called, min_size=1, max_size=2), cuts=st.integers(1, 7))
+def test_a_call_is_handed_out_only_when_valid_plain_streamed_and_batched(
+    calls: list[tuple[str, str]], cuts: int
+) -> None:
+    want = next((r for r in (oracle(*c) for c in calls) if r is not None), None)
+    event(f"invalid: {want}")
+    whole = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
+        for i, (n, a) in enumerate(calls)
+    ]
+    chunks: list[list[dict[str, Any]]] = []
+    for i, c in enumerate(whole):
+        name, arguments = c["function"]["name"], c["function"]["arguments"]
+        chunks.append([{"index": i, "id": c["id"], "type": "function",
+                        "function": {"name": name, "arguments": ""}}])  # fmt: skip
+        chunks += [
+            [{"index": i, "function": {"arguments": arguments[k : k + cuts]}}]
+            for k in range(0, len(arguments), cuts)
+        ]
+    plain = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+             "choices": [{"index": 0, "finish_reason": "tool_calls",
+                          "message": {"role": "assistant", "content": None,
+                                      "tool_calls": whole}}]}  # fmt: skip
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if json.loads(request.content).get("stream"):
+            return httpx2.Response(
+                200, headers={"content-type": "text/event-stream"}, content=sse_bytes(chunks)
+            )
+        return httpx2.Response(200, json=plain)
+
+    async def run() -> list[object]:
+        client = pt.Client(
+            api_key="sk-property-1234",
+            base_url="http://test/api/v2",
+            transport=httpx2.MockTransport(handler),
+            retry=pt.RetryPolicy.no_retries(),
+        )
+        outcomes: list[object] = []
+        messages = [{"role": "user", "content": "x"}]
+        async with client:
+            try:
+                outcomes.append(await client.chat(messages, tools=OFFERED))
+            except pt.ToolCallError as error:
+                outcomes.append(error)
+            try:
+                async with client.chat_stream(messages, tools=OFFERED) as stream:
+                    async for _ in stream:
+                        pass
+                outcomes.append(stream.completion)
+            except pt.ToolCallError as error:
+                outcomes.append(error)
+            request = pt.ChatRequest(messages=messages, tools=OFFERED)
+            for streamed in (False, True):
+                [result] = await client.chat_batch([request], stream=streamed)
+                outcomes.append(result.completion if result.ok else result.error)
+            raw = await client.chat(messages, tools=OFFERED, validate_tool_calls=False)
+        outcomes.append(raw)
+        return outcomes
+
+    *checked, raw = trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    for outcome in checked:
+        if want is None:
+            assert isinstance(outcome, pt.ChatCompletion)
+            assert [c.function.arguments for c in outcome.tool_calls] == [a for _, a in calls]
+        else:
+            assert isinstance(outcome, pt.ToolCallError), outcome
+            assert outcome.reason == want
+            first_bad = next(c for c in calls if oracle(*c) is not None)
+            assert (outcome.tool, outcome.call.function.arguments) == first_bad
+    assert isinstance(raw, pt.ChatCompletion)  # the opt-out hands out any call
+    assert [(c.function.name, c.function.arguments) for c in raw.tool_calls] == calls

@@ -162,16 +162,30 @@ async def test_a_malformed_chunk_midway_is_resent_in_a_batch() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_malformed_chunk_is_final_for_a_caller_who_saw_chunks() -> None:
+async def test_a_malformed_chunk_is_final_for_a_caller_who_saw_chunks_without_restart() -> None:
     script = _malformed_then_ok()
     async with make_client(script, retry=fixed()) as client:
         with pytest.raises(pt.APIResponseValidationError) as info:
-            await _one(client, "chat_stream", [{"role": "user", "content": "x"}])
+            await _one(client, "chat_stream", [{"role": "user", "content": "x"}], restart=None)
         stats = client.statistics()
     assert info.value.attempts[0].cause == "invalid_response"
     assert (stats.failed, stats.retries) == (1, 0)
     assert script.calls == 1
     assert any("already delivered chunks" in note for note in info.value.__notes__)
+
+
+@pytest.mark.anyio
+async def test_a_malformed_chunk_after_chunks_is_a_retry_of_the_engine_that_resumes() -> None:
+    script = _malformed_then_ok()
+    events = Events()
+    async with make_client(script, retry=fixed(), on_event=events) as client:
+        seen = await _one(client, "chat_stream", [{"role": "user", "content": "x"}])
+        stats = client.statistics()
+    assert "".join(seen) == "ab"
+    assert seen.count("a") == 1  # "a" once, then only "b"
+    assert [e.cause for e in events.of(pt.RetryScheduled)] == ["invalid_response"]
+    assert (stats.succeeded, stats.failed, stats.retries, stats.attempts) == (1, 0, 1, 2)
+    assert script.calls == 2
 
 
 @pytest.mark.anyio

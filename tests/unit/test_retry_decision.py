@@ -46,14 +46,12 @@ def test_invalid_responses_follow_retry_invalid_responses() -> None:
     assert not allows(off, failure("invalid_response"), 0)
 
 
-def test_invalid_outputs_are_retried_as_many_times_as_the_policy_says() -> None:
+@pytest.mark.parametrize("cause", ["invalid_output", "invalid_tool_call"])
+def test_invalid_answers_are_retried_as_many_times_as_the_policy_says(cause: str) -> None:
+    # ``output=`` and tool calls: one budget (the engine counts both in ``n``).
     policy = pt.RetryPolicy(invalid_output_retries=2)
-    assert [allows(policy, failure("invalid_output"), n) for n in (1, 2, 3)] == [
-        True,
-        True,
-        False,
-    ]
-    assert not allows(pt.RetryPolicy(), failure("invalid_output"), 1)
+    assert [allows(policy, failure(cause), n) for n in (1, 2, 3)] == [True, True, False]
+    assert not allows(pt.RetryPolicy(), failure(cause), 1)
 
 
 def test_an_error_event_without_a_status_is_judged_as_a_500() -> None:

@@ -481,7 +481,7 @@ async def test_every_choice_must_finish_for_a_stream_without_done() -> None:
     script = Script(both[0])
     async with make_client(script) as client:
         with pytest.raises(pt.IncompleteStreamError, match=r"before choice\(s\) 1 finished"):
-            await collect(client.chat_stream(MESSAGES))
+            await collect(client.chat_stream(MESSAGES, restart=None))
     finished = sse(
         choices_chunk((0, "x", None), (1, "y", None)),
         choices_chunk((1, None, "length")),
@@ -489,7 +489,7 @@ async def test_every_choice_must_finish_for_a_stream_without_done() -> None:
     )
     events = Events()
     async with make_client(Script(finished[0]), on_event=events) as client:
-        stream = await collect(client.chat_stream(MESSAGES))
+        stream = await collect(client.chat_stream(MESSAGES, restart=None))
     assert stream.completion.text == "x"  # only the first choice is assembled
     assert "StreamEndedWithoutDone" in events.kinds()
 
@@ -499,7 +499,7 @@ async def test_a_stream_with_only_a_usage_chunk_and_no_done_is_incomplete() -> N
     script = Script(sse(chunk(usage=(5, 3)))[0])
     async with make_client(script) as client:
         with pytest.raises(pt.IncompleteStreamError, match="or a finish_reason"):
-            await collect(client.chat_stream(MESSAGES))
+            await collect(client.chat_stream(MESSAGES, restart=None))
 
 
 @pytest.mark.anyio
@@ -531,7 +531,7 @@ async def test_an_end_before_any_finish_reason_is_an_error_that_says_how_much_ar
     events = Events()
     async with make_client(script, on_event=events) as client:
         received: list[str] = []
-        stream = client.chat_stream(MESSAGES)
+        stream = client.chat_stream(MESSAGES, restart=None)
         with pytest.raises(pt.IncompleteStreamError) as info:
             await collect(stream, received)
         err = info.value
@@ -558,7 +558,7 @@ async def test_a_stream_cut_mid_event() -> None:
     script = Script(sse(chunk("a"), partial)[0])
     async with make_client(script) as client:
         with pytest.raises(pt.IncompleteStreamError, match="cut in the middle of an event"):
-            async with client.chat_stream(MESSAGES) as stream:
+            async with client.chat_stream(MESSAGES, restart=None) as stream:
                 await consume(stream)
     assert script.calls == 1
 
@@ -570,7 +570,7 @@ async def test_a_connection_that_breaks_mid_stream() -> None:
         with pytest.raises(
             pt.IncompleteStreamError, match="connection broke after 2 chunk"
         ) as info:
-            async with client.chat_stream(MESSAGES) as stream:
+            async with client.chat_stream(MESSAGES, restart=None) as stream:
                 await consume(stream)
     assert isinstance(info.value.__cause__, httpx2.RemoteProtocolError)
     assert info.value.text == "ab"
@@ -616,7 +616,7 @@ async def test_a_connection_broken_before_every_choice_finished_is_still_incompl
     script = Script(sse(both, choices_chunk((0, None, "stop")), cut_error())[0])
     async with make_client(script) as client:
         with pytest.raises(pt.IncompleteStreamError, match="connection broke after 2 chunk"):
-            await collect(client.chat_stream(MESSAGES))
+            await collect(client.chat_stream(MESSAGES, restart=None))
 
 
 @pytest.mark.anyio
@@ -627,7 +627,7 @@ async def test_an_error_event_mid_stream_is_raised() -> None:
     )
     async with make_client(script) as client:
         with pytest.raises(pt.InternalServerError) as info:
-            async with client.chat_stream(MESSAGES) as stream:
+            async with client.chat_stream(MESSAGES, restart=None) as stream:
                 await consume(stream)
         err = info.value
         assert err.status_code == 503
@@ -646,7 +646,7 @@ async def test_an_error_payload_without_a_status_is_an_api_error() -> None:
     script = Script(sse(chunk("a"), b"data: " + json.dumps(error).encode() + b"\n\n")[0])
     async with make_client(script) as client:
         with pytest.raises(pt.APIError, match="model crashed") as info:
-            async with client.chat_stream(MESSAGES) as stream:
+            async with client.chat_stream(MESSAGES, restart=None) as stream:
                 await consume(stream)
     assert type(info.value) is pt.APIError
     assert info.value.attempts[0].cause == "stream_error"
@@ -657,7 +657,7 @@ async def test_an_error_event_with_plain_text_data() -> None:
     script = Script(sse(chunk("a"), b"event: error\ndata: it broke\n\n")[0])
     async with make_client(script) as client:
         with pytest.raises(pt.APIError, match="it broke"):
-            async with client.chat_stream(MESSAGES) as stream:
+            async with client.chat_stream(MESSAGES, restart=None) as stream:
                 await consume(stream)
 
 
@@ -670,7 +670,7 @@ async def test_invalid_chunks_are_validation_errors() -> None:
     async with make_client(script) as client:
         for match in ("not JSON", "delta.content"):
             with pytest.raises(pt.APIResponseValidationError, match=match):
-                async with client.chat_stream(MESSAGES) as stream:
+                async with client.chat_stream(MESSAGES, restart=None) as stream:
                     await consume(stream)
 
 
@@ -816,7 +816,9 @@ async def test_inactivity_after_the_first_chunk_raises_stream_timeout() -> None:
     async with make_client(script) as client:
         received: list[str] = []
         with pytest.raises(pt.APITimeoutError) as info:
-            await collect(client.chat_stream(MESSAGES, timeouts=pt.Timeouts(read=7)), received)
+            await collect(
+                client.chat_stream(MESSAGES, timeouts=pt.Timeouts(read=7), restart=None), received
+            )
         assert info.value.which == "stream"
         assert "silent for Timeouts.read=7s after 2 chunk(s)" in str(info.value)
         assert received == ["a", "b"]
@@ -832,7 +834,9 @@ async def test_keep_alive_comments_do_not_count_as_activity() -> None:
     script = Script(sse(*pieces)[0])
     async with make_client(script) as client:
         with pytest.raises(pt.APITimeoutError) as info:
-            async with client.chat_stream(MESSAGES, timeouts=pt.Timeouts(read=5)) as stream:
+            async with client.chat_stream(
+                MESSAGES, timeouts=pt.Timeouts(read=5), restart=None
+            ) as stream:
                 await consume(stream)
     assert info.value.which == "stream"
     assert trio.current_time() == pytest.approx(5.0)
