@@ -17,7 +17,7 @@ from ._common import ROOT, Section, Table, Target, busy_seconds, cpu_model, mach
 
 SCENARIOS = (
     "speed", "cost", "scaling", "memory", "ratelimit", "mock", "goodput", "instructions",
-    "proxy", "shared", "otel", "embeddings", "sync", "restart",
+    "proxy", "shared", "otel", "embeddings", "sync", "restart", "tail",
 )  # fmt: skip
 DEFAULT_OUTPUT = ROOT / "docs" / "performance.md"
 
@@ -49,6 +49,8 @@ def _runner(name: str) -> Callable[[bool], Section]:
         from .sync_bridge import run
     elif name == "restart":
         from .restart_cost import run
+    elif name == "tail":
+        from .tail import run
     else:
         run = _mock_throughput
     return run

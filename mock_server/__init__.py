@@ -30,7 +30,7 @@ from ._faults import (
     FaultRates,
     ScriptEntry,
 )
-from ._latency import Latency
+from ._latency import Latency, Stragglers
 from ._server import MockServer, serve
 from ._state import MockState, MockStats, RequestRecord
 from ._tls import TLSFiles, throwaway_ca
@@ -50,6 +50,7 @@ __all__ = [
     "RequestRecord",
     "STREAM_FAULT_KINDS",
     "ScriptEntry",
+    "Stragglers",
     "TLSFiles",
     "TOOL_FAULT_KINDS",
     "create_app",

@@ -223,7 +223,8 @@ class ApiRoutes:
                         entry, decision.limited_by, decision.retry_after, headers
                     )
             kind = config.faults.pick(unit(config.seed, key, entry.attempt, "fault")) or "ok"
-        if not applies(kind, parsed):
+        straggles = kind == "straggler"
+        if straggles or not applies(kind, parsed):
             kind = "ok"
 
         if fault is not None and fault.latency is not None:
@@ -231,6 +232,12 @@ class ApiRoutes:
         else:
             delay = config.latency.sample(unit(config.seed, key, entry.attempt, "latency"))
             delay += config.load_latency * others_in_flight
+        if fault is None:
+            draw = unit(config.seed, key, entry.attempt, "straggler")
+            straggles = config.stragglers.multiplier(draw) > 1.0
+        if straggles:
+            entry.straggler = True
+            delay *= config.stragglers.factor
         return await self._respond(conn, config, parsed, kind, fault, delay, headers)
 
     def _quota_rejection(

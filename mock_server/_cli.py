@@ -56,7 +56,8 @@ def build_parser(prog: str = "python -m mock_server") -> argparse.ArgumentParser
         metavar="KIND=P",
         help=f"fault probability, repeatable; KIND in {', '.join(FAULT_KINDS)}; a stream "
         "fault may say where it strikes: KIND@N=P (N events sent first, as --fault-at), "
-        "stream_stall@N+S=P (silent S seconds, as --stall-for)",
+        "stream_stall@N+S=P (silent S seconds, as --stall-for); or straggler=SHARE:FACTORx "
+        "(e.g. 0.02:10x: 2 %% of attempts 10 times slower)",
     )
     add(
         "--fault-at",
@@ -260,8 +261,14 @@ def _add_fault(data: dict[str, Any], item: str) -> None:
     """Put ``--fault KIND[@N[+S]]=P`` into ``data`` (the rate, and where it strikes)."""
     spec, sep, rate = item.partition("=")
     kind = spec.partition("@")[0].strip()
+    if sep and spec.strip() == "straggler":
+        data["faults"][kind] = rate.strip()  # SHARE:FACTORx, parsed by MockConfig
+        return
     if not sep or kind not in FAULT_KINDS:
-        raise ValueError(f"--fault {item!r}: expected KIND=P with KIND in {', '.join(FAULT_KINDS)}")
+        raise ValueError(
+            f"--fault {item!r}: expected KIND=P with KIND in {', '.join(FAULT_KINDS)}, "
+            "or straggler=SHARE:FACTORx"
+        )
     try:
         data["faults"][kind] = float(rate)
     except ValueError:

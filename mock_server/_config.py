@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from ._checks import check_number, check_optional_int
 from ._faults import FaultRates, coerce_fault_rates
-from ._latency import Latency, coerce_latency
+from ._latency import Latency, Stragglers, coerce_latency, coerce_stragglers
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_FILE_BYTES", "DEFAULT_MODELS", "MockConfig"]
 
@@ -59,6 +59,10 @@ class MockConfig:
             request in flight when the request arrives (latency that grows with
             load).  Default ``0.0``.
         faults: Fault probabilities (:class:`FaultRates`).  Default: no faults.
+        stragglers: The share of attempts whose delay is multiplied, and by how much
+            (:class:`Stragglers`, drawn independently of the faults); in a mapping
+            (a file, ``POST /_mock/config``) also accepted as ``faults.straggler =
+            "0.02:10x"``, like ``--fault straggler=0.02:10x``.  Default: none.
         retry_after: Seconds announced by a ``rate_limit`` fault (``Retry-After``
             rounded up to whole seconds, ``retry-after-ms`` exact).  Default ``1.0``.
         rpm: Requests-per-minute quota (token bucket of ``rpm`` requests refilled
@@ -116,6 +120,7 @@ class MockConfig:
     token_delay: float = 0.0
     load_latency: float = 0.0
     faults: FaultRates = field(default_factory=FaultRates)
+    stragglers: Stragglers = field(default_factory=Stragglers)
     retry_after: float = 1.0
     rpm: int | None = None
     tpm: int | None = None
@@ -141,6 +146,8 @@ class MockConfig:
                 raise ValueError(f"{name}: expected a Latency, got {getattr(self, name)!r}")
         if not isinstance(self.faults, FaultRates):
             raise ValueError(f"faults: expected FaultRates, got {self.faults!r}")
+        if not isinstance(self.stragglers, Stragglers):
+            raise ValueError(f"stragglers: expected Stragglers, got {self.stragglers!r}")
         for name in sorted(_FLOATS):
             check_number(name, getattr(self, name))
         check_optional_int("max_file_bytes", self.max_file_bytes, minimum=1)
@@ -221,6 +228,7 @@ class MockConfig:
             "token_delay": self.token_delay,
             "load_latency": self.load_latency,
             "faults": self.faults.items(),
+            "stragglers": str(self.stragglers),
             "retry_after": self.retry_after,
             "rpm": self.rpm,
             "tpm": self.tpm,
@@ -253,11 +261,14 @@ def _coerce_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
             f"known fields: {', '.join(sorted(_FIELD_NAMES))}"
         )
     out: dict[str, Any] = {}
+    changes = _straggler_from_faults(changes)
     for name, value in changes.items():
         if name in ("latency", "ttft"):
             out[name] = coerce_latency(name, value)
         elif name == "faults":
             out[name] = coerce_fault_rates(name, value)
+        elif name == "stragglers":
+            out[name] = coerce_stragglers(name, value)
         elif name == "models" and isinstance(value, str):
             out[name] = tuple(m.strip() for m in value.split(",") if m.strip())
         elif name in ("models", "reply_tokens") and isinstance(value, list):
@@ -267,3 +278,15 @@ def _coerce_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def _straggler_from_faults(changes: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``faults = {straggler = "0.02:10x", ...}`` (the form of ``--fault``) moved to
+    ``stragglers``: a straggler is a slower answer, not a fault drawn among the others."""
+    faults = changes.get("faults")
+    if not isinstance(faults, Mapping) or "straggler" not in faults:
+        return changes
+    if "stragglers" in changes:
+        raise ValueError("stragglers: given twice (as stragglers and as faults.straggler)")
+    rest = {k: v for k, v in faults.items() if k != "straggler"}
+    return {**changes, "faults": rest, "stragglers": faults["straggler"]}

@@ -182,6 +182,10 @@ def coerce_fault_rates(name: str, value: object) -> FaultRates:
     raise ValueError(f"{name}: expected FaultRates or a mapping of kind to rate")
 
 
+#: Script entries that are not fault kinds: an ordinary answer, a slow ordinary answer.
+_SCRIPT_ONLY: Final = frozenset({"ok", "straggler"})
+
+
 def _valid_status(kind: str) -> bool:
     return kind.isdigit() and len(kind) == 3 and 200 <= int(kind) <= 599
 
@@ -194,7 +198,9 @@ class Fault:
     ``Fault("ok", latency=1.0)``.
 
     Attributes:
-        kind: ``"ok"``, a fault kind from :data:`FAULT_KINDS`, or an HTTP status
+        kind: ``"ok"``, ``"straggler"`` (an ordinary answer whose delay is multiplied
+            by :attr:`Stragglers.factor <MockConfig.stragglers>`), a fault kind from
+            :data:`FAULT_KINDS`, or an HTTP status
             code as a string (``"400"``, ``"408"``, ``"409"``, ``"429"``, ``"500"``,
             ``"503"``...; ``"200"`` means ``"ok"``).  A 429 behaves like
             ``rate_limit``; any 4xx/5xx gets an OpenAI error envelope.
@@ -234,10 +240,10 @@ class Fault:
         kind = self.kind.strip().lower()
         if kind == "200":
             kind = "ok"
-        if kind != "ok" and kind not in FAULT_KINDS and not _valid_status(kind):
+        if kind not in _SCRIPT_ONLY and kind not in FAULT_KINDS and not _valid_status(kind):
             raise ValueError(
-                f"kind: expected 'ok', a fault kind ({', '.join(FAULT_KINDS)}) or an HTTP "
-                f"status code such as '503', got {self.kind!r}"
+                f"kind: expected 'ok', 'straggler', a fault kind ({', '.join(FAULT_KINDS)}) "
+                f"or an HTTP status code such as '503', got {self.kind!r}"
             )
         if kind.isdigit() and int(kind) < 400 and kind != "ok":
             raise ValueError(f"kind: only 4xx and 5xx status codes can be scripted, got {kind}")

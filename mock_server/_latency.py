@@ -10,7 +10,7 @@ from typing import Final, Literal, TypeAlias
 
 from ._checks import check_number
 
-__all__ = ["Latency", "LatencyKind", "coerce_latency"]
+__all__ = ["Latency", "LatencyKind", "Stragglers", "coerce_latency", "coerce_stragglers"]
 
 LatencyKind: TypeAlias = Literal["fixed", "uniform", "lognormal"]
 _LATENCY_KINDS: Final[tuple[str, ...]] = ("fixed", "uniform", "lognormal")
@@ -154,3 +154,70 @@ def coerce_latency(name: str, value: object) -> Latency:
         except TypeError as exc:
             raise ValueError(f"{name}: {exc}") from None
     raise ValueError(f"{name}: expected a Latency, a number or a string, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stragglers:
+    """A share of requests whose delay is multiplied: the tail of a slow replica.
+
+    Per request attempt the mock draws ``u`` from ``sha256(seed, request key, attempt,
+    "straggler")``, independently of the fault drawn; when ``u < share`` the attempt's
+    delay (:attr:`MockConfig.latency` sampled, plus the load latency) is multiplied by
+    :attr:`factor`.  A resend of the same key (a retry, a hedge) is another attempt and
+    draws again, so a straggler is not slow forever.  Parse ``"0.02:10x"`` with
+    :meth:`parse` (``--fault straggler=0.02:10x``).
+
+    Attributes:
+        share: probability in [0, 1] that an attempt straggles.  Default ``0.0`` (none).
+        factor: multiplier of a straggler's delay, at least 1.  Default ``10.0``.
+    """
+
+    share: float = 0.0
+    factor: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_number("stragglers.share", self.share)
+        check_number("stragglers.factor", self.factor)
+        if self.share > 1.0:
+            raise ValueError(f"stragglers.share: a probability must be in [0, 1], got {self.share}")
+        if self.factor < 1.0:
+            raise ValueError(f"stragglers.factor: must be >= 1, got {self.factor}")
+
+    @classmethod
+    def parse(cls, text: str) -> Stragglers:
+        """Parse ``SHARE:FACTORx`` (``"0.02:10x"``; the ``x`` is optional) or ``SHARE``."""
+        share, sep, factor = text.strip().partition(":")
+        try:
+            if not sep:
+                return cls(share=float(share))
+            return cls(share=float(share), factor=float(factor.strip().removesuffix("x")))
+        except ValueError as exc:
+            if "stragglers." in str(exc):
+                raise
+            raise ValueError(
+                f"stragglers: cannot parse {text!r}; expected SHARE:FACTORx, e.g. 0.02:10x"
+            ) from None
+
+    def multiplier(self, u: float) -> float:
+        """The factor of an attempt that drew ``u`` in [0, 1): :attr:`factor` or 1."""
+        return self.factor if u < self.share else 1.0
+
+    def __str__(self) -> str:
+        return f"{self.share:g}:{self.factor:g}x"
+
+
+def coerce_stragglers(name: str, value: object) -> Stragglers:
+    """:class:`Stragglers` from a string (``"0.02:10x"``), a mapping of its fields, or
+    a number (the share, at the default factor)."""
+    if isinstance(value, Stragglers):
+        return value
+    try:
+        if isinstance(value, str):
+            return Stragglers.parse(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return Stragglers(share=float(value))
+        if isinstance(value, Mapping):
+            return Stragglers(**dict(value))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    raise ValueError(f"{name}: expected Stragglers, a string such as '0.02:10x' or a mapping")

@@ -59,6 +59,8 @@ class RequestRecord:
         completion_tokens: Completion tokens of the reply actually produced
             (``None`` when no reply was produced).
         request_id: The ``x-request-id`` header of the response.
+        straggler: Whether the attempt drew a straggler (:attr:`MockConfig.stragglers`)
+            or was scripted ``"straggler"``: its delay was multiplied.
     """
 
     key: str
@@ -74,6 +76,7 @@ class RequestRecord:
     prompt_tokens: int | None
     completion_tokens: int | None
     request_id: str
+    straggler: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +131,7 @@ class _Entry:
         "prompt_tokens",
         "request_id",
         "status",
+        "straggler",
         "stream",
     )
 
@@ -148,6 +152,7 @@ class _Entry:
         self.completion_tokens: int | None = None
         self.request_id = request_id
         self.generation = generation
+        self.straggler = False
 
     def freeze(self) -> RequestRecord:
         return RequestRecord(
@@ -164,6 +169,7 @@ class _Entry:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             request_id=self.request_id,
+            straggler=self.straggler,
         )
 
 

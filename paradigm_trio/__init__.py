@@ -51,6 +51,8 @@ from ._endpoints._threads import Turn, TurnRequest
 from ._endpoints._tokenize import TokenCount, TokenizeRequest
 from ._endpoints._tools import FunctionCall, ToolCall, function_tool
 from ._engine._batch_options import DEFAULT_SYSTEMATIC_FAILURES, BatchOptions, BatchStatistics
+from ._engine._cache import DEFAULT_CACHE_TTL, ResponseCache
+from ._engine._hedge import Hedge
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -139,6 +141,7 @@ __all__ = [
     "ConflictError",
     "ConnectionCheck",
     "DEFAULT_BASE_URL",
+    "DEFAULT_CACHE_TTL",
     "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_MODEL",
     "DEFAULT_PACK_INPUTS",
@@ -167,6 +170,7 @@ __all__ = [
     "FilterRequest",
     "FilteredChunks",
     "FunctionCall",
+    "Hedge",
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidRequestError",
@@ -190,6 +194,7 @@ __all__ = [
     "RedisQuota",
     "RequestCancelled",
     "RequestFinished",
+    "ResponseCache",
     "RetryPolicy",
     "RetryScheduled",
     "ServerUnreachableError",

@@ -63,12 +63,14 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class AttemptStarted:
-    """An attempt is about to be sent (it holds a concurrency slot)."""
+    """An attempt is about to be sent (it holds a concurrency slot); ``hedge``: it is a
+    batch's hedge (``BatchOptions.hedge``), a copy of a request still under way."""
 
     custom_id: str | None
     idempotency_key: str
     attempt: int
     time: float
+    hedge: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,8 @@ class ClientStatistics:
         unknown_usage: successful completions whose server reported no usage; the token
             sums leave them out, so they are lower bounds when this is not 0.
         rate_limited: 429 answers received (each also a :class:`RateLimited` event).
+        hedges: attempts that were batches' hedges (also counted in ``attempts`` and
+            ``started``: a hedge is a logical request of its own, with one attempt).
     """
 
     in_flight: int
@@ -178,6 +182,7 @@ class ClientStatistics:
     latency_p99: float | None
     unknown_usage: int = 0
     rate_limited: int = 0
+    hedges: int = 0
 
 
 class LatencyHistogram:

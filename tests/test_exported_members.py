@@ -30,7 +30,20 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The one retry decision.
     "paradigm_trio._engine._retry": frozenset({"INVALID_ANSWER", "allows"}),
     # The endpoint protocol, the one send path, and the endpoints.
-    "paradigm_trio._endpoints._endpoint": frozenset({"Endpoint", "FollowUp", "Request", "Sender"}),
+    "paradigm_trio._endpoints._endpoint": frozenset(
+        {"Endpoint", "FollowUp", "Request", "Sender", "Stored", "identity", "reparse", "stored"}
+    ),
+    # The response cache's open store, its busy timeout.
+    "paradigm_trio._engine._cache": frozenset({"CacheStore"}),
+    "paradigm_trio._engine._repeats": frozenset({"Repeats"}),
+    "paradigm_trio._engine._results": frozenset({"Outcome", "ResultStream"}),
+    "paradigm_trio._engine._hedge": frozenset(
+        {"DEFAULT_HEDGE", "Hedger", "SendOne", "hedger_for", "race"}
+    ),
+    # A batch's identical requests sent once (its book, the identity of a request).
+    "paradigm_trio._engine._dedupe": frozenset(
+        {"DEDUPE_MODES", "DEDUPE_WINDOW", "Dedupe", "DedupeMode", "Identity", "shared"}
+    ),
     "paradigm_trio._endpoints._chat": frozenset({"ChatEndpoint"}),
     "paradigm_trio._engine._budget": frozenset(
         {"DEFAULT_UNREACHABLE_AFTER", "RETRY_FLOOR", "RETRY_RESERVE", "BatchControl"}
@@ -69,7 +82,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The batch engine behind every batch method, and the chat completions' kind (the
     # implementation of ``Client.stream_batch``); the options' defaults and types.
     "paradigm_trio._engine._batch": frozenset(
-        {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"}
+        {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "Sent", "outcome_of", "run_batch"}
     ),
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # The client's state and batch collection; its configuration checks.

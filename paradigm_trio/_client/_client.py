@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, Unpack
+from urllib.parse import urlsplit
 
 import httpx2
 import trio
@@ -55,6 +56,7 @@ from .._endpoints._tokenize import TokenCount, TokenizeRequest
 from .._engine._attempts import Plan, idempotency_key
 from .._engine._batch_options import BatchKeywords, BatchOptions
 from .._engine._budget import BatchControl
+from .._engine._cache import CacheStore, ResponseCache
 from .._engine._ledger import Ledger
 from .._errors import ConfigurationError
 from .._events import Attempt, ClientStatistics, Event
@@ -124,6 +126,10 @@ class Client:
             key, ``(certificate, key)`` or ``(certificate, key, password)``.
         trust_env: read the proxy and ``SSL_CERT_FILE``/``SSL_CERT_DIR`` environment
             variables (default ``True``).
+        cache: a :class:`ResponseCache` (opt-in): the batches' deterministic requests are
+            answered from it when it holds their answer, and their successful answers are
+            stored in it, under the base URL's host, the endpoint and the body (never the
+            key).  Opened with the client (``async with``, or the first batch).
 
     ``proxy``, ``verify``, ``cert`` and ``trust_env`` configure the client's own
     :class:`TrioTransport`; with ``transport=`` or ``http_client=``, set them there.
@@ -160,6 +166,7 @@ class Client:
         verify: VerifyTypes = True,
         cert: CertTypes | None = None,
         trust_env: bool = True,
+        cache: ResponseCache | None = None,
     ) -> None:
         key = check_key(api_key)
         url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
@@ -210,6 +217,7 @@ class Client:
         """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
+        self._cache = _cache_store(cache, self._base_url)
 
     @property
     def base_url(self) -> str:
@@ -234,6 +242,8 @@ class Client:
                 + ("open" if self._state is ClientState.OPENED else "closed")
             )
         check_trio()
+        if self._cache is not None:
+            await self._cache.open()
         if self._shared is not None:
             await self._exit.enter_async_context(self._shared.running())
         self._state = ClientState.OPENED
@@ -260,6 +270,8 @@ class Client:
         check_trio()
         if self._state is not ClientState.CLOSED:
             self._state = ClientState.CLOSED
+            if self._cache is not None:
+                await self._cache.aclose()
             if self._owns_http and self._direct is not None:
                 with trio.CancelScope(shield=True):
                     await self._direct.aclose()
@@ -314,6 +326,10 @@ class Client:
             raise RuntimeError("this Client is closed; create a new one")
         check_trio()
 
+    def _slot_free(self) -> bool:
+        """Whether a request could take a concurrency slot now, without waiting."""
+        return self._engine.limiter.available_tokens > 0
+
     def _plan(
         self,
         endpoint: Endpoint[Any, Any] | None,
@@ -324,14 +340,17 @@ class Client:
         control: BatchControl | None = None,
         *,
         stream: bool = False,
+        hedge: bool = False,
     ) -> Plan:
-        """The ``Plan`` of one request of ``endpoint`` (``None``: the model list)."""
+        """The ``Plan`` of one request of ``endpoint`` (``None``: the model list); a
+        ``hedge`` (of a batch's item) makes one attempt, whatever the retry policy."""
         self._check_open()
         custom_id = request.custom_id if request is not None else None
+        retry = retry or self.retry
         return Plan(
             custom_id,
             idempotency_key(custom_id),
-            retry or self.retry,
+            retry.replace(attempts=1) if hedge else retry,
             timeouts or self.timeouts,
             request.estimated_tokens() if request is not None else 0,
             deadline,
@@ -340,6 +359,7 @@ class Client:
             endpoint=endpoint,
             request=request,
             stream=stream,
+            hedge=hedge,
         )
 
     # ------------------------------------------------------------------ public calls
@@ -521,10 +541,10 @@ class Client:
 
         The keywords are the fields of :class:`BatchOptions` (``on_error``, ``deadline``,
         ``on_progress``, ``retry``, ``timeouts``, ``retry_budget``, ``circuit_breaker``,
-        ``unreachable_after``, ``stream``, ``warm_up``, and the sampling fields ``model``,
-        ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the fields an item
-        leaves unset); or pass a prepared ``options=BatchOptions(...)``, which keywords
-        override.
+        ``unreachable_after``, ``stream``, ``warm_up``, ``dedupe``, ``hedge``, and the sampling
+        fields ``model``, ``temperature``, ``max_tokens``, ``top_p``, ``seed`` that fill the
+        fields an item leaves unset); or pass a prepared ``options=BatchOptions(...)``,
+        which keywords override.
 
         Leaving the ``async with`` block early cancels what is still running.
 
@@ -543,10 +563,13 @@ class Client:
             deadline: float,
             control: BatchControl,
             history: list[Attempt],
+            hedge: bool = False,
         ) -> Awaitable[ChatCompletion]:
             # Not a coroutine of its own: one frame less on every request's way (each
             # wake-up passes through every frame awaiting).
-            plan = self._plan(chat, request, retry, timeouts, deadline, control, stream=stream)
+            plan = self._plan(
+                chat, request, retry, timeouts, deadline, control, stream=stream, hedge=hedge
+            )
             if stream:
                 return self._streamer.complete(request, plan, history)
             return sender.send(chat, request, plan, history)
@@ -555,9 +578,12 @@ class Client:
             send_one,
             requests,
             opts,
+            endpoint=chat,
             width=self.limits.concurrency,
             observers=self._engine.ledger.observers,
             warm_up=self.warm_up,
+            cache=self._cache,
+            free=self._slot_free,
         )
 
     async def chat_batch(
@@ -668,7 +694,8 @@ class Client:
         """
         return self._embedder.batch(
             inputs, options, keywords, dimensions=dimensions, encoding_format=encoding_format,
-            pack_inputs=pack_inputs, pack_tokens=pack_tokens, **self._batch_setting(),
+            pack_inputs=pack_inputs, pack_tokens=pack_tokens, cache=self._cache,
+            free=self._slot_free, **self._batch_setting(),
         )  # fmt: skip
 
     async def embed_batch(
@@ -967,3 +994,12 @@ class Client:
         return await collected(
             self._router.batch(queries, make, options, keywords, **self._batch_setting())
         )
+
+
+def _cache_store(cache: object, base_url: str) -> CacheStore | None:
+    """The client's open cache, for the answers of the base URL's host."""
+    if cache is None:
+        return None
+    if not isinstance(cache, ResponseCache):
+        raise ConfigurationError(f"cache must be a ResponseCache or None, got {cache!r}")
+    return CacheStore(cache, (urlsplit(base_url).hostname or "").lower())

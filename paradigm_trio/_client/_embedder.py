@@ -37,6 +37,7 @@ from .._endpoints._endpoint import Sender
 from .._engine._batch import run_batch
 from .._engine._batch_options import BatchOptions
 from .._engine._budget import BatchControl
+from .._engine._cache import CacheStore
 from .._engine._ledger import Ledger
 from .._errors import APIStatusError
 from .._events import Attempt
@@ -103,6 +104,8 @@ class Embedder:
         encoding_format: EncodingFormat | None,
         pack_inputs: int,
         pack_tokens: int,
+        cache: CacheStore | None,
+        free: Callable[[], bool],
         check_open: Callable[[], None],
         width: int,
         warm_up: Any,
@@ -122,16 +125,17 @@ class Embedder:
             deadline: float,
             control: BatchControl,
             history: list[Attempt],
+            hedge: bool = False,
         ) -> Awaitable[Embeddings]:
             # Not a coroutine of its own, as the chat batch's (one frame less per request).
-            plan = self._plan(endpoint, request, retry, timeouts, deadline, control)
+            plan = self._plan(endpoint, request, retry, timeouts, deadline, control, hedge=hedge)
             return sender.send(endpoint, request, plan, history)
 
         kind = EmbeddingKind(
-            send_one, defaults, pack_inputs=pack_inputs, pack_tokens=pack_tokens,
-            lists=self.lists,
+            send_one, defaults, endpoint=endpoint, pack_inputs=pack_inputs,
+            pack_tokens=pack_tokens, lists=self.lists,
         )  # fmt: skip
         return run_batch(
             kind, inputs, opts, width=width, stream=EmbeddingStream,
-            observers=self._ledger.observers, warm_up=warm_up,
+            observers=self._ledger.observers, warm_up=warm_up, cache=cache, free=free,
         )  # fmt: skip

@@ -199,6 +199,8 @@ class Telemetry:
         attributes.update(endpoint.request_attributes(request))
         attributes["paradigm_trio.attempts"] = call.attempts_made
         attributes["paradigm_trio.stream"] = plan.stream
+        if plan.hedge:
+            attributes["paradigm_trio.hedge"] = True
         if plan.stream:
             attributes["gen_ai.request.stream"] = True
         if call.first_chunk is not None:
@@ -281,7 +283,7 @@ def _batch_attributes(statistics: BatchStatistics) -> Iterator[tuple[str, Any]]:
         "submitted", "succeeded", "failed", "cancelled", "retries", "prompt_tokens",
         "completion_tokens", "total_tokens", "unknown_usage", "elapsed",
         "requests_per_minute", "tokens_per_minute", "latency_p50", "latency_p90",
-        "latency_p99",
+        "latency_p99", "deduplicated", "cached", "hedges", "hedges_won",
     ):  # fmt: skip
         value = getattr(statistics, name)
         if value is not None:

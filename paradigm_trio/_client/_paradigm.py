@@ -127,11 +127,18 @@ class Router:
         opts = BatchOptions.of(options, keywords)
         if opts.stream:
             raise ValueError("stream: not an option of an endpoint batch (chat only)")
+        if opts.hedge:
+            raise ValueError("hedge: not an option of an endpoint batch (chat only)")
         check_open()
         retry, timeouts, defaults = opts.retry, opts.timeouts, opts.defaults()
 
         def send_one(
-            request: AnyRequest, *, deadline: float, control: BatchControl, history: list[Attempt]
+            request: AnyRequest,
+            *,
+            deadline: float,
+            control: BatchControl,
+            history: list[Attempt],
+            hedge: bool = False,  # (never: refused above)
         ) -> Awaitable[Any]:
             if isinstance(request, ChatRequest) and defaults:
                 request = _filled(request, defaults)

@@ -37,6 +37,11 @@ class ChatEndpoint:
     def encode(self, request: ChatRequest) -> bytes:
         return request.encode_body(request.to_body(self.model))
 
+    @staticmethod
+    def deterministic(request: ChatRequest) -> bool:
+        """Greedy (``temperature=0``) or seeded: equal requests get equal answers."""
+        return request.temperature == 0 or request.seed is not None
+
     def tool_rules(self, request: ChatRequest) -> ToolCallRules | None:
         """The checks of ``request``'s tool calls (``None``: none offered, or not checked)."""
         return ToolCallRules.of(request.tools, request.validate_tool_calls, self.redactor)

@@ -12,7 +12,7 @@ imports the client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -20,9 +20,12 @@ from typing import Any, Final
 from .._engine._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
+from .._engine._cache import CacheStore
+from .._engine._dedupe import Identity
 from .._engine._ledger import Observer
 from .._errors import InvalidRequestError, RequestCancelled
 from ._completion import ChatCompletion, Usage
+from ._endpoint import Endpoint, Stored, identity, reparse, stored
 from ._models import ChatRequest, make_request
 
 __all__ = ["BatchResult", "BatchResults", "BatchStream", "ChatKind", "stream_batch"]
@@ -49,6 +52,14 @@ class BatchResult:
         attempts: HTTP attempts made (0 when nothing was sent).
         elapsed: seconds from when the batch started working on it (waits for a
             concurrency slot and for the rate limits included) to its outcome.
+        deduplicated: whether it shares the answer of an identical request of the batch
+            (``BatchOptions.dedupe``): nothing was sent for it (``attempts`` is 0), its
+            ``completion`` (or ``error``) is that request's.
+        cached: whether its answer came from the client's :class:`ResponseCache`
+            (nothing was sent for it: ``attempts`` and ``elapsed`` are 0).
+        hedged: whether its answer is a hedge's (``BatchOptions.hedge``): the same request
+            sent again while the first was slow, whose answer came first (``attempts``
+            counts both requests' attempts).
     """
 
     index: int
@@ -58,6 +69,9 @@ class BatchResult:
     error: Exception | None = None
     attempts: int = 0
     elapsed: float = 0.0
+    deduplicated: bool = False
+    cached: bool = False
+    hedged: bool = False
 
     @property
     def ok(self) -> bool:
@@ -96,10 +110,14 @@ class ChatKind:
     operation: Final = "chat"
 
     def __init__(
-        self, send_one: SendOne[ChatRequest, ChatCompletion], defaults: Mapping[str, Any]
+        self,
+        send_one: SendOne[ChatRequest, ChatCompletion],
+        defaults: Mapping[str, Any],
+        endpoint: Endpoint[ChatRequest, ChatCompletion] | None = None,
     ) -> None:
         self.send_one = send_one
         self.defaults = defaults
+        self.endpoint = endpoint
 
     def request(self, item: object, index: int) -> ChatRequest:
         return _to_request(item, self.defaults, index)
@@ -120,16 +138,31 @@ class ChatKind:
         self, unit: Sequence[tuple[int, ChatRequest]], *, deadline: float, control: BatchControl
     ) -> list[BatchResult]:
         [(index, request)] = unit
-        outcome = await outcome_of(self.send_one, request, deadline, control)
-        completion, error, attempts, elapsed = outcome
+        sent = await outcome_of(self.send_one, request, deadline, control)
         return [
-            BatchResult(index, request.custom_id, request, completion, error, attempts, elapsed)
-        ]
+            BatchResult(
+                index, request.custom_id, request, sent.value, sent.error, sent.attempts,
+                sent.elapsed, hedged=sent.hedged,
+            )
+        ]  # fmt: skip
 
     def failed(
         self, index: int, custom_id: str | None, request: ChatRequest | None, error: Exception
     ) -> BatchResult:
         return BatchResult(index, custom_id, request, error=error)
+
+    def identity(self, request: ChatRequest, sampled: bool) -> Identity | None:
+        # (No endpoint, no identity: nothing is shared.)
+        return None if self.endpoint is None else identity(self.endpoint, request, sampled)
+
+    def cached(self, index: int, request: ChatRequest, raw: object, rid: str | None) -> BatchResult:
+        assert self.endpoint is not None  # (else no identity, no cache entry)
+        answer = reparse(self.endpoint, request, raw, rid)
+        return BatchResult(index, request.custom_id, request, answer, cached=True)
+
+    @staticmethod
+    def stored(result: BatchResult) -> Stored | None:
+        return stored(result.completion)
 
 
 def _to_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRequest:
@@ -170,18 +203,22 @@ def stream_batch(
     requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
     options: BatchOptions,
     *,
+    endpoint: Endpoint[ChatRequest, ChatCompletion] | None = None,
     width: int,
     observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
+    cache: CacheStore | None = None,
+    free: Callable[[], bool] = lambda: True,
 ) -> AbstractAsyncContextManager[BatchStream]:
     """The engine behind :meth:`Client.stream_batch` (documented there).
 
     ``send_one`` sends one request (through the client's attempt engine); ``width`` is the
     most items worked on at once (the client's concurrency); ``observers`` (the ledger's)
-    are told when the batch starts and ends; ``warm_up`` opens connections ahead of it.
+    are told when the batch starts and ends; ``warm_up`` opens connections ahead of it;
+    ``endpoint`` (the client's chat endpoint) says which requests are the same.
     """
-    kind = ChatKind(send_one, options.defaults())
+    kind = ChatKind(send_one, options.defaults(), endpoint)
     return run_batch(
         kind, requests, options, width=width, stream=BatchStream, observers=observers,
-        warm_up=warm_up,
+        warm_up=warm_up, cache=cache, free=free,
     )  # fmt: skip

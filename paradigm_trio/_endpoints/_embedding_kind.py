@@ -20,6 +20,7 @@ from .. import _log
 from .._engine._batch import ResultStream, SendOne, outcome_of
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
+from .._engine._dedupe import Identity
 from .._engine._ledger import Ledger
 from .._errors import APIStatusError, InvalidRequestError, RequestCancelled
 from .._events import EmbeddingPackingDisabled
@@ -36,6 +37,7 @@ from ._embeddings import (
     singles,
     split,
 )
+from ._endpoint import Stored, identity, reparse, stored
 
 __all__ = [
     "EmbedInput",
@@ -133,6 +135,10 @@ class EmbeddingResult:
         attempts: HTTP attempts made for it (those of its pack included; 0 when nothing
             was sent).
         elapsed: seconds from when the batch started working on it to its outcome.
+        deduplicated: whether it shares the answer of an identical request of the batch
+            (``BatchOptions.dedupe``): nothing was sent for it.
+        cached: whether its answer came from the client's :class:`ResponseCache`
+            (nothing was sent for it: ``attempts`` and ``elapsed`` are 0).
     """
 
     index: int
@@ -142,6 +148,8 @@ class EmbeddingResult:
     error: Exception | None = None
     attempts: int = 0
     elapsed: float = 0.0
+    deduplicated: bool = False
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -191,6 +199,8 @@ def embedding_defaults(
     chat_only = [name for name in _CHAT_ONLY if getattr(options, name) is not None]
     if options.stream:
         chat_only.append("stream")
+    if options.hedge:
+        chat_only.append("hedge")
     if chat_only:
         raise ValueError(
             f"{', '.join(chat_only)}: not an option of an embeddings batch (chat only)"
@@ -231,12 +241,14 @@ class EmbeddingKind:
         send_one: SendOne[EmbeddingRequest, Embeddings],
         defaults: Mapping[str, Any],
         *,
+        endpoint: EmbeddingsEndpoint | None = None,
         pack_inputs: int,
         pack_tokens: int,
         lists: EmbeddingLists | None = None,
     ) -> None:
         self.send_one = send_one
         self.defaults = defaults
+        self.endpoint = endpoint
         self.pack_inputs = pack_inputs
         self.pack_tokens = pack_tokens
         self.lists = lists  # None: every model packs (no probe, nothing learnt)
@@ -286,6 +298,21 @@ class EmbeddingKind:
     ) -> EmbeddingResult:
         return EmbeddingResult(index, custom_id, request, error=error)
 
+    def identity(self, request: EmbeddingRequest, sampled: bool) -> Identity | None:
+        # (No endpoint, no identity: nothing is shared.)
+        return None if self.endpoint is None else identity(self.endpoint, request, sampled)
+
+    def cached(
+        self, index: int, request: EmbeddingRequest, raw: object, rid: str | None
+    ) -> EmbeddingResult:
+        assert self.endpoint is not None  # (else no identity, no cache entry)
+        answer = reparse(self.endpoint, request, raw, rid)
+        return EmbeddingResult(index, request.custom_id, request, answer, cached=True)
+
+    @staticmethod
+    def stored(result: EmbeddingResult) -> Stored | None:
+        return stored(result.embeddings)
+
     async def send(
         self,
         unit: Sequence[tuple[int, EmbeddingRequest]],
@@ -303,7 +330,7 @@ class EmbeddingKind:
         merged = merge(requests)
         accepted = False
         try:
-            answer, error, attempts, _ = await outcome_of(self.send_one, merged, deadline, control)
+            answer, error, attempts, *_ = await outcome_of(self.send_one, merged, deadline, control)
             accepted = answer is not None
             refused = inputs > 1 and self.lists is not None and self.lists.learn(model, error)
         finally:
@@ -339,7 +366,8 @@ class EmbeddingKind:
             if len(request.inputs) > 1 and not self._packs(request.model):
                 answer, error, own = await self._singly(request, deadline, control)
             else:
-                answer, error, own, _ = await outcome_of(self.send_one, request, deadline, control)
+                sent = await outcome_of(self.send_one, request, deadline, control)
+                answer, error, own = sent.value, sent.error, sent.attempts
             elapsed = trio.current_time() - start
             results[position] = EmbeddingResult(
                 index, request.custom_id, request, answer, error, attempts + own, elapsed

@@ -391,6 +391,11 @@ class EmbeddingsEndpoint:
         self.single.add(model)
         return True
 
+    @staticmethod
+    def deterministic(request: EmbeddingRequest) -> bool:
+        """Always: a model embeds the same text the same way."""
+        return True
+
     def encode(self, request: EmbeddingRequest) -> bytes:
         body = request.to_body(self.model)
         if len(request.inputs) == 1 and not self.packs(request.model):

@@ -15,16 +15,19 @@ next attempt says (a re-ask that tells the model what was wrong with its tool ca
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Protocol, TypeVar
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from .._engine._attempts import Attempting, Engine, Plan
+from .._engine._dedupe import Identity
 from .._engine._ledger import Tokens
 from .._errors import AttemptFailure
 from .._events import Attempt
 from .._http._http import HTTP, Exchange
 
-__all__ = ["Endpoint", "FollowUp", "Request", "Sender"]
+__all__ = ["Endpoint", "FollowUp", "Request", "Sender", "Stored", "identity", "reparse", "stored"]
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound="Request")
@@ -78,6 +81,10 @@ class Endpoint(Protocol[Q_contra, A]):
         """The request's body (an :class:`InvalidRequestError` here: nothing is sent)."""
         ...
 
+    def deterministic(self, request: Q_contra) -> bool:
+        """Whether equal requests get equal answers (so one answer may serve them all)."""
+        ...
+
     def parser(self, request: Q_contra) -> Callable[[object, str | None], A]:
         """The parser of one answer to ``request`` (``APIResponseValidationError``, or an
         ``AttemptFailure`` that classifies what is wrong with it)."""
@@ -105,6 +112,38 @@ class Endpoint(Protocol[Q_contra, A]):
     def content_attributes(self, request: Q_contra, answer: Any) -> Iterator[tuple[str, str]]:
         """Telemetry, opt-in only (user data): what was sent and received."""
         ...
+
+
+Stored: TypeAlias = tuple[Mapping[str, Any], str | None]
+"""What the response cache keeps of an answer: its JSON and its request id."""
+
+
+def stored(answer: Any) -> Stored | None:
+    """What the response cache keeps of ``answer`` (a parsed answer, or ``None``)."""
+    return None if answer is None else (answer.raw, answer.request_id)
+
+
+def reparse(endpoint: Endpoint[Q, A], request: Q, raw: object, request_id: str | None) -> A:
+    """A stored answer (its JSON and request id, from the response cache) parsed as the
+    endpoint parses an answer to ``request``."""
+    return endpoint.parser(request)(raw, request_id)
+
+
+def identity(endpoint: Endpoint[Q, Any], request: Q, sampled: bool) -> Identity | None:
+    """The :class:`Identity` of ``request``, or ``None`` when it is not deterministic and
+    ``sampled`` is false (no body encoded: the common case costs one check), or when its
+    body cannot be made (the send reports why: nothing is shared for it)."""
+    deterministic = endpoint.deterministic(request)
+    if not (deterministic or sampled):
+        return None
+    try:
+        body = json.loads(endpoint.encode(request))
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    except Exception:
+        return None
+    digest = hashlib.sha256(f"{endpoint.operation}\x1f{endpoint.path}\x1f".encode())
+    digest.update(canonical.encode("ascii"))
+    return Identity(digest.digest(), deterministic)
 
 
 class Sender:

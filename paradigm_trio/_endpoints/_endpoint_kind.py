@@ -17,6 +17,7 @@ from typing import Any
 from .._engine._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
+from .._engine._dedupe import Identity
 from .._engine._ledger import Observer
 from .._errors import InvalidRequestError, RequestCancelled
 from ._completion import Usage
@@ -111,7 +112,7 @@ class EndpointKind:
         self, unit: Sequence[tuple[int, Any]], *, deadline: float, control: BatchControl
     ) -> list[EndpointResult]:
         [(index, request)] = unit
-        value, error, attempts, elapsed = await outcome_of(
+        value, error, attempts, elapsed, _ = await outcome_of(
             self.send_one, request, deadline, control
         )
         usage = self.usage(request, value) if error is None else None
@@ -122,6 +123,18 @@ class EndpointKind:
         self, index: int, custom_id: str | None, request: Any, error: Exception
     ) -> EndpointResult:
         return EndpointResult(index, custom_id, request, error=error)
+
+    @staticmethod
+    def identity(request: Any, sampled: bool) -> Identity | None:
+        """None: Paradigm's own endpoints are neither deduplicated nor cached."""
+        return None
+
+    def cached(self, index: int, request: Any, raw: object, rid: str | None) -> EndpointResult:
+        raise AssertionError("an endpoint batch reads no cache")  # (identity is None)
+
+    @staticmethod
+    def stored(result: EndpointResult) -> None:
+        return None
 
 
 def run_endpoints(

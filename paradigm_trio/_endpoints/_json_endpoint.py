@@ -79,6 +79,11 @@ class JsonEndpoint:
     def encode(self, request: EndpointRequest) -> bytes:
         return encode_json(request.to_body(self.model))
 
+    @staticmethod
+    def deterministic(request: EndpointRequest) -> bool:
+        """Not claimed: their answers are never shared between requests."""
+        return False
+
     def parser(self, request: EndpointRequest) -> Callable[[object, str | None], Any]:
         return request.parse
 

@@ -120,6 +120,8 @@ class Plan:
             endpoint about its request; the engine never looks at either.  A request
             with an endpoint reports its usage (``None`` for the model list: no usage);
             ``stream`` whether it is sent as a stream.
+        hedge: whether it is a batch's hedge (``_hedge``): its attempts are announced and
+            counted as hedges.
     """
 
     custom_id: str | None
@@ -133,6 +135,7 @@ class Plan:
     endpoint: Any = None
     request: Any = None
     stream: bool = False
+    hedge: bool = False
 
 
 class Lease:
@@ -353,7 +356,9 @@ class Call:
             retry_of, self._retry_of = self._retry_of, None
             if retry_of is not None and plan.control is not None:
                 plan.control.retried(retry_of)
-            engine.ledger.attempt_started(plan.custom_id, plan.key, current.number, now, retry_of)
+            engine.ledger.attempt_started(
+                plan.custom_id, plan.key, current.number, now, retry_of, plan.hedge
+            )
             limit = plan.timeouts.attempt if plan.attempt_timeout else None
             if limit is None:
                 result = await attempt(current)

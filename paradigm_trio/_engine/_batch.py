@@ -38,63 +38,46 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Mapping,
     Sequence,
     Sized,
 )
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import trio
 
 from .. import _log
 from .._config import Timeouts
-from .._errors import BatchError, InvalidRequestError, RequestCancelled
-from .._events import Attempt, LatencyHistogram
-from ._batch_options import BatchOptions, BatchStatistics
+from .._errors import InvalidRequestError, RequestCancelled
+from .._events import Attempt
+from ._batch_options import BatchOptions
 from ._budget import HOLD, RELEASE, STOP, BatchControl
-from ._ledger import Observer, Tokens
+from ._cache import CacheStore
+from ._dedupe import Dedupe, Identity
+from ._hedge import SendOne, hedger_for, race
+from ._ledger import Observer
+from ._repeats import Repeats
+from ._results import Outcome, ResultStream, _Tracker
 
-__all__ = ["Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "outcome_of", "run_batch"]
+__all__ = [
+    "Kind",
+    "Outcome",
+    "ResultStream",
+    "SendOne",
+    "Sent",
+    "WarmUp",
+    "outcome_of",
+    "run_batch",
+]
 
 Q = TypeVar("Q")
 T = TypeVar("T")
-Q_contra = TypeVar("Q_contra", contravariant=True)
-T_co = TypeVar("T_co", covariant=True)
-
-
-class Outcome(Protocol):
-    """What the batch engine reads of a result (of any kind)."""
-
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def cancelled(self) -> bool: ...
-    @property
-    def usage(self) -> Tokens | None: ...
-    @property
-    def error(self) -> Exception | None: ...
-    @property
-    def elapsed(self) -> float: ...
 
 
 R = TypeVar("R", bound=Outcome)
 R_co = TypeVar("R_co", bound=Outcome, covariant=True)
 S = TypeVar("S", bound="ResultStream[Any]")
-
-
-class SendOne(Protocol[Q_contra, T_co]):
-    """How the batch sends one request through the attempt engine (the client provides it)."""
-
-    def __call__(
-        self,
-        request: Q_contra,
-        *,
-        deadline: float,
-        control: BatchControl,
-        history: list[Attempt],
-    ) -> Awaitable[T_co]: ...
 
 
 class WarmUp(Protocol):
@@ -147,133 +130,50 @@ class Kind(Protocol[Q, R_co]):
         """The result of an item never sent (invalid, or the deadline passed)."""
         ...
 
+    def identity(self, request: Q, sampled: bool) -> Identity | None:
+        """What makes ``request`` the same as another (dedupe, the cache), or ``None``;
+        for a request that is not deterministic, ``None`` unless ``sampled``."""
+        ...
+
+    def cached(self, index: int, request: Q, raw: object, request_id: str | None) -> R_co:
+        """The result of an item answered from the cache (the answer's JSON, parsed as the
+        endpoint parses it: an ``Exception`` here means the entry is not used)."""
+        ...
+
+    def stored(self, result: Any) -> tuple[Mapping[str, Any], str | None] | None:
+        """What the cache keeps of a result: its answer's JSON and request id, or ``None``
+        (not a success)."""
+        ...
+
+
+class Sent(NamedTuple, Generic[T]):
+    """What :func:`outcome_of` tells of one send."""
+
+    value: T | None
+    error: Exception | None
+    attempts: int
+    elapsed: float
+    hedged: bool = False  # whether a hedge's answer is the value (``BatchOptions.hedge``)
+
 
 async def outcome_of(
     send: SendOne[Q, T], request: Q, deadline: float, control: BatchControl
-) -> tuple[T | None, Exception | None, int, float]:
-    """``(value, error, attempts, elapsed)`` of ``send(request)``; any ``Exception`` is
-    its error.
+) -> Sent[T]:
+    """The value or error, attempts and time of ``send(request)`` (hedged when the batch
+    hedges); any ``Exception`` is its error.
 
     An :class:`APIError`, an :class:`InvalidRequestError` before sending, or a bug, a hook
     raising: the item's result, never the batch's end (``Cancelled`` propagates).
     """
+    if control.hedger is not None:
+        return Sent(*await race(send, request, deadline, control.hedger))
     start = trio.current_time()
     history: list[Attempt] = []
     try:
         value = await send(request, deadline=deadline, control=control, history=history)
     except Exception as exc:
-        return None, exc, len(history), trio.current_time() - start
-    return value, None, len(history), trio.current_time() - start
-
-
-@dataclass(slots=True)
-class _Tracker:
-    start: float
-    submitted: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    in_flight: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    unknown_usage: int = 0
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-
-    def add(self, result: Outcome) -> None:
-        if result.ok:
-            self.succeeded += 1
-            usage = result.usage
-            if usage is None:
-                self.unknown_usage += 1  # unknown, not zero: left out of the sums
-            else:
-                self.prompt_tokens += usage.prompt_tokens
-                self.completion_tokens += usage.completion_tokens
-            self.latency.add(result.elapsed)
-        elif result.cancelled:
-            self.cancelled += 1
-        else:
-            self.failed += 1
-
-    def snapshot(self, control: BatchControl) -> BatchStatistics:
-        elapsed = max(trio.current_time() - self.start, 0.0)
-        minutes = elapsed / 60.0
-        total = self.prompt_tokens + self.completion_tokens
-        return BatchStatistics(
-            submitted=self.submitted,
-            done=self.succeeded + self.failed + self.cancelled,
-            succeeded=self.succeeded,
-            failed=self.failed,
-            cancelled=self.cancelled,
-            in_flight=self.in_flight,
-            retries=control.retries,
-            retries_by_cause=MappingProxyType(dict(control.retries_by_cause)),
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            total_tokens=total,
-            latency_p50=self.latency.percentile(50),
-            latency_p90=self.latency.percentile(90),
-            latency_p99=self.latency.percentile(99),
-            elapsed=elapsed,
-            requests_per_minute=self.succeeded / minutes if minutes > 0 else 0.0,
-            tokens_per_minute=total / minutes if minutes > 0 else 0.0,
-            unknown_usage=self.unknown_usage,
-        )
-
-
-class ResultStream(Generic[R]):
-    """The results of a batch, in completion order.
-
-    ``async for result in stream`` yields each result once; the loop ends when every
-    input item has its result.  With ``on_error="raise"``, the loop raises
-    :class:`BatchError` after the failed result has been yielded.
-
-    Each step is a cancellation point.  A result already finished is handed over at once;
-    the loop lets other tasks run when it waits for one, and at least once every
-    ``YIELD_EVERY`` (64) results.  (Taking one finished result per turn of trio's scheduler
-    let results pile up, and the workers that had finished them wait, holding their
-    concurrency slots.)
-    """
-
-    YIELD_EVERY = 64
-
-    def __init__(
-        self,
-        receive: trio.MemoryReceiveChannel[R],
-        tracker: _Tracker,
-        control: BatchControl,
-    ) -> None:
-        self._receive = receive
-        self._tracker = tracker
-        self._control = control
-        self._error: BaseException | None = None
-        self._unyielded = 0  # results handed over since the loop last let others run
-
-    def statistics(self) -> BatchStatistics:
-        """A frozen snapshot of the batch's counters."""
-        return self._tracker.snapshot(self._control)
-
-    def __aiter__(self) -> ResultStream[R]:
-        return self
-
-    async def __anext__(self) -> R:
-        try:
-            if self._unyielded < self.YIELD_EVERY:
-                await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    result = self._receive.receive_nowait()
-                except trio.WouldBlock:
-                    pass
-                else:
-                    self._unyielded += 1
-                    return result
-            self._unyielded = 0
-            return await self._receive.receive()
-        except trio.EndOfChannel:
-            if isinstance(self._error, BatchError):
-                raise self._error from self._error.error
-            if self._error is not None:
-                raise BatchError(self._error) from self._error
-            raise StopAsyncIteration from None
+        return Sent(None, exc, len(history), trio.current_time() - start)
+    return Sent(value, None, len(history), trio.current_time() - start)
 
 
 class _SyncInputs:
@@ -314,6 +214,8 @@ class _Run(Generic[Q, R, S]):
         width: int,
         stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
         warm: tuple[WarmUp, int] | None = None,
+        cache: CacheStore | None = None,
+        free: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kind = kind
         self.warm = warm  # how to open the first wave's connections, and how many
@@ -328,6 +230,7 @@ class _Run(Generic[Q, R, S]):
             systematic=options.systematic_failures if options.on_error == "collect" else None,
         )
         self.held: list[R] = []  # results held while the batch may be failing systematically
+        self.control.hedger = hedger_for(options.hedge, self.control, free)
         self.tracker = _Tracker(start=trio.current_time())
         self.next_progress = self.tracker.start + _log.PROGRESS_INTERVAL
         self.send, receive = trio.open_memory_channel[R](width)
@@ -335,6 +238,12 @@ class _Run(Generic[Q, R, S]):
         self.index = 0  # of the next item read
         self.carry: tuple[int, Q] | None = None  # read, but could not join the last unit
         self.broken: Exception | None = None  # what the input raised
+        dedupe = None if options.dedupe == "off" else Dedupe(options.dedupe)
+        self.repeats = (
+            None if dedupe is None and cache is None
+            else Repeats(kind, dedupe, cache, self.tracker, self.deliver_checked)
+        )  # fmt: skip
+        self.workers = trio.CancelScope()  # the feeder's nursery's, once it runs
 
     async def deliver(self, result: R) -> None:
         self.tracker.add(result)
@@ -365,6 +274,12 @@ class _Run(Generic[Q, R, S]):
                 f"{self.kind.operation} batch",
             )
 
+    async def deliver_checked(self, result: R) -> None:
+        """Deliver ``result``; with ``on_error="raise"``, its failure stops the batch."""
+        await self.deliver(result)
+        if result.error is not None:
+            self.fail_fast(result.error, self.workers)
+
     def fail_fast(self, error: Exception, workers: trio.CancelScope) -> None:
         """With ``on_error="raise"``, the first failure stops the batch."""
         if self.options.on_error == "raise" and self.results._error is None:
@@ -381,10 +296,13 @@ class _Run(Generic[Q, R, S]):
         workers.cancel()
 
     async def release(self) -> None:
-        """Hand out the results held while the batch could be failing systematically."""
+        """Hand out the results held while the batch could be failing systematically
+        (and the results of the duplicates that waited for them)."""
         held, self.held = self.held, []
         for result in held:
             await self.deliver(result)
+            if self.repeats is not None:
+                await self.repeats.release(getattr(result, "index", -1), result)
 
     async def work(
         self, unit: list[tuple[int, Q]], slot: trio.Semaphore, workers: trio.CancelScope
@@ -394,14 +312,22 @@ class _Run(Generic[Q, R, S]):
         The slot is held until the results are delivered: a slow consumer stops the
         feeder, so finished results never pile up (memory stays bounded by the concurrency).
         """
-        tracker = self.tracker
+        tracker, repeats, size = self.tracker, self.repeats, len(unit)
         try:
-            tracker.in_flight += len(unit)
+            tracker.in_flight += size
             self.control.started += 1
             try:
-                results = await self.kind.send(unit, deadline=self.stop_at, control=self.control)
+                if repeats is not None:
+                    unit = await repeats.from_cache(unit)
+                results: Sequence[R] = []
+                if unit:
+                    results = await self.kind.send(
+                        unit, deadline=self.stop_at, control=self.control
+                    )
             finally:
-                tracker.in_flight -= len(unit)
+                tracker.in_flight -= size
+            if repeats is not None:
+                await repeats.to_cache(unit, results)
             if self.control.systematic is not None:  # (once disarmed: nothing to judge)
                 verdict = self.control.judge([result.error for result in results])
                 if verdict in (HOLD, STOP):
@@ -411,10 +337,12 @@ class _Run(Generic[Q, R, S]):
                     return
                 if verdict == RELEASE:
                     await self.release()
-            for result in results:
+            for (index, _), result in zip(unit, results, strict=True):
                 await self.deliver(result)
                 if result.error is not None:
                     self.fail_fast(result.error, workers)
+                if repeats is not None:
+                    await repeats.release(index, result)
         finally:
             slot.release()
 
@@ -430,6 +358,7 @@ class _Run(Generic[Q, R, S]):
             slot = trio.Semaphore(self.width)
             iterator = inputs.__aiter__()
             async with trio.open_nursery() as workers:
+                self.workers = workers.cancel_scope
                 if self.warm is not None:
                     # Beside the workers, not before them: a request takes a connection
                     # being opened when it needs one, and no request waits for the others.
@@ -499,6 +428,8 @@ class _Run(Generic[Q, R, S]):
                 await self.deliver(kind.failed(index, kind.custom_id(item), None, exc))
                 self.fail_fast(exc, workers)
                 continue
+            if self.repeats is not None and await self.repeats.repeated(index, request):
+                continue
             if requests and not kind.joins(requests, request):
                 self.carry = (index, request)
                 return unit, False
@@ -513,7 +444,13 @@ class _Run(Generic[Q, R, S]):
             index, request = self.carry
             self.carry = None
             custom_id = kind.custom_id(request)
-            await self.deliver(kind.failed(index, custom_id, request, _unsent(custom_id)))
+            result = kind.failed(index, custom_id, request, _unsent(custom_id))
+            await self.deliver(result)
+            if self.repeats is not None:  # its duplicates waited for it
+                for duplicate, request, _ in self.repeats.waiting(index, result):
+                    custom_id = kind.custom_id(request)
+                    cancelled = _unsent(custom_id)
+                    await self.deliver(kind.failed(duplicate, custom_id, request, cancelled))
         async for item in iterator:
             index = self.index
             self.index += 1
@@ -548,6 +485,8 @@ async def run_batch(
     stream: Callable[[trio.MemoryReceiveChannel[R], _Tracker, BatchControl], S],
     observers: Sequence[Observer],
     warm_up: WarmUp | None = None,
+    cache: CacheStore | None = None,
+    free: Callable[[], bool] = lambda: True,
 ) -> AsyncIterator[S]:
     """Run a batch of ``kind``: the engine behind every batch method of the client.
 
@@ -555,13 +494,16 @@ async def run_batch(
     makes the result stream handed out (a :class:`ResultStream` subclass); ``observers``
     (the ledger's) are told when the batch starts and ends; ``warm_up`` opens the first
     wave's connections, with ``BatchOptions.warm_up``: ``width`` of them, or as many as
-    the units of a sized input make (``Kind.units``) when fewer.
+    the units of a sized input make (``Kind.units``) when fewer; ``cache`` (the client's
+    open :class:`ResponseCache`) answers the deterministic requests it holds and stores
+    the answers to the others; ``free`` says whether the client has a concurrency slot
+    free (a hedge is sent only then).
     """
     warm = None
     if warm_up is not None and options.warm_up:
         wave = min(width, kind.units(len(requests))) if isinstance(requests, Sized) else width
         warm = (warm_up, wave)
-    run = _Run(kind, options, width, stream, warm)
+    run = _Run(kind, options, width, stream, warm, cache, free)
     inputs: AsyncIterable[Any] = (
         requests if isinstance(requests, AsyncIterable) else _SyncInputs(requests)
     )

@@ -12,6 +12,8 @@ from typing import Any, Literal, TypedDict
 
 from .._config import RetryPolicy, Timeouts, _check_int, _check_number, _Replace
 from ._budget import DEFAULT_SYSTEMATIC_FAILURES, DEFAULT_UNREACHABLE_AFTER
+from ._dedupe import DEDUPE_MODES
+from ._hedge import Hedge
 
 __all__ = [
     "BatchKeywords",
@@ -52,6 +54,14 @@ class BatchStatistics:
             (tokens: of those whose usage is known).
         unknown_usage: successes whose server reported no usage (``usage`` is ``None``);
             the token sums leave them out, so they are lower bounds when this is not 0.
+        deduplicated: results that share the answer of an identical request of the batch
+            (nothing was sent for them; see ``BatchOptions.dedupe``).  They count in
+            ``succeeded``, ``failed`` or ``cancelled`` as their answer does, and their
+            usage in the token sums (the answer's, not a second payment).
+        cached: results answered from the client's :class:`ResponseCache` (nothing was
+            sent for them; their duplicates count in ``deduplicated``).
+        hedges: hedges sent (``BatchOptions.hedge``): requests beyond one per item, besides
+            retries; ``hedges_won``: those whose answer came first and is the result's.
     """
 
     submitted: int
@@ -72,6 +82,10 @@ class BatchStatistics:
     requests_per_minute: float
     tokens_per_minute: float
     unknown_usage: int = 0
+    deduplicated: int = 0
+    cached: int = 0
+    hedges: int = 0
+    hedges_won: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -123,6 +137,13 @@ class BatchOptions(_Replace):
             length (an iterator, an async iterable): the concurrency.  Off by default: with
             the inputs at hand, the requests open their connections as soon as the
             warm-up would (see the batching how-to).  Only on the client's own transport.
+        dedupe: identical requests of the batch (the same endpoint and body, its
+            ``custom_id`` aside) sent once, each duplicate given a result of its own that
+            shares the answer (``deduplicated=True``, no attempts).  ``"auto"`` (the
+            default): only deterministic requests (chat with ``temperature=0`` or a
+            ``seed``; every embeddings request); ``"all"``: every identical request, sampled
+            ones too (one sample serves them all); ``"off"``: each item sent.  See the
+            batching how-to.
         model, temperature, max_tokens, top_p, seed: fill the fields an item leaves unset.
     """
 
@@ -137,6 +158,8 @@ class BatchOptions(_Replace):
     systematic_failures: int | None = DEFAULT_SYSTEMATIC_FAILURES
     stream: bool = False
     warm_up: bool = False
+    dedupe: Literal["auto", "all", "off"] = "auto"
+    hedge: Hedge | bool | None = None
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -168,6 +191,15 @@ class BatchOptions(_Replace):
                     f"circuit_breaker must be >= 1 or None, got {self.circuit_breaker!r}"
                 ) from None
         _check_number(owner, "unreachable_after", self.unreachable_after, strict=True)
+        if self.dedupe not in DEDUPE_MODES:
+            raise ValueError(
+                f"{owner}.dedupe must be one of {', '.join(map(repr, DEDUPE_MODES))}, "
+                f"got {self.dedupe!r}"
+            )
+        if self.hedge is not None and not isinstance(self.hedge, Hedge | bool):
+            raise ValueError(
+                f"{owner}.hedge must be True, False, None or a Hedge, got {self.hedge!r}"
+            )
         if self.systematic_failures is not None:
             _check_int(owner, "systematic_failures", self.systematic_failures, minimum=1)
         for name in ("stream", "warm_up"):
@@ -204,6 +236,8 @@ class BatchKeywords(TypedDict, total=False):
     systematic_failures: int | None
     stream: bool
     warm_up: bool
+    dedupe: Literal["auto", "all", "off"]
+    hedge: Hedge | bool | None
     model: str | None
     temperature: float | None
     max_tokens: int | None

@@ -120,6 +120,8 @@ class BatchControl:
         self._failing_since: float | None = None
         self._open_until = -math.inf
         self.dead = False
+        self.shed_at = -math.inf  # when the server last shed load (a 429 or a 5xx)
+        self.hedger: Any = None  # the batch's Hedger, when it hedges (_hedge)
 
     @property
     def breaker_open(self) -> bool:
@@ -158,6 +160,8 @@ class BatchControl:
         """An attempt ended: with a response (``status``), a success, or a failure."""
         if cause is None:
             self._deposit()
+        if status is not None and (status == 429 or status >= 500):
+            self.shed_at = trio.current_time()
         if status is not None or cause is None:
             if self.breaker_open:
                 _log.say(_log.INFO, "breaker_closed", "circuit breaker closed: the server answers")

@@ -98,6 +98,7 @@ class Ledger:
         self.completion_tokens = 0
         self.unknown_usage = 0
         self.rate_limited_answers = 0
+        self.hedges = 0  # attempts that were batches' hedges
         self.latency = LatencyHistogram()
 
     def observe(self, observer: Observer) -> None:
@@ -128,17 +129,26 @@ class Ledger:
         self.emit(RateLimited(custom_id, key, retry_after, headers))
 
     def attempt_started(
-        self, custom_id: str | None, key: str, number: int, now: float, retry_of: str | None
+        self,
+        custom_id: str | None,
+        key: str,
+        number: int,
+        now: float,
+        retry_of: str | None,
+        hedge: bool = False,
     ) -> None:
         """An attempt holds its lease and starts; ``retry_of`` is the cause it retries (a
-        retry is counted when it is made, not when it is scheduled)."""
+        retry is counted when it is made, not when it is scheduled); ``hedge``: a batch's
+        hedge."""
         self.attempts += 1
         self.in_flight += 1
         if retry_of is not None:
             self.retries += 1
             self.retries_by_cause[retry_of] = self.retries_by_cause.get(retry_of, 0) + 1
+        if hedge:
+            self.hedges += 1
         if self._on_event is not None:  # (no event object at all without a hook)
-            self._on_event(AttemptStarted(custom_id, key, number, now))
+            self._on_event(AttemptStarted(custom_id, key, number, now, hedge))
         if _log.enabled(_log.DEBUG):
             _log.attempt_started(custom_id, key, number, retry_of)
 
@@ -226,4 +236,5 @@ class Ledger:
             latency_p99=self.latency.percentile(99),
             unknown_usage=self.unknown_usage,
             rate_limited=self.rate_limited_answers,
+            hedges=self.hedges,
         )

@@ -190,6 +190,29 @@ def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
         metavar="N",
         help="attempts per request, the first included (default 4)",
     )
+    batch.add_argument(
+        "--dedupe",
+        choices=("auto", "all", "off"),
+        default="auto",
+        help="identical lines (the same body, custom_id aside) sent once, each line its own "
+        "record sharing the answer: auto (default) for deterministic requests only "
+        "(temperature 0 or a seed; every embeddings line), all for every identical request, "
+        "off to send every line",
+    )
+    batch.add_argument(
+        "--hedge",
+        action="store_true",
+        help="hedge chat lines still unanswered after the batch's 95th percentile latency: "
+        "send one copy when a slot is free, keep the first answer (at most 5 %% more "
+        "requests, none while the server sheds load)",
+    )
+    batch.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="a response cache (SQLite file, made if missing; several runs may share it): "
+        "deterministic lines whose answer it holds are not sent, and successful answers "
+        "are stored (never the key)",
+    )
 
 
 def _add_batch_run_arguments(batch: argparse.ArgumentParser) -> None:

@@ -226,7 +226,8 @@ def combined(parts: list[pt.BatchStatistics]) -> pt.BatchStatistics:
         name: sum(getattr(part, name) for part in parts)
         for name in ("submitted", "done", "succeeded", "failed", "cancelled", "in_flight",
                      "retries", "prompt_tokens", "completion_tokens", "total_tokens",
-                     "requests_per_minute", "tokens_per_minute", "unknown_usage")
+                     "requests_per_minute", "tokens_per_minute", "unknown_usage",
+                     "deduplicated", "cached", "hedges", "hedges_won")
     }  # fmt: skip
     return dataclasses.replace(
         main,

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import trio
 
@@ -75,6 +75,10 @@ def _summary(
         "failed_in_output": failures_total,
         "retries": stats.retries,
         "retries_by_cause": dict(stats.retries_by_cause),
+        "deduplicated": stats.deduplicated,
+        "cached": stats.cached,
+        "hedges": stats.hedges,
+        "hedges_won": stats.hedges_won,
         "latency_seconds": {
             "p50": stats.latency_p50,
             "p90": stats.latency_p90,
@@ -108,6 +112,14 @@ def _print_summary(summary: dict[str, Any], output: Path, interrupted: bool) -> 
     )
     causes = ", ".join(f"{k}: {v}" for k, v in summary["retries_by_cause"].items()) or "none"
     print(f"Retries: {summary['retries']} ({causes})", file=p)
+    if summary["hedges"]:
+        print(f"Hedges: {summary['hedges']} sent, {summary['hedges_won']} answered first", file=p)
+    if summary["deduplicated"] or summary["cached"]:
+        print(
+            f"Not sent: {summary['cached']} answered from the cache, "
+            f"{summary['deduplicated']} identical to another line",
+            file=p,
+        )
     print(f"Latency: p50 {fmt(lat['p50'])}, p90 {fmt(lat['p90'])}, p99 {fmt(lat['p99'])}", file=p)
     tokens = summary["tokens"]
     unknown = (
@@ -204,6 +216,16 @@ class _Interrupt:
                 self.batch_scope.cancel()
 
 
+def _annotate(recorder: Callable[..., None], record: dict[str, Any], *, result: Any,
+              client: pt.Client) -> None:  # fmt: skip
+    """A record's marks of how its answer came (only when true: a plain record is as
+    before), then the run's own fields."""
+    for mark in ("deduplicated", "cached", "hedged"):
+        if getattr(result, mark, False):
+            record[mark] = True
+    recorder(record, result=result, client=client)
+
+
 async def _open_client(
     stack: AsyncExitStack, args: argparse.Namespace, progress: Progress
 ) -> pt.Client:
@@ -233,6 +255,7 @@ async def _open_client(
                 shared=args.shared,
             ),
             on_event=progress.on_event,
+            cache=pt.ResponseCache(args.cache) if args.cache else None,
             **({"model": args.model} if args.model else {}),
             **args.network,
         )
@@ -240,7 +263,9 @@ async def _open_client(
 
 
 async def _send(client: pt.Client, requests: Iterator[Any], progress: Progress,
-                out: IO[bytes], batch_scope: trio.CancelScope) -> pt.BatchStatistics:  # fmt: skip
+                out: IO[bytes], batch_scope: trio.CancelScope,
+                dedupe: Literal["auto", "all", "off"] = "auto",
+                hedge: bool = False) -> pt.BatchStatistics:  # fmt: skip
     """Send the batch, appending each result to ``out`` as it completes.
 
     Chat lines, embeddings lines and the lines of Paradigm's other endpoints (tokenize,
@@ -258,9 +283,9 @@ async def _send(client: pt.Client, requests: Iterator[Any], progress: Progress,
 
     batches: dict[str, tuple[Any, Callable[[], Any]]] = {
         "chat": (chat_send, lambda: client.stream_batch(
-            chat_receive, on_progress=progress.updater("chat"))),
+            chat_receive, on_progress=progress.updater("chat"), dedupe=dedupe, hedge=hedge)),
         "embeddings": (embed_send, lambda: client.stream_embed_batch(
-            embed_receive, on_progress=progress.updater("embeddings"))),
+            embed_receive, on_progress=progress.updater("embeddings"), dedupe=dedupe)),
         "endpoints": (other_send, lambda: client.stream_requests(
             other_receive, on_progress=progress.updater("endpoints"))),
     }  # fmt: skip
@@ -288,7 +313,7 @@ async def _send(client: pt.Client, requests: Iterator[Any], progress: Progress,
                 custom_id = result.custom_id or f"index-{result.index}"
                 answer = _answer_of(kind, result)
                 annotate = functools.partial(
-                    progress.recorder.annotate, result=result, client=client
+                    _annotate, progress.recorder.annotate, result=result, client=client
                 )
                 write_line(
                     out,
@@ -331,8 +356,9 @@ async def _run(args: argparse.Namespace, input_path: Path, output: Path, total: 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(interrupt.watch)
                     stats = await _send(
-                        client, pending.requests(), progress, out, interrupt.batch_scope
-                    )
+                        client, pending.requests(), progress, out, interrupt.batch_scope,
+                        dedupe=args.dedupe, hedge=args.hedge,
+                    )  # fmt: skip
                     progress.update(stats, force=True)
                     nursery.cancel_scope.cancel()
             except BaseExceptionGroup as group:

@@ -301,3 +301,39 @@ def test_cli_flags_for_the_stall_fault() -> None:
     assert config.faults.stream_stall == 0.5
     assert config.stall_after == 3
     assert config_from_args(build_parser().parse_args([])).stall_after is None
+
+
+def test_stragglers_parse_validate_and_draw() -> None:
+    assert ms.Stragglers.parse("0.02:10x") == ms.Stragglers(share=0.02, factor=10.0)
+    assert ms.Stragglers.parse(" 0.5:3 ") == ms.Stragglers(share=0.5, factor=3.0)
+    assert ms.Stragglers.parse("0.1") == ms.Stragglers(share=0.1)
+    assert str(ms.Stragglers(share=0.02, factor=10.0)) == "0.02:10x"
+    for bad, field in (("x:10x", "stragglers"), ("1.5:10x", r"stragglers\.share"),
+                       ("0.1:0.5x", r"stragglers\.factor"), ("0.1:ax", "stragglers")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"^{field}"):
+            ms.Stragglers.parse(bad)
+    stragglers = ms.Stragglers(share=0.25, factor=4.0)
+    assert stragglers.multiplier(0.249) == 4.0
+    assert stragglers.multiplier(0.25) == 1.0
+    assert ms.Stragglers().multiplier(0.0) == 1.0  # share 0: nothing straggles
+
+
+def test_stragglers_from_a_file_a_fault_table_and_the_command_line() -> None:
+    expected = ms.Stragglers(share=0.02, factor=10.0)
+    assert ms.MockConfig.from_mapping({"stragglers": "0.02:10x"}).stragglers == expected
+    assert ms.MockConfig.from_mapping({"stragglers": {"share": 0.02}}).stragglers == expected
+    from_faults = ms.MockConfig.from_mapping({"faults": {"straggler": "0.02:10x", "hang": 0.1}})
+    assert (from_faults.stragglers, from_faults.faults.hang) == (expected, 0.1)
+    assert from_faults.to_dict()["stragglers"] == "0.02:10x"
+    with pytest.raises(ValueError, match=r"^stragglers: given twice"):
+        ms.MockConfig.from_mapping({"stragglers": 0.1, "faults": {"straggler": 0.1}})
+    with pytest.raises(ValueError, match=r"^stragglers"):
+        ms.MockConfig.from_mapping({"stragglers": [1]})
+    args = build_parser().parse_args(
+        ["--fault", "straggler=0.02:10x", "--fault", "server_error=0.1"]
+    )
+    config = config_from_args(args)
+    assert (config.stragglers, config.faults.server_error) == (expected, 0.1)
+    with pytest.raises(ValueError, match="straggler=SHARE:FACTORx"):
+        config_from_args(build_parser().parse_args(["--fault", "stragglers=0.1"]))
+    assert ms.Fault("straggler").kind == "straggler"

@@ -541,3 +541,43 @@ async def test_stopping_the_server_ends_a_stalled_stream_promptly() -> None:
     assert stopped < slack(0.5, now)
     assert len(errors) == 1  # the client saw the stream end without its last chunk
     assert server.stats().in_flight == 0
+
+
+async def test_stragglers_multiply_the_delay_deterministically_per_key_and_attempt() -> None:
+    stragglers = ms.Stragglers(share=0.3, factor=50.0)
+    config = ms.MockConfig(seed=7, latency=ms.Latency.fixed(0.01), stragglers=stragglers)
+    keys = [f"k{i}" for i in range(12)]
+    async with ms.serve(config) as server:
+        async with httpx2.AsyncClient(base_url=server.url) as client:
+            for _ in (1, 2):
+                for key in keys:
+                    response = await client.post(
+                        "/chat/completions", json=chat_body(), headers=keyed(key)
+                    )
+                    assert response.status_code == 200  # a straggler is an ordinary answer
+    records = server.requests()
+    expected = [unit(7, key, attempt, "straggler") < 0.3 for attempt in (1, 2) for key in keys]
+    assert [r.straggler for r in records] == expected
+    assert 0 < sum(expected) < len(expected)  # both kinds drawn, a resend draws again
+    for record in records:
+        assert record.finish is not None
+        if record.straggler:  # a lower bound only: the machine may be slow, never fast
+            assert record.finish - record.arrival >= 0.5
+
+
+async def test_a_scripted_straggler_is_slow_and_a_scripted_answer_never_straggles() -> None:
+    config = ms.MockConfig(
+        latency=ms.Latency.fixed(0.01), stragglers=ms.Stragglers(share=1.0, factor=30.0)
+    )
+    async with ms.serve(config) as server:
+        server.script("s", ["straggler", "ok"])
+        async with httpx2.AsyncClient(base_url=server.url) as client:
+            for _ in range(2):
+                response = await client.post(
+                    "/chat/completions", json=chat_body(), headers=keyed("s")
+                )
+                assert response.status_code == 200
+    first, second = server.requests()
+    assert (first.straggler, first.outcome, second.straggler) == (True, "ok", False)
+    assert first.finish is not None
+    assert first.finish - first.arrival >= 0.3

@@ -249,11 +249,11 @@ async def test_embed_batch_packs_small_inputs_and_splits_the_answers() -> None:
 async def test_pack_tokens_bounds_a_pack_and_pack_inputs_one_turns_packing_off() -> None:
     handler = Embedder()
     texts = ["x" * 400] * 3 + ["y"] * 3  # 101 tokens each, then 2 each
-    async with make_client(handler) as client:
-        await client.embed_batch(texts, pack_tokens=210)
+    async with make_client(handler) as client:  # (identical texts: not shared, for this test)
+        await client.embed_batch(texts, pack_tokens=210, dedupe="off")
         packed = [len(inputs) for inputs in packs(handler)]
         handler.bodies.clear()
-        await client.embed_batch(texts, pack_inputs=1)
+        await client.embed_batch(texts, pack_inputs=1, dedupe="off")
     assert packed == [2, 4]
     assert [len(body["input"]) for body in handler.bodies] == [1] * 6
 

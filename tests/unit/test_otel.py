@@ -633,3 +633,29 @@ async def test_a_chat_batch_and_an_embeddings_batch_each_have_one_root_span(
     embedded = _attributes(telemetry.children(telemetry.spans("embeddings_batch")[0])[0])
     assert embedded["gen_ai.usage.input_tokens"] > 0
     assert "gen_ai.usage.output_tokens" not in embedded
+
+
+async def test_a_hedge_is_a_span_of_its_own_and_the_batch_span_counts_hedges(
+    telemetry: Telemetry,
+) -> None:
+    from .test_hedge import HEDGE, Tail, straggler
+
+    client = make_client(Tail(straggler("item 12")), limits=pt.Limits(concurrency=4))
+    requests = [
+        pt.ChatRequest(messages=[{"role": "user", "content": f"item {i}"}], custom_id=f"r{i}")
+        for i in range(20)
+    ]
+    async with telemetry.instrument(client):
+        results = await client.chat_batch([*requests, requests[0]], hedge=HEDGE, temperature=0)
+    assert results[12].hedged
+    (batch,) = telemetry.spans("chat_batch")
+    items = telemetry.children(batch)
+    hedges = [s for s in items if _attributes(s).get("paradigm_trio.hedge")]
+    assert [_attributes(s)["paradigm_trio.custom_id"] for s in hedges] == ["r12"]
+    twelve = [s for s in items if _attributes(s)["paradigm_trio.custom_id"] == "r12"]
+    assert len(twelve) == 2  # the original (cancelled) and its hedge
+    attributes = _attributes(batch)
+    assert attributes["paradigm_trio.batch.hedges"] == 1
+    assert attributes["paradigm_trio.batch.hedges_won"] == 1
+    assert attributes["paradigm_trio.batch.deduplicated"] == 1  # r0's body, twice
+    assert attributes["paradigm_trio.batch.cached"] == 0

@@ -1,0 +1,209 @@
+"""Hedged requests ("The Tail at Scale", Dean and Barroso): :class:`Hedge`, the batch
+option, and :class:`Hedger`, one batch's hedging under way.
+
+A batch item still unanswered after a delay learnt from this batch (a percentile of the
+time its items took to succeed, with a floor, once enough have) gets one *hedge*: the same
+request sent again, as a logical request of its own on the attempt engine (its lease, its
+rate permit, its events and its span, its ``AttemptStarted`` saying ``retry_of="hedge"``),
+with no retries of its own.  The first success wins; the other is cancelled (its cancel
+scope: the request is counted as cancelled, its connection closed).  Should the original
+fail while the hedge runs, the hedge's answer is awaited; should the hedge fail, the
+original's outcome stands.
+
+A hedge is sent only while it costs little: when the client has a free concurrency slot
+(an item waiting for one is never delayed by a hedge), when the batch has made fewer
+hedges than ``Hedge.max_share`` of its items, and never while the server sheds load (a
+429 or a 5xx in the last ``Hedge.quiet`` seconds, or the batch's circuit breaker open).
+
+The race is a nursery of two tasks; the winner cancels the nursery's scope, which the
+nursery absorbs; a cancellation from outside propagates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, TypeVar
+
+import trio
+
+from .._config import _check_int, _check_number, _Replace
+from .._events import Attempt, LatencyHistogram
+from ._budget import BatchControl
+
+__all__ = ["DEFAULT_HEDGE", "Hedge", "Hedger", "SendOne", "hedger_for", "race"]
+
+Q = TypeVar("Q")
+T = TypeVar("T")
+Q_contra = TypeVar("Q_contra", contravariant=True)
+T_co = TypeVar("T_co", covariant=True)
+
+_RECOMPUTE_EVERY: Final = 16  # samples between two computations of the delay
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Hedge(_Replace):
+    """Hedged requests for a batch (``hedge=True`` or ``hedge=pt.Hedge(...)``; opt-in).
+
+    Attributes:
+        percentile: an item still unanswered after this percentile of the times this
+            batch's items took to succeed gets a hedge.  Default ``95``.
+        floor: never hedge sooner than this many seconds after the item was sent.
+            Default ``0.05``.
+        min_samples: successes the batch needs before it hedges at all (before, the
+            percentile means little).  Default ``20``.
+        max_share: the most hedges, as a share of the items the batch has started.
+            Default ``0.05`` (5 %).
+        quiet: seconds without a 429 or a 5xx (the server shedding load) before the batch
+            hedges again.  Default ``5.0``.
+    """
+
+    percentile: float = 95.0
+    floor: float = 0.05
+    min_samples: int = 20
+    max_share: float = 0.05
+    quiet: float = 5.0
+
+    def __post_init__(self) -> None:
+        owner = "Hedge"
+        _check_number(owner, "percentile", self.percentile, strict=True)
+        if self.percentile >= 100:
+            raise ValueError(f"Hedge.percentile must be below 100, got {self.percentile!r}")
+        _check_number(owner, "floor", self.floor)
+        _check_int(owner, "min_samples", self.min_samples, minimum=1)
+        _check_number(owner, "max_share", self.max_share)
+        if self.max_share > 1:
+            raise ValueError(f"Hedge.max_share must be at most 1, got {self.max_share!r}")
+        _check_number(owner, "quiet", self.quiet)
+
+
+DEFAULT_HEDGE: Final = Hedge()
+"""The hedging of ``hedge=True``."""
+
+
+class Hedger:
+    """One batch's hedging: the latencies it learnt, the hedges it made and won."""
+
+    __slots__ = ("_delay", "control", "free", "latencies", "policy", "sent", "won")
+
+    def __init__(self, policy: Hedge, control: BatchControl, free: Callable[[], bool]) -> None:
+        self.policy = policy
+        self.control = control
+        self.free = free  # whether the client has a concurrency slot free now
+        self.latencies = LatencyHistogram()
+        self.sent = 0
+        self.won = 0
+        self._delay: float | None = None
+
+    def learn(self, seconds: float) -> None:
+        """An item succeeded after ``seconds`` (from its send to its answer)."""
+        latencies = self.latencies
+        latencies.add(seconds)
+        if latencies.count >= self.policy.min_samples and (
+            self._delay is None or latencies.count % _RECOMPUTE_EVERY == 0
+        ):
+            value = latencies.percentile(self.policy.percentile) or 0.0
+            self._delay = max(self.policy.floor, value)
+
+    @property
+    def delay(self) -> float | None:
+        """Seconds after which an unanswered item may be hedged (``None``: not yet)."""
+        return self._delay
+
+    def allowed(self) -> bool:
+        """Whether a hedge may be sent now."""
+        control, policy = self.control, self.policy
+        if self.sent + 1 > policy.max_share * control.started:
+            return False
+        if control.breaker_open or trio.current_time() - control.shed_at < policy.quiet:
+            return False
+        return self.free()
+
+
+class SendOne(Protocol[Q_contra, T_co]):
+    """How a batch sends one request through the attempt engine (the client provides it);
+    ``hedge=True``: a hedge, sent without retries of its own."""
+
+    def __call__(
+        self,
+        request: Q_contra,
+        *,
+        deadline: float,
+        control: BatchControl,
+        history: list[Attempt],
+        hedge: bool = False,
+    ) -> Awaitable[T_co]: ...
+
+
+async def race(
+    send: SendOne[Q, T], request: Q, deadline: float, hedger: Hedger
+) -> tuple[T | None, Exception | None, int, float, bool]:
+    """``send(request)``, hedged: ``(value, error, attempts, elapsed, whether the hedge
+    won)``; any ``Exception`` is the error (``Cancelled`` propagates)."""
+    start = trio.current_time()
+    control = hedger.control
+    primary: list[Attempt] = []
+    hedged: list[Attempt] = []
+    state: dict[str, Any] = {"hedge": "waiting"}  # then "running", then "done" or "won"
+
+    async def original(race: trio.Nursery) -> None:
+        try:
+            value = await send(request, deadline=deadline, control=control, history=primary)
+        except Exception as exc:
+            state["error"] = exc
+            if state["hedge"] != "running":  # nothing else to wait for
+                race.cancel_scope.cancel()
+            return
+        state["value"] = value
+        hedger.learn(trio.current_time() - start)
+        race.cancel_scope.cancel()
+
+    async def hedge(race: trio.Nursery) -> None:
+        # Look at the delay, then less and less often (each wait half the time waited so
+        # far): a batch of thousands in flight wakes a few times per item, not per tick.
+        floor = hedger.policy.floor
+        look = start + (hedger.delay or floor)
+        while True:
+            await trio.sleep_until(look)
+            now, delay = trio.current_time(), hedger.delay
+            if delay is not None and now >= start + delay and hedger.allowed():
+                break
+            later = now + max(floor, (now - start) / 2)
+            look = later if delay is None else max(start + delay, later)
+        state["hedge"] = "running"
+        hedger.sent += 1
+        sent = trio.current_time()
+        try:
+            value = await send(
+                request, deadline=deadline, control=control, history=hedged, hedge=True
+            )
+        except Exception:
+            state["hedge"] = "done"
+            if "error" in state:  # the original failed meanwhile: its outcome stands
+                race.cancel_scope.cancel()
+            return
+        state["value"], state["won"], state["hedge"] = value, True, "won"
+        hedger.won += 1
+        hedger.learn(trio.current_time() - sent)
+        race.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(original, nursery)
+        nursery.start_soon(hedge, nursery)
+    attempts = len(primary) + len(hedged)
+    lost = state["hedge"] == "running" or (state["hedge"] == "won" and "error" not in state)
+    if lost:  # the loser was cancelled: its attempt under way counts
+        attempts += 1
+    elapsed = trio.current_time() - start
+    if "value" in state:
+        return state["value"], None, attempts, elapsed, state.get("won", False)
+    return None, state["error"], attempts, elapsed, False
+
+
+def hedger_for(
+    hedge: Hedge | bool | None, control: BatchControl, free: Callable[[], bool]
+) -> Hedger | None:
+    """The batch's :class:`Hedger`, or ``None`` when it does not hedge."""
+    if hedge is None or hedge is False:
+        return None
+    return Hedger(DEFAULT_HEDGE if hedge is True else hedge, control, free)
