@@ -28,6 +28,7 @@ import trio
 import paradigm_trio as pt
 
 from ._batchfile import InputError, read_input, scan_input
+from ._embedded import server_of
 from ._network import network_options
 
 __all__ = ["DryRun", "run_dry_run"]
@@ -137,12 +138,7 @@ async def count(args: argparse.Namespace, path: Path) -> tuple[DryRun, int | Non
     report = DryRun()
     counter = _Counter(path, args.model, report)
     async with AsyncExitStack() as stack:
-        api_key, base_url = None, args.base_url
-        if args.mock:
-            from ._embedded import MOCK_API_KEY, embedded_mock
-
-            base_url = await stack.enter_async_context(embedded_mock(latency="fixed:0"))
-            api_key = MOCK_API_KEY
+        api_key, base_url = await server_of(stack, args, latency="fixed:0")
         client = await stack.enter_async_context(
             pt.Client(
                 api_key=api_key,

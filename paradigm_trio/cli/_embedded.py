@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from ._extras import MOCK_EXTRA, install_hint
@@ -26,3 +27,15 @@ async def embedded_mock(*, latency: str, seed: int = 0, **config: Any) -> AsyncI
     cfg = mock_server.MockConfig(latency=mock_server.Latency.parse(latency), seed=seed, **config)
     async with mock_server.serve(cfg) as server:
         yield server.url
+
+
+async def server_of(
+    stack: AsyncExitStack, args: argparse.Namespace, *, latency: str, seed: int = 0
+) -> tuple[str | None, str | None]:
+    """``(api_key, base_url)`` for a command's client: with ``--mock``, the embedded mock's
+    (started on ``stack``, which stops it); else ``None`` (the environment's key) and
+    ``--base-url``.  Blocks while the mock server starts."""
+    if not args.mock:
+        return None, args.base_url
+    base_url = await stack.enter_async_context(embedded_mock(latency=latency, seed=seed))
+    return MOCK_API_KEY, base_url

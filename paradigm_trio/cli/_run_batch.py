@@ -44,6 +44,7 @@ from ._batchfile import (
 )
 from ._causes import EXIT_STOPPED, configuration_fix, failure_groups, stopped_line
 from ._client_args import ClientRefused, check_client, cli_words
+from ._embedded import server_of
 from ._gc import fewer_collections
 from ._live import Progress, combined
 from ._lock import LockUnavailable, OutputLock
@@ -233,13 +234,7 @@ async def _open_client(
 
     Blocks while the mock server starts.
     """
-    api_key = None
-    base_url = args.base_url
-    if args.mock:
-        from ._embedded import MOCK_API_KEY, embedded_mock
-
-        base_url = await stack.enter_async_context(embedded_mock(latency=MOCK_LATENCY))
-        api_key = MOCK_API_KEY
+    api_key, base_url = await server_of(stack, args, latency=MOCK_LATENCY)
     retry = pt.RetryPolicy(attempts=args.max_attempts) if args.max_attempts else None
     timeouts = pt.Timeouts(attempt=args.timeout) if args.timeout else None
     return await stack.enter_async_context(

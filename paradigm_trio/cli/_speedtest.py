@@ -17,6 +17,7 @@ import trio
 import paradigm_trio as pt
 
 from ._client_args import ClientRefused, check_client, cli_words
+from ._embedded import server_of
 from ._gc import fewer_collections
 
 NAMES = [
@@ -44,15 +45,8 @@ async def _open_client(stack: AsyncExitStack, args: argparse.Namespace) -> pt.Cl
 
     Blocks while the mock server starts.
     """
-    api_key = None
-    base_url = args.base_url
+    api_key, base_url = await server_of(stack, args, latency=MOCK_LATENCY, seed=args.seed)
     if args.mock:
-        from ._embedded import MOCK_API_KEY, embedded_mock
-
-        base_url = await stack.enter_async_context(
-            embedded_mock(latency=MOCK_LATENCY, seed=args.seed)
-        )
-        api_key = MOCK_API_KEY
         print(f"Embedded mock server at {base_url} (latency {MOCK_LATENCY}: median 0.5 s)")
     return await stack.enter_async_context(
         pt.Client(

@@ -36,6 +36,7 @@ import trio
 import paradigm_trio as pt
 
 from ._atomic import replacing
+from ._embedded import server_of
 from ._lock import LockUnavailable, OutputLock
 from ._network import add_network_arguments, network_options
 from ._text import dumps, loads
@@ -298,12 +299,7 @@ async def _run(args: argparse.Namespace, paths: list[Path], fields: dict[str, An
                state: State, out: IO[bytes], journal: IO[bytes]) -> Run:  # fmt: skip
     todo = [p for p in paths if str(p) not in state.done_paths]
     async with AsyncExitStack() as stack:
-        api_key, base_url = None, args.base_url
-        if args.mock:
-            from ._embedded import MOCK_API_KEY, embedded_mock
-
-            base_url = await stack.enter_async_context(embedded_mock(latency="fixed:0"))
-            api_key = MOCK_API_KEY
+        api_key, base_url = await server_of(stack, args, latency="fixed:0")
         client = await stack.enter_async_context(
             pt.Client(
                 api_key=api_key,
