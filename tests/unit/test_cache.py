@@ -4,6 +4,7 @@ On ``httpx2.MockTransport`` and the autojump clock (the SQLite calls run on thre
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -163,6 +164,7 @@ def test_two_processes_write_and_read_one_file_at_once(tmp_path: Path) -> None:
     for worker in workers:
         _, err = worker.communicate(timeout=120)
         assert worker.returncode == 0, err.decode()
-    with sqlite3.connect(path) as db:
+    # closing(): a Connection's own `with` commits but does not close it
+    with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT count(*) FROM answers").fetchone() == (400,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
