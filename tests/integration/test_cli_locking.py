@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -70,6 +71,18 @@ def start(tmp_path: Path) -> Iterator[Start]:
         run.stop()
 
 
+@contextmanager
+def frozen(run: Run) -> Iterator[None]:
+    """``run`` stopped (SIGSTOP) for the duration, then continued: it keeps its lock and
+    cannot finish meanwhile, however slowly the other processes start on a busy machine
+    (its embedded mock is in the same process, so its requests wait with it)."""
+    run.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        run.proc.send_signal(signal.SIGCONT)
+
+
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -117,11 +130,12 @@ def assert_each_once(out: Path) -> list[dict[str, object]]:
 
 def test_a_second_run_on_the_same_output_is_refused_at_once(tmp_path: Path, start: Start) -> None:
     a, out, common = run_a(tmp_path, start, seeded=False)
-    t0 = time.monotonic()
-    b = run_cli("batch", *common)
-    assert b.returncode == 2, b.stderr
-    assert time.monotonic() - t0 < 30  # at once: it does not wait for A
-    assert a.proc.poll() is None  # A was still running when B gave up
+    with frozen(a):
+        t0 = time.monotonic()
+        b = run_cli("batch", *common)
+        assert b.returncode == 2, b.stderr
+        assert time.monotonic() - t0 < 30  # at once: it does not wait for A
+        assert a.proc.poll() is None  # A was still running when B gave up
     assert len(b.stderr.strip().splitlines()) == 1
     assert f"pid {a.proc.pid}" in b.stderr
     assert socket.gethostname() in b.stderr
@@ -135,15 +149,16 @@ def test_a_second_run_on_the_same_output_is_refused_at_once(tmp_path: Path, star
 def test_retry_failed_beside_a_running_batch_loses_nothing(tmp_path: Path, start: Start) -> None:
     """The issue's scenario: A runs; B (``--retry-failed``) starts later and is Ctrl-C'd."""
     a, out, common = run_a(tmp_path, start, seeded=True)
-    b = start("b", *common, "--retry-failed")
-    assert b.wait() == 2, b.stderr  # refused: it rewrote nothing
-    assert f"pid {a.proc.pid}" in b.stderr
-    c = start("c", *common, "--retry-failed", "--wait-for-lock")
-    wait_until(lambda: "Waiting" in c.stderr, "run C to wait for the lock")
-    assert a.proc.poll() is None
-    c.proc.send_signal(signal.SIGINT)  # Ctrl-C while it waits
-    assert c.wait() == 130, c.stderr
-    assert "nothing was sent" in c.stderr
+    with frozen(a):  # A holds the lock until B and C are done with it
+        b = start("b", *common, "--retry-failed")
+        assert b.wait() == 2, b.stderr  # refused: it rewrote nothing
+        assert f"pid {a.proc.pid}" in b.stderr
+        c = start("c", *common, "--retry-failed", "--wait-for-lock")
+        wait_until(lambda: "Waiting" in c.stderr, "run C to wait for the lock")
+        assert a.proc.poll() is None
+        c.proc.send_signal(signal.SIGINT)  # Ctrl-C while it waits
+        assert c.wait() == 130, c.stderr
+        assert "nothing was sent" in c.stderr
     assert a.wait() == 1, a.stderr  # req-0's failure is still in the file
     recs = assert_each_once(out)
     assert [r["custom_id"] for r in recs if r["error"] is not None] == ["req-0"]
@@ -166,10 +181,11 @@ def test_wait_for_lock_runs_after_the_holder_ends(tmp_path: Path, start: Start) 
 
 def test_lock_timeout_gives_up_with_exit_2(tmp_path: Path, start: Start) -> None:
     a, out, common = run_a(tmp_path, start, seeded=False)
-    b = run_cli("batch", *common, "--lock-timeout", "0.5")
-    assert b.returncode == 2, b.stderr
-    assert "gave up waiting" in b.stderr
-    assert a.proc.poll() is None
+    with frozen(a):
+        b = run_cli("batch", *common, "--lock-timeout", "0.5")
+        assert b.returncode == 2, b.stderr
+        assert "gave up waiting" in b.stderr
+        assert a.proc.poll() is None
     assert a.wait() == 0, a.stderr
     assert_each_once(out)
 
