@@ -24,7 +24,7 @@ from typing import Any
 import paradigm_trio as pt
 
 from ._extras import install_hint
-from ._report_data import CHAT, EMBEDDINGS, EndpointData, RunData, RunRecorder
+from ._report_data import CHAT, EMBEDDINGS, EndpointData, Request, RunData, RunRecorder
 from ._text import write_atomic
 
 __all__ = [
@@ -241,7 +241,16 @@ def _summary(data: RunData, ordered: list[float], stretches: list[tuple[float, f
     ]  # fmt: skip
     if len(data.endpoints) == 1:
         rows.insert(1, ["endpoint", next(iter(data.endpoints))])
+    rows += [[label, f"{data.marks[mark]:,}"] for mark, label in _MARKED if mark in data.marks]
     return _table(["", ""], rows, {1})
+
+
+_MARKED = (
+    ("hedged", "answered by a hedge (hedge=)"),
+    ("cached", "answered from the cache, not sent (cache=)"),
+    ("deduplicated", "the answer of an identical line, not sent (dedupe=)"),
+)
+"""The summary's rows of the records' marks (each only when some record has it)."""
 
 
 def _by_endpoint(endpoints: Mapping[str, EndpointData], active: float) -> str:
@@ -289,12 +298,21 @@ def _plots(data: RunData, stretches: list[tuple[float, float]]) -> list[str]:
 def _lists(data: RunData) -> list[str]:
     parts = []
     slowest = sorted(data.slowest, key=lambda e: (-e[0], e[1]))
+    # A column "answer" (how it came: hedged, cached, deduplicated) when some record has a mark.
+    extra = ["answer"] if data.marks else []
+
+    def mark(request: Request) -> list[str]:
+        return [request.marks] if data.marks else []
+
     if slowest:
         parts += [
             f"<h2>The {len(slowest)} slowest successful requests</h2>",
             _table(
-                ["custom_id", "seconds", "attempts", "failed attempts"],
-                [[r.custom_id, f"{r.elapsed:.3f}", r.attempts, r.causes] for _, _, r in slowest],
+                ["custom_id", "seconds", "attempts", "failed attempts", *extra],
+                [
+                    [r.custom_id, f"{r.elapsed:.3f}", r.attempts, r.causes, *mark(r)]
+                    for _, _, r in slowest
+                ],
                 {1, 2},
             ),
         ]
@@ -313,8 +331,11 @@ def _lists(data: RunData) -> list[str]:
             ),
             f"<h2>Some failed requests ({len(data.failures)} of {failed:,})</h2>",
             _table(
-                ["custom_id", "attempts", "failed attempts", "error"],
-                [[r.custom_id, r.attempts, r.causes, r.error[:300]] for r in data.failures],
+                ["custom_id", "attempts", "failed attempts", "error", *extra],
+                [
+                    [r.custom_id, r.attempts, r.causes, r.error[:300], *mark(r)]
+                    for r in data.failures
+                ],
                 {1},
             ),
         ]

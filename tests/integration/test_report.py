@@ -193,3 +193,34 @@ def test_an_html_report_without_matplotlib_is_refused_before_sending(tmp_path: P
         in proc.stderr
     )
     assert not out.exists()
+
+
+def test_the_marks_of_hedged_cached_and_deduplicated_answers_show_in_a_browser(
+    tmp_path: Path,
+) -> None:
+    out, page_path = tmp_path / "out.jsonl", tmp_path / "run.html"
+    rows = [_record(f"ok-{i}", elapsed=0.5 + i / 10, at=i) for i in range(8)]
+    for row, mark in zip(rows[-3:], ("hedged", "cached", "deduplicated"), strict=True):
+        row[mark] = True  # the three slowest, one mark each
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert run_cli("report", str(out), "-o", str(page_path)).returncode == 0
+    with browser() as b:
+        b.open(page_path.as_uri())
+        summary = b.run(
+            "return Object.fromEntries([...document.querySelector('table')"
+            ".querySelectorAll('tr')].map(r => [...r.cells].map(c => c.innerText))"
+            ".filter(c => c.length == 2))"
+        )
+        slowest = b.run(
+            "const t = [...document.querySelectorAll('h2')].find(h => h.innerText"
+            ".includes('slowest')).nextElementSibling;"
+            "return [...t.querySelectorAll('tbody tr')].map(r => [r.cells[0].innerText,"
+            " r.cells[r.cells.length - 1].innerText])"
+        )
+        console = b.console()
+    assert summary["answered by a hedge (hedge=)"] == "1"
+    assert summary["answered from the cache, not sent (cache=)"] == "1"
+    assert summary["the answer of an identical line, not sent (dedupe=)"] == "1"
+    assert slowest[:4] == [["ok-7", "deduplicated"], ["ok-6", "cached"], ["ok-5", "hedged"],
+                           ["ok-4", ""]]  # fmt: skip
+    assert console == []
