@@ -42,7 +42,15 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # A batch's identical requests sent once (its book, the identity of a request).
     "paradigm_trio._engine._dedupe": frozenset(
-        {"DEDUPE_MODES", "DEDUPE_WINDOW", "Dedupe", "DedupeMode", "Identity", "shared"}
+        {
+            "DEDUPE_MODES",
+            "DEDUPE_WAITING",
+            "DEDUPE_WINDOW",
+            "Dedupe",
+            "DedupeMode",
+            "Identity",
+            "shared",
+        }
     ),
     "paradigm_trio._endpoints._chat": frozenset({"ChatEndpoint"}),
     "paradigm_trio._engine._budget": frozenset(
