@@ -210,14 +210,15 @@ class Client:
         self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
         self._streamer = Streamer(self._engine, self._http, self._chat)
         self._embedder = Embedder(self._sender, self._embeddings, self._plan, self._engine.ledger)
+        self._cache = _cache_store(cache, self._base_url)
         self._router = Router(
-            model, self._sender, self._chat, self._embeddings, self._plan, self._engine.ledger
-        )
+            model, self._sender, self._chat, self._embeddings, self._plan, self._engine.ledger,
+            self._cache, self._slot_free,
+        )  # fmt: skip
         self.files = Files(self._plan, self._http, self._sender)
         """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
-        self._cache = _cache_store(cache, self._base_url)
 
     @property
     def base_url(self) -> str:

@@ -280,7 +280,8 @@ async def _send(client: pt.Client, requests: Iterator[Any], progress: Progress,
         "chat": (chat_send, lambda: client.stream_batch(
             chat_receive, on_progress=progress.updater("chat"), dedupe=dedupe, hedge=hedge)),
         "embeddings": (embed_send, lambda: client.stream_embed_batch(
-            embed_receive, on_progress=progress.updater("embeddings"), dedupe=dedupe)),
+            embed_receive, on_progress=progress.updater("embeddings"), dedupe=dedupe,
+            hedge=hedge)),
         "endpoints": (other_send, lambda: client.stream_requests(
             other_receive, on_progress=progress.updater("endpoints"))),
     }  # fmt: skip

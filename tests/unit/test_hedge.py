@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx2
 import pytest
@@ -31,7 +32,8 @@ class Tail:
         self.cancelled: list[str] = []
 
     async def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        text = json.loads(request.content)["messages"][-1]["content"]
+        body = json.loads(request.content)
+        text = self.text(body)
         n = self.sent.count(text)
         self.sent.append(text)
         try:
@@ -42,6 +44,15 @@ class Tail:
         failure = self.fail(text, n)
         if isinstance(failure, httpx2.Response):
             return failure
+        return self.answer(body, text, n)
+
+    @staticmethod
+    def text(body: dict[str, Any]) -> str:
+        """What identifies a request in ``sent``: its last message."""
+        return str(body["messages"][-1]["content"])
+
+    @staticmethod
+    def answer(body: dict[str, Any], text: str, n: int) -> httpx2.Response:
         return ok(text=f"{text} #{n}", prompt_tokens=1, completion_tokens=1)
 
 
@@ -156,3 +167,38 @@ def test_hedge_options_are_validated() -> None:
     with pytest.raises(ValueError, match="hedge must be"):
         pt.BatchOptions(hedge="yes")  # type: ignore[arg-type]
     assert pt.BatchOptions(hedge=True).hedge is True
+
+
+class EmbedTail(Tail):
+    """:class:`Tail` for ``/embeddings``: the text is the request's inputs, joined; each
+    vector is ``[n, 0]``."""
+
+    @staticmethod
+    def text(body: dict[str, Any]) -> str:
+        return "+".join([body["input"]] if isinstance(body["input"], str) else body["input"])
+
+    @staticmethod
+    def answer(body: dict[str, Any], text: str, n: int) -> httpx2.Response:
+        data = [{"object": "embedding", "index": i, "embedding": [float(n), 0.0]}
+                for i in range(len(text.split("+")))]  # fmt: skip
+        return httpx2.Response(200, json={"object": "list", "data": data, "model": "m"})
+
+
+async def test_an_embeddings_pack_is_hedged_and_its_items_say_so() -> None:
+    # Packs of two inputs: the pack "t12+t13" first takes 100 s; its hedge answers.
+    handler = EmbedTail(lambda text, n: 100.0 if (text == "t12+t13" and n == 0) else 1.0)
+    texts = [f"t{i}" for i in range(40)]
+    async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
+        start = trio.current_time()
+        results = await client.embed_batch(texts, pack_inputs=2, hedge=HEDGE)
+        took = trio.current_time() - start
+    assert [r.index for r in results] == list(range(40))
+    assert all(r.ok for r in results)
+    assert [i for i, r in enumerate(results) if r.hedged] == [12, 13]
+    assert results[12].vector == [1.0, 0.0]  # the hedge's answer (its second send)
+    assert handler.cancelled == ["t12+t13"]
+    assert (results.statistics.hedges, results.statistics.hedges_won) == (1, 1)
+    assert took < 50
+    async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
+        plain = await client.embed_batch(texts[:4], pack_inputs=2)  # hedge off by default
+    assert not any(r.hedged for r in plain)
