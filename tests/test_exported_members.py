@@ -31,7 +31,17 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._engine._retry": frozenset({"INVALID_ANSWER", "allows"}),
     # The endpoint protocol, the one send path, and the endpoints.
     "paradigm_trio._endpoints._endpoint": frozenset(
-        {"Endpoint", "FollowUp", "Request", "Sender", "Stored", "identity", "reparse", "stored"}
+        {
+            "Endpoint",
+            "FollowUp",
+            "Request",
+            "Sender",
+            "Stored",
+            "identity",
+            "reparse",
+            "stored",
+            "through_cache",
+        }
     ),
     # The response cache's open store, its busy timeout.
     "paradigm_trio._engine._cache": frozenset({"CacheStore"}),

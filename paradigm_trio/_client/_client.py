@@ -42,7 +42,7 @@ from .._endpoints._embeddings import (
     EmbeddingsEndpoint,
     EncodingFormat,
 )
-from .._endpoints._endpoint import Endpoint, Request, Sender
+from .._endpoints._endpoint import Endpoint, Request, Sender, through_cache
 from .._endpoints._endpoint_kind import EndpointResults, EndpointStream
 from .._endpoints._filter_chunks import FilteredChunks, FilterRequest
 from .._endpoints._json_endpoint import EndpointRequest
@@ -452,9 +452,18 @@ class Client:
         ``deadline`` is an absolute ``trio.current_time()`` past which nothing is sent and no
         retry is started; an attempt under way then is interrupted.  The request then fails
         with :class:`RequestCancelled` (``reason="deadline"``).
+
+        With the client's ``cache=``, a deterministic request (``temperature=0`` or a
+        ``seed``) is looked up first: an answer found is returned with
+        ``completion.cached`` true, nothing sent; else the answer is stored.
         """
         plan = self._plan(self._chat, request, retry, timeouts, deadline)
-        return await self._sender.send(self._chat, request, plan)
+        if self._cache is None:
+            return await self._sender.send(self._chat, request, plan)
+        answer, cached = await through_cache(
+            self._cache, self._chat, request, lambda: self._sender.send(self._chat, request, plan)
+        )
+        return replace(answer, cached=True) if cached else answer
 
     async def models(self) -> list[ModelInfo]:
         """The models the API offers (``GET /models``), with the client's retry policy."""

@@ -108,6 +108,9 @@ class ChatCompletion:
             ``stream_options.include_usage``): unknown, not zero.
         request_id: the server's ``x-request-id``, if it sent one.
         raw: the whole response JSON.
+        cached: whether :meth:`Client.chat` (or :meth:`Client.send`) took it from the
+            client's :class:`ResponseCache` instead of sending the request (not compared:
+            a cached answer equals the one first received).
     """
 
     id: str
@@ -117,6 +120,7 @@ class ChatCompletion:
     usage: Usage | None
     request_id: str | None = None
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    cached: bool = field(default=False, compare=False)
 
     @property
     def text(self) -> str:
