@@ -365,6 +365,8 @@ class _Run(Generic[Q, R, S]):
             iterator = inputs.__aiter__()
             async with trio.open_nursery() as workers:
                 self.workers = workers.cancel_scope
+                if self.control.hedger is not None:
+                    self.control.hedger.nursery = workers  # where the hedges run
                 if self.warm is not None:
                     # Beside the workers, not before them: a request takes a connection
                     # being opened when it needs one, and no request waits for the others.

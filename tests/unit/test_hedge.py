@@ -202,3 +202,34 @@ async def test_an_embeddings_pack_is_hedged_and_its_items_say_so() -> None:
     async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
         plain = await client.embed_batch(texts[:4], pack_inputs=2)  # hedge off by default
     assert not any(r.hedged for r in plain)
+
+
+async def test_the_batch_ends_with_its_last_item_not_with_the_watchers_next_look() -> None:
+    # The first five items take 20 s: the learnt delay is 20 s, so each later item (1 s)
+    # would be looked at 20 s after its start (and the first five, unfinished at 19.5 s,
+    # at 29 s); the batch still ends with its last item.
+    handler = Tail(lambda text, n: 20.0 if text in {f"item {i}" for i in range(5)} else 1.0)
+    policy = pt.Hedge(min_samples=5)  # the 95th percentile: 20 s, once learnt
+    async with make_client(handler, limits=pt.Limits(concurrency=5)) as client:
+        start = trio.current_time()
+        results = await client.chat_batch([msgs(i) for i in range(25)], hedge=policy)
+        took = trio.current_time() - start
+    assert all(r.ok for r in results)
+    assert results.statistics.hedges == 0
+    assert took == pytest.approx(24.0, abs=0.01)  # 20 s, then four waves of 1 s
+
+
+async def test_a_deadline_cancels_the_original_and_its_running_hedge() -> None:
+    handler = Tail(lambda text, n: 100.0 if text == "item 12" else 1.0)
+    async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
+        start = trio.current_time()
+        results = await client.chat_batch(
+            [msgs(i) for i in range(20)], hedge=HEDGE, deadline=start + 20
+        )
+        took = trio.current_time() - start
+    assert results[12].cancelled
+    assert not results[12].hedged
+    assert handler.sent.count("item 12") == 2  # the original and its hedge
+    assert handler.cancelled == ["item 12", "item 12"]  # both, at the deadline
+    assert took == pytest.approx(20.0, abs=0.01)
+    assert sum(r.ok for r in results) == 19
