@@ -627,6 +627,13 @@ class AttemptFailure(Exception):
         final: no attempt can follow, whatever the policy (the request's own deadline
             passed while the attempt ran, or a resumed stream's answer differs from the
             one delivered).
+        reached: whether the request may have reached the server.  ``False`` only when
+            the failure proves that no byte of it was sent: the connection could not be
+            opened (connect, DNS, TLS, a proxy's ``CONNECT`` or refusal, a wait for a
+            pooled connection); ``True`` for a failure once the request started being
+            written, and for any answer (a status says the server got it).  The engine
+            resends a request that is not idempotent only when this is ``False``, or
+            when the server's answer says nothing was processed (``_engine._retry``).
     """
 
     def __init__(
@@ -640,6 +647,7 @@ class AttemptFailure(Exception):
         rate_limit: Mapping[str, str] | None = None,
         quota: bool = False,
         final: bool = False,
+        reached: bool = True,
     ) -> None:
         super().__init__(error.message)
         self.error = error
@@ -650,6 +658,7 @@ class AttemptFailure(Exception):
         self.rate_limit = rate_limit
         self.quota = quota
         self.final = final
+        self.reached = reached
         self.resume: object = None
 
 

@@ -28,7 +28,9 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"CANCELLED", "Ledger", "Observer", "Tokens", "one_line"}
     ),
     # The one retry decision.
-    "paradigm_trio._engine._retry": frozenset({"INVALID_ANSWER", "allows"}),
+    "paradigm_trio._engine._retry": frozenset(
+        {"INVALID_ANSWER", "UNPROCESSED", "allows", "resendable"}
+    ),
     # The endpoint protocol, the one send path, and the endpoints.
     "paradigm_trio._endpoints._endpoint": frozenset(
         {"Endpoint", "FollowUp", "Request", "Sender", "Stored", "identity", "reparse", "stored"}
@@ -53,7 +55,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # which ``HTTP`` inherits).
     "paradigm_trio._http._http": frozenset({"HTTP", "Exchange", "Responder", "Upload"}),
     "paradigm_trio._http._failures": frozenset(
-        {"Failures", "RAW_LIMIT", "parse_retry_after", "parse_should_retry"}
+        {"Failures", "RAW_LIMIT", "may_have_reached", "parse_retry_after", "parse_should_retry"}
     ),
     # Rate-limit machinery behind ``Limits``; users configure it through ``Limits``.
     "paradigm_trio._engine._ratelimit": frozenset(

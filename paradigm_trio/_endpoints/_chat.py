@@ -27,6 +27,7 @@ class ChatEndpoint:
 
     operation: Final = "chat"
     path: Final = "/chat/completions"
+    idempotent: Final = True  # (no state on the server: resent after any retryable failure)
     token_types: Final = ("input", "output")
 
     def __init__(self, model: str, redactor: Redactor | None = None) -> None:

@@ -122,6 +122,11 @@ class Plan:
             ``stream`` whether it is sent as a stream.
         hedge: whether it is a batch's hedge (``_hedge``): its attempts are announced and
             counted as hedges.
+        idempotent: whether sending the request twice does no more than sending it once
+            (a chat completion, embeddings, a search: the default).  One that is not (an
+            upload, a delete) is resent only after a failure that proves it never
+            reached the server, or an answer that says it was not processed
+            (``_retry.resendable``).
     """
 
     custom_id: str | None
@@ -136,6 +141,7 @@ class Plan:
     request: Any = None
     stream: bool = False
     hedge: bool = False
+    idempotent: bool = True
 
 
 class Lease:
@@ -417,6 +423,8 @@ class Call:
         retryable = self._retryable(failure)
         engine.health.event(now, hit=retryable)
         delay, stop_reason = self._retry_delay(failure, retryable, current.number, now)
+        if not retryable and not plan.idempotent:
+            stop_reason = self._not_resent(failure)
         if delay is not None and plan.control is not None:
             ticket, wait = plan.control.spend_retry(failure.cause, now)
             if now + max(delay, wait) >= self.deadline:
@@ -442,7 +450,19 @@ class Call:
         """The retry decision, made once (``allows``): whether the policy allows another."""
         if failure.cause in INVALID_ANSWER:
             self._invalid_outputs += 1
-        return allows(self.plan.retry, failure, self._invalid_outputs)
+        plan = self.plan
+        return allows(plan.retry, failure, self._invalid_outputs, plan.idempotent)
+
+    def _not_resent(self, failure: AttemptFailure) -> str | None:
+        """Why a request that is not idempotent was not resent, when the policy alone
+        would have resent it (else ``None``)."""
+        if not allows(self.plan.retry, failure, self._invalid_outputs):
+            return None
+        return (
+            "not resent: the request is not idempotent (sending it twice may do its work "
+            "twice) and it may have reached the server; check whether it took effect "
+            "before sending it again"
+        )
 
     def _retry_delay(
         self, failure: AttemptFailure, retryable: bool, number: int, now: float
@@ -481,11 +501,12 @@ class Call:
         cause: str | None = None,
         error: str | None = None,
         delay: float | None = None,
+        reached: bool = True,
     ) -> Attempt:
         """Close the attempt under way: its :class:`Attempt` joins the history."""
         record = Attempt(
             current.number, current.started, now - current.started, current.status,
-            cause, error, delay, current.request_id,
+            cause, error, delay, current.request_id, reached,
         )  # fmt: skip
         self.history.append(record)
         self._current = None
@@ -494,7 +515,9 @@ class Call:
     def _record_failure(
         self, current: Attempting, now: float, failure: AttemptFailure, delay: float | None
     ) -> None:
-        record = self._record(current, now, failure.cause, one_line(failure.error), delay)
+        record = self._record(
+            current, now, failure.cause, one_line(failure.error), delay, failure.reached
+        )
         plan = self.plan
         self.engine.ledger.emit(AttemptFailed(plan.custom_id, plan.key, record, delay is not None))
 
