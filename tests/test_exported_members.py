@@ -89,15 +89,19 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # The client's state and batch collection; its configuration checks.
     "paradigm_trio._client._core": frozenset({"PlanOf", "check_trio", "collect"}),
+    "paradigm_trio._client._chat_batches": frozenset({"ChatBatches"}),
     "paradigm_trio._client._embedder": frozenset({"Embedder"}),
     "paradigm_trio._client._setup": frozenset(
         {
             "API_KEY_ENV",
             "BASE_URL_ENV",
+            "cache_of",
             "check_base_url",
             "check_http",
             "check_key",
+            "check_models",
             "engine_of",
+            "http_of",
             "transport_of",
         }
     ),
