@@ -29,7 +29,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # The one retry decision.
     "paradigm_trio._engine._retry": frozenset(
-        {"INVALID_ANSWER", "UNPROCESSED", "allows", "resendable"}
+        {"INVALID_ANSWER", "UNPROCESSED", "allows", "not_resent", "resendable"}
     ),
     # The endpoint protocol, the one send path, and the endpoints.
     "paradigm_trio._endpoints._endpoint": frozenset(

@@ -45,7 +45,7 @@ from .._events import Attempt, AttemptFailed
 from ._budget import BatchControl
 from ._ledger import CANCELLED, Ledger, Tokens, one_line
 from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
-from ._retry import INVALID_ANSWER, allows
+from ._retry import INVALID_ANSWER, allows, not_resent
 
 __all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]
 
@@ -122,11 +122,8 @@ class Plan:
             ``stream`` whether it is sent as a stream.
         hedge: whether it is a batch's hedge (``_hedge``): its attempts are announced and
             counted as hedges.
-        idempotent: whether sending the request twice does no more than sending it once
-            (a chat completion, embeddings, a search: the default).  One that is not (an
-            upload, a delete) is resent only after a failure that proves it never
-            reached the server, or an answer that says it was not processed
-            (``_retry.resendable``).
+        idempotent: whether sending it twice does no more than sending it once (the
+            default); one that is not (an upload) is resent as ``_retry.resendable`` says.
     """
 
     custom_id: str | None
@@ -424,7 +421,7 @@ class Call:
         engine.health.event(now, hit=retryable)
         delay, stop_reason = self._retry_delay(failure, retryable, current.number, now)
         if not retryable and not plan.idempotent:
-            stop_reason = self._not_resent(failure)
+            stop_reason = not_resent(plan.retry, failure, self._invalid_outputs)
         if delay is not None and plan.control is not None:
             ticket, wait = plan.control.spend_retry(failure.cause, now)
             if now + max(delay, wait) >= self.deadline:
@@ -452,17 +449,6 @@ class Call:
             self._invalid_outputs += 1
         plan = self.plan
         return allows(plan.retry, failure, self._invalid_outputs, plan.idempotent)
-
-    def _not_resent(self, failure: AttemptFailure) -> str | None:
-        """Why a request that is not idempotent was not resent, when the policy alone
-        would have resent it (else ``None``)."""
-        if not allows(self.plan.retry, failure, self._invalid_outputs):
-            return None
-        return (
-            "not resent: the request is not idempotent (sending it twice may do its work "
-            "twice) and it may have reached the server; check whether it took effect "
-            "before sending it again"
-        )
 
     def _retry_delay(
         self, failure: AttemptFailure, retryable: bool, number: int, now: float

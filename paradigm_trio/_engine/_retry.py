@@ -23,7 +23,7 @@ from typing import Final
 from .._config import RetryPolicy
 from .._errors import AttemptFailure
 
-__all__ = ["INVALID_ANSWER", "UNPROCESSED", "allows", "resendable"]
+__all__ = ["INVALID_ANSWER", "UNPROCESSED", "allows", "not_resent", "resendable"]
 
 _CONNECTION: Final = frozenset({"connection", "timeout"})
 INVALID_ANSWER: Final = frozenset({"invalid_output", "invalid_tool_call"})
@@ -70,3 +70,15 @@ def allows(
     if cause == "stream_error":  # an error event that names no status: as a 500
         return policy.is_retryable_status(500)
     return False
+
+
+def not_resent(policy: RetryPolicy, failure: AttemptFailure, invalid_outputs: int) -> str | None:
+    """The note of the error of a request that is not idempotent, not resent after
+    ``failure`` when ``policy`` alone would have resent it (else ``None``)."""
+    if not allows(policy, failure, invalid_outputs):
+        return None
+    return (
+        "not resent: the request is not idempotent (sending it twice may do its work "
+        "twice) and it may have reached the server; check whether it took effect "
+        "before sending it again"
+    )
