@@ -29,9 +29,20 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # The one retry decision.
     "paradigm_trio._engine._retry": frozenset({"INVALID_ANSWER", "allows"}),
-    # The endpoint protocol, the one send path, and the endpoints.
+    # The endpoint protocol (plain and streamed), the one send path, and the endpoints.
     "paradigm_trio._endpoints._endpoint": frozenset(
-        {"Endpoint", "FollowUp", "Request", "Sender", "Stored", "identity", "reparse", "stored"}
+        {
+            "Endpoint",
+            "FollowUp",
+            "Reader",
+            "Request",
+            "Sender",
+            "Stored",
+            "StreamingEndpoint",
+            "identity",
+            "reparse",
+            "stored",
+        }
     ),
     # The response cache's open store, its busy timeout.
     "paradigm_trio._engine._cache": frozenset({"CacheStore"}),
@@ -131,7 +142,6 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._redact": frozenset(
         {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url"}
     ),
-    "paradigm_trio._endpoints._streaming": frozenset({"Streamer"}),
     # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
     # the transport's own failures, which ``_http`` maps to ``ProxyError`` and
     # ``CertificateVerificationError``.

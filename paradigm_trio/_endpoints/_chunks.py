@@ -5,7 +5,7 @@ parses it with :class:`~paradigm_trio._sse.SSEDecoder`, turns events into
 :class:`~paradigm_trio.ChatCompletionChunk` objects and assembles the completion.  Every
 failure is an :class:`~paradigm_trio._errors.AttemptFailure` (built with the HTTP layer's
 error builder); nothing here retries, counts or emits events: that is the attempt engine's
-business (``_attempts``), driven by ``_streaming``.
+business (``_attempts``), driven by the send path (``_endpoint.Sender``).
 
 A stream is complete at ``data: [DONE]``, or when its body ends (cleanly, or by a broken
 connection: :attr:`StreamReader.broken`) after every choice it mentioned has a
@@ -74,7 +74,7 @@ class StreamReader:
         self._finished: set[object] = set()  # ... and those that had a finish_reason
         self.stall: StallWatch | None = None
         """The stream's idle limit from its pace, once its first chunk is in (set by
-        ``Streamer.open``); ``None``: only the caller's read timeout applies."""
+        ``Sender.open``); ``None``: only the caller's read timeout applies."""
         self.received = 0
         """Chunks parsed, those a resume drops included (each ends a wait for one)."""
         self.resume = resume
@@ -87,6 +87,11 @@ class StreamReader:
             self.assembler, self.queue = old.assembler, old.queue
             self.chunks, self.characters = old.chunks, old.characters
             # (whether this stream is complete is judged on its own chunks, untrimmed)
+
+    @property
+    def bytes_received(self) -> int:
+        """The bytes of the body read so far."""
+        return self.decoder.bytes_received
 
     @property
     def text(self) -> str:
