@@ -562,6 +562,7 @@ class Client:
             control: BatchControl,
             history: list[Attempt],
             hedge: bool = False,
+            first_chunk: Callable[[float], None] | None = None,
         ) -> Awaitable[ChatCompletion]:
             # Not a coroutine of its own: one frame less on every request's way (each
             # wake-up passes through every frame awaiting).
@@ -569,7 +570,7 @@ class Client:
                 chat, request, retry, timeouts, deadline, control, stream=stream, hedge=hedge
             )
             if stream:
-                return sender.stream(chat, request, plan, history)
+                return sender.stream(chat, request, plan, history, first_chunk)
             return sender.send(chat, request, plan, history)
 
         return _chat_kind.stream_batch(
