@@ -14,7 +14,8 @@ A batch of streamed items (``stream=True``) hedges on the *time to first token*:
 delay is learnt from the time its items took to their first chunk (told by the send path
 through ``SendOne``'s ``first_chunk``), and an original whose first chunk has arrived is
 no longer hedged (its answer is coming; what is left is the length of the answer, which a
-copy would not shorten).  The first whole answer still wins.
+copy would not shorten): no hedge is sent after it, and a hedge under way that has no
+first chunk yet is cancelled (it is behind).  The first whole answer still wins.
 
 A hedge is sent only while it costs little: when the client has a free concurrency slot
 (an item waiting for one is never delayed by a hedge), when the batch has made fewer
@@ -163,14 +164,18 @@ async def race(
     won)``; any ``Exception`` is the error (``Cancelled`` propagates).
 
     With ``hedger.ttft`` (streamed items), the delay is learnt from first chunks, and the
-    original's first chunk ends the wait for a hedge (none is sent after it)."""
+    original's first chunk ends the wait for a hedge (none is sent after it) and cuts a
+    hedge under way that has no first chunk yet (it is behind)."""
     start = trio.current_time()
     control = hedger.control
     primary: list[Attempt] = []
     hedged: list[Attempt] = []
-    state: dict[str, Any] = {"hedge": "waiting"}  # then "running", then "done" or "won"
+    # "waiting", then "running", then "done" (failed), "won" or "cut" (the original
+    # streamed first)
+    state: dict[str, Any] = {"hedge": "waiting"}
     ttft = hedger.ttft
     waiting = trio.CancelScope()  # the hedge's wait: cancelled once the original streams
+    hedging = trio.CancelScope()  # the hedge under way: cut if the original streams first
     sent = math.inf  # when the hedge was sent
 
     def first(at: float) -> None:
@@ -178,6 +183,8 @@ async def race(
             state["first"] = at
             hedger.learn(at - start)
             waiting.cancel()
+            if "hedge_first" not in state:
+                hedging.cancel()
 
     def hedge_first(at: float) -> None:
         if "hedge_first" not in state:
@@ -209,15 +216,19 @@ async def race(
         state["hedge"] = "running"
         hedger.sent += 1
         sent = trio.current_time()
-        try:
-            value = await send(
-                request, deadline=deadline, control=control, history=hedged, hedge=True,
-                first_chunk=hedge_first if ttft else None,
-            )  # fmt: skip
-        except Exception:
-            state["hedge"] = "done"
-            if "error" in state:  # the original failed meanwhile: its outcome stands
-                race.cancel_scope.cancel()
+        with hedging:
+            try:
+                value = await send(
+                    request, deadline=deadline, control=control, history=hedged, hedge=True,
+                    first_chunk=hedge_first if ttft else None,
+                )  # fmt: skip
+            except Exception:
+                state["hedge"] = "done"
+                if "error" in state:  # the original failed meanwhile: its outcome stands
+                    race.cancel_scope.cancel()
+                return
+        if hedging.cancelled_caught:  # cut: the original streams, the hedge did not yet
+            state["hedge"] = "cut"
             return
         state["value"], state["won"], state["hedge"] = value, True, "won"
         hedger.won += 1
@@ -229,7 +240,9 @@ async def race(
         nursery.start_soon(original, nursery)
         nursery.start_soon(hedge, nursery)
     attempts = len(primary) + len(hedged)
-    lost = state["hedge"] == "running" or (state["hedge"] == "won" and "error" not in state)
+    lost = state["hedge"] in ("running", "cut") or (
+        state["hedge"] == "won" and "error" not in state
+    )
     if lost:  # the loser was cancelled: its attempt under way counts
         attempts += 1
     elapsed = trio.current_time() - start

@@ -15,7 +15,7 @@ from paradigm_trio._engine._budget import BatchControl
 from paradigm_trio._engine._hedge import Hedger, SendOne, race
 from paradigm_trio._events import Attempt
 
-from .helpers import make_client, ok
+from .helpers import Events, make_client, ok
 from .test_batch import msgs
 from .test_streaming import DONE, Body, chunk, sse
 
@@ -95,6 +95,32 @@ async def test_an_original_that_streams_is_not_hedged_however_long_its_answer() 
     assert not results[9].hedged
     assert results.statistics.hedges == 0
     assert len(handler.sends("item 9")) == 1
+
+
+async def test_a_hedge_still_silent_is_cut_when_the_original_streams_first() -> None:
+    # Item 9's first chunk comes after 3 s: hedged at ~0.5 s; the hedge would take 50 s
+    # to its first chunk, so when the original streams, the hedge is behind: cut.
+    def first(text: str, n: int) -> float:
+        return {0: 3.0, 1: 50.0}[n] if text == "item 9" else 0.5
+
+    handler = Streams(first)
+    events = Events()
+    async with make_client(handler, limits=pt.Limits(concurrency=20), on_event=events) as client:
+        results = await client.chat_batch([msgs(i) for i in range(10)], stream=True, hedge=HEDGE)
+        stats = client.statistics()
+    slow = results[9]
+    assert slow.ok
+    assert not slow.hedged
+    assert slow.completion is not None
+    assert slow.completion.text == "item 9 #0"
+    assert slow.attempts == 2  # the original's, and the hedge's (cut)
+    original, hedge = (body for text, body in handler.bodies if text == "item 9")
+    assert original.finished
+    assert not hedge.finished
+    assert hedge.closed[0] < 3.5  # cut at the original's first chunk, not at its end (8 s)
+    assert (results.statistics.hedges, results.statistics.hedges_won) == (1, 0)
+    assert stats.cancelled == 1  # the hedge
+    assert len([e for e in events.of(pt.AttemptStarted) if e.hedge]) == 1
 
 
 async def test_plain_items_of_the_same_latencies_are_hedged_on_their_whole_time() -> None:
