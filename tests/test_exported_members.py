@@ -39,6 +39,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "Sender",
             "Stored",
             "StreamingEndpoint",
+            "close_response",
             "identity",
             "reparse",
             "stored",

@@ -36,6 +36,7 @@ from .._http._http import HTTP
 from .._json import parse_json
 from ._assembly import CompletionAssembler
 from ._completion import ChatCompletion, ChatCompletionChunk
+from ._endpoint import close_response
 from ._pace import StallWatch
 from ._resume import DIVERGED, Diverged, Resume
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
@@ -346,28 +347,4 @@ class StreamReader:
     async def close(self) -> None:
         """Close the response at once (shielded: closing must not be cancelled half-way)."""
         parts, self._bytes = self._bytes, None
-        with trio.CancelScope(shield=True):
-            if parts is not None:
-                await _unwind(parts)
-            await self.response.aclose()
-
-
-async def _unwind(parts: AsyncGenerator[bytes, None]) -> None:
-    """Finish a body iterator that may be suspended mid-body, leaving no generator behind.
-
-    ``aclose()`` is not enough: httpx2 wraps httpcore2's body generator in another one that
-    does not close it, so it would be garbage collected unfinished (a ``ResourceWarning``
-    from trio).  Resuming the chain inside a cancelled scope makes the innermost read raise
-    ``Cancelled``, which unwinds every generator of the chain; the connection is then closed
-    (the server sees the disconnect).
-    """
-    with trio.CancelScope() as scope:
-        scope.cancel()
-        try:
-            while True:
-                await parts.__anext__()  # buffered data comes out without a checkpoint
-        except StopAsyncIteration:
-            pass
-        except Exception:  # a broken body: we are closing it anyway
-            pass
-    await parts.aclose()
+        await close_response(self.response, parts)

@@ -27,7 +27,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 import httpx2
@@ -50,6 +50,7 @@ __all__ = [
     "Sender",
     "Stored",
     "StreamingEndpoint",
+    "close_response",
     "identity",
     "reparse",
     "stored",
@@ -187,7 +188,7 @@ class Reader(Protocol):
         ...
 
     async def close(self) -> None:
-        """Close the response at once (shielded)."""
+        """Close the response at once (shielded: :func:`close_response`)."""
         ...
 
 
@@ -442,3 +443,31 @@ def _first_timeout(plan: Plan, which: TimeoutKind, reader: Reader | None) -> Att
     )
     error = APITimeoutError(f"no chunk within {limit}{got}", which=which)
     return AttemptFailure(error, "timeout")
+
+
+async def close_response(
+    response: httpx2.Response, parts: AsyncGenerator[bytes, None] | None
+) -> None:
+    """Close a streamed ``response`` at once, ``parts`` (its ``aiter_bytes()``, perhaps
+    suspended mid-body) included; shielded: closing must not be cancelled half-way.  The
+    ``close`` of every :class:`Reader`.
+
+    ``parts.aclose()`` is not enough: httpx2 wraps httpcore2's body generator in another
+    one that does not close it, so it would be garbage collected unfinished (a
+    ``ResourceWarning`` from trio).  Resuming the chain inside a cancelled scope makes the
+    innermost read raise ``Cancelled``, which unwinds every generator of the chain; the
+    connection is then closed (the server sees the disconnect).
+    """
+    with trio.CancelScope(shield=True):
+        if parts is not None:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                try:
+                    while True:
+                        await parts.__anext__()  # buffered data comes out without a checkpoint
+                except StopAsyncIteration:
+                    pass
+                except Exception:  # a broken body: we are closing it anyway
+                    pass
+            await parts.aclose()
+        await response.aclose()
