@@ -344,9 +344,9 @@ class Sender:
         async def attempt(current: Attempting) -> A:
             nonlocal sent
             reader = await self.open(endpoint, sent, plan, current)
-            if first_chunk is not None and current.first_chunk is not None:
-                first_chunk(current.first_chunk)
             try:
+                if first_chunk is not None and current.first_chunk is not None:
+                    first_chunk(current.first_chunk)
                 await reader.read_to_end(plan.timeouts.read)
                 await reader.drain()
             finally:
