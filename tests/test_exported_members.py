@@ -217,9 +217,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     # The answer's parsers, for the engine and the stream.
-    "paradigm_trio._endpoints._completion": frozenset(
-        {"checked_output", "completion_parser", "usage_of"}
-    ),
+    "paradigm_trio._endpoints._completion": frozenset({"checked_output", "completion_parser"}),
     # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.
     "paradigm_trio._endpoints._tools": frozenset(
         {
