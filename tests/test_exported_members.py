@@ -31,9 +31,21 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._engine._retry": frozenset(
         {"INVALID_ANSWER", "UNPROCESSED", "allows", "not_resent", "resendable"}
     ),
-    # The endpoint protocol, the one send path, and the endpoints.
+    # The endpoint protocol (plain and streamed), the one send path, and the endpoints.
     "paradigm_trio._endpoints._endpoint": frozenset(
-        {"Endpoint", "FollowUp", "Request", "Sender", "Stored", "identity", "reparse", "stored"}
+        {
+            "Endpoint",
+            "FollowUp",
+            "Reader",
+            "Request",
+            "Sender",
+            "Stored",
+            "StreamingEndpoint",
+            "close_response",
+            "identity",
+            "reparse",
+            "stored",
+        }
     ),
     # The response cache's open store, its busy timeout.
     "paradigm_trio._engine._cache": frozenset({"CacheStore"}),
@@ -137,7 +149,6 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._redact": frozenset(
         {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url"}
     ),
-    "paradigm_trio._endpoints._streaming": frozenset({"Streamer"}),
     # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
     # the transport's own failures, which ``_http`` maps to ``ProxyError`` and
     # ``CertificateVerificationError``.
@@ -212,9 +223,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     # The answer's parsers, for the engine and the stream.
-    "paradigm_trio._endpoints._completion": frozenset(
-        {"checked_output", "completion_parser", "usage_of"}
-    ),
+    "paradigm_trio._endpoints._completion": frozenset({"checked_output", "completion_parser"}),
     # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.
     "paradigm_trio._endpoints._tools": frozenset(
         {

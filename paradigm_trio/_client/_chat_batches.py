@@ -6,8 +6,9 @@ its own to the ``Embedder`` and the endpoint batches go to the ``Router``.  A ch
 is the chat completions' batch kind (``_chat_kind.stream_batch`` on the batch engine)
 with a ``send_one`` made here: one item's ``Plan`` (the batch's deadline, its
 ``BatchControl``, a hedge's single attempt), then ``Sender.send`` with the client's
-``ChatEndpoint``, or ``Streamer.complete`` for a batch of ``stream=True`` (read whole
-inside the attempt, so a break midway is resent whole).
+``ChatEndpoint``, or ``Sender.stream`` for a batch of ``stream=True`` (read whole inside
+the attempt, so a break midway is resent whole; ``first_chunk``, when the batch hedges on
+the time to first token, is told when an attempt's first chunk arrives).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from .._endpoints._chat_kind import BatchInput, BatchStream
 from .._endpoints._completion import ChatCompletion
 from .._endpoints._endpoint import Sender
 from .._endpoints._models import ChatRequest
-from .._endpoints._streaming import Streamer
 from .._engine._batch_options import BatchOptions
 from .._engine._budget import BatchControl
 from .._engine._cache import CacheStore
@@ -36,13 +36,10 @@ __all__ = ["ChatBatches"]
 class ChatBatches:
     """A client's chat batches (``Client.stream_batch``, ``Client.chat_batch``)."""
 
-    __slots__ = ("_chat", "_ledger", "_plan", "_sender", "_streamer")
+    __slots__ = ("_chat", "_ledger", "_plan", "_sender")
 
-    def __init__(
-        self, sender: Sender, chat: ChatEndpoint, streamer: Streamer, plan: PlanOf, ledger: Ledger
-    ) -> None:
-        self._sender, self._chat, self._streamer = sender, chat, streamer
-        self._plan, self._ledger = plan, ledger
+    def __init__(self, sender: Sender, chat: ChatEndpoint, plan: PlanOf, ledger: Ledger) -> None:
+        self._sender, self._chat, self._plan, self._ledger = sender, chat, plan, ledger
 
     def batch(
         self,
@@ -60,7 +57,7 @@ class ChatBatches:
         opts = BatchOptions.of(options, keywords)
         check_open()
         retry, timeouts, stream = opts.retry, opts.timeouts, opts.stream
-        sender, chat, streamer, plan_of = self._sender, self._chat, self._streamer, self._plan
+        sender, chat, plan_of = self._sender, self._chat, self._plan
 
         def send_one(
             request: ChatRequest,
@@ -69,6 +66,7 @@ class ChatBatches:
             control: BatchControl,
             history: list[Attempt],
             hedge: bool = False,
+            first_chunk: Callable[[float], None] | None = None,
         ) -> Awaitable[ChatCompletion]:
             # Not a coroutine of its own: one frame less on every request's way (each
             # wake-up passes through every frame awaiting).
@@ -76,7 +74,7 @@ class ChatBatches:
                 chat, request, retry, timeouts, deadline, control, stream=stream, hedge=hedge
             )
             if stream:
-                return streamer.complete(request, plan, history)
+                return sender.stream(chat, request, plan, history, first_chunk)
             return sender.send(chat, request, plan, history)
 
         return _chat_kind.stream_batch(

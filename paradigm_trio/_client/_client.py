@@ -3,9 +3,10 @@ chat, streams, embeddings, batches), each a thin layer over the one send path.
 
 The methods validate their arguments, build a ``Plan`` (:meth:`Client._plan`) and hand the
 request of an endpoint (``_endpoints``: chat, embeddings) to ``Sender.send``, a stream to
-``Streamer``, many requests to a batch kind (``_chat_kind``, ``_embedding_kind``); the
-attempt engine (``_engine``) does the rest.  Where a request waits and how it is
-cancelled: see ``docs/cancellation.md``.
+a ``ChatStream`` (live, on ``Sender.open``), many requests to a collaborator that runs
+their batch kind (``ChatBatches``, ``Embedder``, ``Router``); the attempt engine
+(``_engine``) does the rest.
+Where a request waits and how it is cancelled: see ``docs/cancellation.md``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from .._endpoints._json_endpoint import EndpointRequest
 from .._endpoints._models import ChatOptions, ChatRequest, make_request
 from .._endpoints._query import QueryRequest, QueryResult
 from .._endpoints._resume import Restart
-from .._endpoints._streaming import ChatStream, Streamer
+from .._endpoints._streaming import ChatStream
 from .._endpoints._text_completion import CompletionRequest, TextCompletion
 from .._endpoints._threads import Turn, TurnRequest
 from .._endpoints._tokenize import TokenCount, TokenizeRequest
@@ -194,11 +195,8 @@ class Client:
         self._sender = Sender(self._engine, self._http)
         self._chat = ChatEndpoint(model, self._http.redactor)
         self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
-        self._streamer = Streamer(self._engine, self._http, self._chat)
         self._embedder = Embedder(self._sender, self._embeddings, self._plan, self._engine.ledger)
-        self._chat_batches = ChatBatches(
-            self._sender, self._chat, self._streamer, self._plan, self._engine.ledger
-        )
+        self._chat_batches = ChatBatches(self._sender, self._chat, self._plan, self._engine.ledger)
         self._router = Router(
             model, self._sender, self._chat, self._embeddings, self._plan, self._engine.ledger
         )
@@ -501,9 +499,8 @@ class Client:
             top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip
         plan = self._plan(self._chat, request, retry, timeouts, stream=True)
-        ex = self._streamer.prepare(request, plan.key, plan.timeouts, include_usage=include_usage)
         return ChatStream(
-            self._streamer, request, plan, ex, restart=restart, include_usage=include_usage
+            self._sender, self._chat, request, plan, restart=restart, include_usage=include_usage
         )
 
     # ------------------------------------------------------------------ batches

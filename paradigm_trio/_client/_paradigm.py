@@ -142,6 +142,7 @@ class Router:
             control: BatchControl,
             history: list[Attempt],
             hedge: bool = False,  # (never: refused above)
+            first_chunk: Callable[[float], None] | None = None,  # (never: not streamed)
         ) -> Awaitable[Any]:
             if isinstance(request, ChatRequest) and defaults:
                 request = _filled(request, defaults)

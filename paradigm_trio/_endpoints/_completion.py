@@ -26,14 +26,7 @@ __all__ = [
     "Usage",
     "checked_output",
     "completion_parser",
-    "usage_of",
 ]
-
-
-def usage_of(completion: ChatCompletion) -> Usage | None:
-    """A completion's usage, for the engine's token accounting (``None``: the estimate
-    stands)."""
-    return completion.usage
 
 
 @dataclass(frozen=True, slots=True)
