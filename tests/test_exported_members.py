@@ -265,7 +265,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     # Raised by attempt functions, caught by the engine: never escapes the library.
-    "paradigm_trio._errors": frozenset({"AttemptFailure"}),
+    "paradigm_trio._attempt_failure": frozenset({"AttemptFailure"}),
     # SyncClient's trio loop on a thread of its own, and the bridge its callers cross.
     "paradigm_trio._loop": frozenset({"CANCEL_WAIT", "Job", "Loop", "Pipe"}),
 }

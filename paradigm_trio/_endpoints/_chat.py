@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx2
 
-from .._errors import AttemptFailure, ToolCallError
+from .._attempt_failure import AttemptFailure
+from .._errors import ToolCallError
 from ._chunks import StreamReader
 from ._completion import ChatCompletion, Usage, checked_output, completion_parser
 from ._models import ChatRequest

@@ -3,7 +3,7 @@
 A :class:`StreamReader` reads the body of one attempt's ``text/event-stream`` response,
 parses it with :class:`~paradigm_trio._sse.SSEDecoder`, turns events into
 :class:`~paradigm_trio.ChatCompletionChunk` objects and assembles the completion.  Every
-failure is an :class:`~paradigm_trio._errors.AttemptFailure` (built with the HTTP layer's
+failure is an :class:`~paradigm_trio._attempt_failure.AttemptFailure` (built with the HTTP layer's
 error builder); nothing here retries, counts or emits events: that is the attempt engine's
 business (``_attempts``), driven by the send path (``_endpoint.Sender``).
 
@@ -25,12 +25,8 @@ from typing import Final
 import httpx2
 import trio
 
-from .._errors import (
-    APIResponseValidationError,
-    APITimeoutError,
-    AttemptFailure,
-    IncompleteStreamError,
-)
+from .._attempt_failure import AttemptFailure
+from .._errors import APIResponseValidationError, APITimeoutError, IncompleteStreamError
 from .._http._failures import RAW_LIMIT
 from .._http._http import HTTP
 from .._json import parse_json

@@ -33,11 +33,12 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 import httpx2
 import trio
 
+from .._attempt_failure import AttemptFailure
 from .._config import Timeouts
 from .._engine._attempts import Attempting, Engine, Plan
 from .._engine._dedupe import Identity
 from .._engine._ledger import Tokens
-from .._errors import APITimeoutError, AttemptFailure, TimeoutKind
+from .._errors import APITimeoutError, TimeoutKind
 from .._events import Attempt
 from .._http._http import HTTP, Exchange
 from ._pace import StallWatch

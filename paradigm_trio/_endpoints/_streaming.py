@@ -27,8 +27,9 @@ from typing import Final, Self
 
 import trio
 
+from .._attempt_failure import AttemptFailure
 from .._engine._attempts import Attempting, Call, Plan
-from .._errors import APIError, AttemptFailure
+from .._errors import APIError
 from .._events import Attempt
 from ._chat import ChatEndpoint
 from ._chunks import StreamReader

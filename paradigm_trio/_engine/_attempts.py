@@ -3,7 +3,7 @@
 A *logical request* (a chat completion, a stream, the model list, one item of a batch) is a
 :class:`Call`.  Its attempts are made by an *attempt function*, ``async (Attempting) -> T``,
 which does the I/O and either returns a result or raises
-:class:`~paradigm_trio._errors.AttemptFailure` (the error and its classification: cause,
+:class:`~paradigm_trio._attempt_failure.AttemptFailure` (the error and its classification: cause,
 status, ``Retry-After``, ``x-should-retry``).  The engine alone owns everything else, so
 that each kind of request obeys the same rules:
 
@@ -39,8 +39,9 @@ from typing import Any, TypeVar
 
 import trio
 
+from .._attempt_failure import AttemptFailure
 from .._config import RetryPolicy, Timeouts
-from .._errors import APIError, APITimeoutError, AttemptFailure, RequestCancelled
+from .._errors import APIError, APITimeoutError, RequestCancelled
 from .._events import Attempt, AttemptFailed
 from ._budget import BatchControl
 from ._ledger import CANCELLED, Ledger, Tokens, one_line

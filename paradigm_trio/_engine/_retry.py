@@ -1,10 +1,11 @@
 """The retry decision: whether a :class:`~paradigm_trio.RetryPolicy` allows another attempt
 after a failure, made here and nowhere else.
 
-Attempt functions only *classify* a failure (:class:`~paradigm_trio._errors.AttemptFailure`:
-its cause, the status, ``x-should-retry``, ``Retry-After``, whether the request may have
-reached the server); the engine (``Call``) asks :func:`allows`, then decides the wait
-(attempts left, ``Retry-After``, backoff, budget, deadline).
+Attempt functions only *classify* a failure
+(:class:`~paradigm_trio._attempt_failure.AttemptFailure`: its cause, the status,
+``x-should-retry``, ``Retry-After``, whether the request may have reached the server);
+the engine (``Call``) asks :func:`allows`, then decides the wait (attempts left,
+``Retry-After``, backoff, budget, deadline).
 
 A request that is not idempotent (``Plan.idempotent``: an upload, a delete, a thread's
 turn) is resent only when sending it again cannot do its work twice: the failure proves
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from .._attempt_failure import AttemptFailure
 from .._config import RetryPolicy
-from .._errors import AttemptFailure
 
 __all__ = ["INVALID_ANSWER", "UNPROCESSED", "allows", "not_resent", "resendable"]
 

@@ -10,7 +10,7 @@
   what the API promises.
 
 Every body, header, request id and exception chain goes through the client's ``Redactor``
-before an error is built.  Failures are :class:`~paradigm_trio._errors.AttemptFailure`: the
+before an error is built.  Failures are :class:`~paradigm_trio._attempt_failure.AttemptFailure`: the
 error to raise if this is the last attempt and its classification (cause, status,
 ``Retry-After``, ``x-should-retry``, whether the request may have reached the server:
 :func:`may_have_reached`): whether to retry is the engine's decision alone.
@@ -29,12 +29,12 @@ from typing import Any
 
 import httpx2
 
+from .._attempt_failure import AttemptFailure
 from .._errors import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
     APITimeoutError,
-    AttemptFailure,
     CertificateVerificationError,
     ProxyError,
     TimeoutKind,

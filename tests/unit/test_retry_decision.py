@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import paradigm_trio as pt
+from paradigm_trio._attempt_failure import AttemptFailure
 from paradigm_trio._engine._retry import allows
-from paradigm_trio._errors import AttemptFailure
 
 ERROR = pt.APIError("failed")
 

@@ -14,10 +14,10 @@ import pytest
 import trio
 
 import paradigm_trio as pt
+from paradigm_trio._attempt_failure import AttemptFailure
 from paradigm_trio._endpoints._endpoint import StreamingEndpoint, close_response
 from paradigm_trio._endpoints._pace import StallWatch
 from paradigm_trio._endpoints._sse import SSEDecoder
-from paradigm_trio._errors import AttemptFailure
 from paradigm_trio._http._http import HTTP
 
 from .helpers import Script, fixed, make_client, status
