@@ -98,7 +98,7 @@ class Router:
         if endpoint is None:
             operation = _OPERATIONS.get(type(request), request.endpoint.strip("/"))
             endpoint = self._json[request.endpoint] = JsonEndpoint(
-                operation, request.endpoint, self._model
+                operation, request.endpoint, self._model, getattr(request, "idempotent", True)
             )
         return endpoint
 
@@ -112,10 +112,12 @@ class Router:
         *,
         hedge: bool = False,
     ) -> Plan:
-        """The ``Plan`` of any request, with its endpoint (``hedge``: a batch's hedge)."""
-        return self._plan(
-            self.endpoint(request), request, retry, timeouts, deadline, control, hedge=hedge
-        )
+        """The ``Plan`` of any request, with its endpoint (and whether it is idempotent;
+        ``hedge``: a batch's hedge)."""
+        endpoint = self.endpoint(request)
+        plan = self._plan(endpoint, request, retry, timeouts, deadline, control, hedge=hedge)
+        plan.idempotent = endpoint.idempotent
+        return plan
 
     def send(
         self, request: AnyRequest, plan: Plan, history: list[Attempt] | None = None
@@ -123,6 +125,11 @@ class Router:
         """The engine's coroutine for any request on its endpoint (encoded now: an error
         raises here, before anything is sent)."""
         return self._sender.send(self.endpoint(request), request, plan, history)
+
+    def _repeatable(self, request: AnyRequest) -> bool:
+        """Whether sending ``request`` twice is harmless (a hedge; a sampled answer
+        shared): its endpoint is idempotent (a thread's turn is not: it adds to the thread)."""
+        return bool(self.endpoint(request).idempotent)
 
     def batch(
         self,
@@ -156,13 +163,14 @@ class Router:
             control: BatchControl,
             history: list[Attempt],
             hedge: bool = False,
+            first_chunk: Callable[[float], None] | None = None,  # (never: not streamed)
         ) -> Awaitable[Any]:
             plan = self.plan(request, retry, timeouts, deadline, control, hedge=hedge)
             return self.send(request, plan, history)
 
         kind = EndpointKind(
             send_one, filled if defaults else make, _usage, endpoint_of=self.endpoint,
-            repeatable=_repeatable,
+            repeatable=self._repeatable,
         )  # fmt: skip
         return run_endpoints(
             kind, items, opts, width=width, observers=self._ledger.observers, warm_up=warm_up,
@@ -203,12 +211,6 @@ def query_maker(collection: str | None, n: int | None) -> Callable[[object, int]
         )
 
     return make
-
-
-def _repeatable(request: object) -> bool:
-    """Whether sending ``request`` twice is harmless (a hedge; a sampled answer shared):
-    every request but a thread's turn, which adds to the thread."""
-    return not isinstance(request, TurnRequest)
 
 
 def _filled(request: ChatRequest, defaults: Mapping[str, Any]) -> ChatRequest:

@@ -10,6 +10,13 @@ scope: the request is counted as cancelled, its connection closed).  Should the 
 fail while the hedge runs, the hedge's answer is awaited; should the hedge fail, the
 original's outcome stands.
 
+A batch of streamed items (``stream=True``) hedges on the *time to first token*: the
+delay is learnt from the time its items took to their first chunk (told by the send path
+through ``SendOne``'s ``first_chunk``), and an original whose first chunk has arrived is
+no longer hedged (its answer is coming; what is left is the length of the answer, which a
+copy would not shorten): no hedge is sent after it, and a hedge under way that has no
+first chunk yet is cancelled (it is behind).  The first whole answer still wins.
+
 A hedge is sent only while it costs little: when the client has a free concurrency slot
 (an item waiting for one is never delayed by a hedge), when the batch has made fewer
 hedges than ``Hedge.max_share`` of its items, and never while the server sheds load (a
@@ -31,6 +38,7 @@ import itertools
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final, Protocol, TypeVar
 
 import trio
@@ -55,11 +63,13 @@ class Hedge(_Replace):
 
     Attributes:
         percentile: an item still unanswered after this percentile of the times this
-            batch's items took to succeed gets a hedge.  Default ``95``.
+            batch's items took to succeed gets a hedge.  Default ``95``.  In a batch of
+            streamed items, the times to the first chunk, and an item whose first chunk
+            has arrived is not hedged.
         floor: never hedge sooner than this many seconds after the item was sent.
             Default ``0.05``.
-        min_samples: successes the batch needs before it hedges at all (before, the
-            percentile means little).  Default ``20``.
+        min_samples: successes (first chunks, streamed) the batch needs before it hedges
+            at all (before, the percentile means little).  Default ``20``.
         max_share: the most hedges, as a share of the items the batch has started.
             Default ``0.05`` (5 %).
         quiet: seconds without a 429 or a 5xx (the server shedding load) before the batch
@@ -91,17 +101,26 @@ DEFAULT_HEDGE: Final = Hedge()
 
 class Hedger:
     """One batch's hedging: the latencies it learnt, the hedges it made and won, and the
-    items under way it watches."""
+    items under way it watches (``ttft``: the batch streams its items, and hedges on the
+    time to their first chunk)."""
 
     __slots__ = (
         "_delay", "_heap", "_nap", "_order", "control", "free", "latencies", "live",
-        "nursery", "policy", "sent", "watching", "won",
+        "nursery", "policy", "sent", "ttft", "watching", "won",
     )  # fmt: skip
 
-    def __init__(self, policy: Hedge, control: BatchControl, free: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        policy: Hedge,
+        control: BatchControl,
+        free: Callable[[], bool],
+        *,
+        ttft: bool = False,
+    ) -> None:
         self.policy = policy
         self.control = control
         self.free = free  # whether the client has a concurrency slot free now
+        self.ttft = ttft
         self.latencies = LatencyHistogram()
         self.sent = 0
         self.won = 0
@@ -114,7 +133,8 @@ class Hedger:
         self._nap: trio.CancelScope | None = None  # the watcher's sleep, while it sleeps
 
     def learn(self, seconds: float) -> None:
-        """An item succeeded after ``seconds`` (from its send to its answer)."""
+        """An item succeeded after ``seconds`` (from its send to its answer; to its first
+        chunk, with :attr:`ttft`)."""
         latencies = self.latencies
         latencies.add(seconds)
         if latencies.count >= self.policy.min_samples and (
@@ -192,12 +212,19 @@ class Hedger:
 
     async def _hedge(self, item: _Item) -> None:
         sent = trio.current_time()
-        assert item.hedge_scope is not None
-        with item.hedge_scope:
+        scope = item.hedge_scope
+        assert scope is not None
+
+        def first(at: float) -> None:  # (streamed items: the hedge's first chunk)
+            if item.hedge_first is None:
+                item.hedge_first = at
+                self.learn(at - sent)
+
+        with scope:
             try:
                 value = await item.send(
                     item.request, deadline=item.deadline, control=self.control,
-                    history=item.hedged, hedge=True,
+                    history=item.hedged, hedge=True, first_chunk=first if self.ttft else None,
                 )  # fmt: skip
             except Exception:
                 item.state = "failed"
@@ -209,19 +236,37 @@ class Hedger:
                 return
             item.resolved, item.value, item.state = True, value, "won"
             self.won += 1
-            self.learn(trio.current_time() - sent)
+            if not self.ttft:
+                self.learn(trio.current_time() - sent)
             item.scope.cancel()
             item.hedge_over.set()
+        if scope.cancelled_caught:
+            item.hedge_over.set()  # (cut, or the original answered: nobody waits for it)
+
+    def first_chunk(self, item: _Item, at: float) -> None:
+        """Streamed items: the original's first chunk arrived; no hedge after it, and a
+        hedge under way without its own first chunk is cut (it is behind)."""
+        if item.first is not None:  # (the first attempt to stream; a retry's is not news)
+            return
+        item.first = at
+        self.learn(at - item.start)
+        if item.state == "waiting":
+            item.state = "over"
+        elif item.state == "running" and item.hedge_first is None:
+            item.state = "cut"
+            assert item.hedge_scope is not None
+            item.hedge_scope.cancel()
 
 
 class _Item:
     """One item sent hedged: its request, its two histories, the state of its hedge
-    (``"waiting"``, ``"running"``, then ``"won"`` or ``"failed"``; ``"over"``: the item
-    finished before its hedge was sent) and what answered."""
+    (``"waiting"``, ``"running"``, then ``"won"`` or ``"failed"``, or ``"cut"``: the
+    original streamed first; ``"over"``: the item finished, or streams, before its hedge
+    was sent), when each first streamed, and what answered."""
 
     __slots__ = (
-        "deadline", "hedge_over", "hedge_scope", "hedged", "primary", "request", "resolved",
-        "scope", "send", "start", "state", "value",
+        "deadline", "first", "hedge_first", "hedge_over", "hedge_scope", "hedged", "primary",
+        "request", "resolved", "scope", "send", "start", "state", "value",
     )  # fmt: skip
 
     def __init__(self, send: SendOne[Any, Any], request: object, deadline: float) -> None:
@@ -237,11 +282,14 @@ class _Item:
         self.scope = trio.CancelScope()  # the original's
         self.hedge_scope: trio.CancelScope | None = None
         self.hedge_over = trio.Event()
+        self.first: float | None = None  # the original's first chunk (streamed items)
+        self.hedge_first: float | None = None  # the hedge's
 
 
 class SendOne(Protocol[Q_contra, T_co]):
     """How a batch sends one request through the attempt engine (the client provides it);
-    ``hedge=True``: a hedge, sent without retries of its own."""
+    ``hedge=True``: a hedge, sent without retries of its own; ``first_chunk``, for a
+    streamed request: told when an attempt's first chunk arrives (trio time)."""
 
     def __call__(
         self,
@@ -251,6 +299,7 @@ class SendOne(Protocol[Q_contra, T_co]):
         control: BatchControl,
         history: list[Attempt],
         hedge: bool = False,
+        first_chunk: Callable[[float], None] | None = None,
     ) -> Awaitable[T_co]: ...
 
 
@@ -258,9 +307,24 @@ async def race(
     send: SendOne[Q, T], request: Q, deadline: float, hedger: Hedger
 ) -> tuple[T | None, Exception | None, int, float, bool]:
     """``send(request)``, hedged: ``(value, error, attempts, elapsed, whether the hedge
-    won)``; any ``Exception`` is the error (``Cancelled`` propagates)."""
+    won)``; any ``Exception`` is the error (``Cancelled`` propagates).
+
+    With ``hedger.ttft`` (streamed items), the delay is learnt from first chunks, and the
+    original's first chunk ends the wait for a hedge (none is sent after it) and cuts a
+    hedge under way that has no first chunk yet (it is behind).
+
+    Outside a batch (``hedger.nursery`` unset), the watcher and the hedge run in a
+    nursery of this call's own."""
+    if hedger.nursery is None:
+        async with trio.open_nursery() as nursery:
+            hedger.nursery = nursery
+            try:
+                return await race(send, request, deadline, hedger)
+            finally:
+                hedger.nursery = None
     item = _Item(send, request, deadline)
     start = item.start
+    ttft = hedger.ttft
     error: Exception | None = None
     hedger.live += 1
     try:
@@ -268,14 +332,16 @@ async def race(
         with item.scope:
             try:
                 value = await send(
-                    request, deadline=deadline, control=hedger.control, history=item.primary
-                )
+                    request, deadline=deadline, control=hedger.control, history=item.primary,
+                    first_chunk=partial(hedger.first_chunk, item) if ttft else None,
+                )  # fmt: skip
             except Exception as exc:
                 error = exc
             else:
                 if not item.resolved:
                     item.resolved, item.value = True, value
-                    hedger.learn(trio.current_time() - start)
+                    if not ttft:
+                        hedger.learn(trio.current_time() - start)
         if error is not None and item.state == "running":  # the hedge may yet answer
             await item.hedge_over.wait()
     finally:
@@ -286,7 +352,7 @@ async def race(
         hedger.left()
     won = item.state == "won"
     attempts = len(item.primary) + len(item.hedged)
-    if (item.state == "running") or (won and error is None):
+    if item.state in ("running", "cut") or (won and error is None):
         attempts += 1  # the loser was cancelled: its attempt under way counts
     elapsed = trio.current_time() - start
     if item.resolved:
@@ -296,9 +362,14 @@ async def race(
 
 
 def hedger_for(
-    hedge: Hedge | bool | None, control: BatchControl, free: Callable[[], bool]
+    hedge: Hedge | bool | None,
+    control: BatchControl,
+    free: Callable[[], bool],
+    *,
+    ttft: bool = False,
 ) -> Hedger | None:
-    """The batch's :class:`Hedger`, or ``None`` when it does not hedge."""
+    """The batch's :class:`Hedger`, or ``None`` when it does not hedge (``ttft``: its
+    items are streamed: it hedges on the time to their first chunk)."""
     if hedge is None or hedge is False:
         return None
-    return Hedger(DEFAULT_HEDGE if hedge is True else hedge, control, free)
+    return Hedger(DEFAULT_HEDGE if hedge is True else hedge, control, free, ttft=ttft)
