@@ -410,6 +410,10 @@ class Client:
         ``guided_choice``, ``guided_regex``, ``tools``, ``tool_choice``, ``n``,
         ``logprobs``, ``top_logprobs``.
 
+        With the client's ``cache=``, a deterministic request (``temperature=0`` or a
+        ``seed``) is answered from the cache when it holds the answer (nothing sent;
+        ``completion.cached`` is true), and stored otherwise (see :meth:`send`).
+
         Raises:
             InvalidRequestError: the request is invalid or cannot be encoded (a lone
                 surrogate, ``NaN``, an object JSON cannot hold); nothing was sent.
