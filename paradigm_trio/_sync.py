@@ -265,9 +265,7 @@ class SyncClient:
 
     def _run(self, fn: Callable[[], Awaitable[T]], tick: Callable[[], object] | None = None) -> T:
         """Run ``fn`` on the loop and wait (the caller has passed :meth:`_check_open`)."""
-        job = Job(fn)
-        self._loop.submit(job)
-        return self._loop.wait(job, tick=tick)
+        return self._loop.run(Job(fn), tick=tick)
 
     def statistics(self) -> ClientStatistics:
         """A frozen snapshot of the client's counters (taken on its loop).
