@@ -32,7 +32,8 @@ class ChatEndpoint:
     def __init__(self, model: str, redactor: Redactor | None = None) -> None:
         self.model = model
         self.redactor = redactor
-        """Scrubs the API key from the errors built of an answer's tool calls."""
+        """Scrubs the API key from the errors built of an answer (its tool calls, its
+        structured output)."""
 
     def encode(self, request: ChatRequest) -> bytes:
         return request.encode_body(request.to_body(self.model))
@@ -47,7 +48,7 @@ class ChatEndpoint:
         return ToolCallRules.of(request.tools, request.validate_tool_calls, self.redactor)
 
     def parser(self, request: ChatRequest) -> Callable[[object, str | None], ChatCompletion]:
-        return completion_parser(request.output, self.tool_rules(request))
+        return completion_parser(request.output, self.tool_rules(request), self.redactor)
 
     def follow_up(
         self, request: ChatRequest, stream: bool = False

@@ -149,7 +149,8 @@ class Streamer:
                     plan.custom_id, plan.key, current.number, reader.broken
                 )
             try:
-                return checked_output(reader.completion(), request.output, tools)
+                completion = reader.completion()
+                return checked_output(completion, request.output, tools, self.chat.redactor)
             except AttemptFailure as failure:
                 again = follow_up(failure) if follow_up is not None else None
                 if again is not None:  # a re-ask: what was wrong with the tool call
@@ -453,7 +454,8 @@ class ChatStream:
         request = self.request
         try:
             tools = self._streamer.chat.tool_rules(request)
-            completion = checked_output(reader.completion(), request.output, tools)
+            redactor = self._streamer.chat.redactor
+            completion = checked_output(reader.completion(), request.output, tools, redactor)
         except AttemptFailure as failure:
             self._move(_State.FAILED)
             try:
