@@ -241,8 +241,8 @@ class SyncClient:
 
     @property
     def files(self) -> SyncFiles:
-        """The documents of the API, blocking: :class:`SyncFiles` (``client.files`` of
-        :class:`Client`, each method run on this client's loop)."""
+        """The API's documents, with the methods of :class:`Client`'s ``client.files``
+        made blocking (a :class:`SyncFiles`, each method run on this client's loop)."""
         return SyncFiles(self)
 
     def __enter__(self) -> Self:
