@@ -251,7 +251,8 @@ class Loop:
         """On the loop: cancel ``job``; one that never reached the loop ends now.
 
         Calls from another thread run in the order they were asked for, so a ``_start``
-        asked for before this has run: a job not started now was never queued.
+        asked for before this (by the job's caller, who cancels it) has run: a job not
+        started now was never queued.
         """
         job.scope.cancel()
         if not job.started and not job.future.done():
