@@ -248,7 +248,9 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._endpoints._resume": frozenset(
         {"DIVERGED", "Diverged", "Restart", "Resume", "continuation"}
     ),
-    "paradigm_trio._endpoints._structured": frozenset({"OutputForm", "ToolCallRules"}),
+    "paradigm_trio._endpoints._structured": frozenset(
+        {"OutputForm", "ToolCallRules", "scrub_output_error"}
+    ),
     # The checks of the numbers in an answer, which every parser calls.
     "paradigm_trio._numbers": frozenset({"MAX_WHOLE", "finite", "finite_floats", "whole"}),
     "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),

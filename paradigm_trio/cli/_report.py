@@ -191,7 +191,13 @@ td, th { border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: left;
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 0; } figure svg { max-width: 100%; height: auto; }
 .muted { color: #666; }
+.stopped { border-left: 0.3em solid #c60; padding: 0.3em 0.8em; background: #fff4e6; }
 """
+
+STOPPED_NOTE = (
+    "This run was stopped (Ctrl-C or SIGTERM) before it ended: the page shows what it had "
+    "done. The same command resumes it, and the resumed run's report covers both runs."
+)
 
 
 def _table(headers: list[str], rows: list[list[object]], numeric: set[int]) -> str:
@@ -342,11 +348,15 @@ def _lists(data: RunData) -> list[str]:
     return parts
 
 
-def render(data: RunData, title: str) -> str:
-    """The page (HTML, self-contained).  Needs matplotlib."""
+def render(data: RunData, title: str, *, stopped: bool = False) -> str:
+    """The page (HTML, self-contained), marked as the report of a run that was
+    ``stopped`` before it ended.  Needs matplotlib."""
     ordered = sorted(chain.from_iterable(e.latencies for e in data.endpoints.values()))
     stretches = data.active()
-    parts = [f"<h1>{html.escape(title)}</h1>", _summary(data, ordered, stretches)]
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    if stopped:
+        parts.append(f'<p class="stopped">{html.escape(STOPPED_NOTE)}</p>')
+    parts.append(_summary(data, ordered, stretches))
     if data.unreadable_count:
         parts.append(f'<p class="muted">{html.escape(unreadable_note(data))}</p>')
     if len(data.endpoints) > 1:
@@ -386,9 +396,9 @@ def require_matplotlib() -> None:
         ) from None
 
 
-def write_html(records: Path, page: Path) -> RunData:
+def write_html(records: Path, page: Path, *, stopped: bool = False) -> RunData:
     """Write the report of the output file ``records`` to ``page`` (atomically); what it
-    shows.
+    shows.  ``stopped``: the run was stopped before it ended (the page says so).
 
     Raises:
         ReportError: matplotlib is missing, or a file cannot be read or written.
@@ -402,7 +412,8 @@ def write_html(records: Path, page: Path) -> RunData:
 
     # Text from the records (a cause, say) is never read as mathtext: "$\\frac$" raised.
     with matplotlib.rc_context({"text.parse_math": False}):
-        text = render(data, f"paradigm-trio run: {records.name}")
+        title = f"paradigm-trio run: {records.name}" + (" (stopped)" if stopped else "")
+        text = render(data, title, stopped=stopped)
     try:
         write_atomic(page, text)
     except OSError as exc:

@@ -3,10 +3,15 @@ groups, leaves out and marks."""
 
 from __future__ import annotations
 
+import html
 import re
+from pathlib import Path
 from typing import Any
 
-from paradigm_trio.cli._report import render
+import pytest
+
+from paradigm_trio.cli import _run_batch
+from paradigm_trio.cli._report import STOPPED_NOTE, render
 from paradigm_trio.cli._report_data import CHAT, EMBEDDINGS, RunData
 
 START = 1_796_000_000.0
@@ -158,3 +163,35 @@ def test_a_run_without_marks_has_no_mark_rows_nor_column() -> None:
     assert "answered by a hedge" not in page
     assert "not sent" not in page
     assert "<th>answer</th>" not in page
+
+
+def test_the_page_of_a_stopped_run_says_so() -> None:
+    data = RunData()
+    for i in range(3):
+        data.add(_record(f"r{i}", at=i))
+    note = f'<p class="stopped">{html.escape(STOPPED_NOTE)}</p>\n'
+    stopped = render(data, "run (stopped)", stopped=True)
+    assert note in stopped
+    assert _cell(stopped, "records") == "3"
+    finished = render(data, "run")
+    assert 'class="stopped"' not in finished
+    assert stopped.replace(note, "").replace("run (stopped)", "run") == finished  # (only that)
+
+
+def test_a_second_ctrl_c_while_the_page_is_drawn_skips_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drawn: list[bool] = []
+
+    def interrupted(records: Path, page: Path, *, stopped: bool = False) -> None:
+        drawn.append(stopped)
+        raise KeyboardInterrupt  # Ctrl-C again, while matplotlib draws
+
+    monkeypatch.setattr(_run_batch, "write_html", interrupted)
+    out, page = tmp_path / "out.jsonl", tmp_path / "run.html"
+    assert _run_batch._write_page(out, str(page), interrupted=True, code=130) == 130
+    err = capsys.readouterr().err
+    assert drawn == [True]
+    assert "Writing the report of the run so far (Ctrl-C again to skip it)" in err
+    assert f"Report not written (interrupted): paradigm-trio report {out} -o {page}" in err
+    assert not page.exists()
