@@ -5,6 +5,7 @@ thread): a notebook's cells run through nbclient against the mock server (a proc
 from __future__ import annotations
 
 import json
+import queue
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -123,18 +124,45 @@ class Kernel:
         self.manager.shutdown_kernel(now=True)
 
     def start(self, code: str) -> str:
-        msg_id: str = self.client.execute(code)
+        """Send a cell; its msg_id.
+
+        ``stop_on_error=False``: after a cell that fails (an interrupted one), ipykernel
+        aborts the execute requests it reads until a message it queues *after* sending the
+        failed cell's reply; a cell sent as soon as that reply is read can get there first
+        and is answered ``aborted``, never run (seen on a loaded machine).  The cells here
+        are sent one at a time, each after the reply of the one before.
+        """
+        msg_id: str = self.client.execute(code, stop_on_error=False)
         return msg_id
 
     def output_until(self, msg_id: str, predicate: Any, timeout: float = 120) -> str:
-        """Read the cell's output until ``predicate(text so far)`` holds."""
+        """Read the cell's output until ``predicate(text so far)`` holds.
+
+        Fails, naming the cell's messages (and its reply if it has ended), if the cell
+        ends first (the kernel is idle again for it) or ``timeout`` passes.
+        """
         text = ""
+        seen: list[str] = []
         deadline = time.monotonic() + timeout
         while not predicate(text):
-            message = self.client.get_iopub_msg(timeout=max(deadline - time.monotonic(), 0.1))
-            mine = message["parent_header"].get("msg_id") == msg_id
-            if mine and message["msg_type"] == "stream":
-                text += message["content"]["text"]
+            try:
+                message = self.client.get_iopub_msg(timeout=max(deadline - time.monotonic(), 0.1))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no such output in {timeout} s: {text!r}; the cell's messages: {seen}; "
+                    f"kernel alive: {self.manager.is_alive()}"
+                ) from None
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            content = message["content"]
+            seen.append(f"{message['msg_type']} {_brief(content)}")
+            if message["msg_type"] == "stream":
+                text += content["text"]
+            elif message["msg_type"] == "status" and content["execution_state"] == "idle":
+                raise AssertionError(
+                    f"the cell ended before its output: {text!r}; its reply: "
+                    f"{_brief(self.reply(msg_id))}; its messages: {seen}"
+                )
         return text
 
     def reply(self, msg_id: str, timeout: float = 120) -> dict[str, Any]:
@@ -159,6 +187,14 @@ class Kernel:
         self.manager.interrupt_kernel()
         reply = self.reply(msg_id)
         return time.monotonic() - started, reply
+
+
+def _brief(content: dict[str, Any]) -> str:
+    """A message's content for a failure's text (an error's traceback cut to its end)."""
+    brief = {k: v for k, v in content.items() if k != "traceback"}
+    if "traceback" in content:
+        brief["traceback_end"] = content["traceback"][-3:]
+    return repr(brief)[:2000]
 
 
 @pytest.fixture
