@@ -49,8 +49,7 @@ _STRING: Final = re.compile(rb'"[^"]*"')
 # or 300 "0"s.  A bracket or a letter "e" beside digits in a string may show so too: the
 # value is then checked, for nothing (never the other way round).
 _SHAPE: Final = bytes(
-    ord("0") if 48 <= b <= 57 or b in b"[{" else ord("e") if b in b"eE+" else 32
-    for b in range(256)
+    ord("0") if 48 <= b <= 57 or b in b"[{" else ord("e") if b in b"eE+" else 32 for b in range(256)
 )
 _DIGITS: Final = 300
 _DIGITS_RUN: Final = b"0" * _DIGITS

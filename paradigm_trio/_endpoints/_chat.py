@@ -35,7 +35,7 @@ class ChatEndpoint:
         """Scrubs the API key from the errors built of an answer's tool calls."""
 
     def encode(self, request: ChatRequest) -> bytes:
-        return request.encode_body(request.to_body(self.model))
+        return request.encoded(self.model)
 
     @staticmethod
     def deterministic(request: ChatRequest) -> bool:
