@@ -12,6 +12,7 @@ from ._client._files_api import Files
 from ._client._instrument import instrument
 from ._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RedisQuota, RetryPolicy, Timeouts
 from ._credentials import mask_credentials
+from ._diagnosis import Diagnosis, SystematicFailureError, diagnose
 from ._doctor import CheckStep, ConnectionCheck, check_connection
 from ._endpoints._chat_kind import BatchResult, BatchResults, BatchStream
 from ._endpoints._completion import (
@@ -65,7 +66,6 @@ from ._errors import (
     CertificateVerificationError,
     ConfigurationError,
     ConflictError,
-    Diagnosis,
     FileProcessingError,
     IncompleteStreamError,
     InternalServerError,
@@ -79,10 +79,8 @@ from ._errors import (
     RequestCancelled,
     ServerUnreachableError,
     StructuredOutputError,
-    SystematicFailureError,
     ToolCallError,
     UnprocessableEntityError,
-    diagnose,
 )
 from ._events import (
     Attempt,

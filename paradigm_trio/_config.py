@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from ._credentials import mask_credentials
 
 __all__ = [
-    "DEFAULT_BASE_URL",
     "AttemptTimedOut",
+    "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "Limits",
     "RedisQuota",

@@ -49,6 +49,11 @@ class Attempt:
         error: a one-line description of the failure (never the API key).
         delay: the wait before the next attempt, or ``None`` if there was none.
         request_id: the server's ``x-request-id``, if any.
+        reached: whether the request may have reached the server: ``False`` only for
+            a failure that proves none of it was sent (the connection could not be
+            opened: connect, DNS, TLS, a proxy); a request that is not idempotent (an
+            upload, a delete) is resent only after such a failure, or after a status
+            that says the server did not process it (408, 425, 429, 503).
     """
 
     number: int
@@ -59,6 +64,7 @@ class Attempt:
     error: str | None = None
     delay: float | None = None
     request_id: str | None = None
+    reached: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ trio lets a program replace its host name resolver and its socket factory
 resolver, and records the look-ups; :class:`Scenario` makes sockets whose ``connect`` to
 each address takes a given time and succeeds or fails, on trio's clock.  A connected
 socket answers every request written to it with :data:`ANSWER`, so a transport can run
-whole exchanges on it.
+whole exchanges on it (one whose result is ``"reset"`` connects, takes the request, then
+is reset by the server instead of answering).
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class FakeSocket(trio.socket.SocketType):
         self._family, self._type, self._proto = family, kind, proto
         self.closed = False
         self._answers = 0  # requests written and not answered yet
+        self._reset = False  # reset by the server once a request is written
 
     @property
     def type(self) -> Any:
@@ -119,6 +121,7 @@ class FakeSocket(trio.socket.SocketType):
         await trio.sleep(delay)
         if result == "error":
             raise OSError(f"connection to {ip} refused")
+        self._reset = result == "reset"
 
     async def send(self, data: Any, flags: int = 0) -> int:
         await trio.lowlevel.checkpoint()
@@ -128,6 +131,8 @@ class FakeSocket(trio.socket.SocketType):
     async def recv(self, size: int, flags: int = 0) -> bytes:
         while not self._answers:
             await trio.sleep(0.001)
+        if self._reset:
+            raise ConnectionResetError("connection reset by peer")
         self._answers -= 1
         return ANSWER
 

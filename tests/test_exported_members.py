@@ -28,10 +28,24 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"CANCELLED", "Ledger", "Observer", "Tokens", "one_line"}
     ),
     # The one retry decision.
-    "paradigm_trio._engine._retry": frozenset({"INVALID_ANSWER", "allows"}),
-    # The endpoint protocol, the one send path, and the endpoints.
+    "paradigm_trio._engine._retry": frozenset(
+        {"INVALID_ANSWER", "UNPROCESSED", "allows", "not_resent", "resendable"}
+    ),
+    # The endpoint protocol (plain and streamed), the one send path, and the endpoints.
     "paradigm_trio._endpoints._endpoint": frozenset(
-        {"Endpoint", "FollowUp", "Request", "Sender", "Stored", "identity", "reparse", "stored"}
+        {
+            "Endpoint",
+            "FollowUp",
+            "Reader",
+            "Request",
+            "Sender",
+            "Stored",
+            "StreamingEndpoint",
+            "close_response",
+            "identity",
+            "reparse",
+            "stored",
+        }
     ),
     # The response cache's open store, its busy timeout.
     "paradigm_trio._engine._cache": frozenset({"CacheStore"}),
@@ -53,7 +67,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # which ``HTTP`` inherits).
     "paradigm_trio._http._http": frozenset({"HTTP", "Exchange", "Responder", "Upload"}),
     "paradigm_trio._http._failures": frozenset(
-        {"Failures", "RAW_LIMIT", "parse_retry_after", "parse_should_retry"}
+        {"Failures", "RAW_LIMIT", "may_have_reached", "parse_retry_after", "parse_should_retry"}
     ),
     # Rate-limit machinery behind ``Limits``; users configure it through ``Limits``.
     "paradigm_trio._engine._ratelimit": frozenset(
@@ -87,15 +101,19 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # The client's state and batch collection; its configuration checks.
     "paradigm_trio._client._core": frozenset({"PlanOf", "check_trio", "collect"}),
+    "paradigm_trio._client._chat_batches": frozenset({"ChatBatches"}),
     "paradigm_trio._client._embedder": frozenset({"Embedder"}),
     "paradigm_trio._client._setup": frozenset(
         {
             "API_KEY_ENV",
             "BASE_URL_ENV",
+            "cache_of",
             "check_base_url",
             "check_http",
             "check_key",
+            "check_models",
             "engine_of",
+            "http_of",
             "transport_of",
         }
     ),
@@ -131,7 +149,6 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._redact": frozenset(
         {"MIN_API_KEY_LENGTH", "Redactor", "check_api_key", "mask_bad_url"}
     ),
-    "paradigm_trio._endpoints._streaming": frozenset({"Streamer"}),
     # Proxy routing and TLS settings behind ``Client(proxy=, verify=, cert=, trust_env=)``;
     # the transport's own failures, which ``_http`` maps to ``ProxyError`` and
     # ``CertificateVerificationError``.
@@ -203,12 +220,13 @@ INTERNAL: dict[str, frozenset[str]] = {
             "checked_extra",
             "encode_json",
             "make_request",
+            "sealed_request",
         }
     ),
+    # The fast lane's signal to the engine: the attempt's deadline passed in its waits.
+    "paradigm_trio._config": frozenset({"AttemptTimedOut"}),
     # The answer's parsers, for the engine and the stream.
-    "paradigm_trio._endpoints._completion": frozenset(
-        {"checked_output", "completion_parser", "usage_of"}
-    ),
+    "paradigm_trio._endpoints._completion": frozenset({"checked_output", "completion_parser"}),
     # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.
     "paradigm_trio._endpoints._tools": frozenset(
         {
@@ -250,7 +268,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     # Raised by attempt functions, caught by the engine: never escapes the library.
-    "paradigm_trio._errors": frozenset({"AttemptFailure"}),
+    "paradigm_trio._attempt_failure": frozenset({"AttemptFailure"}),
     # SyncClient's trio loop on a thread of its own, and the bridge its callers cross.
     "paradigm_trio._loop": frozenset({"CANCEL_WAIT", "Job", "Loop", "Pipe"}),
 }

@@ -3,9 +3,10 @@ chat, streams, embeddings, batches), each a thin layer over the one send path.
 
 The methods validate their arguments, build a ``Plan`` (:meth:`Client._plan`) and hand the
 request of an endpoint (``_endpoints``: chat, embeddings) to ``Sender.send``, a stream to
-``Streamer``, many requests to a batch kind (``_chat_kind``, ``_embedding_kind``); the
-attempt engine (``_engine``) does the rest.  Where a request waits and how it is
-cancelled: see ``docs/cancellation.md``.
+a ``ChatStream`` (live, on ``Sender.open``), many requests to a collaborator that runs
+their batch kind (``ChatBatches``, ``Embedder``, ``Router``); the attempt engine
+(``_engine``) does the rest.
+Where a request waits and how it is cancelled: see ``docs/cancellation.md``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, Unpack
-from urllib.parse import urlsplit
 
 import httpx2
 import trio
 
 from .._config import DEFAULT_BASE_URL, DEFAULT_MODEL, Limits, RetryPolicy, Timeouts
-from .._endpoints import _chat_kind
 from .._endpoints._chat import ChatEndpoint
 from .._endpoints._chat_kind import BatchInput, BatchResults, BatchStream
 from .._endpoints._completion import ChatCompletion, ModelInfo
@@ -49,22 +48,20 @@ from .._endpoints._json_endpoint import EndpointRequest
 from .._endpoints._models import ChatOptions, ChatRequest, make_request, sealed_request
 from .._endpoints._query import QueryRequest, QueryResult
 from .._endpoints._resume import Restart
-from .._endpoints._streaming import ChatStream, Streamer
+from .._endpoints._streaming import ChatStream
 from .._endpoints._text_completion import CompletionRequest, TextCompletion
 from .._endpoints._threads import Turn, TurnRequest
 from .._endpoints._tokenize import TokenCount, TokenizeRequest
 from .._engine._attempts import Plan, idempotency_key
 from .._engine._batch_options import BatchKeywords, BatchOptions
 from .._engine._budget import BatchControl
-from .._engine._cache import CacheStore, ResponseCache
+from .._engine._cache import ResponseCache
 from .._engine._ledger import Ledger
-from .._errors import ConfigurationError
-from .._events import Attempt, ClientStatistics, Event
-from .._http._http import HTTP
+from .._events import ClientStatistics, Event
 from .._quota._shared import SharedRateLimiter
-from .._redact import Redactor, mask_credentials
+from .._redact import mask_credentials
 from .._transport import CertTypes, ProxyTypes, VerifyTypes
-from .._version import __version__
+from ._chat_batches import ChatBatches
 from ._core import ClientState, check_trio, collect
 from ._embedder import Embedder
 from ._files_api import Files
@@ -77,11 +74,19 @@ from ._paradigm import (
     query_maker,
     tokenize_maker,
 )
-from ._setup import BASE_URL_ENV, check_base_url, check_http, check_key, engine_of, transport_of
+from ._setup import (
+    BASE_URL_ENV,
+    cache_of,
+    check_base_url,
+    check_http,
+    check_key,
+    check_models,
+    engine_of,
+    http_of,
+    transport_of,
+)
 
 __all__ = ["Client", "ClientState"]
-
-_USER_AGENT = f"paradigm-trio/{__version__}"
 
 
 class Client:
@@ -171,13 +176,7 @@ class Client:
         key = check_key(api_key)
         url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = check_base_url(url)
-        for name, value in (("model", model), ("embedding_model", embedding_model)):
-            if not isinstance(value, str) or not value:
-                raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
-        if not isinstance(pack_embeddings, bool):
-            raise ConfigurationError(
-                f"pack_embeddings must be True or False, got {pack_embeddings!r}"
-            )
+        check_models(model, embedding_model, pack_embeddings)
         check_http(http_client, transport)
         network = {"proxy": proxy, "verify": verify, "cert": cert, "trust_env": trust_env}
         self._api_key = key
@@ -188,19 +187,7 @@ class Client:
         self._owns_http = http_client is None
         self._httpx = http_client
         self._direct = transport_of(http_client, transport, network, self.limits.concurrency)
-        self._http = HTTP(
-            base_url=self._base_url,
-            headers={
-                "Authorization": f"Bearer {key}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": _USER_AGENT,
-                **(headers or {}),
-            },
-            http_client=self._httpx,
-            direct=self._direct,
-            redactor=Redactor(key),
-        )
+        self._http = http_of(self._base_url, key, headers, http_client, self._direct)
         self._engine = engine_of(self.limits, Ledger(on_event))
         self._limiter = self._engine.limiter
         rates = self._engine.rates
@@ -208,8 +195,8 @@ class Client:
         self._sender = Sender(self._engine, self._http)
         self._chat = ChatEndpoint(model, self._http.redactor)
         self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
-        self._streamer = Streamer(self._engine, self._http, self._chat)
         self._embedder = Embedder(self._sender, self._embeddings, self._plan, self._engine.ledger)
+        self._chat_batches = ChatBatches(self._sender, self._chat, self._plan, self._engine.ledger)
         self._router = Router(
             model, self._sender, self._chat, self._embeddings, self._plan, self._engine.ledger
         )
@@ -217,7 +204,7 @@ class Client:
         """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
-        self._cache = _cache_store(cache, self._base_url)
+        self._cache = cache_of(cache, self._base_url)
 
     @property
     def base_url(self) -> str:
@@ -512,9 +499,8 @@ class Client:
             top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip
         plan = self._plan(self._chat, request, retry, timeouts, stream=True)
-        ex = self._streamer.prepare(request, plan.key, plan.timeouts, include_usage=include_usage)
         return ChatStream(
-            self._streamer, request, plan, ex, restart=restart, include_usage=include_usage
+            self._sender, self._chat, request, plan, restart=restart, include_usage=include_usage
         )
 
     # ------------------------------------------------------------------ batches
@@ -552,39 +538,10 @@ class Client:
             ValueError: an invalid option (before anything is sent).
             RuntimeError: the client is closed.
         """
-        opts = BatchOptions.of(options, keywords)
-        self._check_open()
-        retry, timeouts, stream = opts.retry, opts.timeouts, opts.stream
-        sender, chat = self._sender, self._chat
-
-        def send_one(
-            request: ChatRequest,
-            *,
-            deadline: float,
-            control: BatchControl,
-            history: list[Attempt],
-            hedge: bool = False,
-        ) -> Awaitable[ChatCompletion]:
-            # Not a coroutine of its own: one frame less on every request's way (each
-            # wake-up passes through every frame awaiting).
-            plan = self._plan(
-                chat, request, retry, timeouts, deadline, control, stream=stream, hedge=hedge
-            )
-            if stream:
-                return self._streamer.complete(request, plan, history)
-            return sender.send(chat, request, plan, history)
-
-        return _chat_kind.stream_batch(
-            send_one,
-            requests,
-            opts,
-            endpoint=chat,
-            width=self.limits.concurrency,
-            observers=self._engine.ledger.observers,
-            warm_up=self.warm_up,
-            cache=self._cache,
-            free=self._slot_free,
-        )
+        return self._chat_batches.batch(
+            requests, options, keywords, cache=self._cache, free=self._slot_free,
+            **self._batch_setting(),
+        )  # fmt: skip
 
     async def chat_batch(
         self,
@@ -994,12 +951,3 @@ class Client:
         return await collected(
             self._router.batch(queries, make, options, keywords, **self._batch_setting())
         )
-
-
-def _cache_store(cache: object, base_url: str) -> CacheStore | None:
-    """The client's open cache, for the answers of the base URL's host."""
-    if cache is None:
-        return None
-    if not isinstance(cache, ResponseCache):
-        raise ConfigurationError(f"cache must be a ResponseCache or None, got {cache!r}")
-    return CacheStore(cache, (urlsplit(base_url).hostname or "").lower())

@@ -126,6 +126,7 @@ class Embedder:
             control: BatchControl,
             history: list[Attempt],
             hedge: bool = False,
+            first_chunk: Callable[[float], None] | None = None,  # (never: not streamed)
         ) -> Awaitable[Embeddings]:
             # Not a coroutine of its own, as the chat batch's (one frame less per request).
             plan = self._plan(endpoint, request, retry, timeouts, deadline, control, hedge=hedge)

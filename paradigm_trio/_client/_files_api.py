@@ -8,6 +8,13 @@ at each attempt, so that a resend starts again from the file's first byte and a 
 file is never held in memory); it is sent with the upload's ``Idempotency-Key`` (stable
 for a ``custom_id``).  :meth:`Files.wait` polls :meth:`Files.get` with a growing delay on
 trio's clock, bounded by its ``timeout``.
+
+An upload and a delete are not idempotent (``Plan.idempotent`` false): sent twice, the
+document could be stored twice, or the second delete answered 404.  The engine resends
+them only after a failure that proves the request never reached the server (the
+connection could not be opened) or an answer that says it was not processed (408, 425,
+429, 503, or ``x-should-retry: true``); ``list``, ``get`` and ``wait`` are resent like
+any request.
 """
 
 from __future__ import annotations
@@ -135,6 +142,12 @@ class Files:
         size in memory does not matter.  Returns the document as the server answers
         (its ``status`` is often ``"pending"``: see :meth:`wait`).
 
+        An upload is not idempotent: it is resent only when it cannot have reached the
+        server (the connection could not be opened) or when the server said it did not
+        process it (408, 425, 429, 503, ``x-should-retry: true``).  After a failure once
+        it may have reached the server (a 500, a read timeout, a reset), the error is
+        raised with a note saying so: check :meth:`list` before uploading again.
+
         Raises:
             OSError: the file cannot be read.
             InvalidRequestError: a bad field; the file became shorter while sent.
@@ -152,6 +165,7 @@ class Files:
                 lambda: FileUpload.of(path, fields=form, custom_id=custom_id)
             )
         plan = self._plan(None, upload, retry, timeouts)
+        plan.idempotent = False
         ex = self._http.prepare(
             "POST", "/files", body=None, key=plan.key, timeouts=plan.timeouts,
             upload=_FileBody(upload),
@@ -190,8 +204,13 @@ class Files:
             page += 1
 
     async def delete(self, file_id: int | str) -> bool:
-        """Delete a document (``DELETE /files/{id}``); whether the server says it did."""
+        """Delete a document (``DELETE /files/{id}``); whether the server says it did.
+
+        Resent only when it cannot have reached the server, or the server said it did
+        not process it (a delete that did and was resent would be answered 404).
+        """
         plan = self._plan(None, None, None, None)
+        plan.idempotent = False
         ex = self._http.prepare(
             "DELETE", f"/files/{_id(file_id)}", body=None, key=plan.key, timeouts=plan.timeouts
         )

@@ -90,7 +90,7 @@ class Router:
         if endpoint is None:
             operation = _OPERATIONS.get(type(request), request.endpoint.strip("/"))
             endpoint = self._json[request.endpoint] = JsonEndpoint(
-                operation, request.endpoint, self._model
+                operation, request.endpoint, self._model, getattr(request, "idempotent", True)
             )
         return endpoint
 
@@ -102,8 +102,11 @@ class Router:
         deadline: float = float("inf"),
         control: BatchControl | None = None,
     ) -> Plan:
-        """The ``Plan`` of any request, with its endpoint."""
-        return self._plan(self.endpoint(request), request, retry, timeouts, deadline, control)
+        """The ``Plan`` of any request, with its endpoint (and whether it is idempotent)."""
+        endpoint = self.endpoint(request)
+        plan = self._plan(endpoint, request, retry, timeouts, deadline, control)
+        plan.idempotent = endpoint.idempotent
+        return plan
 
     def send(
         self, request: AnyRequest, plan: Plan, history: list[Attempt] | None = None
@@ -139,6 +142,7 @@ class Router:
             control: BatchControl,
             history: list[Attempt],
             hedge: bool = False,  # (never: refused above)
+            first_chunk: Callable[[float], None] | None = None,  # (never: not streamed)
         ) -> Awaitable[Any]:
             if isinstance(request, ChatRequest) and defaults:
                 request = _filled(request, defaults)

@@ -8,31 +8,39 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import trio
 
 from .._config import Limits
 from .._engine._attempts import Engine
+from .._engine._cache import CacheStore, ResponseCache
 from .._engine._ledger import Ledger
 from .._engine._ratelimit import AdaptiveController, RateLimiter, Rates
 from .._errors import ConfigurationError
+from .._http._http import HTTP
 from .._quota._shared import SharedRateLimiter
-from .._redact import check_api_key, mask_bad_url, mask_credentials
+from .._redact import Redactor, check_api_key, mask_bad_url, mask_credentials
 from .._transport import TrioTransport, host_problem, url_host
+from .._version import __version__
 
 __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
+    "cache_of",
     "check_base_url",
     "check_http",
     "check_key",
+    "check_models",
     "engine_of",
+    "http_of",
     "transport_of",
 ]
 
 API_KEY_ENV = "PARADIGM_API_KEY"
 BASE_URL_ENV = "PARADIGM_BASE_URL"
+_USER_AGENT = f"paradigm-trio/{__version__}"
 
 
 def check_base_url(url: str) -> str:
@@ -163,3 +171,46 @@ def engine_of(limits: Limits, ledger: Ledger) -> Engine:
         limiter, maximum=limits.concurrency, rates=rates, enabled=limits.adaptive
     )
     return Engine(limiter=limiter, rates=rates, adaptive=adaptive, ledger=ledger)
+
+
+def check_models(model: object, embedding_model: object, pack_embeddings: object) -> None:
+    """The client's default models (non-empty strings) and ``pack_embeddings`` (a bool)."""
+    for name, value in (("model", model), ("embedding_model", embedding_model)):
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+    if not isinstance(pack_embeddings, bool):
+        raise ConfigurationError(f"pack_embeddings must be True or False, got {pack_embeddings!r}")
+
+
+def http_of(
+    base_url: str,
+    key: str,
+    headers: Mapping[str, str] | None,
+    http_client: httpx2.AsyncClient | None,
+    direct: httpx2.AsyncBaseTransport | None,
+) -> HTTP:
+    """The client's HTTP layer: the key in ``Authorization`` (and the ``Redactor`` that
+    removes it from everything the server sends back), JSON both ways, the User-Agent,
+    then the caller's ``headers``."""
+    return HTTP(
+        base_url=base_url,
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+            **(headers or {}),
+        },
+        http_client=http_client,
+        direct=direct,
+        redactor=Redactor(key),
+    )
+
+
+def cache_of(cache: object, base_url: str) -> CacheStore | None:
+    """The client's cache (``cache=``), for the answers of the base URL's host."""
+    if cache is None:
+        return None
+    if not isinstance(cache, ResponseCache):
+        raise ConfigurationError(f"cache must be a ResponseCache or None, got {cache!r}")
+    return CacheStore(cache, (urlsplit(base_url).hostname or "").lower())

@@ -1,32 +1,39 @@
-"""The chat completions endpoint (``POST /chat/completions``), plain; streamed ones are
-read by ``_streaming`` on the same engine."""
+"""The chat completions endpoint (``POST /chat/completions``), plain or streamed (a
+:class:`~._endpoint.StreamingEndpoint`: its streamed responses read by ``_chunks``)."""
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from .._errors import AttemptFailure, ToolCallError
-from ._completion import ChatCompletion, Usage, completion_parser
+import httpx2
+
+from .._attempt_failure import AttemptFailure
+from .._errors import ToolCallError
+from ._chunks import StreamReader
+from ._completion import ChatCompletion, Usage, checked_output, completion_parser
 from ._models import ChatRequest
 from ._resume import Resume, continuation
-from ._structured import ToolCallRules
+from ._structured import OutputSchema, ToolCallRules
 
 if TYPE_CHECKING:
+    from .._http._http import HTTP
     from .._redact import Redactor
 
 __all__ = ["ChatEndpoint"]
 
 
 class ChatEndpoint:
-    """Chat completions, as an :class:`~._endpoint.Endpoint`."""
+    """Chat completions, as a :class:`~._endpoint.StreamingEndpoint` (an
+    :class:`~._endpoint.Endpoint` whose answers can also be streamed)."""
 
     __slots__ = ("model", "redactor")
 
     operation: Final = "chat"
     path: Final = "/chat/completions"
+    idempotent: Final = True  # (no state on the server: resent after any retryable failure)
     token_types: Final = ("input", "output")
 
     def __init__(self, model: str, redactor: Redactor | None = None) -> None:
@@ -36,6 +43,29 @@ class ChatEndpoint:
 
     def encode(self, request: ChatRequest) -> bytes:
         return request.encoded(self.model)
+
+    def encode_stream(self, request: ChatRequest, include_usage: bool = True) -> bytes:
+        """The body with ``"stream": true`` and, unless ``include_usage`` is false,
+        ``stream_options.include_usage`` (the request's other stream options kept)."""
+        body = request.to_body(self.model)
+        body["stream"] = True
+        if include_usage:
+            options = body.get("stream_options")
+            body["stream_options"] = {
+                **(options if isinstance(options, Mapping) else {}),
+                "include_usage": True,
+            }
+        return request.encode_body(body)
+
+    @staticmethod
+    def stream_reader(
+        http: HTTP, response: httpx2.Response, resume: Resume | None = None
+    ) -> StreamReader:
+        return StreamReader(http, response, resume)
+
+    def stream_parser(self, request: ChatRequest) -> Callable[[StreamReader], ChatCompletion]:
+        """The assembled completion, checked against ``output=`` and the tools offered."""
+        return functools.partial(_streamed, request.output, self.tool_rules(request))
 
     @staticmethod
     def deterministic(request: ChatRequest) -> bool:
@@ -114,6 +144,12 @@ def _follow_up(
     if isinstance(resume, Resume):
         return continuation(request, resume) if resume.strategy == "continue" else request
     return None
+
+
+def _streamed(
+    output: OutputSchema | None, rules: ToolCallRules | None, reader: StreamReader
+) -> ChatCompletion:
+    return checked_output(reader.completion(), output, rules)
 
 
 def _message(role: object, content: object) -> dict[str, Any]:

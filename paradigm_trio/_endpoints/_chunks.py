@@ -3,9 +3,9 @@
 A :class:`StreamReader` reads the body of one attempt's ``text/event-stream`` response,
 parses it with :class:`~paradigm_trio._sse.SSEDecoder`, turns events into
 :class:`~paradigm_trio.ChatCompletionChunk` objects and assembles the completion.  Every
-failure is an :class:`~paradigm_trio._errors.AttemptFailure` (built with the HTTP layer's
+failure is an :class:`~paradigm_trio._attempt_failure.AttemptFailure` (built with the HTTP layer's
 error builder); nothing here retries, counts or emits events: that is the attempt engine's
-business (``_attempts``), driven by ``_streaming``.
+business (``_attempts``), driven by the send path (``_endpoint.Sender``).
 
 A stream is complete at ``data: [DONE]``, or when its body ends (cleanly, or by a broken
 connection: :attr:`StreamReader.broken`) after every choice it mentioned has a
@@ -25,17 +25,14 @@ from typing import Final
 import httpx2
 import trio
 
-from .._errors import (
-    APIResponseValidationError,
-    APITimeoutError,
-    AttemptFailure,
-    IncompleteStreamError,
-)
+from .._attempt_failure import AttemptFailure
+from .._errors import APIResponseValidationError, APITimeoutError, IncompleteStreamError
 from .._http._failures import RAW_LIMIT
 from .._http._http import HTTP
 from .._json import parse_json
 from ._assembly import CompletionAssembler
 from ._completion import ChatCompletion, ChatCompletionChunk
+from ._endpoint import close_response
 from ._pace import StallWatch
 from ._resume import DIVERGED, Diverged, Resume
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
@@ -74,7 +71,7 @@ class StreamReader:
         self._finished: set[object] = set()  # ... and those that had a finish_reason
         self.stall: StallWatch | None = None
         """The stream's idle limit from its pace, once its first chunk is in (set by
-        ``Streamer.open``); ``None``: only the caller's read timeout applies."""
+        ``Sender.open``); ``None``: only the caller's read timeout applies."""
         self.received = 0
         """Chunks parsed, those a resume drops included (each ends a wait for one)."""
         self.resume = resume
@@ -87,6 +84,11 @@ class StreamReader:
             self.assembler, self.queue = old.assembler, old.queue
             self.chunks, self.characters = old.chunks, old.characters
             # (whether this stream is complete is judged on its own chunks, untrimmed)
+
+    @property
+    def bytes_received(self) -> int:
+        """The bytes of the body read so far."""
+        return self.decoder.bytes_received
 
     @property
     def text(self) -> str:
@@ -341,28 +343,4 @@ class StreamReader:
     async def close(self) -> None:
         """Close the response at once (shielded: closing must not be cancelled half-way)."""
         parts, self._bytes = self._bytes, None
-        with trio.CancelScope(shield=True):
-            if parts is not None:
-                await _unwind(parts)
-            await self.response.aclose()
-
-
-async def _unwind(parts: AsyncGenerator[bytes, None]) -> None:
-    """Finish a body iterator that may be suspended mid-body, leaving no generator behind.
-
-    ``aclose()`` is not enough: httpx2 wraps httpcore2's body generator in another one that
-    does not close it, so it would be garbage collected unfinished (a ``ResourceWarning``
-    from trio).  Resuming the chain inside a cancelled scope makes the innermost read raise
-    ``Cancelled``, which unwinds every generator of the chain; the connection is then closed
-    (the server sees the disconnect).
-    """
-    with trio.CancelScope() as scope:
-        scope.cancel()
-        try:
-            while True:
-                await parts.__anext__()  # buffered data comes out without a checkpoint
-        except StopAsyncIteration:
-            pass
-        except Exception:  # a broken body: we are closing it anyway
-            pass
-    await parts.aclose()
+        await close_response(self.response, parts)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._errors import APIResponseValidationError, AttemptFailure, StructuredOutputError
+from .._attempt_failure import AttemptFailure
+from .._errors import APIResponseValidationError, StructuredOutputError
 from .._numbers import whole
 from ._logprobs import ChoiceLogprobs, parse_logprobs
 from ._structured import OutputSchema, ToolCallRules
@@ -26,14 +27,7 @@ __all__ = [
     "Usage",
     "checked_output",
     "completion_parser",
-    "usage_of",
 ]
-
-
-def usage_of(completion: ChatCompletion) -> Usage | None:
-    """A completion's usage, for the engine's token accounting (``None``: the estimate
-    stands)."""
-    return completion.usage
 
 
 @dataclass(frozen=True, slots=True)

@@ -372,6 +372,7 @@ class EmbeddingsEndpoint:
 
     operation: Final = "embeddings"
     path: Final = "/embeddings"
+    idempotent: Final = True  # (no state on the server: resent after any retryable failure)
     token_types: Final = ("input",)
 
     def __init__(self, model: str, *, packing: bool = True) -> None:

@@ -38,7 +38,12 @@ __all__ = [
 
 
 class EndpointRequest(Protocol):
-    """A request to one of Paradigm's JSON endpoints (validated when built; no I/O)."""
+    """A request to one of Paradigm's JSON endpoints (validated when built; no I/O).
+
+    A request class whose request must not be sent twice blindly (it creates something:
+    a thread's turn) says so with a class attribute ``idempotent = False`` (read by
+    :class:`JsonEndpoint`; ``True`` when absent).
+    """
 
     @property
     def custom_id(self) -> str | None: ...
@@ -65,16 +70,19 @@ class JsonEndpoint:
         operation: its name in telemetry (``"tokenize"``, ``"query"``...).
         path: its path.
         model: the model of a request that names none (the client's ``model``).
+        idempotent: whether its requests may be resent after any retryable failure
+            (``Plan.idempotent``; from the request class's ``idempotent``).
     """
 
-    __slots__ = ("model", "operation", "path")
+    __slots__ = ("idempotent", "model", "operation", "path")
 
     token_types = ("input", "output")
 
-    def __init__(self, operation: str, path: str, model: str) -> None:
+    def __init__(self, operation: str, path: str, model: str, idempotent: bool = True) -> None:
         self.operation = operation
         self.path = path
         self.model = model
+        self.idempotent = idempotent
 
     def encode(self, request: EndpointRequest) -> bytes:
         return encode_json(request.to_body(self.model))

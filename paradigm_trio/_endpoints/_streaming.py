@@ -1,18 +1,18 @@
-"""Streamed chat completions over Server-Sent Events.
+"""A live streamed chat completion: :class:`ChatStream`, chunks handed to a caller as they
+arrive.
 
-Two kinds of request stream, and both run their attempts on the attempt engine
+Its attempts run on the one send path (``_endpoint.Sender``) and the attempt engine
 (``_attempts``), so they obey the same deadlines, leases, retry rules and bookkeeping as
-:meth:`Client.chat <paradigm_trio.Client.chat>`:
+:meth:`Client.chat <paradigm_trio.Client.chat>`.  Its attempt is "open the stream and read
+up to the first chunk" (:meth:`Sender.open <._endpoint.Sender.open>`); the engine keeps
+the lease while the caller reads.  A break after the first chunk asks the engine for
+another attempt (``Call.resume``), whose reader carries on the broken one less what was
+delivered (``_resume``: replayed, or continued through the endpoint's ``follow_up``);
+with ``restart=None`` it is final (the caller has seen part of an answer).
 
-* :class:`ChatStream` (``client.chat_stream``) hands chunks to a caller as they arrive.  Its
-  attempt is "open the stream and read up to the first chunk"; the engine keeps the lease
-  while the caller reads.  A break after the first chunk asks the engine for another
-  attempt (``Call.resume``), whose reader carries on the broken one less what was
-  delivered (``_resume``: replayed, or continued through the endpoint's ``follow_up``);
-  with ``restart=None`` it is final (the caller has seen part of an answer).
-* :meth:`Streamer.complete` (a batch item with ``stream=True``) hands nothing out until the
-  end.  Its attempt is "read the whole stream", so a stream broken midway (cut, malformed
-  chunk, error event, silence) is an ordinary attempt failure, retried per the policy.
+A stream read whole (a batch item with ``stream=True``) hands nothing out until the end:
+:meth:`Sender.stream <._endpoint.Sender.stream>`, whose attempt is "read the whole
+stream", so a stream broken midway is an ordinary attempt failure, retried per the policy.
 
 One response's bytes become chunks in ``_chunks`` (:class:`StreamReader`: no retry, no
 bookkeeping), which parses them with ``_sse`` (no I/O at all).
@@ -22,171 +22,26 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Final, Self
 
 import trio
 
-from .._config import Timeouts
-from .._engine._attempts import Attempting, Call, Engine, Plan
-from .._errors import (
-    APIError,
-    APITimeoutError,
-    AttemptFailure,
-    TimeoutKind,
-)
+from .._attempt_failure import AttemptFailure
+from .._engine._attempts import Attempting, Call, Plan
+from .._errors import APIError
 from .._events import Attempt
-from .._http._http import HTTP, Exchange
 from ._chat import ChatEndpoint
 from ._chunks import StreamReader
-from ._completion import ChatCompletion, ChatCompletionChunk, checked_output, usage_of
+from ._completion import ChatCompletion, ChatCompletionChunk
+from ._endpoint import Sender
 from ._models import ChatRequest
-from ._pace import StallWatch
 from ._resume import RESTARTS, Restart, Resume
 
-__all__ = ["ChatStream", "Streamer"]
+__all__ = ["ChatStream"]
 
 _NOT_RETRIED: Final = "not retried: the stream had already delivered chunks to the caller"
 """A streamed answer that does not match ``output=`` is final: it was handed out."""
-
-# --------------------------------------------------------------------------- attempts
-
-
-class Streamer:
-    """The streamed requests of one client: opens attempts and reads them."""
-
-    def __init__(self, engine: Engine, http: HTTP, chat: ChatEndpoint) -> None:
-        self.engine = engine
-        self.http = http
-        self.chat = chat
-        self.model = chat.model
-
-    def prepare(
-        self, request: ChatRequest, key: str, timeouts: Timeouts, *, include_usage: bool = True
-    ) -> Exchange:
-        body = request.to_body(self.model)
-        body["stream"] = True
-        if include_usage:
-            options = body.get("stream_options")
-            body["stream_options"] = {
-                **(options if isinstance(options, Mapping) else {}),
-                "include_usage": True,
-            }
-        data = request.encode_body(body)
-        return self.http.prepare(
-            "POST", "/chat/completions", body=data, key=key, timeouts=timeouts, stream=True
-        )
-
-    async def open(
-        self, ex: Exchange, plan: Plan, current: Attempting, resume: Resume | None = None
-    ) -> StreamReader:
-        """One attempt up to its first chunk (or the end), under the first-token deadline
-        (``resume``: it resumes a broken stream, whose reader the new one carries on)."""
-        deadline, which = _first_deadline(plan.timeouts, current.started)
-        reader: StreamReader | None = None
-        try:
-            with trio.move_on_at(deadline):
-                reader = await self._start(ex, current, resume)
-                await reader.next_chunk()
-                if reader.chunks:
-                    current.first_chunk = trio.current_time()
-                reader.stall = StallWatch.of(plan.timeouts)  # (from the first chunk on)
-                return reader
-            raise _first_timeout(plan, which, reader)
-        except BaseException:
-            if reader is not None:
-                await reader.close()
-            raise
-
-    async def _start(
-        self, ex: Exchange, current: Attempting, resume: Resume | None
-    ) -> StreamReader:
-        http = self.http
-        response = await http.send(ex)
-        status = response.status_code
-        current.responded(status, http.request_id(response), response.headers)
-        if not 200 <= status < 300:
-            await http.read(response)
-            raise http.status_failure(response)
-        reader = StreamReader(http, response, resume)
-        current.progress = reader.progress
-        content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if content_type != "text/event-stream":
-            await reader.close()
-            raise reader.invalid(
-                f"expected a text/event-stream response, got {content_type or 'none'!r} "
-                f"(status {status})"
-            )
-        return reader
-
-    async def complete(
-        self,
-        request: ChatRequest,
-        plan: Plan,
-        history: list[Attempt] | None = None,
-    ) -> ChatCompletion:
-        """Stream ``request`` to its end and return the assembled completion (a batch item).
-
-        Each attempt reads the whole stream: a stream that breaks after its first chunk
-        (cut, malformed, an error event, silence) is retried whole, with the same
-        ``Idempotency-Key``; nothing was handed out, so nothing is lost or repeated.
-        """
-        sent = self.prepare(request, plan.key, plan.timeouts)
-        tools = self.chat.tool_rules(request)
-        follow_up = self.chat.follow_up(request, stream=True)
-
-        async def attempt(current: Attempting) -> ChatCompletion:
-            nonlocal sent
-            reader = await self.open(sent, plan, current)
-            try:
-                await reader.read_to_end(plan.timeouts.read)
-                await reader.drain()
-            finally:
-                await reader.close()
-            if reader.no_done:
-                self.engine.ledger.stream_ended_without_done(
-                    plan.custom_id, plan.key, current.number, reader.broken
-                )
-            try:
-                return checked_output(reader.completion(), request.output, tools)
-            except AttemptFailure as failure:
-                again = follow_up(failure) if follow_up is not None else None
-                if again is not None:  # a re-ask: what was wrong with the tool call
-                    sent = self.prepare(again, plan.key, plan.timeouts)
-                raise
-
-        call = self.engine.call(plan, history)
-        return await call.run(attempt, usage=usage_of)
-
-
-def _first_deadline(t: Timeouts, start: float) -> tuple[float, TimeoutKind]:
-    options: list[tuple[float, TimeoutKind]] = [(math.inf, "first_token")]
-    if t.first_token is not None:
-        options.append((start + t.first_token, "first_token"))
-    elif t.read is not None:
-        options.append((start + t.read, "stream"))
-    if t.attempt is not None:
-        options.append((start + t.attempt, "attempt"))
-    return min(options, key=lambda option: option[0])
-
-
-def _first_timeout(plan: Plan, which: TimeoutKind, reader: StreamReader | None) -> AttemptFailure:
-    t = plan.timeouts
-    if which == "first_token":
-        limit = f"Timeouts.first_token={t.first_token:g}s"
-    elif which == "attempt":
-        limit = f"Timeouts.attempt={t.attempt:g}s"
-    else:
-        limit = f"Timeouts.read={t.read:g}s (Timeouts.first_token is None)"
-    got = (
-        f" (status {reader.status}, {reader.decoder.bytes_received} bytes received)"
-        if reader is not None
-        else " (no response)"
-    )
-    error = APITimeoutError(f"no chunk within {limit}{got}", which=which)
-    return AttemptFailure(error, "timeout")
-
 
 # --------------------------------------------------------------------------- ChatStream
 
@@ -250,10 +105,10 @@ class ChatStream:
 
     def __init__(
         self,
-        streamer: Streamer,
+        sender: Sender,
+        chat: ChatEndpoint,
         request: ChatRequest,
         plan: Plan,
-        ex: Exchange,
         *,
         restart: Restart | None = "replay",
         include_usage: bool = True,
@@ -262,11 +117,13 @@ class ChatStream:
             raise ValueError(f"restart must be 'replay', 'continue' or None, got {restart!r}")
         self.request = request
         self.restart: Restart | None = restart
-        self._streamer = streamer
+        self._sender = sender
+        self._chat = chat
         self._plan = plan
-        self._ex = ex
         self._include_usage = include_usage
-        self._call: Call = streamer.engine.call(plan)
+        # (an InvalidRequestError here: nothing is sent)
+        self._ex = sender.prepare_stream(chat, request, plan, include_usage)
+        self._call: Call = sender.engine.call(plan)
         self._state = _State.NEW
         self._reader: StreamReader | None = None
         self._completion: ChatCompletion | None = None
@@ -329,11 +186,11 @@ class ChatStream:
         if self._state is not _State.NEW:
             raise RuntimeError("a ChatStream can be entered only once")
         self._move(_State.OPENING)
-        streamer, plan, ex = self._streamer, self._plan, self._ex
+        sender, chat, plan, ex = self._sender, self._chat, self._plan, self._ex
 
         async def attempt(current: Attempting) -> StreamReader:
             self._attempt = current.number
-            return await streamer.open(ex, plan, current)
+            return await sender.open(chat, ex, plan, current)
 
         try:
             self._reader = await self._call.run(attempt, hold=True)
@@ -423,8 +280,8 @@ class ChatStream:
         continue (``"continue"``, through the endpoint's ``follow_up``), and its reader
         carries on this one, less what was delivered."""
         assert self.restart is not None
-        streamer, plan = self._streamer, self._plan
-        follow_up = streamer.chat.follow_up(self.request, stream=True)
+        sender, chat, plan = self._sender, self._chat, self._plan
+        follow_up = chat.follow_up(self.request, stream=True)
         error, last = failure.error, reader
 
         async def attempt(current: Attempting) -> StreamReader:
@@ -434,10 +291,9 @@ class ChatStream:
             failure.resume = resume
             again = follow_up(failure) if follow_up is not None else None
             if again is not None:
-                include = self._include_usage
-                self._ex = streamer.prepare(again, plan.key, plan.timeouts, include_usage=include)
+                self._ex = sender.prepare_stream(chat, again, plan, self._include_usage)
             try:
-                return await streamer.open(self._ex, plan, current, resume)
+                return await sender.open(chat, self._ex, plan, current, resume)
             finally:
                 last = resume.successor or last  # (what a failed attempt took over)
 
@@ -450,10 +306,8 @@ class ChatStream:
         return reader
 
     async def _succeed(self, reader: StreamReader) -> None:
-        request = self.request
         try:
-            tools = self._streamer.chat.tool_rules(request)
-            completion = checked_output(reader.completion(), request.output, tools)
+            completion = self._chat.stream_parser(self.request)(reader)
         except AttemptFailure as failure:
             self._move(_State.FAILED)
             try:
@@ -466,7 +320,7 @@ class ChatStream:
         try:
             if reader.no_done:  # (inside the try: a hook that raises must not leak the lease)
                 plan = self._plan
-                self._streamer.engine.ledger.stream_ended_without_done(
+                self._sender.engine.ledger.stream_ended_without_done(
                     plan.custom_id, plan.key, self._attempt, reader.broken
                 )
             await reader.drain()

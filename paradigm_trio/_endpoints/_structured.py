@@ -33,13 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .._errors import (
-    AttemptFailure,
-    InvalidRequestError,
-    StructuredOutputError,
-    ToolCallError,
-    ToolCallReason,
-)
+from .._attempt_failure import AttemptFailure
+from .._errors import InvalidRequestError, StructuredOutputError, ToolCallError, ToolCallReason
 from .._json import parse_json
 from ._tools import FunctionCall, ModelSchema, ToolCall, json_schema_of
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
@@ -105,7 +105,13 @@ class TurnRequest:
         immediate_final_answer, background: as the reference has them.
         extra: more body fields, passed through.
         custom_id: a stable id for this logical request.
+        idempotent: ``False``, for the class: sent twice, a turn makes two threads (and
+            runs the agent twice), so it is resent only when it cannot have reached the
+            server, or the server said it did not process it (408, 425, 429, 503,
+            ``x-should-retry: true``).
     """
+
+    idempotent: ClassVar[bool] = False
 
     query: str
     agent_id: int | None = None

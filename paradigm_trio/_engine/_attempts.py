@@ -3,7 +3,7 @@
 A *logical request* (a chat completion, a stream, the model list, one item of a batch) is a
 :class:`Call`.  Its attempts are made by an *attempt function*, ``async (Attempting) -> T``,
 which does the I/O and either returns a result or raises
-:class:`~paradigm_trio._errors.AttemptFailure` (the error and its classification: cause,
+:class:`~paradigm_trio._attempt_failure.AttemptFailure` (the error and its classification: cause,
 status, ``Retry-After``, ``x-should-retry``).  The engine alone owns everything else, so
 that each kind of request obeys the same rules:
 
@@ -39,13 +39,14 @@ from typing import Any, TypeVar
 
 import trio
 
+from .._attempt_failure import AttemptFailure
 from .._config import AttemptTimedOut, RetryPolicy, Timeouts
-from .._errors import APIError, APITimeoutError, AttemptFailure, RequestCancelled
+from .._errors import APIError, APITimeoutError, RequestCancelled
 from .._events import Attempt, AttemptFailed
 from ._budget import BatchControl
 from ._ledger import CANCELLED, Ledger, Tokens, one_line
 from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
-from ._retry import INVALID_ANSWER, allows
+from ._retry import INVALID_ANSWER, allows, not_resent
 
 __all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]
 
@@ -122,6 +123,8 @@ class Plan:
             ``stream`` whether it is sent as a stream.
         hedge: whether it is a batch's hedge (``_hedge``): its attempts are announced and
             counted as hedges.
+        idempotent: whether sending it twice does no more than sending it once (the
+            default); one that is not (an upload) is resent as ``_retry.resendable`` says.
     """
 
     custom_id: str | None
@@ -136,6 +139,7 @@ class Plan:
     request: Any = None
     stream: bool = False
     hedge: bool = False
+    idempotent: bool = True
 
 
 class Lease:
@@ -439,6 +443,8 @@ class Call:
         retryable = self._retryable(failure)
         engine.health.event(now, hit=retryable)
         delay, stop_reason = self._retry_delay(failure, retryable, current.number, now)
+        if not retryable and not plan.idempotent:
+            stop_reason = not_resent(plan.retry, failure, self._invalid_outputs)
         if delay is not None and plan.control is not None:
             ticket, wait = plan.control.spend_retry(failure.cause, now)
             if now + max(delay, wait) >= self.deadline:
@@ -464,7 +470,8 @@ class Call:
         """The retry decision, made once (``allows``): whether the policy allows another."""
         if failure.cause in INVALID_ANSWER:
             self._invalid_outputs += 1
-        return allows(self.plan.retry, failure, self._invalid_outputs)
+        plan = self.plan
+        return allows(plan.retry, failure, self._invalid_outputs, plan.idempotent)
 
     def _retry_delay(
         self, failure: AttemptFailure, retryable: bool, number: int, now: float
@@ -503,11 +510,12 @@ class Call:
         cause: str | None = None,
         error: str | None = None,
         delay: float | None = None,
+        reached: bool = True,
     ) -> Attempt:
         """Close the attempt under way: its :class:`Attempt` joins the history."""
         record = Attempt(
             current.number, current.started, now - current.started, current.status,
-            cause, error, delay, current.request_id,
+            cause, error, delay, current.request_id, reached,
         )  # fmt: skip
         self.history.append(record)
         self._current = None
@@ -516,7 +524,9 @@ class Call:
     def _record_failure(
         self, current: Attempting, now: float, failure: AttemptFailure, delay: float | None
     ) -> None:
-        record = self._record(current, now, failure.cause, one_line(failure.error), delay)
+        record = self._record(
+            current, now, failure.cause, one_line(failure.error), delay, failure.reached
+        )
         plan = self.plan
         self.engine.ledger.emit(AttemptFailed(plan.custom_id, plan.key, record, delay is not None))
 

@@ -230,7 +230,7 @@ class _Run(Generic[Q, R, S]):
             systematic=options.systematic_failures if options.on_error == "collect" else None,
         )
         self.held: list[R] = []  # results held while the batch may be failing systematically
-        self.control.hedger = hedger_for(options.hedge, self.control, free)
+        self.control.hedger = hedger_for(options.hedge, self.control, free, ttft=options.stream)
         self.tracker = _Tracker(start=trio.current_time())
         self.next_progress = self.tracker.start + _log.PROGRESS_INTERVAL
         self.send, receive = trio.open_memory_channel[R](width)

@@ -12,14 +12,8 @@ from typing import Any
 import trio
 
 from .. import _log
-from .._errors import (
-    Diagnosis,
-    InvalidRequestError,
-    RequestCancelled,
-    ServerUnreachableError,
-    SystematicFailureError,
-    diagnose,
-)
+from .._diagnosis import Diagnosis, SystematicFailureError, diagnose
+from .._errors import InvalidRequestError, RequestCancelled, ServerUnreachableError
 
 __all__ = [
     "BatchControl",

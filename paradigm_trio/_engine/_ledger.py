@@ -12,7 +12,8 @@ from typing import Any, Final, Protocol
 import trio
 
 from .. import _log
-from .._errors import APIError, AttemptFailure, RequestCancelled
+from .._attempt_failure import AttemptFailure
+from .._errors import APIError, RequestCancelled
 from .._events import (
     AttemptFailed,
     AttemptStarted,

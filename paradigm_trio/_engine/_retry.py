@@ -1,36 +1,61 @@
 """The retry decision: whether a :class:`~paradigm_trio.RetryPolicy` allows another attempt
 after a failure, made here and nowhere else.
 
-Attempt functions only *classify* a failure (:class:`~paradigm_trio._errors.AttemptFailure`:
-its cause, the status, ``x-should-retry``, ``Retry-After``); the engine (``Call``) asks
-:func:`allows`, then decides the wait (attempts left, ``Retry-After``, backoff, budget,
-deadline).
+Attempt functions only *classify* a failure
+(:class:`~paradigm_trio._attempt_failure.AttemptFailure`: its cause, the status,
+``x-should-retry``, ``Retry-After``, whether the request may have reached the server);
+the engine (``Call``) asks :func:`allows`, then decides the wait (attempts left,
+``Retry-After``, backoff, budget, deadline).
+
+A request that is not idempotent (``Plan.idempotent``: an upload, a delete, a thread's
+turn) is resent only when sending it again cannot do its work twice: the failure proves
+it never reached the server (``AttemptFailure.reached`` is false: the connection could
+not be opened), or the server answered that it did not process it: a status of
+:data:`UNPROCESSED` (408, 425, 429, 503: refused before any work), or
+``x-should-retry: true`` (the server's own word).  Any other failure after the request
+may have reached the server (a 500, 502 or 504, a read timeout, a connection reset, a
+2xx that does not parse) is final for it, whatever the policy.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from .._attempt_failure import AttemptFailure
 from .._config import RetryPolicy
-from .._errors import AttemptFailure
 
-__all__ = ["INVALID_ANSWER", "allows"]
+__all__ = ["INVALID_ANSWER", "UNPROCESSED", "allows", "not_resent", "resendable"]
 
 _CONNECTION: Final = frozenset({"connection", "timeout"})
 INVALID_ANSWER: Final = frozenset({"invalid_output", "invalid_tool_call"})
 """The causes of an answer that arrived whole but did not pass the request's checks
 (``output=``, tool calls): re-asked within one budget, ``invalid_output_retries``."""
+UNPROCESSED: Final = frozenset({408, 425, 429, 503})
+"""The statuses that say the server refused a request before doing any of its work
+(request timeout, too early, rate limited, unavailable): a request that is not
+idempotent may be resent after them."""
 
 
-def allows(policy: RetryPolicy, failure: AttemptFailure, invalid_outputs: int) -> bool:
+def resendable(failure: AttemptFailure) -> bool:
+    """Whether a request that is not idempotent may be sent again after ``failure``: it
+    never reached the server, or the server said it did not process it."""
+    if not failure.reached or failure.should_retry is True:
+        return True
+    return failure.status in UNPROCESSED
+
+
+def allows(
+    policy: RetryPolicy, failure: AttemptFailure, invalid_outputs: int, idempotent: bool = True
+) -> bool:
     """Whether ``policy`` allows another attempt after ``failure``.
 
     ``invalid_outputs`` counts the request's answers that did not pass its checks
     (``output=``, tool calls: :data:`INVALID_ANSWER`), this one included.  A certificate,
     a proxy's refusal or a host name that cannot be looked up (``"tls"``, ``"proxy"``,
-    ``"host"``) is a configuration problem: never.
+    ``"host"``) is a configuration problem: never.  A request that is not
+    ``idempotent``: only when it is :func:`resendable` too.
     """
-    if failure.final:
+    if failure.final or not (idempotent or resendable(failure)):
         return False
     if failure.status is not None:
         if failure.should_retry is not None:  # the server's word wins over the policy
@@ -46,3 +71,15 @@ def allows(policy: RetryPolicy, failure: AttemptFailure, invalid_outputs: int) -
     if cause == "stream_error":  # an error event that names no status: as a 500
         return policy.is_retryable_status(500)
     return False
+
+
+def not_resent(policy: RetryPolicy, failure: AttemptFailure, invalid_outputs: int) -> str | None:
+    """The note of the error of a request that is not idempotent, not resent after
+    ``failure`` when ``policy`` alone would have resent it (else ``None``)."""
+    if not allows(policy, failure, invalid_outputs):
+        return None
+    return (
+        "not resent: the request is not idempotent (sending it twice may do its work "
+        "twice) and it may have reached the server; check whether it took effect "
+        "before sending it again"
+    )

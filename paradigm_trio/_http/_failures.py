@@ -10,9 +10,10 @@
   what the API promises.
 
 Every body, header, request id and exception chain goes through the client's ``Redactor``
-before an error is built.  Failures are :class:`~paradigm_trio._errors.AttemptFailure`: the
+before an error is built.  Failures are :class:`~paradigm_trio._attempt_failure.AttemptFailure`: the
 error to raise if this is the last attempt and its classification (cause, status,
-``Retry-After``, ``x-should-retry``): whether to retry is the engine's decision alone.
+``Retry-After``, ``x-should-retry``, whether the request may have reached the server:
+:func:`may_have_reached`): whether to retry is the engine's decision alone.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from typing import Any
 
 import httpx2
 
+from .._attempt_failure import AttemptFailure
 from .._errors import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
     APITimeoutError,
-    AttemptFailure,
     CertificateVerificationError,
     ProxyError,
     TimeoutKind,
@@ -43,7 +44,13 @@ from .._json import parse_json
 from .._redact import Redactor
 from .._transport import InvalidHostName, ProxyRefused, TLSConnectError
 
-__all__ = ["Failures", "RAW_LIMIT", "parse_retry_after", "parse_should_retry"]
+__all__ = [
+    "Failures",
+    "RAW_LIMIT",
+    "may_have_reached",
+    "parse_retry_after",
+    "parse_should_retry",
+]
 
 RAW_LIMIT = 64 * 1024
 """How much of a response body an error keeps (``.raw``, ``.body``), in characters."""
@@ -123,6 +130,27 @@ _TIMEOUT_KINDS: tuple[tuple[type[httpx2.TimeoutException], TimeoutKind], ...] = 
 )
 
 
+_NEVER_SENT: tuple[type[httpx2.HTTPError], ...] = (
+    httpx2.ConnectError,  # TCP, DNS, TLS (TLSConnectError), a host name (InvalidHostName)
+    httpx2.ConnectTimeout,
+    httpx2.PoolTimeout,  # waiting for a connection of the pool
+    httpx2.ProxyError,  # a proxy's refusal (ProxyRefused) or a failed CONNECT
+    httpx2.UnsupportedProtocol,  # a URL no connection can be opened for
+)
+
+
+def may_have_reached(exc: httpx2.HTTPError) -> bool:
+    """Whether the request of a failed exchange may have reached the server.
+
+    ``False`` only when no byte of it can have been sent: the failure came while the
+    connection was being opened (connect, DNS look-up, TLS handshake, a proxy's
+    ``CONNECT`` or its refusal) or while waiting for one (a pool timeout).  Once the
+    request started being written (a write, read or protocol failure, a read timeout),
+    the server may have received it, whole or in part: ``True``.
+    """
+    return not isinstance(exc, _NEVER_SENT)
+
+
 class Failures:
     """Builds failures from what came from the server or the network (an ``HTTP`` is one).
 
@@ -155,6 +183,7 @@ class Failures:
 
         A certificate that does not verify is a configuration problem: cause ``"tls"``,
         never retried; so is a host name that cannot be looked up: cause ``"host"``.
+        Whether the request may have reached the server: :func:`may_have_reached`.
         """
         error: APIError
         certificate = _unverified_certificate(exc)
@@ -183,7 +212,7 @@ class Failures:
             )
             cause = "invalid_response"
         self.chain(error, exc)
-        return AttemptFailure(error, cause)
+        return AttemptFailure(error, cause, reached=may_have_reached(exc))
 
     def _certificate_error(
         self, exc: ssl.SSLCertVerificationError, raised: httpx2.HTTPError

@@ -24,8 +24,9 @@ from typing import Any, Protocol, TypeVar
 import httpx2
 import trio
 
+from .._attempt_failure import AttemptFailure
 from .._config import Timeouts
-from .._errors import APIResponseValidationError, AttemptFailure
+from .._errors import APIResponseValidationError
 from .._json import parse_json
 from .._redact import Redactor
 from .._transport import FastLane, TrioTransport, header_map

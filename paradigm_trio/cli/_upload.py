@@ -10,6 +10,10 @@ Ctrl-C skips the files done, finishes those accepted (waits for them, writes the
 line), and looks for those started but not confirmed among the server's documents
 (same name and size, not yet claimed) before sending them again: the server then holds
 each file once.  The upload's ``Idempotency-Key`` derives from the content's hash too.
+Within a run likewise: an upload that failed once it may have been stored (a 5xx, a
+timeout or a reset while it was answered: the client does not resend it, as it is not
+idempotent) is looked for among the server's documents, then sent again if it is not
+there (at most twice).
 
 The files are hashed and sent concurrently (``--concurrency``), under the client's rate
 limits; a file is read from disk as it is sent, never whole.  One run per output: a run
@@ -190,6 +194,20 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
+_RESENDS = 2
+"""Uploads sent again, each after looking for the document among the server's, when an
+upload failed once it may have been stored (the client does not resend it)."""
+
+
+def _may_be_stored(error: pt.APIError) -> bool:
+    """Whether a failed upload may have been stored: its last attempt may have reached the
+    server, and its answer, if any, was not a refusal (a 4xx)."""
+    last = error.attempts[-1] if error.attempts else None
+    if last is None or not last.reached:
+        return False
+    return last.status is None or last.status >= 500
+
+
 def _append(out: IO[bytes], record: dict[str, Any]) -> None:
     out.write(dumps(record).encode("utf-8") + b"\n")
     out.flush()
@@ -272,17 +290,31 @@ class Run:
         upload = await trio.to_thread.run_sync(
             lambda: pt.FileUpload.of(path, fields=self.fields, custom_id=f"sha256:{digest}")
         )
-        info = await self.client.files.upload(upload)
+        for resend in range(_RESENDS + 1):
+            try:
+                info = await self.client.files.upload(upload)
+                break
+            except pt.APIError as exc:
+                if resend == _RESENDS or not _may_be_stored(exc):
+                    raise
+            # Not resent by the client (an upload is not idempotent): look for it first.
+            found = await self._find(path, size, fresh=True)
+            if found is not None:
+                self.counts["recovered"] += 1
+                _append(self.journal, {"event": "accepted", "sha256": digest, "file": found})
+                return found
         self.sent_bytes += size
         self.counts["uploaded"] += 1
         file = {**info.raw, "id": info.id, "status": info.status}
         _append(self.journal, {"event": "accepted", "sha256": digest, "file": file})
         return file
 
-    async def _find(self, path: Path, size: int) -> dict[str, Any] | None:
+    async def _find(self, path: Path, size: int, fresh: bool = False) -> dict[str, Any] | None:
         """A document the server holds for an upload that was started but not confirmed
-        (same file name and size, not claimed by another line)."""
-        if self.server_files is None:
+        (same file name and size, not claimed by another line); ``fresh``: list the
+        server's documents again (an upload of this run failed after it may have been
+        stored)."""
+        if self.server_files is None or fresh:
             self.server_files = await self.client.files.list()
             self.claimed.update(self.state.done_hashes.values())
         for info in self.server_files:

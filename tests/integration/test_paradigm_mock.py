@@ -71,11 +71,14 @@ async def test_each_endpoint_plain(tmp_path: Path) -> None:
 
 
 async def test_endpoint_batches_with_faults_one_result_each(tmp_path: Path) -> None:
-    config = ms.MockConfig(seed=5, faults=FAULTS, retry_after=0.02, file_processing_time=0.1)
+    config = ms.MockConfig(seed=5, retry_after=0.02, file_processing_time=0.1)
     prompts = [f"prompt number {i} " + "word " * (i % 13) for i in range(300)]
     async with ms.serve(config) as server:
         async with client_for(server, limits=pt.Limits(concurrency=16)) as client:
+            # Before the faults: an upload is not idempotent, so one that may have been
+            # stored (a 500, a reset, a malformed answer) is not resent.
             await _upload_all(client, tmp_path)
+            server.configure(faults=FAULTS)
             counts = await client.tokenize_batch(prompts, model="alfred-4.2")
             queries = await client.query_batch([f"notice period {i}" for i in range(100)], n=2)
             mixed_items: list[object] = [

@@ -19,13 +19,13 @@ import pytest
 import trio
 
 import paradigm_trio as pt
+from paradigm_trio._attempt_failure import AttemptFailure
 from paradigm_trio._config import RetryPolicy, Timeouts
 from paradigm_trio._endpoints._completion import Usage
 from paradigm_trio._engine._attempts import Attempting, Call, Engine, Plan
 from paradigm_trio._engine._budget import BatchControl
 from paradigm_trio._engine._ledger import Ledger
 from paradigm_trio._engine._ratelimit import AdaptiveController, RateLimiter
-from paradigm_trio._errors import AttemptFailure
 from paradigm_trio._events import (
     AttemptFailed,
     AttemptStarted,

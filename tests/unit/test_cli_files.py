@@ -176,3 +176,44 @@ def test_upload_refuses_an_output_another_run_holds(
     assert code == 2
     assert "paradigm-trio upload:" in capsys.readouterr().err
     assert not out.exists() or out.read_text() == ""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stored", [True, False], ids=["stored", "not-stored"])
+async def test_an_upload_that_may_have_been_stored_is_looked_for_before_a_resend(
+    tmp_path: Path, stored: bool
+) -> None:
+    # The client does not resend an upload after a 500 (it is not idempotent): the
+    # command lists the server's documents, and sends it again only if it is not there.
+    import argparse
+
+    import httpx2
+
+    import paradigm_trio as pt
+    from paradigm_trio.cli._upload import Run, State
+
+    from .helpers import make_client
+
+    path = tmp_path / "a.txt"
+    path.write_text("hello")
+    held: list[dict[str, object]] = []
+    posts: list[httpx2.Request] = []
+
+    async def server(request: httpx2.Request) -> httpx2.Response:
+        await request.aread()
+        if request.method == "GET":
+            return httpx2.Response(200, json={"data": held, "next": None})
+        posts.append(request)
+        doc = {"id": len(posts), "filename": "a.txt", "bytes": 5, "status": "pending"}
+        if len(posts) == 1:
+            if stored:  # stored, then the answer was lost
+                held.append(doc)
+            return httpx2.Response(500)
+        return httpx2.Response(201, json=doc)
+
+    with (tmp_path / "out").open("wb") as out, (tmp_path / "journal").open("wb") as journal:
+        async with make_client(server, timeouts=pt.Timeouts.none()) as client:
+            run = Run(client, argparse.Namespace(quiet=True), {}, State(), out, journal, 1)
+            file = await run._upload(path, "d" * 64, 5)
+    assert (file["id"], len(posts)) == ((1, 1) if stored else (2, 2))
+    assert run.counts["recovered" if stored else "uploaded"] == 1

@@ -128,10 +128,9 @@ async def test_a_stream_waiting_for_a_slot_at_the_callers_deadline_is_unsent() -
     async with make_client(Script(), limits=pt.Limits(concurrency=1)) as client:
         request = client.make_request([{"role": "user", "content": "x"}])
         plan = client._plan(client._chat, request, None, None, trio.current_time() + 2, stream=True)
-        ex = client._streamer.prepare(request, plan.key, plan.timeouts)
         async with client._limiter:  # someone else holds the only slot
             with pytest.raises(pt.RequestCancelled) as info:
-                async with pt.ChatStream(client._streamer, request, plan, ex):
+                async with pt.ChatStream(client._sender, client._chat, request, plan):
                     pass
     assert info.value.sent is False
     assert info.value.attempts == ()

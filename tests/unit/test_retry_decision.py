@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import paradigm_trio as pt
+from paradigm_trio._attempt_failure import AttemptFailure
 from paradigm_trio._engine._retry import allows
-from paradigm_trio._errors import AttemptFailure
 
 ERROR = pt.APIError("failed")
 
@@ -67,3 +67,36 @@ def test_configuration_problems_are_never_retried(cause: str) -> None:
 def test_a_final_failure_is_never_retried() -> None:
     assert not allows(pt.RetryPolicy(), failure("timeout", final=True), 0)
     assert not allows(pt.RetryPolicy(), failure("503", status=503, final=True), 0)
+
+
+@pytest.mark.parametrize(
+    ("classified", "expected"),
+    [
+        (failure("connection", reached=False), True),  # never sent: safe
+        (failure("connection"), False),  # may have reached it
+        (failure("timeout"), False),
+        (failure("invalid_response"), False),  # a 2xx: it was processed
+        (failure("500", status=500), False),
+        (failure("502", status=502), False),
+        (failure("503", status=503), True),  # refused before any work
+        (failure("429", status=429), True),
+        (failure("408", status=408), True),
+        (failure("500", status=500, should_retry=True), True),  # the server's word
+        (failure("503", status=503, should_retry=False), False),
+        (failure("connection", reached=False, final=True), False),
+    ],
+)  # fmt: skip
+def test_a_request_that_is_not_idempotent_is_resent_only_if_it_was_not_processed(
+    classified: AttemptFailure, expected: bool
+) -> None:
+    assert allows(pt.RetryPolicy(), classified, 0, idempotent=False) is expected
+
+
+def test_the_policy_still_decides_for_a_request_that_is_not_idempotent() -> None:
+    # Never sent, but the policy says no: no.
+    off = pt.RetryPolicy(retry_connection_errors=False)
+    assert not allows(off, failure("connection", reached=False), 0, idempotent=False)
+    # A 425 says it was not processed, but the policy does not list it: no.
+    assert not allows(pt.RetryPolicy(), failure("425", status=425), 0, idempotent=False)
+    listed = pt.RetryPolicy(retry_statuses=frozenset({425}))
+    assert allows(listed, failure("425", status=425), 0, idempotent=False)

@@ -909,9 +909,8 @@ async def test_a_caller_deadline_cancels_the_request() -> None:
     async with make_client(script) as client:
         request = client.make_request(MESSAGES)
         plan = client._plan(client._chat, request, None, None, trio.current_time() + 4, stream=True)
-        ex = client._streamer.prepare(request, plan.key, plan.timeouts)
         with pytest.raises(pt.RequestCancelled) as info:
-            async with ChatStream(client._streamer, request, plan, ex) as stream:
+            async with ChatStream(client._sender, client._chat, request, plan) as stream:
                 await consume(stream)
         assert info.value.reason == "deadline"
         assert info.value.sent
