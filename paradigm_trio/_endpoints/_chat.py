@@ -85,10 +85,9 @@ class ChatEndpoint:
         """A request with tools checked: the re-ask after an invalid call tells the model
         what was wrong with it (see :meth:`ToolCallRules.request_for`).  A live stream
         resumed by ``"continue"``: the delivered text to continue (``_resume``)."""
-        rules = self.tool_rules(request)
-        if rules is None and not stream:
-            return None
-        return functools.partial(_follow_up, rules, request)
+        if not stream and not (request.tools and request.validate_tool_calls):
+            return None  # (no rules: ``ToolCallRules.of`` says so, without building them)
+        return functools.partial(_follow_up, self.tool_rules(request), request)
 
     @staticmethod
     def usage(answer: ChatCompletion) -> Usage | None:
