@@ -84,6 +84,8 @@ class GcClock:
             return
         if "gc_threshold" in task:
             gc.set_threshold(*task["gc_threshold"])
+        if task.get("gc_freeze"):
+            gc.freeze()  # what is alive now (the modules, the client) is never walked again
         self.on = True
         self.base = self.peak = len(gc.get_objects())
         gc.callbacks.append(self._callback)

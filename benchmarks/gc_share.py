@@ -22,6 +22,7 @@ from ._common import PEER_LABELS, Section, Table, Target, raw_server, run_worker
 LABELS = {
     **PEER_LABELS,
     "paradigm-trio+threshold": "paradigm-trio, `gc.set_threshold(10_000)` (the CLI's setting)",
+    "paradigm-trio+freeze": "paradigm-trio, `gc.freeze()` once the client is open",
 }
 TARGET_SHARE = 0.10
 
@@ -38,6 +39,8 @@ def task(url: str, peer: str, n: int, c: int, limit: float) -> dict[str, Any]:
                             "concurrency": c, "limit": limit, "gc": True}  # fmt: skip
     if peer.endswith("+threshold"):
         spec["gc_threshold"] = [10_000, 10, 10]
+    if peer.endswith("+freeze"):
+        spec["gc_freeze"] = True
     return spec
 
 
@@ -61,7 +64,7 @@ def run(quick: bool) -> Section:
         ["client", "ratio", "client CPU s", "GC s", "GC share of CPU",
          "collections (gen 0/1/2)", "objects per request in flight", "errors"],
     )  # fmt: skip
-    peers = ("floor", "aiohttp", "paradigm-trio", "paradigm-trio+threshold")
+    peers = ("floor", "aiohttp", "paradigm-trio", "paradigm-trio+threshold", "paradigm-trio+freeze")
     best: dict[str, dict[str, Any]] = {}
     with raw_server(latency) as server:
         for _ in range(rounds):
@@ -87,8 +90,9 @@ def run(quick: bool) -> Section:
         ])  # fmt: skip
     table.notes.append(
         "*floor*: scenario 3's bare trio sockets (no HTTP library); the seed recipe runs under "
-        "asyncio.  The last row is not a library program's default: it is the setting the "
-        "CLI makes, and a program may make (see the reference's *Garbage collection*)."
+        "asyncio.  The last two rows are not a library program's defaults: settings a "
+        "program may make (the first is the CLI's; see the reference's *Garbage "
+        "collection*)."
     )
     section.tables.append(table)
     ours = best["paradigm-trio"]
