@@ -76,6 +76,7 @@ class GcClock:
         self.collections = [0, 0, 0]
         self.base = 0  # objects tracked when the run started
         self.peak = 0
+        self.started = False
         self._began = 0.0
 
     def start(self, task: dict[str, Any]) -> None:
@@ -86,7 +87,7 @@ class GcClock:
             gc.set_threshold(*task["gc_threshold"])
         if task.get("gc_freeze"):
             gc.freeze()  # what is alive now (the modules, the client) is never walked again
-        self.on = True
+        self.on = self.started = True
         self.base = self.peak = len(gc.get_objects())
         gc.callbacks.append(self._callback)
 
@@ -108,7 +109,7 @@ class GcClock:
 
     def reading(self) -> dict[str, Any]:
         self.stop()
-        if not self.base:
+        if not self.started:
             return {}
         return {
             "gc_seconds": sum(self.seconds),

@@ -597,7 +597,11 @@ def make_request(messages: ChatRequest | Sequence[Mapping[str, Any]], **params: 
     fields.  Raises :class:`InvalidRequestError` when the result is not a valid request.
     """
     stop = params.get("stop")
-    if isinstance(stop, Iterable) and not isinstance(stop, str | bytes | Mapping):
+    if (
+        stop is not None
+        and isinstance(stop, Iterable)
+        and not isinstance(stop, str | bytes | Mapping)
+    ):
         params["stop"] = tuple(stop)
     given = {k: v for k, v in params.items() if v is not None}
     if isinstance(messages, ChatRequest):
