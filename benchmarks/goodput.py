@@ -28,6 +28,9 @@ The clients, each with its defaults (no retry, timeout or concurrency setting):
   runs; it is used so that the answers obtained before a time limit can be counted;
 * openai: ``AsyncOpenAI(api_key=..., base_url=...)`` (``max_retries=2``, 600 s timeout)
   under trio, with a pool of worker tasks as in ``_peers``;
+* paradigm-trio with ``hedge=True`` (``stream_batch(requests, hedge=True)``), run
+  ``HEDGE_ROUNDS`` times alternating with its plain run: hedging must never lower
+  goodput (the medians are compared);
 * LiteLLM: ``litellm.acompletion(model="openai/alfred-4.2", api_base=...)`` under
   asyncio, one coroutine per request with an ``asyncio.Semaphore``.  Offline: the local
   model cost map and the other local copies (``LITELLM_LOCAL_*``), telemetry off, no
@@ -70,12 +73,21 @@ CONCURRENCY = 64  # paradigm-trio's default Limits.concurrency
 LATENCY = 0.05
 TOKEN_DELAY = 0.002
 SEED = 7
-CLIENTS = ("openai", "litellm", "paradigm-trio")
+CLIENTS = ("openai", "litellm", "paradigm-trio", "paradigm-trio-hedged")
+PEERS = ("openai", "litellm")
 LABELS = {
     "openai": "openai AsyncOpenAI (defaults)",
     "litellm": "LiteLLM acompletion (defaults)",
     "paradigm-trio": "**paradigm-trio** (defaults)",
+    "paradigm-trio-hedged": "**paradigm-trio**, `hedge=True`",
 }
+#: Hedging must not cost goodput: the hedged run's answers per second of wall time are at
+#: least this share of the plain run's (the rest is the shared machine's noise).
+HEDGE_GOODPUT_FLOOR = 0.95
+#: Runs of paradigm-trio without and with ``hedge=True`` per mix (alternating; the
+#: medians are compared).
+HEDGE_ROUNDS = 5
+PAIR = ("paradigm-trio", "paradigm-trio-hedged")
 LITELLM_MODEL = "openai/" + MODEL
 #: Set before LiteLLM is imported: use the copies shipped in the package, fetch nothing.
 LITELLM_OFFLINE = {
@@ -205,6 +217,7 @@ class Tally:
         self.times: list[float] = []  # when each answer arrived, seconds from the start
         self.errors: collections.Counter[str] = collections.Counter()
         self.first_error: str | None = None
+        self.hedges: tuple[int, int] | None = None  # paradigm-trio: (sent, won)
 
     def answer(self, i: int, text: object) -> None:
         if text == self.expected[i % len(self.expected)]:
@@ -228,6 +241,7 @@ class Tally:
             "errors": dict(self.errors),
             "first_error": self.first_error,
             "times": sorted(self.times),
+            "hedges": self.hedges,
         }
 
 
@@ -245,15 +259,17 @@ async def _paradigm_trio(task: dict[str, Any], tally: Tally) -> None:
     )
     async with pt.Client(api_key=API_KEY, base_url=task["url"]) as client:
         with trio.move_on_after(task["limit"]):
-            batch = client.stream_batch(requests, stream=True) if task["stream"] else (
-                client.stream_batch(requests)
-            )  # fmt: skip
+            batch = client.stream_batch(requests, stream=task["stream"], hedge=task["hedge"])
             async with batch as results:
-                async for result in results:
-                    if result.ok:
-                        tally.answer(result.index, result.completion.choices[0].message.content)
-                    else:
-                        tally.fail(result.error)
+                try:
+                    async for result in results:
+                        if result.ok:
+                            tally.answer(result.index, result.completion.choices[0].message.content)
+                        else:
+                            tally.fail(result.error)
+                finally:
+                    statistics = results.statistics()
+                    tally.hedges = (statistics.hedges, statistics.hedges_won)
 
 
 async def _openai(task: dict[str, Any], tally: Tally) -> None:
@@ -347,9 +363,9 @@ def client_run(task: dict[str, Any]) -> dict[str, Any]:
     else:
         import trio
 
-        __import__("paradigm_trio" if peer == "paradigm-trio" else "openai")
+        __import__("openai" if peer == "openai" else "paradigm_trio")
         start = tally.start = time.perf_counter()
-        trio.run(_paradigm_trio if peer == "paradigm-trio" else _openai, task, tally)
+        trio.run(_openai if peer == "openai" else _paradigm_trio, task, tally)
     result = tally.result(task["n"], time.perf_counter() - start)
     result["blocked"] = blocked
     return result
@@ -422,6 +438,108 @@ def _failure_kinds(result: dict[str, Any]) -> str:
     return ", ".join(f"{name} {count}" for name, count in kinds) or "-"
 
 
+def _client_run(
+    server: Any, mix: Mix, peer: str, n: int, limit: float, expected: list[str]
+) -> dict[str, Any]:
+    """One client through one mix, on the mock freshly reset and configured for it."""
+    _prepare(server.root_url, mix, n)
+    task = {"kind": "goodput", "peer": peer, "url": server.url, "n": n,
+            "concurrency": CONCURRENCY, "stream": mix.stream, "limit": limit,
+            "expected": expected, "hedge": peer == "paradigm-trio-hedged"}  # fmt: skip
+    result = run_worker(task, timeout=limit + 90)
+    if result.get("unfinished"):
+        result["wall"] = limit  # cut: stopping takes a few ms more, not counted
+    result["sent"] = http_json("GET", server.root_url + "/_mock/stats")["total"]
+    return result
+
+
+def _hedge_rounds(
+    server: Any,
+    results: dict[tuple[str, str], dict[str, Any]],
+    n: int,
+    limits: dict[str, float],
+    expected: list[str],
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """paradigm-trio's runs without and with ``hedge=True``: the first round's (in
+    ``results``) and ``HEDGE_ROUNDS - 1`` more, alternating, in every mix but the
+    streamed one (whose plain run waits out a stall's read timeout every time)."""
+    rounds = {(mix.key, peer): [results[(mix.key, peer)]] for mix in MIXES for peer in PAIR}
+    for _ in range(HEDGE_ROUNDS - 1):
+        for mix in MIXES:
+            if mix.stream:
+                continue
+            for peer in PAIR:
+                result = _client_run(server, mix, peer, n, limits[mix.key], expected)
+                rounds[(mix.key, peer)].append(result)
+    return rounds
+
+
+def _goodput(result: dict[str, Any]) -> float:
+    """Answers per second of the run's wall time."""
+    return result["ok"] / result["wall"] if result["wall"] else 0.0
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median goodput (answers per second) among ``runs`` (none crashed)."""
+    ordered = sorted(runs, key=_goodput)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _walls(runs: list[dict[str, Any]]) -> str:
+    """The wall times of ``runs``, in the order they ran (the machine's noise, shown)."""
+    return ", ".join(f"{run['wall']:.2f}" for run in runs)
+
+
+def _hedge_verdicts(rounds: dict[tuple[str, str], list[dict[str, Any]]]) -> tuple[Table, Target]:
+    """``hedge=True`` against the plain run of paradigm-trio, per mix: never less goodput."""
+    table = Table(
+        "paradigm-trio with `hedge=True` against without, per mix (the run of median "
+        "answers/s of each)",
+        ["mix", "runs", "answers", "hedged answers", "wall s", "hedged wall s",
+         "wall s, all runs", "hedged wall s, all runs", "answers/s", "hedged answers/s",
+         "sent", "hedged sent", "hedges (won)", "met"],
+        align="lrrrrrllrrrrll",
+    )  # fmt: skip
+    met_all: bool | None = True
+    summary = []
+    for mix in MIXES:
+        runs = [rounds[(mix.key, peer)] for peer in PAIR]
+        if any("failed" in run for peer_runs in runs for run in peer_runs):
+            table.rows.append([mix.key, *[None] * 12, "not measured"])
+            met_all = None if met_all is not False else False
+            continue
+        plain, hedged = (_median_run(peer_runs) for peer_runs in runs)
+        ratio = _goodput(hedged) / _goodput(plain) if _goodput(plain) else 1.0
+        fewest = min(run["ok"] for run in runs[1])
+        met = fewest >= max(run["ok"] for run in runs[0]) and ratio >= HEDGE_GOODPUT_FLOOR
+        if met_all is not None:
+            met_all = met_all and met
+        sent, won = hedged.get("hedges") or (0, 0)
+        table.rows.append([
+            mix.key, len(runs[0]), plain["ok"], hedged["ok"], plain["wall"], hedged["wall"],
+            _walls(runs[0]), _walls(runs[1]),
+            f"{_goodput(plain):.1f}", f"{_goodput(hedged):.1f}", plain["sent"], hedged["sent"],
+            f"{sent} ({won})", "**yes**" if met else "**no**",
+        ])  # fmt: skip
+        summary.append(f"{mix.key} {hedged['ok']}/{plain['ok']} answers, {ratio:.2f}x answers/s")
+    table.notes.append(
+        "*met*: with `hedge=True` paradigm-trio obtains, in each of its runs, at least as "
+        "many answers as in any without, and its median answers per second of wall time are "
+        f"at least {HEDGE_GOODPUT_FLOOR:.0%} of the median without (the rest is the shared "
+        "machine's noise).  *runs*: of each, alternating; the streamed mix runs once (its "
+        "plain run waits out a stall's read timeout every time).  *hedges (won)*: hedges "
+        "sent, and those whose answer came first (`BatchStatistics.hedges`, `hedges_won`)."
+    )
+    target = Target(
+        "goodput under faults: hedging never lowers it",
+        f"with `hedge=True`, as many answers and >= {HEDGE_GOODPUT_FLOOR:.0%} of the answers/s "
+        "of the same mix without, in every mix",
+        "hedged / plain: " + "; ".join(summary),
+        met_all,
+    )
+    return table, target
+
+
 def run(quick: bool) -> Section:
     n = 200 if quick else 500
     limits = {mix.key: mix.limits[0 if quick else 1] for mix in MIXES}
@@ -439,7 +557,10 @@ def run(quick: bool) -> Section:
         "retries included.  A *stall* is the mock's `stream_stall` (some chunks, then "
         "silence on an open connection); recovering from one takes a client its read "
         f"timeout (paradigm-trio: {_read_timeout()} of silence; openai and LiteLLM: 600 s)"
-        + (", longer than quick mode's limits." if quick else "."),
+        + (", longer than quick mode's limits." if quick else ".")
+        + "  paradigm-trio also runs each mix with `hedge=True` (hedged requests, "
+        "otherwise its defaults), beside its plain run and alternating with it, "
+        f"{HEDGE_ROUNDS} times each: hedging must never lower goodput.",
     )
     table = Table(
         f"{n} requests per mix, concurrency {CONCURRENCY}, time limit per run "
@@ -462,15 +583,7 @@ def run(quick: bool) -> Section:
         for mix in MIXES:
             limit = limits[mix.key]
             for peer in CLIENTS:
-                _prepare(server.root_url, mix, n)
-                task = {"kind": "goodput", "peer": peer, "url": server.url, "n": n,
-                        "concurrency": CONCURRENCY, "stream": mix.stream, "limit": limit,
-                        "expected": expected}  # fmt: skip
-                result = run_worker(task, timeout=limit + 90)
-                if result.get("unfinished"):
-                    result["wall"] = limit  # cut: stopping takes a few ms more, not counted
-                stats = http_json("GET", server.root_url + "/_mock/stats")
-                result["sent"] = stats["total"]
+                result = _client_run(server, mix, peer, n, limit, expected)
                 note = _check_script(server.root_url, mix, n)
                 if note:
                     table.notes.append(f"{mix.key}, {peer}: {note}.")
@@ -485,7 +598,9 @@ def run(quick: bool) -> Section:
                         result["unfinished"], result["wall"], result["sent"],
                         _failure_kinds(result),
                     ])  # fmt: skip
-    section.tables += [table, verdicts]
+        rounds = _hedge_rounds(server, results, n, limits, expected)
+    hedging, hedge_target = _hedge_verdicts(rounds)
+    section.tables += [table, verdicts, hedging]
     table.notes += [f"**{mix.key}**: {mix.label}." for mix in MIXES]
     table.notes.append(
         "No connection or DNS look-up off 127.0.0.1 was attempted by any client."
@@ -497,7 +612,7 @@ def run(quick: bool) -> Section:
     summary = []
     for mix in MIXES:
         pt = results[(mix.key, "paradigm-trio")]
-        peers = [results[(mix.key, p)] for p in CLIENTS if p != "paradigm-trio"]
+        peers = [results[(mix.key, p)] for p in PEERS]
         peers = [p for p in peers if "failed" not in p]
         answerable = sum(mix.answerable(i) for i in range(n))
         if "failed" in pt or not peers:
@@ -538,4 +653,5 @@ def run(quick: bool) -> Section:
             met_all,
         )
     )
+    section.targets.append(hedge_target)
     return section

@@ -99,7 +99,7 @@ from ._events import (
 from ._frames import embeddings_array, results_frame
 from ._json import MAX_JSON_DEPTH, parse_json
 from ._quota._redis_store import QuotaState, quota_state
-from ._sync import BatchInterrupted, SyncClient
+from ._sync import BatchInterrupted, SyncClient, SyncFiles
 from ._sync_streams import SyncBatchStream, SyncChatStream
 from ._transport import TrioTransport, system_trust_store
 from ._version import __version__
@@ -204,6 +204,7 @@ __all__ = [
     "SyncBatchStream",
     "SyncChatStream",
     "SyncClient",
+    "SyncFiles",
     "SystematicFailureError",
     "TextCompletion",
     "Timeouts",

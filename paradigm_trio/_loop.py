@@ -28,6 +28,7 @@ import concurrent.futures
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -52,6 +53,7 @@ class Job(Generic[T]):
         self.fn = fn
         self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self.scope = trio.CancelScope()
+        self.started = False  # on the loop: its task was asked for (``Loop._start``)
 
 
 class LoopClosedError(RuntimeError):
@@ -158,6 +160,9 @@ class Loop:
     def submit(self, job: Job[Any]) -> None:
         """Start ``job`` on the loop (from any thread but the loop's).
 
+        If an interrupt lands while the job is being handed over, the job is cancelled
+        (:meth:`cancel`: it may already be queued) before the exception goes on.
+
         Raises:
             LoopClosedError: the loop has ended.
         """
@@ -167,9 +172,15 @@ class Loop:
             self._token.run_sync_soon(self._start, job)
         except trio.RunFinishedError:
             raise LoopClosedError("the client is closed") from None
+        except BaseException:
+            self.cancel(job)
+            raise
 
     def _start(self, job: Job[Any]) -> None:
         assert self._nursery is not None
+        if job.future.done():  # (cancelled before it started: see ``_cancel``)
+            return
+        job.started = True
         try:
             self._nursery.start_soon(self._work, job)
         except RuntimeError:  # the nursery is closing: the client is being closed
@@ -180,6 +191,16 @@ class Loop:
         assert self._token is not None
         with contextlib.suppress(trio.RunFinishedError):
             self._token.run_sync_soon(fn, *args)
+
+    def run(self, job: Job[T], *, tick: Callable[[], object] | None = None) -> T:
+        """:meth:`submit` ``job``, then :meth:`wait` for it, one interruptible call: an
+        interrupt that lands between the two cancels the job as one during either does."""
+        try:
+            self.submit(job)
+            return self.wait(job, tick=tick)
+        except BaseException:
+            self.cancel(job)
+            raise
 
     def wait(self, job: Job[T], *, tick: Callable[[], object] | None = None) -> T:
         """Wait for ``job`` and return its value or raise its exception.
@@ -201,11 +222,41 @@ class Loop:
         return job.future.result()
 
     def cancel(self, job: Job[Any]) -> None:
-        """Cancel ``job`` on the loop and wait (at most ``CANCEL_WAIT``) for it to end."""
+        """Cancel ``job`` on the loop and wait (at most ``CANCEL_WAIT``) for it to end.
+
+        A job that never reached the loop (its :meth:`submit` was interrupted before it
+        queued it) ends at once, cancelled.  An interrupt that lands during the wait (a
+        second Ctrl-C) does not cut it short: it is raised once the job has ended.
+        """
         if job.future.done():
             return
-        self.soon(job.scope.cancel)
-        concurrent.futures.wait([job.future], timeout=CANCEL_WAIT)
+        deadline = time.monotonic() + CANCEL_WAIT
+        interrupt: BaseException | None = None
+        asked = False
+        while not job.future.done() and (left := deadline - time.monotonic()) > 0:
+            try:
+                if not asked:  # (asked again if interrupted while asking: no harm)
+                    self.token.run_sync_soon(self._cancel, job)
+                    asked = True
+                concurrent.futures.wait([job.future], timeout=min(WAKE_UP, left))
+            except trio.RunFinishedError:
+                break  # the loop has ended: every job it started has its outcome
+            except KeyboardInterrupt as exc:
+                interrupt = exc
+        if interrupt is not None:
+            raise interrupt
+
+    @staticmethod
+    def _cancel(job: Job[Any]) -> None:
+        """On the loop: cancel ``job``; one that never reached the loop ends now.
+
+        Calls from another thread run in the order they were asked for, so a ``_start``
+        asked for before this (by the job's caller, who cancels it) has run: a job not
+        started now was never queued.
+        """
+        job.scope.cancel()
+        if not job.started and not job.future.done():
+            job.future.set_exception(KeyboardInterrupt())  # its caller was interrupted
 
     def stop(self, timeout: float) -> bool:
         """End the loop (cancelling what runs), leave ``enter``; whether the thread ended.

@@ -39,6 +39,7 @@ import trio
 
 from . import _frames
 from ._client._client import Client
+from ._client._files_api import Files
 from ._config import Limits
 from ._endpoints._chat_kind import BatchInput, BatchResult, BatchResults
 from ._endpoints._embedding_kind import EmbeddingResult, EmbeddingResults, EmbedInput
@@ -52,7 +53,7 @@ from ._sync_streams import SyncBatchStream, SyncChatStream
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["BatchInterrupted", "SyncClient"]
+__all__ = ["BatchInterrupted", "SyncClient", "SyncFiles"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -109,6 +110,19 @@ def _blocking(
     return _like(call, method, "Blocking")
 
 
+def _blocking_files(
+    method: Callable[Concatenate[Files, P], Awaitable[T]],
+) -> Callable[Concatenate[SyncFiles, P], T]:
+    """A blocking method of :class:`SyncFiles` that runs ``Files.<method>`` (of the
+    client's ``files``) on the client's loop."""
+
+    def call(self: SyncFiles, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        client = self._sync._check_open()
+        return self._sync._run(functools.partial(method, client.files, *args, **kwargs))
+
+    return _like(call, method, "Blocking", owner="Files")
+
+
 def _direct(
     method: Callable[Concatenate[Client, P], T],
 ) -> Callable[Concatenate[SyncClient, P], T]:
@@ -121,13 +135,13 @@ def _direct(
     return _like(call, method, "The same as")
 
 
-def _like(call: C, method: Callable[..., Any], intro: str) -> C:
-    """``call`` named, documented and signed as ``Client.<method>``."""
+def _like(call: C, method: Callable[..., Any], intro: str, owner: str = "Client") -> C:
+    """``call`` named, documented and signed as ``<owner>.<method>`` (of ``Sync<owner>``)."""
     name = method.__name__
     call.__name__ = name
-    call.__qualname__ = f"SyncClient.{name}"
+    call.__qualname__ = f"Sync{owner}.{name}"
     call.__doc__ = (
-        f"{intro} :meth:`Client.{name}`: takes its arguments, returns or raises what it "
+        f"{intro} :meth:`{owner}.{name}`: takes its arguments, returns or raises what it "
         "does.\n\n" + inspect.cleandoc(method.__doc__ or "")
     )
     call.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
@@ -154,7 +168,8 @@ class SyncClient:
     :meth:`embed_batch` (with ``progress=``), :meth:`stream_batch` and
     :meth:`stream_embed_batch` (``with ... as results: for result in results``),
     :meth:`chat_stream` (``with ... as stream: for chunk in stream``), and
-    :meth:`chat_frame` / :meth:`embed_frame` for pandas DataFrames.
+    :meth:`chat_frame` / :meth:`embed_frame` for pandas DataFrames, and the documents'
+    methods in :attr:`files` (:class:`SyncFiles`).
 
     Any number of threads may call it at once (``await asyncio.to_thread(client.chat,
     messages)`` from asyncio code): they share the client's limits, rate limits and
@@ -224,6 +239,12 @@ class SyncClient:
         """The thread the client's loop runs on (a daemon)."""
         return self._loop.thread
 
+    @property
+    def files(self) -> SyncFiles:
+        """The API's documents, with the methods of :class:`Client`'s ``client.files``
+        made blocking (a :class:`SyncFiles`, each method run on this client's loop)."""
+        return SyncFiles(self)
+
     def __enter__(self) -> Self:
         self._check_open()
         return self
@@ -265,9 +286,7 @@ class SyncClient:
 
     def _run(self, fn: Callable[[], Awaitable[T]], tick: Callable[[], object] | None = None) -> T:
         """Run ``fn`` on the loop and wait (the caller has passed :meth:`_check_open`)."""
-        job = Job(fn)
-        self._loop.submit(job)
-        return self._loop.wait(job, tick=tick)
+        return self._loop.run(Job(fn), tick=tick)
 
     def statistics(self) -> ClientStatistics:
         """A frozen snapshot of the client's counters (taken on its loop).
@@ -466,6 +485,35 @@ class SyncClient:
         texts, index = _frames.column_of(data, column)
         results = self.embed_batch(texts, progress=progress, **keywords)
         return _frames.results_frame(results, index=index)
+
+
+class SyncFiles:
+    """The documents of the API, for blocking code: :attr:`SyncClient.files`.
+
+    ::
+
+        with pt.SyncClient() as client:
+            info = client.files.upload("report.pdf", collection_type="private")
+            info = client.files.wait(info.id)       # until it is processed
+            print([f.filename for f in client.files.list()])
+            client.files.delete(info.id)
+
+    Its methods are those of :class:`Files` (``Client.files``), with their arguments,
+    results and errors, each run on the client's loop as the other blocking methods are
+    (a ``KeyboardInterrupt`` cancels the call).
+    """
+
+    upload = _blocking_files(Files.upload)
+    get = _blocking_files(Files.get)
+    list = _blocking_files(Files.list)
+    delete = _blocking_files(Files.delete)
+    wait = _blocking_files(Files.wait)
+
+    def __init__(self, sync: SyncClient) -> None:
+        self._sync = sync
+
+    def __repr__(self) -> str:
+        return f"<SyncFiles of {self._sync!r}>"
 
 
 class EmbedKeywords(BatchKeywords, total=False):

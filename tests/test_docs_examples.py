@@ -153,6 +153,9 @@ MOCK_CONFIGS: dict[str, ms.MockConfig] = {
         )
         for name in ("retrieve", "ask", "ingest")
     },
+    "example-notebooks-files": ms.MockConfig(
+        seed=0, latency=ms.Latency.fixed(0.01), file_processing_time=0.2
+    ),
 }
 
 TIME_LIMIT = 10.0

@@ -45,6 +45,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "identity",
             "reparse",
             "stored",
+            "through_cache",
         }
     ),
     # The response cache's open store, its busy timeout.
@@ -56,7 +57,15 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # A batch's identical requests sent once (its book, the identity of a request).
     "paradigm_trio._engine._dedupe": frozenset(
-        {"DEDUPE_MODES", "DEDUPE_WINDOW", "Dedupe", "DedupeMode", "Identity", "shared"}
+        {
+            "DEDUPE_MODES",
+            "DEDUPE_WAITING",
+            "DEDUPE_WINDOW",
+            "Dedupe",
+            "DedupeMode",
+            "Identity",
+            "shared",
+        }
     ),
     "paradigm_trio._endpoints._chat": frozenset({"ChatEndpoint"}),
     "paradigm_trio._engine._budget": frozenset(
@@ -242,7 +251,9 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._endpoints._resume": frozenset(
         {"DIVERGED", "Diverged", "Restart", "Resume", "continuation"}
     ),
-    "paradigm_trio._endpoints._structured": frozenset({"OutputForm", "ToolCallRules"}),
+    "paradigm_trio._endpoints._structured": frozenset(
+        {"OutputForm", "ToolCallRules", "scrub_output_error"}
+    ),
     # The checks of the numbers in an answer, which every parser calls.
     "paradigm_trio._numbers": frozenset({"MAX_WHOLE", "finite", "finite_floats", "whole"}),
     "paradigm_trio._endpoints._logprobs": frozenset({"parse_logprobs"}),

@@ -41,7 +41,7 @@ from .._endpoints._embeddings import (
     EmbeddingsEndpoint,
     EncodingFormat,
 )
-from .._endpoints._endpoint import Endpoint, Request, Sender
+from .._endpoints._endpoint import Endpoint, Request, Sender, through_cache
 from .._endpoints._endpoint_kind import EndpointResults, EndpointStream
 from .._endpoints._filter_chunks import FilteredChunks, FilterRequest
 from .._endpoints._json_endpoint import EndpointRequest
@@ -197,14 +197,15 @@ class Client:
         self._embeddings = EmbeddingsEndpoint(embedding_model, packing=pack_embeddings)
         self._embedder = Embedder(self._sender, self._embeddings, self._plan, self._engine.ledger)
         self._chat_batches = ChatBatches(self._sender, self._chat, self._plan, self._engine.ledger)
+        self._cache = cache_of(cache, self._base_url)
         self._router = Router(
-            model, self._sender, self._chat, self._embeddings, self._plan, self._engine.ledger
-        )
+            model, self._sender, self._chat, self._embeddings, self._plan, self._engine.ledger,
+            self._cache, self._slot_free,
+        )  # fmt: skip
         self.files = Files(self._plan, self._http, self._sender)
         """The API's documents: upload, list, get, delete, wait (:class:`Files`)."""
         self._state = ClientState.UNOPENED
         self._exit = AsyncExitStack()
-        self._cache = cache_of(cache, self._base_url)
 
     @property
     def base_url(self) -> str:
@@ -409,6 +410,10 @@ class Client:
         ``guided_choice``, ``guided_regex``, ``tools``, ``tool_choice``, ``n``,
         ``logprobs``, ``top_logprobs``.
 
+        With the client's ``cache=``, a deterministic request (``temperature=0`` or a
+        ``seed``) is answered from the cache when it holds the answer (nothing sent;
+        ``completion.cached`` is true), and stored otherwise (see :meth:`send`).
+
         Raises:
             InvalidRequestError: the request is invalid or cannot be encoded (a lone
                 surrogate, ``NaN``, an object JSON cannot hold); nothing was sent.
@@ -438,9 +443,18 @@ class Client:
         ``deadline`` is an absolute ``trio.current_time()`` past which nothing is sent and no
         retry is started; an attempt under way then is interrupted.  The request then fails
         with :class:`RequestCancelled` (``reason="deadline"``).
+
+        With the client's ``cache=``, a deterministic request (``temperature=0`` or a
+        ``seed``) is looked up first: an answer found is returned with
+        ``completion.cached`` true, nothing sent; else the answer is stored.
         """
         plan = self._plan(self._chat, request, retry, timeouts, deadline)
-        return await self._sender.send(self._chat, request, plan)
+        if self._cache is None:
+            return await self._sender.send(self._chat, request, plan)
+        answer, cached = await through_cache(
+            self._cache, self._chat, request, lambda: self._sender.send(self._chat, request, plan)
+        )
+        return replace(answer, cached=True) if cached else answer
 
     async def models(self) -> list[ModelInfo]:
         """The models the API offers (``GET /models``), with the client's retry policy."""

@@ -9,7 +9,11 @@ requests go to the client's own endpoints) and sends it on the one send path
 (``Sender.send`` -> the attempt engine): retries, timeouts, limits, events, statistics and
 telemetry are those of every request.  Batches of them (:meth:`Router.batch`) run
 :class:`EndpointKind` on the batch engine; a mixed batch takes chat and embeddings
-requests too.
+requests too.  Their repeats are a chat batch's: identical deterministic requests (a
+tokenize request; a text completion or a chat request with ``temperature=0`` or a
+``seed``; embeddings) are sent once and read from the client's response cache, and a
+slow request is hedged with ``hedge=``; a thread's turn (it adds to the thread) never
+is, nor shared under ``dedupe="all"``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .._endpoints._tokenize import TokenizeRequest
 from .._engine._attempts import Plan
 from .._engine._batch_options import BatchOptions
 from .._engine._budget import BatchControl
+from .._engine._cache import CacheStore
 from .._engine._ledger import Ledger
 from .._errors import InvalidRequestError
 from .._events import Attempt
@@ -75,9 +80,12 @@ class Router:
         embeddings: EmbeddingsEndpoint,
         plan: PlanOf,
         ledger: Ledger,
+        cache: CacheStore | None = None,
+        free: Callable[[], bool] = lambda: True,
     ) -> None:
         self._model, self._sender, self._plan = model, sender, plan
         self._chat, self._embeddings, self._ledger = chat, embeddings, ledger
+        self._cache, self._free = cache, free  # the client's cache; whether a slot is free
         self._json: dict[str, JsonEndpoint] = {}
 
     def endpoint(self, request: AnyRequest) -> Any:
@@ -101,10 +109,13 @@ class Router:
         timeouts: Timeouts | None,
         deadline: float = float("inf"),
         control: BatchControl | None = None,
+        *,
+        hedge: bool = False,
     ) -> Plan:
-        """The ``Plan`` of any request, with its endpoint (and whether it is idempotent)."""
+        """The ``Plan`` of any request, with its endpoint (and whether it is idempotent;
+        ``hedge``: a batch's hedge)."""
         endpoint = self.endpoint(request)
-        plan = self._plan(endpoint, request, retry, timeouts, deadline, control)
+        plan = self._plan(endpoint, request, retry, timeouts, deadline, control, hedge=hedge)
         plan.idempotent = endpoint.idempotent
         return plan
 
@@ -114,6 +125,11 @@ class Router:
         """The engine's coroutine for any request on its endpoint (encoded now: an error
         raises here, before anything is sent)."""
         return self._sender.send(self.endpoint(request), request, plan, history)
+
+    def _repeatable(self, request: AnyRequest) -> bool:
+        """Whether sending ``request`` twice is harmless (a hedge; a sampled answer
+        shared): its endpoint is idempotent (a thread's turn is not: it adds to the thread)."""
+        return bool(self.endpoint(request).idempotent)
 
     def batch(
         self,
@@ -126,14 +142,19 @@ class Router:
         width: int,
         warm_up: Any,
     ) -> AbstractAsyncContextManager[EndpointStream]:
-        """A batch of requests of any endpoints (``make`` turns an item into its request)."""
+        """A batch of requests of any endpoints (``make`` turns an item into its request;
+        the batch's sampling keywords fill a chat request's unset fields)."""
         opts = BatchOptions.of(options, keywords)
         if opts.stream:
             raise ValueError("stream: not an option of an endpoint batch (chat only)")
-        if opts.hedge:
-            raise ValueError("hedge: not an option of an endpoint batch (chat only)")
         check_open()
         retry, timeouts, defaults = opts.retry, opts.timeouts, opts.defaults()
+
+        def filled(item: object, index: int) -> AnyRequest:
+            request = make(item, index)
+            if isinstance(request, ChatRequest) and defaults:
+                return _filled(request, defaults)
+            return request
 
         def send_one(
             request: AnyRequest,
@@ -141,18 +162,20 @@ class Router:
             deadline: float,
             control: BatchControl,
             history: list[Attempt],
-            hedge: bool = False,  # (never: refused above)
+            hedge: bool = False,
             first_chunk: Callable[[float], None] | None = None,  # (never: not streamed)
         ) -> Awaitable[Any]:
-            if isinstance(request, ChatRequest) and defaults:
-                request = _filled(request, defaults)
-            plan = self.plan(request, retry, timeouts, deadline, control)
+            plan = self.plan(request, retry, timeouts, deadline, control, hedge=hedge)
             return self.send(request, plan, history)
 
-        kind = EndpointKind(send_one, make, _usage)
+        kind = EndpointKind(
+            send_one, filled if defaults else make, _usage, endpoint_of=self.endpoint,
+            repeatable=self._repeatable,
+        )  # fmt: skip
         return run_endpoints(
-            kind, items, opts, width=width, observers=self._ledger.observers, warm_up=warm_up
-        )
+            kind, items, opts, width=width, observers=self._ledger.observers, warm_up=warm_up,
+            cache=self._cache, free=self._free,
+        )  # fmt: skip
 
 
 async def collected(cm: AbstractAsyncContextManager[EndpointStream]) -> EndpointResults:

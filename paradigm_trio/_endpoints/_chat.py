@@ -39,7 +39,8 @@ class ChatEndpoint:
     def __init__(self, model: str, redactor: Redactor | None = None) -> None:
         self.model = model
         self.redactor = redactor
-        """Scrubs the API key from the errors built of an answer's tool calls."""
+        """Scrubs the API key from the errors built of an answer (its tool calls, its
+        structured output)."""
 
     def encode(self, request: ChatRequest) -> bytes:
         return request.encoded(self.model)
@@ -65,7 +66,7 @@ class ChatEndpoint:
 
     def stream_parser(self, request: ChatRequest) -> Callable[[StreamReader], ChatCompletion]:
         """The assembled completion, checked against ``output=`` and the tools offered."""
-        return functools.partial(_streamed, request.output, self.tool_rules(request))
+        return functools.partial(_streamed, request.output, self.tool_rules(request), self.redactor)
 
     @staticmethod
     def deterministic(request: ChatRequest) -> bool:
@@ -77,7 +78,7 @@ class ChatEndpoint:
         return ToolCallRules.of(request.tools, request.validate_tool_calls, self.redactor)
 
     def parser(self, request: ChatRequest) -> Callable[[object, str | None], ChatCompletion]:
-        return completion_parser(request.output, self.tool_rules(request))
+        return completion_parser(request.output, self.tool_rules(request), self.redactor)
 
     def follow_up(
         self, request: ChatRequest, stream: bool = False
@@ -146,9 +147,12 @@ def _follow_up(
 
 
 def _streamed(
-    output: OutputSchema | None, rules: ToolCallRules | None, reader: StreamReader
+    output: OutputSchema | None,
+    rules: ToolCallRules | None,
+    redactor: Redactor | None,
+    reader: StreamReader,
 ) -> ChatCompletion:
-    return checked_output(reader.completion(), output, rules)
+    return checked_output(reader.completion(), output, rules, redactor)
 
 
 def _message(role: object, content: object) -> dict[str, Any]:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._attempt_failure import AttemptFailure
 from .._errors import APIResponseValidationError, StructuredOutputError
 from .._numbers import whole
 from ._logprobs import ChoiceLogprobs, parse_logprobs
-from ._structured import OutputSchema, ToolCallRules
+from ._structured import OutputSchema, ToolCallRules, scrub_output_error
 from ._tools import ToolCall, parse_tool_calls
+
+if TYPE_CHECKING:
+    from .._redact import Redactor
 
 __all__ = [
     "ChatCompletion",
@@ -102,6 +105,9 @@ class ChatCompletion:
             ``stream_options.include_usage``): unknown, not zero.
         request_id: the server's ``x-request-id``, if it sent one.
         raw: the whole response JSON.
+        cached: whether :meth:`Client.chat` (or :meth:`Client.send`) took it from the
+            client's :class:`ResponseCache` instead of sending the request (not compared:
+            a cached answer equals the one first received).
     """
 
     id: str
@@ -111,6 +117,7 @@ class ChatCompletion:
     usage: Usage | None
     request_id: str | None = None
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    cached: bool = field(default=False, compare=False)
 
     @property
     def text(self) -> str:
@@ -218,25 +225,32 @@ _FROM_JSON = ChatCompletion.from_json  # (bound once, not per request)
 def completion_parser(
     output: OutputSchema | None,
     tools: ToolCallRules | None = None,
+    redactor: Redactor | None = None,
 ) -> Callable[[object, str | None], ChatCompletion]:
     """The parser of a chat answer: with ``output``, it also parses and validates the
     answer, with ``tools`` it checks its tool calls (an answer that does not match is an
     ``"invalid_output"`` or ``"invalid_tool_call"`` failure, which the engine re-asks as
-    ``RetryPolicy.invalid_output_retries`` allows)."""
+    ``RetryPolicy.invalid_output_retries`` allows); ``redactor`` scrubs the key from the
+    error of an answer that does not match ``output``."""
     if output is None and tools is None:
         return _FROM_JSON
 
     def parse(data: object, request_id: str | None) -> ChatCompletion:
-        return checked_output(ChatCompletion.from_json(data, request_id), output, tools)
+        completion = ChatCompletion.from_json(data, request_id)
+        return checked_output(completion, output, tools, redactor)
 
     return parse
 
 
 def checked_output(
-    completion: ChatCompletion, output: OutputSchema | None, tools: ToolCallRules | None = None
+    completion: ChatCompletion,
+    output: OutputSchema | None,
+    tools: ToolCallRules | None = None,
+    redactor: Redactor | None = None,
 ) -> ChatCompletion:
     """``completion`` with its tool calls checked by ``tools`` and its answer parsed by
-    ``output`` (each when given), or raise the attempt's failure."""
+    ``output`` (each when given), or raise the attempt's failure (its error scrubbed of
+    the API key by ``redactor``)."""
     if tools is not None:
         tools.check(completion)
     if output is None:
@@ -244,6 +258,8 @@ def checked_output(
     try:
         return completion.with_parsed(output)
     except StructuredOutputError as err:
+        if redactor is not None:
+            scrub_output_error(err, redactor)
         raise AttemptFailure(err, "invalid_output") from None
 
 

@@ -139,6 +139,9 @@ class EmbeddingResult:
             (``BatchOptions.dedupe``): nothing was sent for it.
         cached: whether its answer came from the client's :class:`ResponseCache`
             (nothing was sent for it: ``attempts`` and ``elapsed`` are 0).
+        hedged: whether its answer is a hedge's (``BatchOptions.hedge``): its request
+            (its whole pack) was sent again while still unanswered, and that copy
+            answered first.
     """
 
     index: int
@@ -150,6 +153,7 @@ class EmbeddingResult:
     elapsed: float = 0.0
     deduplicated: bool = False
     cached: bool = False
+    hedged: bool = False
 
     @property
     def ok(self) -> bool:
@@ -199,8 +203,6 @@ def embedding_defaults(
     chat_only = [name for name in _CHAT_ONLY if getattr(options, name) is not None]
     if options.stream:
         chat_only.append("stream")
-    if options.hedge:
-        chat_only.append("hedge")
     if chat_only:
         raise ValueError(
             f"{', '.join(chat_only)}: not an option of an embeddings batch (chat only)"
@@ -330,7 +332,9 @@ class EmbeddingKind:
         merged = merge(requests)
         accepted = False
         try:
-            answer, error, attempts, *_ = await outcome_of(self.send_one, merged, deadline, control)
+            answer, error, attempts, _, hedged = await outcome_of(
+                self.send_one, merged, deadline, control
+            )
             accepted = answer is not None
             refused = inputs > 1 and self.lists is not None and self.lists.learn(model, error)
         finally:
@@ -339,7 +343,7 @@ class EmbeddingKind:
         if answer is not None:
             elapsed = trio.current_time() - start
             return [
-                EmbeddingResult(i, r.custom_id, r, part, None, attempts, elapsed)
+                EmbeddingResult(i, r.custom_id, r, part, None, attempts, elapsed, hedged=hedged)
                 for (i, r), part in zip(unit, split(answer, requests), strict=True)
             ]
         if refused:
@@ -364,14 +368,15 @@ class EmbeddingKind:
 
         async def one(position: int, index: int, request: EmbeddingRequest) -> None:
             if len(request.inputs) > 1 and not self._packs(request.model):
-                answer, error, own = await self._singly(request, deadline, control)
+                answer, error, own, hedged = await self._singly(request, deadline, control)
             else:
                 sent = await outcome_of(self.send_one, request, deadline, control)
-                answer, error, own = sent.value, sent.error, sent.attempts
+                answer, error, own, hedged = sent.value, sent.error, sent.attempts, sent.hedged
             elapsed = trio.current_time() - start
             results[position] = EmbeddingResult(
-                index, request.custom_id, request, answer, error, attempts + own, elapsed
-            )
+                index, request.custom_id, request, answer, error, attempts + own, elapsed,
+                hedged=hedged and answer is not None,
+            )  # fmt: skip
 
         async with trio.open_nursery() as nursery:
             for position, (index, request) in enumerate(unit):
@@ -380,9 +385,9 @@ class EmbeddingKind:
 
     async def _singly(
         self, request: EmbeddingRequest, deadline: float, control: BatchControl
-    ) -> tuple[Embeddings | None, Exception | None, int]:
+    ) -> tuple[Embeddings | None, Exception | None, int, bool]:
         """An item of several inputs, one input per request: its answer joined, or the
-        first error; the attempts of all."""
+        first error; the attempts of all; whether a hedge answered one of them."""
         parts = singles(request)
         outcomes: list[Any] = [None] * len(parts)
 
@@ -392,8 +397,8 @@ class EmbeddingKind:
         async with trio.open_nursery() as nursery:
             for position, part in enumerate(parts):
                 nursery.start_soon(one, position, part)
-        attempts = sum(o[2] for o in outcomes)
-        error = next((o[1] for o in outcomes if o[1] is not None), None)
+        attempts = sum(o.attempts for o in outcomes)
+        error = next((o.error for o in outcomes if o.error is not None), None)
         if error is not None:
-            return None, error, attempts
-        return join([o[0] for o in outcomes]), None, attempts
+            return None, error, attempts, False
+        return join([o.value for o in outcomes]), None, attempts, any(o.hedged for o in outcomes)

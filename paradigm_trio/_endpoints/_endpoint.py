@@ -36,6 +36,7 @@ import trio
 from .._attempt_failure import AttemptFailure
 from .._config import Timeouts
 from .._engine._attempts import Attempting, Engine, Plan
+from .._engine._cache import CacheStore
 from .._engine._dedupe import Identity
 from .._engine._ledger import Tokens
 from .._errors import APITimeoutError, TimeoutKind
@@ -55,6 +56,7 @@ __all__ = [
     "identity",
     "reparse",
     "stored",
+    "through_cache",
 ]
 
 T = TypeVar("T")
@@ -244,6 +246,31 @@ def identity(endpoint: Endpoint[Q, Any], request: Q, sampled: bool) -> Identity 
     digest = hashlib.sha256(f"{endpoint.operation}\x1f{endpoint.path}\x1f".encode())
     digest.update(canonical.encode("ascii"))
     return Identity(digest.digest(), deterministic)
+
+
+async def through_cache(
+    cache: CacheStore, endpoint: Endpoint[Q, A], request: Q, send: Callable[[], Awaitable[A]]
+) -> tuple[A, bool]:
+    """The answer to one request, from ``cache`` when it holds one for a deterministic
+    ``request``, else ``send()``'s (then stored); ``(answer, whether it came from the
+    cache)``.  A request that is not deterministic is sent without a look-up; an entry the
+    endpoint does not parse (any more) is a miss.  Blocks on the cache's file (a worker
+    thread) before and after sending."""
+    found = identity(endpoint, request, sampled=False)
+    if found is None:
+        return await send(), False
+    key = cache.key(found.key)
+    entry = (await cache.get([key])).get(key)
+    if entry is not None:
+        try:
+            return reparse(endpoint, request, *entry), True
+        except Exception:
+            pass  # sent again, and stored anew
+    answer = await send()
+    kept = stored(answer)
+    if kept is not None:
+        await cache.put([(key, *kept)])
+    return answer, False
 
 
 class Sender:

@@ -2,14 +2,20 @@
 engine (``_batch``) runs for ``/tokenize``, ``/query``, ``/filter/chunks``,
 ``/chat/document-search`` and mixed batches, and :class:`EndpointResult`, one per item.
 
-One request per unit, one result per item.  What an item becomes (``make``) and how a
-request is sent (``send_one``, the client's one send path on the attempt engine) are
-handed in, so that this module imports neither the client nor any endpoint.
+One request per unit, one result per item.  What an item becomes (``make``), how a
+request is sent (``send_one``, the client's one send path on the attempt engine), the
+endpoint of a request (``endpoint_of``: what makes two requests the same, and how a
+cached answer is read) and whether a request may be sent twice (``repeatable``: a hedge,
+an answer shared under ``dedupe="all"``) are handed in, so that this module imports
+neither the client nor any endpoint.  The repeats are the chat batch's: identical
+deterministic requests sent once, the response cache read and written, a slow request
+hedged (``hedge=``); never for a request that is not ``repeatable`` (a thread's turn
+adds to the thread).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +23,12 @@ from typing import Any
 from .._engine._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
+from .._engine._cache import CacheStore
 from .._engine._dedupe import Identity
 from .._engine._ledger import Observer
 from .._errors import InvalidRequestError, RequestCancelled
 from ._completion import Usage
+from ._endpoint import Endpoint, Stored, identity, reparse
 
 __all__ = ["EndpointKind", "EndpointResult", "EndpointResults", "EndpointStream", "run_endpoints"]
 
@@ -43,6 +51,11 @@ class EndpointResult:
         attempts: HTTP attempts made (0 when nothing was sent).
         elapsed: seconds from when the batch started working on it to its outcome.
         usage: the tokens the answer reports, when it reports any.
+        deduplicated: whether it shares the answer of an identical request of the batch
+            (``BatchOptions.dedupe``): nothing was sent for it.
+        cached: whether its answer came from the client's :class:`ResponseCache`
+            (nothing was sent for it).
+        hedged: whether its answer is a hedge's (``BatchOptions.hedge``).
     """
 
     index: int
@@ -53,6 +66,9 @@ class EndpointResult:
     attempts: int = 0
     elapsed: float = 0.0
     usage: Usage | None = None
+    deduplicated: bool = False
+    cached: bool = False
+    hedged: bool = False
 
     @property
     def ok(self) -> bool:
@@ -80,10 +96,20 @@ class EndpointKind:
 
     operation = "requests"
 
-    def __init__(self, send_one: SendOne[Any, Any], make: Make, usage: UsageOf) -> None:
+    def __init__(
+        self,
+        send_one: SendOne[Any, Any],
+        make: Make,
+        usage: UsageOf,
+        *,
+        endpoint_of: Callable[[Any], Endpoint[Any, Any]] | None = None,
+        repeatable: Callable[[Any], bool] = lambda request: False,
+    ) -> None:
         self.send_one = send_one
         self.make = make
         self.usage = usage
+        self.endpoint_of = endpoint_of  # None: nothing shared, nothing cached
+        self.repeatable = repeatable
 
     def request(self, item: object, index: int) -> Any:
         try:
@@ -112,29 +138,44 @@ class EndpointKind:
         self, unit: Sequence[tuple[int, Any]], *, deadline: float, control: BatchControl
     ) -> list[EndpointResult]:
         [(index, request)] = unit
-        value, error, attempts, elapsed, _ = await outcome_of(
-            self.send_one, request, deadline, control
+        value, error, attempts, elapsed, hedged = await outcome_of(
+            self.send_one, request, deadline, control, hedge=self.repeatable(request)
         )
         usage = self.usage(request, value) if error is None else None
         custom_id = self.custom_id(request)
-        return [EndpointResult(index, custom_id, request, value, error, attempts, elapsed, usage)]
+        return [
+            EndpointResult(
+                index, custom_id, request, value, error, attempts, elapsed, usage, hedged=hedged
+            )
+        ]
 
     def failed(
         self, index: int, custom_id: str | None, request: Any, error: Exception
     ) -> EndpointResult:
         return EndpointResult(index, custom_id, request, error=error)
 
-    @staticmethod
-    def identity(request: Any, sampled: bool) -> Identity | None:
-        """None: Paradigm's own endpoints are neither deduplicated nor cached."""
-        return None
+    def identity(self, request: Any, sampled: bool) -> Identity | None:
+        """The request's endpoint says (a sampled one only when ``repeatable``)."""
+        if self.endpoint_of is None:
+            return None
+        sampled = sampled and self.repeatable(request)
+        return identity(self.endpoint_of(request), request, sampled)
 
     def cached(self, index: int, request: Any, raw: object, rid: str | None) -> EndpointResult:
-        raise AssertionError("an endpoint batch reads no cache")  # (identity is None)
+        assert self.endpoint_of is not None  # (else no identity, no cache entry)
+        value = reparse(self.endpoint_of(request), request, raw, rid)
+        usage = self.usage(request, value)
+        return EndpointResult(index, self.custom_id(request), request, value, usage=usage,
+                              cached=True)  # fmt: skip
 
     @staticmethod
-    def stored(result: EndpointResult) -> None:
-        return None
+    def stored(result: EndpointResult) -> Stored | None:
+        """The answer's JSON and request id, when it succeeded and keeps them (``raw``:
+        a token count, a text completion, a chat completion, embeddings)."""
+        raw = getattr(result.value, "raw", None)
+        if result.error is not None or not isinstance(raw, Mapping):
+            return None
+        return raw, getattr(result.value, "request_id", None)
 
 
 def run_endpoints(
@@ -145,9 +186,12 @@ def run_endpoints(
     width: int,
     observers: Sequence[Observer] = (),
     warm_up: WarmUp | None = None,
+    cache: CacheStore | None = None,
+    free: Callable[[], bool] = lambda: True,
 ) -> AbstractAsyncContextManager[EndpointStream]:
-    """Run ``kind`` on the batch engine (``width``: the client's concurrency)."""
+    """Run ``kind`` on the batch engine (``width``: the client's concurrency; ``cache``
+    and ``free`` as :func:`run_batch`'s)."""
     return run_batch(
         kind, items, options, width=width, stream=EndpointStream, observers=observers,
-        warm_up=warm_up,
+        warm_up=warm_up, cache=cache, free=free,
     )  # fmt: skip

@@ -89,8 +89,11 @@ class JsonEndpoint:
 
     @staticmethod
     def deterministic(request: EndpointRequest) -> bool:
-        """Not claimed: their answers are never shared between requests."""
-        return False
+        """What the request says (its ``deterministic()``: a tokenize request, a seeded
+        or greedy text completion); not claimed by the others (a search's answer follows
+        the documents, a thread's turn the thread), whose answers are never shared."""
+        says = getattr(request, "deterministic", None)
+        return bool(says()) if callable(says) else False
 
     def parser(self, request: EndpointRequest) -> Callable[[object, str | None], Any]:
         return request.parse

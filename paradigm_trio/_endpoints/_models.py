@@ -49,7 +49,8 @@ _MODELLED = frozenset(
 )
 
 # Body fields ChatRequest types too, which ``extra`` may still carry when they are unset
-# (how they were sent before they were typed).
+# (how they were sent before they were typed); its ``tools`` become the field (checked),
+# unless ``validate_tool_calls=False``.
 _TYPED = frozenset(
     {
         "logprobs",
@@ -273,6 +274,23 @@ def check_custom_id(custom_id: object) -> None:
         raise InvalidRequestError(f"custom_id must be a non-empty string, got {custom_id!r}")
 
 
+def _tools_of_extra(tools: object) -> tuple[dict[str, Any], ...]:
+    """``extra["tools"]`` as ``tools=`` takes it (checked the same way, its calls then
+    validated), or :class:`InvalidRequestError` naming ``extra.tools``."""
+    try:
+        checked = checked_tools(tools)
+        ToolCallRules.of(checked, True)  # (each parameters a JSON Schema)
+    except InvalidRequestError as exc:
+        where = f"extra.{exc.where}" if exc.where else "extra.tools"
+        message = str(exc).removeprefix(f"{exc.where}: ")
+        raise InvalidRequestError(
+            f"{message} (extra's tools are checked as tools= is; to send tools this library "
+            "cannot check as they are, unchecked, pass validate_tool_calls=False)",
+            where=where,
+        ) from None
+    return checked
+
+
 def checked_extra(extra: object, modelled: frozenset[str]) -> dict[str, Any]:
     """``extra`` as a new dict; refused when it is not a mapping or sets a ``modelled``
     field (those have keyword arguments of their own)."""
@@ -322,11 +340,13 @@ class ChatRequest:
             ``tools`` (default ``True``): a call of a tool not offered, or whose arguments
             are not JSON or do not match the tool's ``parameters``, is an invalid answer
             (:class:`~paradigm_trio.ToolCallError`, re-asked like ``output=``).
-            ``False`` hands the calls out as the model made them.  Only ``tools`` given
-            as a field are checked (not ``extra["tools"]``).
+            ``False`` hands the calls out as the model made them.
         extra: more body fields passed through as they are.  May not override the fields
             above (those from ``n`` to ``guided_regex`` it may still carry when they are
-            unset, untyped).
+            unset, untyped).  Its ``tools`` are taken as ``tools`` (checked the same way,
+            their calls validated; a tool that cannot be is an
+            :class:`InvalidRequestError`), unless ``validate_tool_calls=False``: then
+            they are sent as they are, unchecked (other kinds of tool).
         custom_id: a stable id for this logical request.  It is echoed on results and
             errors and derives the ``Idempotency-Key`` header, so the same ``custom_id``
             is the same request to the server across retries and resumed runs.
@@ -381,6 +401,8 @@ class ChatRequest:
             raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
         object.__setattr__(self, "stop", _checked_stop(self.stop))
         extra = checked_extra(self.extra, _MODELLED)
+        if "tools" in extra and self.tools is None and self.validate_tool_calls is not False:
+            object.__setattr__(self, "tools", _tools_of_extra(extra.pop("tools")))
         object.__setattr__(self, "extra", extra)
         options = (
             self.n, self.logprobs, self.top_logprobs, self.tools, self.tool_choice,

@@ -41,7 +41,7 @@ from ._tools import FunctionCall, ModelSchema, ToolCall, json_schema_of
 if TYPE_CHECKING:
     from .._redact import Redactor
 
-__all__ = ["OutputForm", "OutputSchema", "ToolCallRules"]
+__all__ = ["OutputForm", "OutputSchema", "ToolCallRules", "scrub_output_error"]
 
 R = TypeVar("R")
 
@@ -192,6 +192,19 @@ class OutputSchema:
                 raw=text,
                 errors=errors,
             ) from None
+
+
+def scrub_output_error(error: StructuredOutputError, redactor: Redactor) -> None:
+    """Remove the API key from ``error``, built of the model's answer: its message, its
+    ``raw`` text, its ``errors`` (a validator's message quotes the value) and its notes
+    (the model's refusal)."""
+    error.message = redactor.text(error.message)
+    error.args = (error.message,)
+    error.raw = redactor.text(error.raw)
+    error.errors = tuple(map(redactor.text, error.errors))
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        error.__notes__ = [redactor.text(note) for note in notes]
 
 
 def _model_errors(exc: ValueError) -> tuple[str, ...]:

@@ -131,6 +131,10 @@ class CompletionRequest:
         """About four characters a token of the prompt, plus ``max_tokens``."""
         return len(self.prompt) // 4 + 1 + (self.max_tokens or 0)
 
+    def deterministic(self) -> bool:
+        """Greedy (``temperature=0``) or seeded: equal requests get equal answers."""
+        return self.temperature == 0 or self.seed is not None
+
     def parse(self, data: object, request_id: str | None) -> TextCompletion:
         """The answer as a :class:`TextCompletion`."""
         return TextCompletion.from_json(data, request_id)

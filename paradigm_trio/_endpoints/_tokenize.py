@@ -97,6 +97,12 @@ class TokenizeRequest:
         """0: counting tokens generates none (the request counts toward requests/min only)."""
         return 0
 
+    @staticmethod
+    def deterministic() -> bool:
+        """Always: a tokenizer counts the same text the same way (equal requests may
+        share one answer: a batch's dedupe, the response cache)."""
+        return True
+
     def parse(self, data: object, request_id: str | None) -> TokenCount:
         """The answer as a :class:`TokenCount`."""
         return TokenCount.from_json(data, request_id)

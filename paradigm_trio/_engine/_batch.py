@@ -157,15 +157,21 @@ class Sent(NamedTuple, Generic[T]):
 
 
 async def outcome_of(
-    send: SendOne[Q, T], request: Q, deadline: float, control: BatchControl
+    send: SendOne[Q, T],
+    request: Q,
+    deadline: float,
+    control: BatchControl,
+    *,
+    hedge: bool = True,
 ) -> Sent[T]:
     """The value or error, attempts and time of ``send(request)`` (hedged when the batch
-    hedges); any ``Exception`` is its error.
+    hedges, unless ``hedge`` is false: a request that must not be sent twice); any
+    ``Exception`` is its error.
 
     An :class:`APIError`, an :class:`InvalidRequestError` before sending, or a bug, a hook
     raising: the item's result, never the batch's end (``Cancelled`` propagates).
     """
-    if control.hedger is not None:
+    if hedge and control.hedger is not None:
         return Sent(*await race(send, request, deadline, control.hedger))
     start = trio.current_time()
     history: list[Attempt] = []
@@ -359,6 +365,8 @@ class _Run(Generic[Q, R, S]):
             iterator = inputs.__aiter__()
             async with trio.open_nursery() as workers:
                 self.workers = workers.cancel_scope
+                if self.control.hedger is not None:
+                    self.control.hedger.nursery = workers  # where the hedges run
                 if self.warm is not None:
                     # Beside the workers, not before them: a request takes a connection
                     # being opened when it needs one, and no request waits for the others.

@@ -140,10 +140,14 @@ class BatchOptions(_Replace):
         dedupe: identical requests of the batch (the same endpoint and body, its
             ``custom_id`` aside) sent once, each duplicate given a result of its own that
             shares the answer (``deduplicated=True``, no attempts).  ``"auto"`` (the
-            default): only deterministic requests (chat with ``temperature=0`` or a
-            ``seed``; every embeddings request); ``"all"``: every identical request, sampled
-            ones too (one sample serves them all); ``"off"``: each item sent.  See the
-            batching how-to.
+            default): only deterministic requests (chat or a text completion with
+            ``temperature=0`` or a ``seed``; every embeddings and tokenize request);
+            ``"all"``: every identical request, sampled ones too (one sample serves them
+            all; never a thread's turn); ``"off"``: each item sent.  See the batching
+            how-to.
+        hedge: ``True`` or a :class:`Hedge`: an item still unanswered after a percentile
+            of the batch's own latencies gets one copy, the first answer wins (every batch;
+            never a thread's turn).  Default ``None``: no hedging.  See the batching how-to.
         model, temperature, max_tokens, top_p, seed: fill the fields an item leaves unset.
     """
 

@@ -58,9 +58,10 @@ class ResponseCache:
 
     ``Client(cache=pt.ResponseCache("answers.sqlite"))``: a batch's deterministic requests
     (those ``BatchOptions.dedupe`` shares by default: chat with ``temperature=0`` or a
-    ``seed``, every embeddings request) are looked up before they are sent, and their
-    successful answers stored.  A result answered from it has ``cached=True`` and no
-    attempts; ``BatchStatistics.cached`` counts them.  See the batching how-to.
+    ``seed``, every embeddings and tokenize request) are looked up before they are sent,
+    and their successful answers stored.  A result answered from it has ``cached=True``
+    and no attempts; ``BatchStatistics.cached`` counts them.  :meth:`Client.chat` reads
+    and fills it too (``ChatCompletion.cached``).  See the batching how-to.
 
     Attributes:
         path: the SQLite file (made if missing; its folder must exist).  Several

@@ -22,15 +22,23 @@ A hedge is sent only while it costs little: when the client has a free concurren
 hedges than ``Hedge.max_share`` of its items, and never while the server sheds load (a
 429 or a 5xx in the last ``Hedge.quiet`` seconds, or the batch's circuit breaker open).
 
-The race is a nursery of two tasks; the winner cancels the nursery's scope, which the
-nursery absorbs; a cancellation from outside propagates.
+The original is sent in the item's own task, inside a cancel scope; the hedges of a batch
+are started by one *watcher* task in the batch's nursery (:attr:`Hedger.nursery`), which
+sleeps until the earliest moment an item under way should be looked at (a heap of those
+moments), so an item that never needs a hedge costs a heap entry, not a task or a
+nursery.  The winner cancels the other's scope; an item whose original failed waits for
+its running hedge; a cancellation from outside propagates, and cancels the item's hedge.
+The watcher ends when no item is under way (and starts again with the next one).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final, Protocol, TypeVar
 
 import trio
@@ -92,10 +100,14 @@ DEFAULT_HEDGE: Final = Hedge()
 
 
 class Hedger:
-    """One batch's hedging: the latencies it learnt, the hedges it made and won (``ttft``:
-    the batch streams its items, and hedges on the time to their first chunk)."""
+    """One batch's hedging: the latencies it learnt, the hedges it made and won, and the
+    items under way it watches (``ttft``: the batch streams its items, and hedges on the
+    time to their first chunk)."""
 
-    __slots__ = ("_delay", "control", "free", "latencies", "policy", "sent", "ttft", "won")
+    __slots__ = (
+        "_delay", "_heap", "_nap", "_order", "control", "free", "latencies", "live",
+        "nursery", "policy", "sent", "ttft", "watching", "won",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -113,6 +125,12 @@ class Hedger:
         self.sent = 0
         self.won = 0
         self._delay: float | None = None
+        self.nursery: trio.Nursery | None = None  # where hedges run (the batch's workers')
+        self.live = 0  # items under way
+        self.watching = False  # whether the watcher runs
+        self._heap: list[tuple[float, int, _Item]] = []  # (when to look, order, item)
+        self._order = itertools.count()
+        self._nap: trio.CancelScope | None = None  # the watcher's sleep, while it sleeps
 
     def learn(self, seconds: float) -> None:
         """An item succeeded after ``seconds`` (from its send to its answer; to its first
@@ -138,6 +156,134 @@ class Hedger:
         if control.breaker_open or trio.current_time() - control.shed_at < policy.quiet:
             return False
         return self.free()
+
+    def watch(self, item: _Item, look: float) -> None:
+        """Look at ``item`` (under way) at ``look``; start the watcher, or wake it sooner."""
+        heapq.heappush(self._heap, (look, next(self._order), item))
+        if not self.watching:
+            assert self.nursery is not None
+            self.watching = True
+            self.nursery.start_soon(self._watch)
+        elif self._nap is not None and look < self._nap.deadline:
+            self._nap.deadline = look
+
+    def left(self) -> None:
+        """An item is no longer under way; with none left, the watcher ends now."""
+        self.live -= 1
+        if self.live == 0 and self._nap is not None:
+            self._nap.deadline = -math.inf
+
+    async def _watch(self) -> None:
+        """Until no item is under way: hedge each when its time comes and it may be, else
+        look again later (each wait half the time waited so far: a batch of thousands in
+        flight wakes a few times per item, not per tick)."""
+        heap, floor = self._heap, self.policy.floor
+        try:
+            while heap:
+                look, _, item = heap[0]
+                if item.state != "waiting":  # finished, or hedged: nothing to look at
+                    heapq.heappop(heap)
+                    continue
+                if look > trio.current_time():
+                    with trio.move_on_at(look) as self._nap:
+                        await trio.sleep_forever()
+                    self._nap = None
+                    continue
+                heapq.heappop(heap)
+                now, delay = trio.current_time(), self.delay
+                if delay is not None and now >= item.start + delay and self.allowed():
+                    self._launch(item)
+                    continue
+                later = now + max(floor, (now - item.start) / 2)
+                look = later if delay is None else max(item.start + delay, later)
+                heapq.heappush(heap, (look, next(self._order), item))
+            await trio.lowlevel.checkpoint()
+        finally:
+            self.watching = False
+            self._nap = None
+
+    def _launch(self, item: _Item) -> None:
+        """Send ``item``'s hedge, in the batch's nursery."""
+        assert self.nursery is not None
+        item.state = "running"
+        item.hedge_scope = trio.CancelScope()
+        self.sent += 1
+        self.nursery.start_soon(self._hedge, item)
+
+    async def _hedge(self, item: _Item) -> None:
+        sent = trio.current_time()
+        scope = item.hedge_scope
+        assert scope is not None
+
+        def first(at: float) -> None:  # (streamed items: the hedge's first chunk)
+            if item.hedge_first is None:
+                item.hedge_first = at
+                self.learn(at - sent)
+
+        with scope:
+            try:
+                value = await item.send(
+                    item.request, deadline=item.deadline, control=self.control,
+                    history=item.hedged, hedge=True, first_chunk=first if self.ttft else None,
+                )  # fmt: skip
+            except Exception:
+                item.state = "failed"
+                item.hedge_over.set()
+                return
+            if item.resolved:  # the original answered first (the same tick)
+                item.state = "failed"
+                item.hedge_over.set()
+                return
+            item.resolved, item.value, item.state = True, value, "won"
+            self.won += 1
+            if not self.ttft:
+                self.learn(trio.current_time() - sent)
+            item.scope.cancel()
+            item.hedge_over.set()
+        if scope.cancelled_caught:
+            item.hedge_over.set()  # (cut, or the original answered: nobody waits for it)
+
+    def first_chunk(self, item: _Item, at: float) -> None:
+        """Streamed items: the original's first chunk arrived; no hedge after it, and a
+        hedge under way without its own first chunk is cut (it is behind)."""
+        if item.first is not None:  # (the first attempt to stream; a retry's is not news)
+            return
+        item.first = at
+        self.learn(at - item.start)
+        if item.state == "waiting":
+            item.state = "over"
+        elif item.state == "running" and item.hedge_first is None:
+            item.state = "cut"
+            assert item.hedge_scope is not None
+            item.hedge_scope.cancel()
+
+
+class _Item:
+    """One item sent hedged: its request, its two histories, the state of its hedge
+    (``"waiting"``, ``"running"``, then ``"won"`` or ``"failed"``, or ``"cut"``: the
+    original streamed first; ``"over"``: the item finished, or streams, before its hedge
+    was sent), when each first streamed, and what answered."""
+
+    __slots__ = (
+        "deadline", "first", "hedge_first", "hedge_over", "hedge_scope", "hedged", "primary",
+        "request", "resolved", "scope", "send", "start", "state", "value",
+    )  # fmt: skip
+
+    def __init__(self, send: SendOne[Any, Any], request: object, deadline: float) -> None:
+        self.send = send
+        self.request = request
+        self.deadline = deadline
+        self.start = trio.current_time()
+        self.primary: list[Attempt] = []
+        self.hedged: list[Attempt] = []
+        self.state = "waiting"
+        self.resolved = False  # whether a value was taken (the first answer's)
+        self.value: Any = None
+        self.scope = trio.CancelScope()  # the original's
+        self.hedge_scope: trio.CancelScope | None = None
+        self.hedge_over = trio.Event()
+        self.first: float | None = None  # the original's first chunk (streamed items)
+        self.hedge_first: float | None = None  # the hedge's
 
 
 class SendOne(Protocol[Q_contra, T_co]):
@@ -165,106 +311,54 @@ async def race(
 
     With ``hedger.ttft`` (streamed items), the delay is learnt from first chunks, and the
     original's first chunk ends the wait for a hedge (none is sent after it) and cuts a
-    hedge under way that has no first chunk yet (it is behind)."""
-    start = trio.current_time()
-    control = hedger.control
-    primary: list[Attempt] = []
-    hedged: list[Attempt] = []
-    # "waiting", then "running", then "done" (failed), "won" or "cut" (the original
-    # streamed first)
-    state: dict[str, Any] = {"hedge": "waiting"}
+    hedge under way that has no first chunk yet (it is behind).
+
+    Outside a batch (``hedger.nursery`` unset), the watcher and the hedge run in a
+    nursery of this call's own."""
+    if hedger.nursery is None:
+        async with trio.open_nursery() as nursery:
+            hedger.nursery = nursery
+            try:
+                return await race(send, request, deadline, hedger)
+            finally:
+                hedger.nursery = None
+    item = _Item(send, request, deadline)
+    start = item.start
     ttft = hedger.ttft
-    waiting = trio.CancelScope()  # the hedge's wait: cancelled once the original streams
-    hedging = trio.CancelScope()  # the hedge under way: cut if the original streams first
-    sent = math.inf  # when the hedge was sent
-
-    def first(at: float) -> None:
-        if "first" not in state:  # (the first attempt to stream; a retry's is not news)
-            state["first"] = at
-            hedger.learn(at - start)
-            waiting.cancel()
-            if "hedge_first" not in state:
-                hedging.cancel()
-
-    def hedge_first(at: float) -> None:
-        if "hedge_first" not in state:
-            state["hedge_first"] = at
-            hedger.learn(at - sent)
-
-    async def original(race: trio.Nursery) -> None:
-        try:
-            value = await send(
-                request, deadline=deadline, control=control, history=primary,
-                first_chunk=first if ttft else None,
-            )  # fmt: skip
-        except Exception as exc:
-            state["error"] = exc
-            if state["hedge"] != "running":  # nothing else to wait for
-                race.cancel_scope.cancel()
-            return
-        state["value"] = value
-        if not ttft:
-            hedger.learn(trio.current_time() - start)
-        race.cancel_scope.cancel()
-
-    async def hedge(race: trio.Nursery) -> None:
-        nonlocal sent
-        with waiting:
-            await _wait_for_delay(hedger, start)
-        if waiting.cancelled_caught:  # the original streams: no hedge
-            return
-        state["hedge"] = "running"
-        hedger.sent += 1
-        sent = trio.current_time()
-        with hedging:
+    error: Exception | None = None
+    hedger.live += 1
+    try:
+        hedger.watch(item, start + (hedger.delay or hedger.policy.floor))
+        with item.scope:
             try:
                 value = await send(
-                    request, deadline=deadline, control=control, history=hedged, hedge=True,
-                    first_chunk=hedge_first if ttft else None,
+                    request, deadline=deadline, control=hedger.control, history=item.primary,
+                    first_chunk=partial(hedger.first_chunk, item) if ttft else None,
                 )  # fmt: skip
-            except Exception:
-                state["hedge"] = "done"
-                if "error" in state:  # the original failed meanwhile: its outcome stands
-                    race.cancel_scope.cancel()
-                return
-        if hedging.cancelled_caught:  # cut: the original streams, the hedge did not yet
-            state["hedge"] = "cut"
-            return
-        state["value"], state["won"], state["hedge"] = value, True, "won"
-        hedger.won += 1
-        if not ttft:
-            hedger.learn(trio.current_time() - sent)
-        race.cancel_scope.cancel()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(original, nursery)
-        nursery.start_soon(hedge, nursery)
-    attempts = len(primary) + len(hedged)
-    lost = state["hedge"] in ("running", "cut") or (
-        state["hedge"] == "won" and "error" not in state
-    )
-    if lost:  # the loser was cancelled: its attempt under way counts
-        attempts += 1
+            except Exception as exc:
+                error = exc
+            else:
+                if not item.resolved:
+                    item.resolved, item.value = True, value
+                    if not ttft:
+                        hedger.learn(trio.current_time() - start)
+        if error is not None and item.state == "running":  # the hedge may yet answer
+            await item.hedge_over.wait()
+    finally:
+        if item.state == "waiting":
+            item.state = "over"
+        elif item.state == "running" and item.hedge_scope is not None:
+            item.hedge_scope.cancel()  # the original answered: the hedge loses
+        hedger.left()
+    won = item.state == "won"
+    attempts = len(item.primary) + len(item.hedged)
+    if item.state in ("running", "cut") or (won and error is None):
+        attempts += 1  # the loser was cancelled: its attempt under way counts
     elapsed = trio.current_time() - start
-    if "value" in state:
-        return state["value"], None, attempts, elapsed, state.get("won", False)
-    return None, state["error"], attempts, elapsed, False
-
-
-async def _wait_for_delay(hedger: Hedger, start: float) -> None:
-    """Until the item, sent at ``start``, may be hedged: its delay passed, and a hedge
-    allowed.  Looks at the delay, then less and less often (each wait half the time
-    waited so far): a batch of thousands in flight wakes a few times per item, not per
-    tick."""
-    floor = hedger.policy.floor
-    look = start + (hedger.delay or floor)
-    while True:
-        await trio.sleep_until(look)
-        now, delay = trio.current_time(), hedger.delay
-        if delay is not None and now >= start + delay and hedger.allowed():
-            return
-        later = now + max(floor, (now - start) / 2)
-        look = later if delay is None else max(start + delay, later)
+    if item.resolved:
+        return item.value, None, attempts, elapsed, won
+    assert error is not None
+    return None, error, attempts, elapsed, False
 
 
 def hedger_for(

@@ -202,7 +202,8 @@ def _add_batch_limit_arguments(batch: argparse.ArgumentParser) -> None:
     batch.add_argument(
         "--hedge",
         action="store_true",
-        help="hedge chat lines still unanswered after the batch's 95th percentile latency: "
+        help="hedge chat and embeddings lines still unanswered after the batch's 95th "
+        "percentile latency: "
         "send one copy when a slot is free, keep the first answer (at most 5 %% more "
         "requests, none while the server sheds load)",
     )

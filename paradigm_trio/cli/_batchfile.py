@@ -108,7 +108,7 @@ def _request_from(obj: Mapping[str, Any], custom_id: str) -> Any:
     # Schema...) are sent as they are, and the answer's calls are not checked.
     return pt.ChatRequest(
         messages=tuple(messages), extra={**extra, **tools}, custom_id=custom_id,
-        output=output, **fields,
+        output=output, validate_tool_calls=False, **fields,
     )  # fmt: skip
 
 

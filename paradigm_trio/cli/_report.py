@@ -24,7 +24,7 @@ from typing import Any
 import paradigm_trio as pt
 
 from ._extras import install_hint
-from ._report_data import CHAT, EMBEDDINGS, EndpointData, RunData, RunRecorder
+from ._report_data import CHAT, EMBEDDINGS, EndpointData, Request, RunData, RunRecorder
 from ._text import write_atomic
 
 __all__ = [
@@ -191,7 +191,13 @@ td, th { border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: left;
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 0; } figure svg { max-width: 100%; height: auto; }
 .muted { color: #666; }
+.stopped { border-left: 0.3em solid #c60; padding: 0.3em 0.8em; background: #fff4e6; }
 """
+
+STOPPED_NOTE = (
+    "This run was stopped (Ctrl-C or SIGTERM) before it ended: the page shows what it had "
+    "done. The same command resumes it, and the resumed run's report covers both runs."
+)
 
 
 def _table(headers: list[str], rows: list[list[object]], numeric: set[int]) -> str:
@@ -241,7 +247,16 @@ def _summary(data: RunData, ordered: list[float], stretches: list[tuple[float, f
     ]  # fmt: skip
     if len(data.endpoints) == 1:
         rows.insert(1, ["endpoint", next(iter(data.endpoints))])
+    rows += [[label, f"{data.marks[mark]:,}"] for mark, label in _MARKED if mark in data.marks]
     return _table(["", ""], rows, {1})
+
+
+_MARKED = (
+    ("hedged", "answered by a hedge (hedge=)"),
+    ("cached", "answered from the cache, not sent (cache=)"),
+    ("deduplicated", "the answer of an identical line, not sent (dedupe=)"),
+)
+"""The summary's rows of the records' marks (each only when some record has it)."""
 
 
 def _by_endpoint(endpoints: Mapping[str, EndpointData], active: float) -> str:
@@ -289,12 +304,21 @@ def _plots(data: RunData, stretches: list[tuple[float, float]]) -> list[str]:
 def _lists(data: RunData) -> list[str]:
     parts = []
     slowest = sorted(data.slowest, key=lambda e: (-e[0], e[1]))
+    # A column "answer" (how it came: hedged, cached, deduplicated) when some record has a mark.
+    extra = ["answer"] if data.marks else []
+
+    def mark(request: Request) -> list[str]:
+        return [request.marks] if data.marks else []
+
     if slowest:
         parts += [
             f"<h2>The {len(slowest)} slowest successful requests</h2>",
             _table(
-                ["custom_id", "seconds", "attempts", "failed attempts"],
-                [[r.custom_id, f"{r.elapsed:.3f}", r.attempts, r.causes] for _, _, r in slowest],
+                ["custom_id", "seconds", "attempts", "failed attempts", *extra],
+                [
+                    [r.custom_id, f"{r.elapsed:.3f}", r.attempts, r.causes, *mark(r)]
+                    for _, _, r in slowest
+                ],
                 {1, 2},
             ),
         ]
@@ -313,19 +337,26 @@ def _lists(data: RunData) -> list[str]:
             ),
             f"<h2>Some failed requests ({len(data.failures)} of {failed:,})</h2>",
             _table(
-                ["custom_id", "attempts", "failed attempts", "error"],
-                [[r.custom_id, r.attempts, r.causes, r.error[:300]] for r in data.failures],
+                ["custom_id", "attempts", "failed attempts", "error", *extra],
+                [
+                    [r.custom_id, r.attempts, r.causes, r.error[:300], *mark(r)]
+                    for r in data.failures
+                ],
                 {1},
             ),
         ]
     return parts
 
 
-def render(data: RunData, title: str) -> str:
-    """The page (HTML, self-contained).  Needs matplotlib."""
+def render(data: RunData, title: str, *, stopped: bool = False) -> str:
+    """The page (HTML, self-contained), marked as the report of a run that was
+    ``stopped`` before it ended.  Needs matplotlib."""
     ordered = sorted(chain.from_iterable(e.latencies for e in data.endpoints.values()))
     stretches = data.active()
-    parts = [f"<h1>{html.escape(title)}</h1>", _summary(data, ordered, stretches)]
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    if stopped:
+        parts.append(f'<p class="stopped">{html.escape(STOPPED_NOTE)}</p>')
+    parts.append(_summary(data, ordered, stretches))
     if data.unreadable_count:
         parts.append(f'<p class="muted">{html.escape(unreadable_note(data))}</p>')
     if len(data.endpoints) > 1:
@@ -365,9 +396,9 @@ def require_matplotlib() -> None:
         ) from None
 
 
-def write_html(records: Path, page: Path) -> RunData:
+def write_html(records: Path, page: Path, *, stopped: bool = False) -> RunData:
     """Write the report of the output file ``records`` to ``page`` (atomically); what it
-    shows.
+    shows.  ``stopped``: the run was stopped before it ended (the page says so).
 
     Raises:
         ReportError: matplotlib is missing, or a file cannot be read or written.
@@ -381,7 +412,8 @@ def write_html(records: Path, page: Path) -> RunData:
 
     # Text from the records (a cause, say) is never read as mathtext: "$\\frac$" raised.
     with matplotlib.rc_context({"text.parse_math": False}):
-        text = render(data, f"paradigm-trio run: {records.name}")
+        title = f"paradigm-trio run: {records.name}" + (" (stopped)" if stopped else "")
+        text = render(data, title, stopped=stopped)
     try:
         write_atomic(page, text)
     except OSError as exc:

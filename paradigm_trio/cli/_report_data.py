@@ -30,7 +30,17 @@ import paradigm_trio as pt
 
 from ._text import loads
 
-__all__ = ["CHAT", "EMBEDDINGS", "Counts", "EndpointData", "FailureGroup", "RunData", "RunRecorder"]
+__all__ = [
+    "CHAT",
+    "EMBEDDINGS",
+    "MARKS",
+    "Counts",
+    "EndpointData",
+    "FailureGroup",
+    "Request",
+    "RunData",
+    "RunRecorder",
+]
 
 CONCURRENCY_SAMPLE = 0.5
 """Seconds between two readings of the client's concurrency limit."""
@@ -47,6 +57,10 @@ run and its resume), left out of the active time."""
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
+
+MARKS = ("hedged", "cached", "deduplicated")
+"""A record's marks of how its answer came (``true`` when so): a hedge's answer won, the
+answer came from the response cache, or from an identical request of the batch."""
 
 
 # --------------------------------------------------------------------------- during the run
@@ -113,6 +127,7 @@ class Request:
     attempts: int
     causes: str
     error: str = ""
+    marks: str = ""  # how its answer came (:data:`MARKS`), comma-separated
 
 
 @dataclass
@@ -175,6 +190,7 @@ class RunData(Counts):
     causes: dict[tuple[str, int | None], FailureGroup] = field(default_factory=dict)
     unreadable: list[int] = field(default_factory=list)  # line numbers, the first KEEP
     unreadable_count: int = 0
+    marks: dict[str, int] = field(default_factory=dict)  # mark -> records with it
 
     @classmethod
     def read(cls, path: Path) -> RunData:
@@ -215,10 +231,13 @@ class RunData(Counts):
         tokens = self._usage(record) if ok else 0
         endpoint.tokens += tokens
         self._timeline(record, ok, failures, tokens, endpoint)
+        marks = [mark for mark in MARKS if record.get(mark) is True]
+        for mark in marks:
+            self.marks[mark] = self.marks.get(mark, 0) + 1
         request = Request(
             str(record.get("custom_id")), elapsed, int(_number(record.get("attempts"))),
             ", ".join(str(f.get("cause")) for f in failures),
-            _error_text(error) if not ok else "",
+            _error_text(error) if not ok else "", ", ".join(marks),
         )  # fmt: skip
         if ok:
             endpoint.latencies.append(elapsed)

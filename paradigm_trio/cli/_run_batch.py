@@ -280,7 +280,8 @@ async def _send(client: pt.Client, requests: Iterator[Any], progress: Progress,
         "chat": (chat_send, lambda: client.stream_batch(
             chat_receive, on_progress=progress.updater("chat"), dedupe=dedupe, hedge=hedge)),
         "embeddings": (embed_send, lambda: client.stream_embed_batch(
-            embed_receive, on_progress=progress.updater("embeddings"), dedupe=dedupe)),
+            embed_receive, on_progress=progress.updater("embeddings"), dedupe=dedupe,
+            hedge=hedge)),
         "endpoints": (other_send, lambda: client.stream_requests(
             other_receive, on_progress=progress.updater("endpoints"))),
     }  # fmt: skip
@@ -461,26 +462,33 @@ def _finish(args: argparse.Namespace, summary: dict[str, Any], output: Path,
     """Print the summary, write the report; the exit code."""
     _print_summary(summary, output, interrupted)
     code = 130 if interrupted else 1 if summary["failed_in_output"] else 0
-    if args.report and args.report.lower().endswith(".html") and interrupted:
-        # Drawing the page takes seconds (matplotlib): not after a Ctrl-C.  The resumed
-        # run's report covers this run too.
-        print(f"Report not written (interrupted): the resumed run writes it, or now: "
-              f"paradigm-trio report {shlex.quote(str(output))} -o "
-              f"{shlex.quote(args.report)}", file=sys.stderr)  # fmt: skip
-    elif args.report and args.report.lower().endswith(".html"):
-        try:
-            write_html(output, Path(args.report))
-        except (ReportError, OSError) as exc:
-            _fail(f"cannot write the report {args.report}: {exc} (the results are in {output})")
-            return code or 2
-        print(f"Report: {args.report}", file=sys.stderr)
-    elif args.report:
+    if args.report and args.report.lower().endswith(".html"):
+        return _write_page(output, args.report, interrupted, code)
+    if args.report:
         try:
             write_atomic(Path(args.report), dumps(summary, indent=2) + "\n")
         except (OSError, ValueError) as exc:  # checked before the run: a full disk, say
             reason = getattr(exc, "strerror", None) or exc
             _fail(f"cannot write the report {args.report}: {reason} (the results are in {output})")
             return code or 2
+    return code
+
+
+def _write_page(output: Path, report: str, interrupted: bool, code: int) -> int:
+    """``--report`` as HTML, of what was done; marked as stopped after an interrupt (which
+    a second one skips: drawing takes seconds).  The exit code."""
+    later = f"paradigm-trio report {shlex.quote(str(output))} -o {shlex.quote(report)}"
+    if interrupted:
+        print("Writing the report of the run so far (Ctrl-C again to skip it)...", file=sys.stderr)
+    try:
+        write_html(output, Path(report), stopped=interrupted)
+    except (ReportError, OSError) as exc:
+        _fail(f"cannot write the report {report}: {exc} (the results are in {output})")
+        return code or 2
+    except KeyboardInterrupt:
+        print(f"Report not written (interrupted): {later} writes it", file=sys.stderr)
+        return 130
+    print(f"Report: {report}" + (" (of the run so far)" if interrupted else ""), file=sys.stderr)
     return code
 
 

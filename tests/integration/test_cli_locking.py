@@ -69,6 +69,10 @@ def start(tmp_path: Path) -> Iterator[Start]:
     yield start
     for run in started:
         run.stop()
+    # What each process said, shown with a failure (pytest prints a failed test's
+    # captured output): a failure under load names its cause.
+    for run in started:
+        print(f"--- {run.err_path.stem} (exit {run.proc.returncode}):\n{run.stderr[-3000:]}")
 
 
 @contextmanager
@@ -154,7 +158,8 @@ def test_retry_failed_beside_a_running_batch_loses_nothing(tmp_path: Path, start
         assert b.wait() == 2, b.stderr  # refused: it rewrote nothing
         assert f"pid {a.proc.pid}" in b.stderr
         c = start("c", *common, "--retry-failed", "--wait-for-lock")
-        wait_until(lambda: "Waiting" in c.stderr, "run C to wait for the lock")
+        wait_until(lambda: "Waiting" in c.stderr or c.proc.poll() is not None, "run C")
+        assert "Waiting" in c.stderr, (c.proc.returncode, c.stderr)
         assert a.proc.poll() is None
         c.proc.send_signal(signal.SIGINT)  # Ctrl-C while it waits
         assert c.wait() == 130, c.stderr

@@ -178,3 +178,22 @@ class Events(list[pt.Event]):
 
     def kinds(self) -> list[str]:
         return [type(e).__name__ for e in self]
+
+
+class InterruptedHandOver:
+    """Stands for a ``_loop.Loop``'s trio token until its first call: it makes the call
+    (a job is queued on the loop), then ``before()``, then puts the real token back and
+    raises ``KeyboardInterrupt``: Ctrl-C landing while a job is handed to the loop, once
+    queued (on a busy machine, the loop can run the job meanwhile)."""
+
+    def __init__(self, loop: Any, before: Callable[[], object] = lambda: None) -> None:
+        self.loop = loop
+        self.real = loop._token
+        self.before = before
+        loop._token = self
+
+    def run_sync_soon(self, fn: Callable[..., object], *args: object) -> None:
+        self.real.run_sync_soon(fn, *args)
+        self.before()
+        self.loop._token = self.real
+        raise KeyboardInterrupt

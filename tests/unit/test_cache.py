@@ -168,3 +168,41 @@ def test_two_processes_write_and_read_one_file_at_once(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT count(*) FROM answers").fetchone() == (400,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_chat_reads_and_fills_the_cache_and_marks_what_it_read(tmp_path: Path) -> None:
+    handler = Echo()
+    cache = pt.ResponseCache(tmp_path / "c.sqlite")
+    async with make_client(handler, cache=cache) as client:
+        first = await client.chat(msgs(1), temperature=0)
+        again = await client.chat(msgs(1), temperature=0)
+        seeded = [await client.chat(msgs(2), seed=3) for _ in range(2)]
+        sampled = [await client.chat(msgs(3), temperature=0.7) for _ in range(2)]
+        batch = await client.chat_batch(greedy(1))  # a batch reads what chat() stored
+    assert handler.calls == 1 + 1 + 2
+    assert (first.cached, again.cached) == (False, True)
+    assert again.text == first.text
+    assert again == first  # (``cached`` is not compared)
+    assert [c.cached for c in seeded] == [False, True]
+    assert not any(c.cached for c in sampled)
+    assert batch[0].cached
+    async with make_client(handler) as client:  # no cache: always sent, never marked
+        plain = await client.chat(msgs(1), temperature=0)
+    assert handler.calls == 5
+    assert not plain.cached
+
+
+async def test_chat_with_an_unreadable_entry_sends_again_and_stores_anew(
+    tmp_path: Path,
+) -> None:
+    handler = Echo()
+    cache = pt.ResponseCache(tmp_path / "c.sqlite")
+    async with make_client(handler, cache=cache) as client:
+        await client.chat(msgs(1), temperature=0)
+    with contextlib.closing(sqlite3.connect(tmp_path / "c.sqlite")) as db, db:
+        db.execute("""UPDATE answers SET answer = '{"raw": {"not": "a completion"}}'""")
+    async with make_client(handler, cache=cache) as client:
+        resent = await client.chat(msgs(1), temperature=0)
+        read = await client.chat(msgs(1), temperature=0)
+    assert handler.calls == 2
+    assert (resent.cached, read.cached) == (False, True)

@@ -188,3 +188,46 @@ async def test_duplicates_of_results_held_by_the_systematic_rule_get_theirs_on_r
     assert all(isinstance(r.error, pt.AuthenticationError) for r in results[:4])
     assert all(r.ok for r in results[4:])
     assert handler.calls == 8
+
+
+async def test_duplicates_beyond_the_waiting_cap_are_sent_on_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Three may wait for the leader: the fourth copy read meanwhile is sent (an item like
+    # any other, its own slot); the copies read after the answer get it at once.
+    monkeypatch.setattr(_dedupe, "DEDUPE_WAITING", 3)
+    handler = Echo(latency=lambda text: 1.0)
+
+    async def copies() -> object:
+        for _ in range(5):  # the leader, three waiting, one beyond the cap
+            yield msgs(1)
+        await trio.sleep(2)
+        for _ in range(5):
+            yield msgs(1)
+
+    async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
+        results = await client.chat_batch(copies(), temperature=0)  # type: ignore[arg-type]
+    assert handler.calls == 2
+    assert [r.deduplicated for r in results] == [False, True, True, True, False, *[True] * 5]
+    assert [r.attempts for r in results] == [1, 0, 0, 0, 1, *[0] * 5]
+    assert all(r.completion and r.completion.text == "item 1" for r in results)
+    assert results.statistics.deduplicated == 8
+
+
+def test_the_waiting_cap_counts_every_leader_s_duplicates_and_frees_on_an_answer() -> None:
+    book = _dedupe.Dedupe("auto", most=2)
+
+    class Done:
+        ok = False  # a failure: shared with those waiting, not remembered
+
+    assert not book.follow(b"a", 0, None, 0.0)  # leader of a
+    assert not book.follow(b"b", 1, None, 0.0)  # leader of b
+    assert book.follow(b"a", 2, None, 0.0)
+    assert book.follow(b"b", 3, None, 0.0)
+    assert not book.follow(b"a", 4, None, 0.0)  # two held in all: sent on its own
+    assert book.finished(4, Done()) == []  # (no leader of anything)
+    assert [i for i, _, _ in book.finished(0, Done())] == [2]
+    assert book.held == 1
+    assert book.follow(b"b", 5, None, 0.0)  # room again
+    assert [i for i, _, _ in book.finished(1, Done())] == [3, 5]
+    assert book.held == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx2
 import pytest
@@ -31,7 +32,8 @@ class Tail:
         self.cancelled: list[str] = []
 
     async def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        text = json.loads(request.content)["messages"][-1]["content"]
+        body = json.loads(request.content)
+        text = self.text(body)
         n = self.sent.count(text)
         self.sent.append(text)
         try:
@@ -42,6 +44,15 @@ class Tail:
         failure = self.fail(text, n)
         if isinstance(failure, httpx2.Response):
             return failure
+        return self.answer(body, text, n)
+
+    @staticmethod
+    def text(body: dict[str, Any]) -> str:
+        """What identifies a request in ``sent``: its last message."""
+        return str(body["messages"][-1]["content"])
+
+    @staticmethod
+    def answer(body: dict[str, Any], text: str, n: int) -> httpx2.Response:
         return ok(text=f"{text} #{n}", prompt_tokens=1, completion_tokens=1)
 
 
@@ -156,3 +167,69 @@ def test_hedge_options_are_validated() -> None:
     with pytest.raises(ValueError, match="hedge must be"):
         pt.BatchOptions(hedge="yes")  # type: ignore[arg-type]
     assert pt.BatchOptions(hedge=True).hedge is True
+
+
+class EmbedTail(Tail):
+    """:class:`Tail` for ``/embeddings``: the text is the request's inputs, joined; each
+    vector is ``[n, 0]``."""
+
+    @staticmethod
+    def text(body: dict[str, Any]) -> str:
+        return "+".join([body["input"]] if isinstance(body["input"], str) else body["input"])
+
+    @staticmethod
+    def answer(body: dict[str, Any], text: str, n: int) -> httpx2.Response:
+        data = [{"object": "embedding", "index": i, "embedding": [float(n), 0.0]}
+                for i in range(len(text.split("+")))]  # fmt: skip
+        return httpx2.Response(200, json={"object": "list", "data": data, "model": "m"})
+
+
+async def test_an_embeddings_pack_is_hedged_and_its_items_say_so() -> None:
+    # Packs of two inputs: the pack "t12+t13" first takes 100 s; its hedge answers.
+    handler = EmbedTail(lambda text, n: 100.0 if (text == "t12+t13" and n == 0) else 1.0)
+    texts = [f"t{i}" for i in range(40)]
+    async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
+        start = trio.current_time()
+        results = await client.embed_batch(texts, pack_inputs=2, hedge=HEDGE)
+        took = trio.current_time() - start
+    assert [r.index for r in results] == list(range(40))
+    assert all(r.ok for r in results)
+    assert [i for i, r in enumerate(results) if r.hedged] == [12, 13]
+    assert results[12].vector == [1.0, 0.0]  # the hedge's answer (its second send)
+    assert handler.cancelled == ["t12+t13"]
+    assert (results.statistics.hedges, results.statistics.hedges_won) == (1, 1)
+    assert took < 50
+    async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
+        plain = await client.embed_batch(texts[:4], pack_inputs=2)  # hedge off by default
+    assert not any(r.hedged for r in plain)
+
+
+async def test_the_batch_ends_with_its_last_item_not_with_the_watchers_next_look() -> None:
+    # The first five items take 20 s: the learnt delay is 20 s, so each later item (1 s)
+    # would be looked at 20 s after its start (and the first five, unfinished at 19.5 s,
+    # at 29 s); the batch still ends with its last item.
+    handler = Tail(lambda text, n: 20.0 if text in {f"item {i}" for i in range(5)} else 1.0)
+    policy = pt.Hedge(min_samples=5)  # the 95th percentile: 20 s, once learnt
+    async with make_client(handler, limits=pt.Limits(concurrency=5)) as client:
+        start = trio.current_time()
+        results = await client.chat_batch([msgs(i) for i in range(25)], hedge=policy)
+        took = trio.current_time() - start
+    assert all(r.ok for r in results)
+    assert results.statistics.hedges == 0
+    assert took == pytest.approx(24.0, abs=0.01)  # 20 s, then four waves of 1 s
+
+
+async def test_a_deadline_cancels_the_original_and_its_running_hedge() -> None:
+    handler = Tail(lambda text, n: 100.0 if text == "item 12" else 1.0)
+    async with make_client(handler, limits=pt.Limits(concurrency=4)) as client:
+        start = trio.current_time()
+        results = await client.chat_batch(
+            [msgs(i) for i in range(20)], hedge=HEDGE, deadline=start + 20
+        )
+        took = trio.current_time() - start
+    assert results[12].cancelled
+    assert not results[12].hedged
+    assert handler.sent.count("item 12") == 2  # the original and its hedge
+    assert handler.cancelled == ["item 12", "item 12"]  # both, at the deadline
+    assert took == pytest.approx(20.0, abs=0.01)
+    assert sum(r.ok for r in results) == 19

@@ -3,10 +3,15 @@ groups, leaves out and marks."""
 
 from __future__ import annotations
 
+import html
 import re
+from pathlib import Path
 from typing import Any
 
-from paradigm_trio.cli._report import render
+import pytest
+
+from paradigm_trio.cli import _run_batch
+from paradigm_trio.cli._report import STOPPED_NOTE, render
 from paradigm_trio.cli._report_data import CHAT, EMBEDDINGS, RunData
 
 START = 1_796_000_000.0
@@ -129,3 +134,64 @@ def test_the_gap_between_a_run_and_its_resume_is_marked_and_not_counted() -> Non
     one_run = _page(first)
     assert _cell(one_run, "time with requests in flight") == "30.0 s"
     assert "not running" not in one_run
+
+
+def test_hedged_cached_and_deduplicated_answers_are_counted_and_marked() -> None:
+    records = [_record(f"c{i}", i) for i in range(6)]
+    records[0]["hedged"] = True
+    records[1]["cached"] = True
+    records[2]["cached"] = True
+    records[3]["deduplicated"] = True
+    records[4]["elapsed"] = 3.0  # the slowest, plain
+    shared_failure = _record("dup-bad", 7, error=("server_error", 500, "down"))
+    shared_failure["deduplicated"] = True  # a duplicate of a line that failed
+    page = _page([*records, shared_failure])
+    assert _cell(page, "answered by a hedge (hedge=)") == "1"
+    assert _cell(page, "answered from the cache, not sent (cache=)") == "2"
+    assert _cell(page, "the answer of an identical line, not sent (dedupe=)") == "2"
+    slowest = {row[0]: row[-1] for row in _rows(page, "slowest successful")}
+    assert slowest == {"c0": "hedged", "c1": "cached", "c2": "cached", "c3": "deduplicated",
+                       "c4": "", "c5": ""}  # fmt: skip
+    assert "<th>answer</th>" in page
+    assert [row[-1] for row in _rows(page, "Some failed requests")] == ["deduplicated"]
+
+
+def test_a_run_without_marks_has_no_mark_rows_nor_column() -> None:
+    plain = _record("c", 0)
+    plain["hedged"] = False  # false (or absent): no mark
+    page = _page([plain, _record("d", 1)])
+    assert "answered by a hedge" not in page
+    assert "not sent" not in page
+    assert "<th>answer</th>" not in page
+
+
+def test_the_page_of_a_stopped_run_says_so() -> None:
+    data = RunData()
+    for i in range(3):
+        data.add(_record(f"r{i}", at=i))
+    note = f'<p class="stopped">{html.escape(STOPPED_NOTE)}</p>\n'
+    stopped = render(data, "run (stopped)", stopped=True)
+    assert note in stopped
+    assert _cell(stopped, "records") == "3"
+    finished = render(data, "run")
+    assert 'class="stopped"' not in finished
+    assert stopped.replace(note, "").replace("run (stopped)", "run") == finished  # (only that)
+
+
+def test_a_second_ctrl_c_while_the_page_is_drawn_skips_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drawn: list[bool] = []
+
+    def interrupted(records: Path, page: Path, *, stopped: bool = False) -> None:
+        drawn.append(stopped)
+        raise KeyboardInterrupt  # Ctrl-C again, while matplotlib draws
+
+    monkeypatch.setattr(_run_batch, "write_html", interrupted)
+    out, page = tmp_path / "out.jsonl", tmp_path / "run.html"
+    assert _run_batch._write_page(out, str(page), interrupted=True, code=130) == 130
+    err = capsys.readouterr().err
+    assert drawn == [True]
+    assert "Writing the report of the run so far (Ctrl-C again to skip it)" in err
+    assert f"Report not written (interrupted): paradigm-trio report {out} -o {page}" in err
+    assert not page.exists()

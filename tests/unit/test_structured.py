@@ -15,7 +15,7 @@ import pytest
 
 import paradigm_trio as pt
 
-from .helpers import Events, Script, completion_json, fixed, make_client
+from .helpers import API_KEY, Events, Script, completion_json, fixed, make_client
 from .test_streaming import DONE, chunk, collect, sse
 
 pytestmark = pytest.mark.anyio
@@ -164,6 +164,52 @@ async def test_a_refusal_is_noted_on_the_error() -> None:
             await client.chat([{"role": "user", "content": "x"}], output=PERSON)
     assert info.value.errors == ("$: no content",)
     assert "the model refused: No." in info.value.__notes__
+
+
+def _shown(error: pt.StructuredOutputError) -> list[str]:
+    """Everything of ``error`` a user, a log or a record can see."""
+    return [str(error), repr(error), error.message, error.raw, *error.errors,
+            *getattr(error, "__notes__", ()), *map(str, error.args)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "outputs"),
+    [
+        (f"Your key is {API_KEY}", (PERSON, Person)),  # not JSON
+        (json.dumps({"name": "Ada", "age": API_KEY}), (PERSON, Person)),  # the value quoted
+        (json.dumps({"name": "Ada", "age": 3, API_KEY: 1}), (PERSON,)),  # ... the property
+    ],
+)
+async def test_the_api_key_never_shows_in_a_structured_output_error(
+    text: str, outputs: tuple[Any, ...]
+) -> None:
+    # A server (or a proxy) that echoes the Authorization header into the answer.
+    for output in outputs:
+        async with make_client(answering(text)) as client:
+            with pytest.raises(pt.StructuredOutputError) as info:
+                await client.chat([{"role": "user", "content": "x"}], output=output)
+        assert info.value.raw
+        assert not [shown for shown in _shown(info.value) if API_KEY in shown]
+
+
+async def test_the_api_key_never_shows_in_a_refusal_nor_a_streamed_answer() -> None:
+    data = completion_json()
+    data["choices"][0]["message"] = {
+        "role": "assistant", "content": None, "refusal": f"Not with {API_KEY}."
+    }  # fmt: skip
+    script = Script(
+        httpx2.Response(200, json=data), sse(*_stream_of(f'{{"name": "{API_KEY}"}}'))[0]
+    )
+    async with make_client(script) as client:
+        with pytest.raises(pt.StructuredOutputError) as refused:
+            await client.chat([{"role": "user", "content": "x"}], output=PERSON)
+        stream = client.chat_stream([{"role": "user", "content": "x"}], output=PERSON)
+        with pytest.raises(pt.StructuredOutputError) as streamed:
+            await collect(stream)
+    assert any("the model refused: Not with ***." in note for note in refused.value.__notes__)
+    assert streamed.value.raw == '{"name": "***"}'
+    for error in (refused.value, streamed.value):
+        assert not [shown for shown in _shown(error) if API_KEY in shown]
 
 
 async def test_a_batch_puts_the_parsed_object_in_each_result_and_re_asks() -> None:

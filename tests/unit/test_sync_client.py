@@ -24,7 +24,7 @@ import trio
 
 import paradigm_trio as pt
 
-from .helpers import API_KEY, BASE_URL, MESSAGES, ok, status
+from .helpers import API_KEY, BASE_URL, MESSAGES, InterruptedHandOver, ok, status
 
 NO_RETRY = pt.RetryPolicy.no_retries()
 
@@ -421,6 +421,28 @@ def test_stream_batch_interrupt_while_waiting_for_a_result() -> None:
         interrupter.join()
         assert len(got) <= 3
         assert all(r.ok for r in got)
+        assert client.statistics().in_flight == 0
+
+
+def test_stream_batch_interrupted_once_its_job_is_handed_to_the_loop() -> None:
+    # The flake of the test above, made exact: on a busy machine the loop ran the batch
+    # while the Ctrl-C landed inside the hand-over (in __enter__), and nothing cancelled it.
+    gate = Gate(free=0, hold=2)
+    with sync_client(gate, limits=pt.Limits(concurrency=2)) as client:
+        InterruptedHandOver(client._loop, before=lambda: gate.held.wait(30))
+        with pytest.raises(KeyboardInterrupt), client.stream_batch(prompts(50)):
+            pytest.fail("entered")  # pragma: no cover
+        assert gate.held.is_set()
+        assert client.statistics().in_flight == 0
+
+
+def test_a_call_interrupted_once_handed_to_the_loop_is_cancelled() -> None:
+    gate = Gate(free=0, hold=1)
+    with sync_client(gate) as client:
+        InterruptedHandOver(client._loop, before=lambda: gate.held.wait(30))
+        with pytest.raises(KeyboardInterrupt):
+            client.chat(MESSAGES)
+        assert gate.held.is_set()
         assert client.statistics().in_flight == 0
 
 

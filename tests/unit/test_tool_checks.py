@@ -100,11 +100,16 @@ async def test_valid_calls_pass_and_the_opt_out_hands_out_raw_calls() -> None:
     assert "validate_tool_calls" not in script.bodies()[2]  # (not a body field)
 
 
-async def test_calls_are_checked_only_against_typed_tools() -> None:
-    script = Script(calling("anything", "not json"))
+async def test_calls_are_checked_against_the_tools_of_extra_too() -> None:
+    script = Script(calling("anything", "not json"), calling("anything", "not json"))
     async with make_client(script) as client:
-        completion = await client.chat(MESSAGES, extra={"tools": [SEARCH]})
-    assert completion.tool_calls[0].function.name == "anything"
+        with pytest.raises(pt.ToolCallError, match="not offered"):
+            await client.chat(MESSAGES, extra={"tools": [SEARCH]})
+        unchecked = await client.chat(
+            MESSAGES, extra={"tools": [SEARCH]}, validate_tool_calls=False
+        )
+    assert unchecked.tool_calls[0].function.name == "anything"
+    assert [body["tools"] for body in script.bodies()] == [[SEARCH], [SEARCH]]
 
 
 async def test_a_re_ask_states_the_error_to_the_model() -> None:

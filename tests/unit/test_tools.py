@@ -72,8 +72,46 @@ def test_function_tool_and_request_checks() -> None:
         with pytest.raises(pt.InvalidRequestError, match=message):
             pt.ChatRequest(messages=MESSAGES, **fields)
     assert pt.ChatRequest(messages=MESSAGES, tool_choice="none").tool_choice == "none"
-    legacy = pt.ChatRequest(messages=MESSAGES, tool_choice="get_x", extra={"tools": [TIME]})
-    assert legacy.to_body("m")["tool_choice"] == "get_x"  # untyped tools: passed through
+    untyped = pt.ChatRequest(
+        messages=MESSAGES, tool_choice="get_x", extra={"tools": [TIME]}, validate_tool_calls=False
+    )
+    assert untyped.to_body("m")["tool_choice"] == "get_x"  # unchecked tools: passed through
+    with pytest.raises(pt.InvalidRequestError, match="tool_choice"):  # (checked ones: not)
+        pt.ChatRequest(messages=MESSAGES, tool_choice="get_x", extra={"tools": [TIME]})
+
+
+@pytest.mark.parametrize(
+    ("tools", "where", "words"),
+    [
+        ([TIME, TIME], "extra.tools[1].function.name", "offered twice"),
+        ([{"type": "retrieval"}], "extra.tools[0]", '{"type": "function"'),
+        ({"type": "function"}, "extra.tools", "must be a list of tools"),
+        ([{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}],
+         "extra.tools[0].function.parameters", "not a valid JSON Schema"),
+    ],
+)  # fmt: skip
+def test_tools_in_extra_are_checked_as_tools_is(tools: Any, where: str, words: str) -> None:
+    with pytest.raises(pt.InvalidRequestError) as caught:
+        pt.ChatRequest(messages=MESSAGES, extra={"tools": tools})
+    assert caught.value.where == where
+    assert str(caught.value).startswith(f"{where}: ")
+    assert words in str(caught.value)
+    assert "validate_tool_calls=False" in str(caught.value)  # how to send them anyway
+    unchecked = pt.ChatRequest(
+        messages=MESSAGES, extra={"tools": tools, "top_k": 1}, validate_tool_calls=False
+    )
+    assert unchecked.tools is None
+    assert unchecked.to_body("m")["tools"] == tools  # as they are
+
+
+def test_tools_in_extra_become_the_field() -> None:
+    request = pt.ChatRequest(messages=MESSAGES, extra={"tools": [TIME], "top_k": 1})
+    assert request.tools == (TIME,)
+    assert request.extra == {"top_k": 1}
+    assert request.to_body("m")["tools"] == [TIME]
+    assert request == pt.ChatRequest(messages=MESSAGES, tools=[TIME], extra={"top_k": 1})
+    with pytest.raises(pt.InvalidRequestError, match="given both"):
+        pt.ChatRequest(messages=MESSAGES, tools=[TIME], extra={"tools": [TIME]})
 
 
 async def test_an_answer_with_tool_calls_is_typed() -> None:
