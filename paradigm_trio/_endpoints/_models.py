@@ -377,7 +377,7 @@ class ChatRequest:
     _encoded: bytes = field(default=b"", init=False, repr=False, compare=False)
     """The body without its model, as JSON bytes, encoded when the request was checked."""
     _sealed: bool = field(default=False, init=False, repr=False, compare=False)
-    """Whether :attr:`_encoded` is what is sent (:func:`sealed_request`): a request built
+    """Whether ``_encoded`` is what is sent (``sealed_request``): a request built
     for one send, which nobody else holds, so nobody changed its messages since."""
 
     def __post_init__(self) -> None:
@@ -499,7 +499,7 @@ class ChatRequest:
 
     def encoded(self, default_model: str) -> bytes:
         """:meth:`to_body` as UTF-8 JSON bytes: for a sealed request (see
-        :func:`sealed_request`), the body encoded when it was checked, with its model.
+        ``sealed_request``), the body encoded when it was checked, with its model.
 
         Raises:
             InvalidRequestError: a part of the request cannot be sent (see

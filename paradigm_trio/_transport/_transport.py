@@ -338,7 +338,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         its body).  ``on_head(arg, status, headers)`` is called when the response head
         arrives (a body that breaks afterwards still had a response); returns the status,
         the headers, the whole body and what ``on_head`` returned.  Raises the same
-        ``httpx2`` exceptions as ``handle_async_request``; and :class:`AttemptTimedOut`
+        ``httpx2`` exceptions as ``handle_async_request``; and ``AttemptTimedOut``
         when ``until`` (trio time: the attempt's deadline, ``Timeouts.attempt``) passes
         first, which bounds every wait of the exchange instead of a cancel scope around it.
         """
