@@ -85,7 +85,9 @@ class ChatOptions(TypedDict, total=False):
 
 
 def _validate_messages(messages: object) -> tuple[Mapping[str, Any], ...]:
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+    if type(messages) is not list and (  # (a list: no ABC check, the usual case)
+        isinstance(messages, str | bytes) or not isinstance(messages, Sequence)
+    ):
         raise InvalidRequestError(
             f"messages must be a list of {{'role': ..., 'content': ...}} dicts, "
             f"got {type(messages).__name__}"
@@ -94,7 +96,7 @@ def _validate_messages(messages: object) -> tuple[Mapping[str, Any], ...]:
         raise InvalidRequestError("messages must not be empty")
     checked: list[Mapping[str, Any]] = []
     for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             raise InvalidRequestError(f"messages[{i}] must be a dict, got {type(message).__name__}")
         role = message.get("role")
         if role is None:
