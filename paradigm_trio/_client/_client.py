@@ -412,7 +412,8 @@ class Client:
 
         With the client's ``cache=``, a deterministic request (``temperature=0`` or a
         ``seed``) is answered from the cache when it holds the answer (nothing sent;
-        ``completion.cached`` is true), and stored otherwise (see :meth:`send`).
+        ``completion.cached`` is true), and stored otherwise (see
+        :meth:`Client.send <paradigm_trio.Client.send>`).
 
         Raises:
             InvalidRequestError: the request is invalid or cannot be encoded (a lone
