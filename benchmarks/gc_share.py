@@ -1,6 +1,6 @@
 """Scenario 16: the garbage collector's share of the client's CPU, in a plain library program.
 
-The CLI raises the young generation's threshold for its runs (``paradigm_trio.cli._gc``);
+The CLI raises the young generation's threshold for its runs (``pt.fewer_collections``);
 a program that imports the library keeps Python's defaults, and at high concurrency every
 request in flight holds objects the collector walks again and again.  This scenario runs
 the large size of scenario 3 (20,000 requests of 1 s at concurrency 2,000 against the raw
