@@ -17,7 +17,7 @@ from ._common import ROOT, Section, Table, Target, busy_seconds, cpu_model, mach
 
 SCENARIOS = (
     "speed", "cost", "scaling", "memory", "ratelimit", "mock", "goodput", "instructions",
-    "proxy", "shared", "otel", "embeddings", "sync", "restart", "tail",
+    "proxy", "shared", "otel", "embeddings", "sync", "restart", "tail", "gc",
 )  # fmt: skip
 DEFAULT_OUTPUT = ROOT / "docs" / "performance.md"
 
@@ -51,6 +51,8 @@ def _runner(name: str) -> Callable[[bool], Section]:
         from .restart_cost import run
     elif name == "tail":
         from .tail import run
+    elif name == "gc":
+        from .gc_share import run
     else:
         run = _mock_throughput
     return run

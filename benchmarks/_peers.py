@@ -24,6 +24,7 @@ concurrency in trio, so the comparison is with each HTTP library at its best.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -63,6 +64,66 @@ class Counts:
             self.first_error = f"{type(exc).__name__}: {exc}"[:300]
 
 
+class GcClock:
+    """The garbage collector's share of a run (scenario 16, ``gc_share``), with
+    ``gc.callbacks``: the CPU time spent in collections of each generation, how many there
+    were, and the most objects the collector tracked at the end of a full collection (all
+    that is alive then: the program's own, and what the requests in flight hold)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self.base = 0  # objects tracked when the run started
+        self.peak = 0
+        self.started = False
+        self._began = 0.0
+
+    def start(self, task: dict[str, Any]) -> None:
+        """From now on (when the task asks for it: ``"gc": true``)."""
+        if not task.get("gc") or self.on:
+            return
+        if "gc_threshold" in task:
+            gc.set_threshold(*task["gc_threshold"])
+        if task.get("gc_freeze"):
+            gc.freeze()  # what is alive now (the modules, the client) is never walked again
+        self.on = self.started = True
+        self.base = self.peak = len(gc.get_objects())
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.process_time()
+            return
+        generation = info["generation"]
+        self.seconds[generation] += time.process_time() - self._began
+        self.collections[generation] += 1
+        if generation == 2:
+            self.peak = max(self.peak, len(gc.get_objects()))
+
+    def stop(self) -> None:
+        """The run is over: collections from now on are not its own."""
+        if self.on:
+            gc.callbacks.remove(self._callback)
+            self.on = False
+
+    def reading(self) -> dict[str, Any]:
+        self.stop()
+        if not self.started:
+            return {}
+        return {
+            "gc_seconds": sum(self.seconds),
+            "gc_seconds_by_generation": self.seconds,
+            "gc_collections": self.collections,
+            "gc_objects_base": self.base,
+            "gc_objects_peak": self.peak,
+            "gc_threshold": gc.get_threshold(),
+        }
+
+
+GC = GcClock()
+
+
 def _result(counts: Counts, n: int, wall: float, cpu: float) -> dict[str, Any]:
     return {
         "ok": counts.ok,
@@ -71,6 +132,7 @@ def _result(counts: Counts, n: int, wall: float, cpu: float) -> dict[str, Any]:
         "wall": wall,
         "cpu": cpu,
         "first_error": counts.first_error,
+        **GC.reading(),
     }
 
 
@@ -266,6 +328,7 @@ async def _trio_drive(task: dict[str, Any]) -> dict[str, Any]:
                 provider = _instrument(client, 4 * (n + warmup) + 1024)
             if warmup:
                 await _pt_batch(client, task, n, warmup, Counts())
+            GC.start(task)
             wall0, cpu0 = time.perf_counter(), time.process_time()
             with trio.move_on_after(limit):
                 if sequential:
@@ -281,14 +344,17 @@ async def _trio_drive(task: dict[str, Any]) -> dict[str, Any]:
             if provider is not None:  # the spans of the run processed within its time
                 provider.force_flush()
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            GC.stop()
         return _result(counts, n, wall, cpu)
 
     if peer == "floor":
         one, close = await _bare_one(task)
+        GC.start(task)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with trio.move_on_after(limit):
             await _pool(n, c, one, counts)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        GC.stop()
         await close()
         return _result(counts, n, wall, cpu)
 
@@ -304,6 +370,7 @@ async def _trio_drive(task: dict[str, Any]) -> dict[str, Any]:
         with trio.move_on_after(limit):
             await _pool(n, 1 if sequential else c, one, counts)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        GC.stop()
     return _result(counts, n, wall, cpu)
 
 
@@ -353,6 +420,7 @@ async def _aiohttp_drive(task: dict[str, Any]) -> dict[str, Any]:
 
         if warmup:
             await gather(n, warmup, Counts())
+        GC.start(task)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         try:
             async with asyncio.timeout(limit):
@@ -360,6 +428,7 @@ async def _aiohttp_drive(task: dict[str, Any]) -> dict[str, Any]:
         except TimeoutError:
             pass
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        GC.stop()
     return _result(counts, n, wall, cpu)
 
 

@@ -97,6 +97,7 @@ from ._events import (
     StreamEndedWithoutDone,
 )
 from ._frames import embeddings_array, results_frame
+from ._gc import fewer_collections
 from ._json import MAX_JSON_DEPTH, parse_json
 from ._quota._redis_store import QuotaState, quota_state
 from ._sync import BatchInterrupted, SyncClient, SyncFiles
@@ -223,6 +224,7 @@ __all__ = [
     "check_connection",
     "diagnose",
     "embeddings_array",
+    "fewer_collections",
     "function_tool",
     "instrument",
     "mask_credentials",

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from ._credentials import mask_credentials
 
 __all__ = [
+    "AttemptTimedOut",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "Limits",
@@ -31,6 +32,13 @@ DEFAULT_BASE_URL = "https://paradigm.lighton.ai/api/v2"
 
 DEFAULT_MODEL = "alfred-4.2"
 """The model used when a request names none."""
+
+
+class AttemptTimedOut(Exception):
+    """Raised by an attempt function that bounds its own waits by the attempt's deadline
+    (``Timeouts.attempt``: the fast lane, given ``Attempting.until``) when that deadline
+    passes; the engine makes it the attempt's timeout, as its own cancel scope would."""
+
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 409, 429})
 """Statuses below 500 that are retried (every 5xx is retried as well)."""

@@ -8,12 +8,15 @@ handle or a :class:`ValueError`, which the caller turns into that item's own err
 * nesting at most :data:`MAX_JSON_DEPTH` arrays and objects deep.  Python's parser
   recurses, so 5,000 ``[`` (10 KB) raise ``RecursionError``, which nothing expects; and a
   value a few hundred levels deep still exhausts the stack of whatever walks it (``repr``,
-  a schema validator).  The depth is checked before parsing, at the speed of
-  ``bytes.count`` for the usual answer (fewer ``[`` and ``{`` than the limit);
+  a schema validator).  The depth is checked before parsing, at the speed of one
+  ``bytes.translate`` and ``bytes.count`` for the usual answer (fewer digits, ``[`` and
+  ``{`` together than the limit);
 * finite numbers only: ``NaN``, ``Infinity`` and ``-Infinity`` (which Python accepts and
   strict JSON does not) are refused, and so is a number too large for a float (``1e999``,
-  which Python reads as infinity).  A value parsed here therefore always serialises back
-  to strict JSON.
+  which Python reads as infinity): ``NaN`` and ``Infinity`` as the parser meets them, a
+  number too large by the shape of the text (the parsed value is walked only when a
+  number in it could be one).  A value parsed here therefore always serialises back to
+  strict JSON.
 """
 
 from __future__ import annotations
@@ -39,13 +42,17 @@ _LENIENT: Final = json.JSONDecoder()
 _STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 _NOT_BRACKET: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _STRING: Final = re.compile(rb'"[^"]*"')
-# Digits as "0", "e"/"E" as "e", "+" kept, anything else a space: a number that may not fit
-# a float (an exponent of three digits or more, or 300 digits) is then found by ``in``.
-_NUMBER_SHAPE: Final = bytes(
-    ord("0") if 48 <= b <= 57 else ord("e") if b in b"eE" else b if b == ord("+") else 32
-    for b in range(256)
+# The shape of a text, one ``translate``: digits and opening brackets as "0", "e", "E" and
+# "+" as "e", anything else a space.  Its count of "0" bounds both the nesting (an opening
+# bracket each) and the longest run of digits; a number that may not fit a float (an
+# exponent of three digits or more, signed or not, or 300 digits in a row) shows as "e000"
+# or 300 "0"s.  A bracket or a letter "e" beside digits in a string may show so too: the
+# value is then checked, for nothing (never the other way round).
+_SHAPE: Final = bytes(
+    ord("0") if 48 <= b <= 57 or b in b"[{" else ord("e") if b in b"eE+" else 32 for b in range(256)
 )
-_DIGITS_300: Final = b"0" * 300
+_DIGITS: Final = 300
+_DIGITS_RUN: Final = b"0" * _DIGITS
 
 
 def parse_json(
@@ -65,15 +72,20 @@ def parse_json(
     if isinstance(data, str):
         raw, text = data.encode("utf-8", "surrogatepass"), data
     else:
-        raw = bytes(data)
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-    if raw.count(b"[") + raw.count(b"{") > max_depth and _depth(raw) > max_depth:
+        raw = data if type(data) is bytes else bytes(data)
+        if raw.startswith(b"{") and raw[1:2] != b"\x00":  # (UTF-8: what an API answers)
+            text = raw.decode("utf-8", "surrogatepass")
+        else:
+            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+            raw = text.encode("utf-8", "surrogatepass")  # (the checks read UTF-8)
+    shape = raw.translate(_SHAPE)
+    zeros = shape.count(b"0")  # digits and opening brackets: at most this deep
+    if zeros > max_depth and _depth(raw) > max_depth:
         raise ValueError(f"JSON nested deeper than {max_depth} levels")
     if allow_nan:
         return _LENIENT.decode(text)
     value = _DECODER.decode(text)
-    shape = raw.translate(_NUMBER_SHAPE)
-    if b"e000" in shape or b"e+000" in shape or _DIGITS_300 in shape:
+    if b"e000" in shape or (zeros >= _DIGITS and _DIGITS_RUN in shape):
         _check_finite(value)
     return value
 

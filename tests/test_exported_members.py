@@ -20,6 +20,8 @@ import pytest
 import paradigm_trio
 
 INTERNAL: dict[str, frozenset[str]] = {
+    # fewer_collections' default (its signature shows it).
+    "paradigm_trio._gc": frozenset({"GEN0_THRESHOLD"}),
     # The attempt engine and its parts: what every request kind runs on.
     "paradigm_trio._engine._attempts": frozenset(
         {"Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"}
@@ -229,8 +231,11 @@ INTERNAL: dict[str, frozenset[str]] = {
             "checked_extra",
             "encode_json",
             "make_request",
+            "sealed_request",
         }
     ),
+    # The fast lane's signal to the engine: the attempt's deadline passed in its waits.
+    "paradigm_trio._config": frozenset({"AttemptTimedOut"}),
     # The answer's parsers, for the engine and the stream.
     "paradigm_trio._endpoints._completion": frozenset({"checked_output", "completion_parser"}),
     # Tool calls, structured outputs, log probabilities: checks, parsers, stream assembly.

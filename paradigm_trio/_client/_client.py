@@ -45,7 +45,7 @@ from .._endpoints._endpoint import Endpoint, Request, Sender, through_cache
 from .._endpoints._endpoint_kind import EndpointResults, EndpointStream
 from .._endpoints._filter_chunks import FilteredChunks, FilterRequest
 from .._endpoints._json_endpoint import EndpointRequest
-from .._endpoints._models import ChatOptions, ChatRequest, make_request
+from .._endpoints._models import ChatOptions, ChatRequest, make_request, sealed_request
 from .._endpoints._query import QueryRequest, QueryResult
 from .._endpoints._resume import Restart
 from .._endpoints._streaming import ChatStream
@@ -425,7 +425,7 @@ class Client:
                 validate (after ``RetryPolicy.invalid_output_retries`` resends).
             RuntimeError: the client is closed.
         """
-        request = make_request(
+        request = sealed_request(
             messages, model=model, temperature=temperature, max_tokens=max_tokens,
             top_p=top_p, stop=stop, seed=seed, extra=extra, custom_id=custom_id, **options,
         )  # fmt: skip

@@ -56,18 +56,29 @@ class Embedder:
         self.lists = EmbeddingLists(endpoint, ledger)
         """Which models take several inputs per request (learnt from refusals)."""
 
-    async def embed(
+    def embed(
+        self, request: EmbeddingRequest, retry: RetryPolicy | None, timeouts: Timeouts | None
+    ) -> Awaitable[Embeddings]:
+        """``request`` in one request, or one input per request where lists are refused.
+
+        One input: the engine's coroutine itself (one frame less on its way); several:
+        :meth:`_listed`, which falls back to one input per request when refused."""
+        if len(request.inputs) <= 1:
+            plan = self._plan(self._endpoint, request, retry, timeouts)
+            return self._sender.send(self._endpoint, request, plan)
+        return self._listed(request, retry, timeouts)
+
+    async def _listed(
         self, request: EmbeddingRequest, retry: RetryPolicy | None, timeouts: Timeouts | None
     ) -> Embeddings:
-        """``request`` in one request, or one input per request where lists are refused."""
         lists, sender, endpoint = self.lists, self._sender, self._endpoint
-        if len(request.inputs) > 1 and not lists.packs(request.model):
+        if not lists.packs(request.model):
             return await self._singly(request, retry, timeouts)
         try:
             plan = self._plan(endpoint, request, retry, timeouts)
             return await sender.send(endpoint, request, plan)
         except APIStatusError as exc:
-            if len(request.inputs) > 1 and lists.learn(request.model, exc):
+            if lists.learn(request.model, exc):
                 return await self._singly(request, retry, timeouts)
             raise
 

@@ -43,7 +43,7 @@ class ChatEndpoint:
         structured output)."""
 
     def encode(self, request: ChatRequest) -> bytes:
-        return request.encode_body(request.to_body(self.model))
+        return request.encoded(self.model)
 
     def encode_stream(self, request: ChatRequest, include_usage: bool = True) -> bytes:
         """The body with ``"stream": true`` and, unless ``include_usage`` is false,
@@ -86,10 +86,9 @@ class ChatEndpoint:
         """A request with tools checked: the re-ask after an invalid call tells the model
         what was wrong with it (see :meth:`ToolCallRules.request_for`).  A live stream
         resumed by ``"continue"``: the delivered text to continue (``_resume``)."""
-        rules = self.tool_rules(request)
-        if rules is None and not stream:
-            return None
-        return functools.partial(_follow_up, rules, request)
+        if not stream and not (request.tools and request.validate_tool_calls):
+            return None  # (no rules: ``ToolCallRules.of`` says so, without building them)
+        return functools.partial(_follow_up, self.tool_rules(request), request)
 
     @staticmethod
     def usage(answer: ChatCompletion) -> Usage | None:

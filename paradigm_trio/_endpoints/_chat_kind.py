@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 from .._engine._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
@@ -26,7 +26,7 @@ from .._engine._ledger import Observer
 from .._errors import InvalidRequestError, RequestCancelled
 from ._completion import ChatCompletion, Usage
 from ._endpoint import Endpoint, Stored, identity, reparse, stored
-from ._models import ChatRequest, make_request
+from ._models import ChatRequest, sealed_request
 
 __all__ = ["BatchResult", "BatchResults", "BatchStream", "ChatKind", "stream_batch"]
 
@@ -185,7 +185,7 @@ def _to_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRe
 def _checked_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRequest:
     if isinstance(item, ChatRequest):
         missing = {k: v for k, v in defaults.items() if getattr(item, k) is None}
-        return replace(item, **missing) if missing else item
+        return sealed_request(item, **missing) if missing else item
     if isinstance(item, Mapping):
         raise InvalidRequestError(
             f"item {index} is a dict; pass a list of messages or a ChatRequest"
@@ -195,7 +195,7 @@ def _checked_request(item: object, defaults: Mapping[str, Any], index: int) -> C
         raise InvalidRequestError(
             f"item {index} is a {type(item).__name__}; pass a list of messages or a ChatRequest"
         )
-    return make_request(item, **defaults)
+    return sealed_request(item, **defaults)
 
 
 def stream_batch(

@@ -26,6 +26,7 @@ __all__ = [
     "checked_extra",
     "encode_json",
     "make_request",
+    "sealed_request",
 ]
 
 VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -84,7 +85,9 @@ class ChatOptions(TypedDict, total=False):
 
 
 def _validate_messages(messages: object) -> tuple[Mapping[str, Any], ...]:
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+    if type(messages) is not list and (  # (a list: no ABC check, the usual case)
+        isinstance(messages, str | bytes) or not isinstance(messages, Sequence)
+    ):
         raise InvalidRequestError(
             f"messages must be a list of {{'role': ..., 'content': ...}} dicts, "
             f"got {type(messages).__name__}"
@@ -93,7 +96,7 @@ def _validate_messages(messages: object) -> tuple[Mapping[str, Any], ...]:
         raise InvalidRequestError("messages must not be empty")
     checked: list[Mapping[str, Any]] = []
     for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             raise InvalidRequestError(f"messages[{i}] must be a dict, got {type(message).__name__}")
         role = message.get("role")
         if role is None:
@@ -373,6 +376,11 @@ class ChatRequest:
     validate_tool_calls: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
     custom_id: str | None = None
+    _encoded: bytes = field(default=b"", init=False, repr=False, compare=False)
+    """The body without its model, as JSON bytes, encoded when the request was checked."""
+    _sealed: bool = field(default=False, init=False, repr=False, compare=False)
+    """Whether ``_encoded`` is what is sent (``sealed_request``): a request built
+    for one send, which nobody else holds, so nobody changed its messages since."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _validate_messages(self.messages))
@@ -417,7 +425,7 @@ class ChatRequest:
                 f"validate_tool_calls must be True or False, got {self.validate_tool_calls!r}"
             )
         check_custom_id(self.custom_id)
-        self._check_sendable()
+        object.__setattr__(self, "_encoded", self._sendable())
 
     def _check_options(self) -> None:
         """Check and normalise ``n`` to ``output`` (see the class docstring)."""
@@ -478,16 +486,36 @@ class ChatRequest:
         parts["extra"] = self.extra
         return parts
 
-    def _check_sendable(self) -> None:
-        """Refuse what JSON in UTF-8 cannot hold (naming where it is), before it is sent."""
+    def _sendable(self) -> bytes:
+        """The body without its model as JSON bytes, refusing what JSON in UTF-8 cannot
+        hold (naming where) before anything is sent."""
         try:
-            _dumps(
-                (self.custom_id, self.model, self.messages, self.stop, self.tools,
-                 self.tool_choice, self.response_format, self.guided_json, self.guided_choice,
-                 self.guided_regex, self.extra)
-            )  # fmt: skip
+            for text in (self.custom_id, self.model):  # (not in it: checked all the same)
+                if text is not None:
+                    text.encode("utf-8")  # (a lone surrogate: UnicodeEncodeError)
+            body = self.to_body("")
+            del body["model"]
+            return _dumps(body)
         except _JSON_ERRORS as exc:
             raise _unsendable(self._parts(), exc) from None
+
+    def encoded(self, default_model: str) -> bytes:
+        """:meth:`to_body` as UTF-8 JSON bytes: for a sealed request (see
+        ``sealed_request``), the body encoded when it was checked, with its model.
+
+        Raises:
+            InvalidRequestError: a part of the request cannot be sent (see
+                :meth:`encode_body`).
+        """
+        if self._sealed:
+            try:
+                model = _dumps(self.model or default_model)
+            except _JSON_ERRORS:
+                pass  # (refused below, naming it)
+            else:
+                object.__setattr__(self, "_sealed", False)  # (once: a copy may be changed)
+                return b'{"model":' + model + b"," + self._encoded[1:]
+        return self.encode_body(self.to_body(default_model))
 
     def encode_body(self, body: Mapping[str, Any]) -> bytes:
         """``body`` (from :meth:`to_body`, perhaps with fields added) as UTF-8 JSON bytes.
@@ -569,6 +597,23 @@ def _check_count(name: str, value: object, lo: int, hi: int) -> None:
         raise InvalidRequestError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")
 
 
+def sealed_request(
+    messages: ChatRequest | Sequence[Mapping[str, Any]], **params: Any
+) -> ChatRequest:
+    """:func:`make_request`, for a request built to be sent at once by the library itself
+    (:meth:`Client.chat`, a batch's item), which its caller never holds: it is *sealed*,
+    its first :meth:`ChatRequest.encoded` is the body encoded when it was checked (one
+    encoding per request, not two).
+
+    A request the caller built (or one returned as it was given) is not sealed: its
+    message dicts may have changed since it was checked, so it is encoded again when sent.
+    """
+    request = make_request(messages, **params)
+    if request is not messages:
+        object.__setattr__(request, "_sealed", True)
+    return request
+
+
 def make_request(messages: ChatRequest | Sequence[Mapping[str, Any]], **params: Any) -> ChatRequest:
     """A :class:`ChatRequest` from messages and keyword fields (``None`` means "not given").
 
@@ -576,7 +621,11 @@ def make_request(messages: ChatRequest | Sequence[Mapping[str, Any]], **params: 
     fields.  Raises :class:`InvalidRequestError` when the result is not a valid request.
     """
     stop = params.get("stop")
-    if isinstance(stop, Iterable) and not isinstance(stop, str | bytes | Mapping):
+    if (
+        stop is not None
+        and isinstance(stop, Iterable)
+        and not isinstance(stop, str | bytes | Mapping)
+    ):
         params["stop"] = tuple(stop)
     given = {k: v for k, v in params.items() if v is not None}
     if isinstance(messages, ChatRequest):

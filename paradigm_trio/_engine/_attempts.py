@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 import trio
 
 from .._attempt_failure import AttemptFailure
-from .._config import RetryPolicy, Timeouts
+from .._config import AttemptTimedOut, RetryPolicy, Timeouts
 from .._errors import APIError, APITimeoutError, RequestCancelled
 from .._events import Attempt, AttemptFailed
 from ._budget import BatchControl
@@ -187,6 +187,11 @@ class Attempting:
     arrives (its status, request id and headers, which the rate limiter reads),
     ``progress``, a short description of what arrived, used in deadline errors, and, for a
     stream, ``first_chunk``, when its first chunk arrived (trio time).
+
+    ``until`` is the attempt's own deadline (``Timeouts.attempt``, trio time) when the
+    request runs with ``bounded=True`` (:meth:`Call.run`): the attempt function ends every
+    wait by then and raises :class:`~paradigm_trio._config.AttemptTimedOut`, instead of a
+    cancel scope the engine would open around it; ``inf`` otherwise.
     """
 
     __slots__ = (
@@ -199,6 +204,7 @@ class Attempting:
         "request_id",
         "started",
         "status",
+        "until",
     )
 
     def __init__(
@@ -221,11 +227,17 @@ class Attempting:
         self.request_id: str | None = None
         self.progress: Callable[[], str] | None = None
         self.first_chunk: float | None = None
+        self.until = math.inf
 
     def responded(self, status: int, request_id: str | None, headers: Mapping[str, str]) -> None:
         self.status = status
         self.request_id = request_id
         self._adaptive.on_headers(headers, self.lease.mark)
+
+
+def _attempt_timed_out(limit: float) -> AttemptFailure:
+    error = APITimeoutError(f"attempt timed out after Timeouts.attempt={limit:g}s", which="attempt")
+    return AttemptFailure(error, "timeout")
 
 
 class Call:
@@ -245,6 +257,7 @@ class Call:
     """
 
     __slots__ = (
+        "_bounded",
         "_current",
         "_done",
         "_invalid_outputs",
@@ -272,6 +285,7 @@ class Call:
         self._ticket: int | None = None  # its place in the batch's retry budget
         self._done = False
         self._invalid_outputs = 0  # answers that did not pass the checks so far
+        self._bounded = False  # the attempt function keeps Timeouts.attempt itself
         self.interrupted: Attempt | None = None
         self.first_chunk: float | None = None
 
@@ -283,8 +297,12 @@ class Call:
         *,
         usage: Callable[[T], Tokens | None] = lambda _: None,
         hold: bool = False,
+        bounded: bool = False,
     ) -> T:
         """Make attempts until one succeeds or the request fails; return its result.
+
+        ``bounded``: ``attempt`` keeps ``Timeouts.attempt`` itself (``Attempting.until``,
+        see there), so no cancel scope is opened around each attempt.
 
         Raises:
             APIError: the last attempt's error (retries exhausted, not retryable, budget
@@ -296,6 +314,7 @@ class Call:
         if plan.timeouts.total is not None:
             self._total_deadline = self.start + plan.timeouts.total
         self.deadline = min(plan.deadline, self._total_deadline)
+        self._bounded = bounded
         self.engine.ledger.started += 1
         try:
             if self.deadline == math.inf:  # (no cancel scope to pay for)
@@ -366,14 +385,17 @@ class Call:
             limit = plan.timeouts.attempt if plan.attempt_timeout else None
             if limit is None:
                 result = await attempt(current)
+            elif self._bounded:  # (no cancel scope: the attempt's waits end by ``until``)
+                current.until = now + limit
+                try:
+                    result = await attempt(current)
+                except AttemptTimedOut:
+                    raise _attempt_timed_out(limit) from None
             else:
                 with trio.move_on_after(limit) as scope:
                     result = await attempt(current)
                 if scope.cancelled_caught:
-                    error = APITimeoutError(
-                        f"attempt timed out after Timeouts.attempt={limit:g}s", which="attempt"
-                    )
-                    raise AttemptFailure(error, "timeout")
+                    raise _attempt_timed_out(limit)
             kept = hold
             self.first_chunk = current.first_chunk
             return result

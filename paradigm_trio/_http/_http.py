@@ -71,7 +71,12 @@ class Upload(Protocol):
 
 
 class Responder(Protocol):
-    """What an attempt function tells about a response (the engine's ``Attempting``)."""
+    """What an attempt function tells about a response (the engine's ``Attempting``), and
+    ``until``: the attempt's deadline when the engine asks the attempt to keep it itself
+    (the fast lane's waits end by it; ``inf``: the engine's cancel scope does)."""
+
+    @property
+    def until(self) -> float: ...
 
     def responded(
         self, status: int, request_id: str | None, headers: Mapping[str, str]
@@ -274,8 +279,9 @@ class HTTP(Failures):
         assert ex.wire is not None
         try:
             status, raw, content, (request_id, encoded) = await lane.transport.fetch(
-                lane.origin, ex.wire, lane.timeouts(ex.timeouts), self._head_of, current
-            )
+                lane.origin, ex.wire, lane.timeouts(ex.timeouts), self._head_of, current,
+                current.until,
+            )  # fmt: skip
         except httpx2.HTTPError as exc:
             raise self.transport_failure(exc) from None
         if 200 <= status < 300 and not encoded:

@@ -42,30 +42,38 @@ async def exchange(
     data: bytes,
     timeouts: WireTimeouts,
     rest: AsyncIterator[bytes] | None = None,
+    until: float = math.inf,
 ) -> None:
     """Send the request and read the response head, which may come before the body is
     sent (see the module docstring).  ``rest``: the rest of a streamed body, written
-    after ``data`` as it comes."""
+    after ``data`` as it comes.  ``until``: no wait goes past it (trio time; a wait cut by
+    it is that wait's timeout)."""
     _, read_timeout, write_timeout = timeouts
     if len(data) > _INLINE_BODY or rest is not None:
-        await _Upload(conn, data, rest).run(write_timeout, read_timeout)
+        with trio.CancelScope(deadline=until) as scope:
+            await _Upload(conn, data, rest).run(write_timeout, read_timeout)
+        if scope.cancelled_caught:
+            conn.reusable = False
+            raise httpx2.WriteTimeout("sending the request timed out")
         return
     try:
-        await write(conn, data, write_timeout)
+        await write(conn, data, write_timeout, until)
     except httpx2.WriteError as exc:
         # Closed or reset while we wrote: the server may have answered first.
         conn.reusable = False
         try:
-            await response_head(conn, read_timeout)
+            await response_head(conn, read_timeout, until)
         except httpx2.TransportError:
             raise exc from exc.__cause__
         return
     reader = conn.reader  # (``response_head``, inline: one frame less while waiting)
     while not reader.head:
-        await receive(conn, read_timeout)
+        await receive(conn, read_timeout, until)
 
 
-async def write(conn: Connection, data: bytes | memoryview, write_timeout: float) -> None:
+async def write(
+    conn: Connection, data: bytes | memoryview, write_timeout: float, until: float = math.inf
+) -> None:
     raw = conn.raw
     if raw is not None:  # plain TCP: what the socket takes at once needs no wait
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -80,7 +88,8 @@ async def write(conn: Connection, data: bytes | memoryview, write_timeout: float
         data = memoryview(data)[sent:]
     # A bare CancelScope, not trio.fail_after: this is on every request's path.
     try:
-        with trio.CancelScope(deadline=trio.current_time() + write_timeout) as scope:
+        deadline = min(trio.current_time() + write_timeout, until)
+        with trio.CancelScope(deadline=deadline) as scope:
             await conn.stream.send_all(data)
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
@@ -88,11 +97,11 @@ async def write(conn: Connection, data: bytes | memoryview, write_timeout: float
         raise httpx2.WriteTimeout("sending the request timed out")
 
 
-async def response_head(conn: Connection, read_timeout: float) -> None:
+async def response_head(conn: Connection, read_timeout: float, until: float = math.inf) -> None:
     """Read until the final response head is in (interim 1xx responses skipped)."""
     reader = conn.reader
     while not reader.head:
-        await receive(conn, read_timeout)
+        await receive(conn, read_timeout, until)
 
 
 class _Upload:
@@ -183,18 +192,19 @@ def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
 
 
-async def receive(conn: Connection, read_timeout: float) -> None:
-    """Receive what the server sent next and parse it (the close, too)."""
+async def receive(conn: Connection, read_timeout: float, until: float = math.inf) -> None:
+    """Receive what the server sent next and parse it (the close, too); a wait ends by
+    ``until`` at the latest (a :class:`httpx2.ReadTimeout` then)."""
     raw = conn.raw
     data: bytes | bytearray = b""
     try:
         if raw is None:
-            data = await _receive_some(conn.stream, read_timeout)
+            data = await _receive_some(conn.stream, min(trio.current_time() + read_timeout, until))
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
             there = _recv_nowait(raw)
             if there is None:  # (the wait, inline: one frame less while the answer comes)
-                with trio.CancelScope(deadline=trio.current_time() + read_timeout):
+                with trio.CancelScope(deadline=min(trio.current_time() + read_timeout, until)):
                     while there is None:
                         await trio.lowlevel.wait_readable(raw)
                         there = _recv_nowait(raw)  # (None: woken for nothing, wait again)
@@ -225,8 +235,8 @@ def _recv_nowait(raw: socket.socket) -> bytes | None:
         return None
 
 
-async def _receive_some(stream: trio.abc.Stream, read_timeout: float) -> bytes | bytearray:
+async def _receive_some(stream: trio.abc.Stream, deadline: float) -> bytes | bytearray:
     # A bare CancelScope, not trio.fail_after: this is on every request's path.
-    with trio.CancelScope(deadline=trio.current_time() + read_timeout):
+    with trio.CancelScope(deadline=deadline):
         return await stream.receive_some(READ_SIZE)
     raise httpx2.ReadTimeout("no data from the server within the read timeout")

@@ -57,6 +57,7 @@ from typing import Any, Self
 import httpx2
 import trio
 
+from .._config import AttemptTimedOut
 from .._errors import ConfigurationError
 from ._dial import (
     InvalidHostName,
@@ -329,6 +330,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         timeouts: WireTimeouts,
         on_head: Callable[[Any, int, list[tuple[bytes, bytes]]], Any],
         arg: Any,
+        until: float = math.inf,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, Any]:
         """One whole exchange, without ``httpx2`` objects: the client's fast lane.
 
@@ -336,39 +338,50 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         its body).  ``on_head(arg, status, headers)`` is called when the response head
         arrives (a body that breaks afterwards still had a response); returns the status,
         the headers, the whole body and what ``on_head`` returned.  Raises the same
-        ``httpx2`` exceptions as ``handle_async_request``.
+        ``httpx2`` exceptions as ``handle_async_request``; and ``AttemptTimedOut``
+        when ``until`` (trio time: the attempt's deadline, ``Timeouts.attempt``) passes
+        first, which bounds every wait of the exchange instead of a cancel scope around it.
         """
         if self._pool.closed:
             raise RuntimeError("the transport is closed")
-        conn = await self._open(origin, timeouts[0])
-        reader = conn.reader
         try:
-            reader.start()
-            await exchange(conn, data, timeouts)
-            head = on_head(arg, reader.status, reader.headers)
-            parts = [reader.take_body()]
-            while not reader.complete:
-                await receive(conn, timeouts[1])
-                parts.append(reader.take_body())
-        except BaseException:
-            await conn.close()
+            conn = await self._open(origin, timeouts[0], until)
+            reader = conn.reader
+            try:
+                reader.start()
+                await exchange(conn, data, timeouts, None, until)
+                head = on_head(arg, reader.status, reader.headers)
+                parts = [reader.take_body()]
+                while not reader.complete:
+                    await receive(conn, timeouts[1], until)
+                    parts.append(reader.take_body())
+            except BaseException:
+                await conn.close()
+                raise
+        except httpx2.TimeoutException:
+            if trio.current_time() >= until:
+                raise AttemptTimedOut from None
             raise
         if not self._pool.checkin(conn):
             await conn.close()
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         return reader.status, reader.headers, body, head
 
-    async def _open(self, origin: Origin, connect_timeout: float) -> Connection:
-        """A pooled connection to ``origin``, or a new one."""
+    async def _open(
+        self, origin: Origin, connect_timeout: float, until: float = math.inf
+    ) -> Connection:
+        """A pooled connection to ``origin``, or a new one (by ``until`` at the latest)."""
         # A pending cancellation is raised before a pooled connection is taken, so it never
         # closes an idle connection.  (No full checkpoint: the write that follows is one.)
         await trio.lowlevel.checkpoint_if_cancelled()
         conn = self._pool.checkout(origin)
         if conn is None:
             # One that a warm-up is opening, else a new one.
-            conn = await self._pool.claimed(origin, trio.current_time() + connect_timeout)
+            now = trio.current_time()
+            conn = await self._pool.claimed(origin, min(now + connect_timeout, until))
             if conn is None:
-                conn = await self._connect(origin, connect_timeout)
+                left = max(0.0, until - trio.current_time())
+                conn = await self._connect(origin, min(connect_timeout, left))
         return conn
 
 

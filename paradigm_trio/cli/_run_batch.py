@@ -45,7 +45,6 @@ from ._batchfile import (
 from ._causes import EXIT_STOPPED, configuration_fix, failure_groups, stopped_line
 from ._client_args import ClientRefused, check_client, cli_words
 from ._embedded import server_of
-from ._gc import fewer_collections
 from ._live import Progress, combined
 from ._lock import LockUnavailable, OutputLock
 from ._logging import LOGGER, configure_logging
@@ -541,8 +540,8 @@ def _run_locked(args: argparse.Namespace, input_path: Path, output: Path) -> int
         if args.report and args.report.lower().endswith(".html"):
             require_matplotlib()  # before anything is sent
         total, done = _prepare(args, input_path, output)
-        fewer_collections()
-        summary, interrupted = trio.run(_run, args, input_path, output, total, done)
+        with pt.fewer_collections():
+            summary, interrupted = trio.run(_run, args, input_path, output, total, done)
     except (_Refused, ReportError) as exc:
         return _fail(str(exc))
     except pt.ConfigurationError as exc:

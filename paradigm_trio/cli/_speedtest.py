@@ -18,7 +18,6 @@ import paradigm_trio as pt
 
 from ._client_args import ClientRefused, check_client, cli_words
 from ._embedded import server_of
-from ._gc import fewer_collections
 
 NAMES = [
     "Alice", "Bob", "Charlie", "David", "Emma", "Frank", "Grace", "Hannah", "Ian", "Jessica",
@@ -133,9 +132,9 @@ def run_speed_test(args: argparse.Namespace) -> int:
     except ClientRefused as exc:
         print(f"paradigm-trio speed-test: {exc}", file=sys.stderr)
         return 2
-    fewer_collections()
     try:
-        return trio.run(_speed_test, args)
+        with pt.fewer_collections():
+            return trio.run(_speed_test, args)
     except pt.ConfigurationError as exc:
         print(f"paradigm-trio speed-test: {cli_words(str(exc))}", file=sys.stderr)
         return 2

@@ -203,3 +203,35 @@ async def test_a_header_that_cannot_be_sent_as_is_takes_the_general_path() -> No
     assert FastLane.of(pt.TrioTransport(), "http://h/api", {"X-A": "1\r\nX-B: 2"}) is None
     assert FastLane.of(pt.TrioTransport(), "http://h/api?q=1", {}) is None
     assert FastLane.of(GeneralPath(), "http://h/api", {}) is None
+
+
+@pytest.mark.parametrize("transport", [None, GeneralPath])
+@pytest.mark.parametrize("stall", ["before the head", "after the head"])
+async def test_timeouts_attempt_and_read_on_both_paths(transport: type | None, stall: str) -> None:
+    """The fast lane keeps ``Timeouts.attempt`` in its own waits (no cancel scope around
+    the attempt): the same errors as the general path, whichever timeout comes first, and
+    an answer that came in time is not cut."""
+
+    async def stalling(stream: trio.abc.Stream, head: bytes) -> bool:
+        if stall == "after the head":
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{")
+        await trio.sleep_forever()
+        return False  # pragma: no cover
+
+    async with raw_server(stalling) as (_, port):
+        cases = [(pt.Timeouts(attempt=0.3, read=60), "attempt"),
+                 (pt.Timeouts(attempt=60, read=0.3), "read")]  # fmt: skip
+        for timeouts, which in cases:
+            async with client(port, transport and transport(), timeouts=timeouts) as c:
+                with pytest.raises(pt.APITimeoutError) as info:
+                    await c.chat(MESSAGES)
+            assert info.value.which == which
+            if which == "attempt":
+                assert "Timeouts.attempt=0.3s" in info.value.message
+            (attempt,) = info.value.attempts
+            assert attempt.cause == "timeout"
+            assert attempt.status == (200 if stall == "after the head" else None)
+    async with raw_server(replying(answer("200 OK", COMPLETION))) as (_, port):
+        timeouts = pt.Timeouts(attempt=30, read=30)
+        async with client(port, transport and transport(), timeouts=timeouts) as c:
+            assert (await c.chat(MESSAGES)).text == "hi"

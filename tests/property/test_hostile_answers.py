@@ -63,3 +63,67 @@ async def test_a_hostile_answer_is_a_strict_completion_or_an_invalid_response(
             return
     json.dumps(completion.raw, allow_nan=False)  # strict JSON
     assert completion.usage is None or 0 <= completion.usage.total_tokens <= 2**53
+
+
+LIMITS = r"nested deeper|not a JSON number|too large"
+
+
+def _reference(text: str) -> Any:
+    """What :func:`pt.parse_json` promises, the slow way: ``json.loads``, then every
+    number walked and the nesting measured on the value."""
+
+    def depth(value: Any) -> int:
+        if isinstance(value, dict):
+            return 1 + max(map(depth, value.values()), default=0)
+        if isinstance(value, list):
+            return 1 + max(map(depth, value), default=0)
+        return 0
+
+    def finite(value: Any) -> bool:
+        if isinstance(value, float):
+            return value - value == 0
+        if isinstance(value, dict):
+            return all(map(finite, value.values()))
+        if isinstance(value, list):
+            return all(map(finite, value))
+        return True
+
+    value = json.loads(text)
+    if depth(value) > pt.MAX_JSON_DEPTH or not finite(value):
+        raise ValueError
+    return value
+
+
+numbers = st.one_of(
+    st.sampled_from(["1e999", "1E+999", "-1e400", "1e308", "1e-999", "2e308", "0e000", "1e+0"]),
+    st.integers(250, 420).map(lambda n: "1" * n + ".5"),
+    st.integers(250, 420).map(lambda n: "1" * n),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+strings = st.text(alphabet='eE+[{0123456789\\"abc ', max_size=40).map(json.dumps)
+texts = st.one_of(strings, st.integers(1, 140).map(lambda d: "[" * d + "]" * d))
+nested = st.recursive(
+    st.one_of(numbers, texts),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda xs: "[" + ",".join(xs) + "]"),
+        st.lists(st.tuples(strings, inner), max_size=3).map(
+            lambda kv: "{" + ",".join(f"{k}:{v}" for k, v in kv) + "}"
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=examples(3.0))
+@given(text=nested, encoding=st.sampled_from(["utf-8", "utf-16", "utf-32-le", "str"]))
+def test_parse_json_accepts_and_refuses_what_json_loads_and_a_walk_would(
+    text: str, encoding: str
+) -> None:
+    data: str | bytes = text if encoding == "str" else text.encode(encoding)
+    try:
+        expected = _reference(text)
+    except ValueError:
+        with pytest.raises(ValueError, match=LIMITS):
+            pt.parse_json(data)
+        return
+    assert pt.parse_json(data) == expected

@@ -178,6 +178,43 @@ async def test_a_valid_request_is_sent_as_utf8_json() -> None:
     assert server.bodies[0]["messages"][0]["content"] == "héllo 😀"
 
 
+async def test_a_request_is_encoded_once_unless_its_caller_holds_it() -> None:
+    """``chat()`` and a batch build their requests themselves: the body encoded when the
+    request was checked is the one sent.  A request the caller built may have changed
+    since (its message dicts are mutable): it is encoded again, as it is now."""
+    from unittest.mock import patch
+
+    from paradigm_trio._endpoints import _models
+
+    encoded: list[object] = []
+    real = _models._dumps
+
+    def counting(value: object) -> bytes:
+        if not isinstance(value, str):  # (a model's name is encoded on its own)
+            encoded.append(value)
+        return real(value)
+
+    server = Server()
+    with patch.object(_models, "_dumps", counting):
+        async with make_client(server) as client:
+            await client.chat([{"role": "user", "content": "once"}], max_tokens=5)
+            assert len(encoded) == 1  # checked and sent: one encoding
+            async with client.stream_batch([OK_MESSAGES, OK_MESSAGES]) as results:
+                assert [r.ok async for r in results] == [True, True]
+            assert len(encoded) == 3
+            held = request("before")
+            message = held.messages[0]
+            assert isinstance(message, dict)
+            message["content"] = "after"
+            await client.send(held)
+            assert len(encoded) == 5  # checked, then encoded again when sent
+    assert [b["messages"][0]["content"] for b in server.bodies] == ["once", "fine", "fine", "after"]
+    assert server.bodies[0] == {
+        "model": "alfred-4.2", "messages": [{"role": "user", "content": "once"}],
+        "max_tokens": 5,
+    }  # fmt: skip
+
+
 # --------------------------------------------------------------------------- batches
 
 

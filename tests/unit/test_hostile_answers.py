@@ -143,6 +143,12 @@ def test_parse_json_limits() -> None:
     # Brackets and escapes inside strings are not nesting.
     assert pt.parse_json(json.dumps(["\\", "[" * 500, '"[[['])) == ["\\", "[" * 500, '"[[[']
     assert pt.parse_json("[1e-999, 1e308]") == [0.0, 1e308]
+    # In any encoding JSON may come in (the checks read its UTF-8).
+    for encoding in ("utf-16", "utf-16-le", "utf-32", "utf-8-sig"):
+        for bad in ["[1e999]", "[1E+400]", too_deep]:
+            with pytest.raises(ValueError, match=r"nested deeper|too large"):
+                pt.parse_json(bad.encode(encoding))
+        assert pt.parse_json("[1e308]".encode(encoding)) == [1e308]
 
 
 @pytest.mark.parametrize("text", ["inf", "nan", "-inf", "1e999"])
