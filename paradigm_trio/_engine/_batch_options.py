@@ -61,7 +61,9 @@ class BatchStatistics:
         cached: results answered from the client's :class:`ResponseCache` (nothing was
             sent for them; their duplicates count in ``deduplicated``).
         hedges: hedges sent (``BatchOptions.hedge``): requests beyond one per item, besides
-            retries; ``hedges_won``: those whose answer came first and is the result's.
+            retries (a hedge is counted when it starts: one cut at once, because its
+            original answered meanwhile, may not have reached the server); ``hedges_won``:
+            those whose answer came first and is the result's.
     """
 
     submitted: int

@@ -125,5 +125,8 @@ def test_hedging_against_stragglers_keeps_one_record_per_line(tmp_path: Path) ->
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["hedges"] >= 1  # 3 % of the lines straggle 40 times over
     assert summary["hedges"] <= 0.05 * lines
-    assert stats["total"] == lines + summary["hedges"]  # no retries: no faults
+    # No retries (no faults): every line reached the server once, plus at most the hedges
+    # (a hedge started just as its original answered is cut, maybe before its request
+    # reached the server: on a loaded machine that happens).
+    assert lines <= stats["total"] <= lines + summary["hedges"]
     assert sum(1 for r in results.values() if r.get("hedged")) == summary["hedges_won"]
