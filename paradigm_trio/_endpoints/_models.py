@@ -396,23 +396,17 @@ class ChatRequest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _validate_messages(self.messages))
         check_model(self.model)
-        _check_float("temperature", self.temperature, 0.0, 2.0)
-        _check_float("top_p", self.top_p, 0.0, 1.0)
-        _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
-        _check_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
-        if self.max_tokens is not None and (
-            isinstance(self.max_tokens, bool)
-            or not isinstance(self.max_tokens, int)
-            or self.max_tokens < 1
+        if (  # (by identity: an unchecked value's __eq__ may raise)
+            self.temperature is not None
+            or self.top_p is not None
+            or self.presence_penalty is not None
+            or self.frequency_penalty is not None
+            or self.max_tokens is not None
+            or self.seed is not None
         ):
-            raise InvalidRequestError(
-                f"max_tokens must be a positive integer, got {self.max_tokens!r}"
-            )
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
-            raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
-        object.__setattr__(self, "stop", _checked_stop(self.stop))
+            self._check_sampling()
+        if self.stop is not None:
+            object.__setattr__(self, "stop", _checked_stop(self.stop))
         extra = checked_extra(self.extra, _MODELLED)
         if "tools" in extra and self.tools is None and self.validate_tool_calls is not False:
             object.__setattr__(self, "tools", _tools_of_extra(extra.pop("tools")))
@@ -437,6 +431,25 @@ class ChatRequest:
             )
         check_custom_id(self.custom_id)
         object.__setattr__(self, "_encoded", self._sendable())
+
+    def _check_sampling(self) -> None:
+        """Check ``temperature`` to ``seed``."""
+        _check_float("temperature", self.temperature, 0.0, 2.0)
+        _check_float("top_p", self.top_p, 0.0, 1.0)
+        _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        _check_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or self.max_tokens < 1
+        ):
+            raise InvalidRequestError(
+                f"max_tokens must be a positive integer, got {self.max_tokens!r}"
+            )
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
 
     def _check_options(self) -> None:
         """Check and normalise ``n`` to ``output`` (see the class docstring)."""
