@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, TypedDict
 
 from .._errors import InvalidRequestError
@@ -135,10 +136,20 @@ def _dumps(value: object) -> bytes:
     """``value`` as compact JSON in UTF-8: no ``NaN`` or infinities, and no lone surrogate
     (which UTF-8 cannot hold; ``\\uXXXX`` escaping would only move the failure to the
     server)."""
-    return _ENCODER.encode(value).encode("utf-8")
+    return "".join(_ENCODE(value, 0)).encode("utf-8")
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# What ``_ENCODER.encode`` builds on each call, built once (-1 us a call).  Without the
+# markers of circular references (a dict it would share between calls): a value that holds
+# itself ends in a RecursionError, which ``_unsendable`` names as circular all the same.
+_ENCODE = (
+    (lambda value, _level: _ENCODER.iterencode(value))
+    if c_make_encoder is None  # (not CPython: json's pure-Python encoder)
+    else c_make_encoder(
+        None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, False
+    )
+)
 
 
 _JSON_ERRORS = (TypeError, ValueError, RecursionError)  # UnicodeEncodeError is a ValueError
@@ -296,9 +307,9 @@ def _tools_of_extra(tools: object) -> tuple[dict[str, Any], ...]:
 def checked_extra(extra: object, modelled: frozenset[str]) -> dict[str, Any]:
     """``extra`` as a new dict; refused when it is not a mapping or sets a ``modelled``
     field (those have keyword arguments of their own)."""
-    if not isinstance(extra, Mapping):
+    if type(extra) is not dict and not isinstance(extra, Mapping):  # (a dict: no ABC check)
         raise InvalidRequestError(f"extra must be a dict, got {type(extra).__name__}")
-    clash = modelled.intersection(extra)
+    clash = modelled.intersection(extra) if extra else None
     if clash:
         raise InvalidRequestError(
             f"extra may not set {', '.join(sorted(clash))}: use the keyword arguments"
@@ -385,23 +396,17 @@ class ChatRequest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _validate_messages(self.messages))
         check_model(self.model)
-        _check_float("temperature", self.temperature, 0.0, 2.0)
-        _check_float("top_p", self.top_p, 0.0, 1.0)
-        _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
-        _check_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
-        if self.max_tokens is not None and (
-            isinstance(self.max_tokens, bool)
-            or not isinstance(self.max_tokens, int)
-            or self.max_tokens < 1
+        if (  # (by identity: an unchecked value's __eq__ may raise)
+            self.temperature is not None
+            or self.top_p is not None
+            or self.presence_penalty is not None
+            or self.frequency_penalty is not None
+            or self.max_tokens is not None
+            or self.seed is not None
         ):
-            raise InvalidRequestError(
-                f"max_tokens must be a positive integer, got {self.max_tokens!r}"
-            )
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
-            raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
-        object.__setattr__(self, "stop", _checked_stop(self.stop))
+            self._check_sampling()
+        if self.stop is not None:
+            object.__setattr__(self, "stop", _checked_stop(self.stop))
         extra = checked_extra(self.extra, _MODELLED)
         if "tools" in extra and self.tools is None and self.validate_tool_calls is not False:
             object.__setattr__(self, "tools", _tools_of_extra(extra.pop("tools")))
@@ -426,6 +431,25 @@ class ChatRequest:
             )
         check_custom_id(self.custom_id)
         object.__setattr__(self, "_encoded", self._sendable())
+
+    def _check_sampling(self) -> None:
+        """Check ``temperature`` to ``seed``."""
+        _check_float("temperature", self.temperature, 0.0, 2.0)
+        _check_float("top_p", self.top_p, 0.0, 1.0)
+        _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        _check_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or self.max_tokens < 1
+        ):
+            raise InvalidRequestError(
+                f"max_tokens must be a positive integer, got {self.max_tokens!r}"
+            )
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
 
     def _check_options(self) -> None:
         """Check and normalise ``n`` to ``output`` (see the class docstring)."""
@@ -493,9 +517,7 @@ class ChatRequest:
             for text in (self.custom_id, self.model):  # (not in it: checked all the same)
                 if text is not None:
                     text.encode("utf-8")  # (a lone surrogate: UnicodeEncodeError)
-            body = self.to_body("")
-            del body["model"]
-            return _dumps(body)
+            return _dumps(self._fill({"messages": self.messages}))  # (a tuple: a JSON list)
         except _JSON_ERRORS as exc:
             raise _unsendable(self._parts(), exc) from None
 
@@ -535,10 +557,19 @@ class ChatRequest:
             "model": self.model or default_model,
             "messages": list(self.messages),  # (the request's own copies, only serialised)
         }
-        for name in _BODY_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                body[name] = value
+        return self._fill(body)
+
+    def _fill(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` (its model and messages) with the request's other fields."""
+        values = (
+            self.temperature, self.max_tokens, self.top_p, self.seed, self.presence_penalty,
+            self.frequency_penalty, self.n, self.logprobs, self.top_logprobs,
+            self.tool_choice, self.response_format, self.guided_json, self.guided_regex,
+        )  # fmt: skip
+        if values != _NO_BODY_FIELDS:  # (the common case: none)
+            for name, value in zip(_BODY_FIELDS, values, strict=True):
+                if value is not None:
+                    body[name] = value
         if self.stop is not None:
             body["stop"] = self.stop if isinstance(self.stop, str) else list(self.stop)
         if self.tools is not None:
@@ -588,6 +619,7 @@ _BODY_FIELDS = (
     "guided_json",
     "guided_regex",
 )
+_NO_BODY_FIELDS = (None,) * len(_BODY_FIELDS)
 
 
 def _check_count(name: str, value: object, lo: int, hi: int) -> None:

@@ -136,6 +136,22 @@ def test_shared_values_are_not_circular() -> None:
     assert req.extra["y"] == [shared, shared]
 
 
+def test_a_value_refused_halfway_is_sent_once_mended() -> None:
+    # (the JSON encoder is shared between requests: it keeps nothing from a failure, such
+    # as the containers it was inside, which it would take for circular the next time)
+    holder: list[Any] = [1, math.nan]
+    with pytest.raises(pt.InvalidRequestError, match=r"extra\.h\[1\]: nan is not a JSON"):
+        request(extra={"h": holder})
+    holder[1] = 2
+    req = request(extra={"h": holder, "y": [holder, holder]})
+    assert json.loads(req.encoded("m")) == {
+        "model": "m",
+        "messages": [{"role": "user", "content": "fine"}],
+        "h": [1, 2],
+        "y": [[1, 2], [1, 2]],
+    }
+
+
 def test_an_unhashable_role_is_an_invalid_request_not_a_type_error() -> None:
     with pytest.raises(pt.InvalidRequestError, match=r"messages\[0\] has unknown role"):
         pt.ChatRequest(messages=[{"role": ["user"], "content": "x"}])
