@@ -126,11 +126,6 @@ class Router:
         raises here, before anything is sent)."""
         return self._sender.send(self.endpoint(request), request, plan, history)
 
-    def _repeatable(self, request: AnyRequest) -> bool:
-        """Whether sending ``request`` twice is harmless (a hedge; a sampled answer
-        shared): its endpoint is idempotent (a thread's turn is not: it adds to the thread)."""
-        return bool(self.endpoint(request).idempotent)
-
     def batch(
         self,
         items: Iterable[Any] | AsyncIterable[Any],
@@ -169,9 +164,8 @@ class Router:
             return self.send(request, plan, history)
 
         kind = EndpointKind(
-            send_one, filled if defaults else make, _usage, endpoint_of=self.endpoint,
-            repeatable=self._repeatable,
-        )  # fmt: skip
+            send_one, filled if defaults else make, _usage, endpoint_of=self.endpoint
+        )
         return run_endpoints(
             kind, items, opts, width=width, observers=self._ledger.observers, warm_up=warm_up,
             cache=self._cache, free=self._free,

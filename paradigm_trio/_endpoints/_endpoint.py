@@ -108,6 +108,12 @@ class Endpoint(Protocol[Q_contra, A]):
     @property
     def token_types(self) -> tuple[str, ...]: ...
 
+    @property
+    def idempotent(self) -> bool:
+        """Whether sending a request twice does no more than sending it once (``False``:
+        resent only when it cannot have reached the server; never hedged nor shared)."""
+        ...
+
     def encode(self, request: Q_contra) -> bytes:
         """The request's body (an :class:`InvalidRequestError` here: nothing is sent)."""
         ...

@@ -103,13 +103,16 @@ class EndpointKind:
         usage: UsageOf,
         *,
         endpoint_of: Callable[[Any], Endpoint[Any, Any]] | None = None,
-        repeatable: Callable[[Any], bool] = lambda request: False,
     ) -> None:
         self.send_one = send_one
         self.make = make
         self.usage = usage
-        self.endpoint_of = endpoint_of  # None: nothing shared, nothing cached
-        self.repeatable = repeatable
+        self.endpoint_of = endpoint_of  # None: nothing shared, nothing cached, no hedge
+
+    def repeatable(self, request: Any) -> bool:
+        """Whether sending ``request`` twice is harmless (a hedge; a sampled answer
+        shared): its endpoint is idempotent (a thread's turn is not: it adds to the thread)."""
+        return self.endpoint_of is not None and bool(self.endpoint_of(request).idempotent)
 
     def request(self, item: object, index: int) -> Any:
         try:

@@ -94,6 +94,7 @@ class TickEndpoint:
     path = "/ticks"
     model = "ticker-1"
     token_types: tuple[str, ...] = ()
+    idempotent: bool = True
 
     def encode(self, request: TickRequest) -> bytes:
         return json.dumps({"n": request.n}).encode()
