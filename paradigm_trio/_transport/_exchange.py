@@ -7,9 +7,9 @@ pieces while a second task watches for an early answer (``_Upload``: see
 On a plain TCP connection (``Connection.raw``, see ``_pool._plain``) a request the socket
 takes at once is written with one ``send``, and an answer already there read with one
 ``recv``, without trio's stream layers; only a wait goes through trio
-(``trio.lowlevel.wait_readable``, under the read timeout's cancel scope), and every read
-still checkpoints, as trio's own ``receive_some`` does.  TLS connections go through
-their :class:`trio.SSLStream`.  Failures are ``httpx2``'s exception classes.
+(``_waits.wait_readable``: the read timeout kept by one watcher, not a cancel scope per
+wait), and every read still checkpoints, as trio's own ``receive_some`` does.  TLS
+connections go through their :class:`trio.SSLStream`.  Failures are ``httpx2``'s exception classes.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import httpx2
 import trio
 
 from ._pool import Connection
+from ._waits import end_wait, start_wait, wait_readable
 from ._wire import ProtocolError
 
 __all__ = ["READ_SIZE", "WireTimeouts", "exchange", "receive", "response_head", "write"]
@@ -203,13 +204,11 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
             there = _recv_nowait(raw)
-            if there is None:  # (the wait, inline: one frame less while the answer comes)
-                with trio.CancelScope(deadline=min(trio.current_time() + read_timeout, until)):
-                    while there is None:
-                        await trio.lowlevel.wait_readable(raw)
-                        there = _recv_nowait(raw)  # (None: woken for nothing, wait again)
-                if there is None:
-                    raise httpx2.ReadTimeout("no data from the server within the read timeout")
+            if there is None:
+                deadline = min(trio.current_time() + read_timeout, until)
+                while there is None:
+                    await _wait(raw, deadline)
+                    there = _recv_nowait(raw)  # (None: woken for nothing, wait again)
             else:  # (a checkpoint all the same, as trio's own ``receive_some`` makes)
                 await trio.lowlevel.cancel_shielded_checkpoint()
             data = there
@@ -223,6 +222,27 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
     except ProtocolError as exc:
         hint = "" if conn.reader.head else conn.hint
         raise httpx2.RemoteProtocolError(str(exc) + hint) from None
+
+
+async def _wait(raw: socket.socket, deadline: float) -> None:
+    """Wait until ``raw`` is readable; a :class:`httpx2.ReadTimeout` at ``deadline``."""
+    entry = start_wait(raw, deadline)
+    if entry < 0:  # (the run is ending: a cancel scope keeps the deadline)
+        if await wait_readable(raw, deadline):
+            return
+    else:
+        try:
+            await trio.lowlevel.wait_readable(raw)
+        except trio.ClosedResourceError:
+            if not end_wait(entry):  # (closed by another task, not by the deadline)
+                raise
+        except BaseException:
+            end_wait(entry)
+            raise
+        else:
+            end_wait(entry)  # (readable, even if the deadline passed meanwhile)
+            return
+    raise httpx2.ReadTimeout("no data from the server within the read timeout")
 
 
 def _recv_nowait(raw: socket.socket) -> bytes | None:

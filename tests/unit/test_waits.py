@@ -1,0 +1,179 @@
+"""Timed socket waits kept by one watcher task (``_transport._waits``), on trio's MockClock.
+
+Each test uses a real socket pair (nothing leaves the process): a wait ends when the
+other end writes, or when its deadline passes on the virtual clock.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+import trio
+import trio.testing
+
+from paradigm_trio._transport import _waits
+from paradigm_trio._transport._exchange import _wait
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    """Socket pairs made with :func:`make`; all closed at the end."""
+    made: list[tuple[socket.socket, socket.socket]] = []
+    yield made
+    for a, b in made:
+        a.close()
+        b.close()
+
+
+def make(pairs: list[tuple[socket.socket, socket.socket]]) -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    pairs.append((a, b))
+    return a, b
+
+
+def watch() -> _waits._Watch:
+    return _waits._WATCH.get()
+
+
+async def test_a_wait_past_its_deadline_returns_false_at_the_deadline(pairs: list) -> None:
+    a, _ = make(pairs)
+    start = trio.current_time()
+    assert await _waits.wait_readable(a, start + 5) is False
+    assert trio.current_time() - start == pytest.approx(5)
+    a.close()  # (as the caller must: the socket is no longer registered with trio)
+
+
+async def test_a_wait_woken_by_data_returns_true_and_the_watcher_ends_later(pairs: list) -> None:
+    a, b = make(pairs)
+    start = trio.current_time()
+
+    async def answer() -> None:
+        await trio.sleep(1)
+        b.send(b"x")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+        assert await _waits.wait_readable(a, start + 30) is True
+    assert trio.current_time() - start == pytest.approx(1)
+    assert a.recv(10) == b"x"
+    state = watch()
+    assert state.waits == {}
+    assert state.running  # it sleeps until the (ended) wait's deadline
+    await trio.sleep(30)
+    assert not state.running
+    assert state.heap == []
+    # A new wait starts it again.
+    b.send(b"y")
+    assert await _waits.wait_readable(a, trio.current_time() + 5) is True
+
+
+async def test_an_earlier_deadline_wakes_the_watcher_earlier(pairs: list) -> None:
+    (a, _), (c, _) = make(pairs), make(pairs)
+    start = trio.current_time()
+    ends: dict[str, float] = {}
+
+    async def wait(name: str, sock: socket.socket, after: float) -> None:
+        assert await _waits.wait_readable(sock, start + after) is False
+        ends[name] = trio.current_time() - start
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait, "late", a, 100.0)
+        await trio.sleep(1)  # the watcher now sleeps until 100
+        nursery.start_soon(wait, "early", c, 3.0)
+    assert ends == {"early": pytest.approx(3), "late": pytest.approx(100)}
+
+
+async def test_cancelling_a_wait_propagates_and_forgets_it(pairs: list) -> None:
+    a, _ = make(pairs)
+    with trio.move_on_after(2) as scope:
+        await _waits.wait_readable(a, trio.current_time() + 60)
+    assert scope.cancelled_caught
+    assert watch().waits == {}
+
+
+async def test_many_ended_waits_do_not_pile_up(pairs: list) -> None:
+    """Each wait that ends leaves a marked entry; the heap is compacted when they are
+    more than half of it, so it stays within about twice the waits under way."""
+    a, b = make(pairs)
+    biggest = 0
+    for i in range(2_000):
+        b.send(b"x")
+        assert await _waits.wait_readable(a, trio.current_time() + 3_600 + i)
+        a.recv(10)
+        biggest = max(biggest, len(watch().heap))
+    assert biggest <= 2 * _waits._COMPACT_AFTER + 2
+
+
+async def test_the_fast_lane_wait_raises_read_timeout_and_leaves_cancellation_alone(
+    pairs: list,
+) -> None:
+    import httpx2
+
+    a, _ = make(pairs)
+    start = trio.current_time()
+    with pytest.raises(httpx2.ReadTimeout):
+        await _wait(a, start + 4)
+    assert trio.current_time() - start == pytest.approx(4)
+    c, d = make(pairs)
+    with trio.move_on_after(1) as scope:
+        await _wait(c, trio.current_time() + 10)
+    assert scope.cancelled_caught  # Cancelled, not a ReadTimeout, even with a deadline set
+    d.send(b"z")
+    await _wait(c, trio.current_time() + 10)  # readable: returns
+    assert c.recv(1) == b"z"
+
+
+async def test_another_task_closing_the_socket_is_not_a_timeout(pairs: list) -> None:
+    a, _ = make(pairs)
+
+    async def close_soon() -> None:
+        await trio.sleep(1)
+        trio.lowlevel.notify_closing(a)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(close_soon)
+        with pytest.raises(trio.ClosedResourceError):
+            await _wait(a, trio.current_time() + 60)
+    assert watch().waits == {}
+
+
+async def test_when_no_watcher_can_start_a_cancel_scope_keeps_the_deadline(
+    pairs: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def closed(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Nursery is closed to new arrivals")
+
+    monkeypatch.setattr(trio.lowlevel, "spawn_system_task", closed)
+    a, b = make(pairs)
+    start = trio.current_time()
+    assert await _waits.wait_readable(a, start + 2) is False
+    assert trio.current_time() - start == pytest.approx(2)
+    b.send(b"x")
+    assert await _waits.wait_readable(a, trio.current_time() + 2) is True
+    c, _ = make(pairs)
+    with pytest.raises(httpx2_read_timeout()):
+        await _wait(c, trio.current_time() + 2)
+
+
+def httpx2_read_timeout() -> type[Exception]:
+    import httpx2
+
+    return httpx2.ReadTimeout
+
+
+def test_the_watcher_ends_with_the_run(pairs: list) -> None:
+    """A wait's watcher left sleeping when the program ends is cancelled with the run."""
+    a, b = make(pairs)
+
+    async def main() -> None:
+        b.send(b"x")
+        assert await _waits.wait_readable(a, trio.current_time() + 3_600)
+        assert watch().running
+
+    trio.run(main, clock=trio.testing.MockClock())
