@@ -198,21 +198,34 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
     ``until`` at the latest (a :class:`httpx2.ReadTimeout` then)."""
     raw = conn.raw
     data: bytes | bytearray = b""
+    fired = False  # whether the watcher ended the wait (``_waits``): its deadline passed
     try:
         if raw is None:
             data = await _receive_some(conn.stream, min(trio.current_time() + read_timeout, until))
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
             there = _recv_nowait(raw)
-            if there is None:
+            if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
                 while there is None:
-                    await _wait(raw, deadline)
+                    entry = start_wait(raw, deadline)
+                    if entry < 0:  # (the run is ending: a cancel scope keeps the deadline)
+                        fired = not await wait_readable(raw, deadline)
+                        if fired:
+                            raise trio.ClosedResourceError
+                    else:
+                        try:
+                            await trio.lowlevel.wait_readable(raw)
+                        finally:
+                            fired = end_wait(entry)
+                        fired = False  # (readable, even if the deadline passed meanwhile)
                     there = _recv_nowait(raw)  # (None: woken for nothing, wait again)
             else:  # (a checkpoint all the same, as trio's own ``receive_some`` makes)
                 await trio.lowlevel.cancel_shielded_checkpoint()
             data = there
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        if fired:
+            raise httpx2.ReadTimeout("no data from the server within the read timeout") from None
         raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
     try:
         if data:
@@ -222,27 +235,6 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
     except ProtocolError as exc:
         hint = "" if conn.reader.head else conn.hint
         raise httpx2.RemoteProtocolError(str(exc) + hint) from None
-
-
-async def _wait(raw: socket.socket, deadline: float) -> None:
-    """Wait until ``raw`` is readable; a :class:`httpx2.ReadTimeout` at ``deadline``."""
-    entry = start_wait(raw, deadline)
-    if entry < 0:  # (the run is ending: a cancel scope keeps the deadline)
-        if await wait_readable(raw, deadline):
-            return
-    else:
-        try:
-            await trio.lowlevel.wait_readable(raw)
-        except trio.ClosedResourceError:
-            if not end_wait(entry):  # (closed by another task, not by the deadline)
-                raise
-        except BaseException:
-            end_wait(entry)
-            raise
-        else:
-            end_wait(entry)  # (readable, even if the deadline passed meanwhile)
-            return
-    raise httpx2.ReadTimeout("no data from the server within the read timeout")
 
 
 def _recv_nowait(raw: socket.socket) -> bytes | None:

@@ -6,6 +6,7 @@ other end writes, or when its deadline passes on the virtual clock.
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Iterator
 
@@ -14,7 +15,8 @@ import trio
 import trio.testing
 
 from paradigm_trio._transport import _waits
-from paradigm_trio._transport._exchange import _wait
+from paradigm_trio._transport._exchange import receive
+from paradigm_trio._transport._pool import Connection
 
 pytestmark = pytest.mark.anyio
 
@@ -35,6 +37,15 @@ def make(pairs: list[tuple[socket.socket, socket.socket]]) -> tuple[socket.socke
     b.setblocking(False)
     pairs.append((a, b))
     return a, b
+
+
+def connection(pairs: list) -> tuple[Connection, socket.socket]:
+    """A plain connection (the fast lane's path: ``Connection.raw``) and its other end."""
+    a, b = make(pairs)
+    conn = Connection(trio.SocketStream(trio.socket.from_stdlib_socket(a)), ("http", "x", 80))
+    assert conn.raw is not None
+    pairs.append((conn.raw, b))  # (``a`` was detached into ``conn.raw``: close that)
+    return conn, b
 
 
 def watch() -> _waits._Watch:
@@ -110,42 +121,53 @@ async def test_many_ended_waits_do_not_pile_up(pairs: list) -> None:
     assert biggest <= 2 * _waits._COMPACT_AFTER + 2
 
 
-async def test_the_fast_lane_wait_raises_read_timeout_and_leaves_cancellation_alone(
+async def test_the_fast_lane_read_times_out_and_leaves_cancellation_alone(pairs: list) -> None:
+    import httpx2
+
+    conn, _ = connection(pairs)
+    start = trio.current_time()
+    with pytest.raises(httpx2.ReadTimeout):
+        await receive(conn, 4, math.inf)  # the read timeout
+    assert trio.current_time() - start == pytest.approx(4)
+    conn, _ = connection(pairs)
+    start = trio.current_time()
+    with pytest.raises(httpx2.ReadTimeout):
+        await receive(conn, 60, start + 3)  # the attempt's deadline, first
+    assert trio.current_time() - start == pytest.approx(3)
+    conn, other = connection(pairs)
+    with trio.move_on_after(1) as scope:
+        await receive(conn, 10, math.inf)
+    assert scope.cancelled_caught  # Cancelled, not a ReadTimeout, even with a deadline set
+    other.send(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+    conn.reader.start()
+    await receive(conn, 10, math.inf)  # readable: read and parsed
+    assert conn.reader.status == 200
+    assert watch().waits == {}
+
+
+async def test_another_task_closing_the_socket_is_a_read_error_not_a_timeout(
     pairs: list,
 ) -> None:
     import httpx2
 
-    a, _ = make(pairs)
-    start = trio.current_time()
-    with pytest.raises(httpx2.ReadTimeout):
-        await _wait(a, start + 4)
-    assert trio.current_time() - start == pytest.approx(4)
-    c, d = make(pairs)
-    with trio.move_on_after(1) as scope:
-        await _wait(c, trio.current_time() + 10)
-    assert scope.cancelled_caught  # Cancelled, not a ReadTimeout, even with a deadline set
-    d.send(b"z")
-    await _wait(c, trio.current_time() + 10)  # readable: returns
-    assert c.recv(1) == b"z"
-
-
-async def test_another_task_closing_the_socket_is_not_a_timeout(pairs: list) -> None:
-    a, _ = make(pairs)
+    conn, _ = connection(pairs)
 
     async def close_soon() -> None:
         await trio.sleep(1)
-        trio.lowlevel.notify_closing(a)
+        trio.lowlevel.notify_closing(conn.raw)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(close_soon)
-        with pytest.raises(trio.ClosedResourceError):
-            await _wait(a, trio.current_time() + 60)
+        with pytest.raises(httpx2.ReadError):
+            await receive(conn, 60, math.inf)
     assert watch().waits == {}
 
 
 async def test_when_no_watcher_can_start_a_cancel_scope_keeps_the_deadline(
     pairs: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import httpx2
+
     def closed(*args: object, **kwargs: object) -> None:
         raise RuntimeError("Nursery is closed to new arrivals")
 
@@ -156,15 +178,11 @@ async def test_when_no_watcher_can_start_a_cancel_scope_keeps_the_deadline(
     assert trio.current_time() - start == pytest.approx(2)
     b.send(b"x")
     assert await _waits.wait_readable(a, trio.current_time() + 2) is True
-    c, _ = make(pairs)
-    with pytest.raises(httpx2_read_timeout()):
-        await _wait(c, trio.current_time() + 2)
-
-
-def httpx2_read_timeout() -> type[Exception]:
-    import httpx2
-
-    return httpx2.ReadTimeout
+    conn, _ = connection(pairs)
+    start = trio.current_time()
+    with pytest.raises(httpx2.ReadTimeout):
+        await receive(conn, 2, math.inf)
+    assert trio.current_time() - start == pytest.approx(2)
 
 
 def test_the_watcher_ends_with_the_run(pairs: list) -> None:
