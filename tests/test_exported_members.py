@@ -214,9 +214,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         {"READ_SIZE", "WireTimeouts", "exchange", "receive", "response_head", "write"}
     ),
     # Timed waits on a socket, kept by one watcher task instead of a cancel scope each.
-    "paradigm_trio._transport._waits": frozenset(
-        {"end_wait", "start_wait", "wait_readable"}
-    ),
+    "paradigm_trio._transport._waits": frozenset({"end_wait", "start_wait", "wait_readable"}),
     # HTTP/1.1 messages for the transport and the proxy tunnel.
     "paradigm_trio._transport._wire": frozenset(
         {"ProtocolError", "ResponseReader", "check_header", "request_head"}
