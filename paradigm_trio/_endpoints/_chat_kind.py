@@ -12,12 +12,12 @@ imports the client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .._engine._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
+from .._engine._batch import ResultStream, SendOne, Sent, WarmUp, run_batch, settle
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
 from .._engine._cache import CacheStore
@@ -134,17 +134,12 @@ class ChatKind:
     def units(self, items: int) -> int:
         return items
 
-    async def send(
+    def send(
         self, unit: Sequence[tuple[int, ChatRequest]], *, deadline: float, control: BatchControl
-    ) -> list[BatchResult]:
+    ) -> Awaitable[list[BatchResult]]:
+        # Not a coroutine of its own: ``settle`` makes the result (one frame less).
         [(index, request)] = unit
-        sent = await outcome_of(self.send_one, request, deadline, control)
-        return [
-            BatchResult(
-                index, request.custom_id, request, sent.value, sent.error, sent.attempts,
-                sent.elapsed, hedged=sent.hedged,
-            )
-        ]  # fmt: skip
+        return settle(self.send_one, request, deadline, control, _result, index)
 
     def failed(
         self, index: int, custom_id: str | None, request: ChatRequest | None, error: Exception
@@ -163,6 +158,16 @@ class ChatKind:
     @staticmethod
     def stored(result: BatchResult) -> Stored | None:
         return stored(result.completion)
+
+
+def _result(index: int, request: ChatRequest, sent: Sent[ChatCompletion]) -> list[BatchResult]:
+    """A chat item's result (``ChatKind.send``)."""
+    return [
+        BatchResult(
+            index, request.custom_id, request, sent.value, sent.error, sent.attempts,
+            sent.elapsed, hedged=sent.hedged,
+        )
+    ]  # fmt: skip
 
 
 def _to_request(item: object, defaults: Mapping[str, Any], index: int) -> ChatRequest:

@@ -15,12 +15,12 @@ adds to the thread).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from .._engine._batch import ResultStream, SendOne, WarmUp, outcome_of, run_batch
+from .._engine._batch import ResultStream, SendOne, Sent, WarmUp, run_batch, settle
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
 from .._engine._cache import CacheStore
@@ -108,6 +108,7 @@ class EndpointKind:
         self.make = make
         self.usage = usage
         self.endpoint_of = endpoint_of  # None: nothing shared, nothing cached, no hedge
+        self._then = self._result  # (bound once, not per request)
 
     def repeatable(self, request: Any) -> bool:
         """Whether sending ``request`` twice is harmless (a hedge; a sampled answer
@@ -137,13 +138,18 @@ class EndpointKind:
     def units(self, items: int) -> int:
         return items
 
-    async def send(
+    def send(
         self, unit: Sequence[tuple[int, Any]], *, deadline: float, control: BatchControl
-    ) -> list[EndpointResult]:
+    ) -> Awaitable[list[EndpointResult]]:
+        # Not a coroutine of its own: ``settle`` makes the result (one frame less).
         [(index, request)] = unit
-        value, error, attempts, elapsed, hedged = await outcome_of(
-            self.send_one, request, deadline, control, hedge=self.repeatable(request)
-        )
+        return settle(
+            self.send_one, request, deadline, control, self._then, index,
+            hedge=self.repeatable(request),
+        )  # fmt: skip
+
+    def _result(self, index: int, request: Any, sent: Sent[Any]) -> list[EndpointResult]:
+        value, error, attempts, elapsed, hedged = sent
         usage = self.usage(request, value) if error is None else None
         custom_id = self.custom_id(request)
         return [

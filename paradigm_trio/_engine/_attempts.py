@@ -28,12 +28,14 @@ any of these, gives the lease back and counts the request as cancelled; nothing 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import math
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -235,6 +237,10 @@ class Attempting:
         self._adaptive.on_headers(headers, self.lease.mark)
 
 
+_UNBOUNDED: AbstractContextManager[object] = contextlib.nullcontext()
+"""What a request without a deadline runs in, instead of a cancel scope."""
+
+
 def _attempt_timed_out(limit: float) -> AttemptFailure:
     error = APITimeoutError(f"attempt timed out after Timeouts.attempt={limit:g}s", which="attempt")
     return AttemptFailure(error, "timeout")
@@ -316,11 +322,19 @@ class Call:
         self.deadline = min(plan.deadline, self._total_deadline)
         self._bounded = bounded
         self.engine.ledger.started += 1
+        # (No cancel scope to pay for without a deadline; the loop inline: one frame less.)
+        scope = _UNBOUNDED if self.deadline == math.inf else trio.move_on_at(self.deadline)
         try:
-            if self.deadline == math.inf:  # (no cancel scope to pay for)
-                return await self._loop(attempt, usage, hold)
-            with trio.move_on_at(self.deadline):
-                return await self._loop(attempt, usage, hold)
+            with scope:
+                while True:
+                    try:
+                        result = await self._attempt(attempt, hold)
+                    except AttemptFailure as failure:
+                        await trio.sleep(self._after_failure(failure))
+                        continue
+                    if not hold:
+                        self.succeed(result, usage(result))
+                    return result
             raise self._deadline_passed()
         except BaseException as exc:
             self._end_with(exc)
@@ -338,22 +352,6 @@ class Call:
         if not isinstance(exc, APIError):
             self._drop_current()
         self._finish(exc if isinstance(exc, Exception) else CANCELLED)
-
-    async def _loop(
-        self,
-        attempt: Callable[[Attempting], Awaitable[T]],
-        usage: Callable[[T], Tokens | None],
-        hold: bool,
-    ) -> T:
-        while True:
-            try:
-                result = await self._attempt(attempt, hold)
-            except AttemptFailure as failure:
-                await trio.sleep(self._after_failure(failure))
-                continue
-            if not hold:
-                self.succeed(result, usage(result))
-            return result
 
     async def _attempt(self, attempt: Callable[[Attempting], Awaitable[T]], hold: bool) -> T:
         plan, engine = self.plan, self.engine
@@ -616,9 +614,14 @@ class Call:
         try:
             with trio.move_on_at(self.deadline):
                 await trio.sleep(self._after_failure(failure))
-                result = await self._loop(attempt, lambda _: None, True)
-                self.first_chunk = first
-                return result
+                while True:  # (held: the reader ends the request, as after ``run``)
+                    try:
+                        result = await self._attempt(attempt, True)
+                    except AttemptFailure as again:
+                        await trio.sleep(self._after_failure(again))
+                        continue
+                    self.first_chunk = first
+                    return result
             raise self._deadline_passed()
         except BaseException as exc:
             self._end_with(exc)

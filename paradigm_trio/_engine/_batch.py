@@ -68,11 +68,13 @@ __all__ = [
     "Sent",
     "WarmUp",
     "outcome_of",
+    "settle",
     "run_batch",
 ]
 
 Q = TypeVar("Q")
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 R = TypeVar("R", bound=Outcome)
@@ -171,15 +173,36 @@ async def outcome_of(
     An :class:`APIError`, an :class:`InvalidRequestError` before sending, or a bug, a hook
     raising: the item's result, never the batch's end (``Cancelled`` propagates).
     """
+    return await settle(send, request, deadline, control, _same, 0, hedge=hedge)
+
+
+def _same(index: int, request: object, sent: Sent[T]) -> Sent[T]:
+    return sent
+
+
+async def settle(
+    send: SendOne[Q, T],
+    request: Q,
+    deadline: float,
+    control: BatchControl,
+    then: Callable[[int, Q, Sent[T]], V],
+    index: int,
+    *,
+    hedge: bool = True,
+) -> V:
+    """``then(index, request, sent)`` of :func:`outcome_of`'s ``sent``: an item's results
+    made here rather than in a coroutine of the kind's own that awaits this one (one
+    frame less on every request's way: each wake-up passes through every frame awaiting;
+    and ``then`` is the kind's, not a closure per request)."""
     if hedge and control.hedger is not None:
-        return Sent(*await race(send, request, deadline, control.hedger))
+        return then(index, request, Sent(*await race(send, request, deadline, control.hedger)))
     start = trio.current_time()
     history: list[Attempt] = []
     try:
         value = await send(request, deadline=deadline, control=control, history=history)
     except Exception as exc:
-        return Sent(None, exc, len(history), trio.current_time() - start)
-    return Sent(value, None, len(history), trio.current_time() - start)
+        return then(index, request, Sent(None, exc, len(history), trio.current_time() - start))
+    return then(index, request, Sent(value, None, len(history), trio.current_time() - start))
 
 
 class _SyncInputs:
