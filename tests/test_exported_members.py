@@ -107,7 +107,17 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The batch engine behind every batch method, and the chat completions' kind (the
     # implementation of ``Client.stream_batch``); the options' defaults and types.
     "paradigm_trio._engine._batch": frozenset(
-        {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "Sent", "outcome_of", "run_batch"}
+        {
+            "Kind",
+            "Outcome",
+            "ResultStream",
+            "SendOne",
+            "WarmUp",
+            "Sent",
+            "outcome_of",
+            "run_batch",
+            "settle",
+        }
     ),
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # The client's state and batch collection; its configuration checks.
@@ -219,6 +229,8 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._transport._wire": frozenset(
         {"ProtocolError", "ResponseReader", "check_header", "request_head"}
     ),
+    # Fast constructors of the library's frozen records, for its own use.
+    "paradigm_trio._records": frozenset({"builder"}),
     # The ``paradigm_trio`` logger and its messages (documented in the reference).
     "paradigm_trio._log": frozenset({"PROGRESS_INTERVAL", "logger", "say"}),
     # OpenTelemetry (``pt.instrument``): imported only when a client is instrumented.

@@ -24,6 +24,7 @@ from .._engine._cache import CacheStore
 from .._engine._dedupe import Identity
 from .._engine._ledger import Observer
 from .._errors import InvalidRequestError, RequestCancelled
+from .._records import builder
 from ._completion import ChatCompletion, Usage
 from ._endpoint import Endpoint, Stored, identity, reparse, stored
 from ._models import ChatRequest, sealed_request
@@ -87,6 +88,9 @@ class BatchResult:
     def usage(self) -> Usage | None:
         """Token usage; ``None`` when it failed or the server reported no usage."""
         return self.completion.usage if self.completion is not None else None
+
+
+_BATCH_RESULT = builder(BatchResult)
 
 
 class BatchResults(list[BatchResult]):
@@ -162,10 +166,12 @@ class ChatKind:
 
 def _result(index: int, request: ChatRequest, sent: Sent[ChatCompletion]) -> list[BatchResult]:
     """A chat item's result (``ChatKind.send``)."""
+    value, error, attempts, elapsed, hedged = sent
+    # Every field, in order (``_records``): deduplicated and cached are not.
     return [
-        BatchResult(
-            index, request.custom_id, request, sent.value, sent.error, sent.attempts,
-            sent.elapsed, hedged=sent.hedged,
+        _BATCH_RESULT(
+            index, request.custom_id, request, value, error, attempts, elapsed, False, False,
+            hedged,
         )
     ]  # fmt: skip
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .._attempt_failure import AttemptFailure
 from .._errors import APIResponseValidationError, StructuredOutputError
 from .._numbers import whole
+from .._records import builder
 from ._logprobs import ChoiceLogprobs, parse_logprobs
 from ._structured import OutputSchema, ToolCallRules, scrub_output_error
 from ._tools import ToolCall, parse_tool_calls
@@ -182,15 +183,11 @@ class ChatCompletion:
             raise ValueError("'choices' must be a non-empty list")
         choices = [_parse_choice(i, c) for i, c in enumerate(raw_choices)]
         usage = _parse_usage(data.get("usage"))
-        return cls(
-            id=str(data.get("id", "")),
-            model=str(data.get("model", "")),
-            created=whole(data.get("created", 0), "created"),
-            choices=tuple(choices),
-            usage=usage,
-            request_id=request_id,
-            raw=data,
-        )
+        return (_COMPLETION if cls is ChatCompletion else cls)(
+            str(data.get("id", "")), str(data.get("model", "")),
+            whole(data.get("created", 0), "created"), tuple(choices), usage, request_id, data,
+            False,
+        )  # fmt: skip
 
 
 def _parse_choice(i: int, c: object) -> Choice:
@@ -204,22 +201,23 @@ def _parse_choice(i: int, c: object) -> Choice:
         raise TypeError(f"choices[{i}].message.content must be a string or null")
     if refusal is not None and not isinstance(refusal, str):
         raise TypeError(f"choices[{i}].message.refusal must be a string or null")
-    message = Message(
-        role=str(msg.get("role", "assistant")),
-        content=content,
-        raw=msg,
-        tool_calls=parse_tool_calls(msg.get("tool_calls"), f"choices[{i}].message.tool_calls"),
-        refusal=refusal,
-    )
-    return Choice(
-        index=whole(c.get("index", i), f"choices[{i}].index"),
-        message=message,
-        finish_reason=c.get("finish_reason"),
-        logprobs=parse_logprobs(c.get("logprobs")),
-    )
+    message = _MESSAGE(
+        str(msg.get("role", "assistant")), content, msg,
+        parse_tool_calls(msg.get("tool_calls"), f"choices[{i}].message.tool_calls"), refusal,
+        None,
+    )  # fmt: skip
+    return _CHOICE(
+        whole(c.get("index", i), f"choices[{i}].index"), message, c.get("finish_reason"),
+        parse_logprobs(c.get("logprobs")),
+    )  # fmt: skip
 
 
 _FROM_JSON = ChatCompletion.from_json  # (bound once, not per request)
+# The parser's constructors: every field, in order (``_records``).
+_COMPLETION = builder(ChatCompletion)
+_CHOICE = builder(Choice)
+_MESSAGE = builder(Message)
+_USAGE = builder(Usage)
 
 
 def completion_parser(
@@ -277,7 +275,7 @@ def _parse_usage(raw: object) -> Usage | None:
     prompt = whole(raw.get("prompt_tokens") or 0, "usage.prompt_tokens")
     completion = whole(raw.get("completion_tokens") or 0, "usage.completion_tokens")
     total = whole(raw.get("total_tokens") or (prompt + completion), "usage.total_tokens")
-    return Usage(prompt, completion, total)
+    return _USAGE(prompt, completion, total)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ of JSON-sendability (``_dumps``, ``_unsendable``) serve the embeddings requests 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +17,7 @@ from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-
 from typing import Any, TypedDict
 
 from .._errors import InvalidRequestError
+from .._records import builder
 from ._structured import OutputSchema, ToolCallRules
 from ._tools import checked_tool_choice, checked_tools
 
@@ -662,4 +664,33 @@ def make_request(messages: ChatRequest | Sequence[Mapping[str, Any]], **params: 
     given = {k: v for k, v in params.items() if v is not None}
     if isinstance(messages, ChatRequest):
         return replace(messages, **given) if given else messages
-    return ChatRequest(messages=messages, **given)
+    if not given.keys() <= _PLACES.keys():  # (an unknown field: the constructor says so)
+        return ChatRequest(messages=messages, **given)
+    # As ``ChatRequest(messages=messages, **given)`` does, faster (``_records``).
+    values = [messages, *_DEFAULTS]
+    for name, value in given.items():
+        values[_PLACES[name]] = value
+    if values[_EXTRA] is _FACTORY:
+        values[_EXTRA] = {}
+    request: ChatRequest = _BUILD(*values)
+    request.__post_init__()
+    return request
+
+
+def _layout() -> tuple[tuple[object, ...], dict[str, int], int]:
+    """The defaults of :class:`ChatRequest`'s fields after ``messages`` (``_FACTORY`` for
+    one made by a factory), each keyword field's place, and ``extra``'s."""
+    fields = dataclasses.fields(ChatRequest)
+    assert fields[0].name == "messages"
+    defaults = tuple(
+        _FACTORY if f.default is dataclasses.MISSING else f.default for f in fields[1:]
+    )
+    places = {f.name: i for i, f in enumerate(fields) if f.init and i > 0}
+    extra = places["extra"]
+    assert [i for i, d in enumerate(defaults, 1) if d is _FACTORY] == [extra]
+    return defaults, places, extra
+
+
+_FACTORY = object()
+_BUILD = builder(ChatRequest)
+_DEFAULTS, _PLACES, _EXTRA = _layout()

@@ -45,6 +45,7 @@ from .._attempt_failure import AttemptFailure
 from .._config import AttemptTimedOut, RetryPolicy, Timeouts
 from .._errors import APIError, APITimeoutError, RequestCancelled
 from .._events import Attempt, AttemptFailed
+from .._records import builder
 from ._budget import BatchControl
 from ._ledger import CANCELLED, Ledger, Tokens, one_line
 from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
@@ -237,6 +238,7 @@ class Attempting:
         self._adaptive.on_headers(headers, self.lease.mark)
 
 
+_ATTEMPT = builder(Attempt)  # (every field, in order: ``_records``)
 _UNBOUNDED: AbstractContextManager[object] = contextlib.nullcontext()
 """What a request without a deadline runs in, instead of a cancel scope."""
 
@@ -511,7 +513,7 @@ class Call:
         reached: bool = True,
     ) -> Attempt:
         """Close the attempt under way: its :class:`Attempt` joins the history."""
-        record = Attempt(
+        record = _ATTEMPT(
             current.number, current.started, now - current.started, current.status,
             cause, error, delay, current.request_id, reached,
         )  # fmt: skip

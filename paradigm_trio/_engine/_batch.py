@@ -68,8 +68,8 @@ __all__ = [
     "Sent",
     "WarmUp",
     "outcome_of",
-    "settle",
     "run_batch",
+    "settle",
 ]
 
 Q = TypeVar("Q")
