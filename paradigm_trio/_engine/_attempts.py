@@ -576,7 +576,7 @@ class Call:
             engine.adaptive.on_clean_success()
         if usage is not None and usage.total_tokens:
             engine.rates.reconcile(plan.tokens, usage.total_tokens)
-        self._finish(result, usage)
+        self._finish(result, usage, now)
 
     def fail(self, failure: AttemptFailure, note: str | None = None) -> APIError:
         """The held attempt failed after its result was handed out: final, never retried.
@@ -634,7 +634,10 @@ class Call:
         self._drop_current()
         self._finish(CANCELLED)
 
-    def _finish(self, outcome: object, usage: Tokens | None = None) -> None:
+    def _finish(
+        self, outcome: object, usage: Tokens | None = None, now: float | None = None
+    ) -> None:
+        """``now``: trio's clock, when the caller has just read it."""
         if self._done:
             return
         self._done = True
@@ -645,9 +648,11 @@ class Call:
         if isinstance(outcome, APIError):
             outcome.attempts = tuple(self.history)
             outcome.custom_id = plan.custom_id
+        if now is None:
+            now = trio.current_time()
         self.engine.ledger.finished(
-            outcome, plan.custom_id, plan.key, self.attempts_made,
-            trio.current_time() - self.start, usage, self, metered=plan.endpoint is not None,
+            outcome, plan.custom_id, plan.key, self.attempts_made, now - self.start, usage,
+            self, metered=plan.endpoint is not None,
         )  # fmt: skip
 
     @property

@@ -48,7 +48,10 @@ async def exchange(
     """Send the request and read the response head, which may come before the body is
     sent (see the module docstring).  ``rest``: the rest of a streamed body, written
     after ``data`` as it comes.  ``until``: no wait goes past it (trio time; a wait cut by
-    it is that wait's timeout)."""
+    it is that wait's timeout).
+
+    Called right after ``TrioTransport._open``, whose check for a cancellation is the
+    last thing that ran: the first write makes none of its own."""
     _, read_timeout, write_timeout = timeouts
     if len(data) > _INLINE_BODY or rest is not None:
         with trio.CancelScope(deadline=until) as scope:
@@ -58,7 +61,7 @@ async def exchange(
             raise httpx2.WriteTimeout("sending the request timed out")
         return
     try:
-        await write(conn, data, write_timeout, until)
+        await write(conn, data, write_timeout, until, checked=True)
     except httpx2.WriteError as exc:
         # Closed or reset while we wrote: the server may have answered first.
         conn.reusable = False
@@ -73,11 +76,19 @@ async def exchange(
 
 
 async def write(
-    conn: Connection, data: bytes | memoryview, write_timeout: float, until: float = math.inf
+    conn: Connection,
+    data: bytes | memoryview,
+    write_timeout: float,
+    until: float = math.inf,
+    *,
+    checked: bool = False,
 ) -> None:
+    """Write ``data``.  ``checked``: a check for a cancellation has just been made, and
+    nothing has run since (on plain TCP, none is made again before the socket's send)."""
     raw = conn.raw
     if raw is not None:  # plain TCP: what the socket takes at once needs no wait
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if not checked:
+            await trio.lowlevel.checkpoint_if_cancelled()
         try:
             sent = raw.send(data)
         except BlockingIOError:
@@ -203,7 +214,8 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
         if raw is None:
             data = await _receive_some(conn.stream, min(trio.current_time() + read_timeout, until))
         else:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            # A cancellation is seen by the wait, or by the checkpoint after an answer that
+            # was already there: one full checkpoint either way, as trio's ``receive_some``.
             there = _recv_nowait(raw)
             if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
@@ -220,8 +232,8 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
                             fired = end_wait(entry)
                         fired = False  # (readable, even if the deadline passed meanwhile)
                     there = _recv_nowait(raw)  # (None: woken for nothing, wait again)
-            else:  # (a checkpoint all the same, as trio's own ``receive_some`` makes)
-                await trio.lowlevel.cancel_shielded_checkpoint()
+            else:
+                await trio.lowlevel.checkpoint()
             data = there
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         if fired:
