@@ -221,7 +221,16 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._transport._transport": frozenset({"Origin", "WireTimeouts", "origin_of"}),
     # One exchange on a connection: writing the request, reading and parsing the answer.
     "paradigm_trio._transport._exchange": frozenset(
-        {"READ_SIZE", "WireTimeouts", "exchange", "receive", "response_head", "write"}
+        {
+            "INLINE_BODY",
+            "READ_SIZE",
+            "WireTimeouts",
+            "exchange",
+            "receive",
+            "response_head",
+            "write",
+            "write_small",
+        }
     ),
     # Timed waits on a socket, kept by one watcher task instead of a cancel scope each.
     "paradigm_trio._transport._waits": frozenset({"end_wait", "start_wait", "wait_readable"}),

@@ -1,6 +1,6 @@
 """One exchange on a connection: the request written, the answer read and parsed.
 
-The request is written whole when it is small; a body over ``_INLINE_BODY`` is written in
+The request is written whole when it is small; a body over ``INLINE_BODY`` is written in
 pieces while a second task watches for an early answer (``_Upload``: see
 ``_transport``'s docstring).  Each read is parsed at once (``Connection.reader``).
 
@@ -25,13 +25,22 @@ from ._pool import Connection
 from ._waits import end_wait, start_wait, wait_readable
 from ._wire import ProtocolError
 
-__all__ = ["READ_SIZE", "WireTimeouts", "exchange", "receive", "response_head", "write"]
+__all__ = [
+    "INLINE_BODY",
+    "READ_SIZE",
+    "WireTimeouts",
+    "exchange",
+    "receive",
+    "response_head",
+    "write",
+    "write_small",
+]
 
 WireTimeouts = tuple[float, float, float]
 """``(connect, read, write)`` in seconds, ``inf`` for none."""
 
 READ_SIZE = 65536
-_INLINE_BODY = 64 * 1024
+INLINE_BODY = 64 * 1024
 """A request up to this size is written at once; a larger one in pieces (see ``_Upload``)."""
 _UPLOAD_PIECE = 64 * 1024
 _STOP_GRACE = 0.5
@@ -53,26 +62,35 @@ async def exchange(
     Called right after ``TrioTransport._open``, whose check for a cancellation is the
     last thing that ran: the first write makes none of its own."""
     _, read_timeout, write_timeout = timeouts
-    if len(data) > _INLINE_BODY or rest is not None:
+    if len(data) > INLINE_BODY or rest is not None:
         with trio.CancelScope(deadline=until) as scope:
             await _Upload(conn, data, rest).run(write_timeout, read_timeout)
         if scope.cancelled_caught:
             conn.reusable = False
             raise httpx2.WriteTimeout("sending the request timed out")
         return
+    await write_small(conn, data, timeouts, until)
+    reader = conn.reader  # (``response_head``, inline: one frame less while waiting)
+    while not reader.head:
+        await receive(conn, read_timeout, until)
+
+
+async def write_small(
+    conn: Connection, data: bytes, timeouts: WireTimeouts, until: float = math.inf
+) -> None:
+    """Write a request of at most ``INLINE_BODY`` bytes, right after
+    ``TrioTransport._open`` (see :func:`exchange`).  If the write fails (the connection
+    closed or reset), an answer the server sent first is looked for: the write's error
+    is raised only if there is none."""
     try:
-        await write(conn, data, write_timeout, until, checked=True)
+        await write(conn, data, timeouts[2], until, checked=True)
     except httpx2.WriteError as exc:
         # Closed or reset while we wrote: the server may have answered first.
         conn.reusable = False
         try:
-            await response_head(conn, read_timeout, until)
+            await response_head(conn, timeouts[1], until)
         except httpx2.TransportError:
             raise exc from exc.__cause__
-        return
-    reader = conn.reader  # (``response_head``, inline: one frame less while waiting)
-    while not reader.head:
-        await receive(conn, read_timeout, until)
 
 
 async def write(

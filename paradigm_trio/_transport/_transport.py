@@ -69,7 +69,7 @@ from ._dial import (
     start_tls,
     tunnel,
 )
-from ._exchange import WireTimeouts, exchange, receive
+from ._exchange import INLINE_BODY, WireTimeouts, exchange, receive, write_small
 from ._pool import Connection, Origin, Pool
 from ._proxies import DEFAULT_PORTS, ProxyRoute, ProxyRules, ProxyTypes
 from ._resolve import Resolver
@@ -349,7 +349,12 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             reader = conn.reader
             try:
                 reader.start()
-                await exchange(conn, data, timeouts, None, until)
+                if len(data) > INLINE_BODY:
+                    await exchange(conn, data, timeouts, None, until)
+                else:  # (``exchange``, inline: one frame less while the answer comes)
+                    await write_small(conn, data, timeouts, until)
+                    while not reader.head:
+                        await receive(conn, timeouts[1], until)
                 head = on_head(arg, reader.status, reader.headers)
                 parts = [reader.take_body()]
                 while not reader.complete:

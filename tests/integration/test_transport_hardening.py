@@ -133,7 +133,8 @@ async def test_an_early_401_is_reported_as_such() -> None:
 
 async def test_an_answer_read_after_a_failed_write(monkeypatch: pytest.MonkeyPatch) -> None:
     """A body written at once (not watched) whose write fails: the answer is looked for."""
-    monkeypatch.setattr(_exchange, "_INLINE_BODY", 2 * BODY_SIZE)
+    monkeypatch.setattr(_exchange, "INLINE_BODY", 2 * BODY_SIZE)  # (``exchange``'s,
+    monkeypatch.setattr(_transport, "INLINE_BODY", 2 * BODY_SIZE)  # and the fast lane's)
     server = UploadServer("close")
     async with serving(server.serve) as port:
         error = await chat_error(f"http://127.0.0.1:{port}/v1")
