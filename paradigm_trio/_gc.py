@@ -1,15 +1,16 @@
 """Fewer young collections of Python's garbage collector while a batch runs (opt-in).
 
-A request in flight keeps some 50 objects alive (its coroutines, trio's task and socket
-wait, its buffers), so at a concurrency in the thousands every collection of the older
-generations walks hundreds of thousands of objects, and the default threshold (700
-allocations) starts one very often.  Measured on a 2-core Xeon, CPython 3.11.7, 20,000
-requests of 1 s at concurrency 2,000 against ``benchmarks._rawserver``: the collector took
-1.66-2.08 s of the client's 7.2-8.5 s of CPU with the default threshold, and 0.52-0.58 s
-of 6.4-6.5 s with a threshold of 10,000 (``python -m benchmarks gc`` measures it).  Even a
-client with no HTTP library, bare trio sockets, gives the collector 12-24 % of its CPU
-there.  The collector belongs to the program: the library never changes it by itself,
-it offers :func:`fewer_collections` (which the ``paradigm-trio`` command uses for its runs).
+A request in flight keeps some 40 objects alive (its task and coroutines, trio's socket
+wait, its records), so at a concurrency in the thousands every collection of the older
+generations walks tens of thousands of objects, and the default threshold (700
+allocations) starts one very often.  Measured on a 2-core AMD EPYC, CPython 3.11.7
+(2026-12-07), 20,000 requests of 1 s at concurrency 2,000 against
+``benchmarks._rawserver``: the collector took 1.25 s of the client's 5.24 s of CPU with
+the default threshold, and 0.27 s of 4.69 s with a threshold of 10,000
+(``python -m benchmarks gc`` measures it).  Even a client with no HTTP library, bare trio
+sockets that keep one task per connection, gives the collector 9-24 % of its CPU there.
+The collector belongs to the program: the library never changes it by itself, it offers
+:func:`fewer_collections` (which the ``paradigm-trio`` command uses for its runs).
 The requests' objects are freed by reference counting as they end (no reference cycles),
 so the memory held does not grow with the threshold.
 """
