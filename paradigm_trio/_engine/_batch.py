@@ -1,17 +1,19 @@
 """Batches: the engine behind :meth:`Client.stream_batch` and :meth:`Client.embed_batch`.
 
-The engine is one nursery.  A feeder task reads the input lazily, one item at a time,
-groups the items into *units* (one item each for chat; several small embedding requests
-packed into one for embeddings) and starts a worker task per unit, never more than
-``Limits.concurrency`` workers at once; each worker sends its unit through the client
-(which holds the client-wide concurrency slot, the rate limits and the retry loop) and puts
-exactly one result per item into a memory channel.  The consumer reads that channel.
-Memory therefore grows with the concurrency, never with the size of the batch.
+The engine is one nursery of workers, never more than ``Limits.concurrency`` (the batch's
+width).  A worker reads the input lazily (one worker at a time), groups the items into a
+*unit* (one item for chat; several small embedding requests packed into one for
+embeddings), sends it through the client (which holds the client-wide concurrency slot,
+the rate limits and the retry loop), puts exactly one result per item into a memory
+channel, then reads its next unit.  Workers start as units come, so a batch of three
+items runs three.  The consumer reads the channel; a worker whose results wait for it
+reads nothing more.  Memory therefore grows with the concurrency, never with the size of
+the batch.
 
 What a batch sends is a :class:`Kind`: how an item becomes a request, which requests
 share a unit, how a unit is sent and how its results are made (each an :class:`Outcome`,
 handed out by a :class:`ResultStream`).  The chat completions' kind is in ``_chat_kind``;
-the embeddings' is in ``_embedding_kind``.  Everything here (the feeder, the workers, fail-fast,
+the embeddings' is in ``_embedding_kind``.  Everything here (the workers, fail-fast,
 the deadline, the statistics) is the same for every kind.
 
 Every input item yields exactly one result: a completion, an error (an invalid item, as
@@ -208,7 +210,7 @@ async def settle(
 class _SyncInputs:
     """Iterate a plain iterable from async code.
 
-    No checkpoint of its own: the feeder checkpoints per item already (waiting for a slot).
+    No checkpoint of its own: each worker checks for a cancellation before it reads.
     """
 
     def __init__(self, items: Iterable[Any]) -> None:
@@ -224,13 +226,72 @@ class _SyncInputs:
             raise StopAsyncIteration from None
 
 
-async def _acquire(slot: trio.Semaphore) -> None:
-    """``slot.acquire()``, without a trip through the scheduler when a slot is free."""
-    await trio.lowlevel.checkpoint_if_cancelled()
-    try:
-        slot.acquire_nowait()
-    except trio.WouldBlock:
-        await slot.acquire()
+class _Pool:
+    """The workers of a :class:`_Run`: each takes the next unit itself once its last one is
+    delivered, so a request costs no task of its own and no wake-up of a feeder (the
+    batch's first design: a feeder task that started a task per unit).  Workers start as
+    units come, up to the batch's width; one reads the input at a time.
+
+    The deadline (``BatchOptions.deadline``) stops the reading: only the wait to read is
+    cut by it, so an item being read from the input is never lost half-way (an item read
+    after it is not sent: its worker reports it cancelled).
+    """
+
+    __slots__ = ("ended", "iterator", "nursery", "reading", "run", "running")
+
+    def __init__(
+        self, run: _Run[Any, Any, Any], iterator: AsyncIterator[Any], nursery: trio.Nursery
+    ):
+        self.run = run
+        self.iterator = iterator
+        self.nursery = nursery
+        self.reading = trio.Lock()
+        self.running = 1  # (the feeding task is the first worker)
+        self.ended = False  # the input ended, or raised, or the deadline passed
+
+    async def pull(self) -> None:
+        """Take units and send them until none is left."""
+        run = self.run
+        while True:
+            # A full checkpoint: the workers woken with this one (answers that came
+            # together) run first, so a batch they stop starts nothing more.
+            await trio.lowlevel.checkpoint()
+            unit = await self.next_unit()
+            if not unit:
+                return
+            await run.work(unit)
+
+    async def next_unit(self) -> list[tuple[int, Any]]:
+        """The next unit (empty: there is none), and another worker started if the batch
+        is not as wide as it may be."""
+        run, reading = self.run, self.reading
+        if self.ended:
+            return []
+        try:  # (no trip through the scheduler when nobody else is reading)
+            reading.acquire_nowait()
+        except trio.WouldBlock:
+            with trio.move_on_at(run.stop_at) as waiting:
+                await reading.acquire()
+            if waiting.cancelled_caught:  # the deadline passed while waiting to read
+                self.ended = True
+                return []
+        try:
+            if self._stopped():
+                return []
+            unit, self.ended = await run.fill(self.iterator, run.workers)
+        finally:
+            reading.release()
+        if unit and not self.ended and self.running < run.width:
+            self.running += 1
+            self.nursery.start_soon(self.pull)
+        return unit
+
+    def _stopped(self) -> bool:
+        """Whether no unit is to be read any more: the input ended (another worker read
+        its end), or the deadline passed."""
+        if not self.ended and self.run.stop_at != math.inf:
+            self.ended = trio.current_time() >= self.run.stop_at
+        return self.ended
 
 
 class _Run(Generic[Q, R, S]):
@@ -333,50 +394,45 @@ class _Run(Generic[Q, R, S]):
             if self.repeats is not None:
                 await self.repeats.release(getattr(result, "index", -1), result)
 
-    async def work(
-        self, unit: list[tuple[int, Q]], slot: trio.Semaphore, workers: trio.CancelScope
-    ) -> None:
+    async def work(self, unit: list[tuple[int, Q]]) -> None:
         """Send one unit and deliver its results.
 
-        The slot is held until the results are delivered: a slow consumer stops the
-        feeder, so finished results never pile up (memory stays bounded by the concurrency).
+        The worker delivers before it takes the next unit: a slow consumer stops every
+        worker, so finished results never pile up (memory stays bounded by the
+        concurrency).
         """
-        tracker, repeats, size = self.tracker, self.repeats, len(unit)
+        tracker, repeats, size, workers = self.tracker, self.repeats, len(unit), self.workers
+        tracker.in_flight += size
+        self.control.started += 1
         try:
-            tracker.in_flight += size
-            self.control.started += 1
-            try:
-                if repeats is not None:
-                    unit = await repeats.from_cache(unit)
-                results: Sequence[R] = []
-                if unit:
-                    results = await self.kind.send(
-                        unit, deadline=self.stop_at, control=self.control
-                    )
-            finally:
-                tracker.in_flight -= size
             if repeats is not None:
-                await repeats.to_cache(unit, results)
-            if self.control.systematic is not None:  # (once disarmed: nothing to judge)
-                verdict = self.control.judge([result.error for result in results])
-                if verdict in (HOLD, STOP):
-                    self.held.extend(results)
-                    if verdict == STOP:
-                        self.stop_systematic(workers)
-                    return
-                if verdict == RELEASE:
-                    await self.release()
-            for (index, _), result in zip(unit, results, strict=True):
-                await self.deliver(result)
-                if result.error is not None:
-                    self.fail_fast(result.error, workers)
-                if repeats is not None:
-                    await repeats.release(index, result)
+                unit = await repeats.from_cache(unit)
+            results: Sequence[R] = []
+            if unit:
+                results = await self.kind.send(unit, deadline=self.stop_at, control=self.control)
         finally:
-            slot.release()
+            tracker.in_flight -= size
+        if repeats is not None:
+            await repeats.to_cache(unit, results)
+        if self.control.systematic is not None:  # (once disarmed: nothing to judge)
+            verdict = self.control.judge([result.error for result in results])
+            if verdict in (HOLD, STOP):
+                self.held.extend(results)
+                if verdict == STOP:
+                    self.stop_systematic(workers)
+                return
+            if verdict == RELEASE:
+                await self.release()
+        for (index, _), result in zip(unit, results, strict=True):
+            await self.deliver(result)
+            if result.error is not None:
+                self.fail_fast(result.error, workers)
+            if repeats is not None:
+                await repeats.release(index, result)
 
     async def feed(self, inputs: AsyncIterable[Any]) -> None:
-        """Read the input lazily and start a worker per unit, ``width`` at most at once.
+        """Run the workers over the input, ``width`` at most at once, each reading its next
+        unit lazily (one reader at a time) once its last one is delivered.
 
         Raises only what the input itself raises (no item to blame: the items under way
         finish first), or a progress callback.  The channel is closed without a checkpoint,
@@ -384,7 +440,6 @@ class _Run(Generic[Q, R, S]):
         exit sends back.
         """
         with self.send:
-            slot = trio.Semaphore(self.width)
             iterator = inputs.__aiter__()
             async with trio.open_nursery() as workers:
                 self.workers = workers.cancel_scope
@@ -394,24 +449,8 @@ class _Run(Generic[Q, R, S]):
                     # Beside the workers, not before them: a request takes a connection
                     # being opened when it needs one, and no request waits for the others.
                     await workers.start(self.warm_up)
-                while True:
-                    # Only the wait for a slot is cut by the deadline: an item being read
-                    # from the input is never lost half-way.  (An item read after the
-                    # deadline is not sent: its worker reports it cancelled.)
-                    if self.stop_at == math.inf:
-                        await _acquire(slot)
-                    else:
-                        with trio.move_on_at(self.stop_at) as waiting:
-                            await slot.acquire()
-                        if waiting.cancelled_caught:
-                            break
-                    unit, ended = await self.fill(iterator, workers.cancel_scope)
-                    if unit:
-                        workers.start_soon(self.work, unit, slot, workers.cancel_scope)
-                    else:
-                        slot.release()
-                    if ended:
-                        break
+                pool = _Pool(self, iterator, workers)
+                await pool.pull()  # (the first worker is this task: more start as needed)
             await self.release()  # (the input ended before the rule could decide)
             if self.broken is not None:
                 raise self.broken
