@@ -1047,3 +1047,66 @@ async def test_leaving_a_batch_while_a_worker_is_delivering_raises_nothing() -> 
             assert result.ok
             gate.set()  # the late worker is scheduled now, and runs after the exit below
             break
+
+
+# ============================================================================ workers
+
+
+def _counting_workers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the batch's workers: each runs ``_Pool.pull`` once."""
+    from paradigm_trio._engine import _batch
+
+    started: list[int] = []
+    pull = _batch._Pool.pull
+
+    async def counted(self: Any) -> None:
+        started.append(1)
+        await pull(self)
+
+    monkeypatch.setattr(_batch._Pool, "pull", counted)
+    return started
+
+
+async def test_workers_start_as_units_come_and_never_exceed_the_width(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    workers = _counting_workers(monkeypatch)
+    echo = Echo(latency=lambda text: 1.0)
+    async with make_client(echo, limits=pt.Limits(concurrency=50)) as client:
+        results = await client.chat_batch([msgs(i) for i in range(3)])
+    assert [r.ok for r in results] == [True] * 3
+    # Not 50 for three items: one per unit, and one more that finds the input's end.
+    assert len(workers) == 4
+    workers.clear()
+    async with make_client(echo, limits=pt.Limits(concurrency=8)) as client:
+        start = trio.current_time()
+        results = await client.chat_batch([msgs(i) for i in range(40)])
+        assert trio.current_time() - start == pytest.approx(5)  # 40 answers of 1 s, 8 at once
+    assert len(results) == 40
+    assert len(workers) == 8
+    assert echo.peak == 8
+
+
+async def test_a_worker_reads_its_next_unit_after_delivering_and_each_item_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Workers share one reader of the input: every item is read once, in order, and
+    sent once, whatever the order in which the workers come back for more."""
+    workers = _counting_workers(monkeypatch)
+    read: list[int] = []
+
+    async def source() -> AsyncIterator[list[dict[str, str]]]:
+        for i in range(60):
+            read.append(i)
+            if i % 7 == 0:
+                await trio.sleep(0.3)  # a slow item: the other workers wait to read
+            yield msgs(i)
+
+    echo = Echo(latency=lambda text: (number(text) * 37 % 11) / 10)
+    async with make_client(echo, limits=pt.Limits(concurrency=6)) as client:
+        results = await client.chat_batch(source())
+    assert read == list(range(60))
+    assert sorted(echo.texts) == sorted(f"item {i}" for i in range(60))
+    assert [r.index for r in results] == list(range(60))
+    assert all(r.ok for r in results)
+    assert len(workers) == 6
