@@ -295,7 +295,7 @@ class _Pool:
 
 
 class _Run(Generic[Q, R, S]):
-    """One batch under way: the feeder, its workers, and the channel of results."""
+    """One batch under way: its workers (``_Pool``), and the channel of results."""
 
     def __init__(
         self,
@@ -333,7 +333,7 @@ class _Run(Generic[Q, R, S]):
             None if dedupe is None and cache is None
             else Repeats(kind, dedupe, cache, self.tracker, self.deliver_checked)
         )  # fmt: skip
-        self.workers = trio.CancelScope()  # the feeder's nursery's, once it runs
+        self.workers = trio.CancelScope()  # the workers' nursery's, once it runs
 
     async def deliver(self, result: R) -> None:
         self.tracker.add(result)
@@ -607,7 +607,7 @@ async def _run_batch(run: _Run[Any, Any, S], inputs: AsyncIterable[Any]) -> Asyn
                 nursery.cancel_scope.cancel()
                 run.results._receive.close()
     except BaseExceptionGroup as group:
-        # Only the body or the input (the feeder reports every item as a result) can
+        # Only the body or the input (the workers report every item as a result) can
         # raise here: hand the exception back unwrapped, as if there were no nursery.
         if len(group.exceptions) == 1:
             exc = group.exceptions[0]
