@@ -11,6 +11,7 @@ other process sharing the machine).
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from ._common import PEER_LABELS, PEERS, Section, Table, Target, raw_server, run_worker
@@ -36,20 +37,38 @@ def run(quick: bool) -> Section:
         "it answered: it stays far below the clients', so the clients are measured, not the "
         "server.  "
         f"*Cold*: {cold_n:,} requests with no warm-up, so the {CONCURRENCY} connections are "
-        "opened inside the measured run.",
+        "opened inside the measured run.  *Paired*: the median, over the rounds, of "
+        "paradigm-trio's CPU per request divided by the recipe's in the same round (on a "
+        "machine whose speed drifts between runs, a ratio of runs made side by side moves "
+        "less than a ratio of each one's best).",
     )
     cpu: dict[str, float] = {}
     cold: dict[str, float] = {}
+    paired: dict[str, list[float]] = {}
     with raw_server(0.0) as server:
         section.tables.append(
             _table(f"CPU per request, {n:,} requests at concurrency {CONCURRENCY}", cpu,
-                   _measure(server, n, 2 * CONCURRENCY, (rounds, judged), cpu))
+                   _measure(server, n, 2 * CONCURRENCY, (rounds, judged), cpu, paired))
         )  # fmt: skip
+        paired_cold: dict[str, list[float]] = {}
         section.tables.append(
             _table(f"Cold: CPU per request, {cold_n:,} requests at concurrency {CONCURRENCY}, "
                    "connections opened in the run", cold,
-                   _measure(server, cold_n, 0, (rounds, judged), cold))
+                   _measure(server, cold_n, 0, (rounds, judged), cold, paired_cold))
         )  # fmt: skip
+    for label, rounds_cpu in (("warmed up", paired), ("cold", paired_cold)):
+        ours_cpu, recipe_cpu = rounds_cpu.get("paradigm-trio", []), rounds_cpu.get("aiohttp", [])
+        ratios = [ours / recipe for ours, recipe in zip(ours_cpu, recipe_cpu, strict=False)]
+        if ratios:
+            section.targets.append(
+                Target(
+                    f"CPU per request <= 1.0x the aiohttp recipe's, {label}, paired (issue 30)",
+                    "<= 1.00x",
+                    f"{statistics.median(ratios):.2f}x, the median of {len(ratios)} rounds "
+                    f"(each {min(ratios):.2f}x to {max(ratios):.2f}x)",
+                    statistics.median(ratios) <= 1.0,
+                )
+            )
     base = cpu.get("paradigm-trio")
     for label, figures in (("warmed up", cpu), ("cold", cold)):
         ours, recipe = figures.get("paradigm-trio"), figures.get("aiohttp")
@@ -87,9 +106,15 @@ JUDGED = ("aiohttp", "paradigm-trio")
 
 
 def _measure(
-    server: Any, n: int, warmup: int, rounds: tuple[int, int], cpu: dict[str, float]
+    server: Any,
+    n: int,
+    warmup: int,
+    rounds: tuple[int, int],
+    cpu: dict[str, float],
+    per_round: dict[str, list[float]],
 ) -> dict[str, list[Any]]:
-    """Each peer's best round: the table's rows; its CPU ms/request goes into ``cpu``.
+    """Each peer's best round: the table's rows; its CPU ms/request goes into ``cpu``, and
+    that of every round of the peers in ``JUDGED`` into ``per_round`` (in round order).
 
     ``rounds``: how many for each peer, and for the two in ``JUDGED``; round ``r`` of every
     peer is run before round ``r + 1`` of any, so that a busy spell of the machine does
@@ -108,6 +133,9 @@ def _measure(
                 timeout=240,
             )  # fmt: skip
             after = server.cpu_seconds()
+            if peer in JUDGED and "failed" not in result:
+                done = result["ok"] + result["errors"]
+                per_round.setdefault(peer, []).append(result["cpu"] / max(done, 1) * 1000)
             if "failed" in result or peer not in best or result["cpu"] < best[peer]["cpu"]:
                 best[peer] = result
                 server_ms[peer] = (
