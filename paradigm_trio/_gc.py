@@ -5,10 +5,10 @@ wait, its records), so at a concurrency in the thousands every collection of the
 generations walks tens of thousands of objects, and the default threshold (700
 allocations) starts one very often.  Measured on a 2-core AMD EPYC, CPython 3.11.7
 (2026-12-07), 20,000 requests of 1 s at concurrency 2,000 against
-``benchmarks._rawserver``: the collector took 1.25 s of the client's 5.24 s of CPU with
-the default threshold, and 0.27 s of 4.69 s with a threshold of 10,000
+``benchmarks._rawserver``: the collector took 1.21 s of the client's 6.58 s of CPU with
+the default threshold, and 0.08 s of 5.66 s with a threshold of 10,000
 (``python -m benchmarks gc`` measures it).  Even a client with no HTTP library, bare trio
-sockets that keep one task per connection, gives the collector 9-24 % of its CPU there.
+sockets that keep one task per connection, gives the collector 8-24 % of its CPU there.
 The collector belongs to the program: the library never changes it by itself, it offers
 :func:`fewer_collections` (which the ``paradigm-trio`` command uses for its runs).
 The requests' objects are freed by reference counting as they end (no reference cycles),
