@@ -278,7 +278,8 @@ class _Pool:
         try:
             if self._stopped():
                 return []
-            unit, self.ended = await run.fill(self.iterator, run.workers)
+            unit, ended = await run.fill(self.iterator, run.workers)
+            self.ended = self.ended or ended
         finally:
             reading.release()
         if unit and not self.ended and self.running < run.width:

@@ -233,11 +233,17 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
             data = await _receive_some(conn.stream, min(trio.current_time() + read_timeout, until))
         else:
             # A cancellation is seen by the wait, or by the checkpoint after an answer that
-            # was already there: one full checkpoint either way, as trio's ``receive_some``.
+            # was already there: one full checkpoint either way.  (Unlike trio's
+            # ``receive_some``, bytes already read are then dropped: the exchange's caller
+            # closes the connection on any exception, so nothing is left half-read.)
             there = _recv_nowait(raw)
             if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
                 while there is None:
+                    if deadline == math.inf:  # (no deadline: nothing for the watcher)
+                        await trio.lowlevel.wait_readable(raw)
+                        there = _recv_nowait(raw)
+                        continue
                     entry = start_wait(raw, deadline)
                     if entry < 0:  # (the run is ending: a cancel scope keeps the deadline)
                         fired = not await wait_readable(raw, deadline)

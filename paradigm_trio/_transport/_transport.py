@@ -387,6 +387,9 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             if conn is None:
                 left = max(0.0, until - trio.current_time())
                 conn = await self._connect(origin, min(connect_timeout, left))
+            # After a wait, as after none: a cancellation is seen before anything is sent
+            # (``exchange``'s first write makes no check of its own).
+            await trio.lowlevel.checkpoint_if_cancelled()
         return conn
 
 

@@ -11,20 +11,28 @@ Here a wait writes its deadline in a heap instead (:func:`wait_readable`), and o
 task sleeps until the earliest.  A wait whose deadline passes is woken by
 :func:`trio.lowlevel.notify_closing` on its socket: trio's ``wait_readable`` then raises
 :class:`trio.ClosedResourceError`, which :func:`wait_readable` turns into ``False``, and
-the caller, whose exchange has timed out, closes the connection (the socket is no longer
-registered with trio and is never waited on again).
+the caller, whose exchange has timed out, closes the connection.  (A wait whose socket
+turned readable just as its deadline passed ends as woken by the socket, and its
+connection goes on: ``notify_closing`` only took the socket off trio's registrations,
+which its next wait makes again.)  A wait with no deadline is not the watcher's: it calls
+trio's ``wait_readable`` itself.
 
 The watcher is a trio system task (:func:`trio.lowlevel.spawn_system_task`), one per
 run, started by the first timed wait; it ends once it wakes and no wait is left (at the
 latest at the deadline of the last one, a read timeout after it began), and trio
-cancels it when the run ends.  A wait that ends leaves its entry in the heap, marked; the
-marked entries are dropped as they reach the top, or all at once when they are more than
-half of the heap (as asyncio does with its cancelled timers), so the heap holds at most
-about twice the waits under way.
+cancels it when the run ends (a wait still left then is woken as timed out).  Nothing
+escapes it: a failure of a system task would end the whole run, so a NaN deadline is
+refused when the wait starts, as a cancel scope would refuse it.
+
+A wait that ends leaves its entry in the heap, marked; the marked entries are dropped as
+they reach the top, or all at once when they are more than half of the heap (as asyncio
+does with its cancelled timers), so the heap holds at most about twice the waits under
+way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import math
@@ -58,7 +66,14 @@ class _Watch:
 
     def add(self, deadline: float, sock: socket.socket) -> int:
         """The number of a new wait until ``deadline``, or -1 if no watcher can run (the
-        run is ending): the caller then waits under a cancel scope."""
+        run is ending): the caller then waits under a cancel scope.
+
+        Raises:
+            ValueError: ``deadline`` is NaN (as a cancel scope's would: never in the
+                watcher, whose failure would end the whole run).
+        """
+        if math.isnan(deadline):
+            raise ValueError("deadline must not be NaN")
         if not self.running:
             try:
                 trio.lowlevel.spawn_system_task(self.watch, name="paradigm_trio wait watcher")
@@ -95,16 +110,29 @@ class _Watch:
                     sock = waits.get(number)
                     if sock is not None:
                         waits[number] = None
-                        trio.lowlevel.notify_closing(sock)
+                        _wake(sock)
                 if not heap:
                     break
                 with trio.CancelScope(deadline=heap[0][0]) as self.scope:
                     await trio.sleep_forever()
                 self.scope = None
         finally:
+            # Cancelled as the run ends: a wait left (a shielded clean-up in the run's
+            # last moments) is woken as timed out rather than left with no deadline.
+            for number, sock in list(waits.items()):
+                if sock is not None:
+                    waits[number] = None
+                    _wake(sock)
             heap.clear()
             self.scope = None
             self.running = False
+
+
+def _wake(sock: socket.socket) -> None:
+    """Wake the wait on ``sock`` (its deadline passed): nothing may escape the watcher, a
+    system task, whose failure would end the whole run."""
+    with contextlib.suppress(OSError, ValueError):  # (closed meanwhile, on some platforms)
+        trio.lowlevel.notify_closing(sock)
 
 
 _WATCH: trio.lowlevel.RunVar[_Watch] = trio.lowlevel.RunVar("paradigm_trio_waits")

@@ -195,3 +195,62 @@ def test_the_watcher_ends_with_the_run(pairs: list) -> None:
         assert watch().running
 
     trio.run(main, clock=trio.testing.MockClock())
+
+
+async def test_a_nan_deadline_is_refused_by_the_wait_not_the_watcher(pairs: list) -> None:
+    a, b = make(pairs)
+    with pytest.raises(ValueError, match="NaN"):
+        await _waits.wait_readable(a, math.nan)
+    b.send(b"x")  # the watcher (and the run) still work
+    assert await _waits.wait_readable(a, trio.current_time() + 5) is True
+
+
+async def test_waits_left_when_the_watcher_is_cancelled_are_woken_as_timed_out(
+    pairs: list,
+) -> None:
+    """As the run ends, trio cancels its system tasks: a wait left then (a shielded
+    clean-up) must not be left with no deadline at all."""
+    a, _ = make(pairs)
+    own = _waits._Watch()
+    own.running = True  # its watcher runs here, where the test can cancel it
+    _waits._WATCH.set(own)
+    outcome: list[bool] = []
+
+    async def wait() -> None:
+        with trio.fail_after(7_200):  # (a wait left with no deadline fails here, not hangs)
+            outcome.append(await _waits.wait_readable(a, trio.current_time() + 3_600))
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        watcher = trio.CancelScope()
+
+        async def run_watcher() -> None:
+            with watcher:
+                await own.watch()
+
+        nursery.start_soon(wait)
+        await trio.sleep(1)
+        nursery.start_soon(run_watcher)  # (it sleeps until the wait's deadline)
+        await trio.sleep(1)
+        assert own.running
+        watcher.cancel()
+    assert outcome == [False]
+    assert trio.current_time() - start == pytest.approx(2)  # woken then, not at 3,600
+    assert own.waits == {}
+    assert not own.running
+
+
+async def test_a_read_with_no_deadline_does_not_involve_the_watcher(pairs: list) -> None:
+    conn, other = connection(pairs)
+
+    async def answer() -> None:
+        await trio.sleep(2)
+        other.send(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    conn.reader.start()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+        await receive(conn, math.inf, math.inf)
+    assert conn.reader.status == 204
+    with pytest.raises(LookupError):
+        _waits._WATCH.get()  # never started in this run
