@@ -107,18 +107,10 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The batch engine behind every batch method, and the chat completions' kind (the
     # implementation of ``Client.stream_batch``); the options' defaults and types.
     "paradigm_trio._engine._batch": frozenset(
-        {
-            "Kind",
-            "Outcome",
-            "ResultStream",
-            "SendOne",
-            "WarmUp",
-            "Sent",
-            "outcome_of",
-            "run_batch",
-            "settle",
-        }
+        {"Kind", "Outcome", "ResultStream", "SendOne", "WarmUp", "run_batch"}
     ),
+    # One item's send as a batch sees it (never an exception).
+    "paradigm_trio._engine._settle": frozenset({"Sent", "outcome_of", "settle"}),
     "paradigm_trio._endpoints._chat_kind": frozenset({"ChatKind", "stream_batch"}),
     # The client's state and batch collection; its configuration checks.
     "paradigm_trio._client._core": frozenset({"PlanOf", "check_trio", "collect"}),

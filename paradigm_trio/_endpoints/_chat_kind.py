@@ -17,12 +17,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .._engine._batch import ResultStream, SendOne, Sent, WarmUp, run_batch, settle
+from .._engine._batch import ResultStream, SendOne, WarmUp, run_batch
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
 from .._engine._cache import CacheStore
 from .._engine._dedupe import Identity
 from .._engine._ledger import Observer
+from .._engine._settle import Sent, settle
 from .._errors import InvalidRequestError, RequestCancelled
 from .._records import builder
 from ._completion import ChatCompletion, Usage

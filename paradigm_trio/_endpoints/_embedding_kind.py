@@ -17,11 +17,12 @@ from typing import Any, Final
 import trio
 
 from .. import _log
-from .._engine._batch import ResultStream, SendOne, outcome_of
+from .._engine._batch import ResultStream, SendOne
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
 from .._engine._dedupe import Identity
 from .._engine._ledger import Ledger
+from .._engine._settle import outcome_of
 from .._errors import APIStatusError, InvalidRequestError, RequestCancelled
 from .._events import EmbeddingPackingDisabled
 from ._completion import Usage

@@ -20,12 +20,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from .._engine._batch import ResultStream, SendOne, Sent, WarmUp, run_batch, settle
+from .._engine._batch import ResultStream, SendOne, WarmUp, run_batch
 from .._engine._batch_options import BatchOptions, BatchStatistics
 from .._engine._budget import BatchControl
 from .._engine._cache import CacheStore
 from .._engine._dedupe import Identity
 from .._engine._ledger import Observer
+from .._engine._settle import Sent, settle
 from .._errors import InvalidRequestError, RequestCancelled
 from ._completion import Usage
 from ._endpoint import Endpoint, Stored, identity, reparse

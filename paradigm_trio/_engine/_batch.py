@@ -45,19 +45,18 @@ from collections.abc import (
     Sized,
 )
 from contextlib import asynccontextmanager
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
 from .. import _log
 from .._config import Timeouts
 from .._errors import InvalidRequestError, RequestCancelled
-from .._events import Attempt
 from ._batch_options import BatchOptions
 from ._budget import HOLD, RELEASE, STOP, BatchControl
 from ._cache import CacheStore
 from ._dedupe import Dedupe, Identity
-from ._hedge import SendOne, hedger_for, race
+from ._hedge import SendOne, hedger_for
 from ._ledger import Observer
 from ._repeats import Repeats
 from ._results import Outcome, ResultStream, _Tracker
@@ -67,11 +66,8 @@ __all__ = [
     "Outcome",
     "ResultStream",
     "SendOne",
-    "Sent",
     "WarmUp",
-    "outcome_of",
     "run_batch",
-    "settle",
 ]
 
 Q = TypeVar("Q")
@@ -148,63 +144,6 @@ class Kind(Protocol[Q, R_co]):
         """What the cache keeps of a result: its answer's JSON and request id, or ``None``
         (not a success)."""
         ...
-
-
-class Sent(NamedTuple, Generic[T]):
-    """What :func:`outcome_of` tells of one send."""
-
-    value: T | None
-    error: Exception | None
-    attempts: int
-    elapsed: float
-    hedged: bool = False  # whether a hedge's answer is the value (``BatchOptions.hedge``)
-
-
-async def outcome_of(
-    send: SendOne[Q, T],
-    request: Q,
-    deadline: float,
-    control: BatchControl,
-    *,
-    hedge: bool = True,
-) -> Sent[T]:
-    """The value or error, attempts and time of ``send(request)`` (hedged when the batch
-    hedges, unless ``hedge`` is false: a request that must not be sent twice); any
-    ``Exception`` is its error.
-
-    An :class:`APIError`, an :class:`InvalidRequestError` before sending, or a bug, a hook
-    raising: the item's result, never the batch's end (``Cancelled`` propagates).
-    """
-    return await settle(send, request, deadline, control, _same, 0, hedge=hedge)
-
-
-def _same(index: int, request: object, sent: Sent[T]) -> Sent[T]:
-    return sent
-
-
-async def settle(
-    send: SendOne[Q, T],
-    request: Q,
-    deadline: float,
-    control: BatchControl,
-    then: Callable[[int, Q, Sent[T]], V],
-    index: int,
-    *,
-    hedge: bool = True,
-) -> V:
-    """``then(index, request, sent)`` of :func:`outcome_of`'s ``sent``: an item's results
-    made here rather than in a coroutine of the kind's own that awaits this one (one
-    frame less on every request's way: each wake-up passes through every frame awaiting;
-    and ``then`` is the kind's, not a closure per request)."""
-    if hedge and control.hedger is not None:
-        return then(index, request, Sent(*await race(send, request, deadline, control.hedger)))
-    start = trio.current_time()
-    history: list[Attempt] = []
-    try:
-        value = await send(request, deadline=deadline, control=control, history=history)
-    except Exception as exc:
-        return then(index, request, Sent(None, exc, len(history), trio.current_time() - start))
-    return then(index, request, Sent(value, None, len(history), trio.current_time() - start))
 
 
 class _SyncInputs:
