@@ -225,7 +225,9 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     # Timed waits on a socket, kept by one watcher task instead of a cancel scope each.
-    "paradigm_trio._transport._waits": frozenset({"end_wait", "start_wait", "wait_readable"}),
+    "paradigm_trio._transport._waits": frozenset(
+        {"end_wait", "start_wait", "wait_readable", "wait_scoped"}
+    ),
     # HTTP/1.1 messages for the transport and the proxy tunnel.
     "paradigm_trio._transport._wire": frozenset(
         {"ProtocolError", "ResponseReader", "check_header", "request_head"}

@@ -22,7 +22,7 @@ import httpx2
 import trio
 
 from ._pool import Connection
-from ._waits import end_wait, start_wait, wait_readable
+from ._waits import end_wait, start_wait, wait_scoped
 from ._wire import ProtocolError
 
 __all__ = [
@@ -42,6 +42,7 @@ WireTimeouts = tuple[float, float, float]
 READ_SIZE = 65536
 INLINE_BODY = 64 * 1024
 """A request up to this size is written at once; a larger one in pieces (see ``_Upload``)."""
+_READ_TIMEOUT = "no data from the server within the read timeout"
 _UPLOAD_PIECE = 64 * 1024
 _STOP_GRACE = 0.5
 """Once an early answer is in, how long the piece being written may take to finish (s)."""
@@ -174,7 +175,7 @@ class _Upload:
             raise error
         if self._failure is not None:
             raise self._failure
-        raise httpx2.ReadTimeout("no data from the server within the read timeout")
+        raise httpx2.ReadTimeout(_READ_TIMEOUT)
 
     async def _write_all(self, write_timeout: float) -> httpx2.TransportError | None:
         """Write the body until done or answered; the write failure, if any."""
@@ -240,15 +241,10 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
             if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
                 while there is None:
-                    if deadline == math.inf:  # (no deadline: nothing for the watcher)
-                        await trio.lowlevel.wait_readable(raw)
-                        there = _recv_nowait(raw)
-                        continue
-                    entry = start_wait(raw, deadline)
-                    if entry < 0:  # (the run is ending: a cancel scope keeps the deadline)
-                        fired = not await wait_readable(raw, deadline)
-                        if fired:
-                            raise trio.ClosedResourceError
+                    entry = start_wait(raw, deadline)  # (``_waits.wait_readable``, inline)
+                    if entry < 0:  # (no deadline, or the run is ending: no watcher)
+                        if not await wait_scoped(raw, deadline):
+                            raise httpx2.ReadTimeout(_READ_TIMEOUT)
                     else:
                         try:
                             await trio.lowlevel.wait_readable(raw)
@@ -261,7 +257,7 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
             data = there
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         if fired:
-            raise httpx2.ReadTimeout("no data from the server within the read timeout") from None
+            raise httpx2.ReadTimeout(_READ_TIMEOUT) from None
         raise httpx2.ReadError(f"reading the response failed: {exc}") from exc
     try:
         if data:
@@ -287,4 +283,4 @@ async def _receive_some(stream: trio.abc.Stream, deadline: float) -> bytes | byt
     # A bare CancelScope, not trio.fail_after: this is on every request's path.
     with trio.CancelScope(deadline=deadline):
         return await stream.receive_some(READ_SIZE)
-    raise httpx2.ReadTimeout("no data from the server within the read timeout")
+    raise httpx2.ReadTimeout(_READ_TIMEOUT)

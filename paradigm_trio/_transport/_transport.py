@@ -351,10 +351,10 @@ class TrioTransport(httpx2.AsyncBaseTransport):
                 reader.start()
                 if len(data) > INLINE_BODY:
                     await exchange(conn, data, timeouts, None, until)
-                else:  # (``exchange``, inline: one frame less while the answer comes)
+                else:  # (``exchange``, inline: its frame does not wait with the answer)
                     await write_small(conn, data, timeouts, until)
-                    while not reader.head:
-                        await receive(conn, timeouts[1], until)
+                while not reader.head:
+                    await receive(conn, timeouts[1], until)
                 head = on_head(arg, reader.status, reader.headers)
                 parts = [reader.take_body()]
                 while not reader.complete:

@@ -40,7 +40,7 @@ import socket
 
 import trio
 
-__all__ = ["end_wait", "start_wait", "wait_readable"]
+__all__ = ["end_wait", "start_wait", "wait_readable", "wait_scoped"]
 
 _COMPACT_AFTER = 256
 """Ended waits tolerated in the heap before it is compacted (when they are half of it)."""
@@ -106,11 +106,7 @@ class _Watch:
             while True:
                 now = trio.current_time()
                 while heap and (heap[0][1] not in waits or heap[0][0] <= now):
-                    _, number = heapq.heappop(heap)
-                    sock = waits.get(number)
-                    if sock is not None:
-                        waits[number] = None
-                        _wake(sock)
+                    self._fire(heapq.heappop(heap)[1])
                 if not heap:
                     break
                 with trio.CancelScope(deadline=heap[0][0]) as self.scope:
@@ -119,20 +115,20 @@ class _Watch:
         finally:
             # Cancelled as the run ends: a wait left (a shielded clean-up in the run's
             # last moments) is woken as timed out rather than left with no deadline.
-            for number, sock in list(waits.items()):
-                if sock is not None:
-                    waits[number] = None
-                    _wake(sock)
+            for number in list(waits):
+                self._fire(number)
             heap.clear()
             self.scope = None
             self.running = False
 
-
-def _wake(sock: socket.socket) -> None:
-    """Wake the wait on ``sock`` (its deadline passed): nothing may escape the watcher, a
-    system task, whose failure would end the whole run."""
-    with contextlib.suppress(OSError, ValueError):  # (closed meanwhile, on some platforms)
-        trio.lowlevel.notify_closing(sock)
+    def _fire(self, number: int) -> None:
+        """Wake the wait ``number``, if still under way, as timed out.  Nothing may escape
+        the watcher, a system task, whose failure would end the whole run."""
+        sock = self.waits.get(number)
+        if sock is not None:
+            self.waits[number] = None
+            with contextlib.suppress(OSError, ValueError):  # (closed meanwhile, some OSes)
+                trio.lowlevel.notify_closing(sock)
 
 
 _WATCH: trio.lowlevel.RunVar[_Watch] = trio.lowlevel.RunVar("paradigm_trio_waits")
@@ -141,11 +137,13 @@ _WATCH: trio.lowlevel.RunVar[_Watch] = trio.lowlevel.RunVar("paradigm_trio_waits
 def start_wait(sock: socket.socket, deadline: float) -> int:
     """Register a wait on ``sock`` until ``deadline`` (trio time) with this run's watcher;
     then ``await trio.lowlevel.wait_readable(sock)`` and, however it ends, call
-    :func:`end_wait` with the number returned.  -1 if no watcher can run (the run is
-    ending): then use :func:`wait_readable`, which keeps the deadline with a cancel scope.
+    :func:`end_wait` with the number returned.  -1 when there is no deadline, or no
+    watcher can run (the run is ending): then use :func:`wait_scoped`.
 
     (Two plain calls around trio's own wait, not a coroutine of ours: one frame less on
     every wake-up of every request in flight.)"""
+    if deadline == math.inf:
+        return -1
     try:
         watch = _WATCH.get()
     except LookupError:
@@ -161,16 +159,25 @@ def end_wait(number: int) -> bool:
     return _WATCH.get().done(number)
 
 
+async def wait_scoped(sock: socket.socket, deadline: float) -> bool:
+    """:func:`wait_readable` without the watcher: a cancel scope keeps ``deadline`` (none
+    for an infinite one)."""
+    if deadline == math.inf:
+        await trio.lowlevel.wait_readable(sock)
+        return True
+    with trio.move_on_at(deadline):
+        await trio.lowlevel.wait_readable(sock)
+        return True
+    return False
+
+
 async def wait_readable(sock: socket.socket, deadline: float) -> bool:
     """Wait until ``sock`` is readable, as :func:`trio.lowlevel.wait_readable` does;
     ``False`` if ``deadline`` (trio time) passed first: the caller must then close the
-    socket, and not wait on it again."""
-    entry = start_wait(sock, deadline) if deadline != math.inf else -1
+    socket, and not wait on it again.  (``_exchange.receive`` makes the same wait inline.)"""
+    entry = start_wait(sock, deadline)
     if entry < 0:
-        with trio.move_on_at(deadline):
-            await trio.lowlevel.wait_readable(sock)
-            return True
-        return False
+        return await wait_scoped(sock, deadline)
     try:
         await trio.lowlevel.wait_readable(sock)
     except trio.ClosedResourceError:
