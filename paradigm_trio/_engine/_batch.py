@@ -71,8 +71,6 @@ __all__ = [
 ]
 
 Q = TypeVar("Q")
-T = TypeVar("T")
-V = TypeVar("V")
 
 
 R = TypeVar("R", bound=Outcome)
