@@ -245,6 +245,7 @@ INTERNAL: dict[str, frozenset[str]] = {
             "ChatOptions",
             "check_custom_id",
             "check_model",
+            "check_positive",
             "checked_extra",
             "encode_json",
             "make_request",

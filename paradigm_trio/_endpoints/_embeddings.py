@@ -34,6 +34,7 @@ from ._models import (
     _unsendable,
     check_custom_id,
     check_model,
+    check_positive,
     checked_extra,
 )
 
@@ -133,14 +134,7 @@ class EmbeddingRequest:
         object.__setattr__(self, "inputs", inputs)
         object.__setattr__(self, "_tokens", sum((len(text) + 3) // 4 + 1 for text in inputs))
         check_model(self.model)
-        if self.dimensions is not None and (
-            isinstance(self.dimensions, bool)
-            or not isinstance(self.dimensions, int)
-            or self.dimensions < 1
-        ):
-            raise InvalidRequestError(
-                f"dimensions must be a positive integer, got {self.dimensions!r}"
-            )
+        check_positive("dimensions", self.dimensions)
         if self.encoding_format is not None and self.encoding_format not in _FORMATS:
             raise InvalidRequestError(
                 f"encoding_format must be 'float' or 'base64', got {self.encoding_format!r}"

@@ -26,6 +26,7 @@ __all__ = [
     "ChatRequest",
     "check_custom_id",
     "check_model",
+    "check_positive",
     "checked_extra",
     "encode_json",
     "make_request",
@@ -440,14 +441,7 @@ class ChatRequest:
         _check_float("top_p", self.top_p, 0.0, 1.0)
         _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
         _check_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
-        if self.max_tokens is not None and (
-            isinstance(self.max_tokens, bool)
-            or not isinstance(self.max_tokens, int)
-            or self.max_tokens < 1
-        ):
-            raise InvalidRequestError(
-                f"max_tokens must be a positive integer, got {self.max_tokens!r}"
-            )
+        check_positive("max_tokens", self.max_tokens)
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
@@ -622,6 +616,12 @@ _BODY_FIELDS = (
     "guided_regex",
 )
 _NO_BODY_FIELDS = (None,) * len(_BODY_FIELDS)
+
+
+def check_positive(name: str, value: object) -> None:
+    """Refuse ``value`` unless it is ``None`` or a positive integer (not a bool)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidRequestError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_count(name: str, value: object, lo: int, hi: int) -> None:
