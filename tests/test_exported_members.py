@@ -24,7 +24,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._gc": frozenset({"GEN0_THRESHOLD"}),
     # The attempt engine and its parts: what every request kind runs on.
     "paradigm_trio._engine._attempts": frozenset(
-        {"Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"}
+        {"Attempting", "Call", "Engine", "Plan", "idempotency_key"}
     ),
     "paradigm_trio._engine._ledger": frozenset(
         {"CANCELLED", "Ledger", "Observer", "Tokens", "one_line"}
@@ -76,7 +76,9 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # The HTTP layer: one send path; one exception mapping and one error builder (``Failures``,
     # which ``HTTP`` inherits).
-    "paradigm_trio._http._http": frozenset({"HTTP", "Exchange", "Responder", "Upload"}),
+    "paradigm_trio._http._http": frozenset(
+        {"HTTP", "Exchange", "JsonAttempt", "Responder", "Upload"}
+    ),
     "paradigm_trio._http._failures": frozenset(
         {"Failures", "RAW_LIMIT", "may_have_reached", "parse_retry_after", "parse_should_retry"}
     ),

@@ -23,7 +23,6 @@ next attempt says (a re-ask that tells the model what was wrong with its tool ca
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -41,7 +40,7 @@ from .._engine._dedupe import Identity
 from .._engine._ledger import Tokens
 from .._errors import APITimeoutError, TimeoutKind
 from .._events import Attempt
-from .._http._http import HTTP, Exchange
+from .._http._http import HTTP, Exchange, JsonAttempt
 from ._pace import StallWatch
 
 __all__ = [
@@ -334,7 +333,7 @@ class Sender:
         """A plain JSON exchange on the attempt engine (``usage``: what it cost): the
         engine's coroutine, not one of its own (one frame less on every request's way).
         On the fast lane (``ex.wire``), the lane's waits keep ``Timeouts.attempt``."""
-        attempt = functools.partial(self.http.fetch_json, ex, parse)
+        attempt = JsonAttempt(self.http, ex, parse)
         call = self.engine.call(plan, history)
         return call.run(attempt, usage=usage, bounded=ex.wire is not None)
 

@@ -9,8 +9,8 @@ that each kind of request obeys the same rules:
 
 * the request's deadline: the earliest of ``Timeouts.total`` (counted from the start, every
   attempt and wait included) and the caller's deadline (a batch's ``deadline=``);
-* the :class:`Lease` each attempt holds: a concurrency slot and a rate-limit permit, taken
-  together, given back before any wait between attempts;
+* what each attempt holds (its :class:`Attempting`): a concurrency slot and a rate-limit
+  permit, taken together, given back before any wait between attempts;
 * ``Timeouts.attempt`` around each attempt (when the request kind asks for it);
 * a batch's :class:`BatchControl` (circuit breaker and retry budget);
 * the retry decision (``_retry.allows``: the only place a ``RetryPolicy`` judges a
@@ -28,7 +28,6 @@ any of these, gives the lease back and counts the request as cancelled; nothing 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import math
@@ -51,7 +50,7 @@ from ._ledger import CANCELLED, Ledger, Tokens, one_line
 from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
 from ._retry import INVALID_ANSWER, allows, not_resent
 
-__all__ = ["Attempting", "Call", "Engine", "Lease", "Plan", "idempotency_key"]
+__all__ = ["Attempting", "Call", "Engine", "Plan", "idempotency_key"]
 
 T = TypeVar("T")
 
@@ -145,46 +144,10 @@ class Plan:
     idempotent: bool = True
 
 
-class Lease:
-    """A concurrency slot and a rate-limit permit, held for one attempt."""
-
-    __slots__ = ("_limiter", "mark")
-
-    def __init__(self, limiter: trio.CapacityLimiter) -> None:
-        self._limiter: trio.CapacityLimiter | None = limiter
-        self.mark: SendMark | None = None
-
-    @classmethod
-    async def take(cls, engine: Engine, tokens: int) -> Lease:
-        lease = cls(engine.limiter)
-        # The slot without a trip through the scheduler when one is free: the attempt's
-        # I/O checkpoints right after (the fast lane's socket writes, ``HTTP.send``).
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            engine.limiter.acquire_on_behalf_of_nowait(lease)
-        except trio.WouldBlock:
-            await engine.limiter.acquire_on_behalf_of(lease)
-        try:
-            rates = engine.rates
-            lease.mark = rates.try_acquire(tokens) or await rates.acquire(tokens)
-        except BaseException:
-            lease.release()
-            raise
-        return lease
-
-    @property
-    def held(self) -> bool:
-        return self._limiter is not None
-
-    def release(self) -> None:
-        """Give the slot back (idempotent)."""
-        limiter, self._limiter = self._limiter, None
-        if limiter is not None:
-            limiter.release_on_behalf_of(self)
-
-
 class Attempting:
-    """The attempt under way, as its attempt function sees it.
+    """The attempt under way, as its attempt function sees it, and what it holds: a
+    concurrency slot and a rate-limit permit (:meth:`take`, :meth:`release`; one object
+    per attempt rather than two: each is held while the request waits).
 
     The attempt function reports what it learns: :meth:`responded` when a response head
     arrives (its status, request id and headers, which the rate limiter reads),
@@ -199,9 +162,10 @@ class Attempting:
 
     __slots__ = (
         "_adaptive",
+        "_limiter",
         "deadline",
         "first_chunk",
-        "lease",
+        "mark",
         "number",
         "progress",
         "request_id",
@@ -210,37 +174,79 @@ class Attempting:
         "until",
     )
 
-    def __init__(
-        self,
-        adaptive: AdaptiveController,
-        deadline: float,
-        number: int,
-        lease: Lease,
-        started: float,
-    ) -> None:
+    def __init__(self, adaptive: AdaptiveController, deadline: float, number: int) -> None:
         # No reference back to the Call: no reference cycle, so each request's objects are
         # freed by reference counting as soon as it ends (not by the cyclic GC).
         self._adaptive = adaptive
+        self._limiter: trio.CapacityLimiter | None = None
+        self.mark: SendMark | None = None
         self.deadline = deadline
         """The request's deadline (trio time)."""
         self.number = number
-        self.lease = lease
-        self.started = started
+        self.started = 0.0
+        """When the attempt started: once it holds its slot and permit (trio time)."""
         self.status: int | None = None
         self.request_id: str | None = None
         self.progress: Callable[[], str] | None = None
         self.first_chunk: float | None = None
         self.until = math.inf
 
+    async def take(self, engine: Engine, tokens: int) -> None:
+        """Take a concurrency slot, then a rate-limit permit for ``tokens`` tokens: both,
+        or neither (the slot is given back if the permit's wait fails or is cancelled)."""
+        limiter = engine.limiter
+        # The slot without a trip through the scheduler when one is free: the attempt's
+        # I/O checkpoints right after (the fast lane's socket writes, ``HTTP.send``).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            limiter.acquire_on_behalf_of_nowait(self)
+        except trio.WouldBlock:
+            await limiter.acquire_on_behalf_of(self)
+        self._limiter = limiter
+        try:
+            rates = engine.rates
+            self.mark = rates.try_acquire(tokens) or await rates.acquire(tokens)
+        except BaseException:
+            self.release()
+            raise
+
+    @property
+    def held(self) -> bool:
+        """Whether it holds its slot (taken, not yet given back)."""
+        return self._limiter is not None
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.release_on_behalf_of(self)
+
     def responded(self, status: int, request_id: str | None, headers: Mapping[str, str]) -> None:
         self.status = status
         self.request_id = request_id
-        self._adaptive.on_headers(headers, self.lease.mark)
+        self._adaptive.on_headers(headers, self.mark)
 
 
 _ATTEMPT = builder(Attempt)  # (every field, in order: ``_records``)
-_UNBOUNDED: AbstractContextManager[object] = contextlib.nullcontext()
-"""What a request without a deadline runs in, instead of a cancel scope."""
+
+
+class _Unbounded:
+    """What a request without a deadline runs in, instead of a cancel scope: a context
+    manager that does nothing, and whose ``__exit__`` (a static method) costs no bound
+    method per request, held while the request waits (``contextlib.nullcontext``'s does)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def __enter__() -> None:
+        return None
+
+    @staticmethod
+    def __exit__(*exc_info: object) -> None:
+        return None
+
+
+_UNBOUNDED: AbstractContextManager[object] = _Unbounded()
 
 
 def _attempt_timed_out(limit: float) -> AttemptFailure:
@@ -359,21 +365,21 @@ class Call:
         plan, engine = self.plan, self.engine
         control = plan.control
         if control is not None:
-            if control.breaker_open:  # (else nothing to wait for; Lease.take checkpoints)
+            if control.breaker_open:  # (else nothing to wait for; take() checkpoints)
                 await control.before_attempt()
             if self._ticket is not None:
                 await control.wait_for_token(self._ticket)
                 self._ticket = None  # (kept until here: a request ending first refunds it)
-        lease = await Lease.take(engine, plan.tokens)
+        current = Attempting(engine.adaptive, self.deadline, len(self.history) + 1)
+        await current.take(engine, plan.tokens)
         now = trio.current_time()
         if now >= self.deadline:
             # Woken late (a busy machine): the deadline passed while waiting.  Start
             # nothing; the deadline's cancel scope ends the request at the next checkpoint.
-            lease.release()
+            current.release()
             await trio.sleep_forever()
-        current = self._current = Attempting(
-            engine.adaptive, self.deadline, len(self.history) + 1, lease, now
-        )
+        current.started = now
+        self._current = current
         kept = False
         try:
             retry_of, self._retry_of = self._retry_of, None
@@ -423,8 +429,8 @@ class Call:
             self._release(current)
 
     def _release(self, current: Attempting) -> None:
-        if current.lease.held:
-            current.lease.release()
+        if current.held:
+            current.release()
             self.engine.ledger.in_flight -= 1
 
     def _after_failure(self, failure: AttemptFailure) -> float:

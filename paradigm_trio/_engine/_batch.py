@@ -172,6 +172,15 @@ class _Pool:
     The deadline (``BatchOptions.deadline``) stops the reading: only the wait to read is
     cut by it, so an item being read from the input is never lost half-way (an item read
     after it is not sent: its worker reports it cancelled).
+
+    While a result can still stop the batch (``on_error="raise"``, or the systematic-failure
+    rule still deciding), a worker makes a full checkpoint before it reads its next unit:
+    the workers woken with it (answers that came together) deliver first, so a batch they
+    stop starts nothing more.  Otherwise it goes straight on (a cancellation is still seen
+    there): a worker then frees its last request's objects and makes its next one's in one
+    step, so the collector's allocation count, which a free only lowers while it is above
+    zero, does not climb by a request's objects at every step (at concurrency 2,000: less
+    than half the young collections).
     """
 
     __slots__ = ("ended", "iterator", "nursery", "reading", "run", "running")
@@ -189,10 +198,14 @@ class _Pool:
     async def pull(self) -> None:
         """Take units and send them until none is left."""
         run = self.run
+        control, stops = run.control, run.options.on_error == "raise"
         while True:
-            # A full checkpoint: the workers woken with this one (answers that came
-            # together) run first, so a batch they stop starts nothing more.
-            await trio.lowlevel.checkpoint()
+            if stops or control.systematic is not None:
+                # A full checkpoint: the workers woken with this one (answers that came
+                # together) run first, so a batch they stop starts nothing more.
+                await trio.lowlevel.checkpoint()
+            else:  # (nothing can stop the batch now: straight on, see above)
+                await trio.lowlevel.checkpoint_if_cancelled()
             unit = await self.next_unit()
             if not unit:
                 return

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import trio
 
@@ -124,13 +124,13 @@ class RateLimiterStatistics:
     waiting: int
 
 
-@dataclass(frozen=True, slots=True)
-class SendMark:
-    """When a request was let through, and the totals sent up to and including it."""
+SendMark: TypeAlias = tuple[float, int, int]
+"""When a request was let through, and the totals sent up to and including it:
+``(time, requests, tokens)``.
 
-    time: float
-    requests: int
-    tokens: int
+A plain tuple of numbers: the cyclic collector stops tracking it at the first collection
+it survives, so the mark each request in flight holds is not walked again and again (it
+would not stop tracking an instance of a class, even a ``NamedTuple``)."""
 
 
 class Rates(Protocol):
@@ -214,7 +214,7 @@ class RateLimiter:
     def _mark(self, tokens: int) -> SendMark:
         self._sent_requests += 1
         self._sent_tokens += tokens
-        return SendMark(trio.current_time(), self._sent_requests, self._sent_tokens)
+        return (trio.current_time(), self._sent_requests, self._sent_tokens)
 
     def try_acquire(self, tokens: int) -> SendMark | None:
         """Account for a request at once when no limit can make it wait; else ``None``.
@@ -291,12 +291,13 @@ class RateLimiter:
             remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
             if bucket is not None and bucket.capacity == rate:
                 if remaining is not None and mark is not None:
+                    sent_at, requests, tokens = mark
                     since = (
-                        self._sent_requests - mark.requests
+                        self._sent_requests - requests
                         if kind == "requests"
-                        else self._sent_tokens - mark.tokens
+                        else self._sent_tokens - tokens
                     )
-                    estimate = remaining - since + bucket.rate * max(0.0, now - mark.time)
+                    estimate = remaining - since + bucket.rate * max(0.0, now - sent_at)
                     bucket.refill(now)
                     if estimate < bucket.level - 1.0:
                         bucket.level = estimate

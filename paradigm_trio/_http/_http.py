@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx2
 import trio
@@ -32,7 +32,7 @@ from .._redact import Redactor
 from .._transport import FastLane, TrioTransport, header_map
 from ._failures import RAW_LIMIT, Failures
 
-__all__ = ["Exchange", "HTTP", "Responder", "Upload"]
+__all__ = ["Exchange", "HTTP", "JsonAttempt", "Responder", "Upload"]
 
 T = TypeVar("T")
 
@@ -55,6 +55,26 @@ class Exchange:
     upload: Upload | None = None
     """A body streamed from its source at each attempt (a file from disk), instead of
     ``body``."""
+
+
+class JsonAttempt(Generic[T]):
+    """The attempt function of a plain JSON exchange, as the engine calls it
+    (``attempt(current)``: :meth:`HTTP.fetch_json` of ``ex`` and ``parse``).
+
+    One object, where ``functools.partial(http.fetch_json, ex, parse)`` makes three (the
+    partial, its arguments' tuple, the bound method): each held, and walked by the cyclic
+    collector, for as long as the request waits.
+    """
+
+    __slots__ = ("_ex", "_http", "_parse")
+
+    def __init__(self, http: HTTP, ex: Exchange, parse: Callable[[object, str | None], T]) -> None:
+        self._http = http
+        self._ex = ex
+        self._parse = parse
+
+    def __call__(self, current: Responder) -> Awaitable[T]:
+        return self._http.fetch_json(self._ex, self._parse, current)
 
 
 class Upload(Protocol):
@@ -208,7 +228,7 @@ class HTTP(Failures):
         Raises:
             AttemptFailure: the transport failed (mapped by :meth:`transport_failure`).
         """
-        # The attempt's checkpoint (``Lease.take`` makes none when a slot is free): a user's
+        # The attempt's checkpoint (``Attempting.take`` makes none when a slot is free): a user's
         # transport may never yield (``httpx2.MockTransport``).
         await trio.lowlevel.checkpoint()
         timeout, extensions = self._httpx_timeouts(ex)

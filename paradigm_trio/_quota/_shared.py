@@ -186,7 +186,7 @@ class SharedRateLimiter:
         self._in_force = (taken.requests_per_minute or None, taken.tokens_per_minute or None)
         self._workers = taken.workers
         if taken.wait <= 0:
-            return SendMark(taken.now, taken.requests, int(taken.tokens))
+            return (taken.now, taken.requests, int(taken.tokens))
         await trio.sleep(taken.wait)
         return None
 
@@ -207,7 +207,7 @@ class SharedRateLimiter:
                 if token_bucket is not None:
                     token_bucket.take(tokens, now)
                 self._fallback_used = True
-                return SendMark(math.nan, 0, 0)  # not Redis's: learn() ignores it
+                return (math.nan, 0, 0)  # not Redis's: learn() ignores it
             with trio.move_on_after(wait):
                 await self._restored.wait()
         return None
@@ -368,11 +368,12 @@ class SharedRateLimiter:
             if limit is None or limit <= 0:
                 continue
             remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
-            if mark is None or math.isnan(mark.time):
+            if mark is None or math.isnan(mark[0]):
                 learnt[kind] = (limit, remaining, None, None)
             else:
-                taken = mark.requests if kind == "requests" else mark.tokens
-                learnt[kind] = (limit, remaining, float(taken), mark.time)
+                sent_at, requests, tokens = mark
+                taken = requests if kind == "requests" else tokens
+                learnt[kind] = (limit, remaining, float(taken), sent_at)
         if learnt:
             self._pending.learnt = {**(self._pending.learnt or {}), **learnt}
             self._note()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any, cast
 
 import httptools
 
@@ -25,6 +26,9 @@ __all__ = ["ProtocolError", "ResponseReader", "check_header", "request_head"]
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_NOT_YET = cast("list[Any]", ())
+"""A response's headers and body before its first byte: empty, and never appended to
+(a tuple: ``on_message_begin`` gives the response its own lists first)."""
 
 
 class ProtocolError(Exception):
@@ -92,9 +96,11 @@ class ResponseReader:
         self.extra = False  # bytes after the end of the response
         self.status = 0
         self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        # Their lists come with the response's first byte (``on_message_begin``), not
+        # here: the connection's reader holds them while the request waits for its answer.
+        self.headers: list[tuple[bytes, bytes]] = _NOT_YET
         self.keep_alive = False
-        self._body: list[bytes] = []
+        self._body: list[bytes] = _NOT_YET
         self._until_eof = False
         self._no_body = no_body
 
@@ -145,6 +151,9 @@ class ResponseReader:
     def on_message_begin(self) -> None:
         if self.complete:
             self.extra = True
+        else:
+            self.headers = []
+            self._body = []
 
     def on_status(self, status: bytes) -> None:
         if not self.head:

@@ -185,7 +185,7 @@ class Script:
     async def __call__(self, current: Attempting) -> str:
         self.starts.append(trio.current_time())
         self.numbers.append(current.number)
-        self.held.append(current.lease.held)
+        self.held.append(current.held)
         step = self.steps[min(len(self.starts), len(self.steps)) - 1]
         return await step(current)
 
@@ -693,7 +693,7 @@ async def test_attempting_exposes_its_number_lease_and_deadline() -> None:
     seen: list[tuple[int, bool, float, float]] = []
 
     async def look(current: Attempting) -> str:
-        seen.append((current.number, current.lease.held, current.started, current.deadline))
+        seen.append((current.number, current.held, current.started, current.deadline))
         return await (fail() if current.number == 1 else ok())(current)
 
     call = rig.call(make_plan(timeouts=Timeouts(total=30.0), deadline=t0 + 20.0))

@@ -135,3 +135,17 @@ def test_a_reader_serves_one_response_after_another() -> None:
     assert not reader.head
     reader.feed(CHUNKED)
     assert (reader.status, body_of(reader), reader.reusable) == (201, b"hello", True)
+
+
+def test_each_response_has_its_own_headers() -> None:
+    # The headers handed out with a response stay as they were when the connection's reader
+    # goes on to the next response (its lists come with each response's first byte).
+    reader = read(RESPONSE)
+    first = reader.headers
+    body_of(reader)
+    reader.start()
+    assert (len(reader.headers), body_of(reader)) == (0, b"")  # (nothing received yet)
+    reader.feed(CHUNKED)
+    assert first == [(b"Content-Length", b"5"), (b"X-Request-Id", b"r1")]
+    assert reader.headers is not first
+    assert (reader.status, body_of(reader)) == (201, b"hello")
