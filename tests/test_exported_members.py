@@ -212,7 +212,9 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # The fast lane (``_http`` writes requests for ``TrioTransport.fetch``).
     "paradigm_trio._transport._lane": frozenset({"FastLane", "header_map"}),
-    "paradigm_trio._transport._transport": frozenset({"Origin", "WireTimeouts", "origin_of"}),
+    "paradigm_trio._transport._transport": frozenset(
+        {"Answering", "Origin", "WireTimeouts", "origin_of"}
+    ),
     # One exchange on a connection: writing the request, reading and parsing the answer.
     "paradigm_trio._transport._exchange": frozenset(
         {
@@ -283,6 +285,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # The transport's one entry: what the rest of the package may import from it.
     "paradigm_trio._transport": frozenset(
         {
+            "Answering",
             "CertTypes",
             "FastLane",
             "InvalidHostName",

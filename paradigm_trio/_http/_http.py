@@ -8,8 +8,9 @@ it (chat, streams, models) never see ``httpx2`` exceptions:
   With a client-owned transport it goes straight to ``handle_async_request`` (the
   ``httpx2.AsyncClient`` layer has nothing to do for us and costs ~30 us a request); with a
   user's ``httpx2.AsyncClient`` it goes through that client.
-* :meth:`HTTP.fetch_json` is the attempt function of plain JSON requests (on the default
-  transport's fast lane when it can).
+* :class:`JsonAttempt` (:meth:`HTTP.fetch_json`) is the attempt function of plain JSON
+  requests (on the default transport's fast lane when it can, where the transport reports
+  the exchange to it and its coroutine is the attempt's own).
 * The failures are built by :class:`~paradigm_trio._failures.Failures`, which ``HTTP``
   inherits: ``transport_failure`` (the one mapping of ``httpx2`` exceptions),
   ``status_failure`` and ``error_event_failure`` (one builder of status errors).
@@ -58,12 +59,16 @@ class Exchange:
 
 
 class JsonAttempt(Generic[T]):
-    """The attempt function of a plain JSON exchange, as the engine calls it
-    (``attempt(current)``: :meth:`HTTP.fetch_json` of ``ex`` and ``parse``).
+    """One attempt of a plain JSON exchange, as the engine calls it (``attempt(current)``):
+    the parsed answer, or raise its failure (:meth:`HTTP.fetch_json`).
 
-    One object, where ``functools.partial(http.fetch_json, ex, parse)`` makes three (the
-    partial, its arguments' tuple, the bound method): each held, and walked by the cyclic
-    collector, for as long as the request waits.
+    One object per request, where ``functools.partial(http.fetch_json, ex, parse)`` made
+    three (the partial, its arguments' tuple, the bound method).  On the default
+    transport's fast lane it is also what the transport reports the exchange to
+    (:meth:`head`, :meth:`answer`, :meth:`failed`: the transport's ``Answering``), so that
+    the attempt awaits the transport's coroutine itself, with no frame of this layer
+    waiting above it while the answer comes: each object and frame a request holds while
+    it waits is walked again and again by the cyclic garbage collector.
     """
 
     __slots__ = ("_ex", "_http", "_parse")
@@ -74,7 +79,49 @@ class JsonAttempt(Generic[T]):
         self._parse = parse
 
     def __call__(self, current: Responder) -> Awaitable[T]:
-        return self._http.fetch_json(self._ex, self._parse, current)
+        ex, lane = self._ex, self._http.lane
+        if ex.wire is None or lane is None:
+            return self._http.fetch_httpx(ex, self._parse, current)
+        return lane.transport.fetch(
+            lane.origin, ex.wire, lane.timeouts(ex.timeouts), self, current, current.until
+        )
+
+    def head(
+        self, current: Responder, status: int, raw: list[tuple[bytes, bytes]]
+    ) -> tuple[str | None, bool]:
+        """The fast lane's response head: ``current`` is told (a body that then breaks is a
+        failure *with* a response); ``(request id, whether the body is encoded)``."""
+        headers = header_map(raw)
+        request_id = self._http.redactor.optional(headers.get("x-request-id"))
+        current.responded(status, request_id, headers)
+        return request_id, "content-encoding" in headers
+
+    def answer(
+        self,
+        status: int,
+        raw: list[tuple[bytes, bytes]],
+        content: bytes,
+        head: tuple[str | None, bool],
+    ) -> T:
+        """The fast lane's whole response: its parsed answer, or raise its failure.  No
+        ``httpx2`` objects unless the answer is an error or an encoded body (then, as
+        ``httpx2`` sees it, decoded)."""
+        request_id, encoded = head
+        http = self._http
+        if 200 <= status < 300 and not encoded:
+            return http.parse_body(status, request_id, content, self._parse)
+        response = httpx2.Response(status, headers=raw, stream=httpx2.ByteStream(content))
+        try:
+            response.read()  # (decodes a compressed body: the bytes are all here)
+        except httpx2.HTTPError as exc:
+            raise http.transport_failure(exc) from None
+        finally:
+            response.close()
+        return http.answer(response, self._parse)
+
+    def failed(self, exc: httpx2.HTTPError) -> AttemptFailure:
+        """What the fast lane raises for the exchange's failure (``exc``)."""
+        return self._http.transport_failure(exc)
 
 
 class Upload(Protocol):
@@ -134,8 +181,8 @@ class HTTP(Failures):
         self._direct = direct
         # (Timeouts, stream) -> (httpx2.Timeout, its extension): built once, not per attempt.
         self._timeouts: dict[tuple[Timeouts, bool], tuple[httpx2.Timeout, dict[str, Any]]] = {}
-        self._lane = FastLane.of(direct, base_url, self.headers)
-        self._head_of = self._on_head  # (bound once, not per request)
+        self.lane = FastLane.of(direct, base_url, self.headers)
+        """The default transport's fast lane (``None``: requests go through ``httpx2``)."""
 
     @staticmethod
     def http_timeout(timeouts: Timeouts, *, read: bool = True) -> httpx2.Timeout:
@@ -175,8 +222,8 @@ class HTTP(Failures):
             headers["Accept"] = "text/event-stream"
         ex = Exchange(method, self.url_for(path), body, headers, timeouts, stream)
         ex.upload = upload
-        if not stream and upload is None and self._lane is not None:
-            ex.wire = self._lane.request(method, ex.url, body, key)
+        if not stream and upload is None and self.lane is not None:
+            ex.wire = self.lane.request(method, ex.url, body, key)
         return ex
 
     def _httpx_timeouts(self, ex: Exchange) -> tuple[httpx2.Timeout, dict[str, Any]]:
@@ -255,17 +302,16 @@ class HTTP(Failures):
         parse: Callable[[object, str | None], T],
         current: Responder,
     ) -> Awaitable[T]:
-        """One attempt of a plain JSON exchange: the parsed answer, or raise its failure.
+        """One attempt of a plain JSON exchange: the parsed answer, or raise its failure
+        (:class:`JsonAttempt`'s, for an exchange that has none of its own).
 
         ``current`` (the attempt under way) is told the status, request id and headers of
         the response as soon as its head arrives: a body that then breaks is a failure
         *with* a response.  (The coroutine of the lane taken, not one of its own.)
         """
-        if ex.wire is not None:
-            return self._fetch_wire(ex, parse, current)
-        return self._fetch_httpx(ex, parse, current)
+        return JsonAttempt(self, ex, parse)(current)
 
-    async def _fetch_httpx(
+    async def fetch_httpx(
         self,
         ex: Exchange,
         parse: Callable[[object, str | None], T],
@@ -275,50 +321,17 @@ class HTTP(Failures):
         response = await self.send(ex)
         current.responded(response.status_code, self.request_id(response), response.headers)
         await self.read(response)
-        return self._answer(response, parse)
+        return self.answer(response, parse)
 
-    def _answer(
+    def answer(
         self,
         response: httpx2.Response,
         parse: Callable[[object, str | None], T],
     ) -> T:
+        """The parsed answer of a whole response read, or raise its failure."""
         if 200 <= response.status_code < 300:
             return self.parse(response, parse)
         raise self.status_failure(response)
-
-    async def _fetch_wire(
-        self,
-        ex: Exchange,
-        parse: Callable[[object, str | None], T],
-        current: Responder,
-    ) -> T:
-        """:meth:`fetch_json` on the default transport's fast lane: no ``httpx2`` objects
-        unless the answer is an error or an encoded body (then, as ``httpx2`` sees it)."""
-        lane = self._lane
-        assert lane is not None
-        assert ex.wire is not None
-        try:
-            status, raw, content, (request_id, encoded) = await lane.transport.fetch(
-                lane.origin, ex.wire, lane.timeouts(ex.timeouts), self._head_of, current,
-                current.until,
-            )  # fmt: skip
-        except httpx2.HTTPError as exc:
-            raise self.transport_failure(exc) from None
-        if 200 <= status < 300 and not encoded:
-            return self.parse_body(status, request_id, content, parse)
-        response = httpx2.Response(status, headers=raw, stream=httpx2.ByteStream(content))
-        await self.read(response)  # (decodes a compressed body)
-        return self._answer(response, parse)
-
-    def _on_head(
-        self, current: Responder, status: int, raw: list[tuple[bytes, bytes]]
-    ) -> tuple[str | None, bool]:
-        """The fast lane's response head: ``current`` is told; ``(request id, whether the
-        body is encoded)``.  (A method, not a closure per request.)"""
-        headers = header_map(raw)
-        request_id = self.redactor.optional(headers.get("x-request-id"))
-        current.responded(status, request_id, headers)
-        return request_id, "content-encoding" in headers
 
     async def read(self, response: httpx2.Response) -> None:
         """Read the whole body of ``response`` and close it."""

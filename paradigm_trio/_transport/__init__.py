@@ -12,9 +12,10 @@ from ._lane import FastLane, header_map
 from ._proxies import ProxyRoute, ProxyTypes
 from ._resolve import is_address
 from ._tls import CertTypes, VerifyTypes, describe_verify, system_trust_store
-from ._transport import Origin, TrioTransport, origin_of
+from ._transport import Answering, Origin, TrioTransport, origin_of
 
 __all__ = [
+    "Answering",
     "CertTypes",
     "FastLane",
     "InvalidHostName",

@@ -50,9 +50,9 @@ import logging
 import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self, TypeVar
 
 import httpx2
 import trio
@@ -76,7 +76,10 @@ from ._resolve import Resolver
 from ._tls import CertTypes, VerifyTypes, check_environment, ssl_context
 from ._wire import ProtocolError, request_head
 
-__all__ = ["Origin", "TrioTransport", "WireTimeouts", "origin_of"]
+__all__ = ["Answering", "Origin", "TrioTransport", "WireTimeouts", "origin_of"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 logger = logging.getLogger("paradigm_trio")
 
@@ -328,19 +331,21 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         origin: Origin,
         data: bytes,
         timeouts: WireTimeouts,
-        on_head: Callable[[Any, int, list[tuple[bytes, bytes]]], Any],
+        answering: Answering[T],
         arg: Any,
         until: float = math.inf,
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, Any]:
+    ) -> T:
         """One whole exchange, without ``httpx2`` objects: the client's fast lane.
 
         ``data`` is the whole request (its head, as ``_wire.request_head`` writes it, and
-        its body).  ``on_head(arg, status, headers)`` is called when the response head
-        arrives (a body that breaks afterwards still had a response); returns the status,
-        the headers, the whole body and what ``on_head`` returned.  Raises the same
-        ``httpx2`` exceptions as ``handle_async_request``; and ``AttemptTimedOut``
-        when ``until`` (trio time: the attempt's deadline, ``Timeouts.attempt``) passes
-        first, which bounds every wait of the exchange instead of a cancel scope around it.
+        its body).  ``answering.head(arg, status, headers)`` is called when the response
+        head arrives (a body that breaks afterwards still had a response); the result is
+        ``answering.answer(status, headers, body, head)`` of the whole response, ``head``
+        being what ``answering.head`` returned.  A failure raises
+        ``answering.failed(exc)`` of the ``httpx2`` exception ``handle_async_request``
+        would raise; and ``AttemptTimedOut`` when ``until`` (trio time: the attempt's
+        deadline, ``Timeouts.attempt``) passes first, which bounds every wait of the
+        exchange instead of a cancel scope around it.
         """
         if self._pool.closed:
             raise RuntimeError("the transport is closed")
@@ -355,7 +360,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
                     await write_small(conn, data, timeouts, until)
                 while not reader.head:
                     await receive(conn, timeouts[1], until)
-                head = on_head(arg, reader.status, reader.headers)
+                head = answering.head(arg, reader.status, reader.headers)
                 parts = [reader.take_body()]
                 while not reader.complete:
                     await receive(conn, timeouts[1], until)
@@ -363,14 +368,14 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             except BaseException:
                 await conn.close()
                 raise
-        except httpx2.TimeoutException:
-            if trio.current_time() >= until:
+        except httpx2.HTTPError as exc:
+            if isinstance(exc, httpx2.TimeoutException) and trio.current_time() >= until:
                 raise AttemptTimedOut from None
-            raise
+            raise answering.failed(exc) from None
         if not self._pool.checkin(conn):
             await conn.close()
         body = parts[0] if len(parts) == 1 else b"".join(parts)
-        return reader.status, reader.headers, body, head
+        return answering.answer(reader.status, reader.headers, body, head)
 
     async def _open(
         self, origin: Origin, connect_timeout: float, until: float = math.inf
@@ -391,6 +396,28 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             # (``exchange``'s first write makes no check of its own).
             await trio.lowlevel.checkpoint_if_cancelled()
         return conn
+
+
+class Answering(Protocol[T_co]):
+    """What :meth:`TrioTransport.fetch` tells of an exchange, and what makes its result:
+    the fast lane's caller in one object (the HTTP layer's ``JsonAttempt``), so that the
+    exchange's coroutine is the attempt's own, with no frame of the caller's waiting above
+    it while the answer comes."""
+
+    def head(self, arg: Any, status: int, headers: list[tuple[bytes, bytes]], /) -> Any:
+        """The response head arrived (``arg``: ``fetch``'s); what it returns is handed to
+        :meth:`answer`."""
+        ...
+
+    def answer(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: Any, /
+    ) -> T_co:
+        """The result of the whole response (its connection is back in the pool)."""
+        ...
+
+    def failed(self, exc: httpx2.HTTPError, /) -> BaseException:
+        """The exception to raise for ``exc``, the exchange's failure."""
+        ...
 
 
 def _request_bytes(

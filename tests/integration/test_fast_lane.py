@@ -80,8 +80,8 @@ def client(port: int, transport: pt.TrioTransport | None = None, **kw: object) -
 async def test_the_fast_lane_is_taken_by_the_default_transport_only() -> None:
     async with raw_server(replying(answer("200 OK", COMPLETION))) as (_, port):
         async with client(port) as default, client(port, GeneralPath()) as general:
-            assert default._http._lane is not None
-            assert general._http._lane is None
+            assert default._http.lane is not None
+            assert general._http.lane is None
 
 
 async def test_the_fast_lane_sends_what_the_general_path_sends() -> None:
