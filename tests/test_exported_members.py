@@ -251,11 +251,12 @@ INTERNAL: dict[str, frozenset[str]] = {
             "check_model",
             "check_positive",
             "checked_extra",
-            "encode_json",
             "make_request",
             "sealed_request",
         }
     ),
+    # Every request body's JSON encoder (Paradigm's own JSON endpoints call it).
+    "paradigm_trio._endpoints._encode": frozenset({"encode_json"}),
     # The fast lane's signal to the engine: the attempt's deadline passed in its waits.
     "paradigm_trio._config": frozenset({"AttemptTimedOut"}),
     # The answer's parsers, for the engine and the stream.

@@ -20,8 +20,9 @@ from typing import Any
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
+from ._encode import encode_json
 from ._json_endpoint import check_text, given_fields, int_list, obj, opt_int, opt_str
-from ._models import check_custom_id, check_model, checked_extra, encode_json
+from ._models import check_custom_id, check_model, checked_extra
 
 __all__ = ["DocumentAnswer", "DocumentSearchRequest", "Extract", "SourceDocument"]
 

@@ -28,15 +28,8 @@ from typing import Any, Final, Literal
 from .._errors import APIResponseValidationError, InvalidRequestError
 from .._numbers import finite_floats, whole
 from ._completion import Usage
-from ._models import (
-    _JSON_ERRORS,
-    _dumps,
-    _unsendable,
-    check_custom_id,
-    check_model,
-    check_positive,
-    checked_extra,
-)
+from ._encode import _JSON_ERRORS, _dumps, _unsendable
+from ._models import check_custom_id, check_model, check_positive, checked_extra
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",

@@ -15,8 +15,9 @@ from typing import Any
 
 from .._errors import InvalidRequestError
 from ._completion import Usage
+from ._encode import encode_json
 from ._json_endpoint import check_text, obj, opt_str
-from ._models import check_custom_id, check_model, checked_extra, encode_json
+from ._models import check_custom_id, check_model, checked_extra
 from ._query import QueryResult, check_n, parse_chunks
 
 __all__ = ["FilterRequest", "FilteredChunks"]

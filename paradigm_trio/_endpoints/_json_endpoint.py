@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
-from ._models import encode_json
+from ._encode import encode_json
 
 __all__ = [
     "EndpointRequest",

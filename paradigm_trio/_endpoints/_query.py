@@ -15,8 +15,9 @@ from typing import Any
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
+from ._encode import encode_json
 from ._json_endpoint import check_text, obj, opt_number, opt_str, req_list
-from ._models import check_custom_id, checked_extra, encode_json
+from ._models import check_custom_id, checked_extra
 
 __all__ = ["Chunk", "QueryRequest", "QueryResult", "check_n", "parse_chunks"]
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
+from ._encode import encode_json
 from ._json_endpoint import given_fields, obj, opt_int, opt_str, req_list
-from ._models import check_custom_id, check_model, checked_extra, encode_json
+from ._models import check_custom_id, check_model, checked_extra
 
 __all__ = ["CompletionRequest", "TextCompletion"]
 

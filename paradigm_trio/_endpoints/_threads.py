@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 
 from .._errors import APIResponseValidationError, InvalidRequestError
 from ._completion import Usage
+from ._encode import encode_json
 from ._json_endpoint import check_text, given_fields, int_list, obj, opt_str
-from ._models import check_custom_id, checked_extra, encode_json
+from ._models import check_custom_id, checked_extra
 
 __all__ = ["Turn", "TurnRequest"]
 
