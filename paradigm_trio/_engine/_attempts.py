@@ -312,34 +312,78 @@ class Call:
         usage: Callable[[T], Tokens | None] = lambda _: None,
         hold: bool = False,
         bounded: bool = False,
+        resumed: AttemptFailure | None = None,
     ) -> T:
         """Make attempts until one succeeds or the request fails; return its result.
 
         ``bounded``: ``attempt`` keeps ``Timeouts.attempt`` itself (``Attempting.until``,
-        see there), so no cancel scope is opened around each attempt.
+        see there), so no cancel scope is opened around each attempt.  ``resumed``: the
+        failure of a held attempt (:meth:`resume`), decided first.
+
+        The attempts are made here, inline: no frame of their own waits between this one
+        and the attempt function's while the answer comes (each frame a request holds
+        while it waits is walked again and again by the cyclic garbage collector).
 
         Raises:
             APIError: the last attempt's error (retries exhausted, not retryable, budget
                 spent, breaker gave up) or the deadline's (``APITimeoutError`` for
                 ``Timeouts.total``, :class:`RequestCancelled` for the caller's).
         """
-        plan = self.plan
-        self.start = trio.current_time()
-        if plan.timeouts.total is not None:
-            self._total_deadline = self.start + plan.timeouts.total
-        self.deadline = min(plan.deadline, self._total_deadline)
-        self._bounded = bounded
-        self.engine.ledger.started += 1
-        # (No cancel scope to pay for without a deadline; the loop inline: one frame less.)
+        plan, engine = self.plan, self.engine
+        if resumed is None:
+            self.start = trio.current_time()
+            if plan.timeouts.total is not None:
+                self._total_deadline = self.start + plan.timeouts.total
+            self.deadline = min(plan.deadline, self._total_deadline)
+            self._bounded = bounded
+            engine.ledger.started += 1
+        limit = plan.timeouts.attempt if plan.attempt_timeout else None
+        control = plan.control
+        # (No cancel scope to pay for without a deadline.)
         scope = _UNBOUNDED if self.deadline == math.inf else trio.move_on_at(self.deadline)
         try:
             with scope:
+                if resumed is not None:
+                    await trio.sleep(self._after_failure(resumed))
                 while True:
+                    if control is not None and (control.breaker_open or self._ticket is not None):
+                        await self._admitted(control)
+                    current = Attempting(engine.adaptive, self.deadline, len(self.history) + 1)
+                    await current.take(engine, plan.tokens)
+                    now = trio.current_time()
+                    if now >= self.deadline:
+                        # Woken late (a busy machine): the deadline passed while waiting.
+                        # Start nothing; the deadline's cancel scope ends the request at the
+                        # next checkpoint.
+                        current.release()
+                        await trio.sleep_forever()
+                    self._current = current
+                    kept = False
                     try:
-                        result = await self._attempt(attempt, hold)
+                        self._started(current, now)
+                        if limit is None:
+                            result = await attempt(current)
+                        elif self._bounded:  # (no cancel scope: its waits end by ``until``)
+                            current.until = now + limit
+                            try:
+                                result = await attempt(current)
+                            except AttemptTimedOut:
+                                raise _attempt_timed_out(limit) from None
+                        else:
+                            with trio.move_on_after(limit) as attempt_scope:
+                                result = await attempt(current)
+                            if attempt_scope.cancelled_caught:
+                                raise _attempt_timed_out(limit)
+                        kept = hold
                     except AttemptFailure as failure:
+                        self._release(current)  # (no slot held while waiting to retry)
                         await trio.sleep(self._after_failure(failure))
                         continue
+                    finally:
+                        if not kept:
+                            self._release(current)
+                    if resumed is None:  # (a resumed request's first chunk stays its own)
+                        self.first_chunk = current.first_chunk
                     if not hold:
                         self.succeed(result, usage(result))
                     return result
@@ -361,53 +405,24 @@ class Call:
             self._drop_current()
         self._finish(exc if isinstance(exc, Exception) else CANCELLED)
 
-    async def _attempt(self, attempt: Callable[[Attempting], Awaitable[T]], hold: bool) -> T:
-        plan, engine = self.plan, self.engine
-        control = plan.control
-        if control is not None:
-            if control.breaker_open:  # (else nothing to wait for; take() checkpoints)
-                await control.before_attempt()
-            if self._ticket is not None:
-                await control.wait_for_token(self._ticket)
-                self._ticket = None  # (kept until here: a request ending first refunds it)
-        current = Attempting(engine.adaptive, self.deadline, len(self.history) + 1)
-        await current.take(engine, plan.tokens)
-        now = trio.current_time()
-        if now >= self.deadline:
-            # Woken late (a busy machine): the deadline passed while waiting.  Start
-            # nothing; the deadline's cancel scope ends the request at the next checkpoint.
-            current.release()
-            await trio.sleep_forever()
+    async def _admitted(self, control: BatchControl) -> None:
+        """A batch's breaker and retry budget let the next attempt go (they may wait)."""
+        if control.breaker_open:
+            await control.before_attempt()
+        if self._ticket is not None:
+            await control.wait_for_token(self._ticket)
+            self._ticket = None  # (kept until here: a request ending first refunds it)
+
+    def _started(self, current: Attempting, now: float) -> None:
+        """The attempt starts, its slot and permit held: announced and counted."""
+        plan = self.plan
         current.started = now
-        self._current = current
-        kept = False
-        try:
-            retry_of, self._retry_of = self._retry_of, None
-            if retry_of is not None and plan.control is not None:
-                plan.control.retried(retry_of)
-            engine.ledger.attempt_started(
-                plan.custom_id, plan.key, current.number, now, retry_of, plan.hedge
-            )
-            limit = plan.timeouts.attempt if plan.attempt_timeout else None
-            if limit is None:
-                result = await attempt(current)
-            elif self._bounded:  # (no cancel scope: the attempt's waits end by ``until``)
-                current.until = now + limit
-                try:
-                    result = await attempt(current)
-                except AttemptTimedOut:
-                    raise _attempt_timed_out(limit) from None
-            else:
-                with trio.move_on_after(limit) as scope:
-                    result = await attempt(current)
-                if scope.cancelled_caught:
-                    raise _attempt_timed_out(limit)
-            kept = hold
-            self.first_chunk = current.first_chunk
-            return result
-        finally:
-            if not kept:
-                self._release(current)
+        retry_of, self._retry_of = self._retry_of, None
+        if retry_of is not None and plan.control is not None:
+            plan.control.retried(retry_of)
+        self.engine.ledger.attempt_started(
+            plan.custom_id, plan.key, current.number, now, retry_of, plan.hedge
+        )
 
     @property
     def attempts_made(self) -> int:
@@ -603,37 +618,24 @@ class Call:
         self._finish(failure.error)
         return failure.error
 
-    async def resume(
+    def resume(
         self, failure: AttemptFailure, attempt: Callable[[Attempting], Awaitable[T]]
-    ) -> T:
+    ) -> Awaitable[T]:
         """The held attempt failed after its result was handed out in part (a live stream
         broke): decided like any failure (``allows``, attempts left, deadline, the wait),
-        then ``attempt`` resumes it, held like the first.  Returns its result.
+        then ``attempt`` resumes it, held like the first (:meth:`run`'s coroutine, with
+        ``resumed``).  Returns its result.
 
         Raises:
-            APIError: ``failure``'s error when no attempt follows it, or the error of the
-                attempts that followed (the request then ends, as with :meth:`fail`).
+            APIError: ``failure``'s error when no attempt follows it (at once, when the
+                request was finished already), or the error of the attempts that followed
+                (the request then ends, as with :meth:`fail`).
         """
         current = self._current
         if current is None or self._done:
             raise failure.error
         self._release(current)
-        first = self.first_chunk  # (the request's, not the resumed attempt's)
-        try:
-            with trio.move_on_at(self.deadline):
-                await trio.sleep(self._after_failure(failure))
-                while True:  # (held: the reader ends the request, as after ``run``)
-                    try:
-                        result = await self._attempt(attempt, True)
-                    except AttemptFailure as again:
-                        await trio.sleep(self._after_failure(again))
-                        continue
-                    self.first_chunk = first
-                    return result
-            raise self._deadline_passed()
-        except BaseException as exc:
-            self._end_with(exc)
-            raise
+        return self.run(attempt, hold=True, resumed=failure)
 
     def abandon(self) -> None:
         """The caller left before the end: the request counts as cancelled."""
