@@ -26,12 +26,13 @@ INTERNAL: dict[str, frozenset[str]] = {
     "paradigm_trio._engine._attempts": frozenset(
         {"Attempting", "Call", "Engine", "Plan", "idempotency_key"}
     ),
+    "paradigm_trio._engine._attempting": frozenset({"Attempting"}),
     "paradigm_trio._engine._ledger": frozenset(
         {"CANCELLED", "Ledger", "Observer", "Tokens", "one_line"}
     ),
     # The one retry decision.
     "paradigm_trio._engine._retry": frozenset(
-        {"INVALID_ANSWER", "UNPROCESSED", "allows", "not_resent", "resendable"}
+        {"INVALID_ANSWER", "UNPROCESSED", "allows", "delay_before_next", "not_resent", "resendable"}
     ),
     # The endpoint protocol (plain and streamed), the one send path, and the endpoints.
     "paradigm_trio._endpoints._endpoint": frozenset(

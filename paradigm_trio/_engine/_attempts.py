@@ -33,7 +33,7 @@ import itertools
 import math
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -45,10 +45,11 @@ from .._config import AttemptTimedOut, RetryPolicy, Timeouts
 from .._errors import APIError, APITimeoutError, RequestCancelled
 from .._events import Attempt, AttemptFailed
 from .._records import builder
+from ._attempting import Attempting
 from ._budget import BatchControl
 from ._ledger import CANCELLED, Ledger, Tokens, one_line
-from ._ratelimit import AdaptiveController, Rates, RecentShare, SendMark
-from ._retry import INVALID_ANSWER, allows, not_resent
+from ._ratelimit import AdaptiveController, Rates, RecentShare
+from ._retry import INVALID_ANSWER, allows, delay_before_next, not_resent
 
 __all__ = ["Attempting", "Call", "Engine", "Plan", "idempotency_key"]
 
@@ -142,89 +143,6 @@ class Plan:
     stream: bool = False
     hedge: bool = False
     idempotent: bool = True
-
-
-class Attempting:
-    """The attempt under way, as its attempt function sees it, and what it holds: a
-    concurrency slot and a rate-limit permit (:meth:`take`, :meth:`release`; one object
-    per attempt rather than two: each is held while the request waits).
-
-    The attempt function reports what it learns: :meth:`responded` when a response head
-    arrives (its status, request id and headers, which the rate limiter reads),
-    ``progress``, a short description of what arrived, used in deadline errors, and, for a
-    stream, ``first_chunk``, when its first chunk arrived (trio time).
-
-    ``until`` is the attempt's own deadline (``Timeouts.attempt``, trio time) when the
-    request runs with ``bounded=True`` (:meth:`Call.run`): the attempt function ends every
-    wait by then and raises :class:`~paradigm_trio._config.AttemptTimedOut`, instead of a
-    cancel scope the engine would open around it; ``inf`` otherwise.
-    """
-
-    __slots__ = (
-        "_adaptive",
-        "_limiter",
-        "deadline",
-        "first_chunk",
-        "mark",
-        "number",
-        "progress",
-        "request_id",
-        "started",
-        "status",
-        "until",
-    )
-
-    def __init__(self, adaptive: AdaptiveController, deadline: float, number: int) -> None:
-        # No reference back to the Call: no reference cycle, so each request's objects are
-        # freed by reference counting as soon as it ends (not by the cyclic GC).
-        self._adaptive = adaptive
-        self._limiter: trio.CapacityLimiter | None = None
-        self.mark: SendMark | None = None
-        self.deadline = deadline
-        """The request's deadline (trio time)."""
-        self.number = number
-        self.started = 0.0
-        """When the attempt started: once it holds its slot and permit (trio time)."""
-        self.status: int | None = None
-        self.request_id: str | None = None
-        self.progress: Callable[[], str] | None = None
-        self.first_chunk: float | None = None
-        self.until = math.inf
-
-    async def take(self, engine: Engine, tokens: int) -> None:
-        """Take a concurrency slot, then a rate-limit permit for ``tokens`` tokens: both,
-        or neither (the slot is given back if the permit's wait fails or is cancelled)."""
-        limiter = engine.limiter
-        # The slot without a trip through the scheduler when one is free: the attempt's
-        # I/O checkpoints right after (the fast lane's socket writes, ``HTTP.send``).
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            limiter.acquire_on_behalf_of_nowait(self)
-        except trio.WouldBlock:
-            await limiter.acquire_on_behalf_of(self)
-        self._limiter = limiter
-        try:
-            rates = engine.rates
-            self.mark = rates.try_acquire(tokens) or await rates.acquire(tokens)
-        except BaseException:
-            self.release()
-            raise
-
-    @property
-    def held(self) -> bool:
-        """Whether it holds its slot (taken, not yet given back)."""
-        return self._limiter is not None
-
-    def release(self) -> None:
-        """Give the slot back (idempotent)."""
-        limiter, self._limiter = self._limiter, None
-        if limiter is not None:
-            limiter.release_on_behalf_of(self)
-
-    def responded(self, status: int, request_id: str | None, headers: Mapping[str, str]) -> None:
-        self.status = status
-        self.request_id = request_id
-        self._adaptive.on_headers(headers, self.mark)
 
 
 _ATTEMPT = builder(Attempt)  # (every field, in order: ``_records``)
@@ -349,7 +267,7 @@ class Call:
                     if control is not None and (control.breaker_open or self._ticket is not None):
                         await self._admitted(control)
                     current = Attempting(engine.adaptive, self.deadline, len(self.history) + 1)
-                    await current.take(engine, plan.tokens)
+                    await current.take(engine.limiter, engine.rates, plan.tokens)
                     now = trio.current_time()
                     if now >= self.deadline:
                         # Woken late (a busy machine): the deadline passed while waiting.
@@ -463,7 +381,12 @@ class Call:
         now = trio.current_time()
         retryable = self._retryable(failure)
         engine.health.event(now, hit=retryable)
-        delay, stop_reason = self._retry_delay(failure, retryable, current.number, now)
+        delay: float | None = None
+        stop_reason: str | None = None
+        if retryable:
+            delay, stop_reason = delay_before_next(
+                plan.retry, failure, current.number, now, self.deadline, self._backoff
+            )
         if not retryable and not plan.idempotent:
             stop_reason = not_resent(plan.retry, failure, self._invalid_outputs)
         if delay is not None and plan.control is not None:
@@ -487,42 +410,18 @@ class Call:
         self._retry_of = failure.cause
         return delay
 
+    def _backoff(self, number: int) -> float:
+        """The policy's backoff after attempt ``number``, scaled by the server's health."""
+        retry, engine = self.plan.retry, self.engine
+        delay = retry.backoff(number, engine.random.random())
+        return delay * engine.backoff_factor(retry.min_backoff_factor)
+
     def _retryable(self, failure: AttemptFailure) -> bool:
         """The retry decision, made once (``allows``): whether the policy allows another."""
         if failure.cause in INVALID_ANSWER:
             self._invalid_outputs += 1
         plan = self.plan
         return allows(plan.retry, failure, self._invalid_outputs, plan.idempotent)
-
-    def _retry_delay(
-        self, failure: AttemptFailure, retryable: bool, number: int, now: float
-    ) -> tuple[float | None, str | None]:
-        """The wait before the next attempt, or ``(None, why not)`` when there is none."""
-        retry = self.plan.retry
-        if not retryable:
-            return None, None
-        if number >= retry.attempts:
-            return (
-                None,
-                f"gave up after {number} attempt(s) (RetryPolicy.attempts={retry.attempts})",
-            )
-        if failure.retry_after is not None:
-            if failure.retry_after > retry.max_retry_after:
-                return None, (
-                    f"not retried: the server asked to wait {failure.retry_after:g}s, more than "
-                    f"RetryPolicy.max_retry_after={retry.max_retry_after:g}s"
-                )
-            delay = failure.retry_after
-        else:
-            engine = self.engine
-            delay = retry.backoff(number, engine.random.random())
-            delay *= engine.backoff_factor(retry.min_backoff_factor)
-        if now + delay >= self.deadline:
-            return None, (
-                f"not retried: the wait of {delay:.3g}s would pass the request's deadline "
-                f"({max(0.0, self.deadline - now):.3g}s left)"
-            )
-        return delay, None
 
     def _record(
         self,

@@ -19,12 +19,20 @@ may have reached the server (a 500, 502 or 504, a read timeout, a connection res
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from .._attempt_failure import AttemptFailure
 from .._config import RetryPolicy
 
-__all__ = ["INVALID_ANSWER", "UNPROCESSED", "allows", "not_resent", "resendable"]
+__all__ = [
+    "INVALID_ANSWER",
+    "UNPROCESSED",
+    "allows",
+    "delay_before_next",
+    "not_resent",
+    "resendable",
+]
 
 _CONNECTION: Final = frozenset({"connection", "timeout"})
 INVALID_ANSWER: Final = frozenset({"invalid_output", "invalid_tool_call"})
@@ -83,3 +91,35 @@ def not_resent(policy: RetryPolicy, failure: AttemptFailure, invalid_outputs: in
         "twice) and it may have reached the server; check whether it took effect "
         "before sending it again"
     )
+
+
+def delay_before_next(
+    retry: RetryPolicy,
+    failure: AttemptFailure,
+    number: int,
+    now: float,
+    deadline: float,
+    backoff: Callable[[int], float],
+) -> tuple[float | None, str | None]:
+    """The wait before the attempt after attempt ``number``, which failed with ``failure``
+    (a failure :func:`allows` retries), at trio time ``now``; or ``(None, why not)``: no
+    attempts left, a ``Retry-After`` longer than the policy accepts, or a wait that would
+    pass the request's ``deadline``.  ``backoff(number)``: the computed wait, when the
+    server asked for none."""
+    if number >= retry.attempts:
+        return None, f"gave up after {number} attempt(s) (RetryPolicy.attempts={retry.attempts})"
+    if failure.retry_after is not None:
+        if failure.retry_after > retry.max_retry_after:
+            return None, (
+                f"not retried: the server asked to wait {failure.retry_after:g}s, more than "
+                f"RetryPolicy.max_retry_after={retry.max_retry_after:g}s"
+            )
+        delay = failure.retry_after
+    else:
+        delay = backoff(number)
+    if now + delay >= deadline:
+        return None, (
+            f"not retried: the wait of {delay:.3g}s would pass the request's deadline "
+            f"({max(0.0, deadline - now):.3g}s left)"
+        )
+    return delay, None

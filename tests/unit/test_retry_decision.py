@@ -6,7 +6,7 @@ import pytest
 
 import paradigm_trio as pt
 from paradigm_trio._attempt_failure import AttemptFailure
-from paradigm_trio._engine._retry import allows
+from paradigm_trio._engine._retry import allows, delay_before_next
 
 ERROR = pt.APIError("failed")
 
@@ -100,3 +100,27 @@ def test_the_policy_still_decides_for_a_request_that_is_not_idempotent() -> None
     assert not allows(pt.RetryPolicy(), failure("425", status=425), 0, idempotent=False)
     listed = pt.RetryPolicy(retry_statuses=frozenset({425}))
     assert allows(listed, failure("425", status=425), 0, idempotent=False)
+
+
+def _backoff(number: int) -> float:
+    return 0.5 * number  # (a stand-in for the policy's jittered backoff)
+
+
+@pytest.mark.parametrize(
+    ("number", "retry_after", "now", "expected", "why"),
+    [
+        (1, None, 0.0, 0.5, None),  # the computed backoff
+        (2, 3.0, 0.0, 3.0, None),  # the server's Retry-After, within the policy's maximum
+        (3, None, 0.0, None, "gave up after 3 attempt(s) (RetryPolicy.attempts=3)"),
+        (1, 61.0, 0.0, None, "more than RetryPolicy.max_retry_after=60s"),
+        (1, None, 9.6, None, "the wait of 0.5s would pass the request's deadline (0.4s left)"),
+    ],
+)  # fmt: skip
+def test_the_wait_before_the_next_attempt_or_why_there_is_none(
+    number: int, retry_after: float | None, now: float, expected: float | None, why: str | None
+) -> None:
+    policy = pt.RetryPolicy(attempts=3, max_retry_after=60.0)
+    classified = failure("503", status=503, retry_after=retry_after)
+    delay, reason = delay_before_next(policy, classified, number, now, 10.0, _backoff)
+    assert delay == expected
+    assert (reason is None) if why is None else (reason is not None and why in reason)
