@@ -223,9 +223,15 @@ def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
 
 
-async def receive(conn: Connection, read_timeout: float, until: float = math.inf) -> None:
+async def receive(
+    conn: Connection, read_timeout: float, until: float = math.inf, *, sent: bool = False
+) -> None:
     """Receive what the server sent next and parse it (the close, too); a wait ends by
-    ``until`` at the latest (a :class:`httpx2.ReadTimeout` then)."""
+    ``until`` at the latest (a :class:`httpx2.ReadTimeout` then).
+
+    ``sent``: the request was written just now, so its answer is not there yet: the read
+    waits first instead of trying a read that would fail (a system call and an exception
+    per request)."""
     raw = conn.raw
     data: bytes | bytearray = b""
     fired = False  # whether the watcher ended the wait (``_waits``): its deadline passed
@@ -237,7 +243,7 @@ async def receive(conn: Connection, read_timeout: float, until: float = math.inf
             # was already there: one full checkpoint either way.  (Unlike trio's
             # ``receive_some``, bytes already read are then dropped: the exchange's caller
             # closes the connection on any exception, so nothing is left half-read.)
-            there = _recv_nowait(raw)
+            there = None if sent else _recv_nowait(raw)
             if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
                 while there is None:
