@@ -523,7 +523,8 @@ class Call:
         """The held attempt failed after its result was handed out in part (a live stream
         broke): decided like any failure (``allows``, attempts left, deadline, the wait),
         then ``attempt`` resumes it, held like the first (:meth:`run`'s coroutine, with
-        ``resumed``).  Returns its result.
+        ``resumed``).  Returns its result.  The held attempt's slot is given back when
+        this is called: await what it returns at once.
 
         Raises:
             APIError: ``failure``'s error when no attempt follows it (at once, when the

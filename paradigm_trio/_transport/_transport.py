@@ -358,7 +358,8 @@ class TrioTransport(httpx2.AsyncBaseTransport):
                     await exchange(conn, data, timeouts, None, until)
                 else:  # (``exchange``, inline: its frame does not wait with the answer)
                     await write_small(conn, data, timeouts, until)
-                    await receive(conn, timeouts[1], until, sent=True)
+                    if not reader.head:  # (a write that failed has read the answer itself)
+                        await receive(conn, timeouts[1], until, sent=True)
                 while not reader.head:
                     await receive(conn, timeouts[1], until)
                 head = answering.head(arg, reader.status, reader.headers)

@@ -182,8 +182,10 @@ class ResponseReader:
             self.complete = True
 
     def on_body(self, body: bytes) -> None:
-        if self._no_body:
-            self.extra = True  # (after a CONNECT's answer: the tunnel's first bytes)
+        if self._no_body or self.complete:
+            # After a CONNECT's answer: the tunnel's first bytes; after the end of the
+            # response: another's body, which must not be taken for more of this one.
+            self.extra = True
         else:
             self._body.append(body)
 

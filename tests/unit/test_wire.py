@@ -149,3 +149,15 @@ def test_each_response_has_its_own_headers() -> None:
     assert first == [(b"Content-Length", b"5"), (b"X-Request-Id", b"r1")]
     assert reader.headers is not first
     assert (reader.status, body_of(reader)) == (201, b"hello")
+
+
+def test_a_second_response_in_the_same_bytes_is_not_taken_for_more_body() -> None:
+    # A server that sends a response we did not ask for right after the one we did: its
+    # body is not appended to ours, and the connection is not used again.
+    reader = read(RESPONSE + b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    assert (reader.status, body_of(reader), reader.extra, reader.reusable) == (
+        200,
+        b"hello",
+        True,
+        False,
+    )
