@@ -1,12 +1,11 @@
 """Fewer young collections of Python's garbage collector while a batch runs (opt-in).
 
-A request in flight keeps some 40 objects alive (its task and coroutines, trio's socket
-wait, its records), so at a concurrency in the thousands every collection of the older
-generations walks tens of thousands of objects, and the default threshold (700
-allocations) starts one very often.  Measured on a 2-core AMD EPYC, CPython 3.11.7
-(2026-12-07), 20,000 requests of 1 s at concurrency 2,000 against
-``benchmarks._rawserver``: the collector took 1.21 s of the client's 6.58 s of CPU with
-the default threshold, and 0.08 s of 5.66 s with a threshold of 10,000
+A request in flight keeps some 32 objects alive (its worker task and coroutines, trio's
+socket wait, its records), so at a concurrency in the thousands every collection of the
+older generations walks tens of thousands of objects.  Measured on a 2-core AMD EPYC,
+CPython 3.11.7 (2026-12-07), 20,000 requests of 1 s at concurrency 2,000 against
+``benchmarks._rawserver``: the collector took 0.44 s of the client's 5.11 s of CPU with
+the default threshold (700 allocations), and 0.04 s of 4.55 s with a threshold of 10,000
 (``python -m benchmarks gc`` measures it).  Even a client with no HTTP library, bare trio
 sockets that keep one task per connection, gives the collector 8-24 % of its CPU there.
 The collector belongs to the program: the library never changes it by itself, it offers
