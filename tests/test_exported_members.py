@@ -222,13 +222,17 @@ INTERNAL: dict[str, frozenset[str]] = {
             "INLINE_BODY",
             "READ_SIZE",
             "WireTimeouts",
+            "closed_unsent",
             "exchange",
             "receive",
             "response_head",
             "write",
             "write_small",
+            "write_unsent",
         }
     ),
+    # Small requests written together by one writer task per run.
+    "paradigm_trio._transport._outbox": frozenset({"post"}),
     # Timed waits on a socket, kept by one watcher task instead of a cancel scope each.
     "paradigm_trio._transport._waits": frozenset(
         {"end_wait", "start_wait", "wait_readable", "wait_scoped"}

@@ -5,8 +5,9 @@ pieces while a second task watches for an early answer (``_Upload``: see
 ``_transport``'s docstring).  Each read is parsed at once (``Connection.reader``).
 
 On a plain TCP connection (``Connection.raw``, see ``_pool._plain``) a request the socket
-takes at once is written with one ``send``, and an answer already there read with one
-``recv``, without trio's stream layers; only a wait goes through trio
+takes at once is written with one ``send`` (on the fast lane by the run's writer,
+``_outbox``: :func:`write_unsent` finishes what it could not do), and an answer already
+there read with one ``recv``, without trio's stream layers; only a wait goes through trio
 (``_waits.wait_readable``: the read timeout kept by one watcher, not a cancel scope per
 wait), and every read still checkpoints, as trio's own ``receive_some`` does.  TLS
 connections go through their :class:`trio.SSLStream`.  Failures are ``httpx2``'s exception classes.
@@ -29,11 +30,13 @@ __all__ = [
     "INLINE_BODY",
     "READ_SIZE",
     "WireTimeouts",
+    "closed_unsent",
     "exchange",
     "receive",
     "response_head",
     "write",
     "write_small",
+    "write_unsent",
 ]
 
 WireTimeouts = tuple[float, float, float]
@@ -86,12 +89,56 @@ async def write_small(
     try:
         await write(conn, data, timeouts[2], until, checked=True)
     except httpx2.WriteError as exc:
-        # Closed or reset while we wrote: the server may have answered first.
-        conn.reusable = False
-        try:
-            await response_head(conn, timeouts[1], until)
-        except httpx2.TransportError:
-            raise exc from exc.__cause__
+        await _answered_first(conn, exc, timeouts[1], until)
+
+
+async def _answered_first(
+    conn: Connection, exc: httpx2.WriteError, read_timeout: float, until: float
+) -> None:
+    """The write failed (closed or reset while we wrote): read the answer the server may
+    have sent first; raise ``exc`` if there is none."""
+    conn.reusable = False
+    try:
+        await response_head(conn, read_timeout, until)
+    except httpx2.TransportError:
+        raise exc from exc.__cause__
+
+
+def closed_unsent(conn: Connection) -> bool:
+    """Whether none of a request posted to the run's writer went out (``_outbox``: not
+    written yet, or its one ``send`` failed) and the server has closed the connection
+    without a word (the end of the stream, or a reset): the request can go on another
+    connection.  (A server that answered before closing is read instead: see
+    :func:`write_unsent`.)"""
+    raw = conn.raw
+    if raw is None or (conn.outgoing is None and not isinstance(conn.unsent, OSError)):
+        return False
+    try:
+        return raw.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+async def write_unsent(conn: Connection, timeouts: WireTimeouts, until: float = math.inf) -> None:
+    """Finish a request posted to the run's writer (``_outbox``) that it did not write
+    whole: the bytes left, or the ``send``'s error (``conn.unsent``), or all of it, when
+    the socket turned readable before the writer ran (``conn.outgoing``: then it is
+    written now, as it would have been before anything was read).  As in
+    :func:`write_small`, after a failed write an answer the server sent first is looked
+    for; the caller then reads the response head."""
+    unsent: bytes | memoryview | OSError | None = conn.unsent
+    if conn.outgoing is not None:
+        unsent, conn.outgoing = conn.outgoing, None
+    conn.unsent = None
+    try:
+        if isinstance(unsent, OSError):
+            raise httpx2.WriteError(f"sending the request failed: {unsent}") from unsent
+        if unsent is not None:
+            await write(conn, unsent, timeouts[2], until)
+    except httpx2.WriteError as exc:
+        await _answered_first(conn, exc, timeouts[1], until)
 
 
 async def write(
@@ -224,14 +271,23 @@ def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def receive(
-    conn: Connection, read_timeout: float, until: float = math.inf, *, sent: bool = False
+    conn: Connection,
+    read_timeout: float,
+    until: float = math.inf,
+    *,
+    sent: bool = False,
+    posted: bool = False,
 ) -> None:
     """Receive what the server sent next and parse it (the close, too); a wait ends by
     ``until`` at the latest (a :class:`httpx2.ReadTimeout` then).
 
     ``sent``: the request was written just now, so its answer is not there yet: the read
     waits first instead of trying a read that would fail (a system call and an exception
-    per request)."""
+    per request).  ``posted``: the same for a request posted to the run's writer
+    (``_outbox``); if the socket turns readable before the writer wrote it whole (the
+    server closed, or spoke first), nothing is read, and a write of the writer's that
+    failed is a :class:`httpx2.ReadError` with ``conn.unsent`` set: the caller then
+    finishes the request (:func:`closed_unsent`, :func:`write_unsent`)."""
     raw = conn.raw
     data: bytes | bytearray = b""
     fired = False  # whether the watcher ended the wait (``_waits``): its deadline passed
@@ -243,7 +299,7 @@ async def receive(
             # was already there: one full checkpoint either way.  (Unlike trio's
             # ``receive_some``, bytes already read are then dropped: the exchange's caller
             # closes the connection on any exception, so nothing is left half-read.)
-            there = None if sent else _recv_nowait(raw)
+            there = None if sent or posted else _recv_nowait(raw)
             if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
                 while there is None:
@@ -257,6 +313,8 @@ async def receive(
                         finally:
                             fired = end_wait(entry)
                         fired = False  # (readable, even if the deadline passed meanwhile)
+                    if posted and (conn.outgoing is not None or conn.unsent is not None):
+                        return  # (not written, or not whole: the caller finishes it first)
                     there = _recv_nowait(raw)  # (None: woken for nothing, wait again)
             else:
                 await trio.lowlevel.checkpoint()

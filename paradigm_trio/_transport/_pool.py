@@ -57,7 +57,10 @@ class Connection:
     """One connection to an origin (directly, or through its proxy) and its response reader;
     ``raw``: the stdlib socket of a plain TCP connection (``None`` under TLS)."""
 
-    __slots__ = ("forward", "hint", "idle_since", "origin", "raw", "reader", "reusable", "stream")
+    __slots__ = (
+        "forward", "hint", "idle_since", "origin", "outgoing", "raw", "reader", "reusable",
+        "stream", "unsent",
+    )  # fmt: skip
 
     def __init__(
         self, stream: trio.abc.Stream, origin: Origin, forward: ProxyRoute | None = None
@@ -69,6 +72,10 @@ class Connection:
         self.idle_since = 0.0
         self.reusable = True  # False once a request body was not written whole
         self.hint = ""  # said when the server closes it unanswered (see ``TrioTransport``)
+        # A request posted to the run's writer, not yet written (``_outbox``); what its
+        # write did not do: the bytes left, or the write's error.
+        self.outgoing: bytes | None = None
+        self.unsent: memoryview | OSError | None = None
 
     def socket_readable(self) -> bool:
         """Whether the idle socket has something to read: for an idle connection, EOF."""

@@ -41,7 +41,9 @@ reused: there is no slot to leak.
 
 One exchange on a connection (writing, reading, the early answer's watch) is
 ``_exchange``'s: on a plain TCP connection, straight on the stdlib socket when it is
-ready.
+ready.  On the fast lane (:meth:`TrioTransport.fetch`) a small request on a plain TCP
+connection is written by the run's writer with the others made in the same step
+(``_outbox``), while its task already waits for the answer.
 """
 
 from __future__ import annotations
@@ -69,7 +71,16 @@ from ._dial import (
     start_tls,
     tunnel,
 )
-from ._exchange import INLINE_BODY, WireTimeouts, exchange, receive, write_small
+from ._exchange import (
+    INLINE_BODY,
+    WireTimeouts,
+    closed_unsent,
+    exchange,
+    receive,
+    write_small,
+    write_unsent,
+)
+from ._outbox import post
 from ._pool import Connection, Origin, Pool
 from ._proxies import DEFAULT_PORTS, ProxyRoute, ProxyRules, ProxyTypes
 from ._resolve import Resolver
@@ -154,6 +165,7 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             check_environment()  # the default context is built at the first https connection
         self._proxies = ProxyRules(proxy, trust_env=trust_env)
         self._pool = Pool(max_keepalive, keepalive_expiry)
+        self._fetching = 0  # exchanges under way in ``fetch``
         self._resolver = Resolver()
         if verify is False:
             logger.warning(
@@ -349,42 +361,70 @@ class TrioTransport(httpx2.AsyncBaseTransport):
         """
         if self._pool.closed:
             raise RuntimeError("the transport is closed")
+        self._fetching += 1
         try:
-            conn = await self._open(origin, timeouts[0], until)
-            reader = conn.reader
             try:
-                reader.start()
-                if len(data) > INLINE_BODY:
-                    await exchange(conn, data, timeouts, None, until)
-                else:  # (``exchange``, inline: its frame does not wait with the answer)
-                    await write_small(conn, data, timeouts, until)
-                    if not reader.head:  # (a write that failed has read the answer itself)
-                        await receive(conn, timeouts[1], until, sent=True)
-                while not reader.head:
-                    await receive(conn, timeouts[1], until)
-                head = answering.head(arg, reader.status, reader.headers)
-                parts = [reader.take_body()]
-                while not reader.complete:
-                    await receive(conn, timeouts[1], until)
-                    parts.append(reader.take_body())
-            except BaseException:
+                conn = await self._open(origin, timeouts[0], until)
+                reader = conn.reader
+                try:
+                    reader.start()
+                    if len(data) > INLINE_BODY:
+                        await exchange(conn, data, timeouts, None, until)
+                    elif conn.raw is not None and self._fetching > 1 and post(conn, data):
+                        # Written by the run's writer with the others made in this step
+                        # (``_outbox``); the wait starts now.  (Not when it is the only
+                        # request under way: no other can join it, and the writer's turn
+                        # would only add a step of the scheduler before it leaves.)
+                        try:
+                            await receive(conn, timeouts[1], until, posted=True)
+                        except httpx2.ReadError:
+                            if conn.unsent is None:
+                                raise
+                        if conn.unsent is not None or conn.outgoing is not None:  # (seldom)
+                            if not closed_unsent(conn):
+                                await write_unsent(conn, timeouts, until)
+                            else:
+                                # Nothing of it went out, and the server had closed this
+                                # connection (what ``Pool.checkout`` looks for, a moment too
+                                # early): the request goes on another one, written at once.
+                                conn.outgoing = conn.unsent = None
+                                await conn.close()
+                                conn = await self._open(origin, timeouts[0], until)
+                                reader = conn.reader
+                                reader.start()
+                                await write_small(conn, data, timeouts, until)
+                    else:  # (``exchange``, inline: its frame does not wait with the answer)
+                        await write_small(conn, data, timeouts, until)
+                        if not reader.head:  # (a write that failed has read the answer itself)
+                            await receive(conn, timeouts[1], until, sent=True)
+                    while not reader.head:
+                        await receive(conn, timeouts[1], until)
+                    head = answering.head(arg, reader.status, reader.headers)
+                    parts = [reader.take_body()]
+                    while not reader.complete:
+                        await receive(conn, timeouts[1], until)
+                        parts.append(reader.take_body())
+                except BaseException:
+                    conn.outgoing = None  # (not written yet: the writer skips it)
+                    await conn.close()
+                    raise
+            except httpx2.HTTPError as exc:
+                if isinstance(exc, httpx2.TimeoutException) and trio.current_time() >= until:
+                    raise AttemptTimedOut from None
+                raise answering.failed(exc) from None
+            if not self._pool.checkin(conn):
                 await conn.close()
-                raise
-        except httpx2.HTTPError as exc:
-            if isinstance(exc, httpx2.TimeoutException) and trio.current_time() >= until:
-                raise AttemptTimedOut from None
-            raise answering.failed(exc) from None
-        if not self._pool.checkin(conn):
-            await conn.close()
-        body = parts[0] if len(parts) == 1 else b"".join(parts)
-        return answering.answer(reader.status, reader.headers, body, head)
+            body = parts[0] if len(parts) == 1 else b"".join(parts)
+            return answering.answer(reader.status, reader.headers, body, head)
+        finally:
+            self._fetching -= 1
 
     async def _open(
         self, origin: Origin, connect_timeout: float, until: float = math.inf
     ) -> Connection:
         """A pooled connection to ``origin``, or a new one (by ``until`` at the latest)."""
         # A pending cancellation is raised before a pooled connection is taken, so it never
-        # closes an idle connection.  (No full checkpoint: the write that follows is one.)
+        # closes an idle connection.  (No full checkpoint: the wait for the answer is one.)
         await trio.lowlevel.checkpoint_if_cancelled()
         conn = self._pool.checkout(origin)
         if conn is None:

@@ -23,7 +23,7 @@ from paradigm_trio._endpoints import _chat_kind, _embedding_kind
 from paradigm_trio._engine._batch import run_batch
 
 from ..fakenet import FakeResolver, Scenario
-from .helpers import API_KEY, MESSAGES, Script, completion_json, ok
+from .helpers import API_KEY, MESSAGES, Script, Status, completion_json, ok
 
 pytestmark = pytest.mark.anyio
 
@@ -38,19 +38,6 @@ def network(result: str = "success", connect: float = CONNECT) -> Scenario:
     scenario = Scenario([("10.0.0.1", connect, result)]).install()
     FakeResolver(scenario.ips, delay=0.0).install()
     return scenario
-
-
-class Status:
-    """The fast lane's ``Answering`` of a test: the status, its failures as they are."""
-
-    def head(self, arg: object, status: int, headers: object) -> None:
-        pass
-
-    def answer(self, status: int, headers: object, body: bytes, head: object) -> int:
-        return status
-
-    def failed(self, exc: BaseException) -> BaseException:
-        return exc
 
 
 async def fetch(transport: pt.TrioTransport, timeout: float = 10.0) -> int:
