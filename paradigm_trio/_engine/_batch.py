@@ -74,6 +74,10 @@ Q = TypeVar("Q")
 
 
 R = TypeVar("R", bound=Outcome)
+
+_ABSORBED_PER_TURN = 64
+"""Items read in a row that need no sending (duplicates of an item under way, or answered
+already) before the reader lets other tasks run."""
 R_co = TypeVar("R_co", bound=Outcome, covariant=True)
 S = TypeVar("S", bound="ResultStream[Any]")
 
@@ -432,6 +436,7 @@ class _Run(Generic[Q, R, S]):
             requests.append(self.carry[1])
             self.carry = None
         kind = self.kind
+        absorbed = 0  # items read in a row that need no sending
         while not (requests and kind.full(requests)):
             try:
                 item = await iterator.__anext__()
@@ -450,6 +455,12 @@ class _Run(Generic[Q, R, S]):
                 self.fail_fast(exc, workers)
                 continue
             if self.repeats is not None and await self.repeats.repeated(index, request):
+                # Nothing to send, so nothing waits here: a long run of such items (up to
+                # ``DEDUPE_WAITING`` duplicates of a request under way) would otherwise
+                # keep every other task, that request's included, from running.
+                absorbed += 1
+                if absorbed % _ABSORBED_PER_TURN == 0:
+                    await trio.lowlevel.checkpoint()
                 continue
             if requests and not kind.joins(requests, request):
                 self.carry = (index, request)

@@ -4,6 +4,8 @@ item, failures and deadlines shared, the statistics, embeddings."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import trio
 
@@ -231,3 +233,32 @@ def test_the_waiting_cap_counts_every_leader_s_duplicates_and_frees_on_an_answer
     assert book.follow(b"b", 5, None, 0.0)  # room again
     assert [i for i, _, _ in book.finished(1, Done())] == [3, 5]
     assert book.held == 0
+
+
+async def test_a_long_run_of_duplicates_lets_other_tasks_run() -> None:
+    # Duplicates of a request under way need no sending, so reading them waits for
+    # nothing: the reader still lets other tasks run every so often (here a ticker's).
+    ticks = 0
+    seen: list[int] = []
+
+    async def ticker() -> None:  # (bounded: the virtual clock jumps once all wait)
+        nonlocal ticks
+        for _ in range(1_000):
+            ticks += 1
+            await trio.sleep(0)
+
+    def items() -> Iterator[pt.ChatRequest]:
+        yield from requests(["1"], temperature=0)
+        for number in range(1, 501):
+            if number % 100 == 0:
+                seen.append(ticks)
+            yield pt.ChatRequest(messages=msgs(1), custom_id=f"dup-{number}", temperature=0)
+
+    handler = Echo(latency=lambda text: 1.0)
+    async with make_client(handler) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        await trio.sleep(0)
+        results = await client.chat_batch(items())
+    assert handler.calls == 1
+    assert sum(r.deduplicated for r in results) == 500
+    assert seen[-1] > seen[0]  # the ticker ran while the duplicates were read
