@@ -82,11 +82,8 @@ class _Outbox:
                 )
             except RuntimeError:  # the system nursery is closed: the run is ending
                 return False
-        conns = self.conns
-        if len(conns) >= _FLUSH_AT:
-            self.conns = []
-            for posted in conns:
-                _write(posted)
+        if len(self.conns) >= _FLUSH_AT:
+            self.write_posted()
         conn.outgoing = data
         self.conns.append(conn)
         if self.asleep:
@@ -98,22 +95,23 @@ class _Outbox:
         """Write what is posted, as it is; sleep while nothing is."""
         try:
             while True:
-                conns = self.conns
-                if not conns:
+                if not self.conns:
                     self.asleep = True
                     await trio.lowlevel.wait_task_rescheduled(self._abort)
                     continue
-                self.conns = []
-                for conn in conns:
-                    _write(conn)
+                self.write_posted()
         finally:
             # Cancelled as the run ends: what is still posted (a shielded clean-up's
             # request, in the run's last moments) is written now, as its task would have.
             self.task = None
             self.asleep = False
-            conns, self.conns = self.conns, []
-            for conn in conns:
-                _write(conn)
+            self.write_posted()
+
+    def write_posted(self) -> None:
+        """Write every request posted so far, in order (nothing escapes: see ``_write``)."""
+        conns, self.conns = self.conns, []
+        for conn in conns:
+            _write(conn)
 
     def _abort(self, _: Any) -> trio.lowlevel.Abort:
         self.asleep = False  # (no post may reschedule it any more)
