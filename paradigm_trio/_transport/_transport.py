@@ -381,18 +381,8 @@ class TrioTransport(httpx2.AsyncBaseTransport):
                             if conn.unsent is None:
                                 raise
                         if conn.unsent is not None or conn.outgoing is not None:  # (seldom)
-                            if not closed_unsent(conn):
-                                await write_unsent(conn, timeouts, until)
-                            else:
-                                # Nothing of it went out, and the server had closed this
-                                # connection (what ``Pool.checkout`` looks for, a moment too
-                                # early): the request goes on another one, written at once.
-                                conn.outgoing = conn.unsent = None
-                                await conn.close()
-                                conn = await self._open(origin, timeouts[0], until)
-                                reader = conn.reader
-                                reader.start()
-                                await write_small(conn, data, timeouts, until)
+                            conn = await self._finish_posted(conn, origin, data, timeouts, until)
+                            reader = conn.reader
                     else:  # (``exchange``, inline: its frame does not wait with the answer)
                         await write_small(conn, data, timeouts, until)
                         if not reader.head:  # (a write that failed has read the answer itself)
@@ -418,6 +408,27 @@ class TrioTransport(httpx2.AsyncBaseTransport):
             return answering.answer(reader.status, reader.headers, body, head)
         finally:
             self._fetching -= 1
+
+    async def _finish_posted(
+        self, conn: Connection, origin: Origin, data: bytes, timeouts: WireTimeouts, until: float
+    ) -> Connection:
+        """Finish a request the run's writer did not write whole (``_outbox``); the
+        connection whose answer to read.  If nothing of it went out and the server had
+        closed ``conn`` (what ``Pool.checkout`` looks for, a moment too early), ``conn`` is
+        closed and the request written at once on another connection."""
+        if not closed_unsent(conn):
+            await write_unsent(conn, timeouts, until)
+            return conn
+        conn.outgoing = conn.unsent = None
+        await conn.close()
+        other = await self._open(origin, timeouts[0], until)
+        try:
+            other.reader.start()
+            await write_small(other, data, timeouts, until)
+        except BaseException:
+            await other.close()
+            raise
+        return other
 
     async def _open(
         self, origin: Origin, connect_timeout: float, until: float = math.inf
