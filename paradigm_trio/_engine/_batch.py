@@ -74,12 +74,12 @@ Q = TypeVar("Q")
 
 
 R = TypeVar("R", bound=Outcome)
+R_co = TypeVar("R_co", bound=Outcome, covariant=True)
+S = TypeVar("S", bound="ResultStream[Any]")
 
 _ABSORBED_PER_TURN = 64
 """Items read in a row that need no sending (duplicates of an item under way, or answered
 already) before the reader lets other tasks run."""
-R_co = TypeVar("R_co", bound=Outcome, covariant=True)
-S = TypeVar("S", bound="ResultStream[Any]")
 
 
 class WarmUp(Protocol):
