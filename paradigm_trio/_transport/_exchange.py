@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 import httpx2
 import trio
 
+from ._poller import CLOSED, TIMED_OUT, arm
 from ._pool import Connection
 from ._waits import end_wait, start_wait, wait_scoped
 from ._wire import ProtocolError
@@ -303,6 +304,16 @@ async def receive(
             if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
                 while there is None:
+                    if posted and arm(conn, raw, deadline):  # (one wait among many)
+                        how = await trio.lowlevel.wait_task_rescheduled(conn.abort_wait)
+                        if how == TIMED_OUT:
+                            raise httpx2.ReadTimeout(_READ_TIMEOUT)
+                        if how == CLOSED:
+                            raise trio.ClosedResourceError("the connection was closed")
+                        if conn.outgoing is not None or conn.unsent is not None:
+                            return  # (not written, or not whole: the caller finishes it)
+                        there = _recv_nowait(raw)  # (None: woken for nothing, wait again)
+                        continue
                     entry = start_wait(raw, deadline)  # (``_waits.wait_readable``, inline)
                     if entry < 0:  # (no deadline, or the run is ending: no watcher)
                         if not await wait_scoped(raw, deadline):

@@ -54,6 +54,7 @@ from typing import Any
 
 import trio
 
+from ._poller import WOKEN, wake
 from ._pool import Connection
 
 __all__ = ["post"]
@@ -141,6 +142,8 @@ def _write(conn: Connection) -> None:
 def _unsent(conn: Connection, what: memoryview | OSError) -> None:
     """Leave what a write did not do on ``conn``, and wake its task's wait."""
     conn.unsent = what
+    if wake(conn, WOKEN):  # (its wait is in the run's poller)
+        return
     with contextlib.suppress(OSError, ValueError):  # (closed meanwhile, some OSes)
         trio.lowlevel.notify_closing(conn.raw)  # type: ignore[arg-type]
 

@@ -58,8 +58,8 @@ class Connection:
     ``raw``: the stdlib socket of a plain TCP connection (``None`` under TLS)."""
 
     __slots__ = (
-        "forward", "hint", "idle_since", "origin", "outgoing", "raw", "reader", "reusable",
-        "stream", "unsent",
+        "fd", "forward", "hint", "idle_since", "number", "origin", "outgoing", "poller", "raw",
+        "reader", "reusable", "stream", "task", "unsent",
     )  # fmt: skip
 
     def __init__(
@@ -76,17 +76,34 @@ class Connection:
         # write did not do: the bytes left, or the write's error.
         self.outgoing: bytes | None = None
         self.unsent: memoryview | OSError | None = None
+        # A wait for the answer in the run's poller (``_poller``): the poller the socket is
+        # registered in, the task waiting (``None`` when none is), its descriptor and the
+        # number of its deadline (-1 for none).
+        self.poller: Any = None
+        self.task: trio.lowlevel.Task | None = None
+        self.fd = -1
+        self.number = -1
 
     def socket_readable(self) -> bool:
         """Whether the idle socket has something to read: for an idle connection, EOF."""
         sock = _socket_of(self.stream)
         return sock is None or bool(sock.is_readable())
 
+    def abort_wait(self, _: Any) -> trio.lowlevel.Abort:
+        """The abort function of a wait in the run's poller (``_poller``): a cancelled wait
+        takes itself off."""
+        self.poller.forget(self)
+        return trio.lowlevel.Abort.SUCCEEDED
+
     async def close(self) -> None:
+        if self.task is not None:  # another task waits for its answer: it is woken
+            self.poller.closing(self)
         await trio.aclose_forcefully(self.stream)
 
     def close_nowait(self) -> None:
         """Close the socket at once (for an idle connection: nothing to flush)."""
+        if self.task is not None:
+            self.poller.closing(self)
         sock = _socket_of(self.stream)
         if sock is not None:
             sock.close()

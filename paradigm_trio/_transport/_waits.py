@@ -37,32 +37,81 @@ import heapq
 import itertools
 import math
 import socket
+from typing import Generic, TypeVar
 
 import trio
 
-__all__ = ["end_wait", "start_wait", "wait_readable", "wait_scoped"]
+__all__ = ["Deadlines", "end_wait", "start_wait", "wait_readable", "wait_scoped"]
 
 _COMPACT_AFTER = 256
 """Ended waits tolerated in the heap before it is compacted (when they are half of it)."""
 
+T = TypeVar("T")
 
-class _Watch:
-    """The timed waits of one trio run, and their watcher.
+
+class Deadlines(Generic[T]):
+    """The deadlines of waits under way, for the one task that wakes them (this module's
+    watcher, and ``_poller``'s poller).
 
     ``heap`` holds ``(deadline, number)`` for each wait (plain tuples of numbers: the
-    garbage collector soon stops tracking them), ``waits`` the socket of each wait under
-    way by its number (``None`` once its deadline passed).  A wait that ends leaves the
-    second; its entry in the heap is dropped later.
+    garbage collector soon stops tracking them), ``items`` what each wait under way
+    stands for, by its number.  A wait that ends leaves its entry in the heap; the entries
+    of ended waits are dropped as they reach the top, or all at once when they are more
+    than half of the heap.  ``scope``: the waking task's sleep, whose deadline an earlier
+    wait brings forward.
     """
 
-    __slots__ = ("heap", "numbers", "running", "scope", "waits")
+    __slots__ = ("heap", "items", "numbers", "scope")
 
     def __init__(self) -> None:
         self.heap: list[tuple[float, int]] = []
-        self.waits: dict[int, socket.socket | None] = {}
+        self.items: dict[int, T] = {}
         self.numbers = itertools.count()
+        self.scope: trio.CancelScope | None = None
+
+    def add(self, deadline: float, item: T) -> int:
+        """The number of a new wait for ``item`` until ``deadline``."""
+        number = next(self.numbers)
+        heapq.heappush(self.heap, (deadline, number))
+        self.items[number] = item
+        scope = self.scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
+        return number
+
+    def pop(self, number: int) -> T | None:
+        """End the wait ``number``; what it stood for (``None`` if it had ended)."""
+        item = self.items.pop(number, None)
+        heap, items = self.heap, self.items
+        if len(heap) > _COMPACT_AFTER and len(heap) > 2 * len(items):
+            heap[:] = [entry for entry in heap if entry[1] in items]
+            heapq.heapify(heap)
+        return item
+
+    def due(self, now: float) -> list[T]:
+        """End the waits whose deadline is ``now`` or earlier; what they stood for."""
+        heap, items = self.heap, self.items
+        ended = []
+        while heap and (heap[0][1] not in items or heap[0][0] <= now):
+            item = items.pop(heapq.heappop(heap)[1], None)
+            if item is not None:
+                ended.append(item)
+        return ended
+
+    def earliest(self) -> float:
+        """The earliest deadline in the heap (perhaps an ended wait's)."""
+        return self.heap[0][0] if self.heap else math.inf
+
+
+class _Watch:
+    """The timed waits of one trio run, and their watcher: the socket of each wait under
+    way (``deadlines.items``)."""
+
+    __slots__ = ("deadlines", "running")
+
+    def __init__(self) -> None:
+        self.deadlines: Deadlines[socket.socket] = Deadlines()
         self.running = False
-        self.scope: trio.CancelScope | None = None  # the watcher's sleep
 
     def add(self, deadline: float, sock: socket.socket) -> int:
         """The number of a new wait until ``deadline``, or -1 if no watcher can run (the
@@ -80,55 +129,39 @@ class _Watch:
             except RuntimeError:  # the system nursery is closed: the run is ending
                 return -1
             self.running = True
-        number = next(self.numbers)
-        heapq.heappush(self.heap, (deadline, number))
-        self.waits[number] = sock
-        scope = self.scope
-        if scope is not None and deadline < scope.deadline:
-            scope.deadline = deadline
-        return number
+        return self.deadlines.add(deadline, sock)
 
     def done(self, number: int) -> bool:
         """The wait ``number`` ended (woken, cancelled or timed out); whether its deadline
         passed first."""
-        fired = self.waits.pop(number) is None
-        heap = self.heap
-        if len(heap) > _COMPACT_AFTER and len(heap) > 2 * len(self.waits):
-            waits = self.waits
-            heap[:] = [entry for entry in heap if entry[1] in waits]
-            heapq.heapify(heap)
-        return fired
+        return self.deadlines.pop(number) is None
 
     async def watch(self) -> None:
         """Wake the waits whose deadline passed; end once none is left."""
-        heap, waits = self.heap, self.waits
+        deadlines = self.deadlines
         try:
             while True:
-                now = trio.current_time()
-                while heap and (heap[0][1] not in waits or heap[0][0] <= now):
-                    self._fire(heapq.heappop(heap)[1])
-                if not heap:
+                for sock in deadlines.due(trio.current_time()):
+                    _fire(sock)
+                if not deadlines.heap:
                     break
-                with trio.CancelScope(deadline=heap[0][0]) as self.scope:
+                with trio.CancelScope(deadline=deadlines.earliest()) as deadlines.scope:
                     await trio.sleep_forever()
-                self.scope = None
+                deadlines.scope = None
         finally:
             # Cancelled as the run ends: a wait left (a shielded clean-up in the run's
             # last moments) is woken as timed out rather than left with no deadline.
-            for number in list(waits):
-                self._fire(number)
-            heap.clear()
-            self.scope = None
+            for sock in deadlines.due(math.inf):
+                _fire(sock)
+            deadlines.scope = None
             self.running = False
 
-    def _fire(self, number: int) -> None:
-        """Wake the wait ``number``, if still under way, as timed out.  Nothing may escape
-        the watcher, a system task, whose failure would end the whole run."""
-        sock = self.waits.get(number)
-        if sock is not None:
-            self.waits[number] = None
-            with contextlib.suppress(OSError, ValueError):  # (closed meanwhile, some OSes)
-                trio.lowlevel.notify_closing(sock)
+
+def _fire(sock: socket.socket) -> None:
+    """Wake the wait on ``sock`` as timed out.  Nothing may escape the watcher, a system
+    task, whose failure would end the whole run."""
+    with contextlib.suppress(OSError, ValueError):  # (closed meanwhile, some OSes)
+        trio.lowlevel.notify_closing(sock)
 
 
 _WATCH: trio.lowlevel.RunVar[_Watch] = trio.lowlevel.RunVar("paradigm_trio_waits")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ import httpx2
 import trio
 
 import paradigm_trio as pt
+from paradigm_trio._transport._pool import Connection
 
 API_KEY = "sk-unit-SECRET-7f3a9c1e5b"
 BASE_URL = "http://test/api/v2"
@@ -211,3 +213,27 @@ class Status:
 
     def failed(self, exc: BaseException) -> BaseException:
         return exc
+
+
+ORIGIN = ("http", "api.example", 80)
+"""The origin of the connections :func:`pair` makes."""
+
+
+def pair(ends: list[socket.socket]) -> tuple[Connection, socket.socket]:
+    """A plain pooled connection (``Connection.raw``) on a socket pair, and the server's end
+    of it; both are added to ``ends`` (the ``ends`` fixture closes them)."""
+    client, server = socket.socketpair()
+    client.setblocking(False)
+    server.setblocking(False)
+    conn = Connection(trio.SocketStream(trio.socket.from_stdlib_socket(client)), ORIGIN)
+    assert conn.raw is not None
+    ends += [conn.raw, server]
+    return conn, server
+
+
+def arrived(server: socket.socket) -> bytes:
+    """What the client has written to ``server``'s end so far (left in the socket)."""
+    try:
+        return server.recv(1 << 20, socket.MSG_PEEK)
+    except BlockingIOError:
+        return b""

@@ -7,7 +7,6 @@ pooled plain connection (``Connection.raw``), the other end plays the server.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import httpx2
 import pytest
@@ -18,42 +17,13 @@ from paradigm_trio._transport import _outbox
 from paradigm_trio._transport._exchange import closed_unsent, receive, write_unsent
 from paradigm_trio._transport._pool import Connection
 
-from .helpers import Status
+from .helpers import ORIGIN, Status, arrived, pair
 
 pytestmark = pytest.mark.anyio
 
-ORIGIN = ("http", "api.example", 80)
 REQUEST = b"GET /v1/models HTTP/1.1\r\nHost: api.example\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 TIMEOUTS = (10.0, 10.0, 10.0)
-
-
-@pytest.fixture
-def ends() -> Iterator[list[socket.socket]]:
-    """Every socket a test makes, closed at its end."""
-    made: list[socket.socket] = []
-    yield made
-    for sock in made:
-        sock.close()
-
-
-def pair(ends: list[socket.socket]) -> tuple[Connection, socket.socket]:
-    """A plain connection and the server's end of it."""
-    client, server = socket.socketpair()
-    client.setblocking(False)
-    server.setblocking(False)
-    conn = Connection(trio.SocketStream(trio.socket.from_stdlib_socket(client)), ORIGIN)
-    assert conn.raw is not None
-    ends += [conn.raw, server]
-    return conn, server
-
-
-def arrived(server: socket.socket) -> bytes:
-    """What the client has written so far (left in the socket)."""
-    try:
-        return server.recv(1 << 20, socket.MSG_PEEK)
-    except BlockingIOError:
-        return b""
 
 
 async def fetch(transport: pt.TrioTransport, data: bytes = REQUEST) -> int:

@@ -74,11 +74,11 @@ async def test_a_wait_woken_by_data_returns_true_and_the_watcher_ends_later(pair
     assert trio.current_time() - start == pytest.approx(1)
     assert a.recv(10) == b"x"
     state = watch()
-    assert state.waits == {}
+    assert state.deadlines.items == {}
     assert state.running  # it sleeps until the (ended) wait's deadline
     await trio.sleep(30)
     assert not state.running
-    assert state.heap == []
+    assert state.deadlines.heap == []
     # A new wait starts it again.
     b.send(b"y")
     assert await _waits.wait_readable(a, trio.current_time() + 5) is True
@@ -105,7 +105,7 @@ async def test_cancelling_a_wait_propagates_and_forgets_it(pairs: list) -> None:
     with trio.move_on_after(2) as scope:
         await _waits.wait_readable(a, trio.current_time() + 60)
     assert scope.cancelled_caught
-    assert watch().waits == {}
+    assert watch().deadlines.items == {}
 
 
 async def test_many_ended_waits_do_not_pile_up(pairs: list) -> None:
@@ -117,7 +117,7 @@ async def test_many_ended_waits_do_not_pile_up(pairs: list) -> None:
         b.send(b"x")
         assert await _waits.wait_readable(a, trio.current_time() + 3_600 + i)
         a.recv(10)
-        biggest = max(biggest, len(watch().heap))
+        biggest = max(biggest, len(watch().deadlines.heap))
     assert biggest <= 2 * _waits._COMPACT_AFTER + 2
 
 
@@ -142,7 +142,7 @@ async def test_the_fast_lane_read_times_out_and_leaves_cancellation_alone(pairs:
     conn.reader.start()
     await receive(conn, 10, math.inf)  # readable: read and parsed
     assert conn.reader.status == 200
-    assert watch().waits == {}
+    assert watch().deadlines.items == {}
 
 
 async def test_another_task_closing_the_socket_is_a_read_error_not_a_timeout(
@@ -160,7 +160,7 @@ async def test_another_task_closing_the_socket_is_a_read_error_not_a_timeout(
         nursery.start_soon(close_soon)
         with pytest.raises(httpx2.ReadError):
             await receive(conn, 60, math.inf)
-    assert watch().waits == {}
+    assert watch().deadlines.items == {}
 
 
 async def test_when_no_watcher_can_start_a_cancel_scope_keeps_the_deadline(
@@ -236,7 +236,7 @@ async def test_waits_left_when_the_watcher_is_cancelled_are_woken_as_timed_out(
         watcher.cancel()
     assert outcome == [False]
     assert trio.current_time() - start == pytest.approx(2)  # woken then, not at 3,600
-    assert own.waits == {}
+    assert own.deadlines.items == {}
     assert not own.running
 
 

@@ -1,0 +1,244 @@
+"""Answer waits in one epoll of our own per trio run (``_transport._poller``).
+
+Real socket pairs (nothing leaves the process): the client's end is a pooled plain
+connection, the other end plays the server.  Time is trio's autojumping ``MockClock``.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import socket
+
+import httpx2
+import pytest
+import trio
+import trio.testing
+
+import paradigm_trio as pt
+from paradigm_trio._transport import _outbox, _poller
+from paradigm_trio._transport._exchange import receive
+from paradigm_trio._transport._pool import Connection
+
+from .helpers import ORIGIN, Status, pair
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not hasattr(select, "epoll"), reason="the poller is Linux's (epoll)"),
+]
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+REQUEST = b"GET /v1/models HTTP/1.1\r\nHost: api.example\r\n\r\n"
+TIMEOUTS = (10.0, 10.0, 10.0)
+
+
+def waiting_read() -> int:
+    """How many tasks wait on a file descriptor through trio's own waits."""
+    return trio.lowlevel.current_statistics().io_statistics.tasks_waiting_read  # type: ignore[no-any-return]
+
+
+async def wait_answer(conn: Connection, until: float = math.inf, read_timeout: float = 10.0) -> int:
+    """Post a request on ``conn`` and read the answer's status, as ``TrioTransport.fetch``
+    does among other requests."""
+    conn.reader.start()
+    assert _outbox.post(conn, REQUEST)
+    await receive(conn, read_timeout, until, posted=True)
+    while not conn.reader.head:
+        await receive(conn, read_timeout, until)
+    return conn.reader.status
+
+
+async def answered_together(ends: list, count: int) -> tuple[int, list[Connection]]:
+    """Wait for ``count`` answers at once and send them once all wait; how many more
+    descriptors trio watched meanwhile, and the connections (each answered 200)."""
+    conns = [pair(ends) for _ in range(count)]
+    statuses: list[int] = []
+    before = waiting_read()
+
+    async def one(conn: Connection) -> None:
+        statuses.append(await wait_answer(conn))
+
+    async with trio.open_nursery() as nursery:
+        for conn, _ in conns:
+            nursery.start_soon(one, conn)
+        await trio.testing.wait_all_tasks_blocked()
+        watched = waiting_read() - before
+        for conn, server in conns:
+            assert (conn.task is not None) == (watched == 1)  # (waits in the poller)
+            server.send(OK)
+    assert statuses == [200] * count
+    return watched, [conn for conn, _ in conns]
+
+
+async def test_many_waits_are_one_wait_of_trio(ends: list) -> None:
+    # Five waits for an answer, and trio watches one descriptor: the poller's epoll.
+    watched, conns = await answered_together(ends, 5)
+    assert watched == 1
+    assert all(conn.task is None for conn in conns)
+
+
+async def test_a_wait_whose_deadline_passes_is_a_read_timeout(ends: list) -> None:
+    conn, _ = pair(ends)
+    start = trio.current_time()
+    with pytest.raises(httpx2.ReadTimeout):
+        await wait_answer(conn, read_timeout=3.0)
+    assert trio.current_time() - start == pytest.approx(3.0)
+    assert conn.task is None
+    # The attempt's deadline, when it comes first.
+    conn, _ = pair(ends)
+    start = trio.current_time()
+    with pytest.raises(httpx2.ReadTimeout):
+        await wait_answer(conn, until=start + 1.5, read_timeout=3.0)
+    assert trio.current_time() - start == pytest.approx(1.5)
+
+
+async def test_an_earlier_deadline_wakes_the_poller_sooner(ends: list) -> None:
+    # A first wait of 100 s puts the poller to sleep until then; a second of 2 s must still
+    # end at 2 s.
+    (slow, _), (fast, _) = pair(ends), pair(ends)
+    ended: dict[str, float] = {}
+    start = trio.current_time()
+
+    async def one(name: str, conn: Connection, read_timeout: float) -> None:
+        with pytest.raises(httpx2.ReadTimeout):
+            await wait_answer(conn, read_timeout=read_timeout)
+        ended[name] = trio.current_time() - start
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, "slow", slow, 100.0)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(one, "fast", fast, 2.0)
+    assert ended == {"fast": pytest.approx(2.0), "slow": pytest.approx(100.0)}
+
+
+async def test_a_cancelled_wait_takes_itself_off(ends: list) -> None:
+    conn, server = pair(ends)
+    with trio.CancelScope() as scope:
+        scope.deadline = trio.current_time() + 1.0  # (the caller's scope, not the read timeout)
+        await wait_answer(conn)
+    assert scope.cancelled_caught
+    assert conn.task is None
+    poller = conn.poller
+    assert poller is not None
+    assert not poller.ready
+    assert not poller.deadlines.items
+    # The answer comes after all: the socket is still armed, and the poller ignores it.
+    server.send(OK)
+    await trio.testing.wait_all_tasks_blocked()
+    assert not poller.ready
+    # Another wait on the same connection is armed again and woken as usual.
+    conn.reader.start()
+    assert conn.raw is not None
+    assert conn.raw.recv(100) == OK
+    server.send(OK)
+    assert await wait_answer(conn) == 200
+
+
+async def test_a_ready_socket_is_not_reported_again_while_nobody_waits(ends: list) -> None:
+    # One-shot: an idle connection that the server closes (EOF: readable for good) does not
+    # wake the poller over and over.
+    conn, server = pair(ends)
+    server.send(OK)
+    assert await wait_answer(conn) == 200
+    steps = _Steps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        server.close()
+        await trio.sleep(1.0)
+        await trio.testing.wait_all_tasks_blocked()
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert steps.poller == 0
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts the steps of the poller task."""
+
+    def __init__(self) -> None:
+        self.poller = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == "paradigm_trio answer poller":
+            self.poller += 1
+
+
+async def test_a_connection_closed_by_another_task_ends_the_wait(ends: list) -> None:
+    conn, _ = pair(ends)
+    async with trio.open_nursery() as nursery:
+
+        async def waits() -> None:
+            with pytest.raises(httpx2.ReadError, match="closed"):
+                await wait_answer(conn)
+
+        nursery.start_soon(waits)
+        await trio.testing.wait_all_tasks_blocked()
+        assert conn.task is not None
+        await conn.close()
+    assert conn.task is None
+
+
+async def test_a_descriptor_reused_by_a_new_connection_is_registered_again(ends: list) -> None:
+    conn, server = pair(ends)
+    server.send(OK)
+    assert await wait_answer(conn) == 200
+    fd = conn.fd
+    poller = conn.poller
+    await conn.close()
+    # The next socket gets the same number; the kernel took the closed one out of the
+    # epoll, so the new connection is registered anew.
+    again, server = pair(ends)
+    assert again.raw is not None
+    assert again.raw.fileno() == fd
+    server.send(OK)
+    assert await wait_answer(again) == 200
+    assert again.poller is poller
+
+
+async def test_the_writer_s_failure_wakes_the_wait(ends: list) -> None:
+    conn, server = pair(ends)
+    server.close()  # (the write fails: broken pipe or reset)
+    conn.reader.start()
+    assert _outbox.post(conn, REQUEST)
+    with trio.fail_after(5):
+        await receive(conn, 10.0, posted=True)
+    assert isinstance(conn.unsent, OSError)
+    assert conn.task is None
+
+
+async def test_where_there_is_no_epoll_trio_s_waits_are_used(
+    ends: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_poller, "_EPOLL", None)
+    watched, _ = await answered_together(ends, 3)
+    assert watched == 3
+
+
+async def test_requests_under_way_together_wait_in_the_poller(ends: list) -> None:
+    # Through the transport: two requests at once are posted, and wait in the poller.
+    async with pt.TrioTransport() as transport:
+        transport._fetching += 1  # (a batch under way: see ``test_outbox.busy``)
+        before = waiting_read()
+        conns = [pair(ends) for _ in range(2)]
+        for conn, _ in conns:
+            assert transport._pool.keep(conn)
+
+        async def serve(server: socket.socket) -> None:
+            await trio.lowlevel.wait_readable(server)
+            assert server.recv(1 << 16) == REQUEST
+            await trio.testing.wait_all_tasks_blocked()
+            server.send(OK)
+
+        seen: list[int] = []
+        async with trio.open_nursery() as nursery:
+            for _, server in conns:
+                nursery.start_soon(serve, server)
+            for _ in conns:
+                nursery.start_soon(_fetch, transport, seen)
+            await trio.testing.wait_all_tasks_blocked()
+            assert sorted(conn.task is not None for conn, _ in conns) == [True, True]
+            assert waiting_read() == before + 1  # (the poller's epoll; the servers have read)
+    assert seen == [200, 200]
+
+
+async def _fetch(transport: pt.TrioTransport, seen: list[int]) -> None:
+    seen.append(await transport.fetch(ORIGIN, REQUEST, TIMEOUTS, Status(), None))
