@@ -233,9 +233,13 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # Small requests written together by one writer task per run.
     "paradigm_trio._transport._outbox": frozenset({"post"}),
+    # Answer waits in one epoll of our own per trio run, and the task that watches it.
+    "paradigm_trio._transport._poller": frozenset(
+        {"CLOSED", "READY", "TIMED_OUT", "WOKEN", "arm", "wake"}
+    ),
     # Timed waits on a socket, kept by one watcher task instead of a cancel scope each.
     "paradigm_trio._transport._waits": frozenset(
-        {"end_wait", "start_wait", "wait_readable", "wait_scoped"}
+        {"Deadlines", "end_wait", "start_wait", "wait_readable", "wait_scoped"}
     ),
     # HTTP/1.1 messages for the transport and the proxy tunnel.
     "paradigm_trio._transport._wire": frozenset(

@@ -10,7 +10,9 @@ noticed (its socket is readable: EOF) and dropped when taken.
 from __future__ import annotations
 
 import logging
+import select
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,22 +37,37 @@ def _socket_of(stream: trio.abc.Stream) -> Any:
     return getattr(inner, "socket", None)
 
 
-def _plain(stream: trio.abc.Stream) -> tuple[trio.abc.Stream, socket.socket | None]:
-    """``stream``, and for a plain TCP connection the stdlib socket under it.
+def _plain(stream: trio.abc.Stream) -> socket.socket | None:
+    """For a plain TCP connection, the stdlib socket under ``stream``; else ``None``.
 
-    The socket is taken from trio's (``detach``) and wrapped again
-    (``trio.socket.from_stdlib_socket``), so that we hold it: with it, a request is written
-    and its answer read without trio's stream layers when the socket is ready
-    (``_transport._write``, ``_transport._receive``), which is most of the time on a busy
-    batch.
+    The socket is taken from trio's (``detach``), so that we hold it: with it, a request is
+    written and its answer read without trio's stream layers when the socket is ready
+    (``_exchange``), which is most of the time on a busy batch; trio's stream over it is
+    made again only if it is needed (:attr:`Connection.stream`: a body the socket does not
+    take at once).
     """
     if type(stream) is not trio.SocketStream:
-        return stream, None
+        return None
     inner = stream.socket
     if type(inner).__module__ != "trio._socket":  # a custom socket factory's: left as it is
-        return stream, None
-    raw = socket.socket(inner.family, inner.type, inner.proto, fileno=inner.detach())
-    return trio.SocketStream(trio.socket.from_stdlib_socket(raw)), raw
+        return None
+    return socket.socket(inner.family, inner.type, inner.proto, fileno=inner.detach())
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read (as trio's ``is_readable``)."""
+    if sys.platform == "win32":  # pragma: no cover (no select.poll)
+        return bool(select.select([sock], [], [], 0)[0])
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return bool(poll.poll(0))
+
+
+def _close(sock: socket.socket) -> None:
+    """Close ``sock``, waking any of trio's waits on it (as trio's ``close``)."""
+    if sock.fileno() != -1:
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
 
 
 class Connection:
@@ -58,14 +75,18 @@ class Connection:
     ``raw``: the stdlib socket of a plain TCP connection (``None`` under TLS)."""
 
     __slots__ = (
-        "fd", "forward", "hint", "idle_since", "number", "origin", "outgoing", "poller", "raw",
-        "reader", "reusable", "stream", "task", "unsent",
+        "_stream", "fd", "forward", "hint", "idle_since", "number", "origin", "outgoing",
+        "poller", "raw", "reader", "reusable", "task", "unsent",
     )  # fmt: skip
 
     def __init__(
         self, stream: trio.abc.Stream, origin: Origin, forward: ProxyRoute | None = None
     ) -> None:
-        self.stream, self.raw = _plain(stream)
+        self.raw = _plain(stream)
+        # The stream of a TLS connection (or a custom socket factory's); for a plain one,
+        # made only when needed (``stream``): three objects less per connection, which the
+        # garbage collector would walk for as long as it lives.
+        self._stream: trio.abc.Stream | None = None if self.raw is not None else stream
         self.origin = origin
         self.forward = forward  # the proxy that ``http`` requests are sent to, in absolute form
         self.reader = ResponseReader()
@@ -84,8 +105,19 @@ class Connection:
         self.fd = -1
         self.number = -1
 
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The connection's trio stream (for a plain one, made on first use over ``raw``)."""
+        stream = self._stream
+        if stream is None:
+            assert self.raw is not None  # (a plain connection's is made when needed)
+            stream = self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(self.raw))
+        return stream
+
     def socket_readable(self) -> bool:
         """Whether the idle socket has something to read: for an idle connection, EOF."""
+        if self.raw is not None:
+            return _readable(self.raw)
         sock = _socket_of(self.stream)
         return sock is None or bool(sock.is_readable())
 
@@ -98,12 +130,19 @@ class Connection:
     async def close(self) -> None:
         if self.task is not None:  # another task waits for its answer: it is woken
             self.poller.closing(self)
-        await trio.aclose_forcefully(self.stream)
+        if self._stream is not None or self.raw is None:
+            await trio.aclose_forcefully(self.stream)
+            return
+        _close(self.raw)  # (as trio's stream would: a checkpoint that raises nothing)
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def close_nowait(self) -> None:
         """Close the socket at once (for an idle connection: nothing to flush)."""
         if self.task is not None:
             self.poller.closing(self)
+        if self._stream is None and self.raw is not None:
+            _close(self.raw)
+            return
         sock = _socket_of(self.stream)
         if sock is not None:
             sock.close()
