@@ -7,9 +7,11 @@ pieces while a second task watches for an early answer (``_Upload``: see
 On a plain TCP connection (``Connection.raw``, see ``_pool._plain``) a request the socket
 takes at once is written with one ``send`` (on the fast lane by the run's writer,
 ``_outbox``: :func:`write_unsent` finishes what it could not do), and an answer already
-there read with one ``recv``, without trio's stream layers; only a wait goes through trio
-(``_waits.wait_readable``: the read timeout kept by one watcher, not a cancel scope per
-wait), and every read still checkpoints, as trio's own ``receive_some`` does.  TLS
+there read with one ``recv``, without trio's stream layers.  The wait for the answer to a
+posted request is made in the run's poller (``_poller``: one epoll of our own, which also
+keeps the wait's deadline); any other wait goes through trio (``_waits.wait_readable``: the
+read timeout kept by one watcher, not a cancel scope per wait).  Every read still
+checkpoints, as trio's own ``receive_some`` does.  TLS
 connections go through their :class:`trio.SSLStream`.  Failures are ``httpx2``'s exception classes.
 """
 
@@ -285,10 +287,12 @@ async def receive(
     ``sent``: the request was written just now, so its answer is not there yet: the read
     waits first instead of trying a read that would fail (a system call and an exception
     per request).  ``posted``: the same for a request posted to the run's writer
-    (``_outbox``); if the socket turns readable before the writer wrote it whole (the
-    server closed, or spoke first), nothing is read, and a write of the writer's that
-    failed is a :class:`httpx2.ReadError` with ``conn.unsent`` set: the caller then
-    finishes the request (:func:`closed_unsent`, :func:`write_unsent`)."""
+    (``_outbox``), whose wait is the run's poller's (``_poller``): if the socket turns
+    readable before the writer wrote it whole (the server closed, or spoke first), or the
+    writer's write failed or was not whole (``conn.unsent`` set), nothing is read and it
+    returns: the caller then finishes the request (:func:`closed_unsent`,
+    :func:`write_unsent`).  (Where the wait is trio's, because there is no poller, a write
+    of the writer's that failed is a :class:`httpx2.ReadError` with ``conn.unsent`` set.)"""
     raw = conn.raw
     data: bytes | bytearray = b""
     fired = False  # whether the watcher ended the wait (``_waits``): its deadline passed

@@ -38,9 +38,10 @@ The writer is a trio system task (:func:`trio.lowlevel.spawn_system_task`), star
 the first post of a run; it sleeps while nothing is posted, and ends with the run.
 Nothing escapes it (a failure of a system task would end the whole run).  What a write
 could not do is left on the connection (``Connection.unsent``: the bytes the socket did
-not take, or the ``OSError`` of the ``send``) and the task's wait is woken with
-:func:`trio.lowlevel.notify_closing`: it raises :class:`trio.ClosedResourceError` there,
-and the task writes the rest itself, or looks for an answer the server sent before it
+not take, or the ``OSError`` of the ``send``) and the task's wait is woken: by the run's
+poller (``_poller.wake``), or, where the wait is trio's, with
+:func:`trio.lowlevel.notify_closing` (it raises :class:`trio.ClosedResourceError` there);
+the task then writes the rest itself, or looks for an answer the server sent before it
 closed (see ``TrioTransport.fetch``).  A task that gives up (cancelled, timed out) sets
 ``Connection.outgoing`` to ``None`` as it does, and the writer skips it, unless the
 writer's step came first in the same turn of the scheduler: then the request was written,
@@ -157,8 +158,9 @@ def post(conn: Connection, data: bytes) -> bool:
     step.  ``False`` if no writer can run (the run is ending): write it yourself.
 
     If the write fails or is not whole, ``conn.unsent`` is set (the ``OSError``, or the
-    bytes left) and the wait raises :class:`trio.ClosedResourceError`; a task that gives
-    up the request before it is written sets ``conn.outgoing`` to ``None``."""
+    bytes left) and the wait is woken (``_poller.WOKEN``; a wait of trio's raises
+    :class:`trio.ClosedResourceError`); a task that gives up the request before it is
+    written sets ``conn.outgoing`` to ``None``."""
     try:
         outbox = _OUTBOX.get()
     except LookupError:

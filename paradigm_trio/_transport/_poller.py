@@ -8,9 +8,12 @@ concurrency 2,000 that is a quarter of what the requests in flight hold, and the
 collector walks all of it in every collection of the older generations
 (``docs/performance.md``, section 16).
 
-Here the fast lane's sockets are registered in one :class:`select.epoll` per run, which
-trio watches as one more file descriptor: a *poller* (a trio system task) waits until that
-epoll is readable, reads which sockets are ready, and reschedules the task waiting on each.
+Here the wait for the answer to a request posted to the run's writer (``_outbox``: a
+request among others on the fast lane; the long wait, for the whole of the server's time)
+is made in one :class:`select.epoll` per run instead, which trio watches as one more file
+descriptor.  (A lone request, and the rest of an answer that came in pieces, wait through
+trio as before.)  A *poller* (a trio system task) waits until that epoll is readable,
+reads which sockets are ready, and reschedules the task waiting on each.
 A request's wait is then :func:`trio.lowlevel.wait_task_rescheduled` with a bound method of
 its connection as the abort function: four objects instead of a dozen, and no coroutine of
 ours.  Each socket is registered once, level-triggered and one-shot: a wait re-arms it
@@ -32,12 +35,15 @@ closed, which takes it out of the epoll, or until it turns readable, which the p
 ignores.  The poller ends with the run: a wait left then (a shielded clean-up's, in the
 run's last moments) ends as timed out, and later waits use trio's own (:func:`arm` returns
 ``False``), as they do where there is no :class:`select.epoll`.  Nothing escapes the poller:
-a failure of a system task would end the whole run.
+a failure of a system task would end the whole run.  Should the poller fail all the same
+(a bug), it says so in the log, the waits under way end with ``READY`` (each then finds
+nothing to read and waits again, through trio), and the run's later waits are trio's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import select
 import socket
@@ -52,6 +58,8 @@ if TYPE_CHECKING:
     from ._pool import Connection
 
 __all__ = ["CLOSED", "READY", "TIMED_OUT", "WOKEN", "arm", "wake"]
+
+logger = logging.getLogger("paradigm_trio")
 
 READY = 1
 TIMED_OUT = 0
@@ -94,20 +102,26 @@ class Poller:
             try:
                 trio.lowlevel.spawn_system_task(self.watch, name="paradigm_trio answer poller")
             except RuntimeError:  # the system nursery is closed: the run is ending
+                self.end()
                 return False
             self.running = True
         fd = raw.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("the connection is closed")
         if conn.poller is self:
             try:
                 epoll.modify(fd, _ARMED)
-            except FileNotFoundError:  # (a descriptor reused since: not registered here)
+            except FileNotFoundError:  # (its descriptor was closed behind the socket's back)
                 epoll.register(fd, _ARMED)
         else:
             try:
                 epoll.register(fd, _ARMED)
-            except FileExistsError:
+            except FileExistsError:  # (a descriptor of a socket closed behind its back)
                 epoll.modify(fd, _ARMED)
             conn.poller = self
+        other = self.ready.get(fd)
+        if other is not None:  # (the same: its socket was closed behind its back)
+            self.wake(other, CLOSED)
         conn.fd = fd
         conn.task = trio.lowlevel.current_task()
         self.ready[fd] = conn
@@ -117,7 +131,8 @@ class Poller:
     def forget(self, conn: Connection) -> None:
         """``conn``'s wait ended (woken, or cancelled): take it off."""
         conn.task = None
-        self.ready.pop(conn.fd, None)
+        if self.ready.get(conn.fd) is conn:
+            del self.ready[conn.fd]
         if conn.number >= 0:
             self.deadlines.pop(conn.number)
 
@@ -137,6 +152,7 @@ class Poller:
         epoll = self.epoll
         assert epoll is not None  # (started by ``arm``, which checks)
         ready, deadlines = self.ready, self.deadlines
+        how = TIMED_OUT  # (how the waits left at the end end)
         try:
             while True:
                 with trio.CancelScope(deadline=deadlines.earliest()) as deadlines.scope:
@@ -148,14 +164,24 @@ class Poller:
                         self.wake(conn, READY)
                 for conn in deadlines.due(trio.current_time()):
                     self.wake(conn, TIMED_OUT)
+        except Exception:  # (a bug: never expected, and never to end the whole run)
+            logger.exception("the answer poller failed: this run's waits are trio's from now on")
+            how = READY  # (each finds nothing to read, and waits again through trio)
         finally:
             # Cancelled as the run ends: a wait left (a shielded clean-up's) ends as timed
             # out rather than with no deadline; the waits that start later are trio's.
-            deadlines.scope = None
-            self.running = False
-            self.epoll = None
-            for conn in list(ready.values()):
-                self.wake(conn, TIMED_OUT)
+            self.end(how)
+
+    def end(self, how: int = TIMED_OUT) -> None:
+        """No wait is made here any more: the waits under way end with ``how``."""
+        epoll, self.epoll = self.epoll, None
+        self.running = False
+        self.deadlines.scope = None
+        for conn in list(self.ready.values()):
+            self.wake(conn, how)
+        self.deadlines.heap.clear()
+        self.deadlines.items.clear()
+        if epoll is not None:
             with contextlib.suppress(OSError):
                 epoll.close()
 

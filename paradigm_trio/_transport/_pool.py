@@ -9,6 +9,7 @@ noticed (its socket is readable: EOF) and dropped when taken.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -66,7 +67,8 @@ def _readable(sock: socket.socket) -> bool:
 def _close(sock: socket.socket) -> None:
     """Close ``sock``, waking any of trio's waits on it (as trio's ``close``)."""
     if sock.fileno() != -1:
-        trio.lowlevel.notify_closing(sock)
+        with contextlib.suppress(RuntimeError):  # (outside a trio run: no wait of trio's)
+            trio.lowlevel.notify_closing(sock)
         sock.close()
 
 

@@ -7,6 +7,7 @@ other end writes, or when its deadline passes on the virtual clock.
 from __future__ import annotations
 
 import math
+import random
 import socket
 from collections.abc import Iterator
 
@@ -254,3 +255,22 @@ async def test_a_read_with_no_deadline_does_not_involve_the_watcher(pairs: list)
     assert conn.reader.status == 204
     with pytest.raises(LookupError):
         _waits._WATCH.get()  # never started in this run
+
+
+def test_deadlines_stay_in_order_when_compacted() -> None:
+    # The heap of deadlines drops the entries of ended waits all at once when they are
+    # most of it: what is left must still come out earliest first.
+    deadlines: _waits.Deadlines[int] = _waits.Deadlines()
+    rng = random.Random(30)
+    live = {deadlines.add(rng.uniform(0, 100), item): item for item in range(1_000)}
+    at = {item: entry[0] for entry in deadlines.heap for item in [live[entry[1]]]}
+    for number in rng.sample(sorted(live), 700):
+        assert deadlines.pop(number) == live.pop(number)
+    assert len(deadlines.heap) < 1_000  # (compacted)
+    left = set(live.values())
+    for now in range(0, 101, 5):
+        due = deadlines.due(now)
+        assert sorted(due) == sorted(item for item in left if at[item] <= now)
+        left -= set(due)
+    assert not left
+    assert deadlines.heap == []
