@@ -1,11 +1,11 @@
 """Waits for answers in an epoll of our own: one per trio run, on Linux.
 
 A request on the fast lane waits for its answer on a plain TCP socket.  Through trio's
-:func:`trio.lowlevel.wait_readable`, each such wait holds a dozen objects for as long as
-the answer takes: four coroutines, the generator and the record of trio's trap, an abort
-closure with its four cells and their tuple, and the fd's ``EpollWaiters``.  At
-concurrency 2,000 that is a quarter of what the requests in flight hold, and the garbage
-collector walks all of it in every collection of the older generations
+:func:`trio.lowlevel.wait_readable`, each such wait holds 14 objects for as long as the
+answer takes: four coroutines, the generator and the record (and its dict) of trio's
+trap, an abort closure with its four cells and their tuple, and the fd's
+``EpollWaiters``.  That was more than a quarter of what a request in flight held, and
+the garbage collector walks all of it in every collection of the older generations
 (``docs/performance.md``, section 16).
 
 Here the wait for the answer to a request posted to the run's writer (``_outbox``: a
@@ -13,9 +13,9 @@ request among others on the fast lane; the long wait, for the whole of the serve
 is made in one :class:`select.epoll` per run instead, which trio watches as one more file
 descriptor.  (A lone request, and the rest of an answer that came in pieces, wait through
 trio as before.)  A *poller* (a trio system task) waits until that epoll is readable,
-reads which sockets are ready, and reschedules the task waiting on each.
-A request's wait is then :func:`trio.lowlevel.wait_task_rescheduled` with a bound method of
-its connection as the abort function: four objects instead of a dozen, and no coroutine of
+reads which sockets are ready, and reschedules the task waiting on each.  A request's
+wait is then :func:`trio.lowlevel.wait_task_rescheduled` with a bound method of
+its connection as the abort function: five objects instead of 14, and no coroutine of
 ours.  Each socket is registered once, level-triggered and one-shot: a wait re-arms it
 (``epoll_ctl``, as trio's wait does), and a socket nobody waits on (an idle connection the
 server closed) is not reported again.
