@@ -308,18 +308,15 @@ async def receive(
             if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
                 while there is None:
-                    if posted and arm(conn, raw, deadline):  # (one wait among many)
+                    if posted and arm(conn, raw, deadline):  # (one wait among many: ``_poller``)
                         how = await trio.lowlevel.wait_task_rescheduled(conn.abort_wait)
                         if how == TIMED_OUT:
                             raise httpx2.ReadTimeout(_READ_TIMEOUT)
                         if how == CLOSED:
                             raise trio.ClosedResourceError("the connection was closed")
-                        if conn.outgoing is not None or conn.unsent is not None:
-                            return  # (not written, or not whole: the caller finishes it)
-                        there = _recv_nowait(raw)  # (None: woken for nothing, wait again)
-                        continue
-                    entry = start_wait(raw, deadline)  # (``_waits.wait_readable``, inline)
-                    if entry < 0:  # (no deadline, or the run is ending: no watcher)
+                    # Else trio's wait (``_waits.wait_readable``, inline); with no deadline,
+                    # or when the run is ending, no watcher: a cancel scope keeps it.
+                    elif (entry := start_wait(raw, deadline)) < 0:
                         if not await wait_scoped(raw, deadline):
                             raise httpx2.ReadTimeout(_READ_TIMEOUT)
                     else:

@@ -130,24 +130,23 @@ class Connection:
         return trio.lowlevel.Abort.SUCCEEDED
 
     async def close(self) -> None:
-        if self.task is not None:  # another task waits for its answer: it is woken
-            self.poller.closing(self)
-        if self._stream is not None or self.raw is None:
+        if self.raw is None:
             await trio.aclose_forcefully(self.stream)
             return
-        _close(self.raw)  # (as trio's stream would: a checkpoint that raises nothing)
+        self.close_nowait()  # (as trio's stream would: then a checkpoint that raises nothing)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def close_nowait(self) -> None:
         """Close the socket at once (for an idle connection: nothing to flush)."""
-        if self.task is not None:
-            self.poller.closing(self)
-        if self._stream is None and self.raw is not None:
-            _close(self.raw)
+        raw = self.raw
+        if raw is None:
+            sock = _socket_of(self.stream)
+            if sock is not None:
+                sock.close()
             return
-        sock = _socket_of(self.stream)
-        if sock is not None:
-            sock.close()
+        if self.task is not None:  # another task waits for its answer: it is woken
+            self.poller.closing(self)
+        _close(raw)  # (the socket under trio's stream too, if one was made)
 
 
 class Pool:
