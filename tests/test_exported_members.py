@@ -239,7 +239,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # Timed waits on a socket, kept by one watcher task instead of a cancel scope each.
     "paradigm_trio._transport._waits": frozenset(
-        {"Deadlines", "end_wait", "start_wait", "wait_readable", "wait_scoped"}
+        {"Deadlines", "end_wait", "start_wait", "system_task", "wait_readable", "wait_scoped"}
     ),
     # HTTP/1.1 messages for the transport and the proxy tunnel.
     "paradigm_trio._transport._wire": frozenset(

@@ -57,6 +57,7 @@ import trio
 
 from ._poller import WOKEN, wake
 from ._pool import Connection
+from ._waits import system_task
 
 __all__ = ["post"]
 
@@ -78,11 +79,8 @@ class _Outbox:
         """Have ``data`` written on ``conn`` (plain TCP) in the writer's next step;
         ``False`` if no writer can run (the run is ending): the caller writes it."""
         if self.task is None:
-            try:
-                self.task = trio.lowlevel.spawn_system_task(
-                    self.write, name="paradigm_trio request writer"
-                )
-            except RuntimeError:  # the system nursery is closed: the run is ending
+            self.task = system_task(self.write, "paradigm_trio request writer")
+            if self.task is None:
                 return False
         if len(self.conns) >= _FLUSH_AT:
             self.write_posted()

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 import outcome
 import trio
 
-from ._waits import Deadlines
+from ._waits import Deadlines, system_task
 
 if TYPE_CHECKING:
     from ._pool import Connection
@@ -99,9 +99,7 @@ class Poller:
         if math.isnan(deadline):
             raise ValueError("deadline must not be NaN")
         if not self.running:
-            try:
-                trio.lowlevel.spawn_system_task(self.watch, name="paradigm_trio answer poller")
-            except RuntimeError:  # the system nursery is closed: the run is ending
+            if system_task(self.watch, "paradigm_trio answer poller") is None:
                 self.end()
                 return False
             self.running = True

@@ -37,16 +37,27 @@ import heapq
 import itertools
 import math
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import trio
 
-__all__ = ["Deadlines", "end_wait", "start_wait", "wait_readable", "wait_scoped"]
+__all__ = ["Deadlines", "end_wait", "start_wait", "system_task", "wait_readable", "wait_scoped"]
 
 _COMPACT_AFTER = 256
 """Ended waits tolerated in the heap before it is compacted (when they are half of it)."""
 
 T = TypeVar("T")
+
+
+def system_task(async_fn: Callable[[], Awaitable[object]], name: str) -> trio.lowlevel.Task | None:
+    """Start ``async_fn`` as a trio system task (the one of a run that keeps its waits:
+    this module's watcher, ``_poller``'s poller, ``_outbox``'s writer); ``None`` if the run
+    is ending (its system nursery is closed): the caller then does without."""
+    try:
+        return trio.lowlevel.spawn_system_task(async_fn, name=name)
+    except RuntimeError:
+        return None
 
 
 class Deadlines(Generic[T]):
@@ -124,9 +135,7 @@ class _Watch:
         if math.isnan(deadline):
             raise ValueError("deadline must not be NaN")
         if not self.running:
-            try:
-                trio.lowlevel.spawn_system_task(self.watch, name="paradigm_trio wait watcher")
-            except RuntimeError:  # the system nursery is closed: the run is ending
+            if system_task(self.watch, "paradigm_trio wait watcher") is None:
                 return -1
             self.running = True
         return self.deadlines.add(deadline, sock)
