@@ -8,11 +8,12 @@ On a plain TCP connection (``Connection.raw``, see ``_pool._plain``) a request t
 takes at once is written with one ``send`` (on the fast lane by the run's writer,
 ``_outbox``: :func:`write_unsent` finishes what it could not do), and an answer already
 there read with one ``recv``, without trio's stream layers.  The wait for the answer to a
-posted request is made in the run's poller (``_poller``: one epoll of our own, which also
-keeps the wait's deadline); any other wait goes through trio (``_waits.wait_readable``: the
-read timeout kept by one watcher, not a cancel scope per wait).  Every read still
-checkpoints, as trio's own ``receive_some`` does.  TLS
-connections go through their :class:`trio.SSLStream`.  Failures are ``httpx2``'s exception classes.
+posted request, and every later wait on its connection, is made in the run's poller
+(``_poller``: one epoll of our own, which also keeps the wait's deadline); any other wait
+goes through trio (``_waits.wait_readable``: the read timeout kept by one watcher, not a
+cancel scope per wait).  Every read still checkpoints, as trio's own ``receive_some``
+does.  TLS connections go through their :class:`trio.SSLStream`.  Failures are
+``httpx2``'s exception classes.
 """
 
 from __future__ import annotations
@@ -307,8 +308,14 @@ async def receive(
             there = None if sent or posted else _recv_nowait(raw)
             if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
+                # (in the run's poller, one wait among many: a posted request's, and any
+                # on a connection registered there, which stays registered: ``_poller``)
+                polled = posted or conn.poller is not None
                 while there is None:
-                    if posted and arm(conn, raw, deadline):  # (one wait among many: ``_poller``)
+                    if polled and conn.stirred:  # (something came while nobody waited)
+                        conn.stirred = False
+                        await trio.lowlevel.checkpoint()  # (as a wait would be)
+                    elif polled and arm(conn, raw, deadline):
                         how = await trio.lowlevel.wait_task_rescheduled(conn.abort_wait)
                         if how == TIMED_OUT:
                             raise httpx2.ReadTimeout(_READ_TIMEOUT)

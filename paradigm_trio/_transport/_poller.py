@@ -11,33 +11,41 @@ the garbage collector walks all of it in every collection of the older generatio
 Here the wait for the answer to a request posted to the run's writer (``_outbox``: a
 request among others on the fast lane; the long wait, for the whole of the server's time)
 is made in one :class:`select.epoll` per run instead, which trio watches as one more file
-descriptor.  (A lone request, and the rest of an answer that came in pieces, wait through
-trio as before.)  A *poller* (a trio system task) waits until that epoll is readable,
-reads which sockets are ready, and reschedules the task waiting on each.  A request's
-wait is then :func:`trio.lowlevel.wait_task_rescheduled` with a bound method of
-its connection as the abort function: five objects instead of 14, and no coroutine of
-ours.  Each socket is registered once, level-triggered and one-shot: a wait re-arms it
-(``epoll_ctl``, as trio's wait does), and a socket nobody waits on (an idle connection the
-server closed) is not reported again.
+descriptor.  A *poller* (a trio system task) waits until that epoll is readable, reads
+which sockets received something, and reschedules the task waiting on each.  A request's
+wait is then :func:`trio.lowlevel.wait_task_rescheduled` with a bound method of its
+connection as the abort function: five objects instead of 14, and no coroutine of ours.
+
+Each socket is registered once, edge-triggered, and stays registered until it is closed
+(the kernel then takes it out): a wait makes no system call (trio's re-arms the socket
+with an ``epoll_ctl`` each time), and every later wait on that connection is made here
+too (the rest of an answer that came in pieces, the next request's).  A connection that
+never waited here (a lone request's: the poller would add a turn of the scheduler) waits
+through trio.  Something that comes while no task waits (an idle connection the server
+closed; or bytes that came after the poller's look and were read with the rest) marks the
+connection ``stirred``: the next wait looks before it waits, and the pool looks with a
+system call before it reuses the connection (``Connection.socket_readable``), which it
+otherwise does without one.
 
 The poller also keeps the waits' deadlines (the read timeout, or the attempt's, whichever
 comes first), as :mod:`._waits` does for trio's waits: a heap of ``(deadline, number)``,
 and the poller's own wait for the epoll ends at the earliest.  A wait ends with one of:
 
-* ``READY``: the socket is readable (an answer, EOF or an error: the read tells);
+* ``READY``: the socket received something (an answer, EOF or an error: the read tells;
+  or nothing left, bytes read already: the read finds none and waits again);
 * ``TIMED_OUT``: its deadline passed first (the caller closes the connection);
 * ``WOKEN``: the run's writer could not write the request whole (``_outbox``; the caller
   finishes it);
 * ``CLOSED``: the connection was closed by another task meanwhile.
 
-A cancelled wait takes itself off (its abort function); the socket stays armed until it is
-closed, which takes it out of the epoll, or until it turns readable, which the poller then
-ignores.  The poller ends with the run: a wait left then (a shielded clean-up's, in the
-run's last moments) ends as timed out, and later waits use trio's own (:func:`arm` returns
-``False``), as they do where there is no :class:`select.epoll`.  Nothing escapes the poller:
-a failure of a system task would end the whole run.  Should the poller fail all the same
-(a bug), it says so in the log, the waits under way end with ``READY`` (each then finds
-nothing to read and waits again, through trio), and the run's later waits are trio's.
+A cancelled wait takes itself off (its abort function); what comes later marks the
+connection ``stirred``.  The poller ends with the run: a wait left then (a shielded
+clean-up's, in the run's last moments) ends as timed out, and later waits use trio's own
+(:func:`arm` returns ``False``), as they do where there is no :class:`select.epoll`.
+Nothing escapes the poller: a failure of a system task would end the whole run.  Should
+the poller fail all the same (a bug), it says so in the log, the waits under way end with
+``READY`` (each then finds nothing to read and waits again, through trio), and the run's
+later waits are trio's.
 """
 
 from __future__ import annotations
@@ -67,27 +75,30 @@ WOKEN = 2
 CLOSED = 3
 
 _EPOLL = getattr(select, "epoll", None)
-_ARMED = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLONESHOT", 0)
+# Edge-triggered: a socket is reported when something arrives, not for as long as it is
+# readable, so it stays registered between waits with no ``epoll_ctl`` per wait.
+_EVENTS = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLET", 0)
 
 
 class Poller:
     """The answer waits of one trio run, in one epoll, and the task that watches it.
 
-    ``ready`` holds the connection waiting on each socket, by file descriptor;
-    ``deadlines`` the connection of each wait with a deadline, by its number.
+    ``known`` holds the connection whose socket is registered, by file descriptor (the
+    one waiting has ``task`` set); ``deadlines`` the connection of each wait with a
+    deadline, by its number.
     """
 
-    __slots__ = ("deadlines", "epoll", "ready", "running")
+    __slots__ = ("deadlines", "epoll", "known", "running")
 
     def __init__(self, epoll: select.epoll) -> None:
         self.epoll: select.epoll | None = epoll  # ``None`` once the run ends
-        self.ready: dict[int, Connection] = {}
+        self.known: dict[int, Connection] = {}
         self.deadlines: Deadlines[Connection] = Deadlines()
         self.running = False
 
     def arm(self, conn: Connection, raw: socket.socket, deadline: float) -> bool:
-        """Start a wait for ``raw`` (``conn``'s socket) to turn readable, by ``deadline``;
-        ``False`` if this poller cannot (the run is ending).
+        """Start a wait for ``raw`` (``conn``'s socket) to receive something, by
+        ``deadline``; ``False`` if this poller cannot (the run is ending).
 
         Raises:
             ValueError: ``deadline`` is NaN (never in the poller, a system task).
@@ -106,31 +117,25 @@ class Poller:
         fd = raw.fileno()
         if fd < 0:
             raise trio.ClosedResourceError("the connection is closed")
-        if conn.poller is self:
+        known = self.known
+        other = known.get(fd)
+        if other is not conn:  # (registered once: it stays until its socket is closed)
+            if other is not None:  # (a socket closed behind its connection's back)
+                self.closing(other)
             try:
-                epoll.modify(fd, _ARMED)
-            except FileNotFoundError:  # (its descriptor was closed behind the socket's back)
-                epoll.register(fd, _ARMED)
-        else:
-            try:
-                epoll.register(fd, _ARMED)
-            except FileExistsError:  # (a descriptor of a socket closed behind its back)
-                epoll.modify(fd, _ARMED)
+                epoll.register(fd, _EVENTS)
+            except FileExistsError:  # (the same: its descriptor is still registered)
+                epoll.modify(fd, _EVENTS)
+            known[fd] = conn
             conn.poller = self
-        other = self.ready.get(fd)
-        if other is not None:  # (the same: its socket was closed behind its back)
-            self.wake(other, CLOSED)
-        conn.fd = fd
+            conn.fd = fd
         conn.task = trio.lowlevel.current_task()
-        self.ready[fd] = conn
         conn.number = -1 if deadline == math.inf else self.deadlines.add(deadline, conn)
         return True
 
     def forget(self, conn: Connection) -> None:
         """``conn``'s wait ended (woken, or cancelled): take it off."""
         conn.task = None
-        if self.ready.get(conn.fd) is conn:
-            del self.ready[conn.fd]
         if conn.number >= 0:
             self.deadlines.pop(conn.number)
 
@@ -141,25 +146,34 @@ class Poller:
         trio.lowlevel.reschedule(task, outcome.Value(how))  # type: ignore[arg-type]
 
     def closing(self, conn: Connection) -> None:
-        """``conn`` is being closed by another task than the one waiting for its answer:
-        that wait ends with ``CLOSED``."""
-        self.wake(conn, CLOSED)
+        """``conn``'s socket is being closed (its wait, if any, ends with ``CLOSED``): the
+        kernel takes it out of the epoll, and it is forgotten here."""
+        if conn.task is not None:
+            self.wake(conn, CLOSED)
+        if self.known.get(conn.fd) is conn:
+            del self.known[conn.fd]
 
     async def watch(self) -> None:
-        """Wake the waits whose socket is ready or whose deadline passed."""
+        """Wake the waits whose socket received something or whose deadline passed; mark
+        the connections that received something while nobody waited (``stirred``)."""
         epoll = self.epoll
         assert epoll is not None  # (started by ``arm``, which checks)
-        ready, deadlines = self.ready, self.deadlines
+        known, deadlines = self.known, self.deadlines
         how = TIMED_OUT  # (how the waits left at the end end)
         try:
             while True:
                 with trio.CancelScope(deadline=deadlines.earliest()) as deadlines.scope:
                     await trio.lowlevel.wait_readable(epoll)
                 deadlines.scope = None
-                for fd, _ in epoll.poll(0):  # (before the deadlines: a ready socket wins)
-                    conn = ready.get(fd)
-                    if conn is not None:
+                # (all events at once, and before the deadlines: a ready socket wins)
+                for fd, _ in epoll.poll(0, max(len(known), 1)):
+                    conn = known.get(fd)
+                    if conn is None:
+                        continue
+                    if conn.task is not None:
                         self.wake(conn, READY)
+                    else:  # (an idle connection the server closed, or bytes read already)
+                        conn.stirred = True
                 for conn in deadlines.due(trio.current_time()):
                     self.wake(conn, TIMED_OUT)
         except Exception:  # (a bug: never expected, and never to end the whole run)
@@ -175,8 +189,10 @@ class Poller:
         epoll, self.epoll = self.epoll, None
         self.running = False
         self.deadlines.scope = None
-        for conn in list(self.ready.values()):
-            self.wake(conn, how)
+        for conn in list(self.known.values()):
+            if conn.task is not None:
+                self.wake(conn, how)
+        self.known.clear()
         self.deadlines.heap.clear()
         self.deadlines.items.clear()
         if epoll is not None:

@@ -78,7 +78,7 @@ class Connection:
 
     __slots__ = (
         "_stream", "fd", "forward", "hint", "idle_since", "number", "origin", "outgoing",
-        "poller", "raw", "reader", "reusable", "task", "unsent",
+        "poller", "raw", "reader", "reusable", "stirred", "task", "unsent",
     )  # fmt: skip
 
     def __init__(
@@ -99,13 +99,17 @@ class Connection:
         # write did not do: the bytes left, or the write's error.
         self.outgoing: bytes | None = None
         self.unsent: memoryview | OSError | None = None
-        # A wait for the answer in the run's poller (``_poller``): the poller the socket is
-        # registered in, the task waiting (``None`` when none is), its descriptor and the
-        # number of its deadline (-1 for none).
+        # Waits for the answer in the run's poller (``_poller``): the poller the socket is
+        # registered in (for good: edge-triggered), the task waiting (``None`` when none
+        # is), the socket's descriptor and the number of the wait's deadline (-1 for
+        # none); ``stirred``: the socket received something while no task waited (the
+        # server closed it, or bytes already read), so it is looked at before a wait or a
+        # reuse.
         self.poller: Any = None
         self.task: trio.lowlevel.Task | None = None
         self.fd = -1
         self.number = -1
+        self.stirred = False
 
     @property
     def stream(self) -> trio.abc.Stream:
@@ -117,9 +121,20 @@ class Connection:
         return stream
 
     def socket_readable(self) -> bool:
-        """Whether the idle socket has something to read: for an idle connection, EOF."""
-        if self.raw is not None:
-            return _readable(self.raw)
+        """Whether the idle socket has something to read: for an idle connection, EOF.
+
+        A socket registered in the run's poller has received nothing since it was last
+        read unless the poller saw something come (``stirred``): no system call then.
+        (What came since the poller last looked, in this step of the scheduler, is not
+        seen yet; as with a call, for what comes just after it, a request written on a
+        connection that the server has closed meanwhile fails as a connection error.)"""
+        raw = self.raw
+        if raw is not None:
+            poller = self.poller
+            if poller is None or poller.epoll is None or self.stirred:
+                self.stirred = False
+                return _readable(raw)
+            return False
         sock = _socket_of(self.stream)
         return sock is None or bool(sock.is_readable())
 
@@ -144,8 +159,9 @@ class Connection:
             if sock is not None:
                 sock.close()
             return
-        if self.task is not None:  # another task waits for its answer: it is woken
-            self.poller.closing(self)
+        poller = self.poller
+        if poller is not None:  # (a task waiting for its answer is woken, as closed)
+            poller.closing(self)
         _close(raw)  # (the socket under trio's stream too, if one was made)
 
 

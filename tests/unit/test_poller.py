@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import select
 import socket
+from functools import partial
 
 import httpx2
 import pytest
@@ -16,9 +17,9 @@ import trio
 import trio.testing
 
 import paradigm_trio as pt
-from paradigm_trio._transport import _outbox, _poller, _waits
+from paradigm_trio._transport import _outbox, _poller, _pool, _waits
 from paradigm_trio._transport._exchange import receive
-from paradigm_trio._transport._pool import Connection
+from paradigm_trio._transport._pool import Connection, Pool
 
 from .helpers import ORIGIN, Status, pair
 
@@ -46,6 +47,14 @@ async def wait_answer(conn: Connection, until: float = math.inf, read_timeout: f
     while not conn.reader.head:
         await receive(conn, read_timeout, until)
     return conn.reader.status
+
+
+async def answered_once(ends: list) -> tuple[Connection, socket.socket]:
+    """A connection that has waited in the poller once (answered), and its server's end."""
+    conn, server = pair(ends)
+    server.send(OK)
+    assert await wait_answer(conn) == 200
+    return conn, server
 
 
 async def answered_together(ends: list, count: int) -> tuple[int, list[Connection]]:
@@ -139,26 +148,76 @@ async def test_a_cancelled_wait_takes_itself_off(ends: list) -> None:
     assert conn.task is None
     poller = conn.poller
     assert poller is not None
-    assert not poller.ready
+    assert poller.known == {conn.fd: conn}  # (still registered, with no wait)
     assert not poller.deadlines.items
-    # The answer comes after all: the socket is still armed, and the poller ignores it.
+    # The answer comes after all: nobody waits, so the connection is marked.
     server.send(OK)
     await trio.testing.wait_all_tasks_blocked()
-    assert not poller.ready
-    # Another wait on the same connection is armed again and woken as usual.
-    conn.reader.start()
-    assert conn.raw is not None
-    assert conn.raw.recv(100) == OK
+    assert conn.task is None
+    assert conn.stirred
+    # Another wait on the same connection looks first, and reads what came.
+    assert await wait_answer(conn) == 200
+    assert not conn.stirred
+    # And the next waits in the poller, as usual.
     server.send(OK)
     assert await wait_answer(conn) == 200
 
 
-async def test_a_ready_socket_is_not_reported_again_while_nobody_waits(ends: list) -> None:
-    # One-shot: an idle connection that the server closes (EOF: readable for good) does not
-    # wake the poller over and over.
-    conn, server = pair(ends)
-    server.send(OK)
-    assert await wait_answer(conn) == 200
+async def test_a_socket_stays_registered_between_waits(
+    ends: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Edge-triggered and registered once: no epoll_ctl per wait (trio's wait makes one).
+    conn, server = await answered_once(ends)
+    assert server.recv(1 << 16) == REQUEST
+    poller = conn.poller
+    assert poller is not None
+    assert poller.epoll is not None
+    calls: list[str] = []
+
+    class Counted:
+        def __init__(self, epoll: select.epoll) -> None:
+            self.epoll = epoll
+
+        def __getattr__(self, name: str) -> object:
+            if name in ("register", "modify", "unregister"):
+                calls.append(name)
+            return getattr(self.epoll, name)
+
+    monkeypatch.setattr(poller, "epoll", Counted(poller.epoll))
+    looks = _count_looks(monkeypatch)
+    for _ in range(3):
+        conn.reader.start()
+        assert _outbox.post(conn, REQUEST)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(receive, conn, 10.0, posted=True))
+            await trio.testing.wait_all_tasks_blocked()
+            assert conn.task is not None  # (waiting in the poller)
+            server.send(OK)
+        assert conn.reader.status == 200
+        assert not conn.socket_readable()  # (answered, nothing more: no call either)
+        assert server.recv(1 << 16) == REQUEST
+    assert calls == []
+    assert looks == []
+
+
+def _count_looks(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The pool's looks at an idle socket (a system call each), from now on."""
+    looks: list[object] = []
+    readable = _pool._readable
+
+    def counted(sock: socket.socket) -> bool:
+        looks.append(sock)
+        return readable(sock)
+
+    monkeypatch.setattr(_pool, "_readable", counted)
+    return looks
+
+
+async def test_a_closed_idle_connection_wakes_the_poller_once(ends: list) -> None:
+    # An idle connection that the server closes (EOF: readable for good) wakes the poller
+    # once, not over and over; it is marked, and the pool then drops it.
+    conn, server = await answered_once(ends)
+    assert not conn.socket_readable()
     steps = _Steps()
     trio.lowlevel.add_instrument(steps)
     try:
@@ -167,7 +226,37 @@ async def test_a_ready_socket_is_not_reported_again_while_nobody_waits(ends: lis
             await trio.lowlevel.cancel_shielded_checkpoint()
     finally:
         trio.lowlevel.remove_instrument(steps)
-    assert steps.poller == 0
+    assert steps.poller == 1
+    assert conn.stirred
+    pool = Pool(10, 60.0)
+    assert pool.keep(conn)
+    assert pool.checkout(ORIGIN) is None  # (looked at: the end of the stream; dropped)
+    assert conn.raw is not None
+    assert conn.raw.fileno() == -1
+
+
+async def test_bytes_read_before_the_poller_looked_cost_one_look(
+    ends: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The poller saw bytes come after the task had read them (a stale report): the
+    # connection is marked, and the pool's look (a system call) finds nothing: it is kept.
+    conn, server = await answered_once(ends)
+    looks = _count_looks(monkeypatch)
+    assert not conn.socket_readable()
+    assert looks == []
+    conn.stirred = True  # (as the poller leaves it then)
+    assert not conn.socket_readable()
+    assert looks == [conn.raw]
+    assert not conn.stirred
+    # A wait that starts marked looks, finds nothing, and waits in the poller.
+    conn.stirred = True
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_answer, conn)
+        await trio.testing.wait_all_tasks_blocked()
+        assert conn.task is not None
+        assert not conn.stirred
+        server.send(OK)
+    assert conn.reader.status == 200
 
 
 class _Steps(trio.abc.Instrument):
@@ -281,9 +370,7 @@ def test_a_connection_waits_in_the_poller_of_each_run() -> None:
 
 
 async def test_a_descriptor_reused_by_a_new_connection_is_registered_again(ends: list) -> None:
-    conn, server = pair(ends)
-    server.send(OK)
-    assert await wait_answer(conn) == 200
+    conn, server = await answered_once(ends)
     fd = conn.fd
     poller = conn.poller
     await conn.close()
