@@ -309,8 +309,9 @@ async def receive(
             if there is None:  # (the wait, inline: one frame less while the answer comes)
                 deadline = min(trio.current_time() + read_timeout, until)
                 # (in the run's poller, one wait among many: a posted request's, and any
-                # on a connection registered there, which stays registered: ``_poller``)
-                polled = posted or conn.poller is not None
+                # later one on a connection registered there, which stays registered, but
+                # a lone request's first: the poller would add a turn of the scheduler)
+                polled = posted or (not sent and conn.poller is not None)
                 while there is None:
                     if polled and conn.stirred:  # (something came while nobody waited)
                         conn.stirred = False

@@ -55,6 +55,7 @@ import logging
 import math
 import select
 import socket
+import weakref
 from typing import TYPE_CHECKING
 
 import outcome
@@ -76,23 +77,30 @@ CLOSED = 3
 
 _EPOLL = getattr(select, "epoll", None)
 # Edge-triggered: a socket is reported when something arrives, not for as long as it is
-# readable, so it stays registered between waits with no ``epoll_ctl`` per wait.
-_EVENTS = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLET", 0)
+# readable, so it stays registered between waits with no ``epoll_ctl`` per wait.  The
+# server's close is reported with what came (``EPOLLRDHUP``): the edge of an answer and the
+# close right after it may be one event.
+_CLOSES = getattr(select, "EPOLLRDHUP", 0) | getattr(select, "EPOLLHUP", 0)
+_CLOSES |= getattr(select, "EPOLLERR", 0)
+_EVENTS = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLRDHUP", 0)
+_EVENTS |= getattr(select, "EPOLLET", 0)
 
 
 class Poller:
     """The answer waits of one trio run, in one epoll, and the task that watches it.
 
     ``known`` holds the connection whose socket is registered, by file descriptor (the
-    one waiting has ``task`` set); ``deadlines`` the connection of each wait with a
-    deadline, by its number.
+    one waiting has ``task`` set), by a weak reference: a connection dropped without being
+    closed (a transport never closed, say) is not kept alive here, and the collector
+    closes its socket, which takes it out of the epoll.  ``deadlines`` holds the
+    connection of each wait with a deadline, by its number.
     """
 
     __slots__ = ("deadlines", "epoll", "known", "running")
 
     def __init__(self, epoll: select.epoll) -> None:
         self.epoll: select.epoll | None = epoll  # ``None`` once the run ends
-        self.known: dict[int, Connection] = {}
+        self.known: dict[int, weakref.ref[Connection]] = {}
         self.deadlines: Deadlines[Connection] = Deadlines()
         self.running = False
 
@@ -118,7 +126,8 @@ class Poller:
         if fd < 0:
             raise trio.ClosedResourceError("the connection is closed")
         known = self.known
-        other = known.get(fd)
+        ref = known.get(fd)
+        other = None if ref is None else ref()
         if other is not conn:  # (registered once: it stays until its socket is closed)
             if other is not None:  # (a socket closed behind its connection's back)
                 self.closing(other)
@@ -126,7 +135,7 @@ class Poller:
                 epoll.register(fd, _EVENTS)
             except FileExistsError:  # (the same: its descriptor is still registered)
                 epoll.modify(fd, _EVENTS)
-            known[fd] = conn
+            known[fd] = weakref.ref(conn)
             conn.poller = self
             conn.fd = fd
         conn.task = trio.lowlevel.current_task()
@@ -150,30 +159,47 @@ class Poller:
         kernel takes it out of the epoll, and it is forgotten here."""
         if conn.task is not None:
             self.wake(conn, CLOSED)
-        if self.known.get(conn.fd) is conn:
+        ref = self.known.get(conn.fd)
+        if ref is not None and ref() is conn:
             del self.known[conn.fd]
+
+    def look(self) -> None:
+        """Take what the epoll reports now: wake the waits whose socket received
+        something, and mark the connections that received something while no task waited
+        (``stirred``); a connection the server closed (or that failed) is not reused
+        (``reusable``), even if its last answer came with the close.  The poller does it
+        each time the epoll turns readable; the pool does it before it reuses a
+        connection (``Connection.socket_readable``), so that what came since (the
+        server's close of an idle connection, say) is seen."""
+        epoll = self.epoll
+        if epoll is None:
+            return
+        known = self.known
+        for fd, events in epoll.poll(0, max(len(known), 1)):  # (all at once)
+            ref = known.get(fd)
+            conn = None if ref is None else ref()
+            if conn is None:
+                continue
+            if events & _CLOSES:  # (the server closed, or an error: the answer is its last)
+                conn.reusable = False
+            if conn.task is not None:
+                self.wake(conn, READY)
+            else:  # (an idle connection the server closed, or bytes read already)
+                conn.stirred = True
 
     async def watch(self) -> None:
         """Wake the waits whose socket received something or whose deadline passed; mark
         the connections that received something while nobody waited (``stirred``)."""
         epoll = self.epoll
         assert epoll is not None  # (started by ``arm``, which checks)
-        known, deadlines = self.known, self.deadlines
+        deadlines = self.deadlines
         how = TIMED_OUT  # (how the waits left at the end end)
         try:
             while True:
                 with trio.CancelScope(deadline=deadlines.earliest()) as deadlines.scope:
                     await trio.lowlevel.wait_readable(epoll)
                 deadlines.scope = None
-                # (all events at once, and before the deadlines: a ready socket wins)
-                for fd, _ in epoll.poll(0, max(len(known), 1)):
-                    conn = known.get(fd)
-                    if conn is None:
-                        continue
-                    if conn.task is not None:
-                        self.wake(conn, READY)
-                    else:  # (an idle connection the server closed, or bytes read already)
-                        conn.stirred = True
+                self.look()  # (before the deadlines: a ready socket wins)
                 for conn in deadlines.due(trio.current_time()):
                     self.wake(conn, TIMED_OUT)
         except Exception:  # (a bug: never expected, and never to end the whole run)
@@ -189,8 +215,9 @@ class Poller:
         epoll, self.epoll = self.epoll, None
         self.running = False
         self.deadlines.scope = None
-        for conn in list(self.known.values()):
-            if conn.task is not None:
+        for ref in list(self.known.values()):
+            conn = ref()
+            if conn is not None and conn.task is not None:
                 self.wake(conn, how)
         self.known.clear()
         self.deadlines.heap.clear()

@@ -77,8 +77,8 @@ class Connection:
     ``raw``: the stdlib socket of a plain TCP connection (``None`` under TLS)."""
 
     __slots__ = (
-        "_stream", "fd", "forward", "hint", "idle_since", "number", "origin", "outgoing",
-        "poller", "raw", "reader", "reusable", "stirred", "task", "unsent",
+        "__weakref__", "_stream", "fd", "forward", "hint", "idle_since", "number", "origin",
+        "outgoing", "poller", "raw", "reader", "reusable", "stirred", "task", "unsent",
     )  # fmt: skip
 
     def __init__(
@@ -123,18 +123,20 @@ class Connection:
     def socket_readable(self) -> bool:
         """Whether the idle socket has something to read: for an idle connection, EOF.
 
-        A socket registered in the run's poller has received nothing since it was last
-        read unless the poller saw something come (``stirred``): no system call then.
-        (What came since the poller last looked, in this step of the scheduler, is not
-        seen yet; as with a call, for what comes just after it, a request written on a
-        connection that the server has closed meanwhile fails as a connection error.)"""
+        For a socket registered in the run's poller, the poller's epoll is asked what came
+        (one ``epoll_wait`` for all its sockets, which also wakes the waits it finds
+        ready): the socket received nothing since it was last read unless that, or an
+        earlier look, saw something come (``stirred``); only then is the socket itself
+        asked (a system call).  Else the socket is asked."""
         raw = self.raw
         if raw is not None:
             poller = self.poller
-            if poller is None or poller.epoll is None or self.stirred:
-                self.stirred = False
-                return _readable(raw)
-            return False
+            if poller is not None and poller.epoll is not None:
+                poller.look()  # (what came since the poller's last look: a close, say)
+                if not self.stirred:
+                    return False
+            self.stirred = False
+            return _readable(raw)
         sock = _socket_of(self.stream)
         return sock is None or bool(sock.is_readable())
 

@@ -6,9 +6,12 @@ connection, the other end plays the server.  Time is trio's autojumping ``MockCl
 
 from __future__ import annotations
 
+import gc
 import math
 import select
 import socket
+import warnings
+import weakref
 from functools import partial
 
 import httpx2
@@ -148,7 +151,7 @@ async def test_a_cancelled_wait_takes_itself_off(ends: list) -> None:
     assert conn.task is None
     poller = conn.poller
     assert poller is not None
-    assert poller.known == {conn.fd: conn}  # (still registered, with no wait)
+    assert {fd: ref() for fd, ref in poller.known.items()} == {conn.fd: conn}  # (no wait)
     assert not poller.deadlines.items
     # The answer comes after all: nobody waits, so the connection is marked.
     server.send(OK)
@@ -255,6 +258,84 @@ async def test_bytes_read_before_the_poller_looked_cost_one_look(
         await trio.testing.wait_all_tasks_blocked()
         assert conn.task is not None
         assert not conn.stirred
+        server.send(OK)
+    assert conn.reader.status == 200
+
+
+async def test_an_answer_that_comes_with_the_close_leaves_the_connection_unused(
+    ends: list,
+) -> None:
+    # The server answers and closes at once (a keep-alive limit, say): one edge for both.
+    # The answer is read, and the connection is not given back to the pool.
+    conn, server = await answered_once(ends)
+    conn.reader.start()
+    assert _outbox.post(conn, REQUEST)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(receive, conn, 10.0, posted=True))
+        await trio.testing.wait_all_tasks_blocked()
+        server.send(OK)
+        server.shutdown(socket.SHUT_WR)
+    while not conn.reader.complete:
+        await receive(conn, 10.0)
+    assert conn.reader.status == 200
+    assert not conn.reusable
+    assert not Pool(10, 60.0).checkin(conn)
+
+
+async def test_a_close_since_the_poller_last_looked_is_seen_by_the_pool(ends: list) -> None:
+    # The server closes an idle connection in the same step as the pool takes it: the
+    # pool asks the poller's epoll first, so the close is seen without the poller's turn.
+    conn, server = await answered_once(ends)
+    pool = Pool(10, 60.0)
+    assert pool.keep(conn)
+    server.close()
+    assert pool.checkout(ORIGIN) is None  # (no checkpoint since the close)
+    assert conn.raw is not None
+    assert conn.raw.fileno() == -1
+
+
+async def test_a_connection_dropped_without_a_close_is_not_kept(ends: list) -> None:
+    # The poller holds its connections weakly: one dropped unclosed (a transport never
+    # closed) is collected, its socket closed, and its descriptor free for the next.
+    client, server = socket.socketpair()
+    client.setblocking(False)
+    server.setblocking(False)
+    ends.append(server)
+    conn = Connection(trio.SocketStream(trio.socket.from_stdlib_socket(client)), ORIGIN)
+    server.send(OK)
+    assert await wait_answer(conn) == 200
+    poller, fd, dropped = conn.poller, conn.fd, weakref.ref(conn)
+    assert poller is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # (the unclosed socket's)
+        del conn
+        gc.collect()
+    assert dropped() is None
+    assert poller.known[fd]() is None
+    again, server = pair(ends)
+    assert again.raw is not None
+    assert again.raw.fileno() == fd
+    server.send(OK)
+    assert await wait_answer(again) == 200
+    assert poller.known[fd]() is again
+
+
+async def test_a_lone_request_waits_through_trio_even_on_a_registered_connection(
+    ends: list,
+) -> None:
+    # The poller would add a turn of the scheduler: a request written by its own task (the
+    # only one under way) waits through trio, as on a connection never registered.
+    conn, server = await answered_once(ends)
+    assert conn.poller is not None
+    conn.reader.start()
+    assert conn.raw is not None
+    conn.raw.send(REQUEST)
+    before = waiting_read()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(receive, conn, 10.0, sent=True))
+        await trio.testing.wait_all_tasks_blocked()
+        assert conn.task is None
+        assert waiting_read() == before + 1
         server.send(OK)
     assert conn.reader.status == 200
 
