@@ -446,8 +446,14 @@ class TrioTransport(httpx2.AsyncBaseTransport):
                 left = max(0.0, until - trio.current_time())
                 conn = await self._connect(origin, min(connect_timeout, left))
             # After a wait, as after none: a cancellation is seen before anything is sent
-            # (``exchange``'s first write makes no check of its own).
-            await trio.lowlevel.checkpoint_if_cancelled()
+            # (``exchange``'s first write makes no check of its own).  The connection is
+            # then kept for another request (else closed), not dropped unclosed.
+            try:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            except BaseException:
+                if not self._pool.keep(conn):
+                    conn.close_nowait()
+                raise
         return conn
 
 

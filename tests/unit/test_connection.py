@@ -12,9 +12,11 @@ import pytest
 import trio
 import trio.testing
 
+import paradigm_trio as pt
 from paradigm_trio._transport._exchange import write
+from paradigm_trio._transport._pool import Connection
 
-from .helpers import pair
+from .helpers import ORIGIN, Status, pair
 
 pytestmark = pytest.mark.anyio
 
@@ -71,3 +73,36 @@ async def test_an_idle_connection_the_server_closed_is_readable(ends: list) -> N
     assert conn.raw is not None
     assert conn.raw.fileno() == -1
     assert conn._stream is None
+
+
+@pytest.mark.parametrize("pool_full", [False, True])
+async def test_a_connection_opened_for_a_request_cancelled_meanwhile_is_not_dropped(
+    ends: list, monkeypatch: pytest.MonkeyPatch, pool_full: bool
+) -> None:
+    # The request is cancelled while its connection is being opened, and the opening
+    # ends all the same: the new connection is kept for another request (or closed when
+    # the pool is full), never left for the garbage collector to close.
+    async with pt.TrioTransport(max_keepalive=0 if pool_full else 10) as transport:
+        conn, server = pair(ends)
+        scope = trio.CancelScope()
+
+        async def connect(origin: object, timeout: float) -> Connection:
+            scope.cancel()  # (no checkpoint here: the opening ends as the cancel comes)
+            return conn
+
+        monkeypatch.setattr(transport, "_connect", connect)
+        with scope:
+            await transport.fetch(ORIGIN, b"GET / HTTP/1.1\r\n\r\n", (10.0,) * 3, Status(), None)
+        assert scope.cancelled_caught
+        assert server.recv(1, socket.MSG_PEEK) == b"" if pool_full else not _sent(server)
+        assert conn.raw is not None
+        assert (conn.raw.fileno() == -1) is pool_full
+        assert transport._pool.idle_count == (0 if pool_full else 1)
+
+
+def _sent(server: socket.socket) -> bool:
+    """Whether anything was written to ``server``'s end."""
+    try:
+        return bool(server.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
