@@ -19,13 +19,19 @@ connection as the abort function: five objects instead of 14, and no coroutine o
 Each socket is registered once, edge-triggered, and stays registered until it is closed
 (the kernel then takes it out): a wait makes no system call (trio's re-arms the socket
 with an ``epoll_ctl`` each time), and every later wait on that connection is made here
-too (the rest of an answer that came in pieces, the next request's).  A connection that
-never waited here (a lone request's: the poller would add a turn of the scheduler) waits
-through trio.  Something that comes while no task waits (an idle connection the server
-closed; or bytes that came after the poller's look and were read with the rest) marks the
-connection ``stirred``: the next wait looks before it waits, and the pool looks with a
-system call before it reuses the connection (``Connection.socket_readable``), which it
-otherwise does without one.
+too (the rest of an answer that came in pieces, the next request's), but for a lone
+request's first wait (written by its own task: the poller would add a turn of the
+scheduler), which is trio's, as on a connection that never waited here.  Something that
+comes while no task waits (an idle connection the server closed; or bytes that came after
+the poller's look and were read with the rest) marks the connection ``stirred``: the next
+wait reads before it waits, and the pool asks the socket itself before it reuses the
+connection.  Before that, the pool asks this epoll what came since the poller last
+looked (``Connection.socket_readable`` calls :meth:`Poller.look`: one ``epoll_wait`` for
+all the sockets), so that a close just before a reuse is seen, as a system call on the
+socket would see it.  The server's close is reported with what came (``EPOLLRDHUP``): a connection
+whose answer came with the close is not reused.  Connections are held by weak
+references: one dropped without a close (a transport never closed) is collected, which
+closes its socket.
 
 The poller also keeps the waits' deadlines (the read timeout, or the attempt's, whichever
 comes first), as :mod:`._waits` does for trio's waits: a heap of ``(deadline, number)``,

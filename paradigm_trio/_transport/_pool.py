@@ -4,7 +4,9 @@ Taking one, checking it and putting it back cost the same at 10 or 10,000 connec
 (httpcore2's pool walks every connection instead: see ``_transport``).  At most
 ``max_keepalive`` idle connections are kept, over all origins, each for
 ``keepalive_expiry`` seconds of trio's clock; an idle connection the server closed is
-noticed (its socket is readable: EOF) and dropped when taken.
+noticed (its socket is readable: EOF; for a socket registered in the run's poller, the
+poller's epoll is asked first, and the socket only if something came) and dropped when
+taken.
 """
 
 from __future__ import annotations
