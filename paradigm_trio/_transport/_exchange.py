@@ -313,9 +313,8 @@ async def receive(
                 # a lone request's first: the poller would add a turn of the scheduler)
                 polled = posted or (not sent and conn.poller is not None)
                 while there is None:
-                    if polled and conn.stirred:  # (something came while nobody waited)
-                        conn.stirred = False
-                        await trio.lowlevel.checkpoint()  # (as a wait would be)
+                    if polled and conn.poller is not None and conn.poller.stirred_since(conn):
+                        await trio.lowlevel.checkpoint()  # (came while nobody waited: look)
                     elif polled and arm(conn, raw, deadline):
                         how = await trio.lowlevel.wait_task_rescheduled(conn.abort_wait)
                         if how == TIMED_OUT:

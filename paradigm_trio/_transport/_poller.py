@@ -23,15 +23,15 @@ too (the rest of an answer that came in pieces, the next request's), but for a l
 request's first wait (written by its own task: the poller would add a turn of the
 scheduler), which is trio's, as on a connection that never waited here.  Something that
 comes while no task waits (an idle connection the server closed; or bytes that came after
-the poller's look and were read with the rest) marks the connection ``stirred``: the next
-wait reads before it waits, and the pool asks the socket itself before it reuses the
-connection.  Before that, the pool asks this epoll what came since the poller last
-looked (``Connection.socket_readable`` calls :meth:`Poller.look`: one ``epoll_wait`` for
-all the sockets), so that a close just before a reuse is seen, as a system call on the
-socket would see it.  The server's close is reported with what came (``EPOLLRDHUP``): a connection
-whose answer came with the close is not reused.  Connections are held by weak
-references: one dropped without a close (a transport never closed) is collected, which
-closes its socket.
+the poller's look and were read with the rest) is noted (``stirred``, by descriptor): the
+next wait reads before it waits, and the pool asks the socket itself before it reuses the
+connection.  Before that, the pool asks this epoll what came since the poller last looked
+(``Connection.socket_readable`` calls :meth:`Poller.look`: one ``epoll_wait`` for all the
+sockets), so that a close just before a reuse is seen, as a system call on the socket
+would see it.  The server's close is reported with what came (``EPOLLRDHUP``): a
+connection whose answer came with the close is not reused.  The poller holds a connection
+only while a task waits on it: one dropped without a close (a transport never closed) is
+collected, which closes its socket.
 
 The poller also keeps the waits' deadlines (the read timeout, or the attempt's, whichever
 comes first), as :mod:`._waits` does for trio's waits: a heap of ``(deadline, number)``,
@@ -61,7 +61,6 @@ import logging
 import math
 import select
 import socket
-import weakref
 from typing import TYPE_CHECKING
 
 import outcome
@@ -95,18 +94,22 @@ _EVENTS |= getattr(select, "EPOLLET", 0)
 class Poller:
     """The answer waits of one trio run, in one epoll, and the task that watches it.
 
-    ``known`` holds the connection whose socket is registered, by file descriptor (the
-    one waiting has ``task`` set), by a weak reference: a connection dropped without being
-    closed (a transport never closed, say) is not kept alive here, and the collector
-    closes its socket, which takes it out of the epoll.  ``deadlines`` holds the
-    connection of each wait with a deadline, by its number.
+    ``ready`` holds the connection waiting on each socket, by file descriptor;
+    ``stirred`` the descriptors of the registered sockets that received something while no
+    task waited; ``registered`` counts the sockets registered (at most: one closed without
+    its connection's ``close`` is still counted); ``deadlines`` holds the connection of
+    each wait with a deadline, by its number.  No connection is held but while a task
+    waits on it: one dropped without a close (a transport never closed, say) is collected,
+    which closes its socket and takes it out of the epoll.
     """
 
-    __slots__ = ("deadlines", "epoll", "known", "running")
+    __slots__ = ("deadlines", "epoll", "ready", "registered", "running", "stirred")
 
     def __init__(self, epoll: select.epoll) -> None:
         self.epoll: select.epoll | None = epoll  # ``None`` once the run ends
-        self.known: dict[int, weakref.ref[Connection]] = {}
+        self.ready: dict[int, Connection] = {}
+        self.stirred: set[int] = set()
+        self.registered = 0
         self.deadlines: Deadlines[Connection] = Deadlines()
         self.running = False
 
@@ -131,26 +134,28 @@ class Poller:
         fd = raw.fileno()
         if fd < 0:
             raise trio.ClosedResourceError("the connection is closed")
-        known = self.known
-        ref = known.get(fd)
-        other = None if ref is None else ref()
-        if other is not conn:  # (registered once: it stays until its socket is closed)
-            if other is not None:  # (a socket closed behind its connection's back)
+        if conn.poller is not self or conn.fd != fd:  # (once: it stays until it is closed)
+            other = self.ready.get(fd)
+            if other is not None:  # (the same: its socket was closed behind its back)
                 self.closing(other)
             try:
                 epoll.register(fd, _EVENTS)
             except FileExistsError:  # (the same: its descriptor is still registered)
                 epoll.modify(fd, _EVENTS)
-            known[fd] = weakref.ref(conn)
+            self.stirred.discard(fd)  # (a socket's before, closed without a word)
+            self.registered += 1
             conn.poller = self
             conn.fd = fd
         conn.task = trio.lowlevel.current_task()
+        self.ready[fd] = conn
         conn.number = -1 if deadline == math.inf else self.deadlines.add(deadline, conn)
         return True
 
     def forget(self, conn: Connection) -> None:
         """``conn``'s wait ended (woken, or cancelled): take it off."""
         conn.task = None
+        if self.ready.get(conn.fd) is conn:
+            del self.ready[conn.fd]
         if conn.number >= 0:
             self.deadlines.pop(conn.number)
 
@@ -161,41 +166,46 @@ class Poller:
         trio.lowlevel.reschedule(task, outcome.Value(how))  # type: ignore[arg-type]
 
     def closing(self, conn: Connection) -> None:
-        """``conn``'s socket is being closed (its wait, if any, ends with ``CLOSED``): the
-        kernel takes it out of the epoll, and it is forgotten here."""
+        """``conn``'s socket (registered here) is being closed, which takes it out of the
+        epoll: its wait, if any, ends with ``CLOSED``."""
         if conn.task is not None:
             self.wake(conn, CLOSED)
-        ref = self.known.get(conn.fd)
-        if ref is not None and ref() is conn:
-            del self.known[conn.fd]
+        self.stirred.discard(conn.fd)
+        self.registered -= 1
+
+    def stirred_since(self, conn: Connection) -> bool:
+        """Whether ``conn``'s socket received something while no task waited since this
+        was last asked (an idle connection the server closed, or bytes read already)."""
+        stirred = self.stirred
+        if conn.fd in stirred:
+            stirred.discard(conn.fd)
+            return True
+        return False
 
     def look(self) -> None:
         """Take what the epoll reports now: wake the waits whose socket received
-        something, and mark the connections that received something while no task waited
-        (``stirred``); a connection the server closed (or that failed) is not reused
-        (``reusable``), even if its last answer came with the close.  The poller does it
-        each time the epoll turns readable; the pool does it before it reuses a
-        connection (``Connection.socket_readable``), so that what came since (the
-        server's close of an idle connection, say) is seen."""
+        something (a connection the server closed or that failed, even if its answer came
+        with the close, is not reused: ``reusable``), and note the sockets that received
+        something while no task waited (``stirred``).  The poller does it each time the
+        epoll turns readable; the pool does it before it reuses a connection
+        (``Connection.socket_readable``), so that what came since (the server's close of
+        an idle connection, say) is seen."""
         epoll = self.epoll
         if epoll is None:
             return
-        known = self.known
-        for fd, events in epoll.poll(0, max(len(known), 1)):  # (all at once)
-            ref = known.get(fd)
-            conn = None if ref is None else ref()
+        ready = self.ready
+        for fd, events in epoll.poll(0, max(self.registered, 1)):  # (all at once)
+            conn = ready.get(fd)
             if conn is None:
+                self.stirred.add(fd)
                 continue
             if events & _CLOSES:  # (the server closed, or an error: the answer is its last)
                 conn.reusable = False
-            if conn.task is not None:
-                self.wake(conn, READY)
-            else:  # (an idle connection the server closed, or bytes read already)
-                conn.stirred = True
+            self.wake(conn, READY)
 
     async def watch(self) -> None:
-        """Wake the waits whose socket received something or whose deadline passed; mark
-        the connections that received something while nobody waited (``stirred``)."""
+        """Wake the waits whose socket received something or whose deadline passed; note
+        the sockets that received something while nobody waited (``stirred``)."""
         epoll = self.epoll
         assert epoll is not None  # (started by ``arm``, which checks)
         deadlines = self.deadlines
@@ -221,11 +231,9 @@ class Poller:
         epoll, self.epoll = self.epoll, None
         self.running = False
         self.deadlines.scope = None
-        for ref in list(self.known.values()):
-            conn = ref()
-            if conn is not None and conn.task is not None:
-                self.wake(conn, how)
-        self.known.clear()
+        for conn in list(self.ready.values()):
+            self.wake(conn, how)
+        self.stirred.clear()
         self.deadlines.heap.clear()
         self.deadlines.items.clear()
         if epoll is not None:

@@ -79,8 +79,8 @@ class Connection:
     ``raw``: the stdlib socket of a plain TCP connection (``None`` under TLS)."""
 
     __slots__ = (
-        "__weakref__", "_stream", "fd", "forward", "hint", "idle_since", "number", "origin",
-        "outgoing", "poller", "raw", "reader", "reusable", "stirred", "task", "unsent",
+        "_stream", "fd", "forward", "hint", "idle_since", "number", "origin", "outgoing",
+        "poller", "raw", "reader", "reusable", "task", "unsent",
     )  # fmt: skip
 
     def __init__(
@@ -103,15 +103,12 @@ class Connection:
         self.unsent: memoryview | OSError | None = None
         # Waits for the answer in the run's poller (``_poller``): the poller the socket is
         # registered in (for good: edge-triggered), the task waiting (``None`` when none
-        # is), the socket's descriptor and the number of the wait's deadline (-1 for
-        # none); ``stirred``: the socket received something while no task waited (the
-        # server closed it, or bytes already read), so it is looked at before a wait or a
-        # reuse.
+        # is), the socket's descriptor there and the number of the wait's deadline (-1
+        # for none).
         self.poller: Any = None
         self.task: trio.lowlevel.Task | None = None
         self.fd = -1
         self.number = -1
-        self.stirred = False
 
     @property
     def stream(self) -> trio.abc.Stream:
@@ -128,16 +125,15 @@ class Connection:
         For a socket registered in the run's poller, the poller's epoll is asked what came
         (one ``epoll_wait`` for all its sockets, which also wakes the waits it finds
         ready): the socket received nothing since it was last read unless that, or an
-        earlier look, saw something come (``stirred``); only then is the socket itself
-        asked (a system call).  Else the socket is asked."""
+        earlier look, saw something come while no task waited (``Poller.stirred_since``);
+        only then is the socket itself asked (a system call).  Else the socket is asked."""
         raw = self.raw
         if raw is not None:
             poller = self.poller
             if poller is not None and poller.epoll is not None:
                 poller.look()  # (what came since the poller's last look: a close, say)
-                if not self.stirred:
+                if not poller.stirred_since(self):
                     return False
-            self.stirred = False
             return _readable(raw)
         sock = _socket_of(self.stream)
         return sock is None or bool(sock.is_readable())
@@ -165,6 +161,7 @@ class Connection:
             return
         poller = self.poller
         if poller is not None:  # (a task waiting for its answer is woken, as closed)
+            self.poller = None
             poller.closing(self)
         _close(raw)  # (the socket under trio's stream too, if one was made)
 

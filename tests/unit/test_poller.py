@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import select
 import socket
 import warnings
-import weakref
 from functools import partial
 
 import httpx2
@@ -151,16 +151,16 @@ async def test_a_cancelled_wait_takes_itself_off(ends: list) -> None:
     assert conn.task is None
     poller = conn.poller
     assert poller is not None
-    assert {fd: ref() for fd, ref in poller.known.items()} == {conn.fd: conn}  # (no wait)
+    assert not poller.ready
     assert not poller.deadlines.items
     # The answer comes after all: nobody waits, so the connection is marked.
     server.send(OK)
     await trio.testing.wait_all_tasks_blocked()
     assert conn.task is None
-    assert conn.stirred
+    assert _stirred(conn)
     # Another wait on the same connection looks first, and reads what came.
     assert await wait_answer(conn) == 200
-    assert not conn.stirred
+    assert not _stirred(conn)
     # And the next waits in the poller, as usual.
     server.send(OK)
     assert await wait_answer(conn) == 200
@@ -230,7 +230,7 @@ async def test_a_closed_idle_connection_wakes_the_poller_once(ends: list) -> Non
     finally:
         trio.lowlevel.remove_instrument(steps)
     assert steps.poller == 1
-    assert conn.stirred
+    assert _stirred(conn)
     pool = Pool(10, 60.0)
     assert pool.keep(conn)
     assert pool.checkout(ORIGIN) is None  # (looked at: the end of the stream; dropped)
@@ -247,17 +247,17 @@ async def test_bytes_read_before_the_poller_looked_cost_one_look(
     looks = _count_looks(monkeypatch)
     assert not conn.socket_readable()
     assert looks == []
-    conn.stirred = True  # (as the poller leaves it then)
+    _stir(conn)  # (as the poller leaves it then)
     assert not conn.socket_readable()
     assert looks == [conn.raw]
-    assert not conn.stirred
+    assert not _stirred(conn)
     # A wait that starts marked looks, finds nothing, and waits in the poller.
-    conn.stirred = True
+    _stir(conn)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(wait_answer, conn)
         await trio.testing.wait_all_tasks_blocked()
         assert conn.task is not None
-        assert not conn.stirred
+        assert not _stirred(conn)
         server.send(OK)
     assert conn.reader.status == 200
 
@@ -295,8 +295,8 @@ async def test_a_close_since_the_poller_last_looked_is_seen_by_the_pool(ends: li
 
 
 async def test_a_connection_dropped_without_a_close_is_not_kept(ends: list) -> None:
-    # The poller holds its connections weakly: one dropped unclosed (a transport never
-    # closed) is collected, its socket closed, and its descriptor free for the next.
+    # The poller holds a connection only while a task waits on it: one dropped unclosed (a
+    # transport never closed) is collected, its socket closed, and its descriptor free.
     client, server = socket.socketpair()
     client.setblocking(False)
     server.setblocking(False)
@@ -304,20 +304,20 @@ async def test_a_connection_dropped_without_a_close_is_not_kept(ends: list) -> N
     conn = Connection(trio.SocketStream(trio.socket.from_stdlib_socket(client)), ORIGIN)
     server.send(OK)
     assert await wait_answer(conn) == 200
-    poller, fd, dropped = conn.poller, conn.fd, weakref.ref(conn)
+    poller, fd = conn.poller, conn.fd
     assert poller is not None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # (the unclosed socket's)
         del conn
         gc.collect()
-    assert dropped() is None
-    assert poller.known[fd]() is None
+    with pytest.raises(OSError, match="Bad file descriptor"):  # (closed by the collector)
+        os.fstat(fd)
     again, server = pair(ends)
     assert again.raw is not None
     assert again.raw.fileno() == fd
     server.send(OK)
     assert await wait_answer(again) == 200
-    assert poller.known[fd]() is again
+    assert again.poller is poller
 
 
 async def test_a_lone_request_waits_through_trio_even_on_a_registered_connection(
@@ -338,6 +338,17 @@ async def test_a_lone_request_waits_through_trio_even_on_a_registered_connection
         assert waiting_read() == before + 1
         server.send(OK)
     assert conn.reader.status == 200
+
+
+def _stirred(conn: Connection) -> bool:
+    """Whether the poller noted that ``conn``'s socket received something unawaited."""
+    return conn.poller is not None and conn.fd in conn.poller.stirred
+
+
+def _stir(conn: Connection) -> None:
+    """Note it, as the poller does for bytes that came after its look and were read."""
+    assert conn.poller is not None
+    conn.poller.stirred.add(conn.fd)
 
 
 class _Steps(trio.abc.Instrument):
