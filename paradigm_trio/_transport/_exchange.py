@@ -312,6 +312,8 @@ async def receive(
                 # later one on a connection registered there, which stays registered, but
                 # a lone request's first: the poller would add a turn of the scheduler)
                 polled = posted or (not sent and conn.poller is not None)
+                if sent and conn.poller is not None:  # (its answer would be reported twice)
+                    conn.poller.drop(conn)
                 while there is None:
                     if polled and conn.poller is not None and conn.poller.stirred_since(conn):
                         await trio.lowlevel.checkpoint()  # (came while nobody waited: look)

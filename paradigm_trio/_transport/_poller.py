@@ -21,7 +21,9 @@ Each socket is registered once, edge-triggered, and stays registered until it is
 with an ``epoll_ctl`` each time), and every later wait on that connection is made here
 too (the rest of an answer that came in pieces, the next request's), but for a lone
 request's first wait (written by its own task: the poller would add a turn of the
-scheduler), which is trio's, as on a connection that never waited here.  Something that
+scheduler), which is trio's, as on a connection that never waited here: its socket is
+then taken out of the epoll (:meth:`Poller.drop`), which would only report the answer a
+second time, until it next waits here.  Something that
 comes while no task waits (an idle connection the server closed; or bytes that came after
 the poller's look and were read with the rest) is noted (``stirred``, by descriptor): the
 next wait reads before it waits, and the pool asks the socket itself before it reuses the
@@ -44,8 +46,8 @@ and the poller's own wait for the epoll ends at the earliest.  A wait ends with 
   finishes it);
 * ``CLOSED``: the connection was closed by another task meanwhile.
 
-A cancelled wait takes itself off (its abort function); what comes later marks the
-connection ``stirred``.  The poller ends with the run: a wait left then (a shielded
+A cancelled wait takes itself off (its abort function); what comes later is noted
+(``stirred``).  The poller ends with the run: a wait left then (a shielded
 clean-up's, in the run's last moments) ends as timed out, and later waits use trio's own
 (:func:`arm` returns ``False``), as they do where there is no :class:`select.epoll`.
 Nothing escapes the poller: a failure of a system task would end the whole run.  Should
@@ -89,6 +91,7 @@ _CLOSES = getattr(select, "EPOLLRDHUP", 0) | getattr(select, "EPOLLHUP", 0)
 _CLOSES |= getattr(select, "EPOLLERR", 0)
 _EVENTS = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLRDHUP", 0)
 _EVENTS |= getattr(select, "EPOLLET", 0)
+_MOST = 4096  # events read by one ``epoll_wait`` at most (its buffer: 12 bytes each)
 
 
 class Poller:
@@ -96,8 +99,9 @@ class Poller:
 
     ``ready`` holds the connection waiting on each socket, by file descriptor;
     ``stirred`` the descriptors of the registered sockets that received something while no
-    task waited; ``registered`` counts the sockets registered (at most: one closed without
-    its connection's ``close`` is still counted); ``deadlines`` holds the connection of
+    task waited; ``registered`` counts the sockets registered (a socket closed without its
+    connection's ``close`` is still counted: a larger buffer for ``epoll_wait``, no more);
+    ``deadlines`` holds the connection of
     each wait with a deadline, by its number.  No connection is held but while a task
     waits on it: one dropped without a close (a transport never closed, say) is collected,
     which closes its socket and takes it out of the epoll.
@@ -137,6 +141,7 @@ class Poller:
         if conn.poller is not self or conn.fd != fd:  # (once: it stays until it is closed)
             other = self.ready.get(fd)
             if other is not None:  # (the same: its socket was closed behind its back)
+                other.poller = None  # (its close, later, is not counted twice)
                 self.closing(other)
             try:
                 epoll.register(fd, _EVENTS)
@@ -173,6 +178,18 @@ class Poller:
         self.stirred.discard(conn.fd)
         self.registered -= 1
 
+    def drop(self, conn: Connection) -> None:
+        """Take ``conn``'s socket out of the epoll: a lone request's wait is trio's (the
+        poller would add a turn of the scheduler), and a registration would only report
+        its answer a second time.  It is registered again when it next waits here."""
+        conn.poller = None
+        self.stirred.discard(conn.fd)
+        epoll = self.epoll
+        if epoll is not None:
+            self.registered -= 1
+            with contextlib.suppress(OSError):  # (closed meanwhile: out already)
+                epoll.unregister(conn.fd)
+
     def stirred_since(self, conn: Connection) -> bool:
         """Whether ``conn``'s socket received something while no task waited since this
         was last asked (an idle connection the server closed, or bytes read already)."""
@@ -194,14 +211,19 @@ class Poller:
         if epoll is None:
             return
         ready = self.ready
-        for fd, events in epoll.poll(0, max(self.registered, 1)):  # (all at once)
-            conn = ready.get(fd)
-            if conn is None:
-                self.stirred.add(fd)
-                continue
-            if events & _CLOSES:  # (the server closed, or an error: the answer is its last)
-                conn.reusable = False
-            self.wake(conn, READY)
+        size = min(max(self.registered, 1), _MOST)  # (all at once, as a rule)
+        while True:
+            events = epoll.poll(0, size)
+            for fd, got in events:
+                conn = ready.get(fd)
+                if conn is None:
+                    self.stirred.add(fd)
+                    continue
+                if got & _CLOSES:  # (the server closed, or an error: the answer is its last)
+                    conn.reusable = False
+                self.wake(conn, READY)
+            if len(events) < size:
+                return
 
     async def watch(self) -> None:
         """Wake the waits whose socket received something or whose deadline passed; note

@@ -326,7 +326,9 @@ async def test_a_lone_request_waits_through_trio_even_on_a_registered_connection
     # The poller would add a turn of the scheduler: a request written by its own task (the
     # only one under way) waits through trio, as on a connection never registered.
     conn, server = await answered_once(ends)
-    assert conn.poller is not None
+    poller = conn.poller
+    assert poller is not None
+    assert poller.registered == 1
     conn.reader.start()
     assert conn.raw is not None
     conn.raw.send(REQUEST)
@@ -338,6 +340,16 @@ async def test_a_lone_request_waits_through_trio_even_on_a_registered_connection
         assert waiting_read() == before + 1
         server.send(OK)
     assert conn.reader.status == 200
+    # And its socket was taken out of the epoll (its answer is not reported twice), until
+    # it next waits there.
+    assert conn.poller is None
+    assert not poller.registered
+    poller.look()  # (the answer not reported again)
+    assert not poller.stirred
+    server.send(OK)
+    assert await wait_answer(conn) == 200
+    assert conn.poller is poller
+    assert poller.registered == 1
 
 
 def _stirred(conn: Connection) -> bool:
@@ -409,6 +421,24 @@ async def test_a_socket_closed_behind_the_connection_s_back(ends: list) -> None:
         await trio.testing.wait_all_tasks_blocked()
         server.send(OK)
     assert results == ["reading the response failed: the connection was closed", 200]
+    # One socket registered, however often the first connection's close comes.
+    conn.close_nowait()
+    assert again.poller is not None
+    assert again.poller.registered == 1
+
+
+async def test_more_events_than_one_read_takes_are_all_handled_at_once(
+    ends: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_poller, "_MOST", 2)
+    steps = _Steps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        watched, _ = await answered_together(ends, 5)
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert watched == 1
+    assert steps.poller == 2  # (its first, to wait; then one that woke all five)
 
 
 def test_a_wait_left_as_the_run_ends_ends_as_timed_out() -> None:
