@@ -141,7 +141,6 @@ class Poller:
         if conn.poller is not self or conn.fd != fd:  # (once: it stays until it is closed)
             other = self.ready.get(fd)
             if other is not None:  # (the same: its socket was closed behind its back)
-                other.poller = None  # (its close, later, is not counted twice)
                 self.closing(other)
             try:
                 epoll.register(fd, _EVENTS)
@@ -172,23 +171,26 @@ class Poller:
 
     def closing(self, conn: Connection) -> None:
         """``conn``'s socket (registered here) is being closed, which takes it out of the
-        epoll: its wait, if any, ends with ``CLOSED``."""
+        epoll: its wait, if any, ends with ``CLOSED``, and it is forgotten here (its
+        close, if it comes again, is not counted twice)."""
         if conn.task is not None:
             self.wake(conn, CLOSED)
-        self.stirred.discard(conn.fd)
-        self.registered -= 1
+        self._unregistered(conn)
 
     def drop(self, conn: Connection) -> None:
         """Take ``conn``'s socket out of the epoll: a lone request's wait is trio's (the
         poller would add a turn of the scheduler), and a registration would only report
         its answer a second time.  It is registered again when it next waits here."""
+        self._unregistered(conn)
+        if self.epoll is not None:
+            with contextlib.suppress(OSError):  # (closed meanwhile: out already)
+                self.epoll.unregister(conn.fd)
+
+    def _unregistered(self, conn: Connection) -> None:
+        """``conn``'s socket is no longer registered here."""
         conn.poller = None
         self.stirred.discard(conn.fd)
-        epoll = self.epoll
-        if epoll is not None:
-            self.registered -= 1
-            with contextlib.suppress(OSError):  # (closed meanwhile: out already)
-                epoll.unregister(conn.fd)
+        self.registered -= 1
 
     def stirred_since(self, conn: Connection) -> bool:
         """Whether ``conn``'s socket received something while no task waited since this

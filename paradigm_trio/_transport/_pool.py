@@ -159,10 +159,8 @@ class Connection:
             if sock is not None:
                 sock.close()
             return
-        poller = self.poller
-        if poller is not None:  # (a task waiting for its answer is woken, as closed)
-            self.poller = None
-            poller.closing(self)
+        if self.poller is not None:  # (a task waiting for its answer is woken, as closed)
+            self.poller.closing(self)
         _close(raw)  # (the socket under trio's stream too, if one was made)
 
 

@@ -60,6 +60,17 @@ async def answered_once(ends: list) -> tuple[Connection, socket.socket]:
     return conn, server
 
 
+async def answered_anew(ends: list, fd: int, poller: object) -> None:
+    """A new connection gets descriptor ``fd`` (a closed socket's), and waits in ``poller``
+    (registered anew) for its answer."""
+    again, server = pair(ends)
+    assert again.raw is not None
+    assert again.raw.fileno() == fd
+    server.send(OK)
+    assert await wait_answer(again) == 200
+    assert again.poller is poller
+
+
 async def answered_together(ends: list, count: int) -> tuple[int, list[Connection]]:
     """Wait for ``count`` answers at once and send them once all wait; how many more
     descriptors trio watched meanwhile, and the connections (each answered 200)."""
@@ -312,12 +323,7 @@ async def test_a_connection_dropped_without_a_close_is_not_kept(ends: list) -> N
         gc.collect()
     with pytest.raises(OSError, match="Bad file descriptor"):  # (closed by the collector)
         os.fstat(fd)
-    again, server = pair(ends)
-    assert again.raw is not None
-    assert again.raw.fileno() == fd
-    server.send(OK)
-    assert await wait_answer(again) == 200
-    assert again.poller is poller
+    await answered_anew(ends, fd, poller)
 
 
 async def test_a_lone_request_waits_through_trio_even_on_a_registered_connection(
@@ -492,18 +498,13 @@ def test_a_connection_waits_in_the_poller_of_each_run() -> None:
 
 
 async def test_a_descriptor_reused_by_a_new_connection_is_registered_again(ends: list) -> None:
-    conn, server = await answered_once(ends)
+    conn, _ = await answered_once(ends)
     fd = conn.fd
     poller = conn.poller
     await conn.close()
     # The next socket gets the same number; the kernel took the closed one out of the
     # epoll, so the new connection is registered anew.
-    again, server = pair(ends)
-    assert again.raw is not None
-    assert again.raw.fileno() == fd
-    server.send(OK)
-    assert await wait_answer(again) == 200
-    assert again.poller is poller
+    await answered_anew(ends, fd, poller)
 
 
 async def test_the_writer_s_failure_wakes_the_wait(ends: list) -> None:
